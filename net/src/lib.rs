@@ -1,0 +1,23 @@
+//! Sluice's Kafka wire codec, sans-IO.
+//!
+//! Owns: frame boundaries (4-byte big-endian length, checked before anything is allocated),
+//! request and response headers (flexible versions included), the one table of supported
+//! `(api_key, min, max)` versions that both answers ApiVersions and gates dispatch, and a facade
+//! over the `kafka-protocol` crate for message bodies.
+//!
+//! Must not touch: sockets, files, runtimes, storage. It turns bytes into typed requests and
+//! typed responses into bytes; nothing else.
+//!
+//! Invariants: no function here panics on any input bytes (decoders return [`DecodeError`]);
+//! record data inside Produce requests and Fetch responses stays opaque, zero-copy `Bytes`.
+
+pub mod codec;
+pub mod fetch;
+pub mod frame;
+pub mod versions;
+
+pub use codec::{decode_request, encode_response, DecodeError, Request, ResponseFrame};
+pub use frame::{FrameError, FrameReader};
+pub use kafka_protocol;
+pub use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
+pub use versions::{supported_range, SUPPORTED_APIS};

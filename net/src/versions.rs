@@ -1,0 +1,46 @@
+//! The one table of supported API versions. ApiVersions answers from it; dispatch refuses
+//! anything outside it. Advertise exactly what is implemented: clients pick
+//! `min(ours.max, theirs.max)`.
+
+use kafka_protocol::messages::ApiKey;
+
+/// `(api key, min version, max version)` served by Sluice.
+pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 3, 12),
+    (ApiKey::Fetch, 4, 16),
+    (ApiKey::ListOffsets, 1, 8),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::DeleteTopics, 1, 6),
+    (ApiKey::CreatePartitions, 0, 3),
+    (ApiKey::DescribeConfigs, 1, 4),
+    (ApiKey::AlterConfigs, 0, 2),
+    (ApiKey::IncrementalAlterConfigs, 0, 1),
+    (ApiKey::DescribeCluster, 0, 1),
+    (ApiKey::OffsetForLeaderEpoch, 2, 4),
+    (ApiKey::DeleteRecords, 0, 2),
+    (ApiKey::DescribeLogDirs, 1, 4),
+];
+
+/// The served version range of `key`, if served at all.
+pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED_APIS
+        .iter()
+        .find(|(k, _, _)| *k == key)
+        .map(|&(_, min, max)| (min, max))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_within_what_the_codec_knows() {
+        for &(key, min, max) in SUPPORTED_APIS {
+            let valid = key.valid_versions();
+            assert!(min <= max, "{key:?}");
+            assert!(valid.min <= min && max <= valid.max, "{key:?} {min}..{max} vs {valid:?}");
+        }
+    }
+}

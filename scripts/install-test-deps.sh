@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs what the client-matrix tests need, idempotently: Debian's kcat, a Python venv with
+# kafka-python and aiokafka, and KafkaJS from npm. Safe to run repeatedly; skips what is present.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+STATE="$ROOT/.test-deps"
+mkdir -p "$STATE"
+
+if ! command -v kcat >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq kcat >/dev/null
+fi
+
+if [ ! -x "$STATE/venv/bin/python" ]; then
+    python3 -m venv "$STATE/venv"
+fi
+if ! "$STATE/venv/bin/python" -c "import kafka, aiokafka" >/dev/null 2>&1; then
+    "$STATE/venv/bin/pip" install -q --disable-pip-version-check "kafka-python==2.2.*" "aiokafka==0.12.*"
+fi
+
+if command -v npm >/dev/null 2>&1 && [ ! -d "$STATE/node/node_modules/kafkajs" ]; then
+    mkdir -p "$STATE/node"
+    (cd "$STATE/node" && npm install --silent --no-audit --no-fund kafkajs@2 >/dev/null)
+fi
+echo "test dependencies ready in $STATE"

@@ -1,0 +1,195 @@
+//! Command line and environment configuration of the broker.
+//!
+//! Every flag is also settable as a `SLUICE_*` environment variable. Names follow Kafka's broker
+//! config names in dashed form where Kafka has one. [`Config`] is the validated, immutable result
+//! shared by every shard.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+use sluice_storage::{FlushPolicy, IoMode};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FlushArg {
+    /// fdatasync before acknowledging acks=all (group commit per shard).
+    Always,
+    /// fdatasync every --flush-interval-ms.
+    Interval,
+    /// Rely on the page cache (Kafka's default).
+    Never,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum IoModeArg {
+    /// O_DIRECT with 4 KiB-aligned writes (falls back to buffered where refused, e.g. tmpfs).
+    Direct,
+    /// Page-cache writes.
+    Buffered,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Broker flags.
+#[derive(Debug, Clone, Args)]
+pub struct BrokerArgs {
+    /// Address to listen on for Kafka clients.
+    #[arg(long, env = "SLUICE_LISTEN", default_value = "127.0.0.1:9092")]
+    pub listen: SocketAddr,
+    /// Address clients are told to connect to (default: the listen address).
+    #[arg(long, env = "SLUICE_ADVERTISE")]
+    pub advertise: Option<String>,
+    /// Directory holding every partition log and the cluster metadata.
+    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// Number of shards (pinned threads); default: all available cores.
+    #[arg(long, env = "SLUICE_CORES")]
+    pub cores: Option<usize>,
+    /// This broker's node id.
+    #[arg(long, env = "SLUICE_NODE_ID", default_value_t = 0)]
+    pub node_id: i32,
+    /// Durability policy for appends.
+    #[arg(long, env = "SLUICE_FLUSH", value_enum, default_value = "never")]
+    pub flush: FlushArg,
+    /// Interval between fdatasyncs with --flush interval.
+    #[arg(long, env = "SLUICE_FLUSH_INTERVAL_MS", default_value_t = 1000)]
+    pub flush_interval_ms: u64,
+    /// How segments are written.
+    #[arg(long, env = "SLUICE_IO_MODE", value_enum, default_value = "direct")]
+    pub io_mode: IoModeArg,
+    /// Default partition count of auto-created topics and CreateTopics with -1.
+    #[arg(long, env = "SLUICE_NUM_PARTITIONS", default_value_t = 1)]
+    pub num_partitions: i32,
+    /// Create topics on first Metadata/Produce for an unknown topic.
+    #[arg(long, env = "SLUICE_AUTO_CREATE_TOPICS_ENABLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_create_topics_enable: bool,
+    /// Default segment.bytes.
+    #[arg(long, env = "SLUICE_LOG_SEGMENT_BYTES", default_value_t = 1 << 30)]
+    pub log_segment_bytes: u64,
+    /// Default segment.ms.
+    #[arg(long, env = "SLUICE_LOG_SEGMENT_MS", default_value_t = 7 * 24 * 3600 * 1000)]
+    pub log_segment_ms: i64,
+    /// Default retention.ms (-1: keep forever).
+    #[arg(long, env = "SLUICE_LOG_RETENTION_MS", default_value_t = 7 * 24 * 3600 * 1000, allow_negative_numbers = true)]
+    pub log_retention_ms: i64,
+    /// Default retention.bytes per partition (-1: unlimited).
+    #[arg(long, env = "SLUICE_LOG_RETENTION_BYTES", default_value_t = -1, allow_negative_numbers = true)]
+    pub log_retention_bytes: i64,
+    /// How often retention and segment.ms rolls are checked.
+    #[arg(long, env = "SLUICE_LOG_RETENTION_CHECK_INTERVAL_MS", default_value_t = 300_000)]
+    pub log_retention_check_interval_ms: u64,
+    /// Default max.message.bytes (largest record batch accepted).
+    #[arg(long, env = "SLUICE_MESSAGE_MAX_BYTES", default_value_t = 1_048_588)]
+    pub message_max_bytes: u32,
+    /// Largest request frame accepted; larger sizes close the connection before any read.
+    #[arg(long, env = "SLUICE_SOCKET_REQUEST_MAX_BYTES", default_value_t = 104_857_600)]
+    pub socket_request_max_bytes: usize,
+    /// Requests a connection may have in flight before we stop reading from it.
+    #[arg(long, env = "SLUICE_MAX_INFLIGHT_REQUESTS", default_value_t = 32)]
+    pub max_inflight_requests: usize,
+    /// Recent bytes per partition kept in memory to serve fetches without disk reads.
+    #[arg(long, env = "SLUICE_TAIL_CACHE_BYTES", default_value_t = 8 << 20)]
+    pub tail_cache_bytes: usize,
+    /// Partition count of the internal __consumer_offsets topic.
+    #[arg(long, env = "SLUICE_OFFSETS_TOPIC_NUM_PARTITIONS", default_value_t = 4)]
+    pub offsets_topic_num_partitions: i32,
+    /// Send fetch data with io_uring SEND_ZC (for real NICs; slower on loopback).
+    #[arg(long, env = "SLUICE_ZERO_COPY_SEND", default_value_t = false)]
+    pub zero_copy_send: bool,
+    /// Log level filter (error, warn, info, debug, trace, or a tracing filter).
+    #[arg(long, env = "SLUICE_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+    /// Log line format.
+    #[arg(long, env = "SLUICE_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// Validated broker configuration, immutable once the broker starts.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub args: BrokerArgs,
+    pub shards: usize,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+    pub flush: FlushPolicy,
+    pub io_mode: IoMode,
+}
+
+/// A configuration that cannot start a broker.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("--cores must be between 1 and 256, got {0}")]
+    Cores(usize),
+    #[error("--advertise must be HOST:PORT, got {0:?}")]
+    Advertise(String),
+    #[error("--num-partitions must be at least 1, got {0}")]
+    NumPartitions(i32),
+    #[error("--socket-request-max-bytes must be between 1 KiB and 2 GiB, got {0}")]
+    RequestMax(usize),
+    #[error("--max-inflight-requests must be between 1 and 1024, got {0}")]
+    Inflight(usize),
+    #[error("--flush-interval-ms must be at least 1")]
+    FlushInterval,
+}
+
+impl Config {
+    pub fn from_args(args: BrokerArgs) -> Result<Config, ConfigError> {
+        let available = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let shards = args.cores.unwrap_or(available);
+        if !(1..=256).contains(&shards) {
+            return Err(ConfigError::Cores(shards));
+        }
+        let advertise = args
+            .advertise
+            .clone()
+            .unwrap_or_else(|| args.listen.to_string());
+        let (host, port) = advertise
+            .rsplit_once(':')
+            .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_owned(), p.parse::<u16>().ok()?)))
+            .ok_or_else(|| ConfigError::Advertise(advertise.clone()))?;
+        if args.num_partitions < 1 {
+            return Err(ConfigError::NumPartitions(args.num_partitions));
+        }
+        if !(1024..=(i32::MAX as usize)).contains(&args.socket_request_max_bytes) {
+            return Err(ConfigError::RequestMax(args.socket_request_max_bytes));
+        }
+        if !(1..=1024).contains(&args.max_inflight_requests) {
+            return Err(ConfigError::Inflight(args.max_inflight_requests));
+        }
+        let flush = match args.flush {
+            FlushArg::Always => FlushPolicy::Always,
+            FlushArg::Never => FlushPolicy::Never,
+            FlushArg::Interval if args.flush_interval_ms == 0 => {
+                return Err(ConfigError::FlushInterval)
+            }
+            FlushArg::Interval => {
+                FlushPolicy::Interval(Duration::from_millis(args.flush_interval_ms))
+            }
+        };
+        let io_mode = match args.io_mode {
+            IoModeArg::Direct => IoMode::Direct,
+            IoModeArg::Buffered => IoMode::Buffered,
+        };
+        Ok(Config {
+            shards,
+            advertised_host: host,
+            advertised_port: i32::from(port),
+            flush,
+            io_mode,
+            args,
+        })
+    }
+
+    /// The port clients are told about; when listening on port 0 it is fixed up after bind.
+    pub fn with_bound_port(mut self, port: u16) -> Config {
+        if self.args.advertise.is_none() {
+            self.advertised_port = i32::from(port);
+        }
+        self
+    }
+}

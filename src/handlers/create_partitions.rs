@@ -1,0 +1,39 @@
+//! CreatePartitions: grows a topic; new partitions get logs on their owner shards.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use kafka_protocol::ResponseError;
+use sluice_net::ResponseKind;
+
+use crate::controller::{self, on_controller};
+use crate::shard::Shard;
+use crate::util::sb;
+
+pub async fn handle(shard: Rc<Shard>, req: CreatePartitionsRequest) -> ResponseKind {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let base = CreatePartitionsTopicResult::default().with_name(t.name.clone());
+        if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
+            results.push(
+                base.with_error_code(ResponseError::InvalidReplicaAssignment.code())
+                    .with_error_message(Some(sb("manual replica assignment is not supported"))),
+            );
+            continue;
+        }
+        let name = t.name.0.as_str().to_owned();
+        let (count, validate_only) = (t.count, req.validate_only);
+        let r = on_controller(&shard, move |s| async move {
+            controller::create_partitions(&s, name, count, validate_only).await
+        })
+        .await;
+        results.push(match r {
+            Ok(()) => base,
+            Err(e) => base
+                .with_error_code(e.error.code())
+                .with_error_message(Some(sb(e.message))),
+        });
+    }
+    ResponseKind::CreatePartitions(CreatePartitionsResponse::default().with_results(results))
+}

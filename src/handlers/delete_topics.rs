@@ -1,0 +1,58 @@
+//! DeleteTopics: by name (v1–5) or by name or topic id (v6+).
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
+use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
+use kafka_protocol::ResponseError;
+use sluice_net::ResponseKind;
+
+use crate::controller::{self, on_controller};
+use crate::shard::Shard;
+use crate::util::{sb, topic_name, uuid};
+
+pub async fn handle(shard: Rc<Shard>, req: DeleteTopicsRequest, version: i16) -> ResponseKind {
+    let image = shard.metadata();
+    let wanted: Vec<(Option<String>, [u8; 16])> = if version >= 6 {
+        req.topics
+            .iter()
+            .map(|t| (t.name.as_ref().map(|n| n.0.as_str().to_owned()), *t.topic_id.as_bytes()))
+            .collect()
+    } else {
+        req.topic_names
+            .iter()
+            .map(|n| (Some(n.0.as_str().to_owned()), [0; 16]))
+            .collect()
+    };
+    let mut responses = Vec::with_capacity(wanted.len());
+    for (name, id) in wanted {
+        let resolved = match &name {
+            Some(n) => image.topic(n).cloned(),
+            None => image.topic_by_id(&id).cloned(),
+        };
+        let base = DeletableTopicResult::default()
+            .with_name(name.as_deref().map(topic_name))
+            .with_topic_id(uuid(&id));
+        let Some(meta) = resolved else {
+            let error = if name.is_none() {
+                ResponseError::UnknownTopicId
+            } else {
+                ResponseError::UnknownTopicOrPartition
+            };
+            responses.push(base.with_error_code(error.code()));
+            continue;
+        };
+        let topic = meta.name.clone();
+        let r = on_controller(&shard, move |s| async move { controller::delete_topic(&s, topic).await }).await;
+        let base = base
+            .with_name(Some(topic_name(&meta.name)))
+            .with_topic_id(uuid(&meta.id));
+        responses.push(match r {
+            Ok(_) => base,
+            Err(e) => base
+                .with_error_code(e.error.code())
+                .with_error_message(Some(sb(e.message))),
+        });
+    }
+    ResponseKind::DeleteTopics(DeleteTopicsResponse::default().with_responses(responses))
+}

@@ -1,0 +1,46 @@
+//! `sluice`: a Kafka-compatible streaming broker, thread-per-core on io_uring.
+//!
+//! Running `sluice` with only flags starts the broker (see `sluice --help`).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use sluice::config::{BrokerArgs, Config, LogFormat};
+
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about = "Kafka-compatible streaming broker, thread-per-core on io_uring")]
+struct Cli {
+    #[command(flatten)]
+    broker: BrokerArgs,
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.broker.log_level, cli.broker.log_format);
+    let config = match Config::from_args(cli.broker) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match sluice::server::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

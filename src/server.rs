@@ -1,0 +1,241 @@
+//! Broker start-up and shutdown: data dir lock, metadata load, SO_REUSEPORT listeners, one
+//! pinned shard thread per core, and a signal wait on the main thread.
+
+use std::collections::HashSet;
+use std::fs;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use socket2::{Domain, Protocol, Socket, Type};
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::connection;
+use crate::controller::Controller;
+use crate::limits::SHUTDOWN_GRACE_MS;
+use crate::metadata::{self, MetadataImage};
+use crate::shard::{build_mesh, run_mesh_receiver, MeshTask, Shard};
+use crate::util::now_ms;
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("data dir {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error("data dir {0} is in use by another sluice process")]
+    Locked(String),
+    #[error(transparent)]
+    Metadata(#[from] metadata::MetadataError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot start shard {shard}: {source}")]
+    Shard { shard: usize, source: std::io::Error },
+}
+
+/// Creates the data dir, checks it is writable and takes an exclusive lock on it.
+fn prepare_data_dir(dir: &Path) -> Result<fs::File, StartError> {
+    let err = |source| StartError::DataDir {
+        path: dir.display().to_string(),
+        source,
+    };
+    fs::create_dir_all(dir).map_err(err)?;
+    let lock = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(dir.join(".lock"))
+        .map_err(err)?;
+    // SAFETY: flock on an fd we own; no memory is involved.
+    let rc = unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(StartError::Locked(dir.display().to_string()));
+    }
+    Ok(lock)
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
+/// Blocks SIGINT/SIGTERM in this thread (and the threads it spawns) so `sigwait` receives them.
+fn block_signals() -> libc::sigset_t {
+    // SAFETY: plain libc signal-set manipulation on a zeroed, owned sigset_t.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+fn wait_for_signal(set: &libc::sigset_t) -> i32 {
+    let mut sig: libc::c_int = 0;
+    // SAFETY: `set` is a valid signal set and `sig` a valid out-pointer.
+    unsafe { libc::sigwait(set, &mut sig) };
+    sig
+}
+
+pub fn run(config: Config) -> Result<(), StartError> {
+    let _lock = prepare_data_dir(&config.args.data_dir)?;
+    let image = metadata::load(&config.args.data_dir)?;
+
+    let first = bind(config.args.listen).map_err(|source| StartError::Listen {
+        addr: config.args.listen,
+        source,
+    })?;
+    let bound = first.local_addr().map_err(|source| StartError::Listen {
+        addr: config.args.listen,
+        source,
+    })?;
+    let mut listeners = vec![first];
+    for _ in 1..config.shards {
+        listeners.push(bind(bound).map_err(|source| StartError::Listen { addr: bound, source })?);
+    }
+    let config = Arc::new(config.with_bound_port(bound.port()));
+
+    let signals = block_signals();
+    let (senders, receivers) = build_mesh(config.shards);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let image = Arc::new(image);
+    let mut shutdowns = Vec::with_capacity(config.shards);
+    let mut threads = Vec::with_capacity(config.shards);
+    let (ready_tx, ready_rx) = flume::bounded::<()>(config.shards);
+    for (id, ((peers, inbox), listener)) in senders
+        .into_iter()
+        .zip(receivers)
+        .zip(listeners)
+        .enumerate()
+    {
+        let (stop_tx, stop_rx) = flume::bounded::<()>(1);
+        shutdowns.push(stop_tx);
+        let config = config.clone();
+        let image = image.clone();
+        let ready = ready_tx.clone();
+        let thread = std::thread::Builder::new()
+            .name(format!("sluice-shard-{id}"))
+            .spawn(move || {
+                let runtime = compio::runtime::RuntimeBuilder::new()
+                    .thread_affinity(HashSet::from([id % cpus]))
+                    .build();
+                match runtime {
+                    Ok(rt) => rt.block_on(shard_main(id, config, peers, inbox, listener, image, stop_rx, ready)),
+                    Err(e) => error!(shard = id, error = %e, "cannot build io_uring runtime"),
+                }
+            })
+            .map_err(|source| StartError::Shard { shard: id, source })?;
+        threads.push(thread);
+    }
+    drop(ready_tx);
+    for _ in 0..config.shards {
+        if ready_rx.recv().is_err() {
+            break;
+        }
+    }
+    info!(listen = %bound, shards = config.shards, data_dir = %config.args.data_dir.display(), "sluice started");
+    // Tests and scripts read this line to learn the port (e.g. with --listen 127.0.0.1:0).
+    let mut out = std::io::stdout();
+    let _ = writeln!(out, "sluice listening on {bound}");
+    let _ = out.flush();
+
+    let sig = wait_for_signal(&signals);
+    info!(signal = sig, "shutting down");
+    for s in &shutdowns {
+        let _ = s.send(());
+    }
+    for t in threads {
+        if t.join().is_err() {
+            error!("a shard thread panicked during shutdown");
+        }
+    }
+    info!("sluice stopped");
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn shard_main(
+    id: usize,
+    config: Arc<Config>,
+    peers: Vec<flume::Sender<MeshTask>>,
+    inbox: Vec<flume::Receiver<MeshTask>>,
+    listener: TcpListener,
+    image: Arc<MetadataImage>,
+    stop: flume::Receiver<()>,
+    ready: flume::Sender<()>,
+) {
+    let (apply_tx, apply_rx) = flume::bounded(64);
+    let controller = (id == 0).then(|| Controller::new((*image).clone()));
+    let shard = Rc::new(Shard::new(id, config.clone(), peers, image.clone(), apply_tx, controller));
+    compio::runtime::spawn(shard.clone().run_metadata_applier(apply_rx)).detach();
+    // Open (and recover) this shard's partitions before serving anything.
+    shard.apply_metadata(image).await;
+    for rx in inbox {
+        compio::runtime::spawn(run_mesh_receiver(shard.clone(), rx)).detach();
+    }
+    compio::runtime::spawn(housekeeping(shard.clone())).detach();
+    let acceptor = match compio::net::TcpListener::from_std(listener) {
+        Ok(l) => Some(compio::runtime::spawn(accept_loop(shard.clone(), l))),
+        Err(e) => {
+            error!(shard = id, error = %e, "cannot use listener");
+            None
+        }
+    };
+    let _ = ready.send(());
+    let _ = stop.recv_async().await;
+    shard.shutting_down.set(true);
+    if let Some(a) = acceptor {
+        drop(a); // cancels the accept loop: no new connections
+    }
+    compio::time::sleep(Duration::from_millis(50.min(SHUTDOWN_GRACE_MS))).await;
+    shard.close_logs().await;
+    info!(shard = id, "shard stopped");
+}
+
+async fn accept_loop(shard: Rc<Shard>, listener: compio::net::TcpListener) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                compio::runtime::spawn(connection::serve(shard.clone(), stream, peer)).detach();
+            }
+            Err(e) => {
+                warn!(shard = shard.id, error = %e, "accept failed");
+                compio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Retention and time-based rolls, off the request path.
+async fn housekeeping(shard: Rc<Shard>) {
+    let period = Duration::from_millis(shard.config.args.log_retention_check_interval_ms.max(10));
+    loop {
+        compio::time::sleep(period).await;
+        if shard.shutting_down.get() {
+            return;
+        }
+        let now = now_ms();
+        for p in shard.partitions() {
+            if let Err(e) = p.log.maybe_roll(now).await {
+                warn!(topic = %p.topic, partition = p.index, error = %e, "segment roll failed");
+            }
+            match p.log.enforce_retention(now).await {
+                Ok(0) => {}
+                Ok(n) => info!(topic = %p.topic, partition = p.index, segments = n, "retention deleted segments"),
+                Err(e) => warn!(topic = %p.topic, partition = p.index, error = %e, "retention failed"),
+            }
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! Shards: one pinned thread per core, each with its own compio (io_uring) runtime.
+//!
+//! A shard owns the partitions that hash to it (`owner`), serves the connections its
+//! SO_REUSEPORT listener accepts, and talks to other shards only through the mesh: one bounded
+//! queue per ordered pair of shards carrying `MeshTask`s. A task's closure runs on the target
+//! shard *in queue order* (that is where a forwarded produce appends, so one connection's
+//! order is kept) and the future it returns is spawned there.
+//!
+//! Invariants: only the owner shard touches a partition's log; no `RefCell` borrow is held
+//! across an `.await`; shard 0 is the controller (single writer of cluster metadata).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures_util::future::LocalBoxFuture;
+use sluice_storage::Log;
+use tracing::{error, info, warn};
+
+use crate::config::Config;
+use crate::controller::Controller;
+use crate::limits::MESH_QUEUE_DEPTH;
+use crate::metadata::{MetadataImage, TopicMeta};
+use crate::topic_config;
+
+/// Work sent to another shard: runs there, in order, and may leave a future to spawn.
+pub type MeshTask = Box<dyn FnOnce(&Rc<Shard>) -> LocalBoxFuture<'static, ()> + Send>;
+
+/// The peer shard is gone (shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("shard {0} is not reachable")]
+pub struct MeshError(pub usize);
+
+/// A partition owned by this shard.
+pub struct Partition {
+    pub topic: String,
+    pub topic_id: [u8; 16],
+    pub index: i32,
+    pub log: Rc<Log>,
+    pub leader_epoch: i32,
+}
+
+pub type PartitionKey = (String, i32);
+
+/// Per-shard state. Lives on its thread only (`Rc`).
+pub struct Shard {
+    pub id: usize,
+    pub shards: usize,
+    pub config: Arc<Config>,
+    peers: Vec<flume::Sender<MeshTask>>,
+    metadata: RefCell<Arc<MetadataImage>>,
+    partitions: RefCell<HashMap<PartitionKey, Rc<Partition>>>,
+    apply_tx: flume::Sender<(Arc<MetadataImage>, flume::Sender<()>)>,
+    pub controller: Option<RefCell<Controller>>,
+    pub shutting_down: Cell<bool>,
+}
+
+/// Which shard owns a partition. Stable for a given shard count; directories are not
+/// shard-specific, so a restart with another core count simply re-maps.
+pub fn owner(topic_id: &[u8; 16], partition: i32, shards: usize) -> usize {
+    let mut key = [0u8; 20];
+    key[..16].copy_from_slice(topic_id);
+    key[16..].copy_from_slice(&partition.to_be_bytes());
+    (crc32c::crc32c(&key) as usize) % shards.max(1)
+}
+
+pub fn partition_dir(config: &Config, topic: &str, partition: i32) -> PathBuf {
+    config.args.data_dir.join(format!("{topic}-{partition}"))
+}
+
+impl Shard {
+    pub fn new(
+        id: usize,
+        config: Arc<Config>,
+        peers: Vec<flume::Sender<MeshTask>>,
+        image: Arc<MetadataImage>,
+        apply_tx: flume::Sender<(Arc<MetadataImage>, flume::Sender<()>)>,
+        controller: Option<Controller>,
+    ) -> Shard {
+        Shard {
+            id,
+            shards: config.shards,
+            config,
+            peers,
+            metadata: RefCell::new(image),
+            partitions: RefCell::new(HashMap::new()),
+            apply_tx,
+            controller: controller.map(RefCell::new),
+            shutting_down: Cell::new(false),
+        }
+    }
+
+    /// The current metadata image (cheap clone of an `Arc`).
+    pub fn metadata(&self) -> Arc<MetadataImage> {
+        self.metadata.borrow().clone()
+    }
+
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Rc<Partition>> {
+        self.partitions
+            .borrow()
+            .get(&(topic.to_owned(), index))
+            .cloned()
+    }
+
+    pub fn partitions(&self) -> Vec<Rc<Partition>> {
+        self.partitions.borrow().values().cloned().collect()
+    }
+
+    pub fn owner_of(&self, topic: &TopicMeta, partition: i32) -> usize {
+        owner(&topic.id, partition, self.shards)
+    }
+
+    /// Sends `task` to shard `target` (runs inline when `target` is this shard).
+    pub async fn send(self: &Rc<Self>, target: usize, task: MeshTask) -> Result<(), MeshError> {
+        if target == self.id {
+            let fut = task(self);
+            compio::runtime::spawn(fut).detach();
+            return Ok(());
+        }
+        let tx = self.peers.get(target).ok_or(MeshError(target))?;
+        tx.send_async(task).await.map_err(|_| MeshError(target))
+    }
+
+    /// Runs `f` on shard `target` and returns its result. `f`'s synchronous part runs in
+    /// mesh-queue order on the target; the future it returns completes there.
+    pub async fn call<R, F, Fut>(self: &Rc<Self>, target: usize, f: F) -> Result<R, MeshError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Rc<Shard>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = R> + 'static,
+    {
+        let rx = self.start_call(target, f).await?;
+        rx.recv_async().await.map_err(|_| MeshError(target))
+    }
+
+    /// Like [`Shard::call`] but returns once the task is enqueued (so callers can keep their
+    /// order), with a receiver for the result.
+    pub async fn start_call<R, F, Fut>(
+        self: &Rc<Self>,
+        target: usize,
+        f: F,
+    ) -> Result<flume::Receiver<R>, MeshError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Rc<Shard>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = R> + 'static,
+    {
+        let (tx, rx) = flume::bounded(1);
+        let task: MeshTask = Box::new(move |shard: &Rc<Shard>| {
+            let fut = f(shard);
+            Box::pin(async move {
+                let _ = tx.send_async(fut.await).await;
+            })
+        });
+        self.send(target, task).await?;
+        Ok(rx)
+    }
+
+    /// Queues a new metadata image for this shard; resolves once applied (logs opened/closed).
+    pub async fn apply_metadata(&self, image: Arc<MetadataImage>) {
+        let (tx, rx) = flume::bounded(1);
+        if self.apply_tx.send_async((image, tx)).await.is_ok() {
+            let _ = rx.recv_async().await;
+        }
+    }
+
+    /// Applies images one at a time, in arrival order, skipping stale ones.
+    pub async fn run_metadata_applier(
+        self: Rc<Self>,
+        rx: flume::Receiver<(Arc<MetadataImage>, flume::Sender<()>)>,
+    ) {
+        while let Ok((image, done)) = rx.recv_async().await {
+            let newer = image.epoch >= self.metadata.borrow().epoch;
+            if newer {
+                *self.metadata.borrow_mut() = image.clone();
+                self.reconcile(&image).await;
+            }
+            let _ = done.send(());
+        }
+    }
+
+    /// Opens logs for owned partitions that appeared, updates configs, deletes removed ones.
+    async fn reconcile(self: &Rc<Self>, image: &MetadataImage) {
+        let current: Vec<PartitionKey> = self.partitions.borrow().keys().cloned().collect();
+        for key in current {
+            let keep = image
+                .topic(&key.0)
+                .is_some_and(|t| key.1 < t.partitions && self.owner_of(t, key.1) == self.id);
+            let same_id = image
+                .topic(&key.0)
+                .zip(self.partition(&key.0, key.1))
+                .is_some_and(|(t, p)| t.id == p.topic_id);
+            if keep && same_id {
+                continue;
+            }
+            let removed = self.partitions.borrow_mut().remove(&key);
+            if let Some(p) = removed {
+                info!(topic = %p.topic, partition = p.index, "deleting partition log");
+                if let Err(e) = p.log.delete().await {
+                    error!(topic = %p.topic, partition = p.index, error = %e, "deleting partition log failed");
+                }
+            }
+        }
+        for topic in image.topics.values() {
+            let log_config = topic_config::log_config(&self.config, &topic.configs);
+            for index in 0..topic.partitions {
+                if self.owner_of(topic, index) != self.id {
+                    continue;
+                }
+                if let Some(p) = self.partition(&topic.name, index) {
+                    p.log.set_config(log_config.clone());
+                    continue;
+                }
+                let dir = partition_dir(&self.config, &topic.name, index);
+                match Log::open(dir, log_config.clone()).await {
+                    Ok(log) => {
+                        let p = Rc::new(Partition {
+                            topic: topic.name.clone(),
+                            topic_id: topic.id,
+                            index,
+                            log,
+                            leader_epoch: 0,
+                        });
+                        self.partitions
+                            .borrow_mut()
+                            .insert((topic.name.clone(), index), p);
+                    }
+                    Err(e) => {
+                        error!(topic = %topic.name, partition = index, error = %e, "opening partition log failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Closes every log: flush, checkpoint. Called once at shutdown.
+    pub async fn close_logs(&self) {
+        let parts: Vec<Rc<Partition>> = self.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
+        for p in parts {
+            if let Err(e) = p.log.close().await {
+                warn!(topic = %p.topic, partition = p.index, error = %e, "closing log failed");
+            }
+        }
+    }
+}
+
+/// Builds the mesh: `senders[from][to]` and `receivers[to][from]`.
+pub fn build_mesh(shards: usize) -> (Vec<Vec<flume::Sender<MeshTask>>>, Vec<Vec<flume::Receiver<MeshTask>>>) {
+    let mut senders: Vec<Vec<flume::Sender<MeshTask>>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut receivers: Vec<Vec<flume::Receiver<MeshTask>>> = (0..shards).map(|_| Vec::new()).collect();
+    for from in senders.iter_mut() {
+        for to in receivers.iter_mut() {
+            let (tx, rx) = flume::bounded(MESH_QUEUE_DEPTH);
+            from.push(tx);
+            to.push(rx);
+        }
+    }
+    (senders, receivers)
+}
+
+/// Runs tasks arriving from one peer, in order.
+pub async fn run_mesh_receiver(shard: Rc<Shard>, rx: flume::Receiver<MeshTask>) {
+    while let Ok(task) = rx.recv_async().await {
+        let fut = task(&shard);
+        compio::runtime::spawn(fut).detach();
+    }
+}

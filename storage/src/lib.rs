@@ -1,0 +1,26 @@
+//! `sluice-storage`: Kafka-layout partition logs on io_uring (compio).
+//!
+//! Owns everything under a partition directory: segment files (`<base>.log` holding wire
+//! RecordBatch v2 bytes unchanged), sparse indexes, checkpoints. It does not know about the
+//! network, Kafka requests or other partitions; the broker maps [`StorageError`] to Kafka error
+//! codes. See `/work/shared/DESIGN.md` §3 and the module docs for on-disk layouts:
+//! [`batch`] (RecordBatch header), [`scan`] (recovery scanner), `index`, `checkpoint`, `log`.
+
+mod aligned;
+pub mod batch;
+mod checkpoint;
+mod config;
+mod error;
+mod index;
+mod log;
+mod notify;
+pub mod scan;
+mod segment;
+pub mod test_util;
+
+pub use aligned::BLOCK_BYTES;
+pub use batch::{validate_batches, BatchError, BatchHeader};
+pub use config::{FlushPolicy, IoMode, LogConfig, TimestampType};
+pub use error::StorageError;
+pub use log::{AppendInfo, Log, ReadResult};
+pub use scan::{scan_segment, ScanResult, ScanStop, ScannedBatch};

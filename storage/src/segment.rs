@@ -1,0 +1,296 @@
+//! One segment: `<base>.log` plus its in-memory sparse indexes, and the file-level helpers
+//! (open/create with O_DIRECT fallback, preallocation, chunked scanning, batch reads).
+//!
+//! Invariants: `size` is the logical length of the segment (bytes of complete, written batches);
+//! the physical file may be longer (O_DIRECT block padding, zeros) until the segment is sealed or
+//! the log is closed, when it is truncated to `size`. `next_offset` is one past the last written
+//! batch. Only the active (last) segment has a `write_file` and a `tail` (the partial last 4 KiB
+//! block, `size % 4096` bytes, rewritten with the next write).
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use compio::fs::{File, OpenOptions};
+use compio::io::AsyncReadAtExt;
+
+use crate::aligned::{round_down, BLOCK_BYTES};
+use crate::batch::{BatchHeader, BATCH_HEADER_BYTES};
+use crate::config::IoMode;
+use crate::index::{IndexSummary, SegmentIndex};
+use crate::scan::{scan_from, ScanStop, ScannedBatch};
+
+/// Largest chunk read at once by the recovery scanner.
+const SCAN_CHUNK_BYTES: u64 = 8 << 20;
+/// Read-ahead beyond `max_bytes` for disk reads (covers the skip from the index entry).
+const READ_SLACK_BYTES: usize = 64 << 10;
+
+pub(crate) fn file_name(base: i64, ext: &str) -> String {
+    format!("{base:020}.{ext}")
+}
+
+/// Base offset of a `<20 digits>.log` file name.
+pub(crate) fn parse_log_name(name: &str) -> Option<i64> {
+    let stem = name.strip_suffix(".log")?;
+    if stem.len() != 20 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    stem.parse().ok()
+}
+
+pub(crate) struct Segment {
+    pub base_offset: i64,
+    pub path: PathBuf,
+    pub read_file: File,
+    pub write_file: Option<File>,
+    pub size: u64,
+    pub next_offset: i64,
+    pub index: SegmentIndex,
+    pub max_timestamp: i64,
+    pub max_timestamp_offset: i64,
+    pub tail: Vec<u8>,
+}
+
+impl Segment {
+    pub fn new(base_offset: i64, path: PathBuf, read_file: File) -> Segment {
+        Segment {
+            base_offset,
+            path,
+            read_file,
+            write_file: None,
+            size: 0,
+            next_offset: base_offset,
+            index: SegmentIndex::default(),
+            max_timestamp: -1,
+            max_timestamp_offset: -1,
+            tail: Vec::new(),
+        }
+    }
+
+    pub fn rel(&self, offset: i64) -> u32 {
+        (offset - self.base_offset).clamp(0, u32::MAX as i64) as u32
+    }
+
+    /// Bookkeeping for a batch now complete in the file at `pos`.
+    pub fn on_batch(&mut self, b: &ScannedBatch, interval: u32) {
+        if b.max_timestamp > self.max_timestamp {
+            self.max_timestamp = b.max_timestamp;
+            self.max_timestamp_offset = b.last_offset;
+        }
+        let rel = self.rel(b.base_offset);
+        self.index
+            .on_batch(rel, b.position as u32, b.size, self.max_timestamp, interval);
+        self.size = b.position + b.size as u64;
+        self.next_offset = b.last_offset + 1;
+    }
+
+    pub fn summary(&self) -> IndexSummary {
+        IndexSummary {
+            base_offset: self.base_offset,
+            log_size: self.size,
+            next_offset: self.next_offset,
+            max_timestamp: self.max_timestamp,
+            max_timestamp_offset: self.max_timestamp_offset,
+        }
+    }
+
+    pub fn index_paths(&self) -> (PathBuf, PathBuf) {
+        (
+            self.path.with_extension("index"),
+            self.path.with_extension("timeindex"),
+        )
+    }
+}
+
+pub(crate) async fn open_read(path: &Path) -> io::Result<File> {
+    OpenOptions::new().read(true).open(path).await
+}
+
+/// Opens (creating) the write handle. Returns the mode actually used: Direct falls back to
+/// Buffered when the file system refuses O_DIRECT (EINVAL, e.g. tmpfs).
+pub(crate) async fn open_write(path: &Path, mode: IoMode) -> io::Result<(File, IoMode)> {
+    let mut opts = OpenOptions::new();
+    opts.read(true).write(true).create(true);
+    if mode == IoMode::Direct {
+        let mut direct = opts.clone();
+        direct.custom_flags(libc::O_DIRECT);
+        match direct.open(path).await {
+            Ok(f) => return Ok((f, IoMode::Direct)),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                tracing::warn!(path = %path.display(), "O_DIRECT refused (EINVAL); using buffered I/O");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((opts.open(path).await?, IoMode::Buffered))
+}
+
+/// Reserves disk space for a new segment without changing its visible size. Best effort: file
+/// systems without fallocate support are fine.
+pub(crate) fn preallocate(file: &File, bytes: u64) {
+    use std::os::fd::AsRawFd;
+    let fd = file.as_raw_fd();
+    // SAFETY: fd is an open file descriptor owned by `file` for the duration of the call.
+    let rc = unsafe { libc::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, 0, bytes as libc::off_t) };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
+            tracing::debug!(error = %e, "fallocate failed; continuing without preallocation");
+        }
+    }
+}
+
+/// Reads exactly `len` bytes at `pos`.
+pub(crate) async fn read_at(file: &File, pos: u64, len: usize) -> io::Result<Vec<u8>> {
+    let buf = Vec::with_capacity(len);
+    let compio::BufResult(res, buf) = file.read_exact_at(buf, pos).await;
+    res?;
+    Ok(buf)
+}
+
+/// Outcome of scanning a segment file from some position.
+pub(crate) struct FileScan {
+    pub batches: Vec<ScannedBatch>,
+    /// Absolute end of the valid prefix.
+    pub valid_end: u64,
+    /// Why the scan stopped (`End`/`Zeros` are clean).
+    pub stop: ScanStop,
+}
+
+/// Scans `file` from `start` to `file_len` in bounded chunks. Batch positions are absolute.
+/// A batch claiming more than `batch_bytes_max` is treated as invalid (bounds memory).
+pub(crate) async fn scan_file(
+    file: &File,
+    start: u64,
+    file_len: u64,
+    previous_last: Option<i64>,
+    batch_bytes_max: u64,
+) -> io::Result<FileScan> {
+    let mut batches = Vec::new();
+    let mut pos = start;
+    let mut prev = previous_last;
+    let mut chunk = SCAN_CHUNK_BYTES;
+    loop {
+        let remaining = file_len.saturating_sub(pos);
+        if remaining == 0 {
+            return Ok(FileScan {
+                batches,
+                valid_end: pos,
+                stop: ScanStop::End,
+            });
+        }
+        let len = remaining.min(chunk);
+        let buf = read_at(file, pos, len as usize).await?;
+        let r = scan_from(&buf, prev);
+        for b in &r.batches {
+            let mut b = *b;
+            b.position += pos;
+            prev = Some(b.last_offset);
+            batches.push(b);
+        }
+        let end = pos + r.valid_len;
+        match r.stop {
+            ScanStop::Incomplete { needed } if len < remaining => {
+                if needed > batch_bytes_max {
+                    return Ok(FileScan {
+                        batches,
+                        valid_end: end,
+                        stop: ScanStop::Incomplete { needed },
+                    });
+                }
+                // The chunk ended inside a batch: continue from its start, big enough to hold it.
+                chunk = chunk.max(needed);
+                pos = end;
+            }
+            ScanStop::End if len < remaining => pos = end,
+            stop => {
+                return Ok(FileScan {
+                    batches,
+                    valid_end: end,
+                    stop,
+                })
+            }
+        }
+    }
+}
+
+/// Reads whole batches from `file` starting at the batch containing `offset`, beginning the
+/// search at `pos` (from the index) and never reading past `end`. Returns the bytes of the
+/// batches (one chunk) or an empty vector if none is found. At least one whole batch is
+/// returned if any exists, even if larger than `max_bytes`.
+pub(crate) async fn read_batches(
+    file: &File,
+    mut pos: u64,
+    end: u64,
+    offset: i64,
+    max_bytes: usize,
+) -> io::Result<Vec<Bytes>> {
+    let mut want = max_bytes.saturating_add(READ_SLACK_BYTES);
+    // Bounded: each iteration returns, advances `pos`, or grows `want` to hold the next batch
+    // (after which the next iteration advances or returns).
+    for _ in 0..1024 {
+        if pos >= end {
+            return Ok(Vec::new());
+        }
+        let len = ((end - pos) as usize).min(want);
+        let buf = Bytes::from(read_at(file, pos, len).await?);
+        let mut at = 0usize;
+        let mut first: Option<usize> = None;
+        let mut taken = 0usize;
+        let mut next_size: Option<usize> = None;
+        while at < buf.len() {
+            let rest = &buf[at..];
+            if rest.len() < BATCH_HEADER_BYTES {
+                next_size = Some(BATCH_HEADER_BYTES);
+                break;
+            }
+            let h = BatchHeader::parse(rest).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("bad batch at position {}: {e}", pos + at as u64),
+                )
+            })?;
+            let size = h.total_size();
+            if rest.len() < size {
+                next_size = Some(size);
+                break;
+            }
+            if h.last_offset() >= offset {
+                if first.is_some() && taken + size > max_bytes {
+                    break;
+                }
+                first.get_or_insert(at);
+                taken += size;
+            }
+            at += size;
+        }
+        if let Some(f) = first {
+            return Ok(vec![buf.slice(f..at)]);
+        }
+        match next_size {
+            None => return Ok(Vec::new()), // reached `end` without a batch containing `offset`
+            Some(size) => {
+                if at == 0 && len as u64 >= end - pos {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("batch at position {pos} extends past the segment end {end}"),
+                    ));
+                }
+                want = want.max(size);
+                pos += at as u64;
+            }
+        }
+    }
+    Err(io::Error::other("read_batches: no progress"))
+}
+
+/// The partial last block of a segment of logical size `size`, for O_DIRECT rewrites.
+pub(crate) async fn load_tail(file: &File, size: u64) -> io::Result<Vec<u8>> {
+    let start = round_down(size);
+    let len = (size - start) as usize;
+    debug_assert!(len < BLOCK_BYTES);
+    if len == 0 {
+        return Ok(Vec::new());
+    }
+    read_at(file, start, len).await
+}
