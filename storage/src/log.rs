@@ -145,6 +145,7 @@ pub struct Log {
     locked: Cell<bool>,
     flusher_running: Cell<bool>,
     inject_write_failures: Cell<u32>,
+    self_weak: RefCell<Weak<Log>>,
     work: Rc<Notify>,
     progress: Notify,
 }
@@ -202,9 +203,11 @@ impl Log {
             locked: Cell::new(false),
             flusher_running: Cell::new(false),
             inject_write_failures: Cell::new(0),
+            self_weak: RefCell::new(Weak::new()),
             work: Rc::new(Notify::default()),
             progress: Notify::default(),
         });
+        *log.self_weak.borrow_mut() = Rc::downgrade(&log);
         log.write_checkpoint().await?;
         log.write_epochs().await?;
         compio::runtime::spawn(writer_loop(Rc::downgrade(&log), log.work.clone())).detach();
@@ -220,7 +223,7 @@ impl Log {
         self.config.borrow().clone()
     }
 
-    pub fn set_config(self: &Rc<Self>, c: LogConfig) {
+    pub fn set_config(&self, c: LogConfig) {
         *self.config.borrow_mut() = c;
         self.start_flusher_if_needed();
     }
@@ -230,10 +233,11 @@ impl Log {
         self.io_mode.get()
     }
 
-    fn start_flusher_if_needed(self: &Rc<Self>) {
+    fn start_flusher_if_needed(&self) {
         if let FlushPolicy::Interval(_) = self.config.borrow().flush {
             if !self.flusher_running.replace(true) {
-                compio::runtime::spawn(flusher_loop(Rc::downgrade(self))).detach();
+                let me = self.self_weak.borrow().clone();
+                compio::runtime::spawn(flusher_loop(me)).detach();
             }
         }
     }

@@ -14,7 +14,12 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::producer::{BaseRecord, DefaultProducerContext, ThreadedProducer};
+use std::sync::Mutex;
+
+use rdkafka::client::ClientContext;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{Header, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::TopicPartitionList;
 
 pub const WAIT: Duration = Duration::from_secs(30);
@@ -159,15 +164,6 @@ impl Broker {
         }
     }
 
-    pub fn producer(&self, extra: &[(&str, &str)]) -> ThreadedProducer<DefaultProducerContext> {
-        let mut c = self.client_config();
-        c.set("linger.ms", "5").set("message.timeout.ms", "30000");
-        for (k, v) in extra {
-            c.set(*k, *v);
-        }
-        c.create().expect("producer")
-    }
-
     pub fn consumer(&self, extra: &[(&str, &str)]) -> BaseConsumer {
         let mut c = self.client_config();
         c.set("group.id", "unused-no-commits")
@@ -241,27 +237,88 @@ pub fn consume_n(consumer: &BaseConsumer, topic: &str, partitions: i32, n: usize
     out
 }
 
-/// Produces and waits for every delivery; returns (partition, offset) per message in order.
-pub fn produce_all(
-    producer: &ThreadedProducer<DefaultProducerContext>,
-    records: Vec<BaseRecord<'_, [u8], [u8]>>,
-) {
-    for r in records {
-        let mut r = r;
+/// Collects delivery reports: `(index, Ok((partition, offset)) | Err(error))`.
+#[derive(Default)]
+pub struct Deliveries {
+    pub out: Mutex<Vec<(usize, Result<(i32, i64), KafkaError>)>>,
+}
+
+impl ClientContext for Deliveries {}
+
+impl ProducerContext for Deliveries {
+    type DeliveryOpaque = Box<usize>;
+    fn delivery(&self, result: &DeliveryResult<'_>, index: Box<usize>) {
+        let r = match result {
+            Ok(m) => Ok((m.partition(), m.offset())),
+            Err((e, _)) => Err(e.clone()),
+        };
+        if let Ok(mut out) = self.out.lock() {
+            out.push((*index, r));
+        }
+    }
+}
+
+pub type TestProducer = ThreadedProducer<Deliveries>;
+
+impl Broker {
+    pub fn producer(&self, extra: &[(&str, &str)]) -> TestProducer {
+        let mut c = self.client_config();
+        c.set("linger.ms", "5").set("message.timeout.ms", "30000");
+        for (k, v) in extra {
+            c.set(*k, *v);
+        }
+        c.create_with_context(Deliveries::default()).expect("producer")
+    }
+}
+
+/// A record to produce.
+#[derive(Debug, Clone, Default)]
+pub struct Out {
+    pub partition: Option<i32>,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+    pub timestamp: Option<i64>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+/// Produces every record and waits for all deliveries; results are in input order.
+pub fn produce_all(producer: &TestProducer, topic: &str, records: &[Out]) -> Vec<Result<(i32, i64), KafkaError>> {
+    producer.context().out.lock().expect("lock").clear();
+    for (i, r) in records.iter().enumerate() {
+        let mut headers = OwnedHeaders::new();
+        for (k, v) in &r.headers {
+            headers = headers.insert(Header { key: k, value: v.as_deref() });
+        }
+        let mut rec: BaseRecord<'_, [u8], [u8], Box<usize>> = BaseRecord::with_opaque_to(topic, Box::new(i)).headers(headers);
+        if let Some(p) = r.partition {
+            rec = rec.partition(p);
+        }
+        if let Some(k) = &r.key {
+            rec = rec.key(k.as_slice());
+        }
+        if let Some(v) = &r.value {
+            rec = rec.payload(v.as_slice());
+        }
+        if let Some(t) = r.timestamp {
+            rec = rec.timestamp(t);
+        }
         let deadline = Instant::now() + WAIT;
         loop {
-            match producer.send(r) {
+            match producer.send(rec) {
                 Ok(()) => break,
                 Err((e, back)) => {
                     assert!(Instant::now() < deadline, "send kept failing: {e}");
-                    r = back;
+                    rec = back;
                     std::thread::sleep(Duration::from_millis(5));
                 }
             }
         }
     }
-    use rdkafka::producer::Producer;
-    producer.flush(WAIT).expect("flush");
+    let _ = producer.flush(WAIT);
+    let mut out = std::mem::take(&mut *producer.context().out.lock().expect("lock"));
+    assert_eq!(out.len(), records.len(), "every record gets a delivery report");
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
 }
 
 pub fn dir_exists(p: &Path) -> bool {

@@ -21,7 +21,7 @@ use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, RebalanceProtocol};
 use rdkafka::error::KafkaError;
 use rdkafka::message::{BorrowedMessage, Message};
-use rdkafka::types::RDKafkaRespErr;
+use rdkafka::types::{RDKafkaErrorCode, RDKafkaRespErr};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::cli::Mode;
@@ -49,6 +49,11 @@ impl ClientContext for ConsumerCtx {
     fn log(&self, _level: RDKafkaLogLevel, _fac: &str, _log_message: &str) {}
 
     fn error(&self, error: KafkaError, reason: &str) {
+        // With enable.partition.eof librdkafka may also announce end-of-partition here; it is
+        // an event (handled in the poll loop), not an error.
+        if matches!(error, KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
+            return;
+        }
         self.run
             .consumed
             .client_error(&format!("{error}: {reason}"));

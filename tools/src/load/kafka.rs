@@ -164,14 +164,25 @@ pub fn prepare(cfg: &Config) -> Result<TopicState, LoadError> {
         }
     }
     let partitions = partitions.unwrap_or(0);
+    // A just-created partition may have no leader yet: retry each until the shared deadline.
+    let deadline = Instant::now() + timeout;
     let mut watermarks = Vec::with_capacity(partitions as usize);
     for p in 0..partitions {
-        let w = admin
-            .inner()
-            .fetch_watermarks(&cfg.topic, p, timeout)
-            .map_err(|e| {
-                LoadError::Topic(format!("cannot read offsets of {}/{}: {e}", cfg.topic, p))
-            })?;
+        let w = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match admin.inner().fetch_watermarks(&cfg.topic, p, left) {
+                Ok(w) => break w,
+                Err(_) if Instant::now() + TOPIC_POLL_INTERVAL < deadline => {
+                    std::thread::sleep(TOPIC_POLL_INTERVAL);
+                }
+                Err(e) => {
+                    return Err(LoadError::Topic(format!(
+                        "cannot read offsets of {}/{p}: {e}",
+                        cfg.topic
+                    )))
+                }
+            }
+        };
         watermarks.push(w);
     }
     Ok(TopicState {
