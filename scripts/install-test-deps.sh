@@ -17,8 +17,10 @@ fi
 if [ ! -x "$STATE/venv/bin/python" ]; then
     python3 -m venv "$STATE/venv"
 fi
-if ! "$STATE/venv/bin/python" -c "import kafka, aiokafka" >/dev/null 2>&1; then
-    "$STATE/venv/bin/pip" install -q --disable-pip-version-check "kafka-python==2.2.*" "aiokafka==0.12.*"
+# Compression codecs: kafka-python uses python-snappy, lz4 and zstandard; aiokafka uses cramjam.
+if ! "$STATE/venv/bin/python" -c "import kafka, aiokafka, snappy, lz4.frame, zstandard, cramjam" >/dev/null 2>&1; then
+    "$STATE/venv/bin/pip" install -q --disable-pip-version-check "kafka-python==2.2.*" "aiokafka==0.12.*" \
+        python-snappy lz4 zstandard cramjam
 fi
 
 if command -v npm >/dev/null 2>&1 && [ ! -d "$STATE/node/node_modules/kafkajs" ]; then

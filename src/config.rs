@@ -81,13 +81,21 @@ pub struct BrokerArgs {
     #[arg(long, env = "SLUICE_LOG_RETENTION_BYTES", default_value_t = -1, allow_negative_numbers = true)]
     pub log_retention_bytes: i64,
     /// How often retention and segment.ms rolls are checked.
-    #[arg(long, env = "SLUICE_LOG_RETENTION_CHECK_INTERVAL_MS", default_value_t = 300_000)]
+    #[arg(
+        long,
+        env = "SLUICE_LOG_RETENTION_CHECK_INTERVAL_MS",
+        default_value_t = 300_000
+    )]
     pub log_retention_check_interval_ms: u64,
     /// Default max.message.bytes (largest record batch accepted).
     #[arg(long, env = "SLUICE_MESSAGE_MAX_BYTES", default_value_t = 1_048_588)]
     pub message_max_bytes: u32,
     /// Largest request frame accepted; larger sizes close the connection before any read.
-    #[arg(long, env = "SLUICE_SOCKET_REQUEST_MAX_BYTES", default_value_t = 104_857_600)]
+    #[arg(
+        long,
+        env = "SLUICE_SOCKET_REQUEST_MAX_BYTES",
+        default_value_t = 104_857_600
+    )]
     pub socket_request_max_bytes: usize,
     /// Requests a connection may have in flight before we stop reading from it.
     #[arg(long, env = "SLUICE_MAX_INFLIGHT_REQUESTS", default_value_t = 32)]
@@ -150,7 +158,12 @@ impl Config {
             .unwrap_or_else(|| args.listen.to_string());
         let (host, port) = advertise
             .rsplit_once(':')
-            .and_then(|(h, p)| Some((h.trim_matches(['[', ']']).to_owned(), p.parse::<u16>().ok()?)))
+            .and_then(|(h, p)| {
+                Some((
+                    h.trim_matches(['[', ']']).to_owned(),
+                    p.parse::<u16>().ok()?,
+                ))
+            })
             .ok_or_else(|| ConfigError::Advertise(advertise.clone()))?;
         if args.num_partitions < 1 {
             return Err(ConfigError::NumPartitions(args.num_partitions));

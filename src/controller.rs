@@ -73,7 +73,8 @@ pub fn validate_topic_name(name: &str) -> OpResult<()> {
     let legal = name
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if name.is_empty() || name.len() > TOPIC_NAME_BYTES_MAX || !legal || name == "." || name == ".." {
+    if name.is_empty() || name.len() > TOPIC_NAME_BYTES_MAX || !legal || name == "." || name == ".."
+    {
         return Err(OpError::new(
             ResponseError::InvalidTopicException,
             format!("topic name {name:?} is illegal: 1-{TOPIC_NAME_BYTES_MAX} characters of [a-zA-Z0-9._-], not '.' or '..'"),
@@ -103,7 +104,10 @@ async fn commit<T>(
         next.reindex();
         if let Err(e) = metadata::store(&shard.config.args.data_dir, &next) {
             error!(error = %e, "persisting cluster metadata failed");
-            return Err(OpError::new(ResponseError::KafkaStorageError, e.to_string()));
+            return Err(OpError::new(
+                ResponseError::KafkaStorageError,
+                e.to_string(),
+            ));
         }
         c.image = next.clone();
         (Arc::new(next), out)
@@ -151,7 +155,10 @@ fn check_new_topic(shard: &Shard, image: &MetadataImage, t: &NewTopic) -> OpResu
     if !matches!(t.replication_factor, -1 | 1) {
         return Err(OpError::new(
             ResponseError::InvalidReplicationFactor,
-            format!("replication factor {} is larger than the 1 available broker", t.replication_factor),
+            format!(
+                "replication factor {} is larger than the 1 available broker",
+                t.replication_factor
+            ),
         ));
     }
     for (k, v) in &t.configs {
@@ -234,7 +241,10 @@ pub async fn create_partitions(
         if count <= t.partitions {
             return Err(OpError::new(
                 ResponseError::InvalidPartitions,
-                format!("topic has {} partitions; the new count must be larger, got {count}", t.partitions),
+                format!(
+                    "topic has {} partitions; the new count must be larger, got {count}",
+                    t.partitions
+                ),
             ));
         }
         if count > PARTITIONS_PER_TOPIC_MAX {

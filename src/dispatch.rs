@@ -10,7 +10,9 @@ use std::rc::Rc;
 use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
 use kafka_protocol::messages::ApiKey;
-use sluice_net::{decode_request, encode_response, DecodeError, RequestKind, ResponseFrame, ResponseKind};
+use sluice_net::{
+    decode_request, encode_response, DecodeError, RequestKind, ResponseFrame, ResponseKind,
+};
 use tracing::{debug, error};
 
 use crate::handlers;
@@ -59,7 +61,10 @@ pub async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Dispatched {
             api_version,
             correlation_id,
         }) => {
-            debug!(api_version, "ApiVersions at an unsupported version: answering v0 with UNSUPPORTED_VERSION");
+            debug!(
+                api_version,
+                "ApiVersions at an unsupported version: answering v0 with UNSUPPORTED_VERSION"
+            );
             return Dispatched::Respond(Box::pin(async move {
                 handlers::api_versions::unsupported_version(correlation_id)
             }));
@@ -73,15 +78,25 @@ pub async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Dispatched {
     };
     let s = shard.clone();
     match req.body {
-        RequestKind::ApiVersions(_) => respond(ctx, async move { handlers::api_versions::handle() }),
+        RequestKind::ApiVersions(_) => {
+            respond(ctx, async move { handlers::api_versions::handle() })
+        }
         RequestKind::Metadata(r) => respond(ctx, handlers::metadata::handle(s, r, ctx.version)),
         RequestKind::Produce(r) => handlers::produce::dispatch(shard, r, ctx).await,
         RequestKind::Fetch(r) => Dispatched::Respond(Box::pin(handlers::fetch::handle(s, r, ctx))),
-        RequestKind::ListOffsets(r) => respond(ctx, handlers::list_offsets::handle(s, r, ctx.version)),
-        RequestKind::CreateTopics(r) => respond(ctx, handlers::create_topics::handle(s, r, ctx.version)),
-        RequestKind::DeleteTopics(r) => respond(ctx, handlers::delete_topics::handle(s, r, ctx.version)),
+        RequestKind::ListOffsets(r) => {
+            respond(ctx, handlers::list_offsets::handle(s, r, ctx.version))
+        }
+        RequestKind::CreateTopics(r) => {
+            respond(ctx, handlers::create_topics::handle(s, r, ctx.version))
+        }
+        RequestKind::DeleteTopics(r) => {
+            respond(ctx, handlers::delete_topics::handle(s, r, ctx.version))
+        }
         RequestKind::CreatePartitions(r) => respond(ctx, handlers::create_partitions::handle(s, r)),
-        RequestKind::DescribeConfigs(r) => respond(ctx, handlers::describe_configs::handle(s, r, ctx.version)),
+        RequestKind::DescribeConfigs(r) => {
+            respond(ctx, handlers::describe_configs::handle(s, r, ctx.version))
+        }
         RequestKind::AlterConfigs(r) => respond(ctx, handlers::alter_configs::handle_legacy(s, r)),
         RequestKind::IncrementalAlterConfigs(r) => {
             respond(ctx, handlers::alter_configs::handle_incremental(s, r))

@@ -8,7 +8,11 @@ use clap::Parser;
 use sluice::config::{BrokerArgs, Config, LogFormat};
 
 #[derive(Debug, Parser)]
-#[command(name = "sluice", version, about = "Kafka-compatible streaming broker, thread-per-core on io_uring")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Kafka-compatible streaming broker, thread-per-core on io_uring"
+)]
 struct Cli {
     #[command(flatten)]
     broker: BrokerArgs,

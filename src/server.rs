@@ -26,15 +26,24 @@ use crate::util::now_ms;
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("data dir {path}: {source}")]
-    DataDir { path: String, source: std::io::Error },
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("data dir {0} is in use by another sluice process")]
     Locked(String),
     #[error(transparent)]
     Metadata(#[from] metadata::MetadataError),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: SocketAddr, source: std::io::Error },
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("cannot start shard {shard}: {source}")]
-    Shard { shard: usize, source: std::io::Error },
+    Shard {
+        shard: usize,
+        source: std::io::Error,
+    },
 }
 
 /// Creates the data dir, checks it is writable and takes an exclusive lock on it.
@@ -103,7 +112,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
     })?;
     let mut listeners = vec![first];
     for _ in 1..config.shards {
-        listeners.push(bind(bound).map_err(|source| StartError::Listen { addr: bound, source })?);
+        listeners.push(bind(bound).map_err(|source| StartError::Listen {
+            addr: bound,
+            source,
+        })?);
     }
     let config = Arc::new(config.with_bound_port(bound.port()));
 
@@ -132,7 +144,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
                     .thread_affinity(HashSet::from([id % cpus]))
                     .build();
                 match runtime {
-                    Ok(rt) => rt.block_on(shard_main(id, config, peers, inbox, listener, image, stop_rx, ready)),
+                    Ok(rt) => rt.block_on(shard_main(
+                        id, config, peers, inbox, listener, image, stop_rx, ready,
+                    )),
                     Err(e) => error!(shard = id, error = %e, "cannot build io_uring runtime"),
                 }
             })
@@ -178,7 +192,14 @@ async fn shard_main(
 ) {
     let (apply_tx, apply_rx) = flume::bounded(64);
     let controller = (id == 0).then(|| Controller::new((*image).clone()));
-    let shard = Rc::new(Shard::new(id, config.clone(), peers, image.clone(), apply_tx, controller));
+    let shard = Rc::new(Shard::new(
+        id,
+        config.clone(),
+        peers,
+        image.clone(),
+        apply_tx,
+        controller,
+    ));
     compio::runtime::spawn(shard.clone().run_metadata_applier(apply_rx)).detach();
     // Open (and recover) this shard's partitions before serving anything.
     shard.apply_metadata(image).await;
@@ -233,8 +254,12 @@ async fn housekeeping(shard: Rc<Shard>) {
             }
             match p.log.enforce_retention(now).await {
                 Ok(0) => {}
-                Ok(n) => info!(topic = %p.topic, partition = p.index, segments = n, "retention deleted segments"),
-                Err(e) => warn!(topic = %p.topic, partition = p.index, error = %e, "retention failed"),
+                Ok(n) => {
+                    info!(topic = %p.topic, partition = p.index, segments = n, "retention deleted segments")
+                }
+                Err(e) => {
+                    warn!(topic = %p.topic, partition = p.index, error = %e, "retention failed")
+                }
             }
         }
     }

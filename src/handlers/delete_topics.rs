@@ -16,7 +16,12 @@ pub async fn handle(shard: Rc<Shard>, req: DeleteTopicsRequest, version: i16) ->
     let wanted: Vec<(Option<String>, [u8; 16])> = if version >= 6 {
         req.topics
             .iter()
-            .map(|t| (t.name.as_ref().map(|n| n.0.as_str().to_owned()), *t.topic_id.as_bytes()))
+            .map(|t| {
+                (
+                    t.name.as_ref().map(|n| n.0.as_str().to_owned()),
+                    *t.topic_id.as_bytes(),
+                )
+            })
             .collect()
     } else {
         req.topic_names
@@ -43,7 +48,10 @@ pub async fn handle(shard: Rc<Shard>, req: DeleteTopicsRequest, version: i16) ->
             continue;
         };
         let topic = meta.name.clone();
-        let r = on_controller(&shard, move |s| async move { controller::delete_topic(&s, topic).await }).await;
+        let r = on_controller(&shard, move |s| async move {
+            controller::delete_topic(&s, topic).await
+        })
+        .await;
         let base = base
             .with_name(Some(topic_name(&meta.name)))
             .with_topic_id(uuid(&meta.id));

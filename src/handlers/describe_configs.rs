@@ -25,7 +25,11 @@ fn config_type(key: &str) -> i8 {
     match key {
         "cleanup.policy" => 7,
         "compression.type" | "message.timestamp.type" => 2,
-        "retention.bytes" | "retention.ms" | "segment.ms" | "log.retention.ms" | "log.retention.bytes"
+        "retention.bytes"
+        | "retention.ms"
+        | "segment.ms"
+        | "log.retention.ms"
+        | "log.retention.bytes"
         | "log.segment.ms" => 5,
         "auto.create.topics.enable" => 1,
         _ => 3,
@@ -36,7 +40,10 @@ fn config_type(key: &str) -> i8 {
 fn broker_configs(config: &Config) -> Vec<(&'static str, String)> {
     let a = &config.args;
     vec![
-        ("auto.create.topics.enable", a.auto_create_topics_enable.to_string()),
+        (
+            "auto.create.topics.enable",
+            a.auto_create_topics_enable.to_string(),
+        ),
         ("broker.id", a.node_id.to_string()),
         ("log.retention.bytes", a.log_retention_bytes.to_string()),
         ("log.retention.ms", a.log_retention_ms.to_string()),
@@ -44,11 +51,20 @@ fn broker_configs(config: &Config) -> Vec<(&'static str, String)> {
         ("log.segment.ms", a.log_segment_ms.to_string()),
         ("message.max.bytes", a.message_max_bytes.to_string()),
         ("num.partitions", a.num_partitions.to_string()),
-        ("socket.request.max.bytes", a.socket_request_max_bytes.to_string()),
+        (
+            "socket.request.max.bytes",
+            a.socket_request_max_bytes.to_string(),
+        ),
     ]
 }
 
-fn entry(key: &str, value: Option<String>, source: i8, read_only: bool, version: i16) -> DescribeConfigsResourceResult {
+fn entry(
+    key: &str,
+    value: Option<String>,
+    source: i8,
+    read_only: bool,
+    version: i16,
+) -> DescribeConfigsResourceResult {
     let mut r = DescribeConfigsResourceResult::default()
         .with_name(sb(key))
         .with_value(value.clone().map(sb))
@@ -92,7 +108,11 @@ pub async fn handle(shard: Rc<Shard>, req: DescribeConfigsRequest, version: i16)
                         .map(|k| {
                             let dynamic = t.configs.contains_key(*k);
                             let value = topic_config::effective(&shard.config, &t.configs, k);
-                            let source = if dynamic { SOURCE_DYNAMIC_TOPIC } else { SOURCE_DEFAULT };
+                            let source = if dynamic {
+                                SOURCE_DYNAMIC_TOPIC
+                            } else {
+                                SOURCE_DEFAULT
+                            };
                             entry(k, value, source, false, version)
                         })
                         .collect();

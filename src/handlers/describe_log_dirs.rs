@@ -23,9 +23,8 @@ fn local_sizes(shard: &Shard) -> Vec<(String, i32, i64)> {
 }
 
 pub async fn handle(shard: Rc<Shard>, req: DescribeLogDirsRequest) -> ResponseKind {
-    let calls = (0..shard.shards).map(|target| {
-        shard.call(target, |s: &Rc<Shard>| std::future::ready(local_sizes(s)))
-    });
+    let calls = (0..shard.shards)
+        .map(|target| shard.call(target, |s: &Rc<Shard>| std::future::ready(local_sizes(s))));
     let wanted: Option<BTreeMap<String, Vec<i32>>> = req.topics.map(|ts| {
         ts.into_iter()
             .map(|t| (t.topic.0.as_str().to_owned(), t.partitions))
@@ -56,7 +55,10 @@ pub async fn handle(shard: Rc<Shard>, req: DescribeLogDirsRequest) -> ResponseKi
     let dir = shard.config.args.data_dir.clone();
     let (total, usable) = disk_space(&dir);
     let result = DescribeLogDirsResult::default()
-        .with_log_dir(sb(std::fs::canonicalize(&dir).unwrap_or(dir).display().to_string()))
+        .with_log_dir(sb(std::fs::canonicalize(&dir)
+            .unwrap_or(dir)
+            .display()
+            .to_string()))
         .with_topics(topics)
         .with_total_bytes(total)
         .with_usable_bytes(usable);

@@ -11,7 +11,9 @@ use bytes::Bytes;
 use futures_util::future::{join_all, select_all};
 use kafka_protocol::messages::FetchRequest;
 use kafka_protocol::ResponseError;
-use sluice_net::fetch::{encode_fetch_response, FetchPartitionOut, FetchResponseOut, FetchTopicOut};
+use sluice_net::fetch::{
+    encode_fetch_response, FetchPartitionOut, FetchResponseOut, FetchTopicOut,
+};
 use sluice_net::ResponseFrame;
 use sluice_storage::StorageError;
 
@@ -111,9 +113,14 @@ struct Slot {
 pub async fn handle(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<ResponseFrame> {
     let version = ctx.version;
     let started = Instant::now();
-    let max_wait = Duration::from_millis(i64::from(req.max_wait_ms).clamp(0, FETCH_MAX_WAIT_MS) as u64);
+    let max_wait =
+        Duration::from_millis(i64::from(req.max_wait_ms).clamp(0, FETCH_MAX_WAIT_MS) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
-    let max_bytes = if req.max_bytes <= 0 { i32::MAX as usize } else { req.max_bytes as usize };
+    let max_bytes = if req.max_bytes <= 0 {
+        i32::MAX as usize
+    } else {
+        req.max_bytes as usize
+    };
     let image = shard.metadata();
 
     let mut resp = FetchResponseOut::default();
@@ -170,7 +177,10 @@ pub async fn handle(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Res
     let mut by_shard: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
     for (i, s) in slots.iter().enumerate() {
         if let Some(meta) = image.topic(&s.req.topic) {
-            by_shard.entry(shard.owner_of(meta, s.req.index)).or_default().push(i);
+            by_shard
+                .entry(shard.owner_of(meta, s.req.index))
+                .or_default()
+                .push(i);
         }
     }
 
@@ -181,7 +191,9 @@ pub async fn handle(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Res
             let shard = shard.clone();
             async move {
                 shard
-                    .call(owner, move |s: &Rc<Shard>| read_local(s.clone(), reqs, max_bytes))
+                    .call(owner, move |s: &Rc<Shard>| {
+                        read_local(s.clone(), reqs, max_bytes)
+                    })
                     .await
                     .ok()
             }
@@ -191,31 +203,47 @@ pub async fn handle(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Res
         let mut any_error = false;
         for ((_, idxs), r) in by_shard.iter().zip(results) {
             for (k, &i) in idxs.iter().enumerate() {
-                let o = r.as_ref().and_then(|v| v.get(k).cloned()).unwrap_or(ReadOut {
-                    error: ResponseError::NotLeaderOrFollower.code(),
-                    high_watermark: -1,
-                    log_start_offset: -1,
-                    ..Default::default()
-                });
+                let o = r
+                    .as_ref()
+                    .and_then(|v| v.get(k).cloned())
+                    .unwrap_or(ReadOut {
+                        error: ResponseError::NotLeaderOrFollower.code(),
+                        high_watermark: -1,
+                        log_start_offset: -1,
+                        ..Default::default()
+                    });
                 total += o.bytes;
                 any_error |= o.error != 0;
                 outs[i] = o;
             }
         }
         let elapsed = started.elapsed();
-        if total >= min_bytes.max(1) || any_error || !pending_errors.is_empty() || elapsed >= max_wait || slots.is_empty() {
+        if total >= min_bytes.max(1)
+            || any_error
+            || !pending_errors.is_empty()
+            || elapsed >= max_wait
+            || slots.is_empty()
+        {
             break;
         }
         let remaining = max_wait - elapsed;
         let waits = by_shard.iter().map(|(&owner, idxs)| {
             let reqs: Vec<(String, i32, i64)> = idxs
                 .iter()
-                .map(|&i| (slots[i].req.topic.clone(), slots[i].req.index, slots[i].req.offset))
+                .map(|&i| {
+                    (
+                        slots[i].req.topic.clone(),
+                        slots[i].req.index,
+                        slots[i].req.offset,
+                    )
+                })
                 .collect();
             let shard = shard.clone();
             Box::pin(async move {
                 let _ = shard
-                    .call(owner, move |s: &Rc<Shard>| wait_local(s.clone(), reqs, remaining))
+                    .call(owner, move |s: &Rc<Shard>| {
+                        wait_local(s.clone(), reqs, remaining)
+                    })
                     .await;
             })
         });
@@ -233,7 +261,9 @@ pub async fn handle(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Res
     let mut used = 0usize;
     let mut slot_outs: Vec<Option<ReadOut>> = outs.into_iter().map(Some).collect();
     for (i, s) in slots.iter().enumerate() {
-        let Some(mut o) = slot_outs[i].take() else { continue };
+        let Some(mut o) = slot_outs[i].take() else {
+            continue;
+        };
         if used > 0 && used + o.bytes > max_bytes {
             o.records.clear();
             o.bytes = 0;

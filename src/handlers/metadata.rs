@@ -54,7 +54,10 @@ pub async fn handle(shard: Rc<Shard>, req: MetadataRequest, version: i16) -> Res
     let node = shard.config.args.node_id;
     let topics = match wanted {
         None => image.topics.values().map(|t| describe(t, node)).collect(),
-        Some(wanted) => wanted.iter().map(|w| describe_wanted(&image, w, node)).collect(),
+        Some(wanted) => wanted
+            .iter()
+            .map(|w| describe_wanted(&image, w, node))
+            .collect(),
     };
     let broker = MetadataResponseBroker::default()
         .with_node_id(BrokerId(node))
@@ -78,10 +81,16 @@ fn describe_wanted(image: &MetadataImage, wanted: &Wanted, node: i32) -> Metadat
         return describe(t, node);
     }
     let (error, name, id) = match wanted {
-        Wanted::Name(n) if validate_topic_name(n).is_err() => {
-            (ResponseError::InvalidTopicException, Some(topic_name(n)), [0; 16])
-        }
-        Wanted::Name(n) => (ResponseError::UnknownTopicOrPartition, Some(topic_name(n)), [0; 16]),
+        Wanted::Name(n) if validate_topic_name(n).is_err() => (
+            ResponseError::InvalidTopicException,
+            Some(topic_name(n)),
+            [0; 16],
+        ),
+        Wanted::Name(n) => (
+            ResponseError::UnknownTopicOrPartition,
+            Some(topic_name(n)),
+            [0; 16],
+        ),
         Wanted::Id(id) => (ResponseError::UnknownTopicId, None, *id),
     };
     MetadataResponseTopic::default()

@@ -23,7 +23,12 @@ use crate::metadata::TopicMeta;
 use crate::shard::{Partition, Shard};
 
 /// Runs `f` with the partition on its owner shard (`None` if that shard does not have it).
-pub async fn on_partition<R, F, Fut>(shard: &Rc<Shard>, topic: &TopicMeta, index: i32, f: F) -> Option<R>
+pub async fn on_partition<R, F, Fut>(
+    shard: &Rc<Shard>,
+    topic: &TopicMeta,
+    index: i32,
+    f: F,
+) -> Option<R>
 where
     R: Send + 'static,
     F: FnOnce(Option<Rc<Partition>>) -> Fut + Send + 'static,

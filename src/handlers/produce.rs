@@ -45,6 +45,15 @@ impl PartResult {
 
 type PartFuture = Pin<Box<dyn Future<Output = PartResult>>>;
 
+/// Position of a partition in the request: (topic index, partition index).
+type Slot = (usize, usize);
+/// Per topic: its name and, per partition, its index and a result (or its future).
+type Rows<T> = Vec<(String, Vec<(i32, Option<T>)>)>;
+/// Forwarded partitions of one shard and the receiver of their results.
+type Remote = (Vec<Slot>, Option<flume::Receiver<Vec<PartResult>>>);
+/// Work forwarded to one shard: (topic, partition, records).
+type Forward = Vec<(String, i32, Bytes)>;
+
 /// Appends on this shard now; the returned future resolves when `acks` is satisfied.
 fn append_local(shard: &Shard, topic: &str, index: i32, records: Bytes, acks: i16) -> PartFuture {
     let Some(p) = shard.partition(topic, index) else {
@@ -85,7 +94,7 @@ struct Item {
     topic: String,
     index: i32,
     /// Where the result goes in the response.
-    slot: (usize, usize),
+    slot: Slot,
 }
 
 pub async fn dispatch(shard: &Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatched {
@@ -115,7 +124,7 @@ pub async fn dispatch(shard: &Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispa
     }
 
     // Per topic: its name and, per partition, (index, local future or None if forwarded).
-    let mut rows: Vec<(String, Vec<(i32, Option<PartFuture>)>)> = Vec::with_capacity(req.topic_data.len());
+    let mut rows: Rows<PartFuture> = Vec::with_capacity(req.topic_data.len());
     let mut by_shard: BTreeMap<usize, Vec<(Item, Bytes)>> = BTreeMap::new();
     for (ti, t) in req.topic_data.into_iter().enumerate() {
         let name = t.name.0.as_str().to_owned();
@@ -123,7 +132,8 @@ pub async fn dispatch(shard: &Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispa
         let mut row = Vec::with_capacity(t.partition_data.len());
         for (pi, p) in t.partition_data.into_iter().enumerate() {
             let records = p.records.unwrap_or_default();
-            let fail = |e| Some(Box::pin(std::future::ready(PartResult::err(e, None))) as PartFuture);
+            let fail =
+                |e| Some(Box::pin(std::future::ready(PartResult::err(e, None))) as PartFuture);
             let fut = match &meta {
                 None => fail(ResponseError::UnknownTopicOrPartition),
                 Some(m) if p.index < 0 || p.index >= m.partitions => {
@@ -152,10 +162,9 @@ pub async fn dispatch(shard: &Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispa
 
     // Forward each remote shard's slice; the appends run there in mesh order. Only the enqueue
     // is awaited here (bounded queue = backpressure); answers are awaited in the second stage.
-    let mut remote: Vec<(Vec<(usize, usize)>, Option<flume::Receiver<Vec<PartResult>>>)> =
-        Vec::with_capacity(by_shard.len());
+    let mut remote: Vec<Remote> = Vec::with_capacity(by_shard.len());
     for (owner, items) in by_shard {
-        let (slots, work): (Vec<(usize, usize)>, Vec<(String, i32, Bytes)>) = items
+        let (slots, work): (Vec<Slot>, Forward) = items
             .into_iter()
             .map(|(it, b)| (it.slot, (it.topic, it.index, b)))
             .unzip();
@@ -173,7 +182,7 @@ pub async fn dispatch(shard: &Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispa
     }
 
     Dispatched::Respond(Box::pin(async move {
-        let mut parts: Vec<(String, Vec<(i32, Option<PartResult>)>)> = Vec::with_capacity(rows.len());
+        let mut parts: Rows<PartResult> = Vec::with_capacity(rows.len());
         for (name, row) in rows {
             let mut done = Vec::with_capacity(row.len());
             for (index, fut) in row {
@@ -209,7 +218,9 @@ pub async fn dispatch(shard: &Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispa
                 let partitions = row
                     .into_iter()
                     .map(|(index, r)| {
-                        let r = r.unwrap_or_else(|| PartResult::err(ResponseError::UnknownServerError, None));
+                        let r = r.unwrap_or_else(|| {
+                            PartResult::err(ResponseError::UnknownServerError, None)
+                        });
                         to_wire(r).with_index(index)
                     })
                     .collect();
@@ -218,7 +229,10 @@ pub async fn dispatch(shard: &Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispa
                     .with_partition_responses(partitions)
             })
             .collect();
-        encode(ctx, ResponseKind::Produce(ProduceResponse::default().with_responses(topics)))
+        encode(
+            ctx,
+            ResponseKind::Produce(ProduceResponse::default().with_responses(topics)),
+        )
     }))
 }
 
@@ -249,6 +263,9 @@ fn respond_all(ctx: Ctx, req: &ProduceRequest, error: ResponseError) -> Dispatch
                 )
         })
         .collect();
-    let frame = encode(ctx, ResponseKind::Produce(ProduceResponse::default().with_responses(topics)));
+    let frame = encode(
+        ctx,
+        ResponseKind::Produce(ProduceResponse::default().with_responses(topics)),
+    );
     Dispatched::Respond(Box::pin(std::future::ready(frame)))
 }

@@ -125,10 +125,16 @@ pub(crate) async fn open_write(path: &Path, mode: IoMode) -> io::Result<(File, I
     Ok((opts.open(path).await?, IoMode::Buffered))
 }
 
-/// Reserves disk space for a new segment without changing its visible size. Best effort: file
-/// systems without fallocate support are fine.
+/// Most disk space reserved up front for a new segment. Preallocating a whole default segment
+/// (1 GiB) per partition would reserve 100 GiB for 100 partitions before a byte is written;
+/// 64 MiB still turns the first stretch of appends into writes to allocated blocks.
+pub const PREALLOCATE_BYTES_MAX: u64 = 64 << 20;
+
+/// Reserves disk space for a new segment (up to [`PREALLOCATE_BYTES_MAX`]) without changing its
+/// visible size. Best effort: file systems without fallocate support are fine.
 pub(crate) fn preallocate(file: &File, bytes: u64) {
     use std::os::fd::AsRawFd;
+    let bytes = bytes.min(PREALLOCATE_BYTES_MAX);
     let fd = file.as_raw_fd();
     // SAFETY: fd is an open file descriptor owned by `file` for the duration of the call.
     let rc = unsafe { libc::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, 0, bytes as libc::off_t) };

@@ -64,7 +64,11 @@ impl Broker {
         let log = self.data_dir.with_extension("log");
         std::thread::spawn(move || {
             use std::io::Write;
-            let mut f = std::fs::OpenOptions::new().create(true).append(true).open(log).ok();
+            let mut f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(log)
+                .ok();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(f) = f.as_mut() {
                     let _ = writeln!(f, "{line}");
@@ -80,7 +84,8 @@ impl Broker {
             }
         });
         let addr = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
-            let log = std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default();
             panic!("broker did not start; log:\n{log}")
         });
         self.addr = addr;
@@ -237,10 +242,13 @@ pub fn consume_n(consumer: &BaseConsumer, topic: &str, partitions: i32, n: usize
     out
 }
 
-/// Collects delivery reports: `(index, Ok((partition, offset)) | Err(error))`.
+/// Where a record landed: `(partition, offset)`, or why it did not.
+pub type Delivery = Result<(i32, i64), KafkaError>;
+
+/// Collects delivery reports: `(record index, delivery)`.
 #[derive(Default)]
 pub struct Deliveries {
-    pub out: Mutex<Vec<(usize, Result<(i32, i64), KafkaError>)>>,
+    pub out: Mutex<Vec<(usize, Delivery)>>,
 }
 
 impl ClientContext for Deliveries {}
@@ -267,7 +275,8 @@ impl Broker {
         for (k, v) in extra {
             c.set(*k, *v);
         }
-        c.create_with_context(Deliveries::default()).expect("producer")
+        c.create_with_context(Deliveries::default())
+            .expect("producer")
     }
 }
 
@@ -282,14 +291,18 @@ pub struct Out {
 }
 
 /// Produces every record and waits for all deliveries; results are in input order.
-pub fn produce_all(producer: &TestProducer, topic: &str, records: &[Out]) -> Vec<Result<(i32, i64), KafkaError>> {
+pub fn produce_all(producer: &TestProducer, topic: &str, records: &[Out]) -> Vec<Delivery> {
     producer.context().out.lock().expect("lock").clear();
     for (i, r) in records.iter().enumerate() {
         let mut headers = OwnedHeaders::new();
         for (k, v) in &r.headers {
-            headers = headers.insert(Header { key: k, value: v.as_deref() });
+            headers = headers.insert(Header {
+                key: k,
+                value: v.as_deref(),
+            });
         }
-        let mut rec: BaseRecord<'_, [u8], [u8], Box<usize>> = BaseRecord::with_opaque_to(topic, Box::new(i)).headers(headers);
+        let mut rec: BaseRecord<'_, [u8], [u8], Box<usize>> =
+            BaseRecord::with_opaque_to(topic, Box::new(i)).headers(headers);
         if let Some(p) = r.partition {
             rec = rec.partition(p);
         }
@@ -316,7 +329,11 @@ pub fn produce_all(producer: &TestProducer, topic: &str, records: &[Out]) -> Vec
     }
     let _ = producer.flush(WAIT);
     let mut out = std::mem::take(&mut *producer.context().out.lock().expect("lock"));
-    assert_eq!(out.len(), records.len(), "every record gets a delivery report");
+    assert_eq!(
+        out.len(),
+        records.len(),
+        "every record gets a delivery report"
+    );
     out.sort_by_key(|(i, _)| *i);
     out.into_iter().map(|(_, r)| r).collect()
 }

@@ -1,0 +1,127 @@
+//! Crash safety: with `--flush always`, a producer using acks=all is interrupted by `kill -9`
+//! of the broker several times; after each restart every acknowledged message is still there,
+//! exactly once, with contiguous offsets.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use rdkafka::message::Header;
+use rdkafka::message::OwnedHeaders;
+use rdkafka::producer::{BaseRecord, Producer};
+
+const ROUNDS: usize = 3;
+const PARTITIONS: i32 = 2;
+
+#[test]
+fn acked_messages_survive_repeated_kill_9() {
+    let mut broker = Broker::start(&["--flush", "always", "--cores", "2"]);
+    broker.create_topic("crash", PARTITIONS, &[]);
+    // value -> (partition, offset) for every acknowledged message
+    let mut acked: HashMap<String, (i32, i64)> = HashMap::new();
+    for round in 0..ROUNDS {
+        let producer = Arc::new(broker.producer(&[
+            ("acks", "all"),
+            ("enable.idempotence", "false"),
+            ("message.send.max.retries", "0"),
+            ("linger.ms", "1"),
+            ("message.timeout.ms", "5000"),
+        ]));
+        let stop = Arc::new(AtomicBool::new(false));
+        let sender = {
+            let producer = producer.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut i = 0usize;
+                let deadline = Instant::now() + WAIT;
+                while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+                    let value = format!("r{round}-{i}");
+                    let rec: BaseRecord<'_, [u8], [u8], Box<usize>> =
+                        BaseRecord::with_opaque_to("crash", Box::new(i))
+                            .partition((i % PARTITIONS as usize) as i32)
+                            .payload(value.as_bytes())
+                            .headers(OwnedHeaders::new().insert(Header {
+                                key: "v",
+                                value: Some(value.as_bytes()),
+                            }));
+                    if producer.send(rec).is_ok() {
+                        i += 1;
+                    } else {
+                        std::thread::sleep(Duration::from_millis(1));
+                    }
+                }
+                i
+            })
+        };
+        // Let a few hundred acks through, then crash the broker mid-stream.
+        let deadline = Instant::now() + WAIT;
+        while producer
+            .context()
+            .out
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, r)| r.is_ok())
+            .count()
+            < 300
+        {
+            assert!(Instant::now() < deadline, "no progress before the crash");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        broker.kill9();
+        stop.store(true, Ordering::Relaxed);
+        let sent = sender.join().unwrap();
+        let _ = producer.flush(Duration::from_secs(10));
+        let reports = std::mem::take(&mut *producer.context().out.lock().unwrap());
+        assert!(reports.len() <= sent);
+        for (i, r) in reports {
+            if let Ok(pos) = r {
+                acked.insert(format!("r{round}-{i}"), pos);
+            }
+        }
+        drop(producer);
+        broker.restart();
+    }
+    assert!(acked.len() >= ROUNDS * 300);
+
+    // Everything in the log, in order: every acked message exactly once at its acked offset.
+    let consumer = broker.consumer(&[]);
+    let (mut total, mut ends) = (0usize, BTreeMap::new());
+    for p in 0..PARTITIONS {
+        let (lo, hi) =
+            rdkafka::consumer::Consumer::fetch_watermarks(&consumer, "crash", p, WAIT).unwrap();
+        assert_eq!(lo, 0);
+        ends.insert(p, hi);
+        total += hi as usize;
+    }
+    let got = consume_n(&consumer, "crash", PARTITIONS, total);
+    assert_eq!(got.len(), total);
+    let mut seen: HashMap<String, (i32, i64)> = HashMap::new();
+    let mut next: BTreeMap<i32, i64> = BTreeMap::new();
+    for r in &got {
+        let expect = next.entry(r.partition).or_insert(0);
+        assert_eq!(
+            r.offset, *expect,
+            "offsets contiguous in partition {}",
+            r.partition
+        );
+        *expect += 1;
+        let v = String::from_utf8(r.value.clone().unwrap()).unwrap();
+        assert!(
+            seen.insert(v.clone(), (r.partition, r.offset)).is_none(),
+            "{v} appears twice"
+        );
+    }
+    for (v, pos) in &acked {
+        assert_eq!(
+            seen.get(v),
+            Some(pos),
+            "acknowledged {v} is at its acknowledged position"
+        );
+    }
+    assert!(!broker.log().contains("panicked"));
+}
