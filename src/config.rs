@@ -103,6 +103,10 @@ pub struct BrokerArgs {
     /// Recent bytes per partition kept in memory to serve fetches without disk reads.
     #[arg(long, env = "SLUICE_TAIL_CACHE_BYTES", default_value_t = 8 << 20)]
     pub tail_cache_bytes: usize,
+    /// Idle time after which a producer's idempotence state is dropped (Kafka's
+    /// producer.id.expiration.ms); its next batch then gets UNKNOWN_PRODUCER_ID.
+    #[arg(long, env = "SLUICE_PRODUCER_ID_EXPIRATION_MS", default_value_t = 86_400_000)]
+    pub producer_id_expiration_ms: i64,
     /// Partition count of the internal __consumer_offsets topic.
     #[arg(long, env = "SLUICE_OFFSETS_TOPIC_NUM_PARTITIONS", default_value_t = 4)]
     pub offsets_topic_num_partitions: i32,

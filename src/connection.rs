@@ -25,7 +25,8 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let (mut rd, wr) = stream.into_split();
     let (tx, rx) = flume::bounded::<Pending>(shard.config.args.max_inflight_requests);
-    let writer = compio::runtime::spawn(write_responses(wr, rx, peer));
+    let zero_copy = shard.config.args.zero_copy_send;
+    let writer = compio::runtime::spawn(write_responses(wr, rx, peer, zero_copy));
     let frames = FrameReader::new(shard.config.args.socket_request_max_bytes);
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
     'read: loop {
@@ -73,7 +74,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     debug!(%peer, "connection closed");
 }
 
-async fn write_responses(mut wr: TcpStream, rx: flume::Receiver<Pending>, peer: SocketAddr) {
+async fn write_responses(mut wr: TcpStream, rx: flume::Receiver<Pending>, peer: SocketAddr, zero_copy: bool) {
     while let Ok(pending) = rx.recv_async().await {
         let frame = match pending.await {
             Ok(Some(frame)) if frame.is_empty() => {
@@ -88,7 +89,11 @@ async fn write_responses(mut wr: TcpStream, rx: flume::Receiver<Pending>, peer: 
                 return;
             }
         };
-        let compio::BufResult(res, _) = wr.write_vectored_all(frame).await;
+        let res = if zero_copy {
+            write_zero_copy(&mut wr, frame).await
+        } else {
+            wr.write_vectored_all(frame).await.0
+        };
         if let Err(e) = res {
             debug!(%peer, error = %e, "write failed");
             return;
@@ -101,4 +106,30 @@ fn shutdown(stream: &TcpStream) {
     use std::os::fd::AsRawFd;
     // SAFETY: shutdown(2) on a socket fd we own; it touches no memory.
     unsafe { libc::shutdown(stream.as_raw_fd(), libc::SHUT_RDWR) };
+}
+
+/// Sends `frame` with io_uring SEND_ZC: the kernel reads the cached batches in place and tells
+/// us when they may be released. Pays off on real NICs; on loopback it was measured slower.
+async fn write_zero_copy(wr: &mut TcpStream, mut frame: ResponseFrame) -> std::io::Result<()> {
+    use compio::io::AsyncWriteZerocopy;
+    while !frame.is_empty() {
+        let compio::BufResult(res, ready) = wr.write_zerocopy_vectored(frame).await;
+        // The buffers come back only once the kernel is done with them.
+        frame = ready.await;
+        let mut sent = res?;
+        if sent == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while sent > 0 {
+            let Some(first) = frame.first_mut() else { break };
+            if first.len() <= sent {
+                sent -= first.len();
+                frame.remove(0);
+            } else {
+                bytes::Buf::advance(first, sent);
+                sent = 0;
+            }
+        }
+    }
+    Ok(())
 }

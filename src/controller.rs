@@ -21,9 +21,14 @@ use crate::metadata::{self, MetadataImage, TopicMeta};
 use crate::shard::Shard;
 use crate::topic_config;
 
+/// Producer ids reserved (persisted) at a time, so most InitProducerId calls touch no disk.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
 /// Master copy of the metadata.
 pub struct Controller {
     image: MetadataImage,
+    /// Next producer id to hand out; always below `image.producer_id_block_end`.
+    producer_id_next: i64,
 }
 
 /// A topic to create.
@@ -64,7 +69,11 @@ pub enum ConfigOp {
 
 impl Controller {
     pub fn new(image: MetadataImage) -> Controller {
-        Controller { image }
+        let producer_id_next = image.producer_id_block_end;
+        Controller {
+            image,
+            producer_id_next,
+        }
     }
 }
 
@@ -353,4 +362,27 @@ pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) {
         Ok(())
     })
     .await;
+}
+
+/// Hands out a producer id that was never handed out before, even across restarts: ids come
+/// from a persisted block; a new block is persisted before its first id is used.
+pub async fn allocate_producer_id(shard: &Rc<Shard>) -> OpResult<i64> {
+    let (next, end) = {
+        let c = controller(shard).borrow();
+        (c.producer_id_next, c.image.producer_id_block_end)
+    };
+    if next >= end {
+        commit(shard, |image| {
+            image.producer_id_block_end = image.producer_id_block_end.max(next) + PRODUCER_ID_BLOCK;
+            Ok(())
+        })
+        .await?;
+    }
+    let mut c = controller(shard).borrow_mut();
+    let id = c.producer_id_next;
+    if id >= c.image.producer_id_block_end {
+        return Err(OpError::new(ResponseError::CoordinatorNotAvailable, "producer id block exhausted; retry"));
+    }
+    c.producer_id_next += 1;
+    Ok(id)
 }

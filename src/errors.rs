@@ -1,7 +1,7 @@
 //! The one place where internal errors become Kafka error codes.
 
 use kafka_protocol::ResponseError;
-use sluice_storage::StorageError;
+use sluice_storage::{ProducerError, StorageError};
 
 /// Maps a storage error to the Kafka error a client expects.
 pub fn storage_error(e: &StorageError) -> ResponseError {
@@ -9,6 +9,11 @@ pub fn storage_error(e: &StorageError) -> ResponseError {
         StorageError::Batch(_) => ResponseError::CorruptMessage,
         StorageError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        StorageError::Producer(ProducerError::OutOfOrderSequence { .. }) => {
+            ResponseError::OutOfOrderSequenceNumber
+        }
+        StorageError::Producer(ProducerError::InvalidEpoch { .. }) => ResponseError::InvalidProducerEpoch,
+        StorageError::Producer(ProducerError::UnknownProducerId { .. }) => ResponseError::UnknownProducerId,
         _ => ResponseError::KafkaStorageError,
     }
 }

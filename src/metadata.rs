@@ -40,6 +40,10 @@ pub struct MetadataImage {
     /// Bumped on every change.
     pub epoch: u64,
     pub topics: BTreeMap<String, Arc<TopicMeta>>,
+    /// Producer ids below this may have been handed out: a restarted controller allocates
+    /// from here, so ids never repeat (InitProducerId).
+    #[serde(default)]
+    pub producer_id_block_end: i64,
     #[serde(skip)]
     pub by_id: HashMap<[u8; 16], String>,
 }

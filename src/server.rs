@@ -207,6 +207,8 @@ async fn shard_main(
         compio::runtime::spawn(run_mesh_receiver(shard.clone(), rx)).detach();
     }
     compio::runtime::spawn(housekeeping(shard.clone())).detach();
+    // Consumer groups: create/load __consumer_offsets, then the coordinator's timer.
+    compio::runtime::spawn(crate::group::driver::run(shard.clone())).detach();
     let acceptor = match compio::net::TcpListener::from_std(listener) {
         Ok(l) => Some(compio::runtime::spawn(accept_loop(shard.clone(), l))),
         Err(e) => {
@@ -251,6 +253,10 @@ async fn housekeeping(shard: Rc<Shard>) {
         for p in shard.partitions() {
             if let Err(e) = p.log.maybe_roll(now).await {
                 warn!(topic = %p.topic, partition = p.index, error = %e, "segment roll failed");
+            }
+            let expired = p.log.expire_producers(now, shard.config.args.producer_id_expiration_ms);
+            if expired > 0 {
+                info!(topic = %p.topic, partition = p.index, producers = expired, "expired idle producer state");
             }
             match p.log.enforce_retention(now).await {
                 Ok(0) => {}

@@ -55,6 +55,9 @@ pub struct Shard {
     apply_tx: flume::Sender<(Arc<MetadataImage>, flume::Sender<()>)>,
     pub controller: Option<RefCell<Controller>>,
     pub shutting_down: Cell<bool>,
+    /// Group coordinator state for the `__consumer_offsets` partitions this shard owns
+    /// (consumer groups; see `crate::group`).
+    pub groups: crate::group::GroupDriver,
 }
 
 /// Which shard owns a partition. Stable for a given shard count; directories are not
@@ -89,6 +92,7 @@ impl Shard {
             apply_tx,
             controller: controller.map(RefCell::new),
             shutting_down: Cell::new(false),
+            groups: crate::group::GroupDriver::default(),
         }
     }
 

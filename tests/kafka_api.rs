@@ -492,3 +492,23 @@ fn sigterm_is_graceful_and_restart_keeps_everything_without_recovery_scan() {
         "clean shutdown needs no recovery truncation:\n{log}"
     );
 }
+
+#[test]
+fn zero_copy_send_serves_the_same_bytes() {
+    let broker = Broker::start(&["--zero-copy-send", "--cores", "1"]);
+    broker.create_topic("zc", 2, &[]);
+    let producer = broker.producer(&[]);
+    let recs: Vec<Out> = (0..3000)
+        .map(|i| Out { partition: Some(i % 2), value: Some(format!("zc-{i}-{}", "y".repeat(i as usize % 700)).into_bytes()), ..Default::default() })
+        .collect();
+    for r in produce_all(&producer, "zc", &recs) {
+        r.expect("delivered");
+    }
+    let got = consume_n(&broker.consumer(&[]), "zc", 2, 3000);
+    assert_eq!(got.len(), 3000);
+    let mut want: HashMap<Vec<u8>, ()> = recs.iter().map(|r| (r.value.clone().unwrap(), ())).collect();
+    for r in &got {
+        assert!(want.remove(r.value.as_ref().unwrap()).is_some());
+    }
+    assert!(want.is_empty());
+}

@@ -12,6 +12,7 @@ use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
 use crate::errors::storage_error;
+use crate::records;
 use crate::handlers::on_partition;
 use crate::shard::Shard;
 
@@ -45,12 +46,26 @@ pub async fn handle(shard: Rc<Shard>, req: ListOffsetsRequest, version: i16) -> 
                     let found = match ts {
                         LATEST => Some((-1, log.high_watermark())),
                         EARLIEST | EARLIEST_LOCAL => Some((-1, log.log_start_offset())),
-                        MAX_TIMESTAMP => log.max_timestamp(),
-                        t if t >= 0 => log
-                            .offset_for_timestamp(t)
-                            .await
-                            .map_err(|e| storage_error(&e))?
-                            .map(|(offset, ts)| (ts, offset)),
+                        MAX_TIMESTAMP => match log.max_timestamp() {
+                            Some((ts, offset)) => Some(
+                                first_batch(log, offset)
+                                    .await
+                                    .and_then(records::max_timestamp_record)
+                                    .map_or((ts, offset), |(o, t)| (t, o)),
+                            ),
+                            None => None,
+                        },
+                        t if t >= 0 => match log.offset_for_timestamp(t).await.map_err(|e| storage_error(&e))? {
+                            // The batch is the first whose max timestamp reaches `t`; Kafka
+                            // answers with the first *record* at or after `t` inside it.
+                            Some((offset, batch_ts)) => Some(
+                                first_batch(log, offset)
+                                    .await
+                                    .and_then(|b| records::first_at_or_after(b, t))
+                                    .map_or((batch_ts, offset), |(o, ts)| (ts, o.max(log.log_start_offset()))),
+                            ),
+                            None => None,
+                        },
                         _ => return Err(ResponseError::InvalidRequest),
                     };
                     Ok((found, part.leader_epoch))
@@ -76,4 +91,12 @@ pub async fn handle(shard: Rc<Shard>, req: ListOffsetsRequest, version: i16) -> 
         );
     }
     ResponseKind::ListOffsets(ListOffsetsResponse::default().with_topics(topics))
+}
+
+/// The stored batch containing `offset` (whole, as written).
+async fn first_batch(log: &sluice_storage::Log, offset: i64) -> Option<bytes::Bytes> {
+    let r = log.read(offset, 1).await.ok()?;
+    let first = r.chunks.into_iter().next()?;
+    let h = sluice_storage::BatchHeader::parse(&first).ok()?;
+    first.get(..h.total_size()).map(|_| first.slice(..h.total_size()))
 }

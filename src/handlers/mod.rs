@@ -2,6 +2,19 @@
 //! body; partition work runs on the partition's owner shard through the mesh.
 
 pub mod alter_configs;
+// --- consumer groups (group coordinator) ---
+pub mod delete_groups;
+pub mod describe_groups;
+pub mod find_coordinator;
+pub mod heartbeat;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
+pub mod sync_group;
+// --- end consumer groups ---
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -11,6 +24,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
 pub mod fetch;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;

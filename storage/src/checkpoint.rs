@@ -22,6 +22,8 @@ use compio::io::AsyncWriteAtExt;
 
 pub(crate) const CHECKPOINT_FILE: &str = "sluice.checkpoint";
 pub(crate) const EPOCH_FILE: &str = "leader-epoch-checkpoint";
+/// Idempotent-producer state snapshot (see producer.rs).
+pub(crate) const PRODUCER_FILE: &str = "producer.snapshot";
 const CHECKPOINT_MAGIC: u32 = u32::from_be_bytes(*b"SLCP");
 const EPOCH_MAGIC: u32 = u32::from_be_bytes(*b"SLEP");
 const VERSION: u16 = 1;

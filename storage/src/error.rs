@@ -32,6 +32,9 @@ pub enum StorageError {
     /// The log was closed or deleted.
     #[error("log is closed")]
     Closed,
+    /// An idempotent producer's batch is out of sequence, fenced or unknown.
+    #[error(transparent)]
+    Producer(#[from] crate::producer::ProducerError),
 }
 
 impl StorageError {
@@ -71,6 +74,7 @@ impl StorageError {
             StorageError::Io(e) => StorageError::Io(clone_io(e)),
             StorageError::Corrupt(s) => StorageError::Corrupt(s.clone()),
             StorageError::Closed => StorageError::Closed,
+            StorageError::Producer(e) => StorageError::Producer(e.clone()),
         }
     }
 }

@@ -37,10 +37,11 @@ use bytes::Bytes;
 use compio::io::AsyncWriteAtExt;
 
 use crate::aligned::{round_down, AlignedBuf};
-use crate::batch::{rewrite_header, validate_batches};
+use crate::batch::{rewrite_header, validate_batches, BatchHeader};
+use crate::producer::{Check, ProducerStates};
 use crate::checkpoint::{
     decode_checkpoint, decode_epochs, encode_checkpoint, encode_epochs, read_optional,
-    write_atomic, Checkpoint, CHECKPOINT_FILE, EPOCH_FILE,
+    write_atomic, Checkpoint, CHECKPOINT_FILE, EPOCH_FILE, PRODUCER_FILE,
 };
 use crate::config::{FlushPolicy, IoMode, LogConfig, TimestampType};
 use crate::error::{clone_io, StorageError};
@@ -124,6 +125,8 @@ struct State {
     active_projected_base: i64,
     active_created_ms: Option<i64>,
     max_timestamp: Option<(i64, i64)>,
+    /// Idempotent-producer state (sequence numbers, recent batches), see producer.rs.
+    producers: ProducerStates,
 }
 
 /// A partition log. See the module documentation.
@@ -184,6 +187,7 @@ impl Log {
             epochs_dirty: false,
             last_failure: None,
             failed: false,
+            producers: ProducerStates::default(),
         };
         let log = Rc::new(Log {
             dir,
@@ -208,9 +212,10 @@ impl Log {
             progress: Notify::default(),
         });
         *log.self_weak.borrow_mut() = Rc::downgrade(&log);
+        compio::runtime::spawn(writer_loop(Rc::downgrade(&log), log.work.clone())).detach();
+        log.load_producer_state().await?;
         log.write_checkpoint().await?;
         log.write_epochs().await?;
-        compio::runtime::spawn(writer_loop(Rc::downgrade(&log), log.work.clone())).detach();
         log.start_flusher_if_needed();
         Ok(log)
     }
@@ -253,6 +258,12 @@ impl Log {
             return Err(StorageError::Closed);
         }
         let headers = validate_batches(&records)?;
+        if let Some(dup) = self.check_producers(&headers)? {
+            return Ok(AppendInfo {
+                log_start_offset: self.log_start.get(),
+                ..dup
+            });
+        }
         let cfg = self.config.borrow();
         let max = cfg.max_message_bytes as usize;
         if let Some(h) = headers.iter().find(|h| h.total_size() > max) {
@@ -307,6 +318,9 @@ impl Log {
         if leader_epoch >= 0 && st.epochs.last().is_none_or(|&(e, _)| leader_epoch > e) {
             st.epochs.push((leader_epoch, base));
             st.epochs_dirty = true;
+        }
+        for (h, plan) in headers.iter().zip(&plans) {
+            st.producers.record(h, plan.base_offset, now_ms);
         }
         st.pending.push_back(Pending::Append(PendingAppend {
             records,
@@ -727,6 +741,7 @@ impl Log {
             st.cache.retain(|c| c.last_offset < new_leo);
             st.cache_bytes = st.cache.iter().map(|c| c.bytes.len()).sum();
             st.epochs.retain(|&(_, start)| start < new_leo);
+            st.producers.truncate_from(new_leo);
         }
         self.leo.set(new_leo);
         self.hw.set(new_leo);
@@ -849,6 +864,93 @@ impl Log {
             log_start_offset: self.log_start.get(),
         };
         write_atomic(&self.dir, CHECKPOINT_FILE, encode_checkpoint(&c)).await?;
+        let snapshot = self.state.borrow().producers.encode(self.leo.get());
+        write_atomic(&self.dir, PRODUCER_FILE, snapshot).await?;
+        Ok(())
+    }
+
+    /// Idempotence: `Some(original offsets)` if the record set repeats an appended batch,
+    /// an error for a sequence gap or stale epoch, `None` to append.
+    fn check_producers(&self, headers: &[BatchHeader]) -> Result<Option<AppendInfo>, StorageError> {
+        let st = self.state.borrow();
+        let mut scratch: Option<ProducerStates> = None;
+        for h in headers {
+            let states = scratch.as_ref().unwrap_or(&st.producers);
+            match states.check(h)? {
+                Check::Duplicate {
+                    base_offset,
+                    last_offset,
+                } => {
+                    return Ok(Some(AppendInfo {
+                        base_offset,
+                        last_offset,
+                        log_append_time_ms: -1,
+                        log_start_offset: -1,
+                        max_timestamp: h.max_timestamp,
+                    }))
+                }
+                Check::Append if headers.len() > 1 => {
+                    // Later batches of the same set must follow this one.
+                    let next = scratch.get_or_insert_with(|| st.producers.clone());
+                    next.record(h, 0, h.max_timestamp);
+                }
+                Check::Append => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// Drops state of producers idle longer than `expiration_ms`; returns how many.
+    pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.state.borrow_mut().producers.expire(now_ms, expiration_ms)
+    }
+
+    /// Number of producers with idempotence state in this partition.
+    pub fn producer_count(&self) -> usize {
+        self.state.borrow().producers.len()
+    }
+
+    /// Restores producer state: the snapshot, minus anything past the recovered log end, plus
+    /// the batch headers written after the snapshot (read back from the log).
+    async fn load_producer_state(&self) -> Result<(), StorageError> {
+        let leo = self.leo.get();
+        let snapshot = read_optional(&self.dir.join(PRODUCER_FILE))
+            .await?
+            .and_then(|b| ProducerStates::decode(&b));
+        let (mut states, from) = match snapshot {
+            Some((covered, mut states)) => {
+                states.truncate_from(leo);
+                (states, covered.min(leo))
+            }
+            None => (ProducerStates::default(), self.log_start.get()),
+        };
+        let mut offset = from.max(self.log_start.get());
+        while offset < leo {
+            let r = self.read(offset, 1 << 20).await?;
+            if r.chunks.is_empty() {
+                break;
+            }
+            let mut next = offset;
+            for chunk in &r.chunks {
+                let mut pos = 0usize;
+                while let Some(rest) = chunk.get(pos..) {
+                    let Ok(h) = BatchHeader::parse(rest) else { break };
+                    let size = h.total_size();
+                    if size == 0 || h.base_offset < offset {
+                        pos += size.max(1);
+                        continue;
+                    }
+                    states.record(&h, h.base_offset, h.max_timestamp);
+                    next = next.max(h.last_offset() + 1);
+                    pos += size;
+                }
+            }
+            if next <= offset {
+                break;
+            }
+            offset = next;
+        }
+        self.state.borrow_mut().producers = states;
         Ok(())
     }
 
@@ -1089,6 +1191,7 @@ impl Log {
         st.pending.clear();
         self.roll_seq_done.set(self.roll_seq_next.get());
         st.epochs.retain(|&(_, start)| start < hw);
+        st.producers.truncate_from(hw);
         if let Some((size, base)) = st.segments.last().map(|s| (s.size, s.base_offset)) {
             st.active_projected_bytes = size;
             st.active_projected_base = base;

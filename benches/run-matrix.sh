@@ -1,0 +1,757 @@
+#!/usr/bin/env bash
+# Sluice standard workload matrix -> BENCHMARKS.md
+#
+#   benches/run-matrix.sh                      full matrix (fresh broker per row), ~10-15 min
+#   benches/run-matrix.sh --quick              smoke version (3 s runs, fewer rows), ~2-3 min
+#   benches/run-matrix.sh --bootstrap H:P      same matrix against an already-running broker
+#
+# What it does, in one run (so every ratio compares numbers from the same conditions):
+#   1. builds release binaries (cargo build --release -p sluice -p sluice-tools)
+#   2. measures this machine's limits: loopback TCP bandwidth (iperf3), O_DIRECT sequential write
+#      bandwidth with fdatasync every 16 MiB and fdatasync latency after a 4 KiB O_DIRECT write
+#      (fio; a small python writer if fio is unavailable)
+#   3. for each row: starts a fresh broker on 127.0.0.1 with its own data dir under the work dir
+#      (on the real disk), runs sluice-load, stops the broker by PID, deletes the data dir
+#   4. optionally runs `cargo bench --bench storage` (criterion) and adds its table
+#   5. writes BENCHMARKS.md (tables, ratios to the limits, exact commands, machine, date, commit)
+#
+# Every external command runs under `timeout`. Only loopback addresses are used (unless you pass
+# another --bootstrap yourself).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target}
+WORK=${SLUICE_BENCH_WORK:-$TARGET_DIR/bench-matrix}
+OUT=$ROOT/BENCHMARKS.md
+BOOTSTRAP=""
+QUICK=0
+BUILD=1
+STORAGE_BENCH=auto     # auto = on for the full run, off for --quick
+KEEP_DATA=0
+FLUSH_INTERVAL_MS=${FLUSH_INTERVAL_MS:-100}
+PRODUCERS=${PRODUCERS:-1}
+CONSUMERS=${CONSUMERS:-1}
+
+usage() {
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+    cat <<EOF
+
+Options:
+  --bootstrap HOST:PORT  run against this already-running broker (no broker is started; the
+                         flush-policy dimension collapses to whatever that broker uses)
+  --quick                short smoke run (3 s per row, fewer rows, smaller limits measurements)
+  --out FILE             output markdown (default: $OUT)
+  --work-dir DIR         results, logs, broker data dirs (default: $WORK; must be on a real disk)
+  --no-build             use the existing release binaries
+  --storage-bench        also run 'cargo bench --bench storage' (default in the full run)
+  --no-storage-bench     skip it
+  --keep-data            keep broker data dirs
+Environment: FLUSH_INTERVAL_MS (default 100), PRODUCERS (1), CONSUMERS (1), CARGO_TARGET_DIR.
+EOF
+}
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --bootstrap) BOOTSTRAP=${2:?--bootstrap needs HOST:PORT}; shift 2 ;;
+        --bootstrap=*) BOOTSTRAP=${1#*=}; shift ;;
+        --quick) QUICK=1; shift ;;
+        --out) OUT=${2:?}; shift 2 ;;
+        --work-dir) WORK=${2:?}; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        --storage-bench) STORAGE_BENCH=1; shift ;;
+        --no-storage-bench) STORAGE_BENCH=0; shift ;;
+        --keep-data) KEEP_DATA=1; shift ;;
+        -h|--help) usage; exit 0 ;;
+        *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+[[ $STORAGE_BENCH == auto ]] && STORAGE_BENCH=$((1 - QUICK))
+
+if [[ $QUICK == 1 ]]; then
+    DURATION=3s; WARMUP=1s; BACKLOG_MSGS=200000
+    IPERF_SECS=2; FIO_SEQ_SIZE=256M; FIO_SYNC_SECS=3
+else
+    DURATION=10s; WARMUP=2s; BACKLOG_MSGS=1000000
+    IPERF_SECS=5; FIO_SEQ_SIZE=1G; FIO_SYNC_SECS=8
+fi
+MSG_SIZE=1024
+
+SLUICE=$TARGET_DIR/release/sluice
+LOADGEN=$TARGET_DIR/release/sluice-load
+RUN_ID=$(date -u +%Y%m%dT%H%M%SZ)
+RES=$WORK/$RUN_ID
+mkdir -p "$RES"
+HELPER=$RES/helper.py
+ROWS=$RES/rows.jsonl
+LIMITS=$RES/limits.json
+: > "$ROWS"
+BROKER_PID=""
+IPERF_PID=""
+
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+cleanup() {
+    [[ -n $IPERF_PID ]] && kill "$IPERF_PID" 2>/dev/null || true
+    [[ -n $BROKER_PID ]] && stop_broker || true
+}
+trap cleanup EXIT
+trap 'log "interrupted"; exit 130' INT TERM
+
+# ------------------------------------------------------------------------------------------------
+# Python helper (stdlib only): free ports, CPU snapshots, JSON extraction, the report.
+cat > "$HELPER" <<'PYEOF'
+import json, os, socket, sys, time, glob, math
+
+def freeport():
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()
+
+def listening(port):
+    """Exit 0 when something listens on 127.0.0.1:port (checked without connecting)."""
+    want = f":{int(port):04X}"
+    for line in open("/proc/net/tcp").read().splitlines()[1:]:
+        f = line.split()
+        if f[1].endswith(want) and f[3] == "0A":
+            sys.exit(0)
+    sys.exit(1)
+
+def ticks(path):
+    with open(path) as f:
+        data = f.read()
+    comm = data[data.index("(") + 1:data.rindex(")")]
+    rest = data[data.rindex(")") + 2:].split()
+    return comm, int(rest[11]) + int(rest[12])
+
+def cpusnap(pid, out):
+    snap = {"t": time.monotonic(), "total": 0, "threads": {}}
+    try:
+        snap["total"] = ticks(f"/proc/{pid}/stat")[1]
+        for p in glob.glob(f"/proc/{pid}/task/*/stat"):
+            try:
+                comm, t = ticks(p)
+                snap["threads"][p.split("/")[4]] = [comm, t]
+            except OSError:
+                pass
+    except OSError:
+        snap = None
+    json.dump(snap, open(out, "w"))
+
+def get(path, *keys):
+    d = json.load(open(path))
+    for k in keys:
+        d = d[int(k)] if isinstance(d, list) else d[k]
+    print(d)
+
+def addrow(out, *kv):
+    row = {}
+    for a in kv:
+        k, v = a.split("=", 1)
+        row[k] = v
+    with open(out, "a") as f:
+        f.write(json.dumps(row) + "\n")
+
+def setlimit(out, key, value):
+    d = json.load(open(out)) if os.path.exists(out) else {}
+    try:
+        value = float(value)
+    except ValueError:
+        pass
+    d[key] = value
+    json.dump(d, open(out, "w"), indent=1)
+
+def iperf(path):
+    d = json.load(open(path))
+    print(d["end"]["sum_received"]["bits_per_second"] / 8)
+
+def fio_bw(path):
+    d = json.load(open(path))
+    print(d["jobs"][0]["write"]["bw_bytes"])
+
+def fio_sync(path):
+    d = json.load(open(path))
+    lat = d["jobs"][0]["sync"]["lat_ns"]
+    p = lat["percentile"]
+    print(p["50.000000"] / 1e6, p["99.000000"] / 1e6, p.get("99.900000", 0) / 1e6, lat["N"])
+
+def pywriter(path, total_mib, sync_secs):
+    """Fallback when fio is missing: O_DIRECT 1 MiB writes with fdatasync every 16 MiB, then
+    4 KiB O_DIRECT write + fdatasync latencies for sync_secs."""
+    import mmap
+    buf = mmap.mmap(-1, 1 << 20)
+    buf.write(os.urandom(1 << 20))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o644)
+    t = time.monotonic()
+    for i in range(total_mib):
+        os.pwrite(fd, buf, i << 20)
+        if (i + 1) % 16 == 0:
+            os.fdatasync(fd)
+    os.fdatasync(fd)
+    bw = total_mib * (1 << 20) / (time.monotonic() - t)
+    os.close(fd)
+    small = mmap.mmap(-1, 4096)
+    fd = os.open(path + ".sync", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o644)
+    lats, end, i = [], time.monotonic() + sync_secs, 0
+    while time.monotonic() < end:
+        os.pwrite(fd, small, i * 4096)
+        t = time.monotonic(); os.fdatasync(fd); lats.append(time.monotonic() - t); i += 1
+    os.close(fd)
+    os.unlink(path); os.unlink(path + ".sync")
+    lats.sort()
+    q = lambda x: lats[min(len(lats) - 1, int(x * len(lats)))] * 1e3
+    print(bw, q(0.5), q(0.99), q(0.999), len(lats))
+
+# ---------------------------------------------------------------------------- report
+
+def fmt(v, nd=1):
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if isinstance(v, float):
+        return f"{v:,.{nd}f}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+def pct(v):
+    return "–" if v is None else f"{100 * v:.0f} %"
+
+def cpu_cores(a, b):
+    try:
+        sa, sb = json.load(open(a)), json.load(open(b))
+    except (OSError, ValueError):
+        return None, []
+    if not sa or not sb:
+        return None, []
+    hz = os.sysconf("SC_CLK_TCK")
+    dt = sb["t"] - sa["t"]
+    if dt <= 0:
+        return None, []
+    threads = []
+    for tid, (comm, t1) in sb["threads"].items():
+        t0 = sa["threads"].get(tid, [comm, 0])[1]
+        threads.append((comm, (t1 - t0) / hz / dt))
+    threads.sort(key=lambda x: -x[1])
+    return (sb["total"] - sa["total"]) / hz / dt, threads
+
+def load_rows(rows_path):
+    rows = []
+    for line in open(rows_path):
+        r = json.loads(line)
+        r["res"] = None
+        try:
+            r["res"] = json.load(open(r["json"]))["results"]
+        except (OSError, ValueError, KeyError):
+            pass
+        r["cpu"], r["threads"] = cpu_cores(r.get("cpu0", ""), r.get("cpu1", ""))
+        rows.append(r)
+    return rows
+
+def criterion_results(target_dir, since):
+    out = []
+    for bj in glob.glob(os.path.join(target_dir, "criterion", "**", "new", "benchmark.json"), recursive=True):
+        if os.path.getmtime(bj) < since:
+            continue
+        est = os.path.join(os.path.dirname(bj), "estimates.json")
+        try:
+            b = json.load(open(bj)); e = json.load(open(est))
+        except (OSError, ValueError):
+            continue
+        ns = e["mean"]["point_estimate"]
+        lo, hi = e["mean"]["confidence_interval"]["lower_bound"], e["mean"]["confidence_interval"]["upper_bound"]
+        thr = b.get("throughput") or {}
+        out.append({"id": b["full_id"], "group": b["group_id"], "ns": ns, "lo": lo, "hi": hi,
+                    "bytes": thr.get("Bytes") or thr.get("BytesDecimal"), "elems": thr.get("Elements")})
+    order = {"raw": 0, "append": 1, "read": 2, "index": 3, "validate": 4}
+    out.sort(key=lambda r: (order.get(r["group"], 9), r["id"]))
+    return out
+
+def report(res_dir, out, meta_path):
+    meta = json.load(open(meta_path))
+    lim = json.load(open(os.path.join(res_dir, "limits.json")))
+    rows = load_rows(os.path.join(res_dir, "rows.jsonl"))
+    loop = lim.get("loopback_bytes_per_s")
+    disk = lim.get("disk_seq_bytes_per_s")
+    sync_p99 = lim.get("fdatasync_p99_ms")
+    MB = 1e6
+    L = []
+    w = L.append
+    w("# Sluice benchmarks\n")
+    w("Generated by `benches/run-matrix.sh` — do not edit by hand; re-run the script instead.\n")
+    w("## How to reproduce\n")
+    w("```sh")
+    w("benches/run-matrix.sh                       # full matrix + storage micro-benchmarks (~15 min)")
+    w("benches/run-matrix.sh --quick               # smoke version (~3 min)")
+    w("benches/run-matrix.sh --bootstrap HOST:PORT # same matrix against an already-running broker")
+    w("cargo bench --bench storage                 # criterion micro-benchmarks of sluice-storage only")
+    w("```\n")
+    w("Each matrix row starts a fresh `sluice` broker on 127.0.0.1 with an empty data dir on the "
+      "same disk fio measured, runs one `sluice-load` command (1 KiB messages, "
+      "librdkafka's default batching), and stops the broker by PID. The machine's limits are "
+      "measured in the same run, and every ratio below divides by them. "
+      "MB = 10^6 bytes and counts message payload bytes only, not Kafka framing. "
+      "The load generator runs on the same machine as the broker and takes CPU from it.\n")
+    if meta.get("quick"):
+        w("> **Quick (smoke) run**: 3 s per row and fewer rows. The numbers are indicative only. "
+          "The machine was shared with other jobs (compilers) during this run, so results are noisy.\n")
+    w("## Run\n")
+    w(f"- date: {meta['date']}")
+    w(f"- git commit: `{meta['commit']}`")
+    w(f"- mode: {'quick' if meta.get('quick') else 'full'}; broker: "
+      + (f"external `{meta['bootstrap']}`" if meta.get("bootstrap") else
+         f"fresh per row, `{meta['broker_cmd']}`"))
+    w(f"- machine: {meta['machine']}")
+    w(f"- data/work dir: `{meta['work']}` ({meta['fs']})")
+    w(f"- load: {meta['load_desc']}\n")
+    w("## Machine limits (measured in this run)\n")
+    w("| quantity | value | how |")
+    w("|---|---|---|")
+    w(f"| loopback TCP | {fmt(loop and loop / MB, 0)} MB/s | {lim.get('loopback_how', '–')} |")
+    w(f"| O_DIRECT sequential write, fdatasync every 16 MiB | {fmt(disk and disk / MB, 0)} MB/s | {lim.get('disk_how', '–')} |")
+    w(f"| fdatasync after a 4 KiB O_DIRECT write | p50 {fmt(lim.get('fdatasync_p50_ms'), 2)} ms, "
+      f"p99 {fmt(sync_p99, 2)} ms, p99.9 {fmt(lim.get('fdatasync_p999_ms'), 2)} ms "
+      f"({fmt(int(lim.get('fdatasync_count', 0)))} syncs) | {lim.get('sync_how', '–')} |\n")
+
+    def r_ok(r):
+        return r["res"] is not None
+
+    def lat(r, k):
+        return r["res"]["latency_ms"].get(k) if r_ok(r) else None
+
+    def prob(r):
+        if not r_ok(r):
+            return f"FAILED (exit {r.get('rc')})"
+        p = r["res"].get("problems") or []
+        e = r["res"].get("errors", 0)
+        s = []
+        if e:
+            s.append(f"{e} errors")
+        if p and not e:
+            s.append("; ".join(p)[:80])
+        return ", ".join(s) if s else "ok"
+
+    prod = [r for r in rows if r["kind"] == "produce"]
+    if prod:
+        w("## Produce only\n")
+        w("Latency = acknowledgement time − hand-over to the client (max rate, so it includes "
+          "time queued in librdkafka).\n")
+        w("| flush | acks | partitions | msg/s | MB/s | ÷ loopback | ÷ disk | p50 ms | p99 ms | p99.9 ms | max ms | broker CPU (cores) | status |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in prod:
+            mbps = r["res"]["throughput_mb_per_sec"] * 1048576 if r_ok(r) else None
+            w(f"| {r['flush']} | {r['acks']} | {r['partitions']} | "
+              f"{fmt(r['res']['throughput_msgs_per_sec'], 0) if r_ok(r) else '–'} | "
+              f"{fmt(mbps and mbps / MB)} | {pct(mbps / loop if mbps and loop else None)} | "
+              f"{pct(mbps / disk if mbps and disk else None)} | "
+              f"{fmt(lat(r, 'p50'), 2)} | {fmt(lat(r, 'p99'), 2)} | {fmt(lat(r, 'p999'), 2)} | "
+              f"{fmt(lat(r, 'max'), 1)} | {fmt(r['cpu'], 2)} | {prob(r)} |")
+        w("")
+    cons = [r for r in rows if r["kind"] == "consume"]
+    if cons:
+        w("## Consume from a backlog\n")
+        w(f"The backlog is written first (`produce --messages`, acks=1, not timed here), then "
+          "one consumer reads it from the beginning until caught up.\n")
+        w("| flush | partitions | backlog msgs | msg/s | MB/s | ÷ loopback | broker CPU (cores) | status |")
+        w("|---|---|---|---|---|---|---|---|")
+        for r in cons:
+            mbps = r["res"]["throughput_mb_per_sec"] * 1048576 if r_ok(r) else None
+            w(f"| {r['flush']} | {r['partitions']} | {fmt(r['res']['topic']['backlog_at_start']) if r_ok(r) else '–'} | "
+              f"{fmt(r['res']['throughput_msgs_per_sec'], 0) if r_ok(r) else '–'} | "
+              f"{fmt(mbps and mbps / MB)} | {pct(mbps / loop if mbps and loop else None)} | "
+              f"{fmt(r['cpu'], 2)} | {prob(r)} |")
+        w("")
+    e2e = [r for r in rows if r["kind"] == "e2e"]
+    if e2e:
+        w("## End to end at 50 % of the measured maximum produce rate\n")
+        w("Fixed rate = 0.5 × the acks=all produce-only rate of the same flush policy and partition "
+          "count (8 partitions' rate if that row is missing). Latency = consume time − intended send time "
+          "(coordinated-omission safe). Bound: 5 ms for flush=never; 2 × the fdatasync p99 measured above "
+          "for flush=always (an ack waits for about one fdatasync, the next batch for at most one more).\n")
+        w("| flush | acks | partitions | rate msg/s | consumed msg/s | p50 ms | p99 ms | p99.9 ms | max ms | bound ms | p99 ÷ bound | broker CPU (cores) | status |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in e2e:
+            bound = None
+            if r["flush"] == "never":
+                bound = 5.0
+            elif r["flush"] == "always" and sync_p99:
+                bound = 2 * sync_p99
+            p99 = lat(r, "p99")
+            ratio = f"{p99 / bound:.2f}" if (p99 is not None and bound) else "–"
+            missing = r["res"].get("missing") if r_ok(r) else None
+            st = prob(r) + (f", {missing} missing" if missing else "")
+            w(f"| {r['flush']} | {r['acks']} | {r['partitions']} | {fmt(float(r['rate']), 0)} | "
+              f"{fmt(r['res']['throughput_msgs_per_sec'], 0) if r_ok(r) else '–'} | "
+              f"{fmt(lat(r, 'p50'), 2)} | {fmt(p99, 2)} | {fmt(lat(r, 'p999'), 2)} | {fmt(lat(r, 'max'), 1)} | "
+              f"{fmt(bound, 2)} | {ratio} | {fmt(r['cpu'], 2)} | {st} |")
+        w("")
+
+    crit = criterion_results(meta["target_dir"], meta["storage_bench_since"]) if meta.get("storage_bench") else []
+    if crit:
+        raw = {r["id"]: r for r in crit if r["group"] == "raw"}
+        raw_fresh = next((r for k, r in raw.items() if k.endswith("fresh")), None)
+        raw_bps = raw_fresh["bytes"] / (raw_fresh["ns"] / 1e9) if raw_fresh else None
+        w("## Storage micro-benchmarks (criterion, `cargo bench --bench storage`)\n")
+        w("Run in the same session as the matrix. `raw/*` is the baseline measured by the same "
+          "benchmark binary: O_DIRECT 1 MiB sequential `write_all_at` through compio with fdatasync "
+          "every 16 MiB. Ratios divide by `raw/…/fresh` (a fresh file, as the log's segments are "
+          "beyond their first 64 MiB). Appends: batches of 1 KiB records; each partition keeps at "
+          "most 16 MiB appended-but-not-durable; 8p = 8 logs appended concurrently in one runtime. "
+          "Targets: never/interval ≥ 80 % of raw; always with 8 partitions ≥ 50 %.\n")
+        w("| benchmark | mean time / iter | throughput | ÷ raw (fresh) | target |")
+        w("|---|---|---|---|---|")
+        for r in crit:
+            t = r["ns"]
+            tstr = f"{t / 1e6:.2f} ms" if t >= 1e6 else (f"{t / 1e3:.2f} µs" if t >= 1e3 else f"{t:.0f} ns")
+            if r["bytes"]:
+                bps = r["bytes"] / (t / 1e9)
+                thr = f"{bps / MB:,.0f} MB/s"
+                ratio = pct(bps / raw_bps) if raw_bps and r["group"] in ("append", "raw") else "–"
+            else:
+                bps, thr, ratio = None, f"{1e9 / t:,.0f} ops/s", "–"
+            target = "–"
+            if r["group"] == "append" and bps and raw_bps:
+                if "/never/" in r["id"] or "/interval" in r["id"]:
+                    target = "≥ 80 %: " + ("met" if bps >= 0.8 * raw_bps else "**missed**")
+                elif "/always/" in r["id"] and r["id"].endswith("8p"):
+                    target = "≥ 50 %: " + ("met" if bps >= 0.5 * raw_bps else "**missed**")
+            w(f"| `{r['id']}` | {tstr} | {thr} | {ratio} | {target} |")
+        w("")
+
+    heavy = [r for r in rows if r.get("threads")]
+    if heavy:
+        w("## Broker threads (CPU cores used during each row, top 4)\n")
+        w("| row | threads |")
+        w("|---|---|")
+        for r in heavy:
+            ts = ", ".join(f"{c} {v:.2f}" for c, v in r["threads"][:4] if v > 0.005)
+            w(f"| {r['name']} | {ts or '–'} |")
+        w("")
+
+    w("## Exact commands\n")
+    w("```sh")
+    for c in meta.get("limit_cmds", []):
+        w(c)
+    for r in rows:
+        w(f"# {r['name']}")
+        if r.get("broker_cmd"):
+            w(r["broker_cmd"] + " &")
+        for k in ("pre_cmd", "cmd"):
+            if r.get(k):
+                w(r[k])
+    if meta.get("storage_bench"):
+        w(meta.get("storage_bench_cmd", ""))
+    w("```")
+    with open(out, "w") as f:
+        f.write("\n".join(L) + "\n")
+
+if __name__ == "__main__":
+    cmd, args = sys.argv[1], sys.argv[2:]
+    {"freeport": freeport, "listening": listening, "cpusnap": cpusnap, "get": get, "addrow": addrow, "setlimit": setlimit,
+     "iperf": iperf, "fio-bw": fio_bw, "fio-sync": fio_sync, "report": report,
+     "pywriter": lambda p, m, s: pywriter(p, int(m), float(s))}[cmd](*args)
+PYEOF
+py() { timeout 60 python3 "$HELPER" "$@"; }
+
+# ------------------------------------------------------------------------------------------------
+# Build
+
+if [[ $BUILD == 1 ]]; then
+    log "building release binaries"
+    (cd "$ROOT" && timeout 3600 cargo build --release -p sluice -p sluice-tools) >&2
+fi
+[[ -x $LOADGEN ]] || { echo "missing $LOADGEN" >&2; exit 1; }
+[[ -n $BOOTSTRAP || -x $SLUICE ]] || { echo "missing $SLUICE" >&2; exit 1; }
+
+# ------------------------------------------------------------------------------------------------
+# Machine limits
+
+ensure_tool() { # ensure_tool BINARY APT_PACKAGE
+    command -v "$1" >/dev/null 2>&1 && return 0
+    log "installing $2"
+    if [[ $(id -u) == 0 ]] && command -v apt-get >/dev/null 2>&1; then
+        DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -q "$2" >/dev/null 2>&1 ||
+            { timeout 300 apt-get update -q >/dev/null 2>&1 &&
+              DEBIAN_FRONTEND=noninteractive timeout 300 apt-get install -y -q "$2" >/dev/null 2>&1; } || true
+    fi
+    command -v "$1" >/dev/null 2>&1
+}
+
+LIMIT_CMDS=()
+measure_loopback() {
+    if ! ensure_tool iperf3 iperf3; then
+        log "iperf3 unavailable: loopback limit not measured"
+        return 0
+    fi
+    local port; port=$(py freeport)
+    timeout $((IPERF_SECS + 30)) iperf3 -s -1 -B 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+    IPERF_PID=$!
+    # (not probed by connecting: -1 makes the server exit after its first connection)
+    for _ in $(seq 50); do py listening "$port" && break; sleep 0.1; done
+    local cmd="iperf3 -c 127.0.0.1 -p $port -t $IPERF_SECS -J"
+    LIMIT_CMDS+=("iperf3 -s -1 -B 127.0.0.1 -p $port &" "$cmd")
+    if timeout $((IPERF_SECS + 20)) $cmd > "$RES/iperf3.json" 2>/dev/null; then
+        local bw; bw=$(py iperf "$RES/iperf3.json") || bw=""
+    fi
+    if [[ -n ${bw:-} ]]; then
+        py setlimit "$LIMITS" loopback_bytes_per_s "$bw"
+        py setlimit "$LIMITS" loopback_how "iperf3 -t $IPERF_SECS, 1 stream"
+        log "loopback: $(awk -v b="$bw" 'BEGIN{printf "%.0f MB/s", b/1e6}')"
+    else
+        log "iperf3 failed"
+    fi
+    kill "$IPERF_PID" 2>/dev/null || true
+    wait "$IPERF_PID" 2>/dev/null || true
+    IPERF_PID=""
+}
+
+measure_disk() {
+    local dir=$RES/disk-probe
+    mkdir -p "$dir"
+    if ensure_tool fio fio; then
+        local c1="fio --name=seqwrite --filename=$dir/seq --rw=write --bs=1M --size=$FIO_SEQ_SIZE --direct=1 --ioengine=psync --fdatasync=16 --fallocate=none --output-format=json"
+        local c2="fio --name=fdatasync --filename=$dir/sync --rw=write --bs=4k --size=64M --direct=1 --ioengine=psync --fdatasync=1 --runtime=$FIO_SYNC_SECS --output-format=json"
+        LIMIT_CMDS+=("$c1" "$c2")
+        if timeout 300 $c1 > "$RES/fio-seq.json" 2>/dev/null; then
+            local bw; bw=$(py fio-bw "$RES/fio-seq.json") || bw=0
+            py setlimit "$LIMITS" disk_seq_bytes_per_s "$bw"
+            py setlimit "$LIMITS" disk_how "fio psync bs=1M size=$FIO_SEQ_SIZE direct=1 fdatasync=16, fresh file"
+            log "disk O_DIRECT seq write: $(awk -v b="$bw" 'BEGIN{printf "%.0f MB/s", b/1e6}')"
+        else
+            log "fio seqwrite failed"
+        fi
+        rm -f "$dir/seq"
+        if timeout $((FIO_SYNC_SECS + 60)) $c2 > "$RES/fio-sync.json" 2>/dev/null; then
+            local p50 p99 p999 n
+            read -r p50 p99 p999 n < <(py fio-sync "$RES/fio-sync.json") || true
+            py setlimit "$LIMITS" fdatasync_p50_ms "$p50"
+            py setlimit "$LIMITS" fdatasync_p99_ms "$p99"
+            py setlimit "$LIMITS" fdatasync_p999_ms "$p999"
+            py setlimit "$LIMITS" fdatasync_count "$n"
+            py setlimit "$LIMITS" sync_how "fio psync bs=4k direct=1 fdatasync=1, ${FIO_SYNC_SECS}s"
+            log "fdatasync p50 ${p50} ms p99 ${p99} ms"
+        else
+            log "fio fdatasync failed"
+        fi
+        rm -f "$dir/sync"
+    else
+        log "fio unavailable: using the python O_DIRECT writer"
+        local mib=${FIO_SEQ_SIZE%[MG]}; [[ $FIO_SEQ_SIZE == *G ]] && mib=$((mib * 1024))
+        LIMIT_CMDS+=("python3 helper.py pywriter $dir/seq $mib $FIO_SYNC_SECS")
+        if read -r bw p50 p99 p999 n < <(timeout 300 python3 "$HELPER" pywriter "$dir/seq" "$mib" "$FIO_SYNC_SECS"); then
+            py setlimit "$LIMITS" disk_seq_bytes_per_s "$bw"
+            py setlimit "$LIMITS" disk_how "python os.pwrite O_DIRECT 1 MiB, fdatasync every 16 MiB, ${mib} MiB"
+            py setlimit "$LIMITS" fdatasync_p50_ms "$p50"
+            py setlimit "$LIMITS" fdatasync_p99_ms "$p99"
+            py setlimit "$LIMITS" fdatasync_p999_ms "$p999"
+            py setlimit "$LIMITS" fdatasync_count "$n"
+            py setlimit "$LIMITS" sync_how "python 4 KiB O_DIRECT pwrite + fdatasync, ${FIO_SYNC_SECS}s"
+        fi
+    fi
+    rm -rf "$dir"
+}
+
+echo '{}' > "$LIMITS"
+log "results: $RES"
+measure_loopback
+measure_disk
+
+# ------------------------------------------------------------------------------------------------
+# Broker lifecycle
+
+BROKER_ADDR=""
+BROKER_CMD=""
+start_broker() { # start_broker ROW FLUSH
+    local row=$1 flush=$2 port
+    port=$(py freeport)
+    local data=$RES/$row/data
+    mkdir -p "$data"
+    BROKER_ADDR=127.0.0.1:$port
+    BROKER_CMD="$SLUICE --listen $BROKER_ADDR --data-dir $data --flush $flush --flush-interval-ms $FLUSH_INTERVAL_MS --io-mode direct --log-level warn"
+    $BROKER_CMD > "$RES/$row/broker.log" 2>&1 &
+    BROKER_PID=$!
+    for _ in $(seq 300); do
+        if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+            log "broker exited at start-up; see $RES/$row/broker.log"
+            wait "$BROKER_PID" 2>/dev/null || true
+            BROKER_PID=""
+            return 1
+        fi
+        (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    log "broker did not listen within 30 s"
+    stop_broker
+    return 1
+}
+
+stop_broker() {
+    [[ -n $BROKER_PID ]] || return 0
+    kill -TERM "$BROKER_PID" 2>/dev/null || true
+    for _ in $(seq 200); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$BROKER_PID" 2>/dev/null; then
+        log "broker $BROKER_PID ignored SIGTERM for 20 s; SIGKILL"
+        kill -KILL "$BROKER_PID" 2>/dev/null || true
+    fi
+    wait "$BROKER_PID" 2>/dev/null || true
+    BROKER_PID=""
+}
+
+# Seconds from a sluice-load duration like 10s / 500ms.
+secs() { case "$1" in *ms) echo 1 ;; *s) echo "${1%s}" ;; *) echo "$1" ;; esac; }
+LOAD_TIMEOUT=$(( $(secs "$DURATION") + $(secs "$WARMUP") + 90 ))
+
+declare -A PRODUCE_RATE   # "flush/partitions" -> msgs/s of the acks=all produce-only row
+
+# run_row NAME KIND FLUSH ACKS PARTITIONS [RATE]
+run_row() {
+    local name=$1 kind=$2 flush=$3 acks=$4 parts=$5 rate=${6:-}
+    mkdir -p "$RES/$name"
+    local json=$RES/$name/result.json addr topic="bench-$name" pre_cmd="" broker_cmd=""
+    if [[ -n $BOOTSTRAP ]]; then
+        addr=$BOOTSTRAP
+        topic="bench-$RUN_ID-$name"
+    else
+        if ! start_broker "$name" "$flush"; then
+            py addrow "$ROWS" name="$name" kind="$kind" flush="$flush" acks="$acks" partitions="$parts" \
+                rate="${rate:-0}" json="$json" rc=broker-start-failed
+            return 0
+        fi
+        addr=$BROKER_ADDR
+        broker_cmd=$BROKER_CMD
+    fi
+    local common=(--bootstrap "$addr" --topic "$topic" --partitions "$parts" --message-size "$MSG_SIZE" -q)
+    local cmd=()
+    case $kind in
+        produce)
+            cmd=("$LOADGEN" produce "${common[@]}" --acks "$acks" --producers "$PRODUCERS"
+                 --duration "$DURATION" --warmup "$WARMUP" --json "$json") ;;
+        consume)
+            local pre=("$LOADGEN" produce "${common[@]}" --acks 1 --producers "$PRODUCERS"
+                       --messages "$BACKLOG_MSGS" --json "$RES/$name/backlog.json")
+            pre_cmd="${pre[*]}"
+            log "$name: writing backlog of $BACKLOG_MSGS messages"
+            timeout --kill-after=5 300 "${pre[@]}" > "$RES/$name/backlog.out" 2>&1 || log "$name: backlog produce failed"
+            cmd=("$LOADGEN" consume "${common[@]}" --consumers "$CONSUMERS" --from-beginning
+                 --idle-timeout 15s --json "$json") ;;
+        e2e)
+            cmd=("$LOADGEN" e2e "${common[@]}" --acks "$acks" --producers "$PRODUCERS" --consumers "$CONSUMERS"
+                 --rate "$rate" --duration "$DURATION" --warmup "$WARMUP" --json "$json") ;;
+    esac
+    log "$name: ${cmd[*]}"
+    [[ -n $BROKER_PID ]] && py cpusnap "$BROKER_PID" "$RES/$name/cpu0.json"
+    local rc=0
+    timeout --kill-after=5 "$LOAD_TIMEOUT" "${cmd[@]}" > "$RES/$name/load.out" 2> "$RES/$name/load.err" || rc=$?
+    [[ -n $BROKER_PID ]] && py cpusnap "$BROKER_PID" "$RES/$name/cpu1.json"
+    tail -n 2 "$RES/$name/load.out" | sed 's/^/    /' >&2 || true
+    [[ $rc == 0 ]] || log "$name: sluice-load exit $rc (see $RES/$name/load.err)"
+    if [[ -z $BOOTSTRAP ]]; then
+        stop_broker
+        [[ $KEEP_DATA == 1 ]] || rm -rf "$RES/$name/data"
+    fi
+    if [[ $kind == produce && $acks == all && -s $json ]]; then
+        PRODUCE_RATE["$flush/$parts"]=$(py get "$json" results throughput_msgs_per_sec)
+    fi
+    py addrow "$ROWS" name="$name" kind="$kind" flush="$flush" acks="$acks" partitions="$parts" \
+        rate="${rate:-0}" json="$json" rc="$rc" cpu0="$RES/$name/cpu0.json" cpu1="$RES/$name/cpu1.json" \
+        broker_cmd="$broker_cmd" pre_cmd="$pre_cmd" cmd="${cmd[*]}"
+}
+
+e2e_rate() { # e2e_rate FLUSH PARTITIONS -> half the measured max rate
+    local r=${PRODUCE_RATE["$1/$2"]:-${PRODUCE_RATE["$1/8"]:-${PRODUCE_RATE["never/8"]:-}}}
+    [[ -n $r ]] || r=20000
+    awk -v r="$r" 'BEGIN{ v = int(r / 2); if (v < 100) v = 100; print v }'
+}
+
+# ------------------------------------------------------------------------------------------------
+# The matrix
+
+if [[ -n $BOOTSTRAP ]]; then
+    FLUSHES=(external); E2E_FLUSHES=(external)
+else
+    FLUSHES=(never interval always); E2E_FLUSHES=(never always)
+fi
+if [[ $QUICK == 1 ]]; then
+    PARTS=(8)
+    SWEEP_PARTS=(1 100)
+    CONSUME_PARTS=(8)
+    E2E_PARTS=(8)
+else
+    PARTS=(8)
+    SWEEP_PARTS=(1 100)
+    CONSUME_PARTS=(1 8 100)
+    E2E_PARTS=(1 8 100)
+fi
+
+t0=$(date +%s)
+# Produce only: every flush policy x acks at 8 partitions ...
+for f in "${FLUSHES[@]}"; do
+    for a in 1 all; do
+        for p in "${PARTS[@]}"; do
+            [[ $QUICK == 1 && $f == interval && $a == 1 ]] && continue
+            [[ $QUICK == 1 && $f == always && $a == 1 ]] && continue
+            run_row "produce-$f-acks$a-${p}p" produce "$f" "$a" "$p"
+        done
+    done
+done
+# ... and the partition sweep (acks=all) for the policies the e2e rows use.
+for f in "${E2E_FLUSHES[@]}"; do
+    [[ $QUICK == 1 && $f == always ]] && continue
+    for p in "${SWEEP_PARTS[@]}"; do
+        run_row "produce-$f-acksall-${p}p" produce "$f" all "$p"
+    done
+done
+# Consume from a backlog.
+for p in "${CONSUME_PARTS[@]}"; do
+    run_row "consume-${FLUSHES[0]}-${p}p" consume "${FLUSHES[0]}" 1 "$p"
+done
+# End to end at half the max rate.
+for f in "${E2E_FLUSHES[@]}"; do
+    for p in "${E2E_PARTS[@]}"; do
+        run_row "e2e-$f-acksall-${p}p" e2e "$f" all "$p" "$(e2e_rate "$f" "$p")"
+    done
+done
+log "matrix done in $(( $(date +%s) - t0 )) s"
+
+# ------------------------------------------------------------------------------------------------
+# Criterion storage benchmarks (same session)
+
+STORAGE_SINCE=$(date +%s)
+STORAGE_CMD="cargo bench --bench storage -- --noplot"
+if [[ $STORAGE_BENCH == 1 ]]; then
+    log "running $STORAGE_CMD"
+    (cd "$ROOT" && SLUICE_BENCH_DIR=$RES/storage-bench timeout 1200 $STORAGE_CMD) > "$RES/storage-bench.out" 2>&1 ||
+        log "storage bench failed; see $RES/storage-bench.out"
+    rm -rf "$RES/storage-bench"
+fi
+
+# ------------------------------------------------------------------------------------------------
+# Report
+
+fs_desc=$(df -hT "$RES" | awk 'NR==2{print $2 " on " $1 ", " $4 " free"}')
+cpu_model=$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)
+mem=$(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo)
+commit=$(cd "$ROOT" && git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+if [[ -n $(cd "$ROOT" && git status --porcelain --untracked-files=no 2>/dev/null) ]]; then commit="$commit (+ uncommitted changes)"; fi
+export META_DATE META_COMMIT META_MACHINE META_FS META_WORK META_BOOT META_BROKER META_LOAD META_TARGET META_QUICK META_SB META_SB_SINCE META_SB_CMD META_LIMIT_CMDS
+META_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
+META_COMMIT=$commit
+META_MACHINE="$(nproc) vCPU ($cpu_model), $mem RAM, $(uname -sr)"
+META_FS=$fs_desc
+META_WORK=$WORK
+META_BOOT=$BOOTSTRAP
+META_BROKER="sluice --listen 127.0.0.1:PORT --data-dir DIR --flush FLUSH --flush-interval-ms $FLUSH_INTERVAL_MS --io-mode direct"
+META_LOAD="1 KiB messages (random ratio 0.5), $PRODUCERS producer(s), $CONSUMERS consumer(s), ${WARMUP} warmup + ${DURATION} measured per row, consume backlog $BACKLOG_MSGS msgs; flush interval ${FLUSH_INTERVAL_MS} ms"
+META_TARGET=$TARGET_DIR
+META_QUICK=$QUICK
+META_SB=$STORAGE_BENCH
+META_SB_SINCE=$STORAGE_SINCE
+META_SB_CMD="SLUICE_BENCH_DIR=<work>/storage-bench $STORAGE_CMD"
+META_LIMIT_CMDS=$(printf '%s\n' "${LIMIT_CMDS[@]}")
+timeout 30 python3 - "$RES/meta.json" <<'EOF'
+import json, os, sys
+e = os.environ
+json.dump({"date": e["META_DATE"], "commit": e["META_COMMIT"], "machine": e["META_MACHINE"],
+           "fs": e["META_FS"], "work": e["META_WORK"], "bootstrap": e["META_BOOT"],
+           "broker_cmd": e["META_BROKER"], "load_desc": e["META_LOAD"], "target_dir": e["META_TARGET"],
+           "quick": e["META_QUICK"] == "1", "storage_bench": e["META_SB"] == "1",
+           "storage_bench_since": float(e["META_SB_SINCE"]), "storage_bench_cmd": e["META_SB_CMD"],
+           "limit_cmds": [l for l in e["META_LIMIT_CMDS"].split("\n") if l]},
+          open(sys.argv[1], "w"), indent=1)
+EOF
+py report "$RES" "$OUT" "$RES/meta.json"
+log "wrote $OUT (raw results in $RES)"

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Runs the client matrix against a running broker.
+#
+# Usage: run.sh BOOTSTRAP [client...]   clients: kafka-python aiokafka kafkajs kcat (default: all)
+#
+# Each client script runs its scenarios on fresh topics and prints PASS/FAIL/SKIP lines; this
+# prints a summary naming every failed scenario and exits non-zero if any client failed, timed out
+# or lacks its dependencies (installed by scripts/install-test-deps.sh). Env: MATRIX_TIMEOUT_S
+# (per client, default 300), MATRIX_DEBUG=1 (client debug logs), MATRIX_KCAT_PARTITIONS.
+set -uo pipefail
+
+if [ $# -lt 1 ]; then
+    echo "usage: $0 BOOTSTRAP [kafka-python|aiokafka|kafkajs|kcat ...]" >&2
+    exit 2
+fi
+BOOT="$1"
+shift
+HERE="$(cd "$(dirname "$0")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+DEPS="${MATRIX_DEPS_DIR:-$ROOT/.test-deps}"
+PY="$DEPS/venv/bin/python"
+TIMEOUT_S="${MATRIX_TIMEOUT_S:-300}"
+CLIENTS=("$@")
+export KAFKAJS_PATH="$DEPS/node/node_modules/kafkajs"
+[ ${#CLIENTS[@]} -eq 0 ] && CLIENTS=(kafka-python aiokafka kafkajs kcat)
+
+# Prints why a client cannot run, or nothing.
+missing_dep() {
+    case "$1" in
+        kafka-python) "$PY" -c "import kafka, snappy, lz4.frame, zstandard" 2>/dev/null || echo "no $PY with kafka-python, python-snappy, lz4, zstandard" ;;
+        aiokafka) "$PY" -c "import aiokafka, cramjam" 2>/dev/null || echo "no $PY with aiokafka and cramjam" ;;
+        kafkajs)
+            command -v node >/dev/null || { echo "node not installed"; return; }
+            [ -d "$DEPS/node/node_modules/kafkajs" ] || echo "no kafkajs in $DEPS/node/node_modules"
+            ;;
+        kcat) command -v kcat >/dev/null || echo "kcat not installed" ;;
+        *) echo "unknown client" ;;
+    esac
+}
+
+command_for() {
+    case "$1" in
+        kafka-python) echo "$PY" "$HERE/kafka_python_test.py" ;;
+        aiokafka) echo "$PY" "$HERE/aiokafka_test.py" ;;
+        kafkajs) echo node "$HERE/kafkajs_test.js" ;; # finds kafkajs via KAFKAJS_PATH
+        kcat) echo bash "$HERE/kcat_test.sh" ;;
+    esac
+}
+
+failures=()
+for client in "${CLIENTS[@]}"; do
+    why="$(missing_dep "$client")"
+    if [ -n "$why" ]; then
+        echo "FAIL $client: dependency missing: $why (run scripts/install-test-deps.sh)"
+        failures+=("$client: dependency missing")
+        continue
+    fi
+    echo "=== $client"
+    start_s=$SECONDS
+    out="$(mktemp)"
+    # shellcheck disable=SC2046 # the command is a plain word list without spaces in paths we control
+    timeout --kill-after=10 "$TIMEOUT_S" $(command_for "$client") "$BOOT" 2>&1 | tee "$out"
+    rc=${PIPESTATUS[0]}
+    echo "=== $client exit $rc in $((SECONDS - start_s))s"
+    if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then
+        failures+=("$client: timed out after ${TIMEOUT_S}s")
+    elif [ "$rc" != 0 ]; then
+        scen="$(sed -n "s/^FAIL $client \([^ ]*\).*/\1/p" "$out" | tr '\n' ' ')"
+        failures+=("$client: exit $rc, failed scenarios: ${scen:-none reported}")
+    fi
+    rm -f "$out"
+done
+
+if [ ${#failures[@]} -gt 0 ]; then
+    echo "client matrix FAILED:"
+    printf '  %s\n' "${failures[@]}"
+    exit 1
+fi
+echo "client matrix passed: ${CLIENTS[*]}"

@@ -1,0 +1,421 @@
+//! Records of the internal `__consumer_offsets` topic, in Kafka's own layout so Kafka tools can
+//! read them, and their packing into RecordBatch v2.
+//!
+//! Key (record key, big-endian, strings are `i16 length | UTF-8 bytes`):
+//! ```text
+//! offset commit   version i16 = 1 | group string | topic string | partition i32
+//! group metadata  version i16 = 2 | group string
+//! ```
+//! Value (`None` = tombstone: the key was deleted):
+//! ```text
+//! offset commit   version i16 = 3 | offset i64 | leader_epoch i32 | metadata string | commit_timestamp i64
+//! group metadata  version i16 = 3 | protocol_type string | generation i32 | protocol nullable string
+//!                 | leader nullable string | current_state_timestamp i64
+//!                 | members i32 count × ( member_id string | group_instance_id nullable string
+//!                   | client_id string | client_host string | rebalance_timeout i32
+//!                   | session_timeout i32 | subscription bytes(i32 len) | assignment bytes(i32 len) )
+//! ```
+//! Decoding never panics: any malformed key or value yields `None` (the record is skipped).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+
+/// A committed offset as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetValue {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+    pub commit_timestamp_ms: i64,
+}
+
+/// One member as stored in the group metadata record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub rebalance_timeout_ms: i32,
+    pub session_timeout_ms: i32,
+    pub subscription: Bytes,
+    pub assignment: Bytes,
+}
+
+/// A group's metadata as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupValue {
+    pub protocol_type: String,
+    pub generation: i32,
+    pub protocol: Option<String>,
+    pub leader: Option<String>,
+    pub state_timestamp_ms: i64,
+    pub members: Vec<StoredMember>,
+}
+
+/// One `__consumer_offsets` record; `None` values are tombstones.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoredRecord {
+    Offset {
+        group: String,
+        topic: String,
+        partition: i32,
+        value: Option<OffsetValue>,
+    },
+    Group {
+        group: String,
+        value: Option<GroupValue>,
+    },
+}
+
+impl StoredRecord {
+    pub fn group(&self) -> &str {
+        match self {
+            StoredRecord::Offset { group, .. } | StoredRecord::Group { group, .. } => group,
+        }
+    }
+
+    pub fn encode_key(&self) -> Bytes {
+        let mut b = BytesMut::with_capacity(64);
+        match self {
+            StoredRecord::Offset {
+                group,
+                topic,
+                partition,
+                ..
+            } => {
+                b.put_i16(1);
+                put_str(&mut b, group);
+                put_str(&mut b, topic);
+                b.put_i32(*partition);
+            }
+            StoredRecord::Group { group, .. } => {
+                b.put_i16(2);
+                put_str(&mut b, group);
+            }
+        }
+        b.freeze()
+    }
+
+    pub fn encode_value(&self) -> Option<Bytes> {
+        let mut b = BytesMut::with_capacity(64);
+        match self {
+            StoredRecord::Offset { value, .. } => {
+                let v = value.as_ref()?;
+                b.put_i16(3);
+                b.put_i64(v.offset);
+                b.put_i32(v.leader_epoch);
+                put_str(&mut b, &v.metadata);
+                b.put_i64(v.commit_timestamp_ms);
+            }
+            StoredRecord::Group { value, .. } => {
+                let v = value.as_ref()?;
+                b.put_i16(3);
+                put_str(&mut b, &v.protocol_type);
+                b.put_i32(v.generation);
+                put_opt_str(&mut b, v.protocol.as_deref());
+                put_opt_str(&mut b, v.leader.as_deref());
+                b.put_i64(v.state_timestamp_ms);
+                b.put_i32(v.members.len() as i32);
+                for m in &v.members {
+                    put_str(&mut b, &m.member_id);
+                    put_opt_str(&mut b, m.instance_id.as_deref());
+                    put_str(&mut b, &m.client_id);
+                    put_str(&mut b, &m.client_host);
+                    b.put_i32(m.rebalance_timeout_ms);
+                    b.put_i32(m.session_timeout_ms);
+                    put_bytes(&mut b, &m.subscription);
+                    put_bytes(&mut b, &m.assignment);
+                }
+            }
+        }
+        Some(b.freeze())
+    }
+
+    /// Decodes a stored key/value pair; `None` if it is not a record we understand.
+    pub fn decode(key: &[u8], value: Option<&[u8]>) -> Option<StoredRecord> {
+        let mut k = Reader(key);
+        match k.i16()? {
+            0 | 1 => {
+                let group = k.string()?;
+                let topic = k.string()?;
+                let partition = k.i32()?;
+                let value = match value {
+                    None => None,
+                    Some(v) => Some(decode_offset_value(v)?),
+                };
+                Some(StoredRecord::Offset {
+                    group,
+                    topic,
+                    partition,
+                    value,
+                })
+            }
+            2 => {
+                let group = k.string()?;
+                let value = match value {
+                    None => None,
+                    Some(v) => Some(decode_group_value(v)?),
+                };
+                Some(StoredRecord::Group { group, value })
+            }
+            _ => None,
+        }
+    }
+}
+
+fn decode_offset_value(v: &[u8]) -> Option<OffsetValue> {
+    let mut r = Reader(v);
+    let version = r.i16()?;
+    let offset = r.i64()?;
+    let leader_epoch = if version >= 3 { r.i32()? } else { -1 };
+    let metadata = r.string()?;
+    let commit_timestamp_ms = r.i64()?;
+    Some(OffsetValue {
+        offset,
+        leader_epoch,
+        metadata,
+        commit_timestamp_ms,
+    })
+}
+
+fn decode_group_value(v: &[u8]) -> Option<GroupValue> {
+    let mut r = Reader(v);
+    if r.i16()? != 3 {
+        return None;
+    }
+    let protocol_type = r.string()?;
+    let generation = r.i32()?;
+    let protocol = r.opt_string()?;
+    let leader = r.opt_string()?;
+    let state_timestamp_ms = r.i64()?;
+    let count = r.i32()?;
+    // Each member takes at least 28 bytes: bound the allocation by what is left.
+    if count < 0 || count as usize > r.0.len() / 28 + 1 {
+        return None;
+    }
+    let mut members = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        members.push(StoredMember {
+            member_id: r.string()?,
+            instance_id: r.opt_string()?,
+            client_id: r.string()?,
+            client_host: r.string()?,
+            rebalance_timeout_ms: r.i32()?,
+            session_timeout_ms: r.i32()?,
+            subscription: Bytes::copy_from_slice(r.bytes()?),
+            assignment: Bytes::copy_from_slice(r.bytes()?),
+        });
+    }
+    Some(GroupValue {
+        protocol_type,
+        generation,
+        protocol,
+        leader,
+        state_timestamp_ms,
+        members,
+    })
+}
+
+fn put_str(b: &mut BytesMut, s: &str) {
+    let len = s.len().min(i16::MAX as usize);
+    b.put_i16(len as i16);
+    b.put_slice(&s.as_bytes()[..len]);
+}
+
+fn put_opt_str(b: &mut BytesMut, s: Option<&str>) {
+    match s {
+        Some(s) => put_str(b, s),
+        None => b.put_i16(-1),
+    }
+}
+
+fn put_bytes(b: &mut BytesMut, v: &[u8]) {
+    b.put_i32(v.len() as i32);
+    b.put_slice(v);
+}
+
+/// Bounds-checked big-endian reader.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        if self.0.len() < n {
+            return None;
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Some(head)
+    }
+    fn i16(&mut self) -> Option<i16> {
+        self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
+    }
+    fn i32(&mut self) -> Option<i32> {
+        self.take(4)
+            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn i64(&mut self) -> Option<i64> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Some(i64::from_be_bytes(a))
+    }
+    fn opt_string(&mut self) -> Option<Option<String>> {
+        let len = self.i16()?;
+        if len < 0 {
+            return Some(None);
+        }
+        let b = self.take(len as usize)?;
+        Some(Some(String::from_utf8(b.to_vec()).ok()?))
+    }
+    fn string(&mut self) -> Option<String> {
+        self.opt_string()?
+    }
+    fn bytes(&mut self) -> Option<&'a [u8]> {
+        let len = self.i32()?;
+        if len < 0 {
+            return Some(&[]);
+        }
+        self.take(len as usize)
+    }
+}
+
+/// Packs records into one uncompressed RecordBatch v2 (offsets and sequences 0..n so the
+/// encoder keeps them in a single batch).
+pub fn encode_batch(records: &[StoredRecord], now_ms: i64) -> Result<Bytes, String> {
+    let recs: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: 0,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: i as i32,
+            timestamp: now_ms,
+            key: Some(r.encode_key()),
+            value: r.encode_value(),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        recs.iter(),
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(buf.freeze())
+}
+
+/// Decodes every record of the whole batches in `chunk` with its offset. Records we do not
+/// understand are skipped; a batch that fails to decode ends the chunk (error returned).
+pub fn decode_batches(chunk: Bytes) -> Result<Vec<(i64, StoredRecord)>, String> {
+    let mut buf = chunk;
+    let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for set in sets {
+        for r in set.records {
+            if r.control {
+                continue;
+            }
+            let Some(key) = r.key.as_deref() else {
+                continue;
+            };
+            if let Some(rec) = StoredRecord::decode(key, r.value.as_deref()) {
+                out.push((r.offset, rec));
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn samples() -> Vec<StoredRecord> {
+        vec![
+            StoredRecord::Offset {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 3,
+                value: Some(OffsetValue {
+                    offset: 42,
+                    leader_epoch: 7,
+                    metadata: "meta".into(),
+                    commit_timestamp_ms: 1000,
+                }),
+            },
+            StoredRecord::Offset {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 4,
+                value: None,
+            },
+            StoredRecord::Group {
+                group: "g".into(),
+                value: Some(GroupValue {
+                    protocol_type: "consumer".into(),
+                    generation: 5,
+                    protocol: Some("range".into()),
+                    leader: Some("m1".into()),
+                    state_timestamp_ms: 9,
+                    members: vec![StoredMember {
+                        member_id: "m1".into(),
+                        instance_id: Some("i1".into()),
+                        client_id: "c".into(),
+                        client_host: "/127.0.0.1".into(),
+                        rebalance_timeout_ms: 300000,
+                        session_timeout_ms: 10000,
+                        subscription: Bytes::from_static(b"sub"),
+                        assignment: Bytes::from_static(b"asg"),
+                    }],
+                }),
+            },
+            StoredRecord::Group {
+                group: "g2".into(),
+                value: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn records_round_trip_through_a_batch() {
+        let recs = samples();
+        let batch = encode_batch(&recs, 5).unwrap();
+        sluice_storage::validate_batches(&batch).unwrap();
+        let back = decode_batches(batch).unwrap();
+        assert_eq!(back.len(), recs.len());
+        for (i, (offset, r)) in back.into_iter().enumerate() {
+            assert_eq!(offset, i as i64);
+            assert_eq!(r, recs[i]);
+        }
+    }
+
+    #[test]
+    fn malformed_keys_and_values_are_skipped_not_panicking() {
+        for r in samples() {
+            let key = r.encode_key();
+            let value = r.encode_value();
+            for cut in 0..key.len() {
+                let _ = StoredRecord::decode(&key[..cut], value.as_deref());
+            }
+            if let Some(v) = value {
+                for cut in 0..v.len() {
+                    assert!(StoredRecord::decode(&key, Some(&v[..cut])).is_none());
+                }
+            }
+        }
+        assert!(StoredRecord::decode(&[0, 9], None).is_none());
+    }
+}

@@ -1,0 +1,223 @@
+//! Client matrix: runs each third-party client's scenario script (scripts/client-matrix/) against
+//! a real broker, one #[test] per client so a failure names the client; the script's own output
+//! names the scenario. Clients come from scripts/install-test-deps.sh (CI runs it first); a missing
+//! client fails its test with the reason rather than passing silently.
+//!
+//! Tests take a lock and run one at a time: each starts its own broker, and the clients are heavy
+//! enough that running four at once on a small machine would only make timeouts likelier.
+//! Every script is killed (with its whole process group) after `script_timeout()`.
+//!
+//! The broker start/stop here is a copy of the few lines needed from tests/common (which also
+//! builds rdkafka clients this file does not use).
+
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+/// One client at a time (see the module doc).
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Upper bound on one client's whole script; MATRIX_TEST_TIMEOUT_S overrides it.
+fn script_timeout() -> Duration {
+    let secs = std::env::var("MATRIX_TEST_TIMEOUT_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(180);
+    Duration::from_secs(secs)
+}
+
+/// Partition count the broker gives auto-created topics; kcat relies on it (it cannot create topics).
+const AUTO_CREATE_PARTITIONS: &str = "3";
+
+fn run_client(client: &str) {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut broker = Broker::start(&["--num-partitions", AUTO_CREATE_PARTITIONS]);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/client-matrix/run.sh");
+    let timeout = script_timeout();
+    let started = Instant::now();
+    let (status, output) = run_bounded(
+        Command::new("bash")
+            .arg("-c")
+            .arg(r#"exec bash "$0" "$@" 2>&1"#)
+            .arg(&script)
+            .arg(&broker.addr)
+            .arg(client)
+            .env("MATRIX_KCAT_PARTITIONS", AUTO_CREATE_PARTITIONS)
+            // run.sh's own bound fires first so that it can still print its summary.
+            .env(
+                "MATRIX_TIMEOUT_S",
+                timeout.as_secs().saturating_sub(15).max(1).to_string(),
+            ),
+        timeout,
+    );
+    let elapsed = started.elapsed();
+    let broker_exit = broker.stop();
+    match status {
+        Some(0) => {
+            println!("{output}");
+            println!("{client}: passed in {elapsed:.1?}");
+        }
+        Some(code) => panic!(
+            "client matrix for {client} failed (exit {code}) after {elapsed:.1?}\n\
+             --- script output ---\n{output}\n--- broker log (tail) ---\n{}",
+            tail(&broker.log(), 60)
+        ),
+        None => panic!(
+            "client matrix for {client} killed after the {timeout:?} bound (or by a signal)\n\
+             --- script output ---\n{output}\n--- broker log (tail) ---\n{}",
+            tail(&broker.log(), 60)
+        ),
+    }
+    assert_eq!(broker_exit, Some(0), "broker exit status after SIGTERM");
+}
+
+/// Runs `cmd` in its own process group with stdout and stderr merged (the caller arranges `2>&1`),
+/// killing the group after `timeout`. Returns the exit code (None if killed) and the output.
+fn run_bounded(cmd: &mut Command, timeout: Duration) -> (Option<i32>, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .process_group(0)
+        .spawn()
+        .expect("spawn client-matrix script");
+    let mut stdout = child.stdout.take().expect("stdout");
+    // Reading in a thread keeps the script from blocking on a full pipe.
+    let collector = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait().expect("wait on script") {
+            Some(status) => break status.code(),
+            None if Instant::now() >= deadline => break None,
+            None => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    // On timeout this kills the script; after a normal exit it kills anything the script left
+    // behind that would hold the pipe open (ESRCH, harmless, when nothing is left).
+    // SAFETY: signalling the process group created for our own child.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    let _ = child.wait();
+    let output = collector.join().unwrap_or_default();
+    (status, output)
+}
+
+fn tail(s: &str, lines: usize) -> String {
+    let all: Vec<&str> = s.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Bound on broker start-up and on its clean exit after SIGTERM.
+const BROKER_WAIT: Duration = Duration::from_secs(30);
+
+/// The real `sluice` binary on a free loopback port with its own data dir; killed on drop.
+struct Broker {
+    child: Option<Child>,
+    addr: String,
+    dir: PathBuf,
+}
+
+impl Broker {
+    fn start(args: &[&str]) -> Broker {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        let dir =
+            std::env::temp_dir().join(format!("sluice-matrix-{}-{nanos}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create broker temp dir");
+        let log = std::fs::File::create(dir.join("broker.log")).expect("create broker log");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.join("data"))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("spawn sluice");
+        let stdout = child.stdout.take().expect("broker stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("sluice listening on ") {
+                    let _ = tx.send(addr.to_owned());
+                }
+            }
+        });
+        let mut broker = Broker {
+            child: Some(child),
+            addr: String::new(),
+            dir,
+        };
+        match rx.recv_timeout(BROKER_WAIT) {
+            Ok(addr) => broker.addr = addr,
+            Err(_) => panic!(
+                "broker did not start within {BROKER_WAIT:?}; log:\n{}",
+                broker.log()
+            ),
+        }
+        broker
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default()
+    }
+
+    /// SIGTERM, then a bounded wait for the exit code.
+    fn stop(&mut self) -> Option<i32> {
+        let mut child = self.child.take()?;
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + BROKER_WAIT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("broker did not stop within {BROKER_WAIT:?} after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+#[test]
+fn kafka_python() {
+    run_client("kafka-python");
+}
+
+#[test]
+fn aiokafka() {
+    run_client("aiokafka");
+}
+
+#[test]
+fn kafkajs() {
+    run_client("kafkajs");
+}
+
+#[test]
+fn kcat() {
+    run_client("kcat");
+}
