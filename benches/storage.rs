@@ -22,6 +22,8 @@
 //! - `index`: `Log::read(random offset, 16 KiB)` on the same 256 MiB log split into 16 MiB
 //!   segments (segment search + sparse index lookup + one pread of warm pages); time per lookup.
 //! - `validate`: `validate_batches` on 1 MiB of record batches (CRC-32C dominated).
+//! - `writer_prep`: the CPU the log's writer spends per 16 MiB write before the I/O (zeroed
+//!   aligned allocation + copy), to explain append vs raw.
 //!
 //! Data goes to `$SLUICE_BENCH_DIR` or the cargo target tmp dir (target/tmp), which must be on a
 //! real disk: tmpfs refuses O_DIRECT and the log silently falls back to buffered I/O (a warning
@@ -484,6 +486,42 @@ fn bench_validate(c: &mut Criterion) {
     g.throughput(Throughput::Bytes(one.len() as u64));
     g.bench_function("crc32c_1MiB_baseline", |b| {
         b.iter(|| crc32c::crc32c(std::hint::black_box(&one[21..])))
+    });
+    g.finish();
+
+    // CPU the log's writer spends per coalesced write before the I/O starts (it does this on
+    // the shard thread, one write in flight per log): a fresh zeroed 4 KiB-aligned buffer
+    // (AlignedBuf::with_capacity uses alloc_zeroed) plus copying the queued batches into it.
+    let mut g = c.benchmark_group("writer_prep");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(2));
+    let src = vec![7u8; 16 * MIB];
+    g.throughput(Throughput::Bytes(src.len() as u64));
+    g.bench_function("alloc_zeroed_aligned_16MiB", |b| {
+        b.iter(|| {
+            let layout = std::alloc::Layout::from_size_align(16 * MIB, 4096).expect("layout");
+            // SAFETY: non-zero size; freed right below with the same layout.
+            unsafe {
+                let p = std::alloc::alloc_zeroed(layout);
+                assert!(!p.is_null());
+                std::hint::black_box(p);
+                std::alloc::dealloc(p, layout);
+            }
+        })
+    });
+    g.bench_function("alloc_zeroed_aligned_16MiB+copy", |b| {
+        b.iter(|| {
+            let layout = std::alloc::Layout::from_size_align(16 * MIB, 4096).expect("layout");
+            // SAFETY: non-zero size; 16 MiB copied into a 16 MiB allocation; freed below.
+            unsafe {
+                let p = std::alloc::alloc_zeroed(layout);
+                assert!(!p.is_null());
+                std::ptr::copy_nonoverlapping(src.as_ptr(), p, src.len());
+                std::hint::black_box(p);
+                std::alloc::dealloc(p, layout);
+            }
+        })
     });
     g.finish();
 }

@@ -100,6 +100,19 @@ pub struct BrokerArgs {
     /// Requests a connection may have in flight before we stop reading from it.
     #[arg(long, env = "SLUICE_MAX_INFLIGHT_REQUESTS", default_value_t = 32)]
     pub max_inflight_requests: usize,
+    /// Connections accepted by the whole broker; more are closed at once (logged, counted).
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// Connections accepted by one shard.
+    #[arg(long, env = "SLUICE_MAX_CONNECTIONS_PER_SHARD", default_value_t = 5_000)]
+    pub max_connections_per_shard: usize,
+    /// A connection that sends nothing for this long is closed (Kafka's connections.max.idle.ms).
+    #[arg(long, env = "SLUICE_CONNECTIONS_MAX_IDLE_MS", default_value_t = 600_000)]
+    pub connections_max_idle_ms: u64,
+    /// Memory one shard may hold in partially received large requests; beyond it, connections
+    /// wait (their sockets are not read) until others finish.
+    #[arg(long, env = "SLUICE_SHARD_MEMORY_BUDGET_BYTES", default_value_t = 512 << 20)]
+    pub shard_memory_budget_bytes: usize,
     /// Recent bytes per partition kept in memory to serve fetches without disk reads.
     #[arg(long, env = "SLUICE_TAIL_CACHE_BYTES", default_value_t = 8 << 20)]
     pub tail_cache_bytes: usize,

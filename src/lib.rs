@@ -3,6 +3,7 @@
 //!
 //! It is the only crate that knows both `sluice-storage` (logs) and `sluice-net` (wire codec).
 
+pub mod admin;
 pub mod config;
 pub mod connection;
 pub mod controller;

@@ -10,6 +10,9 @@ pub const FETCH_MAX_WAIT_MS: i64 = 30_000;
 /// Read buffer grown per connection when no frame size is known yet.
 pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 
+/// How often a connection waiting for read budget checks again.
+pub const READ_BUDGET_RETRY_MS: u64 = 2;
+
 /// Partitions named in one request; beyond this the request is refused.
 pub const PARTITIONS_PER_REQUEST_MAX: usize = 10_000;
 

@@ -1,6 +1,8 @@
 //! `sluice`: a Kafka-compatible streaming broker, thread-per-core on io_uring.
 //!
-//! Running `sluice` with only flags starts the broker (see `sluice --help`).
+//! Running `sluice` with only flags starts the broker (see `sluice --help`); `sluice topic ...`,
+//! `sluice group ...`, `sluice cluster ...`, `sluice produce` and `sluice consume` are the admin
+//! CLI (see `sluice::admin`).
 
 use std::process::ExitCode;
 
@@ -11,11 +13,15 @@ use sluice::config::{BrokerArgs, Config, LogFormat};
 #[command(
     name = "sluice",
     version,
-    about = "Kafka-compatible streaming broker, thread-per-core on io_uring"
+    about = "Kafka-compatible streaming broker, thread-per-core on io_uring",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
 )]
 struct Cli {
     #[command(flatten)]
     broker: BrokerArgs,
+    #[command(subcommand)]
+    command: Option<sluice::admin::Command>,
 }
 
 fn init_logging(level: &str, format: LogFormat) {
@@ -23,7 +29,8 @@ fn init_logging(level: &str, format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -32,6 +39,9 @@ fn init_logging(level: &str, format: LogFormat) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(command) = cli.command {
+        return sluice::admin::run(command);
+    }
     init_logging(&cli.broker.log_level, cli.broker.log_format);
     let config = match Config::from_args(cli.broker) {
         Ok(c) => c,

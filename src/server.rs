@@ -8,6 +8,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::os::fd::AsRawFd;
 use std::path::Path;
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -222,16 +223,36 @@ async fn shard_main(
     if let Some(a) = acceptor {
         drop(a); // cancels the accept loop: no new connections
     }
-    compio::time::sleep(Duration::from_millis(50.min(SHUTDOWN_GRACE_MS))).await;
+    // Finish in-flight requests (bounded), then flush and checkpoint every log.
+    let grace = std::time::Instant::now() + Duration::from_millis(SHUTDOWN_GRACE_MS);
+    while shard.inflight.get() > 0 && std::time::Instant::now() < grace {
+        compio::time::sleep(Duration::from_millis(5)).await;
+    }
     shard.close_logs().await;
     info!(shard = id, "shard stopped");
 }
+
+/// Connections open in the whole process (all shards), for `--max-connections`.
+static CONNECTIONS_TOTAL: AtomicUsize = AtomicUsize::new(0);
 
 async fn accept_loop(shard: Rc<Shard>, listener: compio::net::TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                compio::runtime::spawn(connection::serve(shard.clone(), stream, peer)).detach();
+                let args = &shard.config.args;
+                let total = CONNECTIONS_TOTAL.load(Ordering::Relaxed);
+                if shard.connections.get() >= args.max_connections_per_shard || total >= args.max_connections {
+                    warn!(%peer, shard = shard.id, total, "connection limit reached; closing new connection");
+                    drop(stream);
+                    continue;
+                }
+                CONNECTIONS_TOTAL.fetch_add(1, Ordering::Relaxed);
+                let s = shard.clone();
+                compio::runtime::spawn(async move {
+                    connection::serve(s, stream, peer).await;
+                    CONNECTIONS_TOTAL.fetch_sub(1, Ordering::Relaxed);
+                })
+                .detach();
             }
             Err(e) => {
                 warn!(shard = shard.id, error = %e, "accept failed");

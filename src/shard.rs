@@ -55,6 +55,12 @@ pub struct Shard {
     apply_tx: flume::Sender<(Arc<MetadataImage>, flume::Sender<()>)>,
     pub controller: Option<RefCell<Controller>>,
     pub shutting_down: Cell<bool>,
+    /// Open client connections on this shard.
+    pub connections: Cell<usize>,
+    /// Requests dispatched and not yet answered on this shard (graceful shutdown waits for 0).
+    pub inflight: Cell<usize>,
+    /// Bytes reserved for partially received large requests (see `--shard-memory-budget-bytes`).
+    pub read_budget_used: Cell<usize>,
     /// Group coordinator state for the `__consumer_offsets` partitions this shard owns
     /// (consumer groups; see `crate::group`).
     pub groups: crate::group::GroupDriver,
@@ -92,6 +98,9 @@ impl Shard {
             apply_tx,
             controller: controller.map(RefCell::new),
             shutting_down: Cell::new(false),
+            connections: Cell::new(0),
+            inflight: Cell::new(0),
+            read_budget_used: Cell::new(0),
             groups: crate::group::GroupDriver::default(),
         }
     }

@@ -150,14 +150,25 @@ fn every_client_assignor_works_range_roundrobin_cooperative_sticky() {
         let (c1, c2) = (make(), make());
         c1.subscribe(&["assignors"]).expect("subscribe");
         let mut seen = Vec::new();
-        poll_until(&[&c1], &mut seen, "one member owns all", |cs, _| exactly_once(cs, 4));
-        c2.subscribe(&["assignors"]).expect("subscribe");
-        poll_until(&[&c1, &c2], &mut seen, &format!("{strategy}: 2 + 2 partitions"), |cs, _| {
-            exactly_once(cs, 4) && cs.iter().all(|c| assigned(c).len() == 2)
+        poll_until(&[&c1], &mut seen, "one member owns all", |cs, _| {
+            exactly_once(cs, 4)
         });
-        let list = c1.fetch_group_list(Some(&group), Duration::from_secs(5)).expect("describe");
+        c2.subscribe(&["assignors"]).expect("subscribe");
+        poll_until(
+            &[&c1, &c2],
+            &mut seen,
+            &format!("{strategy}: 2 + 2 partitions"),
+            |cs, _| exactly_once(cs, 4) && cs.iter().all(|c| assigned(c).len() == 2),
+        );
+        let list = c1
+            .fetch_group_list(Some(&group), Duration::from_secs(5))
+            .expect("describe");
         let g = &list.groups()[0];
-        assert!(g.state() != "Stable" || g.protocol() == strategy, "{} vs {strategy}", g.protocol());
+        assert!(
+            g.state() != "Stable" || g.protocol() == strategy,
+            "{} vs {strategy}",
+            g.protocol()
+        );
     }
     assert_no_broker_errors(&broker);
 }
@@ -187,15 +198,19 @@ fn a_static_member_restarting_within_its_session_keeps_its_partitions() {
     drop(b);
     let b2 = make("b");
     b2.subscribe(&["static"]).expect("subscribe");
-    poll_until(&[&a, &b2], &mut seen, "the restarted static member owns its old partition", |cs, _| {
-        exactly_once(cs, 2) && assigned(cs[1]) == b_partitions
-    });
+    poll_until(
+        &[&a, &b2],
+        &mut seen,
+        "the restarted static member owns its old partition",
+        |cs, _| exactly_once(cs, 2) && assigned(cs[1]) == b_partitions,
+    );
     assert_no_broker_errors(&broker);
 }
 
 #[test]
 fn committed_offsets_survive_group_restart_sigterm_and_kill9() {
-    let mut broker = Broker::start(&["--cores", "2"]);
+    // fdatasync before every ack: a sync commit returns only once its record is on disk.
+    let mut broker = Broker::start(&["--cores", "2", "--flush", "always"]);
     broker.create_topic("commits", 2, &[]);
     produce_per_partition(&broker, "commits", 2, 50);
 
@@ -499,7 +514,8 @@ fn superseded_offset_records_are_compacted_on_load_and_nothing_is_lost() {
     let c = group_consumer(&broker, "g-cmp");
     for o in 1..=300 {
         let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset("cmp", 0, Offset::Offset(o)).expect("tpl");
+        tpl.add_partition_offset("cmp", 0, Offset::Offset(o))
+            .expect("tpl");
         c.commit(&tpl, CommitMode::Sync).expect("commit");
     }
     drop(c);
@@ -512,7 +528,10 @@ fn superseded_offset_records_are_compacted_on_load_and_nothing_is_lost() {
             if let Ok(t) = c.committed_offsets(q, Duration::from_secs(5)) {
                 return t.elements()[0].offset();
             }
-            assert!(Instant::now() < deadline, "committed offsets never answered");
+            assert!(
+                Instant::now() < deadline,
+                "committed offsets never answered"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     };
@@ -528,13 +547,36 @@ fn superseded_offset_records_are_compacted_on_load_and_nothing_is_lost() {
     // The load found 300 records for one live key: it wrote a snapshot and moved the log start.
     let deadline = Instant::now() + WAIT;
     while low_watermark(&broker) < 300 {
-        assert!(Instant::now() < deadline, "log start of __consumer_offsets never moved");
+        assert!(
+            Instant::now() < deadline,
+            "log start of __consumer_offsets never moved"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     // Loading from the snapshot alone gives the same offsets.
     broker.kill9();
     broker.restart();
     assert_eq!(committed(&broker), Offset::Offset(300));
+    // While running, too: 1100 more commits of one key get compacted without a restart.
+    let c = group_consumer(&broker, "g-cmp");
+    for o in 301..=1400 {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition_offset("cmp", 0, Offset::Offset(o))
+            .expect("tpl");
+        c.commit(&tpl, CommitMode::Sync).expect("commit");
+    }
+    let deadline = Instant::now() + WAIT;
+    while low_watermark(&broker) < 1000 {
+        assert!(
+            Instant::now() < deadline,
+            "log start never moved while running"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(committed(&broker), Offset::Offset(1400));
+    broker.stop();
+    broker.restart();
+    assert_eq!(committed(&broker), Offset::Offset(1400));
     assert_no_broker_errors(&broker);
 }
 
@@ -550,8 +592,12 @@ fn assert_no_broker_errors(broker: &Broker) {
 /// (a response that fails to encode would close the connection and fail `raw_call`).
 #[test]
 fn every_advertised_group_api_version_round_trips() {
-    use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
-    use kafka_protocol::messages::offset_fetch_request::{OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics};
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::{
+        OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+    };
     use kafka_protocol::messages::*;
 
     let broker = Broker::start(&["--cores", "2"]);
@@ -583,7 +629,10 @@ fn every_advertised_group_api_version_round_trips() {
                 assert!(port > 0, "v{v}");
                 break;
             }
-            assert!(Instant::now() < deadline, "FindCoordinator v{v}: error {error}");
+            assert!(
+                Instant::now() < deadline,
+                "FindCoordinator v{v}: error {error}"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -618,11 +667,17 @@ fn every_advertised_group_api_version_round_trips() {
             .with_group_id(gid.clone())
             .with_generation_id(1)
             .with_member_id(member.clone())
-            .with_assignments(vec![sync_group_request::SyncGroupRequestAssignment::default()
-                .with_member_id(member.clone())
-                .with_assignment(Bytes::from_static(b"a"))]);
+            .with_assignments(vec![
+                sync_group_request::SyncGroupRequestAssignment::default()
+                    .with_member_id(member.clone())
+                    .with_assignment(Bytes::from_static(b"a")),
+            ]);
         let r: SyncGroupResponse = raw_call(&mut s, ApiKey::SyncGroup, sv, &sync);
-        assert_eq!((r.error_code, r.assignment.as_ref()), (0, &b"a"[..]), "SyncGroup v{sv}");
+        assert_eq!(
+            (r.error_code, r.assignment.as_ref()),
+            (0, &b"a"[..]),
+            "SyncGroup v{sv}"
+        );
 
         let hv = *range(ApiKey::Heartbeat).end().min(&(i as i16));
         let hb = HeartbeatRequest::default()
@@ -631,7 +686,12 @@ fn every_advertised_group_api_version_round_trips() {
             .with_member_id(member.clone());
         let r: HeartbeatResponse = raw_call(&mut s, ApiKey::Heartbeat, hv, &hb);
         assert_eq!(r.error_code, 0, "Heartbeat v{hv}");
-        let r: HeartbeatResponse = raw_call(&mut s, ApiKey::Heartbeat, hv, &hb.clone().with_generation_id(7));
+        let r: HeartbeatResponse = raw_call(
+            &mut s,
+            ApiKey::Heartbeat,
+            hv,
+            &hb.clone().with_generation_id(7),
+        );
         assert_eq!(r.error_code, 22, "Heartbeat v{hv}: ILLEGAL_GENERATION");
 
         let cv = *range(ApiKey::OffsetCommit).start().max(&(i as i16));
@@ -647,7 +707,10 @@ fn every_advertised_group_api_version_round_trips() {
                     .with_committed_offset(40 + i as i64)
                     .with_committed_metadata(Some(sb("meta")))])]);
         let r: OffsetCommitResponse = raw_call(&mut s, ApiKey::OffsetCommit, cv, &commit);
-        assert_eq!(r.topics[0].partitions[0].error_code, 0, "OffsetCommit v{cv}");
+        assert_eq!(
+            r.topics[0].partitions[0].error_code, 0,
+            "OffsetCommit v{cv}"
+        );
     }
 
     for v in range(ApiKey::OffsetFetch) {
@@ -678,13 +741,22 @@ fn every_advertised_group_api_version_round_trips() {
     }
 
     for v in range(ApiKey::DescribeGroups) {
-        let req = DescribeGroupsRequest::default().with_groups(vec![GroupId(sb(&groups[0].0)), GroupId(sb("nope"))]);
+        let req = DescribeGroupsRequest::default()
+            .with_groups(vec![GroupId(sb(&groups[0].0)), GroupId(sb("nope"))]);
         let r: DescribeGroupsResponse = raw_call(&mut s, ApiKey::DescribeGroups, v, &req);
-        assert_eq!(r.groups[0].group_state.as_str(), "Stable", "DescribeGroups v{v}");
+        assert_eq!(
+            r.groups[0].group_state.as_str(),
+            "Stable",
+            "DescribeGroups v{v}"
+        );
         assert_eq!(r.groups[0].members.len(), 1);
         assert_eq!(r.groups[0].members[0].member_assignment.as_ref(), b"a");
         assert_eq!(r.groups[1].group_state.as_str(), "Dead");
-        assert_eq!(r.groups[1].error_code, if v >= 6 { 69 } else { 0 }, "GROUP_ID_NOT_FOUND from v6");
+        assert_eq!(
+            r.groups[1].error_code,
+            if v >= 6 { 69 } else { 0 },
+            "GROUP_ID_NOT_FOUND from v6"
+        );
     }
 
     for v in range(ApiKey::ListGroups) {
@@ -701,7 +773,9 @@ fn every_advertised_group_api_version_round_trips() {
         let lv = *range(ApiKey::LeaveGroup).end().min(&(i as i16));
         let mut req = LeaveGroupRequest::default().with_group_id(GroupId(sb(group)));
         if lv >= 3 {
-            req = req.with_members(vec![leave_group_request::MemberIdentity::default().with_member_id(member.clone())]);
+            req = req.with_members(vec![
+                leave_group_request::MemberIdentity::default().with_member_id(member.clone())
+            ]);
         } else {
             req = req.with_member_id(member.clone());
         }
@@ -714,14 +788,24 @@ fn every_advertised_group_api_version_round_trips() {
 
     let od = OffsetDeleteRequest::default()
         .with_group_id(GroupId(sb(&groups[0].0)))
-        .with_topics(vec![offset_delete_request::OffsetDeleteRequestTopic::default()
-            .with_name(TopicName(sb("raw")))
-            .with_partitions(vec![offset_delete_request::OffsetDeleteRequestPartition::default().with_partition_index(0)])]);
+        .with_topics(vec![
+            offset_delete_request::OffsetDeleteRequestTopic::default()
+                .with_name(TopicName(sb("raw")))
+                .with_partitions(vec![
+                    offset_delete_request::OffsetDeleteRequestPartition::default()
+                        .with_partition_index(0),
+                ]),
+        ]);
     let r: OffsetDeleteResponse = raw_call(&mut s, ApiKey::OffsetDelete, 0, &od);
-    assert_eq!((r.error_code, r.topics[0].partitions[0].error_code), (0, 0), "OffsetDelete");
+    assert_eq!(
+        (r.error_code, r.topics[0].partitions[0].error_code),
+        (0, 0),
+        "OffsetDelete"
+    );
 
     for v in range(ApiKey::DeleteGroups) {
-        let req = DeleteGroupsRequest::default().with_groups_names(vec![GroupId(sb(&groups[v as usize + 1].0))]);
+        let req = DeleteGroupsRequest::default()
+            .with_groups_names(vec![GroupId(sb(&groups[v as usize + 1].0))]);
         let r: DeleteGroupsResponse = raw_call(&mut s, ApiKey::DeleteGroups, v, &req);
         assert_eq!(r.results[0].error_code, 0, "DeleteGroups v{v}");
     }

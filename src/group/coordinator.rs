@@ -547,6 +547,9 @@ pub struct Coordinator {
     next_token: u64,
     rng: u64,
     out: Vec<Action>,
+    /// Per offsets partition: records in the log since its start, and that count when live
+    /// keys were last compared with it (compaction check).
+    log_records: HashMap<i32, (usize, usize)>,
 }
 
 impl Coordinator {
@@ -560,6 +563,7 @@ impl Coordinator {
             next_token: 1,
             rng: seed | 1,
             out: Vec::new(),
+            log_records: HashMap::new(),
         }
     }
 
@@ -588,7 +592,72 @@ impl Coordinator {
                 records_read,
             } => self.load_completed(now_ms, partition, records_read),
         }
+        self.maybe_compact();
         std::mem::take(&mut self.out)
+    }
+
+    /// Counts appended records; when a partition's log holds far more records than live keys
+    /// and no commit of it is in flight (its record would precede the snapshot but be missing
+    /// from it), appends a snapshot so the driver can drop everything before it.
+    fn maybe_compact(&mut self) {
+        for a in &self.out {
+            if let Action::Persist {
+                partition, records, ..
+            } = a
+            {
+                self.log_records.entry(*partition).or_insert((0, 0)).0 += records.len();
+            }
+        }
+        let due: Vec<i32> = self
+            .log_records
+            .iter()
+            .filter(|(_, (count, checked))| *count >= checked + COMPACT_CHECK_EVERY_RECORDS)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in due {
+            let Some(&(count, checked)) = self.log_records.get(&p) else {
+                continue;
+            };
+            if count < checked + COMPACT_CHECK_EVERY_RECORDS || !self.is_loaded(p) {
+                continue;
+            }
+            let commit_in_flight = self.pending.values().any(|w| match w {
+                PendingWrite::Commit { group, .. } => {
+                    self.groups.get(group).is_none_or(|g| g.partition == p)
+                }
+                _ => false,
+            });
+            if commit_in_flight {
+                continue;
+            }
+            let live = self.live_records(p);
+            if count > 2 * live.len() + SNAPSHOT_SLACK_RECORDS {
+                self.log_records.insert(p, (live.len(), live.len()));
+                self.out.push(Action::Snapshot {
+                    partition: p,
+                    records: live,
+                });
+            } else {
+                self.log_records.insert(p, (count, count));
+            }
+        }
+    }
+
+    /// Every live key of offsets partition `partition`, as records.
+    fn live_records(&self, partition: i32) -> Vec<StoredRecord> {
+        let mut live = Vec::new();
+        for g in self.groups.values().filter(|g| g.partition == partition) {
+            for ((t, p), v) in &g.offsets {
+                live.push(StoredRecord::Offset {
+                    group: g.id.clone(),
+                    topic: t.clone(),
+                    partition: *p,
+                    value: Some(v.clone()),
+                });
+            }
+            live.push(g.record());
+        }
+        live
     }
 
     /// Whether `partition` is loaded (requests for its groups are served).
@@ -1672,7 +1741,6 @@ impl Coordinator {
     fn load_completed(&mut self, now_ms: i64, partition: i32, records_read: usize) {
         self.partitions.insert(partition, Load::Loaded);
         // Restored members get a fresh session to reach us again.
-        let mut live = Vec::new();
         for g in self
             .groups
             .values_mut()
@@ -1681,28 +1749,27 @@ impl Coordinator {
             for m in g.members.values_mut() {
                 m.heartbeat_deadline_ms = now_ms + m.session_timeout_ms as i64;
             }
-            for ((t, p), v) in &g.offsets {
-                live.push(StoredRecord::Offset {
-                    group: g.id.clone(),
-                    topic: t.clone(),
-                    partition: *p,
-                    value: Some(v.clone()),
-                });
-            }
-            live.push(g.record());
         }
+        let live = self.live_records(partition);
         // Superseded records dominate: rewrite the live keys and let the driver drop the rest.
         if records_read > 2 * live.len() + SNAPSHOT_SLACK_RECORDS {
+            self.log_records.insert(partition, (live.len(), live.len()));
             self.out.push(Action::Snapshot {
                 partition,
                 records: live,
             });
+        } else {
+            self.log_records
+                .insert(partition, (records_read, records_read));
         }
     }
 }
 
 /// Records beyond twice the live keys tolerated before a load rewrites a snapshot.
 const SNAPSHOT_SLACK_RECORDS: usize = 64;
+
+/// While running, live keys are compared with the log's record count this often (records).
+const COMPACT_CHECK_EVERY_RECORDS: usize = 1_000;
 
 fn offset_value(o: &CommitPartition, now_ms: i64) -> OffsetValue {
     OffsetValue {

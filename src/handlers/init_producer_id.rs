@@ -21,7 +21,7 @@ pub async fn handle(shard: Rc<Shard>, req: InitProducerIdRequest) -> ResponseKin
         );
     }
     let (pid, epoch) = (req.producer_id.0, req.producer_epoch);
-    if pid >= 0 && epoch >= 0 && epoch < i16::MAX - 1 {
+    if pid >= 0 && (0..i16::MAX - 1).contains(&epoch) {
         return ResponseKind::InitProducerId(
             resp.with_producer_id(ProducerId(pid))
                 .with_producer_epoch(epoch + 1),

@@ -10,7 +10,9 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
 
 pub struct Raw {
     pub stream: TcpStream,
@@ -20,12 +22,22 @@ pub struct Raw {
 impl Raw {
     pub fn connect(addr: &str) -> Raw {
         let stream = TcpStream::connect(addr).expect("connect");
-        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-        Raw { stream, correlation: 0 }
+        stream
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        Raw {
+            stream,
+            correlation: 0,
+        }
     }
 
     /// Sends a request and returns the decoded response body.
-    pub fn call<Req: Encodable, Resp: Decodable>(&mut self, key: ApiKey, version: i16, req: &Req) -> Resp {
+    pub fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        req: &Req,
+    ) -> Resp {
         self.send(key, version, req);
         self.recv(key, version)
     }
@@ -38,7 +50,9 @@ impl Raw {
             .with_correlation_id(self.correlation)
             .with_client_id(Some(StrBytes::from_static_str("raw-test")));
         let mut body = BytesMut::new();
-        header.encode(&mut body, key.request_header_version(version)).unwrap();
+        header
+            .encode(&mut body, key.request_header_version(version))
+            .unwrap();
         req.encode(&mut body, version).unwrap();
         self.send_frame(&body);
     }
@@ -72,7 +86,13 @@ impl Raw {
 }
 
 /// One RecordBatch v2 with `n` records for an idempotent producer.
-pub fn idempotent_batch(producer_id: i64, epoch: i16, base_sequence: i32, n: usize, tag: &str) -> Bytes {
+pub fn idempotent_batch(
+    producer_id: i64,
+    epoch: i16,
+    base_sequence: i32,
+    n: usize,
+    tag: &str,
+) -> Bytes {
     let records: Vec<Record> = (0..n)
         .map(|i| Record {
             transactional: false,
@@ -91,6 +111,14 @@ pub fn idempotent_batch(producer_id: i64, epoch: i16, base_sequence: i32, n: usi
         })
         .collect();
     let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression: Compression::None }).unwrap();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
     buf.freeze()
 }

@@ -601,7 +601,10 @@ fn requests_for_unloaded_partitions_are_refused() {
         require_known_member_id: true,
     };
     let j = s.send(|id| Event::Join(id, r));
-    assert_eq!(s.join_result(j).error, e(ResponseError::CoordinatorLoadInProgress));
+    assert_eq!(
+        s.join_result(j).error,
+        e(ResponseError::CoordinatorLoadInProgress)
+    );
 }
 
 #[test]
@@ -619,4 +622,48 @@ fn subscription_topics_parse_and_never_panic() {
     for cut in 0..m.len() {
         let _ = subscribed_topics(&m[..cut]);
     }
+}
+
+#[test]
+fn a_running_coordinator_compacts_when_superseded_records_dominate() {
+    let mut s = Sim::new();
+    s.auto_persist = false;
+    // A commit in flight blocks the snapshot (its record precedes the snapshot but is not in it).
+    let blocker = s.commit("", -1, &[("u", 0, 1)]);
+    let blocker_token = s.held.pop().unwrap();
+    for i in 0..1_100 {
+        let c = s.commit("", -1, &[("t", 0, i)]);
+        let token = s.held.pop().unwrap();
+        s.event(Event::Persisted { token, error: 0 });
+        assert!(s.take(c).is_some());
+    }
+    assert!(
+        s.snapshots.is_empty(),
+        "no snapshot while a commit is in flight"
+    );
+    s.event(Event::Persisted {
+        token: blocker_token,
+        error: 0,
+    });
+    assert!(s.take(blocker).is_some());
+    let snap = s
+        .snapshots
+        .pop()
+        .expect("snapshot once nothing is in flight");
+    let offsets: Vec<i64> = snap
+        .iter()
+        .filter_map(|r| match r {
+            StoredRecord::Offset { value: Some(v), .. } => Some(v.offset),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(offsets, vec![1_099, 1]);
+    assert_eq!(snap.len(), 3, "two offsets and the group record");
+    // The next check is COMPACT_CHECK_EVERY_RECORDS later.
+    s.auto_persist = true;
+    for i in 0..10 {
+        let c = s.commit("", -1, &[("t", 0, i)]);
+        assert!(s.take(c).is_some());
+    }
+    assert!(s.snapshots.is_empty());
 }
