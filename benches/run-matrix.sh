@@ -374,6 +374,8 @@ def report(res_dir, out, meta_path):
             ratio = f"{p99 / bound:.2f}" if (p99 is not None and bound) else "–"
             missing = r["res"].get("missing") if r_ok(r) else None
             st = prob(r) + (f", {missing} missing" if missing else "")
+            if r_ok(r) and r["res"]["throughput_msgs_per_sec"] < 0.95 * float(r["rate"]):
+                st += ", **fell behind the rate**"
             w(f"| {r['flush']} | {r['acks']} | {r['partitions']} | {fmt(float(r['rate']), 0)} | "
               f"{fmt(r['res']['throughput_msgs_per_sec'], 0) if r_ok(r) else '–'} | "
               f"{fmt(lat(r, 'p50'), 2)} | {fmt(p99, 2)} | {fmt(lat(r, 'p999'), 2)} | {fmt(lat(r, 'max'), 1)} | "
@@ -456,6 +458,10 @@ py() { timeout 60 python3 "$HELPER" "$@"; }
 if [[ $BUILD == 1 ]]; then
     log "building release binaries"
     (cd "$ROOT" && timeout 3600 cargo build --release -p sluice -p sluice-tools) >&2
+    if [[ $STORAGE_BENCH == 1 ]]; then
+        log "building the storage benchmark"
+        (cd "$ROOT" && timeout 3600 cargo bench --bench storage --no-run) >&2
+    fi
 fi
 [[ -x $LOADGEN ]] || { echo "missing $LOADGEN" >&2; exit 1; }
 [[ -n $BOOTSTRAP || -x $SLUICE ]] || { echo "missing $SLUICE" >&2; exit 1; }

@@ -126,6 +126,9 @@ pub struct BrokerArgs {
     /// Send fetch data with io_uring SEND_ZC (for real NICs; slower on loopback).
     #[arg(long, env = "SLUICE_ZERO_COPY_SEND", default_value_t = false)]
     pub zero_copy_send: bool,
+    /// Address of the Prometheus metrics and /ready, /live endpoints; `none` turns them off.
+    #[arg(long, env = "SLUICE_METRICS_LISTEN", default_value = "127.0.0.1:9644")]
+    pub metrics_listen: String,
     /// Log level filter (error, warn, info, debug, trace, or a tracing filter).
     #[arg(long, env = "SLUICE_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
@@ -143,6 +146,7 @@ pub struct Config {
     pub advertised_port: i32,
     pub flush: FlushPolicy,
     pub io_mode: IoMode,
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// A configuration that cannot start a broker.
@@ -160,6 +164,8 @@ pub enum ConfigError {
     Inflight(usize),
     #[error("--flush-interval-ms must be at least 1")]
     FlushInterval,
+    #[error("--metrics-listen must be HOST:PORT or none, got {0:?}")]
+    MetricsListen(String),
 }
 
 impl Config {
@@ -205,7 +211,15 @@ impl Config {
             IoModeArg::Direct => IoMode::Direct,
             IoModeArg::Buffered => IoMode::Buffered,
         };
+        let metrics_listen = match args.metrics_listen.as_str() {
+            "none" | "" => None,
+            s => Some(
+                s.parse::<SocketAddr>()
+                    .map_err(|_| ConfigError::MetricsListen(s.to_owned()))?,
+            ),
+        };
         Ok(Config {
+            metrics_listen,
             shards,
             advertised_host: host,
             advertised_port: i32::from(port),

@@ -22,6 +22,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::dispatch::{dispatch, Dispatched};
 use crate::limits::{READ_BUDGET_RETRY_MS, READ_CHUNK_BYTES};
+use crate::metrics::ShardMetrics;
 use crate::shard::Shard;
 
 type Pending = JoinHandle<Option<ResponseFrame>>;
@@ -86,7 +87,7 @@ async fn serve_inner(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let (mut rd, wr) = stream.into_split();
     let (tx, rx) = flume::bounded::<(Pending, InflightGuard)>(shard.config.args.max_inflight_requests);
     let zero_copy = shard.config.args.zero_copy_send;
-    let writer = compio::runtime::spawn(write_responses(wr, rx, peer, zero_copy));
+    let writer = compio::runtime::spawn(write_responses(shard.clone(), wr, rx, peer, zero_copy));
     let frames = FrameReader::new(shard.config.args.socket_request_max_bytes);
     let idle = Duration::from_millis(shard.config.args.connections_max_idle_ms.max(1));
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
@@ -94,7 +95,7 @@ async fn serve_inner(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     'read: loop {
         loop {
             let frame = match frames.next_frame(&mut buf) {
-                Ok(Some(f)) => f,
+                Ok(Some(f)) => (f, Instant::now()),
                 Ok(None) => break,
                 Err(e) => {
                     warn!(%peer, error = %e, "closing connection: bad frame");
@@ -103,7 +104,7 @@ async fn serve_inner(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
             };
             hold = None;
             let guard = InflightGuard::new(&shard);
-            match dispatch(&shard, frame).await {
+            match dispatch(&shard, frame.0, frame.1).await {
                 Dispatched::Respond(fut) => {
                     let handle = compio::runtime::spawn(fut);
                     if tx.send_async((handle, guard)).await.is_err() {
@@ -150,7 +151,7 @@ async fn serve_inner(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         buf = b;
         match res {
             Ok(0) => break,
-            Ok(_) => {}
+            Ok(n) => ShardMetrics::add(&shard.metrics.bytes_received, n as u64),
             Err(e) => {
                 debug!(%peer, error = %e, "read failed");
                 break;
@@ -164,6 +165,7 @@ async fn serve_inner(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
 }
 
 async fn write_responses(
+    shard: Rc<Shard>,
     mut wr: TcpStream,
     rx: flume::Receiver<(Pending, InflightGuard)>,
     peer: SocketAddr,
@@ -183,6 +185,8 @@ async fn write_responses(
                 return;
             }
         };
+        let len: usize = frame.iter().map(bytes::Bytes::len).sum();
+        ShardMetrics::add(&shard.metrics.bytes_sent, len as u64);
         let res = if zero_copy {
             write_zero_copy(&mut wr, frame).await
         } else {

@@ -6,12 +6,13 @@
 
 use std::future::Future;
 use std::rc::Rc;
+use std::time::Instant;
 
 use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
 use kafka_protocol::messages::ApiKey;
 use sluice_net::{
-    decode_request, encode_response, DecodeError, RequestKind, ResponseFrame, ResponseKind,
+    decode_request, encode_response, DecodeError, Request, RequestKind, ResponseFrame, ResponseKind,
 };
 use tracing::{debug, error};
 
@@ -53,24 +54,50 @@ where
     Dispatched::Respond(Box::pin(async move { encode(ctx, fut.await) }))
 }
 
-pub async fn dispatch(shard: &Rc<Shard>, frame: Bytes) -> Dispatched {
+/// Dispatches one request; `received` is when its last byte arrived (for queue-time metrics).
+pub async fn dispatch(shard: &Rc<Shard>, frame: Bytes, received: Instant) -> Dispatched {
     let req = match decode_request(frame) {
         Ok(req) => req,
-        Err(DecodeError::UnsupportedVersion {
+        Err(e) => return undecodable(e),
+    };
+    let api = req.api_key;
+    shard.metrics.request(api, req.api_version, received.elapsed());
+    match route(shard, req).await {
+        Dispatched::Respond(fut) => {
+            let s = shard.clone();
+            let started = Instant::now();
+            Dispatched::Respond(Box::pin(async move {
+                let r = fut.await;
+                s.metrics.handled(api, started.elapsed());
+                r
+            }))
+        }
+        close => close,
+    }
+}
+
+/// A frame that did not decode: ApiVersions too new gets the v0 fallback; the rest close.
+fn undecodable(e: DecodeError) -> Dispatched {
+    match e {
+        DecodeError::UnsupportedVersion {
             api_key: ApiKey::ApiVersions,
             api_version,
             correlation_id,
-        }) => {
+        } => {
             debug!(
                 api_version,
                 "ApiVersions at an unsupported version: answering v0 with UNSUPPORTED_VERSION"
             );
-            return Dispatched::Respond(Box::pin(async move {
+            Dispatched::Respond(Box::pin(async move {
                 handlers::api_versions::unsupported_version(correlation_id)
-            }));
+            }))
         }
-        Err(e) => return Dispatched::Close(e.to_string()),
-    };
+        e => Dispatched::Close(e.to_string()),
+    }
+}
+
+/// Routes a decoded request to its handler.
+async fn route(shard: &Rc<Shard>, req: Request) -> Dispatched {
     let ctx = Ctx {
         api_key: req.api_key,
         version: req.api_version,

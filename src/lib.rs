@@ -13,6 +13,7 @@ pub mod group;
 pub mod handlers;
 pub mod limits;
 pub mod metadata;
+pub mod metrics;
 pub mod records;
 pub mod server;
 pub mod shard;

@@ -20,6 +20,7 @@ use crate::connection;
 use crate::controller::Controller;
 use crate::limits::SHUTDOWN_GRACE_MS;
 use crate::metadata::{self, MetadataImage};
+use crate::metrics::{self, ControlRequest, Endpoint, ShardMetrics};
 use crate::shard::{build_mesh, run_mesh_receiver, MeshTask, Shard};
 use crate::util::now_ms;
 
@@ -127,10 +128,25 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let mut shutdowns = Vec::with_capacity(config.shards);
     let mut threads = Vec::with_capacity(config.shards);
     let (ready_tx, ready_rx) = flume::bounded::<()>(config.shards);
-    for (id, ((peers, inbox), listener)) in senders
+    let (controls, control_rxs): (Vec<_>, Vec<_>) = (0..config.shards)
+        .map(|_| flume::bounded::<ControlRequest>(4))
+        .unzip();
+    let endpoint = Arc::new(Endpoint {
+        shards: controls,
+        ready_shards: AtomicUsize::new(0),
+    });
+    let metrics_addr = match config.metrics_listen {
+        Some(addr) => Some(
+            metrics::spawn_http(addr, endpoint.clone())
+                .map_err(|source| StartError::Listen { addr, source })?,
+        ),
+        None => None,
+    };
+    for (id, (((peers, inbox), listener), control)) in senders
         .into_iter()
         .zip(receivers)
         .zip(listeners)
+        .zip(control_rxs)
         .enumerate()
     {
         let (stop_tx, stop_rx) = flume::bounded::<()>(1);
@@ -145,9 +161,17 @@ pub fn run(config: Config) -> Result<(), StartError> {
                     .thread_affinity(HashSet::from([id % cpus]))
                     .build();
                 match runtime {
-                    Ok(rt) => rt.block_on(shard_main(
-                        id, config, peers, inbox, listener, image, stop_rx, ready,
-                    )),
+                    Ok(rt) => rt.block_on(shard_main(ShardStart {
+                        id,
+                        config,
+                        peers,
+                        inbox,
+                        listener,
+                        image,
+                        stop: stop_rx,
+                        ready,
+                        control,
+                    })),
                     Err(e) => error!(shard = id, error = %e, "cannot build io_uring runtime"),
                 }
             })
@@ -159,10 +183,14 @@ pub fn run(config: Config) -> Result<(), StartError> {
         if ready_rx.recv().is_err() {
             break;
         }
+        endpoint.ready_shards.fetch_add(1, Ordering::Relaxed);
     }
     info!(listen = %bound, shards = config.shards, data_dir = %config.args.data_dir.display(), "sluice started");
     // Tests and scripts read this line to learn the port (e.g. with --listen 127.0.0.1:0).
     let mut out = std::io::stdout();
+    if let Some(addr) = metrics_addr {
+        let _ = writeln!(out, "sluice metrics on {addr}");
+    }
     let _ = writeln!(out, "sluice listening on {bound}");
     let _ = out.flush();
 
@@ -180,8 +208,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn shard_main(
+/// What one shard thread starts with.
+struct ShardStart {
     id: usize,
     config: Arc<Config>,
     peers: Vec<flume::Sender<MeshTask>>,
@@ -190,7 +218,21 @@ async fn shard_main(
     image: Arc<MetadataImage>,
     stop: flume::Receiver<()>,
     ready: flume::Sender<()>,
-) {
+    control: flume::Receiver<ControlRequest>,
+}
+
+async fn shard_main(start: ShardStart) {
+    let ShardStart {
+        id,
+        config,
+        peers,
+        inbox,
+        listener,
+        image,
+        stop,
+        ready,
+        control,
+    } = start;
     let (apply_tx, apply_rx) = flume::bounded(64);
     let controller = (id == 0).then(|| Controller::new((*image).clone()));
     let shard = Rc::new(Shard::new(
@@ -208,6 +250,8 @@ async fn shard_main(
         compio::runtime::spawn(run_mesh_receiver(shard.clone(), rx)).detach();
     }
     compio::runtime::spawn(housekeeping(shard.clone())).detach();
+    compio::runtime::spawn(metrics::serve_control(shard.clone(), control)).detach();
+    compio::runtime::spawn(metrics::stall_probe(shard.clone())).detach();
     // Consumer groups: create/load __consumer_offsets, then the coordinator's timer.
     compio::runtime::spawn(crate::group::driver::run(shard.clone())).detach();
     let acceptor = match compio::net::TcpListener::from_std(listener) {
@@ -242,11 +286,13 @@ async fn accept_loop(shard: Rc<Shard>, listener: compio::net::TcpListener) {
                 let args = &shard.config.args;
                 let total = CONNECTIONS_TOTAL.load(Ordering::Relaxed);
                 if shard.connections.get() >= args.max_connections_per_shard || total >= args.max_connections {
+                    ShardMetrics::add(&shard.metrics.connections_rejected, 1);
                     warn!(%peer, shard = shard.id, total, "connection limit reached; closing new connection");
                     drop(stream);
                     continue;
                 }
                 CONNECTIONS_TOTAL.fetch_add(1, Ordering::Relaxed);
+                ShardMetrics::add(&shard.metrics.connections_accepted, 1);
                 let s = shard.clone();
                 compio::runtime::spawn(async move {
                     connection::serve(s, stream, peer).await;

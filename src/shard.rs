@@ -61,6 +61,8 @@ pub struct Shard {
     pub inflight: Cell<usize>,
     /// Bytes reserved for partially received large requests (see `--shard-memory-budget-bytes`).
     pub read_budget_used: Cell<usize>,
+    /// This shard's counters (see `crate::metrics`).
+    pub metrics: crate::metrics::ShardMetrics,
     /// Group coordinator state for the `__consumer_offsets` partitions this shard owns
     /// (consumer groups; see `crate::group`).
     pub groups: crate::group::GroupDriver,
@@ -101,6 +103,7 @@ impl Shard {
             connections: Cell::new(0),
             inflight: Cell::new(0),
             read_budget_used: Cell::new(0),
+            metrics: crate::metrics::ShardMetrics::default(),
             groups: crate::group::GroupDriver::default(),
         }
     }
@@ -133,7 +136,13 @@ impl Shard {
             return Ok(());
         }
         let tx = self.peers.get(target).ok_or(MeshError(target))?;
+        crate::metrics::ShardMetrics::add(&self.metrics.mesh_sent, 1);
         tx.send_async(task).await.map_err(|_| MeshError(target))
+    }
+
+    /// Messages waiting in this shard's outgoing mesh queues.
+    pub fn mesh_queue_depth(&self) -> usize {
+        self.peers.iter().map(flume::Sender::len).sum()
     }
 
     /// Runs `f` on shard `target` and returns its result. `f`'s synchronous part runs in

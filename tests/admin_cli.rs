@@ -95,7 +95,9 @@ fn broker_flags_alone_still_start_the_broker_and_help_lists_subcommands() {
     assert_eq!(info["brokers"].as_array().map(Vec::len), Some(1));
     let help = Command::new(BIN).arg("--help").output().expect("help");
     let text = String::from_utf8_lossy(&help.stdout);
-    for sub in ["topic", "group", "cluster", "produce", "consume", "--listen"] {
+    for sub in [
+        "topic", "group", "cluster", "produce", "consume", "--listen",
+    ] {
         assert!(text.contains(sub), "help lacks {sub}: {text}");
     }
 }
@@ -117,7 +119,10 @@ fn topic_lifecycle() {
             "retention.ms=3600000",
         ],
     );
-    assert!(out.contains("Created topic \"orders\" with 3 partitions"), "{out}");
+    assert!(
+        out.contains("Created topic \"orders\" with 3 partitions"),
+        "{out}"
+    );
     let created = json(a, &["topic", "create", "events", "-p", "2"]);
     assert_eq!(created["partitions"], 2);
     assert_eq!(created["created"], true);
@@ -125,12 +130,21 @@ fn topic_lifecycle() {
     // Again: an error, unless --if-not-exists.
     let again = cli(a, &["topic", "create", "orders", "--partitions", "3"]);
     assert_eq!(again.status.code(), Some(1));
-    assert!(stderr(&again).contains("TOPIC_ALREADY_EXISTS"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("TOPIC_ALREADY_EXISTS"),
+        "{}",
+        stderr(&again)
+    );
     ok(a, &["topic", "create", "orders", "--if-not-exists"]);
 
     let table = ok(a, &["topic", "list"]);
     assert!(table.starts_with("TOPIC"), "{table}");
-    assert!(table.lines().any(|l| l.starts_with("orders ") && l.contains(" 3")), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("orders ") && l.contains(" 3")),
+        "{table}"
+    );
     let list = json(a, &["topic", "list"]);
     let names: Vec<&str> = list
         .as_array()
@@ -177,7 +191,16 @@ fn topic_lifecycle() {
             .and_then(|cs| cs.iter().find(|c| c["name"] == k).cloned())
     };
     assert_eq!(value(&d, "retention.ms").expect("set")["value"], "7200000");
-    ok(a, &["topic", "alter-config", "orders", "--delete", "retention.ms"]);
+    ok(
+        a,
+        &[
+            "topic",
+            "alter-config",
+            "orders",
+            "--delete",
+            "retention.ms",
+        ],
+    );
     let d = json(a, &["topic", "describe", "orders"]);
     assert_ne!(
         value(&d, "retention.ms").expect("listed")["source"],
@@ -239,11 +262,22 @@ fn errors_are_one_line_with_exit_codes() {
     let silent_addr = silent.local_addr().expect("addr").to_string();
     let start = Instant::now();
     let o = Command::new(BIN)
-        .args(["cluster", "info", "--bootstrap", &silent_addr, "--timeout-ms", "500"])
+        .args([
+            "cluster",
+            "info",
+            "--bootstrap",
+            &silent_addr,
+            "--timeout-ms",
+            "500",
+        ])
         .output()
         .expect("run");
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("no response within 500 ms"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("no response within 500 ms"),
+        "{}",
+        stderr(&o)
+    );
     assert!(start.elapsed() < WAIT);
     drop(silent);
 }
@@ -276,7 +310,11 @@ fn produce_then_consume() {
     assert!(stdout(&o).contains("Produced 3 records"), "{}", stdout(&o));
 
     // A line without the separator is a usage error.
-    let o = cli_in(a, &["produce", "t", "--key-separator", ":"], Some("nosep\n"));
+    let o = cli_in(
+        a,
+        &["produce", "t", "--key-separator", ":"],
+        Some("nosep\n"),
+    );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 
     // rdkafka sees what the CLI produced.
@@ -311,12 +349,31 @@ fn produce_then_consume() {
     assert_eq!(out, "a=alpha\nb=beta\nc=gamma\n");
     let out = ok(
         a,
-        &["consume", "t", "-p", "1", "--from-beginning", "-n", "1", "--print-headers"],
+        &[
+            "consume",
+            "t",
+            "-p",
+            "1",
+            "--from-beginning",
+            "-n",
+            "1",
+            "--print-headers",
+        ],
     );
     assert_eq!(out, "h1=v1,h2=v2\tone\n");
     let out = ok(
         a,
-        &["consume", "t", "--from-beginning", "--count", "2", "-p", "0", "--format", "json"],
+        &[
+            "consume",
+            "t",
+            "--from-beginning",
+            "--count",
+            "2",
+            "-p",
+            "0",
+            "--format",
+            "json",
+        ],
     );
     let lines: Vec<Value> = out
         .lines()
@@ -364,7 +421,11 @@ fn cluster_info() {
     let a = broker.addr.as_str();
     ok(a, &["topic", "create", "x"]);
     let info = json(a, &["cluster", "info"]);
-    let port: i64 = a.rsplit(':').next().and_then(|p| p.parse().ok()).expect("port");
+    let port: i64 = a
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .expect("port");
     assert_eq!(info["brokers"][0]["node_id"], 0);
     assert_eq!(info["brokers"][0]["port"], port);
     assert_eq!(info["controller_id"], 0);
@@ -393,12 +454,16 @@ fn groups_list_describe_reset_delete() {
     let broker = Broker::start(&["--cores", "2"]);
     let a = broker.addr.as_str();
     ok(a, &["topic", "create", "g-topic", "--partitions", "2"]);
-    ok(a, &["produce", "g-topic", "r0", "r1", "r2", "r3", "-p", "0"]);
+    ok(
+        a,
+        &["produce", "g-topic", "r0", "r1", "r2", "r3", "-p", "0"],
+    );
     ok(a, &["produce", "g-topic", "s0", "s1", "-p", "1"]);
 
     let consumer = broker.consumer(&[
         ("group.id", "g1"),
         ("client.id", "cli-test"),
+        ("enable.auto.offset.store", "true"),
         ("session.timeout.ms", "6000"),
         ("heartbeat.interval.ms", "500"),
     ]);
@@ -439,7 +504,17 @@ fn groups_list_describe_reset_delete() {
     assert!(text.contains("LAG") && text.contains("cli-test"), "{text}");
 
     // Reset and delete refuse a group with members.
-    let o = cli(a, &["group", "reset-offsets", "g1", "--all-topics", "--to-earliest", "--execute"]);
+    let o = cli(
+        a,
+        &[
+            "group",
+            "reset-offsets",
+            "g1",
+            "--all-topics",
+            "--to-earliest",
+            "--execute",
+        ],
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("not empty"), "{}", stderr(&o));
     let o = cli(a, &["group", "delete", "g1"]);
@@ -459,17 +534,47 @@ fn groups_list_describe_reset_delete() {
     }
 
     // Dry run (default): prints the plan, commits nothing.
-    let plan = json(a, &["group", "reset-offsets", "g1", "--all-topics", "--to-earliest"]);
+    let plan = json(
+        a,
+        &[
+            "group",
+            "reset-offsets",
+            "g1",
+            "--all-topics",
+            "--to-earliest",
+        ],
+    );
     assert_eq!(plan["executed"], false);
     assert_eq!(plan["partitions"][0]["current_offset"], 4);
     assert_eq!(plan["partitions"][0]["new_offset"], 0);
-    let text = ok(a, &["group", "reset-offsets", "g1", "--topic", "g-topic", "--to-earliest", "--dry-run"]);
+    let text = ok(
+        a,
+        &[
+            "group",
+            "reset-offsets",
+            "g1",
+            "--topic",
+            "g-topic",
+            "--to-earliest",
+            "--dry-run",
+        ],
+    );
     assert!(text.contains("Dry run"), "{text}");
     let d = json(a, &["group", "describe", "g1"]);
     assert_eq!(d[0]["offsets"][0]["committed_offset"], 4);
 
     // --to-earliest --execute.
-    let done = json(a, &["group", "reset-offsets", "g1", "--all-topics", "--to-earliest", "--execute"]);
+    let done = json(
+        a,
+        &[
+            "group",
+            "reset-offsets",
+            "g1",
+            "--all-topics",
+            "--to-earliest",
+            "--execute",
+        ],
+    );
     assert_eq!(done["executed"], true);
     let d = json(a, &["group", "describe", "g1"]);
     assert_eq!(d[0]["offsets"][0]["committed_offset"], 0);
@@ -477,20 +582,67 @@ fn groups_list_describe_reset_delete() {
     assert_eq!(d[0]["offsets"][1]["committed_offset"], 0);
 
     // --to-offset on one partition, clamped to the log end.
-    ok(a, &["group", "reset-offsets", "g1", "--topic", "g-topic:0", "--to-offset", "3", "--execute"]);
-    ok(a, &["group", "reset-offsets", "g1", "--topic", "g-topic:1", "--to-offset", "99", "--execute"]);
+    ok(
+        a,
+        &[
+            "group",
+            "reset-offsets",
+            "g1",
+            "--topic",
+            "g-topic:0",
+            "--to-offset",
+            "3",
+            "--execute",
+        ],
+    );
+    ok(
+        a,
+        &[
+            "group",
+            "reset-offsets",
+            "g1",
+            "--topic",
+            "g-topic:1",
+            "--to-offset",
+            "99",
+            "--execute",
+        ],
+    );
     let d = json(a, &["group", "describe", "g1"]);
     assert_eq!(d[0]["offsets"][0]["committed_offset"], 3);
     assert_eq!(d[0]["offsets"][1]["committed_offset"], 2);
 
     // --to-latest.
-    ok(a, &["group", "reset-offsets", "g1", "--topic", "g-topic", "--to-latest", "--execute"]);
+    ok(
+        a,
+        &[
+            "group",
+            "reset-offsets",
+            "g1",
+            "--topic",
+            "g-topic",
+            "--to-latest",
+            "--execute",
+        ],
+    );
     let d = json(a, &["group", "describe", "g1"]);
     assert_eq!(d[0]["offsets"][0]["committed_offset"], 4);
     assert_eq!(d[0]["offsets"][0]["lag"], 0);
 
     // A consumer of the group resumes where the reset put it.
-    ok(a, &["group", "reset-offsets", "g1", "--topic", "g-topic:0", "--to-offset", "2", "--execute"]);
+    ok(
+        a,
+        &[
+            "group",
+            "reset-offsets",
+            "g1",
+            "--topic",
+            "g-topic:0",
+            "--to-offset",
+            "2",
+            "--execute",
+        ],
+    );
     let consumer = broker.consumer(&[("group.id", "g1"), ("session.timeout.ms", "6000")]);
     consumer.subscribe(&["g-topic"]).expect("subscribe");
     let deadline = Instant::now() + WAIT;
@@ -512,11 +664,22 @@ fn groups_list_describe_reset_delete() {
             assert!(stdout(&o).contains("Deleted group \"g1\""));
             break;
         }
-        assert!(Instant::now() < deadline, "delete kept failing: {}", stderr(&o));
+        assert!(
+            Instant::now() < deadline,
+            "delete kept failing: {}",
+            stderr(&o)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let list = json(a, &["group", "list"]);
-    assert!(!list.as_array().expect("array").iter().any(|g| g["group"] == "g1"), "{list}");
+    assert!(
+        !list
+            .as_array()
+            .expect("array")
+            .iter()
+            .any(|g| g["group"] == "g1"),
+        "{list}"
+    );
     let o = cli(a, &["group", "describe", "g1"]);
     assert_eq!(o.status.code(), Some(1));
 }

@@ -14,6 +14,7 @@
 pub mod codec;
 pub mod fetch;
 pub mod frame;
+pub mod fuzzing;
 pub mod versions;
 
 pub use codec::{decode_request, encode_response, DecodeError, Request, ResponseFrame};

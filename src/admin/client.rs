@@ -209,7 +209,10 @@ impl Conn {
             )));
         }
         let size = i32::try_from(frame.len() - 4).map_err(|_| {
-            AdminError::Usage(format!("{key:?} request of {} bytes is too large", frame.len()))
+            AdminError::Usage(format!(
+                "{key:?} request of {} bytes is too large",
+                frame.len()
+            ))
         })?;
         frame[..4].copy_from_slice(&size.to_be_bytes());
         let deadline = Instant::now() + wait.unwrap_or(self.timeout);
@@ -219,10 +222,9 @@ impl Conn {
             addr: self.addr.clone(),
             reason: format!("{key:?} v{version}: {reason}"),
         };
-        let header = guard(|| {
-            ResponseHeader::decode(&mut body, key.response_header_version(version))
-        })
-        .map_err(protocol)?;
+        let header =
+            guard(|| ResponseHeader::decode(&mut body, key.response_header_version(version)))
+                .map_err(protocol)?;
         if header.correlation_id != self.correlation_id {
             return Err(protocol(format!(
                 "correlation id {} where {} was expected",
@@ -496,9 +498,11 @@ impl Session {
                 .with_replica_id(BrokerId(-1))
                 .with_isolation_level(0)
                 .with_topics(req_topics);
-            let resp: ListOffsetsResponse =
-                self.broker_or_bootstrap(leader)?
-                    .call(ApiKey::ListOffsets, versions::LIST_OFFSETS, &req)?;
+            let resp: ListOffsetsResponse = self.broker_or_bootstrap(leader)?.call(
+                ApiKey::ListOffsets,
+                versions::LIST_OFFSETS,
+                &req,
+            )?;
             for t in resp.topics {
                 for p in t.partitions {
                     let name = t.name.0.to_string();
@@ -550,7 +554,9 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
         drop(l);
-        let e = Conn::connect(&addr, Duration::from_millis(500)).err().unwrap();
+        let e = Conn::connect(&addr, Duration::from_millis(500))
+            .err()
+            .unwrap();
         assert!(matches!(e, AdminError::Connect { .. }), "{e}");
     }
 
@@ -559,7 +565,9 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
         let start = Instant::now();
-        let e = Conn::connect(&addr, Duration::from_millis(300)).err().unwrap();
+        let e = Conn::connect(&addr, Duration::from_millis(300))
+            .err()
+            .unwrap();
         assert!(matches!(e, AdminError::Timeout { .. }), "{e}");
         assert!(start.elapsed() < Duration::from_secs(20));
         drop(l);

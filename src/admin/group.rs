@@ -14,9 +14,8 @@ use kafka_protocol::messages::offset_commit_request::{
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
     ApiKey, ConsumerProtocolAssignment, DeleteGroupsRequest, DeleteGroupsResponse,
-    DescribeGroupsRequest, DescribeGroupsResponse, GroupId, ListGroupsRequest,
-    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
-    OffsetFetchResponse, TopicName,
+    DescribeGroupsRequest, DescribeGroupsResponse, GroupId, ListGroupsRequest, ListGroupsResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, TopicName,
 };
 use kafka_protocol::protocol::Decodable;
 use serde::Serialize;
@@ -140,7 +139,11 @@ fn list(c: &ClientArgs) -> Result<(), AdminError> {
             versions::LIST_GROUPS,
             &ListGroupsRequest::default(),
         )?;
-        AdminError::check(resp.error_code, None, format!("ListGroups on broker {node}"))?;
+        AdminError::check(
+            resp.error_code,
+            None,
+            format!("ListGroups on broker {node}"),
+        )?;
         out.extend(resp.groups.into_iter().map(|g| Listed {
             group: g.group_id.0.to_string(),
             state: g.group_state.to_string(),
@@ -294,7 +297,10 @@ fn committed(s: &mut Session, group: &str) -> Result<BTreeMap<TopicPartition, i6
                     format!("OffsetFetch {group:?} {}-{}", t.name.0, p.partition_index),
                 )?;
                 if p.committed_offset >= 0 {
-                    out.insert((t.name.0.to_string(), p.partition_index), p.committed_offset);
+                    out.insert(
+                        (t.name.0.to_string(), p.partition_index),
+                        p.committed_offset,
+                    );
                 }
             }
         }
@@ -347,8 +353,7 @@ fn describe(c: &ClientArgs, groups: &[String]) -> Result<(), AdminError> {
                 }
             }
         }
-        let tps: BTreeSet<TopicPartition> =
-            committed.keys().chain(owner.keys()).cloned().collect();
+        let tps: BTreeSet<TopicPartition> = committed.keys().chain(owner.keys()).cloned().collect();
         let ends = log_end_offsets(&mut s, &tps)?;
         let offsets = tps
             .iter()
@@ -378,7 +383,9 @@ fn describe(c: &ClientArgs, groups: &[String]) -> Result<(), AdminError> {
             offsets,
         });
     }
-    emit(c.format, &out, || out.iter().map(render_described).collect())
+    emit(c.format, &out, || {
+        out.iter().map(render_described).collect()
+    })
 }
 
 fn opt<T: ToString>(v: &Option<T>) -> String {
@@ -390,7 +397,11 @@ fn render_described(d: &Described) -> String {
         "Group: {}  State: {}  Protocol: {}  Members: {}  Coordinator: {}\n",
         d.group,
         d.state,
-        if d.protocol.is_empty() { "-" } else { &d.protocol },
+        if d.protocol.is_empty() {
+            "-"
+        } else {
+            &d.protocol
+        },
         d.members.len(),
         d.coordinator
     );
@@ -562,7 +573,13 @@ fn reset_offsets(
         partitions: rows,
     };
     emit(c.format, &plan, || {
-        let mut t = Table::new(&["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "NEW-OFFSET"]);
+        let mut t = Table::new(&[
+            "GROUP",
+            "TOPIC",
+            "PARTITION",
+            "CURRENT-OFFSET",
+            "NEW-OFFSET",
+        ]);
         for r in &plan.partitions {
             t.row(vec![
                 plan.group.clone(),
@@ -692,7 +709,12 @@ mod tests {
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].topic, "t");
         assert_eq!(got[0].partitions, vec![0, 3]);
-        for garbage in [&[][..], &[0][..], &[0, 1, 0xff, 0xff, 0xff][..], &[0x7f; 40][..]] {
+        for garbage in [
+            &[][..],
+            &[0][..],
+            &[0, 1, 0xff, 0xff, 0xff][..],
+            &[0x7f; 40][..],
+        ] {
             let _ = decode_assignment(&bytes::Bytes::copy_from_slice(garbage));
         }
     }

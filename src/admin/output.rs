@@ -61,7 +61,11 @@ impl Table {
 }
 
 /// Prints `value` as pretty JSON, or `text` for tables.
-pub fn emit<T: Serialize>(format: Format, value: &T, text: impl FnOnce() -> String) -> Result<(), AdminError> {
+pub fn emit<T: Serialize>(
+    format: Format,
+    value: &T,
+    text: impl FnOnce() -> String,
+) -> Result<(), AdminError> {
     let s = match format {
         Format::Json => {
             let mut s = serde_json::to_string_pretty(value)

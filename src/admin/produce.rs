@@ -302,15 +302,11 @@ impl Producer<'_> {
                     .call(ApiKey::Produce, versions::PRODUCE, &req)?;
             for t in &resp.responses {
                 for p in &t.partition_responses {
-                    let detail = p
-                        .error_message
-                        .as_ref()
-                        .map(|m| m.to_string())
-                        .or_else(|| {
-                            p.record_errors.first().and_then(|r| {
-                                r.batch_index_error_message.as_ref().map(|m| m.to_string())
-                            })
-                        });
+                    let detail = p.error_message.as_ref().map(|m| m.to_string()).or_else(|| {
+                        p.record_errors.first().and_then(|r| {
+                            r.batch_index_error_message.as_ref().map(|m| m.to_string())
+                        })
+                    });
                     AdminError::check(
                         p.error_code,
                         detail.as_deref(),

@@ -21,7 +21,6 @@ use super::output::{emit, join, Table};
 use super::{parse_key_value, AdminError, ClientArgs};
 
 const RESOURCE_TOPIC: i8 = 2;
-const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const TOPIC_ALREADY_EXISTS: i16 = 36;
 const UNKNOWN_TOPIC: i16 = 3;
 
@@ -358,12 +357,11 @@ fn source_name(source: i8) -> &'static str {
 }
 
 fn describe_configs(s: &mut Session, topic: &str) -> Result<Vec<ConfigEntry>, AdminError> {
-    let req = DescribeConfigsRequest::default().with_resources(vec![
-        DescribeConfigsResource::default()
+    let req =
+        DescribeConfigsRequest::default().with_resources(vec![DescribeConfigsResource::default()
             .with_resource_type(RESOURCE_TOPIC)
             .with_resource_name(sb(topic))
-            .with_configuration_keys(None),
-    ]);
+            .with_configuration_keys(None)]);
     let resp: DescribeConfigsResponse =
         s.bootstrap()
             .call(ApiKey::DescribeConfigs, versions::DESCRIBE_CONFIGS, &req)?;

@@ -538,6 +538,16 @@ enum PendingWrite {
     },
 }
 
+/// A group as metrics see it.
+#[derive(Debug, Clone)]
+pub struct GroupSummary {
+    pub group: String,
+    pub state: &'static str,
+    pub members: usize,
+    /// (topic, partition, committed offset)
+    pub offsets: Vec<(String, i32, i64)>,
+}
+
 /// The coordinator of one shard. See the module documentation.
 pub struct Coordinator {
     config: CoordinatorConfig,
@@ -658,6 +668,23 @@ impl Coordinator {
             live.push(g.record());
         }
         live
+    }
+
+    /// A read-only view of every group, for metrics: (group, state, members, committed offsets).
+    pub fn summaries(&self) -> Vec<GroupSummary> {
+        self.groups
+            .values()
+            .map(|g| GroupSummary {
+                group: g.id.clone(),
+                state: g.state.name(),
+                members: g.members.len(),
+                offsets: g
+                    .offsets
+                    .iter()
+                    .map(|((t, p), v)| (t.clone(), *p, v.offset))
+                    .collect(),
+            })
+            .collect()
     }
 
     /// Whether `partition` is loaded (requests for its groups are served).

@@ -53,6 +53,11 @@ impl Default for GroupDriver {
 }
 
 impl GroupDriver {
+    /// Every group this shard coordinates (metrics).
+    pub fn summaries(&self) -> Vec<super::coordinator::GroupSummary> {
+        self.coord.borrow().summaries()
+    }
+
     /// Submits a request built by `make` and waits for its reply.
     pub async fn request(
         shard: &Rc<Shard>,

@@ -181,6 +181,7 @@ pub async fn dispatch(shard: &Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispa
         remote.push((slots, rx));
     }
 
+    let metrics_shard = shard.clone();
     Dispatched::Respond(Box::pin(async move {
         let mut parts: Rows<PartResult> = Vec::with_capacity(rows.len());
         for (name, row) in rows {
@@ -206,6 +207,13 @@ pub async fn dispatch(shard: &Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispa
                     .unwrap_or_else(|| PartResult::err(ResponseError::NotLeaderOrFollower, None));
                 if let Some(cell) = parts.get_mut(ti).and_then(|(_, row)| row.get_mut(pi)) {
                     cell.1 = Some(res);
+                }
+            }
+        }
+        for (_, row) in &parts {
+            for (_, r) in row {
+                if let Some(r) = r {
+                    metrics_shard.metrics.error(kafka_protocol::messages::ApiKey::Produce, r.error);
                 }
             }
         }

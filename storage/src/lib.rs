@@ -16,6 +16,7 @@ mod log;
 mod notify;
 pub mod producer;
 pub mod scan;
+pub mod stats;
 mod segment;
 pub mod test_util;
 

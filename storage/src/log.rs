@@ -151,6 +151,7 @@ pub struct Log {
     self_weak: RefCell<Weak<Log>>,
     work: Rc<Notify>,
     progress: Notify,
+    stats: crate::stats::LogStats,
 }
 
 struct LockGuard<'a>(&'a Log);
@@ -210,6 +211,7 @@ impl Log {
             self_weak: RefCell::new(Weak::new()),
             work: Rc::new(Notify::default()),
             progress: Notify::default(),
+            stats: crate::stats::LogStats::default(),
         });
         *log.self_weak.borrow_mut() = Rc::downgrade(&log);
         compio::runtime::spawn(writer_loop(Rc::downgrade(&log), log.work.clone())).detach();
@@ -222,6 +224,11 @@ impl Log {
 
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// I/O statistics (writes, fdatasync latency, group-commit batch sizes).
+    pub fn stats(&self) -> &crate::stats::LogStats {
+        &self.stats
     }
 
     pub fn config(&self) -> LogConfig {
@@ -1074,9 +1081,15 @@ impl Log {
         let mut w = &file;
         let compio::BufResult(res, mut buf) = w.write_all_at(buf, start).await;
         res?;
+        let s = &self.stats;
+        s.writes.set(s.writes.get() + 1);
+        s.bytes_written.set(s.bytes_written.get() + logical_len as u64);
+        s.batches_per_write.observe(placed.len() as f64);
         let always = self.config.borrow().flush == FlushPolicy::Always;
         if always {
+            let t = std::time::Instant::now();
             file.sync_data().await?;
+            s.fsync_seconds.observe(t.elapsed().as_secs_f64());
         }
         buf.truncate(logical_len);
         let bytes = Bytes::from_owner(buf);
@@ -1252,7 +1265,10 @@ async fn flusher_loop(log: Weak<Log>) {
         let hw = l.hw.get();
         if hw > l.durable.get() {
             if let Some(f) = l.active_write_file() {
-                match f.sync_data().await {
+                let t = std::time::Instant::now();
+                let synced = f.sync_data().await;
+                l.stats.fsync_seconds.observe(t.elapsed().as_secs_f64());
+                match synced {
                     Ok(()) => {
                         l.durable.set(l.durable.get().max(hw));
                         l.progress.notify_all();

@@ -32,6 +32,8 @@ pub struct Broker {
     pub addr: String,
     pub data_dir: PathBuf,
     pub args: Vec<String>,
+    /// Address of the metrics endpoint (`/metrics`, `/ready`, `/live`).
+    pub metrics_addr: String,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -44,8 +46,12 @@ impl Broker {
             addr: String::new(),
             data_dir,
             args: args.iter().map(|s| s.to_string()).collect(),
+            metrics_addr: String::new(),
             _tmp: Some(tmp),
         };
+        if !b.args.iter().any(|a| a == "--metrics-listen") {
+            b.args.extend(["--metrics-listen".to_owned(), "127.0.0.1:0".to_owned()]);
+        }
         b.spawn("127.0.0.1:0");
         b
     }
@@ -79,9 +85,13 @@ impl Broker {
         });
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
+            let mut metrics = String::new();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = line.strip_prefix("sluice metrics on ") {
+                    metrics = addr.to_owned();
+                }
                 if let Some(addr) = line.strip_prefix("sluice listening on ") {
-                    let _ = tx.send(addr.to_owned());
+                    let _ = tx.send((addr.to_owned(), metrics.clone()));
                 }
             }
         });
@@ -90,7 +100,8 @@ impl Broker {
                 std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default();
             panic!("broker did not start; log:\n{log}")
         });
-        self.addr = addr;
+        self.addr = addr.0;
+        self.metrics_addr = addr.1;
         self.child = Some(child);
     }
 

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every cargo-fuzz target for SECONDS each (default 600), one after another, on one core.
+# Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). Logs to target/fuzz-logs/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_EACH="${1:-600}"
+mkdir -p target/fuzz-logs
+run() {
+    local crate_dir="$1" target="$2" corpus="$3"
+    echo "== $crate_dir $target (${SECONDS_EACH}s)"
+    mkdir -p "$crate_dir/fuzz/corpus/$corpus"
+    (cd "$crate_dir" && cargo +nightly fuzz run "$target" "fuzz/corpus/$corpus" -- \
+        -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -max_len=262144) \
+        > "target/fuzz-logs/$target.log" 2>&1
+    tail -n 3 "target/fuzz-logs/$target.log"
+}
+run net frames_and_requests request
+run net request_by_api request_by_api
+run storage validate_batches validate_batches
+run storage scan_segment scan_segment
