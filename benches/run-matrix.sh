@@ -361,7 +361,10 @@ def report(res_dir, out, meta_path):
         w("Fixed rate = 0.5 × the acks=all produce-only rate of the same flush policy and partition "
           "count (8 partitions' rate if that row is missing). Latency = consume time − intended send time "
           "(coordinated-omission safe). Bound: 5 ms for flush=never; 2 × the fdatasync p99 measured above "
-          "for flush=always (an ack waits for about one fdatasync, the next batch for at most one more).\n")
+          "for flush=always (an ack waits for about one fdatasync, the next batch for at most one more). "
+          "**fell behind the rate** = consumed msg/s < 95 % of the target: the latency then measures a "
+          "growing queue, not the broker's latency (with 1 consumer on 2 shared cores the consumer, not "
+          "the broker, is usually what falls behind).\n")
         w("| flush | acks | partitions | rate msg/s | consumed msg/s | p50 ms | p99 ms | p99.9 ms | max ms | bound ms | p99 ÷ bound | broker CPU (cores) | status |")
         w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in e2e:

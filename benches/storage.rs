@@ -39,7 +39,9 @@ use bytes::Bytes;
 use compio::buf::IoBuf;
 use compio::io::AsyncWriteAtExt;
 use compio::runtime::Runtime;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
 use sluice_storage::test_util::{build_batch, BatchSpec, Rng};
 use sluice_storage::{validate_batches, FlushPolicy, IoMode, Log, LogConfig};
 
@@ -273,7 +275,10 @@ fn bench_append(c: &mut Criterion) {
         .sampling_mode(SamplingMode::Flat);
     let policies = [
         ("always", FlushPolicy::Always),
-        ("interval100ms", FlushPolicy::Interval(Duration::from_millis(100))),
+        (
+            "interval100ms",
+            FlushPolicy::Interval(Duration::from_millis(100)),
+        ),
         ("never", FlushPolicy::Never),
     ];
     for (size_name, size) in [("16KiB", 16 * KIB), ("1MiB", MIB)] {
@@ -347,7 +352,9 @@ async fn scan_log(log: &Log) -> usize {
 
 fn drop_page_cache(dir: &Path) {
     use std::os::fd::AsRawFd;
-    let Ok(rd) = std::fs::read_dir(dir) else { return };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in rd.flatten() {
         if e.path().extension().is_some_and(|x| x == "log") {
             if let Ok(f) = std::fs::File::open(e.path()) {
@@ -478,7 +485,9 @@ fn bench_validate(c: &mut Criterion) {
         b.iter(|| validate_batches(std::hint::black_box(&one)).expect("valid"))
     });
     let small = batch_of(16 * KIB);
-    let many: Vec<u8> = (0..MIB / small.len()).flat_map(|_| small.iter().copied()).collect();
+    let many: Vec<u8> = (0..MIB / small.len())
+        .flat_map(|_| small.iter().copied())
+        .collect();
     g.throughput(Throughput::Bytes(many.len() as u64));
     g.bench_function("64x16KiB_batches", |b| {
         b.iter(|| validate_batches(std::hint::black_box(&many)).expect("valid"))
@@ -526,11 +535,5 @@ fn bench_validate(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(
-    benches,
-    bench_raw,
-    bench_append,
-    bench_read,
-    bench_validate
-);
+criterion_group!(benches, bench_raw, bench_append, bench_read, bench_validate);
 criterion_main!(benches);

@@ -104,10 +104,18 @@ pub struct BrokerArgs {
     #[arg(long, env = "SLUICE_MAX_CONNECTIONS", default_value_t = 10_000)]
     pub max_connections: usize,
     /// Connections accepted by one shard.
-    #[arg(long, env = "SLUICE_MAX_CONNECTIONS_PER_SHARD", default_value_t = 5_000)]
+    #[arg(
+        long,
+        env = "SLUICE_MAX_CONNECTIONS_PER_SHARD",
+        default_value_t = 5_000
+    )]
     pub max_connections_per_shard: usize,
     /// A connection that sends nothing for this long is closed (Kafka's connections.max.idle.ms).
-    #[arg(long, env = "SLUICE_CONNECTIONS_MAX_IDLE_MS", default_value_t = 600_000)]
+    #[arg(
+        long,
+        env = "SLUICE_CONNECTIONS_MAX_IDLE_MS",
+        default_value_t = 600_000
+    )]
     pub connections_max_idle_ms: u64,
     /// Memory one shard may hold in partially received large requests; beyond it, connections
     /// wait (their sockets are not read) until others finish.
@@ -118,7 +126,11 @@ pub struct BrokerArgs {
     pub tail_cache_bytes: usize,
     /// Idle time after which a producer's idempotence state is dropped (Kafka's
     /// producer.id.expiration.ms); its next batch then gets UNKNOWN_PRODUCER_ID.
-    #[arg(long, env = "SLUICE_PRODUCER_ID_EXPIRATION_MS", default_value_t = 86_400_000)]
+    #[arg(
+        long,
+        env = "SLUICE_PRODUCER_ID_EXPIRATION_MS",
+        default_value_t = 86_400_000
+    )]
     pub producer_id_expiration_ms: i64,
     /// Partition count of the internal __consumer_offsets topic.
     #[arg(long, env = "SLUICE_OFFSETS_TOPIC_NUM_PARTITIONS", default_value_t = 4)]

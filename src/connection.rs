@@ -66,7 +66,9 @@ impl BudgetHold {
 impl Drop for BudgetHold {
     fn drop(&mut self) {
         let used = self.shard.read_budget_used.get();
-        self.shard.read_budget_used.set(used.saturating_sub(self.bytes));
+        self.shard
+            .read_budget_used
+            .set(used.saturating_sub(self.bytes));
     }
 }
 
@@ -79,13 +81,16 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     if outcome.is_err() {
         error!(%peer, shard = shard.id, "connection task panicked; connection closed, shard keeps serving");
     }
-    shard.connections.set(shard.connections.get().saturating_sub(1));
+    shard
+        .connections
+        .set(shard.connections.get().saturating_sub(1));
 }
 
 async fn serve_inner(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let (mut rd, wr) = stream.into_split();
-    let (tx, rx) = flume::bounded::<(Pending, InflightGuard)>(shard.config.args.max_inflight_requests);
+    let (tx, rx) =
+        flume::bounded::<(Pending, InflightGuard)>(shard.config.args.max_inflight_requests);
     let zero_copy = shard.config.args.zero_copy_send;
     let writer = compio::runtime::spawn(write_responses(shard.clone(), wr, rx, peer, zero_copy));
     let frames = FrameReader::new(shard.config.args.socket_request_max_bytes);
@@ -219,7 +224,9 @@ async fn write_zero_copy(wr: &mut TcpStream, mut frame: ResponseFrame) -> std::i
             return Err(std::io::ErrorKind::WriteZero.into());
         }
         while sent > 0 {
-            let Some(first) = frame.first_mut() else { break };
+            let Some(first) = frame.first_mut() else {
+                break;
+            };
             if first.len() <= sent {
                 sent -= first.len();
                 frame.remove(0);

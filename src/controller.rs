@@ -381,7 +381,10 @@ pub async fn allocate_producer_id(shard: &Rc<Shard>) -> OpResult<i64> {
     let mut c = controller(shard).borrow_mut();
     let id = c.producer_id_next;
     if id >= c.image.producer_id_block_end {
-        return Err(OpError::new(ResponseError::CoordinatorNotAvailable, "producer id block exhausted; retry"));
+        return Err(OpError::new(
+            ResponseError::CoordinatorNotAvailable,
+            "producer id block exhausted; retry",
+        ));
     }
     c.producer_id_next += 1;
     Ok(id)

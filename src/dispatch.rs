@@ -61,7 +61,9 @@ pub async fn dispatch(shard: &Rc<Shard>, frame: Bytes, received: Instant) -> Dis
         Err(e) => return undecodable(e),
     };
     let api = req.api_key;
-    shard.metrics.request(api, req.api_version, received.elapsed());
+    shard
+        .metrics
+        .request(api, req.api_version, received.elapsed());
     match route(shard, req).await {
         Dispatched::Respond(fut) => {
             let s = shard.clone();
@@ -136,18 +138,33 @@ async fn route(shard: &Rc<Shard>, req: Request) -> Dispatched {
         RequestKind::InitProducerId(r) => respond(ctx, handlers::init_producer_id::handle(s, r)),
         RequestKind::DescribeLogDirs(r) => respond(ctx, handlers::describe_log_dirs::handle(s, r)),
         // --- consumer groups (group coordinator) ---
-        RequestKind::FindCoordinator(r) => respond(ctx, handlers::find_coordinator::handle(s, r, ctx.version)),
+        RequestKind::FindCoordinator(r) => {
+            respond(ctx, handlers::find_coordinator::handle(s, r, ctx.version))
+        }
         RequestKind::JoinGroup(r) => {
             let client_id = req.client_id.clone().unwrap_or_default();
-            respond(ctx, handlers::join_group::handle(s, r, ctx.version, client_id))
+            respond(
+                ctx,
+                handlers::join_group::handle(s, r, ctx.version, client_id),
+            )
         }
         RequestKind::SyncGroup(r) => respond(ctx, handlers::sync_group::handle(s, r, ctx.version)),
         RequestKind::Heartbeat(r) => respond(ctx, handlers::heartbeat::handle(s, r)),
-        RequestKind::LeaveGroup(r) => respond(ctx, handlers::leave_group::handle(s, r, ctx.version)),
-        RequestKind::OffsetCommit(r) => respond(ctx, handlers::offset_commit::handle(s, r, ctx.version)),
-        RequestKind::OffsetFetch(r) => respond(ctx, handlers::offset_fetch::handle(s, r, ctx.version)),
-        RequestKind::DescribeGroups(r) => respond(ctx, handlers::describe_groups::handle(s, r, ctx.version)),
-        RequestKind::ListGroups(r) => respond(ctx, handlers::list_groups::handle(s, r, ctx.version)),
+        RequestKind::LeaveGroup(r) => {
+            respond(ctx, handlers::leave_group::handle(s, r, ctx.version))
+        }
+        RequestKind::OffsetCommit(r) => {
+            respond(ctx, handlers::offset_commit::handle(s, r, ctx.version))
+        }
+        RequestKind::OffsetFetch(r) => {
+            respond(ctx, handlers::offset_fetch::handle(s, r, ctx.version))
+        }
+        RequestKind::DescribeGroups(r) => {
+            respond(ctx, handlers::describe_groups::handle(s, r, ctx.version))
+        }
+        RequestKind::ListGroups(r) => {
+            respond(ctx, handlers::list_groups::handle(s, r, ctx.version))
+        }
         RequestKind::DeleteGroups(r) => respond(ctx, handlers::delete_groups::handle(s, r)),
         RequestKind::OffsetDelete(r) => respond(ctx, handlers::offset_delete::handle(s, r)),
         // --- end consumer groups ---

@@ -12,8 +12,12 @@ pub fn storage_error(e: &StorageError) -> ResponseError {
         StorageError::Producer(ProducerError::OutOfOrderSequence { .. }) => {
             ResponseError::OutOfOrderSequenceNumber
         }
-        StorageError::Producer(ProducerError::InvalidEpoch { .. }) => ResponseError::InvalidProducerEpoch,
-        StorageError::Producer(ProducerError::UnknownProducerId { .. }) => ResponseError::UnknownProducerId,
+        StorageError::Producer(ProducerError::InvalidEpoch { .. }) => {
+            ResponseError::InvalidProducerEpoch
+        }
+        StorageError::Producer(ProducerError::UnknownProducerId { .. }) => {
+            ResponseError::UnknownProducerId
+        }
         _ => ResponseError::KafkaStorageError,
     }
 }

@@ -22,5 +22,8 @@ pub const PARTITIONS_PER_TOPIC_MAX: i32 = 10_000;
 /// Kafka's limit on topic name length.
 pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 
+/// How often a shard retries opening partition logs that failed to open (disk full, EIO).
+pub const OPEN_RETRY_MS: u64 = 2_000;
+
 /// How long graceful shutdown waits for in-flight requests before closing logs anyway.
 pub const SHUTDOWN_GRACE_MS: u64 = 5_000;

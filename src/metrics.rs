@@ -75,7 +75,11 @@ impl ShardMetrics {
 
     /// A request was decoded: counts it and records its queue time (frame complete → dispatch).
     pub fn request(&self, api: ApiKey, version: i16, queued: Duration) {
-        *self.requests.borrow_mut().entry((api as i16, version)).or_default() += 1;
+        *self
+            .requests
+            .borrow_mut()
+            .entry((api as i16, version))
+            .or_default() += 1;
         self.queue_seconds
             .borrow_mut()
             .entry(api as i16)
@@ -95,7 +99,11 @@ impl ShardMetrics {
     /// An error code returned for `api` (top level or per partition).
     pub fn error(&self, api: ApiKey, code: i16) {
         if code != 0 {
-            *self.errors.borrow_mut().entry((api as i16, code)).or_default() += 1;
+            *self
+                .errors
+                .borrow_mut()
+                .entry((api as i16, code))
+                .or_default() += 1;
         }
     }
 }
@@ -112,6 +120,12 @@ pub struct PartitionSnapshot {
     pub segments: usize,
     pub producers: usize,
 }
+
+/// (group, state, members, [(topic, partition, committed offset)])
+pub type GroupRow = (String, &'static str, usize, Vec<(String, i32, i64)>);
+
+/// Renders one gauge per partition.
+type PartitionGauge = (&'static str, &'static str, fn(&PartitionSnapshot) -> String);
 
 /// Everything one shard reports; `Send`, merged on scrape.
 #[derive(Debug, Clone)]
@@ -136,8 +150,7 @@ pub struct ShardSnapshot {
     pub fsync_seconds: HistogramSnapshot,
     pub batches_per_write: HistogramSnapshot,
     pub partitions: Vec<PartitionSnapshot>,
-    /// (group, state, members, [(topic, partition, committed offset)])
-    pub groups: Vec<(String, &'static str, usize, Vec<(String, i32, i64)>)>,
+    pub groups: Vec<GroupRow>,
 }
 
 /// Takes this shard's snapshot.
@@ -178,8 +191,18 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         shard: shard.id,
         requests: m.requests.borrow().iter().map(|(k, v)| (*k, *v)).collect(),
         errors: m.errors.borrow().iter().map(|(k, v)| (*k, *v)).collect(),
-        queue_seconds: m.queue_seconds.borrow().iter().map(|(k, h)| (*k, h.snapshot())).collect(),
-        handling_seconds: m.handling_seconds.borrow().iter().map(|(k, h)| (*k, h.snapshot())).collect(),
+        queue_seconds: m
+            .queue_seconds
+            .borrow()
+            .iter()
+            .map(|(k, h)| (*k, h.snapshot()))
+            .collect(),
+        handling_seconds: m
+            .handling_seconds
+            .borrow()
+            .iter()
+            .map(|(k, h)| (*k, h.snapshot()))
+            .collect(),
         bytes_received: m.bytes_received.get(),
         bytes_sent: m.bytes_sent.get(),
         connections_open: shard.connections.get(),
@@ -216,7 +239,11 @@ pub async fn stall_probe(shard: Rc<Shard>) {
         shard.metrics.stall_seconds.observe(late.as_secs_f64());
         if late > STALL_LOG_THRESHOLD && last_log.elapsed() > Duration::from_secs(10) {
             last_log = Instant::now();
-            warn!(shard = shard.id, stall_us = late.as_micros() as u64, "reactor stall: a task ran without yielding");
+            warn!(
+                shard = shard.id,
+                stall_us = late.as_micros() as u64,
+                "reactor stall: a task ran without yielding"
+            );
         }
         if shard.shutting_down.get() {
             return;
@@ -229,7 +256,9 @@ fn api_name(key: i16) -> String {
 }
 
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
@@ -242,10 +271,20 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &HistogramSnapshot) 
     let mut cumulative = 0u64;
     for (i, c) in h.counts.iter().enumerate() {
         cumulative += c;
-        let le = h.bounds.get(i).map_or_else(|| "+Inf".to_owned(), |b| format!("{b}"));
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}");
+        let le = h
+            .bounds
+            .get(i)
+            .map_or_else(|| "+Inf".to_owned(), |b| format!("{b}"));
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+        );
     }
-    let braces = if labels.is_empty() { String::new() } else { format!("{{{labels}}}") };
+    let braces = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
     let _ = writeln!(out, "{name}_sum{braces} {}", h.sum);
     let _ = writeln!(out, "{name}_count{braces} {}", h.count);
 }
@@ -253,9 +292,19 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &HistogramSnapshot) 
 /// Merges shard snapshots and renders the Prometheus text exposition format (0.0.4).
 pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
     let mut out = String::with_capacity(16 * 1024);
-    header(&mut out, "sluice_up", "gauge", "1 while the broker runs; sluice_ready says whether it serves.");
+    header(
+        &mut out,
+        "sluice_up",
+        "gauge",
+        "1 while the broker runs; sluice_ready says whether it serves.",
+    );
     let _ = writeln!(out, "sluice_up 1");
-    header(&mut out, "sluice_ready", "gauge", "1 once every shard serves clients.");
+    header(
+        &mut out,
+        "sluice_ready",
+        "gauge",
+        "1 once every shard serves clients.",
+    );
     let _ = writeln!(out, "sluice_ready {}", u8::from(ready));
 
     let mut requests: BTreeMap<(i16, i16), u64> = BTreeMap::new();
@@ -270,98 +319,314 @@ pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
             *errors.entry(*k).or_default() += v;
         }
         for (k, h) in &s.queue_seconds {
-            queue.entry(*k).or_insert_with(|| HistogramSnapshot::empty(h.bounds)).merge(h);
+            queue
+                .entry(*k)
+                .or_insert_with(|| HistogramSnapshot::empty(h.bounds))
+                .merge(h);
         }
         for (k, h) in &s.handling_seconds {
-            handling.entry(*k).or_insert_with(|| HistogramSnapshot::empty(h.bounds)).merge(h);
+            handling
+                .entry(*k)
+                .or_insert_with(|| HistogramSnapshot::empty(h.bounds))
+                .merge(h);
         }
     }
-    header(&mut out, "sluice_requests_total", "counter", "Requests decoded, by API and version.");
+    header(
+        &mut out,
+        "sluice_requests_total",
+        "counter",
+        "Requests decoded, by API and version.",
+    );
     for ((api, version), n) in &requests {
-        let _ = writeln!(out, "sluice_requests_total{{api=\"{}\",version=\"{version}\"}} {n}", api_name(*api));
+        let _ = writeln!(
+            out,
+            "sluice_requests_total{{api=\"{}\",version=\"{version}\"}} {n}",
+            api_name(*api)
+        );
     }
-    header(&mut out, "sluice_request_errors_total", "counter", "Error codes returned (top level and per partition), by API and code.");
+    header(
+        &mut out,
+        "sluice_request_errors_total",
+        "counter",
+        "Error codes returned (top level and per partition), by API and code.",
+    );
     for ((api, code), n) in &errors {
-        let _ = writeln!(out, "sluice_request_errors_total{{api=\"{}\",code=\"{code}\"}} {n}", api_name(*api));
+        let _ = writeln!(
+            out,
+            "sluice_request_errors_total{{api=\"{}\",code=\"{code}\"}} {n}",
+            api_name(*api)
+        );
     }
-    header(&mut out, "sluice_request_queue_seconds", "histogram", "Time from a request's last byte to its dispatch.");
+    header(
+        &mut out,
+        "sluice_request_queue_seconds",
+        "histogram",
+        "Time from a request's last byte to its dispatch.",
+    );
     for (api, h) in &queue {
-        histogram(&mut out, "sluice_request_queue_seconds", &format!("api=\"{}\"", api_name(*api)), h);
+        histogram(
+            &mut out,
+            "sluice_request_queue_seconds",
+            &format!("api=\"{}\"", api_name(*api)),
+            h,
+        );
     }
-    header(&mut out, "sluice_request_handling_seconds", "histogram", "Time from dispatch to the response being ready (includes acks and long-poll waits).");
+    header(
+        &mut out,
+        "sluice_request_handling_seconds",
+        "histogram",
+        "Time from dispatch to the response being ready (includes acks and long-poll waits).",
+    );
     for (api, h) in &handling {
-        histogram(&mut out, "sluice_request_handling_seconds", &format!("api=\"{}\"", api_name(*api)), h);
+        histogram(
+            &mut out,
+            "sluice_request_handling_seconds",
+            &format!("api=\"{}\"", api_name(*api)),
+            h,
+        );
     }
 
-    let per_shard = |out: &mut String, name: &str, kind: &str, help: &str, f: &dyn Fn(&ShardSnapshot) -> String| {
+    let per_shard = |out: &mut String,
+                     name: &str,
+                     kind: &str,
+                     help: &str,
+                     f: &dyn Fn(&ShardSnapshot) -> String| {
         header(out, name, kind, help);
         for s in shards {
             let _ = writeln!(out, "{name}{{shard=\"{}\"}} {}", s.shard, f(s));
         }
     };
-    per_shard(&mut out, "sluice_received_bytes_total", "counter", "Request bytes read from clients.", &|s| s.bytes_received.to_string());
-    per_shard(&mut out, "sluice_sent_bytes_total", "counter", "Response bytes written to clients.", &|s| s.bytes_sent.to_string());
-    per_shard(&mut out, "sluice_connections_open", "gauge", "Open client connections.", &|s| s.connections_open.to_string());
-    per_shard(&mut out, "sluice_connections_accepted_total", "counter", "Client connections accepted.", &|s| s.connections_accepted.to_string());
-    per_shard(&mut out, "sluice_connections_rejected_total", "counter", "Client connections closed at once by a connection limit.", &|s| s.connections_rejected.to_string());
-    per_shard(&mut out, "sluice_mesh_messages_sent_total", "counter", "Messages sent to other shards.", &|s| s.mesh_sent.to_string());
-    per_shard(&mut out, "sluice_mesh_queue_depth", "gauge", "Messages waiting in this shard's outgoing mesh queues.", &|s| s.mesh_queue_depth.to_string());
-    per_shard(&mut out, "sluice_shard_read_buffer_bytes", "gauge", "Bytes held for partially received large requests.", &|s| s.read_budget_used.to_string());
-    per_shard(&mut out, "sluice_shard_read_buffer_budget_bytes", "gauge", "Budget for partially received large requests.", &|s| s.read_budget.to_string());
-    per_shard(&mut out, "sluice_io_uring_writes_total", "counter", "Log writes submitted through io_uring.", &|s| s.writes.to_string());
-    per_shard(&mut out, "sluice_log_written_bytes_total", "counter", "Record bytes written to logs.", &|s| s.bytes_written.to_string());
-    header(&mut out, "sluice_fsync_seconds", "histogram", "fdatasync latency of log writes.");
+    per_shard(
+        &mut out,
+        "sluice_received_bytes_total",
+        "counter",
+        "Request bytes read from clients.",
+        &|s| s.bytes_received.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_sent_bytes_total",
+        "counter",
+        "Response bytes written to clients.",
+        &|s| s.bytes_sent.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_connections_open",
+        "gauge",
+        "Open client connections.",
+        &|s| s.connections_open.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_connections_accepted_total",
+        "counter",
+        "Client connections accepted.",
+        &|s| s.connections_accepted.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_connections_rejected_total",
+        "counter",
+        "Client connections closed at once by a connection limit.",
+        &|s| s.connections_rejected.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_mesh_messages_sent_total",
+        "counter",
+        "Messages sent to other shards.",
+        &|s| s.mesh_sent.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_mesh_queue_depth",
+        "gauge",
+        "Messages waiting in this shard's outgoing mesh queues.",
+        &|s| s.mesh_queue_depth.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_shard_read_buffer_bytes",
+        "gauge",
+        "Bytes held for partially received large requests.",
+        &|s| s.read_budget_used.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_shard_read_buffer_budget_bytes",
+        "gauge",
+        "Budget for partially received large requests.",
+        &|s| s.read_budget.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_io_uring_writes_total",
+        "counter",
+        "Log writes submitted through io_uring.",
+        &|s| s.writes.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_log_written_bytes_total",
+        "counter",
+        "Record bytes written to logs.",
+        &|s| s.bytes_written.to_string(),
+    );
+    header(
+        &mut out,
+        "sluice_fsync_seconds",
+        "histogram",
+        "fdatasync latency of log writes.",
+    );
     for s in shards {
-        histogram(&mut out, "sluice_fsync_seconds", &format!("shard=\"{}\"", s.shard), &s.fsync_seconds);
+        histogram(
+            &mut out,
+            "sluice_fsync_seconds",
+            &format!("shard=\"{}\"", s.shard),
+            &s.fsync_seconds,
+        );
     }
-    header(&mut out, "sluice_group_commit_batches", "histogram", "Record batches covered by one log write (group commit).");
+    header(
+        &mut out,
+        "sluice_group_commit_batches",
+        "histogram",
+        "Record batches covered by one log write (group commit).",
+    );
     for s in shards {
-        histogram(&mut out, "sluice_group_commit_batches", &format!("shard=\"{}\"", s.shard), &s.batches_per_write);
+        histogram(
+            &mut out,
+            "sluice_group_commit_batches",
+            &format!("shard=\"{}\"", s.shard),
+            &s.batches_per_write,
+        );
     }
-    header(&mut out, "sluice_reactor_stall_seconds", "histogram", "How late a 10 ms timer fired: time a shard ran tasks without yielding.");
+    header(
+        &mut out,
+        "sluice_reactor_stall_seconds",
+        "histogram",
+        "How late a 10 ms timer fired: time a shard ran tasks without yielding.",
+    );
     for s in shards {
-        histogram(&mut out, "sluice_reactor_stall_seconds", &format!("shard=\"{}\"", s.shard), &s.stall_seconds);
+        histogram(
+            &mut out,
+            "sluice_reactor_stall_seconds",
+            &format!("shard=\"{}\"", s.shard),
+            &s.stall_seconds,
+        );
     }
 
     let mut parts: Vec<&PartitionSnapshot> = shards.iter().flat_map(|s| &s.partitions).collect();
     parts.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-    let gauges: [(&str, &str, fn(&PartitionSnapshot) -> String); 6] = [
-        ("sluice_partition_log_start_offset", "First offset still in the log.", |p| p.log_start_offset.to_string()),
-        ("sluice_partition_log_end_offset", "Next offset to be assigned.", |p| p.log_end_offset.to_string()),
-        ("sluice_partition_high_watermark", "First offset not yet readable by consumers.", |p| p.high_watermark.to_string()),
-        ("sluice_partition_size_bytes", "Bytes in the partition's segments.", |p| p.size_bytes.to_string()),
-        ("sluice_partition_segments", "Segments of the partition.", |p| p.segments.to_string()),
-        ("sluice_partition_producers", "Idempotent producers with state in the partition.", |p| p.producers.to_string()),
+    let gauges: [PartitionGauge; 6] = [
+        (
+            "sluice_partition_log_start_offset",
+            "First offset still in the log.",
+            |p| p.log_start_offset.to_string(),
+        ),
+        (
+            "sluice_partition_log_end_offset",
+            "Next offset to be assigned.",
+            |p| p.log_end_offset.to_string(),
+        ),
+        (
+            "sluice_partition_high_watermark",
+            "First offset not yet readable by consumers.",
+            |p| p.high_watermark.to_string(),
+        ),
+        (
+            "sluice_partition_size_bytes",
+            "Bytes in the partition's segments.",
+            |p| p.size_bytes.to_string(),
+        ),
+        (
+            "sluice_partition_segments",
+            "Segments of the partition.",
+            |p| p.segments.to_string(),
+        ),
+        (
+            "sluice_partition_producers",
+            "Idempotent producers with state in the partition.",
+            |p| p.producers.to_string(),
+        ),
     ];
     for (name, help, f) in gauges {
         header(&mut out, name, "gauge", help);
         for p in &parts {
-            let _ = writeln!(out, "{name}{{topic=\"{}\",partition=\"{}\"}} {}", escape(&p.topic), p.partition, f(p));
+            let _ = writeln!(
+                out,
+                "{name}{{topic=\"{}\",partition=\"{}\"}} {}",
+                escape(&p.topic),
+                p.partition,
+                f(p)
+            );
         }
     }
 
-    let hw: HashMap<(&str, i32), i64> = parts.iter().map(|p| ((p.topic.as_str(), p.partition), p.high_watermark)).collect();
+    let hw: HashMap<(&str, i32), i64> = parts
+        .iter()
+        .map(|p| ((p.topic.as_str(), p.partition), p.high_watermark))
+        .collect();
     let mut groups: Vec<_> = shards.iter().flat_map(|s| &s.groups).collect();
     groups.sort_by(|a, b| a.0.cmp(&b.0));
-    header(&mut out, "sluice_group_members", "gauge", "Members of a consumer group.");
+    header(
+        &mut out,
+        "sluice_group_members",
+        "gauge",
+        "Members of a consumer group.",
+    );
     for (g, _, members, _) in &groups {
-        let _ = writeln!(out, "sluice_group_members{{group=\"{}\"}} {members}", escape(g));
+        let _ = writeln!(
+            out,
+            "sluice_group_members{{group=\"{}\"}} {members}",
+            escape(g)
+        );
     }
-    header(&mut out, "sluice_group_state", "gauge", "1 for the group's current state.");
+    header(
+        &mut out,
+        "sluice_group_state",
+        "gauge",
+        "1 for the group's current state.",
+    );
     for (g, state, _, _) in &groups {
-        let _ = writeln!(out, "sluice_group_state{{group=\"{}\",state=\"{state}\"}} 1", escape(g));
+        let _ = writeln!(
+            out,
+            "sluice_group_state{{group=\"{}\",state=\"{state}\"}} 1",
+            escape(g)
+        );
     }
-    header(&mut out, "sluice_group_committed_offset", "gauge", "Committed offset of a group for a partition.");
+    header(
+        &mut out,
+        "sluice_group_committed_offset",
+        "gauge",
+        "Committed offset of a group for a partition.",
+    );
     for (g, _, _, offsets) in &groups {
         for (t, p, o) in offsets {
-            let _ = writeln!(out, "sluice_group_committed_offset{{group=\"{}\",topic=\"{}\",partition=\"{p}\"}} {o}", escape(g), escape(t));
+            let _ = writeln!(
+                out,
+                "sluice_group_committed_offset{{group=\"{}\",topic=\"{}\",partition=\"{p}\"}} {o}",
+                escape(g),
+                escape(t)
+            );
         }
     }
-    header(&mut out, "sluice_group_lag", "gauge", "High watermark minus committed offset.");
+    header(
+        &mut out,
+        "sluice_group_lag",
+        "gauge",
+        "High watermark minus committed offset.",
+    );
     for (g, _, _, offsets) in &groups {
         for (t, p, o) in offsets {
             if let Some(h) = hw.get(&(t.as_str(), *p)) {
-                let _ = writeln!(out, "sluice_group_lag{{group=\"{}\",topic=\"{}\",partition=\"{p}\"}} {}", escape(g), escape(t), (h - o).max(0));
+                let _ = writeln!(
+                    out,
+                    "sluice_group_lag{{group=\"{}\",topic=\"{}\",partition=\"{p}\"}} {}",
+                    escape(g),
+                    escape(t),
+                    (h - o).max(0)
+                );
             }
         }
     }
@@ -411,8 +676,16 @@ fn answer(mut stream: TcpStream, endpoint: &Endpoint) -> std::io::Result<()> {
     let (status, ctype, body) = match path {
         "/live" => ("200 OK", "text/plain", "live\n".to_owned()),
         "/ready" if ready => ("200 OK", "text/plain", "ready\n".to_owned()),
-        "/ready" => ("503 Service Unavailable", "text/plain", "starting\n".to_owned()),
-        "/metrics" => ("200 OK", "text/plain; version=0.0.4", render(&collect(endpoint), ready)),
+        "/ready" => (
+            "503 Service Unavailable",
+            "text/plain",
+            "starting\n".to_owned(),
+        ),
+        "/metrics" => (
+            "200 OK",
+            "text/plain; version=0.0.4",
+            render(&collect(endpoint), ready),
+        ),
         _ => ("404 Not Found", "text/plain", "not found\n".to_owned()),
     };
     let head = format!(
@@ -490,7 +763,8 @@ mod tests {
         assert!(text.contains("sluice_requests_total{api=\"Produce\",version=\"9\"} 6"));
         assert!(text.contains("sluice_requests_total{api=\"Fetch\",version=\"12\"} 1"));
         assert!(text.contains("sluice_request_errors_total{api=\"Produce\",code=\"2\"} 2"));
-        assert!(text.contains("sluice_request_handling_seconds_bucket{api=\"Produce\",le=\"0.0025\"} 2"));
+        assert!(text
+            .contains("sluice_request_handling_seconds_bucket{api=\"Produce\",le=\"0.0025\"} 2"));
         assert!(text.contains("sluice_request_handling_seconds_count{api=\"Produce\"} 2"));
         assert!(text.contains("sluice_group_lag{group=\"g\",topic=\"t\",partition=\"0\"} 6"));
         assert!(text.contains("sluice_partition_high_watermark{topic=\"t\",partition=\"0\"} 10"));

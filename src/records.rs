@@ -9,7 +9,9 @@ use bytes::Bytes;
 use kafka_protocol::records::{Record, RecordBatchDecoder};
 
 fn decode(mut batches: Bytes) -> Option<Vec<Record>> {
-    let r = catch_unwind(AssertUnwindSafe(|| RecordBatchDecoder::decode(&mut batches)));
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        RecordBatchDecoder::decode(&mut batches)
+    }));
     match r {
         Ok(Ok(set)) => Some(set.records),
         _ => None,
@@ -38,7 +40,9 @@ pub fn max_timestamp_record(batch: Bytes) -> Option<(i64, i64)> {
 mod tests {
     use super::*;
     use bytes::BytesMut;
-    use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    use kafka_protocol::records::{
+        Compression, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
 
     fn batch(compression: Compression) -> Bytes {
         let records: Vec<Record> = (0..5)
@@ -59,13 +63,27 @@ mod tests {
             })
             .collect();
         let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(&mut buf, &records, &RecordEncodeOptions { version: 2, compression }).unwrap();
+        RecordBatchEncoder::encode(
+            &mut buf,
+            &records,
+            &RecordEncodeOptions {
+                version: 2,
+                compression,
+            },
+        )
+        .unwrap();
         buf.freeze()
     }
 
     #[test]
     fn finds_records_by_time_in_plain_and_compressed_batches() {
-        for c in [Compression::None, Compression::Gzip, Compression::Zstd, Compression::Lz4, Compression::Snappy] {
+        for c in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Zstd,
+            Compression::Lz4,
+            Compression::Snappy,
+        ] {
             assert_eq!(first_at_or_after(batch(c), 250), Some((10, 500)), "{c:?}");
             assert_eq!(first_at_or_after(batch(c), 600), Some((13, 900)));
             assert_eq!(first_at_or_after(batch(c), 901), None);

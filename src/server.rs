@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 use crate::config::Config;
 use crate::connection;
 use crate::controller::Controller;
-use crate::limits::SHUTDOWN_GRACE_MS;
+use crate::limits::{OPEN_RETRY_MS, SHUTDOWN_GRACE_MS};
 use crate::metadata::{self, MetadataImage};
 use crate::metrics::{self, ControlRequest, Endpoint, ShardMetrics};
 use crate::shard::{build_mesh, run_mesh_receiver, MeshTask, Shard};
@@ -70,6 +70,17 @@ fn prepare_data_dir(dir: &Path) -> Result<fs::File, StartError> {
     Ok(lock)
 }
 
+/// Fails if another process already listens on `addr`: SO_REUSEPORT (which our shards need)
+/// would otherwise let a second broker share the port and split clients between the two.
+fn ensure_port_free(addr: SocketAddr) -> std::io::Result<()> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())
+}
+
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     socket.set_reuse_address(true)?;
@@ -104,6 +115,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let _lock = prepare_data_dir(&config.args.data_dir)?;
     let image = metadata::load(&config.args.data_dir)?;
 
+    ensure_port_free(config.args.listen).map_err(|source| StartError::Listen {
+        addr: config.args.listen,
+        source,
+    })?;
     let first = bind(config.args.listen).map_err(|source| StartError::Listen {
         addr: config.args.listen,
         source,
@@ -250,6 +265,7 @@ async fn shard_main(start: ShardStart) {
         compio::runtime::spawn(run_mesh_receiver(shard.clone(), rx)).detach();
     }
     compio::runtime::spawn(housekeeping(shard.clone())).detach();
+    compio::runtime::spawn(retry_failed_opens(shard.clone())).detach();
     compio::runtime::spawn(metrics::serve_control(shard.clone(), control)).detach();
     compio::runtime::spawn(metrics::stall_probe(shard.clone())).detach();
     // Consumer groups: create/load __consumer_offsets, then the coordinator's timer.
@@ -285,7 +301,9 @@ async fn accept_loop(shard: Rc<Shard>, listener: compio::net::TcpListener) {
             Ok((stream, peer)) => {
                 let args = &shard.config.args;
                 let total = CONNECTIONS_TOTAL.load(Ordering::Relaxed);
-                if shard.connections.get() >= args.max_connections_per_shard || total >= args.max_connections {
+                if shard.connections.get() >= args.max_connections_per_shard
+                    || total >= args.max_connections
+                {
                     ShardMetrics::add(&shard.metrics.connections_rejected, 1);
                     warn!(%peer, shard = shard.id, total, "connection limit reached; closing new connection");
                     drop(stream);
@@ -308,6 +326,19 @@ async fn accept_loop(shard: Rc<Shard>, listener: compio::net::TcpListener) {
     }
 }
 
+/// Retries opening partition logs that failed (e.g. disk full at start-up) until they open.
+async fn retry_failed_opens(shard: Rc<Shard>) {
+    loop {
+        compio::time::sleep(Duration::from_millis(OPEN_RETRY_MS)).await;
+        if shard.shutting_down.get() {
+            return;
+        }
+        if shard.open_failures.get() > 0 {
+            shard.apply_metadata(shard.metadata()).await;
+        }
+    }
+}
+
 /// Retention and time-based rolls, off the request path.
 async fn housekeeping(shard: Rc<Shard>) {
     let period = Duration::from_millis(shard.config.args.log_retention_check_interval_ms.max(10));
@@ -321,7 +352,9 @@ async fn housekeeping(shard: Rc<Shard>) {
             if let Err(e) = p.log.maybe_roll(now).await {
                 warn!(topic = %p.topic, partition = p.index, error = %e, "segment roll failed");
             }
-            let expired = p.log.expire_producers(now, shard.config.args.producer_id_expiration_ms);
+            let expired = p
+                .log
+                .expire_producers(now, shard.config.args.producer_id_expiration_ms);
             if expired > 0 {
                 info!(topic = %p.topic, partition = p.index, producers = expired, "expired idle producer state");
             }

@@ -61,6 +61,8 @@ pub struct Shard {
     pub inflight: Cell<usize>,
     /// Bytes reserved for partially received large requests (see `--shard-memory-budget-bytes`).
     pub read_budget_used: Cell<usize>,
+    /// Owned partitions whose log failed to open in the last reconcile (retried periodically).
+    pub open_failures: Cell<usize>,
     /// This shard's counters (see `crate::metrics`).
     pub metrics: crate::metrics::ShardMetrics,
     /// Group coordinator state for the `__consumer_offsets` partitions this shard owns
@@ -104,6 +106,7 @@ impl Shard {
             inflight: Cell::new(0),
             read_budget_used: Cell::new(0),
             metrics: crate::metrics::ShardMetrics::default(),
+            open_failures: Cell::new(0),
             groups: crate::group::GroupDriver::default(),
         }
     }
@@ -205,6 +208,7 @@ impl Shard {
 
     /// Opens logs for owned partitions that appeared, updates configs, deletes removed ones.
     async fn reconcile(self: &Rc<Self>, image: &MetadataImage) {
+        self.open_failures.set(0);
         let current: Vec<PartitionKey> = self.partitions.borrow().keys().cloned().collect();
         for key in current {
             let keep = image
@@ -250,7 +254,8 @@ impl Shard {
                             .insert((topic.name.clone(), index), p);
                     }
                     Err(e) => {
-                        error!(topic = %topic.name, partition = index, error = %e, "opening partition log failed");
+                        self.open_failures.set(self.open_failures.get() + 1);
+                        error!(topic = %topic.name, partition = index, error = %e, "opening partition log failed; will retry");
                     }
                 }
             }

@@ -136,7 +136,13 @@ impl Broker {
         std::fs::create_dir_all(&dir).expect("create broker temp dir");
         let log = std::fs::File::create(dir.join("broker.log")).expect("create broker log");
         let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(dir.join("data"))
             .args(args)
             .stdin(Stdio::null())

@@ -13,7 +13,10 @@ use bytes::{BufMut, Bytes, BytesMut};
 use common::raw::{idempotent_batch, Raw};
 use common::*;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, ProduceRequest, ProduceResponse, RequestHeader, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, ProduceRequest, ProduceResponse,
+    RequestHeader, TopicName,
+};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use kafka_protocol::ResponseError;
 
@@ -42,7 +45,12 @@ fn poke(addr: &str, data: &[u8]) -> &'static str {
     match s.read(&mut buf) {
         Ok(0) => "closed",
         Ok(_) => "answered",
-        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => "waiting",
+        Err(e)
+            if e.kind() == std::io::ErrorKind::WouldBlock
+                || e.kind() == std::io::ErrorKind::TimedOut =>
+        {
+            "waiting"
+        }
         Err(_) => "closed",
     }
 }
@@ -54,36 +62,57 @@ fn framed(body: &[u8]) -> Vec<u8> {
 }
 
 fn produce_raw(raw: &mut Raw, topic: &str, partition: i32, records: Bytes) -> i16 {
-    let req = ProduceRequest::default().with_acks(1).with_timeout_ms(10_000).with_topic_data(vec![
-        TopicProduceData::default()
+    let req = ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(records))]),
-    ]);
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])]);
     let resp: ProduceResponse = raw.call(ApiKey::Produce, 9, &req);
     resp.responses[0].partition_responses[0].error_code
 }
 
 #[test]
 fn hostile_clients_do_not_hurt_anyone_else() {
-    let seed = std::env::var("HOSTILE_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5EED_1234_u64);
+    let seed = std::env::var("HOSTILE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5EED_1234_u64);
     println!("HOSTILE_SEED={seed}");
     let mut rng = Rng(seed | 1);
     let broker = Broker::start(&["--cores", "2", "--socket-request-max-bytes", "1048576"]);
     broker.create_topic("safe", 2, &[]);
     let producer = broker.producer(&[("acks", "all")]);
-    let before: Vec<Out> = (0..500).map(|i| Out { partition: Some(i % 2), value: Some(format!("before-{i}").into_bytes()), ..Default::default() }).collect();
+    let before: Vec<Out> = (0..500)
+        .map(|i| Out {
+            partition: Some(i % 2),
+            value: Some(format!("before-{i}").into_bytes()),
+            ..Default::default()
+        })
+        .collect();
     for r in produce_all(&producer, "safe", &before) {
         r.expect("delivered");
     }
 
     // Hundreds of idle connections and a stalled partial frame stay open meanwhile.
-    let idle: Vec<TcpStream> = (0..420).map(|_| TcpStream::connect(&broker.addr).expect("idle connect")).collect();
+    let idle: Vec<TcpStream> = (0..420)
+        .map(|_| TcpStream::connect(&broker.addr).expect("idle connect"))
+        .collect();
     let mut stalled = TcpStream::connect(&broker.addr).unwrap();
     stalled.write_all(&[0, 0, 0x10, 0, 0, 3, 0]).unwrap(); // announces 4096 bytes, sends 3
 
     // Frame sizes: oversize and negative close the connection at once.
-    assert_eq!(poke(&broker.addr, &[0x7f, 0xff, 0xff, 0xff, 1, 2, 3]), "closed");
-    assert_eq!(poke(&broker.addr, &[0x00, 0x20, 0x00, 0x00]), "closed", "2 MiB > 1 MiB limit");
+    assert_eq!(
+        poke(&broker.addr, &[0x7f, 0xff, 0xff, 0xff, 1, 2, 3]),
+        "closed"
+    );
+    assert_eq!(
+        poke(&broker.addr, &[0x00, 0x20, 0x00, 0x00]),
+        "closed",
+        "2 MiB > 1 MiB limit"
+    );
     assert_eq!(poke(&broker.addr, &[0xff, 0xff, 0xff, 0xfe]), "closed");
     assert_eq!(poke(&broker.addr, &framed(&[])), "closed", "empty request");
 
@@ -105,7 +134,10 @@ fn hostile_clients_do_not_hurt_anyone_else() {
             let n = (rng.next() % 64) as usize;
             body.put_slice(&rng.bytes(n));
             let r = poke(&broker.addr, &framed(&body));
-            assert_ne!(r, "waiting", "api {key} v{version}: neither answered nor closed");
+            assert_ne!(
+                r, "waiting",
+                "api {key} v{version}: neither answered nor closed"
+            );
         }
     }
     // Truncated copies of a valid request.
@@ -116,9 +148,15 @@ fn hostile_clients_do_not_hurt_anyone_else() {
         .with_correlation_id(1)
         .encode(&mut valid, 2)
         .unwrap();
-    kafka_protocol::messages::MetadataRequest::default().encode(&mut valid, 12).unwrap();
+    kafka_protocol::messages::MetadataRequest::default()
+        .encode(&mut valid, 12)
+        .unwrap();
     for cut in 0..valid.len() {
-        assert_ne!(poke(&broker.addr, &framed(&valid[..cut])), "waiting", "cut at {cut}");
+        assert_ne!(
+            poke(&broker.addr, &framed(&valid[..cut])),
+            "waiting",
+            "cut at {cut}"
+        );
     }
 
     // ApiVersions at a version we lack: v0 body with UNSUPPORTED_VERSION, connection usable.
@@ -133,7 +171,8 @@ fn hostile_clients_do_not_hurt_anyone_else() {
     let mut frame = raw.recv_frame().expect("answered");
     assert_eq!(&frame[..4], &1i32.to_be_bytes(), "correlation id");
     let _ = frame.split_to(4);
-    let resp = <ApiVersionsResponse as kafka_protocol::protocol::Decodable>::decode(&mut frame, 0).unwrap();
+    let resp = <ApiVersionsResponse as kafka_protocol::protocol::Decodable>::decode(&mut frame, 0)
+        .unwrap();
     assert_eq!(resp.error_code, ResponseError::UnsupportedVersion.code());
     assert!(!resp.api_keys.is_empty());
 
@@ -143,27 +182,59 @@ fn hostile_clients_do_not_hurt_anyone_else() {
     let mut bad_crc = good.to_vec();
     let last = bad_crc.len() - 1;
     bad_crc[last] ^= 0xff;
-    assert_eq!(produce_raw(&mut raw, "safe", 0, Bytes::from(bad_crc)), ResponseError::CorruptMessage.code());
+    assert_eq!(
+        produce_raw(&mut raw, "safe", 0, Bytes::from(bad_crc)),
+        ResponseError::CorruptMessage.code()
+    );
     let truncated = good.slice(..good.len() - 5);
-    assert_eq!(produce_raw(&mut raw, "safe", 0, truncated), ResponseError::CorruptMessage.code());
+    assert_eq!(
+        produce_raw(&mut raw, "safe", 0, truncated),
+        ResponseError::CorruptMessage.code()
+    );
     let mut bad_magic = good.to_vec();
     bad_magic[16] = 1;
-    assert_eq!(produce_raw(&mut raw, "safe", 0, Bytes::from(bad_magic)), ResponseError::CorruptMessage.code());
+    assert_eq!(
+        produce_raw(&mut raw, "safe", 0, Bytes::from(bad_magic)),
+        ResponseError::CorruptMessage.code()
+    );
     let garbage = Bytes::from(rng.bytes(200));
-    assert_eq!(produce_raw(&mut raw, "safe", 0, garbage), ResponseError::CorruptMessage.code());
-    assert_eq!(produce_raw(&mut raw, "safe", 9, good.clone()), ResponseError::UnknownTopicOrPartition.code());
-    assert_eq!(produce_raw(&mut raw, "no-such-topic-x", 0, good.clone()), 0, "auto-created");
-    assert_eq!(produce_raw(&mut raw, "safe", 0, good), 0, "a valid batch still works on the same connection");
+    assert_eq!(
+        produce_raw(&mut raw, "safe", 0, garbage),
+        ResponseError::CorruptMessage.code()
+    );
+    assert_eq!(
+        produce_raw(&mut raw, "safe", 9, good.clone()),
+        ResponseError::UnknownTopicOrPartition.code()
+    );
+    assert_eq!(
+        produce_raw(&mut raw, "no-such-topic-x", 0, good.clone()),
+        0,
+        "auto-created"
+    );
+    assert_eq!(
+        produce_raw(&mut raw, "safe", 0, good),
+        0,
+        "a valid batch still works on the same connection"
+    );
 
     // A normal client is served at once; earlier data is intact.
-    let after: Vec<Out> = (0..200).map(|i| Out { partition: Some(i % 2), value: Some(format!("after-{i}").into_bytes()), ..Default::default() }).collect();
+    let after: Vec<Out> = (0..200)
+        .map(|i| Out {
+            partition: Some(i % 2),
+            value: Some(format!("after-{i}").into_bytes()),
+            ..Default::default()
+        })
+        .collect();
     let started = Instant::now();
     for r in produce_all(&producer, "safe", &after) {
         r.expect("delivered after the abuse");
     }
     let got = consume_n(&broker.consumer(&[]), "safe", 2, 500 + 3 + 200);
     assert_eq!(got.len(), 703);
-    let values: Vec<String> = got.iter().map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap()).collect();
+    let values: Vec<String> = got
+        .iter()
+        .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
+        .collect();
     for b in &before {
         assert!(values.contains(&String::from_utf8(b.value.clone().unwrap()).unwrap()));
     }
@@ -190,13 +261,21 @@ fn idle_connections_are_closed_after_the_idle_timeout() {
 #[test]
 fn connection_limit_closes_extra_connections() {
     let broker = Broker::start(&["--cores", "1", "--max-connections", "5"]);
-    let held: Vec<TcpStream> = (0..5).map(|_| TcpStream::connect(&broker.addr).unwrap()).collect();
+    let held: Vec<TcpStream> = (0..5)
+        .map(|_| TcpStream::connect(&broker.addr).unwrap())
+        .collect();
     // Let the broker account for them, bounded.
     std::thread::sleep(Duration::from_millis(200));
     let mut extra = TcpStream::connect(&broker.addr).unwrap();
-    extra.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    extra
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
     let mut buf = [0u8; 4];
-    assert_eq!(extra.read(&mut buf).unwrap_or(0), 0, "sixth connection closed");
+    assert_eq!(
+        extra.read(&mut buf).unwrap_or(0),
+        0,
+        "sixth connection closed"
+    );
     drop(held);
     // Once others leave, a client gets in again.
     let deadline = Instant::now() + WAIT;

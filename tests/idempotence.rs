@@ -14,16 +14,21 @@ use common::raw::{idempotent_batch, Raw};
 use common::*;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
-    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse, ProducerId, TopicName,
+    ApiKey, InitProducerIdRequest, InitProducerIdResponse, ProduceRequest, ProduceResponse,
+    ProducerId, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use rdkafka::producer::Producer;
 
 fn init_producer_id(raw: &mut Raw, existing: Option<(i64, i16)>) -> (i64, i16) {
-    let mut req = InitProducerIdRequest::default().with_transactional_id(None).with_transaction_timeout_ms(60_000);
+    let mut req = InitProducerIdRequest::default()
+        .with_transactional_id(None)
+        .with_transaction_timeout_ms(60_000);
     if let Some((pid, epoch)) = existing {
-        req = req.with_producer_id(ProducerId(pid)).with_producer_epoch(epoch);
+        req = req
+            .with_producer_id(ProducerId(pid))
+            .with_producer_epoch(epoch);
     } else {
         req = req.with_producer_id(ProducerId(-1)).with_producer_epoch(-1);
     }
@@ -34,11 +39,14 @@ fn init_producer_id(raw: &mut Raw, existing: Option<(i64, i16)>) -> (i64, i16) {
 
 /// Produces one batch to `topic`/`partition`; returns (error code, base offset).
 fn produce(raw: &mut Raw, topic: &str, partition: i32, batch: Bytes) -> (i16, i64) {
-    let req = ProduceRequest::default().with_acks(-1).with_timeout_ms(30_000).with_topic_data(vec![
-        TopicProduceData::default()
+    let req = ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
             .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-            .with_partition_data(vec![PartitionProduceData::default().with_index(partition).with_records(Some(batch))]),
-    ]);
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(batch))])]);
     let resp: ProduceResponse = raw.call(ApiKey::Produce, 9, &req);
     let p = &resp.responses[0].partition_responses[0];
     (p.error_code, p.base_offset)
@@ -52,11 +60,19 @@ fn duplicates_gaps_and_stale_epochs_at_the_protocol_level_alongside_real_produce
     // A real idempotent producer writes 100k messages to partition 0 meanwhile.
     let stop = Arc::new(AtomicBool::new(false));
     let real = {
-        let producer = broker.producer(&[("enable.idempotence", "true"), ("acks", "all"), ("linger.ms", "2")]);
+        let producer = broker.producer(&[
+            ("enable.idempotence", "true"),
+            ("acks", "all"),
+            ("linger.ms", "2"),
+        ]);
         let stop = stop.clone();
         std::thread::spawn(move || {
             let recs: Vec<Out> = (0..100_000)
-                .map(|i| Out { partition: Some(0), value: Some(format!("real-{i:06}").into_bytes()), ..Default::default() })
+                .map(|i| Out {
+                    partition: Some(0),
+                    value: Some(format!("real-{i:06}").into_bytes()),
+                    ..Default::default()
+                })
                 .collect();
             let r = produce_all(&producer, "idem", &recs);
             stop.store(true, Ordering::Relaxed);
@@ -79,9 +95,18 @@ fn duplicates_gaps_and_stale_epochs_at_the_protocol_level_alongside_real_produce
         assert_eq!(err, 0, "in-sequence batch accepted");
         // The same batch again (a retry): original offsets, nothing appended.
         let (err, dup_base) = produce(&mut raw, "idem", 1, batch);
-        assert_eq!((err, dup_base), (0, base), "duplicate answered with its original offset");
+        assert_eq!(
+            (err, dup_base),
+            (0, base),
+            "duplicate answered with its original offset"
+        );
         // A gap: refused.
-        let (err, _) = produce(&mut raw, "idem", 1, idempotent_batch(pid, epoch, seq + 50, 5, "gap"));
+        let (err, _) = produce(
+            &mut raw,
+            "idem",
+            1,
+            idempotent_batch(pid, epoch, seq + 50, 5, "gap"),
+        );
         assert_eq!(err, ResponseError::OutOfOrderSequenceNumber.code());
         raw_values.extend((seq..seq + 5).map(|s| format!("raw-{s}")));
         seq += 5;
@@ -89,15 +114,30 @@ fn duplicates_gaps_and_stale_epochs_at_the_protocol_level_alongside_real_produce
     }
 
     // An unknown producer with a non-zero sequence.
-    let (err, _) = produce(&mut raw, "idem", 1, idempotent_batch(pid + 1_000_000, 0, 7, 1, "unknown"));
+    let (err, _) = produce(
+        &mut raw,
+        "idem",
+        1,
+        idempotent_batch(pid + 1_000_000, 0, 7, 1, "unknown"),
+    );
     assert_eq!(err, ResponseError::UnknownProducerId.code());
     // Epoch bump fences the old epoch.
     let (same, bumped) = init_producer_id(&mut raw, Some((pid, epoch)));
     assert_eq!((same, bumped), (pid, epoch + 1));
-    let (err, _) = produce(&mut raw, "idem", 1, idempotent_batch(pid, bumped, 0, 2, "raw-e1"));
+    let (err, _) = produce(
+        &mut raw,
+        "idem",
+        1,
+        idempotent_batch(pid, bumped, 0, 2, "raw-e1"),
+    );
     assert_eq!(err, 0, "new epoch starts at sequence 0");
     raw_values.extend(["raw-e1-0".to_owned(), "raw-e1-1".to_owned()]);
-    let (err, _) = produce(&mut raw, "idem", 1, idempotent_batch(pid, epoch, seq, 1, "stale"));
+    let (err, _) = produce(
+        &mut raw,
+        "idem",
+        1,
+        idempotent_batch(pid, epoch, seq, 1, "stale"),
+    );
     assert_eq!(err, ResponseError::InvalidProducerEpoch.code());
 
     for r in real.join().unwrap() {
@@ -108,7 +148,10 @@ fn duplicates_gaps_and_stale_epochs_at_the_protocol_level_alongside_real_produce
     let got = consume_n(&consumer, "idem", 2, 100_000 + raw_values.len());
     assert_eq!(got.len(), 100_000 + raw_values.len());
     let values = |p: i32| -> Vec<String> {
-        got.iter().filter(|r| r.partition == p).map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap()).collect()
+        got.iter()
+            .filter(|r| r.partition == p)
+            .map(|r| String::from_utf8(r.value.clone().unwrap()).unwrap())
+            .collect()
     };
     let p0 = values(0);
     assert_eq!(p0.len(), 100_000);
@@ -134,7 +177,11 @@ fn idempotent_producer_survives_kill_9_without_duplicates() {
         let producer = producer.clone();
         std::thread::spawn(move || {
             let recs: Vec<Out> = (0..N)
-                .map(|i| Out { key: Some(format!("k{}", i % 31).into_bytes()), value: Some(format!("m-{i:06}").into_bytes()), ..Default::default() })
+                .map(|i| Out {
+                    key: Some(format!("k{}", i % 31).into_bytes()),
+                    value: Some(format!("m-{i:06}").into_bytes()),
+                    ..Default::default()
+                })
                 .collect();
             produce_all(&producer, "idem-crash", &recs)
         })
@@ -150,13 +197,18 @@ fn idempotent_producer_survives_kill_9_without_duplicates() {
     broker.restart();
     let results = sender.join().unwrap();
     for r in &results {
-        r.as_ref().expect("every message delivered despite the crash");
+        r.as_ref()
+            .expect("every message delivered despite the crash");
     }
     let got = consume_n(&broker.consumer(&[]), "idem-crash", 3, N);
     assert_eq!(got.len(), N, "no message lost");
     let mut seen = HashSet::new();
     for r in &got {
-        assert!(seen.insert(r.value.clone().unwrap()), "duplicate {:?}", String::from_utf8_lossy(r.value.as_deref().unwrap()));
+        assert!(
+            seen.insert(r.value.clone().unwrap()),
+            "duplicate {:?}",
+            String::from_utf8_lossy(r.value.as_deref().unwrap())
+        );
     }
     // Per key, messages stay in send order.
     let mut last: std::collections::HashMap<Vec<u8>, usize> = Default::default();
@@ -186,21 +238,49 @@ fn a_retry_after_a_crash_or_restart_is_still_a_duplicate() {
     broker.kill9();
     broker.restart();
     let mut raw = Raw::connect(&broker.addr);
-    assert_eq!(produce(&mut raw, "idem-restart", 0, second.clone()), (0, 3), "duplicate after kill -9");
-    assert_eq!(produce(&mut raw, "idem-restart", 0, first.clone()), (0, 0), "older duplicate too");
+    assert_eq!(
+        produce(&mut raw, "idem-restart", 0, second.clone()),
+        (0, 3),
+        "duplicate after kill -9"
+    );
+    assert_eq!(
+        produce(&mut raw, "idem-restart", 0, first.clone()),
+        (0, 0),
+        "older duplicate too"
+    );
     drop(raw);
 
     // Clean restart: producer state comes from the snapshot.
     assert_eq!(broker.stop(), Some(0));
     broker.restart();
     let mut raw = Raw::connect(&broker.addr);
-    assert_eq!(produce(&mut raw, "idem-restart", 0, second), (0, 3), "duplicate after restart");
-    let (err, _) = produce(&mut raw, "idem-restart", 0, idempotent_batch(pid, epoch, 9, 1, "a"));
+    assert_eq!(
+        produce(&mut raw, "idem-restart", 0, second),
+        (0, 3),
+        "duplicate after restart"
+    );
+    let (err, _) = produce(
+        &mut raw,
+        "idem-restart",
+        0,
+        idempotent_batch(pid, epoch, 9, 1, "a"),
+    );
     assert_eq!(err, ResponseError::OutOfOrderSequenceNumber.code());
-    assert_eq!(produce(&mut raw, "idem-restart", 0, idempotent_batch(pid, epoch, 6, 1, "a")), (0, 6));
+    assert_eq!(
+        produce(
+            &mut raw,
+            "idem-restart",
+            0,
+            idempotent_batch(pid, epoch, 6, 1, "a")
+        ),
+        (0, 6)
+    );
     // A new producer id is never one handed out before the restart.
     let (pid_after, _) = init_producer_id(&mut raw, None);
     assert!(pid_after > pid);
     let consumer = broker.consumer(&[]);
-    assert_eq!(rdkafka::consumer::Consumer::fetch_watermarks(&consumer, "idem-restart", 0, WAIT).unwrap(), (0, 7));
+    assert_eq!(
+        rdkafka::consumer::Consumer::fetch_watermarks(&consumer, "idem-restart", 0, WAIT).unwrap(),
+        (0, 7)
+    );
 }

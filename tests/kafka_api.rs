@@ -391,8 +391,9 @@ fn topics_are_created_described_grown_altered_and_deleted() {
     assert_eq!(consume_n(&broker.consumer(&[]), "admin-t", 8, 8).len(), 8);
 
     // Produce to a topic that does not exist (auto-create off).
+    let short = broker.producer(&[("message.timeout.ms", "3000")]);
     let r = produce_all(
-        &producer,
+        &short,
         "nope",
         &[Out {
             value: Some(b"x".to_vec()),
@@ -499,16 +500,48 @@ fn zero_copy_send_serves_the_same_bytes() {
     broker.create_topic("zc", 2, &[]);
     let producer = broker.producer(&[]);
     let recs: Vec<Out> = (0..3000)
-        .map(|i| Out { partition: Some(i % 2), value: Some(format!("zc-{i}-{}", "y".repeat(i as usize % 700)).into_bytes()), ..Default::default() })
+        .map(|i| Out {
+            partition: Some(i % 2),
+            value: Some(format!("zc-{i}-{}", "y".repeat(i as usize % 700)).into_bytes()),
+            ..Default::default()
+        })
         .collect();
     for r in produce_all(&producer, "zc", &recs) {
         r.expect("delivered");
     }
     let got = consume_n(&broker.consumer(&[]), "zc", 2, 3000);
     assert_eq!(got.len(), 3000);
-    let mut want: HashMap<Vec<u8>, ()> = recs.iter().map(|r| (r.value.clone().unwrap(), ())).collect();
+    let mut want: HashMap<Vec<u8>, ()> = recs
+        .iter()
+        .map(|r| (r.value.clone().unwrap(), ()))
+        .collect();
     for r in &got {
         assert!(want.remove(r.value.as_ref().unwrap()).is_some());
     }
     assert!(want.is_empty());
+}
+
+#[test]
+fn a_second_broker_cannot_take_a_port_in_use() {
+    let broker = Broker::start(&["--cores", "2"]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "--listen",
+            &broker.addr,
+            "--metrics-listen",
+            "none",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "second broker must not start on {}",
+        broker.addr
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot listen on"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "one clear error line: {err}");
 }

@@ -18,8 +18,15 @@ fn get(addr: &str, path: &str) -> (u16, String) {
     write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let mut body = String::new();
     s.read_to_string(&mut body).unwrap();
-    let status = body.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = body.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let status = body
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = body
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -40,26 +47,43 @@ fn parse(text: &str) -> HashMap<String, f64> {
         }
         let (series, value) = line.rsplit_once(' ').expect("sample line");
         let name = series.split('{').next().unwrap();
-        let base = name.trim_end_matches("_bucket").trim_end_matches("_sum").trim_end_matches("_count");
-        assert!(types.contains_key(name) || types.contains_key(base), "sample without TYPE: {line}");
+        let base = name
+            .trim_end_matches("_bucket")
+            .trim_end_matches("_sum")
+            .trim_end_matches("_count");
+        assert!(
+            types.contains_key(name) || types.contains_key(base),
+            "sample without TYPE: {line}"
+        );
         assert!(name.starts_with("sluice_"), "{line}");
         if let Some(labels) = series.strip_prefix(name) {
             if !labels.is_empty() {
                 assert!(labels.starts_with('{') && labels.ends_with('}'), "{line}");
                 for pair in labels[1..labels.len() - 1].split("\",") {
                     let (k, v) = pair.split_once('=').expect("label");
-                    assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{line}");
+                    assert!(
+                        k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                        "{line}"
+                    );
                     assert!(v.starts_with('"'), "{line}");
                 }
             }
         }
-        out.insert(series.to_owned(), value.parse::<f64>().unwrap_or_else(|_| panic!("value in {line}")));
+        out.insert(
+            series.to_owned(),
+            value
+                .parse::<f64>()
+                .unwrap_or_else(|_| panic!("value in {line}")),
+        );
     }
     out
 }
 
 fn sum_prefix(m: &HashMap<String, f64>, prefix: &str) -> f64 {
-    m.iter().filter(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v).sum()
+    m.iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(_, v)| v)
+        .sum()
 }
 
 #[test]
@@ -75,20 +99,47 @@ fn metrics_follow_a_real_produce_consume_run() {
     // One message per request: linger 0 and waiting for each delivery.
     let producer = broker.producer(&[("linger.ms", "0"), ("acks", "all")]);
     for i in 0..20 {
-        let r = produce_all(&producer, "m", &[Out { partition: Some(i % 2), value: Some(vec![i as u8; 100]), ..Default::default() }]);
+        let r = produce_all(
+            &producer,
+            "m",
+            &[Out {
+                partition: Some(i % 2),
+                value: Some(vec![i as u8; 100]),
+                ..Default::default()
+            }],
+        );
         r[0].as_ref().expect("delivered");
     }
     let after = parse(&get(&broker.metrics_addr, "/metrics").1);
-    assert_eq!(sum_prefix(&after, "sluice_requests_total{api=\"Produce\"") - produce_before, 20.0, "one Produce request per message");
-    assert_eq!(after["sluice_partition_log_end_offset{topic=\"m\",partition=\"0\"}"], 10.0);
-    assert_eq!(after["sluice_partition_high_watermark{topic=\"m\",partition=\"1\"}"], 10.0);
-    assert!(sum_prefix(&after, "sluice_request_handling_seconds_count{api=\"Produce\"") >= 20.0);
+    assert_eq!(
+        sum_prefix(&after, "sluice_requests_total{api=\"Produce\"") - produce_before,
+        20.0,
+        "one Produce request per message"
+    );
+    assert_eq!(
+        after["sluice_partition_log_end_offset{topic=\"m\",partition=\"0\"}"],
+        10.0
+    );
+    assert_eq!(
+        after["sluice_partition_high_watermark{topic=\"m\",partition=\"1\"}"],
+        10.0
+    );
+    assert!(
+        sum_prefix(
+            &after,
+            "sluice_request_handling_seconds_count{api=\"Produce\""
+        ) >= 20.0
+    );
     assert!(sum_prefix(&after, "sluice_received_bytes_total") > 2000.0);
     assert!(sum_prefix(&after, "sluice_io_uring_writes_total") >= 1.0);
     assert!(sum_prefix(&after, "sluice_connections_accepted_total") >= 1.0);
 
     // A group consumes everything and commits: lag goes to 0.
-    let consumer = broker.consumer(&[("group.id", "metrics-group"), ("auto.offset.reset", "earliest"), ("enable.auto.offset.store", "true")]);
+    let consumer = broker.consumer(&[
+        ("group.id", "metrics-group"),
+        ("auto.offset.reset", "earliest"),
+        ("enable.auto.offset.store", "true"),
+    ]);
     consumer.subscribe(&["m"]).unwrap();
     let mut n = 0;
     let deadline = Instant::now() + WAIT;
@@ -100,25 +151,45 @@ fn metrics_follow_a_real_produce_consume_run() {
     assert_eq!(n, 20);
     consumer.commit_consumer_state(CommitMode::Sync).unwrap();
     let m = parse(&get(&broker.metrics_addr, "/metrics").1);
-    assert_eq!(m["sluice_group_committed_offset{group=\"metrics-group\",topic=\"m\",partition=\"0\"}"], 10.0);
-    assert_eq!(m["sluice_group_lag{group=\"metrics-group\",topic=\"m\",partition=\"0\"}"], 0.0);
-    assert_eq!(m["sluice_group_lag{group=\"metrics-group\",topic=\"m\",partition=\"1\"}"], 0.0);
+    assert_eq!(
+        m["sluice_group_committed_offset{group=\"metrics-group\",topic=\"m\",partition=\"0\"}"],
+        10.0
+    );
+    assert_eq!(
+        m["sluice_group_lag{group=\"metrics-group\",topic=\"m\",partition=\"0\"}"],
+        0.0
+    );
+    assert_eq!(
+        m["sluice_group_lag{group=\"metrics-group\",topic=\"m\",partition=\"1\"}"],
+        0.0
+    );
     assert_eq!(m["sluice_group_members{group=\"metrics-group\"}"], 1.0);
     assert!(sum_prefix(&m, "sluice_requests_total{api=\"Fetch\"") >= 1.0);
     assert!(m.contains_key("sluice_reactor_stall_seconds_count{shard=\"0\"}"));
     // Produce errors are counted by code (3 = UNKNOWN_TOPIC_OR_PARTITION).
     let mut raw = common::raw::Raw::connect(&broker.addr);
-    let req = kafka_protocol::messages::ProduceRequest::default().with_acks(1).with_timeout_ms(5000).with_topic_data(vec![
-        kafka_protocol::messages::produce_request::TopicProduceData::default()
-            .with_name(kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_static_str("m")))
-            .with_partition_data(vec![kafka_protocol::messages::produce_request::PartitionProduceData::default()
-                .with_index(9)
-                .with_records(Some(common::raw::idempotent_batch(-1, -1, 0, 1, "x")))]),
-    ]);
-    let resp: kafka_protocol::messages::ProduceResponse = raw.call(kafka_protocol::messages::ApiKey::Produce, 9, &req);
+    let req = kafka_protocol::messages::ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(5000)
+        .with_topic_data(vec![
+            kafka_protocol::messages::produce_request::TopicProduceData::default()
+                .with_name(kafka_protocol::messages::TopicName(
+                    kafka_protocol::protocol::StrBytes::from_static_str("m"),
+                ))
+                .with_partition_data(vec![
+                    kafka_protocol::messages::produce_request::PartitionProduceData::default()
+                        .with_index(9)
+                        .with_records(Some(common::raw::idempotent_batch(-1, -1, 0, 1, "x"))),
+                ]),
+        ]);
+    let resp: kafka_protocol::messages::ProduceResponse =
+        raw.call(kafka_protocol::messages::ApiKey::Produce, 9, &req);
     assert_eq!(resp.responses[0].partition_responses[0].error_code, 3);
     let m = parse(&get(&broker.metrics_addr, "/metrics").1);
-    assert_eq!(m["sluice_request_errors_total{api=\"Produce\",code=\"3\"}"], 1.0);
+    assert_eq!(
+        m["sluice_request_errors_total{api=\"Produce\",code=\"3\"}"],
+        1.0
+    );
 }
 
 #[test]
@@ -126,7 +197,12 @@ fn metrics_can_be_turned_off_and_a_bad_address_is_refused() {
     let broker = Broker::start(&["--metrics-listen", "none"]);
     assert!(broker.metrics_addr.is_empty());
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(["--metrics-listen", "nowhere", "--data-dir", "/nonexistent-sluice-dir"])
+        .args([
+            "--metrics-listen",
+            "nowhere",
+            "--data-dir",
+            "/nonexistent-sluice-dir",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -52,7 +52,10 @@ mod tests {
     fn corpus() -> Vec<Vec<u8>> {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/request");
         let mut out: Vec<Vec<u8>> = std::fs::read_dir(dir)
-            .map(|d| d.filter_map(|e| std::fs::read(e.ok()?.path()).ok()).collect())
+            .map(|d| {
+                d.filter_map(|e| std::fs::read(e.ok()?.path()).ok())
+                    .collect()
+            })
             .unwrap_or_default();
         out.push(Vec::new());
         out
@@ -61,7 +64,11 @@ mod tests {
     #[test]
     fn fixed_seed_mutations_never_panic() {
         let seeds = corpus();
-        assert!(seeds.len() > 10, "seed corpus present ({} files)", seeds.len());
+        assert!(
+            seeds.len() > 10,
+            "seed corpus present ({} files)",
+            seeds.len()
+        );
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
         for i in 0..20_000 {
             let mut input = seeds[i % seeds.len()].clone();

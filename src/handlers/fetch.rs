@@ -291,7 +291,9 @@ pub async fn handle(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Res
         });
     }
     for p in resp.topics.iter().flat_map(|t| &t.partitions) {
-        shard.metrics.error(kafka_protocol::messages::ApiKey::Fetch, p.error_code);
+        shard
+            .metrics
+            .error(kafka_protocol::messages::ApiKey::Fetch, p.error_code);
     }
     Some(encode_fetch_response(version, ctx.correlation_id, &resp))
 }

@@ -27,7 +27,10 @@ pub async fn handle(shard: Rc<Shard>, req: InitProducerIdRequest) -> ResponseKin
                 .with_producer_epoch(epoch + 1),
         );
     }
-    let r = on_controller(&shard, |s| async move { controller::allocate_producer_id(&s).await }).await;
+    let r = on_controller(&shard, |s| async move {
+        controller::allocate_producer_id(&s).await
+    })
+    .await;
     ResponseKind::InitProducerId(match r {
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => resp.with_error_code(e.error.code()),

@@ -12,8 +12,8 @@ use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
 use crate::errors::storage_error;
-use crate::records;
 use crate::handlers::on_partition;
+use crate::records;
 use crate::shard::Shard;
 
 const LATEST: i64 = -1;
@@ -55,14 +55,20 @@ pub async fn handle(shard: Rc<Shard>, req: ListOffsetsRequest, version: i16) -> 
                             ),
                             None => None,
                         },
-                        t if t >= 0 => match log.offset_for_timestamp(t).await.map_err(|e| storage_error(&e))? {
+                        t if t >= 0 => match log
+                            .offset_for_timestamp(t)
+                            .await
+                            .map_err(|e| storage_error(&e))?
+                        {
                             // The batch is the first whose max timestamp reaches `t`; Kafka
                             // answers with the first *record* at or after `t` inside it.
                             Some((offset, batch_ts)) => Some(
                                 first_batch(log, offset)
                                     .await
                                     .and_then(|b| records::first_at_or_after(b, t))
-                                    .map_or((batch_ts, offset), |(o, ts)| (ts, o.max(log.log_start_offset()))),
+                                    .map_or((batch_ts, offset), |(o, ts)| {
+                                        (ts, o.max(log.log_start_offset()))
+                                    }),
                             ),
                             None => None,
                         },
@@ -98,5 +104,7 @@ async fn first_batch(log: &sluice_storage::Log, offset: i64) -> Option<bytes::By
     let r = log.read(offset, 1).await.ok()?;
     let first = r.chunks.into_iter().next()?;
     let h = sluice_storage::BatchHeader::parse(&first).ok()?;
-    first.get(..h.total_size()).map(|_| first.slice(..h.total_size()))
+    first
+        .get(..h.total_size())
+        .map(|_| first.slice(..h.total_size()))
 }

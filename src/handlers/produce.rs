@@ -213,7 +213,9 @@ pub async fn dispatch(shard: &Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispa
         for (_, row) in &parts {
             for (_, r) in row {
                 if let Some(r) = r {
-                    metrics_shard.metrics.error(kafka_protocol::messages::ApiKey::Produce, r.error);
+                    metrics_shard
+                        .metrics
+                        .error(kafka_protocol::messages::ApiKey::Produce, r.error);
                 }
             }
         }

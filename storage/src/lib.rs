@@ -16,8 +16,8 @@ mod log;
 mod notify;
 pub mod producer;
 pub mod scan;
-pub mod stats;
 mod segment;
+pub mod stats;
 pub mod test_util;
 
 pub use aligned::BLOCK_BYTES;

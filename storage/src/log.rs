@@ -38,7 +38,6 @@ use compio::io::AsyncWriteAtExt;
 
 use crate::aligned::{round_down, AlignedBuf};
 use crate::batch::{rewrite_header, validate_batches, BatchHeader};
-use crate::producer::{Check, ProducerStates};
 use crate::checkpoint::{
     decode_checkpoint, decode_epochs, encode_checkpoint, encode_epochs, read_optional,
     write_atomic, Checkpoint, CHECKPOINT_FILE, EPOCH_FILE, PRODUCER_FILE,
@@ -47,10 +46,11 @@ use crate::config::{FlushPolicy, IoMode, LogConfig, TimestampType};
 use crate::error::{clone_io, StorageError};
 use crate::index::SegmentIndex;
 use crate::notify::Notify;
+use crate::producer::{Check, ProducerStates};
 use crate::scan::{ScanStop, ScannedBatch};
 use crate::segment::{
-    file_name, load_tail, open_read, open_write, parse_log_name, preallocate, read_at,
-    read_batches, scan_file, Segment,
+    file_name, load_tail, open_read, open_write, parse_log_name, preallocate_range, read_at,
+    read_batches, scan_file, Segment, PREALLOCATE_STEP_BYTES,
 };
 
 /// Largest single write the writer issues (bounds the aligned buffer).
@@ -909,7 +909,10 @@ impl Log {
 
     /// Drops state of producers idle longer than `expiration_ms`; returns how many.
     pub fn expire_producers(&self, now_ms: i64, expiration_ms: i64) -> usize {
-        self.state.borrow_mut().producers.expire(now_ms, expiration_ms)
+        self.state
+            .borrow_mut()
+            .producers
+            .expire(now_ms, expiration_ms)
     }
 
     /// Number of producers with idempotence state in this partition.
@@ -941,7 +944,9 @@ impl Log {
             for chunk in &r.chunks {
                 let mut pos = 0usize;
                 while let Some(rest) = chunk.get(pos..) {
-                    let Ok(h) = BatchHeader::parse(rest) else { break };
+                    let Ok(h) = BatchHeader::parse(rest) else {
+                        break;
+                    };
                     let size = h.total_size();
                     if size == 0 || h.base_offset < offset {
                         pos += size.max(1);
@@ -1083,7 +1088,8 @@ impl Log {
         res?;
         let s = &self.stats;
         s.writes.set(s.writes.get() + 1);
-        s.bytes_written.set(s.bytes_written.get() + logical_len as u64);
+        s.bytes_written
+            .set(s.bytes_written.get() + logical_len as u64);
         s.batches_per_write.observe(placed.len() as f64);
         let always = self.config.borrow().flush == FlushPolicy::Always;
         if always {
@@ -1132,6 +1138,7 @@ impl Log {
             self.durable.set(last_offset + 1);
         }
         self.progress.notify_all();
+        self.extend_preallocation(&file, new_size);
         if epochs_dirty {
             if let Err(e) = self.write_epochs().await {
                 tracing::warn!(error = %e, "failed to persist leader epoch checkpoint");
@@ -1174,9 +1181,11 @@ impl Log {
         let path = self.dir.join(file_name(next, "log"));
         let (wf, mode) = open_write(&path, self.io_mode.get()).await?;
         self.io_mode.set(mode);
-        preallocate(&wf, self.config.borrow().segment_bytes_effective());
+        let step = PREALLOCATE_STEP_BYTES.min(self.config.borrow().segment_bytes_effective());
+        preallocate_range(&wf, 0, step);
         let rf = open_read(&path).await?;
         let mut seg = Segment::new(next, path, rf);
+        seg.allocated_end = step;
         seg.write_file = Some(wf);
         {
             let mut st = self.state.borrow_mut();
@@ -1192,6 +1201,25 @@ impl Log {
             tracing::warn!(error = %e, "failed to write checkpoint after roll");
         }
         Ok(())
+    }
+
+    /// Keeps [`PREALLOCATE_STEP_BYTES`] reserved ahead of the active segment's end.
+    fn extend_preallocation(&self, file: &compio::fs::File, size: u64) {
+        let limit = self.config.borrow().segment_bytes_effective();
+        let mut st = self.state.borrow_mut();
+        let Some(seg) = st.segments.last_mut() else {
+            return;
+        };
+        if seg.allocated_end >= limit || size + PREALLOCATE_STEP_BYTES / 2 <= seg.allocated_end {
+            return;
+        }
+        let from = seg.allocated_end.max(size);
+        let len = PREALLOCATE_STEP_BYTES.min(limit.saturating_sub(from));
+        if len > 0 {
+            preallocate_range(file, from, len);
+        }
+        // Advance even on failure: the next attempt comes one step later, not on every write.
+        seg.allocated_end = from + len;
     }
 
     /// Handles a failed write or roll: see the module documentation.
@@ -1458,7 +1486,9 @@ async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, StorageErr
     if let Some(active) = segments.last_mut() {
         let (wf, mode) = open_write(&active.path, config.io_mode).await?;
         io_mode = mode;
-        preallocate(&wf, config.segment_bytes_effective());
+        let step = PREALLOCATE_STEP_BYTES.min(config.segment_bytes_effective());
+        preallocate_range(&wf, active.size, step);
+        active.allocated_end = active.size + step;
         active.tail = load_tail(&active.read_file, active.size).await?;
         wf.sync_data().await?;
         let (ip, tp) = active.index_paths();

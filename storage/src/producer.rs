@@ -158,11 +158,14 @@ impl ProducerStates {
         if !self.producers.contains_key(&h.producer_id) && self.producers.len() >= PRODUCERS_MAX {
             self.evict_oldest();
         }
-        let e = self.producers.entry(h.producer_id).or_insert_with(|| Entry {
-            epoch: h.producer_epoch,
-            last_timestamp_ms: timestamp_ms,
-            batches: VecDeque::new(),
-        });
+        let e = self
+            .producers
+            .entry(h.producer_id)
+            .or_insert_with(|| Entry {
+                epoch: h.producer_epoch,
+                last_timestamp_ms: timestamp_ms,
+                batches: VecDeque::new(),
+            });
         if h.producer_epoch != e.epoch {
             e.epoch = h.producer_epoch;
             e.batches.clear();
@@ -288,7 +291,8 @@ impl<'a> Reader<'a> {
         self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
     }
     fn u32(&mut self) -> Option<u32> {
-        self.take(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+        self.take(4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
     }
     fn i64(&mut self) -> Option<i64> {
         self.take(8).map(|b| {
@@ -327,15 +331,37 @@ mod tests {
         let h0 = header(7, 0, 0, 3);
         assert_eq!(s.check(&h0), Ok(Check::Append));
         s.record(&h0, 100, 1);
-        assert_eq!(s.check(&h0), Ok(Check::Duplicate { base_offset: 100, last_offset: 102 }));
+        assert_eq!(
+            s.check(&h0),
+            Ok(Check::Duplicate {
+                base_offset: 100,
+                last_offset: 102
+            })
+        );
         let h1 = header(7, 0, 3, 2);
         assert_eq!(s.check(&h1), Ok(Check::Append));
         s.record(&h1, 103, 2);
-        assert!(matches!(s.check(&header(7, 0, 9, 1)), Err(ProducerError::OutOfOrderSequence { expected: 5, got: 9, .. })));
-        assert!(matches!(s.check(&header(7, -1, 5, 1)), Err(ProducerError::InvalidEpoch { .. })));
-        assert!(matches!(s.check(&header(7, 1, 5, 1)), Err(ProducerError::OutOfOrderSequence { expected: 0, .. })));
+        assert!(matches!(
+            s.check(&header(7, 0, 9, 1)),
+            Err(ProducerError::OutOfOrderSequence {
+                expected: 5,
+                got: 9,
+                ..
+            })
+        ));
+        assert!(matches!(
+            s.check(&header(7, -1, 5, 1)),
+            Err(ProducerError::InvalidEpoch { .. })
+        ));
+        assert!(matches!(
+            s.check(&header(7, 1, 5, 1)),
+            Err(ProducerError::OutOfOrderSequence { expected: 0, .. })
+        ));
         assert_eq!(s.check(&header(7, 1, 0, 1)), Ok(Check::Append));
-        assert!(matches!(s.check(&header(8, 0, 4, 1)), Err(ProducerError::UnknownProducerId { .. })));
+        assert!(matches!(
+            s.check(&header(8, 0, 4, 1)),
+            Err(ProducerError::UnknownProducerId { .. })
+        ));
         assert_eq!(s.check(&header(-1, -1, -1, 1)), Ok(Check::Append));
     }
 
@@ -345,8 +371,17 @@ mod tests {
         for i in 0..7 {
             s.record(&header(1, 0, i, 1), i as i64, 0);
         }
-        assert_eq!(s.check(&header(1, 0, 6, 1)), Ok(Check::Duplicate { base_offset: 6, last_offset: 6 }));
-        assert!(s.check(&header(1, 0, 1, 1)).is_err(), "too old to be recognised");
+        assert_eq!(
+            s.check(&header(1, 0, 6, 1)),
+            Ok(Check::Duplicate {
+                base_offset: 6,
+                last_offset: 6
+            })
+        );
+        assert!(
+            s.check(&header(1, 0, 1, 1)).is_err(),
+            "too old to be recognised"
+        );
     }
 
     #[test]
@@ -374,7 +409,10 @@ mod tests {
         s.record(&header(2, 0, 0, 1), 12, 5_000);
         s.truncate_from(11);
         assert_eq!(s.check(&header(1, 0, 1, 1)), Ok(Check::Append));
-        assert!(s.check(&header(2, 0, 1, 1)).is_err(), "producer 2 forgotten");
+        assert!(
+            s.check(&header(2, 0, 1, 1)).is_err(),
+            "producer 2 forgotten"
+        );
         assert_eq!(s.expire(2_000, 500), 1);
         assert!(s.is_empty());
     }

@@ -49,6 +49,8 @@ pub(crate) struct Segment {
     pub max_timestamp: i64,
     pub max_timestamp_offset: i64,
     pub tail: Vec<u8>,
+    /// End of the space reserved with fallocate (see [`PREALLOCATE_STEP_BYTES`]).
+    pub allocated_end: u64,
 }
 
 impl Segment {
@@ -64,6 +66,7 @@ impl Segment {
             max_timestamp: -1,
             max_timestamp_offset: -1,
             tail: Vec::new(),
+            allocated_end: 0,
         }
     }
 
@@ -125,25 +128,34 @@ pub(crate) async fn open_write(path: &Path, mode: IoMode) -> io::Result<(File, I
     Ok((opts.open(path).await?, IoMode::Buffered))
 }
 
-/// Most disk space reserved up front for a new segment. Preallocating a whole default segment
-/// (1 GiB) per partition would reserve 100 GiB for 100 partitions before a byte is written;
-/// 64 MiB still turns the first stretch of appends into writes to allocated blocks.
-pub const PREALLOCATE_BYTES_MAX: u64 = 64 << 20;
+/// Disk space reserved ahead of the write position of an active segment. Reserving a whole
+/// default segment (1 GiB) per partition would claim 100 GiB for 100 partitions before a byte
+/// is written (and filled a small disk at start-up in the disk-full test); a rolling 8 MiB
+/// window keeps appends landing in allocated blocks at a bounded cost per partition.
+pub const PREALLOCATE_STEP_BYTES: u64 = 8 << 20;
 
-/// Reserves disk space for a new segment (up to [`PREALLOCATE_BYTES_MAX`]) without changing its
-/// visible size. Best effort: file systems without fallocate support are fine.
-pub(crate) fn preallocate(file: &File, bytes: u64) {
+/// Reserves `[offset, offset + len)` of `file` without changing its visible size. Best effort:
+/// returns false (and logs at debug) where fallocate is unsupported or the disk is full.
+pub(crate) fn preallocate_range(file: &File, offset: u64, len: u64) -> bool {
     use std::os::fd::AsRawFd;
-    let bytes = bytes.min(PREALLOCATE_BYTES_MAX);
     let fd = file.as_raw_fd();
     // SAFETY: fd is an open file descriptor owned by `file` for the duration of the call.
-    let rc = unsafe { libc::fallocate(fd, libc::FALLOC_FL_KEEP_SIZE, 0, bytes as libc::off_t) };
+    let rc = unsafe {
+        libc::fallocate(
+            fd,
+            libc::FALLOC_FL_KEEP_SIZE,
+            offset as libc::off_t,
+            len as libc::off_t,
+        )
+    };
     if rc != 0 {
         let e = io::Error::last_os_error();
         if e.raw_os_error() != Some(libc::EOPNOTSUPP) {
             tracing::debug!(error = %e, "fallocate failed; continuing without preallocation");
         }
+        return false;
     }
+    true
 }
 
 /// Reads exactly `len` bytes at `pos`.

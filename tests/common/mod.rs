@@ -50,7 +50,8 @@ impl Broker {
             _tmp: Some(tmp),
         };
         if !b.args.iter().any(|a| a == "--metrics-listen") {
-            b.args.extend(["--metrics-listen".to_owned(), "127.0.0.1:0".to_owned()]);
+            b.args
+                .extend(["--metrics-listen".to_owned(), "127.0.0.1:0".to_owned()]);
         }
         b.spawn("127.0.0.1:0");
         b
