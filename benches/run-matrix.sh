@@ -609,9 +609,9 @@ LOAD_TIMEOUT=$(( $(secs "$DURATION") + $(secs "$WARMUP") + 90 ))
 
 declare -A PRODUCE_RATE   # "flush/partitions" -> msgs/s of the acks=all produce-only row
 
-# run_row NAME KIND FLUSH ACKS PARTITIONS [RATE]
+# run_row NAME KIND FLUSH ACKS PARTITIONS [RATE] [CLIENT_PROPERTY]
 run_row() {
-    local name=$1 kind=$2 flush=$3 acks=$4 parts=$5 rate=${6:-}
+    local name=$1 kind=$2 flush=$3 acks=$4 parts=$5 rate=${6:-} extra=${7:-}
     mkdir -p "$RES/$name"
     local json=$RES/$name/result.json addr topic="bench-$name" pre_cmd="" broker_cmd=""
     if [[ -n $BOOTSTRAP ]]; then
@@ -631,7 +631,7 @@ run_row() {
     case $kind in
         produce)
             cmd=("$LOADGEN" produce "${common[@]}" --acks "$acks" --producers "$PRODUCERS"
-                 --duration "$DURATION" --warmup "$WARMUP" --json "$json") ;;
+                 --duration "$DURATION" --warmup "$WARMUP" --json "$json" ${extra:+-X "$extra"}) ;;
         consume)
             local pre=("$LOADGEN" produce "${common[@]}" --acks 1 --producers "$PRODUCERS"
                        --messages "$BACKLOG_MSGS" --json "$RES/$name/backlog.json")
@@ -655,7 +655,7 @@ run_row() {
         stop_broker
         [[ $KEEP_DATA == 1 ]] || rm -rf "$RES/$name/data"
     fi
-    if [[ $kind == produce && $acks == all && -s $json ]]; then
+    if [[ $kind == produce && $acks == all && -z $extra && -s $json ]]; then
         PRODUCE_RATE["$flush/$parts"]=$(py get "$json" results throughput_msgs_per_sec)
     fi
     py addrow "$ROWS" name="$name" kind="$kind" flush="$flush" acks="$acks" partitions="$parts" \
@@ -700,6 +700,12 @@ for f in "${FLUSHES[@]}"; do
         done
     done
 done
+# ... and the cost of idempotence (same row as produce-never-acksall-8p, idempotent producer).
+if [[ -z $BOOTSTRAP ]]; then
+    run_row "produce-never-acksall-8p-idempotent" produce never all 8 "" "enable.idempotence=true"
+else
+    run_row "produce-external-acksall-8p-idempotent" produce external all 8 "" "enable.idempotence=true"
+fi
 # ... and the partition sweep (acks=all) for the policies the e2e rows use.
 for f in "${E2E_FLUSHES[@]}"; do
     [[ $QUICK == 1 && $f == always ]] && continue

@@ -121,6 +121,10 @@ pub struct BrokerArgs {
     /// wait (their sockets are not read) until others finish.
     #[arg(long, env = "SLUICE_SHARD_MEMORY_BUDGET_BYTES", default_value_t = 512 << 20)]
     pub shard_memory_budget_bytes: usize,
+    /// Largest Fetch response the broker builds, whatever the client asks (Kafka's
+    /// fetch.max.bytes); the first batch is still sent whole if it is larger.
+    #[arg(long, env = "SLUICE_FETCH_MAX_BYTES", default_value_t = 57_671_680)]
+    pub fetch_max_bytes: usize,
     /// Recent bytes per partition kept in memory to serve fetches without disk reads.
     #[arg(long, env = "SLUICE_TAIL_CACHE_BYTES", default_value_t = 8 << 20)]
     pub tail_cache_bytes: usize,

@@ -4,7 +4,7 @@
 //! client fails its test with the reason rather than passing silently.
 //!
 //! Tests take a lock and run one at a time: each starts its own broker, and the clients are heavy
-//! enough that running four at once on a small machine would only make timeouts likelier.
+//! enough that running them all at once on a small machine would only make timeouts likelier.
 //! Every script is killed (with its whole process group) after `script_timeout()`.
 //!
 //! The broker start/stop here is a copy of the few lines needed from tests/common (which also
@@ -226,4 +226,19 @@ fn kafkajs() {
 #[test]
 fn kcat() {
     run_client("kcat");
+}
+
+#[test]
+fn kafka_python_groups() {
+    run_client("kafka-python-groups");
+}
+
+#[test]
+fn aiokafka_groups() {
+    run_client("aiokafka-groups");
+}
+
+#[test]
+fn kafkajs_groups() {
+    run_client("kafkajs-groups");
 }

@@ -192,6 +192,41 @@ async def produce_consume_10k():
 
 
 @scenario
+async def idempotent_producer_10k():
+    """enable_idempotence=True (InitProducerId, sequence numbers, acks=all): every keyed record
+    lands exactly once, in send order per partition, read back by partition assignment."""
+    n, partitions = 10000, 3
+    name = fresh("idem")
+    await create_ok(name, partitions)
+    prod = await producer(enable_idempotence=True, acks="all")
+    records = [{"key": b"key-%d" % (i % 101), "value": b"idem-%d" % i} for i in range(n)]
+    try:
+        metas = await send_all(prod, name, records)
+    finally:
+        await prod.stop()
+    per_partition = {}
+    for r, m in zip(records, metas):
+        per_partition.setdefault(m.partition, []).append((m.offset, r))
+    check(len(per_partition) == partitions, "records landed on %d partitions" % len(per_partition))
+    for p, lst in per_partition.items():
+        check([o for o, _ in lst] == list(range(len(lst))), "partition %d produce offsets not 0..n-1 in send order" % p)
+    cons = await consumer()
+    tps = [TopicPartition(name, p) for p in range(partitions)]
+    try:
+        got = await read_n(cons, tps, n)
+        await asyncio.sleep(0.5)
+        got.extend(rec for recs in (await cons.getmany(timeout_ms=500)).values() for rec in recs)
+    finally:
+        await cons.stop()
+    values = [rec.value for rec in got]
+    check(len(values) == n and len(set(values)) == n, "consumed %d records, %d distinct, want %d" % (len(values), len(set(values)), n))
+    for p, lst in per_partition.items():
+        recs = [rec for rec in got if rec.partition == p]
+        check([(r.offset, r.key, r.value) for r in recs] == [(o, s["key"], s["value"]) for o, s in lst],
+              "partition %d: records not exactly once in send order" % p)
+
+
+@scenario
 async def headers_nulls_timestamps():
     name = fresh("hdr")
     await create_ok(name, 1)

@@ -186,6 +186,43 @@ def produce_consume_10k():
 
 
 @scenario
+def idempotent_producer_10k():
+    """enable_idempotence=True (InitProducerId, sequence numbers, acks=all): every keyed record
+    lands exactly once, in send order per partition, read back by partition assignment."""
+    n, partitions = 10000, 3
+    name = fresh("idem")
+    adm = admin()
+    create(adm, name, partitions)
+    adm.close()
+    prod = producer(enable_idempotence=True, acks="all")
+    check(prod._transaction_manager is not None, "producer is not idempotent")
+    records = [{"key": b"key-%d" % (i % 101), "value": b"idem-%d" % i} for i in range(n)]
+    try:
+        metas = send_all(prod, name, records)
+        pid = prod._transaction_manager.producer_id_and_epoch
+        check(pid.producer_id >= 0 and pid.epoch >= 0, "no producer id from InitProducerId: %r" % (pid,))
+    finally:
+        prod.close()
+    per_partition = {}
+    for r, m in zip(records, metas):
+        per_partition.setdefault(m.partition, []).append((m.offset, r))
+    check(len(per_partition) == partitions, "records landed on %d partitions" % len(per_partition))
+    for p, lst in per_partition.items():
+        check([o for o, _ in lst] == list(range(len(lst))), "partition %d produce offsets not 0..n-1 in send order" % p)
+    cons = consumer(max_partition_fetch_bytes=1 << 20)
+    tps = [TopicPartition(name, p) for p in range(partitions)]
+    got = read_n(cons, tps, n)
+    got.extend(rec for recs in cons.poll(timeout_ms=500).values() for rec in recs)
+    cons.close()
+    values = [rec.value for rec in got]
+    check(len(values) == n and len(set(values)) == n, "consumed %d records, %d distinct, want %d" % (len(values), len(set(values)), n))
+    for p, lst in per_partition.items():
+        recs = [rec for rec in got if rec.partition == p]
+        check([(r.offset, r.key, r.value) for r in recs] == [(o, s["key"], s["value"]) for o, s in lst],
+              "partition %d: records not exactly once in send order" % p)
+
+
+@scenario
 def headers_nulls_timestamps():
     name = fresh("hdr")
     adm = admin()

@@ -3,7 +3,7 @@
 //
 // Usage: node kafkajs_test.js BOOTSTRAP [scenario...]
 //
-// KafkaJS has no group-less consumer, and consumer groups are out of scope here, so nothing is
+// KafkaJS has no group-less consumer, and consumer groups live in kafkajs_groups.js, so nothing is
 // consumed: records are checked through produce results (baseOffset per partition) and the admin
 // offset APIs (fetchTopicOffsets, fetchTopicOffsetsByTimestamp). Every scenario uses fresh topics and
 // prints PASS/FAIL/SKIP; the exit status is 1 if any scenario failed. MATRIX_DEBUG=1 logs at debug.

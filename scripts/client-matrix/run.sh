@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the client matrix against a running broker.
 #
-# Usage: run.sh BOOTSTRAP [client...]   clients: kafka-python aiokafka kafkajs kcat (default: all)
+# Usage: run.sh BOOTSTRAP [client...]   clients: kafka-python aiokafka kafkajs kcat kafka-python-groups
+#        aiokafka-groups kafkajs-groups (default: all)
 #
 # Each client script runs its scenarios on fresh topics and prints PASS/FAIL/SKIP lines; this
 # prints a summary naming every failed scenario and exits non-zero if any client failed, timed out
@@ -10,7 +11,7 @@
 set -uo pipefail
 
 if [ $# -lt 1 ]; then
-    echo "usage: $0 BOOTSTRAP [kafka-python|aiokafka|kafkajs|kcat ...]" >&2
+    echo "usage: $0 BOOTSTRAP [kafka-python|aiokafka|kafkajs|kcat|kafka-python-groups|aiokafka-groups|kafkajs-groups ...]" >&2
     exit 2
 fi
 BOOT="$1"
@@ -22,14 +23,14 @@ PY="$DEPS/venv/bin/python"
 TIMEOUT_S="${MATRIX_TIMEOUT_S:-300}"
 CLIENTS=("$@")
 export KAFKAJS_PATH="$DEPS/node/node_modules/kafkajs"
-[ ${#CLIENTS[@]} -eq 0 ] && CLIENTS=(kafka-python aiokafka kafkajs kcat)
+[ ${#CLIENTS[@]} -eq 0 ] && CLIENTS=(kafka-python aiokafka kafkajs kcat kafka-python-groups aiokafka-groups kafkajs-groups)
 
 # Prints why a client cannot run, or nothing.
 missing_dep() {
     case "$1" in
-        kafka-python) "$PY" -c "import kafka, snappy, lz4.frame, zstandard" 2>/dev/null || echo "no $PY with kafka-python, python-snappy, lz4, zstandard" ;;
-        aiokafka) "$PY" -c "import aiokafka, cramjam" 2>/dev/null || echo "no $PY with aiokafka and cramjam" ;;
-        kafkajs)
+        kafka-python | kafka-python-groups) "$PY" -c "import kafka, snappy, lz4.frame, zstandard" 2>/dev/null || echo "no $PY with kafka-python, python-snappy, lz4, zstandard" ;;
+        aiokafka | aiokafka-groups) "$PY" -c "import aiokafka, cramjam" 2>/dev/null || echo "no $PY with aiokafka and cramjam" ;;
+        kafkajs | kafkajs-groups)
             command -v node >/dev/null || { echo "node not installed"; return; }
             [ -d "$DEPS/node/node_modules/kafkajs" ] || echo "no kafkajs in $DEPS/node/node_modules"
             ;;
@@ -44,6 +45,9 @@ command_for() {
         aiokafka) echo "$PY" "$HERE/aiokafka_test.py" ;;
         kafkajs) echo node "$HERE/kafkajs_test.js" ;; # finds kafkajs via KAFKAJS_PATH
         kcat) echo bash "$HERE/kcat_test.sh" ;;
+        kafka-python-groups) echo "$PY" "$HERE/kafka_python_groups.py" ;;
+        aiokafka-groups) echo "$PY" "$HERE/aiokafka_groups.py" ;;
+        kafkajs-groups) echo node "$HERE/kafkajs_groups.js" ;;
     esac
 }
 

@@ -120,7 +120,8 @@ pub async fn handle(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Res
         i32::MAX as usize
     } else {
         req.max_bytes as usize
-    };
+    }
+    .min(shard.config.args.fetch_max_bytes.max(1));
     let image = shard.metadata();
 
     let mut resp = FetchResponseOut::default();

@@ -1,0 +1,116 @@
+//! `sluice-load` against the real broker: a short produce run, then a consume run of the same
+//! topic; every produced message is consumed (counts from the JSON reports, never timings), and
+//! the JSON has the documented shape.
+//!
+//! The broker binary comes from the same target directory (the workspace test run builds every
+//! binary); run through `scripts/test.sh` or `cargo test --workspace`.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+struct Broker {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn sluice_bin() -> PathBuf {
+    let load = PathBuf::from(env!("CARGO_BIN_EXE_sluice-load"));
+    let broker = load.with_file_name("sluice");
+    assert!(
+        broker.exists(),
+        "broker binary {} not built: run the workspace tests (scripts/test.sh)",
+        broker.display()
+    );
+    broker
+}
+
+fn start_broker() -> Broker {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(sluice_bin())
+        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "none", "--cores", "2", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(a) = line.strip_prefix("sluice listening on ") {
+                let _ = tx.send(a.to_owned());
+            }
+        }
+    });
+    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("broker started");
+    Broker { child, addr, _dir: dir }
+}
+
+fn run_load(args: &[&str], json: &std::path::Path) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_sluice-load"))
+        .args(args)
+        .arg("--json")
+        .arg(json)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sluice-load {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("records/sec"), "perf-test style summary line:\n{stdout}");
+    serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap()
+}
+
+#[test]
+fn produce_then_consume_counts_match() {
+    let broker = start_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let (pj, cj) = (dir.path().join("p.json"), dir.path().join("c.json"));
+    let n = "20000";
+    let produced = run_load(
+        &["produce", "--bootstrap", &broker.addr, "--topic", "load-t", "--partitions", "4", "--messages", n, "--acks", "all", "--keyed", "-q"],
+        &pj,
+    );
+    for key in ["mode", "config", "machine", "results"] {
+        assert!(produced.get(key).is_some(), "JSON has {key}");
+    }
+    assert_eq!(produced["results"]["produced"]["messages"], 20000);
+    assert_eq!(produced["results"]["produced"]["errors"], 0);
+    assert!(produced["results"]["latency_ms"]["p99"].as_f64().is_some());
+    let consumed = run_load(
+        &["consume", "--bootstrap", &broker.addr, "--topic", "load-t", "--from-beginning", "--messages", n, "-q"],
+        &cj,
+    );
+    assert_eq!(consumed["results"]["consumed"]["messages"], 20000);
+    assert_eq!(consumed["results"]["consumed"]["errors"], 0);
+}
+
+#[test]
+fn e2e_consumes_exactly_what_it_produces() {
+    let broker = start_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let j = dir.path().join("e.json");
+    let r = run_load(
+        &["e2e", "--bootstrap", &broker.addr, "--topic", "load-e2e", "--partitions", "2", "--rate", "2000", "--duration", "2s", "--warmup", "0s", "-q"],
+        &j,
+    );
+    let p = r["results"]["produced"]["messages"].as_u64().unwrap();
+    let c = r["results"]["consumed"]["messages"].as_u64().unwrap();
+    assert!(p > 0);
+    assert_eq!(p, c, "every produced message consumed");
+    assert_eq!(r["results"]["missing"], 0);
+}
