@@ -202,6 +202,7 @@ async def idempotent_producer_10k():
     records = [{"key": b"key-%d" % (i % 101), "value": b"idem-%d" % i} for i in range(n)]
     try:
         metas = await send_all(prod, name, records)
+        check(prod._txn_manager is not None and prod._txn_manager.has_pid(), "no producer id from InitProducerId")
     finally:
         await prod.stop()
     per_partition = {}

@@ -170,7 +170,6 @@ pub async fn handle(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Res
                     pending_errors.push((ti, pi, code));
                 }
             }
-            let _ = pi;
         }
     }
 
@@ -252,10 +251,8 @@ pub async fn handle(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Res
         if waits.is_empty() {
             break;
         }
+        // Woken by new data or the deadline: the next round reads again and then answers.
         select_all(waits).await;
-        if started.elapsed() >= max_wait && min_bytes > 0 {
-            // One last read below picks up whatever arrived.
-        }
     }
 
     // Trim to the response's max_bytes in request order; the first data always goes out whole.
@@ -279,9 +276,9 @@ pub async fn handle(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Res
             records: o.records,
         });
     }
-    for (ti, _pi, code) in pending_errors {
+    for (ti, pi, code) in pending_errors {
         let t = &req.topics[ti];
-        let p = &t.partitions[_pi];
+        let p = &t.partitions[pi];
         resp.topics[ti].partitions.push(FetchPartitionOut {
             partition_index: p.partition,
             error_code: code,
