@@ -170,7 +170,7 @@ impl RawBuf {
         std::alloc::Layout::from_size_align(len, 4096).expect("layout")
     }
     fn new(len: usize) -> RawBuf {
-        assert!(len > 0 && len % 4096 == 0);
+        assert!(len > 0 && len.is_multiple_of(4096));
         // SAFETY: non-zero size, power-of-two alignment.
         let raw = unsafe { std::alloc::alloc(Self::layout(len)) };
         let ptr = std::ptr::NonNull::new(raw).expect("alloc");

@@ -38,7 +38,15 @@ fn sluice_bin() -> PathBuf {
 fn start_broker() -> Broker {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(sluice_bin())
-        .args(["--listen", "127.0.0.1:0", "--metrics-listen", "none", "--cores", "2", "--data-dir"])
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "none",
+            "--cores",
+            "2",
+            "--data-dir",
+        ])
         .arg(dir.path().join("data"))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -53,8 +61,14 @@ fn start_broker() -> Broker {
             }
         }
     });
-    let addr = rx.recv_timeout(Duration::from_secs(30)).expect("broker started");
-    Broker { child, addr, _dir: dir }
+    let addr = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("broker started");
+    Broker {
+        child,
+        addr,
+        _dir: dir,
+    }
 }
 
 fn run_load(args: &[&str], json: &std::path::Path) -> serde_json::Value {
@@ -71,7 +85,10 @@ fn run_load(args: &[&str], json: &std::path::Path) -> serde_json::Value {
         String::from_utf8_lossy(&out.stderr)
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("records/sec"), "perf-test style summary line:\n{stdout}");
+    assert!(
+        stdout.contains("records/sec"),
+        "perf-test style summary line:\n{stdout}"
+    );
     serde_json::from_slice(&std::fs::read(json).unwrap()).unwrap()
 }
 
@@ -82,7 +99,21 @@ fn produce_then_consume_counts_match() {
     let (pj, cj) = (dir.path().join("p.json"), dir.path().join("c.json"));
     let n = "20000";
     let produced = run_load(
-        &["produce", "--bootstrap", &broker.addr, "--topic", "load-t", "--partitions", "4", "--messages", n, "--acks", "all", "--keyed", "-q"],
+        &[
+            "produce",
+            "--bootstrap",
+            &broker.addr,
+            "--topic",
+            "load-t",
+            "--partitions",
+            "4",
+            "--messages",
+            n,
+            "--acks",
+            "all",
+            "--keyed",
+            "-q",
+        ],
         &pj,
     );
     for key in ["mode", "config", "machine", "results"] {
@@ -92,7 +123,17 @@ fn produce_then_consume_counts_match() {
     assert_eq!(produced["results"]["produced"]["errors"], 0);
     assert!(produced["results"]["latency_ms"]["p99"].as_f64().is_some());
     let consumed = run_load(
-        &["consume", "--bootstrap", &broker.addr, "--topic", "load-t", "--from-beginning", "--messages", n, "-q"],
+        &[
+            "consume",
+            "--bootstrap",
+            &broker.addr,
+            "--topic",
+            "load-t",
+            "--from-beginning",
+            "--messages",
+            n,
+            "-q",
+        ],
         &cj,
     );
     assert_eq!(consumed["results"]["consumed"]["messages"], 20000);
@@ -105,7 +146,22 @@ fn e2e_consumes_exactly_what_it_produces() {
     let dir = tempfile::tempdir().unwrap();
     let j = dir.path().join("e.json");
     let r = run_load(
-        &["e2e", "--bootstrap", &broker.addr, "--topic", "load-e2e", "--partitions", "2", "--rate", "2000", "--duration", "2s", "--warmup", "0s", "-q"],
+        &[
+            "e2e",
+            "--bootstrap",
+            &broker.addr,
+            "--topic",
+            "load-e2e",
+            "--partitions",
+            "2",
+            "--rate",
+            "2000",
+            "--duration",
+            "2s",
+            "--warmup",
+            "0s",
+            "-q",
+        ],
         &j,
     );
     let p = r["results"]["produced"]["messages"].as_u64().unwrap();
