@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target for SECONDS each (default 600), one after another, on one core.
+# Seeds: net/fuzz/corpus (request frames captured from real clients with capture-corpus.py) and
+# storage/fuzz/corpus (batches and segments those clients wrote through the broker).
 # Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`). Logs to target/fuzz-logs/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,8 +10,10 @@ mkdir -p target/fuzz-logs
 run() {
     local crate_dir="$1" target="$2" corpus="$3"
     echo "== $crate_dir $target (${SECONDS_EACH}s)"
-    mkdir -p "$crate_dir/fuzz/corpus/$corpus"
-    (cd "$crate_dir" && cargo +nightly fuzz run "$target" "fuzz/corpus/$corpus" -- \
+    # New inputs go to target/ (first corpus dir); the committed seeds stay as captured.
+    local work="$PWD/target/fuzz-corpus/$target"
+    mkdir -p "$work" "$crate_dir/fuzz/corpus/$corpus"
+    (cd "$crate_dir" && cargo +nightly fuzz run "$target" "$work" "fuzz/corpus/$corpus" -- \
         -max_total_time="$SECONDS_EACH" -rss_limit_mb=2048 -max_len=262144) \
         > "target/fuzz-logs/$target.log" 2>&1
     tail -n 3 "target/fuzz-logs/$target.log"
