@@ -334,7 +334,8 @@ def report(res_dir, out, meta_path):
         w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in prod:
             mbps = r["res"]["throughput_mb_per_sec"] * 1048576 if r_ok(r) else None
-            w(f"| {r['flush']} | {r['acks']} | {r['partitions']} | "
+            acks = f"{r['acks']} (idempotent)" if r['name'].endswith('-idempotent') else r['acks']
+            w(f"| {r['flush']} | {acks} | {r['partitions']} | "
               f"{fmt(r['res']['throughput_msgs_per_sec'], 0) if r_ok(r) else '–'} | "
               f"{fmt(mbps and mbps / MB)} | {pct(mbps / loop if mbps and loop else None)} | "
               f"{pct(mbps / disk if mbps and disk else None)} | "
