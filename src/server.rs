@@ -112,6 +112,7 @@ fn wait_for_signal(set: &libc::sigset_t) -> i32 {
 }
 
 pub fn run(config: Config) -> Result<(), StartError> {
+    sluice_storage::keep_large_buffers_in_heap();
     let _lock = prepare_data_dir(&config.args.data_dir)?;
     let image = metadata::load(&config.args.data_dir)?;
 

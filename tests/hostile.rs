@@ -207,6 +207,11 @@ fn hostile_clients_do_not_hurt_anyone_else() {
         ResponseError::UnknownTopicOrPartition.code()
     );
     assert_eq!(
+        produce_raw(&mut raw, "__consumer_offsets", 0, good.clone()),
+        ResponseError::InvalidTopicException.code(),
+        "clients cannot write the internal offsets topic"
+    );
+    assert_eq!(
         produce_raw(&mut raw, "no-such-topic-x", 0, good.clone()),
         0,
         "auto-created"
@@ -261,11 +266,15 @@ fn idle_connections_are_closed_after_the_idle_timeout() {
 #[test]
 fn connection_limit_closes_extra_connections() {
     let broker = Broker::start(&["--cores", "1", "--max-connections", "5"]);
-    let held: Vec<TcpStream> = (0..5)
-        .map(|_| TcpStream::connect(&broker.addr).unwrap())
+    // Each held connection gets an answer, so the broker has accepted and counted all five.
+    let held: Vec<Raw> = (0..5)
+        .map(|_| {
+            let mut raw = Raw::connect(&broker.addr);
+            raw.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+            assert!(raw.recv_frame().is_some(), "held connection served");
+            raw
+        })
         .collect();
-    // Let the broker account for them, bounded.
-    std::thread::sleep(Duration::from_millis(200));
     let mut extra = TcpStream::connect(&broker.addr).unwrap();
     extra
         .set_read_timeout(Some(Duration::from_secs(10)))

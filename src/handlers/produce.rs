@@ -139,6 +139,8 @@ pub async fn dispatch(shard: &Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispa
                 Some(m) if p.index < 0 || p.index >= m.partitions => {
                     fail(ResponseError::UnknownTopicOrPartition)
                 }
+                // Internal topics (__consumer_offsets) are written by the broker only, as in Kafka.
+                Some(m) if m.internal => fail(ResponseError::InvalidTopicException),
                 Some(_) if records.is_empty() => fail(ResponseError::CorruptMessage),
                 Some(m) => {
                     let owner = shard.owner_of(m, p.index);

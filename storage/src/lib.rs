@@ -20,7 +20,7 @@ mod segment;
 pub mod stats;
 pub mod test_util;
 
-pub use aligned::BLOCK_BYTES;
+pub use aligned::{keep_large_buffers_in_heap, BLOCK_BYTES};
 pub use batch::{validate_batches, BatchError, BatchHeader};
 pub use config::{FlushPolicy, IoMode, LogConfig, TimestampType};
 pub use error::StorageError;
