@@ -7,15 +7,17 @@
 //! enough that running them all at once on a small machine would only make timeouts likelier.
 //! Every script is killed (with its whole process group) after `script_timeout()`.
 //!
-//! The broker start/stop here is a copy of the few lines needed from tests/common (which also
-//! builds rdkafka clients this file does not use).
+//! The broker is started and stopped with the shared harness in tests/common.
 
-use std::io::{BufRead, BufReader, Read};
+mod common;
+
+use common::Broker;
+use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{mpsc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 /// One client at a time (see the module doc).
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -113,99 +115,6 @@ fn run_bounded(cmd: &mut Command, timeout: Duration) -> (Option<i32>, String) {
 fn tail(s: &str, lines: usize) -> String {
     let all: Vec<&str> = s.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
-}
-
-/// Bound on broker start-up and on its clean exit after SIGTERM.
-const BROKER_WAIT: Duration = Duration::from_secs(30);
-
-/// The real `sluice` binary on a free loopback port with its own data dir; killed on drop.
-struct Broker {
-    child: Option<Child>,
-    addr: String,
-    dir: PathBuf,
-}
-
-impl Broker {
-    fn start(args: &[&str]) -> Broker {
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or_default();
-        let dir =
-            std::env::temp_dir().join(format!("sluice-matrix-{}-{nanos}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("create broker temp dir");
-        let log = std::fs::File::create(dir.join("broker.log")).expect("create broker log");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--metrics-listen",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(dir.join("data"))
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            .spawn()
-            .expect("spawn sluice");
-        let stdout = child.stdout.take().expect("broker stdout");
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(addr) = line.strip_prefix("sluice listening on ") {
-                    let _ = tx.send(addr.to_owned());
-                }
-            }
-        });
-        let mut broker = Broker {
-            child: Some(child),
-            addr: String::new(),
-            dir,
-        };
-        match rx.recv_timeout(BROKER_WAIT) {
-            Ok(addr) => broker.addr = addr,
-            Err(_) => panic!(
-                "broker did not start within {BROKER_WAIT:?}; log:\n{}",
-                broker.log()
-            ),
-        }
-        broker
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default()
-    }
-
-    /// SIGTERM, then a bounded wait for the exit code.
-    fn stop(&mut self) -> Option<i32> {
-        let mut child = self.child.take()?;
-        // SAFETY: sending a signal to our own child process.
-        unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + BROKER_WAIT;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("broker did not stop within {BROKER_WAIT:?} after SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 #[test]

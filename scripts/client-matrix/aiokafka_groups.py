@@ -11,12 +11,7 @@ MATRIX_DEBUG=1 turns on aiokafka's debug log.
 """
 
 import asyncio
-import logging
-import os
-import sys
 import time
-import traceback
-import uuid
 from collections import Counter
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -24,23 +19,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.coordinator.protocol import ConsumerProtocolMemberAssignment
 from aiokafka.protocol.admin import DeleteGroupsRequest
 
-BOOT = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:9092"
+from matrix import BOOT, Matrix, check
+
 WAIT_S = 30
-SCENARIOS = []
-
-
-def scenario(fn):
-    SCENARIOS.append(fn)
-    return fn
-
-
-def check(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
-
-
-def fresh(tag):
-    return "aiog-%s-%s" % (tag, uuid.uuid4().hex[:10])
+M = Matrix("aiokafka-groups", "aiog", timeout_s=4 * WAIT_S)
+scenario = M.scenario
+fresh = M.fresh
 
 
 async def admin():
@@ -399,28 +383,5 @@ async def describe_list_and_delete_groups():
         await adm.close()
 
 
-async def main():
-    logging.basicConfig(
-        level=logging.DEBUG if os.environ.get("MATRIX_DEBUG") else logging.CRITICAL,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
-    wanted = set(sys.argv[2:])
-    failed = []
-    for fn in SCENARIOS:
-        if wanted and fn.__name__ not in wanted:
-            continue
-        start = time.monotonic()
-        try:
-            await asyncio.wait_for(fn(), 4 * WAIT_S)
-            print("PASS aiokafka-groups %s (%.1fs)" % (fn.__name__, time.monotonic() - start), flush=True)
-        except Exception:
-            traceback.print_exc()
-            print("FAIL aiokafka-groups %s (%.1fs)" % (fn.__name__, time.monotonic() - start), flush=True)
-            failed.append(fn.__name__)
-    if failed:
-        print("aiokafka-groups: failed scenarios: %s" % " ".join(failed), flush=True)
-        sys.exit(1)
-
-
 if __name__ == "__main__":
-    asyncio.run(main())
+    M.run()

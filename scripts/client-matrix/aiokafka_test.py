@@ -9,38 +9,20 @@ MATRIX_DEBUG=1 turns on aiokafka's debug log.
 """
 
 import asyncio
-import logging
 import os
-import sys
 import time
-import traceback
-import uuid
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError
 
-BOOT = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:9092"
+from matrix import BOOT, SOURCE_DEFAULT, SOURCE_DYNAMIC_TOPIC, SOURCE_STATIC_BROKER, Matrix, check
+
 WAIT_S = 30
-SCENARIOS = []
-SOURCE_DYNAMIC_TOPIC = 1
-SOURCE_STATIC_BROKER = 4
-SOURCE_DEFAULT = 5
-
-
-def scenario(fn):
-    SCENARIOS.append(fn)
-    return fn
-
-
-def check(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
-
-
-def fresh(tag):
-    return "aio-%s-%s" % (tag, uuid.uuid4().hex[:10])
+M = Matrix("aiokafka", "aio", timeout_s=4 * WAIT_S)
+scenario = M.scenario
+fresh = M.fresh
 
 
 async def admin():
@@ -393,28 +375,5 @@ async def configs():
         await adm.close()
 
 
-async def main():
-    logging.basicConfig(
-        level=logging.DEBUG if os.environ.get("MATRIX_DEBUG") else logging.CRITICAL,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
-    wanted = set(sys.argv[2:])
-    failed = []
-    for fn in SCENARIOS:
-        if wanted and fn.__name__ not in wanted:
-            continue
-        start = time.monotonic()
-        try:
-            await asyncio.wait_for(fn(), 4 * WAIT_S)
-            print("PASS aiokafka %s (%.1fs)" % (fn.__name__, time.monotonic() - start), flush=True)
-        except Exception:
-            traceback.print_exc()
-            print("FAIL aiokafka %s (%.1fs)" % (fn.__name__, time.monotonic() - start), flush=True)
-            failed.append(fn.__name__)
-    if failed:
-        print("aiokafka: failed scenarios: %s" % " ".join(failed), flush=True)
-        sys.exit(1)
-
-
 if __name__ == "__main__":
-    asyncio.run(main())
+    M.run()

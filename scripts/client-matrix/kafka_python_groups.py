@@ -10,35 +10,19 @@ PASS/FAIL on its own line, and the exit status is 1 if any failed. Every wait ha
 MATRIX_DEBUG=1 turns on kafka-python's debug log.
 """
 
-import logging
-import os
-import sys
 import threading
 import time
-import traceback
-import uuid
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.structs import OffsetAndMetadata
 
-BOOT = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:9092"
+from matrix import BOOT, Matrix, check
+
 WAIT_S = 60
-SCENARIOS = []
-
-
-def scenario(fn):
-    SCENARIOS.append(fn)
-    return fn
-
-
-def check(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
-
-
-def fresh(tag):
-    return "kpg-%s-%s" % (tag, uuid.uuid4().hex[:10])
+M = Matrix("kafka-python-groups", "kpg", timeout_s=4 * WAIT_S)
+scenario = M.scenario
+fresh = M.fresh
 
 
 def admin():
@@ -189,28 +173,5 @@ def describe_list_and_delete_groups():
     adm.close()
 
 
-def main():
-    logging.basicConfig(
-        level=logging.DEBUG if os.environ.get("MATRIX_DEBUG") else logging.CRITICAL,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
-    wanted = set(sys.argv[2:])
-    failed = []
-    for fn in SCENARIOS:
-        if wanted and fn.__name__ not in wanted:
-            continue
-        start = time.monotonic()
-        try:
-            fn()
-            print("PASS kafka-python-groups %s (%.1fs)" % (fn.__name__, time.monotonic() - start), flush=True)
-        except Exception:
-            traceback.print_exc()
-            print("FAIL kafka-python-groups %s (%.1fs)" % (fn.__name__, time.monotonic() - start), flush=True)
-            failed.append(fn.__name__)
-    if failed:
-        print("kafka-python-groups: failed scenarios: %s" % " ".join(failed), flush=True)
-        sys.exit(1)
-
-
 if __name__ == "__main__":
-    main()
+    M.run()

@@ -8,39 +8,19 @@ the exit status is 1 if any scenario failed. Consumers use manual assignment onl
 no consumer-group APIs are exercised. MATRIX_DEBUG=1 turns on kafka-python's debug log.
 """
 
-import logging
 import os
-import sys
 import time
-import traceback
-import uuid
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import ConfigResource, ConfigResourceType, NewPartitions, NewTopic
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 
-BOOT = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:9092"
+from matrix import BOOT, SOURCE_DEFAULT, SOURCE_DYNAMIC_TOPIC, SOURCE_STATIC_BROKER, Matrix, check
+
 WAIT_S = 30
-SCENARIOS = []
-
-# DescribeConfigs config_source values (KIP-226).
-SOURCE_DYNAMIC_TOPIC = 1
-SOURCE_STATIC_BROKER = 4
-SOURCE_DEFAULT = 5
-
-
-def scenario(fn):
-    SCENARIOS.append(fn)
-    return fn
-
-
-def check(cond, msg):
-    if not cond:
-        raise AssertionError(msg)
-
-
-def fresh(tag):
-    return "kp-%s-%s" % (tag, uuid.uuid4().hex[:10])
+M = Matrix("kafka-python", "kp", timeout_s=4 * WAIT_S)
+scenario = M.scenario
+fresh = M.fresh
 
 
 def admin():
@@ -378,28 +358,5 @@ def configs():
         adm.close()
 
 
-def main():
-    logging.basicConfig(
-        level=logging.DEBUG if os.environ.get("MATRIX_DEBUG") else logging.CRITICAL,
-        format="%(asctime)s %(name)s %(levelname)s %(message)s",
-    )
-    wanted = set(sys.argv[2:])
-    failed = []
-    for fn in SCENARIOS:
-        if wanted and fn.__name__ not in wanted:
-            continue
-        start = time.monotonic()
-        try:
-            fn()
-            print("PASS kafka-python %s (%.1fs)" % (fn.__name__, time.monotonic() - start), flush=True)
-        except Exception:
-            traceback.print_exc()
-            print("FAIL kafka-python %s (%.1fs)" % (fn.__name__, time.monotonic() - start), flush=True)
-            failed.append(fn.__name__)
-    if failed:
-        print("kafka-python: failed scenarios: %s" % " ".join(failed), flush=True)
-        sys.exit(1)
-
-
 if __name__ == "__main__":
-    main()
+    M.run()
