@@ -2,15 +2,19 @@
 //! same run so ratios are meaningful on this (noisy, shared) disk.
 //!
 //! ```sh
-//! cargo bench --bench storage                 # everything, < 5 min
+//! cargo bench --bench storage                 # everything, < 10 min
 //! cargo bench --bench storage -- append       # one group (criterion filter)
 //! cargo bench --bench storage -- --quick      # smoke run
 //! SLUICE_BENCH_DIR=/mnt/nvme/tmp cargo bench --bench storage   # another disk
 //! ```
 //!
 //! Groups (throughput in bytes unless noted):
-//! - `raw`: plain O_DIRECT sequential 1 MiB `write_all_at` through compio, fdatasync every
-//!   16 MiB, on a fresh file (`fresh`) and on a preallocated one (`prealloc`). "The limit".
+//! - `raw`: plain O_DIRECT sequential `write_all_at` through compio, one write in flight: 1 MiB
+//!   writes with fdatasync every 16 MiB on a fresh file (`fresh`) and on a preallocated one
+//!   (`prealloc`), 1 MiB / 4 MiB writes without fdatasync, 4 MiB writes with a concurrent
+//!   fdatasync every 100 ms; the 1 MiB fdatasync, 1 MiB no-sync and 100 ms variants also over
+//!   8 files at once (`prealloc_8files`, the pattern of the 8-partition appends). "The limit":
+//!   BENCHMARKS.md says which variant each append row is divided by.
 //! - `append/{16KiB,1MiB}/{always,interval100ms,never}/{1p,8p}`: `Log::append` of batches of
 //!   1 KiB records, IoMode::Direct. Each partition keeps at most `APPEND_WINDOW_BYTES` appended
 //!   but not yet durable (like a producer's in-flight requests); with 8 partitions the 8 logs are
@@ -22,8 +26,11 @@
 //! - `index`: `Log::read(random offset, 16 KiB)` on the same 256 MiB log split into 16 MiB
 //!   segments (segment search + sparse index lookup + one pread of warm pages); time per lookup.
 //! - `validate`: `validate_batches` on 1 MiB of record batches (CRC-32C dominated).
-//! - `writer_prep`: the CPU the log's writer spends per 16 MiB write before the I/O (zeroed
-//!   aligned allocation + copy), to explain append vs raw.
+//! - `writer_prep`: the CPU the log's writer spends building one 2 MiB write (aligned allocation
+//!   + copy); it overlaps the previous write's I/O.
+//! - `recovery`: `Log::open` of a 10 GiB log (1 GiB segments) with the page cache dropped:
+//!   after a crash (no index for the active 1023 MiB segment: it is scanned and checked batch by
+//!   batch) and after a clean close (nothing scanned).
 //!
 //! Data goes to `$SLUICE_BENCH_DIR` or the cargo target tmp dir (target/tmp), which must be on a
 //! real disk: tmpfs refuses O_DIRECT and the log silently falls back to buffered I/O (a warning
@@ -49,7 +56,7 @@ const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
 /// Value bytes of one record ("1 KiB records").
 const RECORD_VALUE_BYTES: usize = 1000;
-/// Appended-but-not-durable bytes allowed per partition (the writer's largest write is 16 MiB).
+/// Appended-but-not-durable bytes allowed per partition (the writer's largest write is 2 MiB).
 const APPEND_WINDOW_BYTES: usize = 16 * MIB;
 /// Size of the logs the read and index benchmarks scan.
 const READ_LOG_BYTES: usize = 256 * MIB;
@@ -202,8 +209,132 @@ impl IoBuf for RawBuf {
 // ---------------------------------------------------------------------------------------------
 // raw: the disk's O_DIRECT sequential write bandwidth, through compio like the log
 
-const RAW_WRITE_BYTES: usize = MIB;
-const RAW_SYNC_EVERY_BYTES: usize = 16 * MIB;
+/// Bytes per iteration of every raw variant.
+const RAW_ITER_BYTES: usize = 16 * MIB;
+
+/// When a raw variant calls fdatasync.
+#[derive(Clone, Copy, PartialEq)]
+enum RawSync {
+    Never,
+    /// After every `RAW_ITER_BYTES` written, before the next write (like `always`).
+    EveryIter,
+    /// Every 100 ms, concurrently with the writes (like the log's `interval100ms` flusher).
+    Every100ms,
+}
+
+/// One raw variant: `files` files written concurrently, each with `write_bytes` per O_DIRECT
+/// write and one write in flight, fdatasync as `sync` says, files preallocated (like the log's
+/// segments) if `prealloc`. An iteration writes `RAW_ITER_BYTES` to every file.
+struct RawVariant {
+    name: &'static str,
+    param: &'static str,
+    files: usize,
+    write_bytes: usize,
+    sync: RawSync,
+    prealloc: bool,
+}
+
+const RAW_VARIANTS: [RawVariant; 8] = [
+    RawVariant {
+        name: "odirect_1MiB_writes_fdatasync_16MiB",
+        param: "fresh",
+        files: 1,
+        write_bytes: MIB,
+        sync: RawSync::EveryIter,
+        prealloc: false,
+    },
+    RawVariant {
+        name: "odirect_1MiB_writes_fdatasync_16MiB",
+        param: "prealloc",
+        files: 1,
+        write_bytes: MIB,
+        sync: RawSync::EveryIter,
+        prealloc: true,
+    },
+    // Without fdatasync: on a disk with a volatile write cache this is faster, and it is what
+    // `never`/`interval` appends compete with.
+    RawVariant {
+        name: "odirect_1MiB_writes_nosync",
+        param: "prealloc",
+        files: 1,
+        write_bytes: MIB,
+        sync: RawSync::Never,
+        prealloc: true,
+    },
+    RawVariant {
+        name: "odirect_4MiB_writes_nosync",
+        param: "prealloc",
+        files: 1,
+        write_bytes: 4 * MIB,
+        sync: RawSync::Never,
+        prealloc: true,
+    },
+    // Eight files at once, as the 8-partition appends write: what the disk gives that pattern.
+    RawVariant {
+        name: "odirect_1MiB_writes_fdatasync_16MiB",
+        param: "prealloc_8files",
+        files: 8,
+        write_bytes: MIB,
+        sync: RawSync::EveryIter,
+        prealloc: true,
+    },
+    RawVariant {
+        name: "odirect_1MiB_writes_nosync",
+        param: "prealloc_8files",
+        files: 8,
+        write_bytes: MIB,
+        sync: RawSync::Never,
+        prealloc: true,
+    },
+    // The device work of `interval100ms`: writes plus a concurrent fdatasync every 100 ms.
+    RawVariant {
+        name: "odirect_4MiB_writes_fdatasync_100ms",
+        param: "prealloc",
+        files: 1,
+        write_bytes: 4 * MIB,
+        sync: RawSync::Every100ms,
+        prealloc: true,
+    },
+    RawVariant {
+        name: "odirect_4MiB_writes_fdatasync_100ms",
+        param: "prealloc_8files",
+        files: 8,
+        write_bytes: 4 * MIB,
+        sync: RawSync::Every100ms,
+        prealloc: true,
+    },
+];
+
+/// Writes `iters × RAW_ITER_BYTES` to `file` as `v` says; the buffer goes back and forth.
+async fn raw_write_file(file: &compio::fs::File, v: &RawVariant, iters: u64) {
+    let writes = async {
+        let mut buf = RawBuf::new(v.write_bytes);
+        let mut pos = 0u64;
+        for _ in 0..iters {
+            for _ in 0..RAW_ITER_BYTES / v.write_bytes {
+                let mut w = file;
+                let compio::BufResult(res, b) = w.write_all_at(buf, pos).await;
+                res.expect("write");
+                buf = b;
+                pos += v.write_bytes as u64;
+            }
+            if v.sync == RawSync::EveryIter {
+                file.sync_data().await.expect("fdatasync");
+            }
+        }
+    };
+    if v.sync != RawSync::Every100ms {
+        return writes.await;
+    }
+    let syncs = async {
+        loop {
+            compio::time::sleep(Duration::from_millis(100)).await;
+            file.sync_data().await.expect("fdatasync");
+        }
+    };
+    // Done when the writes are, like an `interval100ms` append (it waits for no fdatasync).
+    futures_util::future::select(std::pin::pin!(writes), std::pin::pin!(syncs)).await;
+}
 
 fn bench_raw(c: &mut Criterion) {
     let rt = Runtime::new().expect("runtime");
@@ -213,22 +344,20 @@ fn bench_raw(c: &mut Criterion) {
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(3))
         .sampling_mode(SamplingMode::Flat);
-    // One iteration = 16 MiB written (16 × 1 MiB) + one fdatasync.
-    g.throughput(Throughput::Bytes(RAW_SYNC_EVERY_BYTES as u64));
-    for prealloc in [false, true] {
-        let name = if prealloc { "prealloc" } else { "fresh" };
-        g.bench_function(
-            BenchmarkId::new("odirect_1MiB_writes_fdatasync_16MiB", name),
-            |b| {
-                b.iter_custom(|iters| {
-                    let dir = fresh_dir(&root, "raw");
-                    let path = dir.join("raw.dat");
-                    let total = iters as usize * RAW_SYNC_EVERY_BYTES;
-                    let elapsed = rt.block_on(async {
+    for v in &RAW_VARIANTS {
+        g.throughput(Throughput::Bytes((RAW_ITER_BYTES * v.files) as u64));
+        g.bench_function(BenchmarkId::new(v.name, v.param), |b| {
+            b.iter_custom(|iters| {
+                let dir = fresh_dir(&root, "raw");
+                let total = iters as usize * RAW_ITER_BYTES;
+                let elapsed = rt.block_on(async {
+                    let mut files = Vec::with_capacity(v.files);
+                    for i in 0..v.files {
                         let mut opts = compio::fs::OpenOptions::new();
                         opts.write(true).create(true).custom_flags(libc::O_DIRECT);
+                        let path = dir.join(format!("raw-{i}.dat"));
                         let file = opts.open(&path).await.expect("open O_DIRECT");
-                        if prealloc {
+                        if v.prealloc {
                             use std::os::fd::AsRawFd;
                             // SAFETY: valid fd owned by `file`.
                             let rc = unsafe {
@@ -236,28 +365,23 @@ fn bench_raw(c: &mut Criterion) {
                             };
                             assert_eq!(rc, 0, "fallocate");
                         }
-                        let mut buf = RawBuf::new(RAW_WRITE_BYTES);
-                        let start = Instant::now();
-                        let mut pos = 0u64;
-                        for _ in 0..iters {
-                            for _ in 0..RAW_SYNC_EVERY_BYTES / RAW_WRITE_BYTES {
-                                let mut w = &file;
-                                let compio::BufResult(res, b) = w.write_all_at(buf, pos).await;
-                                res.expect("write");
-                                buf = b;
-                                pos += RAW_WRITE_BYTES as u64;
-                            }
-                            file.sync_data().await.expect("fdatasync");
-                        }
-                        let el = start.elapsed();
-                        file.close().await.expect("close");
-                        el
-                    });
-                    remove_dir(&dir);
-                    elapsed
-                })
-            },
-        );
+                        files.push(file);
+                    }
+                    let start = Instant::now();
+                    futures_util::future::join_all(
+                        files.iter().map(|f| raw_write_file(f, v, iters)),
+                    )
+                    .await;
+                    let el = start.elapsed();
+                    for f in files {
+                        f.close().await.expect("close");
+                    }
+                    el
+                });
+                remove_dir(&dir);
+                elapsed
+            })
+        });
     }
     g.finish();
 }
@@ -358,11 +482,9 @@ fn drop_page_cache(dir: &Path) {
         return;
     };
     for e in rd.flatten() {
-        if e.path().extension().is_some_and(|x| x == "log") {
-            if let Ok(f) = std::fs::File::open(e.path()) {
-                // SAFETY: valid fd for the duration of the call.
-                unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-            }
+        if let Ok(f) = std::fs::File::open(e.path()) {
+            // SAFETY: valid fd for the duration of the call.
+            unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
         }
     }
 }
@@ -500,33 +622,22 @@ fn bench_validate(c: &mut Criterion) {
     });
     g.finish();
 
-    // CPU the log's writer spends per coalesced write before the I/O starts (it does this on
-    // the shard thread, one write in flight per log): a fresh zeroed 4 KiB-aligned buffer
-    // (AlignedBuf::with_capacity uses alloc_zeroed) plus copying the queued batches into it.
+    // CPU the log's writer spends building one write (at most 2 MiB) before the I/O: a 4 KiB-
+    // aligned heap buffer (not zeroed) plus copying the queued batches into it. The writer
+    // builds the next write while the current one is on the device.
+    sluice_storage::keep_large_buffers_in_heap();
     let mut g = c.benchmark_group("writer_prep");
     g.sample_size(10)
         .warm_up_time(Duration::from_secs(1))
         .measurement_time(Duration::from_secs(2));
-    let src = vec![7u8; 16 * MIB];
+    let src = vec![7u8; 2 * MIB];
     g.throughput(Throughput::Bytes(src.len() as u64));
-    g.bench_function("alloc_zeroed_aligned_16MiB", |b| {
+    g.bench_function("alloc_aligned_2MiB+copy", |b| {
         b.iter(|| {
-            let layout = std::alloc::Layout::from_size_align(16 * MIB, 4096).expect("layout");
-            // SAFETY: non-zero size; freed right below with the same layout.
+            let layout = std::alloc::Layout::from_size_align(src.len(), 4096).expect("layout");
+            // SAFETY: non-zero size; 2 MiB copied into a 2 MiB allocation; freed below.
             unsafe {
-                let p = std::alloc::alloc_zeroed(layout);
-                assert!(!p.is_null());
-                std::hint::black_box(p);
-                std::alloc::dealloc(p, layout);
-            }
-        })
-    });
-    g.bench_function("alloc_zeroed_aligned_16MiB+copy", |b| {
-        b.iter(|| {
-            let layout = std::alloc::Layout::from_size_align(16 * MIB, 4096).expect("layout");
-            // SAFETY: non-zero size; 16 MiB copied into a 16 MiB allocation; freed below.
-            unsafe {
-                let p = std::alloc::alloc_zeroed(layout);
+                let p = std::alloc::alloc(layout);
                 assert!(!p.is_null());
                 std::ptr::copy_nonoverlapping(src.as_ptr(), p, src.len());
                 std::hint::black_box(p);
@@ -537,5 +648,133 @@ fn bench_validate(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_raw, bench_append, bench_read, bench_validate);
+// ---------------------------------------------------------------------------------------------
+// recovery: reopening a 10 GiB log
+
+/// Bytes in the recovery benchmark's log: 9 sealed 1 GiB segments and a 1023 MiB active one.
+const RECOVERY_LOG_BYTES: usize = 10 * 1024 * MIB - MIB;
+
+/// Small files of a log directory (checkpoints, indexes), to put a crashed log back as it was.
+fn snapshot_small_files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let p = e.path();
+        if p.extension().is_none_or(|x| x != "log") {
+            out.push((p.clone(), std::fs::read(&p).expect("read")));
+        }
+    }
+    out
+}
+
+fn restore_small_files(dir: &Path, snap: &[(PathBuf, Vec<u8>)]) {
+    for e in std::fs::read_dir(dir).expect("read_dir").flatten() {
+        let p = e.path();
+        if p.extension().is_none_or(|x| x != "log") && !snap.iter().any(|(s, _)| *s == p) {
+            std::fs::remove_file(&p).expect("remove");
+        }
+    }
+    for (p, bytes) in snap {
+        std::fs::write(p, bytes).expect("write");
+    }
+}
+
+/// A crashed 10 GiB log for the recovery benchmark: its directory, end offset and the small
+/// files as the crash left them.
+struct CrashedLog {
+    dir: PathBuf,
+    end: i64,
+    small_files: Vec<(PathBuf, Vec<u8>)>,
+}
+
+fn write_crashed_log(rt: &Runtime, root: &Path, cfg: &LogConfig) -> CrashedLog {
+    let dir = fresh_dir(root, "recovery").join("log-0");
+    eprintln!("recovery: writing a {} MiB log", RECOVERY_LOG_BYTES >> 20);
+    let end = rt.block_on(async {
+        let log = open_log(dir.clone(), cfg.clone()).await;
+        let batch = batch_of(MIB);
+        let n = (RECOVERY_LOG_BYTES / MIB) as u64;
+        append_workload(std::slice::from_ref(&log), &batch, n).await;
+        eprintln!(
+            "recovery log: {} MiB in {} segments",
+            log.size_bytes() >> 20,
+            log.segment_count()
+        );
+        let end = log.log_end_offset();
+        drop(log); // a crash: no close, the active segment has no index yet
+        end
+    });
+    CrashedLog {
+        small_files: snapshot_small_files(&dir),
+        dir,
+        end,
+    }
+}
+
+fn bench_recovery(c: &mut Criterion) {
+    let rt = Runtime::new().expect("runtime");
+    let root = bench_root();
+    let cfg = log_config(FlushPolicy::Never);
+    // Written on first use, so a criterion filter that skips this group skips the 10 GiB too.
+    let crashed: std::cell::OnceCell<CrashedLog> = std::cell::OnceCell::new();
+    let mut g = c.benchmark_group("recovery");
+    g.sample_size(10)
+        .warm_up_time(Duration::from_millis(1))
+        .measurement_time(Duration::from_secs(5))
+        .sampling_mode(SamplingMode::Flat);
+    // Page cache dropped before every open: what a restart after a reboot sees.
+    g.bench_function("open_after_crash/10GiB_cold", |b| {
+        let log = crashed.get_or_init(|| write_crashed_log(&rt, &root, &cfg));
+        b.iter_custom(|iters| {
+            let mut el = Duration::ZERO;
+            for _ in 0..iters {
+                restore_small_files(&log.dir, &log.small_files);
+                drop_page_cache(&log.dir);
+                el += rt.block_on(async {
+                    let t = Instant::now();
+                    let l = Log::open(log.dir.clone(), cfg.clone()).await.expect("open");
+                    let el = t.elapsed();
+                    assert_eq!(l.log_end_offset(), log.end);
+                    drop(l); // crash again; the snapshot puts the small files back
+                    el
+                });
+            }
+            el
+        })
+    });
+    g.bench_function("open_after_close/10GiB_cold", |b| {
+        let log = crashed.get_or_init(|| write_crashed_log(&rt, &root, &cfg));
+        rt.block_on(async {
+            let l = Log::open(log.dir.clone(), cfg.clone()).await.expect("open");
+            l.close().await.expect("close");
+        });
+        b.iter_custom(|iters| {
+            let mut el = Duration::ZERO;
+            for _ in 0..iters {
+                drop_page_cache(&log.dir);
+                el += rt.block_on(async {
+                    let t = Instant::now();
+                    let l = Log::open(log.dir.clone(), cfg.clone()).await.expect("open");
+                    let el = t.elapsed();
+                    assert_eq!(l.log_end_offset(), log.end);
+                    l.close().await.expect("close");
+                    el
+                });
+            }
+            el
+        })
+    });
+    g.finish();
+    if let Some(parent) = crashed.get().and_then(|l| l.dir.parent()) {
+        remove_dir(parent);
+    }
+}
+
+criterion_group!(
+    benches,
+    bench_raw,
+    bench_append,
+    bench_read,
+    bench_validate,
+    bench_recovery
+);
 criterion_main!(benches);

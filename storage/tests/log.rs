@@ -424,7 +424,7 @@ async fn io_failure_keeps_log_consistent_and_recovers() {
     let log = open(dir.path(), config(IoMode::Direct)).await;
     log.append(batch(2, TS, 100), 0, TS).unwrap();
     log.wait_written(1).await.unwrap();
-    log.inject_write_failures(1);
+    log.inject_write_failure_after(0);
     let info = log.append(batch(3, TS, 100), 0, TS).unwrap();
     assert_eq!(info.base_offset, 2);
     let err = log.wait_written(info.last_offset).await.unwrap_err();
@@ -440,6 +440,53 @@ async fn io_failure_keeps_log_consistent_and_recovers() {
     let log = open(dir.path(), config(IoMode::Direct)).await;
     assert_contiguous(&read_all(&log, 0, 1 << 20).await, 0, 5);
     log.close().await.unwrap();
+}
+
+/// A backlog of several writes' worth is written as a pipeline (the next write built while one
+/// is on the device); a failure in the middle drops the write already built behind it.
+#[compio::test]
+async fn pipelined_writes_and_failure_mid_pipeline() {
+    // About 20 MiB of 513 KiB batches: about ten writes of at most 2 MiB, appended before the
+    // writer runs, so one writer step pipelines them.
+    let big = || batch(512, TS, 1000);
+    for fail_after in [None, Some(0), Some(1), Some(2)] {
+        let dir = tmpdir();
+        let log = open(dir.path(), config(IoMode::Direct)).await;
+        log.append(batch(3, TS, 100), 0, TS).unwrap();
+        log.wait_written(2).await.unwrap();
+        if let Some(ok) = fail_after {
+            log.inject_write_failure_after(ok);
+        }
+        let mut end = 0;
+        for _ in 0..40 {
+            end = log.append(big(), 0, TS).unwrap().last_offset + 1;
+        }
+        let written = log.wait_written(end - 1).await;
+        let hw = log.high_watermark();
+        match fail_after {
+            None => {
+                written.unwrap();
+                assert_eq!(hw, end);
+            }
+            Some(ok) => {
+                assert!(written.unwrap_err().is_no_space());
+                assert_eq!(log.log_end_offset(), hw, "LEO back to the high watermark");
+                assert!(hw >= 3 && hw < end, "hw {hw} end {end}");
+                assert_eq!(hw == 3, ok == 0, "{ok} writes before the failure landed");
+                // A retry lands right after the last good write.
+                let info = log.append(big(), 0, TS).unwrap();
+                assert_eq!(info.base_offset, hw);
+                end = info.last_offset + 1;
+                log.wait_written(end - 1).await.unwrap();
+            }
+        }
+        assert_contiguous(&read_all(&log, 0, 1 << 20).await, 0, end);
+        drop(log); // crash: what is on disk must be exactly the same batches
+        let log = open(dir.path(), config(IoMode::Direct)).await;
+        assert_eq!(log.log_end_offset(), end);
+        assert_contiguous(&read_all(&log, 0, 1 << 20).await, 0, end);
+        log.close().await.unwrap();
+    }
 }
 
 #[compio::test]

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Runs the storage benchmark's `raw` and `append` groups several times and prints the append
+throughput as a ratio of the raw O_DIRECT bandwidth measured in the same round.
+
+Why rounds: on a shared virtual disk the bandwidth drifts by ±30 % within minutes, so one run's
+ratios mostly measure the drift. Each round measures the raw baselines right before the appends;
+the table gives the median ratio over the rounds and the lowest.
+
+Baselines (both shown): raw variants doing the device work the policy implies — fdatasync after
+every 16 MiB for `always`, a concurrent fdatasync every 100 ms for `interval100ms`, none for
+`never` (on a disk with a volatile write cache, no-sync writes run faster than synced ones).
+  disk  = the fastest single-file raw variant of that kind: "the raw disk's O_DIRECT bandwidth".
+  same  = the raw variant with the same pattern: as `disk`, but 8 files at once for 8p rows.
+
+Usage: benches/storage_rounds.py [--rounds N] [--filter REGEX]
+run-matrix.sh imports `baselines` and `target_of` from here for its storage table.
+       (SLUICE_BENCH_DIR is passed through to the benchmark)
+"""
+
+import argparse
+import json
+import pathlib
+import re
+import statistics
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+CRITERION = ROOT / "target" / "criterion"
+
+
+def collect(groups):
+    """{full_id: bytes per second} from criterion's JSON of the last run."""
+    out = {}
+    for g in groups:
+        for bench in (CRITERION / g).glob("**/new/benchmark.json"):
+            meta = json.loads(bench.read_text())
+            est = json.loads((bench.parent / "estimates.json").read_text())
+            nbytes = (meta.get("throughput") or {}).get("Bytes")
+            if nbytes:
+                out[meta["full_id"]] = nbytes / (est["mean"]["point_estimate"] / 1e9)
+    return out
+
+
+SYNC_KIND = {"always": "fdatasync_16MiB", "interval100ms": "fdatasync_100ms", "never": "nosync"}
+
+
+def baselines(row, raw):
+    """(disk, same) baseline bytes/s for an append row id like append/1MiB/never/8p, from
+    {raw id: bytes/s}."""
+    _, _, policy, parts = row.split("/")
+    kind = SYNC_KIND.get(policy)
+    if kind is None:
+        return None, None
+    one = [v for k, v in raw.items() if f"_{kind}/" in k and not k.endswith("_8files")]
+    eight = [v for k, v in raw.items() if f"_{kind}/" in k and k.endswith("_8files")]
+    disk = max(one) if one else None
+    same = (max(eight) if eight else None) if parts == "8p" else disk
+    return disk, same
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--filter", default="raw|append")
+    args = ap.parse_args()
+    rounds = []
+    for i in range(args.rounds):
+        print(f"round {i + 1}/{args.rounds}", file=sys.stderr, flush=True)
+        cmd = ["cargo", "bench", "--bench", "storage", "--", "--noplot", args.filter]
+        subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+        rounds.append(collect(["raw", "append"]))
+    raw_ids = sorted({k for r in rounds for k in r if k.startswith("raw/")})
+    rows = sorted({k for r in rounds for k in r if k.startswith("append/")}, key=sort_key)
+    mib = 1024 * 1024
+    lines = []
+    lines.append("| benchmark | MiB/s per round | ÷ disk (median, min) | ÷ same (median, min) | target |")
+    lines.append("|---|---|---|---|---|")
+    for k in raw_ids:
+        vals = " / ".join(f"{r[k] / mib:,.0f}" for r in rounds if k in r)
+        lines.append(f"| `{k}` | {vals} | – | – | – |")
+    for k in rows:
+        vals, disk_r, same_r = [], [], []
+        for r in rounds:
+            if k not in r:
+                continue
+            raw = {x: v for x, v in r.items() if x.startswith("raw/")}
+            disk, same = baselines(k, raw)
+            vals.append(r[k] / mib)
+            if disk:
+                disk_r.append(r[k] / disk)
+            if same:
+                same_r.append(r[k] / same)
+        target = target_of(k)
+        verdict = "–"
+        if target and disk_r:
+            met = statistics.median(disk_r) >= target
+            verdict = f"≥ {target:.0%}: " + ("met" if met else "**missed**")
+        lines.append(
+            f"| `{k}` | {' / '.join(f'{v:,.0f}' for v in vals)} | {fmt(disk_r)} | {fmt(same_r)} "
+            f"| {verdict} |"
+        )
+    print("\n".join(lines))
+
+
+def fmt(ratios):
+    if not ratios:
+        return "–"
+    return f"{statistics.median(ratios):.0%} ({min(ratios):.0%})"
+
+
+def target_of(row):
+    _, _, policy, parts = row.split("/")
+    if policy == "always":
+        return 0.5 if parts == "8p" else None
+    return 0.8
+
+
+def sort_key(row):
+    m = re.match(r"append/(\d+)(\w+)/(\w+)/(\d+)p", row)
+    if not m:
+        return (row,)
+    size = int(m.group(1)) * (1024 if m.group(2) == "MiB" else 1)
+    order = {"always": 0, "interval100ms": 1, "never": 2}.get(m.group(3), 3)
+    return (size, order, int(m.group(4)))
+
+
+if __name__ == "__main__":
+    main()
