@@ -710,6 +710,22 @@ fn write_crashed_log(rt: &Runtime, root: &Path, cfg: &LogConfig) -> CrashedLog {
     }
 }
 
+/// Time of one `Log::open` of `log` with its page cache dropped; then closes the log cleanly
+/// if `close`, else drops it (a crash).
+fn time_cold_open(rt: &Runtime, log: &CrashedLog, cfg: &LogConfig, close: bool) -> Duration {
+    drop_page_cache(&log.dir);
+    rt.block_on(async {
+        let t = Instant::now();
+        let l = Log::open(log.dir.clone(), cfg.clone()).await.expect("open");
+        let el = t.elapsed();
+        assert_eq!(l.log_end_offset(), log.end);
+        if close {
+            l.close().await.expect("close");
+        }
+        el
+    })
+}
+
 fn bench_recovery(c: &mut Criterion) {
     let rt = Runtime::new().expect("runtime");
     let root = bench_root();
@@ -727,16 +743,9 @@ fn bench_recovery(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut el = Duration::ZERO;
             for _ in 0..iters {
+                // Crash again after each open; the snapshot puts the small files back.
                 restore_small_files(&log.dir, &log.small_files);
-                drop_page_cache(&log.dir);
-                el += rt.block_on(async {
-                    let t = Instant::now();
-                    let l = Log::open(log.dir.clone(), cfg.clone()).await.expect("open");
-                    let el = t.elapsed();
-                    assert_eq!(l.log_end_offset(), log.end);
-                    drop(l); // crash again; the snapshot puts the small files back
-                    el
-                });
+                el += time_cold_open(&rt, log, &cfg, false);
             }
             el
         })
@@ -750,15 +759,7 @@ fn bench_recovery(c: &mut Criterion) {
         b.iter_custom(|iters| {
             let mut el = Duration::ZERO;
             for _ in 0..iters {
-                drop_page_cache(&log.dir);
-                el += rt.block_on(async {
-                    let t = Instant::now();
-                    let l = Log::open(log.dir.clone(), cfg.clone()).await.expect("open");
-                    let el = t.elapsed();
-                    assert_eq!(l.log_end_offset(), log.end);
-                    l.close().await.expect("close");
-                    el
-                });
+                el += time_cold_open(&rt, log, &cfg, true);
             }
             el
         })
