@@ -146,6 +146,12 @@ fn e2e_with_group() {
         "500",
         "--consumers",
         "2",
+        // The mock coordinator has no early completion: a member joining after the 3 s
+        // initial window holds the rebalance for session.timeout.ms - 1 s (44 s by default),
+        // longer than the load generator's 30 s join bound. A short session keeps a late join
+        // (a loaded CI machine) within it.
+        "-X",
+        "session.timeout.ms=6000",
     ]);
     assert_eq!(u(&r, "/results/produced/messages"), 500);
     assert_eq!(u(&r, "/results/consumed/messages"), 500);
