@@ -12,7 +12,12 @@ every 16 MiB for `always`, a concurrent fdatasync every 100 ms for `interval100m
   disk  = the fastest single-file raw variant of that kind: "the raw disk's O_DIRECT bandwidth".
   same  = the raw variant with the same pattern: as `disk`, but 8 files at once for 8p rows.
 
-Usage: benches/storage_rounds.py [--rounds N] [--filter REGEX]
+Paired mode (--paired): the drift is slow next to one benchmark but fast next to a round
+(minutes), so each append row is measured right after its own baselines, one criterion run each,
+and the order alternates between rounds (baselines first, then append first); every ratio comes
+from one such pair.
+
+Usage: benches/storage_rounds.py [--rounds N] [--filter REGEX] [--paired]
 run-matrix.sh imports `baselines` and `target_of` from here for its storage table.
        (SLUICE_BENCH_DIR is passed through to the benchmark)
 """
@@ -63,7 +68,11 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--filter", default="raw|append")
+    ap.add_argument("--paired", action="store_true")
     args = ap.parse_args()
+    if args.paired:
+        paired(args)
+        return
     rounds = []
     for i in range(args.rounds):
         print(f"round {i + 1}/{args.rounds}", file=sys.stderr, flush=True)
@@ -99,6 +108,98 @@ def main():
         lines.append(
             f"| `{k}` | {' / '.join(f'{v:,.0f}' for v in vals)} | {fmt(disk_r)} | {fmt(same_r)} "
             f"| {verdict} |"
+        )
+    print("\n".join(lines))
+
+
+RAW_IDS = {
+    "fdatasync_16MiB": ["raw/odirect_1MiB_writes_fdatasync_16MiB/fresh",
+                        "raw/odirect_1MiB_writes_fdatasync_16MiB/prealloc"],
+    "fdatasync_100ms": ["raw/odirect_4MiB_writes_fdatasync_100ms/prealloc"],
+    "nosync": ["raw/odirect_1MiB_writes_nosync/prealloc",
+               "raw/odirect_4MiB_writes_nosync/prealloc"],
+}
+
+
+RAW_8FILES = {
+    "fdatasync_16MiB": "raw/odirect_1MiB_writes_fdatasync_16MiB/prealloc_8files",
+    "fdatasync_100ms": "raw/odirect_4MiB_writes_fdatasync_100ms/prealloc_8files",
+    "nosync": "raw/odirect_1MiB_writes_nosync/prealloc_8files",
+}
+
+
+def baseline_ids(row):
+    """The raw ids `baselines` picks from for `row`: single-file ones, plus 8 files for 8p."""
+    _, _, policy, parts = row.split("/")
+    kind = SYNC_KIND[policy]
+    ids = list(RAW_IDS[kind])
+    if parts == "8p":
+        ids.append(RAW_8FILES[kind])
+    return ids
+
+
+def bench_binary():
+    """Builds the storage bench once and returns its executable."""
+    cmd = ["cargo", "bench", "--bench", "storage", "--no-run", "--message-format=json"]
+    out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    exe = None
+    for line in out.splitlines():
+        msg = json.loads(line)
+        if msg.get("reason") == "compiler-artifact" and msg.get("executable") \
+                and msg["target"]["name"] == "storage":
+            exe = msg["executable"]
+    if exe is None:
+        sys.exit("storage bench executable not found")
+    return exe
+
+
+def run_one(exe, bench_id):
+    """Runs exactly `bench_id`; returns its bytes/s."""
+    cmd = [exe, "--bench", "--noplot", "^" + re.escape(bench_id) + "$"]
+    subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    got = collect([bench_id.split("/")[0]])
+    if bench_id not in got:
+        sys.exit(f"{bench_id}: no result")
+    return got[bench_id]
+
+
+def paired(args):
+    exe = bench_binary()
+    listed = subprocess.run([exe, "--bench", "--list", args.filter], cwd=ROOT, check=True,
+                            capture_output=True, text=True).stdout
+    rows = sorted({line.split(":")[0] for line in listed.splitlines()
+                   if line.startswith("append/")}, key=sort_key)
+    rows = [r for r in rows if r.split("/")[2] in SYNC_KIND]
+    mib = 1024 * 1024
+    result = {r: [] for r in rows}  # row -> [(append, disk, same)]
+    for i in range(args.rounds):
+        for row in rows:
+            print(f"round {i + 1}/{args.rounds}: {row}", file=sys.stderr, flush=True)
+            ids = baseline_ids(row)
+            order = ids + [row] if i % 2 == 0 else [row] + ids
+            got = {b: run_one(exe, b) for b in order}
+            disk, same = baselines(row, {b: got[b] for b in ids})
+            result[row].append((got[row], disk, same))
+    lines = [
+        f"Paired: {args.rounds} rounds; per pair the append row and its baselines back to back.",
+        "",
+        "| benchmark | append MiB/s per pair | disk MiB/s per pair | ÷ disk (median, min) "
+        "| ÷ same (median, min) | target |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        pairs = result[row]
+        disk_r = [a / d for a, d, _ in pairs]
+        same_r = [a / s for a, _, s in pairs]
+        target = target_of(row)
+        verdict = "–"
+        if target:
+            met = statistics.median(disk_r) >= target
+            verdict = f"≥ {target:.0%}: " + ("met" if met else "**missed**")
+        lines.append(
+            f"| `{row}` | {' / '.join(f'{a / mib:,.0f}' for a, _, _ in pairs)} "
+            f"| {' / '.join(f'{d / mib:,.0f}' for _, d, _ in pairs)} "
+            f"| {fmt(disk_r)} | {fmt(same_r)} | {verdict} |"
         )
     print("\n".join(lines))
 
