@@ -134,20 +134,16 @@ pub(crate) async fn open_write(path: &Path, mode: IoMode) -> io::Result<(File, I
 /// window keeps appends landing in allocated blocks at a bounded cost per partition.
 pub const PREALLOCATE_STEP_BYTES: u64 = 8 << 20;
 
-/// Reserves `[offset, offset + len)` of `file` without changing its visible size. Best effort:
+/// Reserves `[offset, offset + len)` of `file` and extends its size to cover it (the active
+/// segment ends in zeros, which recovery truncates; close and roll cut it to the exact length).
+/// Writes then stay inside the file: ext4 cannot issue an O_DIRECT write that extends the file
+/// without blocking, so io_uring would hand every such write to a worker thread. Best effort:
 /// returns false (and logs at debug) where fallocate is unsupported or the disk is full.
 pub(crate) fn preallocate_range(file: &File, offset: u64, len: u64) -> bool {
     use std::os::fd::AsRawFd;
     let fd = file.as_raw_fd();
     // SAFETY: fd is an open file descriptor owned by `file` for the duration of the call.
-    let rc = unsafe {
-        libc::fallocate(
-            fd,
-            libc::FALLOC_FL_KEEP_SIZE,
-            offset as libc::off_t,
-            len as libc::off_t,
-        )
-    };
+    let rc = unsafe { libc::fallocate(fd, 0, offset as libc::off_t, len as libc::off_t) };
     if rc != 0 {
         let e = io::Error::last_os_error();
         if e.raw_os_error() != Some(libc::EOPNOTSUPP) {

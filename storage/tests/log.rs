@@ -481,12 +481,30 @@ async fn pipelined_writes_and_failure_mid_pipeline() {
             }
         }
         assert_contiguous(&read_all(&log, 0, 1 << 20).await, 0, end);
+        let data_bytes = log.size_bytes();
+        // The active segment is preallocated past its data (zeros), which recovery truncates.
+        assert!(log_files_bytes(dir.path()) > data_bytes);
         drop(log); // crash: what is on disk must be exactly the same batches
         let log = open(dir.path(), config(IoMode::Direct)).await;
         assert_eq!(log.log_end_offset(), end);
         assert_contiguous(&read_all(&log, 0, 1 << 20).await, 0, end);
         log.close().await.unwrap();
+        assert_eq!(
+            log_files_bytes(dir.path()),
+            data_bytes,
+            "close cuts to the exact length"
+        );
     }
+}
+
+/// Total length of the `.log` files in `dir`.
+fn log_files_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "log"))
+        .map(|p| std::fs::metadata(p).unwrap().len())
+        .sum()
 }
 
 #[compio::test]
