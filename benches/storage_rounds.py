@@ -50,17 +50,26 @@ def collect(groups):
 SYNC_KIND = {"always": "fdatasync_16MiB", "interval100ms": "fdatasync_100ms", "never": "nosync"}
 
 
-def baselines(row, raw):
-    """(disk, same) baseline bytes/s for an append row id like append/1MiB/never/8p, from
-    {raw id: bytes/s}."""
+def baseline_ids(row, raw_ids):
+    """The raw ids an append row like append/1MiB/never/8p is divided by: (single-file ones
+    with the same sync kind, the 8-file ones for 8p rows, else none)."""
     _, _, policy, parts = row.split("/")
     kind = SYNC_KIND.get(policy)
     if kind is None:
+        return [], []
+    same_kind = [k for k in raw_ids if f"_{kind}/" in k]
+    one = [k for k in same_kind if not k.endswith("_8files")]
+    eight = [k for k in same_kind if k.endswith("_8files")] if parts == "8p" else []
+    return one, eight
+
+
+def baselines(row, raw):
+    """(disk, same) baseline bytes/s for an append row id, from {raw id: bytes/s}."""
+    one, eight = baseline_ids(row, raw)
+    if not one and not eight:
         return None, None
-    one = [v for k, v in raw.items() if f"_{kind}/" in k and not k.endswith("_8files")]
-    eight = [v for k, v in raw.items() if f"_{kind}/" in k and k.endswith("_8files")]
-    disk = max(one) if one else None
-    same = (max(eight) if eight else None) if parts == "8p" else disk
+    disk = max(raw[k] for k in one) if one else None
+    same = (max(raw[k] for k in eight) if eight else None) if row.endswith("/8p") else disk
     return disk, same
 
 
@@ -112,32 +121,6 @@ def main():
     print("\n".join(lines))
 
 
-RAW_IDS = {
-    "fdatasync_16MiB": ["raw/odirect_1MiB_writes_fdatasync_16MiB/fresh",
-                        "raw/odirect_1MiB_writes_fdatasync_16MiB/prealloc"],
-    "fdatasync_100ms": ["raw/odirect_4MiB_writes_fdatasync_100ms/prealloc"],
-    "nosync": ["raw/odirect_1MiB_writes_nosync/prealloc",
-               "raw/odirect_4MiB_writes_nosync/prealloc"],
-}
-
-
-RAW_8FILES = {
-    "fdatasync_16MiB": "raw/odirect_1MiB_writes_fdatasync_16MiB/prealloc_8files",
-    "fdatasync_100ms": "raw/odirect_4MiB_writes_fdatasync_100ms/prealloc_8files",
-    "nosync": "raw/odirect_1MiB_writes_nosync/prealloc_8files",
-}
-
-
-def baseline_ids(row):
-    """The raw ids `baselines` picks from for `row`: single-file ones, plus 8 files for 8p."""
-    _, _, policy, parts = row.split("/")
-    kind = SYNC_KIND[policy]
-    ids = list(RAW_IDS[kind])
-    if parts == "8p":
-        ids.append(RAW_8FILES[kind])
-    return ids
-
-
 def bench_binary():
     """Builds the storage bench once and returns its executable."""
     cmd = ["cargo", "bench", "--bench", "storage", "--no-run", "--message-format=json"]
@@ -165,20 +148,23 @@ def run_one(exe, bench_id):
 
 def paired(args):
     exe = bench_binary()
-    listed = subprocess.run([exe, "--bench", "--list", args.filter], cwd=ROOT, check=True,
+    listed = subprocess.run([exe, "--bench", "--list"], cwd=ROOT, check=True,
                             capture_output=True, text=True).stdout
-    rows = sorted({line.split(":")[0] for line in listed.splitlines()
-                   if line.startswith("append/")}, key=sort_key)
+    ids = [line.split(":")[0] for line in listed.splitlines() if ":" in line]
+    raw_ids = [k for k in ids if k.startswith("raw/")]
+    rows = sorted({k for k in ids if k.startswith("append/") and re.search(args.filter, k)},
+                  key=sort_key)
     rows = [r for r in rows if r.split("/")[2] in SYNC_KIND]
     mib = 1024 * 1024
     result = {r: [] for r in rows}  # row -> [(append, disk, same)]
     for i in range(args.rounds):
         for row in rows:
             print(f"round {i + 1}/{args.rounds}: {row}", file=sys.stderr, flush=True)
-            ids = baseline_ids(row)
-            order = ids + [row] if i % 2 == 0 else [row] + ids
+            one, eight = baseline_ids(row, raw_ids)
+            base = one + eight
+            order = base + [row] if i % 2 == 0 else [row] + base
             got = {b: run_one(exe, b) for b in order}
-            disk, same = baselines(row, {b: got[b] for b in ids})
+            disk, same = baselines(row, {b: got[b] for b in base})
             result[row].append((got[row], disk, same))
     lines = [
         f"Paired: {args.rounds} rounds; per pair the append row and its baselines back to back.",

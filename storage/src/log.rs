@@ -120,8 +120,6 @@ struct PreparedWrite {
     logical_len: usize,
     /// Each batch and its position in `buf`.
     placed: Vec<(ScannedBatch, i32)>,
-    /// `buf` starts with the partial last block already on disk (rewritten with more data).
-    rewrites_tail_block: bool,
 }
 
 struct CachedBatch {
@@ -1069,7 +1067,7 @@ impl Log {
     fn prepare_write(&self, after: Option<(u64, &[u8])>) -> io::Result<Option<PreparedWrite>> {
         let mut items = Vec::new();
         let mut total = 0usize;
-        let (file, start, mut buf, rewrites_tail_block) = {
+        let (file, start, mut buf) = {
             let mut st = self.state.borrow_mut();
             while let Some(Pending::Append(p)) = st.pending.front() {
                 if !items.is_empty() && total + p.records.len() > WRITE_BYTES_MAX {
@@ -1094,7 +1092,7 @@ impl Log {
             let (size, tail) = after.unwrap_or((s.size, &s.tail));
             let mut buf = AlignedBuf::with_capacity(tail.len() + total);
             buf.extend_from_slice(tail);
-            (f, round_down(size), buf, !tail.is_empty())
+            (f, round_down(size), buf)
         };
         let mut placed: Vec<(ScannedBatch, i32)> = Vec::new();
         for item in &items {
@@ -1133,7 +1131,6 @@ impl Log {
             buf,
             logical_len,
             placed,
-            rewrites_tail_block,
         }))
     }
 
@@ -1156,7 +1153,6 @@ impl Log {
             buf,
             logical_len,
             placed,
-            rewrites_tail_block,
         } = w;
         let new_size = start + logical_len as u64;
         let new_tail_start = (round_down(new_size) - start) as usize;
@@ -1170,6 +1166,8 @@ impl Log {
         // interleaved A/B (BENCHMARKS.md). The two ranges are disjoint; both are
         // awaited before anything is published, so a crash between them is a torn write that
         // recovery truncates, as before.
+        // Bytes before the first batch are the partial last block already on disk.
+        let rewrites_tail_block = placed.first().is_some_and(|(_, at)| *at > 0);
         let head = if rewrites_tail_block && buf.len() > BLOCK_BYTES {
             let mut h = AlignedBuf::with_capacity(BLOCK_BYTES);
             h.extend_from_slice(&buf.as_slice()[..BLOCK_BYTES]);
@@ -1203,25 +1201,22 @@ impl Log {
                     body_res = Some(r);
                 }
             }
-            head_res.is_some() && body_res.is_some()
+            if head_res.is_some() && body_res.is_some() {
+                Poll::Ready(())
+            } else {
+                Poll::Pending
+            }
         };
         // The first poll queues the writes on the ring; flushing submits them to the kernel now
         // instead of when this task next yields, so the device works while the next is built.
-        let done = std::future::poll_fn(|cx| Poll::Ready(poll_both(cx))).await;
-        if !done && prepare_next {
-            compio::runtime::Runtime::with_current(|rt| rt.flush());
-            next = Some(self.prepare_write(Some((new_size, &tail_after))));
-        }
-        // Even if preparing failed, the writes on the device are finished first.
-        if !done {
-            std::future::poll_fn(|cx| {
-                if poll_both(cx) {
-                    Poll::Ready(())
-                } else {
-                    Poll::Pending
-                }
-            })
-            .await;
+        let first = std::future::poll_fn(|cx| Poll::Ready(poll_both(cx))).await;
+        if first.is_pending() {
+            if prepare_next {
+                compio::runtime::Runtime::with_current(|rt| rt.flush());
+                next = Some(self.prepare_write(Some((new_size, &tail_after))));
+            }
+            // Even if preparing failed, the writes on the device are finished first.
+            std::future::poll_fn(&mut poll_both).await;
         }
         let (Some(head_res), Some(compio::BufResult(body_res, body))) = (head_res, body_res) else {
             return Err(io::Error::other("write pipeline: a write did not finish"));
