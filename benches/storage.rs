@@ -141,8 +141,24 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Lets the runtime run the other ready tasks (the logs' writers) once before this one goes on.
+async fn yield_to_runtime() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            return std::task::Poll::Ready(());
+        }
+        yielded = true;
+        cx.waker().wake_by_ref();
+        std::task::Poll::Pending
+    })
+    .await
+}
+
 /// Appends `batch` `iters` times to every log (round-robin), keeping at most
-/// `APPEND_WINDOW_BYTES` not yet durable per log; returns once all of it is durable.
+/// `APPEND_WINDOW_BYTES` not yet durable per log; returns once all of it is durable. After each
+/// round the loop yields, as a shard does between produce requests: without that, a sample
+/// smaller than the window queued all of its appends before the first write started.
 async fn append_workload(logs: &[Rc<Log>], batch: &Bytes, iters: u64) -> Duration {
     let window = (APPEND_WINDOW_BYTES / batch.len()).max(1);
     let mut inflight: Vec<VecDeque<i64>> = vec![VecDeque::with_capacity(window + 1); logs.len()];
@@ -157,6 +173,7 @@ async fn append_workload(logs: &[Rc<Log>], batch: &Bytes, iters: u64) -> Duratio
             let info = log.append(batch.clone(), 0, now).expect("append");
             q.push_back(info.last_offset);
         }
+        yield_to_runtime().await;
     }
     for (log, q) in logs.iter().zip(inflight.iter()) {
         if let Some(&o) = q.back() {
