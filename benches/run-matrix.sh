@@ -401,7 +401,7 @@ def report(res_dir, out, meta_path):
           "bandwidth the targets refer to; **÷ same** divides by the raw variant with the same "
           "pattern (8 files for 8p rows). Appends: batches of 1 KiB records; each partition keeps "
           "at most 16 MiB appended-but-not-durable; 8p = 8 logs appended concurrently in one "
-          "runtime. Targets: never/interval ≥ 80 % of the disk; always with 8 partitions ≥ 50 %. "
+          "runtime, yielding to it after each round; raw and append rows measure 10 s each. Targets: never/interval ≥ 80 % of the disk; always with 8 partitions ≥ 50 %. "
           "On a drifting disk one run's ratios are noisy: `benches/storage_rounds.py --paired` "
           "measures each append row right next to its own baselines, several times, and reports "
           "median ratios. `read/…/tail_cache` hands out `Bytes` clones "

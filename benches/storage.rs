@@ -2,7 +2,7 @@
 //! same run so ratios are meaningful on this (noisy, shared) disk.
 //!
 //! ```sh
-//! cargo bench --bench storage                 # everything, about 10 min
+//! cargo bench --bench storage                 # everything, about 5 min
 //! cargo bench --bench storage -- append       # one group (criterion filter)
 //! cargo bench --bench storage -- --quick      # smoke run
 //! SLUICE_BENCH_DIR=/mnt/nvme/tmp cargo bench --bench storage   # another disk
