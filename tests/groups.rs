@@ -811,3 +811,69 @@ fn every_advertised_group_api_version_round_trips() {
     }
     assert_no_broker_errors(&broker);
 }
+
+/// Two commits of one group/partition pipelined on one connection land in one coalesced
+/// `__consumer_offsets` write; the later one must win in memory and after a restart
+/// (issue 20, item 2: they used to apply in wake-up order).
+#[test]
+fn pipelined_commits_apply_in_commit_order() {
+    use common::raw::Raw;
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::*;
+
+    const ROUNDS: i64 = 100;
+    const PIPELINED: i64 = 8;
+    let mut broker = Broker::start(&["--cores", "2"]);
+    broker.create_topic("order", 1, &[]);
+    let sb = |v: &str| StrBytes::from_string(v.to_owned());
+    let commit = |offset: i64| {
+        OffsetCommitRequest::default()
+            .with_group_id(GroupId(sb("g-order")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![OffsetCommitRequestTopic::default()
+                .with_name(TopicName(sb("order")))
+                .with_partitions(vec![OffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)])])
+    };
+    let fetch = OffsetFetchRequest::default()
+        .with_group_id(GroupId(sb("g-order")))
+        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+            .with_name(TopicName(sb("order")))
+            .with_partition_indexes(vec![0])]));
+    // The coordinator answers once its partition is loaded.
+    let committed = |raw: &mut Raw| -> i64 {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let r: OffsetFetchResponse = raw.call(ApiKey::OffsetFetch, 7, &fetch);
+            let p = &r.topics[0].partitions[0];
+            if r.error_code == 0 && p.error_code == 0 {
+                return p.committed_offset;
+            }
+            assert!(Instant::now() < deadline, "OffsetFetch: {r:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let mut raw = Raw::connect(&broker.addr);
+    assert_eq!(committed(&mut raw), -1);
+    let mut last = -1;
+    for round in 0..ROUNDS {
+        let offsets: Vec<i64> = (1..=PIPELINED).map(|i| round * 100 + i).collect();
+        for &offset in &offsets {
+            raw.send(ApiKey::OffsetCommit, 8, &commit(offset));
+        }
+        for _ in &offsets {
+            let (_, r): (i32, OffsetCommitResponse) = raw.recv_next(ApiKey::OffsetCommit, 8);
+            assert_eq!(r.topics[0].partitions[0].error_code, 0, "round {round}");
+        }
+        last = offsets[offsets.len() - 1];
+        assert_eq!(committed(&mut raw), last, "round {round}: an older commit won");
+    }
+    broker.stop();
+    broker.restart();
+    let mut raw = Raw::connect(&broker.addr);
+    assert_eq!(committed(&mut raw), last, "after restart");
+}

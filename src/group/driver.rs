@@ -4,7 +4,9 @@
 //!   coordinator's `Reply` action completes it.
 //! - `Persist` actions are appended to the `__consumer_offsets` partition synchronously (so
 //!   log order = decision order); a task waits for durability (per the flush policy) and feeds
-//!   `Persisted` back. `Snapshot` actions additionally move the log start offset past the
+//!   `Persisted` back — in append order per partition, whatever order the waits finish in
+//!   (two commits of one key in one coalesced write would otherwise apply in wake-up order, and
+//!   memory could keep the older offset while the log replays the newer). `Snapshot` actions additionally move the log start offset past the
 //!   superseded records once the snapshot is durable.
 //! - [`run`] (one task per shard) creates the topic (shard 0), loads this shard's offsets
 //!   partitions, then ticks the coordinator every [`TICK_MS`].
@@ -12,7 +14,7 @@
 //! Invariant: the coordinator's `RefCell` is never borrowed across an `.await`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -36,6 +38,17 @@ pub struct GroupDriver {
     coord: RefCell<Coordinator>,
     waiters: RefCell<HashMap<ReqId, flume::Sender<Reply>>>,
     next_req: Cell<ReqId>,
+    /// Per offsets partition, persists not yet reported, in append order.
+    in_flight: RefCell<HashMap<i32, VecDeque<InFlight>>>,
+    next_persist: Cell<u64>,
+}
+
+/// A `Persist` appended (or refused) and not yet reported back to the coordinator.
+struct InFlight {
+    seq: u64,
+    token: Option<u64>,
+    /// The outcome, once known (0: durable).
+    error: Option<i16>,
 }
 
 impl Default for GroupDriver {
@@ -48,6 +61,8 @@ impl Default for GroupDriver {
             coord: RefCell::new(Coordinator::new(CoordinatorConfig::default(), seed)),
             waiters: RefCell::new(HashMap::new()),
             next_req: Cell::new(1),
+            in_flight: RefCell::new(HashMap::new()),
+            next_persist: Cell::new(0),
         }
     }
 }
@@ -95,41 +110,42 @@ fn execute(shard: &Rc<Shard>, action: Action) {
             partition,
             records,
             token,
-        } => match append(shard, partition, &records) {
-            Ok((log, last)) => {
-                let s = shard.clone();
-                compio::runtime::spawn(async move {
-                    let error = match log.wait_durable(last).await {
-                        Ok(()) => 0,
-                        Err(e) => commit_error(&e).code(),
-                    };
-                    if let Some(token) = token {
-                        feed(&s, Event::Persisted { token, error });
-                    } else if error != 0 {
-                        warn!(partition, error, "persisting group metadata failed");
-                    }
-                })
-                .detach();
-            }
-            Err(e) => {
-                if let Some(token) = token {
-                    feed(
-                        shard,
-                        Event::Persisted {
-                            token,
-                            error: e.code(),
-                        },
-                    );
+        } => {
+            let d = &shard.groups;
+            let seq = d.next_persist.get();
+            d.next_persist.set(seq + 1);
+            let appended = append(shard, partition, &records);
+            d.in_flight
+                .borrow_mut()
+                .entry(partition)
+                .or_default()
+                .push_back(InFlight {
+                    seq,
+                    token,
+                    error: None,
+                });
+            match appended {
+                Ok((log, info)) => {
+                    let s = shard.clone();
+                    compio::runtime::spawn(async move {
+                        let error = match log.wait_append_durable(&info).await {
+                            Ok(()) => 0,
+                            Err(e) => commit_error(&e).code(),
+                        };
+                        persisted(&s, partition, seq, error);
+                    })
+                    .detach();
                 }
+                Err(e) => persisted(shard, partition, seq, e.code()),
             }
-        },
+        }
         Action::Snapshot { partition, records } => {
-            let Ok((log, last)) = append(shard, partition, &records) else {
+            let Ok((log, info)) = append(shard, partition, &records) else {
                 return;
             };
-            let first = last + 1 - records.len() as i64;
+            let first = info.last_offset + 1 - records.len() as i64;
             compio::runtime::spawn(async move {
-                if log.wait_durable(last).await.is_ok() {
+                if log.wait_append_durable(&info).await.is_ok() {
                     match log.delete_records_before(first).await {
                         Ok(start) => info!(partition, log_start_offset = start, live = records.len(), "compacted __consumer_offsets partition"),
                         Err(e) => warn!(partition, error = %e, "moving __consumer_offsets log start failed"),
@@ -141,7 +157,38 @@ fn execute(shard: &Rc<Shard>, action: Action) {
     }
 }
 
-type AppendResult = Result<(Rc<sluice_storage::Log>, i64), ResponseError>;
+/// Records the outcome of persist `seq` and reports every finished persist at the front of the
+/// partition's queue, so the coordinator sees them in append order.
+fn persisted(shard: &Rc<Shard>, partition: i32, seq: u64, error: i16) {
+    let ready: Vec<(Option<u64>, i16)> = {
+        let mut all = shard.groups.in_flight.borrow_mut();
+        let Some(queue) = all.get_mut(&partition) else {
+            return;
+        };
+        if let Some(entry) = queue.iter_mut().find(|e| e.seq == seq) {
+            entry.error = Some(error);
+        }
+        let mut ready = Vec::new();
+        while let Some(error) = queue.front().and_then(|e| e.error) {
+            if let Some(entry) = queue.pop_front() {
+                ready.push((entry.token, error));
+            }
+        }
+        if queue.is_empty() {
+            all.remove(&partition);
+        }
+        ready
+    };
+    for (token, error) in ready {
+        match token {
+            Some(token) => feed(shard, Event::Persisted { token, error }),
+            None if error != 0 => warn!(partition, error, "persisting group metadata failed"),
+            None => {}
+        }
+    }
+}
+
+type AppendResult = Result<(Rc<sluice_storage::Log>, sluice_storage::AppendInfo), ResponseError>;
 
 /// Appends `records` as one batch to offsets partition `partition` (synchronous).
 fn append(shard: &Rc<Shard>, partition: i32, records: &[StoredRecord]) -> AppendResult {
@@ -157,7 +204,7 @@ fn append(shard: &Rc<Shard>, partition: i32, records: &[StoredRecord]) -> Append
         .log
         .append(batch, part.leader_epoch, now)
         .map_err(|e| commit_error(&e))?;
-    Ok((part.log.clone(), info.last_offset))
+    Ok((part.log.clone(), info))
 }
 
 /// Kafka's mapping of append failures to what an OffsetCommit client should see.

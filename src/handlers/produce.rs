@@ -72,8 +72,8 @@ fn append_local(shard: &Shard, topic: &str, index: i32, records: Bytes, acks: i1
             Box::pin(async move {
                 let waited = match acks {
                     0 => Ok(()),
-                    1 => log.wait_written(info.last_offset).await,
-                    _ => log.wait_durable(info.last_offset).await,
+                    1 => log.wait_append_written(&info).await,
+                    _ => log.wait_append_durable(&info).await,
                 };
                 match waited {
                     Ok(()) => PartResult {

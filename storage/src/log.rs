@@ -26,8 +26,10 @@
 //! I/O failure: the failed write's batches and everything queued behind them are dropped, LEO goes
 //! back to the high watermark (acknowledged data is untouched), waiters for those offsets get the
 //! error, and the next `append` retries from the last good position. Offsets of failed appends
-//! are reused; callers must start waiting (`wait_written`) before yielding to the runtime after
-//! `append` to be sure to observe the failure of their own append.
+//! are reused, so a wait must know which append it waits for: `AppendInfo::fail_gen` is the
+//! failure generation at the append, and `wait_append_written` / `wait_append_durable` fail if
+//! any failure after it dropped the appended offsets, even when a later append has since written
+//! other batches at those offsets.
 
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -80,6 +82,8 @@ pub struct AppendInfo {
     pub log_append_time_ms: i64,
     pub log_start_offset: i64,
     pub max_timestamp: i64,
+    /// The log's failure generation when this append was made (see `Log::wait_append_written`).
+    pub fail_gen: u64,
 }
 
 /// Result of [`Log::read`].
@@ -134,6 +138,55 @@ struct Failure {
     error: io::Error,
 }
 
+/// Failures that waits may still need to see: generations increasing and, since a failure
+/// dominates every earlier one with a higher `from_offset`, `from_offset` increasing too. So
+/// the first entry newer than a wait's generation has the lowest `from_offset` of all failures
+/// after it. Bounded: a wait older than a forgotten entry is told it failed (a retry is safe,
+/// an acknowledgement for a dropped batch is not).
+const FAILURES_KEPT: usize = 64;
+
+#[derive(Default)]
+struct Failures {
+    kept: VecDeque<Failure>,
+    /// Generation of the newest forgotten entry (0: none forgotten).
+    forgotten_gen: u64,
+}
+
+impl Failures {
+    fn push(&mut self, f: Failure) {
+        while self
+            .kept
+            .back()
+            .is_some_and(|last| last.from_offset >= f.from_offset)
+        {
+            self.kept.pop_back();
+        }
+        self.kept.push_back(f);
+        if self.kept.len() > FAILURES_KEPT {
+            if let Some(old) = self.kept.pop_front() {
+                self.forgotten_gen = old.gen;
+            }
+        }
+    }
+
+    fn last(&self) -> Option<&Failure> {
+        self.kept.back()
+    }
+
+    /// The failure that dropped `offset` if it was appended at generation `gen0`.
+    fn dropped(&self, gen0: u64, offset: i64) -> Option<io::Error> {
+        if gen0 < self.forgotten_gen {
+            let newest = self.kept.back()?;
+            return Some(clone_io(&newest.error));
+        }
+        self.kept
+            .iter()
+            .find(|f| f.gen > gen0)
+            .filter(|f| offset >= f.from_offset)
+            .map(|f| clone_io(&f.error))
+    }
+}
+
 struct State {
     segments: Vec<Segment>,
     pending: VecDeque<Pending>,
@@ -141,7 +194,8 @@ struct State {
     cache_bytes: usize,
     epochs: Vec<(i32, i64)>,
     epochs_dirty: bool,
-    last_failure: Option<Failure>,
+    failures: Failures,
+    /// A failure dropped everything queued and no append came since.
     failed: bool,
     /// Bytes the active segment will hold once everything queued is written.
     active_projected_bytes: u64,
@@ -210,7 +264,7 @@ impl Log {
             cache_bytes: 0,
             epochs: rec.epochs,
             epochs_dirty: false,
-            last_failure: None,
+            failures: Failures::default(),
             failed: false,
             producers: ProducerStates::default(),
         };
@@ -368,25 +422,58 @@ impl Log {
             log_append_time_ms: log_append_time_ms.unwrap_or(-1),
             log_start_offset: self.log_start.get(),
             max_timestamp,
+            fail_gen: self.fail_gen.get(),
         })
     }
 
-    /// Resolves when everything up to and including `offset` is written, or with the I/O error
-    /// that prevented it.
-    pub async fn wait_written(&self, offset: i64) -> Result<(), StorageError> {
-        self.wait_until(offset, false).await
+    /// Resolves when the batches of `info`'s append are written, or with the I/O error that
+    /// dropped them.
+    pub async fn wait_append_written(&self, info: &AppendInfo) -> Result<(), StorageError> {
+        self.wait_until(info.last_offset, false, info.fail_gen)
+            .await
     }
 
-    /// Resolves when everything up to `offset` is durable per the flush policy.
-    pub async fn wait_durable(&self, offset: i64) -> Result<(), StorageError> {
+    /// Resolves when the batches of `info`'s append are durable per the flush policy, or with
+    /// the I/O error that dropped them.
+    pub async fn wait_append_durable(&self, info: &AppendInfo) -> Result<(), StorageError> {
         let always = self.config.borrow().flush == FlushPolicy::Always;
-        self.wait_until(offset, always).await
+        self.wait_until(info.last_offset, always, info.fail_gen)
+            .await
     }
 
-    async fn wait_until(&self, offset: i64, durable: bool) -> Result<(), StorageError> {
-        let gen0 = self.fail_gen.get();
+    /// Resolves when everything up to and including `offset` is written, or with the I/O error
+    /// of a failure after this call that dropped it. Prefer `wait_append_written`: offsets of
+    /// an append that failed before this call may hold another append's batches by now.
+    pub fn wait_written(&self, offset: i64) -> impl Future<Output = Result<(), StorageError>> + '_ {
+        self.wait_until(offset, false, self.fail_gen.get())
+    }
+
+    /// Resolves when everything up to `offset` is durable per the flush policy (see
+    /// `wait_written` for which failures it reports).
+    pub fn wait_durable(&self, offset: i64) -> impl Future<Output = Result<(), StorageError>> + '_ {
+        let always = self.config.borrow().flush == FlushPolicy::Always;
+        self.wait_until(offset, always, self.fail_gen.get())
+    }
+
+    /// `gen0`: the failure generation when the awaited offsets were appended. A failure after
+    /// it that dropped `offset` is reported even if `offset` was written again since.
+    async fn wait_until(&self, offset: i64, durable: bool, gen0: u64) -> Result<(), StorageError> {
         loop {
             let notified = self.progress.notified();
+            {
+                let st = self.state.borrow();
+                if let Some(error) = st.failures.dropped(gen0, offset) {
+                    return Err(StorageError::Io(error));
+                }
+                if st.failed {
+                    if let Some(f) = st.failures.last() {
+                        if offset >= f.from_offset {
+                            // Nothing is queued there until the next append.
+                            return Err(StorageError::Io(clone_io(&f.error)));
+                        }
+                    }
+                }
+            }
             let reached = if durable {
                 self.durable.get()
             } else {
@@ -397,11 +484,6 @@ impl Log {
             }
             {
                 let st = self.state.borrow();
-                if let Some(f) = &st.last_failure {
-                    if offset >= f.from_offset && (f.gen > gen0 || st.failed) {
-                        return Err(StorageError::Io(clone_io(&f.error)));
-                    }
-                }
                 if self.closed.get() && st.pending.is_empty() && !self.locked.get() {
                     return Err(StorageError::Closed);
                 }
@@ -694,7 +776,7 @@ impl Log {
                 return Ok(());
             }
             if self.fail_gen.get() != gen0 {
-                if let Some(f) = &self.state.borrow().last_failure {
+                if let Some(f) = self.state.borrow().failures.last() {
                     return Err(StorageError::Io(clone_io(&f.error)));
                 }
             }
@@ -919,6 +1001,7 @@ impl Log {
                         log_append_time_ms: -1,
                         log_start_offset: -1,
                         max_timestamp: h.max_timestamp,
+                        fail_gen: self.fail_gen.get(),
                     }))
                 }
                 Check::Append if headers.len() > 1 => {
@@ -1374,7 +1457,7 @@ impl Log {
             st.active_projected_bytes = size;
             st.active_projected_base = base;
         }
-        st.last_failure = Some(Failure {
+        st.failures.push(Failure {
             gen,
             from_offset: hw,
             error,

@@ -4,7 +4,7 @@
 //! was created. Dropping a `Notified` removes its waker, so abandoned long-polls do not pile up.
 
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
@@ -13,7 +13,8 @@ use std::task::{Context, Poll, Waker};
 pub(crate) struct Notify {
     epoch: Cell<u64>,
     next_id: Cell<u64>,
-    waiters: RefCell<HashMap<u64, Waker>>,
+    /// By registration order, so waiters wake in the order they started waiting.
+    waiters: RefCell<BTreeMap<u64, Waker>>,
 }
 
 impl Notify {

@@ -442,6 +442,57 @@ async fn io_failure_keeps_log_consistent_and_recovers() {
     log.close().await.unwrap();
 }
 
+/// Yields to the runtime until the writer has dropped everything queued after a failure.
+async fn until_failed(log: &sluice_storage::Log) {
+    for _ in 0..5000 {
+        if log.log_end_offset() == log.high_watermark() {
+            return;
+        }
+        compio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    panic!("the injected write failure never happened");
+}
+
+/// A wait created at append time but first polled after its append failed and another append
+/// wrote other batches at the same offsets must still report the failure (issue 20, item 1).
+#[compio::test]
+async fn wait_for_a_failed_append_fails_even_after_offsets_are_reused() {
+    let dir = tmpdir();
+    let log = open(dir.path(), config(IoMode::Direct)).await;
+    log.append(batch(2, TS, 100), 0, TS).unwrap();
+    log.wait_written(1).await.unwrap();
+    log.inject_write_failure_after(0);
+    let a = log.append(batch(3, TS, 100), 0, TS).unwrap();
+    let wait_a = log.wait_append_written(&a);
+    let wait_a_offset = log.wait_written(a.last_offset);
+    until_failed(&log).await;
+    let b = log.append(batch(5, TS, 100), 0, TS).unwrap();
+    assert_eq!(b.base_offset, a.base_offset, "offsets of the failed append are reused");
+    log.wait_append_written(&b).await.unwrap();
+    assert!(log.high_watermark() > a.last_offset);
+    let err = wait_a.await.unwrap_err();
+    assert!(err.is_no_space(), "{err:?}");
+    let err = wait_a_offset.await.unwrap_err();
+    assert!(err.is_no_space(), "{err:?}");
+
+    // A later failure at higher offsets does not hide the first one from an older wait.
+    log.inject_write_failure_after(0);
+    let a2 = log.append(batch(2, TS, 100), 0, TS).unwrap();
+    let wait_a2 = log.wait_append_durable(&a2);
+    until_failed(&log).await;
+    let b2 = log.append(batch(4, TS, 100), 0, TS).unwrap();
+    assert_eq!(b2.base_offset, a2.base_offset);
+    log.wait_append_written(&b2).await.unwrap();
+    log.inject_write_failure_after(0);
+    let c2 = log.append(batch(1, TS, 100), 0, TS).unwrap();
+    assert!(c2.base_offset > a2.last_offset);
+    until_failed(&log).await;
+    assert!(wait_a2.await.unwrap_err().is_no_space());
+    let hs = read_all(&log, 0, 1 << 20).await;
+    assert_contiguous(&hs, 0, log.high_watermark());
+    log.close().await.unwrap();
+}
+
 /// A backlog of several writes' worth is written as a pipeline (the next write built while one
 /// is on the device); a failure in the middle drops the write already built behind it.
 #[compio::test]

@@ -74,14 +74,20 @@ impl Raw {
     }
 
     pub fn recv<Resp: Decodable>(&mut self, key: ApiKey, version: i16) -> Resp {
+        let (correlation, resp) = self.recv_next(key, version);
+        assert_eq!(correlation, self.correlation);
+        resp
+    }
+
+    /// The next response (of pipelined requests, in request order) and its correlation id.
+    pub fn recv_next<Resp: Decodable>(&mut self, key: ApiKey, version: i16) -> (i32, Resp) {
         let mut frame = self.recv_frame().expect("response");
         let correlation = frame.get_i32();
-        assert_eq!(correlation, self.correlation);
         if key.response_header_version(version) >= 1 {
             let tags = frame.get_u8();
             assert_eq!(tags, 0);
         }
-        Resp::decode(&mut frame, version).unwrap()
+        (correlation, Resp::decode(&mut frame, version).unwrap())
     }
 }
 
