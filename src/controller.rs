@@ -8,7 +8,7 @@
 //! Metadata writes use blocking std file I/O on shard 0: they are rare (topic admin), small,
 //! and keep this file free of runtime details.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -29,6 +29,10 @@ pub struct Controller {
     image: MetadataImage,
     /// Next producer id to hand out; always below `image.producer_id_block_end`.
     producer_id_next: i64,
+    /// Topics deleted from the image whose partition directories are still being removed on
+    /// some shard; the receiver disconnects when every shard is done. A topic of the same name
+    /// is created only after that, so no shard opens a directory another is still deleting.
+    deleting: HashMap<String, flume::Receiver<()>>,
 }
 
 /// A topic to create.
@@ -73,6 +77,7 @@ impl Controller {
         Controller {
             image,
             producer_id_next,
+            deleting: HashMap::new(),
         }
     }
 }
@@ -103,6 +108,7 @@ fn controller(shard: &Shard) -> &std::cell::RefCell<Controller> {
 /// Applies `change` to a copy of the image; on success persists and broadcasts it.
 async fn commit<T>(
     shard: &Rc<Shard>,
+    what: &'static str,
     change: impl FnOnce(&mut MetadataImage) -> OpResult<T>,
 ) -> OpResult<T> {
     let image = {
@@ -119,6 +125,8 @@ async fn commit<T>(
             ));
         }
         c.image = next.clone();
+        // Crash tests: the change is durable, no shard has applied it yet.
+        crate::util::failpoint(&format!("{what}-committed"));
         (Arc::new(next), out)
     };
     let (image, out) = image;
@@ -177,6 +185,19 @@ fn check_new_topic(shard: &Shard, image: &MetadataImage, t: &NewTopic) -> OpResu
     Ok(partitions)
 }
 
+/// Internal topics (`__consumer_offsets`, and any added later) are the broker's: clients may not
+/// delete them or change their partition count (groups are routed by that count), as Kafka
+/// refuses appends and DeleteRecords to them with INVALID_TOPIC_EXCEPTION.
+pub fn refuse_internal(image: &MetadataImage, name: &str, what: &str) -> OpResult<()> {
+    match image.topic(name) {
+        Some(t) if t.internal => Err(OpError::new(
+            ResponseError::InvalidTopicException,
+            format!("internal topic '{name}' cannot be {what}"),
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// CreateTopics: each topic succeeds or fails on its own.
 pub async fn create_topics(
     shard: &Rc<Shard>,
@@ -197,8 +218,9 @@ pub async fn create_topics(
                 })
             })
         } else {
+            wait_deleted(shard, &t.name).await;
             let sh = shard.clone();
-            commit(shard, move |image| {
+            commit(shard, "create-topic", move |image| {
                 let partitions = check_new_topic(&sh, image, &t)?;
                 let meta = Arc::new(TopicMeta {
                     name: t.name.clone(),
@@ -218,9 +240,41 @@ pub async fn create_topics(
     results
 }
 
-/// DeleteTopics by name.
+/// Waits until no deletion of a topic named `name` is in progress.
+async fn wait_deleted(shard: &Rc<Shard>, name: &str) {
+    loop {
+        let rx = controller(shard).borrow().deleting.get(name).cloned();
+        match rx {
+            Some(rx) => {
+                let _ = rx.recv_async().await;
+            }
+            None => return,
+        }
+    }
+}
+
+/// DeleteTopics by name. Completes once every shard has removed the topic's partitions.
 pub async fn delete_topic(shard: &Rc<Shard>, name: String) -> OpResult<Arc<TopicMeta>> {
-    commit(shard, move |image| {
+    let (_done, rx) = flume::bounded::<()>(1);
+    let mine = {
+        let mut c = controller(shard).borrow_mut();
+        let mine = c.image.topic(&name).is_some() && !c.deleting.contains_key(&name);
+        if mine {
+            c.deleting.insert(name.clone(), rx);
+        }
+        mine
+    };
+    let key = name.clone();
+    let result = delete_topic_now(shard, name).await;
+    if mine {
+        controller(shard).borrow_mut().deleting.remove(&key);
+    }
+    result
+}
+
+async fn delete_topic_now(shard: &Rc<Shard>, name: String) -> OpResult<Arc<TopicMeta>> {
+    commit(shard, "delete-topic", move |image| {
+        refuse_internal(image, &name, "deleted")?;
         let removed = image.topics.remove(&name).ok_or_else(|| {
             OpError::new(
                 ResponseError::UnknownTopicOrPartition,
@@ -247,6 +301,7 @@ pub async fn create_partitions(
                 format!("topic '{name}' does not exist"),
             )
         })?;
+        refuse_internal(image, &name, "given partitions")?;
         if count <= t.partitions {
             return Err(OpError::new(
                 ResponseError::InvalidPartitions,
@@ -268,7 +323,7 @@ pub async fn create_partitions(
         let image = controller(shard).borrow().image.clone();
         return check(&image).map(|_| ());
     }
-    commit(shard, move |image| {
+    commit(shard, "create-partitions", move |image| {
         let t = check(image)?;
         let mut grown = (*t).clone();
         grown.partitions = count;
@@ -316,7 +371,7 @@ pub async fn alter_topic_configs(
         let image = controller(shard).borrow().image.clone();
         return apply(&image).map(|_| ());
     }
-    commit(shard, move |image| {
+    commit(shard, "alter-configs", move |image| {
         let next = apply(image)?;
         info!(topic = %next.name, configs = ?next.configs, "topic config altered");
         image.topics.insert(next.name.clone(), Arc::new(next));
@@ -372,7 +427,7 @@ pub async fn allocate_producer_id(shard: &Rc<Shard>) -> OpResult<i64> {
         (c.producer_id_next, c.image.producer_id_block_end)
     };
     if next >= end {
-        commit(shard, |image| {
+        commit(shard, "producer-ids", |image| {
             image.producer_id_block_end = image.producer_id_block_end.max(next) + PRODUCER_ID_BLOCK;
             Ok(())
         })

@@ -6,6 +6,7 @@ use sluice_storage::{ProducerError, StorageError};
 /// Maps a storage error to the Kafka error a client expects.
 pub fn storage_error(e: &StorageError) -> ResponseError {
     match e {
+        StorageError::Batch(b) if b.is_invalid_record() => ResponseError::InvalidRecord,
         StorageError::Batch(_) => ResponseError::CorruptMessage,
         StorageError::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,

@@ -14,6 +14,7 @@ pub mod handlers;
 pub mod limits;
 pub mod metadata;
 pub mod metrics;
+pub mod partition_dir;
 pub mod records;
 pub mod server;
 pub mod shard;

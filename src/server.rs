@@ -115,6 +115,16 @@ pub fn run(config: Config) -> Result<(), StartError> {
     sluice_storage::keep_large_buffers_in_heap();
     let _lock = prepare_data_dir(&config.args.data_dir)?;
     let image = metadata::load(&config.args.data_dir)?;
+    match crate::partition_dir::sweep(&config.args.data_dir, &image) {
+        Ok(0) => {}
+        Ok(n) => info!(
+            removed = n,
+            "removed partition directories of deleted topics"
+        ),
+        Err(e) => {
+            warn!(error = %e, "sweeping partition directories failed; stale ones are replaced when opened")
+        }
+    }
 
     ensure_port_free(config.args.listen).map_err(|source| StartError::Listen {
         addr: config.args.listen,

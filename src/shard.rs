@@ -197,10 +197,20 @@ impl Shard {
         rx: flume::Receiver<(Arc<MetadataImage>, flume::Sender<()>)>,
     ) {
         while let Ok((image, done)) = rx.recv_async().await {
-            let newer = image.epoch >= self.metadata.borrow().epoch;
-            if newer {
+            let old = self.metadata();
+            if image.epoch >= old.epoch {
                 *self.metadata.borrow_mut() = image.clone();
                 self.reconcile(&image).await;
+                // Topics gone (or re-created under a new id): their committed offsets go too.
+                let deleted: Vec<String> = old
+                    .topics
+                    .values()
+                    .filter(|t| image.topic(&t.name).is_none_or(|n| n.id != t.id))
+                    .map(|t| t.name.clone())
+                    .collect();
+                if !deleted.is_empty() {
+                    crate::group::driver::topics_deleted(&self, deleted);
+                }
             }
             let _ = done.send(());
         }
@@ -224,7 +234,10 @@ impl Shard {
             let removed = self.partitions.borrow_mut().remove(&key);
             if let Some(p) = removed {
                 info!(topic = %p.topic, partition = p.index, "deleting partition log");
-                if let Err(e) = p.log.delete().await {
+                let dir = partition_dir(&self.config, &p.topic, p.index);
+                let tag = uuid::Uuid::from_bytes(p.topic_id).simple().to_string();
+                let aside = crate::partition_dir::delete_path(&dir, &tag);
+                if let Err(e) = p.log.delete_as(aside).await {
                     error!(topic = %p.topic, partition = p.index, error = %e, "deleting partition log failed");
                 }
             }
@@ -240,6 +253,16 @@ impl Shard {
                     continue;
                 }
                 let dir = partition_dir(&self.config, &topic.name, index);
+                let (d, id) = (dir.clone(), topic.id);
+                let prepared =
+                    compio::runtime::spawn_blocking(move || crate::partition_dir::prepare(&d, &id))
+                        .await
+                        .unwrap_or_else(|_| Err(std::io::Error::other("prepare task panicked")));
+                if let Err(e) = prepared {
+                    self.open_failures.set(self.open_failures.get() + 1);
+                    error!(topic = %topic.name, partition = index, error = %e, "preparing partition directory failed; will retry");
+                    continue;
+                }
                 match Log::open(dir, log_config.clone()).await {
                     Ok(log) => {
                         let p = Rc::new(Partition {

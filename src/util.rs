@@ -20,3 +20,15 @@ pub fn topic_name(s: &str) -> TopicName {
 pub fn uuid(id: &[u8; 16]) -> uuid::Uuid {
     uuid::Uuid::from_bytes(*id)
 }
+
+/// Crash-test hook: aborts the process (as `kill -9` would stop it, without any cleanup) when
+/// the `SLUICE_FAILPOINT` environment variable names this point. Read once.
+pub fn failpoint(name: &str) {
+    static ARMED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    let armed = ARMED.get_or_init(|| std::env::var("SLUICE_FAILPOINT").ok());
+    if armed.as_deref() == Some(name) {
+        use std::io::Write;
+        let _ = writeln!(std::io::stderr(), "failpoint {name}: aborting");
+        std::process::abort();
+    }
+}

@@ -870,7 +870,11 @@ fn pipelined_commits_apply_in_commit_order() {
             assert_eq!(r.topics[0].partitions[0].error_code, 0, "round {round}");
         }
         last = offsets[offsets.len() - 1];
-        assert_eq!(committed(&mut raw), last, "round {round}: an older commit won");
+        assert_eq!(
+            committed(&mut raw),
+            last,
+            "round {round}: an older commit won"
+        );
     }
     broker.stop();
     broker.restart();

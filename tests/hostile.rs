@@ -62,16 +62,7 @@ fn framed(body: &[u8]) -> Vec<u8> {
 }
 
 fn produce_raw(raw: &mut Raw, topic: &str, partition: i32, records: Bytes) -> i16 {
-    let req = ProduceRequest::default()
-        .with_acks(1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![TopicProduceData::default()
-            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-            .with_partition_data(vec![PartitionProduceData::default()
-                .with_index(partition)
-                .with_records(Some(records))])]);
-    let resp: ProduceResponse = raw.call(ApiKey::Produce, 9, &req);
-    resp.responses[0].partition_responses[0].error_code
+    raw.produce(topic, partition, records).0
 }
 
 #[test]

@@ -187,6 +187,9 @@ pub enum Event {
         token: u64,
         error: i16,
     },
+    /// These topics were deleted: their committed offsets go too, as in Kafka (a re-created
+    /// topic of the same name must not resume at the old offsets).
+    TopicsDeleted(Vec<String>),
     /// The driver starts loading an offsets partition this shard owns.
     LoadStarted(i32),
     /// One record read from the partition, in log order.
@@ -592,6 +595,7 @@ impl Coordinator {
             Event::Delete(req, g, p) => self.delete(now_ms, req, &g, p),
             Event::OffsetDelete(req, r) => self.offset_delete(req, r),
             Event::Persisted { token, error } => self.persisted(token, error),
+            Event::TopicsDeleted(topics) => self.topics_deleted(&topics),
             Event::LoadStarted(p) => {
                 self.partitions.insert(p, Load::Loading);
                 self.groups.retain(|_, g| g.partition != p);
@@ -1657,6 +1661,60 @@ impl Coordinator {
             records,
             token: Some(token),
         });
+    }
+
+    /// Drops every group's offsets of `topics` and appends their tombstones. Commits of them
+    /// still in flight are durable before the tombstones, so they are answered but not
+    /// applied, and get tombstones too.
+    fn topics_deleted(&mut self, topics: &[String]) {
+        let gone = |t: &str| topics.iter().any(|d| d == t);
+        let mut tombstones: BTreeMap<i32, Vec<StoredRecord>> = BTreeMap::new();
+        let mut bury = |partition: i32, group: &str, topic: String, p: i32| {
+            tombstones
+                .entry(partition)
+                .or_default()
+                .push(StoredRecord::Offset {
+                    group: group.to_owned(),
+                    topic,
+                    partition: p,
+                    value: None,
+                });
+        };
+        for g in self.groups.values_mut() {
+            let keys: Vec<(String, i32)> =
+                g.offsets.keys().filter(|(t, _)| gone(t)).cloned().collect();
+            for (topic, p) in keys {
+                g.offsets.remove(&(topic.clone(), p));
+                bury(g.partition, &g.id, topic, p);
+            }
+        }
+        for write in self.pending.values_mut() {
+            if let PendingWrite::Commit {
+                group,
+                offsets,
+                refused,
+                ..
+            } = write
+            {
+                let Some(partition) = self.groups.get(group.as_str()).map(|g| g.partition) else {
+                    continue;
+                };
+                let (deleted, kept): (Vec<CommitPartition>, Vec<CommitPartition>) =
+                    offsets.drain(..).partition(|o| gone(&o.topic));
+                *offsets = kept;
+                for o in deleted {
+                    refused.push((o.topic.clone(), o.partition, NONE));
+                    bury(partition, group, o.topic, o.partition);
+                }
+            }
+        }
+        for (partition, records) in tombstones {
+            self.out.push(Action::Persist {
+                partition,
+                records,
+                token: None,
+            });
+        }
     }
 
     fn offset_delete(&mut self, req: ReqId, r: OffsetDeleteRequest) {

@@ -90,6 +90,11 @@ impl GroupDriver {
     }
 }
 
+/// Deleted topics: the coordinator drops their committed offsets (see `Event::TopicsDeleted`).
+pub fn topics_deleted(shard: &Rc<Shard>, topics: Vec<String>) {
+    feed(shard, Event::TopicsDeleted(topics));
+}
+
 /// Applies one event now and carries out the resulting actions.
 fn feed(shard: &Rc<Shard>, event: Event) {
     let actions = shard.groups.coord.borrow_mut().on_event(now_ms(), event);

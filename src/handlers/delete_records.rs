@@ -31,6 +31,10 @@ pub async fn handle(shard: Rc<Shard>, req: DeleteRecordsRequest) -> ResponseKind
                 else {
                     return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                 };
+                if meta.internal {
+                    // As Kafka: "Cannot delete records of internal topic".
+                    return base.with_error_code(ResponseError::InvalidTopicException.code());
+                }
                 let offset = p.offset;
                 let r = on_partition(&shard, &meta, p.partition_index, move |part| async move {
                     let part = part.ok_or(ResponseError::NotLeaderOrFollower)?;

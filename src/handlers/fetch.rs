@@ -132,7 +132,13 @@ pub async fn handle(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Res
     }
     let count: usize = req.topics.iter().map(|t| t.partitions.len()).sum();
     if count > PARTITIONS_PER_REQUEST_MAX {
-        return None;
+        // As for Produce: the request is refused by closing the connection (an empty frame
+        // tells the writer to close), never by leaving the client waiting for an answer.
+        tracing::info!(
+            count,
+            "fetch request names too many partitions; closing the connection"
+        );
+        return Some(Vec::new());
     }
 
     // Resolve topics; unknown ones answer with an error per partition.
@@ -218,7 +224,8 @@ pub async fn handle(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Res
             }
         }
         let elapsed = started.elapsed();
-        if total >= min_bytes.max(1)
+        // min_bytes 0 answers at once, as in Kafka.
+        if total >= min_bytes
             || any_error
             || !pending_errors.is_empty()
             || elapsed >= max_wait

@@ -90,6 +90,26 @@ fn append_local(shard: &Shard, topic: &str, index: i32, records: Bytes, acks: i1
     }
 }
 
+/// Batches a client may not write: control batches (Kafka: INVALID_RECORD), and transactional
+/// batches, which need a transaction this broker does not run yet (INVALID_TXN_STATE, as Kafka
+/// answers a transactional batch outside a transaction). Malformed sets are left to storage.
+fn refused_batch(records: &[u8]) -> Option<ResponseError> {
+    let mut pos = 0usize;
+    while let Some(h) = records
+        .get(pos..)
+        .and_then(|rest| sluice_storage::BatchHeader::parse(rest).ok())
+    {
+        if h.is_control() {
+            return Some(ResponseError::InvalidRecord);
+        }
+        if h.is_transactional() {
+            return Some(ResponseError::InvalidTxnState);
+        }
+        pos += h.total_size();
+    }
+    None
+}
+
 struct Item {
     topic: String,
     index: i32,
@@ -132,6 +152,7 @@ pub async fn dispatch(shard: &Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispa
         let mut row = Vec::with_capacity(t.partition_data.len());
         for (pi, p) in t.partition_data.into_iter().enumerate() {
             let records = p.records.unwrap_or_default();
+            let refused = refused_batch(&records);
             let fail =
                 |e| Some(Box::pin(std::future::ready(PartResult::err(e, None))) as PartFuture);
             let fut = match &meta {
@@ -142,6 +163,7 @@ pub async fn dispatch(shard: &Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispa
                 // Internal topics (__consumer_offsets) are written by the broker only, as in Kafka.
                 Some(m) if m.internal => fail(ResponseError::InvalidTopicException),
                 Some(_) if records.is_empty() => fail(ResponseError::CorruptMessage),
+                Some(_) if refused.is_some() => refused.and_then(fail),
                 Some(m) => {
                     let owner = shard.owner_of(m, p.index);
                     if owner == shard.id {
@@ -222,6 +244,19 @@ pub async fn dispatch(shard: &Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispa
             }
         }
         if acks == 0 {
+            // Kafka closes the connection when an acks=0 produce fails, so the client notices
+            // and refreshes its metadata; an empty frame tells the writer to close.
+            let failed = parts
+                .iter()
+                .flat_map(|(_, row)| row)
+                .find_map(|(_, r)| r.as_ref().filter(|r| r.error != 0));
+            if let Some(r) = failed {
+                tracing::info!(
+                    error = r.error,
+                    "acks=0 produce failed; closing the connection"
+                );
+                return Some(Vec::new());
+            }
             return None;
         }
         let topics = parts

@@ -77,6 +77,30 @@ pub enum BatchError {
         base_offset: i64,
         last_offset_delta: i32,
     },
+    #[error(
+        "inconsistent batch offset range: last_offset_delta {last_offset_delta} with {records_count} records"
+    )]
+    InconsistentOffsetRange {
+        last_offset_delta: i32,
+        records_count: i32,
+    },
+    #[error("record {index} has offset delta {offset_delta}, expected {index}")]
+    RecordOffsetDelta { index: i32, offset_delta: i64 },
+    #[error("malformed record {index}: {what}")]
+    MalformedRecord { index: i32, what: &'static str },
+}
+
+impl BatchError {
+    /// A batch that is well formed but that Kafka refuses to append (INVALID_RECORD rather than
+    /// CORRUPT_MESSAGE).
+    pub fn is_invalid_record(&self) -> bool {
+        matches!(
+            self,
+            BatchError::InconsistentOffsetRange { .. }
+                | BatchError::RecordOffsetDelta { .. }
+                | BatchError::MalformedRecord { .. }
+        )
+    }
 }
 
 /// The fixed header of one RecordBatch v2.
@@ -246,6 +270,72 @@ pub fn validate_batches(records: &[u8]) -> Result<Vec<BatchHeader>, BatchError> 
     Ok(out)
 }
 
+/// Validates a record set to be appended, as Kafka's log validator does for client batches:
+/// [`validate_batches`], plus `last_offset_delta == records_count - 1`, and for uncompressed
+/// batches each record's framing and offset delta `0..records_count` in order (a record whose
+/// delta points into later offsets makes consumers skip other producers' records).
+pub fn validate_for_append(records: &[u8]) -> Result<Vec<BatchHeader>, BatchError> {
+    let headers = validate_batches(records)?;
+    let mut pos = 0usize;
+    for h in &headers {
+        if h.last_offset_delta as i64 != h.records_count as i64 - 1 {
+            return Err(BatchError::InconsistentOffsetRange {
+                last_offset_delta: h.last_offset_delta,
+                records_count: h.records_count,
+            });
+        }
+        if h.compression() == 0 {
+            check_record_offsets(h, &records[pos + BATCH_HEADER_BYTES..pos + h.total_size()])?;
+        }
+        pos += h.total_size();
+    }
+    Ok(headers)
+}
+
+/// Walks the records of an uncompressed batch (`body`: the bytes after the header): each is
+/// `length: varint, attributes: i8, timestamp_delta: varlong, offset_delta: varint, ...`.
+fn check_record_offsets(h: &BatchHeader, body: &[u8]) -> Result<(), BatchError> {
+    let mut pos = 0usize;
+    for index in 0..h.records_count {
+        let bad = |what| BatchError::MalformedRecord { index, what };
+        let (len, n) = read_varint(&body[pos..]).ok_or(bad("bad length"))?;
+        pos += n;
+        let len = usize::try_from(len).map_err(|_| bad("negative length"))?;
+        let record = body
+            .get(pos..pos.saturating_add(len))
+            .ok_or(bad("length past the end of the batch"))?;
+        let rest = record.get(1..).ok_or(bad("truncated"))?;
+        let (_, n) = read_varint(rest).ok_or(bad("bad timestamp delta"))?;
+        let (offset_delta, _) = read_varint(&rest[n..]).ok_or(bad("bad offset delta"))?;
+        if offset_delta != index as i64 {
+            return Err(BatchError::RecordOffsetDelta {
+                index,
+                offset_delta,
+            });
+        }
+        pos += len;
+    }
+    if pos != body.len() {
+        return Err(BatchError::MalformedRecord {
+            index: h.records_count,
+            what: "bytes after the last record",
+        });
+    }
+    Ok(())
+}
+
+/// A zigzag varint/varlong (up to 10 bytes): its value and its length in bytes.
+fn read_varint(b: &[u8]) -> Option<(i64, usize)> {
+    let mut raw = 0u64;
+    for (i, &byte) in b.iter().enumerate().take(10) {
+        raw |= u64::from(byte & 0x7f) << (7 * i);
+        if byte & 0x80 == 0 {
+            return Some((((raw >> 1) as i64) ^ -((raw & 1) as i64), i + 1));
+        }
+    }
+    None
+}
+
 /// Rewrites the fields the broker owns in the batch at the start of `batch`:
 /// base_offset and partition_leader_epoch (both outside the CRC). With `log_append_time_ms`,
 /// also sets the timestamp-type bit and max_timestamp, and recomputes the CRC.
@@ -346,6 +436,79 @@ mod tests {
             validate_batches(&bad),
             Err(BatchError::OffsetOverflow { .. })
         ));
+    }
+
+    /// Re-encodes the batch's CRC after a test edited its bytes.
+    fn fix_crc(b: &mut [u8]) {
+        let crc = crc32c::crc32c(&b[CRC_START..]);
+        b[OFF_CRC..OFF_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+
+    #[test]
+    fn append_validation_refuses_what_kafka_refuses() {
+        let good = build_batch(&BatchSpec::new(3));
+        assert_eq!(validate_for_append(&good).unwrap().len(), 1);
+        // last_offset_delta beyond records_count - 1: a valid shape for a compacted batch on
+        // disk, refused from a producer.
+        let mut bad = good.clone();
+        bad[23..27].copy_from_slice(&5i32.to_be_bytes());
+        fix_crc(&mut bad);
+        validate_batches(&bad).unwrap();
+        let e = validate_for_append(&bad).unwrap_err();
+        assert!(
+            matches!(e, BatchError::InconsistentOffsetRange { .. }),
+            "{e:?}"
+        );
+        assert!(e.is_invalid_record());
+        // The second record claims offset delta 2 (the first record's fields are one byte each
+        // here: length, attributes, timestamp delta, offset delta).
+        let mut bad = good.clone();
+        let first_len = read_varint(&bad[BATCH_HEADER_BYTES..]).unwrap();
+        let second = BATCH_HEADER_BYTES + first_len.1 + first_len.0 as usize;
+        let (_, n) = read_varint(&bad[second..]).unwrap();
+        let (_, t) = read_varint(&bad[second + n + 1..]).unwrap();
+        let at = second + n + 1 + t;
+        assert_eq!(read_varint(&bad[at..]).unwrap().0, 1);
+        bad[at] = 4; // zigzag(2)
+        fix_crc(&mut bad);
+        validate_batches(&bad).unwrap();
+        assert_eq!(
+            validate_for_append(&bad),
+            Err(BatchError::RecordOffsetDelta {
+                index: 1,
+                offset_delta: 2
+            })
+        );
+        // More records claimed than present.
+        let mut bad = good.clone();
+        bad[57..61].copy_from_slice(&4i32.to_be_bytes());
+        bad[23..27].copy_from_slice(&3i32.to_be_bytes());
+        fix_crc(&mut bad);
+        assert!(matches!(
+            validate_for_append(&bad),
+            Err(BatchError::MalformedRecord { index: 3, .. })
+        ));
+        // Fewer records claimed than present.
+        let mut bad = good.clone();
+        bad[57..61].copy_from_slice(&2i32.to_be_bytes());
+        bad[23..27].copy_from_slice(&1i32.to_be_bytes());
+        fix_crc(&mut bad);
+        assert!(matches!(
+            validate_for_append(&bad),
+            Err(BatchError::MalformedRecord { index: 2, .. })
+        ));
+        // Random record bytes never panic.
+        let mut rng = crate::test_util::Rng::new(0xbad);
+        for _ in 0..2000 {
+            let mut v = good.clone();
+            for _ in 0..1 + rng.below(4) {
+                let at =
+                    BATCH_HEADER_BYTES + rng.below((v.len() - BATCH_HEADER_BYTES) as u64) as usize;
+                v[at] = rng.next_u64() as u8;
+            }
+            fix_crc(&mut v);
+            let _ = validate_for_append(&v);
+        }
     }
 
     #[test]

@@ -21,7 +21,7 @@ pub mod stats;
 pub mod test_util;
 
 pub use aligned::{keep_large_buffers_in_heap, BLOCK_BYTES};
-pub use batch::{validate_batches, BatchError, BatchHeader};
+pub use batch::{validate_batches, validate_for_append, BatchError, BatchHeader};
 pub use config::{FlushPolicy, IoMode, LogConfig, TimestampType};
 pub use error::StorageError;
 pub use log::{AppendInfo, Log, ReadResult};

@@ -44,7 +44,7 @@ use compio::buf::IntoInner;
 use compio::io::AsyncWriteAtExt;
 
 use crate::aligned::{round_down, AlignedBuf, BLOCK_BYTES};
-use crate::batch::{rewrite_header, validate_batches, BatchHeader};
+use crate::batch::{rewrite_header, validate_for_append, BatchHeader};
 use crate::checkpoint::{
     decode_checkpoint, decode_epochs, encode_checkpoint, encode_epochs, read_optional,
     write_atomic, Checkpoint, CHECKPOINT_FILE, EPOCH_FILE, PRODUCER_FILE,
@@ -342,7 +342,7 @@ impl Log {
         if self.closed.get() {
             return Err(StorageError::Closed);
         }
-        let headers = validate_batches(&records)?;
+        let headers = validate_for_append(&records)?;
         if let Some(dup) = self.check_producers(&headers)? {
             return Ok(AppendInfo {
                 log_start_offset: self.log_start.get(),
@@ -901,8 +901,19 @@ impl Log {
         Ok(())
     }
 
-    /// Stops the writer and deletes the log directory (DeleteTopics).
+    /// Stops the writer and deletes the log directory.
     pub async fn delete(&self) -> Result<(), StorageError> {
+        self.delete_inner(None).await
+    }
+
+    /// Stops the writer, renames the log directory to `aside` (durably: the directory's name
+    /// is free at once), then removes it (DeleteTopics). A crash in between leaves only
+    /// `aside`, for the owner of the naming scheme to sweep.
+    pub async fn delete_as(&self, aside: PathBuf) -> Result<(), StorageError> {
+        self.delete_inner(Some(aside)).await
+    }
+
+    async fn delete_inner(&self, aside: Option<PathBuf>) -> Result<(), StorageError> {
         self.closed.set(true);
         self.deleted.set(true);
         self.work.notify_all();
@@ -915,7 +926,20 @@ impl Log {
             st.cache_bytes = 0;
         }
         let dir = self.dir.clone();
-        let res = compio::runtime::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+        let res = compio::runtime::spawn_blocking(move || {
+            let target = match aside {
+                Some(aside) => {
+                    std::fs::rename(&dir, &aside)?;
+                    if let Some(parent) = aside.parent() {
+                        std::fs::File::open(parent)?.sync_all()?;
+                    }
+                    aside
+                }
+                None => dir,
+            };
+            std::fs::remove_dir_all(target)
+        })
+        .await;
         match res {
             Ok(Ok(())) => {}
             Ok(Err(e)) if e.kind() == io::ErrorKind::NotFound => {}

@@ -467,7 +467,10 @@ async fn wait_for_a_failed_append_fails_even_after_offsets_are_reused() {
     let wait_a_offset = log.wait_written(a.last_offset);
     until_failed(&log).await;
     let b = log.append(batch(5, TS, 100), 0, TS).unwrap();
-    assert_eq!(b.base_offset, a.base_offset, "offsets of the failed append are reused");
+    assert_eq!(
+        b.base_offset, a.base_offset,
+        "offsets of the failed append are reused"
+    );
     log.wait_append_written(&b).await.unwrap();
     assert!(log.high_watermark() > a.last_offset);
     let err = wait_a.await.unwrap_err();

@@ -34,11 +34,17 @@ pub struct Broker {
     pub args: Vec<String>,
     /// Address of the metrics endpoint (`/metrics`, `/ready`, `/live`).
     pub metrics_addr: String,
+    /// Extra environment of the broker process (e.g. `SLUICE_FAILPOINT`), kept for restarts.
+    pub env: Vec<(String, String)>,
     _tmp: Option<tempfile::TempDir>,
 }
 
 impl Broker {
     pub fn start(args: &[&str]) -> Broker {
+        Broker::start_with_env(args, &[])
+    }
+
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Broker {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data_dir = tmp.path().join("data");
         let mut b = Broker {
@@ -47,6 +53,10 @@ impl Broker {
             data_dir,
             args: args.iter().map(|s| s.to_string()).collect(),
             metrics_addr: String::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             _tmp: Some(tmp),
         };
         if !b.args.iter().any(|a| a == "--metrics-listen") {
@@ -64,6 +74,7 @@ impl Broker {
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -129,6 +140,24 @@ impl Broker {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!("broker did not stop within {WAIT:?} after SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits (bounded) for the broker to exit by itself: its exit code, None if a signal
+    /// ended it.
+    pub fn wait_exit(&mut self) -> Option<i32> {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                return status.code();
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("broker did not exit within {WAIT:?}");
             }
             std::thread::sleep(Duration::from_millis(20));
         }

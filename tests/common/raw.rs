@@ -91,6 +91,66 @@ impl Raw {
     }
 }
 
+impl Raw {
+    /// Produce v9 (acks=1) of `records` to one partition: (error code, base offset).
+    pub fn produce(&mut self, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+        let req = ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(partition)
+                    .with_records(Some(records))])]);
+        let resp: ProduceResponse = self.call(ApiKey::Produce, 9, &req);
+        let p = &resp.responses[0].partition_responses[0];
+        (p.error_code, p.base_offset)
+    }
+}
+
+/// One plain RecordBatch v2 of these values (no producer id); `transactional` and `control`
+/// set those attribute bits.
+pub fn plain_batch(values: &[Vec<u8>], transactional: bool, control: bool) -> Bytes {
+    let records: Vec<Record> = values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| Record {
+            transactional,
+            control,
+            partition_leader_epoch: 0,
+            producer_id: if transactional { 7 } else { -1 },
+            producer_epoch: if transactional { 0 } else { -1 },
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder keeps records in one batch while offset - sequence is constant; the
+            // batch's base sequence is the first record's (-1: none).
+            sequence: if transactional {
+                i as i32
+            } else {
+                i as i32 - 1
+            },
+            timestamp: 1_700_000_000_000 + i as i64,
+            key: None,
+            value: Some(Bytes::from(v.clone())),
+            headers: Default::default(),
+            delete_horizon: false,
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
 /// One RecordBatch v2 with `n` records for an idempotent producer.
 pub fn idempotent_batch(
     producer_id: i64,
