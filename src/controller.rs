@@ -8,7 +8,7 @@
 //! Metadata writes use blocking std file I/O on shard 0: they are rare (topic admin), small,
 //! and keep this file free of runtime details.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -111,6 +111,17 @@ async fn commit<T>(
     what: &'static str,
     change: impl FnOnce(&mut MetadataImage) -> OpResult<T>,
 ) -> OpResult<T> {
+    commit_reporting(shard, what, change)
+        .await
+        .map(|(out, _)| out)
+}
+
+/// [`commit`], also returning the topics whose partitions some shard failed to open.
+async fn commit_reporting<T>(
+    shard: &Rc<Shard>,
+    what: &'static str,
+    change: impl FnOnce(&mut MetadataImage) -> OpResult<T>,
+) -> OpResult<(T, BTreeSet<String>)> {
     let image = {
         let mut c = controller(shard).borrow_mut();
         let mut next = c.image.clone();
@@ -130,12 +141,13 @@ async fn commit<T>(
         (Arc::new(next), out)
     };
     let (image, out) = image;
-    broadcast(shard, image).await;
-    Ok(out)
+    let failed = broadcast(shard, image).await;
+    Ok((out, failed))
 }
 
-/// Sends `image` to every shard and waits until each has applied it.
-async fn broadcast(shard: &Rc<Shard>, image: Arc<MetadataImage>) {
+/// Sends `image` to every shard and waits until each has applied it; returns the topics some
+/// of whose partitions failed to open.
+async fn broadcast(shard: &Rc<Shard>, image: Arc<MetadataImage>) -> BTreeSet<String> {
     let calls = (0..shard.shards).map(|target| {
         let image = image.clone();
         shard.call(target, move |s: &Rc<Shard>| {
@@ -143,11 +155,14 @@ async fn broadcast(shard: &Rc<Shard>, image: Arc<MetadataImage>) {
             async move { s.apply_metadata(image).await }
         })
     });
+    let mut failed = BTreeSet::new();
     for (target, r) in join_all(calls).await.into_iter().enumerate() {
-        if r.is_err() {
-            error!(shard = target, "shard did not apply metadata");
+        match r {
+            Ok(topics) => failed.extend(topics),
+            Err(_) => error!(shard = target, "shard did not apply metadata"),
         }
     }
+    failed
 }
 
 fn check_new_topic(shard: &Shard, image: &MetadataImage, t: &NewTopic) -> OpResult<i32> {
@@ -220,7 +235,8 @@ pub async fn create_topics(
         } else {
             wait_deleted(shard, &t.name).await;
             let sh = shard.clone();
-            commit(shard, "create-topic", move |image| {
+            let name = t.name.clone();
+            let created = commit_reporting(shard, "create-topic", move |image| {
                 let partitions = check_new_topic(&sh, image, &t)?;
                 let meta = Arc::new(TopicMeta {
                     name: t.name.clone(),
@@ -230,10 +246,27 @@ pub async fn create_topics(
                     internal: t.name.starts_with("__"),
                 });
                 image.topics.insert(t.name.clone(), meta.clone());
-                info!(topic = %t.name, partitions, "topic created");
                 Ok(meta)
             })
-            .await
+            .await;
+            match created {
+                Ok((_, failed)) if failed.contains(&name) => {
+                    // Leave no half-made topic behind (e.g. a full disk).
+                    error!(topic = %name, "partitions could not be created; removing the topic");
+                    if let Err(e) = delete_topic(shard, name.clone()).await {
+                        error!(topic = %name, error = %e.message, "removing the half-made topic failed");
+                    }
+                    Err(OpError::new(
+                        ResponseError::KafkaStorageError,
+                        format!("the partitions of topic '{name}' could not be created (see the broker log)"),
+                    ))
+                }
+                Ok((meta, _)) => {
+                    info!(topic = %name, partitions = meta.partitions, "topic created");
+                    Ok(meta)
+                }
+                Err(e) => Err(e),
+            }
         };
         results.push(r);
     }

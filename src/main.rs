@@ -29,7 +29,8 @@ fn init_logging(level: &str, format: LogFormat) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| sluice::util::LossyStderr)
+        .log_internal_errors(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
@@ -46,14 +47,14 @@ fn main() -> ExitCode {
     let config = match Config::from_args(cli.broker) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("sluice: {e}");
+            sluice::util::print_err(&format!("sluice: {e}"));
             return ExitCode::from(2);
         }
     };
     match sluice::server::run(config) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sluice: {e}");
+            sluice::util::print_err(&format!("sluice: {e}"));
             ExitCode::FAILURE
         }
     }

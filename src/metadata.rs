@@ -4,7 +4,10 @@
 //! immutable [`MetadataImage`] (`Arc`) that the controller replaces by message.
 //!
 //! On disk (`<data-dir>/__cluster_metadata/metadata.snapshot`), written tmp → fsync → rename →
-//! fsync dir:
+//! fsync dir. Beside it, `reserve` holds [`RESERVE_BYTES`] of allocated space: when a write
+//! fails for want of space, the reserve is given back and the write retried once, so the
+//! metadata stays writable on a full disk — DeleteTopics is how an operator frees space. The
+//! reserve is taken again after the next write that finds room for it.
 //! ```text
 //! magic "SLMD" (4) | version u16 = 1 | body_len u32 | crc32c(body) u32 | body (JSON)
 //! ```
@@ -20,6 +23,9 @@ use serde::{Deserialize, Serialize};
 const MAGIC: &[u8; 4] = b"SLMD";
 const VERSION: u16 = 1;
 const HEADER_BYTES: usize = 4 + 2 + 4 + 4;
+/// Space kept for metadata writes on a full disk (a snapshot is a few KiB per topic).
+pub const RESERVE_BYTES: u64 = 4 << 20;
+const RESERVE_FILE: &str = "reserve";
 
 /// One topic.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -108,6 +114,7 @@ pub fn load(data_dir: &Path) -> Result<MetadataImage, MetadataError> {
     };
     let mut image = decode(&bytes).map_err(|why| MetadataError::Corrupt(path.clone(), why))?;
     image.reindex();
+    ensure_reserve(&dir);
     Ok(image)
 }
 
@@ -130,8 +137,53 @@ fn decode(bytes: &[u8]) -> Result<MetadataImage, &'static str> {
     serde_json::from_slice(body).map_err(|_| "unparseable body")
 }
 
-/// Writes the snapshot atomically: tmp → fsync → rename → fsync dir.
+fn is_no_space(e: &MetadataError) -> bool {
+    matches!(e, MetadataError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC))
+}
+
+/// Takes the reserve if it is missing or short; best effort (a full disk leaves it for later).
+fn ensure_reserve(dir: &Path) {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(RESERVE_FILE);
+    if fs::metadata(&path).is_ok_and(|m| m.len() >= RESERVE_BYTES) {
+        return;
+    }
+    let Ok(f) = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+    else {
+        return;
+    };
+    // SAFETY: fallocate on an fd owned by `f` for the duration of the call.
+    let rc = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, RESERVE_BYTES as libc::off_t) };
+    if rc != 0 || f.sync_all().is_err() {
+        drop(f);
+        let _ = fs::remove_file(&path);
+        tracing::warn!("no room for the metadata space reserve yet; retried on the next write");
+    }
+}
+
+/// Writes the snapshot atomically (tmp → fsync → rename → fsync dir), falling back on the
+/// space reserve when the disk is full (see the module documentation).
 pub fn store(data_dir: &Path, image: &MetadataImage) -> Result<(), MetadataError> {
+    let dir = metadata_dir(data_dir);
+    let result = match store_once(data_dir, image) {
+        Err(e) if is_no_space(&e) && dir.join(RESERVE_FILE).exists() => {
+            tracing::warn!("disk full: releasing the metadata space reserve to write metadata");
+            let _ = fs::remove_file(dir.join(RESERVE_FILE));
+            store_once(data_dir, image)
+        }
+        other => other,
+    };
+    if result.is_ok() {
+        ensure_reserve(&dir);
+    }
+    result
+}
+
+fn store_once(data_dir: &Path, image: &MetadataImage) -> Result<(), MetadataError> {
     let dir = metadata_dir(data_dir);
     let path = dir.join("metadata.snapshot");
     let tmp = dir.join("metadata.snapshot.tmp");
@@ -191,6 +243,13 @@ mod tests {
         bytes[last] ^= 0xff;
         fs::write(&path, &bytes).unwrap();
         assert!(matches!(load(dir.path()), Err(MetadataError::Corrupt(..))));
+        assert_eq!(
+            fs::metadata(metadata_dir(dir.path()).join(RESERVE_FILE))
+                .unwrap()
+                .len(),
+            RESERVE_BYTES,
+            "the space reserve is taken"
+        );
         for cut in 0..bytes.len() {
             assert!(decode(&bytes[..cut]).is_err());
         }

@@ -289,9 +289,24 @@ fn histogram(out: &mut String, name: &str, labels: &str, h: &HistogramSnapshot) 
     let _ = writeln!(out, "{name}_count{braces} {}", h.count);
 }
 
+/// Log lines (and other diagnostics) dropped because writing them failed, e.g. stderr
+/// redirected to a file on a full disk. Process-wide: logging has no shard.
+pub static LOG_WRITE_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Merges shard snapshots and renders the Prometheus text exposition format (0.0.4).
 pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
     let mut out = String::with_capacity(16 * 1024);
+    header(
+        &mut out,
+        "sluice_log_write_errors_total",
+        "counter",
+        "Log lines dropped because writing them failed (e.g. stderr on a full disk).",
+    );
+    let _ = writeln!(
+        out,
+        "sluice_log_write_errors_total {}",
+        LOG_WRITE_ERRORS.load(std::sync::atomic::Ordering::Relaxed)
+    );
     header(
         &mut out,
         "sluice_up",

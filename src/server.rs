@@ -111,8 +111,45 @@ fn wait_for_signal(set: &libc::sigset_t) -> i32 {
     sig
 }
 
+/// Raises the open-file limit as far as allowed: every partition keeps a segment open for
+/// writing and one for reading, so 10,000 partitions need more than the usual 1,024 or 20,000
+/// (Kafka's documentation asks for 100,000+). Root may raise the hard limit too.
+fn raise_fd_limit() {
+    const WANTED: libc::rlim_t = 1 << 20;
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid, owned rlimit struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return;
+        }
+        if lim.rlim_max < WANTED {
+            let raised = libc::rlimit {
+                rlim_cur: WANTED,
+                rlim_max: WANTED,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                info!(limit = WANTED, "raised the open-file limit");
+                return;
+            }
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let soft = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &soft) == 0 {
+                info!(limit = lim.rlim_max, "raised the open-file limit");
+            }
+        }
+    }
+}
+
 pub fn run(config: Config) -> Result<(), StartError> {
     sluice_storage::keep_large_buffers_in_heap();
+    raise_fd_limit();
     let _lock = prepare_data_dir(&config.args.data_dir)?;
     let image = metadata::load(&config.args.data_dir)?;
     match crate::partition_dir::sweep(&config.args.data_dir, &image) {

@@ -16,6 +16,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use futures_util::future::LocalBoxFuture;
+use futures_util::StreamExt;
 use sluice_storage::Log;
 use tracing::{error, info, warn};
 
@@ -52,7 +53,7 @@ pub struct Shard {
     peers: Vec<flume::Sender<MeshTask>>,
     metadata: RefCell<Arc<MetadataImage>>,
     partitions: RefCell<HashMap<PartitionKey, Rc<Partition>>>,
-    apply_tx: flume::Sender<(Arc<MetadataImage>, flume::Sender<()>)>,
+    apply_tx: flume::Sender<(Arc<MetadataImage>, flume::Sender<Vec<String>>)>,
     pub controller: Option<RefCell<Controller>>,
     pub shutting_down: Cell<bool>,
     /// Open client connections on this shard.
@@ -83,13 +84,33 @@ pub fn partition_dir(config: &Config, topic: &str, partition: i32) -> PathBuf {
     config.args.data_dir.join(format!("{topic}-{partition}"))
 }
 
+/// Partition logs a shard opens concurrently (start-up, topic creation).
+const PARTITION_OPENS_IN_FLIGHT: usize = 64;
+
+/// Stamps the partition's directory with its topic id (see `crate::partition_dir`), then
+/// opens its log.
+async fn open_partition(
+    config: &Config,
+    topic: &TopicMeta,
+    index: i32,
+    log_config: sluice_storage::LogConfig,
+) -> Result<Rc<Log>, String> {
+    let dir = partition_dir(config, &topic.name, index);
+    let (d, id) = (dir.clone(), topic.id);
+    compio::runtime::spawn_blocking(move || crate::partition_dir::prepare(&d, &id))
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("prepare task panicked")))
+        .map_err(|e| format!("preparing the directory: {e}"))?;
+    Log::open(dir, log_config).await.map_err(|e| e.to_string())
+}
+
 impl Shard {
     pub fn new(
         id: usize,
         config: Arc<Config>,
         peers: Vec<flume::Sender<MeshTask>>,
         image: Arc<MetadataImage>,
-        apply_tx: flume::Sender<(Arc<MetadataImage>, flume::Sender<()>)>,
+        apply_tx: flume::Sender<(Arc<MetadataImage>, flume::Sender<Vec<String>>)>,
         controller: Option<Controller>,
     ) -> Shard {
         Shard {
@@ -183,24 +204,27 @@ impl Shard {
         Ok(rx)
     }
 
-    /// Queues a new metadata image for this shard; resolves once applied (logs opened/closed).
-    pub async fn apply_metadata(&self, image: Arc<MetadataImage>) {
+    /// Queues a new metadata image for this shard; resolves once applied (logs opened/closed)
+    /// with the topics some of whose partitions failed to open here.
+    pub async fn apply_metadata(&self, image: Arc<MetadataImage>) -> Vec<String> {
         let (tx, rx) = flume::bounded(1);
         if self.apply_tx.send_async((image, tx)).await.is_ok() {
-            let _ = rx.recv_async().await;
+            return rx.recv_async().await.unwrap_or_default();
         }
+        Vec::new()
     }
 
     /// Applies images one at a time, in arrival order, skipping stale ones.
     pub async fn run_metadata_applier(
         self: Rc<Self>,
-        rx: flume::Receiver<(Arc<MetadataImage>, flume::Sender<()>)>,
+        rx: flume::Receiver<(Arc<MetadataImage>, flume::Sender<Vec<String>>)>,
     ) {
         while let Ok((image, done)) = rx.recv_async().await {
             let old = self.metadata();
+            let mut failed = Vec::new();
             if image.epoch >= old.epoch {
                 *self.metadata.borrow_mut() = image.clone();
-                self.reconcile(&image).await;
+                failed = self.reconcile(&image).await;
                 // Topics gone (or re-created under a new id): their committed offsets go too.
                 let deleted: Vec<String> = old
                     .topics
@@ -212,13 +236,15 @@ impl Shard {
                     crate::group::driver::topics_deleted(&self, deleted);
                 }
             }
-            let _ = done.send(());
+            let _ = done.send(failed);
         }
     }
 
     /// Opens logs for owned partitions that appeared, updates configs, deletes removed ones.
-    async fn reconcile(self: &Rc<Self>, image: &MetadataImage) {
+    /// Returns the topics some of whose partitions failed to open.
+    async fn reconcile(self: &Rc<Self>, image: &MetadataImage) -> Vec<String> {
         self.open_failures.set(0);
+        let mut failed: Vec<String> = Vec::new();
         let current: Vec<PartitionKey> = self.partitions.borrow().keys().cloned().collect();
         for key in current {
             let keep = image
@@ -242,6 +268,7 @@ impl Shard {
                 }
             }
         }
+        let mut to_open = Vec::new();
         for topic in image.topics.values() {
             let log_config = topic_config::log_config(&self.config, &topic.configs);
             for index in 0..topic.partitions {
@@ -252,37 +279,43 @@ impl Shard {
                     p.log.set_config(log_config.clone());
                     continue;
                 }
-                let dir = partition_dir(&self.config, &topic.name, index);
-                let (d, id) = (dir.clone(), topic.id);
-                let prepared =
-                    compio::runtime::spawn_blocking(move || crate::partition_dir::prepare(&d, &id))
-                        .await
-                        .unwrap_or_else(|_| Err(std::io::Error::other("prepare task panicked")));
-                if let Err(e) = prepared {
-                    self.open_failures.set(self.open_failures.get() + 1);
-                    error!(topic = %topic.name, partition = index, error = %e, "preparing partition directory failed; will retry");
-                    continue;
+                to_open.push((topic.clone(), index, log_config.clone()));
+            }
+        }
+        // Opened PARTITION_OPENS_IN_FLIGHT at a time: each open is a few dozen small file
+        // operations, and one after another 10,000 partitions took many seconds to start.
+        let opens = futures_util::stream::iter(to_open.into_iter().map(
+            |(topic, index, log_config)| async move {
+                let result = open_partition(&self.config, &topic, index, log_config).await;
+                (topic, index, result)
+            },
+        ))
+        .buffer_unordered(PARTITION_OPENS_IN_FLIGHT);
+        futures_util::pin_mut!(opens);
+        while let Some((topic, index, result)) = opens.next().await {
+            match result {
+                Ok(log) => {
+                    let p = Rc::new(Partition {
+                        topic: topic.name.clone(),
+                        topic_id: topic.id,
+                        index,
+                        log,
+                        leader_epoch: 0,
+                    });
+                    self.partitions
+                        .borrow_mut()
+                        .insert((topic.name.clone(), index), p);
                 }
-                match Log::open(dir, log_config.clone()).await {
-                    Ok(log) => {
-                        let p = Rc::new(Partition {
-                            topic: topic.name.clone(),
-                            topic_id: topic.id,
-                            index,
-                            log,
-                            leader_epoch: 0,
-                        });
-                        self.partitions
-                            .borrow_mut()
-                            .insert((topic.name.clone(), index), p);
-                    }
-                    Err(e) => {
-                        self.open_failures.set(self.open_failures.get() + 1);
-                        error!(topic = %topic.name, partition = index, error = %e, "opening partition log failed; will retry");
-                    }
+                Err(e) => {
+                    self.open_failures.set(self.open_failures.get() + 1);
+                    failed.push(topic.name.clone());
+                    error!(topic = %topic.name, partition = index, error = %e, "opening partition log failed; will retry");
                 }
             }
         }
+        failed.sort();
+        failed.dedup();
+        failed
     }
 
     /// Closes every log: flush, checkpoint. Called once at shutdown.

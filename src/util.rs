@@ -27,8 +27,33 @@ pub fn failpoint(name: &str) {
     static ARMED: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
     let armed = ARMED.get_or_init(|| std::env::var("SLUICE_FAILPOINT").ok());
     if armed.as_deref() == Some(name) {
-        use std::io::Write;
-        let _ = writeln!(std::io::stderr(), "failpoint {name}: aborting");
+        print_err(&format!("failpoint {name}: aborting"));
         std::process::abort();
     }
+}
+
+/// Standard error for logs and diagnostics: a failed write (a full disk, a closed pipe) drops
+/// the line and counts it in `sluice_log_write_errors_total`; it never panics or aborts, as
+/// `eprintln!` and tracing's own error report would.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LossyStderr;
+
+impl std::io::Write for LossyStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if std::io::stderr().write_all(buf).is_err() {
+            crate::metrics::LOG_WRITE_ERRORS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = std::io::stderr().flush();
+        Ok(())
+    }
+}
+
+/// Writes one line to standard error through [`LossyStderr`].
+pub fn print_err(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(LossyStderr, "{line}");
 }

@@ -57,7 +57,7 @@ use crate::producer::{Check, ProducerStates};
 use crate::scan::{ScanStop, ScannedBatch};
 use crate::segment::{
     file_name, load_tail, open_read, open_write, parse_log_name, preallocate_range, read_at,
-    read_batches, scan_file, Segment, PREALLOCATE_STEP_BYTES,
+    read_batches, scan_file, Segment, PREALLOCATE_MIN_BYTES, PREALLOCATE_STEP_BYTES,
 };
 
 /// Largest single write the writer issues (bounds the aligned buffer). Small enough that a
@@ -218,6 +218,8 @@ pub struct Log {
     durable: Cell<i64>,
     recovery_point: Cell<i64>,
     fail_gen: Cell<u64>,
+    /// Current preallocation window (see `extend_preallocation`).
+    prealloc_step: Cell<u64>,
     closed: Cell<bool>,
     deleted: Cell<bool>,
     roll_seq_next: Cell<u64>,
@@ -279,6 +281,7 @@ impl Log {
             durable: Cell::new(leo),
             recovery_point: Cell::new(leo),
             fail_gen: Cell::new(0),
+            prealloc_step: Cell::new(PREALLOCATE_MIN_BYTES),
             closed: Cell::new(false),
             deleted: Cell::new(false),
             roll_seq_next: Cell::new(0),
@@ -1159,11 +1162,37 @@ impl Log {
     /// dropped with them ([`Log::fail`] moves LEO back to the high watermark: none of them was
     /// acknowledged).
     async fn write_pipeline(&self) -> io::Result<()> {
+        self.ensure_write_file().await?;
         let mut next = self.prepare_write(None)?;
         let mut writes = 0;
         while let Some(w) = next.take() {
             writes += 1;
             next = self.write_prepared(w, writes < PIPELINE_WRITES_MAX).await?;
+        }
+        Ok(())
+    }
+
+    /// Opens the active segment's write handle when appends are queued for it and it has none:
+    /// a log opens it on its first write, so an idle partition holds one file descriptor
+    /// instead of two (10,000 partitions must fit the usual 20,000-descriptor limit).
+    async fn ensure_write_file(&self) -> io::Result<()> {
+        let path = {
+            let st = self.state.borrow();
+            if !matches!(st.pending.front(), Some(Pending::Append(_))) {
+                return Ok(());
+            }
+            match st.segments.last() {
+                Some(s) if s.write_file.is_none() => s.path.clone(),
+                _ => return Ok(()),
+            }
+        };
+        let (wf, mode) = open_write(&path, self.io_mode.get()).await?;
+        self.io_mode.set(mode);
+        let mut st = self.state.borrow_mut();
+        if let Some(s) = st.segments.last_mut() {
+            if s.path == path && s.write_file.is_none() {
+                s.write_file = Some(wf);
+            }
         }
         Ok(())
     }
@@ -1425,8 +1454,16 @@ impl Log {
         let path = self.dir.join(file_name(next, "log"));
         let (wf, mode) = open_write(&path, self.io_mode.get()).await?;
         self.io_mode.set(mode);
-        let step = PREALLOCATE_STEP_BYTES.min(self.config.borrow().segment_bytes_effective());
-        preallocate_range(&wf, 0, step);
+        // A partition that has written enough to grow its window gets it at once in the new
+        // segment; a new or idle one reserves nothing until it writes.
+        let step = self.prealloc_step.get();
+        let step = if step > PREALLOCATE_MIN_BYTES {
+            let step = step.min(self.config.borrow().segment_bytes_effective());
+            preallocate_range(&wf, 0, step);
+            step
+        } else {
+            0
+        };
         let rf = open_read(&path).await?;
         let mut seg = Segment::new(next, path, rf);
         seg.allocated_end = step;
@@ -1447,23 +1484,27 @@ impl Log {
         Ok(())
     }
 
-    /// Keeps [`PREALLOCATE_STEP_BYTES`] reserved ahead of the active segment's end.
+    /// Keeps a window reserved ahead of the active segment's end, growing it (up to
+    /// [`PREALLOCATE_STEP_BYTES`]) each time the writes reach it.
     fn extend_preallocation(&self, file: &compio::fs::File, size: u64) {
         let limit = self.config.borrow().segment_bytes_effective();
+        let step = self.prealloc_step.get();
         let mut st = self.state.borrow_mut();
         let Some(seg) = st.segments.last_mut() else {
             return;
         };
-        if seg.allocated_end >= limit || size + PREALLOCATE_STEP_BYTES / 2 <= seg.allocated_end {
+        if seg.allocated_end >= limit || size + step / 2 <= seg.allocated_end {
             return;
         }
         let from = seg.allocated_end.max(size);
-        let len = PREALLOCATE_STEP_BYTES.min(limit.saturating_sub(from));
+        let len = step.min(limit.saturating_sub(from));
         if len > 0 {
             preallocate_range(file, from, len);
         }
         // Advance even on failure: the next attempt comes one step later, not on every write.
         seg.allocated_end = from + len;
+        self.prealloc_step
+            .set((step * 2).min(PREALLOCATE_STEP_BYTES));
     }
 
     /// Handles a failed write or roll: see the module documentation.
@@ -1642,6 +1683,9 @@ async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, StorageErr
 
     let mut segments: Vec<Segment> = Vec::new();
     let mut drop_rest = false;
+    // Whether the last segment's index files must be (re)written: missing, stale or
+    // truncated. After a clean close they match the file and opening writes nothing.
+    let mut last_index_stale = true;
     for (i, &base) in bases.iter().enumerate() {
         let path = dir.join(file_name(base, "log"));
         if drop_rest || segments.last().is_some_and(|s| s.next_offset > base) {
@@ -1715,6 +1759,7 @@ async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, StorageErr
             let (a, b) = seg.index.encode(&seg.summary());
             write_index_pair(dir, &ip, &tp, a, b).await?;
         }
+        last_index_stale = write_index;
         segments.push(seg);
     }
 
@@ -1726,19 +1771,19 @@ async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, StorageErr
         wf.close().await?;
         segments.push(Segment::new(base, path.clone(), open_read(&path).await?));
     }
-    let mut io_mode = config.io_mode;
+    // The active segment's write handle opens on the first write (`ensure_write_file`); the
+    // I/O mode is settled then too.
+    let io_mode = config.io_mode;
     if let Some(active) = segments.last_mut() {
-        let (wf, mode) = open_write(&active.path, config.io_mode).await?;
-        io_mode = mode;
-        let step = PREALLOCATE_STEP_BYTES.min(config.segment_bytes_effective());
-        preallocate_range(&wf, active.size, step);
-        active.allocated_end = active.size + step;
+        // Nothing reserved until the partition is written (see PREALLOCATE_STEP_BYTES).
+        active.allocated_end = active.size;
         active.tail = load_tail(&active.read_file, active.size).await?;
-        wf.sync_data().await?;
-        let (ip, tp) = active.index_paths();
-        let (a, b) = active.index.encode(&active.summary());
-        write_index_pair(dir, &ip, &tp, a, b).await?;
-        active.write_file = Some(wf);
+        // An empty segment needs no index (recovery scans its zero bytes).
+        if last_index_stale && active.size > 0 {
+            let (ip, tp) = active.index_paths();
+            let (a, b) = active.index.encode(&active.summary());
+            write_index_pair(dir, &ip, &tp, a, b).await?;
+        }
     }
     let first_base = segments.first().map_or(0, |s| s.base_offset);
     let leo = segments.last().map_or(0, |s| s.next_offset);

@@ -128,11 +128,15 @@ pub(crate) async fn open_write(path: &Path, mode: IoMode) -> io::Result<(File, I
     Ok((opts.open(path).await?, IoMode::Buffered))
 }
 
-/// Disk space reserved ahead of the write position of an active segment. Reserving a whole
-/// default segment (1 GiB) per partition would claim 100 GiB for 100 partitions before a byte
-/// is written (and filled a small disk at start-up in the disk-full test); a rolling 8 MiB
-/// window keeps appends landing in allocated blocks at a bounded cost per partition.
+/// Largest disk space window reserved ahead of the write position of an active segment.
+/// Reserving a whole default segment (1 GiB) per partition would claim 100 GiB for 100
+/// partitions before a byte is written; even 8 MiB per partition at creation filled a 60 GB
+/// disk with 10,000 empty partitions. So nothing is reserved until a partition is written, the
+/// window starts at [`PREALLOCATE_MIN_BYTES`] and doubles each time the writes reach it (a busy
+/// partition gets the full window after a few writes, an idle one keeps a small one).
 pub const PREALLOCATE_STEP_BYTES: u64 = 8 << 20;
+/// First preallocation window of a partition (see [`PREALLOCATE_STEP_BYTES`]).
+pub const PREALLOCATE_MIN_BYTES: u64 = 64 << 10;
 
 /// Reserves `[offset, offset + len)` of `file` and extends its size to cover it (the active
 /// segment ends in zeros, which recovery truncates; close and roll cut it to the exact length).

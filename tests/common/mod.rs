@@ -36,6 +36,9 @@ pub struct Broker {
     pub metrics_addr: String,
     /// Extra environment of the broker process (e.g. `SLUICE_FAILPOINT`), kept for restarts.
     pub env: Vec<(String, String)>,
+    /// When set, the broker's stdout and stderr go straight to this file (appended) instead of
+    /// pipes, as with `sluice > file 2>&1`.
+    pub output: Option<PathBuf>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -57,6 +60,7 @@ impl Broker {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            output: None,
             _tmp: Some(tmp),
         };
         if !b.args.iter().any(|a| a == "--metrics-listen") {
@@ -68,13 +72,45 @@ impl Broker {
     }
 
     fn spawn(&mut self, listen: &str) {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
-            .arg("--listen")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice"));
+        cmd.arg("--listen")
             .arg(listen)
             .arg("--data-dir")
             .arg(&self.data_dir)
             .args(&self.args)
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .envs(self.env.iter().map(|(k, v)| (k, v)));
+        if let Some(path) = &self.output {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .expect("broker output file");
+            let seen = std::fs::read_to_string(path).unwrap_or_default().len();
+            let child = cmd
+                .stdout(file.try_clone().expect("dup"))
+                .stderr(file)
+                .spawn()
+                .expect("spawn sluice");
+            let deadline = Instant::now() + WAIT;
+            loop {
+                let text = std::fs::read_to_string(path).unwrap_or_default();
+                let new = text.get(seen..).unwrap_or_default();
+                let line = |prefix: &str| {
+                    new.lines()
+                        .find_map(|l| l.strip_prefix(prefix).map(str::to_owned))
+                };
+                if let Some(addr) = line("sluice listening on ") {
+                    self.addr = addr;
+                    self.metrics_addr = line("sluice metrics on ").unwrap_or_default();
+                    break;
+                }
+                assert!(Instant::now() < deadline, "broker did not start:\n{new}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            self.child = Some(child);
+            return;
+        }
+        let mut child = cmd
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -123,7 +159,11 @@ impl Broker {
 
     /// Broker log so far (stderr).
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default()
+        let path = self
+            .output
+            .clone()
+            .unwrap_or_else(|| self.data_dir.with_extension("log"));
+        std::fs::read_to_string(path).unwrap_or_default()
     }
 
     /// SIGTERM and wait for a clean exit; returns the exit status code.
@@ -379,6 +419,26 @@ pub fn produce_all(producer: &TestProducer, topic: &str, records: &[Out]) -> Vec
     );
     out.sort_by_key(|(i, _)| *i);
     out.into_iter().map(|(_, r)| r).collect()
+}
+
+/// A plain HTTP/1.1 GET (metrics endpoint): (status, body).
+pub fn http_get(addr: &str, path: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("metrics connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    let status = body
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = body
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
 }
 
 pub fn dir_exists(p: &Path) -> bool {
