@@ -128,7 +128,8 @@ async fn commit_reporting<T>(
         let out = change(&mut next)?;
         next.epoch += 1;
         next.reindex();
-        if let Err(e) = metadata::store(&shard.config.args.data_dir, &next) {
+        let frees_space = what == "delete-topic";
+        if let Err(e) = metadata::store(&shard.config.args.data_dir, &next, frees_space) {
             error!(error = %e, "persisting cluster metadata failed");
             return Err(OpError::new(
                 ResponseError::KafkaStorageError,

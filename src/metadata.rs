@@ -107,7 +107,7 @@ pub fn load(data_dir: &Path) -> Result<MetadataImage, MetadataError> {
                 cluster_id: new_cluster_id(),
                 ..Default::default()
             };
-            store(data_dir, &image)?;
+            store(data_dir, &image, false)?;
             return Ok(image);
         }
         Err(e) => return Err(io_err(&path)(e)),
@@ -165,12 +165,18 @@ fn ensure_reserve(dir: &Path) {
     }
 }
 
-/// Writes the snapshot atomically (tmp → fsync → rename → fsync dir), falling back on the
-/// space reserve when the disk is full (see the module documentation).
-pub fn store(data_dir: &Path, image: &MetadataImage) -> Result<(), MetadataError> {
+/// Writes the snapshot atomically (tmp → fsync → rename → fsync dir). With `frees_space` (a
+/// change that frees disk space, such as deleting a topic) it falls back on the space reserve
+/// when the disk is full (see the module documentation); other changes fail as the disk does,
+/// so the reserve is there when it is needed.
+pub fn store(
+    data_dir: &Path,
+    image: &MetadataImage,
+    frees_space: bool,
+) -> Result<(), MetadataError> {
     let dir = metadata_dir(data_dir);
     let result = match store_once(data_dir, image) {
-        Err(e) if is_no_space(&e) && dir.join(RESERVE_FILE).exists() => {
+        Err(e) if frees_space && is_no_space(&e) && dir.join(RESERVE_FILE).exists() => {
             tracing::warn!("disk full: releasing the metadata space reserve to write metadata");
             let _ = fs::remove_file(dir.join(RESERVE_FILE));
             store_once(data_dir, image)
@@ -231,7 +237,7 @@ mod tests {
                 internal: false,
             }),
         );
-        store(dir.path(), &image).unwrap();
+        store(dir.path(), &image, false).unwrap();
         let again = load(dir.path()).unwrap();
         assert_eq!(again.cluster_id, image.cluster_id);
         assert_eq!(again.topic("t"), image.topic("t"));

@@ -129,10 +129,13 @@ pub fn remove_aside(dir: &Path, tag: &str) -> io::Result<()> {
 }
 
 /// Makes `dir` a directory of topic `topic_id` before its log opens: creates and stamps a new
-/// one, stamps an unstamped one, and replaces one that belongs to another topic id.
-pub fn prepare(dir: &Path, topic_id: &[u8; 16]) -> io::Result<()> {
+/// one, stamps an unstamped one, and replaces one that belongs to another topic id. Returns
+/// whether it created the directory (a new partition: the caller removes it again if the log
+/// then fails to open, so a failed CreateTopics leaves nothing behind). A new directory that
+/// cannot be stamped (full disk) is removed here.
+pub fn prepare(dir: &Path, topic_id: &[u8; 16]) -> io::Result<bool> {
     match read_dir_id(dir)? {
-        DirId::Id(id) if &id == topic_id => return Ok(()),
+        DirId::Id(id) if &id == topic_id => return Ok(false),
         DirId::Id(id) => {
             warn!(dir = %dir.display(), old = %uuid::Uuid::from_bytes(id), new = %uuid::Uuid::from_bytes(*topic_id),
                 "partition directory belongs to an older topic of the same name; removing it");
@@ -142,12 +145,16 @@ pub fn prepare(dir: &Path, topic_id: &[u8; 16]) -> io::Result<()> {
             warn!(dir = %dir.display(), "unreadable partition.metadata; removing the directory");
             remove_aside(dir, "unknown")?;
         }
-        DirId::Unstamped => return stamp(dir, topic_id),
+        DirId::Unstamped => return stamp(dir, topic_id).map(|()| false),
         DirId::Missing => {}
     }
     fs::create_dir_all(dir)?;
-    sync_parent(dir)?;
-    stamp(dir, topic_id)
+    let made = sync_parent(dir).and_then(|()| stamp(dir, topic_id));
+    if let Err(e) = made {
+        let _ = fs::remove_dir_all(dir);
+        return Err(e);
+    }
+    Ok(true)
 }
 
 /// Start-up sweep of `data_dir` (see the module documentation). Returns how many directories

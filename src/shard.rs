@@ -225,19 +225,53 @@ impl Shard {
             if image.epoch >= old.epoch {
                 *self.metadata.borrow_mut() = image.clone();
                 failed = self.reconcile(&image).await;
-                // Topics gone (or re-created under a new id): their committed offsets go too.
-                let deleted: Vec<String> = old
+                // Topics gone (or re-created under a new id): their committed offsets go too,
+                // and so do directories of their partitions that never opened here (the logs
+                // that did open were deleted by `reconcile`).
+                let deleted: Vec<Arc<TopicMeta>> = old
                     .topics
                     .values()
                     .filter(|t| image.topic(&t.name).is_none_or(|n| n.id != t.id))
-                    .map(|t| t.name.clone())
+                    .cloned()
                     .collect();
                 if !deleted.is_empty() {
-                    crate::group::driver::topics_deleted(&self, deleted);
+                    self.remove_unopened_dirs(&deleted).await;
+                    let names = deleted.iter().map(|t| t.name.clone()).collect();
+                    crate::group::driver::topics_deleted(&self, names);
                 }
             }
             let _ = done.send(failed);
         }
+    }
+
+    /// Removes the directories of owned partitions of deleted topics that have no open log
+    /// (their open failed), if they still carry the deleted topic's id.
+    async fn remove_unopened_dirs(&self, deleted: &[Arc<TopicMeta>]) {
+        let mut dirs = Vec::new();
+        for t in deleted {
+            for index in 0..t.partitions {
+                if self.owner_of(t, index) == self.id && self.partition(&t.name, index).is_none() {
+                    dirs.push((partition_dir(&self.config, &t.name, index), t.id));
+                }
+            }
+        }
+        let _ = compio::runtime::spawn_blocking(move || {
+            use crate::partition_dir::{read_dir_id, remove_aside, DirId};
+            for (dir, id) in dirs {
+                let ours = match read_dir_id(&dir) {
+                    Ok(DirId::Id(found)) => found == id,
+                    Ok(DirId::Unstamped) => true,
+                    _ => false,
+                };
+                if ours {
+                    let tag = uuid::Uuid::from_bytes(id).simple().to_string();
+                    if let Err(e) = remove_aside(&dir, &tag) {
+                        warn!(dir = %dir.display(), error = %e, "removing the directory of a deleted partition failed");
+                    }
+                }
+            }
+        })
+        .await;
     }
 
     /// Opens logs for owned partitions that appeared, updates configs, deletes removed ones.

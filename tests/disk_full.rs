@@ -331,10 +331,13 @@ fn empty_partitions_take_little_space_and_create_topics_fails_cleanly_when_full(
         unsafe { libc::geteuid() } == 0,
         "this test mounts a filesystem and needs root (CI runs as root)"
     );
-    let disk = SmallDisk::new(4096);
+    let disk = SmallDisk::new(2048);
     let mut broker = Broker::start(&["--offsets-topic-num-partitions", "1"]);
     broker.stop();
     broker.data_dir = disk.mount.join("data");
+    // The log outside the small disk, so it keeps what happened while the disk is full.
+    let log_dir = tempfile::tempdir().expect("tempdir");
+    broker.output = Some(log_dir.path().join("broker.out"));
     broker.restart();
     let before = used_bytes(&disk.mount);
     let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> = broker
@@ -361,8 +364,8 @@ fn empty_partitions_take_little_space_and_create_topics_fails_cleanly_when_full(
     broker.restart();
     eprintln!("restart with 10,000 partitions: {:?}", started.elapsed());
 
-    // A topic that does not fit: the disk is full.
-    fill(&disk.mount.join("filler"), disk.free_bytes() + (64 << 20));
+    // A topic that does not fit: the disk is full (root's reserved blocks too).
+    fill(&disk.mount.join("filler"), u64::MAX);
     let big = NewTopic::new("no-room", 200, TopicReplication::Fixed(1));
     let r = futures_executor::block_on(admin.create_topics([&big], &opts)).unwrap();
     match &r[0] {
@@ -385,7 +388,11 @@ fn empty_partitions_take_little_space_and_create_topics_fails_cleanly_when_full(
         .filter_map(|e| e.ok())
         .filter(|e| e.file_name().to_string_lossy().starts_with("no-room"))
         .collect();
-    assert!(leftovers.is_empty(), "directories left: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "directories left: {leftovers:?}\n{}",
+        broker.log()
+    );
     // The broker still serves: space returns, the topic can be created.
     std::fs::remove_file(disk.mount.join("filler")).unwrap();
     for r in futures_executor::block_on(admin.create_topics([&big], &opts)).unwrap() {

@@ -32,7 +32,7 @@
 //! other batches at those offsets.
 
 use std::cell::{Cell, RefCell};
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -220,6 +220,8 @@ pub struct Log {
     fail_gen: Cell<u64>,
     /// Current preallocation window (see `extend_preallocation`).
     prealloc_step: Cell<u64>,
+    /// Contents of the small state files as last read or written (see `write_small`).
+    on_disk: RefCell<HashMap<&'static str, Vec<u8>>>,
     closed: Cell<bool>,
     deleted: Cell<bool>,
     roll_seq_next: Cell<u64>,
@@ -282,6 +284,7 @@ impl Log {
             recovery_point: Cell::new(leo),
             fail_gen: Cell::new(0),
             prealloc_step: Cell::new(PREALLOCATE_MIN_BYTES),
+            on_disk: RefCell::new(rec.files.iter().cloned().collect()),
             closed: Cell::new(false),
             deleted: Cell::new(false),
             roll_seq_next: Cell::new(0),
@@ -887,13 +890,15 @@ impl Log {
                 None => (None, 0, None),
             }
         };
+        // No write handle: nothing was written since the log opened, and the active index
+        // on disk is current (or the segment is empty and needs none).
         if let Some(f) = file {
             f.sync_data().await?;
             f.set_len(size).await?;
             f.sync_all().await?;
-        }
-        if seg_summary.is_some() {
-            self.write_active_index().await?;
+            if seg_summary.is_some() {
+                self.write_active_index().await?;
+            }
         }
         self.durable.set(self.hw.get());
         self.recovery_point.set(self.hw.get());
@@ -1004,9 +1009,23 @@ impl Log {
             recovery_point: self.recovery_point.get(),
             log_start_offset: self.log_start.get(),
         };
-        write_atomic(&self.dir, CHECKPOINT_FILE, encode_checkpoint(&c)).await?;
+        self.write_small(CHECKPOINT_FILE, encode_checkpoint(&c))
+            .await?;
         let snapshot = self.state.borrow().producers.encode(self.leo.get());
-        write_atomic(&self.dir, PRODUCER_FILE, snapshot).await?;
+        self.write_small(PRODUCER_FILE, snapshot).await?;
+        Ok(())
+    }
+
+    /// Writes one of the log's small state files (atomically, durably) unless it already holds
+    /// exactly these bytes: opening and closing an unchanged log then writes nothing, which
+    /// is what makes a restart with thousands of idle partitions fast.
+    async fn write_small(&self, name: &'static str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        if self.on_disk.borrow().get(name) == Some(&bytes) {
+            return Ok(());
+        }
+        self.on_disk.borrow_mut().remove(name);
+        write_atomic(&self.dir, name, bytes.clone()).await?;
+        self.on_disk.borrow_mut().insert(name, bytes);
         Ok(())
     }
 
@@ -1059,9 +1078,11 @@ impl Log {
     /// the batch headers written after the snapshot (read back from the log).
     async fn load_producer_state(&self) -> Result<(), StorageError> {
         let leo = self.leo.get();
-        let snapshot = read_optional(&self.dir.join(PRODUCER_FILE))
-            .await?
-            .and_then(|b| ProducerStates::decode(&b));
+        let bytes = read_optional(&self.dir.join(PRODUCER_FILE)).await?;
+        let snapshot = bytes.as_deref().and_then(ProducerStates::decode);
+        if let Some(b) = bytes {
+            self.on_disk.borrow_mut().insert(PRODUCER_FILE, b);
+        }
         let (mut states, from) = match snapshot {
             Some((covered, mut states)) => {
                 states.truncate_from(leo);
@@ -1110,7 +1131,7 @@ impl Log {
             st.epochs_dirty = false;
             encode_epochs(&st.epochs)
         };
-        write_atomic(&self.dir, EPOCH_FILE, bytes).await?;
+        self.write_small(EPOCH_FILE, bytes).await?;
         Ok(())
     }
 
@@ -1654,6 +1675,8 @@ struct Recovered {
     epochs: Vec<(i32, i64)>,
     log_start_offset: i64,
     io_mode: IoMode,
+    /// The checkpoint and epoch files as read (seed of `Log::on_disk`).
+    files: Vec<(&'static str, Vec<u8>)>,
 }
 
 /// Opens and repairs the segments of `dir`. See DESIGN.md §3 "Recovery".
@@ -1670,14 +1693,17 @@ async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, StorageErr
         }
     }
     bases.sort_unstable();
-    let cp = read_optional(&dir.join(CHECKPOINT_FILE))
-        .await?
-        .and_then(|b| decode_checkpoint(&b));
+    let mut files = Vec::new();
+    let cp_bytes = read_optional(&dir.join(CHECKPOINT_FILE)).await?;
+    let cp = cp_bytes.as_deref().and_then(decode_checkpoint);
+    files.extend(cp_bytes.map(|b| (CHECKPOINT_FILE, b)));
     let recovery_point = cp.map_or(-1, |c| c.recovery_point);
-    let mut epochs = read_optional(&dir.join(EPOCH_FILE))
-        .await?
-        .and_then(|b| decode_epochs(&b))
+    let epoch_bytes = read_optional(&dir.join(EPOCH_FILE)).await?;
+    let mut epochs = epoch_bytes
+        .as_deref()
+        .and_then(decode_epochs)
         .unwrap_or_default();
+    files.extend(epoch_bytes.map(|b| (EPOCH_FILE, b)));
     let batch_max = (config.max_message_bytes as u64).max(RECOVERY_BATCH_BYTES_MIN);
     let interval = config.index_interval_bytes;
 
@@ -1794,5 +1820,6 @@ async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, StorageErr
         epochs,
         log_start_offset,
         io_mode,
+        files,
     })
 }
