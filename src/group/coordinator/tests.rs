@@ -667,3 +667,57 @@ fn a_running_coordinator_compacts_when_superseded_records_dominate() {
     }
     assert!(s.snapshots.is_empty());
 }
+
+#[test]
+fn deleting_a_topic_drops_its_offsets_and_buries_commits_in_flight() {
+    let mut s = Sim::new();
+    let c = s.commit("", -1, &[("gone", 0, 50), ("kept", 0, 7)]);
+    assert!(s.take(c).is_some());
+    // A commit of the deleted topic still waiting for its write when the topic goes.
+    s.auto_persist = false;
+    let late = s.commit("", -1, &[("gone", 1, 60), ("kept", 1, 8)]);
+    s.event(Event::TopicsDeleted(vec!["gone".into()]));
+    let token = s.held.pop().unwrap();
+    s.event(Event::Persisted { token, error: 0 });
+    assert_eq!(
+        s.take(late),
+        Some(Reply::Commit(vec![
+            ("gone".into(), 1, 0),
+            ("kept".into(), 1, 0)
+        ])),
+        "answered: the commit was durable before the tombstones"
+    );
+    assert_eq!(
+        s.fetch_all(),
+        vec![("kept".into(), 0, 7), ("kept".into(), 1, 8)]
+    );
+    // The log says the same: replaying it restores only the kept topic's offsets.
+    let tombstones: Vec<(String, i32)> = s
+        .log
+        .iter()
+        .filter_map(|r| match r {
+            StoredRecord::Offset {
+                topic,
+                partition,
+                value: None,
+                ..
+            } => Some((topic.clone(), *partition)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(tombstones, vec![("gone".into(), 0), ("gone".into(), 1)]);
+    let log = std::mem::take(&mut s.log);
+    let mut r = Sim::new();
+    r.event(Event::LoadStarted(P));
+    for rec in log {
+        r.event(Event::Replay(P, rec));
+    }
+    r.event(Event::LoadCompleted {
+        partition: P,
+        records_read: 0,
+    });
+    assert_eq!(
+        r.fetch_all(),
+        vec![("kept".into(), 0, 7), ("kept".into(), 1, 8)]
+    );
+}
