@@ -61,20 +61,37 @@ class Member(threading.Thread):
         self.consumer.subscribe([topic])
         self.seen = set()
         self.stop = threading.Event()
+        # Commit what was read while every member is still in the group (`committed` is set
+        # once done), so no LeaveGroup rebalance can revoke partitions before the commit.
+        self.commit_now = threading.Event()
+        self.committed = threading.Event()
         self.error = None
         self.lock = threading.Lock()
         self._assigned = []
+        # Position per assigned partition after the last poll.
+        self.positions = {}
 
     def run(self):
         try:
             while not self.stop.is_set():
+                if self.commit_now.is_set() and not self.committed.is_set():
+                    self.consumer.commit()  # everything this member consumed, synchronously
+                    self.committed.set()
+                    continue
+                if self.committed.is_set():
+                    time.sleep(0.05)  # stay in the group (heartbeats run in the background)
+                    continue
                 for tp, recs in self.consumer.poll(timeout_ms=200).items():
                     with self.lock:
                         for r in recs:
                             self.seen.add((tp.partition, r.offset))
+                assigned = self.consumer.assignment()
+                positions = {tp.partition: self.consumer.position(tp) for tp in assigned}
                 with self.lock:
-                    self._assigned = sorted(tp.partition for tp in self.consumer.assignment())
-            self.consumer.commit()  # everything this member consumed, synchronously
+                    self._assigned = sorted(tp.partition for tp in assigned)
+                    self.positions = positions
+            if not self.committed.is_set():
+                self.consumer.commit()
         except Exception as e:  # reported by the scenario
             self.error = e
         finally:
@@ -105,10 +122,17 @@ def group_shares_partitions_commits_and_resumes():
     wait_for(lambda: sorted(a.assigned() + b.assigned()) == [0, 1, 2, 3] and a.assigned() and b.assigned(),
              "4 partitions split over 2 members")
     def read_all():
+        # Every record read, and each member at the end of each partition it now owns (one
+        # member may have read everything before the other joined; the newcomer's partitions
+        # count only once it has caught up, or it would commit nothing for them).
         with a.lock, b.lock:
-            return len(a.seen | b.seen) == 40
+            at_end = sorted(list(a.positions.items()) + list(b.positions.items()))
+            return len(a.seen | b.seen) == 40 and at_end == [(p, 10) for p in range(4)]
 
-    wait_for(read_all, "all 40 records read")
+    wait_for(read_all, "all 40 records read, each member at the end of its partitions")
+    for m in (a, b):
+        m.commit_now.set()
+    wait_for(lambda: a.committed.is_set() and b.committed.is_set(), "both members committed")
     for m in (a, b):
         m.stop.set()
     for m in (a, b):
