@@ -41,6 +41,11 @@ pub fn parse_dir_name(name: &str) -> Option<(&str, i32)> {
     Some((topic, p.parse().ok()?))
 }
 
+/// A topic id as it appears in `-delete` directory names: 32 hex digits.
+pub fn id_tag(topic_id: &[u8; 16]) -> String {
+    uuid::Uuid::from_bytes(*topic_id).simple().to_string()
+}
+
 fn encode(topic_id: &[u8; 16]) -> String {
     format!(
         "version: 0\ntopic_id: {}\n",
@@ -139,7 +144,7 @@ pub fn prepare(dir: &Path, topic_id: &[u8; 16]) -> io::Result<bool> {
         DirId::Id(id) => {
             warn!(dir = %dir.display(), old = %uuid::Uuid::from_bytes(id), new = %uuid::Uuid::from_bytes(*topic_id),
                 "partition directory belongs to an older topic of the same name; removing it");
-            remove_aside(dir, &uuid::Uuid::from_bytes(id).simple().to_string())?;
+            remove_aside(dir, &id_tag(&id))?;
         }
         DirId::Unreadable => {
             warn!(dir = %dir.display(), "unreadable partition.metadata; removing the directory");

@@ -264,8 +264,7 @@ impl Shard {
                     _ => false,
                 };
                 if ours {
-                    let tag = uuid::Uuid::from_bytes(id).simple().to_string();
-                    if let Err(e) = remove_aside(&dir, &tag) {
+                    if let Err(e) = remove_aside(&dir, &crate::partition_dir::id_tag(&id)) {
                         warn!(dir = %dir.display(), error = %e, "removing the directory of a deleted partition failed");
                     }
                 }
@@ -295,7 +294,7 @@ impl Shard {
             if let Some(p) = removed {
                 info!(topic = %p.topic, partition = p.index, "deleting partition log");
                 let dir = partition_dir(&self.config, &p.topic, p.index);
-                let tag = uuid::Uuid::from_bytes(p.topic_id).simple().to_string();
+                let tag = crate::partition_dir::id_tag(&p.topic_id);
                 let aside = crate::partition_dir::delete_path(&dir, &tag);
                 if let Err(e) = p.log.delete_as(aside).await {
                     error!(topic = %p.topic, partition = p.index, error = %e, "deleting partition log failed");

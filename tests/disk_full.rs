@@ -49,20 +49,29 @@ impl SmallDisk {
     }
 
     fn free_bytes(&self) -> u64 {
-        let out = Command::new("df")
-            .arg("-B1")
-            .arg("--output=avail")
-            .arg(&self.mount)
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .nth(1)
-            .unwrap()
-            .trim()
-            .parse()
-            .unwrap()
+        df(&self.mount, "avail")
     }
+
+    fn used_bytes(&self) -> u64 {
+        df(&self.mount, "used")
+    }
+}
+
+/// One `df -B1 --output=<field>` figure of the filesystem holding `path`, in bytes.
+fn df(path: &Path, field: &str) -> u64 {
+    let out = Command::new("df")
+        .arg("-B1")
+        .arg(format!("--output={field}"))
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap()
 }
 
 impl Drop for SmallDisk {
@@ -194,10 +203,6 @@ fn disk_full_refuses_writes_keeps_acknowledged_data_and_recovers() {
     assert!(!broker.log().contains("panicked"));
 }
 
-fn produce_to(raw: &mut Raw, topic: &str, batch: Bytes) -> (i16, i64) {
-    raw.produce(topic, 0, batch)
-}
-
 /// Issue 20, item 8: with the disk full — filled by a topic's own data — and the broker's
 /// stdout/stderr on that disk, DeleteTopics succeeds and frees the space, produce is
 /// acknowledged again without a restart, the broker stops cleanly (no panic on a failed log
@@ -226,7 +231,7 @@ fn delete_topic_on_a_full_disk_frees_space_and_service_resumes() {
     let mut kept = 0usize;
     let mut seq = 0;
     for _ in 0..10 {
-        let (err, base) = produce_to(&mut raw, "keep", idempotent_batch(-1, -1, seq, 10, "keep"));
+        let (err, base) = raw.produce("keep", 0, idempotent_batch(-1, -1, seq, 10, "keep"));
         assert_eq!((err, base), (0, kept as i64));
         kept += 10;
         seq += 10;
@@ -236,7 +241,7 @@ fn delete_topic_on_a_full_disk_frees_space_and_service_resumes() {
     let mut storage_errors = 0;
     for _ in 0..4000 {
         let batch = idempotent_batch(-1, -1, bulk_seq, 64, &"b".repeat(1000));
-        match produce_to(&mut raw, "bulk", batch).0 {
+        match raw.produce("bulk", 0, batch).0 {
             0 => bulk_seq += 64,
             e => {
                 assert_eq!(e, ResponseError::KafkaStorageError.code());
@@ -252,7 +257,7 @@ fn delete_topic_on_a_full_disk_frees_space_and_service_resumes() {
     // The keep partition may still have a little preallocated room: use it up.
     let mut full = false;
     for _ in 0..1000 {
-        let (err, base) = produce_to(&mut raw, "keep", idempotent_batch(-1, -1, seq, 10, "keep"));
+        let (err, base) = raw.produce("keep", 0, idempotent_batch(-1, -1, seq, 10, "keep"));
         if err != 0 {
             assert_eq!(err, ResponseError::KafkaStorageError.code());
             full = true;
@@ -276,7 +281,7 @@ fn delete_topic_on_a_full_disk_frees_space_and_service_resumes() {
     assert!(disk.free_bytes() > 8 << 20, "the topic's space was freed");
 
     // Produce is acknowledged again, at the next offset, without a restart.
-    let (err, base) = produce_to(&mut raw, "keep", idempotent_batch(-1, -1, seq, 10, "keep"));
+    let (err, base) = raw.produce("keep", 0, idempotent_batch(-1, -1, seq, 10, "keep"));
     assert_eq!((err, base), (0, kept as i64), "produce resumed");
     kept += 10;
 
@@ -303,23 +308,6 @@ fn delete_topic_on_a_full_disk_frees_space_and_service_resumes() {
     assert!(!broker.log().contains("panicked"));
 }
 
-/// Bytes in use on the filesystem of `path` (df).
-fn used_bytes(path: &Path) -> u64 {
-    let out = Command::new("df")
-        .arg("-B1")
-        .arg("--output=used")
-        .arg(path)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .nth(1)
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap()
-}
-
 /// Issue 20, item 9: empty partitions reserve no space (10,000 of them used 80 GB of
 /// preallocation before), and a CreateTopics that does not fit the disk fails with
 /// KAFKA_STORAGE_ERROR and leaves no half-made topic.
@@ -339,7 +327,7 @@ fn empty_partitions_take_little_space_and_create_topics_fails_cleanly_when_full(
     let log_dir = tempfile::tempdir().expect("tempdir");
     broker.output = Some(log_dir.path().join("broker.out"));
     broker.restart();
-    let before = used_bytes(&disk.mount);
+    let before = disk.used_bytes();
     let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> = broker
         .client_config()
         .set("socket.timeout.ms", "300000")
@@ -356,7 +344,7 @@ fn empty_partitions_take_little_space_and_create_topics_fails_cleanly_when_full(
     for r in futures_executor::block_on(admin.create_topics(&topics, &opts)).unwrap() {
         r.expect("created");
     }
-    let used = used_bytes(&disk.mount) - before;
+    let used = disk.used_bytes() - before;
     eprintln!("10,000 empty partitions use {} MiB", used >> 20);
     assert!(used < 1 << 30, "10,000 empty partitions use {used} bytes");
     assert_eq!(broker.stop(), Some(0));

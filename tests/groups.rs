@@ -817,53 +817,24 @@ fn every_advertised_group_api_version_round_trips() {
 /// (issue 20, item 2: they used to apply in wake-up order).
 #[test]
 fn pipelined_commits_apply_in_commit_order() {
-    use common::raw::Raw;
-    use kafka_protocol::messages::offset_commit_request::{
-        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-    };
-    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
-    use kafka_protocol::messages::*;
+    use common::raw::{offset_commit, Raw};
+    use kafka_protocol::messages::OffsetCommitResponse;
 
     const ROUNDS: i64 = 100;
     const PIPELINED: i64 = 8;
     let mut broker = Broker::start(&["--cores", "2"]);
     broker.create_topic("order", 1, &[]);
-    let sb = |v: &str| StrBytes::from_string(v.to_owned());
-    let commit = |offset: i64| {
-        OffsetCommitRequest::default()
-            .with_group_id(GroupId(sb("g-order")))
-            .with_generation_id_or_member_epoch(-1)
-            .with_topics(vec![OffsetCommitRequestTopic::default()
-                .with_name(TopicName(sb("order")))
-                .with_partitions(vec![OffsetCommitRequestPartition::default()
-                    .with_partition_index(0)
-                    .with_committed_offset(offset)])])
-    };
-    let fetch = OffsetFetchRequest::default()
-        .with_group_id(GroupId(sb("g-order")))
-        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
-            .with_name(TopicName(sb("order")))
-            .with_partition_indexes(vec![0])]));
-    // The coordinator answers once its partition is loaded.
-    let committed = |raw: &mut Raw| -> i64 {
-        let deadline = Instant::now() + WAIT;
-        loop {
-            let r: OffsetFetchResponse = raw.call(ApiKey::OffsetFetch, 7, &fetch);
-            let p = &r.topics[0].partitions[0];
-            if r.error_code == 0 && p.error_code == 0 {
-                return p.committed_offset;
-            }
-            assert!(Instant::now() < deadline, "OffsetFetch: {r:?}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    };
     let mut raw = Raw::connect(&broker.addr);
-    assert_eq!(committed(&mut raw), -1);
+    assert_eq!(raw.committed_offset("g-order", "order"), -1);
     let mut last = -1;
     for round in 0..ROUNDS {
         let offsets: Vec<i64> = (1..=PIPELINED).map(|i| round * 100 + i).collect();
         for &offset in &offsets {
-            raw.send(ApiKey::OffsetCommit, 8, &commit(offset));
+            raw.send(
+                ApiKey::OffsetCommit,
+                8,
+                &offset_commit("g-order", "order", offset),
+            );
         }
         for _ in &offsets {
             let (_, r): (i32, OffsetCommitResponse) = raw.recv_next(ApiKey::OffsetCommit, 8);
@@ -871,7 +842,7 @@ fn pipelined_commits_apply_in_commit_order() {
         }
         last = offsets[offsets.len() - 1];
         assert_eq!(
-            committed(&mut raw),
+            raw.committed_offset("g-order", "order"),
             last,
             "round {round}: an older commit won"
         );
@@ -879,5 +850,9 @@ fn pipelined_commits_apply_in_commit_order() {
     broker.stop();
     broker.restart();
     let mut raw = Raw::connect(&broker.addr);
-    assert_eq!(committed(&mut raw), last, "after restart");
+    assert_eq!(
+        raw.committed_offset("g-order", "order"),
+        last,
+        "after restart"
+    );
 }

@@ -19,14 +19,6 @@ fn sb(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
 }
 
-fn delete_topic(raw: &mut Raw, name: &str) -> i16 {
-    let req = DeleteTopicsRequest::default()
-        .with_topic_names(vec![TopicName(sb(name))])
-        .with_timeout_ms(30_000);
-    let r: DeleteTopicsResponse = raw.call(ApiKey::DeleteTopics, 4, &req);
-    r.responses[0].error_code
-}
-
 /// Every record of partition 0 of `topic` from offset 0, read with Fetch v11 (values only).
 fn read_values(raw: &mut Raw, topic: &str) -> Vec<Vec<u8>> {
     use kafka_protocol::records::RecordBatchDecoder;
@@ -175,7 +167,7 @@ fn delete_and_auto_create_under_an_active_producer() {
         }
         check(&mut reader, last_before_delete, &format!("round {round}"));
         last_before_delete = acked_max.load(Ordering::SeqCst);
-        let error = delete_topic(&mut admin, "churn");
+        let error = admin.delete_topic("churn");
         assert!(
             matches!(error, 0 | 3),
             "round {round}: DeleteTopics error {error}"
@@ -192,40 +184,6 @@ fn delete_and_auto_create_under_an_active_producer() {
     }
 }
 
-fn commit_offset(raw: &mut Raw, group: &str, topic: &str, offset: i64) -> i16 {
-    use kafka_protocol::messages::offset_commit_request::*;
-    let req = OffsetCommitRequest::default()
-        .with_group_id(GroupId(sb(group)))
-        .with_generation_id_or_member_epoch(-1)
-        .with_topics(vec![OffsetCommitRequestTopic::default()
-            .with_name(TopicName(sb(topic)))
-            .with_partitions(vec![OffsetCommitRequestPartition::default()
-                .with_partition_index(0)
-                .with_committed_offset(offset)])]);
-    let r: OffsetCommitResponse = raw.call(ApiKey::OffsetCommit, 8, &req);
-    r.topics[0].partitions[0].error_code
-}
-
-/// The committed offset (-1: none), waiting out the coordinator's load.
-fn fetch_offset(raw: &mut Raw, group: &str, topic: &str) -> i64 {
-    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
-    let req = OffsetFetchRequest::default()
-        .with_group_id(GroupId(sb(group)))
-        .with_topics(Some(vec![OffsetFetchRequestTopic::default()
-            .with_name(TopicName(sb(topic)))
-            .with_partition_indexes(vec![0])]));
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let r: OffsetFetchResponse = raw.call(ApiKey::OffsetFetch, 7, &req);
-        let p = &r.topics[0].partitions[0];
-        if r.error_code == 0 && p.error_code == 0 {
-            return p.committed_offset;
-        }
-        assert!(Instant::now() < deadline, "OffsetFetch: {r:?}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// Item 4: commit 50, delete the topic, re-create it and produce 100: the group has no offset
 /// (it would resume at 50 and skip 0-49), and still none after a restart.
 #[test]
@@ -233,27 +191,27 @@ fn committed_offsets_of_a_deleted_topic_are_removed() {
     let mut broker = Broker::start(&["--cores", "2"]);
     broker.create_topic("ledger", 1, &[]);
     let mut raw = Raw::connect(&broker.addr);
-    assert_eq!(fetch_offset(&mut raw, "g-ledger", "ledger"), -1);
-    assert_eq!(commit_offset(&mut raw, "g-ledger", "ledger", 50), 0);
-    assert_eq!(commit_offset(&mut raw, "g-other", "ledger", 7), 0);
-    assert_eq!(fetch_offset(&mut raw, "g-ledger", "ledger"), 50);
-    assert_eq!(delete_topic(&mut raw, "ledger"), 0);
+    assert_eq!(raw.committed_offset("g-ledger", "ledger"), -1);
+    assert_eq!(raw.commit_offset("g-ledger", "ledger", 50), 0);
+    assert_eq!(raw.commit_offset("g-other", "ledger", 7), 0);
+    assert_eq!(raw.committed_offset("g-ledger", "ledger"), 50);
+    assert_eq!(raw.delete_topic("ledger"), 0);
     broker.create_topic("ledger", 1, &[]);
     for _ in 0..100 {
         produce_until_ok(&mut raw, "ledger", b"x");
     }
-    assert_eq!(fetch_offset(&mut raw, "g-ledger", "ledger"), -1);
-    assert_eq!(fetch_offset(&mut raw, "g-other", "ledger"), -1);
+    assert_eq!(raw.committed_offset("g-ledger", "ledger"), -1);
+    assert_eq!(raw.committed_offset("g-other", "ledger"), -1);
     broker.stop();
     broker.restart();
     let mut raw = Raw::connect(&broker.addr);
     assert_eq!(
-        fetch_offset(&mut raw, "g-ledger", "ledger"),
+        raw.committed_offset("g-ledger", "ledger"),
         -1,
         "after restart"
     );
     assert_eq!(
-        fetch_offset(&mut raw, "g-other", "ledger"),
+        raw.committed_offset("g-other", "ledger"),
         -1,
         "after restart"
     );
@@ -266,7 +224,7 @@ fn internal_topics_are_refused_to_clients() {
     let broker = Broker::start(&["--cores", "2"]);
     broker.create_topic("x", 1, &[]);
     let mut raw = Raw::connect(&broker.addr);
-    assert_eq!(commit_offset(&mut raw, "g-int", "x", 5), 0);
+    assert_eq!(raw.commit_offset("g-int", "x", 5), 0);
 
     let req = CreatePartitionsRequest::default()
         .with_topics(vec![
@@ -301,11 +259,11 @@ fn internal_topics_are_refused_to_clients() {
     );
 
     assert_eq!(
-        delete_topic(&mut raw, "__consumer_offsets"),
+        raw.delete_topic("__consumer_offsets"),
         INVALID_TOPIC,
         "DeleteTopics"
     );
-    assert_eq!(fetch_offset(&mut raw, "g-int", "x"), 5, "offsets intact");
+    assert_eq!(raw.committed_offset("g-int", "x"), 5, "offsets intact");
 }
 
 /// Rewrites the CRC of a batch whose bytes a test edited.

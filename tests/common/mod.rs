@@ -168,39 +168,16 @@ impl Broker {
 
     /// SIGTERM and wait for a clean exit; returns the exit status code.
     pub fn stop(&mut self) -> Option<i32> {
-        let mut child = self.child.take()?;
+        let child = self.child.take()?;
         // SAFETY: sending a signal to our own child process.
         unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("broker did not stop within {WAIT:?} after SIGTERM");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_child(child, "stop after SIGTERM")
     }
 
     /// Waits (bounded) for the broker to exit by itself: its exit code, None if a signal
     /// ended it.
     pub fn wait_exit(&mut self) -> Option<i32> {
-        let mut child = self.child.take().expect("running");
-        let deadline = Instant::now() + WAIT;
-        loop {
-            if let Ok(Some(status)) = child.try_wait() {
-                return status.code();
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("broker did not exit within {WAIT:?}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        wait_child(self.child.take().expect("running"), "exit")
     }
 
     /// SIGKILL (crash).
@@ -262,6 +239,23 @@ impl Broker {
             c.set(*k, *v);
         }
         c.create().expect("consumer")
+    }
+}
+
+/// Waits up to WAIT for `child` to exit: its exit code, None if a signal ended it. Past the
+/// deadline it is killed and the test fails ("broker did not {what}").
+fn wait_child(mut child: Child, what: &str) -> Option<i32> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(Some(status)) = child.try_wait() {
+            return status.code();
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("broker did not {what} within {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

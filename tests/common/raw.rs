@@ -110,6 +110,90 @@ impl Raw {
     }
 }
 
+impl Raw {
+    /// DeleteTopics v4 of one topic: its error code.
+    pub fn delete_topic(&mut self, name: &str) -> i16 {
+        use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
+        let req = DeleteTopicsRequest::default()
+            .with_topic_names(vec![TopicName(StrBytes::from_string(name.to_owned()))])
+            .with_timeout_ms(30_000);
+        let r: DeleteTopicsResponse = self.call(ApiKey::DeleteTopics, 4, &req);
+        r.responses[0].error_code
+    }
+
+    /// OffsetCommit v8 of `offset` for partition 0 of `topic` by `group` as a simple
+    /// (memberless) consumer: its error code.
+    pub fn commit_offset(&mut self, group: &str, topic: &str, offset: i64) -> i16 {
+        use kafka_protocol::messages::OffsetCommitResponse;
+        let r: OffsetCommitResponse = self.call(
+            ApiKey::OffsetCommit,
+            8,
+            &offset_commit(group, topic, offset),
+        );
+        r.topics[0].partitions[0].error_code
+    }
+
+    /// The committed offset of partition 0 of `topic` for `group` (-1: none), retried (bounded)
+    /// while the coordinator loads.
+    pub fn committed_offset(&mut self, group: &str, topic: &str) -> i64 {
+        use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+        use kafka_protocol::messages::{
+            GroupId, OffsetFetchRequest, OffsetFetchResponse, TopicName,
+        };
+        let req = OffsetFetchRequest::default()
+            .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+                .with_partition_indexes(vec![0])]));
+        let deadline = std::time::Instant::now() + super::WAIT;
+        loop {
+            let r: OffsetFetchResponse = self.call(ApiKey::OffsetFetch, 7, &req);
+            let p = &r.topics[0].partitions[0];
+            if r.error_code == 0 && p.error_code == 0 {
+                return p.committed_offset;
+            }
+            assert!(std::time::Instant::now() < deadline, "OffsetFetch: {r:?}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// An OffsetCommit (v8 fields) of `offset` for partition 0 of `topic` by `group` as a simple
+/// consumer (generation -1, no member id).
+pub fn offset_commit(
+    group: &str,
+    topic: &str,
+    offset: i64,
+) -> kafka_protocol::messages::OffsetCommitRequest {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::{GroupId, OffsetCommitRequest, TopicName};
+    OffsetCommitRequest::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_owned())))
+        .with_generation_id_or_member_epoch(-1)
+        .with_topics(vec![OffsetCommitRequestTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+            .with_partitions(vec![OffsetCommitRequestPartition::default()
+                .with_partition_index(0)
+                .with_committed_offset(offset)])])
+}
+
+/// Encodes `records` as uncompressed RecordBatch v2.
+fn encode_batch(records: &[Record]) -> Bytes {
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )
+    .unwrap();
+    buf.freeze()
+}
+
 /// One plain RecordBatch v2 of these values (no producer id); `transactional` and `control`
 /// set those attribute bits.
 pub fn plain_batch(values: &[Vec<u8>], transactional: bool, control: bool) -> Bytes {
@@ -138,17 +222,7 @@ pub fn plain_batch(values: &[Vec<u8>], transactional: bool, control: bool) -> By
             delete_horizon: false,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    encode_batch(&records)
 }
 
 /// One RecordBatch v2 with `n` records for an idempotent producer.
@@ -176,15 +250,5 @@ pub fn idempotent_batch(
             delete_horizon: false,
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
+    encode_batch(&records)
 }

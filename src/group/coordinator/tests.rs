@@ -47,6 +47,20 @@ impl Sim {
         s
     }
 
+    /// A fresh coordinator that loaded partition P from `records`.
+    fn replayed(records: Vec<StoredRecord>, records_read: usize) -> Sim {
+        let mut s = Sim::new();
+        s.event(Event::LoadStarted(P));
+        for rec in records {
+            s.event(Event::Replay(P, rec));
+        }
+        s.event(Event::LoadCompleted {
+            partition: P,
+            records_read,
+        });
+        s
+    }
+
     fn event(&mut self, ev: Event) {
         let actions = self.c.on_event(self.now, ev);
         for a in actions {
@@ -568,15 +582,7 @@ fn replaying_the_log_restores_offsets_and_groups_and_compacts() {
     assert_eq!(snap.len(), 3);
 
     // The snapshot alone rebuilds the same state.
-    let mut t = Sim::new();
-    t.event(Event::LoadStarted(P));
-    for rec in snap {
-        t.event(Event::Replay(P, rec));
-    }
-    t.event(Event::LoadCompleted {
-        partition: P,
-        records_read: 3,
-    });
+    let mut t = Sim::replayed(snap, 3);
     assert!(t.snapshots.is_empty());
     assert_eq!(
         t.fetch_all(),
@@ -706,16 +712,7 @@ fn deleting_a_topic_drops_its_offsets_and_buries_commits_in_flight() {
         })
         .collect();
     assert_eq!(tombstones, vec![("gone".into(), 0), ("gone".into(), 1)]);
-    let log = std::mem::take(&mut s.log);
-    let mut r = Sim::new();
-    r.event(Event::LoadStarted(P));
-    for rec in log {
-        r.event(Event::Replay(P, rec));
-    }
-    r.event(Event::LoadCompleted {
-        partition: P,
-        records_read: 0,
-    });
+    let mut r = Sim::replayed(std::mem::take(&mut s.log), 0);
     assert_eq!(
         r.fetch_all(),
         vec![("kept".into(), 0, 7), ("kept".into(), 1, 8)]
