@@ -457,8 +457,13 @@ def report(res_dir, out, meta_path):
     if meta.get("storage_bench"):
         w(meta.get("storage_bench_cmd", ""))
     w("```")
+    text = "\n".join(L) + "\n"
+    # Paths inside the repository are written relative to it (no machine-specific prefix).
+    root = os.environ.get("META_ROOT")
+    if root:
+        text = text.replace(root.rstrip("/") + "/", "")
     with open(out, "w") as f:
-        f.write("\n".join(L) + "\n")
+        f.write(text)
 
 if __name__ == "__main__":
     cmd, args = sys.argv[1], sys.argv[2:]
@@ -759,7 +764,8 @@ cpu_model=$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)
 mem=$(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo)
 commit=$(cd "$ROOT" && git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 if [[ -n $(cd "$ROOT" && git status --porcelain --untracked-files=no 2>/dev/null) ]]; then commit="$commit (+ uncommitted changes)"; fi
-export META_DATE META_COMMIT META_MACHINE META_FS META_WORK META_BOOT META_BROKER META_LOAD META_TARGET META_QUICK META_SB META_SB_SINCE META_SB_CMD META_LIMIT_CMDS META_BENCHES
+export META_ROOT META_DATE META_COMMIT META_MACHINE META_FS META_WORK META_BOOT META_BROKER META_LOAD META_TARGET META_QUICK META_SB META_SB_SINCE META_SB_CMD META_LIMIT_CMDS META_BENCHES
+META_ROOT=$ROOT
 META_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 META_COMMIT=$commit
 META_MACHINE="$(nproc) vCPU ($cpu_model), $mem RAM, $(uname -sr)"
