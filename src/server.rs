@@ -15,11 +15,11 @@ use std::time::Duration;
 use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{error, info, warn};
 
+use crate::cluster::image::MetadataImage;
 use crate::config::Config;
-use crate::connection;
 use crate::controller::Controller;
+use crate::kafka::connection;
 use crate::limits::{OPEN_RETRY_MS, SHUTDOWN_GRACE_MS};
-use crate::metadata::{self, MetadataImage};
 use crate::metrics::{self, ControlRequest, Endpoint, ShardMetrics};
 use crate::shard::{build_mesh, run_mesh_receiver, MeshTask, Shard};
 use crate::util::now_ms;
@@ -35,7 +35,7 @@ pub enum StartError {
     #[error("data dir {0} is in use by another sluice process")]
     Locked(String),
     #[error(transparent)]
-    Metadata(#[from] metadata::MetadataError),
+    Metadata(#[from] crate::cluster::image::MetadataError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -151,8 +151,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
     sluice_storage::keep_large_buffers_in_heap();
     raise_fd_limit();
     let _lock = prepare_data_dir(&config.args.data_dir)?;
-    let image = metadata::load(&config.args.data_dir)?;
-    match crate::partition_dir::sweep(&config.args.data_dir, &image) {
+    let image = crate::cluster::image::load(&config.args.data_dir)?;
+    match crate::partition::dir::sweep(&config.args.data_dir, &image) {
         Ok(0) => {}
         Ok(n) => info!(
             removed = n,
@@ -314,10 +314,10 @@ async fn shard_main(start: ShardStart) {
     }
     compio::runtime::spawn(housekeeping(shard.clone())).detach();
     compio::runtime::spawn(retry_failed_opens(shard.clone())).detach();
-    compio::runtime::spawn(metrics::serve_control(shard.clone(), control)).detach();
-    compio::runtime::spawn(metrics::stall_probe(shard.clone())).detach();
+    compio::runtime::spawn(crate::shard::stats::serve_control(shard.clone(), control)).detach();
+    compio::runtime::spawn(crate::shard::stats::stall_probe(shard.clone())).detach();
     // Consumer groups: create/load __consumer_offsets, then the coordinator's timer.
-    compio::runtime::spawn(crate::group::driver::run(shard.clone())).detach();
+    compio::runtime::spawn(crate::shard::groups::run(shard.clone())).detach();
     let acceptor = match compio::net::TcpListener::from_std(listener) {
         Ok(l) => Some(compio::runtime::spawn(accept_loop(shard.clone(), l))),
         Err(e) => {

@@ -1,0 +1,4 @@
+//! Cluster metadata: the image every shard reads, and topic configs.
+
+pub mod image;
+pub mod topic_config;

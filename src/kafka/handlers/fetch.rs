@@ -1,0 +1,304 @@
+//! Fetch: long-poll reads. Partitions are read on their owner shards; if fewer than
+//! `min_bytes` came back, every involved shard waits (until the deadline) for new data on its
+//! partitions and the first wake-up triggers another round. The response carries the stored
+//! batches' `Bytes` straight to the socket (see `sluice_net::fetch`).
+
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::future::{join_all, select_all};
+use kafka_protocol::messages::FetchRequest;
+use kafka_protocol::ResponseError;
+use sluice_net::fetch::{
+    encode_fetch_response, FetchPartitionOut, FetchResponseOut, FetchTopicOut,
+};
+use sluice_net::ResponseFrame;
+use sluice_storage::StorageError;
+
+use crate::errors::storage_error;
+use crate::kafka::dispatch::Ctx;
+use crate::limits::{FETCH_MAX_WAIT_MS, PARTITIONS_PER_REQUEST_MAX};
+use crate::shard::Shard;
+
+#[derive(Debug, Clone)]
+struct ReadReq {
+    topic: String,
+    index: i32,
+    offset: i64,
+    max_bytes: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ReadOut {
+    error: i16,
+    high_watermark: i64,
+    log_start_offset: i64,
+    records: Vec<Bytes>,
+    bytes: usize,
+}
+
+/// Reads `reqs` on this (owner) shard within `budget` bytes (at least one batch overall).
+async fn read_local(shard: Rc<Shard>, reqs: Vec<ReadReq>, budget: usize) -> Vec<ReadOut> {
+    let mut out = Vec::with_capacity(reqs.len());
+    let mut used = 0usize;
+    for r in reqs {
+        let Some(p) = shard.partition(&r.topic, r.index) else {
+            out.push(ReadOut {
+                error: ResponseError::NotLeaderOrFollower.code(),
+                high_watermark: -1,
+                log_start_offset: -1,
+                ..Default::default()
+            });
+            continue;
+        };
+        let room = budget.saturating_sub(used).min(r.max_bytes);
+        let log = &p.log;
+        if room == 0 && used > 0 {
+            out.push(ReadOut {
+                high_watermark: log.high_watermark(),
+                log_start_offset: log.log_start_offset(),
+                ..Default::default()
+            });
+            continue;
+        }
+        let read = log.read(r.offset, room.max(1)).await;
+        match read {
+            Ok(res) => {
+                used += res.bytes;
+                out.push(ReadOut {
+                    error: 0,
+                    high_watermark: res.high_watermark,
+                    log_start_offset: res.log_start_offset,
+                    bytes: res.bytes,
+                    records: res.chunks,
+                });
+            }
+            Err(e) => out.push(ReadOut {
+                error: match e {
+                    StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
+                    ref other => storage_error(other).code(),
+                },
+                high_watermark: log.high_watermark(),
+                log_start_offset: log.log_start_offset(),
+                ..Default::default()
+            }),
+        }
+    }
+    out
+}
+
+/// Resolves when any of `reqs` has data past its offset, or at `wait` elapsed.
+async fn wait_local(shard: Rc<Shard>, reqs: Vec<(String, i32, i64)>, wait: Duration) {
+    let waits: Vec<_> = reqs
+        .into_iter()
+        .filter_map(|(topic, index, offset)| {
+            let p = shard.partition(&topic, index)?;
+            Some(Box::pin(async move { p.log.wait_for_data(offset).await }))
+        })
+        .collect();
+    if waits.is_empty() {
+        compio::time::sleep(wait).await;
+        return;
+    }
+    let _ = compio::time::timeout(wait, select_all(waits)).await;
+}
+
+struct Slot {
+    ti: usize,
+    req: ReadReq,
+}
+
+pub async fn handle(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<ResponseFrame> {
+    let version = ctx.version;
+    let started = Instant::now();
+    let max_wait =
+        Duration::from_millis(i64::from(req.max_wait_ms).clamp(0, FETCH_MAX_WAIT_MS) as u64);
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let max_bytes = if req.max_bytes <= 0 {
+        i32::MAX as usize
+    } else {
+        req.max_bytes as usize
+    }
+    .min(shard.config.args.fetch_max_bytes.max(1));
+    let image = shard.metadata();
+
+    let mut resp = FetchResponseOut::default();
+    if version >= 7 && req.session_epoch > 0 {
+        // We never hand out fetch sessions, so an incremental fetch names an unknown one.
+        resp.error_code = ResponseError::FetchSessionIdNotFound.code();
+        return Some(encode_fetch_response(version, ctx.correlation_id, &resp));
+    }
+    let count: usize = req.topics.iter().map(|t| t.partitions.len()).sum();
+    if count > PARTITIONS_PER_REQUEST_MAX {
+        // As for Produce: the request is refused by closing the connection (an empty frame
+        // tells the writer to close), never by leaving the client waiting for an answer.
+        tracing::info!(
+            count,
+            "fetch request names too many partitions; closing the connection"
+        );
+        return Some(Vec::new());
+    }
+
+    // Resolve topics; unknown ones answer with an error per partition.
+    let mut slots: Vec<Slot> = Vec::new();
+    let mut pending_errors: Vec<(usize, usize, i16)> = Vec::new();
+    for (ti, t) in req.topics.iter().enumerate() {
+        let meta = if version >= 13 {
+            image.topic_by_id(t.topic_id.as_bytes())
+        } else {
+            image.topic(t.topic.0.as_str())
+        };
+        resp.topics.push(FetchTopicOut {
+            name: meta.map_or_else(|| t.topic.0.as_str().to_owned(), |m| m.name.clone()),
+            topic_id: *t.topic_id.as_bytes(),
+            partitions: Vec::with_capacity(t.partitions.len()),
+        });
+        for (pi, p) in t.partitions.iter().enumerate() {
+            let known = meta.filter(|m| p.partition >= 0 && p.partition < m.partitions);
+            match known {
+                Some(m) => slots.push(Slot {
+                    ti,
+                    req: ReadReq {
+                        topic: m.name.clone(),
+                        index: p.partition,
+                        offset: p.fetch_offset,
+                        max_bytes: p.partition_max_bytes.max(0) as usize,
+                    },
+                }),
+                None => {
+                    let code = if version >= 13 && meta.is_none() {
+                        ResponseError::UnknownTopicId.code()
+                    } else {
+                        ResponseError::UnknownTopicOrPartition.code()
+                    };
+                    pending_errors.push((ti, pi, code));
+                }
+            }
+        }
+    }
+
+    // Group by owner shard, remembering each slot's position.
+    let mut by_shard: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, s) in slots.iter().enumerate() {
+        if let Some(meta) = image.topic(&s.req.topic) {
+            by_shard
+                .entry(shard.owner_of(meta, s.req.index))
+                .or_default()
+                .push(i);
+        }
+    }
+
+    let mut outs: Vec<ReadOut> = vec![ReadOut::default(); slots.len()];
+    loop {
+        let rounds = by_shard.iter().map(|(&owner, idxs)| {
+            let reqs: Vec<ReadReq> = idxs.iter().map(|&i| slots[i].req.clone()).collect();
+            let shard = shard.clone();
+            async move {
+                shard
+                    .call(owner, move |s: &Rc<Shard>| {
+                        read_local(s.clone(), reqs, max_bytes)
+                    })
+                    .await
+                    .ok()
+            }
+        });
+        let results = join_all(rounds).await;
+        let mut total = 0usize;
+        let mut any_error = false;
+        for ((_, idxs), r) in by_shard.iter().zip(results) {
+            for (k, &i) in idxs.iter().enumerate() {
+                let o = r
+                    .as_ref()
+                    .and_then(|v| v.get(k).cloned())
+                    .unwrap_or(ReadOut {
+                        error: ResponseError::NotLeaderOrFollower.code(),
+                        high_watermark: -1,
+                        log_start_offset: -1,
+                        ..Default::default()
+                    });
+                total += o.bytes;
+                any_error |= o.error != 0;
+                outs[i] = o;
+            }
+        }
+        let elapsed = started.elapsed();
+        // min_bytes 0 answers at once, as in Kafka.
+        if total >= min_bytes
+            || any_error
+            || !pending_errors.is_empty()
+            || elapsed >= max_wait
+            || slots.is_empty()
+        {
+            break;
+        }
+        let remaining = max_wait - elapsed;
+        let waits = by_shard.iter().map(|(&owner, idxs)| {
+            let reqs: Vec<(String, i32, i64)> = idxs
+                .iter()
+                .map(|&i| {
+                    (
+                        slots[i].req.topic.clone(),
+                        slots[i].req.index,
+                        slots[i].req.offset,
+                    )
+                })
+                .collect();
+            let shard = shard.clone();
+            Box::pin(async move {
+                let _ = shard
+                    .call(owner, move |s: &Rc<Shard>| {
+                        wait_local(s.clone(), reqs, remaining)
+                    })
+                    .await;
+            })
+        });
+        let waits: Vec<_> = waits.collect();
+        if waits.is_empty() {
+            break;
+        }
+        // Woken by new data or the deadline: the next round reads again and then answers.
+        select_all(waits).await;
+    }
+
+    // Trim to the response's max_bytes in request order; the first data always goes out whole.
+    let mut used = 0usize;
+    let mut slot_outs: Vec<Option<ReadOut>> = outs.into_iter().map(Some).collect();
+    for (i, s) in slots.iter().enumerate() {
+        let Some(mut o) = slot_outs[i].take() else {
+            continue;
+        };
+        if used > 0 && used + o.bytes > max_bytes {
+            o.records.clear();
+            o.bytes = 0;
+        }
+        used += o.bytes;
+        resp.topics[s.ti].partitions.push(FetchPartitionOut {
+            partition_index: s.req.index,
+            error_code: o.error,
+            high_watermark: o.high_watermark,
+            last_stable_offset: o.high_watermark,
+            log_start_offset: o.log_start_offset,
+            records: o.records,
+        });
+    }
+    for (ti, pi, code) in pending_errors {
+        let t = &req.topics[ti];
+        let p = &t.partitions[pi];
+        resp.topics[ti].partitions.push(FetchPartitionOut {
+            partition_index: p.partition,
+            error_code: code,
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+            records: Vec::new(),
+        });
+    }
+    for p in resp.topics.iter().flat_map(|t| &t.partitions) {
+        shard
+            .metrics
+            .error(kafka_protocol::messages::ApiKey::Fetch, p.error_code);
+    }
+    Some(encode_fetch_response(version, ctx.correlation_id, &resp))
+}

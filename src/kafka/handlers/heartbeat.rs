@@ -1,0 +1,35 @@
+//! Heartbeat: keeps a member's session alive; tells it when a rebalance started.
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+use kafka_protocol::ResponseError;
+use sluice_net::ResponseKind;
+
+use crate::coordinator::group::coordinator::{Event, HeartbeatRequest as Hb, Reply};
+use crate::shard::groups;
+use crate::shard::Shard;
+
+pub async fn handle(shard: Rc<Shard>, req: HeartbeatRequest) -> ResponseKind {
+    let group_id = req.group_id.0.as_str().to_owned();
+    let hb = Hb {
+        group_id: group_id.clone(),
+        partition: 0,
+        generation: req.generation_id,
+        member_id: req.member_id.as_str().to_owned(),
+        instance_id: req
+            .group_instance_id
+            .as_ref()
+            .map(|s| s.as_str().to_owned()),
+    };
+    let error = match groups::call(&shard, &group_id, move |partition, id| {
+        Event::Heartbeat(id, Hb { partition, ..hb })
+    })
+    .await
+    {
+        Ok(Reply::Heartbeat(e)) => e,
+        Ok(_) => ResponseError::UnknownServerError.code(),
+        Err(e) => e.code(),
+    };
+    ResponseKind::Heartbeat(HeartbeatResponse::default().with_error_code(error))
+}

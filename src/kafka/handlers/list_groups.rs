@@ -1,0 +1,63 @@
+//! ListGroups: every group of every shard's coordinator, filtered by state (v4+,
+//! case-insensitive) and type (v5+; all groups here are "classic").
+
+use std::rc::Rc;
+
+use futures_util::future::join_all;
+use kafka_protocol::messages::list_groups_response::ListedGroup;
+use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
+use kafka_protocol::ResponseError;
+use sluice_net::ResponseKind;
+
+use crate::coordinator::group::coordinator::{Event, Reply};
+use crate::shard::groups::GroupDriver;
+use crate::shard::Shard;
+use crate::util::sb;
+
+pub async fn handle(shard: Rc<Shard>, req: ListGroupsRequest, version: i16) -> ResponseKind {
+    let calls = (0..shard.shards).map(|target| {
+        shard.call(target, |s: &Rc<Shard>| {
+            let s = s.clone();
+            async move { GroupDriver::request(&s, Event::List).await }
+        })
+    });
+    let mut error = 0;
+    let mut groups = Vec::new();
+    for r in join_all(calls).await {
+        match r {
+            Ok(Ok(Reply::List(gs))) => groups.extend(gs),
+            _ => error = ResponseError::CoordinatorNotAvailable.code(),
+        }
+    }
+    let states: Vec<String> = req
+        .states_filter
+        .iter()
+        .map(|s| s.as_str().to_lowercase())
+        .collect();
+    let types_ok = req.types_filter.is_empty()
+        || req
+            .types_filter
+            .iter()
+            .any(|t| t.as_str().eq_ignore_ascii_case("classic"));
+    let listed = groups
+        .into_iter()
+        .filter(|g| types_ok && (states.is_empty() || states.contains(&g.state.to_lowercase())))
+        .map(|g| {
+            let mut out = ListedGroup::default()
+                .with_group_id(GroupId(sb(g.group_id)))
+                .with_protocol_type(sb(g.protocol_type));
+            if version >= 4 {
+                out.group_state = sb(g.state);
+            }
+            if version >= 5 {
+                out.group_type = sb("classic");
+            }
+            out
+        })
+        .collect();
+    ResponseKind::ListGroups(
+        ListGroupsResponse::default()
+            .with_error_code(error)
+            .with_groups(listed),
+    )
+}

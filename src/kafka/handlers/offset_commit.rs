@@ -1,0 +1,111 @@
+//! OffsetCommit: validated by the coordinator (member, generation; or a "simple" consumer with
+//! generation -1 and no member id on a group without members), then appended to
+//! `__consumer_offsets` and answered once durable per the flush policy. Offsets of unknown
+//! topics or partitions are refused with UNKNOWN_TOPIC_OR_PARTITION, as Kafka does.
+
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+use kafka_protocol::ResponseError;
+use sluice_net::ResponseKind;
+
+use crate::coordinator::group::coordinator::{CommitPartition, CommitRequest, Event, Reply};
+use crate::shard::groups;
+use crate::shard::Shard;
+
+pub async fn handle(shard: Rc<Shard>, req: OffsetCommitRequest, version: i16) -> ResponseKind {
+    let group_id = req.group_id.0.as_str().to_owned();
+    let image = shard.metadata();
+    let mut results: HashMap<(String, i32), i16> = HashMap::new();
+    let mut offsets = Vec::new();
+    for t in &req.topics {
+        let name = t.name.0.as_str();
+        let meta = image.topic(name);
+        for p in &t.partitions {
+            if meta.is_some_and(|m| (0..m.partitions).contains(&p.partition_index)) {
+                offsets.push(CommitPartition {
+                    topic: name.to_owned(),
+                    partition: p.partition_index,
+                    offset: p.committed_offset,
+                    leader_epoch: if version >= 6 {
+                        p.committed_leader_epoch
+                    } else {
+                        -1
+                    },
+                    metadata: p.committed_metadata.as_ref().map(|s| s.as_str().to_owned()),
+                });
+            } else {
+                results.insert(
+                    (name.to_owned(), p.partition_index),
+                    ResponseError::UnknownTopicOrPartition.code(),
+                );
+            }
+        }
+    }
+    if !offsets.is_empty() {
+        let commit = CommitRequest {
+            group_id: group_id.clone(),
+            partition: 0,
+            generation: req.generation_id_or_member_epoch,
+            member_id: req.member_id.as_str().to_owned(),
+            instance_id: req
+                .group_instance_id
+                .as_ref()
+                .map(|s| s.as_str().to_owned()),
+            offsets: offsets.clone(),
+        };
+        match groups::call(&shard, &group_id, move |partition, id| {
+            Event::Commit(
+                id,
+                CommitRequest {
+                    partition,
+                    ..commit
+                },
+            )
+        })
+        .await
+        {
+            Ok(Reply::Commit(rs)) => {
+                for (t, p, e) in rs {
+                    results.insert((t, p), e);
+                }
+            }
+            other => {
+                let e = match other {
+                    Err(e) => e.code(),
+                    _ => ResponseError::UnknownServerError.code(),
+                };
+                for o in offsets {
+                    results.insert((o.topic, o.partition), e);
+                }
+            }
+        }
+    }
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let e = results
+                        .get(&(t.name.0.as_str().to_owned(), p.partition_index))
+                        .copied()
+                        .unwrap_or(ResponseError::UnknownServerError.code());
+                    OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(e)
+                })
+                .collect();
+            OffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    ResponseKind::OffsetCommit(OffsetCommitResponse::default().with_topics(topics))
+}

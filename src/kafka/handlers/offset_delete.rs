@@ -1,0 +1,69 @@
+//! OffsetDelete: removes committed offsets of partitions the group is not subscribed to
+//! (GROUP_SUBSCRIBED_TO_TOPIC otherwise, judged from the members' consumer subscriptions).
+
+use std::rc::Rc;
+
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
+use kafka_protocol::ResponseError;
+use sluice_net::ResponseKind;
+
+use crate::coordinator::group::coordinator::{Event, OffsetDeleteRequest as Od, Reply};
+use crate::shard::groups;
+use crate::shard::Shard;
+use crate::util::topic_name;
+
+pub async fn handle(shard: Rc<Shard>, req: OffsetDeleteRequest) -> ResponseKind {
+    let group_id = req.group_id.0.as_str().to_owned();
+    let od = Od {
+        group_id: group_id.clone(),
+        partition: 0,
+        topics: req
+            .topics
+            .iter()
+            .map(|t| {
+                (
+                    t.name.0.as_str().to_owned(),
+                    t.partitions.iter().map(|p| p.partition_index).collect(),
+                )
+            })
+            .collect(),
+    };
+    let mut resp = OffsetDeleteResponse::default();
+    let results = match groups::call(&shard, &group_id, move |partition, id| {
+        Event::OffsetDelete(id, Od { partition, ..od })
+    })
+    .await
+    {
+        Ok(Reply::OffsetDelete(e, results)) => {
+            resp.error_code = e;
+            results
+        }
+        Ok(_) => {
+            resp.error_code = ResponseError::UnknownServerError.code();
+            Vec::new()
+        }
+        Err(e) => {
+            resp.error_code = e.code();
+            Vec::new()
+        }
+    };
+    let mut topics: Vec<OffsetDeleteResponseTopic> = Vec::new();
+    for (t, p, e) in results {
+        let part = OffsetDeleteResponsePartition::default()
+            .with_partition_index(p)
+            .with_error_code(e);
+        match topics.iter_mut().find(|x| x.name.0.as_str() == t) {
+            Some(x) => x.partitions.push(part),
+            None => topics.push(
+                OffsetDeleteResponseTopic::default()
+                    .with_name(topic_name(&t))
+                    .with_partitions(vec![part]),
+            ),
+        }
+    }
+    resp.topics = topics;
+    ResponseKind::OffsetDelete(resp)
+}

@@ -1,0 +1,131 @@
+//! OffsetFetch: committed offsets of one group (v1–7) or several (v8+), all partitions when
+//! no topics are named. Unknown partitions answer offset -1, as Kafka does.
+
+use std::rc::Rc;
+
+use futures_util::future::join_all;
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse};
+use kafka_protocol::ResponseError;
+use sluice_net::ResponseKind;
+
+use crate::coordinator::group::coordinator::{Event, FetchRequest, FetchedOffset, Reply};
+use crate::shard::groups;
+use crate::shard::Shard;
+use crate::util::{sb, topic_name};
+
+async fn fetch(
+    shard: &Rc<Shard>,
+    group_id: String,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+) -> (i16, Vec<FetchedOffset>) {
+    let fr = FetchRequest {
+        group_id: group_id.clone(),
+        partition: 0,
+        topics,
+    };
+    match groups::call(shard, &group_id, move |partition, id| {
+        Event::Fetch(id, FetchRequest { partition, ..fr })
+    })
+    .await
+    {
+        Ok(Reply::Fetch(e, offsets)) => (e, offsets),
+        Ok(_) => (ResponseError::UnknownServerError.code(), Vec::new()),
+        Err(e) => (e.code(), Vec::new()),
+    }
+}
+
+/// Groups offsets by topic, keeping first-seen topic order.
+fn by_topic(offsets: Vec<FetchedOffset>) -> Vec<(String, Vec<FetchedOffset>)> {
+    let mut out: Vec<(String, Vec<FetchedOffset>)> = Vec::new();
+    for o in offsets {
+        match out.iter_mut().find(|(t, _)| *t == o.topic) {
+            Some((_, v)) => v.push(o),
+            None => out.push((o.topic.clone(), vec![o])),
+        }
+    }
+    out
+}
+
+pub async fn handle(shard: Rc<Shard>, req: OffsetFetchRequest, version: i16) -> ResponseKind {
+    let epoch = |e: i32| if version >= 5 { e } else { -1 };
+    if version >= 8 {
+        let calls = req.groups.iter().map(|g| {
+            let topics = g.topics.as_ref().map(|ts| {
+                ts.iter()
+                    .map(|t| (t.name.0.as_str().to_owned(), t.partition_indexes.clone()))
+                    .collect()
+            });
+            let shard = shard.clone();
+            let id = g.group_id.0.as_str().to_owned();
+            async move { fetch(&shard, id, topics).await }
+        });
+        let results = join_all(calls).await;
+        let groups = req
+            .groups
+            .iter()
+            .zip(results)
+            .map(|(g, (error, offsets))| {
+                let topics = by_topic(offsets)
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        OffsetFetchResponseTopics::default()
+                            .with_name(topic_name(&t))
+                            .with_partitions(
+                                ps.into_iter()
+                                    .map(|o| {
+                                        OffsetFetchResponsePartitions::default()
+                                            .with_partition_index(o.partition)
+                                            .with_committed_offset(o.offset)
+                                            .with_committed_leader_epoch(o.leader_epoch)
+                                            .with_metadata(Some(sb(o.metadata)))
+                                            .with_error_code(o.error)
+                                    })
+                                    .collect(),
+                            )
+                    })
+                    .collect();
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(GroupId(g.group_id.0.clone()))
+                    .with_topics(topics)
+                    .with_error_code(error)
+            })
+            .collect();
+        return ResponseKind::OffsetFetch(OffsetFetchResponse::default().with_groups(groups));
+    }
+    let topics = req.topics.as_ref().map(|ts| {
+        ts.iter()
+            .map(|t| (t.name.0.as_str().to_owned(), t.partition_indexes.clone()))
+            .collect()
+    });
+    let (error, offsets) = fetch(&shard, req.group_id.0.as_str().to_owned(), topics).await;
+    // v1 has no top-level error: a group-level error goes on every partition.
+    let partition_error = |e: i16| if version < 2 && e == 0 { error } else { e };
+    let topics = by_topic(offsets)
+        .into_iter()
+        .map(|(t, ps)| {
+            OffsetFetchResponseTopic::default()
+                .with_name(topic_name(&t))
+                .with_partitions(
+                    ps.into_iter()
+                        .map(|o| {
+                            OffsetFetchResponsePartition::default()
+                                .with_partition_index(o.partition)
+                                .with_committed_offset(o.offset)
+                                .with_committed_leader_epoch(epoch(o.leader_epoch))
+                                .with_metadata(Some(sb(o.metadata)))
+                                .with_error_code(partition_error(o.error))
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    let mut resp = OffsetFetchResponse::default().with_topics(topics);
+    if version >= 2 {
+        resp.error_code = error;
+    }
+    ResponseKind::OffsetFetch(resp)
+}

@@ -1,0 +1,318 @@
+//! Produce: appends happen in the dispatch stage, in connection order (locally, or on the
+//! owner shard through the FIFO mesh); the response waits for acks (1: written, all: durable
+//! per the flush policy) and is omitted for acks=0.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+
+use bytes::Bytes;
+use futures_util::future::join_all;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::ResponseError;
+use sluice_net::ResponseKind;
+
+use crate::controller::{self, validate_topic_name};
+use crate::errors::storage_error;
+use crate::kafka::dispatch::{encode, Ctx, Dispatched};
+use crate::limits::PARTITIONS_PER_REQUEST_MAX;
+use crate::shard::Shard;
+use crate::util::{now_ms, sb, topic_name};
+
+/// Outcome of one partition's append, sendable between shards.
+#[derive(Debug, Clone)]
+pub struct PartResult {
+    pub error: i16,
+    pub base_offset: i64,
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+    pub message: Option<String>,
+}
+
+impl PartResult {
+    fn err(e: ResponseError, message: Option<String>) -> PartResult {
+        PartResult {
+            error: e.code(),
+            base_offset: -1,
+            log_append_time_ms: -1,
+            log_start_offset: -1,
+            message,
+        }
+    }
+}
+
+type PartFuture = Pin<Box<dyn Future<Output = PartResult>>>;
+
+/// Position of a partition in the request: (topic index, partition index).
+type Slot = (usize, usize);
+/// Per topic: its name and, per partition, its index and a result (or its future).
+type Rows<T> = Vec<(String, Vec<(i32, Option<T>)>)>;
+/// Forwarded partitions of one shard and the receiver of their results.
+type Remote = (Vec<Slot>, Option<flume::Receiver<Vec<PartResult>>>);
+/// Work forwarded to one shard: (topic, partition, records).
+type Forward = Vec<(String, i32, Bytes)>;
+
+/// Appends on this shard now; the returned future resolves when `acks` is satisfied.
+fn append_local(shard: &Shard, topic: &str, index: i32, records: Bytes, acks: i16) -> PartFuture {
+    let Some(p) = shard.partition(topic, index) else {
+        return Box::pin(std::future::ready(PartResult::err(
+            ResponseError::UnknownTopicOrPartition,
+            None,
+        )));
+    };
+    match p.log.append(records, p.leader_epoch, now_ms()) {
+        Err(e) => Box::pin(std::future::ready(PartResult::err(
+            storage_error(&e),
+            Some(e.to_string()),
+        ))),
+        Ok(info) => {
+            let log = p.log.clone();
+            Box::pin(async move {
+                let waited = match acks {
+                    0 => Ok(()),
+                    1 => log.wait_append_written(&info).await,
+                    _ => log.wait_append_durable(&info).await,
+                };
+                match waited {
+                    Ok(()) => PartResult {
+                        error: 0,
+                        base_offset: info.base_offset,
+                        log_append_time_ms: info.log_append_time_ms,
+                        log_start_offset: info.log_start_offset,
+                        message: None,
+                    },
+                    Err(e) => PartResult::err(storage_error(&e), Some(e.to_string())),
+                }
+            })
+        }
+    }
+}
+
+/// Batches a client may not write: control batches (Kafka: INVALID_RECORD), and transactional
+/// batches, which need a transaction this broker does not run yet (INVALID_TXN_STATE, as Kafka
+/// answers a transactional batch outside a transaction). Malformed sets are left to storage.
+fn refused_batch(records: &[u8]) -> Option<ResponseError> {
+    let mut pos = 0usize;
+    while let Some(h) = records
+        .get(pos..)
+        .and_then(|rest| sluice_storage::BatchHeader::parse(rest).ok())
+    {
+        if h.is_control() {
+            return Some(ResponseError::InvalidRecord);
+        }
+        if h.is_transactional() {
+            return Some(ResponseError::InvalidTxnState);
+        }
+        pos += h.total_size();
+    }
+    None
+}
+
+struct Item {
+    topic: String,
+    index: i32,
+    /// Where the result goes in the response.
+    slot: Slot,
+}
+
+pub async fn dispatch(shard: &Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatched {
+    let acks = req.acks;
+    let count: usize = req.topic_data.iter().map(|t| t.partition_data.len()).sum();
+    if count > PARTITIONS_PER_REQUEST_MAX {
+        return Dispatched::Close(format!("produce request names {count} partitions"));
+    }
+    if !matches!(acks, -1..=1) {
+        return respond_all(ctx, &req, ResponseError::InvalidRequiredAcks);
+    }
+    if req.transactional_id.is_some() {
+        return respond_all(ctx, &req, ResponseError::TransactionalIdAuthorizationFailed);
+    }
+    let mut image = shard.metadata();
+    if shard.config.args.auto_create_topics_enable {
+        let missing: Vec<String> = req
+            .topic_data
+            .iter()
+            .map(|t| t.name.0.as_str().to_owned())
+            .filter(|n| image.topic(n).is_none() && validate_topic_name(n).is_ok())
+            .collect();
+        if !missing.is_empty() {
+            controller::auto_create(shard, missing).await;
+            image = shard.metadata();
+        }
+    }
+
+    // Per topic: its name and, per partition, (index, local future or None if forwarded).
+    let mut rows: Rows<PartFuture> = Vec::with_capacity(req.topic_data.len());
+    let mut by_shard: BTreeMap<usize, Vec<(Item, Bytes)>> = BTreeMap::new();
+    for (ti, t) in req.topic_data.into_iter().enumerate() {
+        let name = t.name.0.as_str().to_owned();
+        let meta = image.topic(&name).cloned();
+        let mut row = Vec::with_capacity(t.partition_data.len());
+        for (pi, p) in t.partition_data.into_iter().enumerate() {
+            let records = p.records.unwrap_or_default();
+            let refused = refused_batch(&records);
+            let fail =
+                |e| Some(Box::pin(std::future::ready(PartResult::err(e, None))) as PartFuture);
+            let fut = match &meta {
+                None => fail(ResponseError::UnknownTopicOrPartition),
+                Some(m) if p.index < 0 || p.index >= m.partitions => {
+                    fail(ResponseError::UnknownTopicOrPartition)
+                }
+                // Internal topics (__consumer_offsets) are written by the broker only, as in Kafka.
+                Some(m) if m.internal => fail(ResponseError::InvalidTopicException),
+                Some(_) if records.is_empty() => fail(ResponseError::CorruptMessage),
+                Some(_) if refused.is_some() => refused.and_then(fail),
+                Some(m) => {
+                    let owner = shard.owner_of(m, p.index);
+                    if owner == shard.id {
+                        Some(append_local(shard, &name, p.index, records, acks))
+                    } else {
+                        let item = Item {
+                            topic: name.clone(),
+                            index: p.index,
+                            slot: (ti, pi),
+                        };
+                        by_shard.entry(owner).or_default().push((item, records));
+                        None
+                    }
+                }
+            };
+            row.push((p.index, fut));
+        }
+        rows.push((name, row));
+    }
+
+    // Forward each remote shard's slice; the appends run there in mesh order. Only the enqueue
+    // is awaited here (bounded queue = backpressure); answers are awaited in the second stage.
+    let mut remote: Vec<Remote> = Vec::with_capacity(by_shard.len());
+    for (owner, items) in by_shard {
+        let (slots, work): (Vec<Slot>, Forward) = items
+            .into_iter()
+            .map(|(it, b)| (it.slot, (it.topic, it.index, b)))
+            .unzip();
+        let rx = shard
+            .start_call(owner, move |s: &Rc<Shard>| {
+                let futs: Vec<PartFuture> = work
+                    .into_iter()
+                    .map(|(topic, index, records)| append_local(s, &topic, index, records, acks))
+                    .collect();
+                join_all(futs)
+            })
+            .await
+            .ok();
+        remote.push((slots, rx));
+    }
+
+    let metrics_shard = shard.clone();
+    Dispatched::Respond(Box::pin(async move {
+        let mut parts: Rows<PartResult> = Vec::with_capacity(rows.len());
+        for (name, row) in rows {
+            let mut done = Vec::with_capacity(row.len());
+            for (index, fut) in row {
+                let r = match fut {
+                    Some(f) => Some(f.await),
+                    None => None,
+                };
+                done.push((index, r));
+            }
+            parts.push((name, done));
+        }
+        for (slots, rx) in remote {
+            let answers = match rx {
+                Some(rx) => rx.recv_async().await.ok(),
+                None => None,
+            };
+            for (i, (ti, pi)) in slots.into_iter().enumerate() {
+                let res = answers
+                    .as_ref()
+                    .and_then(|v| v.get(i).cloned())
+                    .unwrap_or_else(|| PartResult::err(ResponseError::NotLeaderOrFollower, None));
+                if let Some(cell) = parts.get_mut(ti).and_then(|(_, row)| row.get_mut(pi)) {
+                    cell.1 = Some(res);
+                }
+            }
+        }
+        for (_, row) in &parts {
+            for (_, r) in row {
+                if let Some(r) = r {
+                    metrics_shard
+                        .metrics
+                        .error(kafka_protocol::messages::ApiKey::Produce, r.error);
+                }
+            }
+        }
+        if acks == 0 {
+            // Kafka closes the connection when an acks=0 produce fails, so the client notices
+            // and refreshes its metadata; an empty frame tells the writer to close.
+            let failed = parts
+                .iter()
+                .flat_map(|(_, row)| row)
+                .find_map(|(_, r)| r.as_ref().filter(|r| r.error != 0));
+            if let Some(r) = failed {
+                tracing::info!(
+                    error = r.error,
+                    "acks=0 produce failed; closing the connection"
+                );
+                return Some(Vec::new());
+            }
+            return None;
+        }
+        let topics = parts
+            .into_iter()
+            .map(|(name, row)| {
+                let partitions = row
+                    .into_iter()
+                    .map(|(index, r)| {
+                        let r = r.unwrap_or_else(|| {
+                            PartResult::err(ResponseError::UnknownServerError, None)
+                        });
+                        to_wire(r).with_index(index)
+                    })
+                    .collect();
+                TopicProduceResponse::default()
+                    .with_name(topic_name(&name))
+                    .with_partition_responses(partitions)
+            })
+            .collect();
+        encode(
+            ctx,
+            ResponseKind::Produce(ProduceResponse::default().with_responses(topics)),
+        )
+    }))
+}
+
+fn to_wire(r: PartResult) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_error_code(r.error)
+        .with_base_offset(r.base_offset)
+        .with_log_append_time_ms(r.log_append_time_ms)
+        .with_log_start_offset(r.log_start_offset)
+        .with_error_message(r.message.map(sb))
+}
+
+fn respond_all(ctx: Ctx, req: &ProduceRequest, error: ResponseError) -> Dispatched {
+    if req.acks == 0 {
+        return Dispatched::Respond(Box::pin(std::future::ready(None)));
+    }
+    let topics = req
+        .topic_data
+        .iter()
+        .map(|t| {
+            TopicProduceResponse::default()
+                .with_name(t.name.clone())
+                .with_partition_responses(
+                    t.partition_data
+                        .iter()
+                        .map(|p| to_wire(PartResult::err(error, None)).with_index(p.index))
+                        .collect(),
+                )
+        })
+        .collect();
+    let frame = encode(
+        ctx,
+        ResponseKind::Produce(ProduceResponse::default().with_responses(topics)),
+    );
+    Dispatched::Respond(Box::pin(std::future::ready(frame)))
+}

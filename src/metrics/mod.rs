@@ -1,0 +1,150 @@
+//! Prometheus metrics and health endpoints.
+//!
+//! Each shard counts in its own [`ShardMetrics`] (`Cell`s: no locks, no atomics on the data
+//! path). A scrape of `/metrics` on `--metrics-listen` asks every shard, over a control channel,
+//! for a [`ShardSnapshot`] (plain data; taken by `crate::shard::stats`), merges them and renders
+//! the Prometheus text format ([`render`]). `/live` answers 200 while the process runs; `/ready`
+//! answers 200 once every shard serves. The HTTP side ([`http`]) is a small blocking server on
+//! its own thread: one request per connection, bounded request size and time.
+//!
+//! Must not touch: shards (this module only holds counters and renders plain data).
+
+pub mod http;
+pub mod render;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::time::Duration;
+
+use kafka_protocol::messages::ApiKey;
+use sluice_storage::stats::{Histogram, HistogramSnapshot, LATENCY_BUCKETS_S};
+
+pub use http::{spawn_http, Endpoint};
+pub use render::render;
+
+/// Scrape-time request to a shard: reply with a snapshot.
+pub type ControlRequest = flume::Sender<ShardSnapshot>;
+
+/// Counters of one shard.
+pub struct ShardMetrics {
+    pub(crate) requests: RefCell<HashMap<(i16, i16), u64>>,
+    pub(crate) errors: RefCell<HashMap<(i16, i16), u64>>,
+    pub(crate) queue_seconds: RefCell<HashMap<i16, Histogram>>,
+    pub(crate) handling_seconds: RefCell<HashMap<i16, Histogram>>,
+    pub bytes_received: Cell<u64>,
+    pub bytes_sent: Cell<u64>,
+    pub connections_accepted: Cell<u64>,
+    pub connections_rejected: Cell<u64>,
+    pub mesh_sent: Cell<u64>,
+    pub stall_seconds: Histogram,
+}
+
+impl Default for ShardMetrics {
+    fn default() -> Self {
+        ShardMetrics {
+            requests: RefCell::new(HashMap::new()),
+            errors: RefCell::new(HashMap::new()),
+            queue_seconds: RefCell::new(HashMap::new()),
+            handling_seconds: RefCell::new(HashMap::new()),
+            bytes_received: Cell::new(0),
+            bytes_sent: Cell::new(0),
+            connections_accepted: Cell::new(0),
+            connections_rejected: Cell::new(0),
+            mesh_sent: Cell::new(0),
+            stall_seconds: Histogram::new(LATENCY_BUCKETS_S),
+        }
+    }
+}
+
+fn add(c: &Cell<u64>, n: u64) {
+    c.set(c.get().wrapping_add(n));
+}
+
+impl ShardMetrics {
+    pub fn add(c: &Cell<u64>, n: u64) {
+        add(c, n)
+    }
+
+    /// A request was decoded: counts it and records its queue time (frame complete → dispatch).
+    pub fn request(&self, api: ApiKey, version: i16, queued: Duration) {
+        *self
+            .requests
+            .borrow_mut()
+            .entry((api as i16, version))
+            .or_default() += 1;
+        self.queue_seconds
+            .borrow_mut()
+            .entry(api as i16)
+            .or_insert_with(|| Histogram::new(LATENCY_BUCKETS_S))
+            .observe(queued.as_secs_f64());
+    }
+
+    /// A request was answered after `handling` (dispatch → response ready).
+    pub fn handled(&self, api: ApiKey, handling: Duration) {
+        self.handling_seconds
+            .borrow_mut()
+            .entry(api as i16)
+            .or_insert_with(|| Histogram::new(LATENCY_BUCKETS_S))
+            .observe(handling.as_secs_f64());
+    }
+
+    /// An error code returned for `api` (top level or per partition).
+    pub fn error(&self, api: ApiKey, code: i16) {
+        if code != 0 {
+            *self
+                .errors
+                .borrow_mut()
+                .entry((api as i16, code))
+                .or_default() += 1;
+        }
+    }
+}
+
+/// One partition as metrics see it.
+#[derive(Debug, Clone)]
+pub struct PartitionSnapshot {
+    pub topic: String,
+    pub partition: i32,
+    pub log_start_offset: i64,
+    pub log_end_offset: i64,
+    pub high_watermark: i64,
+    pub size_bytes: u64,
+    pub segments: usize,
+    pub producers: usize,
+}
+
+/// (group, state, members, [(topic, partition, committed offset)])
+pub type GroupRow = (String, &'static str, usize, Vec<(String, i32, i64)>);
+
+/// Renders one gauge per partition.
+type PartitionGauge = (&'static str, &'static str, fn(&PartitionSnapshot) -> String);
+
+/// Everything one shard reports; `Send`, merged on scrape.
+#[derive(Debug, Clone)]
+pub struct ShardSnapshot {
+    pub shard: usize,
+    pub requests: Vec<((i16, i16), u64)>,
+    pub errors: Vec<((i16, i16), u64)>,
+    pub queue_seconds: Vec<(i16, HistogramSnapshot)>,
+    pub handling_seconds: Vec<(i16, HistogramSnapshot)>,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    pub connections_open: usize,
+    pub connections_accepted: u64,
+    pub connections_rejected: u64,
+    pub mesh_sent: u64,
+    pub mesh_queue_depth: usize,
+    pub stall_seconds: HistogramSnapshot,
+    pub read_budget_used: usize,
+    pub read_budget: usize,
+    pub writes: u64,
+    pub bytes_written: u64,
+    pub fsync_seconds: HistogramSnapshot,
+    pub batches_per_write: HistogramSnapshot,
+    pub partitions: Vec<PartitionSnapshot>,
+    pub groups: Vec<GroupRow>,
+}
+
+/// Log lines (and other diagnostics) dropped because writing them failed, e.g. stderr
+/// redirected to a file on a full disk. Process-wide: logging has no shard.
+pub static LOG_WRITE_ERRORS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);

@@ -1,0 +1,468 @@
+//! The Prometheus text exposition format (0.0.4) of merged shard snapshots.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt::Write as _;
+
+use kafka_protocol::messages::ApiKey;
+use sluice_storage::stats::HistogramSnapshot;
+#[cfg(test)]
+use sluice_storage::stats::{Histogram, COUNT_BUCKETS, LATENCY_BUCKETS_S};
+
+use super::{PartitionGauge, PartitionSnapshot, ShardSnapshot, LOG_WRITE_ERRORS};
+
+fn api_name(key: i16) -> String {
+    ApiKey::try_from(key).map_or_else(|_| key.to_string(), |k| format!("{k:?}"))
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+fn histogram(out: &mut String, name: &str, labels: &str, h: &HistogramSnapshot) {
+    let sep = if labels.is_empty() { "" } else { "," };
+    let mut cumulative = 0u64;
+    for (i, c) in h.counts.iter().enumerate() {
+        cumulative += c;
+        let le = h
+            .bounds
+            .get(i)
+            .map_or_else(|| "+Inf".to_owned(), |b| format!("{b}"));
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
+        );
+    }
+    let braces = if labels.is_empty() {
+        String::new()
+    } else {
+        format!("{{{labels}}}")
+    };
+    let _ = writeln!(out, "{name}_sum{braces} {}", h.sum);
+    let _ = writeln!(out, "{name}_count{braces} {}", h.count);
+}
+
+/// Merges shard snapshots and renders the Prometheus text exposition format (0.0.4).
+pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
+    let mut out = String::with_capacity(16 * 1024);
+    header(
+        &mut out,
+        "sluice_log_write_errors_total",
+        "counter",
+        "Log lines dropped because writing them failed (e.g. stderr on a full disk).",
+    );
+    let _ = writeln!(
+        out,
+        "sluice_log_write_errors_total {}",
+        LOG_WRITE_ERRORS.load(std::sync::atomic::Ordering::Relaxed)
+    );
+    header(
+        &mut out,
+        "sluice_up",
+        "gauge",
+        "1 while the broker runs; sluice_ready says whether it serves.",
+    );
+    let _ = writeln!(out, "sluice_up 1");
+    header(
+        &mut out,
+        "sluice_ready",
+        "gauge",
+        "1 once every shard serves clients.",
+    );
+    let _ = writeln!(out, "sluice_ready {}", u8::from(ready));
+
+    let mut requests: BTreeMap<(i16, i16), u64> = BTreeMap::new();
+    let mut errors: BTreeMap<(i16, i16), u64> = BTreeMap::new();
+    let mut queue: BTreeMap<i16, HistogramSnapshot> = BTreeMap::new();
+    let mut handling: BTreeMap<i16, HistogramSnapshot> = BTreeMap::new();
+    for s in shards {
+        for (k, v) in &s.requests {
+            *requests.entry(*k).or_default() += v;
+        }
+        for (k, v) in &s.errors {
+            *errors.entry(*k).or_default() += v;
+        }
+        for (k, h) in &s.queue_seconds {
+            queue
+                .entry(*k)
+                .or_insert_with(|| HistogramSnapshot::empty(h.bounds))
+                .merge(h);
+        }
+        for (k, h) in &s.handling_seconds {
+            handling
+                .entry(*k)
+                .or_insert_with(|| HistogramSnapshot::empty(h.bounds))
+                .merge(h);
+        }
+    }
+    header(
+        &mut out,
+        "sluice_requests_total",
+        "counter",
+        "Requests decoded, by API and version.",
+    );
+    for ((api, version), n) in &requests {
+        let _ = writeln!(
+            out,
+            "sluice_requests_total{{api=\"{}\",version=\"{version}\"}} {n}",
+            api_name(*api)
+        );
+    }
+    header(
+        &mut out,
+        "sluice_request_errors_total",
+        "counter",
+        "Error codes returned (top level and per partition), by API and code.",
+    );
+    for ((api, code), n) in &errors {
+        let _ = writeln!(
+            out,
+            "sluice_request_errors_total{{api=\"{}\",code=\"{code}\"}} {n}",
+            api_name(*api)
+        );
+    }
+    header(
+        &mut out,
+        "sluice_request_queue_seconds",
+        "histogram",
+        "Time from a request's last byte to its dispatch.",
+    );
+    for (api, h) in &queue {
+        histogram(
+            &mut out,
+            "sluice_request_queue_seconds",
+            &format!("api=\"{}\"", api_name(*api)),
+            h,
+        );
+    }
+    header(
+        &mut out,
+        "sluice_request_handling_seconds",
+        "histogram",
+        "Time from dispatch to the response being ready (includes acks and long-poll waits).",
+    );
+    for (api, h) in &handling {
+        histogram(
+            &mut out,
+            "sluice_request_handling_seconds",
+            &format!("api=\"{}\"", api_name(*api)),
+            h,
+        );
+    }
+
+    let per_shard = |out: &mut String,
+                     name: &str,
+                     kind: &str,
+                     help: &str,
+                     f: &dyn Fn(&ShardSnapshot) -> String| {
+        header(out, name, kind, help);
+        for s in shards {
+            let _ = writeln!(out, "{name}{{shard=\"{}\"}} {}", s.shard, f(s));
+        }
+    };
+    per_shard(
+        &mut out,
+        "sluice_received_bytes_total",
+        "counter",
+        "Request bytes read from clients.",
+        &|s| s.bytes_received.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_sent_bytes_total",
+        "counter",
+        "Response bytes written to clients.",
+        &|s| s.bytes_sent.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_connections_open",
+        "gauge",
+        "Open client connections.",
+        &|s| s.connections_open.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_connections_accepted_total",
+        "counter",
+        "Client connections accepted.",
+        &|s| s.connections_accepted.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_connections_rejected_total",
+        "counter",
+        "Client connections closed at once by a connection limit.",
+        &|s| s.connections_rejected.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_mesh_messages_sent_total",
+        "counter",
+        "Messages sent to other shards.",
+        &|s| s.mesh_sent.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_mesh_queue_depth",
+        "gauge",
+        "Messages waiting in this shard's outgoing mesh queues.",
+        &|s| s.mesh_queue_depth.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_shard_read_buffer_bytes",
+        "gauge",
+        "Bytes held for partially received large requests.",
+        &|s| s.read_budget_used.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_shard_read_buffer_budget_bytes",
+        "gauge",
+        "Budget for partially received large requests.",
+        &|s| s.read_budget.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_io_uring_writes_total",
+        "counter",
+        "Log writes submitted through io_uring.",
+        &|s| s.writes.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_log_written_bytes_total",
+        "counter",
+        "Record bytes written to logs.",
+        &|s| s.bytes_written.to_string(),
+    );
+    header(
+        &mut out,
+        "sluice_fsync_seconds",
+        "histogram",
+        "fdatasync latency of log writes.",
+    );
+    for s in shards {
+        histogram(
+            &mut out,
+            "sluice_fsync_seconds",
+            &format!("shard=\"{}\"", s.shard),
+            &s.fsync_seconds,
+        );
+    }
+    header(
+        &mut out,
+        "sluice_group_commit_batches",
+        "histogram",
+        "Record batches covered by one log write (group commit).",
+    );
+    for s in shards {
+        histogram(
+            &mut out,
+            "sluice_group_commit_batches",
+            &format!("shard=\"{}\"", s.shard),
+            &s.batches_per_write,
+        );
+    }
+    header(
+        &mut out,
+        "sluice_reactor_stall_seconds",
+        "histogram",
+        "How late a 10 ms timer fired: time a shard ran tasks without yielding.",
+    );
+    for s in shards {
+        histogram(
+            &mut out,
+            "sluice_reactor_stall_seconds",
+            &format!("shard=\"{}\"", s.shard),
+            &s.stall_seconds,
+        );
+    }
+
+    let mut parts: Vec<&PartitionSnapshot> = shards.iter().flat_map(|s| &s.partitions).collect();
+    parts.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    let gauges: [PartitionGauge; 6] = [
+        (
+            "sluice_partition_log_start_offset",
+            "First offset still in the log.",
+            |p| p.log_start_offset.to_string(),
+        ),
+        (
+            "sluice_partition_log_end_offset",
+            "Next offset to be assigned.",
+            |p| p.log_end_offset.to_string(),
+        ),
+        (
+            "sluice_partition_high_watermark",
+            "First offset not yet readable by consumers.",
+            |p| p.high_watermark.to_string(),
+        ),
+        (
+            "sluice_partition_size_bytes",
+            "Bytes in the partition's segments.",
+            |p| p.size_bytes.to_string(),
+        ),
+        (
+            "sluice_partition_segments",
+            "Segments of the partition.",
+            |p| p.segments.to_string(),
+        ),
+        (
+            "sluice_partition_producers",
+            "Idempotent producers with state in the partition.",
+            |p| p.producers.to_string(),
+        ),
+    ];
+    for (name, help, f) in gauges {
+        header(&mut out, name, "gauge", help);
+        for p in &parts {
+            let _ = writeln!(
+                out,
+                "{name}{{topic=\"{}\",partition=\"{}\"}} {}",
+                escape(&p.topic),
+                p.partition,
+                f(p)
+            );
+        }
+    }
+
+    let hw: HashMap<(&str, i32), i64> = parts
+        .iter()
+        .map(|p| ((p.topic.as_str(), p.partition), p.high_watermark))
+        .collect();
+    let mut groups: Vec<_> = shards.iter().flat_map(|s| &s.groups).collect();
+    groups.sort_by(|a, b| a.0.cmp(&b.0));
+    header(
+        &mut out,
+        "sluice_group_members",
+        "gauge",
+        "Members of a consumer group.",
+    );
+    for (g, _, members, _) in &groups {
+        let _ = writeln!(
+            out,
+            "sluice_group_members{{group=\"{}\"}} {members}",
+            escape(g)
+        );
+    }
+    header(
+        &mut out,
+        "sluice_group_state",
+        "gauge",
+        "1 for the group's current state.",
+    );
+    for (g, state, _, _) in &groups {
+        let _ = writeln!(
+            out,
+            "sluice_group_state{{group=\"{}\",state=\"{state}\"}} 1",
+            escape(g)
+        );
+    }
+    header(
+        &mut out,
+        "sluice_group_committed_offset",
+        "gauge",
+        "Committed offset of a group for a partition.",
+    );
+    for (g, _, _, offsets) in &groups {
+        for (t, p, o) in offsets {
+            let _ = writeln!(
+                out,
+                "sluice_group_committed_offset{{group=\"{}\",topic=\"{}\",partition=\"{p}\"}} {o}",
+                escape(g),
+                escape(t)
+            );
+        }
+    }
+    header(
+        &mut out,
+        "sluice_group_lag",
+        "gauge",
+        "High watermark minus committed offset.",
+    );
+    for (g, _, _, offsets) in &groups {
+        for (t, p, o) in offsets {
+            if let Some(h) = hw.get(&(t.as_str(), *p)) {
+                let _ = writeln!(
+                    out,
+                    "sluice_group_lag{{group=\"{}\",topic=\"{}\",partition=\"{p}\"}} {}",
+                    escape(g),
+                    escape(t),
+                    (h - o).max(0)
+                );
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_merged_counters_histograms_and_lag() {
+        let mut a = ShardSnapshot {
+            shard: 0,
+            requests: vec![((0, 9), 3)],
+            errors: vec![((0, 2), 1)],
+            queue_seconds: vec![],
+            handling_seconds: vec![(0, {
+                let h = Histogram::new(LATENCY_BUCKETS_S);
+                h.observe(0.002);
+                h.snapshot()
+            })],
+            bytes_received: 10,
+            bytes_sent: 20,
+            connections_open: 1,
+            connections_accepted: 2,
+            connections_rejected: 0,
+            mesh_sent: 0,
+            mesh_queue_depth: 0,
+            stall_seconds: HistogramSnapshot::empty(LATENCY_BUCKETS_S),
+            read_budget_used: 0,
+            read_budget: 1,
+            writes: 1,
+            bytes_written: 5,
+            fsync_seconds: HistogramSnapshot::empty(LATENCY_BUCKETS_S),
+            batches_per_write: HistogramSnapshot::empty(COUNT_BUCKETS),
+            partitions: vec![PartitionSnapshot {
+                topic: "t".into(),
+                partition: 0,
+                log_start_offset: 0,
+                log_end_offset: 10,
+                high_watermark: 10,
+                size_bytes: 100,
+                segments: 1,
+                producers: 0,
+            }],
+            groups: vec![("g".into(), "Stable", 2, vec![("t".into(), 0, 4)])],
+        };
+        let mut b = a.clone();
+        b.shard = 1;
+        b.partitions.clear();
+        b.groups.clear();
+        a.requests.push(((1, 12), 1));
+        let text = render(&[a, b], true);
+        assert!(text.contains("sluice_requests_total{api=\"Produce\",version=\"9\"} 6"));
+        assert!(text.contains("sluice_requests_total{api=\"Fetch\",version=\"12\"} 1"));
+        assert!(text.contains("sluice_request_errors_total{api=\"Produce\",code=\"2\"} 2"));
+        assert!(text
+            .contains("sluice_request_handling_seconds_bucket{api=\"Produce\",le=\"0.0025\"} 2"));
+        assert!(text.contains("sluice_request_handling_seconds_count{api=\"Produce\"} 2"));
+        assert!(text.contains("sluice_group_lag{group=\"g\",topic=\"t\",partition=\"0\"} 6"));
+        assert!(text.contains("sluice_partition_high_watermark{topic=\"t\",partition=\"0\"} 10"));
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            let (series, value) = line.rsplit_once(' ').unwrap();
+            assert!(!series.is_empty());
+            assert!(value.parse::<f64>().is_ok(), "{line}");
+        }
+    }
+}

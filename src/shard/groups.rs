@@ -1,0 +1,359 @@
+//! The per-shard driver of the group [`Coordinator`]: the only place with I/O and time.
+//!
+//! - Requests (already on the coordinator shard) get a [`ReqId`] and a one-shot channel; the
+//!   coordinator's `Reply` action completes it.
+//! - `Persist` actions are appended to the `__consumer_offsets` partition synchronously (so
+//!   log order = decision order); a task waits for durability (per the flush policy) and feeds
+//!   `Persisted` back — in append order per partition, whatever order the waits finish in
+//!   (two commits of one key in one coalesced write would otherwise apply in wake-up order, and
+//!   memory could keep the older offset while the log replays the newer). `Snapshot` actions additionally move the log start offset past the
+//!   superseded records once the snapshot is durable.
+//! - [`run`] (one task per shard) creates the topic (shard 0), loads this shard's offsets
+//!   partitions, then ticks the coordinator every [`TICK_MS`].
+//!
+//! Invariant: the coordinator's `RefCell` is never borrowed across an `.await`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::rc::Rc;
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+use sluice_storage::{validate_batches, StorageError};
+use tracing::{info, warn};
+
+use crate::controller::{self, NewTopic};
+use crate::coordinator::group::coordinator::{
+    self, Action, Coordinator, CoordinatorConfig, Event, Reply, ReqId,
+};
+use crate::coordinator::group::records::{decode_batches, encode_batch, StoredRecord};
+use crate::coordinator::group::{offsets_topic_configs, partition_for, OFFSETS_TOPIC, TICK_MS};
+use crate::errors::storage_error;
+use crate::shard::Shard;
+use crate::util::now_ms;
+
+/// Bytes read per step while loading a partition.
+const LOAD_READ_BYTES: usize = 1 << 20;
+
+/// Per-shard group state (a field of [`Shard`]).
+pub struct GroupDriver {
+    coord: RefCell<Coordinator>,
+    waiters: RefCell<HashMap<ReqId, flume::Sender<Reply>>>,
+    next_req: Cell<ReqId>,
+    /// Per offsets partition, persists not yet reported, in append order.
+    in_flight: RefCell<HashMap<i32, VecDeque<InFlight>>>,
+    next_persist: Cell<u64>,
+}
+
+/// A `Persist` appended (or refused) and not yet reported back to the coordinator.
+struct InFlight {
+    seq: u64,
+    token: Option<u64>,
+    /// The outcome, once known (0: durable).
+    error: Option<i16>,
+}
+
+impl Default for GroupDriver {
+    fn default() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_nanos() as u64)
+            ^ (std::process::id() as u64) << 32;
+        GroupDriver {
+            coord: RefCell::new(Coordinator::new(CoordinatorConfig::default(), seed)),
+            waiters: RefCell::new(HashMap::new()),
+            next_req: Cell::new(1),
+            in_flight: RefCell::new(HashMap::new()),
+            next_persist: Cell::new(0),
+        }
+    }
+}
+
+impl GroupDriver {
+    /// Every group this shard coordinates (metrics).
+    pub fn summaries(&self) -> Vec<coordinator::GroupSummary> {
+        self.coord.borrow().summaries()
+    }
+
+    /// Submits a request built by `make` and waits for its reply.
+    pub async fn request(
+        shard: &Rc<Shard>,
+        make: impl FnOnce(ReqId) -> Event,
+    ) -> Result<Reply, ResponseError> {
+        let d = &shard.groups;
+        let id = d.next_req.get();
+        d.next_req.set(id + 1);
+        let (tx, rx) = flume::bounded(1);
+        d.waiters.borrow_mut().insert(id, tx);
+        feed(shard, make(id));
+        rx.recv_async()
+            .await
+            .map_err(|_| ResponseError::CoordinatorNotAvailable)
+    }
+}
+
+/// Deleted topics: the coordinator drops their committed offsets (see `Event::TopicsDeleted`).
+pub fn topics_deleted(shard: &Rc<Shard>, topics: Vec<String>) {
+    feed(shard, Event::TopicsDeleted(topics));
+}
+
+/// Applies one event now and carries out the resulting actions.
+fn feed(shard: &Rc<Shard>, event: Event) {
+    let actions = shard.groups.coord.borrow_mut().on_event(now_ms(), event);
+    for a in actions {
+        execute(shard, a);
+    }
+}
+
+fn execute(shard: &Rc<Shard>, action: Action) {
+    match action {
+        Action::Reply(id, reply) => {
+            let tx = shard.groups.waiters.borrow_mut().remove(&id);
+            if let Some(tx) = tx {
+                let _ = tx.try_send(reply);
+            }
+        }
+        Action::Persist {
+            partition,
+            records,
+            token,
+        } => {
+            let d = &shard.groups;
+            let seq = d.next_persist.get();
+            d.next_persist.set(seq + 1);
+            let appended = append(shard, partition, &records);
+            d.in_flight
+                .borrow_mut()
+                .entry(partition)
+                .or_default()
+                .push_back(InFlight {
+                    seq,
+                    token,
+                    error: None,
+                });
+            match appended {
+                Ok((log, info)) => {
+                    let s = shard.clone();
+                    compio::runtime::spawn(async move {
+                        let error = match log.wait_append_durable(&info).await {
+                            Ok(()) => 0,
+                            Err(e) => commit_error(&e).code(),
+                        };
+                        persisted(&s, partition, seq, error);
+                    })
+                    .detach();
+                }
+                Err(e) => persisted(shard, partition, seq, e.code()),
+            }
+        }
+        Action::Snapshot { partition, records } => {
+            let Ok((log, info)) = append(shard, partition, &records) else {
+                return;
+            };
+            let first = info.last_offset + 1 - records.len() as i64;
+            compio::runtime::spawn(async move {
+                if log.wait_append_durable(&info).await.is_ok() {
+                    match log.delete_records_before(first).await {
+                        Ok(start) => info!(partition, log_start_offset = start, live = records.len(), "compacted __consumer_offsets partition"),
+                        Err(e) => warn!(partition, error = %e, "moving __consumer_offsets log start failed"),
+                    }
+                }
+            })
+            .detach();
+        }
+    }
+}
+
+/// Records the outcome of persist `seq` and reports every finished persist at the front of the
+/// partition's queue, so the coordinator sees them in append order.
+fn persisted(shard: &Rc<Shard>, partition: i32, seq: u64, error: i16) {
+    let ready: Vec<(Option<u64>, i16)> = {
+        let mut all = shard.groups.in_flight.borrow_mut();
+        let Some(queue) = all.get_mut(&partition) else {
+            return;
+        };
+        if let Some(entry) = queue.iter_mut().find(|e| e.seq == seq) {
+            entry.error = Some(error);
+        }
+        let mut ready = Vec::new();
+        while let Some(error) = queue.front().and_then(|e| e.error) {
+            if let Some(entry) = queue.pop_front() {
+                ready.push((entry.token, error));
+            }
+        }
+        if queue.is_empty() {
+            all.remove(&partition);
+        }
+        ready
+    };
+    for (token, error) in ready {
+        match token {
+            Some(token) => feed(shard, Event::Persisted { token, error }),
+            None if error != 0 => warn!(partition, error, "persisting group metadata failed"),
+            None => {}
+        }
+    }
+}
+
+type AppendResult = Result<(Rc<sluice_storage::Log>, sluice_storage::AppendInfo), ResponseError>;
+
+/// Appends `records` as one batch to offsets partition `partition` (synchronous).
+fn append(shard: &Rc<Shard>, partition: i32, records: &[StoredRecord]) -> AppendResult {
+    let part = shard
+        .partition(OFFSETS_TOPIC, partition)
+        .ok_or(ResponseError::NotCoordinator)?;
+    let now = now_ms();
+    let batch = encode_batch(records, now).map_err(|e| {
+        warn!(error = %e, "encoding __consumer_offsets batch failed");
+        ResponseError::UnknownServerError
+    })?;
+    let info = part
+        .log
+        .append(batch, part.leader_epoch, now)
+        .map_err(|e| commit_error(&e))?;
+    Ok((part.log.clone(), info))
+}
+
+/// Kafka's mapping of append failures to what an OffsetCommit client should see.
+fn commit_error(e: &StorageError) -> ResponseError {
+    match storage_error(e) {
+        ResponseError::MessageTooLarge => ResponseError::InvalidCommitOffsetSize,
+        ResponseError::KafkaStorageError => ResponseError::CoordinatorNotAvailable,
+        other => other,
+    }
+}
+
+/// The per-shard group task: topic creation (shard 0), loading, then the timer.
+pub async fn run(shard: Rc<Shard>) {
+    if shard.id == 0 && shard.metadata().topic(OFFSETS_TOPIC).is_none() {
+        let topic = NewTopic {
+            name: OFFSETS_TOPIC.to_owned(),
+            partitions: shard.config.args.offsets_topic_num_partitions,
+            replication_factor: -1,
+            configs: offsets_topic_configs(),
+        };
+        for r in controller::create_topics(&shard, vec![topic], false).await {
+            if let Err(e) = r {
+                if !matches!(e.error, ResponseError::TopicAlreadyExists) {
+                    warn!(error = %e.message, "creating __consumer_offsets failed");
+                }
+            }
+        }
+    }
+    let owned = loop {
+        if shard.shutting_down.get() {
+            return;
+        }
+        if let Some(t) = shard.metadata().topic(OFFSETS_TOPIC).cloned() {
+            let owned: Vec<i32> = (0..t.partitions)
+                .filter(|p| shard.owner_of(&t, *p) == shard.id)
+                .collect();
+            if owned
+                .iter()
+                .all(|p| shard.partition(OFFSETS_TOPIC, *p).is_some())
+            {
+                break owned;
+            }
+        }
+        compio::time::sleep(Duration::from_millis(20)).await;
+    };
+    for p in owned {
+        load(&shard, p).await;
+    }
+    loop {
+        compio::time::sleep(Duration::from_millis(TICK_MS)).await;
+        if shard.shutting_down.get() {
+            return;
+        }
+        feed(&shard, Event::Tick);
+    }
+}
+
+/// Replays offsets partition `p` into the coordinator.
+async fn load(shard: &Rc<Shard>, p: i32) {
+    let Some(part) = shard.partition(OFFSETS_TOPIC, p) else {
+        return;
+    };
+    feed(shard, Event::LoadStarted(p));
+    let log = part.log.clone();
+    let end = log.high_watermark();
+    let mut next = log.log_start_offset();
+    let mut records_read = 0usize;
+    while next < end {
+        let chunks = match log.read(next, LOAD_READ_BYTES).await {
+            Ok(r) => r.chunks,
+            Err(e) => {
+                warn!(partition = p, offset = next, error = %e, "reading __consumer_offsets failed; loading what was read");
+                break;
+            }
+        };
+        if chunks.is_empty() {
+            break;
+        }
+        let before = next;
+        for chunk in chunks {
+            if let Some(h) = validate_batches(&chunk)
+                .ok()
+                .and_then(|hs| hs.last().map(|h| h.last_offset()))
+            {
+                next = next.max(h + 1);
+            }
+            match decode_batches(chunk) {
+                Ok(recs) => {
+                    for (offset, rec) in recs {
+                        if offset < log.log_start_offset() {
+                            continue;
+                        }
+                        records_read += 1;
+                        feed(shard, Event::Replay(p, rec));
+                    }
+                }
+                Err(e) => {
+                    warn!(partition = p, error = %e, "undecodable __consumer_offsets batch skipped")
+                }
+            }
+        }
+        if next <= before {
+            break;
+        }
+    }
+    feed(
+        shard,
+        Event::LoadCompleted {
+            partition: p,
+            records_read,
+        },
+    );
+    info!(
+        partition = p,
+        records_read, "loaded __consumer_offsets partition"
+    );
+}
+
+/// Where a group's coordinator lives: (offsets partition, owner shard).
+/// COORDINATOR_NOT_AVAILABLE until `__consumer_offsets` exists.
+pub fn route(shard: &Shard, group: &str) -> Result<(i32, usize), ResponseError> {
+    let image = shard.metadata();
+    let topic = image
+        .topic(OFFSETS_TOPIC)
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    let partition = partition_for(group, topic.partitions);
+    Ok((partition, shard.owner_of(topic, partition)))
+}
+
+/// Runs a coordinator request for `group` on its coordinator shard and returns the reply;
+/// `Err` is the Kafka error when it cannot be reached.
+pub async fn call(
+    shard: &Rc<Shard>,
+    group: &str,
+    make: impl FnOnce(i32, coordinator::ReqId) -> coordinator::Event + Send + 'static,
+) -> Result<coordinator::Reply, ResponseError> {
+    let (partition, owner) = route(shard, group)?;
+    shard
+        .call(owner, move |s: &Rc<Shard>| {
+            let s = s.clone();
+            async move { GroupDriver::request(&s, move |req| make(partition, req)).await }
+        })
+        .await
+        .map_err(|_| ResponseError::CoordinatorNotAvailable)?
+}

@@ -1,0 +1,390 @@
+//! Shards: one pinned thread per core, each with its own compio (io_uring) runtime.
+//!
+//! A shard owns the partitions that hash to it (`owner`), serves the connections its
+//! SO_REUSEPORT listener accepts, and talks to other shards only through the mesh: one bounded
+//! queue per ordered pair of shards carrying `MeshTask`s. A task's closure runs on the target
+//! shard *in queue order* (that is where a forwarded produce appends, so one connection's
+//! order is kept) and the future it returns is spawned there.
+//!
+//! Invariants: only the owner shard touches a partition's log; no `RefCell` borrow is held
+//! across an `.await`; shard 0 is the controller (single writer of cluster metadata).
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures_util::future::LocalBoxFuture;
+use futures_util::StreamExt;
+use sluice_storage::Log;
+use tracing::{error, info, warn};
+
+pub mod groups;
+pub mod stats;
+
+use crate::cluster::image::{MetadataImage, TopicMeta};
+use crate::cluster::topic_config;
+use crate::config::Config;
+use crate::controller::Controller;
+use crate::limits::MESH_QUEUE_DEPTH;
+use crate::partition::{Partition, PartitionKey};
+
+/// Work sent to another shard: runs there, in order, and may leave a future to spawn.
+pub type MeshTask = Box<dyn FnOnce(&Rc<Shard>) -> LocalBoxFuture<'static, ()> + Send>;
+
+/// The peer shard is gone (shutting down).
+#[derive(Debug, thiserror::Error)]
+#[error("shard {0} is not reachable")]
+pub struct MeshError(pub usize);
+
+/// Per-shard state. Lives on its thread only (`Rc`).
+pub struct Shard {
+    pub id: usize,
+    pub shards: usize,
+    pub config: Arc<Config>,
+    peers: Vec<flume::Sender<MeshTask>>,
+    metadata: RefCell<Arc<MetadataImage>>,
+    partitions: RefCell<HashMap<PartitionKey, Rc<Partition>>>,
+    apply_tx: flume::Sender<(Arc<MetadataImage>, flume::Sender<Vec<String>>)>,
+    pub controller: Option<RefCell<Controller>>,
+    pub shutting_down: Cell<bool>,
+    /// Open client connections on this shard.
+    pub connections: Cell<usize>,
+    /// Requests dispatched and not yet answered on this shard (graceful shutdown waits for 0).
+    pub inflight: Cell<usize>,
+    /// Bytes reserved for partially received large requests (see `--shard-memory-budget-bytes`).
+    pub read_budget_used: Cell<usize>,
+    /// Owned partitions whose log failed to open in the last reconcile (retried periodically).
+    pub open_failures: Cell<usize>,
+    /// This shard's counters (see `crate::metrics`).
+    pub metrics: crate::metrics::ShardMetrics,
+    /// Group coordinator state for the `__consumer_offsets` partitions this shard owns
+    /// (consumer groups; see `crate::coordinator::group`).
+    pub groups: groups::GroupDriver,
+}
+
+/// Which shard owns a partition. Stable for a given shard count; directories are not
+/// shard-specific, so a restart with another core count simply re-maps.
+pub fn owner(topic_id: &[u8; 16], partition: i32, shards: usize) -> usize {
+    let mut key = [0u8; 20];
+    key[..16].copy_from_slice(topic_id);
+    key[16..].copy_from_slice(&partition.to_be_bytes());
+    (crc32c::crc32c(&key) as usize) % shards.max(1)
+}
+
+pub fn partition_dir(config: &Config, topic: &str, partition: i32) -> PathBuf {
+    config.args.data_dir.join(format!("{topic}-{partition}"))
+}
+
+/// Partition logs a shard opens concurrently (start-up, topic creation).
+const PARTITION_OPENS_IN_FLIGHT: usize = 64;
+
+/// Stamps the partition's directory with its topic id (see `crate::partition::dir`), then
+/// opens its log.
+async fn open_partition(
+    config: &Config,
+    topic: &TopicMeta,
+    index: i32,
+    log_config: sluice_storage::LogConfig,
+) -> Result<Rc<Log>, String> {
+    let dir = partition_dir(config, &topic.name, index);
+    let (d, id) = (dir.clone(), topic.id);
+    compio::runtime::spawn_blocking(move || crate::partition::dir::prepare(&d, &id))
+        .await
+        .unwrap_or_else(|_| Err(std::io::Error::other("prepare task panicked")))
+        .map_err(|e| format!("preparing the directory: {e}"))?;
+    Log::open(dir, log_config).await.map_err(|e| e.to_string())
+}
+
+impl Shard {
+    pub fn new(
+        id: usize,
+        config: Arc<Config>,
+        peers: Vec<flume::Sender<MeshTask>>,
+        image: Arc<MetadataImage>,
+        apply_tx: flume::Sender<(Arc<MetadataImage>, flume::Sender<Vec<String>>)>,
+        controller: Option<Controller>,
+    ) -> Shard {
+        Shard {
+            id,
+            shards: config.shards,
+            config,
+            peers,
+            metadata: RefCell::new(image),
+            partitions: RefCell::new(HashMap::new()),
+            apply_tx,
+            controller: controller.map(RefCell::new),
+            shutting_down: Cell::new(false),
+            connections: Cell::new(0),
+            inflight: Cell::new(0),
+            read_budget_used: Cell::new(0),
+            metrics: crate::metrics::ShardMetrics::default(),
+            open_failures: Cell::new(0),
+            groups: groups::GroupDriver::default(),
+        }
+    }
+
+    /// The current metadata image (cheap clone of an `Arc`).
+    pub fn metadata(&self) -> Arc<MetadataImage> {
+        self.metadata.borrow().clone()
+    }
+
+    pub fn partition(&self, topic: &str, index: i32) -> Option<Rc<Partition>> {
+        self.partitions
+            .borrow()
+            .get(&(topic.to_owned(), index))
+            .cloned()
+    }
+
+    pub fn partitions(&self) -> Vec<Rc<Partition>> {
+        self.partitions.borrow().values().cloned().collect()
+    }
+
+    pub fn owner_of(&self, topic: &TopicMeta, partition: i32) -> usize {
+        owner(&topic.id, partition, self.shards)
+    }
+
+    /// Sends `task` to shard `target` (runs inline when `target` is this shard).
+    pub async fn send(self: &Rc<Self>, target: usize, task: MeshTask) -> Result<(), MeshError> {
+        if target == self.id {
+            let fut = task(self);
+            compio::runtime::spawn(fut).detach();
+            return Ok(());
+        }
+        let tx = self.peers.get(target).ok_or(MeshError(target))?;
+        crate::metrics::ShardMetrics::add(&self.metrics.mesh_sent, 1);
+        tx.send_async(task).await.map_err(|_| MeshError(target))
+    }
+
+    /// Messages waiting in this shard's outgoing mesh queues.
+    pub fn mesh_queue_depth(&self) -> usize {
+        self.peers.iter().map(flume::Sender::len).sum()
+    }
+
+    /// Runs `f` on shard `target` and returns its result. `f`'s synchronous part runs in
+    /// mesh-queue order on the target; the future it returns completes there.
+    pub async fn call<R, F, Fut>(self: &Rc<Self>, target: usize, f: F) -> Result<R, MeshError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Rc<Shard>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = R> + 'static,
+    {
+        let rx = self.start_call(target, f).await?;
+        rx.recv_async().await.map_err(|_| MeshError(target))
+    }
+
+    /// Like [`Shard::call`] but returns once the task is enqueued (so callers can keep their
+    /// order), with a receiver for the result.
+    pub async fn start_call<R, F, Fut>(
+        self: &Rc<Self>,
+        target: usize,
+        f: F,
+    ) -> Result<flume::Receiver<R>, MeshError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Rc<Shard>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = R> + 'static,
+    {
+        let (tx, rx) = flume::bounded(1);
+        let task: MeshTask = Box::new(move |shard: &Rc<Shard>| {
+            let fut = f(shard);
+            Box::pin(async move {
+                let _ = tx.send_async(fut.await).await;
+            })
+        });
+        self.send(target, task).await?;
+        Ok(rx)
+    }
+
+    /// Queues a new metadata image for this shard; resolves once applied (logs opened/closed)
+    /// with the topics some of whose partitions failed to open here.
+    pub async fn apply_metadata(&self, image: Arc<MetadataImage>) -> Vec<String> {
+        let (tx, rx) = flume::bounded(1);
+        if self.apply_tx.send_async((image, tx)).await.is_ok() {
+            return rx.recv_async().await.unwrap_or_default();
+        }
+        Vec::new()
+    }
+
+    /// Applies images one at a time, in arrival order, skipping stale ones.
+    pub async fn run_metadata_applier(
+        self: Rc<Self>,
+        rx: flume::Receiver<(Arc<MetadataImage>, flume::Sender<Vec<String>>)>,
+    ) {
+        while let Ok((image, done)) = rx.recv_async().await {
+            let old = self.metadata();
+            let mut failed = Vec::new();
+            if image.epoch >= old.epoch {
+                *self.metadata.borrow_mut() = image.clone();
+                failed = self.reconcile(&image).await;
+                // Topics gone (or re-created under a new id): their committed offsets go too,
+                // and so do directories of their partitions that never opened here (the logs
+                // that did open were deleted by `reconcile`).
+                let deleted: Vec<Arc<TopicMeta>> = old
+                    .topics
+                    .values()
+                    .filter(|t| image.topic(&t.name).is_none_or(|n| n.id != t.id))
+                    .cloned()
+                    .collect();
+                if !deleted.is_empty() {
+                    self.remove_unopened_dirs(&deleted).await;
+                    let names = deleted.iter().map(|t| t.name.clone()).collect();
+                    groups::topics_deleted(&self, names);
+                }
+            }
+            let _ = done.send(failed);
+        }
+    }
+
+    /// Removes the directories of owned partitions of deleted topics that have no open log
+    /// (their open failed), if they still carry the deleted topic's id.
+    async fn remove_unopened_dirs(&self, deleted: &[Arc<TopicMeta>]) {
+        let mut dirs = Vec::new();
+        for t in deleted {
+            for index in 0..t.partitions {
+                if self.owner_of(t, index) == self.id && self.partition(&t.name, index).is_none() {
+                    dirs.push((partition_dir(&self.config, &t.name, index), t.id));
+                }
+            }
+        }
+        let _ = compio::runtime::spawn_blocking(move || {
+            use crate::partition::dir::{read_dir_id, remove_aside, DirId};
+            for (dir, id) in dirs {
+                let ours = match read_dir_id(&dir) {
+                    Ok(DirId::Id(found)) => found == id,
+                    Ok(DirId::Unstamped) => true,
+                    _ => false,
+                };
+                if ours {
+                    if let Err(e) = remove_aside(&dir, &crate::partition::dir::id_tag(&id)) {
+                        warn!(dir = %dir.display(), error = %e, "removing the directory of a deleted partition failed");
+                    }
+                }
+            }
+        })
+        .await;
+    }
+
+    /// Opens logs for owned partitions that appeared, updates configs, deletes removed ones.
+    /// Returns the topics some of whose partitions failed to open.
+    async fn reconcile(self: &Rc<Self>, image: &MetadataImage) -> Vec<String> {
+        self.open_failures.set(0);
+        let mut failed: Vec<String> = Vec::new();
+        let current: Vec<PartitionKey> = self.partitions.borrow().keys().cloned().collect();
+        for key in current {
+            let keep = image
+                .topic(&key.0)
+                .is_some_and(|t| key.1 < t.partitions && self.owner_of(t, key.1) == self.id);
+            let same_id = image
+                .topic(&key.0)
+                .zip(self.partition(&key.0, key.1))
+                .is_some_and(|(t, p)| t.id == p.topic_id);
+            if keep && same_id {
+                continue;
+            }
+            let removed = self.partitions.borrow_mut().remove(&key);
+            if let Some(p) = removed {
+                info!(topic = %p.topic, partition = p.index, "deleting partition log");
+                let dir = partition_dir(&self.config, &p.topic, p.index);
+                let tag = crate::partition::dir::id_tag(&p.topic_id);
+                let aside = crate::partition::dir::delete_path(&dir, &tag);
+                if let Err(e) = p.log.delete_as(aside).await {
+                    error!(topic = %p.topic, partition = p.index, error = %e, "deleting partition log failed");
+                }
+            }
+        }
+        let mut to_open = Vec::new();
+        for topic in image.topics.values() {
+            let log_config = topic_config::log_config(&self.config, &topic.configs);
+            for index in 0..topic.partitions {
+                if self.owner_of(topic, index) != self.id {
+                    continue;
+                }
+                if let Some(p) = self.partition(&topic.name, index) {
+                    p.log.set_config(log_config.clone());
+                    continue;
+                }
+                to_open.push((topic.clone(), index, log_config.clone()));
+            }
+        }
+        // Opened PARTITION_OPENS_IN_FLIGHT at a time: each open is a few dozen small file
+        // operations, and one after another 10,000 partitions took many seconds to start.
+        let opens = futures_util::stream::iter(to_open.into_iter().map(
+            |(topic, index, log_config)| async move {
+                let result = open_partition(&self.config, &topic, index, log_config).await;
+                (topic, index, result)
+            },
+        ))
+        .buffer_unordered(PARTITION_OPENS_IN_FLIGHT);
+        futures_util::pin_mut!(opens);
+        while let Some((topic, index, result)) = opens.next().await {
+            match result {
+                Ok(log) => {
+                    let p = Rc::new(Partition {
+                        topic: topic.name.clone(),
+                        topic_id: topic.id,
+                        index,
+                        log,
+                        leader_epoch: 0,
+                    });
+                    self.partitions
+                        .borrow_mut()
+                        .insert((topic.name.clone(), index), p);
+                }
+                Err(e) => {
+                    self.open_failures.set(self.open_failures.get() + 1);
+                    failed.push(topic.name.clone());
+                    error!(topic = %topic.name, partition = index, error = %e, "opening partition log failed; will retry");
+                }
+            }
+        }
+        failed.sort();
+        failed.dedup();
+        failed
+    }
+
+    /// Closes every log: flush, checkpoint. Called once at shutdown.
+    pub async fn close_logs(&self) {
+        let parts: Vec<Rc<Partition>> = self
+            .partitions
+            .borrow_mut()
+            .drain()
+            .map(|(_, p)| p)
+            .collect();
+        for p in parts {
+            if let Err(e) = p.log.close().await {
+                warn!(topic = %p.topic, partition = p.index, error = %e, "closing log failed");
+            }
+        }
+    }
+}
+
+/// `senders[from][to]` and `receivers[to][from]` of the mesh.
+pub type Mesh = (
+    Vec<Vec<flume::Sender<MeshTask>>>,
+    Vec<Vec<flume::Receiver<MeshTask>>>,
+);
+
+/// Builds the mesh: one bounded queue per ordered pair of shards.
+pub fn build_mesh(shards: usize) -> Mesh {
+    let mut senders: Vec<Vec<flume::Sender<MeshTask>>> = (0..shards).map(|_| Vec::new()).collect();
+    let mut receivers: Vec<Vec<flume::Receiver<MeshTask>>> =
+        (0..shards).map(|_| Vec::new()).collect();
+    for from in senders.iter_mut() {
+        for to in receivers.iter_mut() {
+            let (tx, rx) = flume::bounded(MESH_QUEUE_DEPTH);
+            from.push(tx);
+            to.push(rx);
+        }
+    }
+    (senders, receivers)
+}
+
+/// Runs tasks arriving from one peer, in order.
+pub async fn run_mesh_receiver(shard: Rc<Shard>, rx: flume::Receiver<MeshTask>) {
+    while let Ok(task) = rx.recv_async().await {
+        let fut = task(&shard);
+        compio::runtime::spawn(fut).detach();
+    }
+}

@@ -1,0 +1,113 @@
+//! A shard's side of metrics: its snapshot for a scrape, and the reactor-stall probe.
+
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use sluice_storage::stats::{HistogramSnapshot, COUNT_BUCKETS, LATENCY_BUCKETS_S};
+use tracing::warn;
+
+use super::Shard;
+use crate::metrics::{ControlRequest, PartitionSnapshot, ShardSnapshot};
+
+/// A timer that fires this late means the shard was blocked ("reactor stall").
+pub const STALL_LOG_THRESHOLD: Duration = Duration::from_micros(500);
+/// Stall probe period.
+const STALL_PROBE_PERIOD: Duration = Duration::from_millis(10);
+
+/// Takes this shard's snapshot.
+pub fn snapshot(shard: &Shard) -> ShardSnapshot {
+    let m = &shard.metrics;
+    let mut fsync = HistogramSnapshot::empty(LATENCY_BUCKETS_S);
+    let mut batches = HistogramSnapshot::empty(COUNT_BUCKETS);
+    let (mut writes, mut bytes_written) = (0u64, 0u64);
+    let partitions = shard
+        .partitions()
+        .iter()
+        .map(|p| {
+            let log = &p.log;
+            let s = log.stats();
+            writes += s.writes.get();
+            bytes_written += s.bytes_written.get();
+            fsync.merge(&s.fsync_seconds.snapshot());
+            batches.merge(&s.batches_per_write.snapshot());
+            PartitionSnapshot {
+                topic: p.topic.clone(),
+                partition: p.index,
+                log_start_offset: log.log_start_offset(),
+                log_end_offset: log.log_end_offset(),
+                high_watermark: log.high_watermark(),
+                size_bytes: log.size_bytes(),
+                segments: log.segment_count(),
+                producers: log.producer_count(),
+            }
+        })
+        .collect();
+    let groups = shard
+        .groups
+        .summaries()
+        .into_iter()
+        .map(|g| (g.group, g.state, g.members, g.offsets))
+        .collect();
+    ShardSnapshot {
+        shard: shard.id,
+        requests: m.requests.borrow().iter().map(|(k, v)| (*k, *v)).collect(),
+        errors: m.errors.borrow().iter().map(|(k, v)| (*k, *v)).collect(),
+        queue_seconds: m
+            .queue_seconds
+            .borrow()
+            .iter()
+            .map(|(k, h)| (*k, h.snapshot()))
+            .collect(),
+        handling_seconds: m
+            .handling_seconds
+            .borrow()
+            .iter()
+            .map(|(k, h)| (*k, h.snapshot()))
+            .collect(),
+        bytes_received: m.bytes_received.get(),
+        bytes_sent: m.bytes_sent.get(),
+        connections_open: shard.connections.get(),
+        connections_accepted: m.connections_accepted.get(),
+        connections_rejected: m.connections_rejected.get(),
+        mesh_sent: m.mesh_sent.get(),
+        mesh_queue_depth: shard.mesh_queue_depth(),
+        stall_seconds: m.stall_seconds.snapshot(),
+        read_budget_used: shard.read_budget_used.get(),
+        read_budget: shard.config.args.shard_memory_budget_bytes,
+        writes,
+        bytes_written,
+        fsync_seconds: fsync,
+        batches_per_write: batches,
+        partitions,
+        groups,
+    }
+}
+
+/// Answers scrape requests for this shard.
+pub async fn serve_control(shard: Rc<Shard>, rx: flume::Receiver<ControlRequest>) {
+    while let Ok(reply) = rx.recv_async().await {
+        let _ = reply.send(snapshot(&shard));
+    }
+}
+
+/// Measures how late a short timer fires: time the shard spent not polling its tasks.
+pub async fn stall_probe(shard: Rc<Shard>) {
+    let mut last_log = Instant::now() - Duration::from_secs(60);
+    loop {
+        let start = Instant::now();
+        compio::time::sleep(STALL_PROBE_PERIOD).await;
+        let late = start.elapsed().saturating_sub(STALL_PROBE_PERIOD);
+        shard.metrics.stall_seconds.observe(late.as_secs_f64());
+        if late > STALL_LOG_THRESHOLD && last_log.elapsed() > Duration::from_secs(10) {
+            last_log = Instant::now();
+            warn!(
+                shard = shard.id,
+                stall_us = late.as_micros() as u64,
+                "reactor stall: a task ran without yielding"
+            );
+        }
+        if shard.shutting_down.get() {
+            return;
+        }
+    }
+}
