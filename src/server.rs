@@ -16,11 +16,13 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tracing::{error, info, warn};
 
 use crate::cluster::image::MetadataImage;
+use crate::cluster::store::MetadataStore;
 use crate::config::Config;
-use crate::controller::Controller;
+use crate::controller::{Controller, ControllerConfig};
 use crate::kafka::connection;
 use crate::limits::{OPEN_RETRY_MS, SHUTDOWN_GRACE_MS};
 use crate::metrics::{self, ControlRequest, Endpoint, ShardMetrics};
+use crate::shard::controller::ControllerDriver;
 use crate::shard::{build_mesh, run_mesh_receiver, MeshTask, Shard};
 use crate::util::now_ms;
 
@@ -35,7 +37,7 @@ pub enum StartError {
     #[error("data dir {0} is in use by another sluice process")]
     Locked(String),
     #[error(transparent)]
-    Metadata(#[from] crate::cluster::image::MetadataError),
+    Metadata(#[from] crate::cluster::store::MetadataError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -151,7 +153,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     sluice_storage::keep_large_buffers_in_heap();
     raise_fd_limit();
     let _lock = prepare_data_dir(&config.args.data_dir)?;
-    let image = crate::cluster::image::load(&config.args.data_dir)?;
+    let (store, image) = MetadataStore::open(&config.args.data_dir, config.args.node_id)?;
     match crate::partition::dir::sweep(&config.args.data_dir, &image) {
         Ok(0) => {}
         Ok(n) => info!(
@@ -216,6 +218,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         shutdowns.push(stop_tx);
         let config = config.clone();
         let image = image.clone();
+        let store = (id == 0).then(|| store.clone());
         let ready = ready_tx.clone();
         let thread = std::thread::Builder::new()
             .name(format!("sluice-shard-{id}"))
@@ -231,6 +234,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
                         inbox,
                         listener,
                         image,
+                        store,
                         stop: stop_rx,
                         ready,
                         control,
@@ -279,6 +283,8 @@ struct ShardStart {
     inbox: Vec<flume::Receiver<MeshTask>>,
     listener: TcpListener,
     image: Arc<MetadataImage>,
+    /// The metadata log (shard 0, which runs the controller).
+    store: Option<MetadataStore>,
     stop: flume::Receiver<()>,
     ready: flume::Sender<()>,
     control: flume::Receiver<ControlRequest>,
@@ -292,12 +298,20 @@ async fn shard_main(start: ShardStart) {
         inbox,
         listener,
         image,
+        store,
         stop,
         ready,
         control,
     } = start;
     let (apply_tx, apply_rx) = flume::bounded(64);
-    let controller = (id == 0).then(|| Controller::new((*image).clone()));
+    let controller = store.map(|store| {
+        let config = ControllerConfig {
+            default_partitions: config.args.num_partitions,
+            default_replication_factor: 1,
+            brokers: vec![config.args.node_id],
+        };
+        ControllerDriver::new(Controller::new(config, (*image).clone()), store)
+    });
     let shard = Rc::new(Shard::new(
         id,
         config.clone(),

@@ -1,57 +1,66 @@
-//! Cluster metadata: topics, their ids, partition counts and config overrides.
-//!
-//! Single writer: the controller on shard 0 changes it and persists it; every shard holds an
-//! immutable [`MetadataImage`] (`Arc`) that the controller replaces by message.
-//!
-//! On disk (`<data-dir>/__cluster_metadata/metadata.snapshot`), written tmp → fsync → rename →
-//! fsync dir. Beside it, `reserve` holds [`RESERVE_BYTES`] of allocated space: when a write
-//! fails for want of space, the reserve is given back and the write retried once, so the
-//! metadata stays writable on a full disk — DeleteTopics is how an operator frees space. The
-//! reserve is taken again after the next write that finds room for it.
-//! ```text
-//! magic "SLMD" (4) | version u16 = 1 | body_len u32 | crc32c(body) u32 | body (JSON)
-//! ```
+//! The metadata image: topics with their partition registrations and config overrides, the
+//! cluster id and the producer-id block. It is the result of applying the metadata log's
+//! records in order ([`MetadataImage::apply`], pure); every shard holds an immutable copy
+//! (`Arc`) that the controller's driver replaces by message.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs;
-use std::io::Write;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use super::record::{MetadataRecord, PartitionRecord};
 
-const MAGIC: &[u8; 4] = b"SLMD";
-const VERSION: u16 = 1;
-const HEADER_BYTES: usize = 4 + 2 + 4 + 4;
-/// Space kept for metadata writes on a full disk (a snapshot is a few KiB per topic).
-pub const RESERVE_BYTES: u64 = 4 << 20;
-const RESERVE_FILE: &str = "reserve";
+/// A partition's registration: replicas, in-sync replicas, leader and epochs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionRegistration {
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+}
 
 /// One topic.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct TopicMeta {
     pub name: String,
     pub id: [u8; 16],
-    pub partitions: i32,
+    /// Indexed by partition number.
+    pub partitions: Vec<PartitionRegistration>,
     /// Dynamic topic config overrides (`retention.ms` etc.).
     pub configs: BTreeMap<String, String>,
-    #[serde(default)]
     pub internal: bool,
 }
 
+impl TopicMeta {
+    pub fn partition_count(&self) -> i32 {
+        self.partitions.len() as i32
+    }
+
+    /// Whether `partition` is one of this topic's partitions.
+    pub fn has_partition(&self, partition: i32) -> bool {
+        (0..self.partition_count()).contains(&partition)
+    }
+}
+
 /// An immutable view of the cluster metadata.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct MetadataImage {
     pub cluster_id: String,
-    /// Bumped on every change.
+    /// Offset of the last record applied (0: none); grows with every change.
     pub epoch: u64,
     pub topics: BTreeMap<String, Arc<TopicMeta>>,
     /// Producer ids below this may have been handed out: a restarted controller allocates
     /// from here, so ids never repeat (InitProducerId).
-    #[serde(default)]
     pub producer_id_block_end: i64,
-    #[serde(skip)]
-    pub by_id: HashMap<[u8; 16], String>,
+    by_id: HashMap<[u8; 16], String>,
+}
+
+/// A record that does not fit the image it is applied to: the log is not the one this image
+/// came from (or a bug wrote it).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("metadata record {offset} cannot be applied: {why}")]
+pub struct ApplyError {
+    pub offset: u64,
+    pub why: String,
 }
 
 impl MetadataImage {
@@ -63,201 +72,248 @@ impl MetadataImage {
         self.by_id.get(id).and_then(|n| self.topics.get(n))
     }
 
-    pub fn reindex(&mut self) {
-        self.by_id = self
+    /// Applies the record at `offset` (which must follow `self.epoch`).
+    pub fn apply(&mut self, offset: u64, record: &MetadataRecord) -> Result<(), ApplyError> {
+        let fail = |why: String| ApplyError { offset, why };
+        if offset <= self.epoch {
+            return Err(fail(format!("the image is already at {}", self.epoch)));
+        }
+        match record {
+            MetadataRecord::Cluster { cluster_id } => self.cluster_id = cluster_id.clone(),
+            MetadataRecord::Topic {
+                name,
+                topic_id,
+                internal,
+            } => {
+                if self.topics.contains_key(name) || self.by_id.contains_key(topic_id) {
+                    return Err(fail(format!("topic '{name}' already exists")));
+                }
+                let meta = TopicMeta {
+                    name: name.clone(),
+                    id: *topic_id,
+                    partitions: Vec::new(),
+                    configs: BTreeMap::new(),
+                    internal: *internal,
+                };
+                self.by_id.insert(*topic_id, name.clone());
+                self.topics.insert(name.clone(), Arc::new(meta));
+            }
+            MetadataRecord::Partition(p) => self.apply_partition(p).map_err(fail)?,
+            MetadataRecord::Config { topic, key, value } => {
+                let t = self
+                    .topics
+                    .get_mut(topic)
+                    .ok_or_else(|| fail(format!("config of unknown topic '{topic}'")))?;
+                let t = Arc::make_mut(t);
+                match value {
+                    Some(v) => t.configs.insert(key.clone(), v.clone()),
+                    None => t.configs.remove(key),
+                };
+            }
+            MetadataRecord::RemoveTopic { topic_id } => {
+                let name = self
+                    .by_id
+                    .remove(topic_id)
+                    .ok_or_else(|| fail("removal of an unknown topic id".into()))?;
+                self.topics.remove(&name);
+            }
+            MetadataRecord::ProducerIds { block_end } => {
+                if *block_end < self.producer_id_block_end {
+                    return Err(fail("producer id block moved backwards".into()));
+                }
+                self.producer_id_block_end = *block_end;
+            }
+        }
+        self.epoch = offset;
+        Ok(())
+    }
+
+    fn apply_partition(&mut self, p: &PartitionRecord) -> Result<(), String> {
+        let name = self
+            .by_id
+            .get(&p.topic_id)
+            .ok_or("partition of an unknown topic id")?;
+        let t = self
             .topics
-            .values()
-            .map(|t| (t.id, t.name.clone()))
-            .collect();
-    }
-}
-
-/// Failure to read or write the metadata snapshot.
-#[derive(Debug, thiserror::Error)]
-pub enum MetadataError {
-    #[error("metadata I/O on {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("metadata snapshot {0} is corrupt: {1}")]
-    Corrupt(PathBuf, &'static str),
-}
-
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> MetadataError + '_ {
-    move |source| MetadataError::Io {
-        path: path.to_owned(),
-        source,
-    }
-}
-
-pub fn metadata_dir(data_dir: &Path) -> PathBuf {
-    data_dir.join("__cluster_metadata")
-}
-
-/// Loads the snapshot, or creates a fresh image with a new cluster id.
-pub fn load(data_dir: &Path) -> Result<MetadataImage, MetadataError> {
-    let dir = metadata_dir(data_dir);
-    fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    let path = dir.join("metadata.snapshot");
-    let bytes = match fs::read(&path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let image = MetadataImage {
-                cluster_id: new_cluster_id(),
-                ..Default::default()
-            };
-            store(data_dir, &image, false)?;
-            return Ok(image);
+            .get_mut(name)
+            .ok_or("partition of an unknown topic")?;
+        let t = Arc::make_mut(t);
+        let reg = PartitionRegistration {
+            replicas: p.replicas.clone(),
+            isr: p.isr.clone(),
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+        };
+        match usize::try_from(p.partition) {
+            Ok(i) if i < t.partitions.len() => t.partitions[i] = reg,
+            Ok(i) if i == t.partitions.len() => t.partitions.push(reg),
+            _ => {
+                return Err(format!(
+                    "partition {} of '{}' which has {}",
+                    p.partition,
+                    t.name,
+                    t.partitions.len()
+                ))
+            }
         }
-        Err(e) => return Err(io_err(&path)(e)),
-    };
-    let mut image = decode(&bytes).map_err(|why| MetadataError::Corrupt(path.clone(), why))?;
-    image.reindex();
-    ensure_reserve(&dir);
-    Ok(image)
-}
+        Ok(())
+    }
 
-fn decode(bytes: &[u8]) -> Result<MetadataImage, &'static str> {
-    let header = bytes.get(..HEADER_BYTES).ok_or("shorter than its header")?;
-    if &header[..4] != MAGIC {
-        return Err("bad magic");
-    }
-    if u16::from_be_bytes([header[4], header[5]]) != VERSION {
-        return Err("unknown version");
-    }
-    let len = u32::from_be_bytes([header[6], header[7], header[8], header[9]]) as usize;
-    let crc = u32::from_be_bytes([header[10], header[11], header[12], header[13]]);
-    let body = bytes
-        .get(HEADER_BYTES..HEADER_BYTES + len)
-        .ok_or("truncated body")?;
-    if crc32c::crc32c(body) != crc {
-        return Err("CRC mismatch");
-    }
-    serde_json::from_slice(body).map_err(|_| "unparseable body")
-}
-
-fn is_no_space(e: &MetadataError) -> bool {
-    matches!(e, MetadataError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC))
-}
-
-/// Takes the reserve if it is missing or short; best effort (a full disk leaves it for later).
-fn ensure_reserve(dir: &Path) {
-    use std::os::fd::AsRawFd;
-    let path = dir.join(RESERVE_FILE);
-    if fs::metadata(&path).is_ok_and(|m| m.len() >= RESERVE_BYTES) {
-        return;
-    }
-    let Ok(f) = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)
-    else {
-        return;
-    };
-    // SAFETY: fallocate on an fd owned by `f` for the duration of the call.
-    let rc = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, RESERVE_BYTES as libc::off_t) };
-    if rc != 0 || f.sync_all().is_err() {
-        drop(f);
-        let _ = fs::remove_file(&path);
-        tracing::warn!("no room for the metadata space reserve yet; retried on the next write");
-    }
-}
-
-/// Writes the snapshot atomically (tmp → fsync → rename → fsync dir). With `frees_space` (a
-/// change that frees disk space, such as deleting a topic) it falls back on the space reserve
-/// when the disk is full (see the module documentation); other changes fail as the disk does,
-/// so the reserve is there when it is needed.
-pub fn store(
-    data_dir: &Path,
-    image: &MetadataImage,
-    frees_space: bool,
-) -> Result<(), MetadataError> {
-    let dir = metadata_dir(data_dir);
-    let result = match store_once(data_dir, image) {
-        Err(e) if frees_space && is_no_space(&e) && dir.join(RESERVE_FILE).exists() => {
-            tracing::warn!("disk full: releasing the metadata space reserve to write metadata");
-            let _ = fs::remove_file(dir.join(RESERVE_FILE));
-            store_once(data_dir, image)
+    /// Records that rebuild this image from nothing (a snapshot's content), in apply order.
+    pub fn records(&self) -> Vec<MetadataRecord> {
+        let mut out = vec![MetadataRecord::Cluster {
+            cluster_id: self.cluster_id.clone(),
+        }];
+        for t in self.topics.values() {
+            out.push(MetadataRecord::Topic {
+                name: t.name.clone(),
+                topic_id: t.id,
+                internal: t.internal,
+            });
+            for (i, p) in t.partitions.iter().enumerate() {
+                out.push(MetadataRecord::Partition(PartitionRecord {
+                    topic_id: t.id,
+                    partition: i as i32,
+                    replicas: p.replicas.clone(),
+                    isr: p.isr.clone(),
+                    leader: p.leader,
+                    leader_epoch: p.leader_epoch,
+                    partition_epoch: p.partition_epoch,
+                }));
+            }
+            for (k, v) in &t.configs {
+                out.push(MetadataRecord::Config {
+                    topic: t.name.clone(),
+                    key: k.clone(),
+                    value: Some(v.clone()),
+                });
+            }
         }
-        other => other,
-    };
-    if result.is_ok() {
-        ensure_reserve(&dir);
+        if self.producer_id_block_end > 0 {
+            out.push(MetadataRecord::ProducerIds {
+                block_end: self.producer_id_block_end,
+            });
+        }
+        out
     }
-    result
+
+    /// Rebuilds an image at `epoch` from [`MetadataImage::records`] output.
+    pub fn from_records(epoch: u64, records: &[MetadataRecord]) -> Result<Self, ApplyError> {
+        let mut image = MetadataImage::default();
+        for r in records {
+            // Snapshot records share one offset: apply each "just after" the previous.
+            let at = image.epoch + 1;
+            image.apply(at, r)?;
+        }
+        image.epoch = epoch;
+        Ok(image)
+    }
 }
 
-fn store_once(data_dir: &Path, image: &MetadataImage) -> Result<(), MetadataError> {
-    let dir = metadata_dir(data_dir);
-    let path = dir.join("metadata.snapshot");
-    let tmp = dir.join("metadata.snapshot.tmp");
-    let body = serde_json::to_vec(image).map_err(|e| io_err(&path)(std::io::Error::other(e)))?;
-    let mut out = Vec::with_capacity(HEADER_BYTES + body.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_be_bytes());
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
-    out.extend_from_slice(&body);
-    let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
-    f.write_all(&out).map_err(io_err(&tmp))?;
-    f.sync_all().map_err(io_err(&tmp))?;
-    fs::rename(&tmp, &path).map_err(io_err(&path))?;
-    fs::File::open(&dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(&dir))?;
-    Ok(())
-}
-
-fn new_cluster_id() -> String {
-    // Kafka cluster ids are 22-char URL-safe base64 of a UUID; any stable string works for clients.
-    uuid::Uuid::new_v4().simple().to_string()[..22].to_owned()
-}
-
+/// A fresh random topic id.
 pub fn new_topic_id() -> [u8; 16] {
     *uuid::Uuid::new_v4().as_bytes()
+}
+
+/// A fresh cluster id: Kafka's are 22-char URL-safe base64 of a UUID; any stable string works
+/// for clients.
+pub fn new_cluster_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..22].to_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn round_trips_and_detects_corruption() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut image = load(dir.path()).unwrap();
-        image.topics.insert(
-            "t".into(),
-            Arc::new(TopicMeta {
-                name: "t".into(),
-                id: [1; 16],
-                partitions: 3,
-                configs: BTreeMap::from([("retention.ms".into(), "5".into())]),
-                internal: false,
-            }),
-        );
-        store(dir.path(), &image, false).unwrap();
-        let again = load(dir.path()).unwrap();
-        assert_eq!(again.cluster_id, image.cluster_id);
-        assert_eq!(again.topic("t"), image.topic("t"));
-        assert_eq!(again.topic_by_id(&[1; 16]).unwrap().name, "t");
+    fn part(id: [u8; 16], partition: i32, leader_epoch: i32) -> MetadataRecord {
+        MetadataRecord::Partition(PartitionRecord {
+            topic_id: id,
+            partition,
+            replicas: vec![0],
+            isr: vec![0],
+            leader: 0,
+            leader_epoch,
+            partition_epoch: leader_epoch,
+        })
+    }
 
-        let path = metadata_dir(dir.path()).join("metadata.snapshot");
-        let mut bytes = fs::read(&path).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0xff;
-        fs::write(&path, &bytes).unwrap();
-        assert!(matches!(load(dir.path()), Err(MetadataError::Corrupt(..))));
-        assert_eq!(
-            fs::metadata(metadata_dir(dir.path()).join(RESERVE_FILE))
-                .unwrap()
-                .len(),
-            RESERVE_BYTES,
-            "the space reserve is taken"
-        );
-        for cut in 0..bytes.len() {
-            assert!(decode(&bytes[..cut]).is_err());
+    #[test]
+    fn applies_records_and_round_trips_through_its_own_records() {
+        let mut image = MetadataImage::default();
+        let log = [
+            MetadataRecord::Cluster {
+                cluster_id: "c".into(),
+            },
+            MetadataRecord::Topic {
+                name: "t".into(),
+                topic_id: [1; 16],
+                internal: false,
+            },
+            part([1; 16], 0, 0),
+            part([1; 16], 1, 0),
+            MetadataRecord::Config {
+                topic: "t".into(),
+                key: "retention.ms".into(),
+                value: Some("5".into()),
+            },
+            part([1; 16], 1, 3),
+            MetadataRecord::ProducerIds { block_end: 1000 },
+            MetadataRecord::Topic {
+                name: "gone".into(),
+                topic_id: [2; 16],
+                internal: false,
+            },
+            MetadataRecord::RemoveTopic { topic_id: [2; 16] },
+        ];
+        for (i, r) in log.iter().enumerate() {
+            image.apply(i as u64 + 1, r).unwrap();
         }
+        assert_eq!(image.epoch, 9);
+        let t = image.topic("t").unwrap();
+        assert_eq!(t.partition_count(), 2);
+        assert_eq!(t.partitions[1].leader_epoch, 3);
+        assert_eq!(t.configs["retention.ms"], "5");
+        assert!(image.topic("gone").is_none() && image.topic_by_id(&[2; 16]).is_none());
+        assert_eq!(image.topic_by_id(&[1; 16]).unwrap().name, "t");
+
+        let again = MetadataImage::from_records(image.epoch, &image.records()).unwrap();
+        assert_eq!(again.epoch, image.epoch);
+        assert_eq!(again.topics, image.topics);
+        assert_eq!(again.cluster_id, "c");
+        assert_eq!(again.producer_id_block_end, 1000);
+    }
+
+    #[test]
+    fn refuses_records_that_do_not_fit() {
+        let mut image = MetadataImage::default();
+        let topic = MetadataRecord::Topic {
+            name: "t".into(),
+            topic_id: [1; 16],
+            internal: false,
+        };
+        image.apply(1, &topic).unwrap();
+        assert!(
+            image.apply(1, &part([1; 16], 0, 0)).is_err(),
+            "offset reused"
+        );
+        assert!(image.apply(2, &topic).is_err(), "duplicate topic");
+        assert!(
+            image.apply(2, &part([1; 16], 1, 0)).is_err(),
+            "partition gap"
+        );
+        assert!(
+            image.apply(2, &part([9; 16], 0, 0)).is_err(),
+            "unknown topic"
+        );
+        let config = MetadataRecord::Config {
+            topic: "x".into(),
+            key: "k".into(),
+            value: None,
+        };
+        assert!(image.apply(2, &config).is_err());
+        let remove = MetadataRecord::RemoveTopic { topic_id: [9; 16] };
+        assert!(image.apply(2, &remove).is_err());
+        assert_eq!(image.epoch, 1, "failed records leave the epoch");
     }
 }

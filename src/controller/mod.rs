@@ -1,39 +1,24 @@
-//! The controller: the single writer of cluster metadata, living on shard 0.
+//! The controller: a pure state machine that turns admin commands into metadata records.
 //!
-//! Every change is validated against the current image, persisted (atomic snapshot), then
-//! broadcast to every shard; the operation completes once every shard has applied it (logs for
-//! new partitions open, logs of deleted topics gone), so a client that creates a topic can
-//! produce to it at once. Calls come from any shard through the mesh (`Shard::call(0, ..)`).
+//! [`Controller::propose`] validates a [`Command`] against the image and returns the records
+//! that carry it out (placement included); nothing changes until the driver has made them
+//! durable and calls [`Controller::replay`]. No I/O, no clock, no randomness: ids come in the
+//! commands. Its driver (`crate::shard::controller`, on shard 0) serialises commands, appends
+//! the records to the metadata log and sends the new image to every shard.
 //!
-//! Metadata writes use blocking std file I/O on shard 0: they are rare (topic admin), small,
-//! and keep this file free of runtime details.
+//! Must not touch: shards, files, the network.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::rc::Rc;
-use std::sync::Arc;
+use std::collections::BTreeMap;
 
-use futures_util::future::join_all;
 use kafka_protocol::ResponseError;
-use tracing::{error, info};
 
-use crate::cluster::image::{MetadataImage, TopicMeta};
+use crate::cluster::image::{ApplyError, MetadataImage};
+use crate::cluster::record::{MetadataRecord, PartitionRecord};
 use crate::cluster::topic_config;
 use crate::limits::{PARTITIONS_PER_TOPIC_MAX, TOPIC_NAME_BYTES_MAX};
-use crate::shard::Shard;
 
 /// Producer ids reserved (persisted) at a time, so most InitProducerId calls touch no disk.
-const PRODUCER_ID_BLOCK: i64 = 1000;
-
-/// Master copy of the metadata.
-pub struct Controller {
-    image: MetadataImage,
-    /// Next producer id to hand out; always below `image.producer_id_block_end`.
-    producer_id_next: i64,
-    /// Topics deleted from the image whose partition directories are still being removed on
-    /// some shard; the receiver disconnects when every shard is done. A topic of the same name
-    /// is created only after that, so no shard opens a directory another is still deleting.
-    deleting: HashMap<String, flume::Receiver<()>>,
-}
+pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
 /// A topic to create.
 #[derive(Debug, Clone)]
@@ -41,9 +26,38 @@ pub struct NewTopic {
     pub name: String,
     /// -1: broker default.
     pub partitions: i32,
-    /// -1 or 1 on a single node.
+    /// -1: broker default.
     pub replication_factor: i16,
     pub configs: BTreeMap<String, String>,
+}
+
+/// How a topic config change is applied.
+#[derive(Debug, Clone)]
+pub enum ConfigOp {
+    Set(String, String),
+    Delete(String),
+}
+
+/// An admin change.
+#[derive(Debug, Clone)]
+pub enum Command {
+    CreateTopic {
+        topic: NewTopic,
+        id: [u8; 16],
+    },
+    DeleteTopic(String),
+    CreatePartitions {
+        name: String,
+        count: i32,
+    },
+    /// `replace`: the ops are the whole new set (legacy AlterConfigs).
+    AlterConfigs {
+        name: String,
+        ops: Vec<ConfigOp>,
+        replace: bool,
+    },
+    /// Reserve the next block of producer ids.
+    ReserveProducerIds,
 }
 
 /// An operation's failure, as Kafka reports it.
@@ -54,7 +68,7 @@ pub struct OpError {
 }
 
 impl OpError {
-    fn new(error: ResponseError, message: impl Into<String>) -> OpError {
+    pub fn new(error: ResponseError, message: impl Into<String>) -> OpError {
         OpError {
             error,
             message: message.into(),
@@ -64,22 +78,23 @@ impl OpError {
 
 pub type OpResult<T> = Result<T, OpError>;
 
-/// How a topic config change is applied.
+/// What the controller needs to know of its cluster.
 #[derive(Debug, Clone)]
-pub enum ConfigOp {
-    Set(String, String),
-    Delete(String),
+pub struct ControllerConfig {
+    /// `num.partitions`: partitions of a topic created without a count.
+    pub default_partitions: i32,
+    /// `default.replication.factor`.
+    pub default_replication_factor: i16,
+    /// Node ids of the brokers partitions may be placed on.
+    pub brokers: Vec<i32>,
 }
 
-impl Controller {
-    pub fn new(image: MetadataImage) -> Controller {
-        let producer_id_next = image.producer_id_block_end;
-        Controller {
-            image,
-            producer_id_next,
-            deleting: HashMap::new(),
-        }
-    }
+/// The controller's state: the image as of the last record replayed, and the producer ids.
+pub struct Controller {
+    config: ControllerConfig,
+    image: MetadataImage,
+    /// Next producer id to hand out; always below `image.producer_id_block_end`.
+    producer_id_next: i64,
 }
 
 /// Kafka's rule: 1–249 chars of `[a-zA-Z0-9._-]`, not `.` or `..`.
@@ -97,112 +112,6 @@ pub fn validate_topic_name(name: &str) -> OpResult<()> {
     Ok(())
 }
 
-fn controller(shard: &Shard) -> &std::cell::RefCell<Controller> {
-    // Only shard 0 has a controller and every caller routes here through `Shard::call(0, ..)`.
-    shard
-        .controller
-        .as_ref()
-        .unwrap_or_else(|| unreachable!("controller operation on shard {}", shard.id))
-}
-
-/// Applies `change` to a copy of the image; on success persists and broadcasts it.
-async fn commit<T>(
-    shard: &Rc<Shard>,
-    what: &'static str,
-    change: impl FnOnce(&mut MetadataImage) -> OpResult<T>,
-) -> OpResult<T> {
-    commit_reporting(shard, what, change)
-        .await
-        .map(|(out, _)| out)
-}
-
-/// [`commit`], also returning the topics whose partitions some shard failed to open.
-async fn commit_reporting<T>(
-    shard: &Rc<Shard>,
-    what: &'static str,
-    change: impl FnOnce(&mut MetadataImage) -> OpResult<T>,
-) -> OpResult<(T, BTreeSet<String>)> {
-    let image = {
-        let mut c = controller(shard).borrow_mut();
-        let mut next = c.image.clone();
-        let out = change(&mut next)?;
-        next.epoch += 1;
-        next.reindex();
-        let frees_space = what == "delete-topic";
-        if let Err(e) =
-            crate::cluster::image::store(&shard.config.args.data_dir, &next, frees_space)
-        {
-            error!(error = %e, "persisting cluster metadata failed");
-            return Err(OpError::new(
-                ResponseError::KafkaStorageError,
-                e.to_string(),
-            ));
-        }
-        c.image = next.clone();
-        // Crash tests: the change is durable, no shard has applied it yet.
-        crate::util::failpoint(&format!("{what}-committed"));
-        (Arc::new(next), out)
-    };
-    let (image, out) = image;
-    let failed = broadcast(shard, image).await;
-    Ok((out, failed))
-}
-
-/// Sends `image` to every shard and waits until each has applied it; returns the topics some
-/// of whose partitions failed to open.
-async fn broadcast(shard: &Rc<Shard>, image: Arc<MetadataImage>) -> BTreeSet<String> {
-    let calls = (0..shard.shards).map(|target| {
-        let image = image.clone();
-        shard.call(target, move |s: &Rc<Shard>| {
-            let s = s.clone();
-            async move { s.apply_metadata(image).await }
-        })
-    });
-    let mut failed = BTreeSet::new();
-    for (target, r) in join_all(calls).await.into_iter().enumerate() {
-        match r {
-            Ok(topics) => failed.extend(topics),
-            Err(_) => error!(shard = target, "shard did not apply metadata"),
-        }
-    }
-    failed
-}
-
-fn check_new_topic(shard: &Shard, image: &MetadataImage, t: &NewTopic) -> OpResult<i32> {
-    validate_topic_name(&t.name)?;
-    if image.topic(&t.name).is_some() {
-        return Err(OpError::new(
-            ResponseError::TopicAlreadyExists,
-            format!("topic '{}' already exists", t.name),
-        ));
-    }
-    let partitions = if t.partitions == -1 {
-        shard.config.args.num_partitions
-    } else {
-        t.partitions
-    };
-    if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
-        return Err(OpError::new(
-            ResponseError::InvalidPartitions,
-            format!("number of partitions must be between 1 and {PARTITIONS_PER_TOPIC_MAX}, got {partitions}"),
-        ));
-    }
-    if !matches!(t.replication_factor, -1 | 1) {
-        return Err(OpError::new(
-            ResponseError::InvalidReplicationFactor,
-            format!(
-                "replication factor {} is larger than the 1 available broker",
-                t.replication_factor
-            ),
-        ));
-    }
-    for (k, v) in &t.configs {
-        topic_config::validate(k, v)
-            .map_err(|e| OpError::new(ResponseError::InvalidConfig, e.to_string()))?;
-    }
-    Ok(partitions)
-}
-
 /// Internal topics (`__consumer_offsets`, and any added later) are the broker's: clients may not
 /// delete them or change their partition count (groups are routed by that count), as Kafka
 /// refuses appends and DeleteRecords to them with INVALID_TOPIC_EXCEPTION.
@@ -216,135 +125,172 @@ pub fn refuse_internal(image: &MetadataImage, name: &str, what: &str) -> OpResul
     }
 }
 
-/// CreateTopics: each topic succeeds or fails on its own.
-pub async fn create_topics(
-    shard: &Rc<Shard>,
-    topics: Vec<NewTopic>,
-    validate_only: bool,
-) -> Vec<OpResult<Arc<TopicMeta>>> {
-    let mut results = Vec::with_capacity(topics.len());
-    for t in topics {
-        let r = if validate_only {
-            let image = controller(shard).borrow().image.clone();
-            check_new_topic(shard, &image, &t).map(|partitions| {
-                Arc::new(TopicMeta {
-                    name: t.name.clone(),
-                    id: [0; 16],
-                    partitions,
-                    configs: t.configs.clone(),
-                    internal: false,
-                })
-            })
+fn unknown_topic(name: &str) -> OpError {
+    OpError::new(
+        ResponseError::UnknownTopicOrPartition,
+        format!("topic '{name}' does not exist"),
+    )
+}
+
+/// Replicas of partitions `first..first + count` of a topic: Kafka's round robin over the
+/// brokers, each partition's replicas on consecutive brokers starting at its own.
+pub fn place(brokers: &[i32], first: i32, count: i32, replication: usize) -> Vec<Vec<i32>> {
+    (first..first + count)
+        .map(|p| {
+            (0..replication)
+                .map(|r| brokers[(p as usize + r) % brokers.len()])
+                .collect()
+        })
+        .collect()
+}
+
+impl Controller {
+    pub fn new(config: ControllerConfig, image: MetadataImage) -> Controller {
+        let producer_id_next = image.producer_id_block_end;
+        Controller {
+            config,
+            image,
+            producer_id_next,
+        }
+    }
+
+    pub fn image(&self) -> &MetadataImage {
+        &self.image
+    }
+
+    /// Applies records made durable at offsets `first..`.
+    pub fn replay(&mut self, first: u64, records: &[MetadataRecord]) -> Result<(), ApplyError> {
+        for (i, r) in records.iter().enumerate() {
+            self.image.apply(first + i as u64, r)?;
+        }
+        Ok(())
+    }
+
+    /// Validates `cmd`; the records that carry it out.
+    pub fn propose(&self, cmd: &Command) -> OpResult<Vec<MetadataRecord>> {
+        match cmd {
+            Command::CreateTopic { topic, id } => self.create_topic(topic, *id),
+            Command::DeleteTopic(name) => {
+                refuse_internal(&self.image, name, "deleted")?;
+                let t = self.image.topic(name).ok_or_else(|| unknown_topic(name))?;
+                Ok(vec![MetadataRecord::RemoveTopic { topic_id: t.id }])
+            }
+            Command::CreatePartitions { name, count } => self.create_partitions(name, *count),
+            Command::AlterConfigs { name, ops, replace } => self.alter_configs(name, ops, *replace),
+            Command::ReserveProducerIds => {
+                let end = self.image.producer_id_block_end.max(self.producer_id_next);
+                Ok(vec![MetadataRecord::ProducerIds {
+                    block_end: end + PRODUCER_ID_BLOCK,
+                }])
+            }
+        }
+    }
+
+    /// Hands out the next producer id of the reserved block; `None` when the block is used up
+    /// (propose [`Command::ReserveProducerIds`], then ask again).
+    pub fn next_producer_id(&mut self) -> Option<i64> {
+        let id = self.producer_id_next;
+        if id >= self.image.producer_id_block_end {
+            return None;
+        }
+        self.producer_id_next += 1;
+        Some(id)
+    }
+
+    /// The partition count `t` would get, after validation.
+    pub fn check_new_topic(&self, t: &NewTopic) -> OpResult<(i32, usize)> {
+        validate_topic_name(&t.name)?;
+        if self.image.topic(&t.name).is_some() {
+            return Err(OpError::new(
+                ResponseError::TopicAlreadyExists,
+                format!("topic '{}' already exists", t.name),
+            ));
+        }
+        let partitions = if t.partitions == -1 {
+            self.config.default_partitions
         } else {
-            wait_deleted(shard, &t.name).await;
-            let sh = shard.clone();
-            let name = t.name.clone();
-            let created = commit_reporting(shard, "create-topic", move |image| {
-                let partitions = check_new_topic(&sh, image, &t)?;
-                let meta = Arc::new(TopicMeta {
-                    name: t.name.clone(),
-                    id: crate::cluster::image::new_topic_id(),
-                    partitions,
-                    configs: t.configs.clone(),
-                    internal: t.name.starts_with("__"),
-                });
-                image.topics.insert(t.name.clone(), meta.clone());
-                Ok(meta)
-            })
-            .await;
-            match created {
-                Ok((_, failed)) if failed.contains(&name) => {
-                    // Leave no half-made topic behind (e.g. a full disk).
-                    error!(topic = %name, "partitions could not be created; removing the topic");
-                    if let Err(e) = delete_topic(shard, name.clone()).await {
-                        error!(topic = %name, error = %e.message, "removing the half-made topic failed");
-                    }
-                    Err(OpError::new(
-                        ResponseError::KafkaStorageError,
-                        format!("the partitions of topic '{name}' could not be created (see the broker log)"),
-                    ))
-                }
-                Ok((meta, _)) => {
-                    info!(topic = %name, partitions = meta.partitions, "topic created");
-                    Ok(meta)
-                }
-                Err(e) => Err(e),
-            }
+            t.partitions
         };
-        results.push(r);
-    }
-    results
-}
-
-/// Waits until no deletion of a topic named `name` is in progress.
-async fn wait_deleted(shard: &Rc<Shard>, name: &str) {
-    loop {
-        let rx = controller(shard).borrow().deleting.get(name).cloned();
-        match rx {
-            Some(rx) => {
-                let _ = rx.recv_async().await;
-            }
-            None => return,
-        }
-    }
-}
-
-/// DeleteTopics by name. Completes once every shard has removed the topic's partitions.
-pub async fn delete_topic(shard: &Rc<Shard>, name: String) -> OpResult<Arc<TopicMeta>> {
-    let (_done, rx) = flume::bounded::<()>(1);
-    let mine = {
-        let mut c = controller(shard).borrow_mut();
-        let mine = c.image.topic(&name).is_some() && !c.deleting.contains_key(&name);
-        if mine {
-            c.deleting.insert(name.clone(), rx);
-        }
-        mine
-    };
-    let key = name.clone();
-    let result = delete_topic_now(shard, name).await;
-    if mine {
-        controller(shard).borrow_mut().deleting.remove(&key);
-    }
-    result
-}
-
-async fn delete_topic_now(shard: &Rc<Shard>, name: String) -> OpResult<Arc<TopicMeta>> {
-    commit(shard, "delete-topic", move |image| {
-        refuse_internal(image, &name, "deleted")?;
-        let removed = image.topics.remove(&name).ok_or_else(|| {
-            OpError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
-            )
-        })?;
-        info!(topic = %name, "topic deleted");
-        Ok(removed)
-    })
-    .await
-}
-
-/// CreatePartitions: grow a topic to `count` partitions.
-pub async fn create_partitions(
-    shard: &Rc<Shard>,
-    name: String,
-    count: i32,
-    validate_only: bool,
-) -> OpResult<()> {
-    let check = move |image: &MetadataImage| -> OpResult<Arc<TopicMeta>> {
-        let t = image.topic(&name).ok_or_else(|| {
-            OpError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
-            )
-        })?;
-        refuse_internal(image, &name, "given partitions")?;
-        if count <= t.partitions {
+        if !(1..=PARTITIONS_PER_TOPIC_MAX).contains(&partitions) {
             return Err(OpError::new(
                 ResponseError::InvalidPartitions,
+                format!("number of partitions must be between 1 and {PARTITIONS_PER_TOPIC_MAX}, got {partitions}"),
+            ));
+        }
+        let replication = if t.replication_factor == -1 {
+            self.config.default_replication_factor
+        } else {
+            t.replication_factor
+        };
+        let brokers = self.config.brokers.len();
+        if replication < 1 || replication as usize > brokers {
+            return Err(OpError::new(
+                ResponseError::InvalidReplicationFactor,
                 format!(
-                    "topic has {} partitions; the new count must be larger, got {count}",
-                    t.partitions
+                    "replication factor {replication} is not between 1 and the {brokers} available broker(s)"
                 ),
+            ));
+        }
+        for (k, v) in &t.configs {
+            topic_config::validate(k, v)
+                .map_err(|e| OpError::new(ResponseError::InvalidConfig, e.to_string()))?;
+        }
+        Ok((partitions, replication as usize))
+    }
+
+    fn create_topic(&self, t: &NewTopic, id: [u8; 16]) -> OpResult<Vec<MetadataRecord>> {
+        let (partitions, replication) = self.check_new_topic(t)?;
+        if self.image.topic_by_id(&id).is_some() {
+            return Err(OpError::new(
+                ResponseError::TopicAlreadyExists,
+                "topic id already in use; retry",
+            ));
+        }
+        let mut out = vec![MetadataRecord::Topic {
+            name: t.name.clone(),
+            topic_id: id,
+            internal: t.name.starts_with("__"),
+        }];
+        out.extend(self.partition_records(id, 0, partitions, replication));
+        out.extend(t.configs.iter().map(|(k, v)| MetadataRecord::Config {
+            topic: t.name.clone(),
+            key: k.clone(),
+            value: Some(v.clone()),
+        }));
+        Ok(out)
+    }
+
+    fn partition_records(
+        &self,
+        id: [u8; 16],
+        first: i32,
+        count: i32,
+        replication: usize,
+    ) -> impl Iterator<Item = MetadataRecord> {
+        place(&self.config.brokers, first, count, replication)
+            .into_iter()
+            .zip(first..)
+            .map(move |(replicas, partition)| {
+                MetadataRecord::Partition(PartitionRecord {
+                    topic_id: id,
+                    partition,
+                    leader: replicas[0],
+                    isr: replicas.clone(),
+                    replicas,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                })
+            })
+    }
+
+    fn create_partitions(&self, name: &str, count: i32) -> OpResult<Vec<MetadataRecord>> {
+        let t = self.image.topic(name).ok_or_else(|| unknown_topic(name))?;
+        refuse_internal(&self.image, name, "given partitions")?;
+        let now = t.partition_count();
+        if count <= now {
+            return Err(OpError::new(
+                ResponseError::InvalidPartitions,
+                format!("topic has {now} partitions; the new count must be larger, got {count}"),
             ));
         }
         if count > PARTITIONS_PER_TOPIC_MAX {
@@ -353,130 +299,180 @@ pub async fn create_partitions(
                 format!("at most {PARTITIONS_PER_TOPIC_MAX} partitions per topic"),
             ));
         }
-        Ok(t.clone())
-    };
-    if validate_only {
-        let image = controller(shard).borrow().image.clone();
-        return check(&image).map(|_| ());
+        let replication = t.partitions.first().map_or(1, |p| p.replicas.len().max(1));
+        let replication = replication.min(self.config.brokers.len());
+        Ok(self
+            .partition_records(t.id, now, count - now, replication)
+            .collect())
     }
-    commit(shard, "create-partitions", move |image| {
-        let t = check(image)?;
-        let mut grown = (*t).clone();
-        grown.partitions = count;
-        info!(topic = %grown.name, partitions = count, "partitions added");
-        image.topics.insert(grown.name.clone(), Arc::new(grown));
-        Ok(())
-    })
-    .await
-}
 
-/// Alters a topic's config overrides (`replace`: the whole set, as legacy AlterConfigs does).
-pub async fn alter_topic_configs(
-    shard: &Rc<Shard>,
-    name: String,
-    ops: Vec<ConfigOp>,
-    replace: bool,
-    validate_only: bool,
-) -> OpResult<()> {
-    let apply = move |image: &MetadataImage| -> OpResult<TopicMeta> {
-        let t = image.topic(&name).ok_or_else(|| {
-            OpError::new(
-                ResponseError::UnknownTopicOrPartition,
-                format!("topic '{name}' does not exist"),
-            )
-        })?;
-        let mut next = (**t).clone();
-        if replace {
-            next.configs.clear();
-        }
-        for op in &ops {
+    fn alter_configs(
+        &self,
+        name: &str,
+        ops: &[ConfigOp],
+        replace: bool,
+    ) -> OpResult<Vec<MetadataRecord>> {
+        let t = self.image.topic(name).ok_or_else(|| unknown_topic(name))?;
+        let mut next = if replace {
+            BTreeMap::new()
+        } else {
+            t.configs.clone()
+        };
+        for op in ops {
             match op {
                 ConfigOp::Set(k, v) => {
                     topic_config::validate(k, v)
                         .map_err(|e| OpError::new(ResponseError::InvalidConfig, e.to_string()))?;
-                    next.configs.insert(k.clone(), v.clone());
+                    next.insert(k.clone(), v.clone());
                 }
                 ConfigOp::Delete(k) => {
-                    next.configs.remove(k);
+                    next.remove(k);
                 }
             }
         }
-        Ok(next)
-    };
-    if validate_only {
-        let image = controller(shard).borrow().image.clone();
-        return apply(&image).map(|_| ());
+        let record = |key: &String, value: Option<&String>| MetadataRecord::Config {
+            topic: name.to_owned(),
+            key: key.clone(),
+            value: value.cloned(),
+        };
+        let removed = t
+            .configs
+            .keys()
+            .filter(|k| !next.contains_key(*k))
+            .map(|k| record(k, None));
+        let set = next
+            .iter()
+            .filter(|(k, v)| t.configs.get(*k) != Some(*v))
+            .map(|(k, v)| record(k, Some(v)));
+        Ok(removed.chain(set).collect())
     }
-    commit(shard, "alter-configs", move |image| {
-        let next = apply(image)?;
-        info!(topic = %next.name, configs = ?next.configs, "topic config altered");
-        image.topics.insert(next.name.clone(), Arc::new(next));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn controller(brokers: Vec<i32>) -> Controller {
+        let mut image = MetadataImage::default();
+        image
+            .apply(
+                1,
+                &MetadataRecord::Cluster {
+                    cluster_id: "c".into(),
+                },
+            )
+            .unwrap();
+        let config = ControllerConfig {
+            default_partitions: 2,
+            default_replication_factor: 1,
+            brokers,
+        };
+        Controller::new(config, image)
+    }
+
+    fn run(c: &mut Controller, cmd: Command) -> OpResult<()> {
+        let records = c.propose(&cmd)?;
+        let first = c.image().epoch + 1;
+        c.replay(first, &records).unwrap();
         Ok(())
-    })
-    .await
-}
-
-/// Routes a controller operation to shard 0 from any shard.
-pub async fn on_controller<R, F, Fut>(shard: &Rc<Shard>, f: F) -> OpResult<R>
-where
-    R: Send + 'static,
-    F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = OpResult<R>> + 'static,
-{
-    match shard.call(0, move |s: &Rc<Shard>| f(s.clone())).await {
-        Ok(r) => r,
-        Err(e) => Err(OpError::new(ResponseError::NotController, e.to_string())),
     }
-}
 
-/// Creates topics with broker defaults (auto-creation on Metadata/Produce).
-pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) {
-    let partitions = shard.config.args.num_partitions;
-    let topics: Vec<NewTopic> = names
-        .into_iter()
-        .map(|name| NewTopic {
-            name,
+    fn new_topic(name: &str, partitions: i32, rf: i16) -> NewTopic {
+        NewTopic {
+            name: name.into(),
             partitions,
-            replication_factor: -1,
-            configs: BTreeMap::new(),
-        })
-        .collect();
-    let _ = on_controller(shard, move |s| async move {
-        let results = create_topics(&s, topics, false).await;
-        for r in results {
-            if let Err(e) = r {
-                if !matches!(e.error, ResponseError::TopicAlreadyExists) {
-                    info!(error = %e.message, "auto-creating topic failed");
-                }
-            }
+            replication_factor: rf,
+            configs: BTreeMap::from([("retention.ms".into(), "5".into())]),
         }
-        Ok(())
-    })
-    .await;
-}
+    }
 
-/// Hands out a producer id that was never handed out before, even across restarts: ids come
-/// from a persisted block; a new block is persisted before its first id is used.
-pub async fn allocate_producer_id(shard: &Rc<Shard>) -> OpResult<i64> {
-    let (next, end) = {
-        let c = controller(shard).borrow();
-        (c.producer_id_next, c.image.producer_id_block_end)
-    };
-    if next >= end {
-        commit(shard, "producer-ids", |image| {
-            image.producer_id_block_end = image.producer_id_block_end.max(next) + PRODUCER_ID_BLOCK;
-            Ok(())
-        })
-        .await?;
+    #[test]
+    fn creates_grows_reconfigures_and_deletes_topics() {
+        let mut c = controller(vec![0]);
+        let create = |name: &str, p, rf, id| Command::CreateTopic {
+            topic: new_topic(name, p, rf),
+            id: [id; 16],
+        };
+        run(&mut c, create("t", -1, -1, 1)).unwrap();
+        let t = c.image().topic("t").unwrap().clone();
+        assert_eq!(t.partition_count(), 2, "num.partitions");
+        assert_eq!(t.partitions[1].replicas, vec![0]);
+        assert_eq!(
+            (t.partitions[1].leader, t.partitions[1].isr.clone()),
+            (0, vec![0])
+        );
+        assert_eq!(t.configs["retention.ms"], "5");
+        assert_eq!(t.internal, false);
+
+        let err = run(&mut c, create("t", 1, 1, 2)).unwrap_err();
+        assert!(matches!(err.error, ResponseError::TopicAlreadyExists));
+        let err = run(&mut c, create("u", 1, 2, 2)).unwrap_err();
+        assert!(matches!(err.error, ResponseError::InvalidReplicationFactor));
+        let err = run(&mut c, create("u", 0, 1, 2)).unwrap_err();
+        assert!(matches!(err.error, ResponseError::InvalidPartitions));
+        let err = run(&mut c, create("a/b", 1, 1, 2)).unwrap_err();
+        assert!(matches!(err.error, ResponseError::InvalidTopicException));
+
+        let grow = |count| Command::CreatePartitions {
+            name: "t".into(),
+            count,
+        };
+        assert!(run(&mut c, grow(2)).is_err());
+        run(&mut c, grow(5)).unwrap();
+        assert_eq!(c.image().topic("t").unwrap().partition_count(), 5);
+
+        let alter = |ops, replace| Command::AlterConfigs {
+            name: "t".into(),
+            ops,
+            replace,
+        };
+        let set = ConfigOp::Set("segment.bytes".into(), "1048576".into());
+        run(&mut c, alter(vec![set.clone()], false)).unwrap();
+        let configs = c.image().topic("t").unwrap().configs.clone();
+        assert_eq!(configs.len(), 2);
+        run(&mut c, alter(vec![set], true)).unwrap();
+        let configs = c.image().topic("t").unwrap().configs.clone();
+        assert_eq!(configs.keys().collect::<Vec<_>>(), ["segment.bytes"]);
+        let bad = ConfigOp::Set("retention.ms".into(), "soon".into());
+        assert!(run(&mut c, alter(vec![bad], false)).is_err());
+
+        run(&mut c, create("__internal", 1, 1, 3)).unwrap();
+        let err = run(&mut c, Command::DeleteTopic("__internal".into())).unwrap_err();
+        assert!(matches!(err.error, ResponseError::InvalidTopicException));
+        run(&mut c, Command::DeleteTopic("t".into())).unwrap();
+        assert!(c.image().topic("t").is_none());
+        let err = run(&mut c, Command::DeleteTopic("t".into())).unwrap_err();
+        assert!(matches!(err.error, ResponseError::UnknownTopicOrPartition));
     }
-    let mut c = controller(shard).borrow_mut();
-    let id = c.producer_id_next;
-    if id >= c.image.producer_id_block_end {
-        return Err(OpError::new(
-            ResponseError::CoordinatorNotAvailable,
-            "producer id block exhausted; retry",
-        ));
+
+    #[test]
+    fn producer_ids_come_from_reserved_blocks_and_never_repeat() {
+        let mut c = controller(vec![0]);
+        assert_eq!(c.next_producer_id(), None);
+        run(&mut c, Command::ReserveProducerIds).unwrap();
+        let ids: Vec<i64> = std::iter::from_fn(|| c.next_producer_id()).collect();
+        assert_eq!(ids, (0..PRODUCER_ID_BLOCK).collect::<Vec<_>>());
+        run(&mut c, Command::ReserveProducerIds).unwrap();
+        assert_eq!(c.next_producer_id(), Some(PRODUCER_ID_BLOCK));
+        // A restarted controller starts after everything reserved.
+        let mut again = Controller::new(c.config.clone(), c.image().clone());
+        assert_eq!(again.next_producer_id(), None);
     }
-    c.producer_id_next += 1;
-    Ok(id)
+
+    #[test]
+    fn places_replicas_round_robin() {
+        assert_eq!(
+            place(&[1, 2, 3], 0, 4, 2),
+            vec![vec![1, 2], vec![2, 3], vec![3, 1], vec![1, 2]]
+        );
+        let mut c = controller(vec![0, 1, 2]);
+        let cmd = Command::CreateTopic {
+            topic: new_topic("t", 3, 3),
+            id: [1; 16],
+        };
+        run(&mut c, cmd).unwrap();
+        let t = c.image().topic("t").unwrap();
+        assert_eq!(t.partitions[2].replicas, vec![2, 0, 1]);
+        assert_eq!(t.partitions[2].leader, 2);
+    }
 }

@@ -182,9 +182,7 @@ pub fn sweep(data_dir: &Path, image: &MetadataImage) -> io::Result<usize> {
         let Some((topic, partition)) = parse_dir_name(&name) else {
             continue;
         };
-        let owner = image
-            .topic(topic)
-            .filter(|t| (0..t.partitions).contains(&partition));
+        let owner = image.topic(topic).filter(|t| t.has_partition(partition));
         match (read_dir_id(&path)?, owner) {
             (DirId::Id(id), Some(t)) if id == t.id => {}
             (DirId::Unstamped, Some(t)) => {
@@ -203,28 +201,15 @@ pub fn sweep(data_dir: &Path, image: &MetadataImage) -> io::Result<usize> {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-    use std::sync::Arc;
-
     use super::*;
-    use crate::cluster::image::TopicMeta;
+    use crate::cluster::record::topic_on_node;
 
     fn image(topics: &[(&str, [u8; 16], i32)]) -> MetadataImage {
-        let mut image = MetadataImage::default();
-        for (name, id, partitions) in topics {
-            image.topics.insert(
-                name.to_string(),
-                Arc::new(TopicMeta {
-                    name: name.to_string(),
-                    id: *id,
-                    partitions: *partitions,
-                    configs: BTreeMap::new(),
-                    internal: false,
-                }),
-            );
-        }
-        image.reindex();
-        image
+        let records: Vec<_> = topics
+            .iter()
+            .flat_map(|(name, id, partitions)| topic_on_node(name, *id, *partitions, false, 0))
+            .collect();
+        MetadataImage::from_records(1, &records).unwrap()
     }
 
     #[test]

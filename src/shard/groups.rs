@@ -22,13 +22,14 @@ use kafka_protocol::ResponseError;
 use sluice_storage::{validate_batches, StorageError};
 use tracing::{info, warn};
 
-use crate::controller::{self, NewTopic};
+use crate::controller::NewTopic;
 use crate::coordinator::group::coordinator::{
     self, Action, Coordinator, CoordinatorConfig, Event, Reply, ReqId,
 };
 use crate::coordinator::group::records::{decode_batches, encode_batch, StoredRecord};
 use crate::coordinator::group::{offsets_topic_configs, partition_for, OFFSETS_TOPIC, TICK_MS};
 use crate::errors::storage_error;
+use crate::shard::controller::{self};
 use crate::shard::Shard;
 use crate::util::now_ms;
 
@@ -245,7 +246,7 @@ pub async fn run(shard: Rc<Shard>) {
             return;
         }
         if let Some(t) = shard.metadata().topic(OFFSETS_TOPIC).cloned() {
-            let owned: Vec<i32> = (0..t.partitions)
+            let owned: Vec<i32> = (0..t.partition_count())
                 .filter(|p| shard.owner_of(&t, *p) == shard.id)
                 .collect();
             if owned
@@ -337,7 +338,7 @@ pub fn route(shard: &Shard, group: &str) -> Result<(i32, usize), ResponseError> 
     let topic = image
         .topic(OFFSETS_TOPIC)
         .ok_or(ResponseError::CoordinatorNotAvailable)?;
-    let partition = partition_for(group, topic.partitions);
+    let partition = partition_for(group, topic.partition_count());
     Ok((partition, shard.owner_of(topic, partition)))
 }
 

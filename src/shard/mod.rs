@@ -20,13 +20,13 @@ use futures_util::StreamExt;
 use sluice_storage::Log;
 use tracing::{error, info, warn};
 
+pub mod controller;
 pub mod groups;
 pub mod stats;
 
 use crate::cluster::image::{MetadataImage, TopicMeta};
 use crate::cluster::topic_config;
 use crate::config::Config;
-use crate::controller::Controller;
 use crate::limits::MESH_QUEUE_DEPTH;
 use crate::partition::{Partition, PartitionKey};
 
@@ -47,7 +47,7 @@ pub struct Shard {
     metadata: RefCell<Arc<MetadataImage>>,
     partitions: RefCell<HashMap<PartitionKey, Rc<Partition>>>,
     apply_tx: flume::Sender<(Arc<MetadataImage>, flume::Sender<Vec<String>>)>,
-    pub controller: Option<RefCell<Controller>>,
+    pub controller: Option<controller::ControllerDriver>,
     pub shutting_down: Cell<bool>,
     /// Open client connections on this shard.
     pub connections: Cell<usize>,
@@ -104,7 +104,7 @@ impl Shard {
         peers: Vec<flume::Sender<MeshTask>>,
         image: Arc<MetadataImage>,
         apply_tx: flume::Sender<(Arc<MetadataImage>, flume::Sender<Vec<String>>)>,
-        controller: Option<Controller>,
+        controller: Option<controller::ControllerDriver>,
     ) -> Shard {
         Shard {
             id,
@@ -114,7 +114,7 @@ impl Shard {
             metadata: RefCell::new(image),
             partitions: RefCell::new(HashMap::new()),
             apply_tx,
-            controller: controller.map(RefCell::new),
+            controller,
             shutting_down: Cell::new(false),
             connections: Cell::new(0),
             inflight: Cell::new(0),
@@ -242,7 +242,7 @@ impl Shard {
     async fn remove_unopened_dirs(&self, deleted: &[Arc<TopicMeta>]) {
         let mut dirs = Vec::new();
         for t in deleted {
-            for index in 0..t.partitions {
+            for index in 0..t.partition_count() {
                 if self.owner_of(t, index) == self.id && self.partition(&t.name, index).is_none() {
                     dirs.push((partition_dir(&self.config, &t.name, index), t.id));
                 }
@@ -275,7 +275,7 @@ impl Shard {
         for key in current {
             let keep = image
                 .topic(&key.0)
-                .is_some_and(|t| key.1 < t.partitions && self.owner_of(t, key.1) == self.id);
+                .is_some_and(|t| t.has_partition(key.1) && self.owner_of(t, key.1) == self.id);
             let same_id = image
                 .topic(&key.0)
                 .zip(self.partition(&key.0, key.1))
@@ -297,7 +297,7 @@ impl Shard {
         let mut to_open = Vec::new();
         for topic in image.topics.values() {
             let log_config = topic_config::log_config(&self.config, &topic.configs);
-            for index in 0..topic.partitions {
+            for index in 0..topic.partition_count() {
                 if self.owner_of(topic, index) != self.id {
                     continue;
                 }
@@ -326,7 +326,10 @@ impl Shard {
                         topic_id: topic.id,
                         index,
                         log,
-                        leader_epoch: 0,
+                        leader_epoch: topic
+                            .partitions
+                            .get(index as usize)
+                            .map_or(0, |r| r.leader_epoch),
                     });
                     self.partitions
                         .borrow_mut()

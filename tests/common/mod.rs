@@ -265,6 +265,12 @@ impl Drop for Broker {
             let _ = child.kill();
             let _ = child.wait();
         }
+        // Debugging: SLUICE_TEST_KEEP=1 keeps the data directory and log of every broker.
+        if std::env::var_os("SLUICE_TEST_KEEP").is_some() {
+            if let Some(tmp) = self._tmp.take() {
+                eprintln!("kept {}", tmp.keep().display());
+            }
+        }
     }
 }
 

@@ -11,8 +11,9 @@ use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
 use crate::cluster::topic_config;
-use crate::controller::{self, on_controller, ConfigOp, OpError, OpResult};
+use crate::controller::{ConfigOp, OpError, OpResult};
 use crate::kafka::handlers::describe_configs::RESOURCE_TOPIC;
+use crate::shard::controller::{self, on_controller};
 use crate::shard::Shard;
 use crate::util::sb;
 

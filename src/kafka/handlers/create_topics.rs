@@ -11,9 +11,10 @@ use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
 use crate::cluster::topic_config::{self, TOPIC_CONFIG_KEYS};
-use crate::controller::{self, on_controller, NewTopic};
+use crate::controller::NewTopic;
 use crate::kafka::handlers::describe_configs::SOURCE_DEFAULT;
 use crate::kafka::handlers::describe_configs::SOURCE_DYNAMIC_TOPIC;
+use crate::shard::controller::{self, on_controller};
 use crate::shard::Shard;
 use crate::util::{sb, uuid};
 
@@ -85,7 +86,7 @@ pub async fn handle(shard: Rc<Shard>, req: CreateTopicsRequest, version: i16) ->
                 match out {
                     Ok(meta) => {
                         r.topic_id = uuid(&meta.id);
-                        r.num_partitions = meta.partitions;
+                        r.num_partitions = meta.partition_count();
                         r.replication_factor = 1;
                         if version >= 5 {
                             let configs = TOPIC_CONFIG_KEYS

@@ -27,8 +27,7 @@ pub async fn handle(shard: Rc<Shard>, req: DeleteRecordsRequest) -> ResponseKind
                 let base = DeleteRecordsPartitionResult::default()
                     .with_partition_index(p.partition_index)
                     .with_low_watermark(-1);
-                let Some(meta) = meta.filter(|m| (0..m.partitions).contains(&p.partition_index))
-                else {
+                let Some(meta) = meta.filter(|m| m.has_partition(p.partition_index)) else {
                     return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                 };
                 if meta.internal {

@@ -7,7 +7,7 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
-use crate::controller::{self, on_controller};
+use crate::shard::controller::{self, on_controller};
 use crate::shard::Shard;
 use crate::util::{sb, topic_name, uuid};
 

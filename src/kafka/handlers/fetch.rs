@@ -156,7 +156,7 @@ pub async fn handle(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Res
             partitions: Vec::with_capacity(t.partitions.len()),
         });
         for (pi, p) in t.partitions.iter().enumerate() {
-            let known = meta.filter(|m| p.partition >= 0 && p.partition < m.partitions);
+            let known = meta.filter(|m| m.has_partition(p.partition));
             match known {
                 Some(m) => slots.push(Slot {
                     ti,

@@ -8,7 +8,7 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
-use crate::controller::{self, on_controller};
+use crate::shard::controller::{self, on_controller};
 use crate::shard::Shard;
 
 pub async fn handle(shard: Rc<Shard>, req: InitProducerIdRequest) -> ResponseKind {

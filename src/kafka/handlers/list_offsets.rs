@@ -35,8 +35,7 @@ pub async fn handle(shard: Rc<Shard>, req: ListOffsetsRequest, version: i16) -> 
                     .with_timestamp(-1)
                     .with_offset(-1)
                     .with_leader_epoch(-1);
-                let Some(meta) = meta.filter(|m| (0..m.partitions).contains(&p.partition_index))
-                else {
+                let Some(meta) = meta.filter(|m| m.has_partition(p.partition_index)) else {
                     return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                 };
                 let ts = p.timestamp;

@@ -11,7 +11,8 @@ use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
 use crate::cluster::image::{MetadataImage, TopicMeta};
-use crate::controller::{self, validate_topic_name};
+use crate::controller::validate_topic_name;
+use crate::shard::controller::{self};
 use crate::shard::Shard;
 use crate::util::{sb, topic_name, uuid};
 
@@ -53,11 +54,8 @@ pub async fn handle(shard: Rc<Shard>, req: MetadataRequest, version: i16) -> Res
     }
     let node = shard.config.args.node_id;
     let topics = match wanted {
-        None => image.topics.values().map(|t| describe(t, node)).collect(),
-        Some(wanted) => wanted
-            .iter()
-            .map(|w| describe_wanted(&image, w, node))
-            .collect(),
+        None => image.topics.values().map(|t| describe(t)).collect(),
+        Some(wanted) => wanted.iter().map(|w| describe_wanted(&image, w)).collect(),
     };
     let broker = MetadataResponseBroker::default()
         .with_node_id(BrokerId(node))
@@ -72,13 +70,13 @@ pub async fn handle(shard: Rc<Shard>, req: MetadataRequest, version: i16) -> Res
     )
 }
 
-fn describe_wanted(image: &MetadataImage, wanted: &Wanted, node: i32) -> MetadataResponseTopic {
+fn describe_wanted(image: &MetadataImage, wanted: &Wanted) -> MetadataResponseTopic {
     let found = match wanted {
         Wanted::Name(n) => image.topic(n),
         Wanted::Id(id) => image.topic_by_id(id),
     };
     if let Some(t) = found {
-        return describe(t, node);
+        return describe(t);
     }
     let (error, name, id) = match wanted {
         Wanted::Name(n) if validate_topic_name(n).is_err() => (
@@ -100,15 +98,19 @@ fn describe_wanted(image: &MetadataImage, wanted: &Wanted, node: i32) -> Metadat
         .with_topic_authorized_operations(i32::MIN)
 }
 
-fn describe(t: &TopicMeta, node: i32) -> MetadataResponseTopic {
-    let partitions = (0..t.partitions)
-        .map(|index| {
+fn describe(t: &TopicMeta) -> MetadataResponseTopic {
+    let nodes = |ids: &[i32]| ids.iter().map(|&id| BrokerId(id)).collect::<Vec<_>>();
+    let partitions = t
+        .partitions
+        .iter()
+        .zip(0..)
+        .map(|(p, index)| {
             MetadataResponsePartition::default()
                 .with_partition_index(index)
-                .with_leader_id(BrokerId(node))
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![BrokerId(node)])
-                .with_isr_nodes(vec![BrokerId(node)])
+                .with_leader_id(BrokerId(p.leader))
+                .with_leader_epoch(p.leader_epoch)
+                .with_replica_nodes(nodes(&p.replicas))
+                .with_isr_nodes(nodes(&p.isr))
         })
         .collect();
     MetadataResponseTopic::default()

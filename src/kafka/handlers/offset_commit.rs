@@ -26,7 +26,7 @@ pub async fn handle(shard: Rc<Shard>, req: OffsetCommitRequest, version: i16) ->
         let name = t.name.0.as_str();
         let meta = image.topic(name);
         for p in &t.partitions {
-            if meta.is_some_and(|m| (0..m.partitions).contains(&p.partition_index)) {
+            if meta.is_some_and(|m| m.has_partition(p.partition_index)) {
                 offsets.push(CommitPartition {
                     topic: name.to_owned(),
                     partition: p.partition_index,

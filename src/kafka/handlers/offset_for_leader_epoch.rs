@@ -27,7 +27,7 @@ pub async fn handle(shard: Rc<Shard>, req: OffsetForLeaderEpochRequest) -> Respo
                     .with_partition(p.partition)
                     .with_leader_epoch(-1)
                     .with_end_offset(-1);
-                let Some(meta) = meta.filter(|m| (0..m.partitions).contains(&p.partition)) else {
+                let Some(meta) = meta.filter(|m| m.has_partition(p.partition)) else {
                     return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
                 };
                 let (current, wanted) = (p.current_leader_epoch, p.leader_epoch);

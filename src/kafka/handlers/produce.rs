@@ -14,10 +14,11 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
-use crate::controller::{self, validate_topic_name};
+use crate::controller::validate_topic_name;
 use crate::errors::storage_error;
 use crate::kafka::dispatch::{encode, Ctx, Dispatched};
 use crate::limits::PARTITIONS_PER_REQUEST_MAX;
+use crate::shard::controller::{self};
 use crate::shard::Shard;
 use crate::util::{now_ms, sb, topic_name};
 
@@ -157,7 +158,7 @@ pub async fn dispatch(shard: &Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispa
                 |e| Some(Box::pin(std::future::ready(PartResult::err(e, None))) as PartFuture);
             let fut = match &meta {
                 None => fail(ResponseError::UnknownTopicOrPartition),
-                Some(m) if p.index < 0 || p.index >= m.partitions => {
+                Some(m) if !m.has_partition(p.index) => {
                     fail(ResponseError::UnknownTopicOrPartition)
                 }
                 // Internal topics (__consumer_offsets) are written by the broker only, as in Kafka.

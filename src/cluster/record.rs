@@ -1,0 +1,79 @@
+//! Metadata records: every change to the cluster metadata is a sequence of these, appended to
+//! the metadata log (`super::store`) and applied to the image (`super::image`) in log order.
+//! They follow KRaft's record types (TopicRecord, PartitionRecord, ConfigRecord,
+//! RemoveTopicRecord, ProducerIdsRecord), so a Raft quorum can later replicate the same log.
+//!
+//! Encoded as JSON objects tagged by `type`; a record type is never changed in place, only
+//! added (an old broker refuses a log with a type it does not know).
+
+use serde::{Deserialize, Serialize};
+
+/// One metadata change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum MetadataRecord {
+    /// The first record of a new cluster.
+    Cluster { cluster_id: String },
+    /// A topic was created; its partitions follow as [`MetadataRecord::Partition`] records.
+    Topic {
+        name: String,
+        topic_id: [u8; 16],
+        internal: bool,
+    },
+    /// A partition's registration: added when `partition` is the topic's next index, replaced
+    /// otherwise (a leader or ISR change).
+    Partition(PartitionRecord),
+    /// A topic config override set (`value: Some`) or removed (`None`).
+    Config {
+        topic: String,
+        key: String,
+        value: Option<String>,
+    },
+    /// A topic and all its partitions are gone.
+    RemoveTopic { topic_id: [u8; 16] },
+    /// Producer ids below `block_end` may have been handed out.
+    ProducerIds { block_end: i64 },
+}
+
+/// Where a partition lives and who leads it (KRaft's PartitionRecord).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionRecord {
+    pub topic_id: [u8; 16],
+    pub partition: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+    /// Node id of the leader, -1 when none.
+    pub leader: i32,
+    /// Bumped on every leader change.
+    pub leader_epoch: i32,
+    /// Bumped on every change of this registration.
+    pub partition_epoch: i32,
+}
+
+/// The records of a topic whose partitions all live on one node, `node` (a single broker, and
+/// data directories of Sluice ≤ 0.1).
+pub fn topic_on_node(
+    name: &str,
+    topic_id: [u8; 16],
+    partitions: i32,
+    internal: bool,
+    node: i32,
+) -> Vec<MetadataRecord> {
+    let topic = MetadataRecord::Topic {
+        name: name.to_owned(),
+        topic_id,
+        internal,
+    };
+    let parts = (0..partitions).map(|partition| {
+        MetadataRecord::Partition(PartitionRecord {
+            topic_id,
+            partition,
+            replicas: vec![node],
+            isr: vec![node],
+            leader: node,
+            leader_epoch: 0,
+            partition_epoch: 0,
+        })
+    });
+    std::iter::once(topic).chain(parts).collect()
+}

@@ -1,0 +1,737 @@
+//! The metadata log on disk: records appended in order, with snapshots.
+//!
+//! ```text
+//! <data-dir>/__cluster_metadata/
+//!   00000000000000000001.log        frames of records from offset 1 (the base in the name)
+//!   00000000000000001025.log        a later segment, started after a snapshot
+//!   00000000000000001024.snapshot   the image at offset 1024, as records (see image.rs)
+//!   reserve                         space kept for writes on a full disk
+//! frame: body_len u32 | crc32c(body) u32 | body = first offset u64 | records (JSON array)
+//! snapshot: magic "SLMS" | version u16 = 2 | frames, all with the snapshot's offset
+//! ```
+//!
+//! One frame holds the records of one change (offsets `first..first + n`), so a change is
+//! written whole or not at all.
+//! ```text
+//! ```
+//!
+//! Appends are written and fdatasync'ed by one thread of their own ([`MetadataStore`]), so no
+//! reactor blocks on them; the caller awaits the result. After [`SNAPSHOT_EVERY`] records the
+//! thread writes a snapshot (tmp → fsync → rename → fsync dir), starts a new segment and
+//! removes what the snapshot covers. Loading takes the newest snapshot and replays the records
+//! after it. A frame cut short or failing its CRC at the very end of the last segment is a torn
+//! write (the append never succeeded) and is cut off; anywhere else the log is corrupt and the
+//! broker refuses to start.
+//!
+//! Space reserve: beside the log, `reserve` holds [`RESERVE_BYTES`]. When an append that frees
+//! space (DeleteTopics) fails for want of space, the reserve is given back and the append
+//! retried once, so an operator can always free a full disk; the reserve is taken again after
+//! the next write that finds room for it.
+//!
+//! Migration: a data directory of Sluice ≤ 0.1 (`metadata.snapshot`, one JSON image) is
+//! converted on load into a snapshot at offset 1 and the old file renamed to
+//! `metadata.snapshot.migrated`.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use tracing::{info, warn};
+
+use super::image::{new_cluster_id, MetadataImage};
+use super::record::{topic_on_node, MetadataRecord};
+
+/// Records between snapshots.
+pub const SNAPSHOT_EVERY: u64 = 1024;
+/// Space kept for metadata writes on a full disk.
+pub const RESERVE_BYTES: u64 = 4 << 20;
+/// Largest frame body accepted when reading: a change's records (a topic with the most
+/// partitions allowed is a few MiB), or a snapshot chunk.
+const FRAME_BODY_MAX: usize = 64 << 20;
+/// Records per snapshot frame.
+const SNAPSHOT_FRAME_RECORDS: usize = 512;
+/// Appends queued for the writer thread.
+const WRITE_QUEUE_DEPTH: usize = 64;
+const RESERVE_FILE: &str = "reserve";
+const SNAPSHOT_MAGIC: &[u8; 4] = b"SLMS";
+const SNAPSHOT_VERSION: u16 = 2;
+const LEGACY_FILE: &str = "metadata.snapshot";
+
+/// Failure to read or write the metadata log.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataError {
+    #[error("metadata I/O on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("metadata file {0} is corrupt: {1}")]
+    Corrupt(PathBuf, String),
+    #[error("the metadata writer has stopped")]
+    Stopped,
+}
+
+impl MetadataError {
+    fn is_no_space(&self) -> bool {
+        matches!(self, MetadataError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC))
+    }
+}
+
+fn io_err(path: &Path) -> impl Fn(std::io::Error) -> MetadataError + '_ {
+    move |source| MetadataError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+pub fn metadata_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("__cluster_metadata")
+}
+
+fn segment_path(dir: &Path, base: u64) -> PathBuf {
+    dir.join(format!("{base:020}.log"))
+}
+
+fn snapshot_path(dir: &Path, offset: u64) -> PathBuf {
+    dir.join(format!("{offset:020}.snapshot"))
+}
+
+/// `(offset, is_snapshot)` of a file named by this module.
+fn parse_name(name: &str) -> Option<(u64, bool)> {
+    let (stem, ext) = name.split_once('.')?;
+    if stem.len() != 20 {
+        return None;
+    }
+    let n = stem.parse().ok()?;
+    match ext {
+        "log" => Some((n, false)),
+        "snapshot" => Some((n, true)),
+        _ => None,
+    }
+}
+
+fn encode_frame(out: &mut Vec<u8>, offset: u64, records: &[MetadataRecord]) {
+    let mut body = offset.to_be_bytes().to_vec();
+    // Serialising these plain types cannot fail.
+    body.extend(serde_json::to_vec(records).unwrap_or_default());
+    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    out.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+    out.extend_from_slice(&body);
+}
+
+/// A frame read back: its first offset and records, or why it is unreadable.
+enum Frame {
+    Records(u64, Vec<MetadataRecord>),
+    /// Cut short by the end of the buffer.
+    Short,
+    Bad(&'static str),
+}
+
+fn decode_frame(buf: &[u8]) -> (Frame, usize) {
+    let Some(header) = buf.get(..8) else {
+        return (Frame::Short, buf.len());
+    };
+    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+    let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
+    if !(8..=FRAME_BODY_MAX).contains(&len) {
+        return (Frame::Bad("frame length out of range"), buf.len());
+    }
+    let Some(body) = buf.get(8..8 + len) else {
+        return (Frame::Short, buf.len());
+    };
+    if crc32c::crc32c(body) != crc {
+        return (Frame::Bad("CRC mismatch"), 8 + len);
+    }
+    let mut off = [0u8; 8];
+    off.copy_from_slice(&body[..8]);
+    match serde_json::from_slice(&body[8..]) {
+        Ok(r) => (Frame::Records(u64::from_be_bytes(off), r), 8 + len),
+        Err(_) => (Frame::Bad("unknown or unparseable record"), 8 + len),
+    }
+}
+
+/// Reads a snapshot file: its records, all at the offset in its name.
+fn read_snapshot(path: &Path, offset: u64) -> Result<Vec<MetadataRecord>, MetadataError> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    let corrupt = |why: &str| MetadataError::Corrupt(path.to_owned(), why.to_owned());
+    if bytes.get(..4) != Some(SNAPSHOT_MAGIC) {
+        return Err(corrupt("bad magic"));
+    }
+    if bytes.get(4..6) != Some(&SNAPSHOT_VERSION.to_be_bytes()[..]) {
+        return Err(corrupt("unknown version"));
+    }
+    let mut at = 6;
+    let mut records = Vec::new();
+    while at < bytes.len() {
+        match decode_frame(&bytes[at..]) {
+            (Frame::Records(o, r), n) if o == offset => {
+                records.extend(r);
+                at += n;
+            }
+            (Frame::Records(..), _) => return Err(corrupt("a record of another offset")),
+            (Frame::Short, _) => return Err(corrupt("truncated")),
+            (Frame::Bad(why), _) => return Err(corrupt(why)),
+        }
+    }
+    Ok(records)
+}
+
+/// Reads a segment's records. A bad or short frame ending the file is a torn write when
+/// `last` (the newest segment): the valid length is returned with the records; anywhere else
+/// it is corruption.
+fn read_segment(
+    path: &Path,
+    last: bool,
+) -> Result<(Vec<(u64, MetadataRecord)>, usize), MetadataError> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    let mut at = 0;
+    let mut records = Vec::new();
+    while at < bytes.len() {
+        let (frame, n) = decode_frame(&bytes[at..]);
+        match frame {
+            Frame::Records(first, r) => {
+                records.extend((first..).zip(r));
+            }
+            Frame::Short | Frame::Bad(_) if last && at + n >= bytes.len() => break,
+            Frame::Short => {
+                return Err(MetadataError::Corrupt(path.to_owned(), "truncated".into()))
+            }
+            Frame::Bad(why) => return Err(MetadataError::Corrupt(path.to_owned(), why.into())),
+        }
+        at += n;
+    }
+    Ok((records, at))
+}
+
+fn fsync_dir(dir: &Path) -> Result<(), MetadataError> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err(dir))
+}
+
+/// Takes the reserve if it is missing or short; best effort (a full disk leaves it for later).
+fn ensure_reserve(dir: &Path) {
+    use std::os::fd::AsRawFd;
+    let path = dir.join(RESERVE_FILE);
+    if fs::metadata(&path).is_ok_and(|m| m.len() >= RESERVE_BYTES) {
+        return;
+    }
+    let Ok(f) = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+    else {
+        return;
+    };
+    // SAFETY: fallocate on an fd owned by `f` for the duration of the call.
+    let rc = unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, RESERVE_BYTES as libc::off_t) };
+    if rc != 0 || f.sync_all().is_err() {
+        drop(f);
+        let _ = fs::remove_file(&path);
+        warn!("no room for the metadata space reserve yet; retried on the next write");
+    }
+}
+
+/// The on-disk log, owned by the writer thread after start-up.
+struct Log {
+    dir: PathBuf,
+    /// The newest segment, open for appends, and its length.
+    segment: fs::File,
+    segment_path: PathBuf,
+    segment_len: u64,
+    /// The image at the log's end (to write snapshots from).
+    image: MetadataImage,
+    /// Offset of the newest snapshot (0: none).
+    snapshot_offset: u64,
+}
+
+impl Log {
+    /// Loads (or creates) the log under `data_dir`; returns it with its image.
+    fn open(data_dir: &Path, node: i32) -> Result<Log, MetadataError> {
+        let dir = metadata_dir(data_dir);
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        migrate_legacy(&dir, node)?;
+        let (mut snapshots, mut segments) = (Vec::new(), Vec::new());
+        for entry in fs::read_dir(&dir).map_err(io_err(&dir))? {
+            let entry = entry.map_err(io_err(&dir))?;
+            let name = entry.file_name();
+            match parse_name(&name.to_string_lossy()) {
+                Some((n, true)) => snapshots.push(n),
+                Some((n, false)) => segments.push(n),
+                None => {}
+            }
+        }
+        snapshots.sort_unstable();
+        segments.sort_unstable();
+        let mut image = MetadataImage::default();
+        let snapshot_offset = snapshots.last().copied().unwrap_or(0);
+        if snapshot_offset > 0 {
+            let path = snapshot_path(&dir, snapshot_offset);
+            let records = read_snapshot(&path, snapshot_offset)?;
+            image = MetadataImage::from_records(snapshot_offset, &records)
+                .map_err(|e| MetadataError::Corrupt(path, e.to_string()))?;
+        }
+        let mut tail = None;
+        for (i, base) in segments.iter().enumerate() {
+            let path = segment_path(&dir, *base);
+            let last = i + 1 == segments.len();
+            let (records, valid) = read_segment(&path, last)?;
+            for (offset, r) in records {
+                if offset <= image.epoch {
+                    continue;
+                }
+                if offset != image.epoch + 1 {
+                    return Err(MetadataError::Corrupt(
+                        path,
+                        format!("offset {offset} follows {}", image.epoch),
+                    ));
+                }
+                image
+                    .apply(offset, &r)
+                    .map_err(|e| MetadataError::Corrupt(path.clone(), e.to_string()))?;
+            }
+            if last {
+                tail = Some((path, valid as u64));
+            }
+        }
+        let (segment_path, segment_len) = match tail {
+            Some(t) => t,
+            None => (segment_path(&dir, image.epoch + 1), 0),
+        };
+        let segment = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&segment_path)
+            .map_err(io_err(&segment_path))?;
+        if segment.metadata().map_err(io_err(&segment_path))?.len() != segment_len {
+            warn!(file = %segment_path.display(), valid = segment_len, "cutting off a torn metadata write");
+            segment
+                .set_len(segment_len)
+                .and_then(|()| segment.sync_all())
+                .map_err(io_err(&segment_path))?;
+        }
+        fsync_dir(&dir)?;
+        let mut log = Log {
+            dir,
+            segment,
+            segment_path,
+            segment_len,
+            image,
+            snapshot_offset,
+        };
+        if log.image.epoch == 0 {
+            let cluster_id = new_cluster_id();
+            log.append(&[MetadataRecord::Cluster { cluster_id }], false)?;
+        }
+        ensure_reserve(&log.dir);
+        Ok(log)
+    }
+
+    /// Appends `records` (offsets follow the log's end) durably; returns the first offset.
+    fn append(
+        &mut self,
+        records: &[MetadataRecord],
+        frees_space: bool,
+    ) -> Result<u64, MetadataError> {
+        let first = self.image.epoch + 1;
+        // Validate against a copy first: a record that does not apply is never written.
+        let mut next = self.image.clone();
+        for (offset, r) in (first..).zip(records) {
+            next.apply(offset, r)
+                .map_err(|e| MetadataError::Corrupt(self.segment_path.clone(), e.to_string()))?;
+        }
+        let mut bytes = Vec::new();
+        encode_frame(&mut bytes, first, records);
+        let result = match self.write(&bytes) {
+            Err(e) if frees_space && e.is_no_space() && self.dir.join(RESERVE_FILE).exists() => {
+                warn!("disk full: releasing the metadata space reserve to write metadata");
+                let _ = fs::remove_file(self.dir.join(RESERVE_FILE));
+                self.write(&bytes)
+            }
+            other => other,
+        };
+        result?;
+        self.image = next;
+        ensure_reserve(&self.dir);
+        if self.image.epoch >= self.snapshot_offset + SNAPSHOT_EVERY {
+            if let Err(e) = self.snapshot() {
+                warn!(error = %e, "writing a metadata snapshot failed; retried after the next change");
+            }
+        }
+        Ok(first)
+    }
+
+    /// Writes `bytes` at the segment's end and syncs; on failure cuts the segment back.
+    fn write(&mut self, bytes: &[u8]) -> Result<(), MetadataError> {
+        use std::io::{Seek, SeekFrom};
+        let path = self.segment_path.clone();
+        let result = self
+            .segment
+            .seek(SeekFrom::Start(self.segment_len))
+            .and_then(|_| self.segment.write_all(bytes))
+            .and_then(|()| self.segment.sync_data());
+        if let Err(e) = result {
+            let _ = self.segment.set_len(self.segment_len);
+            return Err(io_err(&path)(e));
+        }
+        self.segment_len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Writes a snapshot of the image, starts a new segment, removes what the snapshot covers.
+    fn snapshot(&mut self) -> Result<(), MetadataError> {
+        let offset = self.image.epoch;
+        write_snapshot(&self.dir, offset, &self.image.records())?;
+        let next_path = segment_path(&self.dir, offset + 1);
+        let next = fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&next_path)
+            .map_err(io_err(&next_path))?;
+        fsync_dir(&self.dir)?;
+        self.segment = next;
+        self.segment_path = next_path;
+        self.segment_len = 0;
+        self.snapshot_offset = offset;
+        // Older segments and snapshots are covered by this snapshot.
+        for entry in fs::read_dir(&self.dir)
+            .map_err(io_err(&self.dir))?
+            .flatten()
+        {
+            let name = entry.file_name();
+            match parse_name(&name.to_string_lossy()) {
+                Some((n, true)) if n < offset => {}
+                Some((n, false)) if n <= offset => {}
+                _ => continue,
+            }
+            let _ = fs::remove_file(entry.path());
+        }
+        info!(offset, "metadata snapshot written");
+        Ok(())
+    }
+}
+
+fn write_snapshot(
+    dir: &Path,
+    offset: u64,
+    records: &[MetadataRecord],
+) -> Result<(), MetadataError> {
+    let path = snapshot_path(dir, offset);
+    let tmp = path.with_extension("snapshot.tmp");
+    let mut bytes = SNAPSHOT_MAGIC.to_vec();
+    bytes.extend_from_slice(&SNAPSHOT_VERSION.to_be_bytes());
+    for chunk in records.chunks(SNAPSHOT_FRAME_RECORDS) {
+        encode_frame(&mut bytes, offset, chunk);
+    }
+    let mut f = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+    f.write_all(&bytes)
+        .and_then(|()| f.sync_all())
+        .map_err(io_err(&tmp))?;
+    fs::rename(&tmp, &path).map_err(io_err(&path))?;
+    fsync_dir(dir)
+}
+
+/// The one-image format of Sluice ≤ 0.1 (`metadata.snapshot`).
+mod legacy {
+
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+
+    pub const MAGIC: &[u8; 4] = b"SLMD";
+    pub const HEADER_BYTES: usize = 14;
+
+    #[derive(Deserialize)]
+    pub struct Topic {
+        pub name: String,
+        pub id: [u8; 16],
+        pub partitions: i32,
+        pub configs: BTreeMap<String, String>,
+        #[serde(default)]
+        pub internal: bool,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Image {
+        pub cluster_id: String,
+        pub topics: BTreeMap<String, Topic>,
+        #[serde(default)]
+        pub producer_id_block_end: i64,
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Image, &'static str> {
+        let header = bytes.get(..HEADER_BYTES).ok_or("shorter than its header")?;
+        if &header[..4] != MAGIC {
+            return Err("bad magic");
+        }
+        if u16::from_be_bytes([header[4], header[5]]) != 1 {
+            return Err("unknown version");
+        }
+        let len = u32::from_be_bytes([header[6], header[7], header[8], header[9]]) as usize;
+        let crc = u32::from_be_bytes([header[10], header[11], header[12], header[13]]);
+        let body = bytes
+            .get(HEADER_BYTES..HEADER_BYTES + len)
+            .ok_or("truncated body")?;
+        if crc32c::crc32c(body) != crc {
+            return Err("CRC mismatch");
+        }
+        serde_json::from_slice(body).map_err(|_| "unparseable body")
+    }
+}
+
+/// Converts a Sluice ≤ 0.1 `metadata.snapshot` into a snapshot at offset 1 (single node: every
+/// partition on node 0, leader epoch 0). Idempotent: an interrupted migration is redone.
+fn migrate_legacy(dir: &Path, node: i32) -> Result<(), MetadataError> {
+    let path = dir.join(LEGACY_FILE);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err(&path)(e)),
+    };
+    let old =
+        legacy::decode(&bytes).map_err(|why| MetadataError::Corrupt(path.clone(), why.into()))?;
+    let mut records = vec![MetadataRecord::Cluster {
+        cluster_id: old.cluster_id,
+    }];
+    for t in old.topics.into_values() {
+        records.extend(topic_on_node(&t.name, t.id, t.partitions, t.internal, node));
+        records.extend(
+            t.configs
+                .into_iter()
+                .map(|(key, value)| MetadataRecord::Config {
+                    topic: t.name.clone(),
+                    key,
+                    value: Some(value),
+                }),
+        );
+    }
+    if old.producer_id_block_end > 0 {
+        records.push(MetadataRecord::ProducerIds {
+            block_end: old.producer_id_block_end,
+        });
+    }
+    // Check the content before writing it.
+    MetadataImage::from_records(1, &records)
+        .map_err(|e| MetadataError::Corrupt(path.clone(), e.to_string()))?;
+    write_snapshot(dir, 1, &records)?;
+    let done = dir.join(format!("{LEGACY_FILE}.migrated"));
+    fs::rename(&path, &done).map_err(io_err(&path))?;
+    fsync_dir(dir)?;
+    info!(
+        topics = records.len(),
+        "migrated metadata.snapshot to the metadata log"
+    );
+    Ok(())
+}
+
+struct AppendReq {
+    records: Vec<MetadataRecord>,
+    frees_space: bool,
+    done: flume::Sender<Result<u64, MetadataError>>,
+}
+
+/// The metadata log's writer: a thread of its own, fed through a bounded queue.
+#[derive(Clone)]
+pub struct MetadataStore {
+    tx: flume::Sender<AppendReq>,
+}
+
+impl MetadataStore {
+    /// Loads the log under `data_dir` (blocking; at start-up, before any reactor runs) and
+    /// starts its writer thread. Returns the store and the image at the log's end.
+    pub fn open(
+        data_dir: &Path,
+        node: i32,
+    ) -> Result<(MetadataStore, MetadataImage), MetadataError> {
+        let mut log = Log::open(data_dir, node)?;
+        let image = log.image.clone();
+        let (tx, rx) = flume::bounded::<AppendReq>(WRITE_QUEUE_DEPTH);
+        std::thread::Builder::new()
+            .name("sluice-metadata".into())
+            .spawn(move || {
+                while let Ok(req) = rx.recv() {
+                    let _ = req.done.send(log.append(&req.records, req.frees_space));
+                }
+            })
+            .map_err(io_err(data_dir))?;
+        Ok((MetadataStore { tx }, image))
+    }
+
+    /// Appends `records` durably; returns the offset of the first. `frees_space`: the change
+    /// frees disk space, so it may use the space reserve.
+    pub async fn append(
+        &self,
+        records: Vec<MetadataRecord>,
+        frees_space: bool,
+    ) -> Result<u64, MetadataError> {
+        let (done, rx) = flume::bounded(1);
+        let req = AppendReq {
+            records,
+            frees_space,
+            done,
+        };
+        self.tx
+            .send_async(req)
+            .await
+            .map_err(|_| MetadataError::Stopped)?;
+        rx.recv_async().await.map_err(|_| MetadataError::Stopped)?
+    }
+}
+
+/// Reads the image of a data directory without starting a writer (tools, tests); `node` as
+/// for [`MetadataStore::open`].
+pub fn load(data_dir: &Path, node: i32) -> Result<MetadataImage, MetadataError> {
+    Log::open(data_dir, node).map(|log| log.image)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn topic(name: &str, id: u8, partitions: i32) -> Vec<MetadataRecord> {
+        topic_on_node(name, [id; 16], partitions, false, 0)
+    }
+
+    fn block_on<F: std::future::Future>(f: F) -> F::Output {
+        futures_executor::block_on(f)
+    }
+
+    #[test]
+    fn appends_survive_reopen_and_snapshots_replace_old_segments() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, image) = MetadataStore::open(dir.path(), 0).unwrap();
+        assert_eq!(image.epoch, 1, "a new log starts with its cluster id");
+        let first = block_on(store.append(topic("a", 1, 3), false)).unwrap();
+        assert_eq!(first, 2);
+        drop(store);
+        let again = load(dir.path(), 0).unwrap();
+        assert_eq!(again.cluster_id, image.cluster_id);
+        assert_eq!(again.topic("a").unwrap().partition_count(), 3);
+        assert_eq!(again.epoch, 5);
+
+        // Enough changes for two snapshots.
+        let (store, _) = MetadataStore::open(dir.path(), 0).unwrap();
+        for i in 0..(2 * SNAPSHOT_EVERY) {
+            let value = Some(i.to_string());
+            let r = MetadataRecord::Config {
+                topic: "a".into(),
+                key: "retention.ms".into(),
+                value,
+            };
+            block_on(store.append(vec![r], false)).unwrap();
+        }
+        drop(store);
+        let image = load(dir.path(), 0).unwrap();
+        assert_eq!(image.epoch, 5 + 2 * SNAPSHOT_EVERY);
+        let configs = &image.topic("a").unwrap().configs;
+        assert_eq!(
+            configs["retention.ms"],
+            (2 * SNAPSHOT_EVERY - 1).to_string()
+        );
+        let names: Vec<String> = fs::read_dir(metadata_dir(dir.path()))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| parse_name(n).is_some())
+            .collect();
+        assert_eq!(
+            names.len(),
+            2,
+            "one snapshot and the segment after it: {names:?}"
+        );
+    }
+
+    #[test]
+    fn a_torn_tail_is_cut_and_corruption_elsewhere_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = MetadataStore::open(dir.path(), 0).unwrap();
+        block_on(store.append(topic("a", 1, 1), false)).unwrap();
+        block_on(store.append(topic("b", 2, 1), false)).unwrap();
+        drop(store);
+        let seg = segment_path(&metadata_dir(dir.path()), 1);
+        let good = fs::read(&seg).unwrap();
+
+        // Any cut of the last frame: the last append is gone, the rest loads.
+        let last_frame = {
+            let mut at = 0;
+            let mut starts = Vec::new();
+            while at < good.len() {
+                starts.push(at);
+                at += decode_frame(&good[at..]).1;
+            }
+            starts[starts.len() - 1]
+        };
+        for cut in last_frame..good.len() {
+            fs::write(&seg, &good[..cut]).unwrap();
+            let image = load(dir.path(), 0).unwrap();
+            assert!(image.topic("a").is_some(), "cut at {cut}");
+            assert_eq!(image.topic("b").is_some(), false);
+            assert_eq!(image.topic_by_id(&[2; 16]), None);
+        }
+        // A flipped byte in the last frame: torn too.
+        let mut bad = good.clone();
+        let n = bad.len();
+        bad[n - 2] ^= 0xff;
+        fs::write(&seg, &bad).unwrap();
+        assert!(load(dir.path(), 0).unwrap().topic("b").is_none());
+        // A flipped byte in an earlier frame: corrupt.
+        let mut bad = good.clone();
+        bad[12] ^= 0xff;
+        fs::write(&seg, &bad).unwrap();
+        assert!(matches!(
+            load(dir.path(), 0),
+            Err(MetadataError::Corrupt(..))
+        ));
+    }
+
+    #[test]
+    fn refuses_records_that_do_not_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = MetadataStore::open(dir.path(), 0).unwrap();
+        let r = MetadataRecord::RemoveTopic { topic_id: [7; 16] };
+        assert!(block_on(store.append(vec![r], false)).is_err());
+        block_on(store.append(topic("a", 1, 1), false)).unwrap();
+        drop(store);
+        assert_eq!(load(dir.path(), 0).unwrap().epoch, 3);
+    }
+
+    #[test]
+    fn migrates_the_single_image_format() {
+        let dir = tempfile::tempdir().unwrap();
+        let mdir = metadata_dir(dir.path());
+        fs::create_dir_all(&mdir).unwrap();
+        let body = br#"{"cluster_id":"abc","epoch":7,"topics":{"t":{"name":"t","id":[1,1,1,1,1,1,1,1,1,1,1,1,1,1,1,1],"partitions":2,"configs":{"retention.ms":"9"}}},"producer_id_block_end":2000}"#;
+        let mut bytes = legacy::MAGIC.to_vec();
+        bytes.extend_from_slice(&1u16.to_be_bytes());
+        bytes.extend_from_slice(&(body.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(&crc32c::crc32c(body).to_be_bytes());
+        bytes.extend_from_slice(body);
+        fs::write(mdir.join(LEGACY_FILE), &bytes).unwrap();
+        let image = load(dir.path(), 0).unwrap();
+        assert_eq!(image.cluster_id, "abc");
+        assert_eq!(image.producer_id_block_end, 2000);
+        let t = image.topic("t").unwrap();
+        assert_eq!(
+            (t.partition_count(), t.configs["retention.ms"].as_str()),
+            (2, "9")
+        );
+        assert!(!mdir.join(LEGACY_FILE).exists());
+        assert!(mdir.join("metadata.snapshot.migrated").exists());
+        // Loading again uses the migrated log.
+        assert_eq!(load(dir.path(), 0).unwrap().topics, image.topics);
+
+        // A corrupt old file is refused, not ignored.
+        let other = tempfile::tempdir().unwrap();
+        let mdir = metadata_dir(other.path());
+        fs::create_dir_all(&mdir).unwrap();
+        let n = bytes.len();
+        bytes[n - 1] ^= 0xff;
+        fs::write(mdir.join(LEGACY_FILE), &bytes).unwrap();
+        assert!(matches!(
+            load(other.path(), 0),
+            Err(MetadataError::Corrupt(..))
+        ));
+    }
+}

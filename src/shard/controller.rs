@@ -1,0 +1,317 @@
+//! The controller's driver, on shard 0: runs one [`Command`] at a time through the pure
+//! [`Controller`] — propose records, append them to the metadata log (written by its own
+//! thread, so the reactor never blocks on the disk), replay them — then sends the new image to
+//! every shard. An operation completes once every shard has applied it (logs for new
+//! partitions open, logs of deleted topics gone), so a client that creates a topic can produce
+//! to it at once. Calls come from any shard through the mesh ([`on_controller`]).
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use futures_util::lock::Mutex;
+use kafka_protocol::ResponseError;
+use tracing::{error, info};
+
+use super::Shard;
+use crate::cluster::image::{new_topic_id, MetadataImage, TopicMeta};
+use crate::cluster::store::MetadataStore;
+use crate::controller::{Command, ConfigOp, Controller, NewTopic, OpError, OpResult};
+
+/// The controller's state on shard 0 (a field of [`Shard`]).
+pub struct ControllerDriver {
+    state: RefCell<Controller>,
+    store: MetadataStore,
+    /// Held from proposing a command until its records are replayed: commands are validated
+    /// against an image that includes every earlier command.
+    turn: Mutex<()>,
+    /// Topics deleted from the image whose partition directories are still being removed on
+    /// some shard; the receiver disconnects when every shard is done. A topic of the same name
+    /// is created only after that, so no shard opens a directory another is still deleting.
+    deleting: RefCell<HashMap<String, flume::Receiver<()>>>,
+}
+
+impl ControllerDriver {
+    pub fn new(controller: Controller, store: MetadataStore) -> ControllerDriver {
+        ControllerDriver {
+            state: RefCell::new(controller),
+            store,
+            turn: Mutex::new(()),
+            deleting: RefCell::new(HashMap::new()),
+        }
+    }
+}
+
+fn driver(shard: &Shard) -> &ControllerDriver {
+    // Only shard 0 has a controller and every caller routes here through `on_controller`.
+    shard
+        .controller
+        .as_ref()
+        .unwrap_or_else(|| unreachable!("controller operation on shard {}", shard.id))
+}
+
+/// Runs `cmd`: proposes, persists, replays, broadcasts. Returns the image before and after,
+/// and the topics whose partitions some shard failed to open.
+async fn commit(
+    shard: &Rc<Shard>,
+    what: &'static str,
+    cmd: Command,
+) -> OpResult<(MetadataImage, Arc<MetadataImage>, BTreeSet<String>)> {
+    let d = driver(shard);
+    let turn = d.turn.lock().await;
+    let (before, records) = {
+        let c = d.state.borrow();
+        (c.image().clone(), c.propose(&cmd)?)
+    };
+    let frees_space = matches!(cmd, Command::DeleteTopic(_));
+    let first = d
+        .store
+        .append(records.clone(), frees_space)
+        .await
+        .map_err(|e| {
+            error!(error = %e, "persisting cluster metadata failed");
+            OpError::new(ResponseError::KafkaStorageError, e.to_string())
+        })?;
+    let after = {
+        let mut c = d.state.borrow_mut();
+        if let Err(e) = c.replay(first, &records) {
+            // The log's writer applied the same records to the same image: unreachable
+            // unless memory and disk diverged, which only a restart can repair.
+            error!(error = %e, "replaying committed metadata failed");
+            return Err(OpError::new(
+                ResponseError::UnknownServerError,
+                e.to_string(),
+            ));
+        }
+        Arc::new(c.image().clone())
+    };
+    drop(turn);
+    // Crash tests: the change is durable, no shard has applied it yet.
+    crate::util::failpoint(&format!("{what}-committed"));
+    let failed = broadcast(shard, after.clone()).await;
+    Ok((before, after, failed))
+}
+
+/// Sends `image` to every shard and waits until each has applied it; returns the topics some
+/// of whose partitions failed to open.
+async fn broadcast(shard: &Rc<Shard>, image: Arc<MetadataImage>) -> BTreeSet<String> {
+    let calls = (0..shard.shards).map(|target| {
+        let image = image.clone();
+        shard.call(target, move |s: &Rc<Shard>| {
+            let s = s.clone();
+            async move { s.apply_metadata(image).await }
+        })
+    });
+    let mut failed = BTreeSet::new();
+    for (target, r) in join_all(calls).await.into_iter().enumerate() {
+        match r {
+            Ok(topics) => failed.extend(topics),
+            Err(_) => error!(shard = target, "shard did not apply metadata"),
+        }
+    }
+    failed
+}
+
+/// CreateTopics: each topic succeeds or fails on its own.
+pub async fn create_topics(
+    shard: &Rc<Shard>,
+    topics: Vec<NewTopic>,
+    validate_only: bool,
+) -> Vec<OpResult<Arc<TopicMeta>>> {
+    let mut results = Vec::with_capacity(topics.len());
+    for t in topics {
+        let r = if validate_only {
+            let checked = driver(shard).state.borrow().check_new_topic(&t);
+            checked.map(|(partitions, _)| {
+                let registration = crate::cluster::image::PartitionRegistration {
+                    replicas: vec![],
+                    isr: vec![],
+                    leader: -1,
+                    leader_epoch: 0,
+                    partition_epoch: 0,
+                };
+                Arc::new(TopicMeta {
+                    name: t.name.clone(),
+                    id: [0; 16],
+                    partitions: vec![registration; partitions as usize],
+                    configs: t.configs.clone(),
+                    internal: false,
+                })
+            })
+        } else {
+            create_topic(shard, t).await
+        };
+        results.push(r);
+    }
+    results
+}
+
+async fn create_topic(shard: &Rc<Shard>, t: NewTopic) -> OpResult<Arc<TopicMeta>> {
+    wait_deleted(shard, &t.name).await;
+    let name = t.name.clone();
+    let cmd = Command::CreateTopic {
+        topic: t,
+        id: new_topic_id(),
+    };
+    let (_, after, failed) = commit(shard, "create-topic", cmd).await?;
+    if failed.contains(&name) {
+        // Leave no half-made topic behind (e.g. a full disk).
+        error!(topic = %name, "partitions could not be created; removing the topic");
+        if let Err(e) = delete_topic(shard, name.clone()).await {
+            error!(topic = %name, error = %e.message, "removing the half-made topic failed");
+        }
+        return Err(OpError::new(
+            ResponseError::KafkaStorageError,
+            format!("the partitions of topic '{name}' could not be created (see the broker log)"),
+        ));
+    }
+    let meta = after.topic(&name).cloned().ok_or_else(|| {
+        OpError::new(
+            ResponseError::UnknownTopicOrPartition,
+            format!("topic '{name}' was deleted while it was being created"),
+        )
+    })?;
+    info!(topic = %name, partitions = meta.partition_count(), "topic created");
+    Ok(meta)
+}
+
+/// Waits until no deletion of a topic named `name` is in progress.
+async fn wait_deleted(shard: &Rc<Shard>, name: &str) {
+    loop {
+        let rx = driver(shard).deleting.borrow().get(name).cloned();
+        match rx {
+            Some(rx) => {
+                let _ = rx.recv_async().await;
+            }
+            None => return,
+        }
+    }
+}
+
+/// DeleteTopics by name. Completes once every shard has removed the topic's partitions.
+pub async fn delete_topic(shard: &Rc<Shard>, name: String) -> OpResult<Arc<TopicMeta>> {
+    let d = driver(shard);
+    let (_done, rx) = flume::bounded::<()>(1);
+    let mine = {
+        let exists = d.state.borrow().image().topic(&name).is_some();
+        let mut deleting = d.deleting.borrow_mut();
+        let mine = exists && !deleting.contains_key(&name);
+        if mine {
+            deleting.insert(name.clone(), rx);
+        }
+        mine
+    };
+    let result = commit(shard, "delete-topic", Command::DeleteTopic(name.clone())).await;
+    if mine {
+        d.deleting.borrow_mut().remove(&name);
+    }
+    let (before, _, _) = result?;
+    info!(topic = %name, "topic deleted");
+    before.topic(&name).cloned().ok_or_else(|| {
+        OpError::new(
+            ResponseError::UnknownServerError,
+            "deleted topic not in image",
+        )
+    })
+}
+
+/// CreatePartitions: grow a topic to `count` partitions.
+pub async fn create_partitions(
+    shard: &Rc<Shard>,
+    name: String,
+    count: i32,
+    validate_only: bool,
+) -> OpResult<()> {
+    let cmd = Command::CreatePartitions {
+        name: name.clone(),
+        count,
+    };
+    if validate_only {
+        return driver(shard).state.borrow().propose(&cmd).map(|_| ());
+    }
+    commit(shard, "create-partitions", cmd).await?;
+    info!(topic = %name, partitions = count, "partitions added");
+    Ok(())
+}
+
+/// Alters a topic's config overrides (`replace`: the whole set, as legacy AlterConfigs does).
+pub async fn alter_topic_configs(
+    shard: &Rc<Shard>,
+    name: String,
+    ops: Vec<ConfigOp>,
+    replace: bool,
+    validate_only: bool,
+) -> OpResult<()> {
+    let cmd = Command::AlterConfigs {
+        name: name.clone(),
+        ops,
+        replace,
+    };
+    if validate_only {
+        return driver(shard).state.borrow().propose(&cmd).map(|_| ());
+    }
+    let (_, after, _) = commit(shard, "alter-configs", cmd).await?;
+    let configs = after.topic(&name).map(|t| t.configs.clone());
+    info!(topic = %name, configs = ?configs, "topic config altered");
+    Ok(())
+}
+
+/// Routes a controller operation to shard 0 from any shard.
+pub async fn on_controller<R, F, Fut>(shard: &Rc<Shard>, f: F) -> OpResult<R>
+where
+    R: Send + 'static,
+    F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = OpResult<R>> + 'static,
+{
+    match shard.call(0, move |s: &Rc<Shard>| f(s.clone())).await {
+        Ok(r) => r,
+        Err(e) => Err(OpError::new(ResponseError::NotController, e.to_string())),
+    }
+}
+
+/// Creates topics with broker defaults (auto-creation on Metadata/Produce).
+pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) {
+    let partitions = shard.config.args.num_partitions;
+    let topics: Vec<NewTopic> = names
+        .into_iter()
+        .map(|name| NewTopic {
+            name,
+            partitions,
+            replication_factor: -1,
+            configs: BTreeMap::new(),
+        })
+        .collect();
+    let _ = on_controller(shard, move |s| async move {
+        let results = create_topics(&s, topics, false).await;
+        for r in results {
+            if let Err(e) = r {
+                if !matches!(e.error, ResponseError::TopicAlreadyExists) {
+                    info!(error = %e.message, "auto-creating topic failed");
+                }
+            }
+        }
+        Ok(())
+    })
+    .await;
+}
+
+/// Hands out a producer id that was never handed out before, even across restarts: ids come
+/// from a persisted block; a new block is persisted before its first id is used.
+pub async fn allocate_producer_id(shard: &Rc<Shard>) -> OpResult<i64> {
+    if let Some(id) = driver(shard).state.borrow_mut().next_producer_id() {
+        return Ok(id);
+    }
+    commit(shard, "producer-ids", Command::ReserveProducerIds).await?;
+    driver(shard)
+        .state
+        .borrow_mut()
+        .next_producer_id()
+        .ok_or_else(|| {
+            OpError::new(
+                ResponseError::CoordinatorNotAvailable,
+                "producer id block exhausted; retry",
+            )
+        })
+}
