@@ -37,7 +37,7 @@ pub(super) struct Failure {
 /// dominates every earlier one with a higher `from_offset`, `from_offset` increasing too. So
 /// the first entry newer than a wait's generation has the lowest `from_offset` of all failures
 /// after it. Bounded: a wait older than a forgotten entry is told it failed (a retry is safe,
-/// an acknowledgement for a dropped batch is not).
+/// reporting a dropped batch as written is not).
 const FAILURES_KEPT: usize = 64;
 
 #[derive(Default)]
@@ -228,7 +228,7 @@ impl Log {
             let reached = if durable {
                 self.durable.get()
             } else {
-                self.hw.get()
+                self.written.get()
             };
             if reached > offset {
                 return Ok(());
@@ -243,11 +243,15 @@ impl Log {
         }
     }
 
-    /// Resolves when `high_watermark() > offset` (or the log is closed). Cancel-safe.
-    pub async fn wait_for_data(&self, offset: i64) {
+    /// Resolves when `written_offset() > offset` (the batch holding `offset` can be read) or
+    /// the log is closed. Cancel-safe. Unlike [`Log::wait_written`] it never fails: a write
+    /// failure does not end it (it goes on waiting for a later write to reach `offset`), and
+    /// closing the log ends it at once, even with writes still queued. For waits that only
+    /// want to wake when there may be something new to read (a fetch long-poll).
+    pub async fn wait_written_beyond(&self, offset: i64) {
         loop {
             let notified = self.progress.notified();
-            if self.hw.get() > offset || self.closed.get() {
+            if self.written.get() > offset || self.closed.get() {
                 return;
             }
             notified.await;

@@ -11,20 +11,30 @@
 //!   leader-epoch-checkpoint         (epoch, start offset) entries
 //! ```
 //!
-//! Offsets: `log_start_offset <= high_watermark <= log_end_offset`. `append` assigns offsets
-//! synchronously (LEO moves at once) and queues the bytes; the writer task coalesces what is
-//! queued into 4 KiB-aligned writes of up to 2 MiB (rewriting the partial last block it keeps in
-//! memory, as a separate 4 KiB write; one write in flight, the next one built meanwhile), and
-//! after each write publishes:
-//! the segment's size and index, the tail cache, and the high watermark (first offset not yet
-//! written). Readers only see offsets below the high watermark.
+//! Offsets: `log_start_offset <= written_offset <= log_end_offset` and `durable_offset <=
+//! written_offset`. `append` assigns offsets synchronously (LEO moves at once) and queues the
+//! bytes; the writer task coalesces what is queued into 4 KiB-aligned writes of up to 2 MiB
+//! (rewriting the partial last block it keeps in memory, as a separate 4 KiB write; one write in
+//! flight, the next one built meanwhile), and after each write publishes: the segment's size and
+//! index, the tail cache, and the written offset (first offset not yet written). Readers only see
+//! offsets below the written offset, and below the bound they pass to `read`. The durable offset
+//! (below it everything is fsynced) has no order with the log start offset: DeleteRecords may
+//! move the start past offsets not yet fsynced. Two known gaps: an interval fsync that
+//! finishes after a concurrent `truncate_to` can set the durable offset above the written offset
+//! (see `flusher_loop`), and `truncate_to` an offset inside a batch that starts below the log
+//! start offset cuts the log end below the log start offset.
+//!
+//! Storage has no notion of high watermark or acknowledgement: the partition layer above owns
+//! the high watermark (with replication, the minimum log end over the in-sync replicas) and
+//! passes it to `read` as the upper bound. `written` and `durable` are facts about this log's
+//! files only.
 //!
 //! Threading: a `Log` lives on one shard thread (`!Send`), shared as `Rc<Log>`; all methods take
 //! `&self`; no `RefCell` borrow is ever held across an `.await`. Maintenance operations (roll,
 //! truncate, retention, close) and writes are serialised by a small async lock.
 //!
 //! I/O failure: the failed write's batches and everything queued behind them are dropped, LEO goes
-//! back to the high watermark (acknowledged data is untouched), waiters for those offsets get the
+//! back to the written offset (written data is untouched), waiters for those offsets get the
 //! error, and the next `append` retries from the last good position. Offsets of failed appends
 //! are reused, so a wait must know which append it waits for: `AppendInfo::fail_gen` is the
 //! failure generation at the append, and `wait_append_written` / `wait_append_durable` fail if
@@ -96,7 +106,7 @@ pub struct Log {
     state: RefCell<State>,
     log_start: Cell<i64>,
     leo: Cell<i64>,
-    hw: Cell<i64>,
+    written: Cell<i64>,
     durable: Cell<i64>,
     recovery_point: Cell<i64>,
     fail_gen: Cell<u64>,
@@ -161,7 +171,7 @@ impl Log {
             state: RefCell::new(state),
             log_start: Cell::new(rec.log_start_offset),
             leo: Cell::new(leo),
-            hw: Cell::new(leo),
+            written: Cell::new(leo),
             durable: Cell::new(leo),
             recovery_point: Cell::new(leo),
             fail_gen: Cell::new(0),
@@ -228,8 +238,20 @@ impl Log {
         self.leo.get()
     }
 
+    /// First offset not yet written: every batch below it is in the segment files (maybe not
+    /// yet fsynced, see [`Log::durable_offset`]) and can be read.
+    pub fn written_offset(&self) -> i64 {
+        self.written.get()
+    }
+
+    // TODO(issue 13): remove once src/ uses written_offset
     pub fn high_watermark(&self) -> i64 {
-        self.hw.get()
+        self.written_offset()
+    }
+
+    // TODO(issue 13): remove once src/ uses written_offset (and the partition layer's own wait)
+    pub async fn wait_for_data(&self, offset: i64) {
+        self.wait_written_beyond(offset).await
     }
 
     /// Offsets below this are fsynced (per the last completed fdatasync).
@@ -282,8 +304,8 @@ impl Log {
                 self.write_active_index().await?;
             }
         }
-        self.durable.set(self.hw.get());
-        self.recovery_point.set(self.hw.get());
+        self.durable.set(self.written.get());
+        self.recovery_point.set(self.written.get());
         self.write_checkpoint().await?;
         self.write_epochs().await?;
         self.progress.notify_all();

@@ -17,7 +17,8 @@ pub struct ReadResult {
     pub chunks: Vec<Bytes>,
     pub bytes: usize,
     pub log_start_offset: i64,
-    pub high_watermark: i64,
+    /// The log's written offset when the read started (see [`Log::written_offset`]).
+    pub written_offset: i64,
 }
 
 pub(super) struct CachedBatch {
@@ -27,27 +28,37 @@ pub(super) struct CachedBatch {
 }
 
 impl Log {
-    /// Whole batches from the batch containing `offset`, up to `max_bytes` (at least one batch).
-    pub async fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, StorageError> {
-        let hw = self.hw.get();
+    /// Whole batches from the batch containing `offset`, up to `max_bytes` (at least one batch),
+    /// only batches whose base offset is below `min(upper_bound, written_offset())`: empty when
+    /// `offset` is at or past that bound. `i64::MAX` reads everything written (the partition
+    /// layer passes its high watermark to consumers). `OffsetOutOfRange` when `offset` is below
+    /// the log start offset or above the written offset, whatever `upper_bound`.
+    pub async fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        upper_bound: i64,
+    ) -> Result<ReadResult, StorageError> {
+        let written = self.written.get();
         let lso = self.log_start.get();
-        if offset < lso || offset > hw {
+        if offset < lso || offset > written {
             return Err(StorageError::OffsetOutOfRange {
                 offset,
                 log_start: lso,
-                log_end: hw,
+                log_end: written,
             });
         }
         let mut out = ReadResult {
             chunks: Vec::new(),
             bytes: 0,
             log_start_offset: lso,
-            high_watermark: hw,
+            written_offset: written,
         };
-        if offset == hw {
+        let bound = upper_bound.min(written);
+        if offset >= bound {
             return Ok(out);
         }
-        if self.read_from_cache(offset, max_bytes, &mut out) {
+        if self.read_from_cache(offset, max_bytes, bound, &mut out) {
             return Ok(out);
         }
         // Disk: the segment containing `offset`, or the next one if that holds nothing for it.
@@ -68,7 +79,7 @@ impl Log {
             let Some((file, pos, end)) = target else {
                 break;
             };
-            let chunks = read_batches(&file, pos, end, offset, max_bytes).await?;
+            let chunks = read_batches(&file, pos, end, offset, max_bytes, bound).await?;
             if !chunks.is_empty() {
                 out.bytes = chunks.iter().map(|c| c.len()).sum();
                 out.chunks = chunks;
@@ -78,7 +89,15 @@ impl Log {
         Ok(out)
     }
 
-    fn read_from_cache(&self, offset: i64, max_bytes: usize, out: &mut ReadResult) -> bool {
+    /// Serves the read from the tail cache if it holds `offset`; batches from `bound` on are
+    /// left out.
+    fn read_from_cache(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        bound: i64,
+        out: &mut ReadResult,
+    ) -> bool {
         let st = self.state.borrow();
         match st.cache.front() {
             Some(front) if front.base_offset <= offset => {}
@@ -86,7 +105,7 @@ impl Log {
         }
         let start = st.cache.partition_point(|c| c.last_offset < offset);
         for c in st.cache.iter().skip(start) {
-            if c.base_offset >= out.high_watermark
+            if c.base_offset >= bound
                 || (!out.chunks.is_empty() && out.bytes + c.bytes.len() > max_bytes)
             {
                 break;

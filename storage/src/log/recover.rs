@@ -40,7 +40,7 @@ impl Log {
         };
         let mut offset = from.max(self.log_start.get());
         while offset < leo {
-            let r = self.read(offset, 1 << 20).await?;
+            let r = self.read(offset, 1 << 20, i64::MAX).await?;
             if r.chunks.is_empty() {
                 break;
             }

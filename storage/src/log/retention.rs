@@ -11,11 +11,16 @@ use crate::segment::{
 };
 
 impl Log {
-    /// DeleteRecords: moves the log start offset up to `offset` (-1 = high watermark; never past
-    /// the high watermark). Returns the new log start offset.
+    /// DeleteRecords: moves the log start offset up to `offset` (-1 = the written offset; never
+    /// past the written offset). Returns the new log start offset. The caller resolves Kafka's
+    /// -1 (= high watermark) and bounds `offset` by its high watermark itself.
     pub async fn delete_records_before(&self, offset: i64) -> Result<i64, StorageError> {
-        let hw = self.hw.get();
-        let target = if offset == -1 { hw } else { offset.min(hw) };
+        let written = self.written.get();
+        let target = if offset == -1 {
+            written
+        } else {
+            offset.min(written)
+        };
         if target > self.log_start.get() {
             let _g = self.lock().await;
             self.log_start.set(target.max(self.log_start.get()));

@@ -78,7 +78,7 @@ impl Log {
             st.producers.truncate_from(new_leo);
         }
         self.leo.set(new_leo);
-        self.hw.set(new_leo);
+        self.written.set(new_leo);
         self.durable.set(self.durable.get().min(new_leo));
         self.recovery_point
             .set(self.recovery_point.get().min(new_leo));

@@ -1,5 +1,5 @@
 //! The background writer task: coalesces queued appends into block-aligned writes, publishes
-//! them (segment size and index, tail cache, high watermark), handles write failures, and the
+//! them (segment size and index, tail cache, written offset), handles write failures, and the
 //! interval flusher.
 
 use std::future::Future;
@@ -91,8 +91,8 @@ impl Log {
     /// while the current one is on the device: building it (copy + header rewrite, about
     /// 0.1 ms per MiB) was the gap between 1 MiB appends and raw O_DIRECT writes in the storage
     /// bench. A prepared write holds appends already taken off `pending`; after a failure it is
-    /// dropped with them ([`Log::fail`] moves LEO back to the high watermark: none of them was
-    /// acknowledged).
+    /// dropped with them ([`Log::fail`] moves LEO back to the written offset: none of them was
+    /// reported written).
     async fn write_pipeline(&self) -> io::Result<()> {
         self.ensure_write_file().await?;
         let mut next = self.prepare_write(None)?;
@@ -306,7 +306,7 @@ impl Log {
         }
         buf.truncate(logical_len);
         let bytes = Bytes::from_owner(buf);
-        let mut last_offset = self.hw.get() - 1;
+        let mut last_offset = self.written.get() - 1;
         let epochs_dirty;
         {
             let mut st = self.state.borrow_mut();
@@ -338,7 +338,7 @@ impl Log {
             }
             epochs_dirty = st.epochs_dirty;
         }
-        self.hw.set(last_offset + 1);
+        self.written.set(last_offset + 1);
         if always {
             self.durable.set(last_offset + 1);
         }
@@ -378,26 +378,26 @@ impl Log {
     /// Handles a failed write or roll: see the module documentation.
     fn fail(&self, error: io::Error) {
         tracing::error!(dir = %self.dir.display(), error = %error, "log write failed");
-        let hw = self.hw.get();
+        let written = self.written.get();
         let gen = self.fail_gen.get() + 1;
         self.fail_gen.set(gen);
         let mut st = self.state.borrow_mut();
         st.pending.clear();
         self.roll_seq_done.set(self.roll_seq_next.get());
-        st.epochs.retain(|&(_, start)| start < hw);
-        st.producers.truncate_from(hw);
+        st.epochs.retain(|&(_, start)| start < written);
+        st.producers.truncate_from(written);
         if let Some((size, base)) = st.segments.last().map(|s| (s.size, s.base_offset)) {
             st.active_projected_bytes = size;
             st.active_projected_base = base;
         }
         st.failures.push(Failure {
             gen,
-            from_offset: hw,
+            from_offset: written,
             error,
         });
         st.failed = true;
         drop(st);
-        self.leo.set(hw);
+        self.leo.set(written);
         self.progress.notify_all();
     }
 }
@@ -436,15 +436,18 @@ pub(super) async fn flusher_loop(log: Weak<Log>) {
         };
         compio::time::sleep(period).await;
         let Some(l) = log.upgrade() else { return };
-        let hw = l.hw.get();
-        if hw > l.durable.get() {
+        let written = l.written.get();
+        if written > l.durable.get() {
             if let Some(f) = l.active_write_file() {
                 let t = std::time::Instant::now();
                 let synced = f.sync_data().await;
                 l.stats.fsync_seconds.observe(t.elapsed().as_secs_f64());
                 match synced {
                     Ok(()) => {
-                        l.durable.set(l.durable.get().max(hw));
+                        // Known gap: a `truncate_to` that completed during the fsync leaves the
+                        // written offset below `written` here, and this raises the durable
+                        // offset past it (see the module documentation).
+                        l.durable.set(l.durable.get().max(written));
                         l.progress.notify_all();
                     }
                     Err(e) => tracing::warn!(error = %e, "interval fsync failed"),
