@@ -1,4 +1,4 @@
-//! The leader-epoch cache: `(epoch, start offset)` entries, strictly increasing in both, one per
+//! The leader-epoch cache: `(epoch, start offset)` entries in increasing epoch order, one per
 //! epoch that wrote to this log; persisted as `leader-epoch-checkpoint` (see checkpoint.rs).
 //! `append` adds an entry for a new epoch, recovery rebuilds entries from scanned batches,
 //! truncation and write failures drop entries at or past the new log end.
@@ -27,11 +27,6 @@ impl Log {
         } else {
             (e[hi - 1].0, higher_start)
         }
-    }
-
-    /// The leader epoch cache entries (epoch, start offset).
-    pub fn leader_epochs(&self) -> Vec<(i32, i64)> {
-        self.state.borrow().epochs.clone()
     }
 
     pub(super) async fn write_epochs(&self) -> Result<(), StorageError> {

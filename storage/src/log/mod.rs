@@ -268,16 +268,6 @@ impl Log {
         self.state.borrow().segments.len()
     }
 
-    /// Base offsets of the segments, oldest first.
-    pub fn segment_base_offsets(&self) -> Vec<i64> {
-        self.state
-            .borrow()
-            .segments
-            .iter()
-            .map(|s| s.base_offset)
-            .collect()
-    }
-
     /// Flushes everything, fsyncs, writes index files and checkpoints (recovery point = LEO) and
     /// stops the writer task. Later appends fail with `Closed`.
     pub async fn close(&self) -> Result<(), StorageError> {
