@@ -483,11 +483,11 @@ async fn fill_log(log: &Rc<Log>) -> i64 {
 
 /// Reads the whole log sequentially, 1 MiB per read; returns bytes read.
 async fn scan_log(log: &Log) -> usize {
-    let end = log.high_watermark();
+    let end = log.written_offset();
     let mut offset = log.log_start_offset();
     let mut total = 0usize;
     while offset < end {
-        let r = log.read(offset, MIB).await.expect("read");
+        let r = log.read(offset, MIB, i64::MAX).await.expect("read");
         assert!(r.bytes > 0, "empty read at {offset}");
         total += r.bytes;
         let last = r.chunks.last().expect("chunk");
@@ -638,7 +638,7 @@ fn bench_read(c: &mut Criterion) {
                 let t = Instant::now();
                 for _ in 0..iters {
                     let o = r.below(l.disk_end as u64) as i64;
-                    let res = l.disk.read(o, 16 * KIB).await.expect("read");
+                    let res = l.disk.read(o, 16 * KIB, i64::MAX).await.expect("read");
                     std::hint::black_box(res.bytes);
                 }
                 t.elapsed()

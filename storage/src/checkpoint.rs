@@ -20,6 +20,8 @@ use std::path::Path;
 
 use compio::io::AsyncWriteAtExt;
 
+use crate::reader::Reader;
+
 pub(crate) const CHECKPOINT_FILE: &str = "sluice.checkpoint";
 pub(crate) const EPOCH_FILE: &str = "leader-epoch-checkpoint";
 /// Idempotent-producer state snapshot (see producer.rs).
@@ -50,20 +52,19 @@ pub(crate) fn encode_checkpoint(c: &Checkpoint) -> Vec<u8> {
 }
 
 pub(crate) fn decode_checkpoint(b: &[u8]) -> Option<Checkpoint> {
-    if b.len() != CHECKPOINT_BYTES {
-        return None;
-    }
-    let (body, crc) = b.split_at(24);
-    if crc32c::crc32c(body).to_be_bytes() != crc
-        || u32::from_be_bytes(body[0..4].try_into().ok()?) != CHECKPOINT_MAGIC
-        || u16::from_be_bytes(body[4..6].try_into().ok()?) != VERSION
-    {
-        return None;
-    }
-    Some(Checkpoint {
-        recovery_point: i64::from_be_bytes(body[8..16].try_into().ok()?),
-        log_start_offset: i64::from_be_bytes(body[16..24].try_into().ok()?),
-    })
+    let body = b.get(..CHECKPOINT_BYTES - 4)?;
+    let mut r = Reader::new(b);
+    let (magic, version, _reserved) = (r.u32()?, r.u16()?, r.u16()?);
+    let c = Checkpoint {
+        recovery_point: r.i64()?,
+        log_start_offset: r.i64()?,
+    };
+    let crc = r.u32()?;
+    let ok = r.is_empty()
+        && crc == crc32c::crc32c(body)
+        && magic == CHECKPOINT_MAGIC
+        && version == VERSION;
+    ok.then_some(c)
 }
 
 pub(crate) fn encode_epochs(entries: &[(i32, i64)]) -> Vec<u8> {
@@ -82,25 +83,23 @@ pub(crate) fn encode_epochs(entries: &[(i32, i64)]) -> Vec<u8> {
 }
 
 pub(crate) fn decode_epochs(b: &[u8]) -> Option<Vec<(i32, i64)>> {
-    if b.len() < 16 {
+    let (body, crc) = b.split_at(b.len().checked_sub(4)?);
+    if Reader::new(crc).u32()? != crc32c::crc32c(body) {
         return None;
     }
-    let (body, crc) = b.split_at(b.len() - 4);
-    if crc32c::crc32c(body).to_be_bytes() != crc
-        || u32::from_be_bytes(body[0..4].try_into().ok()?) != EPOCH_MAGIC
-        || u16::from_be_bytes(body[4..6].try_into().ok()?) != VERSION
+    let mut r = Reader::new(body);
+    let (magic, version, _reserved) = (r.u32()?, r.u16()?, r.u16()?);
+    let count = r.u32()? as usize;
+    if magic != EPOCH_MAGIC
+        || version != VERSION
+        || count > EPOCH_ENTRIES_MAX
+        || r.remaining() != count * 12
     {
         return None;
     }
-    let count = u32::from_be_bytes(body[8..12].try_into().ok()?) as usize;
-    if count > EPOCH_ENTRIES_MAX || body.len() != 12 + count * 12 {
-        return None;
-    }
     let mut out = Vec::with_capacity(count);
-    for chunk in body[12..].chunks_exact(12) {
-        let e = i32::from_be_bytes(chunk[0..4].try_into().ok()?);
-        let o = i64::from_be_bytes(chunk[4..12].try_into().ok()?);
-        out.push((e, o));
+    for _ in 0..count {
+        out.push((r.i32()?, r.i64()?));
     }
     Some(out)
 }
@@ -150,7 +149,12 @@ mod tests {
             d[i] ^= 1;
             assert_eq!(decode_checkpoint(&d), None);
         }
-        assert_eq!(decode_checkpoint(&b[..10]), None);
+        for cut in 0..b.len() {
+            assert_eq!(decode_checkpoint(&b[..cut]), None, "cut at {cut}");
+        }
+        let mut long = b.clone();
+        long.push(0);
+        assert_eq!(decode_checkpoint(&long), None);
     }
 
     #[test]
@@ -163,5 +167,9 @@ mod tests {
             d[i] ^= 0x10;
             assert_eq!(decode_epochs(&d), None);
         }
+        for cut in 0..b.len() {
+            assert_eq!(decode_epochs(&b[..cut]), None, "cut at {cut}");
+        }
+        assert_eq!(decode_epochs(&encode_epochs(&[])), Some(vec![]));
     }
 }

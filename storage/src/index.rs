@@ -19,6 +19,8 @@
 //! The index files are derived data: on any mismatch (CRC, magic, base, bounds, non-monotonic
 //! entries) recovery ignores them and rebuilds by scanning the segment.
 
+use crate::reader::Reader;
+
 const INDEX_MAGIC: u32 = u32::from_be_bytes(*b"SLIX");
 const TIME_MAGIC: u32 = u32::from_be_bytes(*b"SLTI");
 const VERSION: u16 = 1;
@@ -98,9 +100,9 @@ impl SegmentIndex {
         }
         let span = s1.next_offset.checked_sub(base)?;
         let mut offsets = Vec::with_capacity(oe.len() / 8);
-        for c in oe.chunks_exact(8) {
-            let r = u32::from_be_bytes(c[0..4].try_into().ok()?);
-            let p = u32::from_be_bytes(c[4..8].try_into().ok()?);
+        let mut oe = Reader::new(oe);
+        while !oe.is_empty() {
+            let (r, p) = (oe.u32()?, oe.u32()?);
             if (r as i64) >= span || p as u64 >= s1.log_size {
                 return None;
             }
@@ -110,9 +112,9 @@ impl SegmentIndex {
             offsets.push((r, p));
         }
         let mut times = Vec::with_capacity(te.len() / 12);
-        for c in te.chunks_exact(12) {
-            let t = i64::from_be_bytes(c[0..8].try_into().ok()?);
-            let r = u32::from_be_bytes(c[8..12].try_into().ok()?);
+        let mut te = Reader::new(te);
+        while !te.is_empty() {
+            let (t, r) = (te.i64()?, te.u32()?);
             if (r as i64) >= span || times.last().is_some_and(|&(lt, lr)| t <= lt || r <= lr) {
                 return None;
             }
@@ -152,36 +154,30 @@ fn seal(mut v: Vec<u8>) -> Vec<u8> {
 }
 
 fn open(b: &[u8], magic: u32, entry_bytes: u16, base: i64) -> Option<(IndexSummary, &[u8])> {
-    if b.len() < HEADER_BYTES {
-        return None;
-    }
-    let u32_at = |at: usize| b[at..at + 4].try_into().ok().map(u32::from_be_bytes);
-    let i64_at = |at: usize| b[at..at + 8].try_into().ok().map(i64::from_be_bytes);
-    let mut crc = crc32c::crc32c(&b[..52]);
-    crc = crc32c::crc32c_append(crc, &b[HEADER_BYTES..]);
-    if u32_at(52)? != crc || u32_at(0)? != magic {
-        return None;
-    }
-    if u16::from_be_bytes([b[4], b[5]]) != VERSION
-        || u16::from_be_bytes([b[6], b[7]]) != entry_bytes
+    let crc_covered = b.get(..52)?;
+    let mut r = Reader::new(b);
+    let (file_magic, version, file_entry_bytes) = (r.u32()?, r.u16()?, r.u16()?);
+    let s = IndexSummary {
+        base_offset: r.i64()?,
+        log_size: r.u64()?,
+        next_offset: r.i64()?,
+        max_timestamp: r.i64()?,
+        max_timestamp_offset: r.i64()?,
+    };
+    let count = r.u32()? as usize;
+    let crc = r.u32()?;
+    let entries = r.rest();
+    if crc != crc32c::crc32c_append(crc32c::crc32c(crc_covered), entries)
+        || file_magic != magic
+        || version != VERSION
+        || file_entry_bytes != entry_bytes
+        || entries.len() != count.checked_mul(entry_bytes as usize)?
+        || s.base_offset != base
+        || s.next_offset < base
     {
         return None;
     }
-    let count = u32_at(48)? as usize;
-    if b.len() != HEADER_BYTES + count.checked_mul(entry_bytes as usize)? {
-        return None;
-    }
-    let s = IndexSummary {
-        base_offset: i64_at(8)?,
-        log_size: i64_at(16)? as u64,
-        next_offset: i64_at(24)?,
-        max_timestamp: i64_at(32)?,
-        max_timestamp_offset: i64_at(40)?,
-    };
-    if s.base_offset != base || s.next_offset < base {
-        return None;
-    }
-    Some((s, &b[HEADER_BYTES..]))
+    Some((s, entries))
 }
 
 #[cfg(test)]

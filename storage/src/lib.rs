@@ -5,6 +5,7 @@
 //! network, Kafka requests or other partitions; the broker maps [`StorageError`] to Kafka error
 //! codes. See `/work/shared/DESIGN.md` §3 and the module docs for on-disk layouts:
 //! [`batch`] (RecordBatch header), [`scan`] (recovery scanner), `index`, `checkpoint`, `log`.
+//! [`Reader`] is the one bounds-checked big-endian reader for bytes from outside.
 
 mod aligned;
 pub mod batch;
@@ -15,6 +16,7 @@ mod index;
 mod log;
 mod notify;
 pub mod producer;
+mod reader;
 pub mod scan;
 mod segment;
 pub mod stats;
@@ -26,4 +28,5 @@ pub use config::{FlushPolicy, IoMode, LogConfig, TimestampType};
 pub use error::StorageError;
 pub use log::{AppendInfo, Log, ReadResult};
 pub use producer::ProducerError;
+pub use reader::Reader;
 pub use scan::{scan_segment, ScanResult, ScanStop, ScannedBatch};

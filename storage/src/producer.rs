@@ -16,6 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::batch::BatchHeader;
+use crate::reader::Reader;
 
 /// Batches remembered per producer: Kafka's limit on in-flight requests with idempotence.
 pub const BATCHES_PER_PRODUCER: usize = 5;
@@ -238,12 +239,12 @@ impl ProducerStates {
 
     /// Decodes a snapshot: `(covered_offset, states)`, or `None` if it is not a valid one.
     pub fn decode(bytes: &[u8]) -> Option<(i64, ProducerStates)> {
-        let mut r = Reader(bytes);
+        let mut r = Reader::new(bytes);
         if r.take(4)? != MAGIC || r.u16()? != VERSION {
             return None;
         }
         let crc = r.u32()?;
-        if crc32c::crc32c(r.0) != crc {
+        if crc32c::crc32c(r.rest()) != crc {
             return None;
         }
         let covered = r.i64()?;
@@ -251,14 +252,14 @@ impl ProducerStates {
         let mut states = ProducerStates::default();
         for _ in 0..count.min(PRODUCERS_MAX) {
             let pid = r.i64()?;
-            let epoch = r.u16()? as i16;
+            let epoch = r.i16()?;
             let last_timestamp_ms = r.i64()?;
-            let n = r.take(1)?[0] as usize;
+            let n = r.u8()? as usize;
             let mut batches = VecDeque::with_capacity(n);
             for _ in 0..n {
                 batches.push_back(BatchMeta {
-                    first_seq: r.u32()? as i32,
-                    last_seq: r.u32()? as i32,
+                    first_seq: r.i32()?,
+                    last_seq: r.i32()?,
                     base_offset: r.i64()?,
                     last_offset: r.i64()?,
                 });
@@ -272,34 +273,7 @@ impl ProducerStates {
                 },
             );
         }
-        r.0.is_empty().then_some((covered, states))
-    }
-}
-
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(head)
-    }
-    fn u16(&mut self) -> Option<u16> {
-        self.take(2).map(|b| u16::from_be_bytes([b[0], b[1]]))
-    }
-    fn u32(&mut self) -> Option<u32> {
-        self.take(4)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn i64(&mut self) -> Option<i64> {
-        self.take(8).map(|b| {
-            let mut a = [0u8; 8];
-            a.copy_from_slice(b);
-            i64::from_be_bytes(a)
-        })
+        r.is_empty().then_some((covered, states))
     }
 }
 

@@ -233,15 +233,17 @@ pub(crate) async fn scan_file(
 }
 
 /// Reads whole batches from `file` starting at the batch containing `offset`, beginning the
-/// search at `pos` (from the index) and never reading past `end`. Returns the bytes of the
-/// batches (one chunk) or an empty vector if none is found. At least one whole batch is
-/// returned if any exists, even if larger than `max_bytes`.
+/// search at `pos` (from the index) and never reading past `end`, nor returning a batch whose
+/// base offset is `below` or more. Returns the bytes of the batches (one chunk) or an empty
+/// vector if none is found. At least one whole batch is returned if any exists, even if larger
+/// than `max_bytes`.
 pub(crate) async fn read_batches(
     file: &File,
     mut pos: u64,
     end: u64,
     offset: i64,
     max_bytes: usize,
+    below: i64,
 ) -> io::Result<Vec<Bytes>> {
     let mut want = max_bytes.saturating_add(READ_SLACK_BYTES);
     // Bounded: each iteration returns, advances `pos`, or grows `want` to hold the next batch
@@ -268,6 +270,9 @@ pub(crate) async fn read_batches(
                     format!("bad batch at position {}: {e}", pos + at as u64),
                 )
             })?;
+            if h.base_offset >= below {
+                break; // with `next_size` unset: nothing more to return
+            }
             let size = h.total_size();
             if rest.len() < size {
                 next_size = Some(size);

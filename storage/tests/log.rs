@@ -26,9 +26,9 @@ async fn round_trip(mode: IoMode) {
     }
     assert_eq!(log.log_end_offset(), expected_end);
     log.wait_written(expected_end - 1).await.unwrap();
-    assert_eq!(log.high_watermark(), expected_end);
+    assert_eq!(log.written_offset(), expected_end);
     // One small read returns exactly one whole batch.
-    let r = log.read(0, 1).await.unwrap();
+    let r = log.read(0, 1, i64::MAX).await.unwrap();
     assert_eq!(
         sluice_storage::validate_batches(&r.chunks[0])
             .unwrap()
@@ -39,13 +39,18 @@ async fn round_trip(mode: IoMode) {
     assert_contiguous(&hs, 0, expected_end);
     assert!(hs.iter().all(|h| h.partition_leader_epoch == 3));
     // Reads from the middle of a batch return the containing batch.
-    let r = log.read(5, 1).await.unwrap();
+    let r = log.read(5, 1, i64::MAX).await.unwrap();
     let h = sluice_storage::validate_batches(&r.chunks[0]).unwrap()[0];
     assert!(h.base_offset <= 5 && h.last_offset() >= 5);
-    // At the high watermark: empty; beyond: out of range.
-    assert!(log.read(expected_end, 100).await.unwrap().chunks.is_empty());
+    // At the written offset: empty; beyond: out of range.
+    assert!(log
+        .read(expected_end, 100, i64::MAX)
+        .await
+        .unwrap()
+        .chunks
+        .is_empty());
     assert!(matches!(
-        log.read(expected_end + 1, 100).await,
+        log.read(expected_end + 1, 100, i64::MAX).await,
         Err(StorageError::OffsetOutOfRange { .. })
     ));
     assert_eq!(log.max_timestamp().map(|(t, _)| t), Some(max_ts));
@@ -106,7 +111,7 @@ async fn roll_and_read(mode: IoMode) {
         assert_contiguous(&hs, 0, end);
     }
     for off in (0..end).step_by(7) {
-        let r = log.read(off, 1).await.unwrap();
+        let r = log.read(off, 1, i64::MAX).await.unwrap();
         let h = sluice_storage::validate_batches(&r.chunks[0]).unwrap()[0];
         assert!(
             h.base_offset <= off && off <= h.last_offset(),
@@ -347,7 +352,7 @@ async fn retention_by_time_and_bytes() {
     let lso = log.log_start_offset();
     assert!(lso > 0 && lso <= 50, "lso {lso}");
     assert!(matches!(
-        log.read(lso - 1, 100).await,
+        log.read(lso - 1, 100, i64::MAX).await,
         Err(StorageError::OffsetOutOfRange { .. })
     ));
     assert_contiguous(&read_all(&log, lso, 1000).await, lso, end);
@@ -403,12 +408,15 @@ async fn delete_records_and_timestamps_and_epochs() {
     let segs = log.segment_count();
     assert_eq!(log.delete_records_before(33).await.unwrap(), 33);
     assert!(log.segment_count() < segs);
-    assert_eq!(log.read(33, 1).await.unwrap().log_start_offset, 33);
-    assert!(log.read(32, 1).await.is_err());
+    assert_eq!(
+        log.read(33, 1, i64::MAX).await.unwrap().log_start_offset,
+        33
+    );
+    assert!(log.read(32, 1, i64::MAX).await.is_err());
     assert_eq!(
         log.delete_records_before(10_000).await.unwrap(),
         end,
-        "clamped to hw"
+        "clamped to the written offset"
     );
     log.close().await.unwrap();
     let log = open(dir.path(), cfg).await;
@@ -430,8 +438,8 @@ async fn io_failure_keeps_log_consistent_and_recovers() {
     let err = log.wait_written(info.last_offset).await.unwrap_err();
     assert!(err.is_no_space(), "{err:?}");
     assert_eq!(log.log_end_offset(), 2);
-    assert_eq!(log.high_watermark(), 2);
-    // Retry succeeds at the same offsets; acknowledged data intact.
+    assert_eq!(log.written_offset(), 2);
+    // Retry succeeds at the same offsets; written data intact.
     let info = log.append(batch(3, TS, 100), 0, TS).unwrap();
     assert_eq!(info.base_offset, 2);
     log.wait_written(info.last_offset).await.unwrap();
@@ -445,7 +453,7 @@ async fn io_failure_keeps_log_consistent_and_recovers() {
 /// Yields to the runtime until the writer has dropped everything queued after a failure.
 async fn until_failed(log: &sluice_storage::Log) {
     for _ in 0..5000 {
-        if log.log_end_offset() == log.high_watermark() {
+        if log.log_end_offset() == log.written_offset() {
             return;
         }
         compio::time::sleep(std::time::Duration::from_millis(1)).await;
@@ -472,7 +480,7 @@ async fn wait_for_a_failed_append_fails_even_after_offsets_are_reused() {
         "offsets of the failed append are reused"
     );
     log.wait_append_written(&b).await.unwrap();
-    assert!(log.high_watermark() > a.last_offset);
+    assert!(log.written_offset() > a.last_offset);
     let err = wait_a.await.unwrap_err();
     assert!(err.is_no_space(), "{err:?}");
     let err = wait_a_offset.await.unwrap_err();
@@ -492,7 +500,7 @@ async fn wait_for_a_failed_append_fails_even_after_offsets_are_reused() {
     until_failed(&log).await;
     assert!(wait_a2.await.unwrap_err().is_no_space());
     let hs = read_all(&log, 0, 1 << 20).await;
-    assert_contiguous(&hs, 0, log.high_watermark());
+    assert_contiguous(&hs, 0, log.written_offset());
     log.close().await.unwrap();
 }
 
@@ -515,21 +523,29 @@ async fn pipelined_writes_and_failure_mid_pipeline() {
         for _ in 0..40 {
             end = log.append(big(), 0, TS).unwrap().last_offset + 1;
         }
-        let written = log.wait_written(end - 1).await;
-        let hw = log.high_watermark();
+        let res = log.wait_written(end - 1).await;
+        let written = log.written_offset();
         match fail_after {
             None => {
-                written.unwrap();
-                assert_eq!(hw, end);
+                res.unwrap();
+                assert_eq!(written, end);
             }
             Some(ok) => {
-                assert!(written.unwrap_err().is_no_space());
-                assert_eq!(log.log_end_offset(), hw, "LEO back to the high watermark");
-                assert!(hw >= 3 && hw < end, "hw {hw} end {end}");
-                assert_eq!(hw == 3, ok == 0, "{ok} writes before the failure landed");
+                assert!(res.unwrap_err().is_no_space());
+                assert_eq!(
+                    log.log_end_offset(),
+                    written,
+                    "LEO back to the written offset"
+                );
+                assert!(written >= 3 && written < end, "written {written} end {end}");
+                assert_eq!(
+                    written == 3,
+                    ok == 0,
+                    "{ok} writes before the failure landed"
+                );
                 // A retry lands right after the last good write.
                 let info = log.append(big(), 0, TS).unwrap();
-                assert_eq!(info.base_offset, hw);
+                assert_eq!(info.base_offset, written);
                 end = info.last_offset + 1;
                 log.wait_written(end - 1).await.unwrap();
             }
@@ -581,7 +597,7 @@ async fn flush_always_and_interval() {
             last = log.append(batch(1, TS, 100), 0, TS).unwrap().last_offset;
         }
         log.wait_durable(last).await.unwrap();
-        assert_eq!(log.high_watermark(), last + 1);
+        assert_eq!(log.written_offset(), last + 1);
         if flush == FlushPolicy::Always {
             assert_eq!(log.durable_offset(), last + 1);
         }
@@ -609,7 +625,7 @@ async fn truncate_to_and_time_roll() {
     log.wait_written(end - 1).await.unwrap();
     log.truncate_to(41).await.unwrap(); // inside batch 40..41 → 40
     assert_eq!(log.log_end_offset(), 40);
-    assert_eq!(log.high_watermark(), 40);
+    assert_eq!(log.written_offset(), 40);
     assert_contiguous(&read_all(&log, 0, 1 << 20).await, 0, 40);
     assert_eq!(log.end_offset_for_epoch(1), (1, 40));
     let info = log.append(batch(1, TS, 10), 7, TS).unwrap();
@@ -630,17 +646,77 @@ async fn truncate_to_and_time_roll() {
 }
 
 #[compio::test]
-async fn wait_for_data_wakes_on_write() {
+async fn wait_written_beyond_wakes_on_write_and_close() {
     let dir = tmpdir();
     let log = open(dir.path(), config(IoMode::Buffered)).await;
     let l2 = log.clone();
-    let waiter = compio::runtime::spawn(async move { l2.wait_for_data(0).await });
+    let waiter = compio::runtime::spawn(async move { l2.wait_written_beyond(0).await });
     log.append(batch(1, TS, 10), 0, TS).unwrap();
     waiter.await.unwrap();
-    assert!(log.high_watermark() > 0);
+    assert!(log.written_offset() > 0);
     // Cancel safety: dropping a pending wait is fine.
-    drop(log.wait_for_data(100));
+    drop(log.wait_written_beyond(100));
+    // Closing ends a wait for offsets never written.
+    let l2 = log.clone();
+    let waiter = compio::runtime::spawn(async move { l2.wait_written_beyond(100).await });
     log.close().await.unwrap();
+    waiter.await.unwrap();
+}
+
+/// `read` returns only batches whose base offset is below the upper bound, from the tail cache
+/// and from disk alike.
+#[compio::test]
+async fn read_stops_below_the_upper_bound() {
+    for tail_cache_bytes in [0, 1 << 20] {
+        let dir = tmpdir();
+        let cfg = LogConfig {
+            segment_bytes: 4096,
+            tail_cache_bytes,
+            ..config(IoMode::Buffered)
+        };
+        let log = open(dir.path(), cfg).await;
+        // Batches of 3 records: bases 0, 3, 6, ...
+        let mut end = 0;
+        for i in 0..40 {
+            end = log
+                .append(batch(3, TS + i, 200), 0, TS)
+                .unwrap()
+                .last_offset
+                + 1;
+        }
+        log.wait_written(end - 1).await.unwrap();
+        assert!(log.segment_count() > 2);
+        for at in [0, 4, 29, 100] {
+            for bound in [0, 3, 4, 6, 30, 31, 99, end, i64::MAX] {
+                let r = log.read(at, 1 << 20, bound).await.unwrap();
+                assert_eq!(r.written_offset, end);
+                let hs: Vec<_> = r
+                    .chunks
+                    .iter()
+                    .flat_map(|c| sluice_storage::validate_batches(c).unwrap())
+                    .collect();
+                assert_eq!(hs.is_empty(), at >= bound, "at {at} bound {bound}");
+                assert!(
+                    hs.iter().all(|h| h.base_offset < bound),
+                    "at {at} bound {bound}"
+                );
+                if let Some(last) = hs.last() {
+                    assert!(hs[0].base_offset <= at && at <= hs[0].last_offset());
+                    // Reads end at a segment end on disk; otherwise at the bound.
+                    let next = last.last_offset() + 1;
+                    assert!(
+                        next >= bound.min(end) || tail_cache_bytes == 0,
+                        "at {at} bound {bound}"
+                    );
+                }
+            }
+        }
+        assert!(matches!(
+            log.read(end + 1, 100, i64::MAX).await,
+            Err(StorageError::OffsetOutOfRange { .. })
+        ));
+        log.close().await.unwrap();
+    }
 }
 
 /// Writes a small log to `$SLUICE_FIXTURE_DIR` for manual tool checks (segdump). Ignored by default.

@@ -17,6 +17,8 @@ enum Op {
     Read {
         at_permille: u16,
         max_bytes: u16,
+        /// Where the read's upper bound falls between `at` and the written offset.
+        bound_permille: u16,
     },
     Close,
     Crash,
@@ -26,7 +28,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (1u8..4, 1u8..6, 0u16..1500).prop_map(|(batches, records, value)| Op::Append { batches, records, value }),
         2 => Just(Op::Wait),
-        3 => (0u16..1000, 1u16..9000).prop_map(|(at_permille, max_bytes)| Op::Read { at_permille, max_bytes }),
+        3 => (0u16..1000, 1u16..9000, 0u16..=1000).prop_map(|(at_permille, max_bytes, bound_permille)| Op::Read { at_permille, max_bytes, bound_permille }),
         1 => Just(Op::Close),
         1 => Just(Op::Crash),
     ]
@@ -41,6 +43,13 @@ proptest! {
     }
 }
 
+fn headers(chunks: &[bytes::Bytes]) -> Vec<sluice_storage::BatchHeader> {
+    chunks
+        .iter()
+        .flat_map(|c| sluice_storage::validate_batches(c).unwrap())
+        .collect()
+}
+
 async fn run(ops: Vec<Op>, mode: IoMode) {
     let dir = tmpdir();
     let cfg = LogConfig {
@@ -50,7 +59,7 @@ async fn run(ops: Vec<Op>, mode: IoMode) {
         ..config(mode)
     };
     let mut log = open(dir.path(), cfg.clone()).await;
-    let mut end = 0i64; // model: offsets [0, end) acknowledged as written
+    let mut end = 0i64; // model: offsets [0, end) reported written
     for op in ops {
         match op {
             Op::Append {
@@ -74,16 +83,29 @@ async fn run(ops: Vec<Op>, mode: IoMode) {
             Op::Read {
                 at_permille,
                 max_bytes,
+                bound_permille,
             } => {
-                let hw = log.high_watermark();
-                let at = hw * at_permille as i64 / 1000;
-                let r = log.read(at, max_bytes as usize).await.unwrap();
-                if at < hw {
-                    assert!(!r.chunks.is_empty());
-                    let hs = sluice_storage::validate_batches(&r.chunks.concat()).unwrap();
+                let written = log.written_offset();
+                let at = written * at_permille as i64 / 1000;
+                let r = log.read(at, max_bytes as usize, i64::MAX).await.unwrap();
+                let hs = headers(&r.chunks);
+                if at < written {
+                    assert!(!hs.is_empty());
                     assert!(hs[0].base_offset <= at && hs[0].last_offset() >= at);
                     assert!(hs.len() == 1 || r.bytes <= max_bytes as usize);
                 }
+                // Bounded: a prefix of the batches below the bound (the writer may have evicted
+                // cached batches since, so a disk read may stop earlier at a segment end).
+                let bound = at + (written - at) * bound_permille as i64 / 1000;
+                let b = log.read(at, max_bytes as usize, bound).await.unwrap();
+                let bs = headers(&b.chunks);
+                let below: Vec<_> = hs.iter().take_while(|h| h.base_offset < bound).collect();
+                assert!(
+                    bs.len() <= below.len(),
+                    "bound {bound}: {bs:?} vs {below:?}"
+                );
+                assert!(bs.iter().zip(&below).all(|(x, y)| x == *y));
+                assert_eq!(at < bound, !bs.is_empty(), "at {at} bound {bound}");
             }
             Op::Close => {
                 if end > 0 {

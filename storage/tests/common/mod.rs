@@ -36,16 +36,19 @@ pub async fn open(dir: &Path, cfg: LogConfig) -> Rc<Log> {
     Log::open(PathBuf::from(dir), cfg).await.unwrap()
 }
 
-/// Reads everything from `from` to the high watermark; returns the batch headers.
+/// Reads everything from `from` to the written offset; returns the batch headers.
 pub async fn read_all(log: &Log, from: i64, max_bytes: usize) -> Vec<BatchHeader> {
     let mut out = Vec::new();
     let mut next = from;
     for _ in 0..100_000 {
-        if next >= log.high_watermark() {
+        if next >= log.written_offset() {
             break;
         }
-        let r = log.read(next, max_bytes).await.unwrap();
-        assert!(!r.chunks.is_empty(), "empty read at {next} below hw");
+        let r = log.read(next, max_bytes, i64::MAX).await.unwrap();
+        assert!(
+            !r.chunks.is_empty(),
+            "empty read at {next} below the written offset"
+        );
         for c in &r.chunks {
             let hs = validate_batches(c).expect("stored batches must be valid");
             for h in hs {

@@ -1,0 +1,44 @@
+//! The leader-epoch cache: `(epoch, start offset)` entries in increasing epoch order, one per
+//! epoch that wrote to this log; persisted as `leader-epoch-checkpoint` (see checkpoint.rs).
+//! `append` adds an entry for a new epoch, recovery rebuilds entries from scanned batches,
+//! truncation and write failures drop entries at or past the new log end.
+
+use super::Log;
+use crate::checkpoint::{encode_epochs, EPOCH_FILE};
+use crate::error::StorageError;
+
+impl Log {
+    /// OffsetForLeaderEpoch: (largest epoch <= `epoch`, start offset of the next epoch or LEO).
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
+        let st = self.state.borrow();
+        let e = &st.epochs;
+        if epoch < 0 || e.is_empty() {
+            return (-1, -1);
+        }
+        if e.last().is_some_and(|&(l, _)| l == epoch) {
+            return (epoch, self.leo.get());
+        }
+        let hi = e.partition_point(|&(x, _)| x <= epoch);
+        let Some(&(_, higher_start)) = e.get(hi) else {
+            return (-1, -1);
+        };
+        if hi == 0 {
+            (epoch, higher_start)
+        } else {
+            (e[hi - 1].0, higher_start)
+        }
+    }
+
+    pub(super) async fn write_epochs(&self) -> Result<(), StorageError> {
+        if self.deleted.get() {
+            return Ok(());
+        }
+        let bytes = {
+            let mut st = self.state.borrow_mut();
+            st.epochs_dirty = false;
+            encode_epochs(&st.epochs)
+        };
+        self.write_small(EPOCH_FILE, bytes).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,503 @@
+//! A partition log: an ordered list of segments in one directory, the append path, the background
+//! writer task, reads, recovery, retention and truncation.
+//!
+//! ```text
+//! <dir>/
+//!   00000000000000000000.log        RecordBatch v2 bytes, back to back (sealed: exact length)
+//!   00000000000000000000.index      sparse offset index  } written on roll, close and after
+//!   00000000000000000000.timeindex  sparse time index    } recovery (see index.rs)
+//!   00000000000000001234.log        active segment (may end with zero padding / torn bytes)
+//!   sluice.checkpoint               recovery point + log start offset (see checkpoint.rs)
+//!   leader-epoch-checkpoint         (epoch, start offset) entries
+//! ```
+//!
+//! Offsets: `log_start_offset <= written_offset <= log_end_offset` and `durable_offset <=
+//! written_offset`. `append` assigns offsets synchronously (LEO moves at once) and queues the
+//! bytes; the writer task coalesces what is queued into 4 KiB-aligned writes of up to 2 MiB
+//! (rewriting the partial last block it keeps in memory, as a separate 4 KiB write; one write in
+//! flight, the next one built meanwhile), and after each write publishes: the segment's size and
+//! index, the tail cache, and the written offset (first offset not yet written). Readers only see
+//! offsets below the written offset, and below the bound they pass to `read`. The durable offset
+//! (below it everything is fsynced) has no order with the log start offset: DeleteRecords may
+//! move the start past offsets not yet fsynced. Two known gaps: an interval fsync that
+//! finishes after a concurrent `truncate_to` can set the durable offset above the written offset
+//! (see `flusher_loop`), and `truncate_to` an offset inside a batch that starts below the log
+//! start offset cuts the log end below the log start offset.
+//!
+//! Storage has no notion of high watermark or acknowledgement: the partition layer above owns
+//! the high watermark (with replication, the minimum log end over the in-sync replicas) and
+//! passes it to `read` as the upper bound. `written` and `durable` are facts about this log's
+//! files only.
+//!
+//! Threading: a `Log` lives on one shard thread (`!Send`), shared as `Rc<Log>`; all methods take
+//! `&self`; no `RefCell` borrow is ever held across an `.await`. Maintenance operations (roll,
+//! truncate, retention, close) and writes are serialised by a small async lock.
+//!
+//! I/O failure: the failed write's batches and everything queued behind them are dropped, LEO goes
+//! back to the written offset (written data is untouched), waiters for those offsets get the
+//! error, and the next `append` retries from the last good position. Offsets of failed appends
+//! are reused, so a wait must know which append it waits for: `AppendInfo::fail_gen` is the
+//! failure generation at the append, and `wait_append_written` / `wait_append_durable` fail if
+//! any failure after it dropped the appended offsets, even when a later append has since written
+//! other batches at those offsets.
+//!
+//! Code layout: this file holds the `Log` struct, open, configuration, accessors, close/delete and
+//! the small-file and segment-file helpers; each of the other files adds one `impl Log` block:
+//! `append.rs` (append, idempotence check, waits for written/durable offsets), `writer.rs` (the
+//! background writer task, write pipeline, failure handling, interval flusher), `read.rs` (reads,
+//! the tail cache, offset by timestamp), `recover.rs` (open-time scan and repair, producer state
+//! replay), `retention.rs` (roll, retention, DeleteRecords), `truncate.rs`, `epochs.rs` (the
+//! leader-epoch cache).
+
+mod append;
+mod epochs;
+mod read;
+mod recover;
+mod retention;
+mod truncate;
+mod writer;
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::rc::{Rc, Weak};
+
+use crate::checkpoint::{
+    encode_checkpoint, write_atomic, Checkpoint, CHECKPOINT_FILE, PRODUCER_FILE,
+};
+use crate::config::{FlushPolicy, IoMode, LogConfig};
+use crate::error::StorageError;
+use crate::notify::Notify;
+use crate::producer::ProducerStates;
+use crate::segment::{Segment, PREALLOCATE_MIN_BYTES};
+
+pub use append::AppendInfo;
+use append::Failures;
+use read::CachedBatch;
+pub use read::ReadResult;
+use recover::recover;
+use writer::{flusher_loop, writer_loop, Pending};
+
+struct State {
+    segments: Vec<Segment>,
+    pending: VecDeque<Pending>,
+    cache: VecDeque<CachedBatch>,
+    cache_bytes: usize,
+    epochs: Vec<(i32, i64)>,
+    epochs_dirty: bool,
+    failures: Failures,
+    /// A failure dropped everything queued and no append came since.
+    failed: bool,
+    /// Bytes the active segment will hold once everything queued is written.
+    active_projected_bytes: u64,
+    active_projected_base: i64,
+    active_created_ms: Option<i64>,
+    max_timestamp: Option<(i64, i64)>,
+    /// Idempotent-producer state (sequence numbers, recent batches), see producer.rs.
+    producers: ProducerStates,
+}
+
+/// A partition log. See the module documentation.
+pub struct Log {
+    dir: PathBuf,
+    config: RefCell<LogConfig>,
+    io_mode: Cell<IoMode>,
+    state: RefCell<State>,
+    log_start: Cell<i64>,
+    leo: Cell<i64>,
+    written: Cell<i64>,
+    durable: Cell<i64>,
+    recovery_point: Cell<i64>,
+    fail_gen: Cell<u64>,
+    /// Current preallocation window (see `extend_preallocation`).
+    prealloc_step: Cell<u64>,
+    /// Contents of the small state files as last read or written (see `write_small`).
+    on_disk: RefCell<HashMap<&'static str, Vec<u8>>>,
+    closed: Cell<bool>,
+    deleted: Cell<bool>,
+    roll_seq_next: Cell<u64>,
+    roll_seq_done: Cell<u64>,
+    locked: Cell<bool>,
+    flusher_running: Cell<bool>,
+    /// Test hook: successful writes left before one fails with ENOSPC.
+    inject_write_failure: Cell<Option<u32>>,
+    self_weak: RefCell<Weak<Log>>,
+    work: Rc<Notify>,
+    progress: Notify,
+    stats: crate::stats::LogStats,
+}
+
+struct LockGuard<'a>(&'a Log);
+
+impl Drop for LockGuard<'_> {
+    fn drop(&mut self) {
+        self.0.locked.set(false);
+        self.0.progress.notify_all();
+    }
+}
+
+fn io_err(e: io::Error) -> StorageError {
+    StorageError::Io(e)
+}
+
+impl Log {
+    /// Opens (creating if needed) the log in `dir`, recovers it and starts its writer task on the
+    /// current compio runtime.
+    pub async fn open(dir: PathBuf, config: LogConfig) -> Result<Rc<Log>, StorageError> {
+        compio::fs::create_dir_all(&dir).await?;
+        let rec = recover(&dir, &config).await?;
+        let leo = rec.segments.last().map_or(0, |s| s.next_offset);
+        let active = rec.segments.last();
+        let state = State {
+            active_projected_bytes: active.map_or(0, |s| s.size),
+            active_projected_base: active.map_or(0, |s| s.base_offset),
+            active_created_ms: active.filter(|s| s.size > 0).map(|_| now_ms()),
+            max_timestamp: max_timestamp_of(&rec.segments),
+            segments: rec.segments,
+            pending: VecDeque::new(),
+            cache: VecDeque::new(),
+            cache_bytes: 0,
+            epochs: rec.epochs,
+            epochs_dirty: false,
+            failures: Failures::default(),
+            failed: false,
+            producers: ProducerStates::default(),
+        };
+        let log = Rc::new(Log {
+            dir,
+            config: RefCell::new(config.clone()),
+            io_mode: Cell::new(rec.io_mode),
+            state: RefCell::new(state),
+            log_start: Cell::new(rec.log_start_offset),
+            leo: Cell::new(leo),
+            written: Cell::new(leo),
+            durable: Cell::new(leo),
+            recovery_point: Cell::new(leo),
+            fail_gen: Cell::new(0),
+            prealloc_step: Cell::new(PREALLOCATE_MIN_BYTES),
+            on_disk: RefCell::new(rec.files.iter().cloned().collect()),
+            closed: Cell::new(false),
+            deleted: Cell::new(false),
+            roll_seq_next: Cell::new(0),
+            roll_seq_done: Cell::new(0),
+            locked: Cell::new(false),
+            flusher_running: Cell::new(false),
+            inject_write_failure: Cell::new(None),
+            self_weak: RefCell::new(Weak::new()),
+            work: Rc::new(Notify::default()),
+            progress: Notify::default(),
+            stats: crate::stats::LogStats::default(),
+        });
+        *log.self_weak.borrow_mut() = Rc::downgrade(&log);
+        compio::runtime::spawn(writer_loop(Rc::downgrade(&log), log.work.clone())).detach();
+        log.load_producer_state().await?;
+        log.write_checkpoint().await?;
+        log.write_epochs().await?;
+        log.start_flusher_if_needed();
+        Ok(log)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// I/O statistics (writes, fdatasync latency, group-commit batch sizes).
+    pub fn stats(&self) -> &crate::stats::LogStats {
+        &self.stats
+    }
+
+    pub fn config(&self) -> LogConfig {
+        self.config.borrow().clone()
+    }
+
+    pub fn set_config(&self, c: LogConfig) {
+        *self.config.borrow_mut() = c;
+        self.start_flusher_if_needed();
+    }
+
+    /// The I/O mode actually in use (Direct may have fallen back to Buffered).
+    pub fn io_mode(&self) -> IoMode {
+        self.io_mode.get()
+    }
+
+    fn start_flusher_if_needed(&self) {
+        if let FlushPolicy::Interval(_) = self.config.borrow().flush {
+            if !self.flusher_running.replace(true) {
+                let me = self.self_weak.borrow().clone();
+                compio::runtime::spawn(flusher_loop(me)).detach();
+            }
+        }
+    }
+
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start.get()
+    }
+
+    pub fn log_end_offset(&self) -> i64 {
+        self.leo.get()
+    }
+
+    /// First offset not yet written: every batch below it is in the segment files (maybe not
+    /// yet fsynced, see [`Log::durable_offset`]) and can be read.
+    pub fn written_offset(&self) -> i64 {
+        self.written.get()
+    }
+
+    // TODO(issue 13): remove once src/ uses written_offset
+    pub fn high_watermark(&self) -> i64 {
+        self.written_offset()
+    }
+
+    // TODO(issue 13): remove once src/ uses written_offset (and the partition layer's own wait)
+    pub async fn wait_for_data(&self, offset: i64) {
+        self.wait_written_beyond(offset).await
+    }
+
+    /// Offsets below this are fsynced (per the last completed fdatasync).
+    pub fn durable_offset(&self) -> i64 {
+        self.durable.get()
+    }
+
+    /// Bytes of written batches in all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.state.borrow().segments.iter().map(|s| s.size).sum()
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.state.borrow().segments.len()
+    }
+
+    /// Flushes everything, fsyncs, writes index files and checkpoints (recovery point = LEO) and
+    /// stops the writer task. Later appends fail with `Closed`.
+    pub async fn close(&self) -> Result<(), StorageError> {
+        if self.closed.replace(true) {
+            return Ok(());
+        }
+        self.work.notify_all();
+        self.drain_pending().await;
+        let _g = self.lock().await;
+        let (file, size, seg_summary) = {
+            let st = self.state.borrow();
+            match st.segments.last() {
+                Some(s) => (s.write_file.clone(), s.size, Some(s.index.clone())),
+                None => (None, 0, None),
+            }
+        };
+        // No write handle: nothing was written since the log opened, and the active index
+        // on disk is current (or the segment is empty and needs none).
+        if let Some(f) = file {
+            f.sync_data().await?;
+            f.set_len(size).await?;
+            f.sync_all().await?;
+            if seg_summary.is_some() {
+                self.write_active_index().await?;
+            }
+        }
+        self.durable.set(self.written.get());
+        self.recovery_point.set(self.written.get());
+        self.write_checkpoint().await?;
+        self.write_epochs().await?;
+        self.progress.notify_all();
+        self.work.notify_all();
+        Ok(())
+    }
+
+    /// Stops the writer and deletes the log directory.
+    pub async fn delete(&self) -> Result<(), StorageError> {
+        self.delete_inner(None).await
+    }
+
+    /// Stops the writer, renames the log directory to `aside` (durably: the directory's name
+    /// is free at once), then removes it (DeleteTopics). A crash in between leaves only
+    /// `aside`, for the owner of the naming scheme to sweep.
+    pub async fn delete_as(&self, aside: PathBuf) -> Result<(), StorageError> {
+        self.delete_inner(Some(aside)).await
+    }
+
+    async fn delete_inner(&self, aside: Option<PathBuf>) -> Result<(), StorageError> {
+        self.closed.set(true);
+        self.deleted.set(true);
+        self.work.notify_all();
+        self.drain_pending().await;
+        let _g = self.lock().await;
+        {
+            let mut st = self.state.borrow_mut();
+            st.segments.clear();
+            st.cache.clear();
+            st.cache_bytes = 0;
+        }
+        let dir = self.dir.clone();
+        let res = compio::runtime::spawn_blocking(move || {
+            let target = match aside {
+                Some(aside) => {
+                    std::fs::rename(&dir, &aside)?;
+                    if let Some(parent) = aside.parent() {
+                        std::fs::File::open(parent)?.sync_all()?;
+                    }
+                    aside
+                }
+                None => dir,
+            };
+            std::fs::remove_dir_all(target)
+        })
+        .await;
+        match res {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) if e.kind() == io::ErrorKind::NotFound => {}
+            Ok(Err(e)) => return Err(io_err(e)),
+            Err(_) => return Err(io_err(io::Error::other("remove_dir_all task panicked"))),
+        }
+        self.progress.notify_all();
+        Ok(())
+    }
+
+    /// Test hook: after `ok` more successful writes, the next write fails (once) with ENOSPC
+    /// without touching the file.
+    #[doc(hidden)]
+    pub fn inject_write_failure_after(&self, ok: u32) {
+        self.inject_write_failure.set(Some(ok));
+    }
+
+    // ---- internals ----
+
+    async fn lock(&self) -> LockGuard<'_> {
+        loop {
+            let notified = self.progress.notified();
+            if !self.locked.get() {
+                self.locked.set(true);
+                return LockGuard(self);
+            }
+            notified.await;
+        }
+    }
+
+    async fn drain_pending(&self) {
+        loop {
+            let notified = self.progress.notified();
+            if self.state.borrow().pending.is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    fn active_write_file(&self) -> Option<compio::fs::File> {
+        self.state
+            .borrow()
+            .segments
+            .last()
+            .and_then(|s| s.write_file.clone())
+    }
+
+    fn refresh_max_timestamp(&self) {
+        let mut st = self.state.borrow_mut();
+        st.max_timestamp = max_timestamp_of(&st.segments);
+    }
+
+    async fn write_checkpoint(&self) -> Result<(), StorageError> {
+        if self.deleted.get() {
+            return Ok(());
+        }
+        let c = Checkpoint {
+            recovery_point: self.recovery_point.get(),
+            log_start_offset: self.log_start.get(),
+        };
+        self.write_small(CHECKPOINT_FILE, encode_checkpoint(&c))
+            .await?;
+        let snapshot = self.state.borrow().producers.encode(self.leo.get());
+        self.write_small(PRODUCER_FILE, snapshot).await?;
+        Ok(())
+    }
+
+    /// Writes one of the log's small state files (atomically, durably) unless it already holds
+    /// exactly these bytes: opening and closing an unchanged log then writes nothing, which
+    /// is what makes a restart with thousands of idle partitions fast.
+    async fn write_small(&self, name: &'static str, bytes: Vec<u8>) -> Result<(), StorageError> {
+        if self.on_disk.borrow().get(name) == Some(&bytes) {
+            return Ok(());
+        }
+        self.on_disk.borrow_mut().remove(name);
+        write_atomic(&self.dir, name, bytes.clone()).await?;
+        self.on_disk.borrow_mut().insert(name, bytes);
+        Ok(())
+    }
+
+    async fn write_active_index(&self) -> Result<(), StorageError> {
+        let files = {
+            let st = self.state.borrow();
+            st.segments.last().map(|s| {
+                let (ip, tp) = s.index_paths();
+                let (a, b) = s.index.encode(&s.summary());
+                (ip, tp, a, b)
+            })
+        };
+        if let Some((ip, tp, a, b)) = files {
+            write_index_pair(&self.dir, &ip, &tp, a, b).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Log {
+    fn drop(&mut self) {
+        // Wake the writer so it notices the log is gone and exits.
+        self.work.notify_all();
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn max_timestamp_of(segments: &[Segment]) -> Option<(i64, i64)> {
+    segments
+        .iter()
+        .filter(|s| s.max_timestamp >= 0)
+        .fold(None, |acc: Option<(i64, i64)>, s| match acc {
+            Some((t, _)) if t >= s.max_timestamp => acc,
+            _ => Some((s.max_timestamp, s.max_timestamp_offset)),
+        })
+}
+
+async fn write_index_pair(
+    dir: &Path,
+    ip: &Path,
+    tp: &Path,
+    a: Vec<u8>,
+    b: Vec<u8>,
+) -> Result<(), StorageError> {
+    let name = |p: &Path| {
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .map(str::to_owned)
+            .ok_or_else(|| StorageError::Corrupt(format!("bad index path {}", p.display())))
+    };
+    write_atomic(dir, &name(ip)?, a).await?;
+    write_atomic(dir, &name(tp)?, b).await?;
+    Ok(())
+}
+
+async fn remove_index_files(seg: &Segment) {
+    let (ip, tp) = seg.index_paths();
+    for p in [ip, tp] {
+        if let Err(e) = compio::fs::remove_file(&p).await {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::warn!(path = %p.display(), error = %e, "failed to remove index file");
+            }
+        }
+    }
+}
+
+async fn remove_segment_files(doomed: Vec<Segment>) {
+    for seg in doomed {
+        remove_index_files(&seg).await;
+        if let Err(e) = compio::fs::remove_file(&seg.path).await {
+            if e.kind() != io::ErrorKind::NotFound {
+                tracing::warn!(path = %seg.path.display(), error = %e, "failed to remove segment");
+            }
+        }
+    }
+}

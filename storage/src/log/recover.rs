@@ -1,0 +1,226 @@
+//! Open-time recovery: finds the segments of a directory, trusts what the checkpoint and intact
+//! index files cover, scans the rest, truncates a torn or corrupt tail, rebuilds the leader-epoch
+//! cache from the scanned batches, and replays producer state.
+
+use std::path::Path;
+
+use super::{remove_segment_files, write_index_pair, Log};
+use crate::batch::BatchHeader;
+use crate::checkpoint::{
+    decode_checkpoint, decode_epochs, read_optional, CHECKPOINT_FILE, EPOCH_FILE, PRODUCER_FILE,
+};
+use crate::config::{IoMode, LogConfig};
+use crate::error::StorageError;
+use crate::index::SegmentIndex;
+use crate::producer::ProducerStates;
+use crate::scan::ScanStop;
+use crate::segment::{
+    file_name, load_tail, open_read, open_write, parse_log_name, scan_file, Segment,
+};
+
+/// Recovery treats a batch claiming more than this (or max.message.bytes, if larger) as garbage.
+const RECOVERY_BATCH_BYTES_MIN: u64 = 128 << 20;
+
+impl Log {
+    /// Restores producer state: the snapshot, minus anything past the recovered log end, plus
+    /// the batch headers written after the snapshot (read back from the log).
+    pub(super) async fn load_producer_state(&self) -> Result<(), StorageError> {
+        let leo = self.leo.get();
+        let bytes = read_optional(&self.dir.join(PRODUCER_FILE)).await?;
+        let snapshot = bytes.as_deref().and_then(ProducerStates::decode);
+        if let Some(b) = bytes {
+            self.on_disk.borrow_mut().insert(PRODUCER_FILE, b);
+        }
+        let (mut states, from) = match snapshot {
+            Some((covered, mut states)) => {
+                states.truncate_from(leo);
+                (states, covered.min(leo))
+            }
+            None => (ProducerStates::default(), self.log_start.get()),
+        };
+        let mut offset = from.max(self.log_start.get());
+        while offset < leo {
+            let r = self.read(offset, 1 << 20, i64::MAX).await?;
+            if r.chunks.is_empty() {
+                break;
+            }
+            let mut next = offset;
+            for chunk in &r.chunks {
+                let mut pos = 0usize;
+                while let Some(rest) = chunk.get(pos..) {
+                    let Ok(h) = BatchHeader::parse(rest) else {
+                        break;
+                    };
+                    let size = h.total_size();
+                    if size == 0 || h.base_offset < offset {
+                        pos += size.max(1);
+                        continue;
+                    }
+                    states.record(&h, h.base_offset, h.max_timestamp);
+                    next = next.max(h.last_offset() + 1);
+                    pos += size;
+                }
+            }
+            if next <= offset {
+                break;
+            }
+            offset = next;
+        }
+        self.state.borrow_mut().producers = states;
+        Ok(())
+    }
+}
+
+pub(super) struct Recovered {
+    pub(super) segments: Vec<Segment>,
+    pub(super) epochs: Vec<(i32, i64)>,
+    pub(super) log_start_offset: i64,
+    pub(super) io_mode: IoMode,
+    /// The checkpoint and epoch files as read (seed of `Log::on_disk`).
+    pub(super) files: Vec<(&'static str, Vec<u8>)>,
+}
+
+/// Opens and repairs the segments of `dir`. See DESIGN.md §3 "Recovery".
+pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, StorageError> {
+    let mut bases = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name.ends_with(".tmp") {
+            let _ = compio::fs::remove_file(entry.path()).await;
+        } else if let Some(base) = parse_log_name(name) {
+            bases.push(base);
+        }
+    }
+    bases.sort_unstable();
+    let mut files = Vec::new();
+    let cp_bytes = read_optional(&dir.join(CHECKPOINT_FILE)).await?;
+    let cp = cp_bytes.as_deref().and_then(decode_checkpoint);
+    files.extend(cp_bytes.map(|b| (CHECKPOINT_FILE, b)));
+    let recovery_point = cp.map_or(-1, |c| c.recovery_point);
+    let epoch_bytes = read_optional(&dir.join(EPOCH_FILE)).await?;
+    let mut epochs = epoch_bytes
+        .as_deref()
+        .and_then(decode_epochs)
+        .unwrap_or_default();
+    files.extend(epoch_bytes.map(|b| (EPOCH_FILE, b)));
+    let batch_max = (config.max_message_bytes as u64).max(RECOVERY_BATCH_BYTES_MIN);
+    let interval = config.index_interval_bytes;
+
+    let mut segments: Vec<Segment> = Vec::new();
+    let mut drop_rest = false;
+    // Whether the last segment's index files must be (re)written: missing, stale or
+    // truncated. After a clean close they match the file and opening writes nothing.
+    let mut last_index_stale = true;
+    for (i, &base) in bases.iter().enumerate() {
+        let path = dir.join(file_name(base, "log"));
+        if drop_rest || segments.last().is_some_and(|s| s.next_offset > base) {
+            tracing::warn!(path = %path.display(), "removing segment after a damaged one");
+            let doomed = Segment::new(base, path.clone(), open_read(&path).await?);
+            remove_segment_files(vec![doomed]).await;
+            drop_rest = true;
+            continue;
+        }
+        let file_len = std::fs::metadata(&path)?.len();
+        let read_file = open_read(&path).await?;
+        let mut seg = Segment::new(base, path, read_file);
+        let trusted = bases.get(i + 1).is_some_and(|&next| next <= recovery_point);
+        let (ip, tp) = seg.index_paths();
+        let index = match (read_optional(&ip).await?, read_optional(&tp).await?) {
+            (Some(a), Some(b)) => SegmentIndex::decode(base, &a, &b),
+            _ => None,
+        }
+        .filter(|(_, s)| s.log_size <= file_len);
+        let mut write_index = true;
+        let mut scan_start = 0u64;
+        if let Some((ix, s)) = index {
+            seg.index = ix;
+            seg.size = s.log_size;
+            seg.next_offset = s.next_offset;
+            seg.max_timestamp = s.max_timestamp;
+            seg.max_timestamp_offset = s.max_timestamp_offset;
+            scan_start = s.log_size;
+            write_index = false;
+        }
+        if !(trusted && scan_start == file_len) {
+            let prev = (scan_start > 0).then(|| seg.next_offset - 1);
+            let scan = scan_file(&seg.read_file, scan_start, file_len, prev, batch_max).await?;
+            let mut stop_at = scan.valid_end;
+            let mut clean = matches!(scan.stop, ScanStop::End | ScanStop::Zeros);
+            for b in &scan.batches {
+                // Offsets are contiguous (no compaction yet): anything else is damage.
+                if b.base_offset != seg.next_offset {
+                    stop_at = b.position;
+                    clean = false;
+                    break;
+                }
+                seg.on_batch(b, interval);
+                if epochs
+                    .last()
+                    .is_none_or(|&(e, _)| b.partition_leader_epoch > e)
+                    && b.partition_leader_epoch >= 0
+                {
+                    epochs.push((b.partition_leader_epoch, b.base_offset));
+                }
+                write_index = true;
+            }
+            seg.size = stop_at;
+            if stop_at < file_len {
+                if !clean {
+                    tracing::warn!(
+                        segment = %seg.path.display(),
+                        valid = stop_at,
+                        file_len,
+                        stop = ?scan.stop,
+                        "truncating torn or corrupt segment tail"
+                    );
+                    drop_rest = true;
+                }
+                let (wf, _) = open_write(&seg.path, IoMode::Buffered).await?;
+                wf.set_len(stop_at).await?;
+                wf.sync_all().await?;
+            }
+        }
+        if write_index && i + 1 < bases.len() && !drop_rest {
+            let (a, b) = seg.index.encode(&seg.summary());
+            write_index_pair(dir, &ip, &tp, a, b).await?;
+        }
+        last_index_stale = write_index;
+        segments.push(seg);
+    }
+
+    let log_start_cp = cp.map_or(0, |c| c.log_start_offset);
+    if segments.is_empty() {
+        let base = log_start_cp.max(0);
+        let path = dir.join(file_name(base, "log"));
+        let (wf, _) = open_write(&path, IoMode::Buffered).await?;
+        wf.close().await?;
+        segments.push(Segment::new(base, path.clone(), open_read(&path).await?));
+    }
+    // The active segment's write handle opens on the first write (`ensure_write_file`); the
+    // I/O mode is settled then too.
+    let io_mode = config.io_mode;
+    if let Some(active) = segments.last_mut() {
+        // Nothing reserved until the partition is written (see PREALLOCATE_STEP_BYTES).
+        active.allocated_end = active.size;
+        active.tail = load_tail(&active.read_file, active.size).await?;
+        // An empty segment needs no index (recovery scans its zero bytes).
+        if last_index_stale && active.size > 0 {
+            let (ip, tp) = active.index_paths();
+            let (a, b) = active.index.encode(&active.summary());
+            write_index_pair(dir, &ip, &tp, a, b).await?;
+        }
+    }
+    let first_base = segments.first().map_or(0, |s| s.base_offset);
+    let leo = segments.last().map_or(0, |s| s.next_offset);
+    let log_start_offset = log_start_cp.max(first_base).min(leo);
+    epochs.retain(|&(_, start)| start < leo);
+    Ok(Recovered {
+        segments,
+        epochs,
+        log_start_offset,
+        io_mode,
+        files,
+    })
+}
