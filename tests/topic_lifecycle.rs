@@ -118,7 +118,7 @@ fn delete_and_auto_create_under_an_active_producer() {
     const ROUNDS: usize = 30;
     // Several partitions: about half change owner shard with each new topic id, and deleting
     // them takes long enough for an auto-create to come in between.
-    let broker = Broker::start(&["--cores", "2", "--num-partitions", "8", "--log-level", "debug"]);
+    let broker = Broker::start(&["--cores", "2", "--num-partitions", "8"]);
     let addr = broker.addr.clone();
     let stop = Arc::new(AtomicBool::new(false));
     let acked_max = Arc::new(AtomicI64::new(-1));

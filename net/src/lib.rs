@@ -15,6 +15,7 @@ pub mod codec;
 pub mod fetch;
 pub mod frame;
 pub mod fuzzing;
+pub mod records;
 pub mod versions;
 
 pub use codec::{decode_request, encode_response, DecodeError, Request, ResponseFrame};

@@ -20,10 +20,11 @@ use bytes::Bytes;
 use clap::Args;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, TopicName};
-use kafka_protocol::records::{Record, RecordBatchDecoder};
+use kafka_protocol::records::Record;
 use serde_json::json;
+use sluice_net::records::decode_records;
 
-use super::client::{guard, sb, versions, Session, EARLIEST, LATEST};
+use super::client::{sb, versions, Session, EARLIEST, LATEST};
 use super::{AdminError, ClientArgs, Format};
 
 /// Longest a Fetch waits on the broker for new data.
@@ -273,7 +274,7 @@ fn split_batches(mut records: Bytes) -> Vec<RawBatch> {
 }
 
 /// Decodes one complete batch; bad bytes are an error naming the partition.
-fn decode_batch(mut bytes: Bytes, topic: &str, partition: i32) -> Result<Vec<Record>, AdminError> {
+fn decode_batch(bytes: Bytes, topic: &str, partition: i32) -> Result<Vec<Record>, AdminError> {
     let bad = |reason: String| AdminError::Protocol {
         addr: format!("{topic}-{partition}"),
         reason: format!("record batch: {reason}"),
@@ -286,8 +287,7 @@ fn decode_batch(mut bytes: Bytes, topic: &str, partition: i32) -> Result<Vec<Rec
     if !(0..=BATCH_RECORDS_MAX).contains(&count) {
         return Err(bad(format!("records count {count}")));
     }
-    let set = guard(|| RecordBatchDecoder::decode(&mut bytes)).map_err(bad)?;
-    Ok(set.records)
+    decode_records(bytes).map_err(bad)
 }
 
 struct Printer<'a> {
@@ -371,37 +371,17 @@ impl Printer<'_> {
 mod tests {
     use super::*;
     use bytes::BytesMut;
-    use kafka_protocol::records::{Compression, RecordBatchEncoder, RecordEncodeOptions};
+    use sluice_net::records::BatchBuilder;
 
     fn batch(n: i64) -> Bytes {
-        let records: Vec<Record> = (0..n)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: kafka_protocol::records::TimestampType::Creation,
-                offset: 10 + i,
-                sequence: (10 + i - 1) as i32,
-                timestamp: 1,
-                key: None,
-                value: Some(Bytes::from(format!("v{i}"))),
-                headers: Default::default(),
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .unwrap();
-        buf.freeze()
+        let mut b = BatchBuilder::new();
+        for i in 0..n {
+            b.push(None, Some(Bytes::from(format!("v{i}"))), 1, &[]);
+        }
+        // Offsets from 10, as if stored there.
+        let mut bytes = b.build().unwrap().to_vec();
+        bytes[..8].copy_from_slice(&10i64.to_be_bytes());
+        Bytes::from(bytes)
     }
 
     #[test]

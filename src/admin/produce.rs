@@ -9,14 +9,12 @@ use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use serde::Serialize;
+use sluice_net::records::BatchBuilder;
 
 use super::client::{sb, versions, Session};
 use super::output::{emit, Table};
@@ -238,52 +236,30 @@ impl Producer<'_> {
         let now_ms = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        let mut by_partition: BTreeMap<i32, Vec<Record>> = BTreeMap::new();
+        let headers: Vec<(String, Option<Bytes>)> = self
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(Bytes::from(v.clone()))))
+            .collect();
+        let mut by_partition: BTreeMap<i32, BatchBuilder> = BTreeMap::new();
         for rec in batch {
             let p = self.partition_of(&rec);
             let records = by_partition.entry(p).or_default();
-            let offset = records.len() as i64;
-            let mut headers = kafka_protocol::indexmap::IndexMap::new();
-            for (k, v) in &self.headers {
-                headers.insert(sb(k.as_str()), Some(Bytes::from(v.clone())));
-            }
-            records.push(Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset,
-                // offset - sequence constant keeps one batch; base sequence -1 (not idempotent).
-                sequence: (offset as i32).wrapping_sub(1),
-                timestamp: now_ms,
-                key: rec.key,
-                value: Some(rec.value),
-                headers,
-            });
+            records.push(rec.key, Some(rec.value), now_ms, &headers);
         }
         self.sticky = self.sticky.wrapping_add(1);
         let mut by_leader: BTreeMap<i32, Vec<PartitionProduceData>> = BTreeMap::new();
         let mut counts = BTreeMap::new();
         for (p, records) in by_partition {
-            let mut buf = BytesMut::new();
-            RecordBatchEncoder::encode(
-                &mut buf,
-                &records,
-                &RecordEncodeOptions {
-                    version: 2,
-                    compression: Compression::None,
-                },
-            )
-            .map_err(|e| AdminError::Usage(format!("cannot encode records: {e}")))?;
             counts.insert(p, records.len() as u64);
+            let bytes = records
+                .build()
+                .map_err(|e| AdminError::Usage(format!("cannot encode records: {e}")))?;
             let leader = self.leaders.get(&p).copied().unwrap_or(-1);
             by_leader.entry(leader).or_default().push(
                 PartitionProduceData::default()
                     .with_index(p)
-                    .with_records(Some(buf.freeze())),
+                    .with_records(Some(bytes)),
             );
         }
         let timeout_ms = i32::try_from(s.timeout().as_millis()).unwrap_or(i32::MAX);

@@ -667,7 +667,7 @@ mod tests {
             fs::write(&seg, &good[..cut]).unwrap();
             let image = load(dir.path(), 0).unwrap();
             assert!(image.topic("a").is_some(), "cut at {cut}");
-            assert_eq!(image.topic("b").is_some(), false);
+            assert!(image.topic("b").is_none());
             assert_eq!(image.topic_by_id(&[2; 16]), None);
         }
         // A flipped byte in the last frame: torn too.

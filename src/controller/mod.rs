@@ -402,7 +402,7 @@ mod tests {
             (0, vec![0])
         );
         assert_eq!(t.configs["retention.ms"], "5");
-        assert_eq!(t.internal, false);
+        assert!(!t.internal);
 
         let err = run(&mut c, create("t", 1, 1, 2)).unwrap_err();
         assert!(matches!(err.error, ResponseError::TopicAlreadyExists));

@@ -3,19 +3,12 @@
 //! which decompresses as needed; stored batches passed a CRC check but their records were never
 //! parsed, so every failure (or decoder panic) here is a `None`, never a crash.
 
-use std::panic::{catch_unwind, AssertUnwindSafe};
-
 use bytes::Bytes;
-use kafka_protocol::records::{Record, RecordBatchDecoder};
+use kafka_protocol::records::Record;
+use sluice_net::records::decode_records;
 
-fn decode(mut batches: Bytes) -> Option<Vec<Record>> {
-    let r = catch_unwind(AssertUnwindSafe(|| {
-        RecordBatchDecoder::decode(&mut batches)
-    }));
-    match r {
-        Ok(Ok(set)) => Some(set.records),
-        _ => None,
-    }
+fn decode(batches: Bytes) -> Option<Vec<Record>> {
+    decode_records(batches).ok()
 }
 
 /// The first record in `batch` with a timestamp at or after `timestamp_ms`: `(offset, timestamp)`.
@@ -39,40 +32,18 @@ pub fn max_timestamp_record(batch: Bytes) -> Option<(i64, i64)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::BytesMut;
-    use kafka_protocol::records::{
-        Compression, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
+    use kafka_protocol::records::Compression;
+    use sluice_net::records::BatchBuilder;
 
     fn batch(compression: Compression) -> Bytes {
-        let records: Vec<Record> = (0..5)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: 10 + i,
-                sequence: i as i32,
-                timestamp: [500, 100, 300, 900, 200][i as usize],
-                key: None,
-                value: Some(Bytes::from_static(b"v")),
-                headers: Default::default(),
-                delete_horizon: false,
-            })
-            .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression,
-            },
-        )
-        .unwrap();
-        buf.freeze()
+        let mut b = BatchBuilder::new().compression(compression);
+        for ts in [500, 100, 300, 900, 200] {
+            b.push(None, Some(Bytes::from_static(b"v")), ts, &[]);
+        }
+        // Offsets 10..15, as if stored at 10.
+        let mut bytes = b.build().unwrap().to_vec();
+        bytes[..8].copy_from_slice(&10i64.to_be_bytes());
+        Bytes::from(bytes)
     }
 
     #[test]

@@ -277,11 +277,11 @@ async fn load(shard: &Rc<Shard>, p: i32) {
     };
     feed(shard, Event::LoadStarted(p));
     let log = part.log.clone();
-    let end = log.high_watermark();
+    let end = part.high_watermark();
     let mut next = log.log_start_offset();
     let mut records_read = 0usize;
     while next < end {
-        let chunks = match log.read(next, LOAD_READ_BYTES).await {
+        let chunks = match part.read(next, LOAD_READ_BYTES).await {
             Ok(r) => r.chunks,
             Err(e) => {
                 warn!(partition = p, offset = next, error = %e, "reading __consumer_offsets failed; loading what was read");

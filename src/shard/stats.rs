@@ -35,7 +35,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
                 partition: p.index,
                 log_start_offset: log.log_start_offset(),
                 log_end_offset: log.log_end_offset(),
-                high_watermark: log.high_watermark(),
+                high_watermark: p.high_watermark(),
                 size_bytes: log.size_bytes(),
                 segments: log.segment_count(),
                 producers: log.producer_count(),

@@ -10,9 +10,7 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use sluice_net::records::BatchBuilder;
 
 pub struct Raw {
     pub stream: TcpStream,
@@ -179,50 +177,24 @@ pub fn offset_commit(
                 .with_committed_offset(offset)])])
 }
 
-/// Encodes `records` as uncompressed RecordBatch v2.
-fn encode_batch(records: &[Record]) -> Bytes {
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
-}
-
 /// One plain RecordBatch v2 of these values (no producer id); `transactional` and `control`
-/// set those attribute bits.
+/// set those attribute bits (a transactional batch gets producer id 7, epoch 0).
 pub fn plain_batch(values: &[Vec<u8>], transactional: bool, control: bool) -> Bytes {
-    let records: Vec<Record> = values
-        .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            transactional,
-            control,
-            partition_leader_epoch: 0,
-            producer_id: if transactional { 7 } else { -1 },
-            producer_epoch: if transactional { 0 } else { -1 },
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder keeps records in one batch while offset - sequence is constant; the
-            // batch's base sequence is the first record's (-1: none).
-            sequence: if transactional {
-                i as i32
-            } else {
-                i as i32 - 1
-            },
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: None,
-            value: Some(Bytes::from(v.clone())),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    encode_batch(&records)
+    let mut b = BatchBuilder::new()
+        .transactional(transactional)
+        .control(control);
+    if transactional {
+        b = b.producer(7, 0, 0);
+    }
+    for (i, v) in values.iter().enumerate() {
+        b.push(
+            None,
+            Some(Bytes::from(v.clone())),
+            1_700_000_000_000 + i as i64,
+            &[],
+        );
+    }
+    b.build().unwrap()
 }
 
 /// One RecordBatch v2 with `n` records for an idempotent producer.
@@ -233,22 +205,15 @@ pub fn idempotent_batch(
     n: usize,
     tag: &str,
 ) -> Bytes {
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: 0,
-            producer_id,
-            producer_epoch: epoch,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: base_sequence + i as i32,
-            timestamp: 1_700_000_000_000 + i as i64,
-            key: None,
-            value: Some(Bytes::from(format!("{tag}-{}", base_sequence as usize + i))),
-            headers: Default::default(),
-            delete_horizon: false,
-        })
-        .collect();
-    encode_batch(&records)
+    let mut b = BatchBuilder::new().producer(producer_id, epoch, base_sequence);
+    for i in 0..n {
+        let value = format!("{tag}-{}", base_sequence as usize + i);
+        b.push(
+            None,
+            Some(Bytes::from(value)),
+            1_700_000_000_000 + i as i64,
+            &[],
+        );
+    }
+    b.build().unwrap()
 }

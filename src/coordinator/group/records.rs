@@ -18,9 +18,9 @@
 //! Decoding never panics: any malformed key or value yields `None` (the record is skipped).
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::RecordBatchDecoder;
+use sluice_net::records::BatchBuilder;
+use sluice_storage::Reader;
 
 /// A committed offset as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,11 +136,11 @@ impl StoredRecord {
 
     /// Decodes a stored key/value pair; `None` if it is not a record we understand.
     pub fn decode(key: &[u8], value: Option<&[u8]>) -> Option<StoredRecord> {
-        let mut k = Reader(key);
+        let mut k = Reader::new(key);
         match k.i16()? {
             0 | 1 => {
-                let group = k.string()?;
-                let topic = k.string()?;
+                let group = k.string()?.to_owned();
+                let topic = k.string()?.to_owned();
                 let partition = k.i32()?;
                 let value = match value {
                     None => None,
@@ -154,7 +154,7 @@ impl StoredRecord {
                 })
             }
             2 => {
-                let group = k.string()?;
+                let group = k.string()?.to_owned();
                 let value = match value {
                     None => None,
                     Some(v) => Some(decode_group_value(v)?),
@@ -167,11 +167,11 @@ impl StoredRecord {
 }
 
 fn decode_offset_value(v: &[u8]) -> Option<OffsetValue> {
-    let mut r = Reader(v);
+    let mut r = Reader::new(v);
     let version = r.i16()?;
     let offset = r.i64()?;
     let leader_epoch = if version >= 3 { r.i32()? } else { -1 };
-    let metadata = r.string()?;
+    let metadata = r.string()?.to_owned();
     let commit_timestamp_ms = r.i64()?;
     Some(OffsetValue {
         offset,
@@ -182,27 +182,27 @@ fn decode_offset_value(v: &[u8]) -> Option<OffsetValue> {
 }
 
 fn decode_group_value(v: &[u8]) -> Option<GroupValue> {
-    let mut r = Reader(v);
+    let mut r = Reader::new(v);
     if r.i16()? != 3 {
         return None;
     }
-    let protocol_type = r.string()?;
+    let protocol_type = r.string()?.to_owned();
     let generation = r.i32()?;
-    let protocol = r.opt_string()?;
-    let leader = r.opt_string()?;
+    let protocol = r.opt_string()?.map(str::to_owned);
+    let leader = r.opt_string()?.map(str::to_owned);
     let state_timestamp_ms = r.i64()?;
     let count = r.i32()?;
     // Each member takes at least 28 bytes: bound the allocation by what is left.
-    if count < 0 || count as usize > r.0.len() / 28 + 1 {
+    if count < 0 || count as usize > r.remaining() / 28 + 1 {
         return None;
     }
     let mut members = Vec::with_capacity(count as usize);
     for _ in 0..count {
         members.push(StoredMember {
-            member_id: r.string()?,
-            instance_id: r.opt_string()?,
-            client_id: r.string()?,
-            client_host: r.string()?,
+            member_id: r.string()?.to_owned(),
+            instance_id: r.opt_string()?.map(str::to_owned),
+            client_id: r.string()?.to_owned(),
+            client_host: r.string()?.to_owned(),
             rebalance_timeout_ms: r.i32()?,
             session_timeout_ms: r.i32()?,
             subscription: Bytes::copy_from_slice(r.bytes()?),
@@ -237,84 +237,13 @@ fn put_bytes(b: &mut BytesMut, v: &[u8]) {
     b.put_slice(v);
 }
 
-/// Bounds-checked big-endian reader.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
-        if self.0.len() < n {
-            return None;
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Some(head)
-    }
-    fn i16(&mut self) -> Option<i16> {
-        self.take(2).map(|b| i16::from_be_bytes([b[0], b[1]]))
-    }
-    fn i32(&mut self) -> Option<i32> {
-        self.take(4)
-            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn i64(&mut self) -> Option<i64> {
-        let b = self.take(8)?;
-        let mut a = [0u8; 8];
-        a.copy_from_slice(b);
-        Some(i64::from_be_bytes(a))
-    }
-    fn opt_string(&mut self) -> Option<Option<String>> {
-        let len = self.i16()?;
-        if len < 0 {
-            return Some(None);
-        }
-        let b = self.take(len as usize)?;
-        Some(Some(String::from_utf8(b.to_vec()).ok()?))
-    }
-    fn string(&mut self) -> Option<String> {
-        self.opt_string()?
-    }
-    fn bytes(&mut self) -> Option<&'a [u8]> {
-        let len = self.i32()?;
-        if len < 0 {
-            return Some(&[]);
-        }
-        self.take(len as usize)
-    }
-}
-
-/// Packs records into one uncompressed RecordBatch v2 (offsets and sequences 0..n so the
-/// encoder keeps them in a single batch).
+/// Packs records into one uncompressed RecordBatch v2.
 pub fn encode_batch(records: &[StoredRecord], now_ms: i64) -> Result<Bytes, String> {
-    let recs: Vec<Record> = records
-        .iter()
-        .enumerate()
-        .map(|(i, r)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: 0,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            sequence: i as i32,
-            timestamp: now_ms,
-            key: Some(r.encode_key()),
-            value: r.encode_value(),
-            headers: Default::default(),
-        })
-        .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        recs.iter(),
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .map_err(|e| e.to_string())?;
-    Ok(buf.freeze())
+    let mut b = BatchBuilder::new();
+    for r in records {
+        b.push(Some(r.encode_key()), r.encode_value(), now_ms, &[]);
+    }
+    b.build()
 }
 
 /// Decodes every record of the whole batches in `chunk` with its offset. Records we do not

@@ -38,7 +38,7 @@ pub async fn handle(shard: Rc<Shard>, req: DeleteRecordsRequest) -> ResponseKind
                 let r = on_partition(&shard, &meta, p.partition_index, move |part| async move {
                     let part = part.ok_or(ResponseError::NotLeaderOrFollower)?;
                     let log = &part.log;
-                    let hw = log.high_watermark();
+                    let hw = part.high_watermark();
                     let target = if offset == -1 { hw } else { offset };
                     if target < 0 || target > hw {
                         return Err(ResponseError::OffsetOutOfRange);

@@ -57,19 +57,20 @@ async fn read_local(shard: Rc<Shard>, reqs: Vec<ReadReq>, budget: usize) -> Vec<
         let log = &p.log;
         if room == 0 && used > 0 {
             out.push(ReadOut {
-                high_watermark: log.high_watermark(),
+                high_watermark: p.high_watermark(),
                 log_start_offset: log.log_start_offset(),
                 ..Default::default()
             });
             continue;
         }
-        let read = log.read(r.offset, room.max(1)).await;
+        let high_watermark = p.high_watermark();
+        let read = log.read(r.offset, room.max(1), high_watermark).await;
         match read {
             Ok(res) => {
                 used += res.bytes;
                 out.push(ReadOut {
                     error: 0,
-                    high_watermark: res.high_watermark,
+                    high_watermark,
                     log_start_offset: res.log_start_offset,
                     bytes: res.bytes,
                     records: res.chunks,
@@ -80,7 +81,7 @@ async fn read_local(shard: Rc<Shard>, reqs: Vec<ReadReq>, budget: usize) -> Vec<
                     StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
                     ref other => storage_error(other).code(),
                 },
-                high_watermark: log.high_watermark(),
+                high_watermark: p.high_watermark(),
                 log_start_offset: log.log_start_offset(),
                 ..Default::default()
             }),
@@ -95,7 +96,7 @@ async fn wait_local(shard: Rc<Shard>, reqs: Vec<(String, i32, i64)>, wait: Durat
         .into_iter()
         .filter_map(|(topic, index, offset)| {
             let p = shard.partition(&topic, index)?;
-            Some(Box::pin(async move { p.log.wait_for_data(offset).await }))
+            Some(Box::pin(async move { p.wait_for_data(offset).await }))
         })
         .collect();
     if waits.is_empty() {

@@ -43,11 +43,11 @@ pub async fn handle(shard: Rc<Shard>, req: ListOffsetsRequest, version: i16) -> 
                     let part = part.ok_or(ResponseError::NotLeaderOrFollower)?;
                     let log = &part.log;
                     let found = match ts {
-                        LATEST => Some((-1, log.high_watermark())),
+                        LATEST => Some((-1, part.high_watermark())),
                         EARLIEST | EARLIEST_LOCAL => Some((-1, log.log_start_offset())),
                         MAX_TIMESTAMP => match log.max_timestamp() {
                             Some((ts, offset)) => Some(
-                                first_batch(log, offset)
+                                first_batch(&part, offset)
                                     .await
                                     .and_then(records::max_timestamp_record)
                                     .map_or((ts, offset), |(o, t)| (t, o)),
@@ -62,7 +62,7 @@ pub async fn handle(shard: Rc<Shard>, req: ListOffsetsRequest, version: i16) -> 
                             // The batch is the first whose max timestamp reaches `t`; Kafka
                             // answers with the first *record* at or after `t` inside it.
                             Some((offset, batch_ts)) => Some(
-                                first_batch(log, offset)
+                                first_batch(&part, offset)
                                     .await
                                     .and_then(|b| records::first_at_or_after(b, t))
                                     .map_or((batch_ts, offset), |(o, ts)| {
@@ -99,8 +99,8 @@ pub async fn handle(shard: Rc<Shard>, req: ListOffsetsRequest, version: i16) -> 
 }
 
 /// The stored batch containing `offset` (whole, as written).
-async fn first_batch(log: &sluice_storage::Log, offset: i64) -> Option<bytes::Bytes> {
-    let r = log.read(offset, 1).await.ok()?;
+async fn first_batch(part: &crate::partition::Partition, offset: i64) -> Option<bytes::Bytes> {
+    let r = part.read(offset, 1).await.ok()?;
     let first = r.chunks.into_iter().next()?;
     let h = sluice_storage::BatchHeader::parse(&first).ok()?;
     first

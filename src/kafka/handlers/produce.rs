@@ -63,31 +63,23 @@ fn append_local(shard: &Shard, topic: &str, index: i32, records: Bytes, acks: i1
             None,
         )));
     };
-    match p.log.append(records, p.leader_epoch, now_ms()) {
+    match p.append(records, now_ms()) {
         Err(e) => Box::pin(std::future::ready(PartResult::err(
             storage_error(&e),
             Some(e.to_string()),
         ))),
-        Ok(info) => {
-            let log = p.log.clone();
-            Box::pin(async move {
-                let waited = match acks {
-                    0 => Ok(()),
-                    1 => log.wait_append_written(&info).await,
-                    _ => log.wait_append_durable(&info).await,
-                };
-                match waited {
-                    Ok(()) => PartResult {
-                        error: 0,
-                        base_offset: info.base_offset,
-                        log_append_time_ms: info.log_append_time_ms,
-                        log_start_offset: info.log_start_offset,
-                        message: None,
-                    },
-                    Err(e) => PartResult::err(storage_error(&e), Some(e.to_string())),
-                }
-            })
-        }
+        Ok(info) => Box::pin(async move {
+            match p.wait_acks(&info, acks).await {
+                Ok(()) => PartResult {
+                    error: 0,
+                    base_offset: info.base_offset,
+                    log_append_time_ms: info.log_append_time_ms,
+                    log_start_offset: info.log_start_offset,
+                    message: None,
+                },
+                Err(e) => PartResult::err(storage_error(&e), Some(e.to_string())),
+            }
+        }),
     }
 }
 

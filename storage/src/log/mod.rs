@@ -244,16 +244,6 @@ impl Log {
         self.written.get()
     }
 
-    // TODO(issue 13): remove once src/ uses written_offset
-    pub fn high_watermark(&self) -> i64 {
-        self.written_offset()
-    }
-
-    // TODO(issue 13): remove once src/ uses written_offset (and the partition layer's own wait)
-    pub async fn wait_for_data(&self, offset: i64) {
-        self.wait_written_beyond(offset).await
-    }
-
     /// Offsets below this are fsynced (per the last completed fdatasync).
     pub fn durable_offset(&self) -> i64 {
         self.durable.get()
