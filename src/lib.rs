@@ -13,7 +13,6 @@
 //!
 //! It is the only crate that knows both `sluice-storage` (logs) and `sluice-net` (wire codec).
 
-pub mod admin;
 pub mod cluster;
 pub mod config;
 pub mod controller;
@@ -23,6 +22,7 @@ pub mod kafka;
 pub mod limits;
 pub mod metrics;
 pub mod partition;
+pub mod runtime;
 pub mod server;
 pub mod shard;
 pub mod util;

@@ -2,7 +2,7 @@
 //!
 //! Running `sluice` with only flags starts the broker (see `sluice --help`); `sluice topic ...`,
 //! `sluice group ...`, `sluice cluster ...`, `sluice produce` and `sluice consume` are the admin
-//! CLI (see `sluice::admin`).
+//! CLI (the `sluice-cli` crate, `cli/`).
 
 use std::process::ExitCode;
 
@@ -21,7 +21,7 @@ struct Cli {
     #[command(flatten)]
     broker: BrokerArgs,
     #[command(subcommand)]
-    command: Option<sluice::admin::Command>,
+    command: Option<sluice_cli::Command>,
 }
 
 fn init_logging(level: &str, format: LogFormat) {
@@ -41,7 +41,7 @@ fn init_logging(level: &str, format: LogFormat) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(command) = cli.command {
-        return sluice::admin::run(command);
+        return sluice_cli::run(command);
     }
     init_logging(&cli.broker.log_level, cli.broker.log_format);
     let config = match Config::from_args(cli.broker) {

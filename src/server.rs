@@ -320,20 +320,20 @@ async fn shard_main(start: ShardStart) {
         apply_tx,
         controller,
     ));
-    compio::runtime::spawn(shard.clone().run_metadata_applier(apply_rx)).detach();
+    crate::runtime::spawn(shard.clone().run_metadata_applier(apply_rx)).detach();
     // Open (and recover) this shard's partitions before serving anything.
     shard.apply_metadata(image).await;
     for rx in inbox {
-        compio::runtime::spawn(run_mesh_receiver(shard.clone(), rx)).detach();
+        crate::runtime::spawn(run_mesh_receiver(shard.clone(), rx)).detach();
     }
-    compio::runtime::spawn(housekeeping(shard.clone())).detach();
-    compio::runtime::spawn(retry_failed_opens(shard.clone())).detach();
-    compio::runtime::spawn(crate::shard::stats::serve_control(shard.clone(), control)).detach();
-    compio::runtime::spawn(crate::shard::stats::stall_probe(shard.clone())).detach();
+    crate::runtime::spawn(housekeeping(shard.clone())).detach();
+    crate::runtime::spawn(retry_failed_opens(shard.clone())).detach();
+    crate::runtime::spawn(crate::shard::stats::serve_control(shard.clone(), control)).detach();
+    crate::runtime::spawn(crate::shard::stats::stall_probe(shard.clone())).detach();
     // Consumer groups: create/load __consumer_offsets, then the coordinator's timer.
-    compio::runtime::spawn(crate::shard::groups::run(shard.clone())).detach();
+    crate::runtime::spawn(crate::shard::groups::run(shard.clone())).detach();
     let acceptor = match compio::net::TcpListener::from_std(listener) {
-        Ok(l) => Some(compio::runtime::spawn(accept_loop(shard.clone(), l))),
+        Ok(l) => Some(crate::runtime::spawn(accept_loop(shard.clone(), l))),
         Err(e) => {
             error!(shard = id, error = %e, "cannot use listener");
             None
@@ -346,9 +346,9 @@ async fn shard_main(start: ShardStart) {
         drop(a); // cancels the accept loop: no new connections
     }
     // Finish in-flight requests (bounded), then flush and checkpoint every log.
-    let grace = std::time::Instant::now() + Duration::from_millis(SHUTDOWN_GRACE_MS);
-    while shard.inflight.get() > 0 && std::time::Instant::now() < grace {
-        compio::time::sleep(Duration::from_millis(5)).await;
+    let grace = crate::runtime::now() + Duration::from_millis(SHUTDOWN_GRACE_MS);
+    while shard.inflight.get() > 0 && crate::runtime::now() < grace {
+        crate::runtime::sleep(Duration::from_millis(5)).await;
     }
     shard.close_logs().await;
     info!(shard = id, "shard stopped");
@@ -374,7 +374,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: compio::net::TcpListener) {
                 CONNECTIONS_TOTAL.fetch_add(1, Ordering::Relaxed);
                 ShardMetrics::add(&shard.metrics.connections_accepted, 1);
                 let s = shard.clone();
-                compio::runtime::spawn(async move {
+                crate::runtime::spawn(async move {
                     connection::serve(s, stream, peer).await;
                     CONNECTIONS_TOTAL.fetch_sub(1, Ordering::Relaxed);
                 })
@@ -382,7 +382,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: compio::net::TcpListener) {
             }
             Err(e) => {
                 warn!(shard = shard.id, error = %e, "accept failed");
-                compio::time::sleep(Duration::from_millis(10)).await;
+                crate::runtime::sleep(Duration::from_millis(10)).await;
             }
         }
     }
@@ -391,7 +391,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: compio::net::TcpListener) {
 /// Retries opening partition logs that failed (e.g. disk full at start-up) until they open.
 async fn retry_failed_opens(shard: Rc<Shard>) {
     loop {
-        compio::time::sleep(Duration::from_millis(OPEN_RETRY_MS)).await;
+        crate::runtime::sleep(Duration::from_millis(OPEN_RETRY_MS)).await;
         if shard.shutting_down.get() {
             return;
         }
@@ -405,7 +405,7 @@ async fn retry_failed_opens(shard: Rc<Shard>) {
 async fn housekeeping(shard: Rc<Shard>) {
     let period = Duration::from_millis(shard.config.args.log_retention_check_interval_ms.max(10));
     loop {
-        compio::time::sleep(period).await;
+        crate::runtime::sleep(period).await;
         if shard.shutting_down.get() {
             return;
         }

@@ -3,11 +3,7 @@
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::StrBytes;
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+pub use sluice_base::now_ms;
 
 pub fn sb(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())

@@ -38,16 +38,7 @@ pub fn request_by_api(data: &[u8]) {
 mod tests {
     use super::*;
 
-    /// xorshift64*: a fixed-seed mutation run over the seed corpus, in the test suite.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-        }
-    }
+    use sluice_base::Rng;
 
     fn corpus() -> Vec<Vec<u8>> {
         let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/corpus/request");
@@ -69,20 +60,20 @@ mod tests {
             "seed corpus present ({} files)",
             seeds.len()
         );
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
         for i in 0..20_000 {
             let mut input = seeds[i % seeds.len()].clone();
-            for _ in 0..(rng.next() % 8) {
+            for _ in 0..(rng.next_u64() % 8) {
                 if input.is_empty() {
-                    input.push(rng.next() as u8);
+                    input.push(rng.next_u64() as u8);
                     continue;
                 }
-                let at = (rng.next() as usize) % input.len();
-                match rng.next() % 4 {
-                    0 => input[at] ^= 1 << (rng.next() % 8),
-                    1 => input[at] = rng.next() as u8,
+                let at = (rng.next_u64() as usize) % input.len();
+                match rng.next_u64() % 4 {
+                    0 => input[at] ^= 1 << (rng.next_u64() % 8),
+                    1 => input[at] = rng.next_u64() as u8,
                     2 => input.truncate(at),
-                    _ => input.insert(at, rng.next() as u8),
+                    _ => input.insert(at, rng.next_u64() as u8),
                 }
             }
             frames_and_requests(&input);

@@ -10,12 +10,12 @@
 
 use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use crate::runtime::JoinHandle;
 use bytes::BytesMut;
 use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::TcpStream;
-use compio::runtime::JoinHandle;
 use futures_util::FutureExt;
 use sluice_net::{FrameReader, ResponseFrame};
 use tracing::{debug, error, info, warn};
@@ -92,7 +92,7 @@ async fn serve_inner(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let (tx, rx) =
         flume::bounded::<(Pending, InflightGuard)>(shard.config.args.max_inflight_requests);
     let zero_copy = shard.config.args.zero_copy_send;
-    let writer = compio::runtime::spawn(write_responses(shard.clone(), wr, rx, peer, zero_copy));
+    let writer = crate::runtime::spawn(write_responses(shard.clone(), wr, rx, peer, zero_copy));
     let frames = FrameReader::new(shard.config.args.socket_request_max_bytes);
     let idle = Duration::from_millis(shard.config.args.connections_max_idle_ms.max(1));
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
@@ -100,7 +100,7 @@ async fn serve_inner(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     'read: loop {
         loop {
             let frame = match frames.next_frame(&mut buf) {
-                Ok(Some(f)) => (f, Instant::now()),
+                Ok(Some(f)) => (f, crate::runtime::now()),
                 Ok(None) => break,
                 Err(e) => {
                     warn!(%peer, error = %e, "closing connection: bad frame");
@@ -111,7 +111,7 @@ async fn serve_inner(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
             let guard = InflightGuard::new(&shard);
             match dispatch(&shard, frame.0, frame.1).await {
                 Dispatched::Respond(fut) => {
-                    let handle = compio::runtime::spawn(fut);
+                    let handle = crate::runtime::spawn(fut);
                     if tx.send_async((handle, guard)).await.is_err() {
                         break 'read; // writer gone: peer closed
                     }
@@ -129,16 +129,16 @@ async fn serve_inner(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         };
         if let Some(size) = pending_size.filter(|&s| s > READ_CHUNK_BYTES) {
             if hold.is_none() {
-                let deadline = Instant::now() + idle;
+                let deadline = crate::runtime::now() + idle;
                 hold = loop {
                     if let Some(h) = BudgetHold::try_take(&shard, size) {
                         break Some(h);
                     }
-                    if Instant::now() >= deadline || shard.shutting_down.get() {
+                    if crate::runtime::now() >= deadline || shard.shutting_down.get() {
                         info!(%peer, size, "closing connection: no read budget for its request");
                         break 'read;
                     }
-                    compio::time::sleep(Duration::from_millis(READ_BUDGET_RETRY_MS)).await;
+                    crate::runtime::sleep(Duration::from_millis(READ_BUDGET_RETRY_MS)).await;
                 };
             }
         }
@@ -148,7 +148,7 @@ async fn serve_inner(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
             None => READ_CHUNK_BYTES,
         };
         buf.reserve(want.min(READ_CHUNK_BYTES.max(buf.len())));
-        let read = compio::time::timeout(idle, rd.append(buf)).await;
+        let read = crate::runtime::timeout(idle, rd.append(buf)).await;
         let Ok(compio::BufResult(res, b)) = read else {
             info!(%peer, idle_ms = idle.as_millis() as u64, "closing idle connection");
             break;

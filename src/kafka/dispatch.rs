@@ -27,17 +27,18 @@ pub enum Dispatched {
     Close(String),
 }
 
-/// Routing facts of a request, kept for encoding its response.
-#[derive(Debug, Clone, Copy)]
+/// Routing facts of a request, kept for encoding its response, and its header's client id.
+#[derive(Debug, Clone)]
 pub struct Ctx {
     pub api_key: ApiKey,
     pub version: i16,
     pub correlation_id: i32,
+    pub client_id: Rc<str>,
 }
 
 /// Encodes a response. An encoding failure is a bug: it is logged and yields an empty frame,
 /// which the connection's writer takes as "close" (a client must not wait forever for it).
-pub fn encode(ctx: Ctx, body: ResponseKind) -> Option<ResponseFrame> {
+pub fn encode(ctx: &Ctx, body: ResponseKind) -> Option<ResponseFrame> {
     match encode_response(ctx.api_key, ctx.version, ctx.correlation_id, &body) {
         Ok(frame) => Some(frame),
         Err(e) => {
@@ -51,7 +52,7 @@ fn respond<F>(ctx: Ctx, fut: F) -> Dispatched
 where
     F: Future<Output = ResponseKind> + 'static,
 {
-    Dispatched::Respond(Box::pin(async move { encode(ctx, fut.await) }))
+    Dispatched::Respond(Box::pin(async move { encode(&ctx, fut.await) }))
 }
 
 /// Dispatches one request; `received` is when its last byte arrived (for queue-time metrics).
@@ -67,7 +68,7 @@ pub async fn dispatch(shard: &Rc<Shard>, frame: Bytes, received: Instant) -> Dis
     match route(shard, req).await {
         Dispatched::Respond(fut) => {
             let s = shard.clone();
-            let started = Instant::now();
+            let started = crate::runtime::now();
             Dispatched::Respond(Box::pin(async move {
                 let r = fut.await;
                 s.metrics.handled(api, started.elapsed());
@@ -98,80 +99,87 @@ fn undecodable(e: DecodeError) -> Dispatched {
     }
 }
 
-/// Routes a decoded request to its handler.
-async fn route(shard: &Rc<Shard>, req: Request) -> Dispatched {
-    let ctx = Ctx {
-        api_key: req.api_key,
-        version: req.api_version,
-        correlation_id: req.correlation_id,
+/// The handler table: every API with its handler. Each handler is
+/// `async fn handle(shard: Rc<Shard>, request, ctx: Ctx) -> ResponseKind`, the response body;
+/// the table's macro turns it into the second stage. The two streaming APIs have the same
+/// arguments and answer [`Dispatched`] themselves: Produce appends in its first stage (in
+/// connection order) and answers nothing for acks=0; Fetch encodes its own frame so record
+/// bytes are never copied.
+macro_rules! handlers {
+    (staged { $($skind:ident => $sfn:path),* $(,)? } answering { $($kind:ident => $fn:path),* $(,)? }) => {
+        /// Every API the table routes (ApiVersions must advertise no other).
+        pub const HANDLED_APIS: &[ApiKey] = &[$(ApiKey::$skind,)* $(ApiKey::$kind,)*];
+
+        /// Routes a decoded request to its handler.
+        async fn route(shard: &Rc<Shard>, req: Request) -> Dispatched {
+            let ctx = Ctx {
+                api_key: req.api_key,
+                version: req.api_version,
+                correlation_id: req.correlation_id,
+                client_id: Rc::from(req.client_id.as_deref().unwrap_or_default()),
+            };
+            match req.body {
+                $(RequestKind::$skind(r) => $sfn(shard.clone(), r, ctx).await,)*
+                $(RequestKind::$kind(r) => respond(ctx.clone(), $fn(shard.clone(), r, ctx)),)*
+                other => Dispatched::Close(format!(
+                    "no handler for {:?} although the version table lists it: {}",
+                    ctx.api_key,
+                    std::any::type_name_of_val(&other)
+                )),
+            }
+        }
     };
-    let s = shard.clone();
-    match req.body {
-        RequestKind::ApiVersions(_) => {
-            respond(ctx, async move { handlers::api_versions::handle() })
-        }
-        RequestKind::Metadata(r) => respond(ctx, handlers::metadata::handle(s, r, ctx.version)),
-        RequestKind::Produce(r) => handlers::produce::dispatch(shard, r, ctx).await,
-        RequestKind::Fetch(r) => Dispatched::Respond(Box::pin(handlers::fetch::handle(s, r, ctx))),
-        RequestKind::ListOffsets(r) => {
-            respond(ctx, handlers::list_offsets::handle(s, r, ctx.version))
-        }
-        RequestKind::CreateTopics(r) => {
-            respond(ctx, handlers::create_topics::handle(s, r, ctx.version))
-        }
-        RequestKind::DeleteTopics(r) => {
-            respond(ctx, handlers::delete_topics::handle(s, r, ctx.version))
-        }
-        RequestKind::CreatePartitions(r) => respond(ctx, handlers::create_partitions::handle(s, r)),
-        RequestKind::DescribeConfigs(r) => {
-            respond(ctx, handlers::describe_configs::handle(s, r, ctx.version))
-        }
-        RequestKind::AlterConfigs(r) => respond(ctx, handlers::alter_configs::handle_legacy(s, r)),
-        RequestKind::IncrementalAlterConfigs(r) => {
-            respond(ctx, handlers::alter_configs::handle_incremental(s, r))
-        }
-        RequestKind::DescribeCluster(r) => respond(ctx, handlers::describe_cluster::handle(s, r)),
-        RequestKind::OffsetForLeaderEpoch(r) => {
-            respond(ctx, handlers::offset_for_leader_epoch::handle(s, r))
-        }
-        RequestKind::DeleteRecords(r) => respond(ctx, handlers::delete_records::handle(s, r)),
-        RequestKind::InitProducerId(r) => respond(ctx, handlers::init_producer_id::handle(s, r)),
-        RequestKind::DescribeLogDirs(r) => respond(ctx, handlers::describe_log_dirs::handle(s, r)),
-        // --- consumer groups (group coordinator) ---
-        RequestKind::FindCoordinator(r) => {
-            respond(ctx, handlers::find_coordinator::handle(s, r, ctx.version))
-        }
-        RequestKind::JoinGroup(r) => {
-            let client_id = req.client_id.clone().unwrap_or_default();
-            respond(
-                ctx,
-                handlers::join_group::handle(s, r, ctx.version, client_id),
-            )
-        }
-        RequestKind::SyncGroup(r) => respond(ctx, handlers::sync_group::handle(s, r, ctx.version)),
-        RequestKind::Heartbeat(r) => respond(ctx, handlers::heartbeat::handle(s, r)),
-        RequestKind::LeaveGroup(r) => {
-            respond(ctx, handlers::leave_group::handle(s, r, ctx.version))
-        }
-        RequestKind::OffsetCommit(r) => {
-            respond(ctx, handlers::offset_commit::handle(s, r, ctx.version))
-        }
-        RequestKind::OffsetFetch(r) => {
-            respond(ctx, handlers::offset_fetch::handle(s, r, ctx.version))
-        }
-        RequestKind::DescribeGroups(r) => {
-            respond(ctx, handlers::describe_groups::handle(s, r, ctx.version))
-        }
-        RequestKind::ListGroups(r) => {
-            respond(ctx, handlers::list_groups::handle(s, r, ctx.version))
-        }
-        RequestKind::DeleteGroups(r) => respond(ctx, handlers::delete_groups::handle(s, r)),
-        RequestKind::OffsetDelete(r) => respond(ctx, handlers::offset_delete::handle(s, r)),
-        // --- end consumer groups ---
-        other => Dispatched::Close(format!(
-            "no handler for {:?} although the version table lists it: {}",
-            ctx.api_key,
-            std::any::type_name_of_val(&other)
-        )),
+}
+
+handlers! {
+    staged {
+        Produce => handlers::produce::handle,
+        Fetch => handlers::fetch::handle,
+    }
+    answering {
+        ApiVersions => handlers::api_versions::handle,
+        Metadata => handlers::metadata::handle,
+        ListOffsets => handlers::list_offsets::handle,
+        CreateTopics => handlers::create_topics::handle,
+        DeleteTopics => handlers::delete_topics::handle,
+        CreatePartitions => handlers::create_partitions::handle,
+        DescribeConfigs => handlers::describe_configs::handle,
+        AlterConfigs => handlers::alter_configs::handle_legacy,
+        IncrementalAlterConfigs => handlers::alter_configs::handle_incremental,
+        DescribeCluster => handlers::describe_cluster::handle,
+        OffsetForLeaderEpoch => handlers::offset_for_leader_epoch::handle,
+        DeleteRecords => handlers::delete_records::handle,
+        InitProducerId => handlers::init_producer_id::handle,
+        DescribeLogDirs => handlers::describe_log_dirs::handle,
+        // Consumer groups (group coordinator).
+        FindCoordinator => handlers::find_coordinator::handle,
+        JoinGroup => handlers::join_group::handle,
+        SyncGroup => handlers::sync_group::handle,
+        Heartbeat => handlers::heartbeat::handle,
+        LeaveGroup => handlers::leave_group::handle,
+        OffsetCommit => handlers::offset_commit::handle,
+        OffsetFetch => handlers::offset_fetch::handle,
+        DescribeGroups => handlers::describe_groups::handle,
+        ListGroups => handlers::list_groups::handle,
+        DeleteGroups => handlers::delete_groups::handle,
+        OffsetDelete => handlers::offset_delete::handle,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every API advertised in ApiVersions has a handler, and every handler is advertised.
+    #[test]
+    fn every_advertised_api_has_a_handler() {
+        let advertised: std::collections::BTreeSet<i16> = sluice_net::SUPPORTED_APIS
+            .iter()
+            .map(|&(k, _, _)| k as i16)
+            .collect();
+        let handled: std::collections::BTreeSet<i16> =
+            HANDLED_APIS.iter().map(|&k| k as i16).collect();
+        assert_eq!(advertised, handled);
+        assert_eq!(handled.len(), HANDLED_APIS.len(), "an API routed twice");
     }
 }

@@ -56,10 +56,7 @@ struct InFlight {
 
 impl Default for GroupDriver {
     fn default() -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |d| d.as_nanos() as u64)
-            ^ (std::process::id() as u64) << 32;
+        let seed = sluice_base::Rng::from_time().next_u64();
         GroupDriver {
             coord: RefCell::new(Coordinator::new(CoordinatorConfig::default(), seed)),
             waiters: RefCell::new(HashMap::new()),
@@ -135,7 +132,7 @@ fn execute(shard: &Rc<Shard>, action: Action) {
             match appended {
                 Ok((log, info)) => {
                     let s = shard.clone();
-                    compio::runtime::spawn(async move {
+                    crate::runtime::spawn(async move {
                         let error = match log.wait_append_durable(&info).await {
                             Ok(()) => 0,
                             Err(e) => commit_error(&e).code(),
@@ -152,7 +149,7 @@ fn execute(shard: &Rc<Shard>, action: Action) {
                 return;
             };
             let first = info.last_offset + 1 - records.len() as i64;
-            compio::runtime::spawn(async move {
+            crate::runtime::spawn(async move {
                 if log.wait_append_durable(&info).await.is_ok() {
                     match log.delete_records_before(first).await {
                         Ok(start) => info!(partition, log_start_offset = start, live = records.len(), "compacted __consumer_offsets partition"),
@@ -256,13 +253,13 @@ pub async fn run(shard: Rc<Shard>) {
                 break owned;
             }
         }
-        compio::time::sleep(Duration::from_millis(20)).await;
+        crate::runtime::sleep(Duration::from_millis(20)).await;
     };
     for p in owned {
         load(&shard, p).await;
     }
     loop {
-        compio::time::sleep(Duration::from_millis(TICK_MS)).await;
+        crate::runtime::sleep(Duration::from_millis(TICK_MS)).await;
         if shard.shutting_down.get() {
             return;
         }

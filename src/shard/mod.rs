@@ -90,9 +90,9 @@ async fn open_partition(
 ) -> Result<Rc<Log>, String> {
     let dir = partition_dir(config, &topic.name, index);
     let (d, id) = (dir.clone(), topic.id);
-    compio::runtime::spawn_blocking(move || crate::partition::dir::prepare(&d, &id))
+    crate::runtime::spawn_blocking(move || crate::partition::dir::prepare(&d, &id))
         .await
-        .unwrap_or_else(|_| Err(std::io::Error::other("prepare task panicked")))
+        .unwrap_or_else(|| Err(std::io::Error::other("prepare task panicked")))
         .map_err(|e| format!("preparing the directory: {e}"))?;
     Log::open(dir, log_config).await.map_err(|e| e.to_string())
 }
@@ -149,7 +149,7 @@ impl Shard {
     pub async fn send(self: &Rc<Self>, target: usize, task: MeshTask) -> Result<(), MeshError> {
         if target == self.id {
             let fut = task(self);
-            compio::runtime::spawn(fut).detach();
+            crate::runtime::spawn(fut).detach();
             return Ok(());
         }
         let tx = self.peers.get(target).ok_or(MeshError(target))?;
@@ -248,7 +248,7 @@ impl Shard {
                 }
             }
         }
-        let _ = compio::runtime::spawn_blocking(move || {
+        let _ = crate::runtime::spawn_blocking(move || {
             use crate::partition::dir::{read_dir_id, remove_aside, DirId};
             for (dir, id) in dirs {
                 let ours = match read_dir_id(&dir) {
@@ -388,6 +388,6 @@ pub fn build_mesh(shards: usize) -> Mesh {
 pub async fn run_mesh_receiver(shard: Rc<Shard>, rx: flume::Receiver<MeshTask>) {
     while let Ok(task) = rx.recv_async().await {
         let fut = task(&shard);
-        compio::runtime::spawn(fut).detach();
+        crate::runtime::spawn(fut).detach();
     }
 }

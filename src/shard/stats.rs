@@ -1,7 +1,7 @@
 //! A shard's side of metrics: its snapshot for a scrape, and the reactor-stall probe.
 
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sluice_storage::stats::{HistogramSnapshot, COUNT_BUCKETS, LATENCY_BUCKETS_S};
 use tracing::warn;
@@ -92,14 +92,14 @@ pub async fn serve_control(shard: Rc<Shard>, rx: flume::Receiver<ControlRequest>
 
 /// Measures how late a short timer fires: time the shard spent not polling its tasks.
 pub async fn stall_probe(shard: Rc<Shard>) {
-    let mut last_log = Instant::now() - Duration::from_secs(60);
+    let mut last_log = crate::runtime::now() - Duration::from_secs(60);
     loop {
-        let start = Instant::now();
-        compio::time::sleep(STALL_PROBE_PERIOD).await;
+        let start = crate::runtime::now();
+        crate::runtime::sleep(STALL_PROBE_PERIOD).await;
         let late = start.elapsed().saturating_sub(STALL_PROBE_PERIOD);
         shard.metrics.stall_seconds.observe(late.as_secs_f64());
         if late > STALL_LOG_THRESHOLD && last_log.elapsed() > Duration::from_secs(10) {
-            last_log = Instant::now();
+            last_log = crate::runtime::now();
             warn!(
                 shard = shard.id,
                 stall_us = late.as_micros() as u64,

@@ -20,7 +20,7 @@ use std::path::Path;
 
 use compio::io::AsyncWriteAtExt;
 
-use crate::reader::Reader;
+use sluice_base::Reader;
 
 pub(crate) const CHECKPOINT_FILE: &str = "sluice.checkpoint";
 pub(crate) const EPOCH_FILE: &str = "leader-epoch-checkpoint";

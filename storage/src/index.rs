@@ -19,7 +19,7 @@
 //! The index files are derived data: on any mismatch (CRC, magic, base, bounds, non-monotonic
 //! entries) recovery ignores them and rebuilds by scanning the segment.
 
-use crate::reader::Reader;
+use sluice_base::Reader;
 
 const INDEX_MAGIC: u32 = u32::from_be_bytes(*b"SLIX");
 const TIME_MAGIC: u32 = u32::from_be_bytes(*b"SLTI");

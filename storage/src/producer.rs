@@ -16,7 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use crate::batch::BatchHeader;
-use crate::reader::Reader;
+use sluice_base::Reader;
 
 /// Batches remembered per producer: Kafka's limit on in-flight requests with idempotence.
 pub const BATCHES_PER_PRODUCER: usize = 5;

@@ -12,6 +12,7 @@ use sluice_net::ResponseKind;
 
 use crate::cluster::topic_config;
 use crate::controller::{ConfigOp, OpError, OpResult};
+use crate::kafka::dispatch::Ctx;
 use crate::kafka::handlers::describe_configs::RESOURCE_TOPIC;
 use crate::shard::controller::{self, on_controller};
 use crate::shard::Shard;
@@ -53,6 +54,7 @@ async fn alter(
 pub async fn handle_incremental(
     shard: Rc<Shard>,
     req: IncrementalAlterConfigsRequest,
+    _ctx: Ctx,
 ) -> ResponseKind {
     let image = shard.metadata();
     let mut responses = Vec::with_capacity(req.resources.len());
@@ -123,7 +125,7 @@ pub async fn handle_incremental(
     )
 }
 
-pub async fn handle_legacy(shard: Rc<Shard>, req: AlterConfigsRequest) -> ResponseKind {
+pub async fn handle_legacy(shard: Rc<Shard>, req: AlterConfigsRequest, _ctx: Ctx) -> ResponseKind {
     let mut responses = Vec::with_capacity(req.resources.len());
     for res in req.resources {
         let name = res.resource_name.as_str().to_owned();

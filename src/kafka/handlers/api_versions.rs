@@ -3,10 +3,15 @@
 
 use bytes::{BufMut, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
-use kafka_protocol::messages::ApiVersionsResponse;
+use std::rc::Rc;
+
+use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::Encodable;
 use kafka_protocol::ResponseError;
 use sluice_net::{ResponseFrame, ResponseKind, SUPPORTED_APIS};
+
+use crate::kafka::dispatch::Ctx;
+use crate::shard::Shard;
 
 fn table() -> Vec<ApiVersion> {
     SUPPORTED_APIS
@@ -20,7 +25,7 @@ fn table() -> Vec<ApiVersion> {
         .collect()
 }
 
-pub fn handle() -> ResponseKind {
+pub async fn handle(_shard: Rc<Shard>, _req: ApiVersionsRequest, _ctx: Ctx) -> ResponseKind {
     // Default-valued tagged fields stay out (librdkafka 2.0 fails on them): the defaults of
     // supported_features / finalized_features_epoch / finalized_features are omitted by the encoder.
     ResponseKind::ApiVersions(ApiVersionsResponse::default().with_api_keys(table()))

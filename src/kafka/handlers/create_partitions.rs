@@ -7,11 +7,12 @@ use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
+use crate::kafka::dispatch::Ctx;
 use crate::shard::controller::{self, on_controller};
 use crate::shard::Shard;
 use crate::util::sb;
 
-pub async fn handle(shard: Rc<Shard>, req: CreatePartitionsRequest) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: CreatePartitionsRequest, _ctx: Ctx) -> ResponseKind {
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let base = CreatePartitionsTopicResult::default().with_name(t.name.clone());

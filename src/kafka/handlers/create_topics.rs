@@ -12,13 +12,15 @@ use sluice_net::ResponseKind;
 
 use crate::cluster::topic_config::{self, TOPIC_CONFIG_KEYS};
 use crate::controller::NewTopic;
+use crate::kafka::dispatch::Ctx;
 use crate::kafka::handlers::describe_configs::SOURCE_DEFAULT;
 use crate::kafka::handlers::describe_configs::SOURCE_DYNAMIC_TOPIC;
 use crate::shard::controller::{self, on_controller};
 use crate::shard::Shard;
 use crate::util::{sb, uuid};
 
-pub async fn handle(shard: Rc<Shard>, req: CreateTopicsRequest, version: i16) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: CreateTopicsRequest, ctx: Ctx) -> ResponseKind {
+    let version = ctx.version;
     let mut results: Vec<CreatableTopicResult> = Vec::with_capacity(req.topics.len());
     let mut todo = Vec::new();
     for t in &req.topics {

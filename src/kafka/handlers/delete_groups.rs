@@ -10,10 +10,11 @@ use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
 use crate::coordinator::group::coordinator::{Event, Reply};
+use crate::kafka::dispatch::Ctx;
 use crate::shard::groups;
 use crate::shard::Shard;
 
-pub async fn handle(shard: Rc<Shard>, req: DeleteGroupsRequest) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: DeleteGroupsRequest, _ctx: Ctx) -> ResponseKind {
     let calls = req.groups_names.iter().map(|g| {
         let shard = shard.clone();
         let id = g.0.as_str().to_owned();

@@ -7,11 +7,13 @@ use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse};
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
+use crate::kafka::dispatch::Ctx;
 use crate::shard::controller::{self, on_controller};
 use crate::shard::Shard;
 use crate::util::{sb, topic_name, uuid};
 
-pub async fn handle(shard: Rc<Shard>, req: DeleteTopicsRequest, version: i16) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: DeleteTopicsRequest, ctx: Ctx) -> ResponseKind {
+    let version = ctx.version;
     let image = shard.metadata();
     let wanted: Vec<(Option<String>, [u8; 16])> = if version >= 6 {
         req.topics

@@ -6,10 +6,11 @@ use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use sluice_net::ResponseKind;
 
+use crate::kafka::dispatch::Ctx;
 use crate::shard::Shard;
 use crate::util::sb;
 
-pub async fn handle(shard: Rc<Shard>, _req: DescribeClusterRequest) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, _req: DescribeClusterRequest, _ctx: Ctx) -> ResponseKind {
     let node = shard.config.args.node_id;
     let broker = DescribeClusterBroker::default()
         .with_broker_id(BrokerId(node))

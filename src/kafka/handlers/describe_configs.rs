@@ -12,6 +12,7 @@ use sluice_net::ResponseKind;
 
 use crate::cluster::topic_config::{self, TOPIC_CONFIG_KEYS};
 use crate::config::Config;
+use crate::kafka::dispatch::Ctx;
 use crate::shard::Shard;
 use crate::util::sb;
 
@@ -83,7 +84,8 @@ fn entry(
     r
 }
 
-pub async fn handle(shard: Rc<Shard>, req: DescribeConfigsRequest, version: i16) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: DescribeConfigsRequest, ctx: Ctx) -> ResponseKind {
+    let version = ctx.version;
     let image = shard.metadata();
     let mut results = Vec::with_capacity(req.resources.len());
     for res in req.resources {

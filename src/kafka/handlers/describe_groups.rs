@@ -10,11 +10,13 @@ use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
 use crate::coordinator::group::coordinator::{Event, Reply};
+use crate::kafka::dispatch::Ctx;
 use crate::shard::groups;
 use crate::shard::Shard;
 use crate::util::sb;
 
-pub async fn handle(shard: Rc<Shard>, req: DescribeGroupsRequest, version: i16) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: DescribeGroupsRequest, ctx: Ctx) -> ResponseKind {
+    let version = ctx.version;
     let calls = req.groups.iter().map(|g| {
         let shard = shard.clone();
         let id = g.0.as_str().to_owned();

@@ -10,6 +10,7 @@ use kafka_protocol::messages::describe_log_dirs_response::{
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse};
 use sluice_net::ResponseKind;
 
+use crate::kafka::dispatch::Ctx;
 use crate::shard::Shard;
 use crate::util::{sb, topic_name};
 
@@ -22,7 +23,7 @@ fn local_sizes(shard: &Shard) -> Vec<(String, i32, i64)> {
         .collect()
 }
 
-pub async fn handle(shard: Rc<Shard>, req: DescribeLogDirsRequest) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: DescribeLogDirsRequest, _ctx: Ctx) -> ResponseKind {
     let calls = (0..shard.shards)
         .map(|target| shard.call(target, |s: &Rc<Shard>| std::future::ready(local_sizes(s))));
     let wanted: Option<BTreeMap<String, Vec<i32>>> = req.topics.map(|ts| {

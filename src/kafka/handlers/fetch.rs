@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::future::{join_all, select_all};
@@ -18,7 +18,7 @@ use sluice_net::ResponseFrame;
 use sluice_storage::StorageError;
 
 use crate::errors::storage_error;
-use crate::kafka::dispatch::Ctx;
+use crate::kafka::dispatch::{Ctx, Dispatched};
 use crate::limits::{FETCH_MAX_WAIT_MS, PARTITIONS_PER_REQUEST_MAX};
 use crate::shard::Shard;
 
@@ -100,10 +100,10 @@ async fn wait_local(shard: Rc<Shard>, reqs: Vec<(String, i32, i64)>, wait: Durat
         })
         .collect();
     if waits.is_empty() {
-        compio::time::sleep(wait).await;
+        crate::runtime::sleep(wait).await;
         return;
     }
-    let _ = compio::time::timeout(wait, select_all(waits)).await;
+    let _ = crate::runtime::timeout(wait, select_all(waits)).await;
 }
 
 struct Slot {
@@ -111,9 +111,13 @@ struct Slot {
     req: ReadReq,
 }
 
-pub async fn handle(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<ResponseFrame> {
+pub async fn handle(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Dispatched {
+    Dispatched::Respond(Box::pin(answer(shard, req, ctx)))
+}
+
+async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<ResponseFrame> {
     let version = ctx.version;
-    let started = Instant::now();
+    let started = crate::runtime::now();
     let max_wait =
         Duration::from_millis(i64::from(req.max_wait_ms).clamp(0, FETCH_MAX_WAIT_MS) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;

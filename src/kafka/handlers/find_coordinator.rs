@@ -10,6 +10,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
+use crate::kafka::dispatch::Ctx;
 use crate::shard::groups;
 use crate::shard::Shard;
 use crate::util::sb;
@@ -28,7 +29,8 @@ fn lookup(shard: &Shard, key: &str, key_type: i8) -> Result<(), (ResponseError, 
         .map_err(|e| (e, "the __consumer_offsets topic is not available yet"))
 }
 
-pub async fn handle(shard: Rc<Shard>, req: FindCoordinatorRequest, version: i16) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: FindCoordinatorRequest, ctx: Ctx) -> ResponseKind {
+    let version = ctx.version;
     let node_id = BrokerId(shard.config.args.node_id);
     let host = sb(shard.config.advertised_host.clone());
     let port = shard.config.advertised_port;

@@ -7,10 +7,11 @@ use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
 use crate::coordinator::group::coordinator::{Event, HeartbeatRequest as Hb, Reply};
+use crate::kafka::dispatch::Ctx;
 use crate::shard::groups;
 use crate::shard::Shard;
 
-pub async fn handle(shard: Rc<Shard>, req: HeartbeatRequest) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: HeartbeatRequest, _ctx: Ctx) -> ResponseKind {
     let group_id = req.group_id.0.as_str().to_owned();
     let hb = Hb {
         group_id: group_id.clone(),

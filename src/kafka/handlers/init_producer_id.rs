@@ -8,10 +8,11 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
+use crate::kafka::dispatch::Ctx;
 use crate::shard::controller::{self, on_controller};
 use crate::shard::Shard;
 
-pub async fn handle(shard: Rc<Shard>, req: InitProducerIdRequest) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: InitProducerIdRequest, _ctx: Ctx) -> ResponseKind {
     let resp = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);

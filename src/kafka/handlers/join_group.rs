@@ -9,16 +9,14 @@ use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
 use crate::coordinator::group::coordinator::{Event, JoinRequest, JoinResult, Reply};
+use crate::kafka::dispatch::Ctx;
 use crate::shard::groups;
 use crate::shard::Shard;
 use crate::util::sb;
 
-pub async fn handle(
-    shard: Rc<Shard>,
-    req: JoinGroupRequest,
-    version: i16,
-    client_id: String,
-) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: JoinGroupRequest, ctx: Ctx) -> ResponseKind {
+    let version = ctx.version;
+    let client_id = ctx.client_id.to_string();
     let group_id = req.group_id.0.as_str().to_owned();
     let join = JoinRequest {
         group_id: group_id.clone(),

@@ -10,11 +10,13 @@ use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
 use crate::coordinator::group::coordinator::{Event, Reply};
+use crate::kafka::dispatch::Ctx;
 use crate::shard::groups::GroupDriver;
 use crate::shard::Shard;
 use crate::util::sb;
 
-pub async fn handle(shard: Rc<Shard>, req: ListGroupsRequest, version: i16) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: ListGroupsRequest, ctx: Ctx) -> ResponseKind {
+    let version = ctx.version;
     let calls = (0..shard.shards).map(|target| {
         shard.call(target, |s: &Rc<Shard>| {
             let s = s.clone();

@@ -3,7 +3,6 @@
 
 use std::rc::Rc;
 
-use futures_util::future::join_all;
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -12,8 +11,10 @@ use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
 use crate::errors::storage_error;
-use crate::kafka::handlers::on_partition;
+use crate::kafka::dispatch::Ctx;
+use crate::kafka::handlers::on_partitions;
 use crate::kafka::records;
+use crate::partition::Partition;
 use crate::shard::Shard;
 
 const LATEST: i64 = -1;
@@ -21,25 +22,30 @@ const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
 const EARLIEST_LOCAL: i64 = -4;
 
-pub async fn handle(shard: Rc<Shard>, req: ListOffsetsRequest, version: i16) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: ListOffsetsRequest, ctx: Ctx) -> ResponseKind {
+    let version = ctx.version;
     let image = shard.metadata();
     let mut topics = Vec::with_capacity(req.topics.len());
-    for t in req.topics {
+    let (mut work, mut slots) = (Vec::new(), Vec::new());
+    for (ti, t) in req.topics.into_iter().enumerate() {
         let meta = image.topic(t.name.0.as_str()).cloned();
-        let parts = t.partitions.into_iter().map(|p| {
-            let shard = shard.clone();
-            let meta = meta.clone();
-            async move {
-                let base = ListOffsetsPartitionResponse::default()
-                    .with_partition_index(p.partition_index)
-                    .with_timestamp(-1)
-                    .with_offset(-1)
-                    .with_leader_epoch(-1);
-                let Some(meta) = meta.filter(|m| m.has_partition(p.partition_index)) else {
-                    return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
-                };
-                let ts = p.timestamp;
-                let r = on_partition(&shard, &meta, p.partition_index, move |part| async move {
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for (pi, p) in t.partitions.into_iter().enumerate() {
+            let base = ListOffsetsPartitionResponse::default()
+                .with_partition_index(p.partition_index)
+                .with_timestamp(-1)
+                .with_offset(-1)
+                .with_leader_epoch(-1);
+            let Some(meta) = meta.clone().filter(|m| m.has_partition(p.partition_index)) else {
+                partitions
+                    .push(base.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
+                continue;
+            };
+            let ts = p.timestamp;
+            work.push((
+                meta,
+                p.partition_index,
+                move |part: Option<Rc<Partition>>| async move {
                     let part = part.ok_or(ResponseError::NotLeaderOrFollower)?;
                     let log = &part.log;
                     let found = match ts {
@@ -74,26 +80,30 @@ pub async fn handle(shard: Rc<Shard>, req: ListOffsetsRequest, version: i16) -> 
                         _ => return Err(ResponseError::InvalidRequest),
                     };
                     Ok((found, part.leader_epoch))
-                })
-                .await;
-                match r {
-                    Some(Ok((Some((ts, offset)), epoch))) => base
-                        .with_timestamp(ts)
-                        .with_offset(offset)
-                        // leader_epoch exists from v4; older encodings refuse a non-default value.
-                        .with_leader_epoch(if version >= 4 { epoch } else { -1 }),
-                    Some(Ok((None, _))) => base,
-                    Some(Err(e)) => base.with_error_code(e.code()),
-                    None => base.with_error_code(ResponseError::NotLeaderOrFollower.code()),
-                }
-            }
-        });
-        let partitions = join_all(parts).await;
+                },
+            ));
+            slots.push((ti, pi));
+            partitions.push(base);
+        }
         topics.push(
             ListOffsetsTopicResponse::default()
                 .with_name(t.name)
                 .with_partitions(partitions),
         );
+    }
+    for ((ti, pi), r) in slots.into_iter().zip(on_partitions(&shard, work).await) {
+        let out = &mut topics[ti].partitions[pi];
+        match r {
+            Some(Ok((Some((ts, offset)), epoch))) => {
+                out.timestamp = ts;
+                out.offset = offset;
+                // leader_epoch exists from v4; older encodings refuse a non-default value.
+                out.leader_epoch = if version >= 4 { epoch } else { -1 };
+            }
+            Some(Ok((None, _))) => {}
+            Some(Err(e)) => out.error_code = e.code(),
+            None => out.error_code = ResponseError::NotLeaderOrFollower.code(),
+        }
     }
     ResponseKind::ListOffsets(ListOffsetsResponse::default().with_topics(topics))
 }

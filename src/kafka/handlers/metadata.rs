@@ -12,6 +12,7 @@ use sluice_net::ResponseKind;
 
 use crate::cluster::image::{MetadataImage, TopicMeta};
 use crate::controller::validate_topic_name;
+use crate::kafka::dispatch::Ctx;
 use crate::shard::controller::{self};
 use crate::shard::Shard;
 use crate::util::{sb, topic_name, uuid};
@@ -21,7 +22,8 @@ enum Wanted {
     Id([u8; 16]),
 }
 
-pub async fn handle(shard: Rc<Shard>, req: MetadataRequest, version: i16) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: MetadataRequest, ctx: Ctx) -> ResponseKind {
+    let version = ctx.version;
     let wanted: Option<Vec<Wanted>> = match req.topics {
         None => None,
         Some(t) if t.is_empty() && version == 0 => None,

@@ -30,29 +30,57 @@ pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::rc::Rc;
+use std::sync::Arc;
+
+use futures_util::future::join_all;
 
 use crate::cluster::image::TopicMeta;
 use crate::partition::Partition;
 use crate::shard::Shard;
 
-/// Runs `f` with the partition on its owner shard (`None` if that shard does not have it).
-pub async fn on_partition<R, F, Fut>(
+/// Work for one partition: its topic, index and what to run on it (see [`on_partitions`]).
+pub type PartitionWork<F> = (Arc<TopicMeta>, i32, F);
+
+/// Runs each item's `f` with its partition on the partition's owner shard: one mesh message per
+/// owner shard, however many partitions it owns; the partitions of one shard run concurrently
+/// there. Results come back in input order; `None` where the owner shard could not be reached.
+pub async fn on_partitions<R, F, Fut>(
     shard: &Rc<Shard>,
-    topic: &TopicMeta,
-    index: i32,
-    f: F,
-) -> Option<R>
+    work: Vec<PartitionWork<F>>,
+) -> Vec<Option<R>>
 where
     R: Send + 'static,
     F: FnOnce(Option<Rc<Partition>>) -> Fut + Send + 'static,
     Fut: Future<Output = R> + 'static,
 {
-    let owner = shard.owner_of(topic, index);
-    let name = topic.name.clone();
-    shard
-        .call(owner, move |s: &Rc<Shard>| f(s.partition(&name, index)))
-        .await
-        .ok()
+    let mut results: Vec<Option<R>> = work.iter().map(|_| None).collect();
+    let mut by_owner: BTreeMap<usize, Vec<(usize, String, i32, F)>> = BTreeMap::new();
+    for (pos, (topic, index, f)) in work.into_iter().enumerate() {
+        let owner = shard.owner_of(&topic, index);
+        by_owner
+            .entry(owner)
+            .or_default()
+            .push((pos, topic.name.clone(), index, f));
+    }
+    let calls = by_owner.into_iter().map(|(owner, items)| {
+        shard.call(owner, move |s: &Rc<Shard>| {
+            let runs: Vec<_> = items
+                .into_iter()
+                .map(|(pos, name, index, f)| {
+                    let fut = f(s.partition(&name, index));
+                    async move { (pos, fut.await) }
+                })
+                .collect();
+            join_all(runs)
+        })
+    });
+    for done in join_all(calls).await.into_iter().flatten() {
+        for (pos, r) in done {
+            results[pos] = Some(r);
+        }
+    }
+    results
 }

@@ -14,10 +14,12 @@ use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
 use crate::coordinator::group::coordinator::{CommitPartition, CommitRequest, Event, Reply};
+use crate::kafka::dispatch::Ctx;
 use crate::shard::groups;
 use crate::shard::Shard;
 
-pub async fn handle(shard: Rc<Shard>, req: OffsetCommitRequest, version: i16) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: OffsetCommitRequest, ctx: Ctx) -> ResponseKind {
+    let version = ctx.version;
     let group_id = req.group_id.0.as_str().to_owned();
     let image = shard.metadata();
     let mut results: HashMap<(String, i32), i16> = HashMap::new();

@@ -11,11 +11,12 @@ use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
 use crate::coordinator::group::coordinator::{Event, OffsetDeleteRequest as Od, Reply};
+use crate::kafka::dispatch::Ctx;
 use crate::shard::groups;
 use crate::shard::Shard;
 use crate::util::topic_name;
 
-pub async fn handle(shard: Rc<Shard>, req: OffsetDeleteRequest) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: OffsetDeleteRequest, _ctx: Ctx) -> ResponseKind {
     let group_id = req.group_id.0.as_str().to_owned();
     let od = Od {
         group_id: group_id.clone(),

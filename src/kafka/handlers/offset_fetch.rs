@@ -13,6 +13,7 @@ use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
 use crate::coordinator::group::coordinator::{Event, FetchRequest, FetchedOffset, Reply};
+use crate::kafka::dispatch::Ctx;
 use crate::shard::groups;
 use crate::shard::Shard;
 use crate::util::{sb, topic_name};
@@ -50,7 +51,8 @@ fn by_topic(offsets: Vec<FetchedOffset>) -> Vec<(String, Vec<FetchedOffset>)> {
     out
 }
 
-pub async fn handle(shard: Rc<Shard>, req: OffsetFetchRequest, version: i16) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: OffsetFetchRequest, ctx: Ctx) -> ResponseKind {
+    let version = ctx.version;
     let epoch = |e: i32| if version >= 5 { e } else { -1 };
     if version >= 8 {
         let calls = req.groups.iter().map(|g| {

@@ -3,7 +3,6 @@
 
 use std::rc::Rc;
 
-use futures_util::future::join_all;
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
@@ -11,27 +10,33 @@ use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpoch
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
-use crate::kafka::handlers::on_partition;
+use crate::kafka::dispatch::Ctx;
+use crate::kafka::handlers::on_partitions;
+use crate::partition::Partition;
 use crate::shard::Shard;
 
-pub async fn handle(shard: Rc<Shard>, req: OffsetForLeaderEpochRequest) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: OffsetForLeaderEpochRequest, _ctx: Ctx) -> ResponseKind {
     let image = shard.metadata();
     let mut topics = Vec::with_capacity(req.topics.len());
-    for t in req.topics {
+    let (mut work, mut slots) = (Vec::new(), Vec::new());
+    for (ti, t) in req.topics.into_iter().enumerate() {
         let meta = image.topic(t.topic.0.as_str()).cloned();
-        let parts = t.partitions.into_iter().map(|p| {
-            let shard = shard.clone();
-            let meta = meta.clone();
-            async move {
-                let base = EpochEndOffset::default()
-                    .with_partition(p.partition)
-                    .with_leader_epoch(-1)
-                    .with_end_offset(-1);
-                let Some(meta) = meta.filter(|m| m.has_partition(p.partition)) else {
-                    return base.with_error_code(ResponseError::UnknownTopicOrPartition.code());
-                };
-                let (current, wanted) = (p.current_leader_epoch, p.leader_epoch);
-                let r = on_partition(&shard, &meta, p.partition, move |part| async move {
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for (pi, p) in t.partitions.into_iter().enumerate() {
+            let base = EpochEndOffset::default()
+                .with_partition(p.partition)
+                .with_leader_epoch(-1)
+                .with_end_offset(-1);
+            let Some(meta) = meta.clone().filter(|m| m.has_partition(p.partition)) else {
+                partitions
+                    .push(base.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
+                continue;
+            };
+            let (current, wanted) = (p.current_leader_epoch, p.leader_epoch);
+            work.push((
+                meta,
+                p.partition,
+                move |part: Option<Rc<Partition>>| async move {
                     let part = part.ok_or(ResponseError::NotLeaderOrFollower)?;
                     if current > part.leader_epoch {
                         return Err(ResponseError::UnknownLeaderEpoch);
@@ -40,21 +45,27 @@ pub async fn handle(shard: Rc<Shard>, req: OffsetForLeaderEpochRequest) -> Respo
                         return Err(ResponseError::FencedLeaderEpoch);
                     }
                     Ok(part.log.end_offset_for_epoch(wanted))
-                })
-                .await;
-                match r {
-                    Some(Ok((epoch, end))) => base.with_leader_epoch(epoch).with_end_offset(end),
-                    Some(Err(e)) => base.with_error_code(e.code()),
-                    None => base.with_error_code(ResponseError::NotLeaderOrFollower.code()),
-                }
-            }
-        });
-        let partitions = join_all(parts).await;
+                },
+            ));
+            slots.push((ti, pi));
+            partitions.push(base);
+        }
         topics.push(
             OffsetForLeaderTopicResult::default()
                 .with_topic(t.topic)
                 .with_partitions(partitions),
         );
+    }
+    for ((ti, pi), r) in slots.into_iter().zip(on_partitions(&shard, work).await) {
+        let out = &mut topics[ti].partitions[pi];
+        match r {
+            Some(Ok((epoch, end))) => {
+                out.leader_epoch = epoch;
+                out.end_offset = end;
+            }
+            Some(Err(e)) => out.error_code = e.code(),
+            None => out.error_code = ResponseError::NotLeaderOrFollower.code(),
+        }
     }
     ResponseKind::OffsetForLeaderEpoch(OffsetForLeaderEpochResponse::default().with_topics(topics))
 }

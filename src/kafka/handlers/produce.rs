@@ -110,7 +110,8 @@ struct Item {
     slot: Slot,
 }
 
-pub async fn dispatch(shard: &Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatched {
+pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatched {
+    let shard = &shard;
     let acks = req.acks;
     let count: usize = req.topic_data.iter().map(|t| t.partition_data.len()).sum();
     if count > PARTITIONS_PER_REQUEST_MAX {
@@ -270,7 +271,7 @@ pub async fn dispatch(shard: &Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispa
             })
             .collect();
         encode(
-            ctx,
+            &ctx,
             ResponseKind::Produce(ProduceResponse::default().with_responses(topics)),
         )
     }))
@@ -304,7 +305,7 @@ fn respond_all(ctx: Ctx, req: &ProduceRequest, error: ResponseError) -> Dispatch
         })
         .collect();
     let frame = encode(
-        ctx,
+        &ctx,
         ResponseKind::Produce(ProduceResponse::default().with_responses(topics)),
     );
     Dispatched::Respond(Box::pin(std::future::ready(frame)))

@@ -7,11 +7,13 @@ use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
 use crate::coordinator::group::coordinator::{Event, Reply, SyncRequest};
+use crate::kafka::dispatch::Ctx;
 use crate::shard::groups;
 use crate::shard::Shard;
 use crate::util::sb;
 
-pub async fn handle(shard: Rc<Shard>, req: SyncGroupRequest, version: i16) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: SyncGroupRequest, ctx: Ctx) -> ResponseKind {
+    let version = ctx.version;
     let group_id = req.group_id.0.as_str().to_owned();
     let sync = SyncRequest {
         group_id: group_id.clone(),

@@ -436,11 +436,7 @@ impl Drop for Log {
     }
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use sluice_base::now_ms;
 
 fn max_timestamp_of(segments: &[Segment]) -> Option<(i64, i64)> {
     segments

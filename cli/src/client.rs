@@ -33,7 +33,7 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-use super::AdminError;
+use crate::AdminError;
 
 /// Largest response frame accepted (a Fetch answer is bounded by its `max_bytes`, far below).
 pub const RESPONSE_BYTES_MAX: usize = 256 << 20;

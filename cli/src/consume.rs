@@ -24,8 +24,8 @@ use kafka_protocol::records::Record;
 use serde_json::json;
 use sluice_net::records::decode_records;
 
-use super::client::{sb, versions, Session, EARLIEST, LATEST};
-use super::{AdminError, ClientArgs, Format};
+use crate::client::{sb, versions, Session, EARLIEST, LATEST};
+use crate::{AdminError, ClientArgs, Format};
 
 /// Longest a Fetch waits on the broker for new data.
 pub const FETCH_WAIT_MS: i32 = 500;

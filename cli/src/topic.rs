@@ -16,9 +16,9 @@ use kafka_protocol::messages::{
 };
 use serde::Serialize;
 
-use super::client::{check_topic, sb, versions, Session, EARLIEST, LATEST};
-use super::output::{emit, join, Table};
-use super::{parse_key_value, AdminError, ClientArgs};
+use crate::client::{check_topic, sb, versions, Session, EARLIEST, LATEST};
+use crate::output::{emit, join, Table};
+use crate::{parse_key_value, AdminError, ClientArgs};
 
 const RESOURCE_TOPIC: i8 = 2;
 const TOPIC_ALREADY_EXISTS: i16 = 36;

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use serde::Serialize;
 
-use super::{AdminError, Format};
+use crate::{AdminError, Format};
 
 /// A plain-text table: upper-case headers, columns padded to their widest cell.
 #[derive(Debug, Default)]

@@ -5,9 +5,9 @@ use clap::{Args, Subcommand};
 use kafka_protocol::messages::{ApiKey, DescribeClusterRequest, DescribeClusterResponse};
 use serde::Serialize;
 
-use super::client::versions;
-use super::output::{emit, Table};
-use super::{AdminError, ClientArgs};
+use crate::client::versions;
+use crate::output::{emit, Table};
+use crate::{AdminError, ClientArgs};
 
 #[derive(Debug, Args)]
 pub struct ClusterCmd {

@@ -16,9 +16,9 @@ use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicNam
 use serde::Serialize;
 use sluice_net::records::BatchBuilder;
 
-use super::client::{sb, versions, Session};
-use super::output::{emit, Table};
-use super::{parse_key_value, AdminError, ClientArgs};
+use crate::client::{sb, versions, Session};
+use crate::output::{emit, Table};
+use crate::{parse_key_value, AdminError, ClientArgs};
 
 /// Records per produce request; bounds memory when reading a long stdin.
 const BATCH_RECORDS_MAX: usize = 1000;
