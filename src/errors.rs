@@ -22,6 +22,3 @@ pub fn storage_error(e: &StorageError) -> ResponseError {
         _ => ResponseError::KafkaStorageError,
     }
 }
-
-/// Kafka's "no error".
-pub const NONE: i16 = 0;

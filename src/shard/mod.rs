@@ -11,32 +11,26 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use futures_util::future::LocalBoxFuture;
 use futures_util::StreamExt;
 use sluice_storage::Log;
 use tracing::{error, info, warn};
 
 pub mod controller;
 pub mod groups;
+pub mod mesh;
+pub mod router;
 pub mod stats;
+
+pub use mesh::{build_mesh, run_mesh_receiver, Mesh, MeshError, MeshTask};
+pub use router::{owner, partition_dir};
 
 use crate::cluster::image::{MetadataImage, TopicMeta};
 use crate::cluster::topic_config;
 use crate::config::Config;
-use crate::limits::MESH_QUEUE_DEPTH;
 use crate::partition::{Partition, PartitionKey};
-
-/// Work sent to another shard: runs there, in order, and may leave a future to spawn.
-pub type MeshTask = Box<dyn FnOnce(&Rc<Shard>) -> LocalBoxFuture<'static, ()> + Send>;
-
-/// The peer shard is gone (shutting down).
-#[derive(Debug, thiserror::Error)]
-#[error("shard {0} is not reachable")]
-pub struct MeshError(pub usize);
 
 /// Per-shard state. Lives on its thread only (`Rc`).
 pub struct Shard {
@@ -62,19 +56,6 @@ pub struct Shard {
     /// Group coordinator state for the `__consumer_offsets` partitions this shard owns
     /// (consumer groups; see `crate::coordinator::group`).
     pub groups: groups::GroupDriver,
-}
-
-/// Which shard owns a partition. Stable for a given shard count; directories are not
-/// shard-specific, so a restart with another core count simply re-maps.
-pub fn owner(topic_id: &[u8; 16], partition: i32, shards: usize) -> usize {
-    let mut key = [0u8; 20];
-    key[..16].copy_from_slice(topic_id);
-    key[16..].copy_from_slice(&partition.to_be_bytes());
-    (crc32c::crc32c(&key) as usize) % shards.max(1)
-}
-
-pub fn partition_dir(config: &Config, topic: &str, partition: i32) -> PathBuf {
-    config.args.data_dir.join(format!("{topic}-{partition}"))
 }
 
 /// Partition logs a shard opens concurrently (start-up, topic creation).
@@ -143,58 +124,6 @@ impl Shard {
 
     pub fn owner_of(&self, topic: &TopicMeta, partition: i32) -> usize {
         owner(&topic.id, partition, self.shards)
-    }
-
-    /// Sends `task` to shard `target` (runs inline when `target` is this shard).
-    pub async fn send(self: &Rc<Self>, target: usize, task: MeshTask) -> Result<(), MeshError> {
-        if target == self.id {
-            let fut = task(self);
-            crate::runtime::spawn(fut).detach();
-            return Ok(());
-        }
-        let tx = self.peers.get(target).ok_or(MeshError(target))?;
-        crate::metrics::ShardMetrics::add(&self.metrics.mesh_sent, 1);
-        tx.send_async(task).await.map_err(|_| MeshError(target))
-    }
-
-    /// Messages waiting in this shard's outgoing mesh queues.
-    pub fn mesh_queue_depth(&self) -> usize {
-        self.peers.iter().map(flume::Sender::len).sum()
-    }
-
-    /// Runs `f` on shard `target` and returns its result. `f`'s synchronous part runs in
-    /// mesh-queue order on the target; the future it returns completes there.
-    pub async fn call<R, F, Fut>(self: &Rc<Self>, target: usize, f: F) -> Result<R, MeshError>
-    where
-        R: Send + 'static,
-        F: FnOnce(&Rc<Shard>) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = R> + 'static,
-    {
-        let rx = self.start_call(target, f).await?;
-        rx.recv_async().await.map_err(|_| MeshError(target))
-    }
-
-    /// Like [`Shard::call`] but returns once the task is enqueued (so callers can keep their
-    /// order), with a receiver for the result.
-    pub async fn start_call<R, F, Fut>(
-        self: &Rc<Self>,
-        target: usize,
-        f: F,
-    ) -> Result<flume::Receiver<R>, MeshError>
-    where
-        R: Send + 'static,
-        F: FnOnce(&Rc<Shard>) -> Fut + Send + 'static,
-        Fut: std::future::Future<Output = R> + 'static,
-    {
-        let (tx, rx) = flume::bounded(1);
-        let task: MeshTask = Box::new(move |shard: &Rc<Shard>| {
-            let fut = f(shard);
-            Box::pin(async move {
-                let _ = tx.send_async(fut.await).await;
-            })
-        });
-        self.send(target, task).await?;
-        Ok(rx)
     }
 
     /// Queues a new metadata image for this shard; resolves once applied (logs opened/closed)
@@ -360,34 +289,5 @@ impl Shard {
                 warn!(topic = %p.topic, partition = p.index, error = %e, "closing log failed");
             }
         }
-    }
-}
-
-/// `senders[from][to]` and `receivers[to][from]` of the mesh.
-pub type Mesh = (
-    Vec<Vec<flume::Sender<MeshTask>>>,
-    Vec<Vec<flume::Receiver<MeshTask>>>,
-);
-
-/// Builds the mesh: one bounded queue per ordered pair of shards.
-pub fn build_mesh(shards: usize) -> Mesh {
-    let mut senders: Vec<Vec<flume::Sender<MeshTask>>> = (0..shards).map(|_| Vec::new()).collect();
-    let mut receivers: Vec<Vec<flume::Receiver<MeshTask>>> =
-        (0..shards).map(|_| Vec::new()).collect();
-    for from in senders.iter_mut() {
-        for to in receivers.iter_mut() {
-            let (tx, rx) = flume::bounded(MESH_QUEUE_DEPTH);
-            from.push(tx);
-            to.push(rx);
-        }
-    }
-    (senders, receivers)
-}
-
-/// Runs tasks arriving from one peer, in order.
-pub async fn run_mesh_receiver(shard: Rc<Shard>, rx: flume::Receiver<MeshTask>) {
-    while let Ok(task) = rx.recv_async().await {
-        let fut = task(&shard);
-        crate::runtime::spawn(fut).detach();
     }
 }

@@ -3,7 +3,7 @@
 //! Owns everything under a partition directory: segment files (`<base>.log` holding wire
 //! RecordBatch v2 bytes unchanged), sparse indexes, checkpoints. It does not know about the
 //! network, Kafka requests or other partitions; the broker maps [`StorageError`] to Kafka error
-//! codes. See `/work/shared/DESIGN.md` §3 and the module docs for on-disk layouts:
+//! codes. See `docs/architecture.md` (storage on disk) and the module docs for on-disk layouts:
 //! [`batch`] (RecordBatch header), [`scan`] (recovery scanner), `index`, `checkpoint`, `log`.
 //! [`Reader`] is the one bounds-checked big-endian reader for bytes from outside.
 

@@ -54,12 +54,17 @@ pub async fn handle(shard: Rc<Shard>, req: DescribeLogDirsRequest, _ctx: Ctx) ->
         })
         .collect();
     let dir = shard.config.args.data_dir.clone();
-    let (total, usable) = disk_space(&dir);
+    // statvfs and realpath are blocking calls: off the reactor.
+    let fallback = dir.display().to_string();
+    let (total, usable, path) = crate::runtime::spawn_blocking(move || {
+        let (total, usable) = disk_space(&dir);
+        let path = std::fs::canonicalize(&dir).unwrap_or(dir);
+        (total, usable, path.display().to_string())
+    })
+    .await
+    .unwrap_or((-1, -1, fallback));
     let result = DescribeLogDirsResult::default()
-        .with_log_dir(sb(std::fs::canonicalize(&dir)
-            .unwrap_or(dir)
-            .display()
-            .to_string()))
+        .with_log_dir(sb(path))
         .with_topics(topics)
         .with_total_bytes(total)
         .with_usable_bytes(usable);

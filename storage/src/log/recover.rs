@@ -80,7 +80,7 @@ pub(super) struct Recovered {
     pub(super) files: Vec<(&'static str, Vec<u8>)>,
 }
 
-/// Opens and repairs the segments of `dir`. See DESIGN.md §3 "Recovery".
+/// Opens and repairs the segments of `dir` (recovery: see this module's documentation).
 pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, StorageError> {
     let mut bases = Vec::new();
     for entry in std::fs::read_dir(dir)? {
