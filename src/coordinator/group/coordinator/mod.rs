@@ -1,0 +1,483 @@
+//! The group coordinator of one shard: a pure state machine for Kafka's classic rebalance
+//! protocol and committed offsets. No I/O, no runtime, no clock: the driver feeds it events with
+//! the current time (`on_event(now_ms, event)`) and carries out the [`Action`]s it returns
+//! (replies to waiting requests, records to append to `__consumer_offsets`).
+//!
+//! It owns the groups whose `__consumer_offsets` partition is owned by this shard. A partition's
+//! groups are served only once it is loaded (`LoadStarted` → `Replay`… → `LoadCompleted`);
+//! before that, requests get COORDINATOR_LOAD_IN_PROGRESS.
+//!
+//! Group states, as in Kafka:
+//! ```text
+//! Empty ──join──▶ PreparingRebalance ──all joined / rebalance timeout──▶ CompletingRebalance
+//!   ▲                   ▲                                                      │ leader SyncGroup
+//!   └── last member ────┴──── join of a new member / leave / session expiry ◀── Stable
+//! ```
+//! The broker never interprets assignments: the leader member computes them (any assignor) and
+//! the coordinator relays them. It picks the protocol every member supports, by member vote.
+//!
+//! Invariants: a request gets exactly one reply; offsets become visible (OffsetFetch) only after
+//! their records are durable (`Persisted`); a member id appears in at most one group.
+//!
+//! Files (each adds its own `impl Coordinator` block, split along the protocol's seams):
+//! - `mod.rs`: the public types (config, [`GroupState`], requests, [`Event`], replies,
+//!   [`Action`]), the [`Coordinator`] struct, `new`, the `on_event` dispatch, summaries and the
+//!   small helpers the other files share;
+//! - `state.rs`: the internal state: `Group`, `Member`, partition load state, pending writes;
+//! - `join.rs`: JoinGroup and the rebalance it drives (PreparingRebalance → CompletingRebalance),
+//!   static members, member ids;
+//! - `membership.rs`: SyncGroup, Heartbeat, LeaveGroup and session expiry (`Tick`);
+//! - `offsets.rs`: OffsetCommit, OffsetFetch, OffsetDelete, deleted topics, and the
+//!   `Persisted` completions of writes with a token;
+//! - `admin.rs`: DescribeGroups, ListGroups, DeleteGroups;
+//! - `load.rs`: loading a `__consumer_offsets` partition (replay) and compacting its log
+//!   (snapshots of the live keys);
+//! - `tests.rs`: deterministic tests with a simulated clock.
+
+mod admin;
+mod join;
+mod load;
+mod membership;
+mod offsets;
+mod state;
+
+use std::collections::HashMap;
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+
+use super::records::StoredRecord;
+use state::{Group, Load, Member, PendingWrite};
+
+pub use offsets::subscribed_topics;
+
+/// Identifies a waiting request (allocated by the driver).
+pub type ReqId = u64;
+
+const NONE: i16 = 0;
+
+fn code(e: ResponseError) -> i16 {
+    e.code()
+}
+
+/// Tunables (Kafka's broker config names in comments).
+#[derive(Debug, Clone)]
+pub struct CoordinatorConfig {
+    /// group.min.session.timeout.ms
+    pub session_timeout_ms_min: i32,
+    /// group.max.session.timeout.ms
+    pub session_timeout_ms_max: i32,
+    /// group.initial.rebalance.delay.ms: how long a new group waits for more members.
+    pub initial_rebalance_delay_ms: i64,
+    /// offset.metadata.max.bytes
+    pub offset_metadata_bytes_max: usize,
+    /// group.max.size
+    pub group_members_max: usize,
+}
+
+impl Default for CoordinatorConfig {
+    fn default() -> Self {
+        CoordinatorConfig {
+            session_timeout_ms_min: 1_000,
+            session_timeout_ms_max: 1_800_000,
+            initial_rebalance_delay_ms: 0,
+            offset_metadata_bytes_max: 4096,
+            group_members_max: 1_000,
+        }
+    }
+}
+
+/// Classic group states.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupState {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+    Dead,
+}
+
+impl GroupState {
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Stable => "Stable",
+            GroupState::Dead => "Dead",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Events and actions
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+pub struct JoinRequest {
+    pub group_id: String,
+    pub partition: i32,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocol_type: String,
+    pub protocols: Vec<(String, Bytes)>,
+    /// JoinGroup v4+: a dynamic member without id first gets MEMBER_ID_REQUIRED.
+    pub require_known_member_id: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct SyncRequest {
+    pub group_id: String,
+    pub partition: i32,
+    pub generation: i32,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignments: Vec<(String, Bytes)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HeartbeatRequest {
+    pub group_id: String,
+    pub partition: i32,
+    pub generation: i32,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct LeaveRequest {
+    pub group_id: String,
+    pub partition: i32,
+    /// (member_id, group_instance_id); member_id may be empty when the instance id names it.
+    pub members: Vec<(String, Option<String>)>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CommitPartition {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CommitRequest {
+    pub group_id: String,
+    pub partition: i32,
+    pub generation: i32,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub offsets: Vec<CommitPartition>,
+}
+
+#[derive(Debug, Clone)]
+pub struct FetchRequest {
+    pub group_id: String,
+    pub partition: i32,
+    /// `None`: every committed offset of the group.
+    pub topics: Option<Vec<(String, Vec<i32>)>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct OffsetDeleteRequest {
+    pub group_id: String,
+    pub partition: i32,
+    pub topics: Vec<(String, Vec<i32>)>,
+}
+
+/// Inputs of the state machine.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Time passed: expire sessions, end rebalances whose timeout passed.
+    Tick,
+    Join(ReqId, JoinRequest),
+    Sync(ReqId, SyncRequest),
+    Heartbeat(ReqId, HeartbeatRequest),
+    Leave(ReqId, LeaveRequest),
+    Commit(ReqId, CommitRequest),
+    Fetch(ReqId, FetchRequest),
+    Describe(ReqId, String, i32),
+    List(ReqId),
+    Delete(ReqId, String, i32),
+    OffsetDelete(ReqId, OffsetDeleteRequest),
+    /// Records of a `Persist` with this token are durable (`error` 0) or failed.
+    Persisted {
+        token: u64,
+        error: i16,
+    },
+    /// These topics were deleted: their committed offsets go too, as in Kafka (a re-created
+    /// topic of the same name must not resume at the old offsets).
+    TopicsDeleted(Vec<String>),
+    /// The driver starts loading an offsets partition this shard owns.
+    LoadStarted(i32),
+    /// One record read from the partition, in log order.
+    Replay(i32, StoredRecord),
+    /// Done loading; `records_read` lets the coordinator decide to compact.
+    LoadCompleted {
+        partition: i32,
+        records_read: usize,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinedMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub metadata: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct JoinResult {
+    pub error: i16,
+    pub generation: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    pub members: Vec<JoinedMember>,
+}
+
+impl JoinResult {
+    fn error(error: ResponseError, member_id: &str) -> JoinResult {
+        JoinResult {
+            error: code(error),
+            generation: -1,
+            protocol_type: None,
+            protocol_name: None,
+            leader: String::new(),
+            member_id: member_id.to_owned(),
+            members: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyncResult {
+    pub error: i16,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignment: Bytes,
+}
+
+impl SyncResult {
+    fn error(error: ResponseError) -> SyncResult {
+        SyncResult {
+            error: code(error),
+            protocol_type: None,
+            protocol_name: None,
+            assignment: Bytes::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FetchedOffset {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+    pub error: i16,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DescribedMember {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupDescription {
+    pub error: i16,
+    pub group_id: String,
+    pub state: String,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<DescribedMember>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedGroup {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub state: String,
+}
+
+/// Answers to requests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Join(JoinResult),
+    Sync(SyncResult),
+    Heartbeat(i16),
+    /// Top-level error, then per member (member_id, instance_id, error).
+    Leave(i16, Vec<(String, Option<String>, i16)>),
+    /// Per partition (topic, partition, error).
+    Commit(Vec<(String, i32, i16)>),
+    /// Group-level error, then offsets.
+    Fetch(i16, Vec<FetchedOffset>),
+    Describe(GroupDescription),
+    List(Vec<ListedGroup>),
+    Delete(i16),
+    /// Group-level error, then per partition (topic, partition, error).
+    OffsetDelete(i16, Vec<(String, i32, i16)>),
+}
+
+/// Outputs of the state machine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Reply(ReqId, Reply),
+    /// Append these records to offsets partition `partition`; with a token, report
+    /// `Event::Persisted` once durable (or failed).
+    Persist {
+        partition: i32,
+        records: Vec<StoredRecord>,
+        token: Option<u64>,
+    },
+    /// Append this snapshot of every live key of `partition`, then, once durable, move the log
+    /// start offset to the snapshot's first offset (everything before it is superseded).
+    Snapshot {
+        partition: i32,
+        records: Vec<StoredRecord>,
+    },
+}
+
+/// A group as metrics see it.
+#[derive(Debug, Clone)]
+pub struct GroupSummary {
+    pub group: String,
+    pub state: &'static str,
+    pub members: usize,
+    /// (topic, partition, committed offset)
+    pub offsets: Vec<(String, i32, i64)>,
+}
+
+/// The coordinator of one shard. See the module documentation.
+pub struct Coordinator {
+    config: CoordinatorConfig,
+    groups: HashMap<String, Group>,
+    partitions: HashMap<i32, Load>,
+    pending: HashMap<u64, PendingWrite>,
+    next_token: u64,
+    rng: u64,
+    out: Vec<Action>,
+    /// Per offsets partition: records in the log since its start, and that count when live
+    /// keys were last compared with it (compaction check).
+    log_records: HashMap<i32, (usize, usize)>,
+}
+
+impl Coordinator {
+    /// `seed` makes generated member ids reproducible in tests.
+    pub fn new(config: CoordinatorConfig, seed: u64) -> Coordinator {
+        Coordinator {
+            config,
+            groups: HashMap::new(),
+            partitions: HashMap::new(),
+            pending: HashMap::new(),
+            next_token: 1,
+            rng: seed | 1,
+            out: Vec::new(),
+            log_records: HashMap::new(),
+        }
+    }
+
+    /// The single entry point: applies `event` at time `now_ms` and returns what to do.
+    pub fn on_event(&mut self, now_ms: i64, event: Event) -> Vec<Action> {
+        match event {
+            Event::Tick => self.tick(now_ms),
+            Event::Join(req, r) => self.join(now_ms, req, r),
+            Event::Sync(req, r) => self.sync(now_ms, req, r),
+            Event::Heartbeat(req, r) => self.heartbeat(now_ms, req, r),
+            Event::Leave(req, r) => self.leave(now_ms, req, r),
+            Event::Commit(req, r) => self.commit(now_ms, req, r),
+            Event::Fetch(req, r) => self.fetch(req, r),
+            Event::Describe(req, g, p) => self.describe(req, &g, p),
+            Event::List(req) => self.list(req),
+            Event::Delete(req, g, p) => self.delete(now_ms, req, &g, p),
+            Event::OffsetDelete(req, r) => self.offset_delete(req, r),
+            Event::Persisted { token, error } => self.persisted(token, error),
+            Event::TopicsDeleted(topics) => self.topics_deleted(&topics),
+            Event::LoadStarted(p) => {
+                self.partitions.insert(p, Load::Loading);
+                self.groups.retain(|_, g| g.partition != p);
+            }
+            Event::Replay(p, rec) => self.replay(now_ms, p, rec),
+            Event::LoadCompleted {
+                partition,
+                records_read,
+            } => self.load_completed(now_ms, partition, records_read),
+        }
+        self.maybe_compact();
+        std::mem::take(&mut self.out)
+    }
+
+    /// A read-only view of every group, for metrics: (group, state, members, committed offsets).
+    pub fn summaries(&self) -> Vec<GroupSummary> {
+        self.groups
+            .values()
+            .map(|g| GroupSummary {
+                group: g.id.clone(),
+                state: g.state.name(),
+                members: g.members.len(),
+                offsets: g
+                    .offsets
+                    .iter()
+                    .map(|((t, p), v)| (t.clone(), *p, v.offset))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Whether `partition` is loaded (requests for its groups are served).
+    pub fn is_loaded(&self, partition: i32) -> bool {
+        self.partitions.get(&partition) == Some(&Load::Loaded)
+    }
+
+    fn reply(&mut self, req: ReqId, r: Reply) {
+        self.out.push(Action::Reply(req, r));
+    }
+
+    fn next_token(&mut self) -> u64 {
+        let t = self.next_token;
+        self.next_token += 1;
+        t
+    }
+
+    /// The error for a request on `partition` if it cannot be served now.
+    fn partition_error(&self, partition: i32) -> Option<ResponseError> {
+        match self.partitions.get(&partition) {
+            Some(Load::Loaded) => None,
+            // Not started yet: routing says we own it, so the load is about to begin.
+            Some(Load::Loading) | None => Some(ResponseError::CoordinatorLoadInProgress),
+        }
+    }
+
+    fn persist_group(&mut self, group_id: &str) {
+        if let Some(g) = self.groups.get(group_id) {
+            let rec = g.record();
+            let partition = g.partition;
+            self.out.push(Action::Persist {
+                partition,
+                records: vec![rec],
+                token: None,
+            });
+        }
+    }
+
+    fn member_mut(&mut self, group_id: &str, member_id: &str) -> Option<&mut Member> {
+        self.groups.get_mut(group_id)?.members.get_mut(member_id)
+    }
+}
+
+#[cfg(test)]
+mod tests;
