@@ -22,3 +22,4 @@ run net frames_and_requests request
 run net request_by_api request_by_api
 run storage validate_batches validate_batches
 run storage scan_segment scan_segment
+run storage reader reader

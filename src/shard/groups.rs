@@ -205,10 +205,7 @@ fn append(shard: &Rc<Shard>, partition: i32, records: &[StoredRecord]) -> Append
         warn!(error = %e, "encoding __consumer_offsets batch failed");
         ResponseError::UnknownServerError
     })?;
-    let info = part
-        .log
-        .append(batch, part.leader_epoch, now)
-        .map_err(|e| commit_error(&e))?;
+    let info = part.append(batch, now).map_err(|e| commit_error(&e))?;
     Ok((part.log.clone(), info))
 }
 

@@ -53,7 +53,7 @@ pub fn decode(bytes: &[u8]) -> Result<Image, &'static str> {
 }
 
 /// Converts a Sluice ≤ 0.1 `metadata.snapshot` into a snapshot at offset 1 (single node: every
-/// partition on node 0, leader epoch 0). Idempotent: an interrupted migration is redone.
+/// partition on node `node`, leader epoch 0). Idempotent: an interrupted migration is redone.
 pub(super) fn migrate_legacy(dir: &Path, node: i32) -> Result<(), MetadataError> {
     let path = dir.join(LEGACY_FILE);
     let bytes = match fs::read(&path) {
@@ -90,7 +90,7 @@ pub(super) fn migrate_legacy(dir: &Path, node: i32) -> Result<(), MetadataError>
     fs::rename(&path, &done).map_err(io_err(&path))?;
     fsync_dir(dir)?;
     info!(
-        topics = records.len(),
+        records = records.len(),
         "migrated metadata.snapshot to the metadata log"
     );
     Ok(())

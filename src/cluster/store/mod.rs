@@ -12,8 +12,6 @@
 //!
 //! One frame holds the records of one change (offsets `first..first + n`), so a change is
 //! written whole or not at all.
-//! ```text
-//! ```
 //!
 //! Appends are written and fdatasync'ed by one thread of their own ([`MetadataStore`]), so no
 //! reactor blocks on them; the caller awaits the result. After [`SNAPSHOT_EVERY`] records the

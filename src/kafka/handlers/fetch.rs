@@ -64,7 +64,8 @@ async fn read_local(shard: Rc<Shard>, reqs: Vec<ReadReq>, budget: usize) -> Vec<
             continue;
         }
         let high_watermark = p.high_watermark();
-        let read = log.read(r.offset, room.max(1), high_watermark).await;
+        // Bounded by the high watermark, as read synchronously above.
+        let read = p.read(r.offset, room.max(1)).await;
         match read {
             Ok(res) => {
                 used += res.bytes;

@@ -9,6 +9,7 @@
 //!   00000000000000001234.log        active segment (may end with zero padding / torn bytes)
 //!   sluice.checkpoint               recovery point + log start offset (see checkpoint.rs)
 //!   leader-epoch-checkpoint         (epoch, start offset) entries
+//!   producer.snapshot               idempotent producers' last sequences (see producer.rs)
 //! ```
 //!
 //! Offsets: `log_start_offset <= written_offset <= log_end_offset` and `durable_offset <=

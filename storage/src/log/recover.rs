@@ -2,6 +2,7 @@
 //! index files cover, scans the rest, truncates a torn or corrupt tail, rebuilds the leader-epoch
 //! cache from the scanned batches, and replays producer state.
 
+use std::io;
 use std::path::Path;
 
 use super::{remove_segment_files, write_index_pair, Log};
@@ -83,12 +84,20 @@ pub(super) struct Recovered {
 /// Opens and repairs the segments of `dir` (recovery: see this module's documentation).
 pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, StorageError> {
     let mut bases = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else { continue };
+    // Listing a directory has no io_uring operation: on a blocking thread, not the reactor.
+    let listed = dir.to_owned();
+    let names = compio::runtime::spawn_blocking(move || -> io::Result<Vec<String>> {
+        let mut names = Vec::new();
+        for entry in std::fs::read_dir(&listed)? {
+            names.extend(entry?.file_name().to_str().map(str::to_owned));
+        }
+        Ok(names)
+    })
+    .await
+    .map_err(|_| io::Error::other("directory listing task panicked"))??;
+    for name in &names {
         if name.ends_with(".tmp") {
-            let _ = compio::fs::remove_file(entry.path()).await;
+            let _ = compio::fs::remove_file(dir.join(name)).await;
         } else if let Some(base) = parse_log_name(name) {
             bases.push(base);
         }
@@ -122,8 +131,8 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
             drop_rest = true;
             continue;
         }
-        let file_len = std::fs::metadata(&path)?.len();
         let read_file = open_read(&path).await?;
+        let file_len = read_file.metadata().await?.len();
         let mut seg = Segment::new(base, path, read_file);
         let trusted = bases.get(i + 1).is_some_and(|&next| next <= recovery_point);
         let (ip, tp) = seg.index_paths();

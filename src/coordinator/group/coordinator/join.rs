@@ -12,14 +12,9 @@ use super::{
 };
 
 impl Coordinator {
-    /// xorshift64*: member ids need uniqueness, not secrecy.
+    /// Member ids need uniqueness, not secrecy.
     fn random(&mut self) -> u64 {
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.rng.next_u64()
     }
 
     fn new_member_id(&mut self, client_id: &str, instance_id: Option<&str>) -> String {

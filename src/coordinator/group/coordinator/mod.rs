@@ -369,7 +369,7 @@ pub struct Coordinator {
     partitions: HashMap<i32, Load>,
     pending: HashMap<u64, PendingWrite>,
     next_token: u64,
-    rng: u64,
+    rng: sluice_base::Rng,
     out: Vec<Action>,
     /// Per offsets partition: records in the log since its start, and that count when live
     /// keys were last compared with it (compaction check).
@@ -385,7 +385,7 @@ impl Coordinator {
             partitions: HashMap::new(),
             pending: HashMap::new(),
             next_token: 1,
-            rng: seed | 1,
+            rng: sluice_base::Rng::new(seed | 1),
             out: Vec::new(),
             log_records: HashMap::new(),
         }
