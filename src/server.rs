@@ -23,7 +23,7 @@ use crate::kafka::connection;
 use crate::limits::{OPEN_RETRY_MS, SHUTDOWN_GRACE_MS};
 use crate::metrics::{self, ControlRequest, Endpoint, ShardMetrics};
 use crate::shard::controller::ControllerDriver;
-use crate::shard::{build_mesh, run_mesh_receiver, MeshTask, Shard};
+use crate::shard::{build_mesh, run_mesh_receiver, MeshMsg, Shard};
 use crate::util::now_ms;
 
 /// Why the broker could not start.
@@ -279,8 +279,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
 struct ShardStart {
     id: usize,
     config: Arc<Config>,
-    peers: Vec<flume::Sender<MeshTask>>,
-    inbox: Vec<flume::Receiver<MeshTask>>,
+    peers: Vec<flume::Sender<MeshMsg>>,
+    inbox: Vec<flume::Receiver<MeshMsg>>,
     listener: TcpListener,
     image: Arc<MetadataImage>,
     /// The metadata log (shard 0, which runs the controller).

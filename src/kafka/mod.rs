@@ -8,4 +8,3 @@
 pub mod connection;
 pub mod dispatch;
 pub mod handlers;
-pub mod records;

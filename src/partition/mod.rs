@@ -9,6 +9,7 @@
 //! Must not touch: other partitions, the mesh, metadata (a partition is given its registration).
 
 pub mod dir;
+pub mod records;
 
 use std::rc::Rc;
 

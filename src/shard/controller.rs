@@ -15,7 +15,7 @@ use futures_util::lock::Mutex;
 use kafka_protocol::ResponseError;
 use tracing::{error, info};
 
-use super::Shard;
+use super::{MeshMsg, Shard};
 use crate::cluster::image::{new_topic_id, MetadataImage, TopicMeta};
 use crate::cluster::store::MetadataStore;
 use crate::controller::{Command, ConfigOp, Controller, NewTopic, OpError, OpResult};
@@ -99,10 +99,7 @@ async fn commit(
 async fn broadcast(shard: &Rc<Shard>, image: Arc<MetadataImage>) -> BTreeSet<String> {
     let calls = (0..shard.shards).map(|target| {
         let image = image.clone();
-        shard.call(target, move |s: &Rc<Shard>| {
-            let s = s.clone();
-            async move { s.apply_metadata(image).await }
-        })
+        shard.request(target, |reply| MeshMsg::ApplyMetadata { image, reply })
     });
     let mut failed = BTreeSet::new();
     for (target, r) in join_all(calls).await.into_iter().enumerate() {
@@ -258,17 +255,107 @@ pub async fn alter_topic_configs(
     Ok(())
 }
 
-/// Routes a controller operation to shard 0 from any shard.
-pub async fn on_controller<R, F, Fut>(shard: &Rc<Shard>, f: F) -> OpResult<R>
-where
-    R: Send + 'static,
-    F: FnOnce(Rc<Shard>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = OpResult<R>> + 'static,
-{
-    match shard.call(0, move |s: &Rc<Shard>| f(s.clone())).await {
-        Ok(r) => r,
-        Err(e) => Err(OpError::new(ResponseError::NotController, e.to_string())),
+/// An admin command for the controller, sent to shard 0 through the mesh.
+#[derive(Debug, Clone)]
+pub enum ControllerOp {
+    CreateTopics {
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    },
+    DeleteTopic(String),
+    CreatePartitions {
+        name: String,
+        count: i32,
+        validate_only: bool,
+    },
+    AlterConfigs {
+        name: String,
+        ops: Vec<ConfigOp>,
+        replace: bool,
+        validate_only: bool,
+    },
+    AllocateProducerId,
+}
+
+/// The controller's answer to a [`ControllerOp`].
+#[derive(Debug, Clone)]
+pub enum ControllerReply {
+    Topics(Vec<OpResult<Arc<TopicMeta>>>),
+    Topic(OpResult<Arc<TopicMeta>>),
+    Done(OpResult<()>),
+    ProducerId(OpResult<i64>),
+}
+
+fn mismatch() -> OpError {
+    OpError::new(
+        ResponseError::UnknownServerError,
+        "unexpected controller reply",
+    )
+}
+
+impl ControllerReply {
+    pub fn topics(self) -> OpResult<Vec<OpResult<Arc<TopicMeta>>>> {
+        match self {
+            ControllerReply::Topics(t) => Ok(t),
+            _ => Err(mismatch()),
+        }
     }
+
+    pub fn topic(self) -> OpResult<Arc<TopicMeta>> {
+        match self {
+            ControllerReply::Topic(t) => t,
+            _ => Err(mismatch()),
+        }
+    }
+
+    pub fn done(self) -> OpResult<()> {
+        match self {
+            ControllerReply::Done(r) => r,
+            _ => Err(mismatch()),
+        }
+    }
+
+    pub fn producer_id(self) -> OpResult<i64> {
+        match self {
+            ControllerReply::ProducerId(r) => r,
+            _ => Err(mismatch()),
+        }
+    }
+}
+
+/// Runs `op` here (shard 0).
+pub async fn run(shard: &Rc<Shard>, op: ControllerOp) -> ControllerReply {
+    match op {
+        ControllerOp::CreateTopics {
+            topics,
+            validate_only,
+        } => ControllerReply::Topics(create_topics(shard, topics, validate_only).await),
+        ControllerOp::DeleteTopic(name) => ControllerReply::Topic(delete_topic(shard, name).await),
+        ControllerOp::CreatePartitions {
+            name,
+            count,
+            validate_only,
+        } => ControllerReply::Done(create_partitions(shard, name, count, validate_only).await),
+        ControllerOp::AlterConfigs {
+            name,
+            ops,
+            replace,
+            validate_only,
+        } => ControllerReply::Done(
+            alter_topic_configs(shard, name, ops, replace, validate_only).await,
+        ),
+        ControllerOp::AllocateProducerId => {
+            ControllerReply::ProducerId(allocate_producer_id(shard).await)
+        }
+    }
+}
+
+/// Sends `op` to the controller (shard 0) from any shard and waits for its reply.
+pub async fn on_controller(shard: &Rc<Shard>, op: ControllerOp) -> OpResult<ControllerReply> {
+    shard
+        .request(0, |reply| MeshMsg::Controller { op, reply })
+        .await
+        .map_err(|e| OpError::new(ResponseError::NotController, e.to_string()))
 }
 
 /// Creates topics with broker defaults (auto-creation on Metadata/Produce).
@@ -283,8 +370,14 @@ pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) {
             configs: BTreeMap::new(),
         })
         .collect();
-    let _ = on_controller(shard, move |s| async move {
-        let results = create_topics(&s, topics, false).await;
+    let op = ControllerOp::CreateTopics {
+        topics,
+        validate_only: false,
+    };
+    if let Ok(results) = on_controller(shard, op)
+        .await
+        .and_then(ControllerReply::topics)
+    {
         for r in results {
             if let Err(e) = r {
                 if !matches!(e.error, ResponseError::TopicAlreadyExists) {
@@ -292,9 +385,7 @@ pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) {
                 }
             }
         }
-        Ok(())
-    })
-    .await;
+    }
 }
 
 /// Hands out a producer id that was never handed out before, even across restarts: ids come

@@ -30,7 +30,7 @@ use crate::coordinator::group::records::{decode_batches, encode_batch, StoredRec
 use crate::coordinator::group::{offsets_topic_configs, partition_for, OFFSETS_TOPIC, TICK_MS};
 use crate::errors::storage_error;
 use crate::shard::controller::{self};
-use crate::shard::Shard;
+use crate::shard::{MeshMsg, Shard};
 use crate::util::now_ms;
 
 /// Bytes read per step while loading a partition.
@@ -337,18 +337,17 @@ pub fn route(shard: &Shard, group: &str) -> Result<(i32, usize), ResponseError> 
 }
 
 /// Runs a coordinator request for `group` on its coordinator shard and returns the reply;
-/// `Err` is the Kafka error when it cannot be reached.
+/// `make` builds the request for the group's offsets partition. `Err` is the Kafka error when
+/// the coordinator cannot be reached.
 pub async fn call(
     shard: &Rc<Shard>,
     group: &str,
-    make: impl FnOnce(i32, coordinator::ReqId) -> coordinator::Event + Send + 'static,
+    make: impl FnOnce(i32) -> coordinator::Request,
 ) -> Result<coordinator::Reply, ResponseError> {
     let (partition, owner) = route(shard, group)?;
+    let request = make(partition);
     shard
-        .call(owner, move |s: &Rc<Shard>| {
-            let s = s.clone();
-            async move { GroupDriver::request(&s, move |req| make(partition, req)).await }
-        })
+        .request(owner, |reply| MeshMsg::Group { request, reply })
         .await
         .map_err(|_| ResponseError::CoordinatorNotAvailable)?
 }

@@ -2,9 +2,9 @@
 //!
 //! A shard owns the partitions that hash to it (`owner`), serves the connections its
 //! SO_REUSEPORT listener accepts, and talks to other shards only through the mesh: one bounded
-//! queue per ordered pair of shards carrying `MeshTask`s. A task's closure runs on the target
-//! shard *in queue order* (that is where a forwarded produce appends, so one connection's
-//! order is kept) and the future it returns is spawned there.
+//! queue per ordered pair of shards carrying typed `MeshMsg`s (`mesh.rs`), delivered on the
+//! target shard *in queue order* (that is where a forwarded produce appends, so one
+//! connection's order is kept). `ops.rs` holds the partition work those messages carry.
 //!
 //! Invariants: only the owner shard touches a partition's log; no `RefCell` borrow is held
 //! across an `.await`; shard 0 is the controller (single writer of cluster metadata).
@@ -21,10 +21,11 @@ use tracing::{error, info, warn};
 pub mod controller;
 pub mod groups;
 pub mod mesh;
+pub mod ops;
 pub mod router;
 pub mod stats;
 
-pub use mesh::{build_mesh, run_mesh_receiver, Mesh, MeshError, MeshTask};
+pub use mesh::{build_mesh, run_mesh_receiver, Mesh, MeshError, MeshMsg};
 pub use router::{owner, partition_dir};
 
 use crate::cluster::image::{MetadataImage, TopicMeta};
@@ -37,7 +38,7 @@ pub struct Shard {
     pub id: usize,
     pub shards: usize,
     pub config: Arc<Config>,
-    peers: Vec<flume::Sender<MeshTask>>,
+    peers: Vec<flume::Sender<MeshMsg>>,
     metadata: RefCell<Arc<MetadataImage>>,
     partitions: RefCell<HashMap<PartitionKey, Rc<Partition>>>,
     apply_tx: flume::Sender<(Arc<MetadataImage>, flume::Sender<Vec<String>>)>,
@@ -82,7 +83,7 @@ impl Shard {
     pub fn new(
         id: usize,
         config: Arc<Config>,
-        peers: Vec<flume::Sender<MeshTask>>,
+        peers: Vec<flume::Sender<MeshMsg>>,
         image: Arc<MetadataImage>,
         apply_tx: flume::Sender<(Arc<MetadataImage>, flume::Sender<Vec<String>>)>,
         controller: Option<controller::ControllerDriver>,

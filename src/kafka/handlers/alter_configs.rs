@@ -14,7 +14,7 @@ use crate::cluster::topic_config;
 use crate::controller::{ConfigOp, OpError, OpResult};
 use crate::kafka::dispatch::Ctx;
 use crate::kafka::handlers::describe_configs::RESOURCE_TOPIC;
-use crate::shard::controller::{self, on_controller};
+use crate::shard::controller::{on_controller, ControllerOp, ControllerReply};
 use crate::shard::Shard;
 use crate::util::sb;
 
@@ -41,10 +41,15 @@ async fn alter(
         Ok(ops) => ops,
         Err(e) => return (e.error.code(), Some(e.message)),
     };
-    let r = on_controller(shard, move |s| async move {
-        controller::alter_topic_configs(&s, name, ops, replace, validate_only).await
-    })
-    .await;
+    let op = ControllerOp::AlterConfigs {
+        name,
+        ops,
+        replace,
+        validate_only,
+    };
+    let r = on_controller(shard, op)
+        .await
+        .and_then(ControllerReply::done);
     match r {
         Ok(()) => (0, None),
         Err(e) => (e.error.code(), Some(e.message)),

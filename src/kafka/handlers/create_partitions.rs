@@ -8,7 +8,7 @@ use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
 use crate::kafka::dispatch::Ctx;
-use crate::shard::controller::{self, on_controller};
+use crate::shard::controller::{on_controller, ControllerOp, ControllerReply};
 use crate::shard::Shard;
 use crate::util::sb;
 
@@ -25,10 +25,14 @@ pub async fn handle(shard: Rc<Shard>, req: CreatePartitionsRequest, _ctx: Ctx) -
         }
         let name = t.name.0.as_str().to_owned();
         let (count, validate_only) = (t.count, req.validate_only);
-        let r = on_controller(&shard, move |s| async move {
-            controller::create_partitions(&s, name, count, validate_only).await
-        })
-        .await;
+        let op = ControllerOp::CreatePartitions {
+            name,
+            count,
+            validate_only,
+        };
+        let r = on_controller(&shard, op)
+            .await
+            .and_then(ControllerReply::done);
         results.push(match r {
             Ok(()) => base,
             Err(e) => base

@@ -15,7 +15,7 @@ use crate::controller::NewTopic;
 use crate::kafka::dispatch::Ctx;
 use crate::kafka::handlers::describe_configs::SOURCE_DEFAULT;
 use crate::kafka::handlers::describe_configs::SOURCE_DYNAMIC_TOPIC;
-use crate::shard::controller::{self, on_controller};
+use crate::shard::controller::{on_controller, ControllerOp, ControllerReply};
 use crate::shard::Shard;
 use crate::util::{sb, uuid};
 
@@ -77,10 +77,13 @@ pub async fn handle(shard: Rc<Shard>, req: CreateTopicsRequest, ctx: Ctx) -> Res
     }
     let (slots, topics): (Vec<usize>, Vec<NewTopic>) = todo.into_iter().unzip();
     let validate_only = req.validate_only;
-    let outcome = on_controller(&shard, move |s| async move {
-        Ok(controller::create_topics(&s, topics, validate_only).await)
-    })
-    .await;
+    let op = ControllerOp::CreateTopics {
+        topics,
+        validate_only,
+    };
+    let outcome = on_controller(&shard, op)
+        .await
+        .and_then(ControllerReply::topics);
     match outcome {
         Ok(outs) => {
             for (slot, out) in slots.into_iter().zip(outs) {

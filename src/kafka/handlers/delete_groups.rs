@@ -9,7 +9,7 @@ use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse, GroupI
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
-use crate::coordinator::group::coordinator::{Event, Reply};
+use crate::coordinator::group::coordinator::{Reply, Request};
 use crate::kafka::dispatch::Ctx;
 use crate::shard::groups;
 use crate::shard::Shard;
@@ -20,8 +20,8 @@ pub async fn handle(shard: Rc<Shard>, req: DeleteGroupsRequest, _ctx: Ctx) -> Re
         let id = g.0.as_str().to_owned();
         async move {
             let gid = id.clone();
-            match groups::call(&shard, &id, move |partition, req| {
-                Event::Delete(req, gid, partition)
+            match groups::call(&shard, &id, move |partition| {
+                Request::Delete(gid, partition)
             })
             .await
             {

@@ -10,10 +10,9 @@ use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
-use crate::errors::storage_error;
 use crate::kafka::dispatch::Ctx;
 use crate::kafka::handlers::on_partitions;
-use crate::partition::Partition;
+use crate::shard::ops::{PartitionOp, PartitionOpOutcome};
 use crate::shard::Shard;
 
 pub async fn handle(shard: Rc<Shard>, req: DeleteRecordsRequest, _ctx: Ctx) -> ResponseKind {
@@ -32,23 +31,8 @@ pub async fn handle(shard: Rc<Shard>, req: DeleteRecordsRequest, _ctx: Ctx) -> R
                 // As Kafka: "Cannot delete records of internal topic".
                 Some(m) if m.internal => Some(ResponseError::InvalidTopicException),
                 Some(m) => {
-                    let offset = p.offset;
-                    work.push((
-                        m,
-                        p.partition_index,
-                        move |part: Option<Rc<Partition>>| async move {
-                            let part = part.ok_or(ResponseError::NotLeaderOrFollower)?;
-                            let hw = part.high_watermark();
-                            let target = if offset == -1 { hw } else { offset };
-                            if target < 0 || target > hw {
-                                return Err(ResponseError::OffsetOutOfRange);
-                            }
-                            part.log
-                                .delete_records_before(target)
-                                .await
-                                .map_err(|e| storage_error(&e))
-                        },
-                    ));
+                    let op = PartitionOp::DeleteRecords { offset: p.offset };
+                    work.push((m, p.partition_index, op));
                     slots.push((ti, pi));
                     None
                 }
@@ -67,7 +51,8 @@ pub async fn handle(shard: Rc<Shard>, req: DeleteRecordsRequest, _ctx: Ctx) -> R
     for ((ti, pi), r) in slots.into_iter().zip(on_partitions(&shard, work).await) {
         let out = &mut topics[ti].partitions[pi];
         match r {
-            Some(Ok(low)) => out.low_watermark = low,
+            Some(Ok(PartitionOpOutcome::LowWatermark(low))) => out.low_watermark = low,
+            Some(Ok(_)) => out.error_code = ResponseError::UnknownServerError.code(),
             Some(Err(e)) => out.error_code = e.code(),
             None => out.error_code = ResponseError::NotLeaderOrFollower.code(),
         }

@@ -8,7 +8,7 @@ use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
 use crate::kafka::dispatch::Ctx;
-use crate::shard::controller::{self, on_controller};
+use crate::shard::controller::{on_controller, ControllerOp, ControllerReply};
 use crate::shard::Shard;
 use crate::util::{sb, topic_name, uuid};
 
@@ -50,10 +50,9 @@ pub async fn handle(shard: Rc<Shard>, req: DeleteTopicsRequest, ctx: Ctx) -> Res
             continue;
         };
         let topic = meta.name.clone();
-        let r = on_controller(&shard, move |s| async move {
-            controller::delete_topic(&s, topic).await
-        })
-        .await;
+        let r = on_controller(&shard, ControllerOp::DeleteTopic(topic))
+            .await
+            .and_then(ControllerReply::topic);
         let base = base
             .with_name(Some(topic_name(&meta.name)))
             .with_topic_id(uuid(&meta.id));

@@ -9,7 +9,7 @@ use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse, Gr
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
-use crate::coordinator::group::coordinator::{Event, Reply};
+use crate::coordinator::group::coordinator::{Reply, Request};
 use crate::kafka::dispatch::Ctx;
 use crate::shard::groups;
 use crate::shard::Shard;
@@ -22,8 +22,8 @@ pub async fn handle(shard: Rc<Shard>, req: DescribeGroupsRequest, ctx: Ctx) -> R
         let id = g.0.as_str().to_owned();
         async move {
             let gid = id.clone();
-            groups::call(&shard, &id, move |partition, req| {
-                Event::Describe(req, gid, partition)
+            groups::call(&shard, &id, move |partition| {
+                Request::Describe(gid, partition)
             })
             .await
         }

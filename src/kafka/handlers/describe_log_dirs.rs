@@ -11,21 +11,12 @@ use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse};
 use sluice_net::ResponseKind;
 
 use crate::kafka::dispatch::Ctx;
-use crate::shard::Shard;
+use crate::shard::{MeshMsg, Shard};
 use crate::util::{sb, topic_name};
-
-/// `(topic, partition, size_bytes)` of every partition owned by `shard`.
-fn local_sizes(shard: &Shard) -> Vec<(String, i32, i64)> {
-    shard
-        .partitions()
-        .iter()
-        .map(|p| (p.topic.clone(), p.index, p.log.size_bytes() as i64))
-        .collect()
-}
 
 pub async fn handle(shard: Rc<Shard>, req: DescribeLogDirsRequest, _ctx: Ctx) -> ResponseKind {
     let calls = (0..shard.shards)
-        .map(|target| shard.call(target, |s: &Rc<Shard>| std::future::ready(local_sizes(s))));
+        .map(|target| shard.request(target, |reply| MeshMsg::LogDirSizes { reply }));
     let wanted: Option<BTreeMap<String, Vec<i32>>> = req.topics.map(|ts| {
         ts.into_iter()
             .map(|t| (t.topic.0.as_str().to_owned(), t.partitions))

@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::future::{join_all, select_all};
 use kafka_protocol::messages::FetchRequest;
 use kafka_protocol::ResponseError;
@@ -15,101 +14,15 @@ use sluice_net::fetch::{
     encode_fetch_response, FetchPartitionOut, FetchResponseOut, FetchTopicOut,
 };
 use sluice_net::ResponseFrame;
-use sluice_storage::StorageError;
 
-use crate::errors::storage_error;
 use crate::kafka::dispatch::{Ctx, Dispatched};
 use crate::limits::{FETCH_MAX_WAIT_MS, PARTITIONS_PER_REQUEST_MAX};
-use crate::shard::Shard;
-
-#[derive(Debug, Clone)]
-struct ReadReq {
-    topic: String,
-    index: i32,
-    offset: i64,
-    max_bytes: usize,
-}
-
-#[derive(Debug, Clone, Default)]
-struct ReadOut {
-    error: i16,
-    high_watermark: i64,
-    log_start_offset: i64,
-    records: Vec<Bytes>,
-    bytes: usize,
-}
-
-/// Reads `reqs` on this (owner) shard within `budget` bytes (at least one batch overall).
-async fn read_local(shard: Rc<Shard>, reqs: Vec<ReadReq>, budget: usize) -> Vec<ReadOut> {
-    let mut out = Vec::with_capacity(reqs.len());
-    let mut used = 0usize;
-    for r in reqs {
-        let Some(p) = shard.partition(&r.topic, r.index) else {
-            out.push(ReadOut {
-                error: ResponseError::NotLeaderOrFollower.code(),
-                high_watermark: -1,
-                log_start_offset: -1,
-                ..Default::default()
-            });
-            continue;
-        };
-        let room = budget.saturating_sub(used).min(r.max_bytes);
-        let log = &p.log;
-        if room == 0 && used > 0 {
-            out.push(ReadOut {
-                high_watermark: p.high_watermark(),
-                log_start_offset: log.log_start_offset(),
-                ..Default::default()
-            });
-            continue;
-        }
-        let high_watermark = p.high_watermark();
-        // Bounded by the high watermark, as read synchronously above.
-        let read = p.read(r.offset, room.max(1)).await;
-        match read {
-            Ok(res) => {
-                used += res.bytes;
-                out.push(ReadOut {
-                    error: 0,
-                    high_watermark,
-                    log_start_offset: res.log_start_offset,
-                    bytes: res.bytes,
-                    records: res.chunks,
-                });
-            }
-            Err(e) => out.push(ReadOut {
-                error: match e {
-                    StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
-                    ref other => storage_error(other).code(),
-                },
-                high_watermark: p.high_watermark(),
-                log_start_offset: log.log_start_offset(),
-                ..Default::default()
-            }),
-        }
-    }
-    out
-}
-
-/// Resolves when any of `reqs` has data past its offset, or at `wait` elapsed.
-async fn wait_local(shard: Rc<Shard>, reqs: Vec<(String, i32, i64)>, wait: Duration) {
-    let waits: Vec<_> = reqs
-        .into_iter()
-        .filter_map(|(topic, index, offset)| {
-            let p = shard.partition(&topic, index)?;
-            Some(Box::pin(async move { p.wait_for_data(offset).await }))
-        })
-        .collect();
-    if waits.is_empty() {
-        crate::runtime::sleep(wait).await;
-        return;
-    }
-    let _ = crate::runtime::timeout(wait, select_all(waits)).await;
-}
+use crate::shard::ops::{ReadOutcome, ReadRequest};
+use crate::shard::{MeshMsg, Shard};
 
 struct Slot {
     ti: usize,
-    req: ReadReq,
+    req: ReadRequest,
 }
 
 pub async fn handle(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Dispatched {
@@ -166,7 +79,7 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
             match known {
                 Some(m) => slots.push(Slot {
                     ti,
-                    req: ReadReq {
+                    req: ReadRequest {
                         topic: m.name.clone(),
                         index: p.partition,
                         offset: p.fetch_offset,
@@ -196,15 +109,17 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
         }
     }
 
-    let mut outs: Vec<ReadOut> = vec![ReadOut::default(); slots.len()];
+    let mut outs: Vec<ReadOutcome> = vec![ReadOutcome::default(); slots.len()];
     loop {
         let rounds = by_shard.iter().map(|(&owner, idxs)| {
-            let reqs: Vec<ReadReq> = idxs.iter().map(|&i| slots[i].req.clone()).collect();
+            let reqs: Vec<ReadRequest> = idxs.iter().map(|&i| slots[i].req.clone()).collect();
             let shard = shard.clone();
             async move {
                 shard
-                    .call(owner, move |s: &Rc<Shard>| {
-                        read_local(s.clone(), reqs, max_bytes)
+                    .request(owner, |reply| MeshMsg::Read {
+                        parts: reqs,
+                        budget: max_bytes,
+                        reply,
                     })
                     .await
                     .ok()
@@ -218,12 +133,7 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
                 let o = r
                     .as_ref()
                     .and_then(|v| v.get(k).cloned())
-                    .unwrap_or(ReadOut {
-                        error: ResponseError::NotLeaderOrFollower.code(),
-                        high_watermark: -1,
-                        log_start_offset: -1,
-                        ..Default::default()
-                    });
+                    .unwrap_or_else(ReadOutcome::not_leader);
                 total += o.bytes;
                 any_error |= o.error != 0;
                 outs[i] = o;
@@ -254,8 +164,10 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
             let shard = shard.clone();
             Box::pin(async move {
                 let _ = shard
-                    .call(owner, move |s: &Rc<Shard>| {
-                        wait_local(s.clone(), reqs, remaining)
+                    .request(owner, |reply| MeshMsg::WaitForData {
+                        parts: reqs,
+                        wait: remaining,
+                        reply,
                     })
                     .await;
             })
@@ -270,7 +182,7 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
 
     // Trim to the response's max_bytes in request order; the first data always goes out whole.
     let mut used = 0usize;
-    let mut slot_outs: Vec<Option<ReadOut>> = outs.into_iter().map(Some).collect();
+    let mut slot_outs: Vec<Option<ReadOutcome>> = outs.into_iter().map(Some).collect();
     for (i, s) in slots.iter().enumerate() {
         let Some(mut o) = slot_outs[i].take() else {
             continue;

@@ -6,7 +6,7 @@ use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
-use crate::coordinator::group::coordinator::{Event, HeartbeatRequest as Hb, Reply};
+use crate::coordinator::group::coordinator::{HeartbeatRequest as Hb, Reply, Request};
 use crate::kafka::dispatch::Ctx;
 use crate::shard::groups;
 use crate::shard::Shard;
@@ -23,8 +23,8 @@ pub async fn handle(shard: Rc<Shard>, req: HeartbeatRequest, _ctx: Ctx) -> Respo
             .as_ref()
             .map(|s| s.as_str().to_owned()),
     };
-    let error = match groups::call(&shard, &group_id, move |partition, id| {
-        Event::Heartbeat(id, Hb { partition, ..hb })
+    let error = match groups::call(&shard, &group_id, move |partition| {
+        Request::Heartbeat(Hb { partition, ..hb })
     })
     .await
     {

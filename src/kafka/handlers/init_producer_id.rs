@@ -9,7 +9,7 @@ use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
 use crate::kafka::dispatch::Ctx;
-use crate::shard::controller::{self, on_controller};
+use crate::shard::controller::{on_controller, ControllerOp, ControllerReply};
 use crate::shard::Shard;
 
 pub async fn handle(shard: Rc<Shard>, req: InitProducerIdRequest, _ctx: Ctx) -> ResponseKind {
@@ -28,10 +28,9 @@ pub async fn handle(shard: Rc<Shard>, req: InitProducerIdRequest, _ctx: Ctx) -> 
                 .with_producer_epoch(epoch + 1),
         );
     }
-    let r = on_controller(&shard, |s| async move {
-        controller::allocate_producer_id(&s).await
-    })
-    .await;
+    let r = on_controller(&shard, ControllerOp::AllocateProducerId)
+        .await
+        .and_then(ControllerReply::producer_id);
     ResponseKind::InitProducerId(match r {
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => resp.with_error_code(e.error.code()),

@@ -8,7 +8,7 @@ use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
-use crate::coordinator::group::coordinator::{Event, JoinRequest, JoinResult, Reply};
+use crate::coordinator::group::coordinator::{JoinRequest, JoinResult, Reply, Request};
 use crate::kafka::dispatch::Ctx;
 use crate::shard::groups;
 use crate::shard::Shard;
@@ -42,8 +42,8 @@ pub async fn handle(shard: Rc<Shard>, req: JoinGroupRequest, ctx: Ctx) -> Respon
             .collect(),
         require_known_member_id: version >= 4,
     };
-    let result = match groups::call(&shard, &group_id, move |partition, id| {
-        Event::Join(id, JoinRequest { partition, ..join })
+    let result = match groups::call(&shard, &group_id, move |partition| {
+        Request::Join(JoinRequest { partition, ..join })
     })
     .await
     {

@@ -7,7 +7,7 @@ use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
-use crate::coordinator::group::coordinator::{Event, LeaveRequest, Reply};
+use crate::coordinator::group::coordinator::{LeaveRequest, Reply, Request};
 use crate::kafka::dispatch::Ctx;
 use crate::shard::groups;
 use crate::shard::Shard;
@@ -35,8 +35,8 @@ pub async fn handle(shard: Rc<Shard>, req: LeaveGroupRequest, ctx: Ctx) -> Respo
         members,
     };
     let mut resp = LeaveGroupResponse::default();
-    match groups::call(&shard, &group_id, move |partition, id| {
-        Event::Leave(id, LeaveRequest { partition, ..leave })
+    match groups::call(&shard, &group_id, move |partition| {
+        Request::Leave(LeaveRequest { partition, ..leave })
     })
     .await
     {

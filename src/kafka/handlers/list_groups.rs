@@ -9,18 +9,17 @@ use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
-use crate::coordinator::group::coordinator::{Event, Reply};
+use crate::coordinator::group::coordinator::{Reply, Request};
 use crate::kafka::dispatch::Ctx;
-use crate::shard::groups::GroupDriver;
-use crate::shard::Shard;
+use crate::shard::{MeshMsg, Shard};
 use crate::util::sb;
 
 pub async fn handle(shard: Rc<Shard>, req: ListGroupsRequest, ctx: Ctx) -> ResponseKind {
     let version = ctx.version;
     let calls = (0..shard.shards).map(|target| {
-        shard.call(target, |s: &Rc<Shard>| {
-            let s = s.clone();
-            async move { GroupDriver::request(&s, Event::List).await }
+        shard.request(target, |reply| MeshMsg::Group {
+            request: Request::List,
+            reply,
         })
     });
     let mut error = 0;

@@ -10,17 +10,10 @@ use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
-use crate::errors::storage_error;
 use crate::kafka::dispatch::Ctx;
 use crate::kafka::handlers::on_partitions;
-use crate::kafka::records;
-use crate::partition::Partition;
+use crate::shard::ops::{PartitionOp, PartitionOpOutcome};
 use crate::shard::Shard;
-
-const LATEST: i64 = -1;
-const EARLIEST: i64 = -2;
-const MAX_TIMESTAMP: i64 = -3;
-const EARLIEST_LOCAL: i64 = -4;
 
 pub async fn handle(shard: Rc<Shard>, req: ListOffsetsRequest, ctx: Ctx) -> ResponseKind {
     let version = ctx.version;
@@ -41,47 +34,10 @@ pub async fn handle(shard: Rc<Shard>, req: ListOffsetsRequest, ctx: Ctx) -> Resp
                     .push(base.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
                 continue;
             };
-            let ts = p.timestamp;
-            work.push((
-                meta,
-                p.partition_index,
-                move |part: Option<Rc<Partition>>| async move {
-                    let part = part.ok_or(ResponseError::NotLeaderOrFollower)?;
-                    let log = &part.log;
-                    let found = match ts {
-                        LATEST => Some((-1, part.high_watermark())),
-                        EARLIEST | EARLIEST_LOCAL => Some((-1, log.log_start_offset())),
-                        MAX_TIMESTAMP => match log.max_timestamp() {
-                            Some((ts, offset)) => Some(
-                                first_batch(&part, offset)
-                                    .await
-                                    .and_then(records::max_timestamp_record)
-                                    .map_or((ts, offset), |(o, t)| (t, o)),
-                            ),
-                            None => None,
-                        },
-                        t if t >= 0 => match log
-                            .offset_for_timestamp(t)
-                            .await
-                            .map_err(|e| storage_error(&e))?
-                        {
-                            // The batch is the first whose max timestamp reaches `t`; Kafka
-                            // answers with the first *record* at or after `t` inside it.
-                            Some((offset, batch_ts)) => Some(
-                                first_batch(&part, offset)
-                                    .await
-                                    .and_then(|b| records::first_at_or_after(b, t))
-                                    .map_or((batch_ts, offset), |(o, ts)| {
-                                        (ts, o.max(log.log_start_offset()))
-                                    }),
-                            ),
-                            None => None,
-                        },
-                        _ => return Err(ResponseError::InvalidRequest),
-                    };
-                    Ok((found, part.leader_epoch))
-                },
-            ));
+            let op = PartitionOp::ListOffset {
+                timestamp: p.timestamp,
+            };
+            work.push((meta, p.partition_index, op));
             slots.push((ti, pi));
             partitions.push(base);
         }
@@ -94,26 +50,17 @@ pub async fn handle(shard: Rc<Shard>, req: ListOffsetsRequest, ctx: Ctx) -> Resp
     for ((ti, pi), r) in slots.into_iter().zip(on_partitions(&shard, work).await) {
         let out = &mut topics[ti].partitions[pi];
         match r {
-            Some(Ok((Some((ts, offset)), epoch))) => {
+            Some(Ok(PartitionOpOutcome::Offset(Some((ts, offset)), epoch))) => {
                 out.timestamp = ts;
                 out.offset = offset;
                 // leader_epoch exists from v4; older encodings refuse a non-default value.
                 out.leader_epoch = if version >= 4 { epoch } else { -1 };
             }
-            Some(Ok((None, _))) => {}
+            Some(Ok(PartitionOpOutcome::Offset(None, _))) => {}
+            Some(Ok(_)) => out.error_code = ResponseError::UnknownServerError.code(),
             Some(Err(e)) => out.error_code = e.code(),
             None => out.error_code = ResponseError::NotLeaderOrFollower.code(),
         }
     }
     ResponseKind::ListOffsets(ListOffsetsResponse::default().with_topics(topics))
-}
-
-/// The stored batch containing `offset` (whole, as written).
-async fn first_batch(part: &crate::partition::Partition, offset: i64) -> Option<bytes::Bytes> {
-    let r = part.read(offset, 1).await.ok()?;
-    let first = r.chunks.into_iter().next()?;
-    let h = sluice_storage::BatchHeader::parse(&first).ok()?;
-    first
-        .get(..h.total_size())
-        .map(|_| first.slice(..h.total_size()))
 }

@@ -31,55 +31,45 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::rc::Rc;
 use std::sync::Arc;
 
 use futures_util::future::join_all;
+use kafka_protocol::ResponseError;
 
 use crate::cluster::image::TopicMeta;
-use crate::partition::Partition;
-use crate::shard::Shard;
+use crate::shard::ops::{PartitionOp, PartitionOpOutcome};
+use crate::shard::{MeshMsg, Shard};
 
-/// Work for one partition: its topic, index and what to run on it (see [`on_partitions`]).
-pub type PartitionWork<F> = (Arc<TopicMeta>, i32, F);
+/// One op for a partition of a shard's: (topic, partition, op).
+type ShardOp = (String, i32, PartitionOp);
 
-/// Runs each item's `f` with its partition on the partition's owner shard: one mesh message per
+/// Runs each `(topic, partition, op)` on the partition's owner shard: one mesh message per
 /// owner shard, however many partitions it owns; the partitions of one shard run concurrently
 /// there. Results come back in input order; `None` where the owner shard could not be reached.
-pub async fn on_partitions<R, F, Fut>(
+pub async fn on_partitions(
     shard: &Rc<Shard>,
-    work: Vec<PartitionWork<F>>,
-) -> Vec<Option<R>>
-where
-    R: Send + 'static,
-    F: FnOnce(Option<Rc<Partition>>) -> Fut + Send + 'static,
-    Fut: Future<Output = R> + 'static,
-{
-    let mut results: Vec<Option<R>> = work.iter().map(|_| None).collect();
-    let mut by_owner: BTreeMap<usize, Vec<(usize, String, i32, F)>> = BTreeMap::new();
-    for (pos, (topic, index, f)) in work.into_iter().enumerate() {
+    work: Vec<(Arc<TopicMeta>, i32, PartitionOp)>,
+) -> Vec<Option<Result<PartitionOpOutcome, ResponseError>>> {
+    let mut results: Vec<Option<_>> = work.iter().map(|_| None).collect();
+    let mut by_owner: BTreeMap<usize, (Vec<usize>, Vec<ShardOp>)> = BTreeMap::new();
+    for (pos, (topic, index, op)) in work.into_iter().enumerate() {
         let owner = shard.owner_of(&topic, index);
-        by_owner
-            .entry(owner)
-            .or_default()
-            .push((pos, topic.name.clone(), index, f));
+        let (positions, ops) = by_owner.entry(owner).or_default();
+        positions.push(pos);
+        ops.push((topic.name.clone(), index, op));
     }
-    let calls = by_owner.into_iter().map(|(owner, items)| {
-        shard.call(owner, move |s: &Rc<Shard>| {
-            let runs: Vec<_> = items
-                .into_iter()
-                .map(|(pos, name, index, f)| {
-                    let fut = f(s.partition(&name, index));
-                    async move { (pos, fut.await) }
-                })
-                .collect();
-            join_all(runs)
-        })
-    });
-    for done in join_all(calls).await.into_iter().flatten() {
-        for (pos, r) in done {
-            results[pos] = Some(r);
+    let calls = by_owner
+        .into_iter()
+        .map(|(owner, (positions, ops))| async move {
+            let r = shard
+                .request(owner, |reply| MeshMsg::PartitionOps { ops, reply })
+                .await;
+            (positions, r.ok())
+        });
+    for (positions, outcomes) in join_all(calls).await {
+        for (pos, outcome) in positions.into_iter().zip(outcomes.into_iter().flatten()) {
+            results[pos] = Some(outcome);
         }
     }
     results

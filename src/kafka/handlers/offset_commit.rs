@@ -13,7 +13,7 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
-use crate::coordinator::group::coordinator::{CommitPartition, CommitRequest, Event, Reply};
+use crate::coordinator::group::coordinator::{CommitPartition, CommitRequest, Reply, Request};
 use crate::kafka::dispatch::Ctx;
 use crate::shard::groups;
 use crate::shard::Shard;
@@ -60,14 +60,11 @@ pub async fn handle(shard: Rc<Shard>, req: OffsetCommitRequest, ctx: Ctx) -> Res
                 .map(|s| s.as_str().to_owned()),
             offsets: offsets.clone(),
         };
-        match groups::call(&shard, &group_id, move |partition, id| {
-            Event::Commit(
-                id,
-                CommitRequest {
-                    partition,
-                    ..commit
-                },
-            )
+        match groups::call(&shard, &group_id, move |partition| {
+            Request::Commit(CommitRequest {
+                partition,
+                ..commit
+            })
         })
         .await
         {

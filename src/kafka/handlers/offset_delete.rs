@@ -10,7 +10,7 @@ use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
-use crate::coordinator::group::coordinator::{Event, OffsetDeleteRequest as Od, Reply};
+use crate::coordinator::group::coordinator::{OffsetDeleteRequest as Od, Reply, Request};
 use crate::kafka::dispatch::Ctx;
 use crate::shard::groups;
 use crate::shard::Shard;
@@ -33,8 +33,8 @@ pub async fn handle(shard: Rc<Shard>, req: OffsetDeleteRequest, _ctx: Ctx) -> Re
             .collect(),
     };
     let mut resp = OffsetDeleteResponse::default();
-    let results = match groups::call(&shard, &group_id, move |partition, id| {
-        Event::OffsetDelete(id, Od { partition, ..od })
+    let results = match groups::call(&shard, &group_id, move |partition| {
+        Request::OffsetDelete(Od { partition, ..od })
     })
     .await
     {

@@ -12,7 +12,7 @@ use kafka_protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse}
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
-use crate::coordinator::group::coordinator::{Event, FetchRequest, FetchedOffset, Reply};
+use crate::coordinator::group::coordinator::{FetchRequest, FetchedOffset, Reply, Request};
 use crate::kafka::dispatch::Ctx;
 use crate::shard::groups;
 use crate::shard::Shard;
@@ -28,8 +28,8 @@ async fn fetch(
         partition: 0,
         topics,
     };
-    match groups::call(shard, &group_id, move |partition, id| {
-        Event::Fetch(id, FetchRequest { partition, ..fr })
+    match groups::call(shard, &group_id, move |partition| {
+        Request::Fetch(FetchRequest { partition, ..fr })
     })
     .await
     {

@@ -12,7 +12,7 @@ use sluice_net::ResponseKind;
 
 use crate::kafka::dispatch::Ctx;
 use crate::kafka::handlers::on_partitions;
-use crate::partition::Partition;
+use crate::shard::ops::{PartitionOp, PartitionOpOutcome};
 use crate::shard::Shard;
 
 pub async fn handle(shard: Rc<Shard>, req: OffsetForLeaderEpochRequest, _ctx: Ctx) -> ResponseKind {
@@ -32,21 +32,11 @@ pub async fn handle(shard: Rc<Shard>, req: OffsetForLeaderEpochRequest, _ctx: Ct
                     .push(base.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
                 continue;
             };
-            let (current, wanted) = (p.current_leader_epoch, p.leader_epoch);
-            work.push((
-                meta,
-                p.partition,
-                move |part: Option<Rc<Partition>>| async move {
-                    let part = part.ok_or(ResponseError::NotLeaderOrFollower)?;
-                    if current > part.leader_epoch {
-                        return Err(ResponseError::UnknownLeaderEpoch);
-                    }
-                    if current >= 0 && current < part.leader_epoch {
-                        return Err(ResponseError::FencedLeaderEpoch);
-                    }
-                    Ok(part.log.end_offset_for_epoch(wanted))
-                },
-            ));
+            let op = PartitionOp::EpochEnd {
+                current: p.current_leader_epoch,
+                wanted: p.leader_epoch,
+            };
+            work.push((meta, p.partition, op));
             slots.push((ti, pi));
             partitions.push(base);
         }
@@ -59,10 +49,11 @@ pub async fn handle(shard: Rc<Shard>, req: OffsetForLeaderEpochRequest, _ctx: Ct
     for ((ti, pi), r) in slots.into_iter().zip(on_partitions(&shard, work).await) {
         let out = &mut topics[ti].partitions[pi];
         match r {
-            Some(Ok((epoch, end))) => {
+            Some(Ok(PartitionOpOutcome::EpochEnd(epoch, end))) => {
                 out.leader_epoch = epoch;
                 out.end_offset = end;
             }
+            Some(Ok(_)) => out.error_code = ResponseError::UnknownServerError.code(),
             Some(Err(e)) => out.error_code = e.code(),
             None => out.error_code = ResponseError::NotLeaderOrFollower.code(),
         }

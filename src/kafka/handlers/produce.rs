@@ -3,85 +3,30 @@
 //! per the flush policy) and is omitted for acks=0.
 
 use std::collections::BTreeMap;
-use std::future::Future;
-use std::pin::Pin;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use futures_util::future::join_all;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
 use crate::controller::validate_topic_name;
-use crate::errors::storage_error;
 use crate::kafka::dispatch::{encode, Ctx, Dispatched};
 use crate::limits::PARTITIONS_PER_REQUEST_MAX;
 use crate::shard::controller::{self};
-use crate::shard::Shard;
-use crate::util::{now_ms, sb, topic_name};
-
-/// Outcome of one partition's append, sendable between shards.
-#[derive(Debug, Clone)]
-pub struct PartResult {
-    pub error: i16,
-    pub base_offset: i64,
-    pub log_append_time_ms: i64,
-    pub log_start_offset: i64,
-    pub message: Option<String>,
-}
-
-impl PartResult {
-    fn err(e: ResponseError, message: Option<String>) -> PartResult {
-        PartResult {
-            error: e.code(),
-            base_offset: -1,
-            log_append_time_ms: -1,
-            log_start_offset: -1,
-            message,
-        }
-    }
-}
-
-type PartFuture = Pin<Box<dyn Future<Output = PartResult>>>;
+use crate::shard::ops::{self, AppendFuture, AppendOutcome};
+use crate::shard::{MeshMsg, Shard};
+use crate::util::{sb, topic_name};
 
 /// Position of a partition in the request: (topic index, partition index).
 type Slot = (usize, usize);
 /// Per topic: its name and, per partition, its index and a result (or its future).
 type Rows<T> = Vec<(String, Vec<(i32, Option<T>)>)>;
 /// Forwarded partitions of one shard and the receiver of their results.
-type Remote = (Vec<Slot>, Option<flume::Receiver<Vec<PartResult>>>);
+type Remote = (Vec<Slot>, Option<flume::Receiver<Vec<AppendOutcome>>>);
 /// Work forwarded to one shard: (topic, partition, records).
 type Forward = Vec<(String, i32, Bytes)>;
-
-/// Appends on this shard now; the returned future resolves when `acks` is satisfied.
-fn append_local(shard: &Shard, topic: &str, index: i32, records: Bytes, acks: i16) -> PartFuture {
-    let Some(p) = shard.partition(topic, index) else {
-        return Box::pin(std::future::ready(PartResult::err(
-            ResponseError::UnknownTopicOrPartition,
-            None,
-        )));
-    };
-    match p.append(records, now_ms()) {
-        Err(e) => Box::pin(std::future::ready(PartResult::err(
-            storage_error(&e),
-            Some(e.to_string()),
-        ))),
-        Ok(info) => Box::pin(async move {
-            match p.wait_acks(&info, acks).await {
-                Ok(()) => PartResult {
-                    error: 0,
-                    base_offset: info.base_offset,
-                    log_append_time_ms: info.log_append_time_ms,
-                    log_start_offset: info.log_start_offset,
-                    message: None,
-                },
-                Err(e) => PartResult::err(storage_error(&e), Some(e.to_string())),
-            }
-        }),
-    }
-}
 
 /// Batches a client may not write: control batches (Kafka: INVALID_RECORD), and transactional
 /// batches, which need a transaction this broker does not run yet (INVALID_TXN_STATE, as Kafka
@@ -138,7 +83,7 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
     }
 
     // Per topic: its name and, per partition, (index, local future or None if forwarded).
-    let mut rows: Rows<PartFuture> = Vec::with_capacity(req.topic_data.len());
+    let mut rows: Rows<AppendFuture> = Vec::with_capacity(req.topic_data.len());
     let mut by_shard: BTreeMap<usize, Vec<(Item, Bytes)>> = BTreeMap::new();
     for (ti, t) in req.topic_data.into_iter().enumerate() {
         let name = t.name.0.as_str().to_owned();
@@ -148,7 +93,7 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
             let records = p.records.unwrap_or_default();
             let refused = refused_batch(&records);
             let fail =
-                |e| Some(Box::pin(std::future::ready(PartResult::err(e, None))) as PartFuture);
+                |e| Some(Box::pin(std::future::ready(AppendOutcome::err(e, None))) as AppendFuture);
             let fut = match &meta {
                 None => fail(ResponseError::UnknownTopicOrPartition),
                 Some(m) if !m.has_partition(p.index) => {
@@ -161,7 +106,7 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
                 Some(m) => {
                     let owner = shard.owner_of(m, p.index);
                     if owner == shard.id {
-                        Some(append_local(shard, &name, p.index, records, acks))
+                        Some(ops::append(shard, &name, p.index, records, acks))
                     } else {
                         let item = Item {
                             topic: name.clone(),
@@ -187,12 +132,10 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
             .map(|(it, b)| (it.slot, (it.topic, it.index, b)))
             .unzip();
         let rx = shard
-            .start_call(owner, move |s: &Rc<Shard>| {
-                let futs: Vec<PartFuture> = work
-                    .into_iter()
-                    .map(|(topic, index, records)| append_local(s, &topic, index, records, acks))
-                    .collect();
-                join_all(futs)
+            .start_request(owner, |reply| MeshMsg::Append {
+                parts: work,
+                acks,
+                reply,
             })
             .await
             .ok();
@@ -201,7 +144,7 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
 
     let metrics_shard = shard.clone();
     Dispatched::Respond(Box::pin(async move {
-        let mut parts: Rows<PartResult> = Vec::with_capacity(rows.len());
+        let mut parts: Rows<AppendOutcome> = Vec::with_capacity(rows.len());
         for (name, row) in rows {
             let mut done = Vec::with_capacity(row.len());
             for (index, fut) in row {
@@ -222,7 +165,9 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
                 let res = answers
                     .as_ref()
                     .and_then(|v| v.get(i).cloned())
-                    .unwrap_or_else(|| PartResult::err(ResponseError::NotLeaderOrFollower, None));
+                    .unwrap_or_else(|| {
+                        AppendOutcome::err(ResponseError::NotLeaderOrFollower, None)
+                    });
                 if let Some(cell) = parts.get_mut(ti).and_then(|(_, row)| row.get_mut(pi)) {
                     cell.1 = Some(res);
                 }
@@ -260,7 +205,7 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
                     .into_iter()
                     .map(|(index, r)| {
                         let r = r.unwrap_or_else(|| {
-                            PartResult::err(ResponseError::UnknownServerError, None)
+                            AppendOutcome::err(ResponseError::UnknownServerError, None)
                         });
                         to_wire(r).with_index(index)
                     })
@@ -277,7 +222,7 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
     }))
 }
 
-fn to_wire(r: PartResult) -> PartitionProduceResponse {
+fn to_wire(r: AppendOutcome) -> PartitionProduceResponse {
     PartitionProduceResponse::default()
         .with_error_code(r.error)
         .with_base_offset(r.base_offset)
@@ -299,7 +244,7 @@ fn respond_all(ctx: Ctx, req: &ProduceRequest, error: ResponseError) -> Dispatch
                 .with_partition_responses(
                     t.partition_data
                         .iter()
-                        .map(|p| to_wire(PartResult::err(error, None)).with_index(p.index))
+                        .map(|p| to_wire(AppendOutcome::err(error, None)).with_index(p.index))
                         .collect(),
                 )
         })

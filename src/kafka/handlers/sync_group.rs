@@ -6,7 +6,7 @@ use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
-use crate::coordinator::group::coordinator::{Event, Reply, SyncRequest};
+use crate::coordinator::group::coordinator::{Reply, Request, SyncRequest};
 use crate::kafka::dispatch::Ctx;
 use crate::shard::groups;
 use crate::shard::Shard;
@@ -33,8 +33,8 @@ pub async fn handle(shard: Rc<Shard>, req: SyncGroupRequest, ctx: Ctx) -> Respon
             .collect(),
     };
     let mut resp = SyncGroupResponse::default();
-    match groups::call(&shard, &group_id, move |partition, id| {
-        Event::Sync(id, SyncRequest { partition, ..sync })
+    match groups::call(&shard, &group_id, move |partition| {
+        Request::Sync(SyncRequest { partition, ..sync })
     })
     .await
     {

@@ -192,6 +192,42 @@ pub struct OffsetDeleteRequest {
     pub topics: Vec<(String, Vec<i32>)>,
 }
 
+/// A client request for the coordinator, before its driver gives it a [`ReqId`] (this is what
+/// travels between shards).
+#[derive(Debug, Clone)]
+pub enum Request {
+    Join(JoinRequest),
+    Sync(SyncRequest),
+    Heartbeat(HeartbeatRequest),
+    Leave(LeaveRequest),
+    Commit(CommitRequest),
+    Fetch(FetchRequest),
+    /// Describe a group (id, offsets partition).
+    Describe(String, i32),
+    List,
+    /// Delete a group (id, offsets partition).
+    Delete(String, i32),
+    OffsetDelete(OffsetDeleteRequest),
+}
+
+impl Request {
+    /// The coordinator's input for this request, answered under `id`.
+    pub fn into_event(self, id: ReqId) -> Event {
+        match self {
+            Request::Join(r) => Event::Join(id, r),
+            Request::Sync(r) => Event::Sync(id, r),
+            Request::Heartbeat(r) => Event::Heartbeat(id, r),
+            Request::Leave(r) => Event::Leave(id, r),
+            Request::Commit(r) => Event::Commit(id, r),
+            Request::Fetch(r) => Event::Fetch(id, r),
+            Request::Describe(g, p) => Event::Describe(id, g, p),
+            Request::List => Event::List(id),
+            Request::Delete(g, p) => Event::Delete(id, g, p),
+            Request::OffsetDelete(r) => Event::OffsetDelete(id, r),
+        }
+    }
+}
+
 /// Inputs of the state machine.
 #[derive(Debug, Clone)]
 pub enum Event {

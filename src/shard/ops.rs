@@ -1,0 +1,283 @@
+//! Partition work a shard does for requests, whichever shard received them: the data carried by
+//! the mesh's messages ([`super::mesh::MeshMsg`]) and the code that runs it on the owner shard.
+//! Handlers build these requests and turn the outcomes into Kafka responses.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::select_all;
+use kafka_protocol::ResponseError;
+use sluice_storage::StorageError;
+
+use super::Shard;
+use crate::errors::storage_error;
+use crate::partition::{records, Partition};
+use crate::util::now_ms;
+
+/// Outcome of one partition's append.
+#[derive(Debug, Clone)]
+pub struct AppendOutcome {
+    pub error: i16,
+    pub base_offset: i64,
+    pub log_append_time_ms: i64,
+    pub log_start_offset: i64,
+    pub message: Option<String>,
+}
+
+impl AppendOutcome {
+    pub fn err(e: ResponseError, message: Option<String>) -> AppendOutcome {
+        AppendOutcome {
+            error: e.code(),
+            base_offset: -1,
+            log_append_time_ms: -1,
+            log_start_offset: -1,
+            message,
+        }
+    }
+}
+
+/// Resolves to an append's outcome once its acks are satisfied.
+pub type AppendFuture = Pin<Box<dyn Future<Output = AppendOutcome>>>;
+
+/// Appends on this shard now; the returned future resolves when `acks` is satisfied.
+pub fn append(shard: &Shard, topic: &str, index: i32, records: Bytes, acks: i16) -> AppendFuture {
+    let Some(p) = shard.partition(topic, index) else {
+        return Box::pin(std::future::ready(AppendOutcome::err(
+            ResponseError::UnknownTopicOrPartition,
+            None,
+        )));
+    };
+    match p.append(records, now_ms()) {
+        Err(e) => Box::pin(std::future::ready(AppendOutcome::err(
+            storage_error(&e),
+            Some(e.to_string()),
+        ))),
+        Ok(info) => Box::pin(async move {
+            match p.wait_acks(&info, acks).await {
+                Ok(()) => AppendOutcome {
+                    error: 0,
+                    base_offset: info.base_offset,
+                    log_append_time_ms: info.log_append_time_ms,
+                    log_start_offset: info.log_start_offset,
+                    message: None,
+                },
+                Err(e) => AppendOutcome::err(storage_error(&e), Some(e.to_string())),
+            }
+        }),
+    }
+}
+
+/// One partition of a Fetch.
+#[derive(Debug, Clone)]
+pub struct ReadRequest {
+    pub topic: String,
+    pub index: i32,
+    pub offset: i64,
+    pub max_bytes: usize,
+}
+
+/// What a Fetch read of one partition found.
+#[derive(Debug, Clone, Default)]
+pub struct ReadOutcome {
+    pub error: i16,
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub records: Vec<Bytes>,
+    pub bytes: usize,
+}
+
+impl ReadOutcome {
+    pub fn not_leader() -> ReadOutcome {
+        ReadOutcome {
+            error: ResponseError::NotLeaderOrFollower.code(),
+            high_watermark: -1,
+            log_start_offset: -1,
+            ..Default::default()
+        }
+    }
+}
+
+/// Reads `reqs` on this (owner) shard within `budget` bytes (at least one batch overall).
+pub async fn read(shard: Rc<Shard>, reqs: Vec<ReadRequest>, budget: usize) -> Vec<ReadOutcome> {
+    let mut out = Vec::with_capacity(reqs.len());
+    let mut used = 0usize;
+    for r in reqs {
+        let Some(p) = shard.partition(&r.topic, r.index) else {
+            out.push(ReadOutcome::not_leader());
+            continue;
+        };
+        let room = budget.saturating_sub(used).min(r.max_bytes);
+        let log = &p.log;
+        if room == 0 && used > 0 {
+            out.push(ReadOutcome {
+                high_watermark: p.high_watermark(),
+                log_start_offset: log.log_start_offset(),
+                ..Default::default()
+            });
+            continue;
+        }
+        let high_watermark = p.high_watermark();
+        // Bounded by the high watermark, as read synchronously above.
+        let read = p.read(r.offset, room.max(1)).await;
+        match read {
+            Ok(res) => {
+                used += res.bytes;
+                out.push(ReadOutcome {
+                    error: 0,
+                    high_watermark,
+                    log_start_offset: res.log_start_offset,
+                    bytes: res.bytes,
+                    records: res.chunks,
+                });
+            }
+            Err(e) => out.push(ReadOutcome {
+                error: match e {
+                    StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
+                    ref other => storage_error(other).code(),
+                },
+                high_watermark: p.high_watermark(),
+                log_start_offset: log.log_start_offset(),
+                ..Default::default()
+            }),
+        }
+    }
+    out
+}
+
+/// Resolves when any of `parts` (topic, partition, offset) has data past its offset, or at
+/// `wait` elapsed.
+pub async fn wait_for_data(shard: Rc<Shard>, parts: Vec<(String, i32, i64)>, wait: Duration) {
+    let waits: Vec<_> = parts
+        .into_iter()
+        .filter_map(|(topic, index, offset)| {
+            let p = shard.partition(&topic, index)?;
+            Some(Box::pin(async move { p.wait_for_data(offset).await }))
+        })
+        .collect();
+    if waits.is_empty() {
+        crate::runtime::sleep(wait).await;
+        return;
+    }
+    let _ = crate::runtime::timeout(wait, select_all(waits)).await;
+}
+
+/// ListOffsets' special timestamps.
+pub const LATEST: i64 = -1;
+pub const EARLIEST: i64 = -2;
+pub const MAX_TIMESTAMP: i64 = -3;
+pub const EARLIEST_LOCAL: i64 = -4;
+
+/// A one-partition admin operation.
+#[derive(Debug, Clone)]
+pub enum PartitionOp {
+    /// ListOffsets: a timestamp or one of [`LATEST`], [`EARLIEST`], [`MAX_TIMESTAMP`],
+    /// [`EARLIEST_LOCAL`].
+    ListOffset { timestamp: i64 },
+    /// DeleteRecords: move the log start to `offset` (-1: the high watermark).
+    DeleteRecords { offset: i64 },
+    /// OffsetForLeaderEpoch: the end offset of `wanted`, checking the client's `current` epoch.
+    EpochEnd { current: i32, wanted: i32 },
+}
+
+/// What a [`PartitionOp`] found.
+#[derive(Debug, Clone)]
+pub enum PartitionOpOutcome {
+    /// `(timestamp, offset)` if any, and the partition's leader epoch.
+    Offset(Option<(i64, i64)>, i32),
+    /// The new log start offset.
+    LowWatermark(i64),
+    /// `(epoch, end offset)`.
+    EpochEnd(i32, i64),
+}
+
+/// Runs `op` on the partition (if this shard has it).
+pub async fn run_op(
+    part: Option<Rc<Partition>>,
+    op: PartitionOp,
+) -> Result<PartitionOpOutcome, ResponseError> {
+    let part = part.ok_or(ResponseError::NotLeaderOrFollower)?;
+    match op {
+        PartitionOp::ListOffset { timestamp } => list_offset(&part, timestamp).await,
+        PartitionOp::DeleteRecords { offset } => {
+            let hw = part.high_watermark();
+            let target = if offset == -1 { hw } else { offset };
+            if target < 0 || target > hw {
+                return Err(ResponseError::OffsetOutOfRange);
+            }
+            let low = part
+                .log
+                .delete_records_before(target)
+                .await
+                .map_err(|e| storage_error(&e))?;
+            Ok(PartitionOpOutcome::LowWatermark(low))
+        }
+        PartitionOp::EpochEnd { current, wanted } => {
+            if current > part.leader_epoch {
+                return Err(ResponseError::UnknownLeaderEpoch);
+            }
+            if current >= 0 && current < part.leader_epoch {
+                return Err(ResponseError::FencedLeaderEpoch);
+            }
+            let (epoch, end) = part.log.end_offset_for_epoch(wanted);
+            Ok(PartitionOpOutcome::EpochEnd(epoch, end))
+        }
+    }
+}
+
+async fn list_offset(part: &Partition, ts: i64) -> Result<PartitionOpOutcome, ResponseError> {
+    let log = &part.log;
+    let found = match ts {
+        LATEST => Some((-1, part.high_watermark())),
+        EARLIEST | EARLIEST_LOCAL => Some((-1, log.log_start_offset())),
+        MAX_TIMESTAMP => match log.max_timestamp() {
+            Some((ts, offset)) => Some(
+                first_batch(part, offset)
+                    .await
+                    .and_then(records::max_timestamp_record)
+                    .map_or((ts, offset), |(o, t)| (t, o)),
+            ),
+            None => None,
+        },
+        t if t >= 0 => match log
+            .offset_for_timestamp(t)
+            .await
+            .map_err(|e| storage_error(&e))?
+        {
+            // The batch is the first whose max timestamp reaches `t`; Kafka answers with the
+            // first *record* at or after `t` inside it.
+            Some((offset, batch_ts)) => Some(
+                first_batch(part, offset)
+                    .await
+                    .and_then(|b| records::first_at_or_after(b, t))
+                    .map_or((batch_ts, offset), |(o, ts)| {
+                        (ts, o.max(log.log_start_offset()))
+                    }),
+            ),
+            None => None,
+        },
+        _ => return Err(ResponseError::InvalidRequest),
+    };
+    Ok(PartitionOpOutcome::Offset(found, part.leader_epoch))
+}
+
+/// The stored batch containing `offset` (whole, as written).
+async fn first_batch(part: &Partition, offset: i64) -> Option<Bytes> {
+    let r = part.read(offset, 1).await.ok()?;
+    let first = r.chunks.into_iter().next()?;
+    let h = sluice_storage::BatchHeader::parse(&first).ok()?;
+    first
+        .get(..h.total_size())
+        .map(|_| first.slice(..h.total_size()))
+}
+
+/// `(topic, partition, size_bytes)` of every partition owned by `shard`.
+pub fn log_dir_sizes(shard: &Shard) -> Vec<(String, i32, i64)> {
+    shard
+        .partitions()
+        .iter()
+        .map(|p| (p.topic.clone(), p.index, p.log.size_bytes() as i64))
+        .collect()
+}
