@@ -1,7 +1,6 @@
 //! Broker start-up and shutdown: data dir lock, metadata load, SO_REUSEPORT listeners, one
 //! pinned shard thread per core, and a signal wait on the main thread.
 
-use std::collections::HashSet;
 use std::fs;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener};
@@ -223,22 +222,20 @@ pub fn run(config: Config) -> Result<(), StartError> {
         let thread = std::thread::Builder::new()
             .name(format!("sluice-shard-{id}"))
             .spawn(move || {
-                let runtime = compio::runtime::RuntimeBuilder::new()
-                    .thread_affinity(HashSet::from([id % cpus]))
-                    .build();
-                match runtime {
-                    Ok(rt) => rt.block_on(shard_main(ShardStart {
-                        id,
-                        config,
-                        peers,
-                        inbox,
-                        listener,
-                        image,
-                        store,
-                        stop: stop_rx,
-                        ready,
-                        control,
-                    })),
+                let start = ShardStart {
+                    id,
+                    config,
+                    peers,
+                    inbox,
+                    listener,
+                    image,
+                    store,
+                    stop: stop_rx,
+                    ready,
+                    control,
+                };
+                match crate::runtime::block_on_pinned(id % cpus, shard_main(start)) {
+                    Ok(()) => {}
                     Err(e) => error!(shard = id, error = %e, "cannot build io_uring runtime"),
                 }
             })
@@ -332,7 +329,7 @@ async fn shard_main(start: ShardStart) {
     crate::runtime::spawn(crate::shard::stats::stall_probe(shard.clone())).detach();
     // Consumer groups: create/load __consumer_offsets, then the coordinator's timer.
     crate::runtime::spawn(crate::shard::groups::run(shard.clone())).detach();
-    let acceptor = match compio::net::TcpListener::from_std(listener) {
+    let acceptor = match crate::runtime::net::TcpListener::from_std(listener) {
         Ok(l) => Some(crate::runtime::spawn(accept_loop(shard.clone(), l))),
         Err(e) => {
             error!(shard = id, error = %e, "cannot use listener");
@@ -357,7 +354,7 @@ async fn shard_main(start: ShardStart) {
 /// Connections open in the whole process (all shards), for `--max-connections`.
 static CONNECTIONS_TOTAL: AtomicUsize = AtomicUsize::new(0);
 
-async fn accept_loop(shard: Rc<Shard>, listener: compio::net::TcpListener) {
+async fn accept_loop(shard: Rc<Shard>, listener: crate::runtime::net::TcpListener) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {

@@ -96,6 +96,16 @@ fn top_level_modules_import_each_other_without_circles() {
 }
 
 #[test]
+fn handlers_reach_partitions_only_through_the_shard() {
+    let graph = import_graph();
+    let kafka = graph.get("kafka").cloned().unwrap_or_default();
+    assert!(
+        !kafka.contains("partition"),
+        "kafka imports partition: {kafka:?}"
+    );
+}
+
+#[test]
 fn library_crates_depend_on_nothing_of_the_broker() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for (krate, allowed) in [
@@ -112,6 +122,28 @@ fn library_crates_depend_on_nothing_of_the_broker() {
         {
             let dep = line.split(['=', ' ', '.']).next().unwrap_or_default();
             assert!(allowed.contains(&dep), "{krate} depends on {dep}");
+        }
+    }
+}
+
+#[test]
+fn only_the_runtime_module_names_compio() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    for file in files {
+        if file.starts_with(src.join("runtime")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&file).expect("read file");
+        for (n, line) in text.lines().enumerate() {
+            let code = line.split("//").next().unwrap_or_default();
+            assert!(
+                !code.contains("compio::"),
+                "{}:{}: names compio outside src/runtime",
+                file.display(),
+                n + 1
+            );
         }
     }
 }

@@ -12,10 +12,9 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
+use crate::runtime::net::{AsyncReadExt, AsyncWriteExt, BufResult, TcpStream};
 use crate::runtime::JoinHandle;
 use bytes::BytesMut;
-use compio::io::{AsyncReadExt, AsyncWriteExt};
-use compio::net::TcpStream;
 use futures_util::FutureExt;
 use sluice_net::{FrameReader, ResponseFrame};
 use tracing::{debug, error, info, warn};
@@ -149,7 +148,7 @@ async fn serve_inner(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         };
         buf.reserve(want.min(READ_CHUNK_BYTES.max(buf.len())));
         let read = crate::runtime::timeout(idle, rd.append(buf)).await;
-        let Ok(compio::BufResult(res, b)) = read else {
+        let Ok(BufResult(res, b)) = read else {
             info!(%peer, idle_ms = idle.as_millis() as u64, "closing idle connection");
             break;
         };
@@ -214,9 +213,9 @@ fn shutdown(stream: &TcpStream) {
 /// Sends `frame` with io_uring SEND_ZC: the kernel reads the cached batches in place and tells
 /// us when they may be released. Pays off on real NICs; on loopback it was measured slower.
 async fn write_zero_copy(wr: &mut TcpStream, mut frame: ResponseFrame) -> std::io::Result<()> {
-    use compio::io::AsyncWriteZerocopy;
+    use crate::runtime::net::AsyncWriteZerocopy;
     while !frame.is_empty() {
-        let compio::BufResult(res, ready) = wr.write_zerocopy_vectored(frame).await;
+        let BufResult(res, ready) = wr.write_zerocopy_vectored(frame).await;
         // The buffers come back only once the kernel is done with them.
         frame = ready.await;
         let mut sent = res?;

@@ -1,9 +1,10 @@
-//! The runtime seam: what the broker needs from its async runtime and its clocks — spawning
-//! tasks, blocking work, timers, monotonic time, wall time. Today compio (io_uring) is
-//! underneath; code above this module names none of compio's task or timer functions, so a
-//! deterministic simulation can later put its own scheduler and clock here. Sockets and files
-//! are not behind it yet (connections and the listener use compio's directly; storage owns
-//! its files).
+//! The runtime seam: what the broker needs from its async runtime, its clocks and its sockets —
+//! a shard's runtime, spawning tasks, blocking work, timers, monotonic and wall time, the TCP
+//! listener and streams ([`net`]). compio (io_uring) is underneath; no other module of the
+//! broker names compio, so a deterministic simulation can put its own scheduler, clock and
+//! network here. Files are not behind it: the broker's own file work (partition directories,
+//! the metadata log) runs on blocking threads with std, and partition logs are the storage
+//! crate's, which uses compio's files itself.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -11,6 +12,22 @@ use std::time::{Duration, Instant};
 pub use compio::runtime::JoinHandle;
 pub use compio::time::Elapsed;
 pub use sluice_base::now_ms;
+
+/// TCP for client connections: the listener, streams, and the buffer-passing I/O traits they
+/// are used through.
+pub mod net {
+    pub use compio::io::{AsyncReadExt, AsyncWriteExt, AsyncWriteZerocopy};
+    pub use compio::net::{TcpListener, TcpStream};
+    pub use compio::BufResult;
+}
+
+/// Runs `main` to completion on a new runtime for the current thread (a shard), pinned to `cpu`.
+pub fn block_on_pinned<F: Future>(cpu: usize, main: F) -> std::io::Result<F::Output> {
+    let rt = compio::runtime::RuntimeBuilder::new()
+        .thread_affinity(std::collections::HashSet::from([cpu]))
+        .build()?;
+    Ok(rt.block_on(main))
+}
 
 /// Spawns a task on this shard's runtime.
 pub fn spawn<F: Future + 'static>(future: F) -> JoinHandle<F::Output> {
