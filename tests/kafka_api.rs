@@ -547,3 +547,60 @@ fn a_second_broker_cannot_take_a_port_in_use() {
     assert!(err.contains("cannot listen on"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one clear error line: {err}");
 }
+
+/// A Fetch answered with more stored batches than one vectored write may carry (Linux takes at
+/// most 1024 buffers) arrives whole. A producer that does not batch (one record per batch, as
+/// here) fills a partition like this; the write used to fail and leave the consumer waiting.
+#[test]
+fn a_fetch_of_thousands_of_one_record_batches_arrives_whole() {
+    for args in [
+        &["--cores", "1"][..],
+        &["--cores", "1", "--zero-copy-send"][..],
+    ] {
+        fetch_thousands_of_one_record_batches(args);
+    }
+}
+
+fn fetch_thousands_of_one_record_batches(args: &[&str]) {
+    use kafka_protocol::messages::{fetch_request, FetchRequest, FetchResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::RecordBatchDecoder;
+    const N: usize = 3000;
+    let broker = Broker::start(args);
+    broker.create_topic("tiny", 1, &[]);
+    let mut raw = common::raw::Raw::connect(&broker.addr);
+    for i in 0..N {
+        let batch = common::raw::plain_batch(&[i.to_string().into_bytes()], false, false);
+        assert_eq!(raw.produce("tiny", 0, batch).0, 0, "produce {i}");
+    }
+    let req = FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(8 << 20)
+        .with_topics(vec![fetch_request::FetchTopic::default()
+            .with_topic(TopicName(StrBytes::from_static_str("tiny")))
+            .with_partitions(vec![fetch_request::FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(8 << 20)])]);
+    let r: FetchResponse = raw.call(kafka_protocol::messages::ApiKey::Fetch, 11, &req);
+    let p = &r.responses[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    let mut records = p.records.clone().expect("records");
+    let sets = RecordBatchDecoder::decode_all(&mut records).expect("decode");
+    let values: Vec<String> = sets
+        .iter()
+        .flat_map(|s| &s.records)
+        .map(|r| String::from_utf8(r.value.clone().expect("value").to_vec()).expect("utf8"))
+        .collect();
+    let want: Vec<String> = (0..N).map(|i| i.to_string()).collect();
+    assert_eq!(
+        values, want,
+        "{args:?}: one fetch returns every batch, in order"
+    );
+
+    // The same through librdkafka.
+    let consumer = broker.consumer(&[]);
+    let got = consume_n(&consumer, "tiny", 1, N);
+    assert_eq!(got.len(), N);
+}

@@ -42,13 +42,19 @@ fn read_values(raw: &mut Raw, topic: &str) -> Vec<Vec<u8>> {
         if records.is_empty() {
             return out;
         }
-        let set = RecordBatchDecoder::decode(&mut records).expect("decode");
-        for rec in set.records {
+        // Every batch of the response (one record each, as the test's producer writes them).
+        let sets = RecordBatchDecoder::decode_all(&mut records).expect("decode");
+        let before = offset;
+        for rec in sets.into_iter().flat_map(|s| s.records) {
             if rec.offset >= offset {
                 out.push(rec.value.map(|v| v.to_vec()).unwrap_or_default());
                 offset = rec.offset + 1;
             }
         }
+        assert!(
+            offset > before,
+            "fetch {topic} at {before} returned nothing new"
+        );
     }
 }
 

@@ -191,16 +191,35 @@ async fn write_responses(
         };
         let len: usize = frame.iter().map(bytes::Bytes::len).sum();
         ShardMetrics::add(&shard.metrics.bytes_sent, len as u64);
-        let res = if zero_copy {
-            write_zero_copy(&mut wr, frame).await
-        } else {
-            wr.write_vectored_all(frame).await.0
-        };
-        if let Err(e) = res {
-            debug!(%peer, error = %e, "write failed");
+        if let Err(e) = write_frame(&mut wr, frame, zero_copy).await {
+            // Close, so the client sees it now rather than waiting for an answer.
+            debug!(%peer, error = %e, "write failed; closing connection");
+            shutdown(&wr);
             return;
         }
     }
+}
+
+/// Buffers one vectored write may carry: Linux refuses more than `IOV_MAX` (1024) with EINVAL. A
+/// Fetch of many small batches has more pieces than that (two per partition plus one per batch).
+const IOVECS_PER_WRITE_MAX: usize = 1024;
+
+/// Writes one response frame, at most [`IOVECS_PER_WRITE_MAX`] buffers per vectored write.
+async fn write_frame(
+    wr: &mut TcpStream,
+    mut frame: ResponseFrame,
+    zero_copy: bool,
+) -> std::io::Result<()> {
+    while !frame.is_empty() {
+        let rest = frame.split_off(frame.len().min(IOVECS_PER_WRITE_MAX));
+        if zero_copy {
+            write_zero_copy(wr, frame).await?;
+        } else {
+            wr.write_vectored_all(frame).await.0?;
+        }
+        frame = rest;
+    }
+    Ok(())
 }
 
 /// Shuts the socket down both ways so the peer and our reader see the close at once.
