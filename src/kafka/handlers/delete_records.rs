@@ -11,51 +11,52 @@ use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
 use crate::kafka::dispatch::Ctx;
-use crate::kafka::handlers::on_partitions;
+use crate::kafka::handlers::per_partition;
 use crate::shard::ops::{PartitionOp, PartitionOpOutcome};
 use crate::shard::Shard;
 
 pub async fn handle(shard: Rc<Shard>, req: DeleteRecordsRequest, _ctx: Ctx) -> ResponseKind {
-    let image = shard.metadata();
-    let mut topics = Vec::with_capacity(req.topics.len());
-    let (mut work, mut slots) = (Vec::new(), Vec::new());
-    for (ti, t) in req.topics.into_iter().enumerate() {
-        let meta = image.topic(t.name.0.as_str()).cloned();
-        let mut partitions = Vec::with_capacity(t.partitions.len());
-        for (pi, p) in t.partitions.into_iter().enumerate() {
+    let (names, parts): (Vec<_>, Vec<_>) = req
+        .topics
+        .into_iter()
+        .map(|t| (t.name, t.partitions))
+        .unzip();
+    let topics = names
+        .iter()
+        .map(|n| n.0.as_str().to_owned())
+        .zip(parts)
+        .collect();
+    let answers = per_partition(
+        &shard,
+        topics,
+        |p| p.partition_index,
+        |meta, p| {
+            if meta.internal {
+                // As Kafka: "Cannot delete records of internal topic".
+                return Err(ResponseError::InvalidTopicException);
+            }
+            Ok(PartitionOp::DeleteRecords { offset: p.offset })
+        },
+        |p, r| {
             let base = DeleteRecordsPartitionResult::default()
                 .with_partition_index(p.partition_index)
                 .with_low_watermark(-1);
-            let error = match meta.clone().filter(|m| m.has_partition(p.partition_index)) {
-                None => Some(ResponseError::UnknownTopicOrPartition),
-                // As Kafka: "Cannot delete records of internal topic".
-                Some(m) if m.internal => Some(ResponseError::InvalidTopicException),
-                Some(m) => {
-                    let op = PartitionOp::DeleteRecords { offset: p.offset };
-                    work.push((m, p.partition_index, op));
-                    slots.push((ti, pi));
-                    None
-                }
-            };
-            partitions.push(match error {
-                Some(e) => base.with_error_code(e.code()),
-                None => base,
-            });
-        }
-        topics.push(
+            match r {
+                Ok(PartitionOpOutcome::LowWatermark(low)) => base.with_low_watermark(low),
+                Ok(_) => base.with_error_code(ResponseError::UnknownServerError.code()),
+                Err(e) => base.with_error_code(e.code()),
+            }
+        },
+    )
+    .await;
+    let topics = names
+        .into_iter()
+        .zip(answers)
+        .map(|(name, partitions)| {
             DeleteRecordsTopicResult::default()
-                .with_name(t.name)
-                .with_partitions(partitions),
-        );
-    }
-    for ((ti, pi), r) in slots.into_iter().zip(on_partitions(&shard, work).await) {
-        let out = &mut topics[ti].partitions[pi];
-        match r {
-            Some(Ok(PartitionOpOutcome::LowWatermark(low))) => out.low_watermark = low,
-            Some(Ok(_)) => out.error_code = ResponseError::UnknownServerError.code(),
-            Some(Err(e)) => out.error_code = e.code(),
-            None => out.error_code = ResponseError::NotLeaderOrFollower.code(),
-        }
-    }
+                .with_name(name)
+                .with_partitions(partitions)
+        })
+        .collect();
     ResponseKind::DeleteRecords(DeleteRecordsResponse::default().with_topics(topics))
 }

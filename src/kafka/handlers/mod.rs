@@ -41,13 +41,64 @@ use crate::cluster::image::TopicMeta;
 use crate::shard::ops::{PartitionOp, PartitionOpOutcome};
 use crate::shard::{MeshMsg, Shard};
 
+/// The shape of the per-partition admin requests (ListOffsets, DeleteRecords,
+/// OffsetForLeaderEpoch): `topics` holds each topic's name and partition entries; `plan` turns
+/// an entry of a known partition into the op to run (or the error to answer); `answer` builds
+/// the entry's response from the outcome. Unknown topics and partitions answer
+/// UNKNOWN_TOPIC_OR_PARTITION; an unreachable owner shard NOT_LEADER_OR_FOLLOWER. The answers
+/// keep the request's order.
+pub async fn per_partition<P, R>(
+    shard: &Rc<Shard>,
+    topics: Vec<(String, Vec<P>)>,
+    index: impl Fn(&P) -> i32,
+    plan: impl Fn(&TopicMeta, &P) -> Result<PartitionOp, ResponseError>,
+    answer: impl Fn(&P, Result<PartitionOpOutcome, ResponseError>) -> R,
+) -> Vec<Vec<R>> {
+    let image = shard.metadata();
+    let mut outcomes: Vec<Vec<Option<Result<PartitionOpOutcome, ResponseError>>>> = Vec::new();
+    let (mut work, mut slots) = (Vec::new(), Vec::new());
+    for (ti, (name, parts)) in topics.iter().enumerate() {
+        let meta = image.topic(name);
+        let mut row = Vec::with_capacity(parts.len());
+        for (pi, p) in parts.iter().enumerate() {
+            let planned = match meta.filter(|m| m.has_partition(index(p))) {
+                None => Err(ResponseError::UnknownTopicOrPartition),
+                Some(m) => plan(m, p).map(|op| (m.clone(), op)),
+            };
+            row.push(match planned {
+                Ok((m, op)) => {
+                    work.push((m, index(p), op));
+                    slots.push((ti, pi));
+                    None
+                }
+                Err(e) => Some(Err(e)),
+            });
+        }
+        outcomes.push(row);
+    }
+    for ((ti, pi), r) in slots.into_iter().zip(on_partitions(shard, work).await) {
+        outcomes[ti][pi] = Some(r.unwrap_or(Err(ResponseError::NotLeaderOrFollower)));
+    }
+    topics
+        .iter()
+        .zip(outcomes)
+        .map(|((_, parts), row)| {
+            parts
+                .iter()
+                .zip(row)
+                .map(|(p, r)| answer(p, r.unwrap_or(Err(ResponseError::NotLeaderOrFollower))))
+                .collect()
+        })
+        .collect()
+}
+
 /// One op for a partition of a shard's: (topic, partition, op).
 type ShardOp = (String, i32, PartitionOp);
 
 /// Runs each `(topic, partition, op)` on the partition's owner shard: one mesh message per
 /// owner shard, however many partitions it owns; the partitions of one shard run concurrently
 /// there. Results come back in input order; `None` where the owner shard could not be reached.
-pub async fn on_partitions(
+async fn on_partitions(
     shard: &Rc<Shard>,
     work: Vec<(Arc<TopicMeta>, i32, PartitionOp)>,
 ) -> Vec<Option<Result<PartitionOpOutcome, ResponseError>>> {
