@@ -604,3 +604,92 @@ fn fetch_thousands_of_one_record_batches(args: &[&str]) {
     let got = consume_n(&consumer, "tiny", 1, N);
     assert_eq!(got.len(), N);
 }
+
+/// OffsetForLeaderEpoch and DeleteRecords over partitions of both shards in one request: each
+/// partition answers on its own, unknown ones with UNKNOWN_TOPIC_OR_PARTITION, in request order.
+#[test]
+fn per_partition_admin_requests_span_shards_and_answer_each_partition() {
+    use kafka_protocol::messages::offset_for_leader_epoch_request::{
+        OffsetForLeaderPartition, OffsetForLeaderTopic,
+    };
+    use kafka_protocol::messages::{
+        delete_records_request, ApiKey, DeleteRecordsRequest, DeleteRecordsResponse,
+        OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, TopicName,
+    };
+    use kafka_protocol::protocol::StrBytes;
+    let broker = Broker::start(&["--cores", "2"]);
+    broker.create_topic("spread", 6, &[]);
+    let mut raw = common::raw::Raw::connect(&broker.addr);
+    for p in 0..6 {
+        let batch =
+            common::raw::plain_batch(&[b"a".to_vec(), b"b".to_vec(), b"c".to_vec()], false, false);
+        assert_eq!(raw.produce("spread", p, batch).0, 0);
+    }
+    let name = || TopicName(StrBytes::from_static_str("spread"));
+    let asked = [0, 1, 2, 3, 4, 5, 99];
+
+    let epochs = |current: i32| {
+        OffsetForLeaderEpochRequest::default().with_topics(vec![OffsetForLeaderTopic::default()
+            .with_topic(name())
+            .with_partitions(
+                asked
+                    .iter()
+                    .map(|&p| {
+                        OffsetForLeaderPartition::default()
+                            .with_partition(p)
+                            .with_current_leader_epoch(current)
+                            .with_leader_epoch(0)
+                    })
+                    .collect(),
+            )])
+    };
+    let r: OffsetForLeaderEpochResponse = raw.call(ApiKey::OffsetForLeaderEpoch, 4, &epochs(-1));
+    let got: Vec<(i32, i16, i32, i64)> = r.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition, p.error_code, p.leader_epoch, p.end_offset))
+        .collect();
+    let mut want: Vec<(i32, i16, i32, i64)> = (0..6).map(|p| (p, 0, 0, 3)).collect();
+    want.push((99, 3, -1, -1));
+    assert_eq!(got, want);
+    let r: OffsetForLeaderEpochResponse = raw.call(ApiKey::OffsetForLeaderEpoch, 4, &epochs(5));
+    assert!(
+        r.topics[0].partitions[..6]
+            .iter()
+            .all(|p| p.error_code == 75), // UNKNOWN_LEADER_EPOCH: the client is ahead, as Kafka answers
+        "{r:?}"
+    );
+
+    let delete = |offset: i64| {
+        DeleteRecordsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![delete_records_request::DeleteRecordsTopic::default()
+                .with_name(name())
+                .with_partitions(
+                    asked
+                        .iter()
+                        .map(|&p| {
+                            delete_records_request::DeleteRecordsPartition::default()
+                                .with_partition_index(p)
+                                .with_offset(offset)
+                        })
+                        .collect(),
+                )])
+    };
+    let r: DeleteRecordsResponse = raw.call(ApiKey::DeleteRecords, 2, &delete(2));
+    let got: Vec<(i32, i16, i64)> = r.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.error_code, p.low_watermark))
+        .collect();
+    let mut want: Vec<(i32, i16, i64)> = (0..6).map(|p| (p, 0, 2)).collect();
+    want.push((99, 3, -1));
+    assert_eq!(got, want);
+    let r: DeleteRecordsResponse = raw.call(ApiKey::DeleteRecords, 2, &delete(10));
+    assert!(
+        r.topics[0].partitions[..6]
+            .iter()
+            .all(|p| p.error_code == 1),
+        "{r:?}"
+    );
+}
