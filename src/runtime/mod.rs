@@ -2,9 +2,9 @@
 //! a shard's runtime, spawning tasks, blocking work, timers, monotonic and wall time, the TCP
 //! listener and streams ([`net`]). compio (io_uring) is underneath; no other module of the
 //! broker names compio, so a deterministic simulation can put its own scheduler, clock and
-//! network here. Files are not behind it: the broker's own file work (partition directories,
-//! the metadata log) runs on blocking threads with std, and partition logs are the storage
-//! crate's, which uses compio's files itself.
+//! network here. Files are the storage crate's, behind its own seam (`sluice-storage`'s
+//! `runtime` module); the broker's own file work (partition directories, the metadata log)
+//! runs with std on blocking threads or its own thread.
 
 use std::future::Future;
 use std::time::{Duration, Instant};

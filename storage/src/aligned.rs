@@ -8,7 +8,7 @@
 use std::alloc::{alloc, dealloc, Layout};
 use std::ptr::NonNull;
 
-use compio::buf::IoBuf;
+use crate::runtime::IoBuf;
 
 /// O_DIRECT alignment for buffer address, file position and length.
 pub const BLOCK_BYTES: usize = 4096;

@@ -18,7 +18,7 @@
 
 use std::path::Path;
 
-use compio::io::AsyncWriteAtExt;
+use crate::runtime::AsyncWriteAtExt;
 
 use sluice_base::Reader;
 
@@ -106,7 +106,7 @@ pub(crate) fn decode_epochs(b: &[u8]) -> Option<Vec<(i32, i64)>> {
 
 /// Reads a whole small file; `None` if it does not exist.
 pub(crate) async fn read_optional(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    match compio::fs::read(path).await {
+    match crate::runtime::read(path).await {
         Ok(v) => Ok(Some(v)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e),
@@ -117,17 +117,17 @@ pub(crate) async fn read_optional(path: &Path) -> std::io::Result<Option<Vec<u8>
 pub(crate) async fn write_atomic(dir: &Path, name: &str, bytes: Vec<u8>) -> std::io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     let dst = dir.join(name);
-    let mut f = compio::fs::File::create(&tmp).await?;
-    let compio::BufResult(res, _) = f.write_all_at(bytes, 0).await;
+    let mut f = crate::runtime::File::create(&tmp).await?;
+    let crate::runtime::BufResult(res, _) = f.write_all_at(bytes, 0).await;
     res?;
     f.sync_all().await?;
     f.close().await?;
-    compio::fs::rename(&tmp, &dst).await?;
+    crate::runtime::rename(&tmp, &dst).await?;
     sync_dir(dir).await
 }
 
 pub(crate) async fn sync_dir(dir: &Path) -> std::io::Result<()> {
-    let d = compio::fs::File::open(dir).await?;
+    let d = crate::runtime::File::open(dir).await?;
     d.sync_all().await?;
     d.close().await
 }

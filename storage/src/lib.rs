@@ -16,6 +16,7 @@ mod index;
 mod log;
 mod notify;
 pub mod producer;
+mod runtime;
 pub mod scan;
 mod segment;
 pub mod stats;

@@ -10,9 +10,9 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::runtime::AsyncReadAtExt;
+use crate::runtime::{File, OpenOptions};
 use bytes::Bytes;
-use compio::fs::{File, OpenOptions};
-use compio::io::AsyncReadAtExt;
 
 use crate::aligned::{round_down, BLOCK_BYTES};
 use crate::batch::{BatchHeader, BATCH_HEADER_BYTES};
@@ -161,7 +161,7 @@ pub(crate) fn preallocate_range(file: &File, offset: u64, len: u64) -> bool {
 /// Reads exactly `len` bytes at `pos`.
 pub(crate) async fn read_at(file: &File, pos: u64, len: usize) -> io::Result<Vec<u8>> {
     let buf = Vec::with_capacity(len);
-    let compio::BufResult(res, buf) = file.read_exact_at(buf, pos).await;
+    let crate::runtime::BufResult(res, buf) = file.read_exact_at(buf, pos).await;
     res?;
     Ok(buf)
 }

@@ -146,7 +146,7 @@ impl Log {
     /// Opens (creating if needed) the log in `dir`, recovers it and starts its writer task on the
     /// current compio runtime.
     pub async fn open(dir: PathBuf, config: LogConfig) -> Result<Rc<Log>, StorageError> {
-        compio::fs::create_dir_all(&dir).await?;
+        crate::runtime::create_dir_all(&dir).await?;
         let rec = recover(&dir, &config).await?;
         let leo = rec.segments.last().map_or(0, |s| s.next_offset);
         let active = rec.segments.last();
@@ -191,7 +191,7 @@ impl Log {
             stats: crate::stats::LogStats::default(),
         });
         *log.self_weak.borrow_mut() = Rc::downgrade(&log);
-        compio::runtime::spawn(writer_loop(Rc::downgrade(&log), log.work.clone())).detach();
+        crate::runtime::spawn(writer_loop(Rc::downgrade(&log), log.work.clone())).detach();
         log.load_producer_state().await?;
         log.write_checkpoint().await?;
         log.write_epochs().await?;
@@ -226,7 +226,7 @@ impl Log {
         if let FlushPolicy::Interval(_) = self.config.borrow().flush {
             if !self.flusher_running.replace(true) {
                 let me = self.self_weak.borrow().clone();
-                compio::runtime::spawn(flusher_loop(me)).detach();
+                crate::runtime::spawn(flusher_loop(me)).detach();
             }
         }
     }
@@ -319,7 +319,7 @@ impl Log {
             st.cache_bytes = 0;
         }
         let dir = self.dir.clone();
-        let res = compio::runtime::spawn_blocking(move || {
+        let res = crate::runtime::spawn_blocking(move || {
             let target = match aside {
                 Some(aside) => {
                     std::fs::rename(&dir, &aside)?;
@@ -334,10 +334,10 @@ impl Log {
         })
         .await;
         match res {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) if e.kind() == io::ErrorKind::NotFound => {}
-            Ok(Err(e)) => return Err(io_err(e)),
-            Err(_) => return Err(io_err(io::Error::other("remove_dir_all task panicked"))),
+            Some(Ok(())) => {}
+            Some(Err(e)) if e.kind() == io::ErrorKind::NotFound => {}
+            Some(Err(e)) => return Err(io_err(e)),
+            None => return Err(io_err(io::Error::other("remove_dir_all task panicked"))),
         }
         self.progress.notify_all();
         Ok(())
@@ -373,7 +373,7 @@ impl Log {
         }
     }
 
-    fn active_write_file(&self) -> Option<compio::fs::File> {
+    fn active_write_file(&self) -> Option<crate::runtime::File> {
         self.state
             .borrow()
             .segments
@@ -470,7 +470,7 @@ async fn write_index_pair(
 async fn remove_index_files(seg: &Segment) {
     let (ip, tp) = seg.index_paths();
     for p in [ip, tp] {
-        if let Err(e) = compio::fs::remove_file(&p).await {
+        if let Err(e) = crate::runtime::remove_file(&p).await {
             if e.kind() != io::ErrorKind::NotFound {
                 tracing::warn!(path = %p.display(), error = %e, "failed to remove index file");
             }
@@ -481,7 +481,7 @@ async fn remove_index_files(seg: &Segment) {
 async fn remove_segment_files(doomed: Vec<Segment>) {
     for seg in doomed {
         remove_index_files(&seg).await;
-        if let Err(e) = compio::fs::remove_file(&seg.path).await {
+        if let Err(e) = crate::runtime::remove_file(&seg.path).await {
             if e.kind() != io::ErrorKind::NotFound {
                 tracing::warn!(path = %seg.path.display(), error = %e, "failed to remove segment");
             }

@@ -86,7 +86,7 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
     let mut bases = Vec::new();
     // Listing a directory has no io_uring operation: on a blocking thread, not the reactor.
     let listed = dir.to_owned();
-    let names = compio::runtime::spawn_blocking(move || -> io::Result<Vec<String>> {
+    let names = crate::runtime::spawn_blocking(move || -> io::Result<Vec<String>> {
         let mut names = Vec::new();
         for entry in std::fs::read_dir(&listed)? {
             names.extend(entry?.file_name().to_str().map(str::to_owned));
@@ -94,10 +94,10 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
         Ok(names)
     })
     .await
-    .map_err(|_| io::Error::other("directory listing task panicked"))??;
+    .ok_or_else(|| io::Error::other("directory listing task panicked"))??;
     for name in &names {
         if name.ends_with(".tmp") {
-            let _ = compio::fs::remove_file(dir.join(name)).await;
+            let _ = crate::runtime::remove_file(dir.join(name)).await;
         } else if let Some(base) = parse_log_name(name) {
             bases.push(base);
         }

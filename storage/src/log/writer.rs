@@ -7,9 +7,9 @@ use std::io;
 use std::rc::{Rc, Weak};
 use std::task::Poll;
 
+use crate::runtime::AsyncWriteAtExt;
+use crate::runtime::IntoInner;
 use bytes::Bytes;
-use compio::buf::IntoInner;
-use compio::io::AsyncWriteAtExt;
 
 use super::append::Failure;
 use super::read::CachedBatch;
@@ -50,7 +50,7 @@ pub(super) enum Pending {
 
 /// A write built by `Log::prepare_write`, not yet on disk.
 struct PreparedWrite {
-    file: compio::fs::File,
+    file: crate::runtime::File,
     /// Block-aligned file position of `buf`.
     start: u64,
     buf: AlignedBuf,
@@ -253,7 +253,7 @@ impl Log {
             }
         });
         let mut body_write = std::pin::pin!(body_writer.write_all_at(
-            compio::buf::IoBuf::slice(buf, body_from..),
+            crate::runtime::IoBuf::slice(buf, body_from..),
             start + body_from as u64
         ));
         let mut head_res: Option<io::Result<()>> = None;
@@ -280,13 +280,15 @@ impl Log {
         let first = std::future::poll_fn(|cx| Poll::Ready(poll_both(cx))).await;
         if first.is_pending() {
             if prepare_next {
-                compio::runtime::Runtime::with_current(|rt| rt.flush());
+                crate::runtime::submit_now();
                 next = Some(self.prepare_write(Some((new_size, &tail_after))));
             }
             // Even if preparing failed, the writes on the device are finished first.
             std::future::poll_fn(&mut poll_both).await;
         }
-        let (Some(head_res), Some(compio::BufResult(body_res, body))) = (head_res, body_res) else {
+        let (Some(head_res), Some(crate::runtime::BufResult(body_res, body))) =
+            (head_res, body_res)
+        else {
             return Err(io::Error::other("write pipeline: a write did not finish"));
         };
         let mut buf = body.into_inner();
@@ -354,7 +356,7 @@ impl Log {
 
     /// Keeps a window reserved ahead of the active segment's end, growing it (up to
     /// [`PREALLOCATE_STEP_BYTES`]) each time the writes reach it.
-    fn extend_preallocation(&self, file: &compio::fs::File, size: u64) {
+    fn extend_preallocation(&self, file: &crate::runtime::File, size: u64) {
         let limit = self.config.borrow().segment_bytes_effective();
         let step = self.prealloc_step.get();
         let mut st = self.state.borrow_mut();
@@ -434,7 +436,7 @@ pub(super) async fn flusher_loop(log: Weak<Log>) {
                 }
             }
         };
-        compio::time::sleep(period).await;
+        crate::runtime::sleep(period).await;
         let Some(l) = log.upgrade() else { return };
         let written = l.written.get();
         if written > l.durable.get() {
