@@ -133,7 +133,8 @@ fn unknown_topic(name: &str) -> OpError {
 }
 
 /// Replicas of partitions `first..first + count` of a topic: Kafka's round robin over the
-/// brokers, each partition's replicas on consecutive brokers starting at its own.
+/// brokers, each partition's replicas on consecutive brokers starting at its own. `brokers`
+/// must not be empty and `replication` must be at most its length (callers check both).
 pub fn place(brokers: &[i32], first: i32, count: i32, replication: usize) -> Vec<Vec<i32>> {
     (first..first + count)
         .map(|p| {
@@ -297,6 +298,12 @@ impl Controller {
             return Err(OpError::new(
                 ResponseError::InvalidPartitions,
                 format!("at most {PARTITIONS_PER_TOPIC_MAX} partitions per topic"),
+            ));
+        }
+        if self.config.brokers.is_empty() {
+            return Err(OpError::new(
+                ResponseError::BrokerNotAvailable,
+                "no broker to place partitions on",
             ));
         }
         let replication = t.partitions.first().map_or(1, |p| p.replicas.len().max(1));
