@@ -27,3 +27,10 @@ pub const OPEN_RETRY_MS: u64 = 2_000;
 
 /// How long graceful shutdown waits for in-flight requests before closing logs anyway.
 pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
+
+/// Metadata images queued for a shard's applier (the controller sends one per change and waits
+/// for it to be applied, so more than one or two are rare).
+pub const METADATA_APPLY_QUEUE_DEPTH: usize = 64;
+
+/// Metrics scrapes queued for a shard (one per concurrent `/metrics` request).
+pub const SCRAPE_QUEUE_DEPTH: usize = 4;

@@ -19,7 +19,9 @@ use crate::cluster::store::MetadataStore;
 use crate::config::Config;
 use crate::controller::{Controller, ControllerConfig};
 use crate::kafka::connection;
-use crate::limits::{OPEN_RETRY_MS, SHUTDOWN_GRACE_MS};
+use crate::limits::{
+    METADATA_APPLY_QUEUE_DEPTH, OPEN_RETRY_MS, SCRAPE_QUEUE_DEPTH, SHUTDOWN_GRACE_MS,
+};
 use crate::metrics::{self, ControlRequest, Endpoint, ShardMetrics};
 use crate::shard::controller::ControllerDriver;
 use crate::shard::{build_mesh, run_mesh_receiver, MeshMsg, Shard};
@@ -193,7 +195,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let mut threads = Vec::with_capacity(config.shards);
     let (ready_tx, ready_rx) = flume::bounded::<()>(config.shards);
     let (controls, control_rxs): (Vec<_>, Vec<_>) = (0..config.shards)
-        .map(|_| flume::bounded::<ControlRequest>(4))
+        .map(|_| flume::bounded::<ControlRequest>(SCRAPE_QUEUE_DEPTH))
         .unzip();
     let endpoint = Arc::new(Endpoint {
         shards: controls,
@@ -300,7 +302,7 @@ async fn shard_main(start: ShardStart) {
         ready,
         control,
     } = start;
-    let (apply_tx, apply_rx) = flume::bounded(64);
+    let (apply_tx, apply_rx) = flume::bounded(METADATA_APPLY_QUEUE_DEPTH);
     let controller = store.map(|store| {
         let config = ControllerConfig {
             default_partitions: config.args.num_partitions,

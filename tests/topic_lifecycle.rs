@@ -374,6 +374,15 @@ fn fetch_and_produce_protocol_gaps() {
     raw.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
     assert!(raw.recv_frame().is_none(), "connection still open");
 
+    // acks=0 produce refused before any append (transactional): the connection closes too.
+    let mut raw = Raw::connect(&broker.addr);
+    let refused = req
+        .clone()
+        .with_transactional_id(Some(kafka_protocol::messages::TransactionalId(sb("tx"))));
+    raw.send(ApiKey::Produce, 9, &refused);
+    raw.send(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default());
+    assert!(raw.recv_frame().is_none(), "connection still open");
+
     // A good acks=0 produce keeps the connection.
     let mut raw = Raw::connect(&broker.addr);
     let ok = req

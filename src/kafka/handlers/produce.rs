@@ -233,7 +233,8 @@ fn to_wire(r: AppendOutcome) -> PartitionProduceResponse {
 
 fn respond_all(ctx: Ctx, req: &ProduceRequest, error: ResponseError) -> Dispatched {
     if req.acks == 0 {
-        return Dispatched::Respond(Box::pin(std::future::ready(None)));
+        // No answer to carry the error: close, as for a failed acks=0 append.
+        return Dispatched::Close(format!("acks=0 produce refused: {error:?}"));
     }
     let topics = req
         .topic_data
