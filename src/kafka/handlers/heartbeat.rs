@@ -13,9 +13,9 @@ use crate::shard::Shard;
 
 pub async fn handle(shard: Rc<Shard>, req: HeartbeatRequest, _ctx: Ctx) -> ResponseKind {
     let group_id = req.group_id.0.as_str().to_owned();
-    let hb = Hb {
+    let hb = |partition| Hb {
         group_id: group_id.clone(),
-        partition: 0,
+        partition,
         generation: req.generation_id,
         member_id: req.member_id.as_str().to_owned(),
         instance_id: req
@@ -23,8 +23,8 @@ pub async fn handle(shard: Rc<Shard>, req: HeartbeatRequest, _ctx: Ctx) -> Respo
             .as_ref()
             .map(|s| s.as_str().to_owned()),
     };
-    let error = match groups::call(&shard, &group_id, move |partition| {
-        Request::Heartbeat(Hb { partition, ..hb })
+    let error = match groups::call(&shard, &group_id, |partition| {
+        Request::Heartbeat(hb(partition))
     })
     .await
     {

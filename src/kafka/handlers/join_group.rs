@@ -18,9 +18,9 @@ pub async fn handle(shard: Rc<Shard>, req: JoinGroupRequest, ctx: Ctx) -> Respon
     let version = ctx.version;
     let client_id = ctx.client_id.to_string();
     let group_id = req.group_id.0.as_str().to_owned();
-    let join = JoinRequest {
+    let join = |partition| JoinRequest {
         group_id: group_id.clone(),
-        partition: 0,
+        partition,
         member_id: req.member_id.as_str().to_owned(),
         instance_id: req
             .group_instance_id
@@ -42,8 +42,8 @@ pub async fn handle(shard: Rc<Shard>, req: JoinGroupRequest, ctx: Ctx) -> Respon
             .collect(),
         require_known_member_id: version >= 4,
     };
-    let result = match groups::call(&shard, &group_id, move |partition| {
-        Request::Join(JoinRequest { partition, ..join })
+    let result = match groups::call(&shard, &group_id, |partition| {
+        Request::Join(join(partition))
     })
     .await
     {

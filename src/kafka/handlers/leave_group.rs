@@ -29,14 +29,14 @@ pub async fn handle(shard: Rc<Shard>, req: LeaveGroupRequest, ctx: Ctx) -> Respo
     } else {
         vec![(req.member_id.as_str().to_owned(), None)]
     };
-    let leave = LeaveRequest {
+    let leave = |partition| LeaveRequest {
         group_id: group_id.clone(),
-        partition: 0,
+        partition,
         members,
     };
     let mut resp = LeaveGroupResponse::default();
-    match groups::call(&shard, &group_id, move |partition| {
-        Request::Leave(LeaveRequest { partition, ..leave })
+    match groups::call(&shard, &group_id, |partition| {
+        Request::Leave(leave(partition))
     })
     .await
     {

@@ -17,15 +17,10 @@ use crate::shard::Shard;
 
 pub async fn handle(shard: Rc<Shard>, req: ListOffsetsRequest, ctx: Ctx) -> ResponseKind {
     let version = ctx.version;
-    let (names, parts): (Vec<_>, Vec<_>) = req
+    let topics = req
         .topics
         .into_iter()
         .map(|t| (t.name, t.partitions))
-        .unzip();
-    let topics = names
-        .iter()
-        .map(|n| n.0.as_str().to_owned())
-        .zip(parts)
         .collect();
     let answers = per_partition(
         &shard,
@@ -55,9 +50,8 @@ pub async fn handle(shard: Rc<Shard>, req: ListOffsetsRequest, ctx: Ctx) -> Resp
         },
     )
     .await;
-    let topics = names
+    let topics = answers
         .into_iter()
-        .zip(answers)
         .map(|(name, partitions)| {
             ListOffsetsTopicResponse::default()
                 .with_name(name)

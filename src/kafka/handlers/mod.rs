@@ -35,6 +35,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use futures_util::future::join_all;
+use kafka_protocol::messages::TopicName;
 use kafka_protocol::ResponseError;
 
 use crate::cluster::image::TopicMeta;
@@ -49,16 +50,16 @@ use crate::shard::{MeshMsg, Shard};
 /// keep the request's order.
 pub async fn per_partition<P, R>(
     shard: &Rc<Shard>,
-    topics: Vec<(String, Vec<P>)>,
+    topics: Vec<(TopicName, Vec<P>)>,
     index: impl Fn(&P) -> i32,
     plan: impl Fn(&TopicMeta, &P) -> Result<PartitionOp, ResponseError>,
     answer: impl Fn(&P, Result<PartitionOpOutcome, ResponseError>) -> R,
-) -> Vec<Vec<R>> {
+) -> Vec<(TopicName, Vec<R>)> {
     let image = shard.metadata();
     let mut outcomes: Vec<Vec<Option<Result<PartitionOpOutcome, ResponseError>>>> = Vec::new();
     let (mut work, mut slots) = (Vec::new(), Vec::new());
     for (ti, (name, parts)) in topics.iter().enumerate() {
-        let meta = image.topic(name);
+        let meta = image.topic(name.0.as_str());
         let mut row = Vec::with_capacity(parts.len());
         for (pi, p) in parts.iter().enumerate() {
             let planned = match meta.filter(|m| m.has_partition(index(p))) {
@@ -80,14 +81,15 @@ pub async fn per_partition<P, R>(
         outcomes[ti][pi] = Some(r.unwrap_or(Err(ResponseError::NotLeaderOrFollower)));
     }
     topics
-        .iter()
+        .into_iter()
         .zip(outcomes)
-        .map(|((_, parts), row)| {
-            parts
+        .map(|((name, parts), row)| {
+            let answers = parts
                 .iter()
                 .zip(row)
                 .map(|(p, r)| answer(p, r.unwrap_or(Err(ResponseError::NotLeaderOrFollower))))
-                .collect()
+                .collect();
+            (name, answers)
         })
         .collect()
 }

@@ -49,9 +49,9 @@ pub async fn handle(shard: Rc<Shard>, req: OffsetCommitRequest, ctx: Ctx) -> Res
         }
     }
     if !offsets.is_empty() {
-        let commit = CommitRequest {
+        let commit = |partition| CommitRequest {
             group_id: group_id.clone(),
-            partition: 0,
+            partition,
             generation: req.generation_id_or_member_epoch,
             member_id: req.member_id.as_str().to_owned(),
             instance_id: req
@@ -60,11 +60,8 @@ pub async fn handle(shard: Rc<Shard>, req: OffsetCommitRequest, ctx: Ctx) -> Res
                 .map(|s| s.as_str().to_owned()),
             offsets: offsets.clone(),
         };
-        match groups::call(&shard, &group_id, move |partition| {
-            Request::Commit(CommitRequest {
-                partition,
-                ..commit
-            })
+        match groups::call(&shard, &group_id, |partition| {
+            Request::Commit(commit(partition))
         })
         .await
         {

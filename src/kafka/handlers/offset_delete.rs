@@ -18,9 +18,9 @@ use crate::util::topic_name;
 
 pub async fn handle(shard: Rc<Shard>, req: OffsetDeleteRequest, _ctx: Ctx) -> ResponseKind {
     let group_id = req.group_id.0.as_str().to_owned();
-    let od = Od {
+    let od = |partition| Od {
         group_id: group_id.clone(),
-        partition: 0,
+        partition,
         topics: req
             .topics
             .iter()
@@ -33,8 +33,8 @@ pub async fn handle(shard: Rc<Shard>, req: OffsetDeleteRequest, _ctx: Ctx) -> Re
             .collect(),
     };
     let mut resp = OffsetDeleteResponse::default();
-    let results = match groups::call(&shard, &group_id, move |partition| {
-        Request::OffsetDelete(Od { partition, ..od })
+    let results = match groups::call(&shard, &group_id, |partition| {
+        Request::OffsetDelete(od(partition))
     })
     .await
     {

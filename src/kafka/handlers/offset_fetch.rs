@@ -23,16 +23,12 @@ async fn fetch(
     group_id: String,
     topics: Option<Vec<(String, Vec<i32>)>>,
 ) -> (i16, Vec<FetchedOffset>) {
-    let fr = FetchRequest {
+    let fr = |partition| FetchRequest {
         group_id: group_id.clone(),
-        partition: 0,
+        partition,
         topics,
     };
-    match groups::call(shard, &group_id, move |partition| {
-        Request::Fetch(FetchRequest { partition, ..fr })
-    })
-    .await
-    {
+    match groups::call(shard, &group_id, |partition| Request::Fetch(fr(partition))).await {
         Ok(Reply::Fetch(e, offsets)) => (e, offsets),
         Ok(_) => (ResponseError::UnknownServerError.code(), Vec::new()),
         Err(e) => (e.code(), Vec::new()),

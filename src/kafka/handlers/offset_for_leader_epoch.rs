@@ -16,15 +16,10 @@ use crate::shard::ops::{PartitionOp, PartitionOpOutcome};
 use crate::shard::Shard;
 
 pub async fn handle(shard: Rc<Shard>, req: OffsetForLeaderEpochRequest, _ctx: Ctx) -> ResponseKind {
-    let (names, parts): (Vec<_>, Vec<_>) = req
+    let topics = req
         .topics
         .into_iter()
         .map(|t| (t.topic, t.partitions))
-        .unzip();
-    let topics = names
-        .iter()
-        .map(|n| n.0.as_str().to_owned())
-        .zip(parts)
         .collect();
     let answers = per_partition(
         &shard,
@@ -51,9 +46,8 @@ pub async fn handle(shard: Rc<Shard>, req: OffsetForLeaderEpochRequest, _ctx: Ct
         },
     )
     .await;
-    let topics = names
+    let topics = answers
         .into_iter()
-        .zip(answers)
         .map(|(topic, partitions)| {
             OffsetForLeaderTopicResult::default()
                 .with_topic(topic)

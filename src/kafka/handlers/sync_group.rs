@@ -15,9 +15,9 @@ use crate::util::sb;
 pub async fn handle(shard: Rc<Shard>, req: SyncGroupRequest, ctx: Ctx) -> ResponseKind {
     let version = ctx.version;
     let group_id = req.group_id.0.as_str().to_owned();
-    let sync = SyncRequest {
+    let sync = |partition| SyncRequest {
         group_id: group_id.clone(),
-        partition: 0,
+        partition,
         generation: req.generation_id,
         member_id: req.member_id.as_str().to_owned(),
         instance_id: req
@@ -33,8 +33,8 @@ pub async fn handle(shard: Rc<Shard>, req: SyncGroupRequest, ctx: Ctx) -> Respon
             .collect(),
     };
     let mut resp = SyncGroupResponse::default();
-    match groups::call(&shard, &group_id, move |partition| {
-        Request::Sync(SyncRequest { partition, ..sync })
+    match groups::call(&shard, &group_id, |partition| {
+        Request::Sync(sync(partition))
     })
     .await
     {
