@@ -125,6 +125,14 @@ enum Frame {
     Bad(&'static str),
 }
 
+impl Frame {
+    fn is_bad_length(&self) -> bool {
+        matches!(self, Frame::Bad(why) if *why == BAD_LENGTH)
+    }
+}
+
+const BAD_LENGTH: &str = "frame length out of range";
+
 fn decode_frame(buf: &[u8]) -> (Frame, usize) {
     let Some(header) = buf.get(..8) else {
         return (Frame::Short, buf.len());
@@ -132,7 +140,7 @@ fn decode_frame(buf: &[u8]) -> (Frame, usize) {
     let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
     let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
     if !(8..=FRAME_BODY_MAX).contains(&len) {
-        return (Frame::Bad("frame length out of range"), buf.len());
+        return (Frame::Bad(BAD_LENGTH), buf.len());
     }
     let Some(body) = buf.get(8..8 + len) else {
         return (Frame::Short, buf.len());
@@ -190,7 +198,16 @@ fn read_segment(
             Frame::Records(first, r) => {
                 records.extend((first..).zip(r));
             }
-            Frame::Short | Frame::Bad(_) if last && at + n >= bytes.len() => break,
+            // A torn last write: cut short, or whole-sized with a bad CRC. A length field out
+            // of range is a torn tail only over zeros (a file extended but not written);
+            // anything else there is corruption, and cutting it would drop records.
+            Frame::Short | Frame::Bad(_)
+                if last
+                    && at + n >= bytes.len()
+                    && (!frame.is_bad_length() || bytes[at..].iter().all(|&b| b == 0)) =>
+            {
+                break
+            }
             Frame::Short => {
                 return Err(MetadataError::Corrupt(path.to_owned(), "truncated".into()))
             }

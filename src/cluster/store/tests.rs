@@ -86,6 +86,19 @@ fn a_torn_tail_is_cut_and_corruption_elsewhere_refused() {
     bad[n - 2] ^= 0xff;
     fs::write(&seg, &bad).unwrap();
     assert!(load(dir.path(), 0).unwrap().topic("b").is_none());
+    // Zeros after the last frame (a file extended, not written): cut.
+    let mut zeros = good.clone();
+    zeros.extend_from_slice(&[0; 100]);
+    fs::write(&seg, &zeros).unwrap();
+    assert!(load(dir.path(), 0).unwrap().topic("b").is_some());
+    // A corrupt length in the middle of the last segment is not a torn write: refused, not cut.
+    let mut bad = good.clone();
+    bad[0] = 0x7f;
+    fs::write(&seg, &bad).unwrap();
+    assert!(matches!(
+        load(dir.path(), 0),
+        Err(MetadataError::Corrupt(..))
+    ));
     // A flipped byte in an earlier frame: corrupt.
     let mut bad = good.clone();
     bad[12] ^= 0xff;
