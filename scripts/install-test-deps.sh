@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the client-matrix tests need, idempotently: Debian's kcat, a Python venv with
-# kafka-python and aiokafka, and KafkaJS from npm. Safe to run repeatedly; skips what is present.
+# kafka-python and aiokafka, KafkaJS from npm, and the Java client scenario (Apache Kafka's
+# kafka-clients from Maven Central, built with mvn). Safe to run repeatedly; skips what is present.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 STATE="$ROOT/.test-deps"
@@ -26,5 +27,17 @@ fi
 if command -v npm >/dev/null 2>&1 && [ ! -d "$STATE/node/node_modules/kafkajs" ]; then
     mkdir -p "$STATE/node"
     (cd "$STATE/node" && npm install --silent --no-audit --no-fund kafkajs@2 >/dev/null)
+fi
+# The Java client: compiled classes and the dependency jars under .test-deps/java; rebuilt when
+# the scenario or its pom changed.
+JAVA_SRC="$ROOT/scripts/client-matrix/java"
+JAVA_CLASS="$STATE/java/build/classes/sluice/JavaClientTest.class"
+if command -v mvn >/dev/null 2>&1 && command -v java >/dev/null 2>&1; then
+    if [ ! -f "$JAVA_CLASS" ] || [ "$JAVA_SRC/pom.xml" -nt "$JAVA_CLASS" ] ||
+        [ "$JAVA_SRC/src/main/java/sluice/JavaClientTest.java" -nt "$JAVA_CLASS" ]; then
+        rm -rf "$STATE/java"
+        mvn -q -B -Dstyle.color=never -f "$JAVA_SRC/pom.xml" -DbuildDir="$STATE/java/build" \
+            compile dependency:copy-dependencies -DoutputDirectory="$STATE/java/lib"
+    fi
 fi
 echo "test dependencies ready in $STATE"

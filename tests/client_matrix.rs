@@ -151,3 +151,8 @@ fn aiokafka_groups() {
 fn kafkajs_groups() {
     run_client("kafkajs-groups");
 }
+
+#[test]
+fn java() {
+    run_client("java");
+}

@@ -2,7 +2,7 @@
 # Runs the client matrix against a running broker.
 #
 # Usage: run.sh BOOTSTRAP [client...]   clients: kafka-python aiokafka kafkajs kcat kafka-python-groups
-#        aiokafka-groups kafkajs-groups (default: all)
+#        aiokafka-groups kafkajs-groups java (default: all)
 #
 # Each client script runs its scenarios on fresh topics and prints PASS/FAIL/SKIP lines; this
 # prints a summary naming every failed scenario and exits non-zero if any client failed, timed out
@@ -11,7 +11,7 @@
 set -uo pipefail
 
 if [ $# -lt 1 ]; then
-    echo "usage: $0 BOOTSTRAP [kafka-python|aiokafka|kafkajs|kcat|kafka-python-groups|aiokafka-groups|kafkajs-groups ...]" >&2
+    echo "usage: $0 BOOTSTRAP [kafka-python|aiokafka|kafkajs|kcat|kafka-python-groups|aiokafka-groups|kafkajs-groups|java ...]" >&2
     exit 2
 fi
 BOOT="$1"
@@ -23,7 +23,8 @@ PY="$DEPS/venv/bin/python"
 TIMEOUT_S="${MATRIX_TIMEOUT_S:-300}"
 CLIENTS=("$@")
 export KAFKAJS_PATH="$DEPS/node/node_modules/kafkajs"
-[ ${#CLIENTS[@]} -eq 0 ] && CLIENTS=(kafka-python aiokafka kafkajs kcat kafka-python-groups aiokafka-groups kafkajs-groups)
+export JAVA_MATRIX_DIR="$DEPS/java"
+[ ${#CLIENTS[@]} -eq 0 ] && CLIENTS=(kafka-python aiokafka kafkajs kcat kafka-python-groups aiokafka-groups kafkajs-groups java)
 
 # Prints why a client cannot run, or nothing.
 missing_dep() {
@@ -35,6 +36,10 @@ missing_dep() {
             [ -d "$DEPS/node/node_modules/kafkajs" ] || echo "no kafkajs in $DEPS/node/node_modules"
             ;;
         kcat) command -v kcat >/dev/null || echo "kcat not installed" ;;
+        java)
+            command -v java >/dev/null || { echo "java not installed"; return; }
+            [ -f "$DEPS/java/build/classes/sluice/JavaClientTest.class" ] || echo "no Java scenario built in $DEPS/java"
+            ;;
         *) echo "unknown client" ;;
     esac
 }
@@ -48,6 +53,7 @@ command_for() {
         kafka-python-groups) echo "$PY" "$HERE/kafka_python_groups.py" ;;
         aiokafka-groups) echo "$PY" "$HERE/aiokafka_groups.py" ;;
         kafkajs-groups) echo node "$HERE/kafkajs_groups.js" ;;
+        java) echo bash "$HERE/java_test.sh" ;; # classpath from JAVA_MATRIX_DIR
     esac
 }
 

@@ -1,0 +1,152 @@
+package sluice;
+
+import java.time.Duration;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Properties;
+import java.util.Set;
+import java.util.UUID;
+import java.util.concurrent.Future;
+
+import org.apache.kafka.clients.admin.Admin;
+import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.NewTopic;
+import org.apache.kafka.clients.admin.TopicDescription;
+import org.apache.kafka.clients.consumer.ConsumerConfig;
+import org.apache.kafka.clients.consumer.ConsumerRecord;
+import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
+import org.apache.kafka.clients.producer.RecordMetadata;
+import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.serialization.StringDeserializer;
+import org.apache.kafka.common.serialization.StringSerializer;
+import org.apache.kafka.common.utils.Utils;
+
+/**
+ * The Java client (Apache Kafka's kafka-clients) against a broker: admin, an idempotent keyed
+ * producer with acks=all, and a consumer group that commits. Prints PASS/FAIL lines like the
+ * other client-matrix scripts and exits non-zero on any failure. Usage: JavaClientTest BOOTSTRAP
+ */
+public final class JavaClientTest {
+    private static final int PARTITIONS = 3;
+    private static final int RECORDS = 300;
+    private static final Duration WAIT = Duration.ofSeconds(60);
+    private static int failures = 0;
+
+    private static void check(String scenario, boolean ok, String detail) {
+        System.out.println((ok ? "PASS" : "FAIL") + " java " + scenario + (ok ? "" : ": " + detail));
+        if (!ok) {
+            failures++;
+        }
+    }
+
+    public static void main(String[] args) throws Exception {
+        String bootstrap = args[0];
+        String topic = "java-" + UUID.randomUUID().toString().substring(0, 8);
+        String group = topic + "-group";
+
+        Properties common = new Properties();
+        common.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        common.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, "15000");
+
+        // admin: create the topic and describe it.
+        try (Admin admin = Admin.create(common)) {
+            admin.createTopics(List.of(new NewTopic(topic, PARTITIONS, (short) 1))).all().get();
+            TopicDescription d = admin.describeTopics(Set.of(topic)).allTopicNames().get().get(topic);
+            check("admin-create-describe", d.partitions().size() == PARTITIONS,
+                    "partitions " + d.partitions().size());
+        }
+
+        // produce: keyed, idempotent, acks=all; keys land where the Java partitioner puts them.
+        Properties p = new Properties();
+        p.putAll(common);
+        p.put(ProducerConfig.ACKS_CONFIG, "all");
+        p.put(ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true");
+        p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "60000");
+        Map<Integer, Long> endOffsets = new HashMap<>();
+        boolean placed = true;
+        String misplaced = "";
+        try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
+            List<Future<RecordMetadata>> sent = new ArrayList<>();
+            for (int i = 0; i < RECORDS; i++) {
+                sent.add(producer.send(new ProducerRecord<>(topic, "key-" + i, "value-" + i)));
+            }
+            producer.flush();
+            for (int i = 0; i < RECORDS; i++) {
+                RecordMetadata m = sent.get(i).get();
+                int want = Utils.toPositive(Utils.murmur2(("key-" + i).getBytes())) % PARTITIONS;
+                if (m.partition() != want) {
+                    placed = false;
+                    misplaced = "key-" + i + " in " + m.partition() + ", expected " + want;
+                }
+                endOffsets.merge(m.partition(), m.offset() + 1, Math::max);
+            }
+        }
+        long total = endOffsets.values().stream().mapToLong(Long::longValue).sum();
+        check("produce-idempotent-acks-all", total == RECORDS, "offsets add up to " + total);
+        check("produce-key-partitioning", placed, misplaced);
+
+        // consume: a group subscribes, reads everything in per-partition order, commits.
+        Properties c = new Properties();
+        c.putAll(common);
+        c.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        c.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        c.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+        c.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        c.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        Map<Integer, Long> lastOffset = new HashMap<>();
+        int received = 0;
+        boolean ordered = true;
+        boolean valuesMatch = true;
+        try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(c)) {
+            consumer.subscribe(List.of(topic));
+            long deadline = System.nanoTime() + WAIT.toNanos();
+            while (received < RECORDS && System.nanoTime() < deadline) {
+                for (ConsumerRecord<String, String> r : consumer.poll(Duration.ofMillis(500))) {
+                    received++;
+                    Long prev = lastOffset.put(r.partition(), r.offset());
+                    if (prev != null && r.offset() <= prev) {
+                        ordered = false;
+                    }
+                    if (!r.value().equals("value-" + r.key().substring(4))) {
+                        valuesMatch = false;
+                    }
+                }
+            }
+            check("consume-group", received == RECORDS && valuesMatch,
+                    "received " + received + ", values match " + valuesMatch);
+            check("consume-order", ordered, "offsets went backwards");
+            consumer.commitSync(WAIT);
+            Map<TopicPartition, OffsetAndMetadata> committed = consumer.committed(
+                    Set.of(new TopicPartition(topic, 0), new TopicPartition(topic, 1),
+                            new TopicPartition(topic, 2)), WAIT);
+            boolean atEnd = true;
+            for (int part = 0; part < PARTITIONS; part++) {
+                OffsetAndMetadata o = committed.get(new TopicPartition(topic, part));
+                long want = endOffsets.getOrDefault(part, 0L);
+                if (want > 0 && (o == null || o.offset() != want)) {
+                    atEnd = false;
+                }
+            }
+            check("consume-commit", atEnd, "committed " + committed + ", ends " + endOffsets);
+        }
+
+        // admin: the group's committed offsets, as kafka-consumer-groups.sh reads them.
+        try (Admin admin = Admin.create(common)) {
+            Map<TopicPartition, OffsetAndMetadata> offsets =
+                    admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get();
+            long sum = offsets.values().stream().mapToLong(OffsetAndMetadata::offset).sum();
+            check("admin-group-offsets", sum == RECORDS, "committed offsets add up to " + sum);
+            admin.deleteTopics(List.of(topic)).all().get();
+            check("admin-delete-topic", true, "");
+        }
+        System.exit(failures == 0 ? 0 : 1);
+    }
+}
