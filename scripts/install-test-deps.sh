@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the client-matrix tests need, idempotently: Debian's kcat, a Python venv with
 # kafka-python and aiokafka, KafkaJS from npm, and the Java client scenario (Apache Kafka's
-# kafka-clients from Maven Central, built with mvn). Safe to run repeatedly; skips what is present.
+# kafka-clients from Maven Central, built with mvn), and the Go clients' scenario (franz-go and
+# sarama, built with go). Safe to run repeatedly; skips what is present.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 STATE="$ROOT/.test-deps"
@@ -38,6 +39,16 @@ if command -v mvn >/dev/null 2>&1 && command -v java >/dev/null 2>&1; then
         rm -rf "$STATE/java"
         mvn -q -B -Dstyle.color=never -f "$JAVA_SRC/pom.xml" -DbuildDir="$STATE/java/build" \
             compile dependency:copy-dependencies -DoutputDirectory="$STATE/java/lib"
+    fi
+fi
+# The Go clients: one binary, rebuilt when its source or module files changed.
+GO_SRC="$ROOT/scripts/client-matrix/go"
+GO_BIN="$STATE/go/go-matrix"
+if command -v go >/dev/null 2>&1; then
+    if [ ! -x "$GO_BIN" ] || [ "$GO_SRC/main.go" -nt "$GO_BIN" ] || [ "$GO_SRC/go.mod" -nt "$GO_BIN" ] ||
+        [ "$GO_SRC/go.sum" -nt "$GO_BIN" ]; then
+        mkdir -p "$STATE/go"
+        (cd "$GO_SRC" && go build -o "$GO_BIN" .)
     fi
 fi
 echo "test dependencies ready in $STATE"

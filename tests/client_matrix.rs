@@ -156,3 +156,8 @@ fn kafkajs_groups() {
 fn java() {
     run_client("java");
 }
+
+#[test]
+fn go() {
+    run_client("go");
+}
