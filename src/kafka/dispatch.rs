@@ -27,19 +27,37 @@ pub enum Dispatched {
     Close(String),
 }
 
-/// Routing facts of a request, kept for encoding its response, and its header's client id.
-#[derive(Debug, Clone)]
+/// A request's header facts: what its response is encoded with, and its client id.
+#[derive(Debug)]
 pub struct Ctx {
     pub api_key: ApiKey,
     pub version: i16,
     pub correlation_id: i32,
-    pub client_id: Rc<str>,
+    pub client_id: Option<String>,
+}
+
+/// What a response is encoded with (the request's API, version and correlation id).
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyTo {
+    pub api_key: ApiKey,
+    pub version: i16,
+    pub correlation_id: i32,
+}
+
+impl Ctx {
+    pub fn reply_to(&self) -> ReplyTo {
+        ReplyTo {
+            api_key: self.api_key,
+            version: self.version,
+            correlation_id: self.correlation_id,
+        }
+    }
 }
 
 /// Encodes a response. An encoding failure is a bug: it is logged and yields an empty frame,
 /// which the connection's writer takes as "close" (a client must not wait forever for it).
-pub fn encode(ctx: &Ctx, body: ResponseKind) -> Option<ResponseFrame> {
-    match encode_response(ctx.api_key, ctx.version, ctx.correlation_id, &body) {
+pub fn encode(to: ReplyTo, body: ResponseKind) -> Option<ResponseFrame> {
+    match encode_response(to.api_key, to.version, to.correlation_id, &body) {
         Ok(frame) => Some(frame),
         Err(e) => {
             error!(error = %e, "response encoding failed; closing connection");
@@ -48,11 +66,11 @@ pub fn encode(ctx: &Ctx, body: ResponseKind) -> Option<ResponseFrame> {
     }
 }
 
-fn respond<F>(ctx: Ctx, fut: F) -> Dispatched
+fn respond<F>(to: ReplyTo, fut: F) -> Dispatched
 where
     F: Future<Output = ResponseKind> + 'static,
 {
-    Dispatched::Respond(Box::pin(async move { encode(&ctx, fut.await) }))
+    Dispatched::Respond(Box::pin(async move { encode(to, fut.await) }))
 }
 
 /// Dispatches one request; `received` is when its last byte arrived (for queue-time metrics).
@@ -116,11 +134,11 @@ macro_rules! handlers {
                 api_key: req.api_key,
                 version: req.api_version,
                 correlation_id: req.correlation_id,
-                client_id: Rc::from(req.client_id.as_deref().unwrap_or_default()),
+                client_id: req.client_id,
             };
             match req.body {
                 $(RequestKind::$skind(r) => $sfn(shard.clone(), r, ctx).await,)*
-                $(RequestKind::$kind(r) => respond(ctx.clone(), $fn(shard.clone(), r, ctx)),)*
+                $(RequestKind::$kind(r) => respond(ctx.reply_to(), $fn(shard.clone(), r, ctx)),)*
                 other => Dispatched::Close(format!(
                     "no handler for {:?} although the version table lists it: {}",
                     ctx.api_key,

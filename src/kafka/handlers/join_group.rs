@@ -16,7 +16,7 @@ use crate::util::sb;
 
 pub async fn handle(shard: Rc<Shard>, req: JoinGroupRequest, ctx: Ctx) -> ResponseKind {
     let version = ctx.version;
-    let client_id = ctx.client_id.to_string();
+    let client_id = ctx.client_id.unwrap_or_default();
     let group_id = req.group_id.0.as_str().to_owned();
     let join = |partition| JoinRequest {
         group_id: group_id.clone(),

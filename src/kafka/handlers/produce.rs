@@ -57,6 +57,7 @@ struct Item {
 
 pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatched {
     let shard = &shard;
+    let reply_to = ctx.reply_to();
     let acks = req.acks;
     let count: usize = req.topic_data.iter().map(|t| t.partition_data.len()).sum();
     if count > PARTITIONS_PER_REQUEST_MAX {
@@ -216,7 +217,7 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
             })
             .collect();
         encode(
-            &ctx,
+            reply_to,
             ResponseKind::Produce(ProduceResponse::default().with_responses(topics)),
         )
     }))
@@ -251,7 +252,7 @@ fn respond_all(ctx: Ctx, req: &ProduceRequest, error: ResponseError) -> Dispatch
         })
         .collect();
     let frame = encode(
-        &ctx,
+        ctx.reply_to(),
         ResponseKind::Produce(ProduceResponse::default().with_responses(topics)),
     );
     Dispatched::Respond(Box::pin(std::future::ready(frame)))
