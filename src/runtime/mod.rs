@@ -9,9 +9,11 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-pub use compio::runtime::JoinHandle;
 pub use compio::time::Elapsed;
 pub use sluice_base::now_ms;
+/// Tasks, blocking work and sleeps: the storage crate's seam serves the broker too, so both
+/// run on the same functions.
+pub use sluice_storage::runtime::{sleep, spawn, spawn_blocking, JoinHandle};
 
 /// TCP for client connections: the listener, streams, and the buffer-passing I/O traits they
 /// are used through.
@@ -27,23 +29,6 @@ pub fn block_on_pinned<F: Future>(cpu: usize, main: F) -> std::io::Result<F::Out
         .thread_affinity(std::collections::HashSet::from([cpu]))
         .build()?;
     Ok(rt.block_on(main))
-}
-
-/// Spawns a task on this shard's runtime.
-pub fn spawn<F: Future + 'static>(future: F) -> JoinHandle<F::Output> {
-    compio::runtime::spawn(future)
-}
-
-/// Runs `f` on the runtime's blocking-work threads (file system calls that io_uring does not
-/// cover); `None` if it panicked.
-pub async fn spawn_blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Option<T> {
-    compio::runtime::spawn_blocking(f).await.ok()
-}
-
-pub async fn sleep(d: Duration) {
-    compio::time::sleep(d).await
 }
 
 /// `f`, or `Err(Elapsed)` once `d` has passed.

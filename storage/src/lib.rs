@@ -16,7 +16,7 @@ mod index;
 mod log;
 mod notify;
 pub mod producer;
-mod runtime;
+pub mod runtime;
 pub mod scan;
 mod segment;
 pub mod stats;

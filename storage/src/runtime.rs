@@ -11,7 +11,7 @@ pub use compio::BufResult;
 use std::future::Future;
 use std::time::Duration;
 
-/// Spawns a task on the current thread's runtime.
+/// Spawns a task on the current thread's runtime (a shard's).
 pub fn spawn<F: Future + 'static>(future: F) -> JoinHandle<F::Output> {
     compio::runtime::spawn(future)
 }
