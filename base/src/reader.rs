@@ -109,6 +109,25 @@ impl<'a> Reader<'a> {
     pub fn rest(&self) -> &'a [u8] {
         self.rest
     }
+
+    /// Test and fuzz hook: the read chosen by `op % 11` (the integer widths, `opt_string`,
+    /// `string`, `bytes`, or `take(take)`); whether it succeeded.
+    #[doc(hidden)]
+    pub fn read_op(&mut self, op: u8, take: usize) -> bool {
+        match op % 11 {
+            0 => self.u8().is_some(),
+            1 => self.u16().is_some(),
+            2 => self.i16().is_some(),
+            3 => self.u32().is_some(),
+            4 => self.i32().is_some(),
+            5 => self.u64().is_some(),
+            6 => self.i64().is_some(),
+            7 => self.opt_string().is_some(),
+            8 => self.string().is_some(),
+            9 => self.bytes().is_some(),
+            _ => self.take(take).is_some(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -215,19 +234,7 @@ mod tests {
             let mut r = Reader::new(&input);
             for op in ops {
                 let before = r.remaining();
-                let ok = match op {
-                    0 => r.u8().is_some(),
-                    1 => r.u16().is_some(),
-                    2 => r.i16().is_some(),
-                    3 => r.u32().is_some(),
-                    4 => r.i32().is_some(),
-                    5 => r.u64().is_some(),
-                    6 => r.i64().is_some(),
-                    7 => r.opt_string().is_some(),
-                    8 => r.string().is_some(),
-                    9 => r.bytes().is_some(),
-                    _ => r.take(before / 2 + 1).is_some(),
-                };
+                let ok = r.read_op(op, before / 2 + 1);
                 prop_assert!(r.remaining() <= before);
                 prop_assert!(ok || r.remaining() == before);
                 prop_assert_eq!(r.rest(), &input[input.len() - r.remaining()..]);

@@ -15,19 +15,7 @@ fuzz_target!(|data: &[u8]| {
     let mut r = Reader::new(input);
     for &op in ops {
         let before = r.remaining();
-        let ok = match op % 11 {
-            0 => r.u8().is_some(),
-            1 => r.u16().is_some(),
-            2 => r.i16().is_some(),
-            3 => r.u32().is_some(),
-            4 => r.i32().is_some(),
-            5 => r.u64().is_some(),
-            6 => r.i64().is_some(),
-            7 => r.opt_string().is_some(),
-            8 => r.string().is_some(),
-            9 => r.bytes().is_some(),
-            _ => r.take(op as usize / 11).is_some(),
-        };
+        let ok = r.read_op(op, op as usize / 11);
         assert!(r.remaining() <= before);
         assert!(ok || r.remaining() == before);
     }
