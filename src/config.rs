@@ -4,6 +4,7 @@
 //! config names in dashed form where Kafka has one. [`Config`] is the validated, immutable result
 //! shared by every shard.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -53,6 +54,35 @@ pub struct BrokerArgs {
     /// This broker's node id.
     #[arg(long, env = "SLUICE_NODE_ID", default_value_t = 0)]
     pub node_id: i32,
+    /// Address of this node's controller endpoint (Raft and broker-to-controller traffic);
+    /// given, this node is one of the controller voters (Kafka's `controller.listener`).
+    #[arg(long, env = "SLUICE_CONTROLLER_LISTEN")]
+    pub controller_listen: Option<SocketAddr>,
+    /// The controller quorum, `ID@HOST:PORT,...` (Kafka's `controller.quorum.voters`); absent,
+    /// this node runs alone (single-node mode, no other flag needed).
+    #[arg(long, env = "SLUICE_CONTROLLER_QUORUM_VOTERS")]
+    pub controller_quorum_voters: Option<String>,
+    /// This broker's rack (Kafka's `broker.rack`): replicas of a partition go to different racks.
+    #[arg(long, env = "SLUICE_BROKER_RACK")]
+    pub broker_rack: Option<String>,
+    /// Replication factor of topics created without one (Kafka's `default.replication.factor`).
+    #[arg(long, env = "SLUICE_DEFAULT_REPLICATION_FACTOR", default_value_t = 1)]
+    pub default_replication_factor: i16,
+    /// Replicas that must have a write before acks=all succeeds (Kafka's `min.insync.replicas`).
+    #[arg(long, env = "SLUICE_MIN_INSYNC_REPLICAS", default_value_t = 1)]
+    pub min_insync_replicas: i32,
+    /// A broker that sends no heartbeat for this long is fenced (Kafka's
+    /// `broker.session.timeout.ms`).
+    #[arg(long, env = "SLUICE_BROKER_SESSION_TIMEOUT_MS", default_value_t = 9000)]
+    pub broker_session_timeout_ms: u64,
+    /// How often a broker heartbeats to the active controller (Kafka's
+    /// `broker.heartbeat.interval.ms`).
+    #[arg(
+        long,
+        env = "SLUICE_BROKER_HEARTBEAT_INTERVAL_MS",
+        default_value_t = 2000
+    )]
+    pub broker_heartbeat_interval_ms: u64,
     /// Durability policy for appends.
     #[arg(long, env = "SLUICE_FLUSH", value_enum, default_value = "never")]
     pub flush: FlushArg,
@@ -163,6 +193,8 @@ pub struct Config {
     pub flush: FlushPolicy,
     pub io_mode: IoMode,
     pub metrics_listen: Option<SocketAddr>,
+    /// The controller voters (node id → controller address); empty in single-node mode.
+    pub voters: BTreeMap<i32, SocketAddr>,
 }
 
 /// A configuration that cannot start a broker.
@@ -182,6 +214,18 @@ pub enum ConfigError {
     FlushInterval,
     #[error("--metrics-listen must be HOST:PORT or none, got {0:?}")]
     MetricsListen(String),
+    #[error("--controller-quorum-voters must be ID@HOST:PORT,... with distinct ids, got {0:?}")]
+    Voters(String),
+    #[error("--controller-listen is given but node {0} is not in --controller-quorum-voters")]
+    NotAVoter(i32),
+    #[error("--controller-listen needs --controller-quorum-voters")]
+    ListenWithoutVoters,
+    #[error("--default-replication-factor and --min-insync-replicas must be at least 1")]
+    Replication,
+    #[error(
+        "--broker-heartbeat-interval-ms must be at least 10 and below --broker-session-timeout-ms"
+    )]
+    Heartbeat,
 }
 
 impl Config {
@@ -234,7 +278,28 @@ impl Config {
                     .map_err(|_| ConfigError::MetricsListen(s.to_owned()))?,
             ),
         };
+        let voters = match &args.controller_quorum_voters {
+            Some(v) => parse_voters(v).ok_or_else(|| ConfigError::Voters(v.clone()))?,
+            None => BTreeMap::new(),
+        };
+        if args.controller_listen.is_some() {
+            if voters.is_empty() {
+                return Err(ConfigError::ListenWithoutVoters);
+            }
+            if !voters.contains_key(&args.node_id) {
+                return Err(ConfigError::NotAVoter(args.node_id));
+            }
+        }
+        if args.default_replication_factor < 1 || args.min_insync_replicas < 1 {
+            return Err(ConfigError::Replication);
+        }
+        if args.broker_heartbeat_interval_ms < 10
+            || args.broker_heartbeat_interval_ms >= args.broker_session_timeout_ms
+        {
+            return Err(ConfigError::Heartbeat);
+        }
         Ok(Config {
+            voters,
             metrics_listen,
             shards,
             advertised_host: host,
@@ -245,11 +310,52 @@ impl Config {
         })
     }
 
+    /// Whether this node is part of a cluster (`--controller-quorum-voters` given).
+    pub fn clustered(&self) -> bool {
+        !self.voters.is_empty()
+    }
+
     /// The port clients are told about; when listening on port 0 it is fixed up after bind.
     pub fn with_bound_port(mut self, port: u16) -> Config {
         if self.args.advertise.is_none() {
             self.advertised_port = i32::from(port);
         }
         self
+    }
+}
+
+/// `0@127.0.0.1:9093,1@127.0.0.1:9095`: ids must be distinct, addresses literal.
+fn parse_voters(s: &str) -> Option<BTreeMap<i32, SocketAddr>> {
+    let mut voters = BTreeMap::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (id, addr) = part.split_once('@')?;
+        let id: i32 = id.trim().parse().ok().filter(|id| *id >= 0)?;
+        let addr: SocketAddr = addr.trim().parse().ok()?;
+        if voters.insert(id, addr).is_some() {
+            return None;
+        }
+    }
+    (!voters.is_empty()).then_some(voters)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_voters;
+
+    #[test]
+    fn voters_parse_and_reject_duplicates_and_garbage() {
+        let v = parse_voters("0@127.0.0.1:9093, 2@127.0.0.3:9093").unwrap();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[&2].to_string(), "127.0.0.3:9093");
+        for bad in [
+            "",
+            "0@x:1",
+            "0@127.0.0.1:1,0@127.0.0.1:2",
+            "-1@127.0.0.1:1",
+            "a@127.0.0.1:1",
+            "127.0.0.1:1",
+        ] {
+            assert!(parse_voters(bad).is_none(), "{bad}");
+        }
     }
 }

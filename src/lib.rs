@@ -22,6 +22,7 @@ pub mod kafka;
 pub mod limits;
 pub mod metrics;
 pub mod partition;
+pub mod quorum;
 pub mod runtime;
 pub mod server;
 pub mod shard;

@@ -23,7 +23,7 @@ use crate::limits::{
     METADATA_APPLY_QUEUE_DEPTH, OPEN_RETRY_MS, SCRAPE_QUEUE_DEPTH, SHUTDOWN_GRACE_MS,
 };
 use crate::metrics::{self, ControlRequest, Endpoint, ShardMetrics};
-use crate::shard::controller::ControllerDriver;
+use crate::shard::controller::{Backend, ControllerDriver};
 use crate::shard::{build_mesh, run_mesh_receiver, MeshMsg, Shard};
 use crate::util::now_ms;
 
@@ -154,17 +154,31 @@ pub fn run(config: Config) -> Result<(), StartError> {
     sluice_storage::keep_large_buffers_in_heap();
     raise_fd_limit();
     let _lock = prepare_data_dir(&config.args.data_dir)?;
-    let (store, image) = MetadataStore::open(&config.args.data_dir, config.args.node_id)?;
-    match crate::partition::dir::sweep(&config.args.data_dir, &image) {
-        Ok(0) => {}
-        Ok(n) => info!(
-            removed = n,
-            "removed partition directories of deleted topics"
-        ),
-        Err(e) => {
-            warn!(error = %e, "sweeping partition directories failed; stale ones are replaced when opened")
+    let (metadata, image) = if config.clustered() {
+        let dir = config.args.data_dir.join("__raft");
+        let recovered = crate::quorum::recover(&dir).map_err(|source| StartError::DataDir {
+            path: dir.display().to_string(),
+            source,
+        })?;
+        let image = recovered.image.clone();
+        (Metadata::Quorum(recovered), image)
+    } else {
+        let (store, image) = MetadataStore::open(&config.args.data_dir, config.args.node_id)?;
+        // In cluster mode the image at start is only the last snapshot: a topic created
+        // after it is not in it, so nothing is swept there.
+        match crate::partition::dir::sweep(&config.args.data_dir, &image) {
+            Ok(0) => {}
+            Ok(n) => info!(
+                removed = n,
+                "removed partition directories of deleted topics"
+            ),
+            Err(e) => {
+                warn!(error = %e, "sweeping partition directories failed; stale ones are replaced when opened")
+            }
         }
-    }
+        (Metadata::Local(store), image)
+    };
+    let mut metadata = Some(metadata);
 
     ensure_port_free(config.args.listen).map_err(|source| StartError::Listen {
         addr: config.args.listen,
@@ -191,6 +205,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let (senders, receivers) = build_mesh(config.shards);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let image = Arc::new(image);
+    let shared = Arc::new(crate::shard::Shared::default());
     let mut shutdowns = Vec::with_capacity(config.shards);
     let mut threads = Vec::with_capacity(config.shards);
     let (ready_tx, ready_rx) = flume::bounded::<()>(config.shards);
@@ -219,7 +234,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
         shutdowns.push(stop_tx);
         let config = config.clone();
         let image = image.clone();
-        let store = (id == 0).then(|| store.clone());
+        let metadata = if id == 0 { metadata.take() } else { None };
+        let shared = shared.clone();
         let ready = ready_tx.clone();
         let thread = std::thread::Builder::new()
             .name(format!("sluice-shard-{id}"))
@@ -231,7 +247,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
                     inbox,
                     listener,
                     image,
-                    store,
+                    metadata,
+                    shared,
                     stop: stop_rx,
                     ready,
                     control,
@@ -274,6 +291,12 @@ pub fn run(config: Config) -> Result<(), StartError> {
     Ok(())
 }
 
+/// Where shard 0's controller keeps the metadata.
+enum Metadata {
+    Local(MetadataStore),
+    Quorum(crate::quorum::Recovered),
+}
+
 /// What one shard thread starts with.
 struct ShardStart {
     id: usize,
@@ -282,8 +305,9 @@ struct ShardStart {
     inbox: Vec<flume::Receiver<MeshMsg>>,
     listener: TcpListener,
     image: Arc<MetadataImage>,
-    /// The metadata log (shard 0, which runs the controller).
-    store: Option<MetadataStore>,
+    /// The metadata log or quorum (shard 0, which runs the controller).
+    metadata: Option<Metadata>,
+    shared: Arc<crate::shard::Shared>,
     stop: flume::Receiver<()>,
     ready: flume::Sender<()>,
     control: flume::Receiver<ControlRequest>,
@@ -297,23 +321,37 @@ async fn shard_main(start: ShardStart) {
         inbox,
         listener,
         image,
-        store,
+        metadata,
+        shared,
         stop,
         ready,
         control,
     } = start;
     let (apply_tx, apply_rx) = flume::bounded(METADATA_APPLY_QUEUE_DEPTH);
-    let controller = store.map(|store| {
-        let config = ControllerConfig {
+    let mut recovered = None;
+    let controller = metadata.map(|metadata| {
+        let controller_config = ControllerConfig {
             default_partitions: config.args.num_partitions,
-            default_replication_factor: 1,
+            default_replication_factor: config.args.default_replication_factor,
             brokers: vec![config.args.node_id],
         };
-        ControllerDriver::new(Controller::new(config, (*image).clone()), store)
+        let backend = match metadata {
+            Metadata::Local(store) => Backend::Local(store),
+            Metadata::Quorum(r) => {
+                recovered = Some(r);
+                Backend::Quorum(std::cell::OnceCell::new())
+            }
+        };
+        ControllerDriver::new(
+            Controller::new(controller_config, (*image).clone()),
+            backend,
+            config.args.broker_session_timeout_ms,
+        )
     });
     let shard = Rc::new(Shard::new(
         id,
         config.clone(),
+        shared,
         peers,
         image.clone(),
         apply_tx,
@@ -324,6 +362,9 @@ async fn shard_main(start: ShardStart) {
     shard.apply_metadata(image).await;
     for rx in inbox {
         crate::runtime::spawn(run_mesh_receiver(shard.clone(), rx)).detach();
+    }
+    if let Some(r) = recovered {
+        crate::runtime::spawn(crate::shard::cluster::start(shard.clone(), r)).detach();
     }
     crate::runtime::spawn(housekeeping(shard.clone())).detach();
     crate::runtime::spawn(retry_failed_opens(shard.clone())).detach();
@@ -340,6 +381,11 @@ async fn shard_main(start: ShardStart) {
     };
     let _ = ready.send(());
     let _ = stop.recv_async().await;
+    if id == 0 && config.clustered() {
+        let limit =
+            Duration::from_millis(config.args.broker_session_timeout_ms.min(SHUTDOWN_GRACE_MS));
+        crate::shard::cluster::controlled_shutdown(&shard, limit).await;
+    }
     shard.shutting_down.set(true);
     if let Some(a) = acceptor {
         drop(a); // cancels the accept loop: no new connections

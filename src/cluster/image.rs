@@ -6,10 +6,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use super::record::{MetadataRecord, PartitionRecord};
+use serde::{Deserialize, Serialize};
+
+use super::record::{BrokerRecord, MetadataRecord, PartitionRecord};
 
 /// A partition's registration: replicas, in-sync replicas, leader and epochs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionRegistration {
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
@@ -18,8 +20,17 @@ pub struct PartitionRegistration {
     pub partition_epoch: i32,
 }
 
+/// A registered broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerRegistration {
+    pub record: BrokerRecord,
+    /// The offset of its registration record.
+    pub epoch: u64,
+    pub fenced: bool,
+}
+
 /// One topic.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TopicMeta {
     pub name: String,
     pub id: [u8; 16],
@@ -51,6 +62,8 @@ pub struct MetadataImage {
     /// Producer ids below this may have been handed out: a restarted controller allocates
     /// from here, so ids never repeat (InitProducerId).
     pub producer_id_block_end: i64,
+    /// Brokers that registered (cluster mode; empty for a single node).
+    pub brokers: BTreeMap<i32, BrokerRegistration>,
     by_id: HashMap<[u8; 16], String>,
 }
 
@@ -123,6 +136,23 @@ impl MetadataImage {
                 }
                 self.producer_id_block_end = *block_end;
             }
+            MetadataRecord::RegisterBroker(b) => {
+                let reg = BrokerRegistration {
+                    record: b.clone(),
+                    epoch: offset,
+                    fenced: true,
+                };
+                self.brokers.insert(b.id, reg);
+            }
+            MetadataRecord::FenceBroker { id, epoch }
+            | MetadataRecord::UnfenceBroker { id, epoch } => {
+                let b = self
+                    .brokers
+                    .get_mut(id)
+                    .filter(|b| b.epoch == *epoch)
+                    .ok_or_else(|| fail(format!("broker {id} epoch {epoch} is not registered")))?;
+                b.fenced = matches!(record, MetadataRecord::FenceBroker { .. });
+            }
         }
         self.epoch = offset;
         Ok(())
@@ -161,10 +191,35 @@ impl MetadataImage {
     }
 
     /// Records that rebuild this image from nothing (a snapshot's content), in apply order.
+    /// Unfenced brokers, by id.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerRecord> {
+        self.brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .map(|b| &b.record)
+    }
+
+    /// Whether broker `id` is registered and not fenced.
+    pub fn is_live(&self, id: i32) -> bool {
+        self.brokers.get(&id).is_some_and(|b| !b.fenced)
+    }
+
+    /// The image as records that rebuild it ([`MetadataImage::from_records`]). A broker's
+    /// registration is followed by a fence or unfence record carrying its epoch, which
+    /// `from_records` restores.
     pub fn records(&self) -> Vec<MetadataRecord> {
         let mut out = vec![MetadataRecord::Cluster {
             cluster_id: self.cluster_id.clone(),
         }];
+        for b in self.brokers.values() {
+            out.push(MetadataRecord::RegisterBroker(b.record.clone()));
+            let (id, epoch) = (b.record.id, b.epoch);
+            out.push(if b.fenced {
+                MetadataRecord::FenceBroker { id, epoch }
+            } else {
+                MetadataRecord::UnfenceBroker { id, epoch }
+            });
+        }
         for t in self.topics.values() {
             out.push(MetadataRecord::Topic {
                 name: t.name.clone(),
@@ -204,6 +259,14 @@ impl MetadataImage {
         for r in records {
             // Snapshot records share one offset: apply each "just after" the previous.
             let at = image.epoch + 1;
+            if let MetadataRecord::FenceBroker { id, epoch }
+            | MetadataRecord::UnfenceBroker { id, epoch } = r
+            {
+                // A registration's epoch is the offset it was first written at.
+                if let Some(b) = image.brokers.get_mut(id) {
+                    b.epoch = *epoch;
+                }
+            }
             image.apply(at, r)?;
         }
         image.epoch = epoch;

@@ -33,6 +33,24 @@ pub enum MetadataRecord {
     RemoveTopic { topic_id: [u8; 16] },
     /// Producer ids below `block_end` may have been handed out.
     ProducerIds { block_end: i64 },
+    /// A broker (re)started and registered (KRaft's RegisterBrokerRecord): its broker epoch is
+    /// this record's offset. It starts fenced.
+    RegisterBroker(BrokerRecord),
+    /// The broker stopped heartbeating, or shut down: no leaderships, not in Metadata.
+    FenceBroker { id: i32, epoch: u64 },
+    /// The broker heartbeats again and has caught up with the metadata log.
+    UnfenceBroker { id: i32, epoch: u64 },
+}
+
+/// A broker's registration: how clients reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerRecord {
+    pub id: i32,
+    /// Random per process start: a restarted broker registers anew.
+    pub incarnation: [u8; 16],
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
 }
 
 /// Where a partition lives and who leads it (KRaft's PartitionRecord).

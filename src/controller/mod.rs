@@ -10,10 +10,13 @@
 
 use std::collections::BTreeMap;
 
+pub mod liveness;
+
 use kafka_protocol::ResponseError;
+use serde::{Deserialize, Serialize};
 
 use crate::cluster::image::{ApplyError, MetadataImage};
-use crate::cluster::record::{MetadataRecord, PartitionRecord};
+use crate::cluster::record::{BrokerRecord, MetadataRecord, PartitionRecord};
 use crate::cluster::topic_config;
 use crate::limits::{PARTITIONS_PER_TOPIC_MAX, TOPIC_NAME_BYTES_MAX};
 
@@ -21,7 +24,7 @@ use crate::limits::{PARTITIONS_PER_TOPIC_MAX, TOPIC_NAME_BYTES_MAX};
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
 
 /// A topic to create.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewTopic {
     pub name: String,
     /// -1: broker default.
@@ -32,7 +35,7 @@ pub struct NewTopic {
 }
 
 /// How a topic config change is applied.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ConfigOp {
     Set(String, String),
     Delete(String),
@@ -58,10 +61,25 @@ pub enum Command {
     },
     /// Reserve the next block of producer ids.
     ReserveProducerIds,
+    /// Give a new cluster its id (no-op once it has one).
+    InitCluster {
+        cluster_id: String,
+    },
+    /// A broker (re)starts: a new incarnation replaces the old registration, fenced.
+    RegisterBroker(BrokerRecord),
+    /// A broker stopped heartbeating or shuts down: its leaderships move away.
+    FenceBroker {
+        id: i32,
+    },
+    /// A broker heartbeats again and has caught up: it leads what it can lead again.
+    UnfenceBroker {
+        id: i32,
+    },
 }
 
-/// An operation's failure, as Kafka reports it.
-#[derive(Debug, Clone)]
+/// An operation's failure, as Kafka reports it (sent between brokers as its error code).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(into = "WireError", try_from = "WireError")]
 pub struct OpError {
     pub error: ResponseError,
     pub message: String,
@@ -78,6 +96,31 @@ impl OpError {
 
 pub type OpResult<T> = Result<T, OpError>;
 
+#[derive(Serialize, Deserialize)]
+struct WireError {
+    code: i16,
+    message: String,
+}
+
+impl From<OpError> for WireError {
+    fn from(e: OpError) -> WireError {
+        WireError {
+            code: e.error.code(),
+            message: e.message,
+        }
+    }
+}
+
+impl TryFrom<WireError> for OpError {
+    type Error = String;
+
+    fn try_from(w: WireError) -> Result<OpError, String> {
+        let error = ResponseError::try_from_code(w.code)
+            .ok_or_else(|| format!("unknown error code {}", w.code))?;
+        Ok(OpError::new(error, w.message))
+    }
+}
+
 /// What the controller needs to know of its cluster.
 #[derive(Debug, Clone)]
 pub struct ControllerConfig {
@@ -85,7 +128,8 @@ pub struct ControllerConfig {
     pub default_partitions: i32,
     /// `default.replication.factor`.
     pub default_replication_factor: i16,
-    /// Node ids of the brokers partitions may be placed on.
+    /// Node ids of the brokers partitions may be placed on while none has registered (a single
+    /// node); once brokers register, the unfenced ones are used.
     pub brokers: Vec<i32>,
 }
 
@@ -159,6 +203,11 @@ impl Controller {
         &self.image
     }
 
+    /// Replaces the image (a replicated change applied, or a snapshot installed).
+    pub fn reset_image(&mut self, image: MetadataImage) {
+        self.image = image;
+    }
+
     /// Applies records made durable at offsets `first..`.
     pub fn replay(&mut self, first: u64, records: &[MetadataRecord]) -> Result<(), ApplyError> {
         for (i, r) in records.iter().enumerate() {
@@ -184,7 +233,132 @@ impl Controller {
                     block_end: end + PRODUCER_ID_BLOCK,
                 }])
             }
+            Command::InitCluster { cluster_id } => Ok(if self.image.cluster_id.is_empty() {
+                vec![MetadataRecord::Cluster {
+                    cluster_id: cluster_id.clone(),
+                }]
+            } else {
+                vec![]
+            }),
+            Command::RegisterBroker(b) => {
+                let mut out = Vec::new();
+                if let Some(old) = self.image.brokers.get(&b.id) {
+                    if old.record.incarnation == b.incarnation {
+                        return Ok(out);
+                    }
+                    if !old.fenced {
+                        out.extend(self.leadership_away(b.id));
+                    }
+                }
+                out.push(MetadataRecord::RegisterBroker(b.clone()));
+                Ok(out)
+            }
+            Command::FenceBroker { id } => match self.image.brokers.get(id) {
+                Some(b) if !b.fenced => {
+                    let mut out = vec![MetadataRecord::FenceBroker {
+                        id: *id,
+                        epoch: b.epoch,
+                    }];
+                    out.extend(self.leadership_away(*id));
+                    Ok(out)
+                }
+                _ => Ok(vec![]),
+            },
+            Command::UnfenceBroker { id } => match self.image.brokers.get(id) {
+                Some(b) if b.fenced => {
+                    let mut out = vec![MetadataRecord::UnfenceBroker {
+                        id: *id,
+                        epoch: b.epoch,
+                    }];
+                    out.extend(self.leadership_back(*id));
+                    Ok(out)
+                }
+                _ => Ok(vec![]),
+            },
         }
+    }
+
+    /// Called when this controller becomes the active one: producer ids handed out by an
+    /// earlier active controller lie below the persisted block end, so start after it.
+    pub fn become_active(&mut self) {
+        self.producer_id_next = self.image.producer_id_block_end;
+    }
+
+    /// Brokers new replicas may be placed on, interleaved by rack (Kafka's rack-aware
+    /// assignment: consecutive brokers are on different racks where racks allow).
+    pub fn placement_brokers(&self) -> Vec<i32> {
+        if self.image.brokers.is_empty() {
+            return self.config.brokers.clone();
+        }
+        let mut by_rack: BTreeMap<Option<&str>, Vec<i32>> = BTreeMap::new();
+        for b in self.image.live_brokers() {
+            by_rack.entry(b.rack.as_deref()).or_default().push(b.id);
+        }
+        let racks: Vec<Vec<i32>> = by_rack.into_values().collect();
+        let longest = racks.iter().map(Vec::len).max().unwrap_or(0);
+        (0..longest)
+            .flat_map(|i| racks.iter().filter_map(move |r| r.get(i).copied()))
+            .collect()
+    }
+
+    /// Partition changes for broker `id` going away: partitions it leads get another live
+    /// in-sync replica as leader, or none (-1: offline, never an out-of-sync replica); it
+    /// leaves every ISR that keeps another member (Kafka keeps the last one, to know who may
+    /// lead again).
+    fn leadership_away(&self, id: i32) -> Vec<MetadataRecord> {
+        self.partition_changes(|p| {
+            if !p.isr.contains(&id) && p.leader != id {
+                return None;
+            }
+            let isr: Vec<i32> = p.isr.iter().copied().filter(|r| *r != id).collect();
+            let isr = if isr.is_empty() { vec![id] } else { isr };
+            let leader = if p.leader == id {
+                isr.iter()
+                    .copied()
+                    .find(|r| *r != id && self.image.is_live(*r))
+                    .unwrap_or(-1)
+            } else {
+                p.leader
+            };
+            Some((leader, isr))
+        })
+    }
+
+    /// Partition changes for broker `id` coming back: offline partitions whose ISR holds it
+    /// are led by it again.
+    fn leadership_back(&self, id: i32) -> Vec<MetadataRecord> {
+        self.partition_changes(|p| {
+            (p.leader == -1 && p.isr.contains(&id) && p.replicas.contains(&id))
+                .then(|| (id, p.isr.clone()))
+        })
+    }
+
+    /// Records for every partition `change` returns a new (leader, isr) for; epochs bumped.
+    fn partition_changes(
+        &self,
+        change: impl Fn(&crate::cluster::image::PartitionRegistration) -> Option<(i32, Vec<i32>)>,
+    ) -> Vec<MetadataRecord> {
+        let mut out = Vec::new();
+        for t in self.image.topics.values() {
+            for (i, p) in t.partitions.iter().enumerate() {
+                let Some((leader, isr)) = change(p) else {
+                    continue;
+                };
+                if leader == p.leader && isr == p.isr {
+                    continue;
+                }
+                out.push(MetadataRecord::Partition(PartitionRecord {
+                    topic_id: t.id,
+                    partition: i as i32,
+                    replicas: p.replicas.clone(),
+                    isr,
+                    leader,
+                    leader_epoch: p.leader_epoch + i32::from(leader != p.leader),
+                    partition_epoch: p.partition_epoch + 1,
+                }));
+            }
+        }
+        out
     }
 
     /// Hands out the next producer id of the reserved block; `None` when the block is used up
@@ -223,7 +397,7 @@ impl Controller {
         } else {
             t.replication_factor
         };
-        let brokers = self.config.brokers.len();
+        let brokers = self.placement_brokers().len();
         if replication < 1 || replication as usize > brokers {
             return Err(OpError::new(
                 ResponseError::InvalidReplicationFactor,
@@ -268,7 +442,14 @@ impl Controller {
         count: i32,
         replication: usize,
     ) -> impl Iterator<Item = MetadataRecord> {
-        place(&self.config.brokers, first, count, replication)
+        let mut brokers = self.placement_brokers();
+        if !self.image.brokers.is_empty() && !brokers.is_empty() {
+            // Kafka starts each topic's round robin at a random broker, so partition 0 of
+            // every topic does not land on the same one; the topic id is random already.
+            let start = id[0] as usize % brokers.len();
+            brokers.rotate_left(start);
+        }
+        place(&brokers, first, count, replication)
             .into_iter()
             .zip(first..)
             .map(move |(replicas, partition)| {
@@ -276,7 +457,8 @@ impl Controller {
                     topic_id: id,
                     partition,
                     leader: replicas[0],
-                    isr: replicas.clone(),
+                    // Only the leader is in sync until followers replicate (clusters part 2).
+                    isr: vec![replicas[0]],
                     replicas,
                     leader_epoch: 0,
                     partition_epoch: 0,
@@ -300,14 +482,15 @@ impl Controller {
                 format!("at most {PARTITIONS_PER_TOPIC_MAX} partitions per topic"),
             ));
         }
-        if self.config.brokers.is_empty() {
+        let brokers = self.placement_brokers().len();
+        if brokers == 0 {
             return Err(OpError::new(
                 ResponseError::BrokerNotAvailable,
                 "no broker to place partitions on",
             ));
         }
         let replication = t.partitions.first().map_or(1, |p| p.replicas.len().max(1));
-        let replication = replication.min(self.config.brokers.len());
+        let replication = replication.min(brokers);
         Ok(self
             .partition_records(t.id, now, count - now, replication)
             .collect())

@@ -21,7 +21,20 @@ pub mod net {
     pub use compio::io::{AsyncReadExt, AsyncWriteExt, AsyncWriteZerocopy};
     pub use compio::net::{TcpListener, TcpStream};
     pub use compio::BufResult;
+
+    /// Reads exactly `n` bytes (`read_exact` fills a buffer's whole capacity, which a `Vec`
+    /// may have more of, so it reads into a slice of `n`).
+    pub async fn read_exact_vec(stream: &mut TcpStream, n: usize) -> std::io::Result<Vec<u8>> {
+        use compio::buf::{IntoInner, IoBuf};
+        let BufResult(r, buf) = stream.read_exact(Vec::with_capacity(n).slice(..n)).await;
+        r?;
+        Ok(buf.into_inner())
+    }
 }
+
+/// The async runtime openraft runs on (the controller quorum, `crate::quorum`): compio's
+/// adapter, on the shard's own runtime.
+pub type RaftRuntime = openraft_rt_compio::CompioRuntime;
 
 /// Runs `main` to completion on a new runtime for the current thread (a shard), pinned to `cpu`.
 pub fn block_on_pinned<F: Future>(cpu: usize, main: F) -> std::io::Result<F::Output> {

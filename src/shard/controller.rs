@@ -5,7 +5,7 @@
 //! partitions open, logs of deleted topics gone), so a client that creates a topic can produce
 //! to it at once. Calls come from any shard through the mesh ([`on_controller`]).
 
-use std::cell::RefCell;
+use std::cell::{Cell, OnceCell, RefCell};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::rc::Rc;
 use std::sync::Arc;
@@ -13,17 +13,25 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 use futures_util::lock::Mutex;
 use kafka_protocol::ResponseError;
+use serde::{Deserialize, Serialize};
 use tracing::{error, info};
 
 use super::{MeshMsg, Shard};
 use crate::cluster::image::{new_topic_id, MetadataImage, TopicMeta};
 use crate::cluster::store::MetadataStore;
+use crate::controller::liveness::Liveness;
 use crate::controller::{Command, ConfigOp, Controller, NewTopic, OpError, OpResult};
+use crate::quorum::{Quorum, QuorumError};
 
 /// The controller's state on shard 0 (a field of [`Shard`]).
 pub struct ControllerDriver {
-    state: RefCell<Controller>,
-    store: MetadataStore,
+    /// Shared with the quorum's state machine in cluster mode (it replays committed changes).
+    pub(crate) state: Rc<RefCell<Controller>>,
+    pub(crate) backend: Backend,
+    /// Broker heartbeats, as the active controller (cluster mode).
+    pub(crate) liveness: RefCell<Liveness>,
+    /// This broker's registration epoch (cluster mode, once registered).
+    pub(crate) broker_epoch: Cell<Option<u64>>,
     /// Held from proposing a command until its records are replayed: commands are validated
     /// against an image that includes every earlier command.
     turn: Mutex<()>,
@@ -33,18 +41,40 @@ pub struct ControllerDriver {
     deleting: RefCell<HashMap<String, flume::Receiver<()>>>,
 }
 
+/// Where committed changes go.
+pub enum Backend {
+    /// A single node: the metadata log on this disk.
+    Local(MetadataStore),
+    /// A cluster: the controller quorum (set once Raft has started).
+    Quorum(OnceCell<Rc<Quorum>>),
+}
+
 impl ControllerDriver {
-    pub fn new(controller: Controller, store: MetadataStore) -> ControllerDriver {
+    pub fn new(
+        controller: Controller,
+        backend: Backend,
+        session_timeout_ms: u64,
+    ) -> ControllerDriver {
         ControllerDriver {
-            state: RefCell::new(controller),
-            store,
+            state: Rc::new(RefCell::new(controller)),
+            backend,
+            liveness: RefCell::new(Liveness::new(session_timeout_ms)),
+            broker_epoch: Cell::new(None),
             turn: Mutex::new(()),
             deleting: RefCell::new(HashMap::new()),
         }
     }
+
+    /// The quorum, in cluster mode once started.
+    pub fn quorum(&self) -> Option<&Rc<Quorum>> {
+        match &self.backend {
+            Backend::Quorum(q) => q.get(),
+            Backend::Local(_) => None,
+        }
+    }
 }
 
-fn driver(shard: &Shard) -> &ControllerDriver {
+pub(crate) fn driver(shard: &Shard) -> &ControllerDriver {
     // Only shard 0 has a controller and every caller routes here through `on_controller`.
     shard
         .controller
@@ -60,14 +90,20 @@ async fn commit(
     cmd: Command,
 ) -> OpResult<(MetadataImage, Arc<MetadataImage>, BTreeSet<String>)> {
     let d = driver(shard);
+    let store = match &d.backend {
+        Backend::Local(store) => store,
+        Backend::Quorum(q) => {
+            let q = q.get().ok_or_else(|| not_controller(None))?;
+            return commit_replicated(shard, q, what, cmd).await;
+        }
+    };
     let turn = d.turn.lock().await;
     let (before, records) = {
         let c = d.state.borrow();
         (c.image().clone(), c.propose(&cmd)?)
     };
     let frees_space = matches!(cmd, Command::DeleteTopic(_));
-    let first = d
-        .store
+    let first = store
         .append(records.clone(), frees_space)
         .await
         .map_err(|e| {
@@ -94,9 +130,57 @@ async fn commit(
     Ok((before, after, failed))
 }
 
+/// The error for a controller operation on a node that is not the active controller.
+pub(crate) fn not_controller(leader: Option<i32>) -> OpError {
+    OpError::new(
+        ResponseError::NotController,
+        match leader {
+            Some(l) => format!("the active controller is node {l}"),
+            None => "no active controller yet".to_owned(),
+        },
+    )
+}
+
+/// [`commit`] in cluster mode, on the active controller: the records are proposed against an
+/// image that holds every committed change, replicated, and applied (the quorum's state
+/// machine replays them and sends the image to every shard) before this returns.
+async fn commit_replicated(
+    shard: &Rc<Shard>,
+    q: &Rc<Quorum>,
+    what: &'static str,
+    cmd: Command,
+) -> OpResult<(MetadataImage, Arc<MetadataImage>, BTreeSet<String>)> {
+    let d = driver(shard);
+    let quorum_error = |e: QuorumError| match e {
+        QuorumError::NotLeader(l) => not_controller(l),
+        QuorumError::Unavailable(why) => OpError::new(ResponseError::NotController, why),
+    };
+    let turn = d.turn.lock().await;
+    q.linearize().await.map_err(quorum_error)?;
+    let (before, records) = {
+        let c = d.state.borrow();
+        (c.image().clone(), c.propose(&cmd)?)
+    };
+    let applied = if records.is_empty() {
+        crate::quorum::Applied::default()
+    } else {
+        q.write(records).await.map_err(quorum_error)?
+    };
+    drop(turn);
+    if applied.skipped {
+        return Err(OpError::new(
+            ResponseError::UnknownServerError,
+            "the change conflicted with a concurrent one; retry",
+        ));
+    }
+    crate::util::failpoint(&format!("{what}-committed"));
+    let after = Arc::new(d.state.borrow().image().clone());
+    Ok((before, after, applied.failed_topics.into_iter().collect()))
+}
+
 /// Sends `image` to every shard and waits until each has applied it; returns the topics some
 /// of whose partitions failed to open.
-async fn broadcast(shard: &Rc<Shard>, image: Arc<MetadataImage>) -> BTreeSet<String> {
+pub(crate) async fn broadcast(shard: &Rc<Shard>, image: Arc<MetadataImage>) -> BTreeSet<String> {
     let calls = (0..shard.shards).map(|target| {
         let image = image.clone();
         shard.request(target, |reply| MeshMsg::ApplyMetadata { image, reply })
@@ -255,8 +339,9 @@ pub async fn alter_topic_configs(
     Ok(())
 }
 
-/// An admin command for the controller, sent to shard 0 through the mesh.
-#[derive(Debug, Clone)]
+/// An admin command for the controller, sent to shard 0 through the mesh (and to the active
+/// controller over the controller endpoint).
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ControllerOp {
     CreateTopics {
         topics: Vec<NewTopic>,
@@ -278,7 +363,7 @@ pub enum ControllerOp {
 }
 
 /// The controller's answer to a [`ControllerOp`].
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum ControllerReply {
     Topics(Vec<OpResult<Arc<TopicMeta>>>),
     Topic(OpResult<Arc<TopicMeta>>),
@@ -294,6 +379,25 @@ fn mismatch() -> OpError {
 }
 
 impl ControllerReply {
+    /// What answers `op` with the failure `e`.
+    pub fn failed_for(op: &ControllerOp) -> impl Fn(OpError) -> ControllerReply {
+        let topics = match op {
+            ControllerOp::CreateTopics { topics, .. } => Some(topics.len()),
+            _ => None,
+        };
+        let kind = std::mem::discriminant(op);
+        move |e: OpError| match topics {
+            Some(n) => ControllerReply::Topics(vec![Err(e); n]),
+            None if kind == std::mem::discriminant(&ControllerOp::AllocateProducerId) => {
+                ControllerReply::ProducerId(Err(e))
+            }
+            None if kind == std::mem::discriminant(&ControllerOp::DeleteTopic(String::new())) => {
+                ControllerReply::Topic(Err(e))
+            }
+            None => ControllerReply::Done(Err(e)),
+        }
+    }
+
     pub fn topics(self) -> OpResult<Vec<OpResult<Arc<TopicMeta>>>> {
         match self {
             ControllerReply::Topics(t) => Ok(t),
@@ -323,8 +427,26 @@ impl ControllerReply {
     }
 }
 
-/// Runs `op` here (shard 0).
+/// Runs `op` (on shard 0): here, or in cluster mode on the active controller.
 pub async fn run(shard: &Rc<Shard>, op: ControllerOp) -> ControllerReply {
+    let d = driver(shard);
+    if matches!(d.backend, Backend::Quorum(_)) && !d.quorum().is_some_and(|q| q.is_leader()) {
+        return super::cluster::forward(shard, op).await;
+    }
+    run_here(shard, op).await
+}
+
+/// Runs a membership or cluster command (cluster mode); the image after it.
+pub async fn run_command(
+    shard: &Rc<Shard>,
+    what: &'static str,
+    cmd: Command,
+) -> OpResult<Arc<MetadataImage>> {
+    commit(shard, what, cmd).await.map(|(_, after, _)| after)
+}
+
+/// Runs `op` on this node's controller (shard 0).
+pub async fn run_here(shard: &Rc<Shard>, op: ControllerOp) -> ControllerReply {
     match op {
         ControllerOp::CreateTopics {
             topics,

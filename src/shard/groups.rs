@@ -22,6 +22,7 @@ use kafka_protocol::ResponseError;
 use sluice_storage::{validate_batches, StorageError};
 use tracing::{info, warn};
 
+use crate::cluster::image::MetadataImage;
 use crate::controller::NewTopic;
 use crate::coordinator::group::coordinator::{
     self, Action, Coordinator, CoordinatorConfig, Event, Reply, ReqId,
@@ -44,6 +45,10 @@ pub struct GroupDriver {
     /// Per offsets partition, persists not yet reported, in append order.
     in_flight: RefCell<HashMap<i32, VecDeque<InFlight>>>,
     next_persist: Cell<u64>,
+    /// The first load is done: leadership changes load and unload from then on.
+    started: Cell<bool>,
+    /// A cluster's `__consumer_offsets` creation was asked for (once per process).
+    pub offsets_topic_requested: Cell<bool>,
 }
 
 /// A `Persist` appended (or refused) and not yet reported back to the coordinator.
@@ -63,6 +68,8 @@ impl Default for GroupDriver {
             next_req: Cell::new(1),
             in_flight: RefCell::new(HashMap::new()),
             next_persist: Cell::new(0),
+            started: Cell::new(false),
+            offsets_topic_requested: Cell::new(false),
         }
     }
 }
@@ -220,7 +227,10 @@ fn commit_error(e: &StorageError) -> ResponseError {
 
 /// The per-shard group task: topic creation (shard 0), loading, then the timer.
 pub async fn run(shard: Rc<Shard>) {
-    if shard.id == 0 && shard.metadata().topic(OFFSETS_TOPIC).is_none() {
+    // A cluster creates the topic on the first FindCoordinator (as Kafka does), once the
+    // brokers have registered and its partitions spread over them.
+    if shard.id == 0 && !shard.config.clustered() && shard.metadata().topic(OFFSETS_TOPIC).is_none()
+    {
         let topic = NewTopic {
             name: OFFSETS_TOPIC.to_owned(),
             partitions: shard.config.args.offsets_topic_num_partitions,
@@ -241,12 +251,14 @@ pub async fn run(shard: Rc<Shard>) {
         }
         if let Some(t) = shard.metadata().topic(OFFSETS_TOPIC).cloned() {
             let owned: Vec<i32> = (0..t.partition_count())
-                .filter(|p| shard.owner_of(&t, *p) == shard.id)
+                .filter(|p| shard.owner_of(&t, *p) == shard.id && shard.leads(&t, *p))
                 .collect();
             if owned
                 .iter()
                 .all(|p| shard.partition(OFFSETS_TOPIC, *p).is_some())
             {
+                // From here on, leadership changes load and unload (`leadership_changed`).
+                shard.groups.started.set(true);
                 break owned;
             }
         }
@@ -325,14 +337,67 @@ async fn load(shard: &Rc<Shard>, p: i32) {
     );
 }
 
-/// Where a group's coordinator lives: (offsets partition, owner shard).
-/// COORDINATOR_NOT_AVAILABLE until `__consumer_offsets` exists.
-pub fn route(shard: &Shard, group: &str) -> Result<(i32, usize), ResponseError> {
+/// Offsets partitions of this shard whose leadership this broker gained or lost between
+/// `old` and `new` (cluster mode): gained ones are loaded, lost ones unloaded.
+pub fn leadership_changed(shard: &Rc<Shard>, old: &MetadataImage, new: &MetadataImage) {
+    if !shard.config.clustered() || !shard.groups.started.get() {
+        return;
+    }
+    let Some(t) = new.topic(OFFSETS_TOPIC) else {
+        return;
+    };
+    let before = old.topic(OFFSETS_TOPIC);
+    for p in 0..t.partition_count() {
+        if shard.owner_of(t, p) != shard.id {
+            continue;
+        }
+        let led_before = before.is_some_and(|b| b.id == t.id && shard.leads(b, p));
+        match (led_before, shard.leads(t, p)) {
+            (false, true) => {
+                let s = shard.clone();
+                crate::runtime::spawn(async move { load(&s, p).await }).detach();
+            }
+            (true, false) => {
+                info!(
+                    partition = p,
+                    "no longer leading this __consumer_offsets partition: unloading its groups"
+                );
+                feed(shard, Event::Unloaded(p));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The offsets partition of `group` and the broker leading it (its coordinator).
+/// COORDINATOR_NOT_AVAILABLE until `__consumer_offsets` exists and the partition has a leader.
+pub fn coordinator_of(shard: &Shard, group: &str) -> Result<(i32, i32), ResponseError> {
     let image = shard.metadata();
     let topic = image
         .topic(OFFSETS_TOPIC)
         .ok_or(ResponseError::CoordinatorNotAvailable)?;
     let partition = partition_for(group, topic.partition_count());
+    if !shard.config.clustered() {
+        return Ok((partition, shard.config.args.node_id));
+    }
+    match topic.partitions.get(partition as usize).map(|p| p.leader) {
+        Some(leader) if leader >= 0 => Ok((partition, leader)),
+        _ => Err(ResponseError::CoordinatorNotAvailable),
+    }
+}
+
+/// Where a group's coordinator lives here: (offsets partition, owner shard).
+/// COORDINATOR_NOT_AVAILABLE until `__consumer_offsets` exists; NOT_COORDINATOR when another
+/// broker leads the group's partition.
+pub fn route(shard: &Shard, group: &str) -> Result<(i32, usize), ResponseError> {
+    let (partition, leader) = coordinator_of(shard, group)?;
+    if leader != shard.config.args.node_id {
+        return Err(ResponseError::NotCoordinator);
+    }
+    let image = shard.metadata();
+    let topic = image
+        .topic(OFFSETS_TOPIC)
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
     Ok((partition, shard.owner_of(topic, partition)))
 }
 

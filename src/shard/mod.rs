@@ -18,6 +18,7 @@ use futures_util::StreamExt;
 use sluice_storage::Log;
 use tracing::{error, info, warn};
 
+pub mod cluster;
 pub mod controller;
 pub mod groups;
 pub mod mesh;
@@ -33,11 +34,36 @@ use crate::cluster::topic_config;
 use crate::config::Config;
 use crate::partition::{Partition, PartitionKey};
 
+/// State every shard of the process shares.
+#[derive(Debug)]
+pub struct Shared {
+    /// The active controller as shard 0 last saw it (-1: none known; cluster mode).
+    pub active_controller: std::sync::atomic::AtomicI32,
+}
+
+impl Default for Shared {
+    fn default() -> Self {
+        Shared {
+            active_controller: std::sync::atomic::AtomicI32::new(-1),
+        }
+    }
+}
+
+/// How clients reach a broker (Metadata, DescribeCluster, FindCoordinator).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerInfo {
+    pub id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
 /// Per-shard state. Lives on its thread only (`Rc`).
 pub struct Shard {
     pub id: usize,
     pub shards: usize,
     pub config: Arc<Config>,
+    pub shared: Arc<Shared>,
     peers: Vec<flume::Sender<MeshMsg>>,
     metadata: RefCell<Arc<MetadataImage>>,
     partitions: RefCell<HashMap<PartitionKey, Rc<Partition>>>,
@@ -83,6 +109,7 @@ impl Shard {
     pub fn new(
         id: usize,
         config: Arc<Config>,
+        shared: Arc<Shared>,
         peers: Vec<flume::Sender<MeshMsg>>,
         image: Arc<MetadataImage>,
         apply_tx: flume::Sender<(Arc<MetadataImage>, flume::Sender<Vec<String>>)>,
@@ -92,6 +119,7 @@ impl Shard {
             id,
             shards: config.shards,
             config,
+            shared,
             peers,
             metadata: RefCell::new(image),
             partitions: RefCell::new(HashMap::new()),
@@ -121,6 +149,66 @@ impl Shard {
 
     pub fn partitions(&self) -> Vec<Rc<Partition>> {
         self.partitions.borrow().values().cloned().collect()
+    }
+
+    /// The brokers clients may use: the unfenced registered ones (cluster mode), or this one.
+    pub fn brokers(&self) -> Vec<BrokerInfo> {
+        if !self.config.clustered() {
+            return vec![self.this_broker()];
+        }
+        self.metadata()
+            .live_brokers()
+            .map(|b| BrokerInfo {
+                id: b.id,
+                host: b.host.clone(),
+                port: b.port,
+                rack: b.rack.clone(),
+            })
+            .collect()
+    }
+
+    fn this_broker(&self) -> BrokerInfo {
+        BrokerInfo {
+            id: self.config.args.node_id,
+            host: self.config.advertised_host.clone(),
+            port: self.config.advertised_port,
+            rack: self.config.args.broker_rack.clone(),
+        }
+    }
+
+    /// Broker `id`, if clients may use it.
+    pub fn broker(&self, id: i32) -> Option<BrokerInfo> {
+        self.brokers().into_iter().find(|b| b.id == id)
+    }
+
+    /// The active controller (-1 while none is known).
+    pub fn controller_id(&self) -> i32 {
+        if self.config.clustered() {
+            self.shared
+                .active_controller
+                .load(std::sync::atomic::Ordering::Relaxed)
+        } else {
+            self.config.args.node_id
+        }
+    }
+
+    /// Whether this broker leads `partition` of `topic` (always, for a single node).
+    pub fn leads(&self, topic: &TopicMeta, partition: i32) -> bool {
+        !self.config.clustered()
+            || topic
+                .partitions
+                .get(partition as usize)
+                .is_some_and(|p| p.leader == self.config.args.node_id)
+    }
+
+    /// Whether this broker keeps a replica of `partition` of `topic` (always, for a single
+    /// node: its partitions are all its own whatever the node id).
+    pub fn hosts(&self, topic: &TopicMeta, partition: i32) -> bool {
+        !self.config.clustered()
+            || topic
+                .partitions
+                .get(partition as usize)
+                .is_some_and(|p| p.replicas.contains(&self.config.args.node_id))
     }
 
     pub fn owner_of(&self, topic: &TopicMeta, partition: i32) -> usize {
@@ -157,6 +245,7 @@ impl Shard {
                     .filter(|t| image.topic(&t.name).is_none_or(|n| n.id != t.id))
                     .cloned()
                     .collect();
+                groups::leadership_changed(&self, &old, &image);
                 if !deleted.is_empty() {
                     self.remove_unopened_dirs(&deleted).await;
                     let names = deleted.iter().map(|t| t.name.clone()).collect();
@@ -203,9 +292,9 @@ impl Shard {
         let mut failed: Vec<String> = Vec::new();
         let current: Vec<PartitionKey> = self.partitions.borrow().keys().cloned().collect();
         for key in current {
-            let keep = image
-                .topic(&key.0)
-                .is_some_and(|t| t.has_partition(key.1) && self.owner_of(t, key.1) == self.id);
+            let keep = image.topic(&key.0).is_some_and(|t| {
+                t.has_partition(key.1) && self.owner_of(t, key.1) == self.id && self.hosts(t, key.1)
+            });
             let same_id = image
                 .topic(&key.0)
                 .zip(self.partition(&key.0, key.1))
@@ -228,7 +317,7 @@ impl Shard {
         for topic in image.topics.values() {
             let log_config = topic_config::log_config(&self.config, &topic.configs);
             for index in 0..topic.partition_count() {
-                if self.owner_of(topic, index) != self.id {
+                if self.owner_of(topic, index) != self.id || !self.hosts(topic, index) {
                     continue;
                 }
                 if let Some(p) = self.partition(&topic.name, index) {

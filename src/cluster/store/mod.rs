@@ -36,6 +36,7 @@ use std::path::{Path, PathBuf};
 
 use tracing::{info, warn};
 
+use super::frames;
 use super::image::{new_cluster_id, MetadataImage};
 use super::record::MetadataRecord;
 
@@ -43,9 +44,6 @@ use super::record::MetadataRecord;
 pub const SNAPSHOT_EVERY: u64 = 1024;
 /// Space kept for metadata writes on a full disk.
 pub const RESERVE_BYTES: u64 = 4 << 20;
-/// Largest frame body accepted when reading: a change's records (a topic with the most
-/// partitions allowed is a few MiB), or a snapshot chunk.
-const FRAME_BODY_MAX: usize = 64 << 20;
 /// Records per snapshot frame.
 const SNAPSHOT_FRAME_RECORDS: usize = 512;
 /// Appends queued for the writer thread.
@@ -112,48 +110,16 @@ fn encode_frame(out: &mut Vec<u8>, offset: u64, records: &[MetadataRecord]) {
     let mut body = offset.to_be_bytes().to_vec();
     // Serialising these plain types cannot fail.
     body.extend(serde_json::to_vec(records).unwrap_or_default());
-    out.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    out.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
-    out.extend_from_slice(&body);
+    frames::encode(out, &body);
 }
 
-/// A frame read back: its first offset and records, or why it is unreadable.
-enum Frame {
-    Records(u64, Vec<MetadataRecord>),
-    /// Cut short by the end of the buffer.
-    Short,
-    Bad(&'static str),
-}
-
-impl Frame {
-    fn is_bad_length(&self) -> bool {
-        matches!(self, Frame::Bad(why) if *why == BAD_LENGTH)
-    }
-}
-
-const BAD_LENGTH: &str = "frame length out of range";
-
-fn decode_frame(buf: &[u8]) -> (Frame, usize) {
-    let Some(header) = buf.get(..8) else {
-        return (Frame::Short, buf.len());
-    };
-    let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
-    let crc = u32::from_be_bytes([header[4], header[5], header[6], header[7]]);
-    if !(8..=FRAME_BODY_MAX).contains(&len) {
-        return (Frame::Bad(BAD_LENGTH), buf.len());
-    }
-    let Some(body) = buf.get(8..8 + len) else {
-        return (Frame::Short, buf.len());
-    };
-    if crc32c::crc32c(body) != crc {
-        return (Frame::Bad("CRC mismatch"), 8 + len);
-    }
-    let mut off = [0u8; 8];
-    off.copy_from_slice(&body[..8]);
-    match serde_json::from_slice(&body[8..]) {
-        Ok(r) => (Frame::Records(u64::from_be_bytes(off), r), 8 + len),
-        Err(_) => (Frame::Bad("unknown or unparseable record"), 8 + len),
-    }
+/// A frame body's first offset and records.
+fn decode_body(body: &[u8]) -> Result<(u64, Vec<MetadataRecord>), &'static str> {
+    let (off, json) = body
+        .split_first_chunk::<8>()
+        .ok_or("frame shorter than its offset")?;
+    let records = serde_json::from_slice(json).map_err(|_| "unknown or unparseable record")?;
+    Ok((u64::from_be_bytes(*off), records))
 }
 
 /// Reads a snapshot file: its records, all at the offset in its name.
@@ -166,17 +132,12 @@ fn read_snapshot(path: &Path, offset: u64) -> Result<Vec<MetadataRecord>, Metada
     if bytes.get(4..6) != Some(&SNAPSHOT_VERSION.to_be_bytes()[..]) {
         return Err(corrupt("unknown version"));
     }
-    let mut at = 6;
+    let (bodies, _) = frames::scan(&bytes[6..], false).map_err(corrupt)?;
     let mut records = Vec::new();
-    while at < bytes.len() {
-        match decode_frame(&bytes[at..]) {
-            (Frame::Records(o, r), n) if o == offset => {
-                records.extend(r);
-                at += n;
-            }
-            (Frame::Records(..), _) => return Err(corrupt("a record of another offset")),
-            (Frame::Short, _) => return Err(corrupt("truncated")),
-            (Frame::Bad(why), _) => return Err(corrupt(why)),
+    for body in bodies {
+        match decode_body(body).map_err(corrupt)? {
+            (o, r) if o == offset => records.extend(r),
+            _ => return Err(corrupt("a record of another offset")),
         }
     }
     Ok(records)
@@ -190,30 +151,13 @@ fn read_segment(
     last: bool,
 ) -> Result<(Vec<(u64, MetadataRecord)>, usize), MetadataError> {
     let bytes = fs::read(path).map_err(io_err(path))?;
-    let mut at = 0;
+    let corrupt = |why: &str| MetadataError::Corrupt(path.to_owned(), why.to_owned());
+    // A torn last write of the newest segment is cut off; anywhere else it is corruption.
+    let (bodies, at) = frames::scan(&bytes, last).map_err(corrupt)?;
     let mut records = Vec::new();
-    while at < bytes.len() {
-        let (frame, n) = decode_frame(&bytes[at..]);
-        match frame {
-            Frame::Records(first, r) => {
-                records.extend((first..).zip(r));
-            }
-            // A torn last write: cut short, or whole-sized with a bad CRC. A length field out
-            // of range is a torn tail only over zeros (a file extended but not written);
-            // anything else there is corruption, and cutting it would drop records.
-            Frame::Short | Frame::Bad(_)
-                if last
-                    && at + n >= bytes.len()
-                    && (!frame.is_bad_length() || bytes[at..].iter().all(|&b| b == 0)) =>
-            {
-                break
-            }
-            Frame::Short => {
-                return Err(MetadataError::Corrupt(path.to_owned(), "truncated".into()))
-            }
-            Frame::Bad(why) => return Err(MetadataError::Corrupt(path.to_owned(), why.into())),
-        }
-        at += n;
+    for body in bodies {
+        let (first, r) = decode_body(body).map_err(corrupt)?;
+        records.extend((first..).zip(r));
     }
     Ok((records, at))
 }

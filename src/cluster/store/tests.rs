@@ -69,7 +69,7 @@ fn a_torn_tail_is_cut_and_corruption_elsewhere_refused() {
         let mut starts = Vec::new();
         while at < good.len() {
             starts.push(at);
-            at += decode_frame(&good[at..]).1;
+            at += crate::cluster::frames::decode(&good[at..]).1;
         }
         starts[starts.len() - 1]
     };

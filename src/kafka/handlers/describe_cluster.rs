@@ -1,4 +1,4 @@
-//! DescribeCluster: this broker, the cluster id and the controller (us).
+//! DescribeCluster: the live brokers, the cluster id and the active controller.
 
 use std::rc::Rc;
 
@@ -11,16 +11,22 @@ use crate::shard::Shard;
 use crate::util::sb;
 
 pub async fn handle(shard: Rc<Shard>, _req: DescribeClusterRequest, _ctx: Ctx) -> ResponseKind {
-    let node = shard.config.args.node_id;
-    let broker = DescribeClusterBroker::default()
-        .with_broker_id(BrokerId(node))
-        .with_host(sb(shard.config.advertised_host.clone()))
-        .with_port(shard.config.advertised_port);
+    let brokers = shard
+        .brokers()
+        .into_iter()
+        .map(|b| {
+            DescribeClusterBroker::default()
+                .with_broker_id(BrokerId(b.id))
+                .with_host(sb(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(sb))
+        })
+        .collect();
     ResponseKind::DescribeCluster(
         DescribeClusterResponse::default()
             .with_cluster_id(sb(shard.metadata().cluster_id.clone()))
-            .with_controller_id(BrokerId(node))
-            .with_brokers(vec![broker])
+            .with_controller_id(BrokerId(shard.controller_id()))
+            .with_brokers(brokers)
             .with_cluster_authorized_operations(i32::MIN),
     )
 }

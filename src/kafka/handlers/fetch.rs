@@ -77,6 +77,9 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
         for (pi, p) in t.partitions.iter().enumerate() {
             let known = meta.filter(|m| m.has_partition(p.partition));
             match known {
+                Some(m) if !shard.leads(m, p.partition) => {
+                    pending_errors.push((ti, pi, ResponseError::NotLeaderOrFollower.code()));
+                }
                 Some(m) => slots.push(Slot {
                     ti,
                     req: ReadRequest {

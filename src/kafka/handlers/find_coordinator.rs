@@ -1,6 +1,8 @@
-//! FindCoordinator: every group's coordinator is this broker (single node); the group key is
-//! accepted once `__consumer_offsets` exists. Batched keys (v4+) answer per key.
-//! Transaction coordinators (key type 1) are not served: COORDINATOR_NOT_AVAILABLE.
+//! FindCoordinator: a group's coordinator is the broker leading its `__consumer_offsets`
+//! partition (this broker, on a single node); COORDINATOR_NOT_AVAILABLE until that topic exists
+//! and the partition has a live leader. A cluster creates the topic on the first request.
+//! Batched keys (v4+) answer per key. Transaction coordinators (key type 1) are not served:
+//! COORDINATOR_NOT_AVAILABLE.
 
 use std::rc::Rc;
 
@@ -11,29 +13,75 @@ use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
 use crate::kafka::dispatch::Ctx;
+use tracing::warn;
+
+use crate::controller::{NewTopic, OpError};
+use crate::coordinator::group::{offsets_topic_configs, OFFSETS_TOPIC};
+use crate::shard::controller::{self, ControllerOp, ControllerReply};
 use crate::shard::groups;
-use crate::shard::Shard;
+use crate::shard::{BrokerInfo, Shard};
 use crate::util::sb;
 
 const KEY_TYPE_GROUP: i8 = 0;
 
-fn lookup(shard: &Shard, key: &str, key_type: i8) -> Result<(), (ResponseError, &'static str)> {
+fn lookup(
+    shard: &Shard,
+    key: &str,
+    key_type: i8,
+) -> Result<BrokerInfo, (ResponseError, &'static str)> {
     if key_type != KEY_TYPE_GROUP {
         return Err((
             ResponseError::CoordinatorNotAvailable,
             "only group coordinators are served",
         ));
     }
-    groups::route(shard, key)
-        .map(|_| ())
-        .map_err(|e| (e, "the __consumer_offsets topic is not available yet"))
+    let unavailable = (
+        ResponseError::CoordinatorNotAvailable,
+        "the group's __consumer_offsets partition is not available yet",
+    );
+    let (_, leader) = groups::coordinator_of(shard, key).map_err(|_| unavailable)?;
+    shard.broker(leader).ok_or(unavailable)
+}
+
+/// A cluster creates `__consumer_offsets` when a client first looks for a coordinator.
+fn request_offsets_topic(shard: &Rc<Shard>) {
+    if !shard.config.clustered()
+        || shard.metadata().topic(OFFSETS_TOPIC).is_some()
+        || shard.groups.offsets_topic_requested.replace(true)
+    {
+        return;
+    }
+    let s = shard.clone();
+    crate::runtime::spawn(async move {
+        let topic = NewTopic {
+            name: OFFSETS_TOPIC.to_owned(),
+            partitions: s.config.args.offsets_topic_num_partitions,
+            replication_factor: -1,
+            configs: offsets_topic_configs(),
+        };
+        let op = ControllerOp::CreateTopics {
+            topics: vec![topic],
+            validate_only: false,
+        };
+        let created = controller::on_controller(&s, op)
+            .await
+            .and_then(ControllerReply::topics)
+            .and_then(|mut r| r.pop().unwrap_or_else(|| Err(OpError::new(ResponseError::UnknownServerError, "no result"))));
+        match created {
+            Ok(_) => {}
+            Err(e) if matches!(e.error, ResponseError::TopicAlreadyExists) => {}
+            Err(e) => {
+                warn!(error = %e.message, "creating __consumer_offsets failed; the next FindCoordinator retries");
+                s.groups.offsets_topic_requested.set(false);
+            }
+        }
+    })
+    .detach();
 }
 
 pub async fn handle(shard: Rc<Shard>, req: FindCoordinatorRequest, ctx: Ctx) -> ResponseKind {
     let version = ctx.version;
-    let node_id = BrokerId(shard.config.args.node_id);
-    let host = sb(shard.config.advertised_host.clone());
-    let port = shard.config.advertised_port;
+    request_offsets_topic(&shard);
     let keys: Vec<StrBytes> = if version >= 4 {
         req.coordinator_keys.clone()
     } else {
@@ -43,10 +91,10 @@ pub async fn handle(shard: Rc<Shard>, req: FindCoordinatorRequest, ctx: Ctx) -> 
     for key in keys {
         let c = Coordinator::default().with_key(key.clone());
         coordinators.push(match lookup(&shard, key.as_str(), req.key_type) {
-            Ok(()) => c
-                .with_node_id(node_id)
-                .with_host(host.clone())
-                .with_port(port),
+            Ok(b) => c
+                .with_node_id(BrokerId(b.id))
+                .with_host(sb(b.host))
+                .with_port(b.port),
             Err((e, why)) => c
                 .with_node_id(BrokerId(-1))
                 .with_port(-1)

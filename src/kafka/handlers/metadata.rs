@@ -1,5 +1,7 @@
-//! Metadata: brokers (just us), the controller, and topics with their partitions. Unknown
-//! topics are auto-created when both the broker and the request allow it.
+//! Metadata: the live brokers, the active controller, and topics with their partitions (a
+//! partition without a leader answers LEADER_NOT_AVAILABLE; replicas on brokers that are not
+//! live are listed as offline). Unknown topics are auto-created when both the broker and the
+//! request allow it.
 
 use std::rc::Rc;
 
@@ -54,31 +56,45 @@ pub async fn handle(shard: Rc<Shard>, req: MetadataRequest, ctx: Ctx) -> Respons
             image = shard.metadata();
         }
     }
-    let node = shard.config.args.node_id;
+    let brokers = shard.brokers();
+    let live = |id: i32| brokers.iter().any(|b| b.id == id);
     let topics = match wanted {
-        None => image.topics.values().map(|t| describe(t)).collect(),
-        Some(wanted) => wanted.iter().map(|w| describe_wanted(&image, w)).collect(),
+        None => image.topics.values().map(|t| describe(t, &live)).collect(),
+        Some(wanted) => wanted
+            .iter()
+            .map(|w| describe_wanted(&image, w, &live))
+            .collect(),
     };
-    let broker = MetadataResponseBroker::default()
-        .with_node_id(BrokerId(node))
-        .with_host(sb(shard.config.advertised_host.clone()))
-        .with_port(shard.config.advertised_port);
+    let brokers = brokers
+        .into_iter()
+        .map(|b| {
+            MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(sb(b.host))
+                .with_port(b.port)
+                .with_rack(b.rack.map(sb))
+        })
+        .collect();
     ResponseKind::Metadata(
         MetadataResponse::default()
-            .with_brokers(vec![broker])
+            .with_brokers(brokers)
             .with_cluster_id(Some(sb(image.cluster_id.clone())))
-            .with_controller_id(BrokerId(node))
+            .with_controller_id(BrokerId(shard.controller_id()))
             .with_topics(topics),
     )
 }
 
-fn describe_wanted(image: &MetadataImage, wanted: &Wanted) -> MetadataResponseTopic {
+fn describe_wanted(
+    image: &MetadataImage,
+    wanted: &Wanted,
+    live: &dyn Fn(i32) -> bool,
+) -> MetadataResponseTopic {
     let found = match wanted {
         Wanted::Name(n) => image.topic(n),
         Wanted::Id(id) => image.topic_by_id(id),
     };
     if let Some(t) = found {
-        return describe(t);
+        return describe(t, live);
     }
     let (error, name, id) = match wanted {
         Wanted::Name(n) if validate_topic_name(n).is_err() => (
@@ -100,14 +116,22 @@ fn describe_wanted(image: &MetadataImage, wanted: &Wanted) -> MetadataResponseTo
         .with_topic_authorized_operations(i32::MIN)
 }
 
-fn describe(t: &TopicMeta) -> MetadataResponseTopic {
+fn describe(t: &TopicMeta, live: &dyn Fn(i32) -> bool) -> MetadataResponseTopic {
     let nodes = |ids: &[i32]| ids.iter().map(|&id| BrokerId(id)).collect::<Vec<_>>();
     let partitions = t
         .partitions
         .iter()
         .zip(0..)
         .map(|(p, index)| {
+            let offline: Vec<i32> = p.replicas.iter().copied().filter(|r| !live(*r)).collect();
+            let error = if p.leader == -1 {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                0
+            };
             MetadataResponsePartition::default()
+                .with_error_code(error)
+                .with_offline_replicas(nodes(&offline))
                 .with_partition_index(index)
                 .with_leader_id(BrokerId(p.leader))
                 .with_leader_epoch(p.leader_epoch)

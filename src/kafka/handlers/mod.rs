@@ -64,6 +64,7 @@ pub async fn per_partition<P, R>(
         for (pi, p) in parts.iter().enumerate() {
             let planned = match meta.filter(|m| m.has_partition(index(p))) {
                 None => Err(ResponseError::UnknownTopicOrPartition),
+                Some(m) if !shard.leads(m, index(p)) => Err(ResponseError::NotLeaderOrFollower),
                 Some(m) => plan(m, p).map(|op| (m.clone(), op)),
             };
             row.push(match planned {

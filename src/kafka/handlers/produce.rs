@@ -100,6 +100,7 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
                 Some(m) if !m.has_partition(p.index) => {
                     fail(ResponseError::UnknownTopicOrPartition)
                 }
+                Some(m) if !shard.leads(m, p.index) => fail(ResponseError::NotLeaderOrFollower),
                 // Internal topics (__consumer_offsets) are written by the broker only, as in Kafka.
                 Some(m) if m.internal => fail(ResponseError::InvalidTopicException),
                 Some(_) if records.is_empty() => fail(ResponseError::CorruptMessage),

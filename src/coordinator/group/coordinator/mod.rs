@@ -255,6 +255,9 @@ pub enum Event {
     LoadStarted(i32),
     /// One record read from the partition, in log order.
     Replay(i32, StoredRecord),
+    /// This broker no longer leads the offsets partition: its groups are dropped (another
+    /// broker loads them).
+    Unloaded(i32),
     /// Done loading; `records_read` lets the coordinator decide to compact.
     LoadCompleted {
         partition: i32,
@@ -448,6 +451,11 @@ impl Coordinator {
                 self.groups.retain(|_, g| g.partition != p);
             }
             Event::Replay(p, rec) => self.replay(now_ms, p, rec),
+            Event::Unloaded(p) => {
+                self.partitions.remove(&p);
+                self.log_records.remove(&p);
+                self.groups.retain(|_, g| g.partition != p);
+            }
             Event::LoadCompleted {
                 partition,
                 records_read,

@@ -1,0 +1,165 @@
+//! Broker liveness as the active controller sees it: heartbeats in, fence/unfence commands
+//! out. Pure: the clock comes in with every event, and the commands go through the
+//! controller like any other. Kafka's rules (KIP-631): a registered broker starts fenced; it is
+//! unfenced once it heartbeats having caught up with the metadata log up to its registration;
+//! it is fenced when no heartbeat arrives for the session timeout, or when it asks to shut
+//! down (controlled shutdown), after which heartbeats do not unfence it again.
+
+use std::collections::BTreeMap;
+
+use super::Command;
+use crate::cluster::image::MetadataImage;
+
+/// What a heartbeat tells the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Beat {
+    /// Its registration is unknown or was replaced: register again.
+    Unknown,
+    /// Registered; `fenced` as the image says now.
+    Known { fenced: bool },
+}
+
+/// Heartbeats of the registered brokers.
+#[derive(Debug, Default)]
+pub struct Liveness {
+    session_timeout_ms: u64,
+    /// Broker → time of its last heartbeat (this controller's clock).
+    last: BTreeMap<i32, u64>,
+    /// Brokers (and the epoch) that asked to shut down.
+    leaving: BTreeMap<i32, u64>,
+}
+
+impl Liveness {
+    pub fn new(session_timeout_ms: u64) -> Liveness {
+        Liveness {
+            session_timeout_ms,
+            ..Liveness::default()
+        }
+    }
+
+    /// This controller just became active: every registered broker gets a full session
+    /// (heartbeats went to the previous one).
+    pub fn reset(&mut self, now: u64, image: &MetadataImage) {
+        self.last = image.brokers.keys().map(|id| (*id, now)).collect();
+        self.leaving.clear();
+    }
+
+    /// A heartbeat of broker `id` at registration `epoch` whose image is at `applied`. The
+    /// command to run, if any (unfence), and the answer.
+    pub fn on_heartbeat(
+        &mut self,
+        now: u64,
+        image: &MetadataImage,
+        id: i32,
+        epoch: u64,
+        applied: u64,
+    ) -> (Option<Command>, Beat) {
+        let Some(b) = image.brokers.get(&id).filter(|b| b.epoch == epoch) else {
+            return (None, Beat::Unknown);
+        };
+        self.last.insert(id, now);
+        let leaving = self.leaving.get(&id) == Some(&epoch);
+        let unfence = b.fenced && !leaving && applied >= b.epoch;
+        let cmd = unfence.then_some(Command::UnfenceBroker { id });
+        (cmd, Beat::Known { fenced: b.fenced })
+    }
+
+    /// Broker `id` at `epoch` shuts down: fence it and keep it fenced.
+    pub fn on_shutdown(&mut self, image: &MetadataImage, id: i32, epoch: u64) -> Option<Command> {
+        image.brokers.get(&id).filter(|b| b.epoch == epoch)?;
+        self.leaving.insert(id, epoch);
+        Some(Command::FenceBroker { id })
+    }
+
+    /// A registration happened: its session starts now.
+    pub fn on_registered(&mut self, now: u64, id: i32) {
+        self.last.insert(id, now);
+        self.leaving.remove(&id);
+    }
+
+    /// Unfenced brokers whose session expired.
+    pub fn on_tick(&mut self, now: u64, image: &MetadataImage) -> Vec<Command> {
+        image
+            .brokers
+            .values()
+            .filter(|b| !b.fenced)
+            .filter(|b| {
+                let last = *self.last.entry(b.record.id).or_insert(now);
+                now.saturating_sub(last) > self.session_timeout_ms
+            })
+            .map(|b| Command::FenceBroker { id: b.record.id })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::record::{BrokerRecord, MetadataRecord};
+
+    fn image_with(id: i32, fenced: bool) -> MetadataImage {
+        let mut image = MetadataImage::default();
+        let record = BrokerRecord {
+            id,
+            incarnation: [1; 16],
+            host: "h".into(),
+            port: 1,
+            rack: None,
+        };
+        image
+            .apply(5, &MetadataRecord::RegisterBroker(record))
+            .unwrap();
+        if !fenced {
+            image
+                .apply(6, &MetadataRecord::UnfenceBroker { id, epoch: 5 })
+                .unwrap();
+        }
+        image
+    }
+
+    #[test]
+    fn unfences_caught_up_brokers_and_fences_silent_ones() {
+        let mut l = Liveness::new(100);
+        let fenced = image_with(1, true);
+        assert_eq!(
+            l.on_heartbeat(0, &fenced, 1, 4, 9).1,
+            Beat::Unknown,
+            "old epoch"
+        );
+        assert_eq!(
+            l.on_heartbeat(0, &fenced, 2, 5, 9).1,
+            Beat::Unknown,
+            "unknown id"
+        );
+        let (cmd, beat) = l.on_heartbeat(0, &fenced, 1, 5, 4);
+        assert!(cmd.is_none(), "not caught up with its own registration");
+        assert_eq!(beat, Beat::Known { fenced: true });
+        let (cmd, _) = l.on_heartbeat(10, &fenced, 1, 5, 5);
+        assert!(matches!(cmd, Some(Command::UnfenceBroker { id: 1 })));
+
+        let live = image_with(1, false);
+        assert!(l.on_tick(110, &live).is_empty(), "within the session");
+        let fence = l.on_tick(111, &live);
+        assert!(matches!(fence[..], [Command::FenceBroker { id: 1 }]));
+        l.reset(200, &live);
+        assert!(
+            l.on_tick(300, &live).is_empty(),
+            "a new controller gives a full session"
+        );
+    }
+
+    #[test]
+    fn a_broker_that_shuts_down_stays_fenced() {
+        let mut l = Liveness::new(100);
+        let live = image_with(1, false);
+        assert!(matches!(
+            l.on_shutdown(&live, 1, 5),
+            Some(Command::FenceBroker { id: 1 })
+        ));
+        assert!(l.on_shutdown(&live, 1, 4).is_none());
+        let fenced = image_with(1, true);
+        assert!(l.on_heartbeat(0, &fenced, 1, 5, 9).0.is_none());
+        l.on_registered(1, 1);
+        assert!(l.on_heartbeat(2, &fenced, 1, 5, 9).0.is_some());
+    }
+}

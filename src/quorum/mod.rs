@@ -1,0 +1,321 @@
+//! The controller quorum: the metadata log replicated by Raft among the controller voters
+//! (`--controller-quorum-voters`), with openraft doing Raft. This module is the only one that
+//! names openraft; the rest of the broker sees [`Quorum`]: `write` records (on the active
+//! controller, the Raft leader), learn who leads, call another voter's endpoint.
+//!
+//! - Log entries carry one change's [`MetadataRecord`]s; every voter applies committed entries
+//!   to the shared [`Controller`]'s image (`state_machine.rs`) and publishes the new image to its
+//!   shards. A record's offset is its position among all records applied, so every voter
+//!   numbers them alike.
+//! - Durable state (vote, entries, snapshots) lives in one journal file (`journal.rs`),
+//!   written by its own thread; snapshots every [`SNAPSHOT_EVERY`] entries trim it.
+//! - Traffic between voters: `network.rs` (TCP, one request at a time per connection).
+//! - A voter that starts with an empty journal initialises the cluster with the static voter
+//!   set; doing so on every voter with the same set is safe (Raft elects one leader).
+//!
+//! Must not touch: shards, Kafka handlers.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::io;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::LocalBoxFuture;
+use openraft::async_runtime::WatchReceiver;
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ReadPolicy};
+use serde::{Deserialize, Serialize};
+use tracing::{info, warn};
+
+use crate::cluster::image::MetadataImage;
+use crate::cluster::record::MetadataRecord;
+use crate::controller::Controller;
+
+pub mod journal;
+mod log_store;
+pub mod network;
+mod state_machine;
+
+pub use network::AppHandler;
+
+/// One change: the records the controller proposed for one command.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    pub records: Vec<MetadataRecord>,
+}
+
+impl std::fmt::Display for Proposal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} metadata record(s)", self.records.len())
+    }
+}
+
+/// What applying a [`Proposal`] did (seen by the leader that wrote it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// Offsets of its records (`last_offset` is the image's epoch after it).
+    pub first_offset: u64,
+    pub last_offset: u64,
+    /// The image could not take it (the proposal was validated against an older image).
+    pub skipped: bool,
+    /// Topics some of whose partitions this node failed to open.
+    pub failed_topics: Vec<String>,
+}
+
+pub(crate) type Rt = crate::runtime::RaftRuntime;
+
+openraft::declare_raft_types!(
+    /// openraft's types for the metadata quorum.
+    pub TypeConfig:
+        D = Proposal,
+        R = Applied,
+        NodeId = u64,
+        Node = BasicNode,
+        AsyncRuntime = Rt,
+);
+
+pub type Raft = openraft::Raft<TypeConfig, state_machine::StateMachine>;
+type Entry = <TypeConfig as openraft::RaftTypeConfig>::Entry;
+type LogId = openraft::alias::LogIdOf<TypeConfig>;
+type Vote = openraft::alias::VoteOf<TypeConfig>;
+type SnapshotMeta = openraft::alias::SnapshotMetaOf<TypeConfig>;
+type StoredMembership = openraft::alias::StoredMembershipOf<TypeConfig>;
+type Snapshot = openraft::alias::SnapshotOf<TypeConfig, Vec<u8>>;
+
+/// Entries between snapshots.
+pub const SNAPSHOT_EVERY: u64 = 1024;
+
+/// Publishes an applied image to the broker; resolves with the topics some of whose
+/// partitions failed to open.
+pub type Publish = Rc<dyn Fn(Arc<MetadataImage>) -> LocalBoxFuture<'static, Vec<String>>>;
+
+/// How this node takes part in the quorum.
+#[derive(Debug, Clone)]
+pub struct QuorumConfig {
+    pub node_id: i32,
+    /// Every voter's controller endpoint.
+    pub voters: BTreeMap<i32, SocketAddr>,
+    /// Where the journal lives.
+    pub dir: PathBuf,
+    /// Raft heartbeat; elections time out after 3–6 of these.
+    pub heartbeat: Duration,
+}
+
+/// Why a write did not happen.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum QuorumError {
+    #[error("not the active controller (the leader is {0:?})")]
+    NotLeader(Option<i32>),
+    #[error("the controller quorum is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// Where this node stands in the quorum (metrics, `sluice cluster info`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct QuorumStatus {
+    pub leader: Option<i32>,
+    pub term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub last_log_index: u64,
+    /// Per voter: its last replicated log index, as the leader sees it (leader only).
+    pub voters: BTreeMap<i32, Option<u64>>,
+}
+
+/// This node's handle on the quorum.
+pub struct Quorum {
+    raft: Raft,
+    config: QuorumConfig,
+    pool: network::Pool,
+    /// The journal was empty at start: `bootstrap` initialises the cluster.
+    pristine: std::cell::Cell<bool>,
+}
+
+/// The journal's content and, from its latest snapshot, the image to start from (before the
+/// shards exist, so they open the right partitions).
+pub struct Recovered {
+    durable: journal::Durable,
+    pub image: MetadataImage,
+}
+
+/// Reads the journal in `dir`.
+pub fn recover(dir: &std::path::Path) -> io::Result<Recovered> {
+    let durable = journal::load(dir)?;
+    let image = match &durable.snapshot {
+        Some((_, data)) => state_machine::snapshot_image(data)?,
+        None => MetadataImage::default(),
+    };
+    Ok(Recovered { durable, image })
+}
+
+fn raft_config(heartbeat: Duration) -> io::Result<Arc<openraft::Config>> {
+    let hb = heartbeat.as_millis().max(10) as u64;
+    let config = openraft::Config {
+        cluster_name: "sluice".into(),
+        heartbeat_interval: hb,
+        election_timeout_min: hb * 3,
+        election_timeout_max: hb * 6,
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
+        max_in_snapshot_log_to_keep: 0,
+        ..Default::default()
+    };
+    Ok(Arc::new(config.validate().map_err(io::Error::other)?))
+}
+
+fn leader_of(raft: &Raft) -> Option<i32> {
+    raft.metrics()
+        .borrow_watched()
+        .current_leader
+        .map(|id| id as i32)
+}
+
+impl Quorum {
+    /// Starts this voter's Raft from `recovered` (the controller holds `recovered.image`).
+    pub async fn start(
+        config: QuorumConfig,
+        recovered: Recovered,
+        controller: Rc<RefCell<Controller>>,
+        publish: Publish,
+    ) -> io::Result<Rc<Quorum>> {
+        let Recovered { durable, .. } = recovered;
+        let pristine =
+            durable.vote.is_none() && durable.log.is_empty() && durable.snapshot.is_none();
+        let journal = journal::Journal::start(&config.dir, durable.clone())?;
+        let log = log_store::LogStore::new(&durable, journal.clone());
+        let sm = state_machine::StateMachine::new(
+            controller,
+            publish,
+            journal,
+            durable.snapshot.clone(),
+        );
+        let raft = Raft::new(
+            config.node_id as u64,
+            raft_config(config.heartbeat)?,
+            network::Network,
+            log,
+            sm,
+        )
+        .await
+        .map_err(io::Error::other)?;
+        Ok(Rc::new(Quorum {
+            raft,
+            config,
+            pool: network::Pool::default(),
+            pristine: std::cell::Cell::new(pristine),
+        }))
+    }
+
+    /// Initialises a new cluster with the static voter set if this node's journal was empty
+    /// (call once the endpoint serves: initialising starts an election).
+    pub async fn bootstrap(&self) {
+        if !self.pristine.replace(false) {
+            return;
+        }
+        let members: BTreeMap<u64, BasicNode> = self
+            .config
+            .voters
+            .iter()
+            .map(|(id, addr)| {
+                (
+                    *id as u64,
+                    BasicNode {
+                        addr: addr.to_string(),
+                    },
+                )
+            })
+            .collect();
+        match self.raft.initialize(members).await {
+            Ok(()) => info!(
+                voters = self.config.voters.len(),
+                "initialised the controller quorum"
+            ),
+            Err(e) => info!(error = %e, "not initialising the controller quorum"),
+        }
+    }
+
+    /// Serves this voter's controller endpoint on `listener`.
+    pub fn serve(&self, listener: crate::runtime::net::TcpListener, app: AppHandler) {
+        crate::runtime::spawn(network::serve(listener, self.raft.clone(), app)).detach();
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    /// The active controller as this node knows it.
+    pub fn leader(&self) -> Option<i32> {
+        leader_of(&self.raft)
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.leader() == Some(self.config.node_id)
+    }
+
+    /// Waits until this node's image holds every change committed before the call (leader
+    /// only): commands are validated against an image that is not behind.
+    pub async fn linearize(&self) -> Result<(), QuorumError> {
+        self.raft
+            .ensure_linearizable(ReadPolicy::ReadIndex)
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                RaftError::APIError(openraft::error::LinearizableReadError::ForwardToLeader(f)) => {
+                    QuorumError::NotLeader(f.leader_id.map(|id| id as i32))
+                }
+                e => QuorumError::Unavailable(e.to_string()),
+            })
+    }
+
+    /// Replicates `records` as one change and waits until this node has applied it.
+    pub async fn write(&self, records: Vec<MetadataRecord>) -> Result<Applied, QuorumError> {
+        match self.raft.client_write(Proposal { records }).await {
+            Ok(r) => Ok(r.data),
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(QuorumError::NotLeader(f.leader_id.map(|id| id as i32)))
+            }
+            Err(e) => Err(QuorumError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Sends an application call to voter `node`'s endpoint.
+    pub async fn call(&self, node: i32, body: Vec<u8>, ttl: Duration) -> io::Result<Vec<u8>> {
+        let addr = self
+            .config
+            .voters
+            .get(&node)
+            .copied()
+            .ok_or_else(|| io::Error::other(format!("node {node} is not a voter")))?;
+        self.pool.call(addr, body, ttl).await
+    }
+
+    /// A snapshot of where this node stands.
+    pub fn status(&self) -> QuorumStatus {
+        let m = self.raft.metrics().borrow_watched().clone();
+        let mut voters: BTreeMap<i32, Option<u64>> =
+            self.config.voters.keys().map(|id| (*id, None)).collect();
+        if let Some(repl) = &m.replication {
+            for (id, matched) in repl.iter() {
+                voters.insert(*id as i32, matched.map(|l| l.index));
+            }
+        }
+        QuorumStatus {
+            leader: m.current_leader.map(|id| id as i32),
+            term: m.current_term,
+            commit_index: m.local_committed.map_or(0, |l| l.index),
+            applied_index: m.last_applied.map_or(0, |l| l.index),
+            last_log_index: m.last_log_index.unwrap_or(0),
+            voters,
+        }
+    }
+
+    /// Stops Raft (at shutdown).
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.raft.shutdown().await {
+            warn!(error = %e, "stopping Raft failed");
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//! The controller endpoint's wire: Raft RPCs between voters, and opaque application calls
+//! (broker registration, heartbeats, forwarded admin operations) on the same listener.
+//!
+//! One request at a time per TCP connection; each message is a frame `len u32 (BE) | JSON`,
+//! at most [`MESSAGE_MAX`]. A connection whose peer sends something unreadable is closed.
+//! Clients keep their connection and reconnect after any failure.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::time::Duration;
+
+use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::network::RPCOption;
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, RaftNetworkFactory, RaftNetworkV2};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tracing::{debug, warn};
+
+use super::{Raft, Snapshot, SnapshotMeta, TypeConfig, Vote};
+use crate::runtime::net::{read_exact_vec, AsyncWriteExt, BufResult, TcpListener, TcpStream};
+
+/// Largest message accepted (a snapshot of the whole image is the largest).
+pub const MESSAGE_MAX: usize = 64 << 20;
+/// Connecting to a peer gives up after this.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// Idle connections kept per peer for application calls.
+const POOL_PER_PEER: usize = 4;
+
+#[derive(Serialize, Deserialize)]
+enum Request {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<TypeConfig>),
+    PreVote(VoteRequest<TypeConfig>),
+    Snapshot {
+        vote: Vote,
+        meta: SnapshotMeta,
+        data: Vec<u8>,
+    },
+    App(Vec<u8>),
+}
+
+#[derive(Serialize, Deserialize)]
+enum Response {
+    Append(AppendEntriesResponse<TypeConfig>),
+    Vote(VoteResponse<TypeConfig>),
+    Snapshot(SnapshotResponse<TypeConfig>),
+    App(Vec<u8>),
+    /// The receiving node's Raft has stopped (or the request does not fit it).
+    Failed(String),
+}
+
+async fn write_message<T: Serialize>(stream: &mut TcpStream, msg: &T) -> io::Result<()> {
+    let body = serde_json::to_vec(msg).map_err(io::Error::other)?;
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    let BufResult(r, _) = stream.write_all(frame).await;
+    r
+}
+
+async fn read_message<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Result<T> {
+    let len = read_exact_vec(stream, 4).await?;
+    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+    if len > MESSAGE_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("message of {len} bytes is over the limit"),
+        ));
+    }
+    let body = read_exact_vec(stream, len).await?;
+    serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
+}
+
+async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
+    let stream = crate::runtime::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+/// One request and its response on `stream`, within `ttl`.
+async fn call(stream: &mut TcpStream, req: &Request, ttl: Duration) -> io::Result<Response> {
+    crate::runtime::timeout(ttl, async {
+        write_message(stream, req).await?;
+        read_message(stream).await
+    })
+    .await
+    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no response in time"))?
+}
+
+/// What handles application calls: request bytes in, response bytes out.
+pub type AppHandler = Rc<dyn Fn(Vec<u8>) -> futures_util::future::LocalBoxFuture<'static, Vec<u8>>>;
+
+/// Serves the controller endpoint: Raft RPCs go to `raft`, application calls to `app`.
+pub async fn serve(listener: TcpListener, raft: Raft, app: AppHandler) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let (raft, app) = (raft.clone(), app.clone());
+                crate::runtime::spawn(serve_connection(stream, peer, raft, app)).detach();
+            }
+            Err(e) => {
+                warn!(error = %e, "controller endpoint: accept failed");
+                crate::runtime::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, raft: Raft, app: AppHandler) {
+    let _ = stream.set_nodelay(true);
+    loop {
+        let req: Request = match read_message(&mut stream).await {
+            Ok(r) => r,
+            Err(e) => {
+                if e.kind() != io::ErrorKind::UnexpectedEof {
+                    debug!(%peer, error = %e, "controller endpoint: closing connection");
+                }
+                return;
+            }
+        };
+        let failed = |e: &dyn std::fmt::Display| Response::Failed(e.to_string());
+        let resp = match req {
+            Request::Append(r) => raft
+                .append_entries(r)
+                .await
+                .map_or_else(|e| failed(&e), Response::Append),
+            Request::Vote(r) => raft
+                .vote(r)
+                .await
+                .map_or_else(|e| failed(&e), Response::Vote),
+            Request::PreVote(r) => raft
+                .pre_vote(r)
+                .await
+                .map_or_else(|e| failed(&e), Response::Vote),
+            Request::Snapshot { vote, meta, data } => {
+                let snapshot = Snapshot {
+                    meta,
+                    snapshot: data,
+                };
+                raft.install_full_snapshot(vote, snapshot)
+                    .await
+                    .map_or_else(|e| failed(&e), Response::Snapshot)
+            }
+            Request::App(body) => Response::App(app(body).await),
+        };
+        if let Err(e) = write_message(&mut stream, &resp).await {
+            debug!(%peer, error = %e, "controller endpoint: reply failed");
+            return;
+        }
+    }
+}
+
+/// Makes Raft clients for openraft.
+pub struct Network;
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = Peer;
+
+    async fn new_client(&mut self, _target: u64, node: &BasicNode) -> Peer {
+        Peer {
+            addr: node.addr.parse().ok(),
+            stream: None,
+        }
+    }
+}
+
+/// A Raft client of one voter.
+pub struct Peer {
+    addr: Option<SocketAddr>,
+    stream: Option<TcpStream>,
+}
+
+impl Peer {
+    async fn call(&mut self, req: Request, ttl: Duration) -> io::Result<Response> {
+        let addr = self
+            .addr
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad voter address"))?;
+        let mut stream = match self.stream.take() {
+            Some(s) => s,
+            None => connect(addr).await?,
+        };
+        let resp = call(&mut stream, &req, ttl).await?;
+        self.stream = Some(stream);
+        Ok(resp)
+    }
+
+    async fn rpc(
+        &mut self,
+        req: Request,
+        option: RPCOption,
+    ) -> Result<Response, RPCError<TypeConfig>> {
+        match self.call(req, option.hard_ttl()).await {
+            Ok(Response::Failed(why)) => {
+                Err(RPCError::Network(NetworkError::new(&io::Error::other(why))))
+            }
+            Ok(r) => Ok(r),
+            Err(e) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+        }
+    }
+}
+
+fn unexpected() -> RPCError<TypeConfig> {
+    RPCError::Network(NetworkError::new(&io::Error::other("unexpected response")))
+}
+
+impl RaftNetworkV2<TypeConfig> for Peer {
+    type SnapshotData = Vec<u8>;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.rpc(Request::Append(rpc), option).await? {
+            Response::Append(r) => Ok(r),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.rpc(Request::Vote(rpc), option).await? {
+            Response::Vote(r) => Ok(r),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.rpc(Request::PreVote(rpc), option).await? {
+            Response::Vote(r) => Ok(r),
+            _ => Err(unexpected()),
+        }
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        _cancel: impl Future<Output = ReplicationClosed> + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let req = Request::Snapshot {
+            vote,
+            meta: snapshot.meta,
+            data: snapshot.snapshot,
+        };
+        match self.rpc(req, option).await {
+            Ok(Response::Snapshot(r)) => Ok(r),
+            Ok(_) => Err(StreamingError::Network(NetworkError::new(
+                &io::Error::other("unexpected response"),
+            ))),
+            Err(RPCError::Unreachable(u)) => Err(StreamingError::Unreachable(u)),
+            Err(e) => Err(StreamingError::Network(NetworkError::new(&e))),
+        }
+    }
+}
+
+/// Connections for application calls, per address.
+#[derive(Default)]
+pub struct Pool {
+    idle: RefCell<HashMap<SocketAddr, Vec<TcpStream>>>,
+}
+
+impl Pool {
+    /// Sends `body` to the controller endpoint at `addr`; its reply, within `ttl`.
+    pub async fn call(
+        &self,
+        addr: SocketAddr,
+        body: Vec<u8>,
+        ttl: Duration,
+    ) -> io::Result<Vec<u8>> {
+        let pooled = self.idle.borrow_mut().get_mut(&addr).and_then(Vec::pop);
+        let mut stream = match pooled {
+            Some(s) => s,
+            None => connect(addr).await?,
+        };
+        match call(&mut stream, &Request::App(body), ttl).await? {
+            Response::App(reply) => {
+                let mut idle = self.idle.borrow_mut();
+                let list = idle.entry(addr).or_default();
+                if list.len() < POOL_PER_PEER {
+                    list.push(stream);
+                }
+                Ok(reply)
+            }
+            Response::Failed(why) => Err(io::Error::other(why)),
+            _ => Err(io::Error::other("unexpected response")),
+        }
+    }
+}
