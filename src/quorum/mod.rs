@@ -173,6 +173,29 @@ fn leader_of(raft: &Raft) -> Option<i32> {
         .map(|id| id as i32)
 }
 
+/// Builds and runs a voter's Raft over `network` from the durable state `durable` (which
+/// `journal` holds and will extend). The simulation builds its nodes with this too.
+pub(crate) async fn build_raft<N>(
+    node_id: i32,
+    heartbeat: Duration,
+    network: N,
+    durable: &journal::Durable,
+    journal: journal::Journal,
+    controller: Rc<RefCell<Controller>>,
+    publish: Publish,
+) -> io::Result<Raft>
+where
+    N: openraft::RaftNetworkFactory<TypeConfig>,
+    N::Network: openraft::network::NetSnapshot<TypeConfig, SnapshotData = Vec<u8>>,
+{
+    let log = log_store::LogStore::new(durable, journal.clone());
+    let sm =
+        state_machine::StateMachine::new(controller, publish, journal, durable.snapshot.clone());
+    Raft::new(node_id as u64, raft_config(heartbeat)?, network, log, sm)
+        .await
+        .map_err(io::Error::other)
+}
+
 impl Quorum {
     /// Starts this voter's Raft from `recovered` (the controller holds `recovered.image`).
     pub async fn start(
@@ -185,22 +208,16 @@ impl Quorum {
         let pristine =
             durable.vote.is_none() && durable.log.is_empty() && durable.snapshot.is_none();
         let journal = journal::Journal::start(&config.dir, durable.clone())?;
-        let log = log_store::LogStore::new(&durable, journal.clone());
-        let sm = state_machine::StateMachine::new(
+        let raft = build_raft(
+            config.node_id,
+            config.heartbeat,
+            network::Network,
+            &durable,
+            journal,
             controller,
             publish,
-            journal,
-            durable.snapshot.clone(),
-        );
-        let raft = Raft::new(
-            config.node_id as u64,
-            raft_config(config.heartbeat)?,
-            network::Network,
-            log,
-            sm,
         )
-        .await
-        .map_err(io::Error::other)?;
+        .await?;
         Ok(Rc::new(Quorum {
             raft,
             config,
