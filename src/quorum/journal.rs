@@ -3,7 +3,7 @@
 //! of [`JournalOp`]s in the frames of `crate::cluster::frames`.
 //!
 //! ```text
-//! <data-dir>/__raft/journal      frames of JSON-encoded JournalOps, replayed in order
+//! <data-dir>/__raft/journal      magic "SLRJ" | version u16 = 1 | frames of JSON JournalOps
 //! <data-dir>/__raft/journal.tmp  a compaction being written (removed on open)
 //! ```
 //!
@@ -28,6 +28,23 @@ use crate::cluster::frames;
 const COMPACT_BYTES: u64 = 4 << 20;
 /// Writes queued for the journal thread.
 const QUEUE_DEPTH: usize = 1024;
+const MAGIC: &[u8; 4] = b"SLRJ";
+const VERSION: u16 = 1;
+
+/// The file header: magic and version.
+fn header() -> Vec<u8> {
+    let mut h = MAGIC.to_vec();
+    h.extend_from_slice(&VERSION.to_be_bytes());
+    h
+}
+
+/// Creates an empty journal (just its header), durably.
+fn create(dir: &Path, path: &Path) -> io::Result<()> {
+    let mut f = fs::File::create(path)?;
+    f.write_all(&header())?;
+    f.sync_all()?;
+    fs::File::open(dir)?.sync_all()
+}
 
 /// One change to the durable Raft state.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,7 +157,10 @@ pub fn load(dir: &Path) -> io::Result<Durable> {
     let path = journal_path(dir);
     let bytes = match fs::read(&path) {
         Ok(b) => b,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            create(dir, &path)?;
+            return Ok(Durable::default());
+        }
         Err(e) => return Err(e),
     };
     let corrupt = |why: &str| {
@@ -149,7 +169,20 @@ pub fn load(dir: &Path) -> io::Result<Durable> {
             format!("{}: {why}", path.display()),
         )
     };
-    let (bodies, valid) = frames::scan(&bytes, true).map_err(corrupt)?;
+    let header = header();
+    if bytes.len() < header.len() && header.starts_with(&bytes) {
+        // A crash while it was being created.
+        create(dir, &path)?;
+        return Ok(Durable::default());
+    }
+    if bytes.get(..4) != Some(&MAGIC[..]) {
+        return Err(corrupt("not a Raft journal (bad magic)"));
+    }
+    if bytes.get(4..6) != Some(&VERSION.to_be_bytes()[..]) {
+        return Err(corrupt("unknown journal version"));
+    }
+    let (bodies, valid) = frames::scan(&bytes[header.len()..], true).map_err(corrupt)?;
+    let valid = valid + header.len();
     let mut state = Durable::default();
     for body in bodies {
         let op: JournalOp = serde_json::from_slice(body).map_err(|e| corrupt(&e.to_string()))?;
@@ -267,7 +300,7 @@ impl Writer {
     }
 
     fn compact(&mut self) -> io::Result<()> {
-        let mut bytes = Vec::new();
+        let mut bytes = header();
         encode(&self.state.ops(), &mut bytes);
         let tmp = self.dir.join("journal.tmp");
         let mut f = fs::File::create(&tmp)?;
@@ -286,5 +319,67 @@ impl Writer {
         self.size = bytes.len() as u64;
         self.compacted = self.size;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(index: u64) -> Entry {
+        use openraft::entry::RaftEntry;
+        use openraft::vote::RaftLeaderId;
+        let leader = openraft::impls::leader_id_adv::LeaderId::<u64, u64>::new(1, 0);
+        Entry::new_blank(LogId::new(leader.to_committed(), index))
+    }
+
+    #[test]
+    fn replays_what_was_written_and_cuts_a_torn_tail() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = load(dir.path()).unwrap();
+        assert!(state.log.is_empty() && state.vote.is_none());
+        let j = Journal::start(dir.path(), state).unwrap();
+        let rt = compio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            j.submit(vec![JournalOp::Entries((1..=5).map(entry).collect())], true)
+                .await
+                .unwrap();
+            j.submit(vec![JournalOp::TruncateAfter(Some(3))], true)
+                .await
+                .unwrap();
+            j.submit(vec![JournalOp::Purge(entry(1).log_id)], true)
+                .await
+                .unwrap();
+            j.submit(vec![JournalOp::Entries(vec![entry(4)])], true)
+                .await
+                .unwrap();
+        });
+        drop(j);
+        let state = load(dir.path()).unwrap();
+        assert_eq!(state.log.keys().copied().collect::<Vec<_>>(), [2, 3, 4]);
+        assert_eq!(state.last_purged.map(|l| l.index), Some(1));
+
+        let path = dir.path().join("journal");
+        let good = fs::read(&path).unwrap();
+        fs::write(&path, &good[..good.len() - 3]).unwrap();
+        let state = load(dir.path()).unwrap();
+        assert_eq!(
+            state.log.keys().copied().collect::<Vec<_>>(),
+            [2, 3],
+            "the torn last append is gone"
+        );
+        assert!(
+            fs::read(&path).unwrap().len() < good.len(),
+            "and cut off the file"
+        );
+
+        let mut bad = good.clone();
+        bad[0] = b'X';
+        fs::write(&path, &bad).unwrap();
+        assert!(load(dir.path()).is_err(), "bad magic");
+        let mut flipped = good;
+        flipped[12] ^= 0xff; // inside the first frame
+        fs::write(&path, &flipped).unwrap();
+        assert!(load(dir.path()).is_err(), "corruption before the end");
     }
 }
