@@ -211,7 +211,9 @@ impl Quorum {
         let raft = build_raft(
             config.node_id,
             config.heartbeat,
-            network::Network,
+            network::Network {
+                voters: config.voters.clone(),
+            },
             &durable,
             journal,
             controller,

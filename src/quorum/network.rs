@@ -159,15 +159,23 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, raft: Raft, a
     }
 }
 
-/// Makes Raft clients for openraft.
-pub struct Network;
+/// Makes Raft clients for openraft. A voter is reached at the address this node's
+/// `--controller-quorum-voters` gives for it (the addresses in the replicated membership are
+/// the initialising node's, and each node may reach a voter its own way, e.g. through a
+/// proxy); the membership's address only serves a voter missing from the flag.
+pub struct Network {
+    pub voters: std::collections::BTreeMap<i32, SocketAddr>,
+}
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = Peer;
 
-    async fn new_client(&mut self, _target: u64, node: &BasicNode) -> Peer {
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Peer {
+        let known = i32::try_from(target)
+            .ok()
+            .and_then(|t| self.voters.get(&t).copied());
         Peer {
-            addr: node.addr.parse().ok(),
+            addr: known.or_else(|| node.addr.parse().ok()),
             stream: None,
         }
     }

@@ -141,6 +141,10 @@ pub(crate) fn not_controller(leader: Option<i32>) -> OpError {
     )
 }
 
+/// How long the active controller waits for the quorum to commit a change (a controller cut
+/// off from the majority must not hold its command queue for ever).
+const REPLICATED_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// [`commit`] in cluster mode, on the active controller: the records are proposed against an
 /// image that holds every committed change, replicated, and applied (the quorum's state
 /// machine replays them and sends the image to every shard) before this returns.
@@ -155,8 +159,17 @@ async fn commit_replicated(
         QuorumError::NotLeader(l) => not_controller(l),
         QuorumError::Unavailable(why) => OpError::new(ResponseError::NotController, why),
     };
+    let timed_out = || {
+        OpError::new(
+            ResponseError::RequestTimedOut,
+            "the controller quorum did not commit the change in time (it may still commit)",
+        )
+    };
     let turn = d.turn.lock().await;
-    q.linearize().await.map_err(quorum_error)?;
+    crate::runtime::timeout(REPLICATED_COMMIT_TIMEOUT, q.linearize())
+        .await
+        .map_err(|_| timed_out())?
+        .map_err(quorum_error)?;
     let (before, records) = {
         let c = d.state.borrow();
         (c.image().clone(), c.propose(&cmd)?)
@@ -164,7 +177,10 @@ async fn commit_replicated(
     let applied = if records.is_empty() {
         crate::quorum::Applied::default()
     } else {
-        q.write(records).await.map_err(quorum_error)?
+        crate::runtime::timeout(REPLICATED_COMMIT_TIMEOUT, q.write(records))
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(quorum_error)?
     };
     drop(turn);
     if applied.skipped {

@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+pub mod proxy;
 pub mod raw;
 
 use std::io::{BufRead, BufReader};
@@ -47,7 +49,16 @@ impl Broker {
         Broker::start_with_env(args, &[])
     }
 
+    /// A broker listening on `listen` (a fixed address other nodes are told about).
+    pub fn start_at(listen: &str, args: &[&str]) -> Broker {
+        Broker::start_on(listen, args, &[])
+    }
+
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Broker {
+        Broker::start_on("127.0.0.1:0", args, env)
+    }
+
+    fn start_on(listen: &str, args: &[&str], env: &[(&str, &str)]) -> Broker {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data_dir = tmp.path().join("data");
         let mut b = Broker {
@@ -67,7 +78,7 @@ impl Broker {
             b.args
                 .extend(["--metrics-listen".to_owned(), "127.0.0.1:0".to_owned()]);
         }
-        b.spawn("127.0.0.1:0");
+        b.spawn(listen);
         b
     }
 

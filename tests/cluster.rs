@@ -1,0 +1,214 @@
+//! Clusters (part 1): three real `sluice` processes on loopback ports form a cluster under a
+//! Raft controller quorum. Topics made through any node appear on all; the active controller
+//! can crash (SIGKILL) and a new one takes over; a restarted node rejoins; the metadata survives
+//! a restart of every node; a controller cut off from the others (TCP proxies on every link)
+//! makes no metadata change, and after healing there is one history. Clients are librdkafka
+//! (rdkafka) and a raw Kafka client for Metadata. Times are printed, never asserted.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::cluster::{topics, Cluster};
+use common::{consume_n, produce_all, Out};
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::TopicPartitionList;
+
+fn create_topic(cluster: &Cluster, via: usize, name: &str, partitions: i32) {
+    let admin = cluster.nodes[via].admin();
+    let t = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
+    let res = futures_executor::block_on(admin.create_topics([&t], &opts)).expect("create_topics");
+    for r in res {
+        r.unwrap_or_else(|e| panic!("creating {name} through node {via}: {e:?}"));
+    }
+}
+
+fn records(n: usize) -> Vec<Out> {
+    (0..n)
+        .map(|i| Out {
+            key: Some(format!("k{i}").into_bytes()),
+            value: Some(format!("v{i}").into_bytes()),
+            ..Out::default()
+        })
+        .collect()
+}
+
+/// Every value of `topic`, read from all partitions through any node, sorted.
+fn read_all(cluster: &Cluster, topic: &str, partitions: i32, n: usize) -> Vec<String> {
+    let boot = cluster.bootstrap();
+    let consumer = cluster.nodes[0].consumer(&[("bootstrap.servers", boot.as_str())]);
+    let mut values: Vec<String> = consume_n(&consumer, topic, partitions, n)
+        .into_iter()
+        .map(|r| String::from_utf8(r.value.unwrap_or_default()).unwrap_or_default())
+        .collect();
+    values.sort();
+    values
+}
+
+fn expected(n: usize) -> Vec<String> {
+    let mut v: Vec<String> = (0..n).map(|i| format!("v{i}")).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn three_nodes_form_a_cluster_survive_a_controller_crash_and_restarts() {
+    let mut cluster = Cluster::start(3, false, &[]);
+    let controller = cluster.wait_settled(&[0, 1, 2]);
+    println!("cluster formed; active controller {controller}");
+
+    // A topic made through node 1 shows on every node, spread over the three brokers.
+    let started = Instant::now();
+    create_topic(&cluster, 1, "spread", 6);
+    let created = started.elapsed();
+    let visible = cluster.wait_for("'spread' on every node", || {
+        (0..3).all(|i| {
+            topics(&cluster.nodes[i].addr)
+                .is_some_and(|t| t.iter().any(|(n, _, p)| n == "spread" && *p == 6))
+        })
+    });
+    println!("topic created in {created:?}, on all nodes {visible:?} later");
+    let md = common::cluster::metadata(&cluster.nodes[2].addr).expect("metadata");
+    let spread = md
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "spread"))
+        .expect("spread");
+    let mut leaders: Vec<i32> = spread.partitions.iter().map(|p| p.leader_id.0).collect();
+    leaders.sort();
+    leaders.dedup();
+    assert_eq!(leaders, [0, 1, 2], "partitions led by every broker");
+    for p in &spread.partitions {
+        assert_eq!(p.isr_nodes, p.replica_nodes, "RF 1: the leader is the ISR");
+    }
+
+    // Produce through all nodes (acks=all), read back through all.
+    let boot = cluster.bootstrap();
+    let producer =
+        cluster.nodes[0].producer(&[("bootstrap.servers", boot.as_str()), ("acks", "all")]);
+    for d in produce_all(&producer, "spread", &records(300)) {
+        d.expect("delivered");
+    }
+    assert_eq!(read_all(&cluster, "spread", 6, 300), expected(300));
+
+    // A consumer group commits through its coordinator (the leader of its offsets partition).
+    let group: BaseConsumer = cluster.nodes[0].consumer(&[
+        ("bootstrap.servers", boot.as_str()),
+        ("group.id", "g-cluster"),
+    ]);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset("spread", 0, rdkafka::Offset::Offset(7))
+        .expect("tpl");
+    cluster.wait_for("a group commit to succeed", || {
+        group.commit(&tpl, CommitMode::Sync).is_ok()
+    });
+
+    // SIGKILL the active controller: the other two elect a new one and admin works again.
+    let old = controller as usize;
+    cluster.nodes[old].kill9();
+    let started = Instant::now();
+    let alive: Vec<usize> = (0..3).filter(|i| *i != old).collect();
+    let new = cluster.wait_settled(&alive);
+    println!(
+        "controller {old} killed; {new} active and {old} fenced after {:?}",
+        started.elapsed()
+    );
+    assert_ne!(new as usize, old);
+    create_topic(&cluster, alive[0], "after-failover", 2);
+
+    // The killed node restarts, rejoins, and serves its partitions' data again.
+    cluster.nodes[old].restart();
+    cluster.wait_settled(&[0, 1, 2]);
+    cluster.wait_for("the restarted node to know 'after-failover'", || {
+        topics(&cluster.nodes[old].addr)
+            .is_some_and(|t| t.iter().any(|(n, _, _)| n == "after-failover"))
+    });
+    assert_eq!(read_all(&cluster, "spread", 6, 300), expected(300));
+
+    // Every node restarts (SIGTERM: controlled shutdown); the metadata survives.
+    let before = topics(&cluster.nodes[0].addr).expect("topics");
+    for n in &mut cluster.nodes {
+        assert_eq!(n.stop(), Some(0), "clean exit");
+    }
+    for n in &mut cluster.nodes {
+        n.restart();
+    }
+    cluster.wait_settled(&[0, 1, 2]);
+    for i in 0..3 {
+        cluster.wait_for("the metadata after a full restart", || {
+            topics(&cluster.nodes[i].addr).as_ref() == Some(&before)
+        });
+    }
+    assert_eq!(read_all(&cluster, "spread", 6, 300), expected(300));
+    let group: BaseConsumer = cluster.nodes[0].consumer(&[
+        ("bootstrap.servers", boot.as_str()),
+        ("group.id", "g-cluster"),
+    ]);
+    let mut committed = None;
+    cluster.wait_for("the group's committed offset after a full restart", || {
+        committed = group
+            .committed_offsets(tpl.clone(), Duration::from_secs(5))
+            .ok()
+            .and_then(|c| c.find_partition("spread", 0).map(|p| p.offset()));
+        committed.is_some()
+    });
+    assert_eq!(committed, Some(rdkafka::Offset::Offset(7)));
+}
+
+#[test]
+fn an_isolated_controller_makes_no_change_and_healing_leaves_one_history() {
+    let cluster = Cluster::start(3, true, &[]);
+    let controller = cluster.wait_settled(&[0, 1, 2]) as usize;
+    create_topic(&cluster, 0, "before-cut", 1);
+
+    cluster.isolate(controller, true);
+    let majority: Vec<usize> = (0..3).filter(|i| *i != controller).collect();
+    let started = Instant::now();
+    cluster.wait_for("the majority to elect another controller", || {
+        majority.iter().all(|i| {
+            common::cluster::metadata(&cluster.nodes[*i].addr)
+                .is_some_and(|m| m.controller_id.0 >= 0 && m.controller_id.0 as usize != controller)
+        })
+    });
+    println!(
+        "controller {controller} cut off; the majority elected another in {:?}",
+        started.elapsed()
+    );
+
+    // The isolated side accepts no change: its CreateTopics fails (times out or is refused).
+    let admin = cluster.nodes[controller].admin();
+    let t = NewTopic::new("minority", 1, TopicReplication::Fixed(1));
+    let opts = AdminOptions::new()
+        .operation_timeout(Some(Duration::from_secs(5)))
+        .request_timeout(Some(Duration::from_secs(8)));
+    let res = futures_executor::block_on(admin.create_topics([&t], &opts));
+    let refused = match &res {
+        Err(_) => true,
+        Ok(rs) => rs.iter().all(Result::is_err),
+    };
+    assert!(refused, "the isolated node created a topic: {res:?}");
+    // The majority does.
+    create_topic(&cluster, majority[0], "majority", 1);
+
+    cluster.isolate(controller, false);
+    cluster.wait_settled(&[0, 1, 2]);
+    let mut views = Vec::new();
+    cluster.wait_for("every node to hold the same topics", || {
+        views = (0..3).map(|i| topics(&cluster.nodes[i].addr)).collect();
+        views.iter().all(|v| v.is_some() && *v == views[0])
+    });
+    let names: Vec<String> = views[0]
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| t.0)
+        .collect();
+    assert!(names.contains(&"majority".to_owned()), "{names:?}");
+    assert!(names.contains(&"before-cut".to_owned()), "{names:?}");
+    assert!(
+        !names.contains(&"minority".to_owned()),
+        "the cut-off change survived: {names:?}"
+    );
+}
