@@ -665,4 +665,100 @@ mod tests {
         assert_eq!(t.partitions[2].replicas, vec![2, 0, 1]);
         assert_eq!(t.partitions[2].leader, 2);
     }
+
+    fn broker(id: i32, rack: &str, incarnation: u8) -> BrokerRecord {
+        BrokerRecord {
+            id,
+            incarnation: [incarnation; 16],
+            host: "127.0.0.1".into(),
+            port: 9092 + id,
+            rack: Some(rack.into()),
+        }
+    }
+
+    /// A controller whose image has brokers 0..n registered and unfenced, racks a/b/a/b…
+    fn cluster(n: i32) -> Controller {
+        let mut c = controller(vec![]);
+        for id in 0..n {
+            let rack = if id % 2 == 0 { "a" } else { "b" };
+            run(&mut c, Command::RegisterBroker(broker(id, rack, 1))).unwrap();
+            run(&mut c, Command::UnfenceBroker { id }).unwrap();
+        }
+        c
+    }
+
+    #[test]
+    fn registered_brokers_are_fenced_until_unfenced_and_placement_uses_live_ones() {
+        let mut c = controller(vec![]);
+        run(&mut c, Command::RegisterBroker(broker(0, "a", 1))).unwrap();
+        assert!(c.image().brokers[&0].fenced, "a registration starts fenced");
+        assert!(c.placement_brokers().is_empty());
+        let err = run(&mut c, Command::CreateTopic { topic: new_topic("t", 1, 1), id: [1; 16] }).unwrap_err();
+        assert!(matches!(err.error, ResponseError::InvalidReplicationFactor));
+        run(&mut c, Command::UnfenceBroker { id: 0 }).unwrap();
+        assert_eq!(c.placement_brokers(), [0]);
+        // The same incarnation registering again changes nothing.
+        assert!(c.propose(&Command::RegisterBroker(broker(0, "a", 1))).unwrap().is_empty());
+    }
+
+    #[test]
+    fn placement_alternates_racks() {
+        let c = cluster(4);
+        assert_eq!(c.placement_brokers(), [0, 1, 2, 3], "a b a b");
+        let mut c = controller(vec![]);
+        for (id, rack) in [(0, "a"), (1, "a"), (2, "b"), (3, "b")] {
+            run(&mut c, Command::RegisterBroker(broker(id, rack, 1))).unwrap();
+            run(&mut c, Command::UnfenceBroker { id }).unwrap();
+        }
+        let order = c.placement_brokers();
+        let racks: Vec<&str> = order.iter().map(|id| if *id < 2 { "a" } else { "b" }).collect();
+        assert_eq!(racks, ["a", "b", "a", "b"], "{order:?}");
+        let placed = place(&order, 0, 4, 2);
+        for replicas in placed {
+            let (x, y) = (replicas[0] < 2, replicas[1] < 2);
+            assert_ne!(x, y, "replicas {replicas:?} share a rack");
+        }
+    }
+
+    #[test]
+    fn fencing_takes_leadership_away_and_unfencing_gives_it_back() {
+        let mut c = cluster(3);
+        run(&mut c, Command::CreateTopic { topic: new_topic("t", 3, 1), id: [7; 16] }).unwrap();
+        let t = c.image().topic("t").unwrap().clone();
+        let on_1: Vec<usize> = (0..3).filter(|p| t.partitions[*p].leader == 1).collect();
+        assert_eq!(on_1.len(), 1, "one partition per broker");
+        let p = on_1[0];
+        let epoch = t.partitions[p].leader_epoch;
+
+        run(&mut c, Command::FenceBroker { id: 1 }).unwrap();
+        let reg = &c.image().topic("t").unwrap().partitions[p];
+        assert_eq!(reg.leader, -1, "RF 1: no other replica may lead");
+        assert_eq!(reg.isr, [1], "the last in-sync replica is kept");
+        assert_eq!(reg.leader_epoch, epoch + 1);
+        assert!(!c.placement_brokers().contains(&1));
+
+        run(&mut c, Command::UnfenceBroker { id: 1 }).unwrap();
+        let reg = &c.image().topic("t").unwrap().partitions[p];
+        assert_eq!((reg.leader, reg.leader_epoch), (1, epoch + 2));
+
+        // A new incarnation of a live broker: it restarted, so it is fenced and leads nothing
+        // until unfenced again.
+        run(&mut c, Command::RegisterBroker(broker(1, "b", 2))).unwrap();
+        assert!(c.image().brokers[&1].fenced);
+        assert_eq!(c.image().topic("t").unwrap().partitions[p].leader, -1);
+    }
+
+    #[test]
+    fn a_new_active_controller_never_repeats_producer_ids() {
+        let mut first = cluster(1);
+        run(&mut first, Command::ReserveProducerIds).unwrap();
+        let id = first.next_producer_id().unwrap();
+        // Another voter replayed the same log; it becomes active.
+        let mut second = Controller::new(first.config.clone(), MetadataImage::default());
+        second.reset_image(first.image().clone());
+        second.become_active();
+        assert_eq!(second.next_producer_id(), None, "must reserve a new block first");
+        run(&mut second, Command::ReserveProducerIds).unwrap();
+        assert!(second.next_producer_id().unwrap() > id);
+    }
 }
