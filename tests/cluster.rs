@@ -84,6 +84,35 @@ fn three_nodes_form_a_cluster_survive_a_controller_crash_and_restarts() {
         assert_eq!(p.isr_nodes, p.replica_nodes, "RF 1: the leader is the ISR");
     }
 
+    // A manual replica assignment is honoured, for new topics and new partitions.
+    let admin = cluster.nodes[2].admin();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
+    let manual = NewTopic::new("manual", 2, TopicReplication::Variable(&[&[2], &[0]]));
+    for r in futures_executor::block_on(admin.create_topics([&manual], &opts)).expect("create") {
+        r.expect("manual assignment accepted");
+    }
+    let grow = rdkafka::admin::NewPartitions::new("manual", 3).assign(&[&[1]]);
+    for r in futures_executor::block_on(admin.create_partitions([&grow], &opts)).expect("grow") {
+        r.expect("partition assignment accepted");
+    }
+    cluster.wait_for("'manual' with its assigned leaders on node 0", || {
+        common::cluster::metadata(&cluster.nodes[0].addr).is_some_and(|m| {
+            m.topics.iter().any(|t| {
+                t.name.as_ref().is_some_and(|n| n.0.as_str() == "manual")
+                    && t.partitions.len() == 3
+                    && {
+                        let mut leaders: Vec<(i32, i32)> = t
+                            .partitions
+                            .iter()
+                            .map(|p| (p.partition_index, p.leader_id.0))
+                            .collect();
+                        leaders.sort();
+                        leaders == [(0, 2), (1, 0), (2, 1)]
+                    }
+            })
+        })
+    });
+
     // Produce through all nodes (acks=all), read back through all.
     let boot = cluster.bootstrap();
     let producer =

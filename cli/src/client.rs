@@ -58,7 +58,8 @@ pub mod versions {
     pub const OFFSET_FETCH: i16 = 8;
     pub const OFFSET_COMMIT: i16 = 8;
     pub const DELETE_GROUPS: i16 = 2;
-    pub const DESCRIBE_CLUSTER: i16 = 1;
+    pub const DESCRIBE_CLUSTER: i16 = 2;
+    pub const DESCRIBE_QUORUM: i16 = 1;
 }
 
 /// Shorthand for a `StrBytes` from any string.
@@ -324,6 +325,18 @@ impl Session {
             brokers: HashMap::new(),
             conns: HashMap::new(),
         })
+    }
+
+    /// The active controller's connection, where it is a known broker; else the bootstrap
+    /// broker (brokers forward controller requests themselves).
+    pub fn controller(&mut self) -> Result<&mut Conn, AdminError> {
+        let md = self.metadata(Some(&[]))?;
+        let id = md.controller_id.0;
+        if md.brokers.iter().any(|b| b.node_id.0 == id) {
+            self.broker(id)
+        } else {
+            Ok(self.bootstrap())
+        }
     }
 
     pub fn bootstrap(&mut self) -> &mut Conn {

@@ -1,8 +1,12 @@
-//! `sluice cluster info`: cluster id, controller and brokers (DescribeCluster), plus the topic
-//! count (Metadata).
+//! `sluice cluster info`: cluster id, controller and brokers, fenced ones included
+//! (DescribeCluster v2), the controller quorum — leader, term, commit index, each voter's
+//! replicated log end and lag (DescribeQuorum) — and the topic count (Metadata).
 
 use clap::{Args, Subcommand};
-use kafka_protocol::messages::{ApiKey, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::messages::{
+    ApiKey, DescribeClusterRequest, DescribeClusterResponse, DescribeQuorumRequest,
+    DescribeQuorumResponse,
+};
 use serde::Serialize;
 
 use crate::client::versions;
@@ -29,6 +33,24 @@ struct BrokerInfo {
     host: String,
     port: i32,
     rack: Option<String>,
+    fenced: bool,
+}
+
+#[derive(Serialize)]
+struct Voter {
+    node_id: i32,
+    /// Its replicated log end as the leader sees it (-1: unknown).
+    log_end_offset: i64,
+    /// Committed entries it does not have yet (-1: unknown).
+    lag: i64,
+}
+
+#[derive(Serialize)]
+struct Quorum {
+    leader_id: i32,
+    term: i32,
+    commit_index: i64,
+    voters: Vec<Voter>,
 }
 
 #[derive(Serialize)]
@@ -37,6 +59,7 @@ struct Info {
     controller_id: i32,
     brokers: Vec<BrokerInfo>,
     topics: usize,
+    quorum: Option<Quorum>,
 }
 
 pub fn run(cmd: ClusterCmd) -> Result<(), AdminError> {
@@ -50,7 +73,9 @@ fn info(c: &ClientArgs) -> Result<(), AdminError> {
     let resp: DescribeClusterResponse = s.bootstrap().call(
         ApiKey::DescribeCluster,
         versions::DESCRIBE_CLUSTER,
-        &DescribeClusterRequest::default().with_endpoint_type(1),
+        &DescribeClusterRequest::default()
+            .with_endpoint_type(1)
+            .with_include_fenced_brokers(true),
     )?;
     AdminError::check(
         resp.error_code,
@@ -71,27 +96,31 @@ fn info(c: &ClientArgs) -> Result<(), AdminError> {
             host: b.host.to_string(),
             port: b.port,
             rack: b.rack.as_ref().map(|r| r.to_string()),
+            fenced: b.is_fenced,
         })
         .collect();
     brokers.sort_by_key(|b| b.node_id);
+    let live = brokers.iter().filter(|b| !b.fenced).count();
     let out = Info {
         cluster_id: resp.cluster_id.to_string(),
         controller_id: resp.controller_id.0,
         brokers,
         topics,
+        quorum: quorum(&mut s).ok(),
     };
     emit(c.format, &out, || {
         let mut text = format!(
-            "Cluster: {}\nController: {}\nTopics: {}\n",
+            "Cluster: {}\nController: {}\nBrokers: {live}\nTopics: {}\n",
             out.cluster_id, out.controller_id, out.topics
         );
-        let mut t = Table::new(&["NODE", "HOST", "PORT", "RACK", "CONTROLLER"]);
+        let mut t = Table::new(&["NODE", "HOST", "PORT", "RACK", "FENCED", "CONTROLLER"]);
         for b in &out.brokers {
             t.row(vec![
                 b.node_id.to_string(),
                 b.host.clone(),
                 b.port.to_string(),
                 b.rack.clone().unwrap_or_else(|| "-".to_owned()),
+                if b.fenced { "yes" } else { "no" }.to_owned(),
                 if b.node_id == out.controller_id {
                     "yes".to_owned()
                 } else {
@@ -100,6 +129,62 @@ fn info(c: &ClientArgs) -> Result<(), AdminError> {
             ]);
         }
         text.push_str(&t.render());
+        if let Some(q) = &out.quorum {
+            text.push_str(&format!(
+                "Quorum: leader {}, term {}, commit index {}\n",
+                q.leader_id, q.term, q.commit_index
+            ));
+            let mut t = Table::new(&["VOTER", "LOG-END", "LAG"]);
+            for v in &q.voters {
+                let show = |n: i64| if n < 0 { "-".to_owned() } else { n.to_string() };
+                t.row(vec![
+                    v.node_id.to_string(),
+                    show(v.log_end_offset),
+                    show(v.lag),
+                ]);
+            }
+            text.push_str(&t.render());
+        }
         text
+    })
+}
+
+/// The controller quorum (DescribeQuorum on the active controller, which knows every voter's
+/// progress).
+fn quorum(s: &mut crate::client::Session) -> Result<Quorum, AdminError> {
+    let resp: DescribeQuorumResponse = s.controller()?.call(
+        ApiKey::DescribeQuorum,
+        versions::DESCRIBE_QUORUM,
+        &DescribeQuorumRequest::default(),
+    )?;
+    AdminError::check(
+        resp.error_code,
+        resp.error_message.as_deref(),
+        "DescribeQuorum",
+    )?;
+    let p = resp
+        .topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .ok_or_else(|| AdminError::Refused("DescribeQuorum answered without a partition".into()))?;
+    AdminError::check(p.error_code, p.error_message.as_deref(), "DescribeQuorum")?;
+    let voters = p
+        .current_voters
+        .iter()
+        .map(|v| Voter {
+            node_id: v.replica_id.0,
+            log_end_offset: v.log_end_offset,
+            lag: if v.log_end_offset < 0 {
+                -1
+            } else {
+                (p.high_watermark - v.log_end_offset).max(0)
+            },
+        })
+        .collect();
+    Ok(Quorum {
+        leader_id: p.leader_id.0,
+        term: p.leader_epoch,
+        commit_index: p.high_watermark,
+        voters,
     })
 }

@@ -575,16 +575,8 @@ fn add_partitions(
     })
 }
 
-/// The controller's connection, where it is a known broker; else the bootstrap broker (KRaft
-/// brokers forward controller requests themselves).
 fn controller(s: &mut Session) -> Result<&mut super::client::Conn, AdminError> {
-    let md = s.metadata(Some(&[]))?;
-    let id = md.controller_id.0;
-    if md.brokers.iter().any(|b| b.node_id.0 == id) {
-        s.broker(id)
-    } else {
-        Ok(s.bootstrap())
-    }
+    s.controller()
 }
 
 fn timeout_i32(c: &ClientArgs) -> i32 {

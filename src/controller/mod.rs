@@ -32,6 +32,10 @@ pub struct NewTopic {
     /// -1: broker default.
     pub replication_factor: i16,
     pub configs: BTreeMap<String, String>,
+    /// Manual replica assignment: the replicas of each partition, in partition order (then
+    /// `partitions` and `replication_factor` are -1, as Kafka requires).
+    #[serde(default)]
+    pub assignment: Option<Vec<Vec<i32>>>,
 }
 
 /// How a topic config change is applied.
@@ -52,6 +56,8 @@ pub enum Command {
     CreatePartitions {
         name: String,
         count: i32,
+        /// Manual replica assignment of the new partitions.
+        assignment: Option<Vec<Vec<i32>>>,
     },
     /// `replace`: the ops are the whole new set (legacy AlterConfigs).
     AlterConfigs {
@@ -225,7 +231,11 @@ impl Controller {
                 let t = self.image.topic(name).ok_or_else(|| unknown_topic(name))?;
                 Ok(vec![MetadataRecord::RemoveTopic { topic_id: t.id }])
             }
-            Command::CreatePartitions { name, count } => self.create_partitions(name, *count),
+            Command::CreatePartitions {
+                name,
+                count,
+                assignment,
+            } => self.create_partitions(name, *count, assignment.as_deref()),
             Command::AlterConfigs { name, ops, replace } => self.alter_configs(name, ops, *replace),
             Command::ReserveProducerIds => {
                 let end = self.image.producer_id_block_end.max(self.producer_id_next);
@@ -381,6 +391,20 @@ impl Controller {
                 format!("topic '{}' already exists", t.name),
             ));
         }
+        if let Some(a) = &t.assignment {
+            if t.partitions != -1 || t.replication_factor != -1 {
+                return Err(OpError::new(
+                    ResponseError::InvalidRequest,
+                    "with a replica assignment, the partition count and replication factor must be -1",
+                ));
+            }
+            let rf = self.check_assignment(a)?;
+            for (k, v) in &t.configs {
+                topic_config::validate(k, v)
+                    .map_err(|e| OpError::new(ResponseError::InvalidConfig, e.to_string()))?;
+            }
+            return Ok((a.len() as i32, rf));
+        }
         let partitions = if t.partitions == -1 {
             self.config.default_partitions
         } else {
@@ -426,7 +450,11 @@ impl Controller {
             topic_id: id,
             internal: t.name.starts_with("__"),
         }];
-        out.extend(self.partition_records(id, 0, partitions, replication));
+        let replicas = match &t.assignment {
+            Some(a) => a.clone(),
+            None => self.placements(id, 0, partitions, replication),
+        };
+        out.extend(self.partition_records(id, 0, replicas));
         out.extend(t.configs.iter().map(|(k, v)| MetadataRecord::Config {
             topic: t.name.clone(),
             key: k.clone(),
@@ -435,13 +463,14 @@ impl Controller {
         Ok(out)
     }
 
-    fn partition_records(
+    /// Replicas for partitions `first..first + count` placed by the controller.
+    fn placements(
         &self,
         id: [u8; 16],
         first: i32,
         count: i32,
         replication: usize,
-    ) -> impl Iterator<Item = MetadataRecord> {
+    ) -> Vec<Vec<i32>> {
         let mut brokers = self.placement_brokers();
         if !self.image.brokers.is_empty() && !brokers.is_empty() {
             // Kafka starts each topic's round robin at a random broker, so partition 0 of
@@ -450,15 +479,35 @@ impl Controller {
             brokers.rotate_left(start);
         }
         place(&brokers, first, count, replication)
+    }
+
+    /// Partition records for `replicas` (one list per partition from `first`): the first live
+    /// replica leads (the first listed when none has registered), alone in the ISR until
+    /// followers replicate (clusters part 2).
+    fn partition_records(
+        &self,
+        id: [u8; 16],
+        first: i32,
+        replicas: Vec<Vec<i32>>,
+    ) -> impl Iterator<Item = MetadataRecord> + '_ {
+        replicas
             .into_iter()
             .zip(first..)
             .map(move |(replicas, partition)| {
+                let leader = if self.image.brokers.is_empty() {
+                    replicas[0]
+                } else {
+                    replicas
+                        .iter()
+                        .copied()
+                        .find(|r| self.image.is_live(*r))
+                        .unwrap_or(replicas[0])
+                };
                 MetadataRecord::Partition(PartitionRecord {
                     topic_id: id,
                     partition,
-                    leader: replicas[0],
-                    // Only the leader is in sync until followers replicate (clusters part 2).
-                    isr: vec![replicas[0]],
+                    leader,
+                    isr: vec![leader],
                     replicas,
                     leader_epoch: 0,
                     partition_epoch: 0,
@@ -466,7 +515,60 @@ impl Controller {
             })
     }
 
-    fn create_partitions(&self, name: &str, count: i32) -> OpResult<Vec<MetadataRecord>> {
+    /// Validates a manual replica assignment; its replication factor. Kafka's rules: every
+    /// partition has the same number of replicas, no broker twice, every broker registered,
+    /// and at least one of each partition's replicas live.
+    fn check_assignment(&self, assignment: &[Vec<i32>]) -> OpResult<usize> {
+        let bad = |m: String| OpError::new(ResponseError::InvalidReplicaAssignment, m);
+        let rf = assignment.first().map_or(0, Vec::len);
+        if assignment.is_empty() || rf == 0 {
+            return Err(bad("the replica assignment is empty".into()));
+        }
+        if assignment.len() > PARTITIONS_PER_TOPIC_MAX as usize {
+            return Err(OpError::new(
+                ResponseError::InvalidPartitions,
+                format!("at most {PARTITIONS_PER_TOPIC_MAX} partitions per topic"),
+            ));
+        }
+        let known = |id: i32| {
+            if self.image.brokers.is_empty() {
+                self.config.brokers.contains(&id)
+            } else {
+                self.image.brokers.contains_key(&id)
+            }
+        };
+        let live = |id: i32| self.image.brokers.is_empty() && known(id) || self.image.is_live(id);
+        for (p, replicas) in assignment.iter().enumerate() {
+            if replicas.len() != rf {
+                return Err(bad(format!(
+                    "partition {p} has {} replicas, partition 0 has {rf}",
+                    replicas.len()
+                )));
+            }
+            let mut seen = replicas.clone();
+            seen.sort_unstable();
+            seen.dedup();
+            if seen.len() != rf {
+                return Err(bad(format!(
+                    "partition {p} lists a broker twice: {replicas:?}"
+                )));
+            }
+            if let Some(b) = replicas.iter().find(|b| !known(**b)) {
+                return Err(bad(format!("broker {b} (partition {p}) is not registered")));
+            }
+            if !replicas.iter().any(|b| live(*b)) {
+                return Err(bad(format!("every replica of partition {p} is fenced")));
+            }
+        }
+        Ok(rf)
+    }
+
+    fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        assignment: Option<&[Vec<i32>]>,
+    ) -> OpResult<Vec<MetadataRecord>> {
         let t = self.image.topic(name).ok_or_else(|| unknown_topic(name))?;
         refuse_internal(&self.image, name, "given partitions")?;
         let now = t.partition_count();
@@ -490,10 +592,26 @@ impl Controller {
             ));
         }
         let replication = t.partitions.first().map_or(1, |p| p.replicas.len().max(1));
-        let replication = replication.min(brokers);
-        Ok(self
-            .partition_records(t.id, now, count - now, replication)
-            .collect())
+        let replicas = match assignment {
+            Some(a) => {
+                if a.len() as i32 != count - now {
+                    return Err(OpError::new(
+                        ResponseError::InvalidReplicaAssignment,
+                        format!("{} assignments for {} new partitions", a.len(), count - now),
+                    ));
+                }
+                let rf = self.check_assignment(a)?;
+                if rf != replication {
+                    return Err(OpError::new(
+                        ResponseError::InvalidReplicaAssignment,
+                        format!("the topic's replication factor is {replication}, the assignment's {rf}"),
+                    ));
+                }
+                a.to_vec()
+            }
+            None => self.placements(t.id, now, count - now, replication.min(brokers)),
+        };
+        Ok(self.partition_records(t.id, now, replicas).collect())
     }
 
     fn alter_configs(
@@ -569,6 +687,7 @@ mod tests {
 
     fn new_topic(name: &str, partitions: i32, rf: i16) -> NewTopic {
         NewTopic {
+            assignment: None,
             name: name.into(),
             partitions,
             replication_factor: rf,
@@ -606,6 +725,7 @@ mod tests {
         let grow = |count| Command::CreatePartitions {
             name: "t".into(),
             count,
+            assignment: None,
         };
         assert!(run(&mut c, grow(2)).is_err());
         run(&mut c, grow(5)).unwrap();
@@ -693,12 +813,22 @@ mod tests {
         run(&mut c, Command::RegisterBroker(broker(0, "a", 1))).unwrap();
         assert!(c.image().brokers[&0].fenced, "a registration starts fenced");
         assert!(c.placement_brokers().is_empty());
-        let err = run(&mut c, Command::CreateTopic { topic: new_topic("t", 1, 1), id: [1; 16] }).unwrap_err();
+        let err = run(
+            &mut c,
+            Command::CreateTopic {
+                topic: new_topic("t", 1, 1),
+                id: [1; 16],
+            },
+        )
+        .unwrap_err();
         assert!(matches!(err.error, ResponseError::InvalidReplicationFactor));
         run(&mut c, Command::UnfenceBroker { id: 0 }).unwrap();
         assert_eq!(c.placement_brokers(), [0]);
         // The same incarnation registering again changes nothing.
-        assert!(c.propose(&Command::RegisterBroker(broker(0, "a", 1))).unwrap().is_empty());
+        assert!(c
+            .propose(&Command::RegisterBroker(broker(0, "a", 1)))
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
@@ -711,7 +841,10 @@ mod tests {
             run(&mut c, Command::UnfenceBroker { id }).unwrap();
         }
         let order = c.placement_brokers();
-        let racks: Vec<&str> = order.iter().map(|id| if *id < 2 { "a" } else { "b" }).collect();
+        let racks: Vec<&str> = order
+            .iter()
+            .map(|id| if *id < 2 { "a" } else { "b" })
+            .collect();
         assert_eq!(racks, ["a", "b", "a", "b"], "{order:?}");
         let placed = place(&order, 0, 4, 2);
         for replicas in placed {
@@ -723,7 +856,14 @@ mod tests {
     #[test]
     fn fencing_takes_leadership_away_and_unfencing_gives_it_back() {
         let mut c = cluster(3);
-        run(&mut c, Command::CreateTopic { topic: new_topic("t", 3, 1), id: [7; 16] }).unwrap();
+        run(
+            &mut c,
+            Command::CreateTopic {
+                topic: new_topic("t", 3, 1),
+                id: [7; 16],
+            },
+        )
+        .unwrap();
         let t = c.image().topic("t").unwrap().clone();
         let on_1: Vec<usize> = (0..3).filter(|p| t.partitions[*p].leader == 1).collect();
         assert_eq!(on_1.len(), 1, "one partition per broker");
@@ -757,8 +897,69 @@ mod tests {
         let mut second = Controller::new(first.config.clone(), MetadataImage::default());
         second.reset_image(first.image().clone());
         second.become_active();
-        assert_eq!(second.next_producer_id(), None, "must reserve a new block first");
+        assert_eq!(
+            second.next_producer_id(),
+            None,
+            "must reserve a new block first"
+        );
         run(&mut second, Command::ReserveProducerIds).unwrap();
         assert!(second.next_producer_id().unwrap() > id);
+    }
+
+    #[test]
+    fn manual_replica_assignments_are_honoured_and_checked() {
+        let mut c = cluster(3);
+        let manual = |name: &str, a: Vec<Vec<i32>>| Command::CreateTopic {
+            topic: NewTopic {
+                assignment: Some(a),
+                ..new_topic(name, -1, -1)
+            },
+            id: [name.len() as u8; 16],
+        };
+        run(&mut c, manual("m", vec![vec![2, 0], vec![1, 2]])).unwrap();
+        let t = c.image().topic("m").unwrap().clone();
+        assert_eq!(t.partitions[0].replicas, [2, 0]);
+        assert_eq!(
+            (t.partitions[1].leader, t.partitions[1].isr.clone()),
+            (1, vec![1])
+        );
+        for (bad, why) in [
+            (vec![vec![0, 0]], "a broker twice"),
+            (vec![vec![0, 1], vec![2]], "uneven"),
+            (vec![vec![7]], "unregistered"),
+            (vec![vec![]], "empty"),
+        ] {
+            let err = run(&mut c, manual("bad", bad)).unwrap_err();
+            assert!(
+                matches!(err.error, ResponseError::InvalidReplicaAssignment),
+                "{why}: {err:?}"
+            );
+        }
+        let with_count = Command::CreateTopic {
+            topic: NewTopic {
+                assignment: Some(vec![vec![0]]),
+                ..new_topic("x", 1, -1)
+            },
+            id: [9; 16],
+        };
+        assert!(matches!(
+            run(&mut c, with_count).unwrap_err().error,
+            ResponseError::InvalidRequest
+        ));
+        // A fenced replica does not lead a new partition while a live one can.
+        run(&mut c, Command::FenceBroker { id: 0 }).unwrap();
+        let grow = Command::CreatePartitions {
+            name: "m".into(),
+            count: 3,
+            assignment: Some(vec![vec![0, 1]]),
+        };
+        run(&mut c, grow).unwrap();
+        assert_eq!(c.image().topic("m").unwrap().partitions[2].leader, 1);
+        let wrong_rf = Command::CreatePartitions {
+            name: "m".into(),
+            count: 4,
+            assignment: Some(vec![vec![1]]),
+        };
+        assert!(run(&mut c, wrong_rf).is_err());
     }
 }

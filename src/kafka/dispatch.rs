@@ -165,6 +165,7 @@ handlers! {
         AlterConfigs => handlers::alter_configs::handle_legacy,
         IncrementalAlterConfigs => handlers::alter_configs::handle_incremental,
         DescribeCluster => handlers::describe_cluster::handle,
+        DescribeQuorum => handlers::describe_quorum::handle,
         OffsetForLeaderEpoch => handlers::offset_for_leader_epoch::handle,
         DeleteRecords => handlers::delete_records::handle,
         InitProducerId => handlers::init_producer_id::handle,

@@ -119,6 +119,19 @@ pub type GroupRow = (String, &'static str, usize, Vec<(String, i32, i64)>);
 /// Renders one gauge per partition.
 type PartitionGauge = (&'static str, &'static str, fn(&PartitionSnapshot) -> String);
 
+/// The controller quorum and this broker's registration as shard 0 sees them (cluster mode).
+#[derive(Debug, Clone, Default)]
+pub struct ControllerSnapshot {
+    /// The active controller's node id (-1: none known).
+    pub leader: i32,
+    pub is_active: bool,
+    pub term: u64,
+    pub commit_index: u64,
+    pub applied_index: u64,
+    pub registered: bool,
+    pub fenced: bool,
+}
+
 /// Everything one shard reports; `Send`, merged on scrape.
 #[derive(Debug, Clone)]
 pub struct ShardSnapshot {
@@ -143,6 +156,8 @@ pub struct ShardSnapshot {
     pub batches_per_write: HistogramSnapshot,
     pub partitions: Vec<PartitionSnapshot>,
     pub groups: Vec<GroupRow>,
+    /// Shard 0 of a cluster node.
+    pub controller: Option<ControllerSnapshot>,
 }
 
 /// Log lines (and other diagnostics) dropped because writing them failed, e.g. stderr

@@ -400,7 +400,59 @@ pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
             }
         }
     }
+    if let Some(c) = shards.iter().find_map(|s| s.controller.as_ref()) {
+        render_controller(&mut out, c);
+    }
     out
+}
+
+fn render_controller(out: &mut String, c: &super::ControllerSnapshot) {
+    let gauges: [(&str, &str, i64); 8] = [
+        (
+            "sluice_controller_leader",
+            "Node id of the active controller (-1: none known).",
+            i64::from(c.leader),
+        ),
+        (
+            "sluice_controller_active",
+            "1 while this node is the active controller.",
+            i64::from(c.is_active),
+        ),
+        (
+            "sluice_controller_term",
+            "Raft term of the controller quorum.",
+            c.term as i64,
+        ),
+        (
+            "sluice_controller_commit_index",
+            "Raft log index committed by the quorum, as this node knows it.",
+            c.commit_index as i64,
+        ),
+        (
+            "sluice_controller_applied_index",
+            "Raft log index applied to this node's metadata image.",
+            c.applied_index as i64,
+        ),
+        (
+            "sluice_controller_apply_lag",
+            "Committed entries not yet applied here.",
+            c.commit_index.saturating_sub(c.applied_index) as i64,
+        ),
+        (
+            "sluice_broker_registered",
+            "1 once this broker registered with the active controller.",
+            i64::from(c.registered),
+        ),
+        (
+            "sluice_broker_fenced",
+            "1 while this broker is fenced (not serving partitions as leader).",
+            i64::from(c.fenced),
+        ),
+    ];
+    for (name, help, value) in gauges {
+        header(out, name, "gauge", help);
+        let _ = writeln!(out, "{name} {value}");
+    }
 }
 
 #[cfg(test)]
@@ -444,6 +496,7 @@ mod tests {
                 producers: 0,
             }],
             groups: vec![("g".into(), "Stable", 2, vec![("t".into(), 0, 4)])],
+            controller: None,
         };
         let mut b = a.clone();
         b.shard = 1;

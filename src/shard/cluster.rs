@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
 use super::controller::{self, driver, not_controller, Backend, ControllerOp, ControllerReply};
-use super::Shard;
+use super::{ClusterStatus, Shard};
 use crate::cluster::image::{new_cluster_id, MetadataImage};
 use crate::cluster::record::BrokerRecord;
 use crate::controller::liveness::Beat;
@@ -326,6 +326,7 @@ async fn lifecycle(shard: Rc<Shard>) {
                         if f != fenced {
                             info!(fenced = f, "broker fencing changed");
                             fenced = f;
+                            driver(&shard).broker_fenced.set(f);
                         }
                     }
                     Ok(other) => info!(reply = ?other, "heartbeat not accepted"),
@@ -354,12 +355,20 @@ async fn active_controller_duties(shard: Rc<Shard>) {
             .shared
             .active_controller
             .store(leader.unwrap_or(-1), Ordering::Relaxed);
+        let d = driver(&shard);
+        let status = ClusterStatus {
+            quorum: q.status(),
+            broker_epoch: d.broker_epoch.get(),
+            fenced: d.broker_fenced.get(),
+        };
+        if let Ok(mut s) = shard.shared.status.lock() {
+            *s = Some(status);
+        }
         let is_leader = leader == Some(q.node_id());
         if !is_leader {
             was_leader = false;
             continue;
         }
-        let d = driver(&shard);
         if !was_leader {
             if q.linearize().await.is_err() {
                 continue;

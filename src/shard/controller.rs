@@ -32,6 +32,8 @@ pub struct ControllerDriver {
     pub(crate) liveness: RefCell<Liveness>,
     /// This broker's registration epoch (cluster mode, once registered).
     pub(crate) broker_epoch: Cell<Option<u64>>,
+    /// Whether the active controller last said this broker is fenced.
+    pub(crate) broker_fenced: Cell<bool>,
     /// Held from proposing a command until its records are replayed: commands are validated
     /// against an image that includes every earlier command.
     turn: Mutex<()>,
@@ -60,6 +62,7 @@ impl ControllerDriver {
             backend,
             liveness: RefCell::new(Liveness::new(session_timeout_ms)),
             broker_epoch: Cell::new(None),
+            broker_fenced: Cell::new(true),
             turn: Mutex::new(()),
             deleting: RefCell::new(HashMap::new()),
         }
@@ -319,11 +322,13 @@ pub async fn create_partitions(
     shard: &Rc<Shard>,
     name: String,
     count: i32,
+    assignment: Option<Vec<Vec<i32>>>,
     validate_only: bool,
 ) -> OpResult<()> {
     let cmd = Command::CreatePartitions {
         name: name.clone(),
         count,
+        assignment,
     };
     if validate_only {
         return driver(shard).state.borrow().propose(&cmd).map(|_| ());
@@ -367,6 +372,8 @@ pub enum ControllerOp {
     CreatePartitions {
         name: String,
         count: i32,
+        #[serde(default)]
+        assignment: Option<Vec<Vec<i32>>>,
         validate_only: bool,
     },
     AlterConfigs {
@@ -472,8 +479,11 @@ pub async fn run_here(shard: &Rc<Shard>, op: ControllerOp) -> ControllerReply {
         ControllerOp::CreatePartitions {
             name,
             count,
+            assignment,
             validate_only,
-        } => ControllerReply::Done(create_partitions(shard, name, count, validate_only).await),
+        } => ControllerReply::Done(
+            create_partitions(shard, name, count, assignment, validate_only).await,
+        ),
         ControllerOp::AlterConfigs {
             name,
             ops,
@@ -502,6 +512,7 @@ pub async fn auto_create(shard: &Rc<Shard>, names: Vec<String>) {
     let topics: Vec<NewTopic> = names
         .into_iter()
         .map(|name| NewTopic {
+            assignment: None,
             name,
             partitions,
             replication_factor: -1,

@@ -232,6 +232,7 @@ pub async fn run(shard: Rc<Shard>) {
     if shard.id == 0 && !shard.config.clustered() && shard.metadata().topic(OFFSETS_TOPIC).is_none()
     {
         let topic = NewTopic {
+            assignment: None,
             name: OFFSETS_TOPIC.to_owned(),
             partitions: shard.config.args.offsets_topic_num_partitions,
             replication_factor: -1,

@@ -39,12 +39,31 @@ use crate::partition::{Partition, PartitionKey};
 pub struct Shared {
     /// The active controller as shard 0 last saw it (-1: none known; cluster mode).
     pub active_controller: std::sync::atomic::AtomicI32,
+    /// The quorum and this broker's registration, refreshed by shard 0 (cluster mode).
+    pub status: std::sync::Mutex<Option<ClusterStatus>>,
+}
+
+/// Where this node stands in its cluster.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterStatus {
+    pub quorum: crate::quorum::QuorumStatus,
+    /// This broker's registration epoch, once registered.
+    pub broker_epoch: Option<u64>,
+    pub fenced: bool,
+}
+
+impl Shared {
+    /// The latest cluster status (cluster mode).
+    pub fn status(&self) -> Option<ClusterStatus> {
+        self.status.lock().ok().and_then(|s| s.clone())
+    }
 }
 
 impl Default for Shared {
     fn default() -> Self {
         Shared {
             active_controller: std::sync::atomic::AtomicI32::new(-1),
+            status: std::sync::Mutex::new(None),
         }
     }
 }

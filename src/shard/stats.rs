@@ -48,7 +48,20 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         .into_iter()
         .map(|g| (g.group, g.state, g.members, g.offsets))
         .collect();
+    let controller = (shard.id == 0)
+        .then(|| shard.shared.status())
+        .flatten()
+        .map(|s| crate::metrics::ControllerSnapshot {
+            leader: s.quorum.leader.unwrap_or(-1),
+            is_active: s.quorum.leader == Some(shard.config.args.node_id),
+            term: s.quorum.term,
+            commit_index: s.quorum.commit_index,
+            applied_index: s.quorum.applied_index,
+            registered: s.broker_epoch.is_some(),
+            fenced: s.fenced,
+        });
     ShardSnapshot {
+        controller,
         shard: shard.id,
         requests: m.requests.borrow().iter().map(|(k, v)| (*k, *v)).collect(),
         errors: m.errors.borrow().iter().map(|(k, v)| (*k, *v)).collect(),

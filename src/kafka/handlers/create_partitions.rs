@@ -1,10 +1,10 @@
-//! CreatePartitions: grows a topic; new partitions get logs on their owner shards.
+//! CreatePartitions: grows a topic, with the controller's placement or a manual replica
+//! assignment of the new partitions; they get logs on their replicas' owner shards.
 
 use std::rc::Rc;
 
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
-use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
 use crate::kafka::dispatch::Ctx;
@@ -16,18 +16,17 @@ pub async fn handle(shard: Rc<Shard>, req: CreatePartitionsRequest, _ctx: Ctx) -
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let base = CreatePartitionsTopicResult::default().with_name(t.name.clone());
-        if t.assignments.as_ref().is_some_and(|a| !a.is_empty()) {
-            results.push(
-                base.with_error_code(ResponseError::InvalidReplicaAssignment.code())
-                    .with_error_message(Some(sb("manual replica assignment is not supported"))),
-            );
-            continue;
-        }
+        let assignment = t.assignments.as_ref().filter(|a| !a.is_empty()).map(|a| {
+            a.iter()
+                .map(|p| p.broker_ids.iter().map(|b| b.0).collect())
+                .collect()
+        });
         let name = t.name.0.as_str().to_owned();
         let (count, validate_only) = (t.count, req.validate_only);
         let op = ControllerOp::CreatePartitions {
             name,
             count,
+            assignment,
             validate_only,
         };
         let r = on_controller(&shard, op)

@@ -50,12 +50,6 @@ pub async fn handle(shard: Rc<Shard>, req: CreateTopicsRequest, ctx: Ctx) -> Res
                         "topic '{name}' appears more than once in the request"
                     )))),
             );
-        } else if !t.assignments.is_empty() {
-            results.push(
-                result
-                    .with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(sb("manual replica assignment is not supported"))),
-            );
         } else if let Some(msg) = bad_config {
             results.push(
                 result
@@ -71,6 +65,7 @@ pub async fn handle(shard: Rc<Shard>, req: CreateTopicsRequest, ctx: Ctx) -> Res
                     partitions: t.num_partitions,
                     replication_factor: t.replication_factor,
                     configs,
+                    assignment: manual_assignment(&t.assignments),
                 },
             ));
         }
@@ -92,7 +87,10 @@ pub async fn handle(shard: Rc<Shard>, req: CreateTopicsRequest, ctx: Ctx) -> Res
                     Ok(meta) => {
                         r.topic_id = uuid(&meta.id);
                         r.num_partitions = meta.partition_count();
-                        r.replication_factor = 1;
+                        r.replication_factor = meta
+                            .partitions
+                            .first()
+                            .map_or(1, |p| p.replicas.len() as i16);
                         if version >= 5 {
                             let configs = TOPIC_CONFIG_KEYS
                                 .iter()
@@ -134,4 +132,30 @@ pub async fn handle(shard: Rc<Shard>, req: CreateTopicsRequest, ctx: Ctx) -> Res
         }
     }
     ResponseKind::CreateTopics(CreateTopicsResponse::default().with_topics(results))
+}
+
+/// A CreateTopics manual assignment, in partition order; `None` when absent. Partition
+/// indexes must be 0..n, each once (else the controller refuses the gap or duplicate as an
+/// empty replica list).
+fn manual_assignment(
+    a: &[kafka_protocol::messages::create_topics_request::CreatableReplicaAssignment],
+) -> Option<Vec<Vec<i32>>> {
+    if a.is_empty() {
+        return None;
+    }
+    let mut out = vec![Vec::new(); a.len()];
+    for p in a {
+        if let Some(slot) = usize::try_from(p.partition_index)
+            .ok()
+            .and_then(|i| out.get_mut(i))
+        {
+            if slot.is_empty() {
+                *slot = p.broker_ids.iter().map(|b| b.0).collect();
+                continue;
+            }
+        }
+        // Out of range or twice: an empty list the controller refuses.
+        return Some(vec![Vec::new(); a.len()]);
+    }
+    Some(out)
 }

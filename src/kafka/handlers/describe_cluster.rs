@@ -1,4 +1,5 @@
-//! DescribeCluster: the live brokers, the cluster id and the active controller.
+//! DescribeCluster: the live brokers (v2 with `include_fenced_brokers`: every registered one,
+//! flagged), the cluster id and the active controller.
 
 use std::rc::Rc;
 
@@ -10,18 +11,38 @@ use crate::kafka::dispatch::Ctx;
 use crate::shard::Shard;
 use crate::util::sb;
 
-pub async fn handle(shard: Rc<Shard>, _req: DescribeClusterRequest, _ctx: Ctx) -> ResponseKind {
-    let brokers = shard
-        .brokers()
-        .into_iter()
-        .map(|b| {
-            DescribeClusterBroker::default()
-                .with_broker_id(BrokerId(b.id))
-                .with_host(sb(b.host))
-                .with_port(b.port)
-                .with_rack(b.rack.map(sb))
-        })
-        .collect();
+pub async fn handle(shard: Rc<Shard>, req: DescribeClusterRequest, _ctx: Ctx) -> ResponseKind {
+    let to_wire = |b: crate::shard::BrokerInfo, fenced: bool| {
+        DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(b.id))
+            .with_host(sb(b.host))
+            .with_port(b.port)
+            .with_rack(b.rack.map(sb))
+            .with_is_fenced(fenced)
+    };
+    let image = shard.metadata();
+    let brokers = if req.include_fenced_brokers && shard.config.clustered() {
+        image
+            .brokers
+            .values()
+            .map(|b| {
+                let r = &b.record;
+                let info = crate::shard::BrokerInfo {
+                    id: r.id,
+                    host: r.host.clone(),
+                    port: r.port,
+                    rack: r.rack.clone(),
+                };
+                to_wire(info, b.fenced)
+            })
+            .collect()
+    } else {
+        shard
+            .brokers()
+            .into_iter()
+            .map(|b| to_wire(b, false))
+            .collect()
+    };
     ResponseKind::DescribeCluster(
         DescribeClusterResponse::default()
             .with_cluster_id(sb(shard.metadata().cluster_id.clone()))

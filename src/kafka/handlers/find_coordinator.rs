@@ -54,6 +54,7 @@ fn request_offsets_topic(shard: &Rc<Shard>) {
     let s = shard.clone();
     crate::runtime::spawn(async move {
         let topic = NewTopic {
+            assignment: None,
             name: OFFSETS_TOPIC.to_owned(),
             partitions: s.config.args.offsets_topic_num_partitions,
             replication_factor: -1,

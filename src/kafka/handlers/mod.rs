@@ -23,6 +23,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_log_dirs;
+pub mod describe_quorum;
 pub mod fetch;
 pub mod init_producer_id;
 pub mod list_offsets;
