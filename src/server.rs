@@ -154,7 +154,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
     sluice_storage::keep_large_buffers_in_heap();
     raise_fd_limit();
     let _lock = prepare_data_dir(&config.args.data_dir)?;
-    let (metadata, image) = if config.clustered() {
+    let (metadata, image) = if config.clustered() && config.args.controller_listen.is_none() {
+        // A broker-only node: its metadata comes from the active controller once started.
+        (Metadata::Remote, MetadataImage::default())
+    } else if config.clustered() {
         let dir = config.args.data_dir.join("__raft");
         let recovered = crate::quorum::recover(&dir).map_err(|source| StartError::DataDir {
             path: dir.display().to_string(),
@@ -295,6 +298,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
 enum Metadata {
     Local(MetadataStore),
     Quorum(crate::quorum::Recovered),
+    /// A broker-only node of a cluster.
+    Remote,
 }
 
 /// What one shard thread starts with.
@@ -341,6 +346,7 @@ async fn shard_main(start: ShardStart) {
                 recovered = Some(r);
                 Backend::Quorum(std::cell::OnceCell::new())
             }
+            Metadata::Remote => Backend::Remote,
         };
         ControllerDriver::new(
             Controller::new(controller_config, (*image).clone()),
@@ -365,6 +371,8 @@ async fn shard_main(start: ShardStart) {
     }
     if let Some(r) = recovered {
         crate::runtime::spawn(crate::shard::cluster::start(shard.clone(), r)).detach();
+    } else if id == 0 && config.clustered() {
+        crate::runtime::spawn(crate::shard::cluster::start_broker_only(shard.clone())).detach();
     }
     crate::runtime::spawn(housekeeping(shard.clone())).detach();
     crate::runtime::spawn(retry_failed_opens(shard.clone())).detach();

@@ -241,3 +241,43 @@ fn an_isolated_controller_makes_no_change_and_healing_leaves_one_history() {
         "the cut-off change survived: {names:?}"
     );
 }
+
+#[test]
+fn a_broker_only_node_follows_the_quorum_and_serves_its_partitions() {
+    let mut cluster = Cluster::start(3, false, &[]);
+    let b = cluster.add_broker();
+    let controller = cluster.wait_settled(&[0, 1, 2, 3]);
+
+    // Admin through the broker-only node is forwarded; it leads some partitions.
+    create_topic(&cluster, b, "via-broker", 8);
+    let md = common::cluster::metadata(&cluster.nodes[b].addr).expect("metadata");
+    let t = md
+        .topics
+        .iter()
+        .find(|t| {
+            t.name
+                .as_ref()
+                .is_some_and(|n| n.0.as_str() == "via-broker")
+        })
+        .expect("the broker-only node knows the topic it created");
+    assert!(
+        t.partitions.iter().any(|p| p.leader_id.0 == b as i32),
+        "it leads some partitions"
+    );
+
+    // Clients bootstrapped only from the broker-only node produce and consume everything.
+    let only = cluster.nodes[b].addr.clone();
+    let producer =
+        cluster.nodes[b].producer(&[("bootstrap.servers", only.as_str()), ("acks", "all")]);
+    for d in produce_all(&producer, "via-broker", &records(200)) {
+        d.expect("delivered");
+    }
+    let consumer = cluster.nodes[b].consumer(&[("bootstrap.servers", only.as_str())]);
+    assert_eq!(consume_n(&consumer, "via-broker", 8, 200).len(), 200);
+
+    // It follows a new active controller.
+    cluster.nodes[controller as usize].kill9();
+    let alive: Vec<usize> = (0..4).filter(|i| *i != controller as usize).collect();
+    cluster.wait_settled(&alive);
+    create_topic(&cluster, b, "after-failover", 1);
+}

@@ -130,7 +130,6 @@ pub struct QuorumStatus {
 pub struct Quorum {
     raft: Raft,
     config: QuorumConfig,
-    pool: network::Pool,
     /// The journal was empty at start: `bootstrap` initialises the cluster.
     pristine: std::cell::Cell<bool>,
 }
@@ -223,7 +222,6 @@ impl Quorum {
         Ok(Rc::new(Quorum {
             raft,
             config,
-            pool: network::Pool::default(),
             pristine: std::cell::Cell::new(pristine),
         }))
     }
@@ -298,17 +296,6 @@ impl Quorum {
             }
             Err(e) => Err(QuorumError::Unavailable(e.to_string())),
         }
-    }
-
-    /// Sends an application call to voter `node`'s endpoint.
-    pub async fn call(&self, node: i32, body: Vec<u8>, ttl: Duration) -> io::Result<Vec<u8>> {
-        let addr = self
-            .config
-            .voters
-            .get(&node)
-            .copied()
-            .ok_or_else(|| io::Error::other(format!("node {node} is not a voter")))?;
-        self.pool.call(addr, body, ttl).await
     }
 
     /// A snapshot of where this node stands.

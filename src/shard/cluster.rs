@@ -20,7 +20,7 @@ use tracing::{error, info, warn};
 use super::controller::{self, driver, not_controller, Backend, ControllerOp, ControllerReply};
 use super::{ClusterStatus, Shard};
 use crate::cluster::image::{new_cluster_id, MetadataImage};
-use crate::cluster::record::BrokerRecord;
+use crate::cluster::record::{BrokerRecord, MetadataRecord};
 use crate::controller::liveness::Beat;
 use crate::controller::{Command, OpError, OpResult};
 use crate::quorum::{Publish, Quorum, QuorumConfig, Recovered};
@@ -45,6 +45,10 @@ pub enum AppRequest {
         epoch: u64,
     },
     Op(ControllerOp),
+    /// A broker-only node's metadata: the image once it is past `known_epoch` (long poll).
+    FetchMetadata {
+        known_epoch: u64,
+    },
 }
 
 /// The active controller's answer.
@@ -63,8 +67,20 @@ pub enum AppReply {
         reply: ControllerReply,
         epoch: u64,
     },
+    /// The image as records at `epoch`.
+    Metadata {
+        epoch: u64,
+        records: Vec<MetadataRecord>,
+    },
+    /// Nothing past the known epoch within the long poll.
+    Unchanged,
+    /// This node is not the active controller; the one it knows of.
+    NotLeader(Option<i32>),
     Failed(OpError),
 }
+
+/// How long a metadata fetch waits for a change before answering `Unchanged`.
+const FETCH_LONG_POLL: Duration = Duration::from_millis(500);
 
 /// Starts the quorum on shard 0 from `recovered`, then this node's duties. The controller
 /// already holds `recovered.image`.
@@ -124,6 +140,55 @@ pub async fn start(shard: Rc<Shard>, recovered: Recovered) {
     crate::runtime::spawn(lifecycle(shard)).detach();
 }
 
+/// Starts a broker-only node's duties (`--controller-quorum-voters` without
+/// `--controller-listen`): registration and heartbeats, and following the active controller's
+/// metadata.
+pub async fn start_broker_only(shard: Rc<Shard>) {
+    crate::runtime::spawn(follow_metadata(shard.clone())).detach();
+    crate::runtime::spawn(lifecycle(shard)).detach();
+}
+
+/// Fetches the metadata image from the active controller whenever it changes (long poll) and
+/// applies it to every shard. The image never goes back: a reply older than the one applied is
+/// ignored.
+async fn follow_metadata(shard: Rc<Shard>) {
+    let retry = Duration::from_millis(shard.config.args.broker_heartbeat_interval_ms.min(1000));
+    loop {
+        if shard.shutting_down.get() {
+            return;
+        }
+        let known_epoch = driver(&shard).state.borrow().image().epoch;
+        let req = AppRequest::FetchMetadata { known_epoch };
+        match call_active(&shard, req, FETCH_LONG_POLL * 4).await {
+            Ok(AppReply::Metadata { epoch, records }) if epoch > known_epoch => {
+                match MetadataImage::from_records(epoch, &records) {
+                    Ok(image) => {
+                        driver(&shard).state.borrow_mut().reset_image(image.clone());
+                        controller::broadcast(&shard, Arc::new(image)).await;
+                    }
+                    Err(e) => {
+                        warn!(error = %e, "the active controller sent metadata that does not apply");
+                        crate::runtime::sleep(retry).await;
+                    }
+                }
+            }
+            Ok(AppReply::Metadata { .. } | AppReply::Unchanged) => {}
+            Ok(other) => {
+                info!(reply = ?other, "metadata fetch refused; retrying");
+                crate::runtime::sleep(retry).await;
+            }
+            Err(e) => {
+                info!(error = %e.message, "metadata fetch failed; retrying");
+                crate::runtime::sleep(retry).await;
+            }
+        }
+        shard.shared.active_controller.store(
+            driver(&shard).leader_hint.get().unwrap_or(-1),
+            Ordering::Relaxed,
+        );
+    }
+}
+
 /// Milliseconds on a monotonic clock (broker sessions must not jump with the wall clock).
 fn clock_ms() -> u64 {
     static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
@@ -131,10 +196,11 @@ fn clock_ms() -> u64 {
     crate::runtime::now().duration_since(origin).as_millis() as u64
 }
 
-/// Raft's heartbeat: a fifth of the broker heartbeat interval (at least 20 ms), so an
-/// election (3–6 Raft heartbeats) finishes well within one broker heartbeat interval.
+/// Raft's heartbeat: a fifth of the broker heartbeat interval, between 20 and 150 ms, so an
+/// election (after 3–6 missed Raft heartbeats) ends well within one broker heartbeat interval
+/// and within a second (Kafka's `controller.quorum.election.timeout.ms` is 1 s).
 fn raft_heartbeat_ms(broker_heartbeat_ms: u64) -> u64 {
-    (broker_heartbeat_ms / 5).clamp(20, 500)
+    (broker_heartbeat_ms / 5).clamp(20, 150)
 }
 
 fn quorum(shard: &Shard) -> Option<Rc<Quorum>> {
@@ -153,10 +219,10 @@ async fn serve_app(shard: &Rc<Shard>, body: &[u8]) -> Vec<u8> {
 /// Handles `req` as the active controller.
 async fn handle(shard: &Rc<Shard>, req: AppRequest) -> AppReply {
     let Some(q) = quorum(shard) else {
-        return AppReply::Failed(not_controller(None));
+        return AppReply::NotLeader(None);
     };
     if !q.is_leader() {
-        return AppReply::Failed(not_controller(q.leader()));
+        return AppReply::NotLeader(q.leader());
     }
     let d = driver(shard);
     match req {
@@ -228,6 +294,22 @@ async fn handle(shard: &Rc<Shard>, req: AppRequest) -> AppReply {
                 None => AppReply::Done,
             }
         }
+        AppRequest::FetchMetadata { known_epoch } => {
+            let deadline = crate::runtime::now() + FETCH_LONG_POLL;
+            loop {
+                let image = d.state.borrow().image().clone();
+                if image.epoch > known_epoch {
+                    return AppReply::Metadata {
+                        epoch: image.epoch,
+                        records: image.records(),
+                    };
+                }
+                if crate::runtime::now() >= deadline || !q.is_leader() {
+                    return AppReply::Unchanged;
+                }
+                crate::runtime::sleep(Duration::from_millis(10)).await;
+            }
+        }
         AppRequest::Op(op) => {
             let reply = controller::run_here(shard, op).await;
             let epoch = d.state.borrow().image().epoch;
@@ -236,23 +318,68 @@ async fn handle(shard: &Rc<Shard>, req: AppRequest) -> AppReply {
     }
 }
 
-/// Sends `req` to the active controller (handled here when this node is it).
+/// Sends `req` to the active controller (handled here when this node is it). A voter asks its
+/// own Raft who leads; a broker-only node tries the last leader it learned of, then each voter,
+/// following their hints.
 async fn call_active(shard: &Rc<Shard>, req: AppRequest, ttl: Duration) -> OpResult<AppReply> {
-    let q = quorum(shard).ok_or_else(|| not_controller(None))?;
-    let leader = q.leader().ok_or_else(|| not_controller(None))?;
-    if leader == q.node_id() {
-        return Ok(handle(shard, req).await);
+    let d = driver(shard);
+    let voters = &shard.config.voters;
+    let mut candidates: Vec<i32> = Vec::with_capacity(voters.len() + 1);
+    let q = quorum(shard);
+    match &q {
+        Some(q) => {
+            let leader = q.leader().ok_or_else(|| not_controller(None))?;
+            if leader == q.node_id() {
+                return Ok(handle(shard, req).await);
+            }
+            candidates.push(leader);
+        }
+        None => {
+            candidates.extend(d.leader_hint.get());
+            candidates.extend(voters.keys().copied());
+        }
     }
     let body = serde_json::to_vec(&req)
         .map_err(|e| OpError::new(ResponseError::UnknownServerError, e.to_string()))?;
-    let reply = q.call(leader, body, ttl).await.map_err(|e| {
-        OpError::new(
-            ResponseError::NotController,
-            format!("controller {leader}: {e}"),
-        )
-    })?;
-    serde_json::from_slice(&reply)
-        .map_err(|e| OpError::new(ResponseError::UnknownServerError, e.to_string()))
+    let mut last = not_controller(None);
+    let mut tried = Vec::new();
+    // Each voter at most once: bounded by the voter count.
+    while let Some(node) = candidates.first().copied() {
+        candidates.remove(0);
+        if tried.contains(&node) {
+            continue;
+        }
+        tried.push(node);
+        let Some(addr) = voters.get(&node).copied() else {
+            continue;
+        };
+        match d.voters.call(addr, body.clone(), ttl).await {
+            Ok(reply) => match serde_json::from_slice::<AppReply>(&reply) {
+                Ok(AppReply::NotLeader(hint)) => {
+                    last = not_controller(hint);
+                    if let Some(h) = hint {
+                        candidates.insert(0, h);
+                    }
+                }
+                Ok(r) => {
+                    d.leader_hint.set(Some(node));
+                    return Ok(r);
+                }
+                Err(e) => last = OpError::new(ResponseError::UnknownServerError, e.to_string()),
+            },
+            Err(e) => {
+                last = OpError::new(
+                    ResponseError::NotController,
+                    format!("controller {node}: {e}"),
+                )
+            }
+        }
+        if q.is_some() {
+            break; // a voter asks only the leader its own Raft names
+        }
+    }
+    d.leader_hint.set(None);
+    Err(last)
 }
 
 /// Runs `op` on the active controller, then waits (bounded) until this broker's image includes
@@ -268,6 +395,7 @@ pub async fn forward(shard: &Rc<Shard>, op: ControllerOp) -> ControllerReply {
             reply
         }
         Ok(AppReply::Failed(e)) => failed(e),
+        Ok(AppReply::NotLeader(l)) => failed(not_controller(l)),
         Ok(other) => failed(OpError::new(
             ResponseError::UnknownServerError,
             format!("unexpected reply {other:?}"),

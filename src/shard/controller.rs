@@ -34,6 +34,10 @@ pub struct ControllerDriver {
     pub(crate) broker_epoch: Cell<Option<u64>>,
     /// Whether the active controller last said this broker is fenced.
     pub(crate) broker_fenced: Cell<bool>,
+    /// Connections to the voters' controller endpoints (cluster mode).
+    pub(crate) voters: crate::quorum::network::Pool,
+    /// The active controller as last learned (broker-only nodes).
+    pub(crate) leader_hint: Cell<Option<i32>>,
     /// Held from proposing a command until its records are replayed: commands are validated
     /// against an image that includes every earlier command.
     turn: Mutex<()>,
@@ -49,6 +53,8 @@ pub enum Backend {
     Local(MetadataStore),
     /// A cluster: the controller quorum (set once Raft has started).
     Quorum(OnceCell<Rc<Quorum>>),
+    /// A broker-only node of a cluster: metadata comes from the active controller.
+    Remote,
 }
 
 impl ControllerDriver {
@@ -63,6 +69,8 @@ impl ControllerDriver {
             liveness: RefCell::new(Liveness::new(session_timeout_ms)),
             broker_epoch: Cell::new(None),
             broker_fenced: Cell::new(true),
+            voters: crate::quorum::network::Pool::default(),
+            leader_hint: Cell::new(None),
             turn: Mutex::new(()),
             deleting: RefCell::new(HashMap::new()),
         }
@@ -72,7 +80,7 @@ impl ControllerDriver {
     pub fn quorum(&self) -> Option<&Rc<Quorum>> {
         match &self.backend {
             Backend::Quorum(q) => q.get(),
-            Backend::Local(_) => None,
+            Backend::Local(_) | Backend::Remote => None,
         }
     }
 }
@@ -99,6 +107,7 @@ async fn commit(
             let q = q.get().ok_or_else(|| not_controller(None))?;
             return commit_replicated(shard, q, what, cmd).await;
         }
+        Backend::Remote => return Err(not_controller(None)),
     };
     let turn = d.turn.lock().await;
     let (before, records) = {
@@ -453,7 +462,12 @@ impl ControllerReply {
 /// Runs `op` (on shard 0): here, or in cluster mode on the active controller.
 pub async fn run(shard: &Rc<Shard>, op: ControllerOp) -> ControllerReply {
     let d = driver(shard);
-    if matches!(d.backend, Backend::Quorum(_)) && !d.quorum().is_some_and(|q| q.is_leader()) {
+    let here = match &d.backend {
+        Backend::Local(_) => true,
+        Backend::Quorum(_) => d.quorum().is_some_and(|q| q.is_leader()),
+        Backend::Remote => false,
+    };
+    if !here {
         return super::cluster::forward(shard, op).await;
     }
     run_here(shard, op).await

@@ -20,6 +20,8 @@ pub const SESSION_MS: u64 = 2000;
 
 pub struct Cluster {
     pub nodes: Vec<Broker>,
+    /// `--controller-quorum-voters` as node 0 has it (direct addresses).
+    pub voters: String,
     /// `links[(from, to)]`: the proxy node `from` reaches node `to`'s controller through.
     pub links: BTreeMap<(usize, usize), Proxy>,
 }
@@ -43,6 +45,7 @@ impl Cluster {
             }
         }
         let mut nodes = Vec::new();
+        let mut first_voters = String::new();
         for i in 0..n {
             let voters: Vec<String> = (0..n)
                 .map(|j| {
@@ -50,6 +53,9 @@ impl Cluster {
                     format!("{j}@{addr}")
                 })
                 .collect();
+            if i == 0 {
+                first_voters = voters.join(",");
+            }
             let mut args: Vec<String> = [
                 "--node-id",
                 &i.to_string(),
@@ -71,7 +77,33 @@ impl Cluster {
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             nodes.push(Broker::start_at(&kafka[i].to_string(), &args));
         }
-        Cluster { nodes, links }
+        Cluster {
+            nodes,
+            voters: first_voters,
+            links,
+        }
+    }
+
+    /// Starts a broker-only node (no controller endpoint) as the next node id; its index.
+    pub fn add_broker(&mut self) -> usize {
+        assert!(self.links.is_empty(), "broker-only nodes are not proxied");
+        let id = self.nodes.len();
+        let kafka = free_port();
+        let args = [
+            "--node-id".to_owned(),
+            id.to_string(),
+            "--controller-quorum-voters".to_owned(),
+            self.voters.clone(),
+            "--cores".to_owned(),
+            "1".to_owned(),
+            "--broker-heartbeat-interval-ms".to_owned(),
+            HEARTBEAT_MS.to_string(),
+            "--broker-session-timeout-ms".to_owned(),
+            SESSION_MS.to_string(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.nodes.push(Broker::start_at(&kafka.to_string(), &args));
+        id
     }
 
     /// Every node's Kafka address, for `bootstrap.servers`.
