@@ -113,8 +113,45 @@ fn three_nodes_form_a_cluster_survive_a_controller_crash_and_restarts() {
         })
     });
 
-    // Produce through all nodes (acks=all), read back through all.
+    // RF 3 before replication (part 2): the leader alone is in sync, so a topic that needs two
+    // in-sync replicas refuses acks=all (NOT_ENOUGH_REPLICAS) and takes acks=1.
+    let admin = cluster.nodes[0].admin();
+    let strict =
+        NewTopic::new("strict", 1, TopicReplication::Fixed(3)).set("min.insync.replicas", "2");
+    for r in futures_executor::block_on(admin.create_topics([&strict], &opts)).expect("create") {
+        r.expect("RF 3 accepted");
+    }
+    let md = common::cluster::metadata(&cluster.nodes[0].addr).expect("metadata");
+    let p = &md
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "strict"))
+        .expect("strict")
+        .partitions[0];
+    assert_eq!(p.replica_nodes.len(), 3);
+    assert_eq!(
+        p.isr_nodes,
+        [p.leader_id],
+        "followers are not claimed in sync"
+    );
     let boot = cluster.bootstrap();
+    let all = cluster.nodes[0].producer(&[
+        ("bootstrap.servers", boot.as_str()),
+        ("acks", "all"),
+        ("retries", "0"),
+        ("message.timeout.ms", "10000"),
+    ]);
+    let refused = produce_all(&all, "strict", &records(1));
+    assert!(
+        matches!(&refused[0], Err(rdkafka::error::KafkaError::MessageProduction(e)) if *e == rdkafka::types::RDKafkaErrorCode::NotEnoughReplicas),
+        "{refused:?}"
+    );
+    let one = cluster.nodes[0].producer(&[("bootstrap.servers", boot.as_str()), ("acks", "1")]);
+    produce_all(&one, "strict", &records(1))[0]
+        .clone()
+        .expect("acks=1 is taken");
+
+    // Produce through all nodes (acks=all), read back through all.
     let producer =
         cluster.nodes[0].producer(&[("bootstrap.servers", boot.as_str()), ("acks", "all")]);
     for d in produce_all(&producer, "spread", &records(300)) {

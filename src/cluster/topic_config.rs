@@ -43,7 +43,7 @@ pub fn default_value(config: &Config, key: &str) -> Option<String> {
         "segment.bytes" => a.log_segment_bytes.to_string(),
         "segment.ms" => a.log_segment_ms.to_string(),
         "index.interval.bytes" => "4096".to_owned(),
-        "min.insync.replicas" => "1".to_owned(),
+        "min.insync.replicas" => a.min_insync_replicas.to_string(),
         _ => return None,
     })
 }

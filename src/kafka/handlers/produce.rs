@@ -101,6 +101,11 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
                     fail(ResponseError::UnknownTopicOrPartition)
                 }
                 Some(m) if !shard.leads(m, p.index) => fail(ResponseError::NotLeaderOrFollower),
+                // Kafka refuses acks=all when fewer replicas than min.insync.replicas are in
+                // sync (the write could not be kept if the leader failed).
+                Some(m) if acks == -1 && in_sync(m, p.index) < min_insync(shard, m) => {
+                    fail(ResponseError::NotEnoughReplicas)
+                }
                 // Internal topics (__consumer_offsets) are written by the broker only, as in Kafka.
                 Some(m) if m.internal => fail(ResponseError::InvalidTopicException),
                 Some(_) if records.is_empty() => fail(ResponseError::CorruptMessage),
@@ -257,4 +262,18 @@ fn respond_all(ctx: Ctx, req: &ProduceRequest, error: ResponseError) -> Dispatch
         ResponseKind::Produce(ProduceResponse::default().with_responses(topics)),
     );
     Dispatched::Respond(Box::pin(std::future::ready(frame)))
+}
+
+/// In-sync replicas of `partition` (the leader alone on a single node).
+fn in_sync(t: &crate::cluster::image::TopicMeta, partition: i32) -> usize {
+    t.partitions
+        .get(partition as usize)
+        .map_or(1, |p| p.isr.len().max(1))
+}
+
+/// The topic's `min.insync.replicas` (its override, else the broker's default).
+fn min_insync(shard: &Shard, t: &crate::cluster::image::TopicMeta) -> usize {
+    crate::cluster::topic_config::effective(&shard.config, &t.configs, "min.insync.replicas")
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(1)
 }
