@@ -84,6 +84,7 @@ fn top_level_modules_import_each_other_without_circles() {
         "controller",
         "coordinator",
         "cluster",
+        "quorum",
         "partition",
         "metrics",
         "util",
