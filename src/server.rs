@@ -164,7 +164,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
             source,
         })?;
         let image = recovered.image.clone();
-        (Metadata::Quorum(recovered), image)
+        (Metadata::Quorum(Box::new(recovered)), image)
     } else {
         let (store, image) = MetadataStore::open(&config.args.data_dir, config.args.node_id)?;
         // In cluster mode the image at start is only the last snapshot: a topic created
@@ -297,7 +297,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
 /// Where shard 0's controller keeps the metadata.
 enum Metadata {
     Local(MetadataStore),
-    Quorum(crate::quorum::Recovered),
+    Quorum(Box<crate::quorum::Recovered>),
     /// A broker-only node of a cluster.
     Remote,
 }
@@ -343,7 +343,7 @@ async fn shard_main(start: ShardStart) {
         let backend = match metadata {
             Metadata::Local(store) => Backend::Local(store),
             Metadata::Quorum(r) => {
-                recovered = Some(r);
+                recovered = Some(*r);
                 Backend::Quorum(std::cell::OnceCell::new())
             }
             Metadata::Remote => Backend::Remote,

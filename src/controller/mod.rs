@@ -143,8 +143,11 @@ pub struct ControllerConfig {
 pub struct Controller {
     config: ControllerConfig,
     image: MetadataImage,
-    /// Next producer id to hand out; always below `image.producer_id_block_end`.
+    /// The block of producer ids this controller reserved itself, `next..end` (empty at
+    /// start). Another controller reserves only past the persisted block end, so ids of this
+    /// block are never handed out by anyone else, whoever leads in between.
     producer_id_next: i64,
+    producer_id_end: i64,
 }
 
 /// Kafka's rule: 1–249 chars of `[a-zA-Z0-9._-]`, not `.` or `..`.
@@ -197,11 +200,11 @@ pub fn place(brokers: &[i32], first: i32, count: i32, replication: usize) -> Vec
 
 impl Controller {
     pub fn new(config: ControllerConfig, image: MetadataImage) -> Controller {
-        let producer_id_next = image.producer_id_block_end;
         Controller {
             config,
             image,
-            producer_id_next,
+            producer_id_next: 0,
+            producer_id_end: 0,
         }
     }
 
@@ -237,12 +240,9 @@ impl Controller {
                 assignment,
             } => self.create_partitions(name, *count, assignment.as_deref()),
             Command::AlterConfigs { name, ops, replace } => self.alter_configs(name, ops, *replace),
-            Command::ReserveProducerIds => {
-                let end = self.image.producer_id_block_end.max(self.producer_id_next);
-                Ok(vec![MetadataRecord::ProducerIds {
-                    block_end: end + PRODUCER_ID_BLOCK,
-                }])
-            }
+            Command::ReserveProducerIds => Ok(vec![MetadataRecord::ProducerIds {
+                block_end: self.image.producer_id_block_end + PRODUCER_ID_BLOCK,
+            }]),
             Command::InitCluster { cluster_id } => Ok(if self.image.cluster_id.is_empty() {
                 vec![MetadataRecord::Cluster {
                     cluster_id: cluster_id.clone(),
@@ -288,10 +288,11 @@ impl Controller {
         }
     }
 
-    /// Called when this controller becomes the active one: producer ids handed out by an
-    /// earlier active controller lie below the persisted block end, so start after it.
-    pub fn become_active(&mut self) {
-        self.producer_id_next = self.image.producer_id_block_end;
+    /// Takes the block ending at `block_end` as this controller's own: call once its
+    /// [`Command::ReserveProducerIds`] is applied (the image's block end is then `block_end`).
+    pub fn claim_producer_ids(&mut self, block_end: i64) {
+        self.producer_id_next = block_end - PRODUCER_ID_BLOCK;
+        self.producer_id_end = block_end;
     }
 
     /// Brokers new replicas may be placed on, interleaved by rack (Kafka's rack-aware
@@ -375,7 +376,7 @@ impl Controller {
     /// (propose [`Command::ReserveProducerIds`], then ask again).
     pub fn next_producer_id(&mut self) -> Option<i64> {
         let id = self.producer_id_next;
-        if id >= self.image.producer_id_block_end {
+        if id >= self.producer_id_end {
             return None;
         }
         self.producer_id_next += 1;
@@ -755,18 +756,27 @@ mod tests {
         assert!(matches!(err.error, ResponseError::UnknownTopicOrPartition));
     }
 
+    /// Reserves a block as the driver does: propose, replay, claim.
+    fn reserve(c: &mut Controller) {
+        run(c, Command::ReserveProducerIds).unwrap();
+        let end = c.image().producer_id_block_end;
+        c.claim_producer_ids(end);
+    }
+
     #[test]
     fn producer_ids_come_from_reserved_blocks_and_never_repeat() {
         let mut c = controller(vec![0]);
         assert_eq!(c.next_producer_id(), None);
-        run(&mut c, Command::ReserveProducerIds).unwrap();
+        reserve(&mut c);
         let ids: Vec<i64> = std::iter::from_fn(|| c.next_producer_id()).collect();
         assert_eq!(ids, (0..PRODUCER_ID_BLOCK).collect::<Vec<_>>());
-        run(&mut c, Command::ReserveProducerIds).unwrap();
+        reserve(&mut c);
         assert_eq!(c.next_producer_id(), Some(PRODUCER_ID_BLOCK));
         // A restarted controller starts after everything reserved.
         let mut again = Controller::new(c.config.clone(), c.image().clone());
         assert_eq!(again.next_producer_id(), None);
+        reserve(&mut again);
+        assert_eq!(again.next_producer_id(), Some(2 * PRODUCER_ID_BLOCK));
     }
 
     #[test]
@@ -891,19 +901,23 @@ mod tests {
     #[test]
     fn a_new_active_controller_never_repeats_producer_ids() {
         let mut first = cluster(1);
-        run(&mut first, Command::ReserveProducerIds).unwrap();
+        reserve(&mut first);
         let id = first.next_producer_id().unwrap();
-        // Another voter replayed the same log; it becomes active.
+        // Another voter replayed the same log (its own block: none); it becomes active and
+        // must reserve past the first one's block, which the first may still be using.
         let mut second = Controller::new(first.config.clone(), MetadataImage::default());
         second.reset_image(first.image().clone());
-        second.become_active();
         assert_eq!(
             second.next_producer_id(),
             None,
-            "must reserve a new block first"
+            "must reserve a block of its own first"
         );
-        run(&mut second, Command::ReserveProducerIds).unwrap();
-        assert!(second.next_producer_id().unwrap() > id);
+        reserve(&mut second);
+        let theirs = second.next_producer_id().unwrap();
+        assert!(theirs >= PRODUCER_ID_BLOCK && theirs > id);
+        // The first, active again later, goes on with its own block: no overlap.
+        first.reset_image(second.image().clone());
+        assert_eq!(first.next_producer_id(), Some(id + 1));
     }
 
     #[test]

@@ -503,11 +503,7 @@ async fn active_controller_duties(shard: Rc<Shard>) {
             }
             was_leader = true;
             info!(node = q.node_id(), "this node is the active controller");
-            let image = {
-                let mut c = d.state.borrow_mut();
-                c.become_active();
-                c.image().clone()
-            };
+            let image = d.state.borrow().image().clone();
             d.liveness.borrow_mut().reset(clock_ms(), &image);
             if image.cluster_id.is_empty() {
                 let cmd = Command::InitCluster {

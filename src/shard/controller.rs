@@ -557,15 +557,14 @@ pub async fn allocate_producer_id(shard: &Rc<Shard>) -> OpResult<i64> {
     if let Some(id) = driver(shard).state.borrow_mut().next_producer_id() {
         return Ok(id);
     }
-    commit(shard, "producer-ids", Command::ReserveProducerIds).await?;
-    driver(shard)
-        .state
-        .borrow_mut()
-        .next_producer_id()
-        .ok_or_else(|| {
-            OpError::new(
-                ResponseError::CoordinatorNotAvailable,
-                "producer id block exhausted; retry",
-            )
-        })
+    let (_, after, _) = commit(shard, "producer-ids", Command::ReserveProducerIds).await?;
+    // Commands run one at a time: the block end after ours is the one we reserved.
+    let mut state = driver(shard).state.borrow_mut();
+    state.claim_producer_ids(after.producer_id_block_end);
+    state.next_producer_id().ok_or_else(|| {
+        OpError::new(
+            ResponseError::CoordinatorNotAvailable,
+            "producer id block exhausted; retry",
+        )
+    })
 }
