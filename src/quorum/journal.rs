@@ -339,8 +339,7 @@ mod tests {
         let state = load(dir.path()).unwrap();
         assert!(state.log.is_empty() && state.vote.is_none());
         let j = Journal::start(dir.path(), state).unwrap();
-        let rt = compio::runtime::Runtime::new().unwrap();
-        rt.block_on(async {
+        crate::runtime::block_on_pinned(0, async {
             j.submit(vec![JournalOp::Entries((1..=5).map(entry).collect())], true)
                 .await
                 .unwrap();
@@ -353,7 +352,8 @@ mod tests {
             j.submit(vec![JournalOp::Entries(vec![entry(4)])], true)
                 .await
                 .unwrap();
-        });
+        })
+        .unwrap();
         drop(j);
         let state = load(dir.path()).unwrap();
         assert_eq!(state.log.keys().copied().collect::<Vec<_>>(), [2, 3, 4]);

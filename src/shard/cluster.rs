@@ -94,10 +94,7 @@ pub async fn start(shard: Rc<Shard>, recovered: Recovered) {
         let weak = weak.clone();
         async move {
             match weak.upgrade() {
-                Some(shard) => controller::broadcast(&shard, image)
-                    .await
-                    .into_iter()
-                    .collect(),
+                Some(shard) => publish_image(&shard, image).await,
                 None => Vec::new(),
             }
         }
@@ -140,6 +137,17 @@ pub async fn start(shard: Rc<Shard>, recovered: Recovered) {
     crate::runtime::spawn(lifecycle(shard)).detach();
 }
 
+/// Sends `image` to every shard and waits until each has applied it; then a forwarded
+/// operation waiting for this epoch may answer. The topics some of whose partitions failed to
+/// open.
+async fn publish_image(shard: &Rc<Shard>, image: Arc<MetadataImage>) -> Vec<String> {
+    let epoch = image.epoch;
+    let failed = controller::broadcast(shard, image).await;
+    let d = driver(shard);
+    d.published_epoch.set(d.published_epoch.get().max(epoch));
+    failed.into_iter().collect()
+}
+
 /// Starts a broker-only node's duties (`--controller-quorum-voters` without
 /// `--controller-listen`): registration and heartbeats, and following the active controller's
 /// metadata.
@@ -164,7 +172,7 @@ async fn follow_metadata(shard: Rc<Shard>) {
                 match MetadataImage::from_records(epoch, &records) {
                     Ok(image) => {
                         driver(&shard).state.borrow_mut().reset_image(image.clone());
-                        controller::broadcast(&shard, Arc::new(image)).await;
+                        publish_image(&shard, Arc::new(image)).await;
                     }
                     Err(e) => {
                         warn!(error = %e, "the active controller sent metadata that does not apply");
@@ -389,7 +397,7 @@ pub async fn forward(shard: &Rc<Shard>, op: ControllerOp) -> ControllerReply {
     match call_active(shard, AppRequest::Op(op), OP_TIMEOUT).await {
         Ok(AppReply::Op { reply, epoch }) => {
             let deadline = crate::runtime::now() + CATCH_UP_TIMEOUT;
-            while shard.metadata().epoch < epoch && crate::runtime::now() < deadline {
+            while driver(shard).published_epoch.get() < epoch && crate::runtime::now() < deadline {
                 crate::runtime::sleep(Duration::from_millis(5)).await;
             }
             reply

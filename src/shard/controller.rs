@@ -38,6 +38,8 @@ pub struct ControllerDriver {
     pub(crate) voters: crate::quorum::network::Pool,
     /// The active controller as last learned (broker-only nodes).
     pub(crate) leader_hint: Cell<Option<i32>>,
+    /// The newest image every shard has applied (cluster mode).
+    pub(crate) published_epoch: Cell<u64>,
     /// Held from proposing a command until its records are replayed: commands are validated
     /// against an image that includes every earlier command.
     turn: Mutex<()>,
@@ -71,6 +73,7 @@ impl ControllerDriver {
             broker_fenced: Cell::new(true),
             voters: crate::quorum::network::Pool::default(),
             leader_hint: Cell::new(None),
+            published_epoch: Cell::new(0),
             turn: Mutex::new(()),
             deleting: RefCell::new(HashMap::new()),
         }
