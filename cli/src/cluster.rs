@@ -23,7 +23,7 @@ pub struct ClusterCmd {
 
 #[derive(Debug, Subcommand)]
 pub enum ClusterAction {
-    /// Cluster id, controller, brokers and topic count.
+    /// Cluster id, controller, brokers (fenced too), topic count and the controller quorum.
     Info,
 }
 

@@ -204,11 +204,11 @@ fn clock_ms() -> u64 {
     crate::runtime::now().duration_since(origin).as_millis() as u64
 }
 
-/// Raft's heartbeat: a fifth of the broker heartbeat interval, between 20 and 150 ms, so an
+/// Raft's heartbeat: a fifth of the broker heartbeat interval, between 20 and 100 ms, so an
 /// election (after 3–6 missed Raft heartbeats) ends well within one broker heartbeat interval
 /// and within a second (Kafka's `controller.quorum.election.timeout.ms` is 1 s).
 fn raft_heartbeat_ms(broker_heartbeat_ms: u64) -> u64 {
-    (broker_heartbeat_ms / 5).clamp(20, 150)
+    (broker_heartbeat_ms / 5).clamp(20, 100)
 }
 
 fn quorum(shard: &Shard) -> Option<Rc<Quorum>> {
@@ -476,12 +476,14 @@ async fn lifecycle(shard: Rc<Shard>) {
 
 /// On the active controller: on gaining leadership, take over (fresh sessions for every
 /// broker, producer ids past the persisted block, the cluster id of a new cluster); then fence
-/// brokers whose session expired, every heartbeat interval.
+/// brokers whose session expired; every quarter heartbeat interval (at most 100 ms).
 async fn active_controller_duties(shard: Rc<Shard>) {
-    let interval = Duration::from_millis(shard.config.args.broker_heartbeat_interval_ms.min(1000));
+    // Also how fresh the active controller id in Metadata is.
+    let tick =
+        Duration::from_millis((shard.config.args.broker_heartbeat_interval_ms / 4).clamp(10, 100));
     let mut was_leader = false;
     loop {
-        crate::runtime::sleep(interval / 4).await;
+        crate::runtime::sleep(tick).await;
         if shard.shutting_down.get() {
             return;
         }
