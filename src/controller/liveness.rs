@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 
 use super::Command;
 use crate::cluster::image::MetadataImage;
+use crate::cluster::record::BrokerRecord;
 
 /// What a heartbeat tells the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,6 +72,20 @@ impl Liveness {
         Some(Command::FenceBroker { id })
     }
 
+    /// Whether `record` may register now. Kafka refuses a new incarnation of a broker id whose
+    /// current registration is unfenced and still heartbeating (DUPLICATE_BROKER_REGISTRATION):
+    /// two processes with one id must not replace each other. A crashed broker's session
+    /// expires; one that shut down cleanly is fenced already.
+    pub fn may_register(&self, now: u64, image: &MetadataImage, record: &BrokerRecord) -> bool {
+        match image.brokers.get(&record.id) {
+            Some(b) if !b.fenced && b.record.incarnation != record.incarnation => self
+                .last
+                .get(&record.id)
+                .is_none_or(|last| now.saturating_sub(*last) > self.session_timeout_ms),
+            _ => true,
+        }
+    }
+
     /// A registration happened: its session starts now.
     pub fn on_registered(&mut self, now: u64, id: i32) {
         self.last.insert(id, now);
@@ -95,7 +110,7 @@ impl Liveness {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cluster::record::{BrokerRecord, MetadataRecord};
+    use crate::cluster::record::MetadataRecord;
 
     fn image_with(id: i32, fenced: bool) -> MetadataImage {
         let mut image = MetadataImage::default();
@@ -145,6 +160,30 @@ mod tests {
         assert!(
             l.on_tick(300, &live).is_empty(),
             "a new controller gives a full session"
+        );
+    }
+
+    #[test]
+    fn a_second_incarnation_waits_for_the_first_ones_session() {
+        let mut l = Liveness::new(100);
+        let live = image_with(1, false);
+        l.on_heartbeat(0, &live, 1, 5, 9);
+        let other = BrokerRecord {
+            incarnation: [2; 16],
+            ..live.brokers[&1].record.clone()
+        };
+        assert!(
+            !l.may_register(50, &live, &other),
+            "the first still heartbeats"
+        );
+        assert!(
+            l.may_register(50, &live, &live.brokers[&1].record),
+            "the same one retries"
+        );
+        assert!(l.may_register(101, &live, &other), "its session expired");
+        assert!(
+            l.may_register(50, &image_with(1, true), &other),
+            "fenced (shut down)"
         );
     }
 

@@ -236,6 +236,18 @@ async fn handle(shard: &Rc<Shard>, req: AppRequest) -> AppReply {
     match req {
         AppRequest::Register(record) => {
             let id = record.id;
+            let allowed = {
+                let image = d.state.borrow().image().clone();
+                d.liveness
+                    .borrow()
+                    .may_register(clock_ms(), &image, &record)
+            };
+            if !allowed {
+                return AppReply::Failed(OpError::new(
+                    ResponseError::DuplicateBrokerRegistration,
+                    format!("broker {id} is registered by another process that still heartbeats"),
+                ));
+            }
             match controller::run_command(shard, "register-broker", Command::RegisterBroker(record))
                 .await
             {
