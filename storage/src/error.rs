@@ -32,6 +32,10 @@ pub enum StorageError {
     /// The log was closed or deleted.
     #[error("log is closed")]
     Closed,
+    /// A replicated append does not start at the log end offset, or its batches leave a gap
+    /// (the follower must truncate or fetch from its log end).
+    #[error("replicated batches start at {got}, the log continues at {expected}")]
+    NotContiguous { expected: i64, got: i64 },
     /// An idempotent producer's batch is out of sequence, fenced or unknown.
     #[error(transparent)]
     Producer(#[from] crate::producer::ProducerError),
@@ -74,6 +78,10 @@ impl StorageError {
             StorageError::Io(e) => StorageError::Io(clone_io(e)),
             StorageError::Corrupt(s) => StorageError::Corrupt(s.clone()),
             StorageError::Closed => StorageError::Closed,
+            StorageError::NotContiguous { expected, got } => StorageError::NotContiguous {
+                expected: *expected,
+                got: *got,
+            },
             StorageError::Producer(e) => StorageError::Producer(e.clone()),
         }
     }

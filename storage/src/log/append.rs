@@ -131,10 +131,117 @@ impl Log {
             max_timestamp = max_timestamp.max(log_append_time_ms.unwrap_or(h.max_timestamp));
         }
         let last = next - 1;
+        let epoch_starts: Vec<(i32, i64)> = if leader_epoch >= 0 {
+            vec![(leader_epoch, base)]
+        } else {
+            Vec::new()
+        };
+        let item = PendingAppend {
+            records,
+            batches: plans,
+            leader_epoch: Some(leader_epoch),
+            log_append_time_ms,
+        };
+        drop(cfg);
+        self.enqueue(item, &headers, &epoch_starts, next, now_ms);
+        Ok(AppendInfo {
+            base_offset: base,
+            last_offset: last,
+            log_append_time_ms: log_append_time_ms.unwrap_or(-1),
+            log_start_offset: self.log_start.get(),
+            max_timestamp,
+            fail_gen: self.fail_gen.get(),
+        })
+    }
 
+    /// Appends batches copied from the partition's leader (a follower's append): offsets,
+    /// leader epochs and timestamps stay as the leader wrote them, bytes untouched. The first
+    /// batch must start at the log end offset and each must follow the one before
+    /// ([`StorageError::NotContiguous`] otherwise: the follower must truncate or refetch first).
+    /// The leader epoch cache and producer state follow the batches, so this replica can lead
+    /// later. Synchronous, like [`Log::append`].
+    pub fn append_replicated(
+        &self,
+        records: Bytes,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        if self.closed.get() {
+            return Err(StorageError::Closed);
+        }
+        let headers = crate::batch::validate_batches(&records)?;
+        let base = self.leo.get();
+        let mut next = base;
+        let mut plans = Vec::with_capacity(headers.len());
+        let mut epoch_starts: Vec<(i32, i64)> = Vec::new();
+        let mut max_timestamp = -1i64;
+        let mut pos = 0usize;
+        for h in &headers {
+            if h.base_offset != next {
+                return Err(StorageError::NotContiguous {
+                    expected: next,
+                    got: h.base_offset,
+                });
+            }
+            plans.push(BatchPlan {
+                pos,
+                size: h.total_size(),
+                base_offset: h.base_offset,
+            });
+            if h.partition_leader_epoch >= 0
+                && epoch_starts
+                    .last()
+                    .is_none_or(|&(e, _)| h.partition_leader_epoch > e)
+            {
+                epoch_starts.push((h.partition_leader_epoch, h.base_offset));
+            }
+            pos += h.total_size();
+            next = h.last_offset() + 1;
+            max_timestamp = max_timestamp.max(h.max_timestamp);
+        }
+        if headers.is_empty() {
+            return Ok(AppendInfo {
+                base_offset: base,
+                last_offset: base - 1,
+                log_append_time_ms: -1,
+                log_start_offset: self.log_start.get(),
+                max_timestamp,
+                fail_gen: self.fail_gen.get(),
+            });
+        }
+        let item = PendingAppend {
+            records,
+            batches: plans,
+            leader_epoch: None,
+            log_append_time_ms: None,
+        };
+        self.enqueue(item, &headers, &epoch_starts, next, now_ms);
+        Ok(AppendInfo {
+            base_offset: base,
+            last_offset: next - 1,
+            log_append_time_ms: -1,
+            log_start_offset: self.log_start.get(),
+            max_timestamp,
+            fail_gen: self.fail_gen.get(),
+        })
+    }
+
+    /// Queues an append for the writer: rolls the active segment first if the append would
+    /// overflow it (size, age, or the 32-bit offset span of its index), records leader epoch
+    /// starts and producer state, and moves the log end offset to `next`.
+    fn enqueue(
+        &self,
+        item: PendingAppend,
+        headers: &[crate::batch::BatchHeader],
+        epoch_starts: &[(i32, i64)],
+        next: i64,
+        now_ms: i64,
+    ) {
+        let cfg = self.config.borrow();
+        let base = self.leo.get();
+        let last = next - 1;
+        let len = item.records.len() as u64;
         let mut st = self.state.borrow_mut();
         st.failed = false; // retry after an I/O failure
-        let len = records.len() as u64;
         let needs_roll = st.active_projected_bytes > 0
             && (st.active_projected_bytes + len > cfg.segment_bytes_effective()
                 || st
@@ -151,30 +258,19 @@ impl Log {
         }
         st.active_projected_bytes += len;
         st.active_created_ms.get_or_insert(now_ms);
-        if leader_epoch >= 0 && st.epochs.last().is_none_or(|&(e, _)| leader_epoch > e) {
-            st.epochs.push((leader_epoch, base));
-            st.epochs_dirty = true;
+        for &(epoch, start) in epoch_starts {
+            if st.epochs.last().is_none_or(|&(e, _)| epoch > e) {
+                st.epochs.push((epoch, start));
+                st.epochs_dirty = true;
+            }
         }
-        for (h, plan) in headers.iter().zip(&plans) {
+        for (h, plan) in headers.iter().zip(&item.batches) {
             st.producers.record(h, plan.base_offset, now_ms);
         }
-        st.pending.push_back(Pending::Append(PendingAppend {
-            records,
-            batches: plans,
-            leader_epoch,
-            log_append_time_ms,
-        }));
+        st.pending.push_back(Pending::Append(item));
         drop(st);
         self.leo.set(next);
         self.work.notify_all();
-        Ok(AppendInfo {
-            base_offset: base,
-            last_offset: last,
-            log_append_time_ms: log_append_time_ms.unwrap_or(-1),
-            log_start_offset: self.log_start.get(),
-            max_timestamp,
-            fail_gen: self.fail_gen.get(),
-        })
     }
 
     /// Resolves when the batches of `info`'s append are written, or with the I/O error that

@@ -13,8 +13,10 @@
 //! ```
 //!
 //! Offsets: `log_start_offset <= written_offset <= log_end_offset` and `durable_offset <=
-//! written_offset`. `append` assigns offsets synchronously (LEO moves at once) and queues the
-//! bytes; the writer task coalesces what is queued into 4 KiB-aligned writes of up to 2 MiB
+//! written_offset`. `append` (a leader's) assigns offsets synchronously (LEO moves at once) and
+//! queues the bytes, whose headers the writer stamps with offsets and the leader epoch;
+//! `append_replicated` (a follower's) queues a leader's batches as they are, if they continue the
+//! log exactly; the writer task coalesces what is queued into 4 KiB-aligned writes of up to 2 MiB
 //! (rewriting the partial last block it keeps in memory, as a separate 4 KiB write; one write in
 //! flight, the next one built meanwhile), and after each write publishes: the segment's size and
 //! index, the tail cache, and the written offset (first offset not yet written). Readers only see

@@ -39,7 +39,9 @@ pub(super) struct BatchPlan {
 pub(super) struct PendingAppend {
     pub(super) records: Bytes,
     pub(super) batches: Vec<BatchPlan>,
-    pub(super) leader_epoch: i32,
+    /// The epoch stamped into every batch (a leader's append); `None`: the batches are a
+    /// leader's copies, written as they are (`Log::append_replicated`).
+    pub(super) leader_epoch: Option<i32>,
     pub(super) log_append_time_ms: Option<i64>,
 }
 
@@ -168,12 +170,9 @@ impl Log {
                 let at = buf.len();
                 buf.extend_from_slice(&item.records[b.pos..b.pos + b.size]);
                 let bytes = &mut buf.as_mut_slice()[at..at + b.size];
-                rewrite_header(
-                    bytes,
-                    b.base_offset,
-                    item.leader_epoch,
-                    item.log_append_time_ms,
-                );
+                if let Some(epoch) = item.leader_epoch {
+                    rewrite_header(bytes, b.base_offset, epoch, item.log_append_time_ms);
+                }
                 let h = crate::batch::BatchHeader::parse(bytes).map_err(|e| {
                     io::Error::other(format!("batch changed after validation: {e}"))
                 })?;
@@ -185,7 +184,7 @@ impl Log {
                         size: b.size as u32,
                         max_timestamp: h.max_timestamp,
                         records_count: h.records_count,
-                        partition_leader_epoch: item.leader_epoch,
+                        partition_leader_epoch: h.partition_leader_epoch,
                     },
                     at as i32,
                 ));
