@@ -839,3 +839,29 @@ async fn a_follower_copy_keeps_offsets_epochs_and_bytes_and_survives_reopen() {
         leader.end_offset_for_epoch(1)
     );
 }
+
+#[compio::test]
+async fn malformed_replicated_batches_are_refused_and_change_nothing() {
+    let dir = tmpdir();
+    let log = open(dir.path(), config(IoMode::Buffered)).await;
+    log.append(batch(3, TS, 10), 0, TS).unwrap();
+    let good = {
+        log.wait_written(2).await.unwrap();
+        log.read(0, 1 << 20, i64::MAX).await.unwrap().chunks[0].clone()
+    };
+    let follower_dir = tmpdir();
+    let f = open(follower_dir.path(), config(IoMode::Buffered)).await;
+    let mut flipped = good.to_vec();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0xff; // inside the records: CRC mismatch
+    for bad in [
+        bytes::Bytes::from_static(b"garbage"),
+        good.slice(..good.len() - 1),
+        bytes::Bytes::from(flipped),
+    ] {
+        assert!(f.append_replicated(bad, TS).is_err());
+        assert_eq!(f.log_end_offset(), 0);
+    }
+    f.append_replicated(good, TS).unwrap();
+    assert_eq!(f.log_end_offset(), 3);
+}
