@@ -3,8 +3,9 @@
 //! live keys once superseded records dominate), both at load and while running.
 
 use super::state::{Group, Load, Member, PendingWrite};
-use super::{Action, Coordinator, GroupState};
+use super::{Action, Coordinator, GroupState, JoinResult, Reply, SyncResult};
 use crate::coordinator::group::records::{GroupValue, StoredRecord};
+use kafka_protocol::ResponseError;
 
 impl Coordinator {
     /// Counts appended records; when a partition's log holds far more records than live keys
@@ -130,6 +131,35 @@ impl Coordinator {
         } else {
             self.log_records
                 .insert(partition, (records_read, records_read));
+        }
+    }
+
+    /// This broker stopped leading offsets partition `p`: its groups are dropped, and members
+    /// waiting in a join or sync are told NOT_COORDINATOR, so they look for the new coordinator
+    /// at once instead of waiting for their timeouts.
+    pub(super) fn unload(&mut self, p: i32) {
+        self.partitions.remove(&p);
+        self.log_records.remove(&p);
+        let gone: Vec<String> = self
+            .groups
+            .values()
+            .filter(|g| g.partition == p)
+            .map(|g| g.id.clone())
+            .collect();
+        for id in gone {
+            let Some(g) = self.groups.remove(&id) else {
+                continue;
+            };
+            for m in g.members.values() {
+                if let Some(req) = m.awaiting_join {
+                    let r = JoinResult::error(ResponseError::NotCoordinator, &m.id);
+                    self.reply(req, Reply::Join(r));
+                }
+                if let Some(req) = m.awaiting_sync {
+                    let r = SyncResult::error(ResponseError::NotCoordinator);
+                    self.reply(req, Reply::Sync(r));
+                }
+            }
         }
     }
 }

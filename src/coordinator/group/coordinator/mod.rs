@@ -451,11 +451,7 @@ impl Coordinator {
                 self.groups.retain(|_, g| g.partition != p);
             }
             Event::Replay(p, rec) => self.replay(now_ms, p, rec),
-            Event::Unloaded(p) => {
-                self.partitions.remove(&p);
-                self.log_records.remove(&p);
-                self.groups.retain(|_, g| g.partition != p);
-            }
+            Event::Unloaded(p) => self.unload(p),
             Event::LoadCompleted {
                 partition,
                 records_read,

@@ -718,3 +718,21 @@ fn deleting_a_topic_drops_its_offsets_and_buries_commits_in_flight() {
         vec![("kept".into(), 0, 7), ("kept".into(), 1, 8)]
     );
 }
+
+#[test]
+fn losing_the_partition_answers_waiting_members_not_coordinator_and_drops_its_groups() {
+    let mut s = Sim::new();
+    s.stable_single();
+    // A second member joins: it waits for the first to rejoin; meanwhile the partition moves
+    // to another broker.
+    let (_, pending) = s.new_member();
+    assert!(s.take(pending).is_none(), "waiting in the rebalance");
+    s.event(Event::Unloaded(P));
+    let r = s.join_result(pending);
+    assert_eq!(r.error, e(ResponseError::NotCoordinator));
+    assert!(
+        s.c.summaries().is_empty(),
+        "the group is gone from this coordinator"
+    );
+    assert!(!s.c.is_loaded(P));
+}
