@@ -134,7 +134,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.mem
             .borrow_mut()
             .log
-            .split_off(&after.map_or(0, |i| i + 1));
+            .split_off(&after.map_or(0, |i| i.saturating_add(1)));
         self.journal
             .submit(vec![JournalOp::TruncateAfter(after)], true)
             .await
@@ -143,7 +143,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, id: LogId) -> Result<(), io::Error> {
         {
             let mut mem = self.mem.borrow_mut();
-            mem.log = mem.log.split_off(&(id.index + 1));
+            mem.log = mem.log.split_off(&id.index.saturating_add(1));
             mem.last_purged = Some(id);
         }
         self.journal.submit(vec![JournalOp::Purge(id)], true).await
