@@ -161,7 +161,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
             source,
         })?;
         let image = recovered.image.clone();
-        (Metadata::Quorum(recovered), image)
+        (Metadata::Quorum(Box::new(recovered)), image)
     } else {
         let (store, image) = MetadataStore::open(&config.args.data_dir, config.args.node_id)?;
         // In cluster mode the image at start is only the last snapshot: a topic created
@@ -294,7 +294,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
 /// Where shard 0's controller keeps the metadata.
 enum Metadata {
     Local(MetadataStore),
-    Quorum(crate::quorum::Recovered),
+    /// Boxed: the journal's content is large beside a store handle.
+    Quorum(Box<crate::quorum::Recovered>),
 }
 
 /// What one shard thread starts with.
@@ -338,7 +339,7 @@ async fn shard_main(start: ShardStart) {
         let backend = match metadata {
             Metadata::Local(store) => Backend::Local(store),
             Metadata::Quorum(r) => {
-                recovered = Some(r);
+                recovered = Some(*r);
                 Backend::Quorum(std::cell::OnceCell::new())
             }
         };
