@@ -9,7 +9,15 @@
 //!   before and after restarts (its effect is a monotone predicate, see [`Expect`]);
 //! - a leader's term was granted by a majority: a quorum of durable votes is at or past the
 //!   leader's (so a vote is durable before it is granted);
-//! - log matching: entries with the same log id on two nodes' disks are the same entry.
+//! - log matching on the disks (after every fault and at the end): the same log id is the
+//!   same entry, with the same entries before it; committed prefixes agree.
+//!
+//! Not checked: "at most one leader per term". The quorum uses openraft's default leader id
+//! (`leader_id_adv`: a leader is a (term, node) pair, totally ordered), under which two nodes
+//! may both be elected in one term — the later, higher (term, node) one wins votes the
+//! earlier got — and that is safe: log ids carry the node, so their entries never collide.
+//! Runs count such terms ([`Checker::leaders`]); the quorum-of-durable-votes check above is
+//! the election safety that holds.
 //!
 //! And at the end: every node converged on one image, holding every acknowledged write.
 
@@ -265,22 +273,49 @@ impl Checker {
         }
     }
 
-    /// Log matching across the nodes' disks.
+    /// Raft's log properties on the nodes' disks: entries with the same log id are the same
+    /// entry, and so are all entries before them (log matching); entries up to a node's own
+    /// commit point agree with every other node's up to its commit point.
     pub fn logs_match(&self, disks: &[(u64, Durable)]) {
-        let mut seen = BTreeMap::new();
+        let mut by_id = BTreeMap::new();
+        let mut committed = BTreeMap::new();
         for (node, d) in disks {
+            let commit = d.committed.map_or(0, |c| c.index);
             for (index, e) in &d.log {
-                match seen.get(index) {
-                    None => {
-                        seen.insert(*index, (*node, e));
+                if let Some((other, o)) = by_id.insert(e.log_id, (*node, e)) {
+                    if o != e {
+                        self.fail(&format!(
+                            "nodes {other} and {node} hold different entries with log id {}",
+                            e.log_id
+                        ));
                     }
-                    Some((other, o)) => {
-                        if o.log_id == e.log_id && *o != e {
+                }
+                if *index <= commit {
+                    if let Some((other, id)) = committed.insert(*index, (*node, e.log_id)) {
+                        if id != e.log_id {
                             self.fail(&format!(
-                                "nodes {other} and {node} hold different entries with log id {}",
+                                "nodes {other} and {node} committed different entries at index \
+                                 {index}: {id} and {}",
                                 e.log_id
                             ));
                         }
+                    }
+                }
+            }
+        }
+        for (i, (a, da)) in disks.iter().enumerate() {
+            for (b, db) in &disks[i + 1..] {
+                let common = da
+                    .log
+                    .iter()
+                    .rev()
+                    .find(|(index, e)| db.log.get(index).is_some_and(|o| o.log_id == e.log_id));
+                let Some((upto, _)) = common else { continue };
+                for (index, e) in da.log.range(..=upto) {
+                    if db.log.get(index).is_some_and(|o| o.log_id != e.log_id) {
+                        self.fail(&format!(
+                            "nodes {a} and {b} share the entry at {upto} but differ at {index}"
+                        ));
                     }
                 }
             }

@@ -1,13 +1,13 @@
 //! The fault schedule: until the clients stop, every 0.1–1.5 s of virtual time one fault
-//! drawn from the seed — a crash (hard, or after a graceful shutdown) with a restart from the
-//! disk later, a partition (a random side against the rest), a one-way cut, the leader
+//! drawn from the seed — a crash (after a graceful shutdown, of the process, or of the machine:
+//! unsynced writes lost) with a restart from the disk later, a partition (a random side against the rest), a one-way cut, the leader
 //! isolated, a burst of message loss, or slow links. Each heals by itself after 0.2–4 s;
 //! faults overlap freely (cuts are counted, see `net.rs`).
 
 use std::rc::Rc;
 use std::time::Duration;
 
-use super::Cluster;
+use super::{Cluster, Crash};
 use crate::runtime::sim;
 
 impl Cluster {
@@ -16,14 +16,16 @@ impl Cluster {
         let end = sim::now() + self.params.run_for;
         while sim::now() < end {
             sim::sleep(Duration::from_millis(self.draw(100..1_500))).await;
+            self.check_logs();
             let ids = self.ids();
             let pick = |c: &Cluster| ids[c.draw(0..ids.len() as u64) as usize];
             let heal_after = Duration::from_millis(self.draw(200..4_000));
             match self.draw(0..7) {
                 0 | 1 => {
                     let id = pick(&self);
-                    let graceful = self.draw(0..2) == 0;
-                    self.crash(id, graceful).await;
+                    let how =
+                        [Crash::Graceful, Crash::Hard, Crash::PowerLoss][self.draw(0..3) as usize];
+                    self.crash(id, how).await;
                     let me = self.clone();
                     let down_for = Duration::from_millis(self.draw(50..3_000));
                     drop(sim::spawn(async move {

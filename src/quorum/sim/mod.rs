@@ -84,6 +84,19 @@ pub struct Outcome {
     pub virtual_time: Duration,
     pub steps: u64,
     pub epoch: u64,
+    /// Journal ops slow disks wrote, by kind (see `disk::OpCounts`).
+    pub ops: [u64; 6],
+}
+
+/// How a node goes down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Crash {
+    /// Raft shut down, then the process ends.
+    Graceful,
+    /// The process dies at once.
+    Hard,
+    /// The machine dies: unsynced writes are lost too.
+    PowerLoss,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +125,7 @@ pub struct Cluster {
     rng: RefCell<SmallRng>,
     stop: Cell<bool>,
     crashes: Cell<u32>,
+    ops: disk::OpCounts,
 }
 
 fn controller_config() -> ControllerConfig {
@@ -124,10 +138,11 @@ fn controller_config() -> ControllerConfig {
 
 impl Cluster {
     fn new(seed: u64, params: Params) -> Rc<Cluster> {
+        let ops = disk::OpCounts::default();
         let nodes = (1..=params.nodes)
             .map(|id| {
                 let node = Node {
-                    disk: Disk::new(params.slow_disk),
+                    disk: Disk::new(params.slow_disk, ops.clone()),
                     controller: Rc::new(RefCell::new(Controller::new(
                         controller_config(),
                         MetadataImage::default(),
@@ -149,6 +164,7 @@ impl Cluster {
             rng: RefCell::new(SmallRng::seed_from_u64(seed)),
             stop: Cell::new(false),
             crashes: Cell::new(0),
+            ops,
         })
     }
 
@@ -214,9 +230,20 @@ impl Cluster {
             n.controller = Rc::new(RefCell::new(Controller::new(controller_config(), image)));
             let journal = n.disk.journal(n.group, self.draw(0..u64::MAX));
             let (checker, incarnation) = (self.checker.clone(), n.incarnation);
+            // Shards take a while to take an image, sometimes.
+            let delays = RefCell::new(SmallRng::seed_from_u64(self.draw(0..u64::MAX)));
             let publish: Publish = Rc::new(move |image: Arc<MetadataImage>| {
                 checker.borrow_mut().applied(id, incarnation, &image);
-                async { Vec::new() }.boxed_local()
+                let mut rng = delays.borrow_mut();
+                let pause = (rng.random_range(0..10) < 3)
+                    .then(|| Duration::from_micros(rng.random_range(10..5_000)));
+                async move {
+                    if let Some(p) = pause {
+                        sim::sleep(p).await;
+                    }
+                    Vec::new()
+                }
+                .boxed_local()
             });
             let pristine = n.disk.is_pristine();
             (
@@ -275,8 +302,8 @@ impl Cluster {
     }
 
     /// Crashes node `id`: gracefully (Raft shut down first) or not, then every task of it is
-    /// dropped; only its disk survives.
-    async fn crash(&self, id: u64, graceful: bool) {
+    /// dropped; only its disk survives (less its unsynced writes, on a power loss).
+    async fn crash(&self, id: u64, how: Crash) {
         let (raft, group) = {
             let mut nodes = self.nodes.borrow_mut();
             let Some(n) = nodes.get_mut(&id) else { return };
@@ -288,11 +315,14 @@ impl Cluster {
         };
         self.net.borrow_mut().down(id);
         self.crashes.set(self.crashes.get() + 1);
-        self.event("crash", &[id, u64::from(graceful)]);
-        if let (Some(raft), true) = (&raft, graceful) {
+        self.event("crash", &[id, how as u64]);
+        if let (Some(raft), Crash::Graceful) = (&raft, how) {
             let _ = sim::timeout(Duration::from_secs(5), raft.shutdown()).await;
         }
         sim::kill_group(group);
+        if let Some(n) = self.nodes.borrow().get(&id) {
+            n.disk.crashed(how == Crash::PowerLoss);
+        }
     }
 
     /// Checked between every two polls: leaders were granted by a quorum of durable votes.
@@ -407,7 +437,7 @@ impl Cluster {
         self.event("settled", &[epoch, sim::steps()]);
         // Stop every node (their tasks would otherwise outlive the run).
         for id in self.ids() {
-            self.crash(id, true).await;
+            self.crash(id, Crash::Graceful).await;
         }
         let checker = self.checker.borrow();
         Outcome {
@@ -419,6 +449,7 @@ impl Cluster {
             virtual_time: sim::elapsed(),
             steps: sim::steps(),
             epoch,
+            ops: *self.ops.borrow(),
         }
     }
 }

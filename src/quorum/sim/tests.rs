@@ -5,7 +5,8 @@ use std::time::Instant;
 
 use super::{run_seed, Outcome};
 
-/// Seeds `seeds` runs unless `SLUICE_SIM_SEEDS` says otherwise.
+/// Seeds `seeds` runs (0, 1, …) unless `SLUICE_SIM_SEEDS` (how many) and
+/// `SLUICE_SIM_FIRST_SEED` (from which) say otherwise.
 const SEEDS: u64 = 250;
 
 fn env_u64(name: &str) -> Option<u64> {
@@ -45,6 +46,7 @@ fn seeds() {
         return;
     }
     let count = env_u64("SLUICE_SIM_SEEDS").unwrap_or(SEEDS);
+    let first = env_u64("SLUICE_SIM_FIRST_SEED").unwrap_or(0);
     let started = Instant::now();
     // Seeds are independent (each thread runs its own simulations): spread them over the cores.
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(4));
@@ -55,11 +57,11 @@ fn seeds() {
                 s.spawn(|| {
                     let mut done = Vec::new();
                     loop {
-                        let seed = next.fetch_add(1, Ordering::Relaxed);
-                        if seed >= count {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= count {
                             return done;
                         }
-                        done.push(one(seed));
+                        done.push(one(first + i));
                     }
                 })
             })
@@ -72,13 +74,20 @@ fn seeds() {
     let sum = |f: fn(&Outcome) -> u64| outcomes.iter().map(f).sum::<u64>();
     eprintln!(
         "{count} seeds on {threads} threads in {:?}: {} acknowledged writes, {} crashes, {} polls, \
-         {:?} virtual, {} terms with two leaders",
+         {:?} virtual, {} terms with two leaders; slow disks wrote {} votes, {} appends, {} \
+         truncations, {} purges, {} commit points, {} snapshots",
         started.elapsed(),
         sum(|o| o.acks as u64),
         sum(|o| u64::from(o.crashes)),
         sum(|o| o.steps),
         outcomes.iter().map(|o| o.virtual_time).sum::<std::time::Duration>(),
         sum(|o| o.terms_with_two_leaders as u64),
+        sum(|o| o.ops[0]),
+        sum(|o| o.ops[1]),
+        sum(|o| o.ops[2]),
+        sum(|o| o.ops[3]),
+        sum(|o| o.ops[4]),
+        sum(|o| o.ops[5]),
     );
 }
 
