@@ -277,23 +277,39 @@ impl Checker {
     /// entry, and so are all entries before them (log matching); entries up to a node's own
     /// commit point agree with every other node's up to its commit point.
     pub fn logs_match(&self, disks: &[(u64, Durable)]) {
+        let fail = |what: String| -> ! {
+            let mut why = what;
+            for (node, d) in disks {
+                let ids: Vec<String> = d.log.values().map(|e| e.log_id.to_string()).collect();
+                why.push_str(&format!(
+                    "\n  node {node}: vote {:?}, committed {:?}, purged {:?}, snapshot {:?}, log [{}]",
+                    d.vote.map(|v| v.to_string()),
+                    d.committed.map(|c| c.to_string()),
+                    d.last_purged.map(|p| p.to_string()),
+                    d.snapshot.as_ref().map(|(m, _)| m.last_log_id.map(|l| l.to_string())),
+                    ids.join(" ")
+                ));
+            }
+            self.fail(&why)
+        };
         let mut by_id = BTreeMap::new();
         let mut committed = BTreeMap::new();
         for (node, d) in disks {
-            let commit = d.committed.map_or(0, |c| c.index);
+            // Nothing is committed before the first commit point.
+            let commit = d.committed.map(|c| c.index);
             for (index, e) in &d.log {
                 if let Some((other, o)) = by_id.insert(e.log_id, (*node, e)) {
                     if o != e {
-                        self.fail(&format!(
+                        fail(format!(
                             "nodes {other} and {node} hold different entries with log id {}",
                             e.log_id
                         ));
                     }
                 }
-                if *index <= commit {
+                if commit.is_some_and(|c| *index <= c) {
                     if let Some((other, id)) = committed.insert(*index, (*node, e.log_id)) {
                         if id != e.log_id {
-                            self.fail(&format!(
+                            fail(format!(
                                 "nodes {other} and {node} committed different entries at index \
                                  {index}: {id} and {}",
                                 e.log_id
@@ -313,7 +329,7 @@ impl Checker {
                 let Some((upto, _)) = common else { continue };
                 for (index, e) in da.log.range(..=upto) {
                     if db.log.get(index).is_some_and(|o| o.log_id != e.log_id) {
-                        self.fail(&format!(
+                        fail(format!(
                             "nodes {a} and {b} share the entry at {upto} but differ at {index}"
                         ));
                     }

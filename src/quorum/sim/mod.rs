@@ -1,9 +1,10 @@
 //! A deterministic simulation of the controller quorum: 3 or 5 voters built with
 //! [`build_raft`] (the production Raft: log store, state machine, journal), on the simulator
 //! runtime (`crate::runtime::sim`), a simulated network (`net.rs`) and disks (`disk.rs`),
-//! under a fault schedule drawn from one seed — crashes (hard, or after a graceful shutdown)
-//! and restarts from what the disk made durable, partitions and one-way cuts that heal,
-//! message loss and slow links — while clients write admin commands (`workload.rs`). The
+//! under a fault schedule drawn from one seed (`faults.rs`) — crashes (graceful, of the
+//! process, or of the machine) and restarts from what the disk made durable, partitions and
+//! one-way cuts that heal, message loss and slow links — while clients write admin commands
+//! (`workload.rs`). The
 //! invariants (`check.rs`) are checked as the run goes; at the end everything heals and the
 //! cluster must settle on one image holding every acknowledged write.
 //!
@@ -11,6 +12,14 @@
 //! the run's parameters. Everything random comes from the seed, so a seed replays exactly
 //! (`SLUICE_SIM_SEED=<n> cargo test --lib quorum::sim`); every run is bounded in virtual
 //! time, polls and tasks.
+//!
+//! Determinism: a run's trace (every image applied, with its virtual time, every ack, fault
+//! and leader, and the poll count) is the same for the same seed, within a process and across
+//! processes. openraft draws its randomness (election timeouts, tick
+//! phase) from `AsyncRuntime::thread_rng` and its time from `AsyncRuntime::Instant`, both the
+//! simulator's; its `SystemTime` use only formats instants in logs; its `HashMap`s are never
+//! iterated on the paths a run takes. The image's `by_id` `HashMap` is not iterated either.
+//! Nothing here reads the wall clock, the OS RNG or thread ids.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -86,6 +95,8 @@ pub struct Outcome {
     pub epoch: u64,
     /// Journal ops slow disks wrote, by kind (see `disk::OpCounts`).
     pub ops: [u64; 6],
+    pub snapshots_installed: u64,
+    pub messages_lost: u64,
 }
 
 /// How a node goes down.
@@ -450,6 +461,8 @@ impl Cluster {
             steps: sim::steps(),
             epoch,
             ops: *self.ops.borrow(),
+            snapshots_installed: self.net.borrow().snapshots_installed,
+            messages_lost: self.net.borrow().dropped,
         }
     }
 }

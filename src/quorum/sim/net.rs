@@ -41,6 +41,8 @@ pub struct Net {
     rng: SmallRng,
     pub delivered: u64,
     pub dropped: u64,
+    /// Snapshots a node installed from another.
+    pub snapshots_installed: u64,
 }
 
 pub type SharedNet = Rc<RefCell<Net>>;
@@ -55,6 +57,7 @@ impl Net {
             rng: SmallRng::seed_from_u64(seed),
             delivered: 0,
             dropped: 0,
+            snapshots_installed: 0,
         }))
     }
 
@@ -278,7 +281,10 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
         match self.rpc(Request::Snapshot(vote, snapshot), option).await {
-            Ok(Response::Snapshot(r)) => Ok(r),
+            Ok(Response::Snapshot(r)) => {
+                self.net.borrow_mut().snapshots_installed += 1;
+                Ok(r)
+            }
             Ok(_) => Err(StreamingError::Network(NetworkError::new(
                 &io::Error::other("unexpected response"),
             ))),

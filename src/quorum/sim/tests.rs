@@ -75,7 +75,8 @@ fn seeds() {
     eprintln!(
         "{count} seeds on {threads} threads in {:?}: {} acknowledged writes, {} crashes, {} polls, \
          {:?} virtual, {} terms with two leaders; slow disks wrote {} votes, {} appends, {} \
-         truncations, {} purges, {} commit points, {} snapshots",
+         truncations, {} purges, {} commit points, {} snapshots; {} snapshots installed from \
+         the leader, {} messages lost",
         started.elapsed(),
         sum(|o| o.acks as u64),
         sum(|o| u64::from(o.crashes)),
@@ -88,6 +89,8 @@ fn seeds() {
         sum(|o| o.ops[3]),
         sum(|o| o.ops[4]),
         sum(|o| o.ops[5]),
+        sum(|o| o.snapshots_installed),
+        sum(|o| o.messages_lost),
     );
 }
 
