@@ -297,6 +297,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
 /// Where shard 0's controller keeps the metadata.
 enum Metadata {
     Local(MetadataStore),
+    /// Boxed: the journal's content is large beside a store handle.
     Quorum(Box<crate::quorum::Recovered>),
     /// A broker-only node of a cluster.
     Remote,

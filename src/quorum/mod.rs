@@ -38,6 +38,8 @@ use crate::controller::Controller;
 pub mod journal;
 mod log_store;
 pub mod network;
+#[cfg(test)]
+mod sim;
 mod state_machine;
 
 pub use network::AppHandler;
@@ -151,14 +153,14 @@ pub fn recover(dir: &std::path::Path) -> io::Result<Recovered> {
     Ok(Recovered { durable, image })
 }
 
-fn raft_config(heartbeat: Duration) -> io::Result<Arc<openraft::Config>> {
+fn raft_config(heartbeat: Duration, snapshot_every: u64) -> io::Result<Arc<openraft::Config>> {
     let hb = heartbeat.as_millis().max(10) as u64;
     let config = openraft::Config {
         cluster_name: "sluice".into(),
         heartbeat_interval: hb,
         election_timeout_min: hb * 3,
         election_timeout_max: hb * 6,
-        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(SNAPSHOT_EVERY),
+        snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every),
         max_in_snapshot_log_to_keep: 0,
         ..Default::default()
     };
@@ -173,10 +175,13 @@ fn leader_of(raft: &Raft) -> Option<i32> {
 }
 
 /// Builds and runs a voter's Raft over `network` from the durable state `durable` (which
-/// `journal` holds and will extend). The simulation builds its nodes with this too.
+/// `journal` holds and will extend), snapshotting every `snapshot_every` entries
+/// ([`SNAPSHOT_EVERY`] in production). The simulation builds its nodes with this too.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn build_raft<N>(
     node_id: i32,
     heartbeat: Duration,
+    snapshot_every: u64,
     network: N,
     durable: &journal::Durable,
     journal: journal::Journal,
@@ -190,7 +195,8 @@ where
     let log = log_store::LogStore::new(durable, journal.clone());
     let sm =
         state_machine::StateMachine::new(controller, publish, journal, durable.snapshot.clone());
-    Raft::new(node_id as u64, raft_config(heartbeat)?, network, log, sm)
+    let config = raft_config(heartbeat, snapshot_every)?;
+    Raft::new(node_id as u64, config, network, log, sm)
         .await
         .map_err(io::Error::other)
 }
@@ -210,6 +216,7 @@ impl Quorum {
         let raft = build_raft(
             config.node_id,
             config.heartbeat,
+            SNAPSHOT_EVERY,
             network::Network {
                 voters: config.voters.clone(),
             },

@@ -32,9 +32,17 @@ pub mod net {
     }
 }
 
+#[cfg(test)]
+pub mod sim;
+
 /// The async runtime openraft runs on (the controller quorum, `crate::quorum`): compio's
 /// adapter, on the shard's own runtime.
+#[cfg(not(test))]
 pub type RaftRuntime = openraft_rt_compio::CompioRuntime;
+/// In the library's unit tests the quorum runs on the deterministic simulator
+/// (`crate::quorum::sim`); the binary and the integration tests run it on compio.
+#[cfg(test)]
+pub type RaftRuntime = sim::SimRuntime;
 
 /// Runs `main` to completion on a new runtime for the current thread (a shard), pinned to `cpu`.
 pub fn block_on_pinned<F: Future>(cpu: usize, main: F) -> std::io::Result<F::Output> {
