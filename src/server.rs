@@ -156,6 +156,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let _lock = prepare_data_dir(&config.args.data_dir)?;
     let (metadata, image) = if config.clustered() && config.args.controller_listen.is_none() {
         // A broker-only node: its metadata comes from the active controller once started.
+        if let Err(e) = crate::partition::dir::remove_deleted(&config.args.data_dir) {
+            warn!(error = %e, "removing deleted partition directories failed");
+        }
         (Metadata::Remote, MetadataImage::default())
     } else if config.clustered() {
         let dir = config.args.data_dir.join("__raft");
@@ -164,6 +167,11 @@ pub fn run(config: Config) -> Result<(), StartError> {
             source,
         })?;
         let image = recovered.image.clone();
+        // Deleted topics' directories are swept once this node has caught up with the cluster
+        // (`shard::cluster`); a crash's `-delete` leftovers can go now.
+        if let Err(e) = crate::partition::dir::remove_deleted(&config.args.data_dir) {
+            warn!(error = %e, "removing deleted partition directories failed");
+        }
         (Metadata::Quorum(Box::new(recovered)), image)
     } else {
         let (store, image) = MetadataStore::open(&config.args.data_dir, config.args.node_id)?;

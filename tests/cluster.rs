@@ -171,8 +171,25 @@ fn three_nodes_form_a_cluster_survive_a_controller_crash_and_restarts() {
         group.commit(&tpl, CommitMode::Sync).is_ok()
     });
 
+    // A topic with a partition on every node, deleted while one of them is down (below).
+    create_topic(&cluster, 0, "doomed", 3);
+    let data_dirs: Vec<std::path::PathBuf> =
+        cluster.nodes.iter().map(|n| n.data_dir.clone()).collect();
+    let doomed_dirs = |i: usize| {
+        std::fs::read_dir(&data_dirs[i])
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("doomed-"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+
     // SIGKILL the active controller: the other two elect a new one and admin works again.
     let old = controller as usize;
+    cluster.wait_for("the doomed topic's partition on the controller", || {
+        doomed_dirs(old) == 1
+    });
     cluster.nodes[old].kill9();
     let started = Instant::now();
     let alive: Vec<usize> = (0..3).filter(|i| *i != old).collect();
@@ -183,6 +200,10 @@ fn three_nodes_form_a_cluster_survive_a_controller_crash_and_restarts() {
     );
     assert_ne!(new as usize, old);
     create_topic(&cluster, alive[0], "after-failover", 2);
+    let admin = cluster.nodes[alive[0]].admin();
+    for r in futures_executor::block_on(admin.delete_topics(&["doomed"], &opts)).expect("delete") {
+        r.expect("deleted while a replica's node is down");
+    }
 
     // The killed node restarts, rejoins, and serves its partitions' data again.
     cluster.nodes[old].restart();
@@ -190,6 +211,10 @@ fn three_nodes_form_a_cluster_survive_a_controller_crash_and_restarts() {
     cluster.wait_for("the restarted node to know 'after-failover'", || {
         topics(&cluster.nodes[old].addr)
             .is_some_and(|t| t.iter().any(|(n, _, _)| n == "after-failover"))
+    });
+    // Once caught up, it removed the directory of the topic deleted while it was away.
+    cluster.wait_for("the deleted topic's directory to be swept", || {
+        doomed_dirs(old) == 0
     });
     assert_eq!(read_all(&cluster, "spread", 6, 300), expected(300));
 
@@ -317,4 +342,40 @@ fn a_broker_only_node_follows_the_quorum_and_serves_its_partitions() {
     let alive: Vec<usize> = (0..4).filter(|i| *i != controller as usize).collect();
     cluster.wait_settled(&alive);
     create_topic(&cluster, b, "after-failover", 1);
+}
+
+#[test]
+fn a_restart_does_not_replay_a_deleted_topic_over_its_successor() {
+    let mut cluster = Cluster::start(3, false, &[]);
+    cluster.wait_settled(&[0, 1, 2]);
+    // Both incarnations place partition p on node p, so their directories collide.
+    let admin = cluster.nodes[0].admin();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
+    let placed = NewTopic::new("reborn", 3, TopicReplication::Variable(&[&[0], &[1], &[2]]));
+    for r in futures_executor::block_on(admin.create_topics([&placed], &opts)).expect("create") {
+        r.expect("created");
+    }
+    for r in futures_executor::block_on(admin.delete_topics(&["reborn"], &opts)).expect("delete") {
+        r.expect("deleted");
+    }
+    for r in futures_executor::block_on(admin.create_topics([&placed], &opts)).expect("create") {
+        r.expect("created again");
+    }
+    let boot = cluster.bootstrap();
+    let producer =
+        cluster.nodes[0].producer(&[("bootstrap.servers", boot.as_str()), ("acks", "all")]);
+    for d in produce_all(&producer, "reborn", &records(90)) {
+        d.expect("delivered");
+    }
+    drop(producer);
+    // Every node restarts and replays its metadata log from the start (no snapshot yet): the
+    // first "reborn" must not be opened over the second one's data.
+    for n in &mut cluster.nodes {
+        n.kill9();
+    }
+    for n in &mut cluster.nodes {
+        n.restart();
+    }
+    cluster.wait_settled(&[0, 1, 2]);
+    assert_eq!(read_all(&cluster, "reborn", 3, 90), expected(90));
 }

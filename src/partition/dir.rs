@@ -7,7 +7,9 @@
 //! - a deleted partition's directory is renamed to `<topic>-<partition>.<id>-delete` at once and
 //!   removed after (`Log::delete_renamed`); a crash in between leaves only a `-delete` directory;
 //! - at start-up, `-delete` directories and partition directories whose topic id is not in the
-//!   metadata are removed (`sweep`).
+//!   metadata are removed (`sweep`). A cluster node's metadata at start-up is only its last
+//!   snapshot, so it sweeps later, once caught up with the cluster (`stamped_dirs`, then
+//!   `remove_aside` of those whose topic id is gone).
 //!
 //! ```text
 //! partition.metadata:
@@ -197,6 +199,41 @@ pub fn sweep(data_dir: &Path, image: &MetadataImage) -> io::Result<usize> {
         }
     }
     Ok(removed)
+}
+
+/// Removes the `-delete` directories a crash left behind (before any log opens); how many.
+pub fn remove_deleted(data_dir: &Path) -> io::Result<usize> {
+    let mut removed = 0;
+    for entry in fs::read_dir(data_dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if entry.file_type()?.is_dir() && name.ends_with(DELETE_SUFFIX) {
+            info!(dir = %entry.path().display(), "removing a deleted partition directory");
+            fs::remove_dir_all(entry.path())?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+/// Every partition directory of `data_dir` stamped with a topic id: the candidates of a
+/// cluster node's sweep.
+pub fn stamped_dirs(data_dir: &Path) -> io::Result<Vec<(PathBuf, [u8; 16])>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(data_dir)? {
+        let entry = entry?;
+        if !entry.file_type()?.is_dir() {
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if !name.ends_with(DELETE_SUFFIX) && parse_dir_name(&name).is_some() {
+            if let DirId::Id(id) = read_dir_id(&path)? {
+                out.push((path, id));
+            }
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]

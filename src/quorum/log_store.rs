@@ -95,12 +95,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
         self.mem.borrow_mut().committed = committed;
-        // Not synced: after a crash the commit point is learned again from the leader; a
-        // persisted one only lets a restart re-apply sooner.
-        let _written = self
-            .journal
-            .submit(vec![JournalOp::Committed(committed)], false);
-        Ok(())
+        // Synced before openraft applies past it: a restart replays everything it ever
+        // published quietly (see `state_machine`), which needs this bound to be on disk.
+        self.journal
+            .submit(vec![JournalOp::Committed(committed)], true)
+            .await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {

@@ -193,8 +193,13 @@ where
     N::Network: openraft::network::NetSnapshot<TypeConfig, SnapshotData = Vec<u8>>,
 {
     let log = log_store::LogStore::new(durable, journal.clone());
-    let sm =
-        state_machine::StateMachine::new(controller, publish, journal, durable.snapshot.clone());
+    let sm = state_machine::StateMachine::new(
+        controller,
+        publish,
+        journal,
+        durable.snapshot.clone(),
+        durable.committed,
+    );
     let config = raft_config(heartbeat, snapshot_every)?;
     Raft::new(node_id as u64, config, network, log, sm)
         .await

@@ -2,6 +2,14 @@
 //! records into the shared [`Controller`] (all or none of an entry's records), then publishes
 //! the new image to the broker (every shard applies it) before the next entry is applied.
 //! Snapshots are the image as records (`MetadataImage::records`), kept in the journal.
+//!
+//! Replay after a restart is quiet: entries up to the commit point the journal held at start
+//! were applied (and their images published, partitions opened and deleted) before, so
+//! publishing them one by one again would walk the shards through old states — a topic
+//! deleted and created again would have its first incarnation opened over the second one's
+//! directory. They are replayed into the image only, and the image they end at is published
+//! once. The commit point is saved durably before anything is applied past it (the log
+//! store's `save_committed`), so nothing published before a crash lies beyond it.
 
 use std::cell::RefCell;
 use std::io;
@@ -34,6 +42,8 @@ struct Inner {
     last_applied: RefCell<Option<LogId>>,
     membership: RefCell<StoredMembership>,
     snapshot: RefCell<Option<(SnapshotMeta, Vec<u8>)>>,
+    /// Entries up to this index are replayed without publishing (see the module doc).
+    quiet_until: std::cell::Cell<Option<u64>>,
 }
 
 /// The state machine (cheap to clone; the snapshot builder is a clone).
@@ -54,11 +64,15 @@ impl StateMachine {
         publish: Publish,
         journal: Journal,
         snapshot: Option<(SnapshotMeta, Vec<u8>)>,
+        committed: Option<LogId>,
     ) -> StateMachine {
         let (last_applied, membership) = match &snapshot {
             Some((meta, _)) => (meta.last_log_id, meta.last_membership.clone()),
             None => (None, StoredMembership::default()),
         };
+        let quiet_until = committed
+            .map(|c| c.index)
+            .filter(|c| last_applied.is_none_or(|a| *c > a.index));
         StateMachine(Rc::new(Inner {
             controller,
             publish,
@@ -66,7 +80,21 @@ impl StateMachine {
             last_applied: RefCell::new(last_applied),
             membership: RefCell::new(membership),
             snapshot: RefCell::new(snapshot),
+            quiet_until: std::cell::Cell::new(quiet_until),
         }))
+    }
+
+    /// Ends a quiet replay once `index` reaches its end: publishes the image it ended at.
+    async fn end_quiet_replay(&self, index: u64) {
+        if self.0.quiet_until.get().is_some_and(|q| index >= q) {
+            self.0.quiet_until.set(None);
+            let image = Arc::new(self.0.controller.borrow().image().clone());
+            tracing::info!(
+                epoch = image.epoch,
+                "replayed the metadata log; publishing its image"
+            );
+            (self.0.publish)(image).await;
+        }
     }
 
     /// Replays `records` as one change: all apply, or none (an entry the image cannot take is
@@ -133,6 +161,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         while let Some((entry, responder)) = entries.try_next().await? {
             *self.0.last_applied.borrow_mut() = Some(entry.log_id);
+            let quiet = self
+                .0
+                .quiet_until
+                .get()
+                .is_some_and(|q| entry.log_id.index <= q);
             let mut applied = Applied::default();
             match entry.payload {
                 EntryPayload::Blank => {}
@@ -140,7 +173,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     Some((first, image)) => {
                         applied.first_offset = first;
                         applied.last_offset = image.epoch;
-                        applied.failed_topics = (self.0.publish)(image).await;
+                        if !quiet {
+                            applied.failed_topics = (self.0.publish)(image).await;
+                        }
                     }
                     None => applied.skipped = true,
                 },
@@ -149,6 +184,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         StoredMembership::new(Some(entry.log_id), m.clone());
                 }
             }
+            self.end_quiet_replay(entry.log_id.index).await;
             if let Some(r) = responder {
                 r.send(applied);
             }
@@ -175,6 +211,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         *self.0.last_applied.borrow_mut() = meta.last_log_id;
         *self.0.membership.borrow_mut() = meta.last_membership.clone();
         *self.0.snapshot.borrow_mut() = Some((meta.clone(), data));
+        let covers = meta.last_log_id.map_or(0, |l| l.index);
+        if self.0.quiet_until.get().is_some_and(|q| covers >= q) {
+            self.0.quiet_until.set(None);
+        }
         (self.0.publish)(Arc::new(image)).await;
         Ok(())
     }

@@ -446,6 +446,7 @@ async fn lifecycle(shard: Rc<Shard>) {
     let interval = Duration::from_millis(args.broker_heartbeat_interval_ms);
     let mut epoch: Option<u64> = None;
     let mut fenced = true;
+    let mut swept = false;
     loop {
         if shard.shutting_down.get() {
             return;
@@ -483,6 +484,10 @@ async fn lifecycle(shard: Rc<Shard>) {
                             info!(fenced = f, "broker fencing changed");
                             fenced = f;
                             driver(&shard).broker_fenced.set(f);
+                            if !f && !swept {
+                                swept = true;
+                                crate::runtime::spawn(sweep_deleted_topics(shard.clone())).detach();
+                            }
                         }
                     }
                     Ok(other) => info!(reply = ?other, "heartbeat not accepted"),
@@ -492,6 +497,52 @@ async fn lifecycle(shard: Rc<Shard>) {
         }
         crate::runtime::sleep(interval).await;
     }
+}
+
+/// Removes the partition directories of topics deleted while this node was away, once it has
+/// caught up (it was unfenced, so its metadata holds every change up to its registration, which
+/// came after it started). The directories are listed first and compared with the controller's
+/// image after: a directory exists only once a shard applied an image with its topic, and the
+/// controller's image is never behind a shard's, so a live topic's directory is never taken; a
+/// topic id, once gone, never comes back.
+async fn sweep_deleted_topics(shard: Rc<Shard>) {
+    let data_dir = shard.config.args.data_dir.clone();
+    let listed =
+        crate::runtime::spawn_blocking(move || crate::partition::dir::stamped_dirs(&data_dir))
+            .await
+            .unwrap_or_else(|| Err(std::io::Error::other("listing task panicked")));
+    let dirs = match listed {
+        Ok(d) => d,
+        Err(e) => {
+            warn!(error = %e, "listing partition directories failed; deleted topics' directories stay");
+            return;
+        }
+    };
+    let doomed: Vec<std::path::PathBuf> = {
+        let state = driver(&shard).state.borrow();
+        let image = state.image();
+        dirs.into_iter()
+            .filter(|(_, id)| image.topic_by_id(id).is_none())
+            .map(|(path, _)| path)
+            .collect()
+    };
+    if doomed.is_empty() {
+        return;
+    }
+    let removed = crate::runtime::spawn_blocking(move || {
+        let mut n = 0;
+        for dir in doomed {
+            info!(dir = %dir.display(), "removing the directory of a topic deleted while this node was away");
+            match crate::partition::dir::remove_aside(&dir, "stray") {
+                Ok(()) => n += 1,
+                Err(e) => warn!(dir = %dir.display(), error = %e, "removing a stray partition directory failed"),
+            }
+        }
+        n
+    })
+    .await
+    .unwrap_or(0);
+    info!(removed, "swept partition directories of deleted topics");
 }
 
 /// On the active controller: on gaining leadership, take over (fresh sessions for every
