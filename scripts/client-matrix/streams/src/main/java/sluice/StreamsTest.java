@@ -21,6 +21,7 @@ import java.util.stream.Stream;
 
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.AdminClientConfig;
+import org.apache.kafka.clients.admin.ConfigEntry;
 import org.apache.kafka.clients.admin.NewTopic;
 import org.apache.kafka.clients.admin.OffsetSpec;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
@@ -30,6 +31,8 @@ import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.config.TopicConfig;
 import org.apache.kafka.common.serialization.LongDeserializer;
 import org.apache.kafka.common.serialization.Serdes;
 import org.apache.kafka.common.serialization.StringDeserializer;
@@ -58,10 +61,12 @@ import org.apache.kafka.streams.state.WindowStore;
  * (the broker serves no transactions) output may repeat, so the check is on the last value per
  * key, which must converge to exactly the expected count.
  *
- * <p>Phases: produce the first part of the input, run the app until the outputs converge, close it
- * (leaving the group); produce more while it is down; start it again with an empty state dir (so
- * both stores are restored from their changelogs), produce the rest while it runs; the outputs must
- * converge to the counts of the whole input. Prints PASS/FAIL lines like the other client-matrix
+ * <p>Phases: produce the first part of the input, run the app until the outputs converge on it,
+ * produce a second part and close the app (leaving the group) at once, mid-stream; produce a third
+ * part while it is down; start it again with an empty state dir (so both stores are restored from
+ * their changelogs) and produce the rest while it runs; the outputs must converge to the counts of
+ * the whole input. Also checks the internal topics' records and cleanup policies and that Streams
+ * purged consumed repartition records (DeleteRecords). Prints PASS/FAIL lines like the other client-matrix
  * scripts and exits non-zero on any failure. Usage: StreamsTest BOOTSTRAP. Env: STREAMS_WAIT_S
  * (bound on each wait, default 60), STREAMS_THREADS (stream threads, default 2).
  */
@@ -296,6 +301,8 @@ public final class StreamsTest {
         p.put(StreamsConfig.STATE_DIR_CONFIG, stateDir.toString());
         p.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, Integer.toString(envInt("STREAMS_THREADS", 2)));
         p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, "500");
+        // Purge consumed repartition records (DeleteRecords) soon after each commit, not every 30 s.
+        p.put(StreamsConfig.REPARTITION_PURGE_INTERVAL_MS_CONFIG, "500");
         // No record cache: every update goes to the changelog and the output at once.
         p.put(StreamsConfig.STATESTORE_CACHE_MAX_BYTES_CONFIG, "0");
         // Only silences a warning about future defaults (there is no global store here).
@@ -346,6 +353,53 @@ public final class StreamsTest {
         }
     }
 
+    /** The cleanup policies Streams gave its internal topics, as the broker describes them. */
+    static void checkInternalConfigs(Properties common, Names n) throws Exception {
+        Map<String, String> want = Map.of(n.appId() + "-words-repartition", "delete",
+                n.appId() + "-word-counts-changelog", "compact",
+                n.appId() + "-window-counts-changelog", "compact,delete");
+        Map<String, String> got = new TreeMap<>();
+        try (Admin admin = Admin.create(common)) {
+            List<ConfigResource> rs = want.keySet().stream()
+                    .map(t -> new ConfigResource(ConfigResource.Type.TOPIC, t)).toList();
+            admin.describeConfigs(rs).all().get().forEach((r, cfg) -> {
+                ConfigEntry e = cfg.get(TopicConfig.CLEANUP_POLICY_CONFIG);
+                got.put(r.name(), e == null ? null : e.value());
+            });
+        }
+        boolean ok = want.entrySet().stream().allMatch(e -> {
+            String v = got.get(e.getKey());
+            return v != null && Set.of(v.split(",")).equals(Set.of(e.getValue().split(",")));
+        });
+        check("internal-topic-configs", ok, ok ? "" : "cleanup.policy " + got + ", want " + want);
+    }
+
+    /** Streams deletes consumed repartition records (DeleteRecords); the log start moves up. */
+    static void awaitPurge(Properties common, Names n) throws Exception {
+        String topic = n.appId() + "-words-repartition";
+        long start = System.nanoTime();
+        long deadline = start + WAIT.toNanos();
+        long earliest = 0;
+        try (Admin admin = Admin.create(common)) {
+            Map<TopicPartition, OffsetSpec> specs = new HashMap<>();
+            for (int p = 0; p < PARTITIONS; p++) {
+                specs.put(new TopicPartition(topic, p), OffsetSpec.earliest());
+            }
+            while (System.nanoTime() < deadline) {
+                earliest = admin.listOffsets(specs).all().get().values().stream()
+                        .mapToLong(r -> r.offset()).sum();
+                if (earliest > 0) {
+                    break;
+                }
+                Thread.sleep(200);
+            }
+        }
+        long ms = (System.nanoTime() - start) / 1_000_000;
+        check("repartition-purged", earliest > 0, earliest > 0
+                ? "log start offsets add up to " + earliest + " after " + ms + " ms"
+                : "no record deleted from " + topic + " within " + WAIT);
+    }
+
     static void deleteTree(Path dir) {
         try (Stream<Path> paths = Files.walk(dir)) {
             paths.sorted(Comparator.reverseOrder()).forEach(q -> q.toFile().delete());
@@ -367,30 +421,44 @@ public final class StreamsTest {
         // Timestamps an hour old: inside every retention, and whole windows.
         long base = System.currentTimeMillis() / 60_000 * 60_000 - 3_600_000;
         List<ProducerRecord<String, String>> all = input(n, base);
-        List<ProducerRecord<String, String>> part1 = all.subList(0, all.size() * 2 / 5);
-        List<ProducerRecord<String, String>> part2 = all.subList(part1.size(), all.size() * 7 / 10);
-        List<ProducerRecord<String, String>> part3 = all.subList(part1.size() + part2.size(), all.size());
-        info("app " + n.appId() + ": " + LINES + " lines and " + EVENTS + " events in three parts of "
-                + part1.size() + ", " + part2.size() + ", " + part3.size() + " records");
+        int n1 = all.size() * 3 / 10;
+        int n2 = all.size() / 2;
+        int n3 = all.size() * 3 / 4;
+        List<ProducerRecord<String, String>> part1 = all.subList(0, n1);
+        List<ProducerRecord<String, String>> part2 = all.subList(n1, n2);
+        List<ProducerRecord<String, String>> part3 = all.subList(n2, n3);
+        List<ProducerRecord<String, String>> part4 = all.subList(n3, all.size());
+        info("app " + n.appId() + ": " + LINES + " lines and " + EVENTS + " events in four parts of "
+                + part1.size() + ", " + part2.size() + ", " + part3.size() + ", " + part4.size() + " records");
 
         AtomicReference<Throwable> crashed = new AtomicReference<>();
         Path state1 = Files.createTempDirectory("sluice-streams-");
         Path state2 = Files.createTempDirectory("sluice-streams-");
         try (Outputs out = new Outputs(bootstrap, List.of(n.wordsOut(), n.windowsOut()))) {
-            // First run: part 1 is there before the app starts.
+            // First run: part 1 is there before the app starts, and its counts must come out.
             produce(bootstrap, part1);
             KafkaStreams app = startApp(bootstrap, n, state1, crashed);
             check("first-start", app.state() == KafkaStreams.State.RUNNING, "state " + app.state() + crashMsg(crashed));
             awaitCounts("first-run", n, out, expectedWords(n, part1), expectedWindows(n, part1), crashed);
-            boolean closed = stopApp(app);
-            check("first-close", closed, closed ? "" : "not closed within " + WAIT);
-
-            // Part 2 while the app is down; a fresh state dir, so the stores come back from their
-            // changelogs; part 3 while it runs again.
+            // Part 2 arrives and the app is closed (leaving the group) without waiting for it:
+            // whatever it had not processed yet must be processed after the restart, once.
             produce(bootstrap, part2);
+            boolean closed = stopApp(app);
+            check("close-mid-stream", closed, closed ? "" : "not closed within " + WAIT);
+            for (int i = 0; i < 5; i++) {
+                out.poll();
+            }
+            List<ProducerRecord<String, String>> upTo2 = all.subList(0, n2);
+            boolean allOf2 = diff(expectedWords(n, upTo2), out.latest.get(n.wordsOut())).isEmpty()
+                    && diff(expectedWindows(n, upTo2), out.latest.get(n.windowsOut())).isEmpty();
+            info("at the close, part 2 was " + (allOf2 ? "wholly" : "not yet wholly") + " processed");
+
+            // Part 3 while the app is down; a fresh state dir, so the stores come back from their
+            // changelogs; part 4 while it runs again.
+            produce(bootstrap, part3);
             app = startApp(bootstrap, n, state2, crashed);
             check("restart", app.state() == KafkaStreams.State.RUNNING, "state " + app.state() + crashMsg(crashed));
-            produce(bootstrap, part3);
+            produce(bootstrap, part4);
             awaitCounts("after-restart", n, out, expectedWords(n, all), expectedWindows(n, all), crashed);
             info(out.records + " output records read");
 
@@ -411,6 +479,8 @@ public final class StreamsTest {
                 check("internal-topics", missing.isEmpty() && written.values().stream().allMatch(v -> v > 0),
                         missing.isEmpty() ? "records written " + written : "missing " + missing);
             }
+            checkInternalConfigs(common, n);
+            awaitPurge(common, n);
             closed = stopApp(app);
             check("final-close", closed, closed ? "" : "not closed within " + WAIT);
         } finally {
