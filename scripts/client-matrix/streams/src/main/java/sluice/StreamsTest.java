@@ -68,7 +68,8 @@ import org.apache.kafka.streams.state.WindowStore;
  * the whole input. Also checks the internal topics' records and cleanup policies and that Streams
  * purged consumed repartition records (DeleteRecords). Prints PASS/FAIL lines like the other client-matrix
  * scripts and exits non-zero on any failure. Usage: StreamsTest BOOTSTRAP. Env: STREAMS_WAIT_S
- * (bound on each wait, default 60), STREAMS_THREADS (stream threads, default 2).
+ * (bound on each wait, default 60), STREAMS_THREADS (stream threads, default 2),
+ * STREAMS_GROUP_PROTOCOL (Streams' group.protocol: classic, the default, or streams, KIP-1071).
  */
 public final class StreamsTest {
     private static final int PARTITIONS = 3;
@@ -274,8 +275,8 @@ public final class StreamsTest {
             Map<String, Long> windows, AtomicReference<Throwable> crashed) {
         long start = System.nanoTime();
         long deadline = start + WAIT.toNanos();
-        String dw = "";
-        String dt = "";
+        String dw = "output not read";
+        String dt = "output not read";
         while (System.nanoTime() < deadline && crashed.get() == null) {
             out.poll();
             dw = diff(words, out.latest.get(n.wordsOut()));
@@ -301,6 +302,10 @@ public final class StreamsTest {
         p.put(StreamsConfig.STATE_DIR_CONFIG, stateDir.toString());
         p.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, Integer.toString(envInt("STREAMS_THREADS", 2)));
         p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, "500");
+        String protocol = System.getenv("STREAMS_GROUP_PROTOCOL");
+        if (protocol != null && !protocol.isEmpty()) {
+            p.put(StreamsConfig.GROUP_PROTOCOL_CONFIG, protocol);
+        }
         // Purge consumed repartition records (DeleteRecords) soon after each commit, not every 30 s.
         p.put(StreamsConfig.REPARTITION_PURGE_INTERVAL_MS_CONFIG, "500");
         // No record cache: every update goes to the changelog and the output at once.
