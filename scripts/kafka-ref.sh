@@ -87,7 +87,9 @@ java_cp() {
 }
 
 start() {
-    is_loopback "$ADDR" && is_loopback "$CADDR" || die "only loopback addresses: $ADDR, $CADDR"
+    if ! is_loopback "$ADDR" || ! is_loopback "$CADDR"; then
+        die "only loopback addresses: $ADDR, $CADDR"
+    fi
     if pid="$(running_pid)"; then
         echo "kafka-ref: already running (pid $pid) on $ADDR"
         return 0
@@ -166,9 +168,11 @@ EOF
 
 kafka_version() {
     local jar
-    jar="$(ls "$LIB"/kafka_2.13-*.jar 2>/dev/null | head -1)"
-    jar="${jar##*/kafka_2.13-}"
-    echo "${jar%.jar}"
+    for jar in "$LIB"/kafka_2.13-*.jar; do
+        jar="${jar##*/kafka_2.13-}"
+        echo "${jar%.jar}"
+        return
+    done
 }
 
 stop() {
