@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what the client-matrix tests need, idempotently: Debian's kcat, a Python venv with
-# kafka-python and aiokafka, KafkaJS from npm, and the Java client scenario (Apache Kafka's
-# kafka-clients from Maven Central, built with mvn), and the Go clients' scenario (franz-go and
-# sarama, built with go). Safe to run repeatedly; skips what is present.
+# kafka-python and aiokafka, KafkaJS from npm, the Java client scenario (Apache Kafka's
+# kafka-clients from Maven Central, built with mvn), the Kafka Streams scenario (kafka-streams,
+# built the same way), and the Go clients' scenario (franz-go, sarama
+# and kafka-go, built with go). Safe to run repeatedly; skips what is present.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 STATE="$ROOT/.test-deps"
@@ -39,6 +40,17 @@ if command -v mvn >/dev/null 2>&1 && command -v java >/dev/null 2>&1; then
         rm -rf "$STATE/java"
         mvn -q -B -Dstyle.color=never -f "$JAVA_SRC/pom.xml" -DbuildDir="$STATE/java/build" \
             compile dependency:copy-dependencies -DoutputDirectory="$STATE/java/lib"
+    fi
+fi
+# Kafka Streams: the same, under .test-deps/streams (kafka-streams pulls RocksDB's JNI jar).
+STREAMS_SRC="$ROOT/scripts/client-matrix/streams"
+STREAMS_CLASS="$STATE/streams/build/classes/sluice/StreamsTest.class"
+if command -v mvn >/dev/null 2>&1 && command -v java >/dev/null 2>&1; then
+    if [ ! -f "$STREAMS_CLASS" ] || [ "$STREAMS_SRC/pom.xml" -nt "$STREAMS_CLASS" ] ||
+        [ "$STREAMS_SRC/src/main/java/sluice/StreamsTest.java" -nt "$STREAMS_CLASS" ]; then
+        rm -rf "$STATE/streams"
+        mvn -q -B -Dstyle.color=never -f "$STREAMS_SRC/pom.xml" -DbuildDir="$STATE/streams/build" \
+            compile dependency:copy-dependencies -DoutputDirectory="$STATE/streams/lib"
     fi
 fi
 # The Go clients: one binary, rebuilt when its source or module files changed.

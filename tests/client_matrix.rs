@@ -157,6 +157,14 @@ fn java() {
     run_client("java");
 }
 
+/// Kafka Streams (scripts/client-matrix/streams): a word count through a repartition topic and a
+/// changelogged store, and a windowed count, stopped and restarted mid-stream with an empty state
+/// dir; the final counts must be exact (at_least_once, as the broker has no transactions yet).
+#[test]
+fn kafka_streams() {
+    run_client("kafka-streams");
+}
+
 #[test]
 fn go() {
     run_client("go");

@@ -37,6 +37,12 @@ async def create(name, partitions=1, configs=None, adm=None):
     try:
         resp = await adm.create_topics([NewTopic(name, partitions, 1, topic_configs=configs or {})])
         errs = [tuple(e[:2]) for e in resp.topic_errors]
+        # Apache Kafka may answer CreateTopics before its metadata (and DescribeConfigs) knows the
+        # topic; Sluice answers after. Wait until it is listed, within WAIT_S.
+        deadline = time.monotonic() + WAIT_S
+        while errs == [(name, 0)] and name not in await adm.list_topics():
+            check(time.monotonic() < deadline, "created topic %s not listed %ss after create" % (name, WAIT_S))
+            await asyncio.sleep(0.1)
         return errs
     finally:
         if own:
@@ -122,8 +128,13 @@ async def admin_topics():
         errs = await create(name, 1, None, adm)
         check(errs == [(name, 36)], "re-create existing topic: %r, want TOPIC_ALREADY_EXISTS (36)" % errs)
         await adm.create_partitions({name: NewPartitions(total_count=3)})
-        t = await describe_topic(adm, name)
-        parts = sorted(p["partition"] for p in t["partitions"])
+        deadline = time.monotonic() + WAIT_S  # as for create: Apache Kafka may answer first
+        while True:
+            t = await describe_topic(adm, name)
+            parts = sorted(p["partition"] for p in t["partitions"])
+            if parts == [0, 1, 2] or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.1)
         check(parts == [0, 1, 2], "partitions after create_partitions(3): %r" % parts)
         resp = await adm.delete_topics([name])
         errs = [tuple(e[:2]) for e in resp.topic_error_codes]

@@ -29,6 +29,12 @@ def admin():
 
 def create(adm, name, partitions=1, configs=None):
     adm.create_topics([NewTopic(name, partitions, 1, topic_configs=configs or {})])
+    # Apache Kafka may answer CreateTopics before its metadata (and DescribeConfigs) knows the
+    # topic; Sluice answers after. Wait until it is listed, within WAIT_S.
+    deadline = time.monotonic() + WAIT_S
+    while name not in adm.list_topics():
+        check(time.monotonic() < deadline, "created topic %s not listed %ss after create" % (name, WAIT_S))
+        time.sleep(0.1)
 
 
 def producer(**kw):
@@ -117,8 +123,13 @@ def admin_topics():
         except TopicAlreadyExistsError:
             pass
         adm.create_partitions({name: NewPartitions(total_count=3)})
-        t = describe_topic(adm, name)
-        parts = sorted(p["partition"] for p in t["partitions"])
+        deadline = time.monotonic() + WAIT_S  # as for create: Apache Kafka may answer first
+        while True:
+            t = describe_topic(adm, name)
+            parts = sorted(p["partition"] for p in t["partitions"])
+            if parts == [0, 1, 2] or time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
         check(parts == [0, 1, 2], "partitions after create_partitions(3): %r" % parts)
         adm.delete_topics([name])
         deadline = time.monotonic() + WAIT_S

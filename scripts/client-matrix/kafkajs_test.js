@@ -118,7 +118,19 @@ const scenarios = {
       md = await admin.fetchTopicMetadata({ topics: [name] });
       const ids = md.topics[0].partitions.map((p) => p.partitionId).sort();
       check(json(ids) === json([0, 1, 2]), `partitions after createPartitions(3): ${json(ids)}`);
-      const offs = await admin.fetchTopicOffsets(name);
+      // Apache Kafka elects the new partitions' leader a little after CreatePartitions answers
+      // (KafkaJS then gets NOT_LEADER_OR_FOLLOWER from ListOffsets and does not retry it itself);
+      // Sluice serves them at once. Retry retriable errors within the bound.
+      let offs;
+      for (const until = Date.now() + WAIT_MS; ;) {
+        try {
+          offs = await admin.fetchTopicOffsets(name);
+          break;
+        } catch (e) {
+          if (!e.retriable || Date.now() >= until) throw e;
+          await new Promise((r) => setTimeout(r, 200));
+        }
+      }
       check(offs.length === 3 && offs.every((o) => o.low === '0' && o.high === '0'), `offsets: ${json(offs)}`);
       await admin.deleteTopics({ topics: [name], timeout: 15000 });
       const deadline = Date.now() + WAIT_MS;

@@ -2,7 +2,7 @@
 # Runs the client matrix against a running broker.
 #
 # Usage: run.sh BOOTSTRAP [client...]   clients: kafka-python aiokafka kafkajs kcat kafka-python-groups
-#        aiokafka-groups kafkajs-groups java go (default: all)
+#        aiokafka-groups kafkajs-groups java kafka-streams go (default: all)
 #
 # Each client script runs its scenarios on fresh topics and prints PASS/FAIL/SKIP lines; this
 # prints a summary naming every failed scenario and exits non-zero if any client failed, timed out
@@ -11,7 +11,7 @@
 set -uo pipefail
 
 if [ $# -lt 1 ]; then
-    echo "usage: $0 BOOTSTRAP [kafka-python|aiokafka|kafkajs|kcat|kafka-python-groups|aiokafka-groups|kafkajs-groups|java|go ...]" >&2
+    echo "usage: $0 BOOTSTRAP [kafka-python|aiokafka|kafkajs|kcat|kafka-python-groups|aiokafka-groups|kafkajs-groups|java|kafka-streams|go ...]" >&2
     exit 2
 fi
 BOOT="$1"
@@ -24,7 +24,8 @@ TIMEOUT_S="${MATRIX_TIMEOUT_S:-300}"
 CLIENTS=("$@")
 export KAFKAJS_PATH="$DEPS/node/node_modules/kafkajs"
 export JAVA_MATRIX_DIR="$DEPS/java"
-[ ${#CLIENTS[@]} -eq 0 ] && CLIENTS=(kafka-python aiokafka kafkajs kcat kafka-python-groups aiokafka-groups kafkajs-groups java go)
+export STREAMS_MATRIX_DIR="$DEPS/streams"
+[ ${#CLIENTS[@]} -eq 0 ] && CLIENTS=(kafka-python aiokafka kafkajs kcat kafka-python-groups aiokafka-groups kafkajs-groups java kafka-streams go)
 
 # Prints why a client cannot run, or nothing.
 missing_dep() {
@@ -39,6 +40,10 @@ missing_dep() {
         java)
             command -v java >/dev/null || { echo "java not installed"; return; }
             [ -f "$DEPS/java/build/classes/sluice/JavaClientTest.class" ] || echo "no Java scenario built in $DEPS/java"
+            ;;
+        kafka-streams)
+            command -v java >/dev/null || { echo "java not installed"; return; }
+            [ -f "$DEPS/streams/build/classes/sluice/StreamsTest.class" ] || echo "no Kafka Streams scenario built in $DEPS/streams"
             ;;
         go) [ -x "$DEPS/go/go-matrix" ] || echo "no Go scenario built in $DEPS/go" ;;
         *) echo "unknown client" ;;
@@ -55,6 +60,7 @@ command_for() {
         aiokafka-groups) echo "$PY" "$HERE/aiokafka_groups.py" ;;
         kafkajs-groups) echo node "$HERE/kafkajs_groups.js" ;;
         java) echo bash "$HERE/java_test.sh" ;; # classpath from JAVA_MATRIX_DIR
+        kafka-streams) echo bash "$HERE/streams_test.sh" ;; # classpath from STREAMS_MATRIX_DIR
         go) echo "$DEPS/go/go-matrix" ;;
     esac
 }

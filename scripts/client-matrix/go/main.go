@@ -1,4 +1,5 @@
-// The Go clients of the client matrix against a broker: franz-go (kgo, kadm) and sarama.
+// The Go clients of the client matrix against a broker: franz-go (kgo, kadm), sarama and
+// segmentio/kafka-go.
 // Prints PASS/FAIL lines like the other client-matrix scripts and exits non-zero on any failure.
 // Usage: go-matrix BOOTSTRAP
 package main
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	kafkago "github.com/segmentio/kafka-go"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -158,10 +160,99 @@ func saramaScenario(boot string) {
 	check("sarama-delete-topic", err == nil, fmt.Sprint(err))
 }
 
+// segmentio/kafka-go: its Client for admin and offsets, a Writer (acks=all, keyed, the
+// Java-compatible murmur2 partitioner; kafka-go has no idempotent producer), and a Reader in a
+// consumer group that commits synchronously.
+func kafkaGoScenario(boot string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	topic := fmt.Sprintf("kafkago-%08x", rand.Uint32())
+	group := topic + "-group"
+	client := &kafkago.Client{Addr: kafkago.TCP(boot), Timeout: 15 * time.Second}
+	created, err := client.CreateTopics(ctx, &kafkago.CreateTopicsRequest{
+		Topics: []kafkago.TopicConfig{{Topic: topic, NumPartitions: 3, ReplicationFactor: 1}},
+	})
+	if err == nil {
+		err = created.Errors[topic]
+	}
+	check("kafka-go-create-topic", err == nil, fmt.Sprint(err))
+	if err != nil {
+		return
+	}
+
+	w := &kafkago.Writer{Addr: kafkago.TCP(boot), Topic: topic, Balancer: &kafkago.Murmur2Balancer{},
+		RequiredAcks: kafkago.RequireAll, BatchTimeout: 10 * time.Millisecond, WriteTimeout: 15 * time.Second}
+	var msgs []kafkago.Message
+	for i := 0; i < records; i++ {
+		msgs = append(msgs, kafkago.Message{Key: []byte(fmt.Sprintf("key-%d", i)), Value: []byte(fmt.Sprintf("value-%d", i))})
+	}
+	err = w.WriteMessages(ctx, msgs...)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	check("kafka-go-produce", err == nil, fmt.Sprint(err))
+
+	r := kafkago.NewReader(kafkago.ReaderConfig{Brokers: []string{boot}, GroupID: group, Topic: topic,
+		StartOffset: kafkago.FirstOffset, MaxWait: 500 * time.Millisecond, CommitInterval: 0,
+		HeartbeatInterval: time.Second, SessionTimeout: 10 * time.Second})
+	got := 0
+	last := map[int]int64{}
+	keyPartition := map[string]int{}
+	ordered, valuesMatch, keysStay := true, true, true
+	var read []kafkago.Message
+	for got < records && ctx.Err() == nil {
+		m, err := r.FetchMessage(ctx)
+		if err != nil {
+			break
+		}
+		got++
+		read = append(read, m)
+		if prev, ok := last[m.Partition]; ok && m.Offset <= prev {
+			ordered = false
+		}
+		last[m.Partition] = m.Offset
+		if string(m.Value) != "value-"+string(m.Key)[len("key-"):] {
+			valuesMatch = false
+		}
+		if p, ok := keyPartition[string(m.Key)]; ok && p != m.Partition {
+			keysStay = false
+		}
+		keyPartition[string(m.Key)] = m.Partition
+	}
+	check("kafka-go-consume-group", got == records && ordered && valuesMatch && keysStay,
+		fmt.Sprintf("got %d, ordered %v, values match %v, keys in one partition %v", got, ordered, valuesMatch, keysStay))
+	err = r.CommitMessages(ctx, read...)
+	check("kafka-go-commit", err == nil, fmt.Sprint(err))
+	if cerr := r.Close(); cerr != nil {
+		check("kafka-go-reader-close", false, cerr.Error())
+	}
+
+	fetched, err := client.OffsetFetch(ctx, &kafkago.OffsetFetchRequest{GroupID: group, Topics: map[string][]int{topic: {0, 1, 2}}})
+	var sum int64
+	if err == nil {
+		err = fetched.Error
+		for _, p := range fetched.Topics[topic] {
+			if p.Error != nil && err == nil {
+				err = p.Error
+			}
+			if p.CommittedOffset > 0 {
+				sum += p.CommittedOffset
+			}
+		}
+	}
+	check("kafka-go-group-offsets", err == nil && sum == records, fmt.Sprintf("%v, committed offsets add up to %d", err, sum))
+	deleted, err := client.DeleteTopics(ctx, &kafkago.DeleteTopicsRequest{Topics: []string{topic}})
+	if err == nil {
+		err = deleted.Errors[topic]
+	}
+	check("kafka-go-delete-topic", err == nil, fmt.Sprint(err))
+}
+
 func main() {
 	boot := os.Args[1]
 	franz(boot)
 	saramaScenario(boot)
+	kafkaGoScenario(boot)
 	if failures > 0 {
 		os.Exit(1)
 	}
