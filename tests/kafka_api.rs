@@ -693,3 +693,46 @@ fn per_partition_admin_requests_span_shards_and_answer_each_partition() {
         "{r:?}"
     );
 }
+
+/// A fetch waiting (long poll) on a topic that is deleted meanwhile answers
+/// UNKNOWN_TOPIC_OR_PARTITION, as a new fetch would be told, not NOT_LEADER_OR_FOLLOWER
+/// (found by franz-go: its last fetch before a topic deletion was answered that way).
+#[test]
+fn a_fetch_waiting_on_a_deleted_topic_answers_unknown_topic() {
+    use kafka_protocol::messages::{fetch_request, ApiKey, FetchRequest, FetchResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::ResponseError;
+    for cores in ["1", "2"] {
+        let broker = Broker::start(&["--cores", cores]);
+        broker.create_topic("doomed", 2, &[]);
+        let partitions = (0..2)
+            .map(|p| {
+                fetch_request::FetchPartition::default()
+                    .with_partition(p)
+                    .with_fetch_offset(0)
+                    .with_partition_max_bytes(1 << 20)
+            })
+            .collect();
+        let req = FetchRequest::default()
+            .with_max_wait_ms(20_000)
+            .with_min_bytes(1)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("doomed")))
+                .with_partitions(partitions)]);
+        let mut waiting = common::raw::Raw::connect(&broker.addr);
+        waiting.send(ApiKey::Fetch, 11, &req);
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        let mut admin = common::raw::Raw::connect(&broker.addr);
+        assert_eq!(admin.delete_topic("doomed"), 0);
+        let r: FetchResponse = waiting.recv(ApiKey::Fetch, 11);
+        for p in &r.responses[0].partitions {
+            assert_eq!(
+                p.error_code,
+                ResponseError::UnknownTopicOrPartition.code(),
+                "--cores {cores}, partition {}",
+                p.partition_index
+            );
+        }
+    }
+}

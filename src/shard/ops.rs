@@ -91,8 +91,12 @@ pub struct ReadOutcome {
 
 impl ReadOutcome {
     pub fn not_leader() -> ReadOutcome {
+        ReadOutcome::error(ResponseError::NotLeaderOrFollower)
+    }
+
+    pub fn error(error: ResponseError) -> ReadOutcome {
         ReadOutcome {
-            error: ResponseError::NotLeaderOrFollower.code(),
+            error: error.code(),
             high_watermark: -1,
             log_start_offset: -1,
             ..Default::default()
@@ -106,7 +110,17 @@ pub async fn read(shard: Rc<Shard>, reqs: Vec<ReadRequest>, budget: usize) -> Ve
     let mut used = 0usize;
     for r in reqs {
         let Some(p) = shard.partition(&r.topic, r.index) else {
-            out.push(ReadOutcome::not_leader());
+            // Gone since the request was routed (a deleted topic, while a fetch waited):
+            // unknown, as a new fetch would be told; else no longer ours to serve.
+            let known = shard
+                .metadata()
+                .topic(&r.topic)
+                .is_some_and(|t| t.has_partition(r.index));
+            out.push(if known {
+                ReadOutcome::not_leader()
+            } else {
+                ReadOutcome::error(ResponseError::UnknownTopicOrPartition)
+            });
             continue;
         };
         let room = budget.saturating_sub(used).min(r.max_bytes);
