@@ -56,6 +56,26 @@ impl Rng {
     pub fn bytes(&mut self, n: usize) -> Vec<u8> {
         (0..n).map(|_| self.next_u64() as u8).collect()
     }
+
+    /// A copy of `data` with 1 to `edits` random edits (a bit flipped, a byte replaced, a cut,
+    /// a byte inserted): the mutation passes of malformed-input tests.
+    pub fn mutate(&mut self, data: &[u8], edits: u64) -> Vec<u8> {
+        let mut m = data.to_vec();
+        for _ in 0..=self.below(edits.max(1)) {
+            if m.is_empty() {
+                m.push(self.next_u64() as u8);
+                continue;
+            }
+            let at = self.below(m.len() as u64) as usize;
+            match self.below(4) {
+                0 => m[at] ^= 1 << self.below(8),
+                1 => m[at] = self.next_u64() as u8,
+                2 => m.truncate(at),
+                _ => m.insert(at, self.next_u64() as u8),
+            }
+        }
+        m
+    }
 }
 
 #[cfg(test)]

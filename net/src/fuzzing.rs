@@ -62,20 +62,7 @@ mod tests {
         );
         let mut rng = Rng::new(0x9E37_79B9_7F4A_7C15);
         for i in 0..20_000 {
-            let mut input = seeds[i % seeds.len()].clone();
-            for _ in 0..(rng.next_u64() % 8) {
-                if input.is_empty() {
-                    input.push(rng.next_u64() as u8);
-                    continue;
-                }
-                let at = (rng.next_u64() as usize) % input.len();
-                match rng.next_u64() % 4 {
-                    0 => input[at] ^= 1 << (rng.next_u64() % 8),
-                    1 => input[at] = rng.next_u64() as u8,
-                    2 => input.truncate(at),
-                    _ => input.insert(at, rng.next_u64() as u8),
-                }
-            }
+            let input = rng.mutate(&seeds[i % seeds.len()], 8);
             frames_and_requests(&input);
             // Seeds are whole frames: drop the size and the api key/version for the steered run.
             request_by_api(input.get(4..).unwrap_or(&[]));

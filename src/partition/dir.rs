@@ -167,7 +167,7 @@ pub fn prepare(dir: &Path, topic_id: &[u8; 16]) -> io::Result<bool> {
 /// Start-up sweep of `data_dir` (see the module documentation). Returns how many directories
 /// were removed.
 pub fn sweep(data_dir: &Path, image: &MetadataImage) -> io::Result<usize> {
-    let mut removed = 0;
+    let mut removed = remove_deleted(data_dir)?;
     for entry in fs::read_dir(data_dir)? {
         let entry = entry?;
         if !entry.file_type()?.is_dir() {
@@ -175,12 +175,6 @@ pub fn sweep(data_dir: &Path, image: &MetadataImage) -> io::Result<usize> {
         }
         let name = entry.file_name().to_string_lossy().into_owned();
         let path = entry.path();
-        if name.ends_with(DELETE_SUFFIX) {
-            info!(dir = %path.display(), "removing a deleted partition directory");
-            fs::remove_dir_all(&path)?;
-            removed += 1;
-            continue;
-        }
         let Some((topic, partition)) = parse_dir_name(&name) else {
             continue;
         };

@@ -425,18 +425,7 @@ mod tests {
         );
         let mut rng = sluice_base::Rng::new(14);
         for _ in 0..3000 {
-            let mut m = bytes.clone();
-            for _ in 0..=rng.below(8) {
-                let at = rng.below(m.len() as u64) as usize;
-                match rng.below(3) {
-                    0 => m[at] = rng.next_u64() as u8,
-                    1 => m.truncate(at),
-                    _ => m.insert(at, rng.next_u64() as u8),
-                }
-                if m.is_empty() {
-                    break;
-                }
-            }
+            let m = rng.mutate(&bytes, 8);
             let _ = decode(&m);
         }
     }

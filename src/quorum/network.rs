@@ -343,15 +343,8 @@ mod tests {
         assert!(decode_request(&[0xff; 64]).is_err());
         let mut rng = sluice_base::Rng::new(55);
         for _ in 0..3000 {
-            let mut m = seeds[rng.below(2) as usize].clone();
-            for _ in 0..=rng.below(6) {
-                let at = rng.below(m.len() as u64) as usize;
-                match rng.below(3) {
-                    0 => m[at] = rng.next_u64() as u8,
-                    1 => m.truncate(at.max(1)),
-                    _ => m.insert(at, rng.next_u64() as u8),
-                }
-            }
+            let seed = &seeds[rng.below(2) as usize];
+            let m = rng.mutate(seed, 6);
             let _ = decode_request(&m);
         }
     }
