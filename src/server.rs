@@ -151,6 +151,10 @@ fn raise_fd_limit() {
 }
 
 pub fn run(config: Config) -> Result<(), StartError> {
+    // Before any thread starts (the metadata writer is the first): threads inherit the mask,
+    // and a SIGTERM delivered to a thread that does not block it would kill the process
+    // instead of reaching `sigwait` (seen as a rare unclean exit on SIGTERM).
+    let signals = block_signals();
     sluice_storage::keep_large_buffers_in_heap();
     raise_fd_limit();
     let _lock = prepare_data_dir(&config.args.data_dir)?;
@@ -212,7 +216,6 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }
     let config = Arc::new(config.with_bound_port(bound.port()));
 
-    let signals = block_signals();
     let (senders, receivers) = build_mesh(config.shards);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let image = Arc::new(image);
