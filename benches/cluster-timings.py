@@ -22,7 +22,10 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-BIN = os.environ.get("SLUICE_BIN", os.path.join(ROOT, "target/release/sluice"))
+BIN = os.environ.get(
+    "SLUICE_BIN",
+    os.path.join(os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release/sluice"),
+)
 BASE = int(os.environ.get("BASE_PORT", "19400"))
 args = sys.argv[1:]
 extra = []

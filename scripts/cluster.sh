@@ -13,7 +13,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")/.." && pwd)"
 dir="${CLUSTER_DIR:-$here/cluster}"
 base="${BASE_PORT:-19092}"
-bin="${SLUICE_BIN:-$here/target/release/sluice}"
+bin="${SLUICE_BIN:-${CARGO_TARGET_DIR:-$here/target}/release/sluice}"
 nodes=3
 
 voters() {

@@ -179,8 +179,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
         (Metadata::Quorum(Box::new(recovered)), image)
     } else {
         let (store, image) = MetadataStore::open(&config.args.data_dir, config.args.node_id)?;
-        // In cluster mode the image at start is only the last snapshot: a topic created
-        // after it is not in it, so nothing is swept there.
+        // A single node's image is complete at start, so a directory it does not know is a
+        // deleted topic's (a cluster node sweeps later, once caught up: `shard::cluster`).
         match crate::partition::dir::sweep(&config.args.data_dir, &image) {
             Ok(0) => {}
             Ok(n) => info!(
