@@ -22,3 +22,13 @@ pub fn storage_error(e: &StorageError) -> ResponseError {
         _ => ResponseError::KafkaStorageError,
     }
 }
+
+/// Kafka's mapping of an `__consumer_offsets` append failure to what an OffsetCommit client
+/// should see.
+pub fn commit_error(e: &StorageError) -> ResponseError {
+    match storage_error(e) {
+        ResponseError::MessageTooLarge => ResponseError::InvalidCommitOffsetSize,
+        ResponseError::KafkaStorageError => ResponseError::CoordinatorNotAvailable,
+        other => other,
+    }
+}

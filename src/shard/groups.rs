@@ -19,7 +19,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
-use sluice_storage::{validate_batches, StorageError};
+use sluice_storage::validate_batches;
 use tracing::{info, warn};
 
 use crate::cluster::image::MetadataImage;
@@ -29,7 +29,7 @@ use crate::coordinator::group::coordinator::{
 };
 use crate::coordinator::group::records::{decode_batches, encode_batch, StoredRecord};
 use crate::coordinator::group::{offsets_topic_configs, partition_for, OFFSETS_TOPIC, TICK_MS};
-use crate::errors::storage_error;
+use crate::errors::commit_error;
 use crate::shard::controller::{self};
 use crate::shard::{MeshMsg, Shard};
 use crate::util::now_ms;
@@ -214,15 +214,6 @@ fn append(shard: &Rc<Shard>, partition: i32, records: &[StoredRecord]) -> Append
     })?;
     let info = part.append(batch, now).map_err(|e| commit_error(&e))?;
     Ok((part.log.clone(), info))
-}
-
-/// Kafka's mapping of append failures to what an OffsetCommit client should see.
-fn commit_error(e: &StorageError) -> ResponseError {
-    match storage_error(e) {
-        ResponseError::MessageTooLarge => ResponseError::InvalidCommitOffsetSize,
-        ResponseError::KafkaStorageError => ResponseError::CoordinatorNotAvailable,
-        other => other,
-    }
 }
 
 /// The per-shard group task: topic creation (shard 0), loading, then the timer.

@@ -10,7 +10,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::select_all;
 use kafka_protocol::ResponseError;
-use sluice_storage::StorageError;
 
 use super::Shard;
 use crate::errors::storage_error;
@@ -148,10 +147,7 @@ pub async fn read(shard: Rc<Shard>, reqs: Vec<ReadRequest>, budget: usize) -> Ve
                 });
             }
             Err(e) => out.push(ReadOutcome {
-                error: match e {
-                    StorageError::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
-                    ref other => storage_error(other).code(),
-                },
+                error: storage_error(&e).code(),
                 high_watermark: p.high_watermark(),
                 log_start_offset: log.log_start_offset(),
                 ..Default::default()
