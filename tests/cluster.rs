@@ -84,6 +84,46 @@ fn three_nodes_form_a_cluster_survive_a_controller_crash_and_restarts() {
         assert_eq!(p.isr_nodes, p.replica_nodes, "RF 1: the leader is the ISR");
     }
 
+    // KIP-951: producing to a broker that does not lead the partition answers
+    // NOT_LEADER_OR_FOLLOWER with the leader, its epoch and its address.
+    let (p, leader) = spread
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.leader_id.0))
+        .find(|(_, l)| *l != 0)
+        .expect("a partition node 0 does not lead");
+    {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::{ApiKey, ProduceRequest, ProduceResponse, TopicName};
+        use kafka_protocol::protocol::StrBytes;
+        let req = ProduceRequest::default()
+            .with_acks(1)
+            .with_timeout_ms(10_000)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("spread")))
+                .with_partition_data(vec![PartitionProduceData::default()
+                    .with_index(p)
+                    .with_records(Some(common::raw::plain_batch(
+                        &[b"x".to_vec()],
+                        false,
+                        false,
+                    )))])]);
+        let mut raw = common::raw::Raw::connect(&cluster.nodes[0].addr);
+        let resp: ProduceResponse = raw.call(ApiKey::Produce, 10, &req);
+        let part = &resp.responses[0].partition_responses[0];
+        assert_eq!(part.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+        assert_eq!(part.current_leader.leader_id.0, leader);
+        let endpoint = resp
+            .node_endpoints
+            .iter()
+            .find(|e| e.node_id.0 == leader)
+            .expect("the leader's endpoint");
+        assert_eq!(
+            format!("{}:{}", endpoint.host.as_str(), endpoint.port),
+            cluster.nodes[leader as usize].addr
+        );
+    }
+
     // A manual replica assignment is honoured, for new topics and new partitions.
     let admin = cluster.nodes[2].admin();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));

@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
@@ -205,6 +207,10 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
             }
             return None;
         }
+        // KIP-951: a NOT_LEADER_OR_FOLLOWER names the leader this broker knows, and how to
+        // reach it, so the client need not wait for a metadata refresh.
+        let image = metrics_shard.metadata();
+        let mut leaders = std::collections::BTreeSet::new();
         let topics = parts
             .into_iter()
             .map(|(name, row)| {
@@ -214,7 +220,16 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
                         let r = r.unwrap_or_else(|| {
                             AppendOutcome::err(ResponseError::UnknownServerError, None)
                         });
-                        to_wire(r).with_index(index)
+                        let not_leader = r.error == ResponseError::NotLeaderOrFollower.code();
+                        let mut out = to_wire(r).with_index(index);
+                        if let Some(hint) = not_leader
+                            .then(|| leader_hint(&image, &name, index))
+                            .flatten()
+                        {
+                            leaders.insert(hint.leader_id.0);
+                            out = out.with_current_leader(hint);
+                        }
+                        out
                     })
                     .collect();
                 TopicProduceResponse::default()
@@ -222,9 +237,24 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
                     .with_partition_responses(partitions)
             })
             .collect();
+        let endpoints = leaders
+            .into_iter()
+            .filter_map(|id| metrics_shard.broker(id))
+            .map(|b| {
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(b.id))
+                    .with_host(sb(b.host))
+                    .with_port(b.port)
+                    .with_rack(b.rack.map(sb))
+            })
+            .collect();
         encode(
             reply_to,
-            ResponseKind::Produce(ProduceResponse::default().with_responses(topics)),
+            ResponseKind::Produce(
+                ProduceResponse::default()
+                    .with_responses(topics)
+                    .with_node_endpoints(endpoints),
+            ),
         )
     }))
 }
@@ -276,4 +306,19 @@ fn min_insync(shard: &Shard, t: &crate::cluster::image::TopicMeta) -> usize {
     crate::cluster::topic_config::effective(&shard.config, &t.configs, "min.insync.replicas")
         .and_then(|v| v.parse::<usize>().ok())
         .unwrap_or(1)
+}
+
+/// The leader and leader epoch of `partition` of `topic` as this broker knows them (KIP-951's
+/// `CurrentLeader`); `None` when it has none.
+fn leader_hint(
+    image: &crate::cluster::image::MetadataImage,
+    topic: &str,
+    partition: i32,
+) -> Option<LeaderIdAndEpoch> {
+    let reg = image.topic(topic)?.partitions.get(partition as usize)?;
+    (reg.leader >= 0).then(|| {
+        LeaderIdAndEpoch::default()
+            .with_leader_id(BrokerId(reg.leader))
+            .with_leader_epoch(reg.leader_epoch)
+    })
 }
