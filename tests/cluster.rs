@@ -122,6 +122,22 @@ fn three_nodes_form_a_cluster_survive_a_controller_crash_and_restarts() {
             format!("{}:{}", endpoint.host.as_str(), endpoint.port),
             cluster.nodes[leader as usize].addr
         );
+
+        // The same for Fetch (v16: the leader per partition, endpoints in the response).
+        use kafka_protocol::messages::{fetch_request, FetchRequest, FetchResponse};
+        let fetch = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_max_bytes(1 << 20)
+            .with_topics(vec![fetch_request::FetchTopic::default()
+                .with_topic_id(spread.topic_id)
+                .with_partitions(vec![fetch_request::FetchPartition::default()
+                    .with_partition(p)
+                    .with_partition_max_bytes(1 << 20)])]);
+        let resp: FetchResponse = raw.call(ApiKey::Fetch, 16, &fetch);
+        let part = &resp.responses[0].partitions[0];
+        assert_eq!(part.error_code, 6, "NOT_LEADER_OR_FOLLOWER");
+        assert_eq!(part.current_leader.leader_id.0, leader);
+        assert!(resp.node_endpoints.iter().any(|e| e.node_id.0 == leader));
     }
 
     // A manual replica assignment is honoured, for new topics and new partitions.

@@ -9,10 +9,14 @@
 //! [topics]: name string (v4–12) | topic_id uuid (v13+)
 //!   [partitions]: partition_index i32 | error_code i16 | high_watermark i64
 //!     | last_stable_offset i64 | log_start_offset i64 (v5+) | aborted_transactions [] (empty)
-//!     | preferred_read_replica i32 (v11+) | records bytes | [tags v12+]
+//!     | preferred_read_replica i32 (v11+) | records bytes
+//!     | [tags v12+: 1 = CurrentLeader {leader_id i32, leader_epoch i32, [tags]}]
 //!   [tags v12+]
-//! [tags v12+]
+//! [tags v12+; v16+: 0 = NodeEndpoints [node_id i32, host string, port i32, rack string?, [tags]]]
 //! ```
+//!
+//! `CurrentLeader` and `NodeEndpoints` are KIP-951's: a partition answered
+//! NOT_LEADER_OR_FOLLOWER names its leader and how to reach it.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -28,6 +32,17 @@ pub struct FetchPartitionOut {
     pub log_start_offset: i64,
     /// Whole stored batches, sent as they are.
     pub records: Vec<Bytes>,
+    /// KIP-951: (leader id, leader epoch) of a partition this broker does not lead (v12+).
+    pub current_leader: Option<(i32, i32)>,
+}
+
+/// How to reach a broker (KIP-951's `NodeEndpoints`, v16+).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeEndpointOut {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
 }
 
 /// One topic of a Fetch response.
@@ -45,6 +60,18 @@ pub struct FetchResponseOut {
     pub error_code: i16,
     pub session_id: i32,
     pub topics: Vec<FetchTopicOut>,
+    /// The brokers named in `current_leader`s (v16+).
+    pub node_endpoints: Vec<NodeEndpointOut>,
+}
+
+fn put_compact_str(buf: &mut BytesMut, s: Option<&str>) {
+    match s {
+        None => put_uvarint(buf, 0),
+        Some(s) => {
+            put_uvarint(buf, s.len() as u64 + 1);
+            buf.put_slice(s.as_bytes());
+        }
+    }
 }
 
 fn put_uvarint(buf: &mut BytesMut, mut v: u64) {
@@ -117,14 +144,38 @@ pub fn encode_fetch_response(
                 out.extend(p.records.iter().filter(|b| !b.is_empty()).cloned());
             }
             if flexible {
-                put_uvarint(&mut buf, 0);
+                match p.current_leader {
+                    Some((leader_id, leader_epoch)) => {
+                        put_uvarint(&mut buf, 1); // one tagged field
+                        put_uvarint(&mut buf, 1); // tag 1: CurrentLeader
+                        put_uvarint(&mut buf, 9); // its size
+                        buf.put_i32(leader_id);
+                        buf.put_i32(leader_epoch);
+                        put_uvarint(&mut buf, 0);
+                    }
+                    None => put_uvarint(&mut buf, 0),
+                }
             }
         }
         if flexible {
             put_uvarint(&mut buf, 0);
         }
     }
-    if flexible {
+    if version >= 16 && !resp.node_endpoints.is_empty() {
+        let mut field = BytesMut::new();
+        put_uvarint(&mut field, resp.node_endpoints.len() as u64 + 1);
+        for e in &resp.node_endpoints {
+            field.put_i32(e.node_id);
+            put_compact_str(&mut field, Some(&e.host));
+            field.put_i32(e.port);
+            put_compact_str(&mut field, e.rack.as_deref());
+            put_uvarint(&mut field, 0);
+        }
+        put_uvarint(&mut buf, 1); // one tagged field
+        put_uvarint(&mut buf, 0); // tag 0: NodeEndpoints
+        put_uvarint(&mut buf, field.len() as u64);
+        buf.put_slice(&field);
+    } else if flexible {
         put_uvarint(&mut buf, 0);
     }
     out.push(buf.freeze());
@@ -178,8 +229,24 @@ mod tests {
                         last_stable_offset: -1,
                         log_start_offset: -1,
                         records: vec![],
+                        current_leader: None,
+                    },
+                    FetchPartitionOut {
+                        partition_index: 2,
+                        error_code: 6,
+                        high_watermark: -1,
+                        last_stable_offset: -1,
+                        log_start_offset: -1,
+                        records: vec![],
+                        current_leader: Some((3, 17)),
                     },
                 ],
+            }],
+            node_endpoints: vec![NodeEndpointOut {
+                node_id: 3,
+                host: "broker3".into(),
+                port: 9096,
+                rack: Some("r1".into()),
             }],
         };
         for version in 4..=16i16 {
@@ -204,6 +271,24 @@ mod tests {
                 assert_eq!(p0.log_start_offset, 2);
             }
             assert_eq!(t.partitions[1].error_code, 1);
+            let p2 = &t.partitions[2];
+            if version >= 12 {
+                assert_eq!(
+                    (
+                        p2.current_leader.leader_id.0,
+                        p2.current_leader.leader_epoch
+                    ),
+                    (3, 17),
+                    "v{version}"
+                );
+            }
+            if version >= 16 {
+                let e = &decoded.node_endpoints[0];
+                assert_eq!((e.node_id.0, e.host.as_str(), e.port), (3, "broker3", 9096));
+                assert_eq!(e.rack.as_deref(), Some("r1"));
+            } else {
+                assert!(decoded.node_endpoints.is_empty());
+            }
         }
     }
 }

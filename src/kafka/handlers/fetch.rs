@@ -11,7 +11,7 @@ use futures_util::future::{join_all, select_all};
 use kafka_protocol::messages::FetchRequest;
 use kafka_protocol::ResponseError;
 use sluice_net::fetch::{
-    encode_fetch_response, FetchPartitionOut, FetchResponseOut, FetchTopicOut,
+    encode_fetch_response, FetchPartitionOut, FetchResponseOut, FetchTopicOut, NodeEndpointOut,
 };
 use sluice_net::ResponseFrame;
 
@@ -202,6 +202,7 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
             last_stable_offset: o.high_watermark,
             log_start_offset: o.log_start_offset,
             records: o.records,
+            current_leader: None,
         });
     }
     for (ti, pi, code) in pending_errors {
@@ -214,12 +215,47 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
             last_stable_offset: -1,
             log_start_offset: -1,
             records: Vec::new(),
+            current_leader: None,
         });
     }
+    add_leader_hints(&shard, &mut resp);
     for p in resp.topics.iter().flat_map(|t| &t.partitions) {
         shard
             .metrics
             .error(kafka_protocol::messages::ApiKey::Fetch, p.error_code);
     }
     Some(encode_fetch_response(version, ctx.correlation_id, &resp))
+}
+
+/// KIP-951: every partition answered NOT_LEADER_OR_FOLLOWER names the leader this broker knows
+/// (v12+), and the response says how to reach those leaders (v16+).
+fn add_leader_hints(shard: &Shard, resp: &mut FetchResponseOut) {
+    let image = shard.metadata();
+    let mut leaders = std::collections::BTreeSet::new();
+    for t in &mut resp.topics {
+        let Some(meta) = image.topic(&t.name) else {
+            continue;
+        };
+        for p in &mut t.partitions {
+            if p.error_code != ResponseError::NotLeaderOrFollower.code() {
+                continue;
+            }
+            if let Some(reg) = meta.partitions.get(p.partition_index as usize) {
+                if reg.leader >= 0 {
+                    p.current_leader = Some((reg.leader, reg.leader_epoch));
+                    leaders.insert(reg.leader);
+                }
+            }
+        }
+    }
+    resp.node_endpoints = leaders
+        .into_iter()
+        .filter_map(|id| shard.broker(id))
+        .map(|b| NodeEndpointOut {
+            node_id: b.id,
+            host: b.host,
+            port: b.port,
+            rack: b.rack,
+        })
+        .collect();
 }
