@@ -47,6 +47,15 @@ fn read_all(cluster: &Cluster, topic: &str, partitions: i32, n: usize) -> Vec<St
     values
 }
 
+/// One cluster at a time: each is three or four processes, and on a two-core CI machine
+/// several at once starve their heartbeats (a fenced broker would only slow a test down, but
+/// the waits are bounded).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn expected(n: usize) -> Vec<String> {
     let mut v: Vec<String> = (0..n).map(|i| format!("v{i}")).collect();
     v.sort();
@@ -55,6 +64,7 @@ fn expected(n: usize) -> Vec<String> {
 
 #[test]
 fn three_nodes_form_a_cluster_survive_a_controller_crash_and_restarts() {
+    let _serial = serial();
     let mut cluster = Cluster::start(3, false, &[]);
     let controller = cluster.wait_settled(&[0, 1, 2]);
     println!("cluster formed; active controller {controller}");
@@ -306,6 +316,7 @@ fn three_nodes_form_a_cluster_survive_a_controller_crash_and_restarts() {
 
 #[test]
 fn an_isolated_controller_makes_no_change_and_healing_leaves_one_history() {
+    let _serial = serial();
     let cluster = Cluster::start(3, true, &[]);
     let controller = cluster.wait_settled(&[0, 1, 2]) as usize;
     create_topic(&cluster, 0, "before-cut", 1);
@@ -362,6 +373,7 @@ fn an_isolated_controller_makes_no_change_and_healing_leaves_one_history() {
 
 #[test]
 fn a_broker_only_node_follows_the_quorum_and_serves_its_partitions() {
+    let _serial = serial();
     let mut cluster = Cluster::start(3, false, &[]);
     let b = cluster.add_broker();
     let controller = cluster.wait_settled(&[0, 1, 2, 3]);
@@ -402,6 +414,7 @@ fn a_broker_only_node_follows_the_quorum_and_serves_its_partitions() {
 
 #[test]
 fn a_restart_does_not_replay_a_deleted_topic_over_its_successor() {
+    let _serial = serial();
     let mut cluster = Cluster::start(3, false, &[]);
     cluster.wait_settled(&[0, 1, 2]);
     // Both incarnations place partition p on node p, so their directories collide.
