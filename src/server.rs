@@ -347,6 +347,12 @@ async fn shard_main(start: ShardStart) {
     let (apply_tx, apply_rx) = flume::bounded(METADATA_APPLY_QUEUE_DEPTH);
     let mut recovered = None;
     let controller = metadata.map(|metadata| {
+        // The controller starts where its log does: the snapshot's image for a voter (Raft
+        // replays the rest), this node's image otherwise.
+        let start = match &metadata {
+            Metadata::Quorum(r) => r.snapshot_image.clone(),
+            _ => (*image).clone(),
+        };
         let controller_config = ControllerConfig {
             default_partitions: config.args.num_partitions,
             default_replication_factor: config.args.default_replication_factor,
@@ -361,7 +367,7 @@ async fn shard_main(start: ShardStart) {
             Metadata::Remote => Backend::Remote,
         };
         ControllerDriver::new(
-            Controller::new(controller_config, (*image).clone()),
+            Controller::new(controller_config, start),
             backend,
             config.args.broker_session_timeout_ms,
         )

@@ -25,6 +25,11 @@ fn create_topic(cluster: &Cluster, via: usize, name: &str, partitions: i32) {
     }
 }
 
+/// A topic name for raw requests.
+fn wire_topic(name: &'static str) -> kafka_protocol::messages::TopicName {
+    kafka_protocol::messages::TopicName(kafka_protocol::protocol::StrBytes::from_static_str(name))
+}
+
 fn records(n: usize) -> Vec<Out> {
     (0..n)
         .map(|i| Out {
@@ -278,6 +283,52 @@ fn three_nodes_form_a_cluster_survive_a_controller_crash_and_restarts() {
         topics(&cluster.nodes[old].addr)
             .is_some_and(|t| t.iter().any(|(n, _, _)| n == "after-failover"))
     });
+    // Its partitions' leader epochs moved on while it was away and back (fenced, then
+    // unfenced): OffsetForLeaderEpoch with the epoch Metadata names is answered, not refused as
+    // UNKNOWN_LEADER_EPOCH (which KIP-320 consumers would retry for ever).
+    {
+        use kafka_protocol::messages::offset_for_leader_epoch_request::{
+            OffsetForLeaderPartition, OffsetForLeaderTopic,
+        };
+        use kafka_protocol::messages::{
+            ApiKey, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse,
+        };
+        let mut led = None;
+        cluster.wait_for(
+            "the restarted node to lead a partition of 'spread' again",
+            || {
+                led = common::cluster::metadata(&cluster.nodes[old].addr).and_then(|m| {
+                    m.topics
+                        .iter()
+                        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "spread"))
+                        .and_then(|t| {
+                            t.partitions
+                                .iter()
+                                .find(|p| p.leader_id.0 == old as i32)
+                                .map(|p| (p.partition_index, p.leader_epoch))
+                        })
+                });
+                led.is_some()
+            },
+        );
+        let (p, epoch) = led.expect("led");
+        assert!(epoch >= 2, "fenced and unfenced: epoch {epoch}");
+        let req = OffsetForLeaderEpochRequest::default().with_topics(vec![
+            OffsetForLeaderTopic::default()
+                .with_topic(wire_topic("spread"))
+                .with_partitions(vec![OffsetForLeaderPartition::default()
+                    .with_partition(p)
+                    .with_current_leader_epoch(epoch)
+                    .with_leader_epoch(epoch)]),
+        ]);
+        let mut raw = common::raw::Raw::connect(&cluster.nodes[old].addr);
+        let r: OffsetForLeaderEpochResponse = raw.call(ApiKey::OffsetForLeaderEpoch, 4, &req);
+        assert_eq!(
+            r.topics[0].partitions[0].error_code, 0,
+            "the current epoch is known"
+        );
+    }
+
     // Once caught up, it removed the directory of the topic deleted while it was away.
     cluster.wait_for("the deleted topic's directory to be swept", || {
         doomed_dirs(old) == 0

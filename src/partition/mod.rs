@@ -22,7 +22,9 @@ pub struct Partition {
     pub topic_id: [u8; 16],
     pub index: i32,
     pub log: Rc<Log>,
-    pub leader_epoch: i32,
+    /// The leader epoch of the partition's registration, kept current by the shard's
+    /// metadata applier (every leader change bumps it).
+    pub leader_epoch: std::cell::Cell<i32>,
 }
 
 /// A partition's name: (topic, index).
@@ -48,7 +50,7 @@ impl Partition {
 
     /// Appends a producer's batches as this partition's leader.
     pub fn append(&self, records: Bytes, now_ms: i64) -> Result<AppendInfo, StorageError> {
-        self.log.append(records, self.leader_epoch, now_ms)
+        self.log.append(records, self.leader_epoch.get(), now_ms)
     }
 
     /// Resolves when the append `info` satisfies `acks`: 0 at once, 1 once written, -1 (all)

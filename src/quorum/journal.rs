@@ -227,6 +227,7 @@ impl Journal {
             size,
             compacted: size,
             state,
+            poisoned: None,
         };
         std::thread::Builder::new()
             .name("sluice-raft-journal".into())
@@ -303,10 +304,27 @@ struct Writer {
     /// Size right after the last compaction.
     compacted: u64,
     state: Durable,
+    /// Set by the first failed write: a torn frame may sit at the end of the file, so nothing
+    /// more is written after it (a later frame would make it corruption mid-file); every later
+    /// job fails with this, and a restart cuts the torn tail.
+    poisoned: Option<String>,
 }
 
 impl Writer {
     fn write(&mut self, ops: &[JournalOp], sync: bool) -> io::Result<()> {
+        if let Some(why) = &self.poisoned {
+            return Err(io::Error::other(format!(
+                "the Raft journal stopped after a failed write: {why}"
+            )));
+        }
+        let r = self.write_unpoisoned(ops, sync);
+        if let Err(e) = &r {
+            self.poisoned = Some(e.to_string());
+        }
+        r
+    }
+
+    fn write_unpoisoned(&mut self, ops: &[JournalOp], sync: bool) -> io::Result<()> {
         let mut bytes = Vec::new();
         encode(ops, &mut bytes);
         self.file.write_all(&bytes)?;
@@ -330,11 +348,11 @@ impl Writer {
         let mut f = fs::File::create(&tmp)?;
         f.write_all(&bytes)?;
         f.sync_all()?;
+        // Opened before the rename (the same inode), so appends never go to an unlinked file.
+        let appending = fs::OpenOptions::new().append(true).open(&tmp)?;
         fs::rename(&tmp, journal_path(&self.dir))?;
         fs::File::open(&self.dir)?.sync_all()?;
-        self.file = fs::OpenOptions::new()
-            .append(true)
-            .open(journal_path(&self.dir))?;
+        self.file = appending;
         info!(
             from = self.size,
             to = bytes.len(),

@@ -90,6 +90,8 @@ type Snapshot = openraft::alias::SnapshotOf<TypeConfig, Vec<u8>>;
 
 /// Entries between snapshots.
 pub const SNAPSHOT_EVERY: u64 = 1024;
+/// How long a snapshot may take to send and install on a follower.
+const SNAPSHOT_INSTALL_TIMEOUT_MS: u64 = 30_000;
 
 /// Publishes an applied image to the broker; resolves with the topics some of whose
 /// partitions failed to open.
@@ -136,21 +138,45 @@ pub struct Quorum {
     pristine: std::cell::Cell<bool>,
 }
 
-/// The journal's content and, from its latest snapshot, the image to start from (before the
-/// shards exist, so they open the right partitions).
+/// The journal's content and the two images a restarting voter starts from.
 pub struct Recovered {
     durable: journal::Durable,
+    /// The latest snapshot's image: where the controller (the state machine) starts; Raft
+    /// replays the entries after it.
+    pub snapshot_image: MetadataImage,
+    /// The image at the durable commit point: where the shards start. Every image published
+    /// before the restart is at or before it (the commit point is synced before anything is
+    /// applied past it), so the partitions opened from it are the ones on disk — opening the
+    /// snapshot's older image could open a deleted topic over its successor's directory.
     pub image: MetadataImage,
 }
 
 /// Reads the journal in `dir`.
 pub fn recover(dir: &std::path::Path) -> io::Result<Recovered> {
     let durable = journal::load(dir)?;
-    let image = match &durable.snapshot {
-        Some((_, data)) => state_machine::snapshot_image(data)?,
-        None => MetadataImage::default(),
+    let (snapshot_image, snapshot_index) = match &durable.snapshot {
+        Some((meta, data)) => (
+            state_machine::snapshot_image(data)?,
+            meta.last_log_id.map(|l| l.index),
+        ),
+        None => (MetadataImage::default(), None),
     };
-    Ok(Recovered { durable, image })
+    let mut image = snapshot_image.clone();
+    if let Some(committed) = durable.committed {
+        let after = snapshot_index.map_or(0, |i| i.saturating_add(1));
+        for entry in durable.log.range(after..=committed.index).map(|(_, e)| e) {
+            if let openraft::EntryPayload::Normal(p) = &entry.payload {
+                if let Some(next) = state_machine::apply_change(&image, &p.records) {
+                    image = next;
+                }
+            }
+        }
+    }
+    Ok(Recovered {
+        durable,
+        snapshot_image,
+        image,
+    })
 }
 
 fn raft_config(heartbeat: Duration, snapshot_every: u64) -> io::Result<Arc<openraft::Config>> {
@@ -161,6 +187,9 @@ fn raft_config(heartbeat: Duration, snapshot_every: u64) -> io::Result<Arc<openr
         election_timeout_min: hb * 3,
         election_timeout_max: hb * 6,
         snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(snapshot_every),
+        // Sending a snapshot includes the follower's fsync and its shards opening or deleting
+        // partitions; openraft's 200 ms default would make a lagging follower retry for ever.
+        install_snapshot_timeout: SNAPSHOT_INSTALL_TIMEOUT_MS,
         max_in_snapshot_log_to_keep: 0,
         ..Default::default()
     };
@@ -335,5 +364,64 @@ impl Quorum {
         if let Err(e) = self.raft.shutdown().await {
             warn!(error = %e, "stopping Raft failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::journal::{Journal, JournalOp};
+    use super::*;
+    use crate::cluster::record::topic_on_node;
+    use openraft::entry::RaftEntry;
+    use openraft::vote::RaftLeaderId;
+
+    fn log_id(index: u64) -> LogId {
+        let leader = openraft::impls::leader_id_adv::LeaderId::<u64, u64>::new(1, 0);
+        LogId::new(leader.to_committed(), index)
+    }
+
+    /// A restarting voter's shards start at the commit point, not at the older snapshot: a
+    /// topic deleted and created again after the snapshot is opened as its new incarnation.
+    #[test]
+    fn recovery_starts_the_shards_at_the_commit_point() {
+        let dir = tempfile::tempdir().unwrap();
+        let old =
+            MetadataImage::from_records(2, &topic_on_node("t", [1; 16], 1, false, 0)).unwrap();
+        let snapshot = JournalOp::Snapshot {
+            meta: SnapshotMeta {
+                last_log_id: Some(log_id(2)),
+                last_membership: StoredMembership::default(),
+            },
+            data: state_machine::encode_snapshot(&old).unwrap(),
+        };
+        let change = |index: u64, records: Vec<MetadataRecord>| {
+            Entry::new_normal(log_id(index), Proposal { records })
+        };
+        let entries = vec![
+            change(3, vec![MetadataRecord::RemoveTopic { topic_id: [1; 16] }]),
+            change(4, topic_on_node("t", [2; 16], 1, false, 0)),
+            change(5, topic_on_node("uncommitted", [3; 16], 1, false, 0)),
+        ];
+        let j = Journal::start(dir.path(), journal::load(dir.path()).unwrap()).unwrap();
+        futures_executor::block_on(async {
+            j.submit(vec![snapshot, JournalOp::Entries(entries)], true)
+                .await
+                .unwrap();
+            j.submit(vec![JournalOp::Committed(Some(log_id(4)))], true)
+                .await
+                .unwrap();
+        });
+        drop(j);
+        let r = recover(dir.path()).unwrap();
+        assert_eq!(r.snapshot_image.topic("t").map(|t| t.id), Some([1; 16]));
+        assert_eq!(
+            r.image.topic("t").map(|t| t.id),
+            Some([2; 16]),
+            "the successor"
+        );
+        assert!(
+            r.image.topic("uncommitted").is_none(),
+            "only committed changes"
+        );
     }
 }

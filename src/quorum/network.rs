@@ -30,6 +30,8 @@ use crate::runtime::net::{read_exact_vec, AsyncWriteExt, BufResult, TcpListener,
 pub const MESSAGE_MAX: usize = 64 << 20;
 /// Connecting to a peer gives up after this.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The least time a Raft RPC is given, whatever openraft asks.
+const RPC_TIME_MIN: Duration = Duration::from_secs(2);
 /// Idle connections kept per peer for application calls.
 const POOL_PER_PEER: usize = 4;
 
@@ -38,10 +40,12 @@ enum Request {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<TypeConfig>),
     PreVote(VoteRequest<TypeConfig>),
+    /// `data` is the snapshot's JSON text, sent as a string (a byte vector would travel as a
+    /// JSON array of numbers, three to four times larger).
     Snapshot {
         vote: Vote,
         meta: SnapshotMeta,
-        data: Vec<u8>,
+        data: String,
     },
     App(Vec<u8>),
 }
@@ -152,7 +156,7 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, raft: Raft, a
             Request::Snapshot { vote, meta, data } => {
                 let snapshot = Snapshot {
                     meta,
-                    snapshot: data,
+                    snapshot: data.into_bytes(),
                 };
                 raft.install_full_snapshot(vote, snapshot)
                     .await
@@ -214,7 +218,10 @@ impl Peer {
         req: Request,
         option: RPCOption,
     ) -> Result<Response, RPCError<TypeConfig>> {
-        match self.call(req, option.hard_ttl()).await {
+        // openraft gives appends one Raft heartbeat (at most 100 ms), which includes the
+        // follower's fdatasync: on a slow disk every append would time out and be resent.
+        let ttl = option.hard_ttl().max(RPC_TIME_MIN);
+        match self.call(req, ttl).await {
             Ok(Response::Failed(why)) => {
                 Err(RPCError::Network(NetworkError::new(&io::Error::other(why))))
             }
@@ -271,10 +278,15 @@ impl RaftNetworkV2<TypeConfig> for Peer {
         _cancel: impl Future<Output = ReplicationClosed> + 'static,
         option: RPCOption,
     ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let data = String::from_utf8(snapshot.snapshot).map_err(|e| {
+            StreamingError::Network(NetworkError::new(&io::Error::other(format!(
+                "snapshot data is not JSON text: {e}"
+            ))))
+        })?;
         let req = Request::Snapshot {
             vote,
             meta: snapshot.meta,
-            data: snapshot.snapshot,
+            data,
         };
         match self.rpc(req, option).await {
             Ok(Response::Snapshot(r)) => Ok(r),

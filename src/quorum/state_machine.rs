@@ -50,6 +50,29 @@ struct Inner {
 #[derive(Clone)]
 pub struct StateMachine(Rc<Inner>);
 
+/// `image` with one change's `records` applied, all or none (`None`, logged: the image cannot
+/// take them, and every node skips them alike).
+pub fn apply_change(image: &MetadataImage, records: &[MetadataRecord]) -> Option<MetadataImage> {
+    let first = image.epoch + 1;
+    let mut next = image.clone();
+    for (i, r) in records.iter().enumerate() {
+        if let Err(e) = next.apply(first + i as u64, r) {
+            error!(error = %e, "a committed metadata change does not apply; skipped");
+            return None;
+        }
+    }
+    Some(next)
+}
+
+/// A snapshot's data: the image as records, JSON.
+pub fn encode_snapshot(image: &MetadataImage) -> io::Result<Vec<u8>> {
+    let body = SnapshotBody {
+        epoch: image.epoch,
+        records: image.records(),
+    };
+    serde_json::to_vec(&body).map_err(io::Error::other)
+}
+
 /// The image a snapshot holds.
 pub fn snapshot_image(data: &[u8]) -> io::Result<MetadataImage> {
     let body: SnapshotBody = serde_json::from_slice(data).map_err(io::Error::other)?;
@@ -102,13 +125,7 @@ impl StateMachine {
     fn replay(&self, records: &[MetadataRecord]) -> Option<(u64, Arc<MetadataImage>)> {
         let mut c = self.0.controller.borrow_mut();
         let first = c.image().epoch + 1;
-        let mut image = c.image().clone();
-        for (i, r) in records.iter().enumerate() {
-            if let Err(e) = image.apply(first + i as u64, r) {
-                error!(error = %e, "a committed metadata change does not apply; skipped");
-                return None;
-            }
-        }
+        let image = apply_change(c.image(), records)?;
         c.reset_image(image.clone());
         Some((first, Arc::new(image)))
     }
@@ -118,19 +135,15 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
     type SnapshotData = Vec<u8>;
 
     async fn build_snapshot(&mut self) -> Result<Snapshot, io::Error> {
-        let (body, meta) = {
+        let (image, meta) = {
             let image = self.0.controller.borrow().image().clone();
-            let body = SnapshotBody {
-                epoch: image.epoch,
-                records: image.records(),
-            };
             let meta = SnapshotMeta {
                 last_log_id: *self.0.last_applied.borrow(),
                 last_membership: self.0.membership.borrow().clone(),
             };
-            (body, meta)
+            (image, meta)
         };
-        let data = serde_json::to_vec(&body).map_err(io::Error::other)?;
+        let data = encode_snapshot(&image)?;
         let op = JournalOp::Snapshot {
             meta: meta.clone(),
             data: data.clone(),

@@ -341,6 +341,9 @@ impl Shard {
                 }
                 if let Some(p) = self.partition(&topic.name, index) {
                     p.log.set_config(log_config.clone());
+                    if let Some(reg) = topic.partitions.get(index as usize) {
+                        p.leader_epoch.set(reg.leader_epoch);
+                    }
                     continue;
                 }
                 to_open.push((topic.clone(), index, log_config.clone()));
@@ -364,10 +367,12 @@ impl Shard {
                         topic_id: topic.id,
                         index,
                         log,
-                        leader_epoch: topic
-                            .partitions
-                            .get(index as usize)
-                            .map_or(0, |r| r.leader_epoch),
+                        leader_epoch: std::cell::Cell::new(
+                            topic
+                                .partitions
+                                .get(index as usize)
+                                .map_or(0, |r| r.leader_epoch),
+                        ),
                     });
                     self.partitions
                         .borrow_mut()

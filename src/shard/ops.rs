@@ -225,10 +225,11 @@ pub async fn run_op(
             Ok(PartitionOpOutcome::LowWatermark(low))
         }
         PartitionOp::EpochEnd { current, wanted } => {
-            if current > part.leader_epoch {
+            let leader_epoch = part.leader_epoch.get();
+            if current > leader_epoch {
                 return Err(ResponseError::UnknownLeaderEpoch);
             }
-            if current >= 0 && current < part.leader_epoch {
+            if current >= 0 && current < leader_epoch {
                 return Err(ResponseError::FencedLeaderEpoch);
             }
             let (epoch, end) = part.log.end_offset_for_epoch(wanted);
@@ -270,7 +271,7 @@ async fn list_offset(part: &Partition, ts: i64) -> Result<PartitionOpOutcome, Re
         },
         _ => return Err(ResponseError::InvalidRequest),
     };
-    Ok(PartitionOpOutcome::Offset(found, part.leader_epoch))
+    Ok(PartitionOpOutcome::Offset(found, part.leader_epoch.get()))
 }
 
 /// The stored batch containing `offset` (whole, as written).
