@@ -69,7 +69,10 @@ impl Liveness {
     pub fn on_shutdown(&mut self, image: &MetadataImage, id: i32, epoch: u64) -> Option<Command> {
         image.brokers.get(&id).filter(|b| b.epoch == epoch)?;
         self.leaving.insert(id, epoch);
-        Some(Command::FenceBroker { id })
+        Some(Command::FenceBroker {
+            id,
+            epoch: Some(epoch),
+        })
     }
 
     /// Whether `record` may register now. Kafka refuses a new incarnation of a broker id whose
@@ -102,7 +105,10 @@ impl Liveness {
                 let last = *self.last.entry(b.record.id).or_insert(now);
                 now.saturating_sub(last) > self.session_timeout_ms
             })
-            .map(|b| Command::FenceBroker { id: b.record.id })
+            .map(|b| Command::FenceBroker {
+                id: b.record.id,
+                epoch: Some(b.epoch),
+            })
             .collect()
     }
 }
@@ -155,7 +161,13 @@ mod tests {
         let live = image_with(1, false);
         assert!(l.on_tick(110, &live).is_empty(), "within the session");
         let fence = l.on_tick(111, &live);
-        assert!(matches!(fence[..], [Command::FenceBroker { id: 1 }]));
+        assert!(matches!(
+            fence[..],
+            [Command::FenceBroker {
+                id: 1,
+                epoch: Some(5)
+            }]
+        ));
         l.reset(200, &live);
         assert!(
             l.on_tick(300, &live).is_empty(),
@@ -193,7 +205,10 @@ mod tests {
         let live = image_with(1, false);
         assert!(matches!(
             l.on_shutdown(&live, 1, 5),
-            Some(Command::FenceBroker { id: 1 })
+            Some(Command::FenceBroker {
+                id: 1,
+                epoch: Some(5)
+            })
         ));
         assert!(l.on_shutdown(&live, 1, 4).is_none());
         let fenced = image_with(1, true);

@@ -73,9 +73,12 @@ pub enum Command {
     },
     /// A broker (re)starts: a new incarnation replaces the old registration, fenced.
     RegisterBroker(BrokerRecord),
-    /// A broker stopped heartbeating or shuts down: its leaderships move away.
+    /// A broker stopped heartbeating or shuts down: its leaderships move away. With an
+    /// `epoch`, only that registration (a newer incarnation that registered meanwhile is not
+    /// the one that went silent).
     FenceBroker {
         id: i32,
+        epoch: Option<u64>,
     },
     /// A broker heartbeats again and has caught up: it leads what it can lead again.
     UnfenceBroker {
@@ -263,8 +266,8 @@ impl Controller {
                 out.push(MetadataRecord::RegisterBroker(b.clone()));
                 Ok(out)
             }
-            Command::FenceBroker { id } => match self.image.brokers.get(id) {
-                Some(b) if !b.fenced => {
+            Command::FenceBroker { id, epoch } => match self.image.brokers.get(id) {
+                Some(b) if !b.fenced && epoch.is_none_or(|e| e == b.epoch) => {
                     let mut out = vec![MetadataRecord::FenceBroker {
                         id: *id,
                         epoch: b.epoch,

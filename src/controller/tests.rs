@@ -220,7 +220,13 @@ fn fencing_takes_leadership_away_and_unfencing_gives_it_back() {
     let p = on_1[0];
     let epoch = t.partitions[p].leader_epoch;
 
-    run(&mut c, Command::FenceBroker { id: 1 }).unwrap();
+    // A fence for an older registration of the broker changes nothing.
+    let stale = Command::FenceBroker {
+        id: 1,
+        epoch: Some(0),
+    };
+    assert!(c.propose(&stale).unwrap().is_empty());
+    run(&mut c, Command::FenceBroker { id: 1, epoch: None }).unwrap();
     let reg = &c.image().topic("t").unwrap().partitions[p];
     assert_eq!(reg.leader, -1, "RF 1: no other replica may lead");
     assert_eq!(reg.isr, [1], "the last in-sync replica is kept");
@@ -301,7 +307,7 @@ fn manual_replica_assignments_are_honoured_and_checked() {
         ResponseError::InvalidRequest
     ));
     // A fenced replica does not lead a new partition while a live one can.
-    run(&mut c, Command::FenceBroker { id: 0 }).unwrap();
+    run(&mut c, Command::FenceBroker { id: 0, epoch: None }).unwrap();
     let grow = Command::CreatePartitions {
         name: "m".into(),
         count: 3,

@@ -600,7 +600,7 @@ async fn active_controller_duties(shard: Rc<Shard>) {
             d.liveness.borrow_mut().on_tick(clock_ms(), &image)
         };
         for cmd in expired {
-            if let Command::FenceBroker { id } = cmd {
+            if let Command::FenceBroker { id, .. } = cmd {
                 warn!(broker = id, "broker session expired: fencing it");
             }
             if let Err(e) = controller::run_command(&shard, "fence-broker", cmd).await {

@@ -102,6 +102,7 @@ impl Workload {
             }
             86..=89 => Command::FenceBroker {
                 id: self.rng.random_range(1..=BROKERS),
+                epoch: None,
             },
             90..=97 => Command::UnfenceBroker {
                 id: self.rng.random_range(1..=BROKERS),
