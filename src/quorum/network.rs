@@ -1,6 +1,9 @@
 //! The controller endpoint's wire: Raft RPCs between voters, and opaque application calls
 //! (broker registration, heartbeats, forwarded admin operations) on the same listener.
 //!
+//! openraft's client of a voter is [`RaftClient`] over a [`Transport`] (TCP here, a seeded
+//! network in the simulation); a voter answers Raft requests with [`answer`].
+//!
 //! One request at a time per TCP connection; each message is a frame `len u32 (BE) | JSON`,
 //! at most [`MESSAGE_MAX`]. A connection whose peer sends something unreadable is closed.
 //! Clients keep their connection and reconnect after any failure.
@@ -35,8 +38,9 @@ const RPC_TIME_MIN: Duration = Duration::from_secs(2);
 /// Idle connections kept per peer for application calls.
 const POOL_PER_PEER: usize = 4;
 
+/// A message to a voter's endpoint (over TCP, or the simulation's network).
 #[derive(Serialize, Deserialize)]
-enum Request {
+pub(crate) enum Request {
     Append(AppendEntriesRequest<TypeConfig>),
     Vote(VoteRequest<TypeConfig>),
     PreVote(VoteRequest<TypeConfig>),
@@ -50,8 +54,9 @@ enum Request {
     App(Vec<u8>),
 }
 
+/// A voter's answer.
 #[derive(Serialize, Deserialize)]
-enum Response {
+pub(crate) enum Response {
     Append(AppendEntriesResponse<TypeConfig>),
     Vote(VoteResponse<TypeConfig>),
     Snapshot(SnapshotResponse<TypeConfig>),
@@ -139,30 +144,9 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, raft: Raft, a
                 return;
             }
         };
-        let failed = |e: &dyn std::fmt::Display| Response::Failed(e.to_string());
         let resp = match req {
-            Request::Append(r) => raft
-                .append_entries(r)
-                .await
-                .map_or_else(|e| failed(&e), Response::Append),
-            Request::Vote(r) => raft
-                .vote(r)
-                .await
-                .map_or_else(|e| failed(&e), Response::Vote),
-            Request::PreVote(r) => raft
-                .pre_vote(r)
-                .await
-                .map_or_else(|e| failed(&e), Response::Vote),
-            Request::Snapshot { vote, meta, data } => {
-                let snapshot = Snapshot {
-                    meta,
-                    snapshot: data.into_bytes(),
-                };
-                raft.install_full_snapshot(vote, snapshot)
-                    .await
-                    .map_or_else(|e| failed(&e), Response::Snapshot)
-            }
             Request::App(body) => Response::App(app(body).await),
+            raft_request => answer(&raft, raft_request).await,
         };
         if let Err(e) = write_message(&mut stream, &resp).await {
             debug!(%peer, error = %e, "controller endpoint: reply failed");
@@ -171,30 +155,73 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, raft: Raft, a
     }
 }
 
+/// Hands a Raft request to this voter's `raft`: its answer, or why it failed. An application
+/// call has no handler here (the endpoint's caller handles those).
+pub(crate) async fn answer(raft: &Raft, req: Request) -> Response {
+    let failed = |e: &dyn std::fmt::Display| Response::Failed(e.to_string());
+    match req {
+        Request::Append(r) => raft
+            .append_entries(r)
+            .await
+            .map_or_else(|e| failed(&e), Response::Append),
+        Request::Vote(r) => raft
+            .vote(r)
+            .await
+            .map_or_else(|e| failed(&e), Response::Vote),
+        Request::PreVote(r) => raft
+            .pre_vote(r)
+            .await
+            .map_or_else(|e| failed(&e), Response::Vote),
+        Request::Snapshot { vote, meta, data } => {
+            let snapshot = Snapshot {
+                meta,
+                snapshot: data.into_bytes(),
+            };
+            raft.install_full_snapshot(vote, snapshot)
+                .await
+                .map_or_else(|e| failed(&e), Response::Snapshot)
+        }
+        Request::App(_) => failed(&"an application call where a Raft request was due"),
+    }
+}
+
+/// How a Raft client reaches one voter: a request in, its answer out within `option`'s time,
+/// or `Unreachable`. TCP here ([`Peer`]); the simulation has its own.
+pub(crate) trait Transport {
+    async fn send(
+        &mut self,
+        req: Request,
+        option: RPCOption,
+    ) -> Result<Response, RPCError<TypeConfig>>;
+}
+
+/// openraft's client of one voter, over any [`Transport`].
+pub(crate) struct RaftClient<T>(pub(crate) T);
+
 /// Makes Raft clients for openraft. A voter is reached at the address this node's
 /// `--controller-quorum-voters` gives for it (the addresses in the replicated membership are
 /// the initialising node's, and each node may reach a voter its own way, e.g. through a
 /// proxy); the membership's address only serves a voter missing from the flag.
-pub struct Network {
-    pub voters: std::collections::BTreeMap<i32, SocketAddr>,
+pub(crate) struct Network {
+    pub(crate) voters: std::collections::BTreeMap<i32, SocketAddr>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
-    type Network = Peer;
+    type Network = RaftClient<Peer>;
 
-    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Peer {
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> RaftClient<Peer> {
         let known = i32::try_from(target)
             .ok()
             .and_then(|t| self.voters.get(&t).copied());
-        Peer {
+        RaftClient(Peer {
             addr: known.or_else(|| node.addr.parse().ok()),
             stream: None,
-        }
+        })
     }
 }
 
-/// A Raft client of one voter.
-pub struct Peer {
+/// One voter reached over TCP.
+pub(crate) struct Peer {
     addr: Option<SocketAddr>,
     stream: Option<TcpStream>,
 }
@@ -212,8 +239,10 @@ impl Peer {
         self.stream = Some(stream);
         Ok(resp)
     }
+}
 
-    async fn rpc(
+impl Transport for Peer {
+    async fn send(
         &mut self,
         req: Request,
         option: RPCOption,
@@ -221,12 +250,24 @@ impl Peer {
         // openraft gives appends one Raft heartbeat (at most 100 ms), which includes the
         // follower's fdatasync: on a slow disk every append would time out and be resent.
         let ttl = option.hard_ttl().max(RPC_TIME_MIN);
-        match self.call(req, ttl).await {
-            Ok(Response::Failed(why)) => {
+        self.call(req, ttl)
+            .await
+            .map_err(|e| RPCError::Unreachable(Unreachable::new(&e)))
+    }
+}
+
+impl<T: Transport> RaftClient<T> {
+    /// Sends `req`; a voter's refusal (`Response::Failed`) is a network error to openraft.
+    async fn rpc(
+        &mut self,
+        req: Request,
+        option: RPCOption,
+    ) -> Result<Response, RPCError<TypeConfig>> {
+        match self.0.send(req, option).await? {
+            Response::Failed(why) => {
                 Err(RPCError::Network(NetworkError::new(&io::Error::other(why))))
             }
-            Ok(r) => Ok(r),
-            Err(e) => Err(RPCError::Unreachable(Unreachable::new(&e))),
+            r => Ok(r),
         }
     }
 }
@@ -235,7 +276,7 @@ fn unexpected() -> RPCError<TypeConfig> {
     RPCError::Network(NetworkError::new(&io::Error::other("unexpected response")))
 }
 
-impl RaftNetworkV2<TypeConfig> for Peer {
+impl<T: Transport + 'static> RaftNetworkV2<TypeConfig> for RaftClient<T> {
     type SnapshotData = Vec<u8>;
 
     async fn append_entries(

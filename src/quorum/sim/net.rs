@@ -1,5 +1,7 @@
-//! The simulated network between voters: openraft's `RaftNetworkFactory`/`RaftNetworkV2` over
-//! direct calls into the target node's [`Raft`], after seeded delays.
+//! The simulated network between voters: a [`Transport`] for the production Raft client
+//! (`network::RaftClient`), handing the production `Request`s to the target node's [`Raft`]
+//! through the production dispatch (`network::answer`) after seeded delays. Only the wire is
+//! simulated: requests are not serialised.
 //!
 //! It owns the live nodes' Raft handles, the cuts (directed pairs that cannot talk: a partition
 //! is cuts both ways, a one-way cut one direction; cuts are counted, so overlapping faults heal
@@ -13,21 +15,18 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
-use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
+use openraft::error::{RPCError, Unreachable};
 use openraft::network::RPCOption;
-use openraft::raft::{
-    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
-};
-use openraft::{BasicNode, RaftNetworkFactory, RaftNetworkV2};
+use openraft::{BasicNode, RaftNetworkFactory};
 use rand::rngs::SmallRng;
 use rand::{RngExt, SeedableRng};
 
-use crate::quorum::{Raft, Snapshot, TypeConfig, Vote};
+use crate::quorum::network::{answer, RaftClient, Request, Response, Transport};
+use crate::quorum::{Raft, TypeConfig};
 use crate::runtime::sim;
 
 /// The network's state (shared by every node's factory and the fault schedule).
@@ -113,20 +112,20 @@ impl Net {
 }
 
 /// Makes the Raft clients of one node.
-pub struct Factory {
+pub(crate) struct Factory {
     pub from: u64,
     pub net: SharedNet,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Factory {
-    type Network = Peer;
+    type Network = RaftClient<Peer>;
 
-    async fn new_client(&mut self, target: u64, _node: &BasicNode) -> Peer {
-        Peer {
+    async fn new_client(&mut self, target: u64, _node: &BasicNode) -> RaftClient<Peer> {
+        RaftClient(Peer {
             from: self.from,
             to: target,
             net: self.net.clone(),
-        }
+        })
     }
 }
 
@@ -137,50 +136,10 @@ pub struct Peer {
     net: SharedNet,
 }
 
-enum Request {
-    Append(AppendEntriesRequest<TypeConfig>),
-    Vote(VoteRequest<TypeConfig>),
-    PreVote(VoteRequest<TypeConfig>),
-    Snapshot(Vote, Snapshot),
-}
-
-enum Response {
-    Append(AppendEntriesResponse<TypeConfig>),
-    Vote(VoteResponse<TypeConfig>),
-    Snapshot(SnapshotResponse<TypeConfig>),
-}
-
 /// Why an RPC failed.
 enum Failure {
     /// No answer (lost, cut, target down, or too slow).
     Unreachable(&'static str),
-    /// The target's Raft refused or has stopped.
-    Failed(String),
-}
-
-async fn serve(raft: Raft, req: Request) -> Result<Response, String> {
-    match req {
-        Request::Append(r) => raft
-            .append_entries(r)
-            .await
-            .map(Response::Append)
-            .map_err(|e| e.to_string()),
-        Request::Vote(r) => raft
-            .vote(r)
-            .await
-            .map(Response::Vote)
-            .map_err(|e| e.to_string()),
-        Request::PreVote(r) => raft
-            .pre_vote(r)
-            .await
-            .map(Response::Vote)
-            .map_err(|e| e.to_string()),
-        Request::Snapshot(vote, snapshot) => raft
-            .install_full_snapshot(vote, snapshot)
-            .await
-            .map(Response::Snapshot)
-            .map_err(|e| e.to_string()),
-    }
 }
 
 impl Peer {
@@ -204,11 +163,9 @@ impl Peer {
             Some(None) => return Err(Failure::Unreachable("connection refused")),
             Some(Some(raft)) => raft,
         };
-        let served = sim::timeout_at(deadline, serve(raft, req)).await;
-        let resp = match served {
+        let resp = match sim::timeout_at(deadline, answer(&raft, req)).await {
             Err(_) => return Err(Failure::Unreachable("no answer in time")),
-            Ok(Err(why)) => return Err(Failure::Failed(why)),
-            Ok(Ok(resp)) => resp,
+            Ok(resp) => resp,
         };
         let (latency, lost) = self.net.borrow_mut().draw();
         sim::sleep(latency).await;
@@ -218,78 +175,23 @@ impl Peer {
         }
         Ok(resp)
     }
+}
 
-    async fn rpc(&self, req: Request, option: RPCOption) -> Result<Response, RPCError<TypeConfig>> {
-        self.call(req, option.hard_ttl())
-            .await
-            .map_err(|f| match f {
-                Failure::Unreachable(why) => {
+impl Transport for Peer {
+    async fn send(
+        &mut self,
+        req: Request,
+        option: RPCOption,
+    ) -> Result<Response, RPCError<TypeConfig>> {
+        let resp =
+            self.call(req, option.hard_ttl())
+                .await
+                .map_err(|Failure::Unreachable(why)| {
                     RPCError::Unreachable(Unreachable::new(&io::Error::other(why)))
-                }
-                Failure::Failed(why) => {
-                    RPCError::Network(NetworkError::new(&io::Error::other(why)))
-                }
-            })
-    }
-}
-
-fn unexpected() -> RPCError<TypeConfig> {
-    RPCError::Network(NetworkError::new(&io::Error::other("unexpected response")))
-}
-
-impl RaftNetworkV2<TypeConfig> for Peer {
-    type SnapshotData = Vec<u8>;
-
-    async fn append_entries(
-        &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
-        option: RPCOption,
-    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
-        match self.rpc(Request::Append(rpc), option).await? {
-            Response::Append(r) => Ok(r),
-            _ => Err(unexpected()),
+                })?;
+        if matches!(resp, Response::Snapshot(_)) {
+            self.net.borrow_mut().snapshots_installed += 1;
         }
-    }
-
-    async fn vote(
-        &mut self,
-        rpc: VoteRequest<TypeConfig>,
-        option: RPCOption,
-    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        match self.rpc(Request::Vote(rpc), option).await? {
-            Response::Vote(r) => Ok(r),
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn pre_vote(
-        &mut self,
-        rpc: VoteRequest<TypeConfig>,
-        option: RPCOption,
-    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
-        match self.rpc(Request::PreVote(rpc), option).await? {
-            Response::Vote(r) => Ok(r),
-            _ => Err(unexpected()),
-        }
-    }
-
-    async fn full_snapshot(
-        &mut self,
-        vote: Vote,
-        snapshot: Snapshot,
-        _cancel: impl Future<Output = ReplicationClosed> + 'static,
-        option: RPCOption,
-    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
-        match self.rpc(Request::Snapshot(vote, snapshot), option).await {
-            Ok(Response::Snapshot(r)) => {
-                self.net.borrow_mut().snapshots_installed += 1;
-                Ok(r)
-            }
-            Ok(_) => Err(StreamingError::Network(NetworkError::new(
-                &io::Error::other("unexpected response"),
-            ))),
-            Err(RPCError::Unreachable(u)) => Err(StreamingError::Unreachable(u)),
-            Err(e) => Err(StreamingError::Network(NetworkError::new(&e))),
-        }
+        Ok(resp)
     }
 }
