@@ -168,13 +168,7 @@ pub fn prepare(dir: &Path, topic_id: &[u8; 16]) -> io::Result<bool> {
 /// were removed.
 pub fn sweep(data_dir: &Path, image: &MetadataImage) -> io::Result<usize> {
     let mut removed = remove_deleted(data_dir)?;
-    for entry in fs::read_dir(data_dir)? {
-        let entry = entry?;
-        if !entry.file_type()?.is_dir() {
-            continue;
-        }
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let path = entry.path();
+    for (name, path) in subdirs(data_dir)? {
         let Some((topic, partition)) = parse_dir_name(&name) else {
             continue;
         };
@@ -198,29 +192,36 @@ pub fn sweep(data_dir: &Path, image: &MetadataImage) -> io::Result<usize> {
 /// Removes the `-delete` directories a crash left behind (before any log opens); how many.
 pub fn remove_deleted(data_dir: &Path) -> io::Result<usize> {
     let mut removed = 0;
-    for entry in fs::read_dir(data_dir)? {
-        let entry = entry?;
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if entry.file_type()?.is_dir() && name.ends_with(DELETE_SUFFIX) {
-            info!(dir = %entry.path().display(), "removing a deleted partition directory");
-            fs::remove_dir_all(entry.path())?;
+    for (name, path) in subdirs(data_dir)? {
+        if name.ends_with(DELETE_SUFFIX) {
+            info!(dir = %path.display(), "removing a deleted partition directory");
+            fs::remove_dir_all(&path)?;
             removed += 1;
         }
     }
     Ok(removed)
 }
 
+/// The directories directly in `data_dir`: (name, path).
+fn subdirs(data_dir: &Path) -> io::Result<Vec<(String, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(data_dir)? {
+        let entry = entry?;
+        if entry.file_type()?.is_dir() {
+            out.push((
+                entry.file_name().to_string_lossy().into_owned(),
+                entry.path(),
+            ));
+        }
+    }
+    Ok(out)
+}
+
 /// Every partition directory of `data_dir` stamped with a topic id: the candidates of a
 /// cluster node's sweep.
 pub fn stamped_dirs(data_dir: &Path) -> io::Result<Vec<(PathBuf, [u8; 16])>> {
     let mut out = Vec::new();
-    for entry in fs::read_dir(data_dir)? {
-        let entry = entry?;
-        if !entry.file_type()?.is_dir() {
-            continue;
-        }
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let path = entry.path();
+    for (name, path) in subdirs(data_dir)? {
         if !name.ends_with(DELETE_SUFFIX) && parse_dir_name(&name).is_some() {
             if let DirId::Id(id) = read_dir_id(&path)? {
                 out.push((path, id));
