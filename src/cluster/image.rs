@@ -191,6 +191,12 @@ impl MetadataImage {
     }
 
     /// Records that rebuild this image from nothing (a snapshot's content), in apply order.
+    /// The leader and leader epoch of `partition` of `topic`; `None` when it has no leader.
+    pub fn leader_of(&self, topic: &str, partition: i32) -> Option<(i32, i32)> {
+        let reg = self.topic(topic)?.partitions.get(partition as usize)?;
+        (reg.leader >= 0).then_some((reg.leader, reg.leader_epoch))
+    }
+
     /// Unfenced brokers, by id.
     pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerRecord> {
         self.brokers

@@ -77,6 +77,17 @@ pub struct BrokerInfo {
     pub rack: Option<String>,
 }
 
+impl From<&crate::cluster::record::BrokerRecord> for BrokerInfo {
+    fn from(b: &crate::cluster::record::BrokerRecord) -> BrokerInfo {
+        BrokerInfo {
+            id: b.id,
+            host: b.host.clone(),
+            port: b.port,
+            rack: b.rack.clone(),
+        }
+    }
+}
+
 /// Per-shard state. Lives on its thread only (`Rc`).
 pub struct Shard {
     pub id: usize,
@@ -177,12 +188,7 @@ impl Shard {
         }
         self.metadata()
             .live_brokers()
-            .map(|b| BrokerInfo {
-                id: b.id,
-                host: b.host.clone(),
-                port: b.port,
-                rack: b.rack.clone(),
-            })
+            .map(BrokerInfo::from)
             .collect()
     }
 

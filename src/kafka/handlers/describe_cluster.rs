@@ -25,16 +25,7 @@ pub async fn handle(shard: Rc<Shard>, req: DescribeClusterRequest, _ctx: Ctx) ->
         image
             .brokers
             .values()
-            .map(|b| {
-                let r = &b.record;
-                let info = crate::shard::BrokerInfo {
-                    id: r.id,
-                    host: r.host.clone(),
-                    port: r.port,
-                    rack: r.rack.clone(),
-                };
-                to_wire(info, b.fenced)
-            })
+            .map(|b| to_wire(crate::shard::BrokerInfo::from(&b.record), b.fenced))
             .collect()
     } else {
         shard

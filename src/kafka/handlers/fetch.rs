@@ -233,19 +233,12 @@ fn add_leader_hints(shard: &Shard, resp: &mut FetchResponseOut) {
     let image = shard.metadata();
     let mut leaders = std::collections::BTreeSet::new();
     for t in &mut resp.topics {
-        let Some(meta) = image.topic(&t.name) else {
-            continue;
-        };
         for p in &mut t.partitions {
             if p.error_code != ResponseError::NotLeaderOrFollower.code() {
                 continue;
             }
-            if let Some(reg) = meta.partitions.get(p.partition_index as usize) {
-                if reg.leader >= 0 {
-                    p.current_leader = Some((reg.leader, reg.leader_epoch));
-                    leaders.insert(reg.leader);
-                }
-            }
+            p.current_leader = image.leader_of(&t.name, p.partition_index);
+            leaders.extend(p.current_leader.map(|(leader, _)| leader));
         }
     }
     resp.node_endpoints = leaders

@@ -315,10 +315,10 @@ fn leader_hint(
     topic: &str,
     partition: i32,
 ) -> Option<LeaderIdAndEpoch> {
-    let reg = image.topic(topic)?.partitions.get(partition as usize)?;
-    (reg.leader >= 0).then(|| {
+    let (leader, epoch) = image.leader_of(topic, partition)?;
+    Some(
         LeaderIdAndEpoch::default()
-            .with_leader_id(BrokerId(reg.leader))
-            .with_leader_epoch(reg.leader_epoch)
-    })
+            .with_leader_id(BrokerId(leader))
+            .with_leader_epoch(epoch),
+    )
 }
