@@ -416,20 +416,26 @@ fn mismatch() -> OpError {
 impl ControllerReply {
     /// What answers `op` with the failure `e`.
     pub fn failed_for(op: &ControllerOp) -> impl Fn(OpError) -> ControllerReply {
-        let topics = match op {
-            ControllerOp::CreateTopics { topics, .. } => Some(topics.len()),
-            _ => None,
+        /// Which reply answers the op (matched exhaustively: a new op must say).
+        enum Shape {
+            Topics(usize),
+            Topic,
+            Done,
+            ProducerId,
+        }
+        let shape = match op {
+            ControllerOp::CreateTopics { topics, .. } => Shape::Topics(topics.len()),
+            ControllerOp::DeleteTopic(_) => Shape::Topic,
+            ControllerOp::CreatePartitions { .. } | ControllerOp::AlterConfigs { .. } => {
+                Shape::Done
+            }
+            ControllerOp::AllocateProducerId => Shape::ProducerId,
         };
-        let kind = std::mem::discriminant(op);
-        move |e: OpError| match topics {
-            Some(n) => ControllerReply::Topics(vec![Err(e); n]),
-            None if kind == std::mem::discriminant(&ControllerOp::AllocateProducerId) => {
-                ControllerReply::ProducerId(Err(e))
-            }
-            None if kind == std::mem::discriminant(&ControllerOp::DeleteTopic(String::new())) => {
-                ControllerReply::Topic(Err(e))
-            }
-            None => ControllerReply::Done(Err(e)),
+        move |e: OpError| match shape {
+            Shape::Topics(n) => ControllerReply::Topics(vec![Err(e); n]),
+            Shape::Topic => ControllerReply::Topic(Err(e)),
+            Shape::Done => ControllerReply::Done(Err(e)),
+            Shape::ProducerId => ControllerReply::ProducerId(Err(e)),
         }
     }
 
