@@ -3,7 +3,6 @@
 //! once durable.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::io;
 use std::ops::RangeBounds;
@@ -16,33 +15,36 @@ use super::journal::{Durable, Journal, JournalOp};
 use super::{Entry, LogId, Rt, TypeConfig, Vote};
 use openraft::AsyncRuntime;
 
-#[derive(Default)]
-struct Mem {
-    vote: Option<Vote>,
-    log: BTreeMap<u64, Entry>,
-    last_purged: Option<LogId>,
-    committed: Option<LogId>,
-}
-
-/// The Raft log (cheap to clone: the reader openraft asks for is a clone).
+/// The Raft log (cheap to clone: the reader openraft asks for is a clone). Its memory is the
+/// journal's state kept by the same `Durable::apply` that replays the journal, so memory and a
+/// restart see the same log.
 #[derive(Clone)]
 pub struct LogStore {
-    mem: Rc<RefCell<Mem>>,
+    mem: Rc<RefCell<Durable>>,
     journal: Journal,
 }
 
 impl LogStore {
     pub fn new(durable: &Durable, journal: Journal) -> LogStore {
-        let mem = Mem {
-            vote: durable.vote,
-            log: durable.log.clone(),
-            last_purged: durable.last_purged,
-            committed: durable.committed,
+        let mem = Durable {
+            // The state machine keeps the snapshot; the log needs none of it.
+            snapshot: None,
+            ..durable.clone()
         };
         LogStore {
             mem: Rc::new(RefCell::new(mem)),
             journal,
         }
+    }
+
+    /// Applies `op` to memory, then queues it: resolves once durable (`sync`) or written.
+    fn record(
+        &self,
+        op: JournalOp,
+        sync: bool,
+    ) -> impl std::future::Future<Output = io::Result<()>> + 'static {
+        self.mem.borrow_mut().apply(&op);
+        self.journal.submit(vec![op], sync)
     }
 }
 
@@ -87,19 +89,13 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
-        self.mem.borrow_mut().vote = Some(*vote);
-        self.journal
-            .submit(vec![JournalOp::Vote(*vote)], true)
-            .await
+        self.record(JournalOp::Vote(*vote), true).await
     }
 
     async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), io::Error> {
-        self.mem.borrow_mut().committed = committed;
         // Synced before openraft applies past it: a restart replays everything it ever
         // published quietly (see `state_machine`), which needs this bound to be on disk.
-        self.journal
-            .submit(vec![JournalOp::Committed(committed)], true)
-            .await
+        self.record(JournalOp::Committed(committed), true).await
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
@@ -114,14 +110,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     where
         I: IntoIterator<Item = Entry>,
     {
-        let entries: Vec<Entry> = entries.into_iter().collect();
-        {
-            let mut mem = self.mem.borrow_mut();
-            for e in &entries {
-                mem.log.insert(e.log_id.index, e.clone());
-            }
-        }
-        let durable = self.journal.submit(vec![JournalOp::Entries(entries)], true);
+        let op = JournalOp::Entries(entries.into_iter().collect());
+        let durable = self.record(op, true);
         drop(Rt::spawn(
             async move { callback.io_completed(durable.await) },
         ));
@@ -130,21 +120,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn truncate_after(&mut self, last: Option<LogId>) -> Result<(), io::Error> {
         let after = last.map(|l| l.index);
-        self.mem
-            .borrow_mut()
-            .log
-            .split_off(&after.map_or(0, |i| i.saturating_add(1)));
-        self.journal
-            .submit(vec![JournalOp::TruncateAfter(after)], true)
-            .await
+        self.record(JournalOp::TruncateAfter(after), true).await
     }
 
     async fn purge(&mut self, id: LogId) -> Result<(), io::Error> {
-        {
-            let mut mem = self.mem.borrow_mut();
-            mem.log = mem.log.split_off(&id.index.saturating_add(1));
-            mem.last_purged = Some(id);
-        }
-        self.journal.submit(vec![JournalOp::Purge(id)], true).await
+        self.record(JournalOp::Purge(id), true).await
     }
 }
