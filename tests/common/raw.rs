@@ -146,9 +146,12 @@ impl Raw {
         let deadline = std::time::Instant::now() + super::WAIT;
         loop {
             let r: OffsetFetchResponse = self.call(ApiKey::OffsetFetch, 7, &req);
-            let p = &r.topics[0].partitions[0];
-            if r.error_code == 0 && p.error_code == 0 {
-                return p.committed_offset;
+            // While the coordinator loads, the answer is a top-level error with no topics.
+            if r.error_code == 0 {
+                let p = &r.topics[0].partitions[0];
+                if p.error_code == 0 {
+                    return p.committed_offset;
+                }
             }
             assert!(std::time::Instant::now() < deadline, "OffsetFetch: {r:?}");
             std::thread::sleep(Duration::from_millis(50));
