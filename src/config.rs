@@ -83,6 +83,24 @@ pub struct BrokerArgs {
         default_value_t = 2000
     )]
     pub broker_heartbeat_interval_ms: u64,
+    /// A follower that has not caught up with its leader for this long leaves the partition's
+    /// in-sync replicas (Kafka's replica.lag.time.max.ms).
+    #[arg(
+        long,
+        env = "SLUICE_REPLICA_LAG_TIME_MAX_MS",
+        default_value_t = 30_000,
+        value_parser = clap::value_parser!(u64).range(10..)
+    )]
+    pub replica_lag_time_max_ms: u64,
+    /// How long a follower's fetch waits at its leader for new data (Kafka's
+    /// replica.fetch.wait.max.ms).
+    #[arg(
+        long,
+        env = "SLUICE_REPLICA_FETCH_WAIT_MAX_MS",
+        default_value_t = 500,
+        value_parser = clap::value_parser!(u64).range(1..=30_000)
+    )]
+    pub replica_fetch_wait_max_ms: u64,
     /// Durability policy for appends.
     #[arg(long, env = "SLUICE_FLUSH", value_enum, default_value = "never")]
     pub flush: FlushArg,

@@ -393,6 +393,9 @@ async fn shard_main(start: ShardStart) {
         crate::runtime::spawn(crate::shard::cluster::start_broker_only(shard.clone())).detach();
     }
     crate::runtime::spawn(housekeeping(shard.clone())).detach();
+    if config.clustered() {
+        crate::runtime::spawn(crate::shard::replication::leader_ticks(shard.clone())).detach();
+    }
     crate::runtime::spawn(retry_failed_opens(shard.clone())).detach();
     crate::runtime::spawn(crate::shard::stats::serve_control(shard.clone(), control)).detach();
     crate::runtime::spawn(crate::shard::stats::stall_probe(shard.clone())).detach();

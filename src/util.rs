@@ -53,3 +53,22 @@ pub fn print_err(line: &str) {
     use std::io::Write;
     let _ = writeln!(LossyStderr, "{line}");
 }
+
+/// The first address `host:port` resolves to (DNS off the reactor, on a blocking thread).
+pub async fn resolve(host: &str, port: i32) -> std::io::Result<std::net::SocketAddr> {
+    let port = u16::try_from(port)
+        .map_err(|_| std::io::Error::other(format!("port {port} is out of range")))?;
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(std::net::SocketAddr::new(ip, port));
+    }
+    let host = host.to_owned();
+    crate::runtime::spawn_blocking(move || {
+        use std::net::ToSocketAddrs;
+        (host.as_str(), port)
+            .to_socket_addrs()?
+            .next()
+            .ok_or_else(|| std::io::Error::other(format!("{host} resolves to no address")))
+    })
+    .await
+    .unwrap_or_else(|| Err(std::io::Error::other("resolver task failed")))
+}

@@ -10,7 +10,8 @@
 //!   [partitions]: partition_index i32 | error_code i16 | high_watermark i64
 //!     | last_stable_offset i64 | log_start_offset i64 (v5+) | aborted_transactions [] (empty)
 //!     | preferred_read_replica i32 (v11+) | records bytes
-//!     | [tags v12+: 1 = CurrentLeader {leader_id i32, leader_epoch i32, [tags]}]
+//!     | [tags v12+: 0 = DivergingEpoch {epoch i32, end_offset i64, [tags]},
+//!                   1 = CurrentLeader {leader_id i32, leader_epoch i32, [tags]}]
 //!   [tags v12+]
 //! [tags v12+; v16+: 0 = NodeEndpoints [node_id i32, host string, port i32, rack string?, [tags]]]
 //! ```
@@ -34,6 +35,8 @@ pub struct FetchPartitionOut {
     pub records: Vec<Bytes>,
     /// KIP-951: (leader id, leader epoch) of a partition this broker does not lead (v12+).
     pub current_leader: Option<(i32, i32)>,
+    /// KIP-320/KIP-595: a follower's log diverges; (epoch, end offset) to truncate to (v12+).
+    pub diverging_epoch: Option<(i32, i64)>,
 }
 
 /// How to reach a broker (KIP-951's `NodeEndpoints`, v16+).
@@ -144,16 +147,23 @@ pub fn encode_fetch_response(
                 out.extend(p.records.iter().filter(|b| !b.is_empty()).cloned());
             }
             if flexible {
-                match p.current_leader {
-                    Some((leader_id, leader_epoch)) => {
-                        put_uvarint(&mut buf, 1); // one tagged field
-                        put_uvarint(&mut buf, 1); // tag 1: CurrentLeader
-                        put_uvarint(&mut buf, 9); // its size
-                        buf.put_i32(leader_id);
-                        buf.put_i32(leader_epoch);
-                        put_uvarint(&mut buf, 0);
-                    }
-                    None => put_uvarint(&mut buf, 0),
+                // Tagged fields, in tag order.
+                let count =
+                    u64::from(p.diverging_epoch.is_some()) + u64::from(p.current_leader.is_some());
+                put_uvarint(&mut buf, count);
+                if let Some((epoch, end_offset)) = p.diverging_epoch {
+                    put_uvarint(&mut buf, 0); // tag 0: DivergingEpoch
+                    put_uvarint(&mut buf, 13); // its size
+                    buf.put_i32(epoch);
+                    buf.put_i64(end_offset);
+                    put_uvarint(&mut buf, 0);
+                }
+                if let Some((leader_id, leader_epoch)) = p.current_leader {
+                    put_uvarint(&mut buf, 1); // tag 1: CurrentLeader
+                    put_uvarint(&mut buf, 9); // its size
+                    buf.put_i32(leader_id);
+                    buf.put_i32(leader_epoch);
+                    put_uvarint(&mut buf, 0);
                 }
             }
         }
@@ -230,6 +240,7 @@ mod tests {
                         log_start_offset: -1,
                         records: vec![],
                         current_leader: None,
+                        diverging_epoch: None,
                     },
                     FetchPartitionOut {
                         partition_index: 2,
@@ -239,6 +250,7 @@ mod tests {
                         log_start_offset: -1,
                         records: vec![],
                         current_leader: Some((3, 17)),
+                        diverging_epoch: Some((5, 1234)),
                     },
                 ],
             }],
@@ -279,6 +291,11 @@ mod tests {
                         p2.current_leader.leader_epoch
                     ),
                     (3, 17),
+                    "v{version}"
+                );
+                assert_eq!(
+                    (p2.diverging_epoch.epoch, p2.diverging_epoch.end_offset),
+                    (5, 1234),
                     "v{version}"
                 );
             }

@@ -20,6 +20,19 @@ pub struct PartitionRegistration {
     pub partition_epoch: i32,
 }
 
+impl PartitionRegistration {
+    /// No leader, no replicas known (a broker whose metadata is not current yet).
+    pub fn unknown() -> PartitionRegistration {
+        PartitionRegistration {
+            replicas: Vec::new(),
+            isr: Vec::new(),
+            leader: -1,
+            leader_epoch: -1,
+            partition_epoch: -1,
+        }
+    }
+}
+
 /// A registered broker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerRegistration {

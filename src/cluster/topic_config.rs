@@ -19,6 +19,7 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "segment.ms",
     "index.interval.bytes",
     "min.insync.replicas",
+    "unclean.leader.election.enable",
 ];
 
 /// A topic config value that is not acceptable.
@@ -44,6 +45,7 @@ pub fn default_value(config: &Config, key: &str) -> Option<String> {
         "segment.ms" => a.log_segment_ms.to_string(),
         "index.interval.bytes" => "4096".to_owned(),
         "min.insync.replicas" => a.min_insync_replicas.to_string(),
+        "unclean.leader.election.enable" => "false".to_owned(),
         _ => return None,
     })
 }
@@ -89,6 +91,10 @@ pub fn validate(key: &str, value: &str) -> Result<(), InvalidConfig> {
         "segment.ms" => int(1),
         "index.interval.bytes" => int(0),
         "min.insync.replicas" => int(1),
+        "unclean.leader.election.enable" => match value {
+            "true" | "false" => Ok(()),
+            _ => Err(bad("expected true or false")),
+        },
         _ => Err(bad("unknown topic config")),
     }
 }

@@ -84,6 +84,21 @@ pub enum Command {
     UnfenceBroker {
         id: i32,
     },
+    /// A partition's leader changes its ISR (Kafka's AlterPartition), against the
+    /// registration it last saw.
+    AlterPartition(AlterPartition),
+}
+
+/// An ISR change from a partition's leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AlterPartition {
+    pub topic_id: [u8; 16],
+    pub partition: i32,
+    /// The broker asking: it must be the leader.
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub isr: Vec<i32>,
 }
 
 /// An operation's failure, as Kafka reports it (sent between brokers as its error code).
@@ -288,7 +303,61 @@ impl Controller {
                 }
                 _ => Ok(vec![]),
             },
+            Command::AlterPartition(a) => self.alter_partition(a),
         }
+    }
+
+    /// Kafka's AlterPartition checks: the sender leads at that leader epoch, the change is
+    /// against the current partition epoch, the leader stays in the ISR, and every new member
+    /// is a live replica.
+    fn alter_partition(&self, a: &AlterPartition) -> OpResult<Vec<MetadataRecord>> {
+        let e = |error, m: &str| Err(OpError::new(error, m));
+        let Some(t) = self.image.topic_by_id(&a.topic_id) else {
+            return e(ResponseError::UnknownTopicId, "unknown topic id");
+        };
+        let Some(p) = t.partitions.get(a.partition as usize) else {
+            return e(ResponseError::UnknownTopicOrPartition, "unknown partition");
+        };
+        if p.leader != a.leader {
+            return e(
+                ResponseError::NotLeaderOrFollower,
+                "not the partition's leader",
+            );
+        }
+        if p.leader_epoch != a.leader_epoch {
+            return e(ResponseError::FencedLeaderEpoch, "stale leader epoch");
+        }
+        if p.partition_epoch != a.partition_epoch {
+            return e(ResponseError::InvalidUpdateVersion, "stale partition epoch");
+        }
+        if !a.isr.contains(&a.leader) {
+            return e(
+                ResponseError::InvalidRequest,
+                "the ISR must hold the leader",
+            );
+        }
+        let ineligible = a
+            .isr
+            .iter()
+            .any(|r| !p.replicas.contains(r) || (!p.isr.contains(r) && !self.image.is_live(*r)));
+        if ineligible {
+            return e(
+                ResponseError::IneligibleReplica,
+                "an added ISR member is not a live replica",
+            );
+        }
+        if a.isr == p.isr {
+            return Ok(vec![]);
+        }
+        Ok(vec![MetadataRecord::Partition(PartitionRecord {
+            topic_id: t.id,
+            partition: a.partition,
+            replicas: p.replicas.clone(),
+            isr: a.isr.clone(),
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch + 1,
+        })])
     }
 
     /// Takes the block ending at `block_end` as this controller's own: call once its
@@ -319,29 +388,47 @@ impl Controller {
     /// in-sync replica as leader, or none (-1: offline, never an out-of-sync replica); it
     /// leaves every ISR that keeps another member (Kafka keeps the last one, to know who may
     /// lead again).
+    ///
+    /// Only when the topic sets `unclean.leader.election.enable` and no in-sync replica is
+    /// live does a live out-of-sync replica take over (it becomes the whole ISR: what it holds
+    /// is now the partition, and acknowledged writes it lacks are lost, as the setting says).
     fn leadership_away(&self, id: i32) -> Vec<MetadataRecord> {
-        self.partition_changes(|p| {
+        self.partition_changes(|t, p| {
             if !p.isr.contains(&id) && p.leader != id {
                 return None;
             }
             let isr: Vec<i32> = p.isr.iter().copied().filter(|r| *r != id).collect();
             let isr = if isr.is_empty() { vec![id] } else { isr };
-            let leader = if p.leader == id {
-                isr.iter()
-                    .copied()
-                    .find(|r| *r != id && self.image.is_live(*r))
-                    .unwrap_or(-1)
-            } else {
-                p.leader
-            };
-            Some((leader, isr))
+            if p.leader != id {
+                return Some((p.leader, isr));
+            }
+            let clean = isr
+                .iter()
+                .copied()
+                .find(|r| *r != id && self.image.is_live(*r));
+            if let Some(leader) = clean {
+                return Some((leader, isr));
+            }
+            let unclean = t
+                .configs
+                .get("unclean.leader.election.enable")
+                .is_some_and(|v| v == "true");
+            match p
+                .replicas
+                .iter()
+                .copied()
+                .find(|r| *r != id && self.image.is_live(*r))
+            {
+                Some(r) if unclean => Some((r, vec![r])),
+                _ => Some((-1, isr)),
+            }
         })
     }
 
     /// Partition changes for broker `id` coming back: offline partitions whose ISR holds it
     /// are led by it again.
     fn leadership_back(&self, id: i32) -> Vec<MetadataRecord> {
-        self.partition_changes(|p| {
+        self.partition_changes(|_, p| {
             (p.leader == -1 && p.isr.contains(&id) && p.replicas.contains(&id))
                 .then(|| (id, p.isr.clone()))
         })
@@ -350,12 +437,15 @@ impl Controller {
     /// Records for every partition `change` returns a new (leader, isr) for; epochs bumped.
     fn partition_changes(
         &self,
-        change: impl Fn(&crate::cluster::image::PartitionRegistration) -> Option<(i32, Vec<i32>)>,
+        change: impl Fn(
+            &crate::cluster::image::TopicMeta,
+            &crate::cluster::image::PartitionRegistration,
+        ) -> Option<(i32, Vec<i32>)>,
     ) -> Vec<MetadataRecord> {
         let mut out = Vec::new();
         for t in self.image.topics.values() {
             for (i, p) in t.partitions.iter().enumerate() {
-                let Some((leader, isr)) = change(p) else {
+                let Some((leader, isr)) = change(t, p) else {
                     continue;
                 };
                 if leader == p.leader && isr == p.isr {
@@ -486,8 +576,8 @@ impl Controller {
     }
 
     /// Partition records for `replicas` (one list per partition from `first`): the first live
-    /// replica leads (the first listed when none has registered), alone in the ISR until
-    /// followers replicate (clusters part 2).
+    /// replica leads (the first listed when none has registered); every live replica is in
+    /// the ISR (all are empty, so all are caught up), as in Kafka.
     fn partition_records(
         &self,
         id: [u8; 16],
@@ -507,11 +597,19 @@ impl Controller {
                         .find(|r| self.image.is_live(*r))
                         .unwrap_or(replicas[0])
                 };
+                let mut isr: Vec<i32> = replicas
+                    .iter()
+                    .copied()
+                    .filter(|r| self.image.brokers.is_empty() || self.image.is_live(*r))
+                    .collect();
+                if !isr.contains(&leader) {
+                    isr = vec![leader];
+                }
                 MetadataRecord::Partition(PartitionRecord {
                     topic_id: id,
                     partition,
                     leader,
-                    isr: vec![leader],
+                    isr,
                     replicas,
                     leader_epoch: 0,
                     partition_epoch: 0,

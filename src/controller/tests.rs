@@ -281,7 +281,8 @@ fn manual_replica_assignments_are_honoured_and_checked() {
     assert_eq!(t.partitions[0].replicas, [2, 0]);
     assert_eq!(
         (t.partitions[1].leader, t.partitions[1].isr.clone()),
-        (1, vec![1])
+        (1, vec![1, 2]),
+        "every live replica starts in sync"
     );
     for (bad, why) in [
         (vec![vec![0, 0]], "a broker twice"),
@@ -321,4 +322,153 @@ fn manual_replica_assignments_are_honoured_and_checked() {
         assignment: Some(vec![vec![1]]),
     };
     assert!(run(&mut c, wrong_rf).is_err());
+}
+
+#[test]
+fn isr_changes_are_checked_against_the_leader_and_partition_epoch() {
+    let mut c = cluster(3);
+    run(
+        &mut c,
+        Command::CreateTopic {
+            topic: new_topic("r", 1, 3),
+            id: [9; 16],
+        },
+    )
+    .unwrap();
+    let reg = c.image().topic("r").unwrap().partitions[0].clone();
+    assert_eq!(reg.isr.len(), 3);
+    let follower = reg
+        .replicas
+        .iter()
+        .copied()
+        .find(|r| *r != reg.leader)
+        .unwrap();
+    let alter = |isr: Vec<i32>, leader: i32, leader_epoch: i32, partition_epoch: i32| {
+        Command::AlterPartition(AlterPartition {
+            topic_id: [9; 16],
+            partition: 0,
+            leader,
+            leader_epoch,
+            partition_epoch,
+            isr,
+        })
+    };
+    let shrunk: Vec<i32> = reg.isr.iter().copied().filter(|r| *r != follower).collect();
+    let code = |r: OpResult<()>| r.unwrap_err().error;
+    assert_eq!(
+        code(run(
+            &mut c,
+            alter(
+                shrunk.clone(),
+                follower,
+                reg.leader_epoch,
+                reg.partition_epoch
+            )
+        )),
+        ResponseError::NotLeaderOrFollower
+    );
+    assert_eq!(
+        code(run(
+            &mut c,
+            alter(
+                shrunk.clone(),
+                reg.leader,
+                reg.leader_epoch + 1,
+                reg.partition_epoch
+            )
+        )),
+        ResponseError::FencedLeaderEpoch
+    );
+    assert_eq!(
+        code(run(
+            &mut c,
+            alter(
+                shrunk.clone(),
+                reg.leader,
+                reg.leader_epoch,
+                reg.partition_epoch + 1
+            )
+        )),
+        ResponseError::InvalidUpdateVersion
+    );
+    run(
+        &mut c,
+        alter(
+            shrunk.clone(),
+            reg.leader,
+            reg.leader_epoch,
+            reg.partition_epoch,
+        ),
+    )
+    .unwrap();
+    let now = c.image().topic("r").unwrap().partitions[0].clone();
+    assert_eq!(now.isr, shrunk);
+    assert_eq!(now.partition_epoch, reg.partition_epoch + 1);
+    assert_eq!(
+        now.leader_epoch, reg.leader_epoch,
+        "an ISR change keeps the leader epoch"
+    );
+    // A fenced broker may not join.
+    run(
+        &mut c,
+        Command::FenceBroker {
+            id: follower,
+            epoch: None,
+        },
+    )
+    .unwrap();
+    let now = c.image().topic("r").unwrap().partitions[0].clone();
+    let mut grown = now.isr.clone();
+    grown.push(follower);
+    assert_eq!(
+        code(run(
+            &mut c,
+            alter(grown, now.leader, now.leader_epoch, now.partition_epoch)
+        )),
+        ResponseError::IneligibleReplica
+    );
+}
+
+#[test]
+fn only_in_sync_replicas_lead_unless_unclean_election_is_enabled() {
+    for unclean in [false, true] {
+        let mut c = cluster(3);
+        let mut topic = new_topic("u", 1, 3);
+        topic
+            .configs
+            .insert("unclean.leader.election.enable".into(), unclean.to_string());
+        run(&mut c, Command::CreateTopic { topic, id: [5; 16] }).unwrap();
+        let reg = c.image().topic("u").unwrap().partitions[0].clone();
+        let leader = reg.leader;
+        // The followers fall out of sync; then the leader dies.
+        run(
+            &mut c,
+            Command::AlterPartition(AlterPartition {
+                topic_id: [5; 16],
+                partition: 0,
+                leader,
+                leader_epoch: reg.leader_epoch,
+                partition_epoch: reg.partition_epoch,
+                isr: vec![leader],
+            }),
+        )
+        .unwrap();
+        run(
+            &mut c,
+            Command::FenceBroker {
+                id: leader,
+                epoch: None,
+            },
+        )
+        .unwrap();
+        let now = c.image().topic("u").unwrap().partitions[0].clone();
+        if unclean {
+            assert!(now.leader >= 0 && now.leader != leader, "{now:?}");
+            assert_eq!(now.isr, vec![now.leader]);
+        } else {
+            assert_eq!(now.leader, -1, "no out-of-sync replica may lead: {now:?}");
+            assert_eq!(now.isr, vec![leader], "the last in-sync replica is kept");
+        }
+        assert_eq!(now.leader_epoch, reg.leader_epoch + 1);
+    }
 }

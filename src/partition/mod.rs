@@ -1,20 +1,75 @@
 //! Partitions: a partition's log and its state as a replica.
 //!
-//! The high watermark lives here, not in storage: it is the end of what is committed, which
-//! with replicas is the smallest log end over the in-sync replicas. With one replica (today)
-//! it is the log's written offset. Consumers read only below it ([`Partition::read`]);
-//! produce acknowledgements wait on it ([`Partition::wait_acks`]); fetch `min_bytes` waits for it
-//! to move ([`Partition::wait_for_data`]).
+//! The high watermark lives here, not in storage: it is the end of what is committed. On a
+//! single node it is the log's written offset. In a cluster the partition's leader computes it
+//! over its in-sync replicas ([`replica::LeaderState`]) and a follower takes it from its
+//! leader's fetch answers (capped at its own log end). Consumers read only below it
+//! ([`Partition::read`]); acks=all waits for it ([`Partition::wait_acks`]); fetch `min_bytes`
+//! waits for it to move ([`Partition::wait_for_data`]).
+//!
+//! A replica's *position* (what the high watermark is computed from) is its written offset, or
+//! its durable offset with `--flush always`: with that policy a record counts as held by a
+//! replica only once that replica synced it (see `docs/replication.md`).
 //!
 //! Must not touch: other partitions, the mesh, metadata (a partition is given its registration).
 
 pub mod dir;
 pub mod records;
+pub mod replica;
 
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use bytes::Bytes;
-use sluice_storage::{AppendInfo, Log, ReadResult, StorageError};
+use kafka_protocol::ResponseError;
+use sluice_storage::{AppendInfo, FlushPolicy, Log, Notify, ReadResult, StorageError};
+
+use crate::cluster::image::PartitionRegistration;
+use replica::{AlterIsr, LeaderState, ReplicaPolicy};
+
+/// A partition's role on this broker.
+#[derive(Debug)]
+pub enum Role {
+    /// A single node: every write is committed once written.
+    Single,
+    /// This broker leads the partition (in a cluster).
+    Leader(LeaderState),
+    /// Another broker leads it (`leader` -1: none) and this one copies it.
+    Follower { leader: i32, leader_epoch: i32 },
+}
+
+/// Why an acks=all write was not acknowledged.
+#[derive(Debug)]
+pub enum AckError {
+    Storage(StorageError),
+    /// Leadership moved before the write was committed.
+    NotLeader,
+    /// Committed, but the ISR shrank below `min.insync.replicas` meanwhile.
+    NotEnoughReplicasAfterAppend,
+}
+
+impl AckError {
+    pub fn code(&self) -> ResponseError {
+        match self {
+            AckError::Storage(e) => crate::errors::storage_error(e),
+            AckError::NotLeader => ResponseError::NotLeaderOrFollower,
+            AckError::NotEnoughReplicasAfterAppend => ResponseError::NotEnoughReplicasAfterAppend,
+        }
+    }
+}
+
+impl std::fmt::Display for AckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AckError::Storage(e) => e.fmt(f),
+            AckError::NotLeader => f.write_str("leadership moved before the write was committed"),
+            AckError::NotEnoughReplicasAfterAppend => {
+                f.write_str("the in-sync replicas fell below min.insync.replicas")
+            }
+        }
+    }
+}
 
 /// A partition owned by this shard.
 pub struct Partition {
@@ -24,16 +79,106 @@ pub struct Partition {
     pub log: Rc<Log>,
     /// The leader epoch of the partition's registration, kept current by the shard's
     /// metadata applier (every leader change bumps it).
-    pub leader_epoch: std::cell::Cell<i32>,
+    pub leader_epoch: Cell<i32>,
+    role: RefCell<Role>,
+    /// The high watermark as a follower (and the start of a new leader's).
+    follower_hw: Cell<i64>,
+    /// Woken when the high watermark or the role may have changed.
+    progress: Notify,
 }
 
 /// A partition's name: (topic, index).
 pub type PartitionKey = (String, i32);
 
 impl Partition {
+    pub fn new(
+        topic: String,
+        topic_id: [u8; 16],
+        index: i32,
+        log: Rc<Log>,
+        leader_epoch: i32,
+        clustered: bool,
+    ) -> Partition {
+        // In a cluster a replica knows nothing until its registration is applied.
+        let role = if clustered {
+            Role::Follower {
+                leader: -1,
+                leader_epoch: -1,
+            }
+        } else {
+            Role::Single
+        };
+        Partition {
+            topic,
+            topic_id,
+            index,
+            log,
+            leader_epoch: Cell::new(leader_epoch),
+            role: RefCell::new(role),
+            follower_hw: Cell::new(0),
+            progress: Notify::default(),
+        }
+    }
+
+    /// This replica's position: what it holds as far as the high watermark is concerned.
+    pub fn position(&self) -> i64 {
+        if self.log.config().flush == FlushPolicy::Always {
+            self.log.durable_offset()
+        } else {
+            self.log.written_offset()
+        }
+    }
+
     /// First offset not yet committed; consumers see only offsets below it.
     pub fn high_watermark(&self) -> i64 {
-        self.log.written_offset()
+        let now = crate::util::now_ms();
+        let position = self.position();
+        match &mut *self.role.borrow_mut() {
+            Role::Single => self.log.written_offset(),
+            Role::Leader(s) => {
+                s.on_local_end(now, position);
+                s.high_watermark()
+            }
+            Role::Follower { .. } => self.follower_hw.get().min(self.log.written_offset()),
+        }
+    }
+
+    /// Whether this broker leads the partition at `epoch` (any epoch: `None`).
+    pub fn is_leader(&self, epoch: Option<i32>) -> bool {
+        match &*self.role.borrow() {
+            Role::Single => true,
+            Role::Leader(s) => epoch.is_none_or(|e| e == s.leader_epoch()),
+            Role::Follower { .. } => false,
+        }
+    }
+
+    /// The leader's log end when its epoch began (0 for a single node).
+    pub fn epoch_start(&self) -> i64 {
+        match &*self.role.borrow() {
+            Role::Leader(s) => s.epoch_start(),
+            _ => 0,
+        }
+    }
+
+    /// Whether acks=all writes may be appended: the ISR is at least the effective
+    /// `min.insync.replicas` (always on a single node).
+    pub fn isr_allows_writes(&self) -> bool {
+        match &*self.role.borrow() {
+            Role::Leader(s) => s.isr_allows_writes(),
+            Role::Single => true,
+            Role::Follower { .. } => false,
+        }
+    }
+
+    /// The leader this follower copies, and its epoch (`None` when leading or single).
+    pub fn following(&self) -> Option<(i32, i32)> {
+        match &*self.role.borrow() {
+            Role::Follower {
+                leader,
+                leader_epoch,
+            } => Some((*leader, *leader_epoch)),
+            _ => None,
+        }
     }
 
     /// Committed batches from the one containing `offset`, up to `max_bytes` (at least one).
@@ -43,8 +188,32 @@ impl Partition {
             .await
     }
 
+    /// A follower's read: written batches from `offset`, past the high watermark.
+    pub async fn read_for_replica(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<ReadResult, StorageError> {
+        self.log
+            .read(offset, max_bytes, self.log.written_offset())
+            .await
+    }
+
     /// Resolves once the high watermark is past `offset` (or the log closed). Cancel-safe.
     pub async fn wait_for_data(&self, offset: i64) {
+        loop {
+            let changed = self.progress.notified();
+            if self.high_watermark() > offset || self.log.is_closed() {
+                return;
+            }
+            let position = self.position();
+            futures_util::future::select(changed, Box::pin(self.log.wait_written_beyond(position)))
+                .await;
+        }
+    }
+
+    /// Resolves once there is written data past `offset` for a follower to copy.
+    pub async fn wait_for_replica_data(&self, offset: i64) {
         self.log.wait_written_beyond(offset).await
     }
 
@@ -54,12 +223,161 @@ impl Partition {
     }
 
     /// Resolves when the append `info` satisfies `acks`: 0 at once, 1 once written, -1 (all)
-    /// once committed and durable per the flush policy.
-    pub async fn wait_acks(&self, info: &AppendInfo, acks: i16) -> Result<(), StorageError> {
+    /// once committed (durable per the flush policy on a single node; past the high watermark
+    /// of the in-sync replicas in a cluster).
+    pub async fn wait_acks(&self, info: &AppendInfo, acks: i16) -> Result<(), AckError> {
         match acks {
             0 => Ok(()),
-            1 => self.log.wait_append_written(info).await,
-            _ => self.log.wait_append_durable(info).await,
+            1 => self
+                .log
+                .wait_append_written(info)
+                .await
+                .map_err(AckError::Storage),
+            _ => {
+                if matches!(&*self.role.borrow(), Role::Single) {
+                    return self
+                        .log
+                        .wait_append_durable(info)
+                        .await
+                        .map_err(AckError::Storage);
+                }
+                let epoch = self.leader_epoch.get();
+                self.log
+                    .wait_append_written(info)
+                    .await
+                    .map_err(AckError::Storage)?;
+                self.wait_committed(info.last_offset, epoch).await
+            }
+        }
+    }
+
+    /// Waits until the high watermark passes `last_offset` while this broker leads at `epoch`.
+    async fn wait_committed(&self, last_offset: i64, epoch: i32) -> Result<(), AckError> {
+        loop {
+            let changed = self.progress.notified();
+            if !self.is_leader(Some(epoch)) {
+                return Err(AckError::NotLeader);
+            }
+            if self.high_watermark() > last_offset {
+                let enough = match &*self.role.borrow() {
+                    Role::Leader(s) => s.enough_replicas(),
+                    _ => true,
+                };
+                return if enough {
+                    Ok(())
+                } else {
+                    Err(AckError::NotEnoughReplicasAfterAppend)
+                };
+            }
+            if self.log.is_closed() {
+                return Err(AckError::Storage(StorageError::Closed));
+            }
+            let position = self.position();
+            futures_util::future::select(changed, Box::pin(self.log.wait_written_beyond(position)))
+                .await;
+        }
+    }
+
+    /// Applies this broker's part in the partition's registration `reg` (cluster mode): lead
+    /// it, follow it, or update the leader's view. `me` is this broker; `live` the unfenced
+    /// brokers and their epochs. Returns an ISR change to send to the controller, if due.
+    pub async fn set_registration(
+        &self,
+        me: i32,
+        reg: &PartitionRegistration,
+        live: BTreeMap<i32, u64>,
+        policy: ReplicaPolicy,
+    ) -> Option<AlterIsr> {
+        self.leader_epoch.set(reg.leader_epoch);
+        let now = crate::util::now_ms();
+        let position = self.position();
+        let change = if reg.leader == me {
+            let same_epoch = matches!(&*self.role.borrow(),
+                Role::Leader(s) if s.leader_epoch() == reg.leader_epoch);
+            if same_epoch {
+                match &mut *self.role.borrow_mut() {
+                    Role::Leader(s) => s.on_registration(now, reg.clone(), live, policy, position),
+                    _ => None,
+                }
+            } else {
+                // Record the new epoch's start before taking writes (Kafka's makeLeader).
+                if let Err(e) = self.log.begin_epoch(reg.leader_epoch).await {
+                    tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "persisting the leader epoch start failed");
+                }
+                let hw = self.high_watermark();
+                let state = LeaderState::new(
+                    me,
+                    reg.clone(),
+                    live,
+                    policy,
+                    self.log.log_end_offset(),
+                    hw,
+                    now,
+                );
+                tracing::info!(topic = %self.topic, partition = self.index, leader_epoch = reg.leader_epoch, epoch_start = state.epoch_start(), high_watermark = state.high_watermark(), "leading");
+                *self.role.borrow_mut() = Role::Leader(state);
+                None
+            }
+        } else {
+            let hw = self.high_watermark();
+            let was_leader = matches!(&*self.role.borrow(), Role::Leader(_));
+            if was_leader {
+                tracing::info!(topic = %self.topic, partition = self.index, leader = reg.leader, leader_epoch = reg.leader_epoch, "following");
+            }
+            self.follower_hw.set(hw);
+            *self.role.borrow_mut() = Role::Follower {
+                leader: reg.leader,
+                leader_epoch: reg.leader_epoch,
+            };
+            None
+        };
+        self.progress.notify_all();
+        change
+    }
+
+    /// A follower fetched at `fetch_offset` (its log end): the leader's bookkeeping. Returns an
+    /// ISR change to send, if due.
+    pub fn on_follower_fetch(&self, replica: i32, fetch_offset: i64) -> Option<AlterIsr> {
+        let now = crate::util::now_ms();
+        let position = self.position();
+        let change = match &mut *self.role.borrow_mut() {
+            Role::Leader(s) => s.on_fetch(now, replica, fetch_offset, position),
+            _ => None,
+        };
+        self.progress.notify_all();
+        change
+    }
+
+    /// Time passes for the leader: followers that lag too long leave the ISR.
+    pub fn tick(&self) -> Option<AlterIsr> {
+        let now = crate::util::now_ms();
+        let position = self.position();
+        match &mut *self.role.borrow_mut() {
+            Role::Leader(s) => s.on_tick(now, position),
+            _ => None,
+        }
+    }
+
+    /// A follower learned its leader's high watermark.
+    pub fn set_follower_hw(&self, leader_hw: i64) {
+        let hw = leader_hw.min(self.log.written_offset());
+        if hw > self.follower_hw.get() {
+            self.follower_hw.set(hw);
+            self.progress.notify_all();
+        }
+    }
+
+    /// Per follower of a partition this broker leads: (id, its position, ms since it was last
+    /// caught up) — for metrics and `DescribeQuorum`-like views.
+    pub fn followers(&self) -> Vec<(i32, i64)> {
+        match &*self.role.borrow() {
+            Role::Leader(s) => s
+                .registration()
+                .replicas
+                .iter()
+                .filter_map(|&r| s.follower(r).map(|f| (r, f.leo)))
+                .collect(),
+            _ => Vec::new(),
         }
     }
 }

@@ -438,7 +438,7 @@ async fn lifecycle(shard: Rc<Shard>) {
     let args = &shard.config.args;
     let record = BrokerRecord {
         id: args.node_id,
-        incarnation: *uuid::Uuid::new_v4().as_bytes(),
+        incarnation: shard.shared.incarnation,
         host: shard.config.advertised_host.clone(),
         port: shard.config.advertised_port,
         rack: args.broker_rack.clone(),

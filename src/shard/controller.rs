@@ -395,6 +395,8 @@ pub enum ControllerOp {
         validate_only: bool,
     },
     AllocateProducerId,
+    /// A partition leader's ISR change.
+    AlterPartition(crate::controller::AlterPartition),
 }
 
 /// The controller's answer to a [`ControllerOp`].
@@ -426,9 +428,9 @@ impl ControllerReply {
         let shape = match op {
             ControllerOp::CreateTopics { topics, .. } => Shape::Topics(topics.len()),
             ControllerOp::DeleteTopic(_) => Shape::Topic,
-            ControllerOp::CreatePartitions { .. } | ControllerOp::AlterConfigs { .. } => {
-                Shape::Done
-            }
+            ControllerOp::CreatePartitions { .. }
+            | ControllerOp::AlterConfigs { .. }
+            | ControllerOp::AlterPartition(_) => Shape::Done,
             ControllerOp::AllocateProducerId => Shape::ProducerId,
         };
         move |e: OpError| match shape {
@@ -518,7 +520,39 @@ pub async fn run_here(shard: &Rc<Shard>, op: ControllerOp) -> ControllerReply {
         ControllerOp::AllocateProducerId => {
             ControllerReply::ProducerId(allocate_producer_id(shard).await)
         }
+        ControllerOp::AlterPartition(a) => ControllerReply::Done(
+            commit(shard, "alter-partition", Command::AlterPartition(a))
+                .await
+                .map(|_| ()),
+        ),
     }
+}
+
+/// Sends a partition leader's ISR change to the controller, in the background; the leader
+/// learns the outcome from the next metadata image (or retries after
+/// [`crate::partition::replica::ISR_CHANGE_RETRY_MS`]).
+pub fn alter_isr(
+    shard: &Rc<Shard>,
+    p: &crate::partition::Partition,
+    change: crate::partition::replica::AlterIsr,
+) {
+    let op = ControllerOp::AlterPartition(crate::controller::AlterPartition {
+        topic_id: p.topic_id,
+        partition: p.index,
+        leader: shard.config.args.node_id,
+        leader_epoch: change.leader_epoch,
+        partition_epoch: change.partition_epoch,
+        isr: change.isr,
+    });
+    let (s, topic, index) = (shard.clone(), p.topic.clone(), p.index);
+    info!(%topic, partition = index, ?op, "asking the controller to change the ISR");
+    crate::runtime::spawn(async move {
+        let done = on_controller(&s, op).await.and_then(ControllerReply::done);
+        if let Err(e) = done {
+            info!(%topic, partition = index, error = %e.message, "ISR change refused");
+        }
+    })
+    .detach();
 }
 
 /// Sends `op` to the controller (shard 0) from any shard and waits for its reply.

@@ -137,12 +137,15 @@ fn execute(shard: &Rc<Shard>, action: Action) {
                     error: None,
                 });
             match appended {
-                Ok((log, info)) => {
+                Ok((part, info)) => {
                     let s = shard.clone();
                     crate::runtime::spawn(async move {
-                        let error = match log.wait_append_durable(&info).await {
+                        // As acks=all: durable on a single node, committed by the ISR in a
+                        // cluster.
+                        let error = match part.wait_acks(&info, -1).await {
                             Ok(()) => 0,
-                            Err(e) => commit_error(&e).code(),
+                            Err(crate::partition::AckError::Storage(e)) => commit_error(&e).code(),
+                            Err(_) => ResponseError::NotCoordinator.code(),
                         };
                         persisted(&s, partition, seq, error);
                     })
@@ -152,13 +155,13 @@ fn execute(shard: &Rc<Shard>, action: Action) {
             }
         }
         Action::Snapshot { partition, records } => {
-            let Ok((log, info)) = append(shard, partition, &records) else {
+            let Ok((part, info)) = append(shard, partition, &records) else {
                 return;
             };
             let first = info.last_offset + 1 - records.len() as i64;
             crate::runtime::spawn(async move {
-                if log.wait_append_durable(&info).await.is_ok() {
-                    match log.delete_records_before(first).await {
+                if part.wait_acks(&info, -1).await.is_ok() {
+                    match part.log.delete_records_before(first).await {
                         Ok(start) => info!(partition, log_start_offset = start, live = records.len(), "compacted __consumer_offsets partition"),
                         Err(e) => warn!(partition, error = %e, "moving __consumer_offsets log start failed"),
                     }
@@ -200,12 +203,14 @@ fn persisted(shard: &Rc<Shard>, partition: i32, seq: u64, error: i16) {
     }
 }
 
-type AppendResult = Result<(Rc<sluice_storage::Log>, sluice_storage::AppendInfo), ResponseError>;
+type AppendResult =
+    Result<(Rc<crate::partition::Partition>, sluice_storage::AppendInfo), ResponseError>;
 
 /// Appends `records` as one batch to offsets partition `partition` (synchronous).
 fn append(shard: &Rc<Shard>, partition: i32, records: &[StoredRecord]) -> AppendResult {
     let part = shard
         .partition(OFFSETS_TOPIC, partition)
+        .filter(|p| p.is_leader(None))
         .ok_or(ResponseError::NotCoordinator)?;
     let now = now_ms();
     let batch = encode_batch(records, now).map_err(|e| {
@@ -213,7 +218,7 @@ fn append(shard: &Rc<Shard>, partition: i32, records: &[StoredRecord]) -> Append
         ResponseError::UnknownServerError
     })?;
     let info = part.append(batch, now).map_err(|e| commit_error(&e))?;
-    Ok((part.log.clone(), info))
+    Ok((part, info))
 }
 
 /// The per-shard group task: topic creation (shard 0), loading, then the timer.
@@ -275,11 +280,14 @@ async fn load(shard: &Rc<Shard>, p: i32) {
     };
     feed(shard, Event::LoadStarted(p));
     let log = part.log.clone();
-    let end = part.high_watermark();
+    // To the log end, past the high watermark, as Kafka does: a new leader's high watermark
+    // trails the commits its predecessor acknowledged until the followers fetch again, and
+    // everything in its log is the partition from now on.
+    let end = log.written_offset();
     let mut next = log.log_start_offset();
     let mut records_read = 0usize;
     while next < end {
-        let chunks = match part.read(next, LOAD_READ_BYTES).await {
+        let chunks = match part.read_for_replica(next, LOAD_READ_BYTES).await {
             Ok(r) => r.chunks,
             Err(e) => {
                 warn!(partition = p, offset = next, error = %e, "reading __consumer_offsets failed; loading what was read");

@@ -38,7 +38,7 @@ pub enum MeshMsg {
     /// Fetch long poll: reply when any of (topic, partition, offset) has data past the offset,
     /// or after `wait`.
     WaitForData {
-        parts: Vec<(String, i32, i64)>,
+        parts: Vec<(String, i32, i64, bool)>,
         wait: Duration,
         reply: flume::Sender<()>,
     },

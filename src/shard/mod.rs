@@ -23,13 +23,14 @@ pub mod controller;
 pub mod groups;
 pub mod mesh;
 pub mod ops;
+pub mod replication;
 pub mod router;
 pub mod stats;
 
 pub use mesh::{build_mesh, run_mesh_receiver, Mesh, MeshError, MeshMsg};
 pub use router::{owner, partition_dir};
 
-use crate::cluster::image::{MetadataImage, TopicMeta};
+use crate::cluster::image::{MetadataImage, PartitionRegistration, TopicMeta};
 use crate::cluster::topic_config;
 use crate::config::Config;
 use crate::partition::{Partition, PartitionKey};
@@ -41,6 +42,9 @@ pub struct Shared {
     pub active_controller: std::sync::atomic::AtomicI32,
     /// The quorum and this broker's registration, refreshed by shard 0 (cluster mode).
     pub status: std::sync::Mutex<Option<ClusterStatus>>,
+    /// This process's identity in broker registrations (random per start): an image that
+    /// registers it unfenced is current, not one recovered from before this start.
+    pub incarnation: [u8; 16],
 }
 
 /// Where this node stands in its cluster.
@@ -64,6 +68,7 @@ impl Default for Shared {
         Shared {
             active_controller: std::sync::atomic::AtomicI32::new(-1),
             status: std::sync::Mutex::new(None),
+            incarnation: *uuid::Uuid::new_v4().as_bytes(),
         }
     }
 }
@@ -113,6 +118,8 @@ pub struct Shard {
     /// Group coordinator state for the `__consumer_offsets` partitions this shard owns
     /// (consumer groups; see `crate::coordinator::group`).
     pub groups: groups::GroupDriver,
+    /// The fetchers copying this shard's follower replicas from their leaders (cluster mode).
+    pub fetchers: replication::Fetchers,
 }
 
 /// Partition logs a shard opens concurrently (start-up, topic creation).
@@ -162,6 +169,7 @@ impl Shard {
             metrics: crate::metrics::ShardMetrics::default(),
             open_failures: Cell::new(0),
             groups: groups::GroupDriver::default(),
+            fetchers: replication::Fetchers::default(),
         }
     }
 
@@ -313,6 +321,9 @@ impl Shard {
     /// Opens logs for owned partitions that appeared, updates configs, deletes removed ones.
     /// Returns the topics some of whose partitions failed to open.
     async fn reconcile(self: &Rc<Self>, image: &MetadataImage) -> Vec<String> {
+        // Roles first: handlers already see `image`, and a broker it names as a partition's
+        // leader should serve it as soon as possible.
+        self.update_roles(image).await;
         self.open_failures.set(0);
         let mut failed: Vec<String> = Vec::new();
         let current: Vec<PartitionKey> = self.partitions.borrow().keys().cloned().collect();
@@ -368,18 +379,17 @@ impl Shard {
         while let Some((topic, index, result)) = opens.next().await {
             match result {
                 Ok(log) => {
-                    let p = Rc::new(Partition {
-                        topic: topic.name.clone(),
-                        topic_id: topic.id,
+                    let p = Rc::new(Partition::new(
+                        topic.name.clone(),
+                        topic.id,
                         index,
                         log,
-                        leader_epoch: std::cell::Cell::new(
-                            topic
-                                .partitions
-                                .get(index as usize)
-                                .map_or(0, |r| r.leader_epoch),
-                        ),
-                    });
+                        topic
+                            .partitions
+                            .get(index as usize)
+                            .map_or(0, |r| r.leader_epoch),
+                        self.config.clustered(),
+                    ));
                     self.partitions
                         .borrow_mut()
                         .insert((topic.name.clone(), index), p);
@@ -391,9 +401,67 @@ impl Shard {
                 }
             }
         }
+        self.update_roles(image).await;
         failed.sort();
         failed.dedup();
         failed
+    }
+
+    /// Cluster mode: gives every replica here its role from `image` (lead, follow), sends the
+    /// ISR changes that are due, and points the fetchers at the leaders of the followed ones.
+    async fn update_roles(self: &Rc<Self>, image: &MetadataImage) {
+        if !self.config.clustered() {
+            return;
+        }
+        let me = self.config.args.node_id;
+        // Until the image has this very process registered and unfenced (it may be one
+        // recovered from disk, from before a restart), it leads and follows nothing: a stale
+        // image would make it a second leader of partitions that moved on.
+        let current = image
+            .brokers
+            .get(&me)
+            .is_some_and(|b| !b.fenced && b.record.incarnation == self.shared.incarnation);
+        let live: std::collections::BTreeMap<i32, u64> = image
+            .brokers
+            .iter()
+            .filter(|(_, b)| !b.fenced)
+            .map(|(id, b)| (*id, b.epoch))
+            .collect();
+        let lag_max_ms = self.config.args.replica_lag_time_max_ms as i64;
+        let mut followed = Vec::new();
+        for p in self.partitions() {
+            let Some(t) = image.topic(&p.topic).filter(|t| t.id == p.topic_id) else {
+                continue;
+            };
+            let Some(reg) = t.partitions.get(p.index as usize) else {
+                continue;
+            };
+            let min_isr = topic_config::effective(&self.config, &t.configs, "min.insync.replicas")
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(1)
+                .clamp(1, reg.replicas.len().max(1));
+            let policy = crate::partition::replica::ReplicaPolicy {
+                lag_max_ms,
+                min_isr,
+            };
+            if !current {
+                p.set_registration(me, &PartitionRegistration::unknown(), live.clone(), policy)
+                    .await;
+                continue;
+            }
+            if let Some(change) = p.set_registration(me, reg, live.clone(), policy).await {
+                controller::alter_isr(self, &p, change);
+            }
+            if reg.leader != me && live.contains_key(&reg.leader) {
+                followed.push(replication::Follow {
+                    partition: p.clone(),
+                    topic_id: t.id,
+                    leader: reg.leader,
+                    leader_epoch: reg.leader_epoch,
+                });
+            }
+        }
+        self.fetchers.update(self, followed);
     }
 
     /// Closes every log: flush, checkpoint. Called once at shutdown.

@@ -49,6 +49,20 @@ pub fn append(shard: &Shard, topic: &str, index: i32, records: Bytes, acks: i16)
             None,
         )));
     };
+    if !p.is_leader(None) {
+        return Box::pin(std::future::ready(AppendOutcome::err(
+            ResponseError::NotLeaderOrFollower,
+            None,
+        )));
+    }
+    // Kafka refuses acks=all up front when the ISR is below min.insync.replicas: the write
+    // could not be kept if the leader failed.
+    if acks == -1 && !p.isr_allows_writes() {
+        return Box::pin(std::future::ready(AppendOutcome::err(
+            ResponseError::NotEnoughReplicas,
+            None,
+        )));
+    }
     match p.append(records, now_ms()) {
         Err(e) => Box::pin(std::future::ready(AppendOutcome::err(
             storage_error(&e),
@@ -63,7 +77,7 @@ pub fn append(shard: &Shard, topic: &str, index: i32, records: Bytes, acks: i16)
                     log_start_offset: info.log_start_offset,
                     message: None,
                 },
-                Err(e) => AppendOutcome::err(storage_error(&e), Some(e.to_string())),
+                Err(e) => AppendOutcome::err(e.code(), Some(e.to_string())),
             }
         }),
     }
@@ -76,6 +90,18 @@ pub struct ReadRequest {
     pub index: i32,
     pub offset: i64,
     pub max_bytes: usize,
+    /// Set when a follower fetches (a replica's Fetch).
+    pub replica: Option<ReplicaFetch>,
+}
+
+/// What a follower's Fetch says about one partition besides its offset.
+#[derive(Debug, Clone, Copy)]
+pub struct ReplicaFetch {
+    pub replica_id: i32,
+    /// The leader epoch the follower believes current (-1: unknown).
+    pub current_leader_epoch: i32,
+    /// The epoch of the last batch the follower holds (-1: none, or an older client).
+    pub last_fetched_epoch: i32,
 }
 
 /// What a Fetch read of one partition found.
@@ -86,6 +112,8 @@ pub struct ReadOutcome {
     pub log_start_offset: i64,
     pub records: Vec<Bytes>,
     pub bytes: usize,
+    /// A follower's log diverges from the leader's: (epoch, end offset) to truncate to.
+    pub diverging: Option<(i32, i64)>,
 }
 
 impl ReadOutcome {
@@ -122,7 +150,17 @@ pub async fn read(shard: Rc<Shard>, reqs: Vec<ReadRequest>, budget: usize) -> Ve
             });
             continue;
         };
+        if !p.is_leader(None) {
+            out.push(ReadOutcome::not_leader());
+            continue;
+        }
         let room = budget.saturating_sub(used).min(r.max_bytes);
+        if let Some(replica) = r.replica {
+            let o = read_for_replica(&shard, &p, &r, replica, room, used).await;
+            used += o.bytes;
+            out.push(o);
+            continue;
+        }
         let log = &p.log;
         if room == 0 && used > 0 {
             out.push(ReadOutcome {
@@ -144,6 +182,7 @@ pub async fn read(shard: Rc<Shard>, reqs: Vec<ReadRequest>, budget: usize) -> Ve
                     log_start_offset: res.log_start_offset,
                     bytes: res.bytes,
                     records: res.chunks,
+                    diverging: None,
                 });
             }
             Err(e) => out.push(ReadOutcome {
@@ -157,14 +196,88 @@ pub async fn read(shard: Rc<Shard>, reqs: Vec<ReadRequest>, budget: usize) -> Ve
     out
 }
 
-/// Resolves when any of `parts` (topic, partition, offset) has data past its offset, or at
-/// `wait` elapsed.
-pub async fn wait_for_data(shard: Rc<Shard>, parts: Vec<(String, i32, i64)>, wait: Duration) {
+/// A follower's fetch of one partition this broker leads: fences stale and future epochs,
+/// reports a divergence instead of data (the follower truncates, then fetches again), else
+/// records the follower's position (which may move the high watermark and the ISR) and reads
+/// written batches past the high watermark.
+async fn read_for_replica(
+    shard: &Rc<Shard>,
+    p: &Rc<Partition>,
+    r: &ReadRequest,
+    replica: ReplicaFetch,
+    room: usize,
+    used: usize,
+) -> ReadOutcome {
+    let epoch = p.leader_epoch.get();
+    if replica.current_leader_epoch >= 0 && replica.current_leader_epoch < epoch {
+        return ReadOutcome::error(ResponseError::FencedLeaderEpoch);
+    }
+    if replica.current_leader_epoch > epoch
+        || !p
+            .followers()
+            .iter()
+            .any(|(id, _)| *id == replica.replica_id)
+    {
+        return ReadOutcome::error(ResponseError::UnknownLeaderEpoch);
+    }
+    let log = &p.log;
+    let end_for_epoch = log.end_offset_for_epoch(replica.last_fetched_epoch);
+    if let Some(d) =
+        crate::partition::replica::divergence(replica.last_fetched_epoch, r.offset, end_for_epoch)
+    {
+        return ReadOutcome {
+            high_watermark: p.high_watermark(),
+            log_start_offset: log.log_start_offset(),
+            diverging: Some(d),
+            ..Default::default()
+        };
+    }
+    if r.offset > log.log_end_offset() || r.offset < log.log_start_offset() {
+        return ReadOutcome::error(ResponseError::OffsetOutOfRange);
+    }
+    if let Some(change) = p.on_follower_fetch(replica.replica_id, r.offset) {
+        super::controller::alter_isr(shard, p, change);
+    }
+    let high_watermark = p.high_watermark();
+    if room == 0 && used > 0 {
+        return ReadOutcome {
+            high_watermark,
+            log_start_offset: log.log_start_offset(),
+            ..Default::default()
+        };
+    }
+    match p.read_for_replica(r.offset, room.max(1)).await {
+        Ok(res) => ReadOutcome {
+            high_watermark,
+            log_start_offset: res.log_start_offset,
+            bytes: res.bytes,
+            records: res.chunks,
+            ..Default::default()
+        },
+        Err(e) => ReadOutcome {
+            error: storage_error(&e).code(),
+            high_watermark,
+            log_start_offset: log.log_start_offset(),
+            ..Default::default()
+        },
+    }
+}
+
+/// Resolves when any of `parts` (topic, partition, offset, whether a follower waits) has data
+/// past its offset — committed data for consumers, written data for followers — or at `wait`
+/// elapsed.
+pub async fn wait_for_data(shard: Rc<Shard>, parts: Vec<(String, i32, i64, bool)>, wait: Duration) {
     let waits: Vec<_> = parts
         .into_iter()
-        .filter_map(|(topic, index, offset)| {
+        .filter_map(|(topic, index, offset, replica)| {
             let p = shard.partition(&topic, index)?;
-            Some(Box::pin(async move { p.wait_for_data(offset).await }))
+            Some(Box::pin(async move {
+                if replica {
+                    p.wait_for_replica_data(offset).await
+                } else {
+                    p.wait_for_data(offset).await
+                }
+            }))
         })
         .collect();
     if waits.is_empty() {
@@ -208,7 +321,9 @@ pub async fn run_op(
     part: Option<Rc<Partition>>,
     op: PartitionOp,
 ) -> Result<PartitionOpOutcome, ResponseError> {
-    let part = part.ok_or(ResponseError::NotLeaderOrFollower)?;
+    let part = part
+        .filter(|p| p.is_leader(None))
+        .ok_or(ResponseError::NotLeaderOrFollower)?;
     match op {
         PartitionOp::ListOffset { timestamp } => list_offset(&part, timestamp).await,
         PartitionOp::DeleteRecords { offset } => {
@@ -241,6 +356,12 @@ pub async fn run_op(
 async fn list_offset(part: &Partition, ts: i64) -> Result<PartitionOpOutcome, ResponseError> {
     let log = &part.log;
     let found = match ts {
+        // A new leader's high watermark may trail the old leader's for a moment: until it
+        // reaches the start of the leader's epoch, "latest" is not known (Kafka's
+        // OFFSET_NOT_AVAILABLE, which clients retry).
+        LATEST if part.high_watermark() < part.epoch_start() => {
+            return Err(ResponseError::OffsetNotAvailable)
+        }
         LATEST => Some((-1, part.high_watermark())),
         EARLIEST | EARLIEST_LOCAL => Some((-1, log.log_start_offset())),
         MAX_TIMESTAMP => match log.max_timestamp() {

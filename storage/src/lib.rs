@@ -27,6 +27,7 @@ pub use batch::{validate_batches, validate_for_append, BatchError, BatchHeader};
 pub use config::{FlushPolicy, IoMode, LogConfig, TimestampType};
 pub use error::StorageError;
 pub use log::{AppendInfo, Log, ReadResult};
+pub use notify::{Notified, Notify};
 pub use producer::ProducerError;
 pub use scan::{scan_segment, ScanResult, ScanStop, ScannedBatch};
 pub use sluice_base::Reader;

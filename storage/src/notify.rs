@@ -10,7 +10,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, Waker};
 
 #[derive(Default)]
-pub(crate) struct Notify {
+pub struct Notify {
     epoch: Cell<u64>,
     next_id: Cell<u64>,
     /// By registration order, so waiters wake in the order they started waiting.
@@ -18,7 +18,7 @@ pub(crate) struct Notify {
 }
 
 impl Notify {
-    pub(crate) fn notified(&self) -> Notified<'_> {
+    pub fn notified(&self) -> Notified<'_> {
         Notified {
             notify: self,
             epoch: self.epoch.get(),
@@ -26,7 +26,7 @@ impl Notify {
         }
     }
 
-    pub(crate) fn notify_all(&self) {
+    pub fn notify_all(&self) {
         self.epoch.set(self.epoch.get().wrapping_add(1));
         let waiters = std::mem::take(&mut *self.waiters.borrow_mut());
         for (_, w) in waiters {
@@ -35,7 +35,7 @@ impl Notify {
     }
 }
 
-pub(crate) struct Notified<'a> {
+pub struct Notified<'a> {
     notify: &'a Notify,
     epoch: u64,
     id: Option<u64>,

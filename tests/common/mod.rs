@@ -191,6 +191,12 @@ impl Broker {
         wait_child(self.child.take().expect("running"), "exit")
     }
 
+    /// Sends `signal` (SIGSTOP, SIGCONT, …) to the running broker.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.pid() as i32, signal) };
+    }
+
     /// SIGKILL (crash).
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {

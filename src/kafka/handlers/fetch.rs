@@ -17,7 +17,7 @@ use sluice_net::ResponseFrame;
 
 use crate::kafka::dispatch::{Ctx, Dispatched};
 use crate::limits::{FETCH_MAX_WAIT_MS, PARTITIONS_PER_REQUEST_MAX};
-use crate::shard::ops::{ReadOutcome, ReadRequest};
+use crate::shard::ops::{ReadOutcome, ReadRequest, ReplicaFetch};
 use crate::shard::{MeshMsg, Shard};
 
 struct Slot {
@@ -42,6 +42,13 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
     }
     .min(shard.config.args.fetch_max_bytes.max(1));
     let image = shard.metadata();
+    // A follower's fetch (clusters): it reads past the high watermark and reports its position.
+    let replica_id = if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    };
+    let from_replica = replica_id >= 0 && shard.config.clustered();
 
     let mut resp = FetchResponseOut::default();
     if version >= 7 && req.session_epoch > 0 {
@@ -87,6 +94,15 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
                         index: p.partition,
                         offset: p.fetch_offset,
                         max_bytes: p.partition_max_bytes.max(0) as usize,
+                        replica: from_replica.then_some(ReplicaFetch {
+                            replica_id,
+                            current_leader_epoch: p.current_leader_epoch,
+                            last_fetched_epoch: if version >= 12 {
+                                p.last_fetched_epoch
+                            } else {
+                                -1
+                            },
+                        }),
                     },
                 }),
                 None => {
@@ -138,7 +154,7 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
                     .and_then(|v| v.get(k).cloned())
                     .unwrap_or_else(ReadOutcome::not_leader);
                 total += o.bytes;
-                any_error |= o.error != 0;
+                any_error |= o.error != 0 || o.diverging.is_some();
                 outs[i] = o;
             }
         }
@@ -154,13 +170,14 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
         }
         let remaining = max_wait - elapsed;
         let waits = by_shard.iter().map(|(&owner, idxs)| {
-            let reqs: Vec<(String, i32, i64)> = idxs
+            let reqs: Vec<(String, i32, i64, bool)> = idxs
                 .iter()
                 .map(|&i| {
                     (
                         slots[i].req.topic.clone(),
                         slots[i].req.index,
                         slots[i].req.offset,
+                        from_replica,
                     )
                 })
                 .collect();
@@ -203,6 +220,7 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
             log_start_offset: o.log_start_offset,
             records: o.records,
             current_leader: None,
+            diverging_epoch: o.diverging,
         });
     }
     for (ti, pi, code) in pending_errors {
@@ -216,6 +234,7 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
             log_start_offset: -1,
             records: Vec::new(),
             current_leader: None,
+            diverging_epoch: None,
         });
     }
     add_leader_hints(&shard, &mut resp);

@@ -29,6 +29,30 @@ impl Log {
         }
     }
 
+    /// A new leader epoch starts at the log end (this replica became its leader): Kafka's
+    /// `makeLeader` records it before any append, so that a follower holding records of a
+    /// later epoch this log never saw still finds where to truncate. Persisted before it
+    /// returns. No-op unless `epoch` is newer than every epoch the log has.
+    pub async fn begin_epoch(&self, epoch: i32) -> Result<(), StorageError> {
+        {
+            let mut st = self.state.borrow_mut();
+            if st.epochs.last().is_some_and(|&(e, _)| e >= epoch) || epoch < 0 {
+                return Ok(());
+            }
+            let leo = self.leo.get();
+            // An epoch that wrote nothing ends where this one starts: Kafka drops it too.
+            st.epochs.retain(|&(_, start)| start < leo);
+            st.epochs.push((epoch, leo));
+            st.epochs_dirty = true;
+        }
+        self.write_epochs().await
+    }
+
+    /// The newest leader epoch of the log's batches (or begun on it), -1 when none.
+    pub fn latest_epoch(&self) -> i32 {
+        self.state.borrow().epochs.last().map_or(-1, |&(e, _)| e)
+    }
+
     pub(super) async fn write_epochs(&self) -> Result<(), StorageError> {
         if self.deleted.get() {
             return Ok(());

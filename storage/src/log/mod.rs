@@ -252,6 +252,11 @@ impl Log {
         self.durable.get()
     }
 
+    /// Whether the log was closed (shutdown) or deleted: nothing more will be written.
+    pub fn is_closed(&self) -> bool {
+        self.closed.get()
+    }
+
     /// Bytes of written batches in all segments.
     pub fn size_bytes(&self) -> u64 {
         self.state.borrow().segments.iter().map(|s| s.size).sum()
