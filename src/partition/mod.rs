@@ -83,8 +83,10 @@ pub struct Partition {
     role: RefCell<Role>,
     /// The high watermark as a follower (and the start of a new leader's).
     follower_hw: Cell<i64>,
-    /// Woken when the high watermark or the role may have changed.
+    /// Woken when the high watermark or the role may have changed, or a truncation ended.
     progress: Notify,
+    /// A follower's truncation is in progress ([`Partition::truncate_as_follower`]).
+    truncating: Cell<bool>,
 }
 
 /// A partition's name: (topic, index).
@@ -117,6 +119,7 @@ impl Partition {
             role: RefCell::new(role),
             follower_hw: Cell::new(0),
             progress: Notify::default(),
+            truncating: Cell::new(false),
         }
     }
 
@@ -300,10 +303,17 @@ impl Partition {
                     _ => None,
                 }
             } else {
-                // Record the new epoch's start before taking writes (Kafka's makeLeader).
-                if let Err(e) = self.log.begin_epoch(reg.leader_epoch).await {
-                    tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "persisting the leader epoch start failed");
+                // A truncation the follower started must end first: finishing after this
+                // point it would cut the new leader's log.
+                loop {
+                    let done = self.progress.notified();
+                    if !self.truncating.get() {
+                        break;
+                    }
+                    done.await;
                 }
+                // From here to `begin_epoch`'s first step nothing yields: no follower append
+                // can slip in between the role change and the epoch's start offset.
                 let hw = self.high_watermark();
                 let state = LeaderState::new(
                     me,
@@ -316,6 +326,10 @@ impl Partition {
                 );
                 tracing::info!(topic = %self.topic, partition = self.index, leader_epoch = reg.leader_epoch, epoch_start = state.epoch_start(), high_watermark = state.high_watermark(), "leading");
                 *self.role.borrow_mut() = Role::Leader(state);
+                // Record the new epoch's start before taking writes (Kafka's makeLeader).
+                if let Err(e) = self.log.begin_epoch(reg.leader_epoch).await {
+                    tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "persisting the leader epoch start failed");
+                }
                 None
             }
         } else {
@@ -356,6 +370,25 @@ impl Partition {
             Role::Leader(s) => s.on_tick(now, position),
             _ => None,
         }
+    }
+
+    /// Truncates the log to `offset` as the follower of `leader` at `leader_epoch` (a
+    /// divergence its leader reported). Nothing happens if the role changed meanwhile; a
+    /// change to leading waits until the truncation is over.
+    pub async fn truncate_as_follower(
+        &self,
+        leader: i32,
+        leader_epoch: i32,
+        offset: i64,
+    ) -> Result<(), StorageError> {
+        if self.following() != Some((leader, leader_epoch)) || self.truncating.get() {
+            return Ok(());
+        }
+        self.truncating.set(true);
+        let r = self.log.truncate_to(offset).await;
+        self.truncating.set(false);
+        self.progress.notify_all();
+        r
     }
 
     /// A follower learned its leader's high watermark.

@@ -366,7 +366,7 @@ async fn apply_response(f: &Rc<Fetcher>, sent: &[(PartitionKey, Followed)], resp
                     log.log_start_offset(),
                 );
                 info!(topic = %p.topic, partition = p.index, ?diverging, truncate_to = to, log_end = log.log_end_offset(), "log diverges from the leader's: truncating");
-                if let Err(e) = log.truncate_to(to).await {
+                if let Err(e) = p.truncate_as_follower(f.leader, v.leader_epoch, to).await {
                     warn!(topic = %p.topic, partition = p.index, error = %e, "truncation failed");
                     paused.push((p.topic.clone(), p.index));
                 }
