@@ -76,11 +76,13 @@ pub struct BrokerArgs {
     #[arg(long, env = "SLUICE_BROKER_SESSION_TIMEOUT_MS", default_value_t = 9000)]
     pub broker_session_timeout_ms: u64,
     /// How often a broker heartbeats to the active controller (Kafka's
-    /// `broker.heartbeat.interval.ms`).
+    /// `broker.heartbeat.interval.ms`; Kafka's default is 2000). A broker whose heartbeat
+    /// connection closes and that does not heartbeat again within one and a half intervals is fenced, so
+    /// this bounds failover after a crash (see docs/replication.md).
     #[arg(
         long,
         env = "SLUICE_BROKER_HEARTBEAT_INTERVAL_MS",
-        default_value_t = 2000
+        default_value_t = 500
     )]
     pub broker_heartbeat_interval_ms: u64,
     /// A follower that has not caught up with its leader for this long leaves the partition's

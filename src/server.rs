@@ -370,6 +370,7 @@ async fn shard_main(start: ShardStart) {
             Controller::new(controller_config, start),
             backend,
             config.args.broker_session_timeout_ms,
+            config.args.broker_heartbeat_interval_ms,
         )
     });
     let shard = Rc::new(Shard::new(

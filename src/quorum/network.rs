@@ -113,8 +113,18 @@ pub fn decode_request(body: &[u8]) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// What handles application calls: request bytes in, response bytes out.
-pub type AppHandler = Rc<dyn Fn(Vec<u8>) -> futures_util::future::LocalBoxFuture<'static, Vec<u8>>>;
+/// One application call's future: the reply, and the session the call belongs to (a broker's
+/// registration epoch), if any.
+pub type AppCall = futures_util::future::LocalBoxFuture<'static, (Vec<u8>, Option<u64>)>;
+
+/// The application side of the controller endpoint.
+#[derive(Clone)]
+pub struct AppHandler {
+    /// Answers one call.
+    pub call: Rc<dyn Fn(Vec<u8>) -> AppCall>,
+    /// A connection that carried calls of these sessions closed (its peer may have died).
+    pub closed: Rc<dyn Fn(Vec<u64>)>,
+}
 
 /// Serves the controller endpoint: Raft RPCs go to `raft`, application calls to `app`.
 pub async fn serve(listener: TcpListener, raft: Raft, app: AppHandler) {
@@ -134,6 +144,9 @@ pub async fn serve(listener: TcpListener, raft: Raft, app: AppHandler) {
 
 async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, raft: Raft, app: AppHandler) {
     let _ = stream.set_nodelay(true);
+    // The sessions whose calls this connection carried: when it closes, the application
+    // hears of it (a crashed broker's connections close at once; its heartbeats just stop).
+    let mut sessions: Vec<u64> = Vec::new();
     loop {
         let req: Request = match read_message(&mut stream).await {
             Ok(r) => r,
@@ -141,17 +154,29 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, raft: Raft, a
                 if e.kind() != io::ErrorKind::UnexpectedEof {
                     debug!(%peer, error = %e, "controller endpoint: closing connection");
                 }
-                return;
+                break;
             }
         };
         let resp = match req {
-            Request::App(body) => Response::App(app(body).await),
+            Request::App(body) => {
+                let (reply, session) = (app.call)(body).await;
+                if let Some(s) = session.filter(|s| !sessions.contains(s)) {
+                    // Bounded: a broker's registrations on one connection, a handful.
+                    if sessions.len() < 16 {
+                        sessions.push(s);
+                    }
+                }
+                Response::App(reply)
+            }
             raft_request => answer(&raft, raft_request).await,
         };
         if let Err(e) = write_message(&mut stream, &resp).await {
             debug!(%peer, error = %e, "controller endpoint: reply failed");
-            return;
+            break;
         }
+    }
+    if !sessions.is_empty() {
+        (app.closed)(sessions);
     }
 }
 

@@ -120,11 +120,20 @@ pub async fn start(shard: Rc<Shard>, recovered: Recovered) {
             .and_then(crate::runtime::net::TcpListener::from_std)
         {
             Ok(listener) => {
-                let s = shard.clone();
-                let app: crate::quorum::AppHandler = Rc::new(move |body| {
-                    let s = s.clone();
-                    async move { serve_app(&s, &body).await }.boxed_local()
-                });
+                let (s, c) = (shard.clone(), shard.clone());
+                let app = crate::quorum::AppHandler {
+                    call: Rc::new(move |body| {
+                        let s = s.clone();
+                        async move { serve_app(&s, &body).await }.boxed_local()
+                    }),
+                    closed: Rc::new(move |sessions| {
+                        let d = driver(&c);
+                        let mut l = d.liveness.borrow_mut();
+                        for epoch in sessions {
+                            l.on_connection_closed(clock_ms(), epoch);
+                        }
+                    }),
+                };
                 quorum.serve(listener, app);
                 info!(%addr, "controller endpoint listening");
             }
@@ -223,13 +232,23 @@ pub fn decode_app_request(body: &[u8]) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Serves one application call (this node should be the active controller).
-async fn serve_app(shard: &Rc<Shard>, body: &[u8]) -> Vec<u8> {
-    let reply = match serde_json::from_slice::<AppRequest>(body) {
-        Ok(req) => handle(shard, req).await,
-        Err(e) => AppReply::Failed(OpError::new(ResponseError::InvalidRequest, e.to_string())),
+/// Serves one application call (this node should be the active controller): the reply, and
+/// the broker session a heartbeat belongs to.
+async fn serve_app(shard: &Rc<Shard>, body: &[u8]) -> (Vec<u8>, Option<u64>) {
+    let (reply, session) = match serde_json::from_slice::<AppRequest>(body) {
+        Ok(req) => {
+            let session = match &req {
+                AppRequest::Heartbeat { epoch, .. } => Some(*epoch),
+                _ => None,
+            };
+            (handle(shard, req).await, session)
+        }
+        Err(e) => (
+            AppReply::Failed(OpError::new(ResponseError::InvalidRequest, e.to_string())),
+            None,
+        ),
     };
-    serde_json::to_vec(&reply).unwrap_or_default()
+    (serde_json::to_vec(&reply).unwrap_or_default(), session)
 }
 
 /// Handles `req` as the active controller.

@@ -64,11 +64,12 @@ impl ControllerDriver {
         controller: Controller,
         backend: Backend,
         session_timeout_ms: u64,
+        heartbeat_interval_ms: u64,
     ) -> ControllerDriver {
         ControllerDriver {
             state: Rc::new(RefCell::new(controller)),
             backend,
-            liveness: RefCell::new(Liveness::new(session_timeout_ms)),
+            liveness: RefCell::new(Liveness::new(session_timeout_ms, heartbeat_interval_ms)),
             broker_epoch: Cell::new(None),
             broker_fenced: Cell::new(true),
             voters: crate::quorum::network::Pool::default(),

@@ -161,10 +161,14 @@ async fn run(shard: Rc<Shard>, f: Rc<Fetcher>) {
         };
         correlation = correlation.wrapping_add(1);
         match fetch_once(&shard, &f, stream, correlation).await {
-            Ok(s) => {
+            Ok(Some(s)) => {
                 conn = Some(s);
                 backoff = BACKOFF_MIN;
             }
+            Ok(None) => debug!(
+                leader = f.leader,
+                "followed partitions changed; fetching anew"
+            ),
             Err(e) => {
                 info!(leader = f.leader, error = %e, "fetch from the leader failed; reconnecting");
                 pause(&f, &mut backoff).await;
@@ -198,13 +202,14 @@ async fn connect(shard: &Shard, leader: i32) -> io::Result<TcpStream> {
     Ok(stream)
 }
 
-/// One fetch round on `stream`; the stream back if it can be reused.
+/// One fetch round on `stream`; the stream back if it can be reused, `None` if the round was
+/// abandoned because the followed partitions changed.
 async fn fetch_once(
     shard: &Rc<Shard>,
     f: &Rc<Fetcher>,
     mut stream: TcpStream,
     correlation: i32,
-) -> io::Result<TcpStream> {
+) -> io::Result<Option<TcpStream>> {
     let now = crate::util::now_ms();
     let sent: Vec<(PartitionKey, Followed)> = f
         .partitions
@@ -215,21 +220,29 @@ async fn fetch_once(
         .collect();
     if sent.is_empty() {
         let _ = crate::runtime::timeout(BACKOFF_MIN, f.changed.notified()).await;
-        return Ok(stream);
+        return Ok(Some(stream));
     }
     let wait_ms = shard.config.args.replica_fetch_wait_max_ms;
     let request = build_request(shard, &sent, wait_ms as i32);
     let frame = encode_request(&request, correlation)?;
-    let answer = crate::runtime::timeout(
+    // A change of the followed set (a new leader to copy from) must not wait for the leader's
+    // long poll to end: the fetch is abandoned with its connection, and the next one names
+    // the new set at once.
+    let changed = f.changed.notified();
+    let exchange = crate::runtime::timeout(
         Duration::from_millis(wait_ms) + Duration::from_secs(10),
         async {
             let BufResult(r, _) = stream.write_all(frame).await;
             r?;
             read_response(&mut stream, correlation).await
         },
-    )
-    .await
-    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "fetch timed out"))??;
+    );
+    let answer = match futures_util::future::select(Box::pin(exchange), changed).await {
+        futures_util::future::Either::Left((r, _)) => {
+            r.map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "fetch timed out"))??
+        }
+        futures_util::future::Either::Right(_) => return Ok(None),
+    };
     if answer.error_code != 0 {
         return Err(io::Error::other(format!(
             "fetch refused with error {}",
@@ -237,7 +250,7 @@ async fn fetch_once(
         )));
     }
     apply_response(f, &sent, answer).await;
-    Ok(stream)
+    Ok(Some(stream))
 }
 
 fn build_request(shard: &Shard, sent: &[(PartitionKey, Followed)], wait_ms: i32) -> FetchRequest {

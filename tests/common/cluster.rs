@@ -65,14 +65,20 @@ impl Cluster {
                 &voters.join(","),
                 "--cores",
                 "1",
-                "--broker-heartbeat-interval-ms",
-                &HEARTBEAT_MS.to_string(),
-                "--broker-session-timeout-ms",
-                &SESSION_MS.to_string(),
             ]
             .iter()
             .map(|s| s.to_string())
             .collect();
+            // SLUICE_CLUSTER_DEFAULT_TIMEOUTS=1 keeps the broker's own heartbeat and session
+            // defaults (to measure failover as users get it).
+            if std::env::var_os("SLUICE_CLUSTER_DEFAULT_TIMEOUTS").is_none() {
+                args.extend([
+                    "--broker-heartbeat-interval-ms".to_owned(),
+                    HEARTBEAT_MS.to_string(),
+                    "--broker-session-timeout-ms".to_owned(),
+                    SESSION_MS.to_string(),
+                ]);
+            }
             args.extend(extra.iter().map(|s| s.to_string()));
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
             nodes.push(Broker::start_at(&kafka[i].to_string(), &args));
