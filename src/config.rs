@@ -189,6 +189,15 @@ pub struct BrokerArgs {
     /// Partition count of the internal __consumer_offsets topic.
     #[arg(long, env = "SLUICE_OFFSETS_TOPIC_NUM_PARTITIONS", default_value_t = 4)]
     pub offsets_topic_num_partitions: i32,
+    /// Replicas of each __consumer_offsets partition in a cluster (Kafka's
+    /// offsets.topic.replication.factor), capped at the live brokers when the topic is created.
+    #[arg(
+        long,
+        env = "SLUICE_OFFSETS_TOPIC_REPLICATION_FACTOR",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(i16).range(1..)
+    )]
+    pub offsets_topic_replication_factor: i16,
     /// Send fetch data with io_uring SEND_ZC (for real NICs; slower on loopback).
     #[arg(long, env = "SLUICE_ZERO_COPY_SEND", default_value_t = false)]
     pub zero_copy_send: bool,

@@ -418,6 +418,21 @@ fn acknowledged_writes_survive_leader_kills_pauses_and_cut_offs() {
         acked.len(),
         read.len()
     );
+    // The brokers' own view: nothing under-replicated once healed, and leaders were elected
+    // (counters restart with a killed process, so only their existence is certain).
+    let metric = |i: usize, name: &str| -> u64 {
+        let (_, body) = common::http_get(&cluster.nodes[i].metrics_addr, "/metrics");
+        body.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    cluster.wait_for("no under-replicated partition", || {
+        (0..3).all(|i| metric(i, "sluice_under_replicated_partitions ") == 0)
+    });
+    let elections: u64 = (0..3)
+        .map(|i| metric(i, "sluice_leader_elections_total "))
+        .sum();
+    assert!(elections > 0, "{elections} leader elections");
     if !failovers.is_empty() {
         failovers.sort();
         eprintln!(

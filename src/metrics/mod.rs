@@ -37,6 +37,11 @@ pub struct ShardMetrics {
     pub connections_rejected: Cell<u64>,
     pub mesh_sent: Cell<u64>,
     pub stall_seconds: Histogram,
+    /// ISR changes this broker asked for as a partition leader.
+    pub isr_shrinks: Cell<u64>,
+    pub isr_expands: Cell<u64>,
+    /// Times a replica here became its partition's leader.
+    pub leader_elections: Cell<u64>,
 }
 
 impl Default for ShardMetrics {
@@ -52,6 +57,9 @@ impl Default for ShardMetrics {
             connections_rejected: Cell::new(0),
             mesh_sent: Cell::new(0),
             stall_seconds: Histogram::new(LATENCY_BUCKETS_S),
+            isr_shrinks: Cell::new(0),
+            isr_expands: Cell::new(0),
+            leader_elections: Cell::new(0),
         }
     }
 }
@@ -111,6 +119,8 @@ pub struct PartitionSnapshot {
     pub size_bytes: u64,
     pub segments: usize,
     pub producers: usize,
+    /// As its leader in a cluster: (under-replicated, under min ISR, largest follower lag).
+    pub replication: Option<(bool, bool, i64)>,
 }
 
 /// (group, state, members, [(topic, partition, committed offset)])
@@ -155,6 +165,9 @@ pub struct ShardSnapshot {
     pub fsync_seconds: HistogramSnapshot,
     pub batches_per_write: HistogramSnapshot,
     pub partitions: Vec<PartitionSnapshot>,
+    pub isr_shrinks: u64,
+    pub isr_expands: u64,
+    pub leader_elections: u64,
     pub groups: Vec<GroupRow>,
     /// Shard 0 of a cluster node.
     pub controller: Option<ControllerSnapshot>,

@@ -333,6 +333,60 @@ pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
         }
     }
 
+    header(
+        &mut out,
+        "sluice_partition_replica_lag_max",
+        "gauge",
+        "Offsets the slowest follower is behind, for partitions this broker leads in a cluster.",
+    );
+    for p in &parts {
+        if let Some((_, _, lag)) = p.replication {
+            let _ = writeln!(
+                out,
+                "sluice_partition_replica_lag_max{{topic=\"{}\",partition=\"{}\"}} {lag}",
+                escape(&p.topic),
+                p.partition
+            );
+        }
+    }
+    let led = || parts.iter().filter_map(|p| p.replication);
+    let replication: [(&str, &str, &str, u64); 5] = [
+        (
+            "sluice_under_replicated_partitions",
+            "gauge",
+            "Partitions this broker leads whose ISR is smaller than their replica set.",
+            led().filter(|r| r.0).count() as u64,
+        ),
+        (
+            "sluice_under_min_isr_partitions",
+            "gauge",
+            "Partitions this broker leads whose ISR is below min.insync.replicas (acks=all refused).",
+            led().filter(|r| r.1).count() as u64,
+        ),
+        (
+            "sluice_isr_shrinks_total",
+            "counter",
+            "ISR shrinks this broker asked the controller for, as a partition leader.",
+            shards.iter().map(|s| s.isr_shrinks).sum(),
+        ),
+        (
+            "sluice_isr_expands_total",
+            "counter",
+            "ISR expansions this broker asked the controller for, as a partition leader.",
+            shards.iter().map(|s| s.isr_expands).sum(),
+        ),
+        (
+            "sluice_leader_elections_total",
+            "counter",
+            "Times a replica on this broker became its partition's leader.",
+            shards.iter().map(|s| s.leader_elections).sum(),
+        ),
+    ];
+    for (name, kind, help, value) in replication {
+        header(&mut out, name, kind, help);
+        let _ = writeln!(out, "{name} {value}");
+    }
+
     let hw: HashMap<(&str, i32), i64> = parts
         .iter()
         .map(|p| ((p.topic.as_str(), p.partition), p.high_watermark))
@@ -494,7 +548,11 @@ mod tests {
                 size_bytes: 100,
                 segments: 1,
                 producers: 0,
+                replication: Some((true, false, 7)),
             }],
+            isr_shrinks: 2,
+            isr_expands: 1,
+            leader_elections: 3,
             groups: vec![("g".into(), "Stable", 2, vec![("t".into(), 0, 4)])],
             controller: None,
         };
@@ -512,6 +570,14 @@ mod tests {
         assert!(text.contains("sluice_request_handling_seconds_count{api=\"Produce\"} 2"));
         assert!(text.contains("sluice_group_lag{group=\"g\",topic=\"t\",partition=\"0\"} 6"));
         assert!(text.contains("sluice_partition_high_watermark{topic=\"t\",partition=\"0\"} 10"));
+        assert!(text.contains("sluice_partition_replica_lag_max{topic=\"t\",partition=\"0\"} 7"));
+        assert!(text.contains("sluice_under_replicated_partitions 1"));
+        assert!(text.contains("sluice_under_min_isr_partitions 0"));
+        assert!(
+            text.contains("sluice_isr_shrinks_total 4"),
+            "summed over shards"
+        );
+        assert!(text.contains("sluice_leader_elections_total 6"));
         for line in text.lines().filter(|l| !l.starts_with('#')) {
             let (series, value) = line.rsplit_once(' ').unwrap();
             assert!(!series.is_empty());

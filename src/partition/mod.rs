@@ -400,8 +400,33 @@ impl Partition {
         }
     }
 
-    /// Per follower of a partition this broker leads: (id, its position, ms since it was last
-    /// caught up) — for metrics and `DescribeQuorum`-like views.
+    /// As its leader: (under-replicated: ISR smaller than the replicas, under min ISR, the
+    /// largest follower lag in offsets behind this replica's position). `None` unless leading
+    /// in a cluster.
+    pub fn replication_health(&self) -> Option<(bool, bool, i64)> {
+        let position = self.position();
+        match &*self.role.borrow() {
+            Role::Leader(s) => {
+                let reg = s.registration();
+                let lag = reg
+                    .replicas
+                    .iter()
+                    .filter_map(|&r| s.follower(r))
+                    .map(|f| position - f.leo.max(0))
+                    .max()
+                    .unwrap_or(0)
+                    .max(0);
+                Some((
+                    reg.isr.len() < reg.replicas.len(),
+                    !s.isr_allows_writes(),
+                    lag,
+                ))
+            }
+            _ => None,
+        }
+    }
+
+    /// Per follower of a partition this broker leads: (id, its position).
     pub fn followers(&self) -> Vec<(i32, i64)> {
         match &*self.role.borrow() {
             Role::Leader(s) => s

@@ -537,6 +537,22 @@ pub fn alter_isr(
     p: &crate::partition::Partition,
     change: crate::partition::replica::AlterIsr,
 ) {
+    let grows = shard
+        .metadata()
+        .topic(&p.topic)
+        .and_then(|t| {
+            t.partitions
+                .get(p.index as usize)
+                .map(|r| change.isr.len() > r.isr.len())
+        })
+        .unwrap_or(false);
+    let m = &shard.metrics;
+    let counter = if grows {
+        &m.isr_expands
+    } else {
+        &m.isr_shrinks
+    };
+    counter.set(counter.get() + 1);
     let op = ControllerOp::AlterPartition(crate::controller::AlterPartition {
         topic_id: p.topic_id,
         partition: p.index,

@@ -449,8 +449,13 @@ impl Shard {
                     .await;
                 continue;
             }
+            let led = p.is_leader(None);
             if let Some(change) = p.set_registration(me, reg, live.clone(), policy).await {
                 controller::alter_isr(self, &p, change);
+            }
+            if !led && p.is_leader(None) {
+                let e = &self.metrics.leader_elections;
+                e.set(e.get() + 1);
             }
             if reg.leader != me && live.contains_key(&reg.leader) {
                 followed.push(replication::Follow {

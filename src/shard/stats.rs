@@ -39,6 +39,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
                 size_bytes: log.size_bytes(),
                 segments: log.segment_count(),
                 producers: log.producer_count(),
+                replication: p.replication_health(),
             }
         })
         .collect();
@@ -77,6 +78,9 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
             .iter()
             .map(|(k, h)| (*k, h.snapshot()))
             .collect(),
+        isr_shrinks: m.isr_shrinks.get(),
+        isr_expands: m.isr_expands.get(),
+        leader_elections: m.leader_elections.get(),
         bytes_received: m.bytes_received.get(),
         bytes_sent: m.bytes_sent.get(),
         connections_open: shard.connections.get(),

@@ -52,12 +52,20 @@ fn request_offsets_topic(shard: &Rc<Shard>) {
         return;
     }
     let s = shard.clone();
+    // Kafka refuses to create the topic with fewer live brokers than the factor; Sluice takes
+    // what there is (a one- or two-broker cluster still gets its groups).
+    let live = shard.metadata().live_brokers().count().max(1);
+    let replication_factor = shard
+        .config
+        .args
+        .offsets_topic_replication_factor
+        .min(i16::try_from(live).unwrap_or(i16::MAX));
     crate::runtime::spawn(async move {
         let topic = NewTopic {
             assignment: None,
             name: OFFSETS_TOPIC.to_owned(),
             partitions: s.config.args.offsets_topic_num_partitions,
-            replication_factor: -1,
+            replication_factor,
             configs: offsets_topic_configs(),
         };
         let op = ControllerOp::CreateTopics {
