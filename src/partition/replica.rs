@@ -1,8 +1,8 @@
 //! The leader's view of a partition's replicas, and the follower's truncation rule: pure state
 //! and functions, no I/O (see `docs/architecture.md`, "Replication"). The shard's driver feeds
 //! the leader state follower fetches, its own log end and clock ticks, and carries out what it
-//! answers (an ISR change to send to the controller); the simulation in `tests` drives the same
-//! code with seeded faults.
+//! answers (an ISR change to send to the controller); the seeded simulation in `sim` drives
+//! the same code under faults, with the real controller.
 //!
 //! The rules are Kafka's (`Partition.scala`):
 //! - a follower's position is its fetch offset; it is *caught up* when it fetched everything
@@ -363,5 +363,7 @@ pub fn truncation_offset(
     to.max(log_start).min(leo)
 }
 
+#[cfg(test)]
+mod sim;
 #[cfg(test)]
 mod tests;

@@ -865,3 +865,24 @@ async fn malformed_replicated_batches_are_refused_and_change_nothing() {
     f.append_replicated(good, TS).unwrap();
     assert_eq!(f.log_end_offset(), 3);
 }
+
+/// A leader that began an epoch and wrote nothing, then follows again: truncating to its log
+/// end drops that epoch (Kafka's `truncateTo`); kept, its new leader — which never had the
+/// epoch — would answer every fetch with the same divergence (found by the replica
+/// simulation, `src/partition/replica/sim.rs`).
+#[compio::test]
+async fn truncating_at_the_end_drops_an_epoch_that_wrote_nothing() {
+    let dir = tmpdir();
+    let log = open(dir.path(), config(IoMode::Direct)).await;
+    let info = log.append(batch(3, TS, 10), 4, TS).unwrap();
+    log.wait_written(info.last_offset).await.unwrap();
+    log.begin_epoch(5).await.unwrap();
+    assert_eq!(log.latest_epoch(), 5);
+    assert_eq!(log.end_offset_for_epoch(4), (4, 3));
+    log.truncate_to(log.log_end_offset()).await.unwrap();
+    assert_eq!(log.latest_epoch(), 4, "the begun epoch is gone");
+    assert_eq!(log.log_end_offset(), 3, "nothing else changed");
+    log.close().await.unwrap();
+    let log = open(dir.path(), config(IoMode::Direct)).await;
+    assert_eq!(log.latest_epoch(), 4, "and stays gone after a restart");
+}

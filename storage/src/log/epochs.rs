@@ -57,12 +57,12 @@ impl Log {
         if self.deleted.get() {
             return Ok(());
         }
-        let bytes = {
+        self.write_small(EPOCH_FILE, || {
             let mut st = self.state.borrow_mut();
             st.epochs_dirty = false;
             encode_epochs(&st.epochs)
-        };
-        self.write_small(EPOCH_FILE, bytes).await?;
+        })
+        .await?;
         Ok(())
     }
 }

@@ -122,6 +122,9 @@ pub struct Log {
     roll_seq_next: Cell<u64>,
     roll_seq_done: Cell<u64>,
     locked: Cell<bool>,
+    /// Held while a small metadata file (checkpoint, epochs, producers) is rewritten: two
+    /// rewrites of one file at once share its temporary name.
+    small_writing: Cell<bool>,
     flusher_running: Cell<bool>,
     /// Test hook: successful writes left before one fails with ENOSPC.
     inject_write_failure: Cell<Option<u32>>,
@@ -132,6 +135,16 @@ pub struct Log {
 }
 
 struct LockGuard<'a>(&'a Log);
+
+/// Releases [`Log::write_small`]'s turn, also when its future is dropped.
+struct SmallWriteGuard<'a>(&'a Log);
+
+impl Drop for SmallWriteGuard<'_> {
+    fn drop(&mut self) {
+        self.0.small_writing.set(false);
+        self.0.progress.notify_all();
+    }
+}
 
 impl Drop for LockGuard<'_> {
     fn drop(&mut self) {
@@ -185,6 +198,7 @@ impl Log {
             roll_seq_next: Cell::new(0),
             roll_seq_done: Cell::new(0),
             locked: Cell::new(false),
+            small_writing: Cell::new(false),
             flusher_running: Cell::new(false),
             inject_write_failure: Cell::new(None),
             self_weak: RefCell::new(Weak::new()),
@@ -401,17 +415,34 @@ impl Log {
             recovery_point: self.recovery_point.get(),
             log_start_offset: self.log_start.get(),
         };
-        self.write_small(CHECKPOINT_FILE, encode_checkpoint(&c))
+        self.write_small(CHECKPOINT_FILE, || encode_checkpoint(&c))
             .await?;
-        let snapshot = self.state.borrow().producers.encode(self.leo.get());
-        self.write_small(PRODUCER_FILE, snapshot).await?;
+        self.write_small(PRODUCER_FILE, || {
+            self.state.borrow().producers.encode(self.leo.get())
+        })
+        .await?;
         Ok(())
     }
 
     /// Writes one of the log's small state files (atomically, durably) unless it already holds
     /// exactly these bytes: opening and closing an unchanged log then writes nothing, which
     /// is what makes a restart with thousands of idle partitions fast.
-    async fn write_small(&self, name: &'static str, bytes: Vec<u8>) -> Result<(), StorageError> {
+    /// The content comes from `content`, called once this write has its turn: a rewrite that
+    /// waited for another must not put older content back.
+    async fn write_small(
+        &self,
+        name: &'static str,
+        content: impl FnOnce() -> Vec<u8>,
+    ) -> Result<(), StorageError> {
+        let _turn = loop {
+            let notified = self.progress.notified();
+            if !self.small_writing.get() {
+                self.small_writing.set(true);
+                break SmallWriteGuard(self);
+            }
+            notified.await;
+        };
+        let bytes = content();
         if self.on_disk.borrow().get(name) == Some(&bytes) {
             return Ok(());
         }

@@ -6,9 +6,23 @@ use crate::segment::{load_tail, open_write, scan_file, Segment};
 
 impl Log {
     /// Truncates so that `log_end_offset()` becomes `offset` (rounded down to a batch boundary
-    /// when `offset` falls inside a batch). No-op if `offset >= log_end_offset()`.
+    /// when `offset` falls inside a batch), dropping leader-epoch entries that start at or past
+    /// it. Only those entries go if `offset >= log_end_offset()`.
     pub async fn truncate_to(&self, offset: i64) -> Result<(), StorageError> {
         if offset >= self.leo.get() {
+            // Nothing to cut; but an epoch begun at `offset` that wrote nothing goes, as in
+            // Kafka's `truncateTo` (kept, a follower would name it as its last fetched epoch
+            // and its new leader, which never had it, would report the same divergence for
+            // ever).
+            let dropped = {
+                let mut st = self.state.borrow_mut();
+                let before = st.epochs.len();
+                st.epochs.retain(|&(_, start)| start < offset);
+                st.epochs.len() != before
+            };
+            if dropped {
+                self.write_epochs().await?;
+            }
             return Ok(());
         }
         if offset < self.log_start.get() {
