@@ -87,7 +87,14 @@ pub struct Partition {
     progress: Notify,
     /// A follower's truncation is in progress ([`Partition::truncate_as_follower`]).
     truncating: Cell<bool>,
+    /// acks=all writes waiting for the high watermark, by (last offset, arrival), with the
+    /// leader epoch they were appended at (Kafka's produce purgatory). Bounded by the produce
+    /// requests in flight.
+    acks_waiting: RefCell<AckWaiters>,
+    acks_seq: Cell<u64>,
 }
+
+type AckWaiters = BTreeMap<(i64, u64), (i32, flume::Sender<Result<(), AckError>>)>;
 
 /// A partition's name: (topic, index).
 pub type PartitionKey = (String, i32);
@@ -120,6 +127,8 @@ impl Partition {
             follower_hw: Cell::new(0),
             progress: Notify::default(),
             truncating: Cell::new(false),
+            acks_waiting: RefCell::new(BTreeMap::new()),
+            acks_seq: Cell::new(0),
         }
     }
 
@@ -245,8 +254,10 @@ impl Partition {
                         .map_err(AckError::Storage);
                 }
                 let epoch = self.leader_epoch.get();
+                // This replica's position first (durable with `--flush always`), then the
+                // followers'.
                 self.log
-                    .wait_append_written(info)
+                    .wait_append_durable(info)
                     .await
                     .map_err(AckError::Storage)?;
                 self.wait_committed(info.last_offset, epoch).await
@@ -255,29 +266,72 @@ impl Partition {
     }
 
     /// Waits until the high watermark passes `last_offset` while this broker leads at `epoch`.
+    /// Called once the write is this replica's (its position is past it), so only followers
+    /// can hold it back: it waits in the partition's purgatory, completed in offset order when
+    /// follower fetches move the high watermark ([`Partition::complete_acks`]) — one wake-up
+    /// per completed write, however many wait.
     async fn wait_committed(&self, last_offset: i64, epoch: i32) -> Result<(), AckError> {
-        loop {
-            let changed = self.progress.notified();
-            if !self.is_leader(Some(epoch)) {
-                return Err(AckError::NotLeader);
+        if !self.is_leader(Some(epoch)) {
+            return Err(AckError::NotLeader);
+        }
+        if self.high_watermark() > last_offset {
+            return self.ack_outcome();
+        }
+        let (tx, rx) = flume::bounded(1);
+        let seq = self.acks_seq.get();
+        self.acks_seq.set(seq + 1);
+        self.acks_waiting
+            .borrow_mut()
+            .insert((last_offset, seq), (epoch, tx));
+        rx.recv_async().await.unwrap_or(Err(AckError::NotLeader))
+    }
+
+    /// What a write the high watermark passed is answered with.
+    fn ack_outcome(&self) -> Result<(), AckError> {
+        match &*self.role.borrow() {
+            Role::Leader(s) if !s.enough_replicas() => Err(AckError::NotEnoughReplicasAfterAppend),
+            _ => Ok(()),
+        }
+    }
+
+    /// Answers the waiting acks=all writes the high watermark passed, and fails those of a
+    /// leader epoch this broker no longer leads.
+    fn complete_acks(&self) {
+        if self.acks_waiting.borrow().is_empty() {
+            return;
+        }
+        let epoch = match &*self.role.borrow() {
+            Role::Leader(s) => Some(s.leader_epoch()),
+            _ => None,
+        };
+        let hw = self.high_watermark();
+        let done = {
+            let mut waiting = self.acks_waiting.borrow_mut();
+            let rest = waiting.split_off(&(hw, 0));
+            let mut done: Vec<_> = std::mem::replace(&mut *waiting, rest).into_iter().collect();
+            let stale: Vec<(i64, u64)> = waiting
+                .iter()
+                .filter(|(_, (e, _))| Some(*e) != epoch)
+                .map(|(k, _)| *k)
+                .collect();
+            for k in stale {
+                if let Some(v) = waiting.remove(&k) {
+                    done.push((k, v));
+                }
             }
-            if self.high_watermark() > last_offset {
-                let enough = match &*self.role.borrow() {
-                    Role::Leader(s) => s.enough_replicas(),
-                    _ => true,
-                };
-                return if enough {
-                    Ok(())
-                } else {
-                    Err(AckError::NotEnoughReplicasAfterAppend)
-                };
-            }
-            if self.log.is_closed() {
-                return Err(AckError::Storage(StorageError::Closed));
-            }
-            let position = self.position();
-            futures_util::future::select(changed, Box::pin(self.log.wait_written_beyond(position)))
-                .await;
+            done
+        };
+        let outcome = self.ack_outcome();
+        for (_, (e, tx)) in done {
+            let r = if Some(e) != epoch {
+                Err(AckError::NotLeader)
+            } else {
+                match &outcome {
+                    Ok(()) => Ok(()),
+                    Err(_) => Err(AckError::NotEnoughReplicasAfterAppend),
+                }
+            };
+            let _ = tx.try_send(r);
         }
     }
 
@@ -345,6 +399,7 @@ impl Partition {
             };
             None
         };
+        self.complete_acks();
         self.progress.notify_all();
         change
     }
@@ -358,6 +413,7 @@ impl Partition {
             Role::Leader(s) => s.on_fetch(now, replica, fetch_offset, position),
             _ => None,
         };
+        self.complete_acks();
         self.progress.notify_all();
         change
     }
@@ -366,10 +422,12 @@ impl Partition {
     pub fn tick(&self) -> Option<AlterIsr> {
         let now = crate::util::now_ms();
         let position = self.position();
-        match &mut *self.role.borrow_mut() {
+        let change = match &mut *self.role.borrow_mut() {
             Role::Leader(s) => s.on_tick(now, position),
             _ => None,
-        }
+        };
+        self.complete_acks();
+        change
     }
 
     /// Truncates the log to `offset` as the follower of `leader` at `leader_epoch` (a
