@@ -103,6 +103,18 @@ pub struct BrokerArgs {
         value_parser = clap::value_parser!(u64).range(1..=30_000)
     )]
     pub replica_fetch_wait_max_ms: u64,
+    /// The active controller moves leadership back to each partition's preferred replica (the
+    /// first listed) when it is live and in sync (Kafka's auto.leader.rebalance.enable).
+    #[arg(long, env = "SLUICE_AUTO_LEADER_REBALANCE_ENABLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub auto_leader_rebalance_enable: bool,
+    /// How often it checks (Kafka's leader.imbalance.check.interval.seconds).
+    #[arg(
+        long,
+        env = "SLUICE_LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS",
+        default_value_t = 300,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub leader_imbalance_check_interval_seconds: u64,
     /// Durability policy for appends.
     #[arg(long, env = "SLUICE_FLUSH", value_enum, default_value = "never")]
     pub flush: FlushArg,

@@ -542,3 +542,87 @@ fn a_returning_leaders_unreplicated_records_are_truncated() {
         "the returning leader truncated its unreplicated tail"
     );
 }
+
+/// The preferred replica of every partition of `topic` (the first listed), as node 0 sees it.
+fn preferred(cluster: &Cluster, topic: &str) -> Vec<i32> {
+    let md = metadata(&cluster.nodes[0].addr).expect("metadata");
+    let t = md
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))
+        .expect("topic");
+    let mut p: Vec<(i32, i32)> = t
+        .partitions
+        .iter()
+        .map(|p| (p.partition_index, p.replica_nodes[0].0))
+        .collect();
+    p.sort();
+    p.into_iter().map(|(_, r)| r).collect()
+}
+
+/// Restarts `node` (SIGTERM: its leaderships move away) and waits until it is back in every
+/// ISR of `topic`, led by others.
+fn bounce(cluster: &mut Cluster, node: usize, topic: &str, partitions: i32) {
+    cluster.nodes[node].stop();
+    let others: Vec<usize> = (0..3).filter(|i| *i != node).collect();
+    for p in 0..partitions {
+        wait_leader(cluster, &others, topic, p, 1);
+    }
+    cluster.nodes[node].restart();
+    for p in 0..partitions {
+        wait_leader(cluster, &[0, 1, 2], topic, p, 3);
+    }
+}
+
+#[test]
+fn preferred_leaders_return_on_request_and_by_themselves() {
+    let _g = serial();
+    // By request (sluice topic elect-leaders → ElectLeaders), with automatic rebalancing off.
+    let mut cluster = Cluster::start(3, false, &["--auto-leader-rebalance-enable", "false"]);
+    cluster.wait_settled(&[0, 1, 2]);
+    create(&cluster, "pref", 3, &[]);
+    let want = preferred(&cluster, "pref");
+    let victim = want[0] as usize;
+    bounce(&mut cluster, victim, "pref", 3);
+    let led = |cluster: &Cluster| -> Vec<i32> {
+        (0..3)
+            .map(|p| leader_of(cluster, 0, "pref", p).map_or(-1, |(l, _)| l))
+            .collect()
+    };
+    assert_ne!(led(&cluster), want, "node {victim} came back as a follower");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["topic", "elect-leaders", "pref", "--bootstrap"])
+        .arg(&cluster.nodes[0].addr)
+        .env_remove("SLUICE_BOOTSTRAP")
+        .output()
+        .expect("sluice topic elect-leaders");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("NONE"),
+        "a partition got its preferred leader back: {text}"
+    );
+    assert!(text.contains("ELECTION_NOT_NEEDED"), "{text}");
+    cluster.wait_for("preferred leaders after ElectLeaders", || {
+        led(&cluster) == want
+    });
+    drop(cluster);
+
+    // By themselves: the active controller checks every second here.
+    let mut cluster = Cluster::start(
+        3,
+        false,
+        &["--leader-imbalance-check-interval-seconds", "1"],
+    );
+    cluster.wait_settled(&[0, 1, 2]);
+    create(&cluster, "pref", 3, &[]);
+    let want = preferred(&cluster, "pref");
+    bounce(&mut cluster, want[1] as usize, "pref", 3);
+    cluster.wait_for("preferred leaders by automatic rebalancing", || {
+        led(&cluster) == want
+    });
+}

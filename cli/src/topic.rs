@@ -1,4 +1,4 @@
-//! `sluice topic create|list|describe|delete|alter-config|add-partitions`.
+//! `sluice topic create|list|describe|delete|alter-config|add-partitions|elect-leaders`.
 
 use clap::{Args, Subcommand};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
@@ -90,6 +90,18 @@ pub enum TopicAction {
         #[arg(long)]
         add: Option<i32>,
     },
+    /// Move leadership back to preferred replicas (the first listed), or with --unclean give
+    /// leaderless partitions any live replica (acknowledged writes it lacks are lost).
+    ElectLeaders {
+        /// Topics to elect for (all partitions of them); none: every partition of the cluster.
+        topics: Vec<String>,
+        /// Only this partition (with exactly one topic).
+        #[arg(long)]
+        partition: Option<i32>,
+        /// Unclean election instead of preferred.
+        #[arg(long)]
+        unclean: bool,
+    },
 }
 
 pub fn run(cmd: TopicCmd) -> Result<(), AdminError> {
@@ -114,6 +126,11 @@ pub fn run(cmd: TopicCmd) -> Result<(), AdminError> {
         TopicAction::Delete { topics, if_exists } => delete(c, &topics, if_exists),
         TopicAction::AlterConfig { topic, set, delete } => alter_config(c, &topic, &set, &delete),
         TopicAction::AddPartitions { topic, total, add } => add_partitions(c, &topic, total, add),
+        TopicAction::ElectLeaders {
+            topics,
+            partition,
+            unclean,
+        } => elect_leaders(c, &topics, partition, unclean),
     }
 }
 
@@ -572,6 +589,81 @@ fn add_partitions(
     };
     emit(c.format, &out, || {
         format!("Topic {topic:?} now has {total} partitions (was {current}).\n")
+    })
+}
+
+#[derive(Serialize)]
+struct Election {
+    topic: String,
+    partition: i32,
+    /// Kafka's error name; `NONE` when a new leader was elected.
+    result: String,
+}
+
+fn elect_leaders(
+    c: &ClientArgs,
+    topics: &[String],
+    partition: Option<i32>,
+    unclean: bool,
+) -> Result<(), AdminError> {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse};
+    if partition.is_some() && topics.len() != 1 {
+        return Err(AdminError::Usage(
+            "--partition needs exactly one topic".into(),
+        ));
+    }
+    let mut s = c.session()?;
+    let named = if topics.is_empty() {
+        None
+    } else {
+        let leaders = s.leaders(topics)?;
+        let mut out = Vec::new();
+        for t in topics {
+            let partitions: Vec<i32> = leaders
+                .keys()
+                .filter(|(name, p)| name == t && partition.is_none_or(|q| q == *p))
+                .map(|(_, p)| *p)
+                .collect();
+            out.push(
+                TopicPartitions::default()
+                    .with_topic(TopicName(sb(t)))
+                    .with_partitions(partitions),
+            );
+        }
+        Some(out)
+    };
+    let req = ElectLeadersRequest::default()
+        .with_election_type(i8::from(unclean))
+        .with_topic_partitions(named)
+        .with_timeout_ms(timeout_i32(c));
+    let resp: ElectLeadersResponse =
+        controller(&mut s)?.call(ApiKey::ElectLeaders, versions::ELECT_LEADERS, &req)?;
+    AdminError::check(resp.error_code, None, "leader election failed".to_owned())?;
+    let mut rows = Vec::new();
+    for t in &resp.replica_election_results {
+        for p in &t.partition_result {
+            rows.push(Election {
+                topic: t.topic.0.to_string(),
+                partition: p.partition_id,
+                result: crate::error_name(p.error_code),
+            });
+        }
+    }
+    rows.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+    emit(c.format, &rows, || {
+        if rows.is_empty() {
+            return "No partition needed a new leader.\n".to_owned();
+        }
+        let mut t = Table::new(&["TOPIC", "PARTITION", "RESULT"]);
+        for r in &rows {
+            t.row(vec![
+                r.topic.clone(),
+                r.partition.to_string(),
+                r.result.clone(),
+            ]);
+        }
+        t.render()
     })
 }
 

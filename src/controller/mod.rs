@@ -87,6 +87,13 @@ pub enum Command {
     /// A partition's leader changes its ISR (Kafka's AlterPartition), against the
     /// registration it last saw.
     AlterPartition(AlterPartition),
+    /// ElectLeaders: give `partitions` (every partition: `None`) their preferred leader (the
+    /// first replica, when live and in sync), or with `unclean`, a live replica to partitions
+    /// that have none. Partitions that need nothing are skipped.
+    ElectLeaders {
+        partitions: Option<Vec<(String, i32)>>,
+        unclean: bool,
+    },
 }
 
 /// An ISR change from a partition's leader.
@@ -304,7 +311,95 @@ impl Controller {
                 _ => Ok(vec![]),
             },
             Command::AlterPartition(a) => self.alter_partition(a),
+            Command::ElectLeaders {
+                partitions,
+                unclean,
+            } => Ok(self
+                .elections(partitions.as_deref(), *unclean)
+                .into_iter()
+                .filter_map(|(_, _, r)| r.ok())
+                .collect()),
         }
+    }
+
+    /// Per partition named (all, with `None`): the record that elects its leader, or why no
+    /// election happens (Kafka's ELECTION_NOT_NEEDED, PREFERRED_LEADER_NOT_AVAILABLE,
+    /// ELIGIBLE_LEADERS_NOT_AVAILABLE, UNKNOWN_TOPIC_OR_PARTITION).
+    pub fn elections(
+        &self,
+        partitions: Option<&[(String, i32)]>,
+        unclean: bool,
+    ) -> Vec<(String, i32, Result<MetadataRecord, ResponseError>)> {
+        let named: Vec<(String, i32)> = match partitions {
+            Some(p) => p.to_vec(),
+            None => self
+                .image
+                .topics
+                .values()
+                .flat_map(|t| (0..t.partition_count()).map(|i| (t.name.clone(), i)))
+                .collect(),
+        };
+        named
+            .into_iter()
+            .map(|(topic, index)| {
+                let r = self.election(&topic, index, unclean);
+                (topic, index, r)
+            })
+            .collect()
+    }
+
+    fn election(
+        &self,
+        topic: &str,
+        index: i32,
+        unclean: bool,
+    ) -> Result<MetadataRecord, ResponseError> {
+        let t = self
+            .image
+            .topic(topic)
+            .ok_or(ResponseError::UnknownTopicOrPartition)?;
+        let p = t
+            .partitions
+            .get(index as usize)
+            .ok_or(ResponseError::UnknownTopicOrPartition)?;
+        let (leader, isr) = if unclean {
+            if p.leader >= 0 {
+                return Err(ResponseError::ElectionNotNeeded);
+            }
+            let live = |r: &i32| self.image.is_live(*r);
+            match p.isr.iter().find(|r| live(r)) {
+                Some(&r) => (r, p.isr.clone()),
+                None => {
+                    let r = *p
+                        .replicas
+                        .iter()
+                        .find(|r| live(r))
+                        .ok_or(ResponseError::EligibleLeadersNotAvailable)?;
+                    (r, vec![r])
+                }
+            }
+        } else {
+            let preferred = *p
+                .replicas
+                .first()
+                .ok_or(ResponseError::PreferredLeaderNotAvailable)?;
+            if p.leader == preferred {
+                return Err(ResponseError::ElectionNotNeeded);
+            }
+            if !self.image.is_live(preferred) || !p.isr.contains(&preferred) {
+                return Err(ResponseError::PreferredLeaderNotAvailable);
+            }
+            (preferred, p.isr.clone())
+        };
+        Ok(MetadataRecord::Partition(PartitionRecord {
+            topic_id: t.id,
+            partition: index,
+            replicas: p.replicas.clone(),
+            isr,
+            leader,
+            leader_epoch: p.leader_epoch + 1,
+            partition_epoch: p.partition_epoch + 1,
+        }))
     }
 
     /// Kafka's AlterPartition checks: the sender leads at that leader epoch, the change is

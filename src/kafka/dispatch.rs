@@ -170,6 +170,7 @@ handlers! {
         DeleteRecords => handlers::delete_records::handle,
         InitProducerId => handlers::init_producer_id::handle,
         DescribeLogDirs => handlers::describe_log_dirs::handle,
+        ElectLeaders => handlers::elect_leaders::handle,
         // Consumer groups (group coordinator).
         FindCoordinator => handlers::find_coordinator::handle,
         JoinGroup => handlers::join_group::handle,

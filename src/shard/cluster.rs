@@ -572,6 +572,7 @@ async fn active_controller_duties(shard: Rc<Shard>) {
     let tick =
         Duration::from_millis((shard.config.args.broker_heartbeat_interval_ms / 4).clamp(10, 100));
     let mut was_leader = false;
+    let mut last_rebalance = std::time::Instant::now();
     loop {
         crate::runtime::sleep(tick).await;
         if shard.shutting_down.get() {
@@ -611,6 +612,25 @@ async fn active_controller_duties(shard: Rc<Shard>) {
                 };
                 if let Err(e) = controller::run_command(&shard, "init-cluster", cmd).await {
                     warn!(error = %e.message, "giving the cluster its id failed");
+                }
+            }
+        }
+        if shard.config.args.auto_leader_rebalance_enable {
+            let every =
+                Duration::from_secs(shard.config.args.leader_imbalance_check_interval_seconds);
+            if last_rebalance.elapsed() >= every {
+                last_rebalance = std::time::Instant::now();
+                match controller::elect_leaders(&shard, None, false).await {
+                    Ok(outcomes) => {
+                        let moved = outcomes.iter().filter(|(_, _, c)| *c == 0).count();
+                        if moved > 0 {
+                            info!(
+                                partitions = moved,
+                                "leadership moved back to preferred replicas"
+                            );
+                        }
+                    }
+                    Err(e) => warn!(error = %e.message, "preferred leader election failed"),
                 }
             }
         }

@@ -398,6 +398,11 @@ pub enum ControllerOp {
     AllocateProducerId,
     /// A partition leader's ISR change.
     AlterPartition(crate::controller::AlterPartition),
+    /// ElectLeaders (see [`Command::ElectLeaders`]).
+    ElectLeaders {
+        partitions: Option<Vec<(String, i32)>>,
+        unclean: bool,
+    },
 }
 
 /// The controller's answer to a [`ControllerOp`].
@@ -407,6 +412,8 @@ pub enum ControllerReply {
     Topic(OpResult<Arc<TopicMeta>>),
     Done(OpResult<()>),
     ProducerId(OpResult<i64>),
+    /// Per partition: (topic, partition, error code: 0 elected).
+    Elected(OpResult<Vec<(String, i32, i16)>>),
 }
 
 fn mismatch() -> OpError {
@@ -425,6 +432,7 @@ impl ControllerReply {
             Topic,
             Done,
             ProducerId,
+            Elected,
         }
         let shape = match op {
             ControllerOp::CreateTopics { topics, .. } => Shape::Topics(topics.len()),
@@ -433,12 +441,14 @@ impl ControllerReply {
             | ControllerOp::AlterConfigs { .. }
             | ControllerOp::AlterPartition(_) => Shape::Done,
             ControllerOp::AllocateProducerId => Shape::ProducerId,
+            ControllerOp::ElectLeaders { .. } => Shape::Elected,
         };
         move |e: OpError| match shape {
             Shape::Topics(n) => ControllerReply::Topics(vec![Err(e); n]),
             Shape::Topic => ControllerReply::Topic(Err(e)),
             Shape::Done => ControllerReply::Done(Err(e)),
             Shape::ProducerId => ControllerReply::ProducerId(Err(e)),
+            Shape::Elected => ControllerReply::Elected(Err(e)),
         }
     }
 
@@ -459,6 +469,13 @@ impl ControllerReply {
     pub fn done(self) -> OpResult<()> {
         match self {
             ControllerReply::Done(r) => r,
+            _ => Err(mismatch()),
+        }
+    }
+
+    pub fn elected(self) -> OpResult<Vec<(String, i32, i16)>> {
+        match self {
+            ControllerReply::Elected(r) => r,
             _ => Err(mismatch()),
         }
     }
@@ -526,7 +543,34 @@ pub async fn run_here(shard: &Rc<Shard>, op: ControllerOp) -> ControllerReply {
                 .await
                 .map(|_| ()),
         ),
+        ControllerOp::ElectLeaders {
+            partitions,
+            unclean,
+        } => ControllerReply::Elected(elect_leaders(shard, partitions, unclean).await),
     }
+}
+
+/// ElectLeaders: each partition's outcome as Kafka reports it (0: elected).
+pub async fn elect_leaders(
+    shard: &Rc<Shard>,
+    partitions: Option<Vec<(String, i32)>>,
+    unclean: bool,
+) -> OpResult<Vec<(String, i32, i16)>> {
+    let outcomes: Vec<(String, i32, i16)> = driver(shard)
+        .state
+        .borrow()
+        .elections(partitions.as_deref(), unclean)
+        .into_iter()
+        .map(|(t, p, r)| (t, p, r.err().map_or(0, |e| e.code())))
+        .collect();
+    if outcomes.iter().any(|(_, _, code)| *code == 0) {
+        let cmd = Command::ElectLeaders {
+            partitions,
+            unclean,
+        };
+        commit(shard, "elect-leaders", cmd).await?;
+    }
+    Ok(outcomes)
 }
 
 /// Sends a partition leader's ISR change to the controller, in the background; the leader
