@@ -11,8 +11,10 @@
 #   3. RF=1, acks=1, e2e at half of row 2's rate   (p99 end-to-end latency)
 #   4. RF=3, acks=all, e2e at half of row 2's rate
 # Prints one line per row and the ratios the issue asks for: row 2 / row 1 throughput (target
-# ≥ 0.5) and row 4 / row 3 p99 (target ≤ 2). Three brokers and the load generator share the
-# machine's cores. Stops only the nodes it started (scripts/cluster.sh stop, by PID).
+# ≥ 0.5) and row 4 / row 3 p99 (target ≤ 2), and writes them as the replication section of
+# BENCHMARKS.md (between its replication markers; benches/run-matrix.sh keeps that section).
+# Three brokers and the load generator share the machine's cores. Stops only the nodes it
+# started (scripts/cluster.sh stop, by PID).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -48,12 +50,15 @@ run() { # label mode topic acks [rate]
         echo "$1: sluice-load failed; see $CLUSTER_DIR/$3.out" >&2
         return 1
     fi
-    python3 - "$1" "$json" <<'EOF'
+    python3 - "$1" "$json" "$CLUSTER_DIR/rows.tsv" <<'EOF'
 import json, sys
-label, path = sys.argv[1], sys.argv[2]
+label, path, rows = sys.argv[1], sys.argv[2], sys.argv[3]
 r = json.load(open(path))["results"]
 lat = r["latency_ms"]
-print(f"{label}\t{r['throughput_msgs_per_sec']:.0f} msg/s\tp50 {lat['p50']:.1f} ms p99 {lat['p99']:.1f} ms ({r['latency_kind']}), errors {r.get('errors')}")
+line = f"{label}\t{r['throughput_msgs_per_sec']:.0f} msg/s\tp50 {lat['p50']:.1f} ms p99 {lat['p99']:.1f} ms ({r['latency_kind']}), errors {r.get('errors')}"
+print(line)
+with open(rows, "a") as f:
+    f.write(f"{label}\t{r['throughput_msgs_per_sec']:.0f}\t{lat['p50']:.1f}\t{lat['p99']:.1f}\t{r['latency_kind']}\t{r.get('errors')}\n")
 EOF
     rm -f "$json"
     timeout 30 "$SLUICE_BIN" topic delete "$3" --bootstrap "127.0.0.1:$BASE_PORT" >/dev/null
@@ -71,3 +76,32 @@ echo "RF=3 acks=all / RF=1 acks=1 throughput: $(python3 -c "print(round($rf3 / $
 half=$((rf3 / 2))
 run "RF=1 acks=1 e2e @ $half/s" e2e rf1-e2e 1 "$half"
 run "RF=3 acks=all e2e @ $half/s" e2e rf3-e2e all "$half"
+
+python3 - "$CLUSTER_DIR/rows.tsv" "$ROOT/BENCHMARKS.md" "$SECS" "$(git -C "$ROOT" rev-parse --short=12 HEAD)" <<'EOF'
+import datetime, os, re, sys
+rows_path, out, secs, commit = sys.argv[1:5]
+rows = [l.rstrip("\n").split("\t") for l in open(rows_path)]
+rate = {r[0]: float(r[1]) for r in rows}
+p99 = {r[0]: float(r[3]) for r in rows}
+names = [r[0] for r in rows]
+ratio_tp = rate[names[1]] / rate[names[0]]
+ratio_p99 = p99[names[3]] / p99[names[2]]
+L = ["<!-- replication:begin -->", "## Replication (three nodes)", "",
+     f"`benches/replication.sh {secs}`, {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC, commit `{commit}`: three release",
+     "nodes from `scripts/cluster.sh` (one shard each, default flags, `--flush never`) and `sluice-load`",
+     "(2 producers, 2 consumers, 1 KiB messages) on this one 2-core machine; each topic has 6 partitions.", "",
+     "| row | msg/s | p50 ms | p99 ms | latency |", "|---|---|---|---|---|"]
+for r in rows:
+    L.append(f"| {r[0]} | {float(r[1]):,.0f} | {r[2]} | {r[3]} | {r[4]} |")
+L += ["", f"- RF=3 acks=all throughput / RF=1 acks=1: **{ratio_tp:.2f}** (target ≥ 0.5)",
+      f"- e2e p99 at half of RF=3's maximum, RF=3 acks=all / RF=1 acks=1: **{ratio_p99:.2f}** (target ≤ 2)",
+      "<!-- replication:end -->", ""]
+block = "\n".join(L)
+text = open(out).read() if os.path.exists(out) else ""
+if "<!-- replication:begin -->" in text:
+    text = re.sub(r"<!-- replication:begin -->.*?<!-- replication:end -->\n?", block, text, flags=re.S)
+else:
+    text = text.rstrip("\n") + "\n\n" + block
+open(out, "w").write(text)
+print(f"wrote the replication section of {out}")
+EOF

@@ -462,6 +462,13 @@ def report(res_dir, out, meta_path):
     root = os.environ.get("META_ROOT")
     if root:
         text = text.replace(root.rstrip("/") + "/", "")
+    # The replication section is written by benches/replication.sh (a three-node cluster);
+    # keep it.
+    if os.path.exists(out):
+        import re
+        m = re.search(r"<!-- replication:begin -->.*?<!-- replication:end -->\n?", open(out).read(), re.S)
+        if m:
+            text += "\n" + m.group(0)
     with open(out, "w") as f:
         f.write(text)
 
