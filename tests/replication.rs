@@ -610,6 +610,49 @@ fn preferred_leaders_return_on_request_and_by_themselves() {
     cluster.wait_for("preferred leaders after ElectLeaders", || {
         led(&cluster) == want
     });
+
+    // KIP-320: a consumer fetching with the epoch it had before those leader changes is told
+    // FENCED_LEADER_EPOCH with the current leader (KIP-951); one ahead, UNKNOWN_LEADER_EPOCH.
+    {
+        use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+        use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse};
+        let leader = want[0] as usize;
+        let md = metadata(&cluster.nodes[leader].addr).expect("metadata");
+        let t = md
+            .topics
+            .iter()
+            .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == "pref"))
+            .expect("pref");
+        let epoch = t
+            .partitions
+            .iter()
+            .find(|p| p.partition_index == 0)
+            .expect("partition 0")
+            .leader_epoch;
+        assert!(epoch >= 2, "moved away and back: epoch {epoch}");
+        let mut raw = common::raw::Raw::connect(&cluster.nodes[leader].addr);
+        for (asked, code) in [(epoch - 1, 74), (epoch + 1, 75), (epoch, 0)] {
+            let req = FetchRequest::default()
+                .with_max_wait_ms(0)
+                .with_max_bytes(1 << 20)
+                .with_topics(vec![FetchTopic::default()
+                    .with_topic_id(t.topic_id)
+                    .with_partitions(vec![FetchPartition::default()
+                        .with_partition(0)
+                        .with_current_leader_epoch(asked)
+                        .with_partition_max_bytes(1 << 20)])]);
+            let resp: FetchResponse = raw.call(ApiKey::Fetch, 16, &req);
+            let p = &resp.responses[0].partitions[0];
+            assert_eq!(
+                p.error_code, code,
+                "fetch with epoch {asked} (current {epoch})"
+            );
+            if code == 74 {
+                assert_eq!(p.current_leader.leader_id.0, leader as i32);
+                assert_eq!(p.current_leader.leader_epoch, epoch);
+            }
+        }
+    }
     drop(cluster);
 
     // By themselves: the active controller checks every second here.

@@ -90,6 +90,8 @@ pub struct ReadRequest {
     pub index: i32,
     pub offset: i64,
     pub max_bytes: usize,
+    /// The leader epoch the fetcher believes current (KIP-320; -1: not given).
+    pub current_leader_epoch: i32,
     /// Set when a follower fetches (a replica's Fetch).
     pub replica: Option<ReplicaFetch>,
 }
@@ -155,6 +157,17 @@ pub async fn read(shard: Rc<Shard>, reqs: Vec<ReadRequest>, budget: usize) -> Ve
             continue;
         }
         let room = budget.saturating_sub(used).min(r.max_bytes);
+        // KIP-320: a consumer with an older epoch missed a leader change (it refreshes its
+        // metadata); one with a newer epoch is ahead of this broker (it retries).
+        let epoch = p.leader_epoch.get();
+        if r.replica.is_none() && r.current_leader_epoch >= 0 && r.current_leader_epoch != epoch {
+            out.push(ReadOutcome::error(if r.current_leader_epoch < epoch {
+                ResponseError::FencedLeaderEpoch
+            } else {
+                ResponseError::UnknownLeaderEpoch
+            }));
+            continue;
+        }
         if let Some(replica) = r.replica {
             let o = read_for_replica(&shard, &p, &r, replica, room, used).await;
             used += o.bytes;

@@ -94,6 +94,11 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
                         index: p.partition,
                         offset: p.fetch_offset,
                         max_bytes: p.partition_max_bytes.max(0) as usize,
+                        current_leader_epoch: if version >= 9 {
+                            p.current_leader_epoch
+                        } else {
+                            -1
+                        },
                         replica: from_replica.then_some(ReplicaFetch {
                             replica_id,
                             current_leader_epoch: p.current_leader_epoch,
@@ -246,14 +251,18 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
     Some(encode_fetch_response(version, ctx.correlation_id, &resp))
 }
 
-/// KIP-951: every partition answered NOT_LEADER_OR_FOLLOWER names the leader this broker knows
-/// (v12+), and the response says how to reach those leaders (v16+).
+/// KIP-951: every partition answered NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH names the
+/// leader this broker knows (v12+), and the response says how to reach those leaders (v16+).
 fn add_leader_hints(shard: &Shard, resp: &mut FetchResponseOut) {
     let image = shard.metadata();
     let mut leaders = std::collections::BTreeSet::new();
     for t in &mut resp.topics {
         for p in &mut t.partitions {
-            if p.error_code != ResponseError::NotLeaderOrFollower.code() {
+            let moved = [
+                ResponseError::NotLeaderOrFollower.code(),
+                ResponseError::FencedLeaderEpoch.code(),
+            ];
+            if !moved.contains(&p.error_code) {
                 continue;
             }
             p.current_leader = image.leader_of(&t.name, p.partition_index);
