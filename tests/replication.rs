@@ -669,3 +669,100 @@ fn preferred_leaders_return_on_request_and_by_themselves() {
         led(&cluster) == want
     });
 }
+
+#[test]
+fn a_partition_moves_to_other_brokers_without_losing_data() {
+    let _g = serial();
+    let cluster = Cluster::start(3, false, &[]);
+    cluster.wait_settled(&[0, 1, 2]);
+    let admin = cluster.nodes[0].admin();
+    let t = NewTopic::new("moving", 1, TopicReplication::Variable(&[&[0]]));
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(20)));
+    for r in futures_executor::block_on(admin.create_topics([&t], &opts)).expect("create") {
+        r.expect("created on node 0");
+    }
+    wait_leader(&cluster, &[0, 1, 2], "moving", 0, 1);
+    let boot = cluster.bootstrap();
+    let producer =
+        cluster.nodes[0].producer(&[("bootstrap.servers", boot.as_str()), ("acks", "all")]);
+    let records: Vec<common::Out> = (0..200)
+        .map(|i| common::Out {
+            value: Some(format!("v-{i}").into_bytes()),
+            ..Default::default()
+        })
+        .collect();
+    for d in common::produce_all(&producer, "moving", &records) {
+        d.expect("delivered");
+    }
+
+    let sluice = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(args)
+            .arg("--bootstrap")
+            .arg(&cluster.nodes[1].addr)
+            .env_remove("SLUICE_BOOTSTRAP")
+            .output()
+            .expect("sluice cli");
+        assert!(
+            out.status.success(),
+            "sluice {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let old_dir = cluster.nodes[0].data_dir.join("moving-0");
+    assert!(old_dir.exists(), "node 0 holds the partition first");
+    sluice(&[
+        "topic",
+        "reassign",
+        "moving",
+        "--partition",
+        "0",
+        "--replicas",
+        "1,2",
+    ]);
+    cluster.wait_for("the partition to live on nodes 1 and 2", || {
+        metadata(&cluster.nodes[1].addr).is_some_and(|md| {
+            md.topics.iter().any(|t| {
+                t.name.as_ref().is_some_and(|n| n.0.as_str() == "moving")
+                    && t.partitions.iter().any(|p| {
+                        let mut r: Vec<i32> = p.replica_nodes.iter().map(|b| b.0).collect();
+                        r.sort();
+                        let mut isr: Vec<i32> = p.isr_nodes.iter().map(|b| b.0).collect();
+                        isr.sort();
+                        r == [1, 2] && isr == [1, 2] && p.leader_id.0 == 1
+                    })
+            })
+        })
+    });
+    assert!(sluice(&["topic", "reassignments"]).contains("No reassignment in progress"));
+    let logs = read_everything(&cluster, "moving", 1);
+    let values: Vec<&String> = logs[0].values().collect();
+    assert_eq!(values.len(), 200);
+    assert!(values
+        .iter()
+        .enumerate()
+        .all(|(i, v)| **v == format!("v-{i}")));
+    cluster.wait_for("node 0 to drop its copy", || !old_dir.exists());
+    // A cancel with nothing in progress is refused with Kafka's error.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args([
+            "topic",
+            "reassign",
+            "moving",
+            "--partition",
+            "0",
+            "--cancel",
+            "--bootstrap",
+        ])
+        .arg(&cluster.nodes[1].addr)
+        .env_remove("SLUICE_BOOTSTRAP")
+        .output()
+        .expect("sluice cli");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("NO_REASSIGNMENT_IN_PROGRESS"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

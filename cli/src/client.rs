@@ -48,6 +48,8 @@ pub mod versions {
     pub const DELETE_TOPICS: i16 = 6;
     pub const CREATE_PARTITIONS: i16 = 3;
     pub const ELECT_LEADERS: i16 = 2;
+    pub const ALTER_PARTITION_REASSIGNMENTS: i16 = 0;
+    pub const LIST_PARTITION_REASSIGNMENTS: i16 = 0;
     pub const DESCRIBE_CONFIGS: i16 = 4;
     pub const INCREMENTAL_ALTER_CONFIGS: i16 = 1;
     pub const LIST_OFFSETS: i16 = 7;

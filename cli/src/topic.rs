@@ -1,4 +1,4 @@
-//! `sluice topic create|list|describe|delete|alter-config|add-partitions|elect-leaders`.
+//! `sluice topic create|list|describe|delete|alter-config|add-partitions|elect-leaders|reassign|reassignments`.
 
 use clap::{Args, Subcommand};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
@@ -102,6 +102,22 @@ pub enum TopicAction {
         #[arg(long)]
         unclean: bool,
     },
+    /// Move a partition to other brokers: the new replicas copy the data, then the old ones
+    /// are dropped (and leadership moves if its broker is dropped).
+    #[command(group = clap::ArgGroup::new("what").required(true).args(["replicas", "cancel"]))]
+    Reassign {
+        topic: String,
+        #[arg(long)]
+        partition: i32,
+        /// The new replicas, preferred leader first (e.g. 2,0,1).
+        #[arg(long, value_delimiter = ',')]
+        replicas: Option<Vec<i32>>,
+        /// Cancel the reassignment in progress.
+        #[arg(long)]
+        cancel: bool,
+    },
+    /// Reassignments in progress.
+    Reassignments,
 }
 
 pub fn run(cmd: TopicCmd) -> Result<(), AdminError> {
@@ -131,6 +147,13 @@ pub fn run(cmd: TopicCmd) -> Result<(), AdminError> {
             partition,
             unclean,
         } => elect_leaders(c, &topics, partition, unclean),
+        TopicAction::Reassign {
+            topic,
+            partition,
+            replicas,
+            cancel,
+        } => reassign(c, &topic, partition, if cancel { None } else { replicas }),
+        TopicAction::Reassignments => reassignments(c),
     }
 }
 
@@ -661,6 +684,131 @@ fn elect_leaders(
                 r.topic.clone(),
                 r.partition.to_string(),
                 r.result.clone(),
+            ]);
+        }
+        t.render()
+    })
+}
+
+fn reassign(
+    c: &ClientArgs,
+    topic: &str,
+    partition: i32,
+    replicas: Option<Vec<i32>>,
+) -> Result<(), AdminError> {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    use kafka_protocol::messages::{
+        AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
+    };
+    let mut s = c.session()?;
+    let cancel = replicas.is_none();
+    let req = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(timeout_i32(c))
+        .with_topics(vec![ReassignableTopic::default()
+            .with_name(TopicName(sb(topic)))
+            .with_partitions(vec![ReassignablePartition::default()
+                .with_partition_index(partition)
+                .with_replicas(
+                    replicas
+                        .as_ref()
+                        .map(|r| r.iter().map(|b| BrokerId(*b)).collect()),
+                )])]);
+    let resp: AlterPartitionReassignmentsResponse = controller(&mut s)?.call(
+        ApiKey::AlterPartitionReassignments,
+        versions::ALTER_PARTITION_REASSIGNMENTS,
+        &req,
+    )?;
+    AdminError::check(
+        resp.error_code,
+        resp.error_message.as_deref(),
+        "reassignment refused".to_owned(),
+    )?;
+    for t in &resp.responses {
+        for p in &t.partitions {
+            AdminError::check(
+                p.error_code,
+                p.error_message.as_deref(),
+                format!("cannot reassign {topic}-{partition}"),
+            )?;
+        }
+    }
+    #[derive(Serialize)]
+    struct Reassigned {
+        topic: String,
+        partition: i32,
+        replicas: Option<Vec<i32>>,
+    }
+    let out = Reassigned {
+        topic: topic.to_owned(),
+        partition,
+        replicas: replicas.clone(),
+    };
+    emit(c.format, &out, || {
+        match &replicas {
+        _ if cancel => format!("Reassignment of {topic}-{partition} cancelled.\n"),
+        Some(r) => format!(
+            "Reassigning {topic}-{partition} to {}; `sluice topic reassignments` shows it until the new replicas have caught up.\n",
+            join(r)
+        ),
+        None => String::new(),
+    }
+    })
+}
+
+fn reassignments(c: &ClientArgs) -> Result<(), AdminError> {
+    use kafka_protocol::messages::{
+        ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
+    };
+    #[derive(Serialize)]
+    struct Ongoing {
+        topic: String,
+        partition: i32,
+        replicas: Vec<i32>,
+        adding: Vec<i32>,
+        removing: Vec<i32>,
+    }
+    let mut s = c.session()?;
+    let req = ListPartitionReassignmentsRequest::default()
+        .with_timeout_ms(timeout_i32(c))
+        .with_topics(None);
+    let resp: ListPartitionReassignmentsResponse = controller(&mut s)?.call(
+        ApiKey::ListPartitionReassignments,
+        versions::LIST_PARTITION_REASSIGNMENTS,
+        &req,
+    )?;
+    AdminError::check(
+        resp.error_code,
+        resp.error_message.as_deref(),
+        "listing reassignments failed".to_owned(),
+    )?;
+    let ids = |v: &[kafka_protocol::messages::BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+    let rows: Vec<Ongoing> = resp
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| Ongoing {
+                topic: t.name.0.to_string(),
+                partition: p.partition_index,
+                replicas: ids(&p.replicas),
+                adding: ids(&p.adding_replicas),
+                removing: ids(&p.removing_replicas),
+            })
+        })
+        .collect();
+    emit(c.format, &rows, || {
+        if rows.is_empty() {
+            return "No reassignment in progress.\n".to_owned();
+        }
+        let mut t = Table::new(&["TOPIC", "PARTITION", "REPLICAS", "ADDING", "REMOVING"]);
+        for r in &rows {
+            t.row(vec![
+                r.topic.clone(),
+                r.partition.to_string(),
+                join(&r.replicas),
+                join(&r.adding),
+                join(&r.removing),
             ]);
         }
         t.render()

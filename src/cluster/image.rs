@@ -11,13 +11,18 @@ use serde::{Deserialize, Serialize};
 use super::record::{BrokerRecord, MetadataRecord, PartitionRecord};
 
 /// A partition's registration: replicas, in-sync replicas, leader and epochs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionRegistration {
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
     pub leader: i32,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// A reassignment in progress (see [`PartitionRecord`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<i32>,
 }
 
 impl PartitionRegistration {
@@ -29,6 +34,22 @@ impl PartitionRegistration {
             leader: -1,
             leader_epoch: -1,
             partition_epoch: -1,
+            ..PartitionRegistration::default()
+        }
+    }
+
+    /// This registration as the record of `partition` of topic `topic_id`.
+    pub fn record(&self, topic_id: [u8; 16], partition: i32) -> PartitionRecord {
+        PartitionRecord {
+            topic_id,
+            partition,
+            replicas: self.replicas.clone(),
+            isr: self.isr.clone(),
+            leader: self.leader,
+            leader_epoch: self.leader_epoch,
+            partition_epoch: self.partition_epoch,
+            adding_replicas: self.adding_replicas.clone(),
+            removing_replicas: self.removing_replicas.clone(),
         }
     }
 }
@@ -187,6 +208,8 @@ impl MetadataImage {
             leader: p.leader,
             leader_epoch: p.leader_epoch,
             partition_epoch: p.partition_epoch,
+            adding_replicas: p.adding_replicas.clone(),
+            removing_replicas: p.removing_replicas.clone(),
         };
         match usize::try_from(p.partition) {
             Ok(i) if i < t.partitions.len() => t.partitions[i] = reg,
@@ -246,15 +269,7 @@ impl MetadataImage {
                 internal: t.internal,
             });
             for (i, p) in t.partitions.iter().enumerate() {
-                out.push(MetadataRecord::Partition(PartitionRecord {
-                    topic_id: t.id,
-                    partition: i as i32,
-                    replicas: p.replicas.clone(),
-                    isr: p.isr.clone(),
-                    leader: p.leader,
-                    leader_epoch: p.leader_epoch,
-                    partition_epoch: p.partition_epoch,
-                }));
+                out.push(MetadataRecord::Partition(p.record(t.id, i as i32)));
             }
             for (k, v) in &t.configs {
                 out.push(MetadataRecord::Config {
@@ -317,6 +332,7 @@ mod tests {
             leader: 0,
             leader_epoch,
             partition_epoch: leader_epoch,
+            ..PartitionRecord::default()
         })
     }
 

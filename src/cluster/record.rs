@@ -54,7 +54,7 @@ pub struct BrokerRecord {
 }
 
 /// Where a partition lives and who leads it (KRaft's PartitionRecord).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionRecord {
     pub topic_id: [u8; 16],
     pub partition: i32,
@@ -66,6 +66,12 @@ pub struct PartitionRecord {
     pub leader_epoch: i32,
     /// Bumped on every change of this registration.
     pub partition_epoch: i32,
+    /// A reassignment in progress: replicas being added (in `replicas` already, catching up)
+    /// and being removed once they have (KRaft's addingReplicas / removingReplicas).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<i32>,
 }
 
 /// The records of a topic whose partitions all live on one node, `node` (a single broker, and
@@ -91,6 +97,7 @@ pub fn topic_on_node(
             leader: node,
             leader_epoch: 0,
             partition_epoch: 0,
+            ..PartitionRecord::default()
         })
     });
     std::iter::once(topic).chain(parts).collect()

@@ -94,6 +94,9 @@ pub enum Command {
         partitions: Option<Vec<(String, i32)>>,
         unclean: bool,
     },
+    /// AlterPartitionReassignments: (topic, partition, target replicas, or `None` to cancel);
+    /// items that fail Kafka's checks are skipped.
+    AlterReassignments(Vec<(String, i32, Option<Vec<i32>>)>),
 }
 
 /// An ISR change from a partition's leader.
@@ -319,6 +322,11 @@ impl Controller {
                 .into_iter()
                 .filter_map(|(_, _, r)| r.ok())
                 .collect()),
+            Command::AlterReassignments(items) => Ok(self
+                .reassignments(items)
+                .into_iter()
+                .filter_map(|(_, _, r)| r.ok())
+                .collect()),
         }
     }
 
@@ -392,13 +400,11 @@ impl Controller {
             (preferred, p.isr.clone())
         };
         Ok(MetadataRecord::Partition(PartitionRecord {
-            topic_id: t.id,
-            partition: index,
-            replicas: p.replicas.clone(),
             isr,
             leader,
             leader_epoch: p.leader_epoch + 1,
             partition_epoch: p.partition_epoch + 1,
+            ..p.record(t.id, index)
         }))
     }
 
@@ -444,15 +450,138 @@ impl Controller {
         if a.isr == p.isr {
             return Ok(vec![]);
         }
-        Ok(vec![MetadataRecord::Partition(PartitionRecord {
-            topic_id: t.id,
-            partition: a.partition,
-            replicas: p.replicas.clone(),
+        let changed = PartitionRecord {
             isr: a.isr.clone(),
-            leader: p.leader,
-            leader_epoch: p.leader_epoch,
             partition_epoch: p.partition_epoch + 1,
-        })])
+            ..p.record(t.id, a.partition)
+        };
+        Ok(vec![MetadataRecord::Partition(
+            self.maybe_finish_reassignment(changed),
+        )])
+    }
+
+    /// A reassignment whose added replicas are all in sync is done: the replicas become the
+    /// target (the removed ones leave replicas and ISR), and if the leader is among the
+    /// removed, the first in-sync replica of the target leads with a new epoch.
+    fn maybe_finish_reassignment(&self, mut r: PartitionRecord) -> PartitionRecord {
+        let pending = !r.adding_replicas.is_empty() || !r.removing_replicas.is_empty();
+        if !pending || !r.adding_replicas.iter().all(|a| r.isr.contains(a)) {
+            return r;
+        }
+        let target: Vec<i32> = r
+            .replicas
+            .iter()
+            .copied()
+            .filter(|x| !r.removing_replicas.contains(x))
+            .collect();
+        let isr: Vec<i32> = r
+            .isr
+            .iter()
+            .copied()
+            .filter(|x| target.contains(x))
+            .collect();
+        if isr.is_empty() {
+            return r;
+        }
+        if !target.contains(&r.leader) {
+            let next = target
+                .iter()
+                .copied()
+                .find(|x| isr.contains(x) && self.image.is_live(*x))
+                .unwrap_or(-1);
+            r.leader = next;
+            r.leader_epoch += 1;
+        }
+        r.replicas = target;
+        r.isr = isr;
+        r.adding_replicas.clear();
+        r.removing_replicas.clear();
+        r
+    }
+
+    /// AlterPartitionReassignments: per (topic, partition, target replicas or `None` to
+    /// cancel), the record that starts (or, with nothing to add, finishes) or cancels the
+    /// reassignment, or why not (Kafka's codes).
+    pub fn reassignments(
+        &self,
+        items: &[(String, i32, Option<Vec<i32>>)],
+    ) -> Vec<(String, i32, OpResult<MetadataRecord>)> {
+        items
+            .iter()
+            .map(|(topic, index, target)| {
+                let r = self.reassignment(topic, *index, target.as_deref());
+                (topic.clone(), *index, r)
+            })
+            .collect()
+    }
+
+    fn reassignment(
+        &self,
+        topic: &str,
+        index: i32,
+        target: Option<&[i32]>,
+    ) -> OpResult<MetadataRecord> {
+        let t = self
+            .image
+            .topic(topic)
+            .ok_or_else(|| unknown_topic(topic))?;
+        let p = t.partitions.get(index as usize).ok_or_else(|| {
+            OpError::new(
+                ResponseError::UnknownTopicOrPartition,
+                format!("'{topic}' has no partition {index}"),
+            )
+        })?;
+        let in_progress = !p.adding_replicas.is_empty() || !p.removing_replicas.is_empty();
+        let base = PartitionRecord {
+            partition_epoch: p.partition_epoch + 1,
+            ..p.record(t.id, index)
+        };
+        let Some(target) = target else {
+            if !in_progress {
+                return Err(OpError::new(
+                    ResponseError::NoReassignmentInProgress,
+                    "no reassignment in progress",
+                ));
+            }
+            // Cancel: back to the replicas before it (the added ones leave).
+            let r = PartitionRecord {
+                removing_replicas: p.adding_replicas.clone(),
+                adding_replicas: Vec::new(),
+                ..base
+            };
+            return Ok(MetadataRecord::Partition(self.maybe_finish_reassignment(r)));
+        };
+        self.check_assignment(&[target.to_vec()])?;
+        let original: Vec<i32> = p
+            .replicas
+            .iter()
+            .copied()
+            .filter(|x| !p.adding_replicas.contains(x))
+            .collect();
+        if target == original.as_slice() && !in_progress {
+            return Err(OpError::new(
+                ResponseError::InvalidReplicaAssignment,
+                "the partition already has these replicas",
+            ));
+        }
+        // Kafka's order: the target first, then the replicas on their way out.
+        let mut replicas = target.to_vec();
+        replicas.extend(original.iter().copied().filter(|x| !target.contains(x)));
+        let r = PartitionRecord {
+            replicas,
+            adding_replicas: target
+                .iter()
+                .copied()
+                .filter(|x| !original.contains(x))
+                .collect(),
+            removing_replicas: original
+                .iter()
+                .copied()
+                .filter(|x| !target.contains(x))
+                .collect(),
+            ..base
+        };
+        Ok(MetadataRecord::Partition(self.maybe_finish_reassignment(r)))
     }
 
     /// Takes the block ending at `block_end` as this controller's own: call once its
@@ -547,13 +676,11 @@ impl Controller {
                     continue;
                 }
                 out.push(MetadataRecord::Partition(PartitionRecord {
-                    topic_id: t.id,
-                    partition: i as i32,
-                    replicas: p.replicas.clone(),
                     isr,
                     leader,
                     leader_epoch: p.leader_epoch + i32::from(leader != p.leader),
                     partition_epoch: p.partition_epoch + 1,
+                    ..p.record(t.id, i as i32)
                 }));
             }
         }
@@ -708,6 +835,7 @@ impl Controller {
                     replicas,
                     leader_epoch: 0,
                     partition_epoch: 0,
+                    ..PartitionRecord::default()
                 })
             })
     }

@@ -472,3 +472,79 @@ fn only_in_sync_replicas_lead_unless_unclean_election_is_enabled() {
         assert_eq!(now.leader_epoch, reg.leader_epoch + 1);
     }
 }
+
+#[test]
+fn a_reassignment_adds_catches_up_then_drops_and_can_be_cancelled() {
+    let mut c = cluster(3);
+    run(
+        &mut c,
+        Command::CreateTopic {
+            topic: NewTopic {
+                assignment: Some(vec![vec![0]]),
+                ..new_topic("m", -1, -1)
+            },
+            id: [3; 16],
+        },
+    )
+    .unwrap();
+    let reg = |c: &Controller| c.image().topic("m").unwrap().partitions[0].clone();
+    let start = Command::AlterReassignments(vec![("m".into(), 0, Some(vec![1, 2]))]);
+    run(&mut c, start).unwrap();
+    let r = reg(&c);
+    assert_eq!(
+        r.replicas,
+        [1, 2, 0],
+        "target first, the old replica until it is done"
+    );
+    assert_eq!(
+        (r.adding_replicas.clone(), r.removing_replicas.clone()),
+        (vec![1, 2], vec![0])
+    );
+    assert_eq!(
+        (r.leader, r.isr.clone()),
+        (0, vec![0]),
+        "the old leader leads meanwhile"
+    );
+    // The leader adds the new replicas to the ISR as they catch up; with both in, it is done
+    // and leadership moves to the target's first replica.
+    let alter = |r: &crate::cluster::image::PartitionRegistration, isr: Vec<i32>| {
+        Command::AlterPartition(AlterPartition {
+            topic_id: [3; 16],
+            partition: 0,
+            leader: r.leader,
+            leader_epoch: r.leader_epoch,
+            partition_epoch: r.partition_epoch,
+            isr,
+        })
+    };
+    run(&mut c, alter(&r, vec![0, 1])).unwrap();
+    assert_eq!(reg(&c).replicas, [1, 2, 0], "2 has not caught up");
+    let r = reg(&c);
+    run(&mut c, alter(&r, vec![0, 1, 2])).unwrap();
+    let done = reg(&c);
+    assert_eq!(done.replicas, [1, 2]);
+    assert_eq!(done.isr, [1, 2]);
+    assert!(done.adding_replicas.is_empty() && done.removing_replicas.is_empty());
+    assert_eq!((done.leader, done.leader_epoch), (1, r.leader_epoch + 1));
+
+    // Cancelled before the new replica caught up: back to what it was.
+    run(
+        &mut c,
+        Command::AlterReassignments(vec![("m".into(), 0, Some(vec![1, 0]))]),
+    )
+    .unwrap();
+    assert_eq!(reg(&c).adding_replicas, [0]);
+    run(
+        &mut c,
+        Command::AlterReassignments(vec![("m".into(), 0, None)]),
+    )
+    .unwrap();
+    let back = reg(&c);
+    assert_eq!((back.replicas.clone(), back.leader), (vec![1, 2], 1));
+    assert!(back.adding_replicas.is_empty() && back.removing_replicas.is_empty());
+    let refused = c.reassignments(&[("m".into(), 0, None)]);
+    assert_eq!(
+        refused[0].2.as_ref().unwrap_err().error,
+        ResponseError::NoReassignmentInProgress
+    );
+}

@@ -171,6 +171,8 @@ handlers! {
         InitProducerId => handlers::init_producer_id::handle,
         DescribeLogDirs => handlers::describe_log_dirs::handle,
         ElectLeaders => handlers::elect_leaders::handle,
+        AlterPartitionReassignments => handlers::reassignments::handle_alter,
+        ListPartitionReassignments => handlers::reassignments::handle_list,
         // Consumer groups (group coordinator).
         FindCoordinator => handlers::find_coordinator::handle,
         JoinGroup => handlers::join_group::handle,

@@ -34,7 +34,7 @@ pub enum Role {
     /// A single node: every write is committed once written.
     Single,
     /// This broker leads the partition (in a cluster).
-    Leader(LeaderState),
+    Leader(Box<LeaderState>),
     /// Another broker leads it (`leader` -1: none) and this one copies it.
     Follower { leader: i32, leader_epoch: i32 },
 }
@@ -379,7 +379,7 @@ impl Partition {
                     now,
                 );
                 tracing::info!(topic = %self.topic, partition = self.index, leader_epoch = reg.leader_epoch, epoch_start = state.epoch_start(), high_watermark = state.high_watermark(), "leading");
-                *self.role.borrow_mut() = Role::Leader(state);
+                *self.role.borrow_mut() = Role::Leader(Box::new(state));
                 // Record the new epoch's start before taking writes (Kafka's makeLeader).
                 if let Err(e) = self.log.begin_epoch(reg.leader_epoch).await {
                     tracing::warn!(topic = %self.topic, partition = self.index, error = %e, "persisting the leader epoch start failed");

@@ -239,11 +239,8 @@ pub async fn create_topics(
             let checked = driver(shard).state.borrow().check_new_topic(&t);
             checked.map(|(partitions, _)| {
                 let registration = crate::cluster::image::PartitionRegistration {
-                    replicas: vec![],
-                    isr: vec![],
                     leader: -1,
-                    leader_epoch: 0,
-                    partition_epoch: 0,
+                    ..Default::default()
                 };
                 Arc::new(TopicMeta {
                     name: t.name.clone(),
@@ -403,6 +400,8 @@ pub enum ControllerOp {
         partitions: Option<Vec<(String, i32)>>,
         unclean: bool,
     },
+    /// AlterPartitionReassignments (see [`Command::AlterReassignments`]).
+    AlterReassignments(Vec<(String, i32, Option<Vec<i32>>)>),
 }
 
 /// The controller's answer to a [`ControllerOp`].
@@ -414,7 +413,12 @@ pub enum ControllerReply {
     ProducerId(OpResult<i64>),
     /// Per partition: (topic, partition, error code: 0 elected).
     Elected(OpResult<Vec<(String, i32, i16)>>),
+    /// Per partition: (topic, partition, error code, message).
+    Reassigned(OpResult<Vec<PartitionOutcome>>),
 }
+
+/// One partition's outcome: (topic, partition, error code, message).
+pub type PartitionOutcome = (String, i32, i16, Option<String>);
 
 fn mismatch() -> OpError {
     OpError::new(
@@ -433,6 +437,7 @@ impl ControllerReply {
             Done,
             ProducerId,
             Elected,
+            Reassigned,
         }
         let shape = match op {
             ControllerOp::CreateTopics { topics, .. } => Shape::Topics(topics.len()),
@@ -442,6 +447,7 @@ impl ControllerReply {
             | ControllerOp::AlterPartition(_) => Shape::Done,
             ControllerOp::AllocateProducerId => Shape::ProducerId,
             ControllerOp::ElectLeaders { .. } => Shape::Elected,
+            ControllerOp::AlterReassignments(_) => Shape::Reassigned,
         };
         move |e: OpError| match shape {
             Shape::Topics(n) => ControllerReply::Topics(vec![Err(e); n]),
@@ -449,6 +455,7 @@ impl ControllerReply {
             Shape::Done => ControllerReply::Done(Err(e)),
             Shape::ProducerId => ControllerReply::ProducerId(Err(e)),
             Shape::Elected => ControllerReply::Elected(Err(e)),
+            Shape::Reassigned => ControllerReply::Reassigned(Err(e)),
         }
     }
 
@@ -476,6 +483,13 @@ impl ControllerReply {
     pub fn elected(self) -> OpResult<Vec<(String, i32, i16)>> {
         match self {
             ControllerReply::Elected(r) => r,
+            _ => Err(mismatch()),
+        }
+    }
+
+    pub fn reassigned(self) -> OpResult<Vec<PartitionOutcome>> {
+        match self {
+            ControllerReply::Reassigned(r) => r,
             _ => Err(mismatch()),
         }
     }
@@ -547,7 +561,37 @@ pub async fn run_here(shard: &Rc<Shard>, op: ControllerOp) -> ControllerReply {
             partitions,
             unclean,
         } => ControllerReply::Elected(elect_leaders(shard, partitions, unclean).await),
+        ControllerOp::AlterReassignments(items) => {
+            ControllerReply::Reassigned(alter_reassignments(shard, items).await)
+        }
     }
+}
+
+/// AlterPartitionReassignments: each item's outcome as Kafka reports it (0: started, or done
+/// when nothing had to be copied).
+pub async fn alter_reassignments(
+    shard: &Rc<Shard>,
+    items: Vec<(String, i32, Option<Vec<i32>>)>,
+) -> OpResult<Vec<PartitionOutcome>> {
+    let outcomes: Vec<PartitionOutcome> = driver(shard)
+        .state
+        .borrow()
+        .reassignments(&items)
+        .into_iter()
+        .map(|(t, p, r)| match r {
+            Ok(_) => (t, p, 0, None),
+            Err(e) => (t, p, e.error.code(), Some(e.message)),
+        })
+        .collect();
+    if outcomes.iter().any(|o| o.2 == 0) {
+        commit(
+            shard,
+            "alter-reassignments",
+            Command::AlterReassignments(items),
+        )
+        .await?;
+    }
+    Ok(outcomes)
 }
 
 /// ElectLeaders: each partition's outcome as Kafka reports it (0: elected).

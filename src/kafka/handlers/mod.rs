@@ -31,6 +31,7 @@ pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod reassignments;
 
 use std::collections::BTreeMap;
 use std::rc::Rc;

@@ -7,6 +7,7 @@ fn reg(isr: &[i32], partition_epoch: i32) -> PartitionRegistration {
         leader: 1,
         leader_epoch: 4,
         partition_epoch,
+        ..PartitionRegistration::default()
     }
 }
 
