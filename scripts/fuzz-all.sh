@@ -25,3 +25,4 @@ run storage scan_segment scan_segment
 run storage reader reader
 run . raft_journal raft_journal
 run . controller_request controller_request
+run . replica_fetch_answer replica_fetch_answer

@@ -317,13 +317,22 @@ fn encode_request(request: &FetchRequest, correlation: i32) -> io::Result<Vec<u8
 }
 
 async fn read_response(stream: &mut TcpStream, correlation: i32) -> io::Result<FetchResponse> {
-    let bad = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
     let len = read_exact_vec(stream, 4).await?;
     let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
     if len > FRAME_MAX {
-        return Err(bad(format!("answer of {len} bytes is over the limit")));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("answer of {len} bytes is over the limit"),
+        ));
     }
-    let mut body = Bytes::from(read_exact_vec(stream, len).await?);
+    decode_fetch_answer(Bytes::from(read_exact_vec(stream, len).await?), correlation)
+}
+
+/// A leader's Fetch answer (the frame after its size) to request `correlation`: an error for
+/// anything malformed, never a panic (bytes from another process; fuzzed by
+/// `fuzz/fuzz_targets/replica_fetch_answer.rs`). Record batches are checked when appended.
+pub fn decode_fetch_answer(mut body: Bytes, correlation: i32) -> io::Result<FetchResponse> {
+    let bad = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
     let header = ResponseHeader::decode(
         &mut body,
         ApiKey::Fetch.response_header_version(FETCH_VERSION),
@@ -444,4 +453,70 @@ pub async fn leader_ticks(shard: Rc<Shard>) {
         }
     }
     shard.fetchers.stop_all();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sluice_net::fetch::{
+        encode_fetch_response, FetchPartitionOut, FetchResponseOut, FetchTopicOut,
+    };
+
+    /// A leader's answer as the broker encodes it, without its size prefix.
+    fn answer(correlation: i32) -> Vec<u8> {
+        let resp = FetchResponseOut {
+            topics: vec![FetchTopicOut {
+                name: "t".into(),
+                topic_id: [7; 16],
+                partitions: vec![FetchPartitionOut {
+                    partition_index: 0,
+                    high_watermark: 5,
+                    last_stable_offset: 5,
+                    log_start_offset: 0,
+                    records: vec![Bytes::from_static(b"not a batch, checked on append")],
+                    diverging_epoch: Some((3, 4)),
+                    ..Default::default()
+                }],
+            }],
+            ..Default::default()
+        };
+        let frame: Vec<u8> = encode_fetch_response(FETCH_VERSION, correlation, &resp)
+            .iter()
+            .flat_map(|b| b.iter().copied())
+            .collect();
+        frame[4..].to_vec()
+    }
+
+    #[test]
+    fn leader_answers_decode_and_malformed_ones_are_errors() {
+        let good = answer(9);
+        let r = decode_fetch_answer(Bytes::from(good.clone()), 9).expect("decodes");
+        let p = &r.responses[0].partitions[0];
+        assert_eq!(
+            (
+                p.high_watermark,
+                p.diverging_epoch.epoch,
+                p.diverging_epoch.end_offset
+            ),
+            (5, 3, 4)
+        );
+        assert!(
+            decode_fetch_answer(Bytes::from(good.clone()), 8).is_err(),
+            "another request's answer"
+        );
+        for cut in 0..good.len() {
+            assert!(
+                decode_fetch_answer(Bytes::copy_from_slice(&good[..cut]), 9).is_err(),
+                "cut at {cut}"
+            );
+        }
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(decode_fetch_answer(Bytes::from(trailing), 9).is_err());
+        let mut rng = sluice_base::Rng::new(0x5eed);
+        for _ in 0..5_000 {
+            let m = rng.mutate(&good, 8);
+            let _ = decode_fetch_answer(Bytes::from(m), 9);
+        }
+    }
 }
