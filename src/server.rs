@@ -357,6 +357,7 @@ async fn shard_main(start: ShardStart) {
             default_partitions: config.args.num_partitions,
             default_replication_factor: config.args.default_replication_factor,
             brokers: vec![config.args.node_id],
+            min_insync_replicas: config.args.min_insync_replicas,
         };
         let backend = match metadata {
             Metadata::Local(store) => Backend::Local(store),

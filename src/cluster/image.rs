@@ -23,6 +23,11 @@ pub struct PartitionRegistration {
     pub adding_replicas: Vec<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removing_replicas: Vec<i32>,
+    /// Eligible leader replicas (KIP-966): replicas that left the ISR while it was below
+    /// `min.insync.replicas`, so they hold everything below the high watermark (which stopped).
+    /// A partition whose ISR has no live member may be led by one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elr: Vec<i32>,
 }
 
 impl PartitionRegistration {
@@ -50,6 +55,7 @@ impl PartitionRegistration {
             partition_epoch: self.partition_epoch,
             adding_replicas: self.adding_replicas.clone(),
             removing_replicas: self.removing_replicas.clone(),
+            elr: self.elr.clone(),
         }
     }
 }
@@ -210,6 +216,7 @@ impl MetadataImage {
             partition_epoch: p.partition_epoch,
             adding_replicas: p.adding_replicas.clone(),
             removing_replicas: p.removing_replicas.clone(),
+            elr: p.elr.clone(),
         };
         match usize::try_from(p.partition) {
             Ok(i) if i < t.partitions.len() => t.partitions[i] = reg,

@@ -72,6 +72,11 @@ pub struct PartitionRecord {
     pub adding_replicas: Vec<i32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub removing_replicas: Vec<i32>,
+    /// Eligible leader replicas (KIP-966): replicas that left the ISR while it was below
+    /// `min.insync.replicas`, so they hold everything below the high watermark (which stopped).
+    /// A partition whose ISR has no live member may be led by one of them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub elr: Vec<i32>,
 }
 
 /// The records of a topic whose partitions all live on one node, `node` (a single broker, and

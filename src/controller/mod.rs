@@ -165,6 +165,8 @@ pub struct ControllerConfig {
     /// Node ids of the brokers partitions may be placed on while none has registered (a single
     /// node); once brokers register, the unfenced ones are used.
     pub brokers: Vec<i32>,
+    /// `min.insync.replicas` of topics without an override (for eligible leader replicas).
+    pub min_insync_replicas: i32,
 }
 
 /// The controller's state: the image as of the last record replayed, and the producer ids.
@@ -377,14 +379,17 @@ impl Controller {
             let live = |r: &i32| self.image.is_live(*r);
             match p.isr.iter().find(|r| live(r)) {
                 Some(&r) => (r, p.isr.clone()),
-                None => {
-                    let r = *p
-                        .replicas
-                        .iter()
-                        .find(|r| live(r))
-                        .ok_or(ResponseError::EligibleLeadersNotAvailable)?;
-                    (r, vec![r])
-                }
+                None => match p.elr.iter().find(|r| live(r)) {
+                    Some(&e) => (e, vec![e]),
+                    None => {
+                        let r = *p
+                            .replicas
+                            .iter()
+                            .find(|r| live(r))
+                            .ok_or(ResponseError::EligibleLeadersNotAvailable)?;
+                        (r, vec![r])
+                    }
+                },
             }
         } else {
             let preferred = *p
@@ -400,6 +405,7 @@ impl Controller {
             (preferred, p.isr.clone())
         };
         Ok(MetadataRecord::Partition(PartitionRecord {
+            elr: self.elr_after(t, p, leader, &isr),
             isr,
             leader,
             leader_epoch: p.leader_epoch + 1,
@@ -452,6 +458,7 @@ impl Controller {
         }
         let changed = PartitionRecord {
             isr: a.isr.clone(),
+            elr: self.next_elr(t, p, &a.isr),
             partition_epoch: p.partition_epoch + 1,
             ..p.record(t.id, a.partition)
         };
@@ -492,6 +499,7 @@ impl Controller {
             r.leader = next;
             r.leader_epoch += 1;
         }
+        r.elr.retain(|x| target.contains(x));
         r.replicas = target;
         r.isr = isr;
         r.adding_replicas.clear();
@@ -633,6 +641,16 @@ impl Controller {
             if let Some(leader) = clean {
                 return Some((leader, isr));
             }
+            // KIP-966: no live in-sync replica, but a live eligible one holds everything
+            // committed.
+            if let Some(e) = p
+                .elr
+                .iter()
+                .copied()
+                .find(|r| *r != id && self.image.is_live(*r))
+            {
+                return Some((e, vec![e]));
+            }
             let unclean = t
                 .configs
                 .get("unclean.leader.election.enable")
@@ -650,12 +668,70 @@ impl Controller {
     }
 
     /// Partition changes for broker `id` coming back: offline partitions whose ISR holds it
-    /// are led by it again.
+    /// are led by it again, and so are those whose eligible leader replicas hold it (it becomes
+    /// the ISR).
     fn leadership_back(&self, id: i32) -> Vec<MetadataRecord> {
         self.partition_changes(|_, p| {
-            (p.leader == -1 && p.isr.contains(&id) && p.replicas.contains(&id))
-                .then(|| (id, p.isr.clone()))
+            if p.leader != -1 || !p.replicas.contains(&id) {
+                return None;
+            }
+            if p.isr.contains(&id) {
+                Some((id, p.isr.clone()))
+            } else {
+                p.elr.contains(&id).then(|| (id, vec![id]))
+            }
         })
+    }
+
+    /// The topic's `min.insync.replicas`, at most its replication factor.
+    fn min_isr(&self, t: &crate::cluster::image::TopicMeta, replicas: usize) -> usize {
+        t.configs
+            .get("min.insync.replicas")
+            .and_then(|v| v.parse::<usize>().ok())
+            .unwrap_or(self.config.min_insync_replicas.max(1) as usize)
+            .clamp(1, replicas.max(1))
+    }
+
+    /// [`Controller::next_elr`], except after an unclean election (a leader from neither the
+    /// ISR nor the ELR), which voids every guarantee: no eligible replicas then.
+    fn elr_after(
+        &self,
+        t: &crate::cluster::image::TopicMeta,
+        p: &crate::cluster::image::PartitionRegistration,
+        leader: i32,
+        isr: &[i32],
+    ) -> Vec<i32> {
+        let unclean = leader >= 0 && !p.isr.contains(&leader) && !p.elr.contains(&leader);
+        if unclean {
+            Vec::new()
+        } else {
+            self.next_elr(t, p, isr)
+        }
+    }
+
+    /// The eligible leader replicas once partition `p`'s ISR becomes `isr` (KIP-966): none
+    /// while the ISR is at least `min.insync.replicas` (the high watermark moves again, so
+    /// replicas outside it may lack committed data); below it, the earlier ones plus those
+    /// leaving the ISR now, minus the ISR.
+    fn next_elr(
+        &self,
+        t: &crate::cluster::image::TopicMeta,
+        p: &crate::cluster::image::PartitionRegistration,
+        isr: &[i32],
+    ) -> Vec<i32> {
+        if isr.len() >= self.min_isr(t, p.replicas.len()) {
+            return Vec::new();
+        }
+        let mut elr: Vec<i32> = p
+            .elr
+            .iter()
+            .chain(p.isr.iter())
+            .copied()
+            .filter(|r| !isr.contains(r) && p.replicas.contains(r))
+            .collect();
+        elr.sort_unstable();
+        elr.dedup();
+        elr
     }
 
     /// Records for every partition `change` returns a new (leader, isr) for; epochs bumped.
@@ -676,6 +752,7 @@ impl Controller {
                     continue;
                 }
                 out.push(MetadataRecord::Partition(PartitionRecord {
+                    elr: self.elr_after(t, p, leader, &isr),
                     isr,
                     leader,
                     leader_epoch: p.leader_epoch + i32::from(leader != p.leader),

@@ -15,6 +15,7 @@ fn controller(brokers: Vec<i32>) -> Controller {
         default_partitions: 2,
         default_replication_factor: 1,
         brokers,
+        min_insync_replicas: 1,
     };
     Controller::new(config, image)
 }
@@ -547,4 +548,59 @@ fn a_reassignment_adds_catches_up_then_drops_and_can_be_cancelled() {
         refused[0].2.as_ref().unwrap_err().error,
         ResponseError::NoReassignmentInProgress
     );
+}
+
+#[test]
+fn replicas_leaving_an_isr_below_min_insync_are_eligible_leaders() {
+    let mut c = cluster(3);
+    let mut topic = new_topic("e", 1, 3);
+    topic
+        .configs
+        .insert("min.insync.replicas".into(), "2".into());
+    run(&mut c, Command::CreateTopic { topic, id: [4; 16] }).unwrap();
+    let reg = |c: &Controller| c.image().topic("e").unwrap().partitions[0].clone();
+    let r = reg(&c);
+    let leader = r.leader;
+    let others: Vec<i32> = r
+        .replicas
+        .iter()
+        .copied()
+        .filter(|x| *x != leader)
+        .collect();
+    let alter = |r: &crate::cluster::image::PartitionRegistration, isr: Vec<i32>| {
+        Command::AlterPartition(AlterPartition {
+            topic_id: [4; 16],
+            partition: 0,
+            leader: r.leader,
+            leader_epoch: r.leader_epoch,
+            partition_epoch: r.partition_epoch,
+            isr,
+        })
+    };
+    // Down to two: still min.insync.replicas, so the one that left is not eligible.
+    run(&mut c, alter(&r, vec![leader, others[0]])).unwrap();
+    assert!(reg(&c).elr.is_empty());
+    // Down to one: the high watermark stops, and the one leaving holds all of it.
+    let r = reg(&c);
+    run(&mut c, alter(&r, vec![leader])).unwrap();
+    assert_eq!(reg(&c).elr, vec![others[0]]);
+    // The leader dies: the eligible replica leads (without ELR the partition would be offline,
+    // its only in-sync replica gone), and the dead leader is eligible in turn.
+    run(
+        &mut c,
+        Command::FenceBroker {
+            id: leader,
+            epoch: None,
+        },
+    )
+    .unwrap();
+    let after = reg(&c);
+    assert_eq!(
+        (after.leader, after.isr.clone()),
+        (others[0], vec![others[0]])
+    );
+    assert_eq!(after.elr, vec![leader]);
+    // Back above min.insync.replicas: no eligible replicas any more.
+    run(&mut c, alter(&after, vec![others[0], others[1]])).unwrap();
+    assert!(reg(&c).elr.is_empty());
 }

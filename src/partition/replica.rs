@@ -14,7 +14,8 @@
 //!   old one (never advance on an unconfirmed shrink);
 //! - the high watermark is the least position over the leader and the maximal ISR (and over
 //!   live followers that caught up recently but are not in the ISR yet), never moves back, and
-//!   stays while the ISR is smaller than the effective `min.insync.replicas` (KIP-966).
+//!   stays while the committed ISR is smaller than the effective `min.insync.replicas`
+//!   (KIP-966), which is what makes the eligible leader replicas safe to elect.
 
 use std::collections::BTreeMap;
 
@@ -298,10 +299,14 @@ impl LeaderState {
     }
 
     fn advance_hw(&mut self, now: i64, local_end: i64) -> bool {
-        let isr = self.maximal_isr();
-        if isr.len() < self.policy.min_isr {
+        // KIP-966: the *committed* ISR must reach min.insync.replicas, not the maximal one: a
+        // pending expansion the controller has not accepted must not move the high watermark,
+        // or the replicas it made eligible leaders (ELR) while the ISR was below the minimum
+        // would lack what it then commits (found by the replica simulation, seed 124).
+        if self.reg.isr.len() < self.policy.min_isr {
             return false;
         }
+        let isr = self.maximal_isr();
         let mut new = local_end;
         for (id, f) in &self.followers {
             let counts = isr.contains(id)

@@ -464,6 +464,7 @@ fn bootstrap(brokers: &[Broker]) -> Controller {
         default_partitions: 1,
         default_replication_factor: 3,
         brokers: vec![],
+        min_insync_replicas: 2,
     };
     let mut c = Controller::new(config, image);
     for b in brokers {

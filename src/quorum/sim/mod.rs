@@ -144,6 +144,7 @@ fn controller_config() -> ControllerConfig {
         default_partitions: 1,
         default_replication_factor: 1,
         brokers: vec![1],
+        min_insync_replicas: 1,
     }
 }
 
