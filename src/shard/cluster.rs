@@ -213,11 +213,12 @@ fn clock_ms() -> u64 {
     crate::runtime::now().duration_since(origin).as_millis() as u64
 }
 
-/// Raft's heartbeat: a fifth of the broker heartbeat interval, between 20 and 100 ms, so an
-/// election (after 3–6 missed Raft heartbeats) ends well within one broker heartbeat interval
-/// and within a second (Kafka's `controller.quorum.election.timeout.ms` is 1 s).
+/// Raft's heartbeat: a tenth of the broker heartbeat interval, between 40 and 100 ms (50 ms
+/// by default), so an election (after 3–6 missed Raft heartbeats) ends within one broker
+/// heartbeat interval: a crashed active controller's partitions then fail over in about as
+/// long as any other broker's (Kafka's `controller.quorum.election.timeout.ms` is 1 s).
 fn raft_heartbeat_ms(broker_heartbeat_ms: u64) -> u64 {
-    (broker_heartbeat_ms / 5).clamp(20, 100)
+    (broker_heartbeat_ms / 10).clamp(40, 100)
 }
 
 fn quorum(shard: &Shard) -> Option<Rc<Quorum>> {
