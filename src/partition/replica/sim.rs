@@ -159,25 +159,9 @@ impl SimLog {
         self.epochs.retain(|&(_, start)| start < leo);
     }
 
-    /// Mirrors `sluice_storage::Log::end_offset_for_epoch` (storage/src/log/epochs.rs):
-    /// (largest epoch ≤ `epoch`, start offset of the next epoch or the log end).
+    /// The storage crate's own rule (`sluice_storage::end_offset_for_epoch`).
     fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
-        let e = &self.epochs;
-        if epoch < 0 || e.is_empty() {
-            return (-1, -1);
-        }
-        if e.last().is_some_and(|&(l, _)| l == epoch) {
-            return (epoch, self.leo());
-        }
-        let hi = e.partition_point(|&(x, _)| x <= epoch);
-        let Some(&(_, higher_start)) = e.get(hi) else {
-            return (-1, -1);
-        };
-        if hi == 0 {
-            (epoch, higher_start)
-        } else {
-            (e[hi - 1].0, higher_start)
-        }
+        sluice_storage::end_offset_for_epoch(&self.epochs, self.leo(), epoch)
     }
 
     /// Invariant 5 in O(epochs): entries are non-decreasing in epoch (checked as they are

@@ -7,26 +7,32 @@ use super::Log;
 use crate::checkpoint::{encode_epochs, EPOCH_FILE};
 use crate::error::StorageError;
 
+/// OffsetForLeaderEpoch over a leader-epoch cache `epochs` of a log ending at `leo`: (largest
+/// epoch ≤ `epoch`, start offset of the next epoch or `leo`); (-1, -1) when the log knows no
+/// epoch ≤ `epoch` and none after it. Kafka's `LeaderEpochFileCache.endOffsetFor`; also the
+/// replica simulation's (`src/partition/replica/sim.rs`).
+pub fn end_offset_for_epoch(epochs: &[(i32, i64)], leo: i64, epoch: i32) -> (i32, i64) {
+    if epoch < 0 || epochs.is_empty() {
+        return (-1, -1);
+    }
+    if epochs.last().is_some_and(|&(l, _)| l == epoch) {
+        return (epoch, leo);
+    }
+    let hi = epochs.partition_point(|&(x, _)| x <= epoch);
+    let Some(&(_, higher_start)) = epochs.get(hi) else {
+        return (-1, -1);
+    };
+    if hi == 0 {
+        (epoch, higher_start)
+    } else {
+        (epochs[hi - 1].0, higher_start)
+    }
+}
+
 impl Log {
     /// OffsetForLeaderEpoch: (largest epoch <= `epoch`, start offset of the next epoch or LEO).
     pub fn end_offset_for_epoch(&self, epoch: i32) -> (i32, i64) {
-        let st = self.state.borrow();
-        let e = &st.epochs;
-        if epoch < 0 || e.is_empty() {
-            return (-1, -1);
-        }
-        if e.last().is_some_and(|&(l, _)| l == epoch) {
-            return (epoch, self.leo.get());
-        }
-        let hi = e.partition_point(|&(x, _)| x <= epoch);
-        let Some(&(_, higher_start)) = e.get(hi) else {
-            return (-1, -1);
-        };
-        if hi == 0 {
-            (epoch, higher_start)
-        } else {
-            (e[hi - 1].0, higher_start)
-        }
+        end_offset_for_epoch(&self.state.borrow().epochs, self.leo.get(), epoch)
     }
 
     /// A new leader epoch starts at the log end (this replica became its leader): Kafka's

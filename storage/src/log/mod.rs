@@ -77,6 +77,7 @@ use crate::segment::{Segment, PREALLOCATE_MIN_BYTES};
 
 pub use append::AppendInfo;
 use append::Failures;
+pub use epochs::end_offset_for_epoch;
 use read::CachedBatch;
 pub use read::ReadResult;
 use recover::recover;
