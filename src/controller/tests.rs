@@ -325,6 +325,22 @@ fn manual_replica_assignments_are_honoured_and_checked() {
     assert!(run(&mut c, wrong_rf).is_err());
 }
 
+/// The leader of partition 0 of topic `topic_id`, at registration `r`, asks for ISR `isr`.
+fn alter_isr(
+    topic_id: [u8; 16],
+    r: &crate::cluster::image::PartitionRegistration,
+    isr: Vec<i32>,
+) -> Command {
+    Command::AlterPartition(AlterPartition {
+        topic_id,
+        partition: 0,
+        leader: r.leader,
+        leader_epoch: r.leader_epoch,
+        partition_epoch: r.partition_epoch,
+        isr,
+    })
+}
+
 #[test]
 fn isr_changes_are_checked_against_the_leader_and_partition_epoch() {
     let mut c = cluster(3);
@@ -442,18 +458,7 @@ fn only_in_sync_replicas_lead_unless_unclean_election_is_enabled() {
         let reg = c.image().topic("u").unwrap().partitions[0].clone();
         let leader = reg.leader;
         // The followers fall out of sync; then the leader dies.
-        run(
-            &mut c,
-            Command::AlterPartition(AlterPartition {
-                topic_id: [5; 16],
-                partition: 0,
-                leader,
-                leader_epoch: reg.leader_epoch,
-                partition_epoch: reg.partition_epoch,
-                isr: vec![leader],
-            }),
-        )
-        .unwrap();
+        run(&mut c, alter_isr([5; 16], &reg, vec![leader])).unwrap();
         run(
             &mut c,
             Command::FenceBroker {
@@ -508,16 +513,7 @@ fn a_reassignment_adds_catches_up_then_drops_and_can_be_cancelled() {
     );
     // The leader adds the new replicas to the ISR as they catch up; with both in, it is done
     // and leadership moves to the target's first replica.
-    let alter = |r: &crate::cluster::image::PartitionRegistration, isr: Vec<i32>| {
-        Command::AlterPartition(AlterPartition {
-            topic_id: [3; 16],
-            partition: 0,
-            leader: r.leader,
-            leader_epoch: r.leader_epoch,
-            partition_epoch: r.partition_epoch,
-            isr,
-        })
-    };
+    let alter = |r: &crate::cluster::image::PartitionRegistration, isr| alter_isr([3; 16], r, isr);
     run(&mut c, alter(&r, vec![0, 1])).unwrap();
     assert_eq!(reg(&c).replicas, [1, 2, 0], "2 has not caught up");
     let r = reg(&c);
@@ -567,16 +563,7 @@ fn replicas_leaving_an_isr_below_min_insync_are_eligible_leaders() {
         .copied()
         .filter(|x| *x != leader)
         .collect();
-    let alter = |r: &crate::cluster::image::PartitionRegistration, isr: Vec<i32>| {
-        Command::AlterPartition(AlterPartition {
-            topic_id: [4; 16],
-            partition: 0,
-            leader: r.leader,
-            leader_epoch: r.leader_epoch,
-            partition_epoch: r.partition_epoch,
-            isr,
-        })
-    };
+    let alter = |r: &crate::cluster::image::PartitionRegistration, isr| alter_isr([4; 16], r, isr);
     // Down to two: still min.insync.replicas, so the one that left is not eligible.
     run(&mut c, alter(&r, vec![leader, others[0]])).unwrap();
     assert!(reg(&c).elr.is_empty());
