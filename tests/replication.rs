@@ -268,6 +268,10 @@ fn acknowledged_writes_survive_leader_kills_pauses_and_cut_offs() {
             .set("message.timeout.ms", "120000")
             .set("queue.buffering.max.messages", "2000")
             .set("broker.address.family", "v4")
+            // A paused leader keeps its connections open without answering: the producer must
+            // give up on its requests in flight there (librdkafka's default is 60 s; an
+            // idempotent producer resends in order only after that).
+            .set("socket.timeout.ms", "5000")
             .set("topic.metadata.refresh.interval.ms", "500");
         Arc::new(
             c.create_with_context(AcksRef(acks.clone()))
@@ -313,7 +317,8 @@ fn acknowledged_writes_survive_leader_kills_pauses_and_cut_offs() {
                 .set("auto.offset.reset", "earliest")
                 .set("enable.auto.commit", "true")
                 .set("auto.commit.interval.ms", "200")
-                .set("broker.address.family", "v4");
+                .set("broker.address.family", "v4")
+                .set("socket.timeout.ms", "5000");
             let consumer: BaseConsumer = c.create().expect("consumer");
             consumer.subscribe(&["chaos"]).expect("subscribe");
             while !stop.load(Ordering::Relaxed) {
