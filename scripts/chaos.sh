@@ -10,6 +10,7 @@
 #   DEFAULT_TIMEOUTS=1 scripts/chaos.sh 12 kill
 #                                        brokers on their default heartbeat/session timeouts:
 #                                        prints failover p50/max as users get it
+#   FLUSH=always scripts/chaos.sh 12     brokers with --flush always (default: never)
 #
 # CI runs the same test with 3 rounds. Tests stop only the processes they started.
 set -euo pipefail
@@ -17,6 +18,9 @@ cd "$(dirname "$0")/.."
 export SLUICE_CHAOS_ROUNDS="${1:-30}"
 if [[ "${2:-}" == kill ]]; then
     export SLUICE_CHAOS_FAULTS=kill
+fi
+if [[ -n "${FLUSH:-}" ]]; then
+    export SLUICE_CHAOS_FLUSH="$FLUSH"
 fi
 if [[ -n "${DEFAULT_TIMEOUTS:-}" ]]; then
     export SLUICE_CLUSTER_DEFAULT_TIMEOUTS=1

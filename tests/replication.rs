@@ -6,7 +6,8 @@
 //! `SLUICE_CHAOS_ROUNDS` sets how many faults the chaos test injects (default 3: one kill -9,
 //! one SIGSTOP, one cut-off), `SLUICE_CHAOS_FAULTS=kill` injects only kill -9, and
 //! `SLUICE_CLUSTER_DEFAULT_TIMEOUTS=1` runs the brokers with their default heartbeat and
-//! session timeouts (to measure failover as users get it); `scripts/chaos.sh` runs it longer.
+//! session timeouts (to measure failover as users get it), `SLUICE_CHAOS_FLUSH=always` with
+//! that flush policy; `scripts/chaos.sh` runs it longer.
 
 mod common;
 
@@ -246,7 +247,13 @@ fn acknowledged_writes_survive_leader_kills_pauses_and_cut_offs() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(3);
     const PARTITIONS: i32 = 3;
-    let mut cluster = Cluster::start(3, true, &["--replica-lag-time-max-ms", "3000"]);
+    // SLUICE_CHAOS_FLUSH=always|interval runs the brokers with that flush policy.
+    let flush = std::env::var("SLUICE_CHAOS_FLUSH").unwrap_or_else(|_| "never".into());
+    let mut cluster = Cluster::start(
+        3,
+        true,
+        &["--replica-lag-time-max-ms", "3000", "--flush", &flush],
+    );
     cluster.wait_settled(&[0, 1, 2]);
     create(
         &cluster,
