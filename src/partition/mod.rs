@@ -484,16 +484,12 @@ impl Partition {
         }
     }
 
-    /// Per follower of a partition this broker leads: (id, its position).
-    pub fn followers(&self) -> Vec<(i32, i64)> {
+    /// Whether `replica` is a follower of this partition as its leader sees it (one of the
+    /// replicas other than the leader).
+    pub fn is_follower(&self, replica: i32) -> bool {
         match &*self.role.borrow() {
-            Role::Leader(s) => s
-                .registration()
-                .replicas
-                .iter()
-                .filter_map(|&r| s.follower(r).map(|f| (r, f.leo)))
-                .collect(),
-            _ => Vec::new(),
+            Role::Leader(s) => s.follower(replica).is_some(),
+            _ => false,
         }
     }
 }

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
 use super::{Raft, Snapshot, SnapshotMeta, TypeConfig, Vote};
-use crate::runtime::net::{read_exact_vec, AsyncWriteExt, BufResult, TcpListener, TcpStream};
+use crate::runtime::net::{read_frame, AsyncWriteExt, BufResult, TcpListener, TcpStream};
 
 /// Largest message accepted (a snapshot of the whole image is the largest).
 pub const MESSAGE_MAX: usize = 64 << 20;
@@ -75,24 +75,12 @@ async fn write_message<T: Serialize>(stream: &mut TcpStream, msg: &T) -> io::Res
 }
 
 async fn read_message<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Result<T> {
-    let len = read_exact_vec(stream, 4).await?;
-    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-    if len > MESSAGE_MAX {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("message of {len} bytes is over the limit"),
-        ));
-    }
-    let body = read_exact_vec(stream, len).await?;
+    let body = read_frame(stream, MESSAGE_MAX).await?;
     serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
 async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-    let stream = crate::runtime::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
+    crate::runtime::net::connect(addr, CONNECT_TIMEOUT).await
 }
 
 /// One request and its response on `stream`, within `ttl`.

@@ -30,6 +30,35 @@ pub mod net {
         r?;
         Ok(buf.into_inner())
     }
+
+    /// Connects to `addr` within `limit`, with Nagle off (request/response traffic between
+    /// brokers: the controller endpoint, follower fetches).
+    pub async fn connect(
+        addr: std::net::SocketAddr,
+        limit: std::time::Duration,
+    ) -> std::io::Result<TcpStream> {
+        let stream = super::timeout(limit, TcpStream::connect(addr))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
+            })??;
+        let _ = stream.set_nodelay(true);
+        Ok(stream)
+    }
+
+    /// Reads one frame: a big-endian `u32` length, then that many bytes; a length over `max`
+    /// is an error before anything more is read.
+    pub async fn read_frame(stream: &mut TcpStream, max: usize) -> std::io::Result<Vec<u8>> {
+        let len = read_exact_vec(stream, 4).await?;
+        let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
+        if len > max {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("frame of {len} bytes is over the limit of {max}"),
+            ));
+        }
+        read_exact_vec(stream, len).await
+    }
 }
 
 #[cfg(test)]

@@ -225,12 +225,7 @@ async fn read_for_replica(
     if replica.current_leader_epoch >= 0 && replica.current_leader_epoch < epoch {
         return ReadOutcome::error(ResponseError::FencedLeaderEpoch);
     }
-    if replica.current_leader_epoch > epoch
-        || !p
-            .followers()
-            .iter()
-            .any(|(id, _)| *id == replica.replica_id)
-    {
+    if replica.current_leader_epoch > epoch || !p.is_follower(replica.replica_id) {
         return ReadOutcome::error(ResponseError::UnknownLeaderEpoch);
     }
     let log = &p.log;

@@ -29,7 +29,7 @@ use tracing::{debug, info, warn};
 
 use super::Shard;
 use crate::partition::{Partition, PartitionKey};
-use crate::runtime::net::{read_exact_vec, AsyncWriteExt, BufResult, TcpStream};
+use crate::runtime::net::{read_frame, AsyncWriteExt, BufResult, TcpStream};
 
 /// The Fetch version followers speak (v15+ carries `ReplicaState`).
 const FETCH_VERSION: i16 = 16;
@@ -195,11 +195,7 @@ async fn connect(shard: &Shard, leader: i32) -> io::Result<TcpStream> {
         .map(|b| (b.record.host.clone(), b.record.port))
         .ok_or_else(|| io::Error::other(format!("broker {leader} is not registered")))?;
     let addr = crate::util::resolve(&b.0, b.1).await?;
-    let stream = crate::runtime::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr))
-        .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
-    let _ = stream.set_nodelay(true);
-    Ok(stream)
+    crate::runtime::net::connect(addr, CONNECT_TIMEOUT).await
 }
 
 /// One fetch round on `stream`; the stream back if it can be reused, `None` if the round was
@@ -317,15 +313,10 @@ fn encode_request(request: &FetchRequest, correlation: i32) -> io::Result<Vec<u8
 }
 
 async fn read_response(stream: &mut TcpStream, correlation: i32) -> io::Result<FetchResponse> {
-    let len = read_exact_vec(stream, 4).await?;
-    let len = u32::from_be_bytes([len[0], len[1], len[2], len[3]]) as usize;
-    if len > FRAME_MAX {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("answer of {len} bytes is over the limit"),
-        ));
-    }
-    decode_fetch_answer(Bytes::from(read_exact_vec(stream, len).await?), correlation)
+    decode_fetch_answer(
+        Bytes::from(read_frame(stream, FRAME_MAX).await?),
+        correlation,
+    )
 }
 
 /// A leader's Fetch answer (the frame after its size) to request `correlation`: an error for

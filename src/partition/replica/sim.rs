@@ -30,6 +30,7 @@
 //! A run is bounded (steps, settle steps, virtual time) and draws all randomness from its
 //! seed: `SLUICE_REPLICA_SIM_SEED=<n> cargo test --lib replica::sim` replays one.
 
+use crate::runtime::sim::env_u64;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Instant;
 
@@ -1254,15 +1255,6 @@ pub fn run_seed(seed: u64, bug: Bug, truncate: TruncateRule) -> Result<Outcome, 
     sim.out.messages_lost = sim.net.lost;
     sim.out.log_end = sim.brokers[0].log.leo();
     Ok(sim.out)
-}
-
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    Some(
-        v.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-    )
 }
 
 fn one(seed: u64) -> Outcome {

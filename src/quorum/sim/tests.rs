@@ -1,5 +1,6 @@
 //! The simulation as a test: many seeds, one seed replayed, and a seed run twice.
 
+use crate::runtime::sim::env_u64;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -8,15 +9,6 @@ use super::{run_seed, Outcome};
 /// Seeds `seeds` runs (0, 1, …) unless `SLUICE_SIM_SEEDS` (how many) and
 /// `SLUICE_SIM_FIRST_SEED` (from which) say otherwise.
 const SEEDS: u64 = 250;
-
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    Some(
-        v.trim()
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-    )
-}
 
 /// Says how to replay a seed whose run panics.
 struct Replay(u64);

@@ -173,6 +173,17 @@ fn splitmix64(seed: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// A simulation knob from the environment (`SLUICE_SIM_SEED`, …): `None` when unset; a value
+/// that is not a number fails the test.
+pub fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    Some(
+        v.trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+    )
+}
+
 /// Virtual time since the run started.
 pub fn elapsed() -> Duration {
     Duration::from_nanos(NOW.with(Cell::get) - CLOCK_BASE)
