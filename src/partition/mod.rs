@@ -342,7 +342,7 @@ impl Partition {
         &self,
         me: i32,
         reg: &PartitionRegistration,
-        live: BTreeMap<i32, u64>,
+        live: &BTreeMap<i32, u64>,
         policy: ReplicaPolicy,
     ) -> Option<AlterIsr> {
         self.leader_epoch.set(reg.leader_epoch);
@@ -353,7 +353,9 @@ impl Partition {
                 Role::Leader(s) if s.leader_epoch() == reg.leader_epoch);
             if same_epoch {
                 match &mut *self.role.borrow_mut() {
-                    Role::Leader(s) => s.on_registration(now, reg.clone(), live, policy, position),
+                    Role::Leader(s) => {
+                        s.on_registration(now, reg.clone(), live.clone(), policy, position)
+                    }
                     _ => None,
                 }
             } else {
@@ -372,7 +374,7 @@ impl Partition {
                 let state = LeaderState::new(
                     me,
                     reg.clone(),
-                    live,
+                    live.clone(),
                     policy,
                     self.log.log_end_offset(),
                     hw,

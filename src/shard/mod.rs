@@ -323,7 +323,7 @@ impl Shard {
     async fn reconcile(self: &Rc<Self>, image: &MetadataImage) -> Vec<String> {
         // Roles first: handlers already see `image`, and a broker it names as a partition's
         // leader should serve it as soon as possible.
-        self.update_roles(image).await;
+        self.update_roles(image, None).await;
         self.open_failures.set(0);
         let mut failed: Vec<String> = Vec::new();
         let current: Vec<PartitionKey> = self.partitions.borrow().keys().cloned().collect();
@@ -350,6 +350,7 @@ impl Shard {
             }
         }
         let mut to_open = Vec::new();
+        let mut opened: std::collections::HashSet<PartitionKey> = std::collections::HashSet::new();
         for topic in image.topics.values() {
             let log_config = topic_config::log_config(&self.config, &topic.configs);
             for index in 0..topic.partition_count() {
@@ -390,9 +391,9 @@ impl Shard {
                             .map_or(0, |r| r.leader_epoch),
                         self.config.clustered(),
                     ));
-                    self.partitions
-                        .borrow_mut()
-                        .insert((topic.name.clone(), index), p);
+                    let key = (topic.name.clone(), index);
+                    opened.insert(key.clone());
+                    self.partitions.borrow_mut().insert(key, p);
                 }
                 Err(e) => {
                     self.open_failures.set(self.open_failures.get() + 1);
@@ -401,15 +402,22 @@ impl Shard {
                 }
             }
         }
-        self.update_roles(image).await;
+        if !opened.is_empty() {
+            self.update_roles(image, Some(&opened)).await;
+        }
         failed.sort();
         failed.dedup();
         failed
     }
 
-    /// Cluster mode: gives every replica here its role from `image` (lead, follow), sends the
-    /// ISR changes that are due, and points the fetchers at the leaders of the followed ones.
-    async fn update_roles(self: &Rc<Self>, image: &MetadataImage) {
+    /// Cluster mode: gives the replicas here their role from `image` (lead, follow) — all of
+    /// them, or only those in `only` (just opened) — sends the ISR changes that are due, and
+    /// points the fetchers at the leaders of every followed one.
+    async fn update_roles(
+        self: &Rc<Self>,
+        image: &MetadataImage,
+        only: Option<&std::collections::HashSet<PartitionKey>>,
+    ) {
         if !self.config.clustered() {
             return;
         }
@@ -436,6 +444,17 @@ impl Shard {
             let Some(reg) = t.partitions.get(p.index as usize) else {
                 continue;
             };
+            if current && reg.leader != me && live.contains_key(&reg.leader) {
+                followed.push(replication::Follow {
+                    partition: p.clone(),
+                    topic_id: t.id,
+                    leader: reg.leader,
+                    leader_epoch: reg.leader_epoch,
+                });
+            }
+            if only.is_some_and(|o| !o.contains(&(p.topic.clone(), p.index))) {
+                continue;
+            }
             let min_isr = topic_config::effective(&self.config, &t.configs, "min.insync.replicas")
                 .and_then(|v| v.parse::<usize>().ok())
                 .unwrap_or(1)
@@ -445,25 +464,17 @@ impl Shard {
                 min_isr,
             };
             if !current {
-                p.set_registration(me, &PartitionRegistration::unknown(), live.clone(), policy)
+                p.set_registration(me, &PartitionRegistration::unknown(), &live, policy)
                     .await;
                 continue;
             }
             let led = p.is_leader(None);
-            if let Some(change) = p.set_registration(me, reg, live.clone(), policy).await {
+            if let Some(change) = p.set_registration(me, reg, &live, policy).await {
                 controller::alter_isr(self, &p, change);
             }
             if !led && p.is_leader(None) {
                 let e = &self.metrics.leader_elections;
                 e.set(e.get() + 1);
-            }
-            if reg.leader != me && live.contains_key(&reg.leader) {
-                followed.push(replication::Follow {
-                    partition: p.clone(),
-                    topic_id: t.id,
-                    leader: reg.leader,
-                    leader_epoch: reg.leader_epoch,
-                });
             }
         }
         self.fetchers.update(self, followed);
