@@ -73,7 +73,6 @@ impl AlignedBuf {
         self.len
     }
 
-    #[cfg(test)]
     pub fn capacity(&self) -> usize {
         self.cap
     }

@@ -28,6 +28,8 @@
 
 use thiserror::Error;
 
+use crate::records::read_varint;
+
 /// Size of the fixed RecordBatch v2 header.
 pub const BATCH_HEADER_BYTES: usize = 61;
 /// `batch_length` counts everything after the first 12 bytes (base_offset + batch_length).
@@ -322,18 +324,6 @@ fn check_record_offsets(h: &BatchHeader, body: &[u8]) -> Result<(), BatchError> 
         });
     }
     Ok(())
-}
-
-/// A zigzag varint/varlong (up to 10 bytes): its value and its length in bytes.
-fn read_varint(b: &[u8]) -> Option<(i64, usize)> {
-    let mut raw = 0u64;
-    for (i, &byte) in b.iter().enumerate().take(10) {
-        raw |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return Some((((raw >> 1) as i64) ^ -((raw & 1) as i64), i + 1));
-        }
-    }
-    None
 }
 
 /// Rewrites the fields the broker owns in the batch at the start of `batch`:

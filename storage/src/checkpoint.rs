@@ -12,6 +12,11 @@
 //!   0 u32 magic "SLEP" | 4 u16 version=1 | 6 u16 reserved=0 | 8 u32 count
 //!  12 count × (i32 epoch, i64 start_offset)
 //!   … u32 crc32c(all preceding bytes)
+//!
+//! cleaner.checkpoint (20 bytes, big-endian; compacted logs)
+//!   0 u32 magic "SLCL" | 4 u16 version=1 | 6 u16 reserved=0
+//!   8 i64 clean point (offsets below it were cleaned at least once)
+//!  16 u32 crc32c(bytes 0..16)
 //! ```
 //!
 //! A file that fails any check reads as absent: recovery then scans more, it never trusts it.
@@ -26,6 +31,9 @@ pub(crate) const CHECKPOINT_FILE: &str = "sluice.checkpoint";
 pub(crate) const EPOCH_FILE: &str = "leader-epoch-checkpoint";
 /// Idempotent-producer state snapshot (see producer.rs).
 pub(crate) const PRODUCER_FILE: &str = "producer.snapshot";
+/// The cleaner's clean point (see log/compact.rs).
+pub(crate) const CLEANER_FILE: &str = "cleaner.checkpoint";
+const CLEANER_MAGIC: u32 = u32::from_be_bytes(*b"SLCL");
 const CHECKPOINT_MAGIC: u32 = u32::from_be_bytes(*b"SLCP");
 const EPOCH_MAGIC: u32 = u32::from_be_bytes(*b"SLEP");
 const VERSION: u16 = 1;
@@ -104,6 +112,27 @@ pub(crate) fn decode_epochs(b: &[u8]) -> Option<Vec<(i32, i64)>> {
     Some(out)
 }
 
+pub(crate) fn encode_clean_point(point: i64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(20);
+    v.extend_from_slice(&CLEANER_MAGIC.to_be_bytes());
+    v.extend_from_slice(&VERSION.to_be_bytes());
+    v.extend_from_slice(&0u16.to_be_bytes());
+    v.extend_from_slice(&point.to_be_bytes());
+    let crc = crc32c::crc32c(&v);
+    v.extend_from_slice(&crc.to_be_bytes());
+    v
+}
+
+pub(crate) fn decode_clean_point(b: &[u8]) -> Option<i64> {
+    let body = b.get(..16)?;
+    let mut r = Reader::new(b);
+    let (magic, version, _reserved, point, crc) =
+        (r.u32()?, r.u16()?, r.u16()?, r.i64()?, r.u32()?);
+    let ok =
+        r.is_empty() && crc == crc32c::crc32c(body) && magic == CLEANER_MAGIC && version == VERSION;
+    ok.then_some(point)
+}
+
 /// Reads a whole small file; `None` if it does not exist.
 pub(crate) async fn read_optional(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
     match crate::runtime::read(path).await {
@@ -155,6 +184,20 @@ mod tests {
         let mut long = b.clone();
         long.push(0);
         assert_eq!(decode_checkpoint(&long), None);
+    }
+
+    #[test]
+    fn clean_point_round_trip_and_damage() {
+        let b = encode_clean_point(4321);
+        assert_eq!(decode_clean_point(&b), Some(4321));
+        for i in 0..b.len() {
+            let mut d = b.clone();
+            d[i] ^= 4;
+            assert_eq!(decode_clean_point(&d), None);
+        }
+        for cut in 0..b.len() {
+            assert_eq!(decode_clean_point(&b[..cut]), None);
+        }
     }
 
     #[test]

@@ -50,6 +50,19 @@ pub struct LogConfig {
     pub flush: FlushPolicy,
     /// Bound on recently written batches kept in memory for reads (default 8 MiB).
     pub tail_cache_bytes: usize,
+    /// cleanup.policy: `delete` (retention deletes old segments) and/or `compact` (the cleaner
+    /// keeps the last record of each key). Default `delete` only.
+    pub cleanup_delete: bool,
+    pub cleanup_compact: bool,
+    /// min.cleanable.dirty.ratio (default 0.5).
+    pub min_cleanable_dirty_ratio: f64,
+    /// min.compaction.lag.ms: records younger than this are not cleaned (default 0).
+    pub min_compaction_lag_ms: i64,
+    /// max.compaction.lag.ms: dirty records older than this are cleaned whatever the dirty
+    /// ratio (default: unlimited).
+    pub max_compaction_lag_ms: i64,
+    /// delete.retention.ms: how long tombstones stay once cleaned (default 1 day).
+    pub delete_retention_ms: i64,
 }
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
@@ -67,6 +80,12 @@ impl Default for LogConfig {
             io_mode: IoMode::Direct,
             flush: FlushPolicy::Never,
             tail_cache_bytes: 8 << 20,
+            cleanup_delete: true,
+            cleanup_compact: false,
+            min_cleanable_dirty_ratio: 0.5,
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            delete_retention_ms: DAY_MS,
         }
     }
 }

@@ -16,6 +16,7 @@ mod index;
 mod log;
 mod notify;
 pub mod producer;
+pub mod records;
 pub mod runtime;
 pub mod scan;
 mod segment;
@@ -26,7 +27,9 @@ pub use aligned::{keep_large_buffers_in_heap, BLOCK_BYTES};
 pub use batch::{validate_batches, validate_for_append, BatchError, BatchHeader};
 pub use config::{FlushPolicy, IoMode, LogConfig, TimestampType};
 pub use error::StorageError;
-pub use log::{end_offset_for_epoch, AppendInfo, Log, ReadResult};
+pub use log::{
+    end_offset_for_epoch, AppendInfo, CleanConfig, CleanStats, Cleanable, Log, ReadResult, Throttle,
+};
 pub use notify::{Notified, Notify};
 pub use producer::ProducerError;
 pub use scan::{scan_segment, ScanResult, ScanStop, ScannedBatch};

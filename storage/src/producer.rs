@@ -183,6 +183,14 @@ impl ProducerStates {
         }
     }
 
+    /// The last offset of each producer's latest batch (the cleaner keeps those batches).
+    pub fn last_batch_offsets(&self) -> std::collections::HashSet<i64> {
+        self.producers
+            .values()
+            .filter_map(|e| e.batches.back().map(|b| b.last_offset))
+            .collect()
+    }
+
     fn evict_oldest(&mut self) {
         if let Some((&pid, _)) = self
             .producers

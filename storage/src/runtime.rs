@@ -27,6 +27,21 @@ pub async fn sleep(d: Duration) {
     compio::time::sleep(d).await
 }
 
+/// Lets the runtime's other ready tasks run before this one goes on.
+pub async fn yield_now() {
+    let mut yielded = false;
+    std::future::poll_fn(|cx| {
+        if yielded {
+            std::task::Poll::Ready(())
+        } else {
+            yielded = true;
+            cx.waker().wake_by_ref();
+            std::task::Poll::Pending
+        }
+    })
+    .await
+}
+
 /// Submits the operations queued so far to the kernel now, instead of at the runtime's next
 /// turn (the writer uses it to start one write while it prepares the next).
 pub fn submit_now() {

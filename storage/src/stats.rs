@@ -88,6 +88,21 @@ pub struct LogStats {
     pub fsync_seconds: Histogram,
     /// Batches covered by one write (group commit).
     pub batches_per_write: Histogram,
+    /// The cleaner's reads and writes (compacted logs).
+    pub cleaner_bytes_read: Cell<u64>,
+    pub cleaner_bytes_written: Cell<u64>,
+    /// When the last clean finished (ms since the epoch; 0: never).
+    pub cleaner_last_ms: Cell<i64>,
+}
+
+impl LogStats {
+    pub(crate) fn on_clean(&self, read: u64, written: u64) {
+        self.cleaner_bytes_read
+            .set(self.cleaner_bytes_read.get() + read);
+        self.cleaner_bytes_written
+            .set(self.cleaner_bytes_written.get() + written);
+        self.cleaner_last_ms.set(sluice_base::now_ms());
+    }
 }
 
 impl Default for LogStats {
@@ -97,6 +112,9 @@ impl Default for LogStats {
             bytes_written: Cell::new(0),
             fsync_seconds: Histogram::new(LATENCY_BUCKETS_S),
             batches_per_write: Histogram::new(COUNT_BUCKETS),
+            cleaner_bytes_read: Cell::new(0),
+            cleaner_bytes_written: Cell::new(0),
+            cleaner_last_ms: Cell::new(0),
         }
     }
 }

@@ -155,9 +155,10 @@ impl Log {
     }
 
     /// Appends batches copied from the partition's leader (a follower's append): offsets,
-    /// leader epochs and timestamps stay as the leader wrote them, bytes untouched. The first
-    /// batch must start at the log end offset and each must follow the one before
-    /// ([`StorageError::NotContiguous`] otherwise: the follower must truncate or refetch first).
+    /// leader epochs and timestamps stay as the leader wrote them, bytes untouched. Each batch
+    /// must start at or after the log end offset and after the one before
+    /// ([`StorageError::NotContiguous`] otherwise: the follower must truncate or refetch
+    /// first); gaps are the leader's cleaner's doing.
     /// The leader epoch cache and producer state follow the batches, so this replica can lead
     /// later. Synchronous, like [`Log::append`].
     pub fn append_replicated(
@@ -176,7 +177,7 @@ impl Log {
         let mut max_timestamp = -1i64;
         let mut pos = 0usize;
         for h in &headers {
-            if h.base_offset != next {
+            if h.base_offset < next {
                 return Err(StorageError::NotContiguous {
                     expected: next,
                     got: h.base_offset,

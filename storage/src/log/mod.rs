@@ -53,6 +53,7 @@
 //! leader-epoch cache).
 
 mod append;
+mod compact;
 mod epochs;
 mod read;
 mod recover;
@@ -77,6 +78,7 @@ use crate::segment::{Segment, PREALLOCATE_MIN_BYTES};
 
 pub use append::AppendInfo;
 use append::Failures;
+pub use compact::{CleanConfig, CleanStats, Cleanable, Throttle};
 pub use epochs::end_offset_for_epoch;
 use read::CachedBatch;
 pub use read::ReadResult;
@@ -123,6 +125,11 @@ pub struct Log {
     roll_seq_next: Cell<u64>,
     roll_seq_done: Cell<u64>,
     locked: Cell<bool>,
+    /// The segments lock: held by whatever removes or replaces sealed segments (retention,
+    /// DeleteRecords, truncation, close, delete, the cleaner's swap); never by the writer.
+    segments_locked: Cell<bool>,
+    /// First offset not yet cleaned (see compact.rs).
+    clean_point: Cell<i64>,
     /// Held while a small metadata file (checkpoint, epochs, producers) is rewritten: two
     /// rewrites of one file at once share its temporary name.
     small_writing: Cell<bool>,
@@ -136,6 +143,16 @@ pub struct Log {
 }
 
 struct LockGuard<'a>(&'a Log);
+
+/// Releases the segments lock, also when its future is dropped.
+struct SegmentsGuard<'a>(&'a Log);
+
+impl Drop for SegmentsGuard<'_> {
+    fn drop(&mut self) {
+        self.0.segments_locked.set(false);
+        self.0.progress.notify_all();
+    }
+}
 
 /// Releases [`Log::write_small`]'s turn, also when its future is dropped.
 struct SmallWriteGuard<'a>(&'a Log);
@@ -199,6 +216,8 @@ impl Log {
             roll_seq_next: Cell::new(0),
             roll_seq_done: Cell::new(0),
             locked: Cell::new(false),
+            segments_locked: Cell::new(false),
+            clean_point: Cell::new(rec.clean_point),
             small_writing: Cell::new(false),
             flusher_running: Cell::new(false),
             inject_write_failure: Cell::new(None),
@@ -212,6 +231,10 @@ impl Log {
         log.load_producer_state().await?;
         log.write_checkpoint().await?;
         log.write_epochs().await?;
+        if log.config.borrow().cleanup_compact {
+            // Marks the log as compacted for recovery (gaps in offsets are legal).
+            log.write_clean_point().await?;
+        }
         log.start_flusher_if_needed();
         Ok(log)
     }
@@ -288,6 +311,7 @@ impl Log {
             return Ok(());
         }
         self.work.notify_all();
+        let _s = self.segments_lock().await;
         self.drain_pending().await;
         let _g = self.lock().await;
         let (file, size, seg_summary) = {
@@ -332,6 +356,7 @@ impl Log {
         self.closed.set(true);
         self.deleted.set(true);
         self.work.notify_all();
+        let _s = self.segments_lock().await;
         self.drain_pending().await;
         let _g = self.lock().await;
         {
@@ -380,6 +405,18 @@ impl Log {
             if !self.locked.get() {
                 self.locked.set(true);
                 return LockGuard(self);
+            }
+            notified.await;
+        }
+    }
+
+    /// The segments lock (see `Log::segments_locked`); taken before [`Log::lock`], never after.
+    async fn segments_lock(&self) -> SegmentsGuard<'_> {
+        loop {
+            let notified = self.progress.notified();
+            if !self.segments_locked.get() {
+                self.segments_locked.set(true);
+                return SegmentsGuard(self);
             }
             notified.await;
         }

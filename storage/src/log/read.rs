@@ -61,12 +61,17 @@ impl Log {
         if self.read_from_cache(offset, max_bytes, bound, &mut out) {
             return Ok(out);
         }
-        // Disk: the segment containing `offset`, or the next one if that holds nothing for it.
-        for attempt in 0..2 {
+        // Disk: the segment containing `offset`, or the first one after it that holds
+        // something for it (the cleaner can leave a segment with nothing past some offset, or
+        // nothing at all). Bounded by the segment count.
+        for attempt in 0.. {
             let target = {
                 let st = self.state.borrow();
                 let i = st.segments.partition_point(|s| s.base_offset <= offset);
                 let i = (i + attempt).saturating_sub(1);
+                if attempt > 0 && i == 0 {
+                    continue;
+                }
                 st.segments.get(i).map(|s| {
                     let pos = if attempt == 0 {
                         s.index.lookup(s.rel(offset))

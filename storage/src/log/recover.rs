@@ -8,7 +8,8 @@ use std::path::Path;
 use super::{remove_segment_files, write_index_pair, Log};
 use crate::batch::BatchHeader;
 use crate::checkpoint::{
-    decode_checkpoint, decode_epochs, read_optional, CHECKPOINT_FILE, EPOCH_FILE, PRODUCER_FILE,
+    decode_checkpoint, decode_epochs, read_optional, CHECKPOINT_FILE, CLEANER_FILE, EPOCH_FILE,
+    PRODUCER_FILE,
 };
 use crate::config::{IoMode, LogConfig};
 use crate::error::StorageError;
@@ -72,10 +73,18 @@ impl Log {
     }
 }
 
+/// `<base>.<end>.swap` (20 digits each): a committed cleaner swap.
+fn parse_swap_name(name: &str) -> Option<(i64, i64)> {
+    let (base, end) = name.strip_suffix(".swap")?.split_once('.')?;
+    let digits = |s: &str| s.len() == 20 && s.bytes().all(|b| b.is_ascii_digit());
+    (digits(base) && digits(end)).then_some((base.parse().ok()?, end.parse().ok()?))
+}
+
 pub(super) struct Recovered {
     pub(super) segments: Vec<Segment>,
     pub(super) epochs: Vec<(i32, i64)>,
     pub(super) log_start_offset: i64,
+    pub(super) clean_point: i64,
     pub(super) io_mode: IoMode,
     /// The checkpoint and epoch files as read (seed of `Log::on_disk`).
     pub(super) files: Vec<(&'static str, Vec<u8>)>,
@@ -96,13 +105,31 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
     .await
     .ok_or_else(|| io::Error::other("directory listing task panicked"))??;
     for name in &names {
-        if name.ends_with(".tmp") {
+        if name.ends_with(".tmp") || name.ends_with(".cleaned") {
             let _ = crate::runtime::remove_file(dir.join(name)).await;
         } else if let Some(base) = parse_log_name(name) {
             bases.push(base);
         }
     }
     bases.sort_unstable();
+    // A cleaner swap that was committed (see compact.rs) but not finished: the segments it
+    // replaces go, then it takes its place.
+    for name in &names {
+        let Some((base, end)) = parse_swap_name(name) else {
+            continue;
+        };
+        for &old in bases.iter().filter(|&&b| b >= base && b < end) {
+            let path = dir.join(file_name(old, "log"));
+            tracing::warn!(path = %path.display(), "finishing an interrupted cleaner swap");
+            let doomed = Segment::new(old, path.clone(), open_read(&path).await?);
+            remove_segment_files(vec![doomed]).await;
+        }
+        bases.retain(|&b| b < base || b >= end);
+        crate::runtime::rename(dir.join(name), dir.join(file_name(base, "log"))).await?;
+        crate::checkpoint::sync_dir(dir).await?;
+        bases.push(base);
+        bases.sort_unstable();
+    }
     let mut files = Vec::new();
     let cp_bytes = read_optional(&dir.join(CHECKPOINT_FILE)).await?;
     let cp = cp_bytes.as_deref().and_then(decode_checkpoint);
@@ -114,6 +141,14 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
         .and_then(decode_epochs)
         .unwrap_or_default();
     files.extend(epoch_bytes.map(|b| (EPOCH_FILE, b)));
+    let clean_bytes = read_optional(&dir.join(CLEANER_FILE)).await?;
+    let clean_point = clean_bytes
+        .as_deref()
+        .and_then(crate::checkpoint::decode_clean_point)
+        .unwrap_or(0);
+    // A log with a clean point is or was compacted: gaps in its offsets are legal.
+    let gaps_ok = config.cleanup_compact || clean_bytes.is_some();
+    files.extend(clean_bytes.map(|b| (CLEANER_FILE, b)));
     let batch_max = (config.max_message_bytes as u64).max(RECOVERY_BATCH_BYTES_MIN);
     let interval = config.index_interval_bytes;
 
@@ -158,8 +193,11 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
             let mut stop_at = scan.valid_end;
             let mut clean = matches!(scan.stop, ScanStop::End | ScanStop::Zeros);
             for b in &scan.batches {
-                // Offsets are contiguous (no compaction yet): anything else is damage.
-                if b.base_offset != seg.next_offset {
+                // Offsets increase (the scan checks it). Gaps are the cleaner's (or a
+                // leader's cleaner's) doing in a compacted log, and damage anywhere else: a
+                // base offset is not covered by the CRC.
+                let gap = b.base_offset > seg.next_offset && !gaps_ok;
+                if b.base_offset < seg.next_offset || gap {
                     stop_at = b.position;
                     clean = false;
                     break;
@@ -229,6 +267,7 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
         segments,
         epochs,
         log_start_offset,
+        clean_point: clean_point.min(leo),
         io_mode,
         files,
     })

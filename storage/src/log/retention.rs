@@ -22,6 +22,7 @@ impl Log {
             offset.min(written)
         };
         if target > self.log_start.get() {
+            let _s = self.segments_lock().await;
             let _g = self.lock().await;
             self.log_start.set(target.max(self.log_start.get()));
             self.write_checkpoint().await?;
@@ -31,7 +32,12 @@ impl Log {
     }
 
     /// Deletes sealed segments beyond retention.ms / retention.bytes. Returns how many.
+    /// Only with `cleanup.policy` including `delete`.
     pub async fn enforce_retention(&self, now_ms: i64) -> Result<usize, StorageError> {
+        if !self.config.borrow().cleanup_delete {
+            return Ok(0);
+        }
+        let _s = self.segments_lock().await;
         let _g = self.lock().await;
         let cfg = self.config();
         let doomed: Vec<Segment> = {

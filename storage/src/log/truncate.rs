@@ -32,6 +32,7 @@ impl Log {
                 log_end: self.leo.get(),
             });
         }
+        let _s = self.segments_lock().await;
         self.drain_pending().await;
         let _g = self.lock().await;
         let mode = self.io_mode.get();
@@ -99,6 +100,10 @@ impl Log {
         self.refresh_max_timestamp();
         self.write_checkpoint().await?;
         self.write_epochs().await?;
+        if self.clean_point.get() > new_leo {
+            self.clean_point.set(new_leo);
+            self.write_clean_point().await?;
+        }
         self.progress.notify_all();
         Ok(())
     }
