@@ -23,6 +23,7 @@ run net request_by_api request_by_api
 run storage validate_batches validate_batches
 run storage scan_segment scan_segment
 run storage reader reader
+run storage parse_records validate_batches
 run . raft_journal raft_journal
 run . controller_request controller_request
 run . replica_fetch_answer replica_fetch_answer

@@ -149,6 +149,41 @@ pub struct BrokerArgs {
         default_value_t = 300_000
     )]
     pub log_retention_check_interval_ms: u64,
+    /// Run the log cleaner (cleanup.policy=compact) on every shard.
+    #[arg(long, env = "SLUICE_LOG_CLEANER_ENABLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub log_cleaner_enable: bool,
+    /// How long a shard's cleaner sleeps when no log needs cleaning.
+    #[arg(long, env = "SLUICE_LOG_CLEANER_BACKOFF_MS", default_value_t = 15_000)]
+    pub log_cleaner_backoff_ms: u64,
+    /// Memory for the cleaner's key map, shared by the shards' cleaners (Kafka's
+    /// log.cleaner.dedupe.buffer.size).
+    #[arg(
+        long,
+        env = "SLUICE_LOG_CLEANER_DEDUPE_BUFFER_SIZE",
+        default_value_t = 128 << 20
+    )]
+    pub log_cleaner_dedupe_buffer_size: u64,
+    /// The cleaners' read + write rate limit, shared by the shards (default: none).
+    #[arg(
+        long,
+        env = "SLUICE_LOG_CLEANER_IO_MAX_BYTES_PER_SECOND",
+        default_value_t = u64::MAX
+    )]
+    pub log_cleaner_io_max_bytes_per_second: u64,
+    /// Default min.cleanable.dirty.ratio.
+    #[arg(
+        long,
+        env = "SLUICE_LOG_CLEANER_MIN_CLEANABLE_RATIO",
+        default_value_t = 0.5
+    )]
+    pub log_cleaner_min_cleanable_ratio: f64,
+    /// Default delete.retention.ms (how long tombstones stay once cleaned).
+    #[arg(
+        long,
+        env = "SLUICE_LOG_CLEANER_DELETE_RETENTION_MS",
+        default_value_t = 86_400_000
+    )]
+    pub log_cleaner_delete_retention_ms: i64,
     /// Default max.message.bytes (largest record batch accepted).
     #[arg(long, env = "SLUICE_MESSAGE_MAX_BYTES", default_value_t = 1_048_588)]
     pub message_max_bytes: u32,

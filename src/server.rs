@@ -395,6 +395,7 @@ async fn shard_main(start: ShardStart) {
         crate::runtime::spawn(crate::shard::cluster::start_broker_only(shard.clone())).detach();
     }
     crate::runtime::spawn(housekeeping(shard.clone())).detach();
+    crate::runtime::spawn(crate::shard::cleaner::run(shard.clone())).detach();
     if config.clustered() {
         crate::runtime::spawn(crate::shard::replication::leader_ticks(shard.clone())).detach();
     }

@@ -20,6 +20,10 @@ pub const TOPIC_CONFIG_KEYS: &[&str] = &[
     "index.interval.bytes",
     "min.insync.replicas",
     "unclean.leader.election.enable",
+    "min.cleanable.dirty.ratio",
+    "min.compaction.lag.ms",
+    "max.compaction.lag.ms",
+    "delete.retention.ms",
 ];
 
 /// A topic config value that is not acceptable.
@@ -46,6 +50,10 @@ pub fn default_value(config: &Config, key: &str) -> Option<String> {
         "index.interval.bytes" => "4096".to_owned(),
         "min.insync.replicas" => a.min_insync_replicas.to_string(),
         "unclean.leader.election.enable" => "false".to_owned(),
+        "min.cleanable.dirty.ratio" => a.log_cleaner_min_cleanable_ratio.to_string(),
+        "min.compaction.lag.ms" => "0".to_owned(),
+        "max.compaction.lag.ms" => i64::MAX.to_string(),
+        "delete.retention.ms" => a.log_cleaner_delete_retention_ms.to_string(),
         _ => return None,
     })
 }
@@ -95,6 +103,12 @@ pub fn validate(key: &str, value: &str) -> Result<(), InvalidConfig> {
             "true" | "false" => Ok(()),
             _ => Err(bad("expected true or false")),
         },
+        "min.cleanable.dirty.ratio" => match value.parse::<f64>() {
+            Ok(v) if (0.0..=1.0).contains(&v) => Ok(()),
+            _ => Err(bad("expected a number from 0 to 1")),
+        },
+        "min.compaction.lag.ms" | "delete.retention.ms" => int(0),
+        "max.compaction.lag.ms" => int(1),
         _ => Err(bad("unknown topic config")),
     }
 }
@@ -119,6 +133,7 @@ pub fn log_config(config: &Config, overrides: &BTreeMap<String, String>) -> LogC
             .unwrap_or(fallback)
     };
     let a = &config.args;
+    let policy = effective(config, overrides, "cleanup.policy").unwrap_or_default();
     LogConfig {
         segment_bytes: num("segment.bytes", a.log_segment_bytes as i64).max(14) as u64,
         segment_ms: num("segment.ms", a.log_segment_ms),
@@ -135,5 +150,14 @@ pub fn log_config(config: &Config, overrides: &BTreeMap<String, String>) -> LogC
         io_mode: config.io_mode,
         flush: config.flush,
         tail_cache_bytes: a.tail_cache_bytes,
+        cleanup_delete: policy.contains("delete"),
+        cleanup_compact: policy.contains("compact"),
+        min_cleanable_dirty_ratio: effective(config, overrides, "min.cleanable.dirty.ratio")
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(a.log_cleaner_min_cleanable_ratio)
+            .clamp(0.0, 1.0),
+        min_compaction_lag_ms: num("min.compaction.lag.ms", 0).max(0),
+        max_compaction_lag_ms: num("max.compaction.lag.ms", i64::MAX).max(1),
+        delete_retention_ms: num("delete.retention.ms", a.log_cleaner_delete_retention_ms).max(0),
     }
 }

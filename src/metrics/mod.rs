@@ -121,6 +121,8 @@ pub struct PartitionSnapshot {
     pub producers: usize,
     /// As its leader in a cluster: (under-replicated, under min ISR, largest follower lag).
     pub replication: Option<(bool, bool, i64)>,
+    /// Compacted partitions: (dirty ratio, when the last clean finished in ms, 0: never).
+    pub cleaner: Option<(f64, i64)>,
 }
 
 /// (group, state, members, [(topic, partition, committed offset)])
@@ -162,6 +164,9 @@ pub struct ShardSnapshot {
     pub read_budget: usize,
     pub writes: u64,
     pub bytes_written: u64,
+    /// The log cleaner's reads and writes (compacted partitions).
+    pub cleaner_bytes_read: u64,
+    pub cleaner_bytes_written: u64,
     pub fsync_seconds: HistogramSnapshot,
     pub batches_per_write: HistogramSnapshot,
     pub partitions: Vec<PartitionSnapshot>,

@@ -243,6 +243,20 @@ pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
         "Record bytes written to logs.",
         &|s| s.bytes_written.to_string(),
     );
+    per_shard(
+        &mut out,
+        "sluice_log_cleaner_read_bytes_total",
+        "counter",
+        "Bytes the log cleaner read from compacted partitions.",
+        &|s| s.cleaner_bytes_read.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_log_cleaner_written_bytes_total",
+        "counter",
+        "Bytes the log cleaner wrote (cleaned segments).",
+        &|s| s.cleaner_bytes_written.to_string(),
+    );
     header(
         &mut out,
         "sluice_fsync_seconds",
@@ -330,6 +344,34 @@ pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
                 p.partition,
                 f(p)
             );
+        }
+    }
+
+    type CleanerGauge = (&'static str, &'static str, fn(f64, i64) -> String);
+    let cleaner: [CleanerGauge; 2] = [
+        (
+            "sluice_partition_dirty_ratio",
+            "Compacted partitions: dirty bytes over cleanable bytes (cleaned at min.cleanable.dirty.ratio).",
+            |ratio, _| format!("{ratio:.4}"),
+        ),
+        (
+            "sluice_partition_last_clean_timestamp_seconds",
+            "Compacted partitions: when the cleaner last finished with it (0: not since start-up).",
+            |_, ms| format!("{:.3}", ms as f64 / 1000.0),
+        ),
+    ];
+    for (name, help, f) in cleaner {
+        header(&mut out, name, "gauge", help);
+        for p in &parts {
+            if let Some((ratio, ms)) = p.cleaner {
+                let _ = writeln!(
+                    out,
+                    "{name}{{topic=\"{}\",partition=\"{}\"}} {}",
+                    escape(&p.topic),
+                    p.partition,
+                    f(ratio, ms)
+                );
+            }
         }
     }
 
@@ -537,6 +579,8 @@ mod tests {
             read_budget: 1,
             writes: 1,
             bytes_written: 5,
+            cleaner_bytes_read: 40,
+            cleaner_bytes_written: 30,
             fsync_seconds: HistogramSnapshot::empty(LATENCY_BUCKETS_S),
             batches_per_write: HistogramSnapshot::empty(COUNT_BUCKETS),
             partitions: vec![PartitionSnapshot {
@@ -549,6 +593,7 @@ mod tests {
                 segments: 1,
                 producers: 0,
                 replication: Some((true, false, 7)),
+                cleaner: Some((0.25, 1_500)),
             }],
             isr_shrinks: 2,
             isr_expands: 1,
@@ -571,6 +616,11 @@ mod tests {
         assert!(text.contains("sluice_group_lag{group=\"g\",topic=\"t\",partition=\"0\"} 6"));
         assert!(text.contains("sluice_partition_high_watermark{topic=\"t\",partition=\"0\"} 10"));
         assert!(text.contains("sluice_partition_replica_lag_max{topic=\"t\",partition=\"0\"} 7"));
+        assert!(text.contains("sluice_partition_dirty_ratio{topic=\"t\",partition=\"0\"} 0.2500"));
+        assert!(text.contains(
+            "sluice_partition_last_clean_timestamp_seconds{topic=\"t\",partition=\"0\"} 1.500"
+        ));
+        assert!(text.contains("sluice_log_cleaner_read_bytes_total{shard=\"0\"} 40"));
         assert!(text.contains("sluice_under_replicated_partitions 1"));
         assert!(text.contains("sluice_under_min_isr_partitions 0"));
         assert!(

@@ -18,6 +18,7 @@ use futures_util::StreamExt;
 use sluice_storage::Log;
 use tracing::{error, info, warn};
 
+pub mod cleaner;
 pub mod cluster;
 pub mod controller;
 pub mod groups;

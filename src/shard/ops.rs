@@ -63,6 +63,14 @@ pub fn append(shard: &Shard, topic: &str, index: i32, records: Bytes, acks: i16)
             None,
         )));
     }
+    if p.log.config().cleanup_compact {
+        if let Err(why) = crate::partition::records::check_all_keyed(&records) {
+            return Box::pin(std::future::ready(AppendOutcome::err(
+                ResponseError::InvalidRecord,
+                Some(why),
+            )));
+        }
+    }
     match p.append(records, now_ms()) {
         Err(e) => Box::pin(std::future::ready(AppendOutcome::err(
             storage_error(&e),

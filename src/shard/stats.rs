@@ -20,6 +20,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
     let mut fsync = HistogramSnapshot::empty(LATENCY_BUCKETS_S);
     let mut batches = HistogramSnapshot::empty(COUNT_BUCKETS);
     let (mut writes, mut bytes_written) = (0u64, 0u64);
+    let (mut cleaner_read, mut cleaner_written) = (0u64, 0u64);
     let partitions = shard
         .partitions()
         .iter()
@@ -28,6 +29,8 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
             let s = log.stats();
             writes += s.writes.get();
             bytes_written += s.bytes_written.get();
+            cleaner_read += s.cleaner_bytes_read.get();
+            cleaner_written += s.cleaner_bytes_written.get();
             fsync.merge(&s.fsync_seconds.snapshot());
             batches.merge(&s.batches_per_write.snapshot());
             PartitionSnapshot {
@@ -40,6 +43,10 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
                 segments: log.segment_count(),
                 producers: log.producer_count(),
                 replication: p.replication_health(),
+                cleaner: log.config().cleanup_compact.then(|| {
+                    let c = log.cleanable(sluice_base::now_ms(), p.high_watermark());
+                    (c.dirty_ratio(), s.cleaner_last_ms.get())
+                }),
             }
         })
         .collect();
@@ -93,6 +100,8 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         read_budget: shard.config.args.shard_memory_budget_bytes,
         writes,
         bytes_written,
+        cleaner_bytes_read: cleaner_read,
+        cleaner_bytes_written: cleaner_written,
         fsync_seconds: fsync,
         batches_per_write: batches,
         partitions,

@@ -31,8 +31,12 @@ fn config_type(key: &str) -> i8 {
         | "segment.ms"
         | "log.retention.ms"
         | "log.retention.bytes"
-        | "log.segment.ms" => 5,
-        "auto.create.topics.enable" => 1,
+        | "log.segment.ms"
+        | "min.compaction.lag.ms"
+        | "max.compaction.lag.ms"
+        | "delete.retention.ms" => 5,
+        "min.cleanable.dirty.ratio" => 6,
+        "auto.create.topics.enable" | "unclean.leader.election.enable" => 1,
         _ => 3,
     }
 }
