@@ -87,15 +87,17 @@ mod tests {
         Bytes::from(bytes)
     }
 
+    const ALL_CODECS: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Zstd,
+        Compression::Lz4,
+        Compression::Snappy,
+    ];
+
     #[test]
     fn finds_records_by_time_in_plain_and_compressed_batches() {
-        for c in [
-            Compression::None,
-            Compression::Gzip,
-            Compression::Zstd,
-            Compression::Lz4,
-            Compression::Snappy,
-        ] {
+        for c in ALL_CODECS {
             assert_eq!(first_at_or_after(batch(c), 250), Some((10, 500)), "{c:?}");
             assert_eq!(first_at_or_after(batch(c), 600), Some((13, 900)));
             assert_eq!(first_at_or_after(batch(c), 901), None);
@@ -105,13 +107,7 @@ mod tests {
 
     #[test]
     fn keyless_records_are_found_in_plain_and_compressed_batches() {
-        for c in [
-            Compression::None,
-            Compression::Gzip,
-            Compression::Zstd,
-            Compression::Lz4,
-            Compression::Snappy,
-        ] {
+        for c in ALL_CODECS {
             let mut keyed = BatchBuilder::new().compression(c);
             let mut mixed = BatchBuilder::new().compression(c);
             for i in 0..4u8 {

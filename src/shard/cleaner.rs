@@ -48,6 +48,12 @@ pub async fn run(shard: Rc<Shard>) {
             batch_bytes_max: BATCH_BYTES_MAX,
         };
         match p.log.clean(&cfg, &KafkaCodecs, &throttle).await {
+            Ok(Some(s)) if s.groups_abandoned > 0 => {
+                // The log changed under the clean (truncation, retention): its clean point
+                // did not move; try again later, not at once.
+                info!(topic = %p.topic, partition = p.index, abandoned = s.groups_abandoned, "clean abandoned");
+                crate::runtime::sleep(backoff).await;
+            }
             Ok(Some(s)) => info!(
                 topic = %p.topic,
                 partition = p.index,
@@ -57,7 +63,6 @@ pub async fn run(shard: Rc<Shard>) {
                 segments_before = s.segments_before,
                 segments_after = s.segments_after,
                 cleaned_to = s.cleaned_to,
-                abandoned = s.groups_abandoned,
                 "cleaned"
             ),
             // Due but nothing done (the key map could not hold one segment): wait.

@@ -117,7 +117,8 @@ pub fn scan_from(bytes: &[u8], previous_last: Option<i64>) -> ScanResult {
     }
 }
 
-fn scanned(h: &BatchHeader, position: u64) -> ScannedBatch {
+/// The scanner's record of the batch with header `h` at `position`.
+pub(crate) fn scanned(h: &BatchHeader, position: u64) -> ScannedBatch {
     ScannedBatch {
         base_offset: h.base_offset,
         last_offset: h.last_offset(),

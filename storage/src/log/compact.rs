@@ -44,7 +44,7 @@ use crate::checkpoint::{sync_dir, CLEANER_FILE};
 use crate::error::StorageError;
 use crate::records::{parse_records, rebuild_batch, records_bytes, Codecs};
 use crate::runtime::{AsyncReadAtExt, AsyncWriteAtExt, BufResult, File};
-use crate::scan::ScannedBatch;
+use crate::scan::scanned;
 use crate::segment::{file_name, open_read, open_write, Segment};
 
 /// Bytes read from a segment at once.
@@ -585,18 +585,6 @@ fn group_segments(segs: Vec<SegRef>, max_bytes: u64) -> Vec<Vec<SegRef>> {
         groups.push(vec![s]);
     }
     groups
-}
-
-fn scanned(h: &BatchHeader, position: u64) -> ScannedBatch {
-    ScannedBatch {
-        base_offset: h.base_offset,
-        last_offset: h.last_offset(),
-        position,
-        size: h.total_size() as u32,
-        max_timestamp: h.max_timestamp,
-        records_count: h.records_count,
-        partition_leader_epoch: h.partition_leader_epoch,
-    }
 }
 
 /// Reads a sealed segment's batches in chunks of about [`READ_CHUNK_BYTES`] (more when one
