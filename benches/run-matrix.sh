@@ -462,13 +462,15 @@ def report(res_dir, out, meta_path):
     root = os.environ.get("META_ROOT")
     if root:
         text = text.replace(root.rstrip("/") + "/", "")
-    # The replication section is written by benches/replication.sh (a three-node cluster);
-    # keep it.
+    # The replication and compaction sections are written by benches/replication.sh (a
+    # three-node cluster) and benches/compaction.sh; keep them.
     if os.path.exists(out):
         import re
-        m = re.search(r"<!-- replication:begin -->.*?<!-- replication:end -->\n?", open(out).read(), re.S)
-        if m:
-            text += "\n" + m.group(0)
+        old = open(out).read()
+        for name in ("replication", "compaction"):
+            m = re.search(rf"<!-- {name}:begin -->.*?<!-- {name}:end -->\n?", old, re.S)
+            if m:
+                text += "\n" + m.group(0)
     with open(out, "w") as f:
         f.write(text)
 

@@ -63,6 +63,7 @@ pub async fn run(shard: Rc<Shard>) {
                 segments_before = s.segments_before,
                 segments_after = s.segments_after,
                 cleaned_to = s.cleaned_to,
+                elapsed_ms = s.elapsed_ms,
                 "cleaned"
             ),
             // Due but nothing done (the key map could not hold one segment): wait.

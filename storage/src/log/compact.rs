@@ -113,6 +113,8 @@ pub struct CleanStats {
     pub cleaned_to: i64,
     /// Groups abandoned because the log changed under them.
     pub groups_abandoned: usize,
+    /// Wall time of the clean, sleeps of the I/O budget included.
+    pub elapsed_ms: u64,
 }
 
 /// Limits the cleaner's I/O to `bytes_per_sec` (`u64::MAX`: no limit).
@@ -227,6 +229,7 @@ impl Log {
         if c.dirty_bytes == 0 {
             return Ok(None);
         }
+        let started = Instant::now();
         let segs = self.sealed_below(c.end);
         let mut stats = CleanStats {
             segments_before: segs.len(),
@@ -279,6 +282,7 @@ impl Log {
         }
         stats.segments_after = after;
         stats.cleaned_to = end;
+        stats.elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         if stats.groups_abandoned == 0 {
             self.clean_point.set(end);
             self.write_clean_point().await?;
