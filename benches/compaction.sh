@@ -74,6 +74,7 @@ for f in $sealed; do dd if="$f" of=/dev/null bs=1M iflag=direct status=none; don
 disk_ms=$((($(date +%s%N) - start_ns) / 1000000))
 cp -a "$DIR/data" "$DIR/off"
 cp -a "$DIR/data" "$DIR/on"
+sync # the copies' dirty pages must not be written back during a latency run
 
 # 1b. The first clean with the cleaner on.
 echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
@@ -86,6 +87,7 @@ stop
 
 # 2. Produce p99, cleaner off then on.
 latency() { # label data-dir cleaner
+    sync
     echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
     start "$2" "$DIR/$1.log" "$3"
     timeout $((SECS + 120)) "$LOAD" produce --bootstrap "$BOOT" --topic dirty --keyed \
@@ -138,8 +140,7 @@ L = ["<!-- compaction:begin -->", "## Compaction (log cleaner)", "",
      "  block at a time: above 1 means more reads in flight, not a faster disk.",
      f"- produce p99 with the cleaner running / without: **{ratio_p99:.2f}** (target ≤ 1.2). The cleans take",
      f"  {elapsed / 1000:.1f} s of the {secs} s window (2 GB at this machine's disk speed), so this says the cleaner adds",
-     "  no visible latency step at this size; run-to-run noise on this disk is of the same order (an earlier run",
-     "  had p99 27 ms with the cleaner off).",
+     "  no visible latency step at this size; run-to-run noise on this disk is of the same order.",
      "<!-- compaction:end -->", ""]
 block = "\n".join(L)
 text = open(out).read() if os.path.exists(out) else ""
