@@ -215,6 +215,34 @@ fn a_compacted_topic_keeps_the_latest_value_of_each_key_and_drops_tombstones_lat
         .count();
     assert!(dead > 0, "tombstones are kept for delete.retention.ms");
 
+    // `sluice topic describe --metrics` shows each partition's dirty ratio.
+    let described = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["topic", "describe", topic, "--bootstrap", &b.addr])
+        .args(["--metrics", &b.metrics_addr, "--timeout-ms", "10000"])
+        .output()
+        .expect("sluice topic describe");
+    let text = String::from_utf8_lossy(&described.stdout);
+    assert!(
+        described.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&described.stderr)
+    );
+    assert!(text.contains("DIRTY-RATIO"), "{text}");
+    let rows: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with(['0', '1']))
+        .collect();
+    assert_eq!(rows.len(), 2, "{text}");
+    for row in rows {
+        let ratio: f64 = row
+            .split_whitespace()
+            .last()
+            .unwrap()
+            .parse()
+            .expect("a ratio");
+        assert!((0.0..=0.1).contains(&ratio), "{row}");
+    }
+
     // Past delete.retention.ms, more updates make the log dirty; the next clean finds the
     // tombstones in the clean section and drops them.
     std::thread::sleep(Duration::from_millis(2_500));

@@ -60,6 +60,10 @@ pub enum TopicAction {
     Describe {
         #[arg(required = true)]
         topics: Vec<String>,
+        /// A broker's metrics endpoint (HOST:PORT, its --metrics-listen): adds the dirty ratio
+        /// of the compacted partitions that broker hosts (not part of the Kafka protocol).
+        #[arg(long, value_name = "HOST:PORT")]
+        metrics: Option<String>,
     },
     /// Delete topics.
     Delete {
@@ -138,7 +142,7 @@ pub fn run(cmd: TopicCmd) -> Result<(), AdminError> {
             if_not_exists,
         ),
         TopicAction::List { internal } => list(c, internal),
-        TopicAction::Describe { topics } => describe(c, &topics),
+        TopicAction::Describe { topics, metrics } => describe(c, &topics, metrics.as_deref()),
         TopicAction::Delete { topics, if_exists } => delete(c, &topics, if_exists),
         TopicAction::AlterConfig { topic, set, delete } => alter_config(c, &topic, &set, &delete),
         TopicAction::AddPartitions { topic, total, add } => add_partitions(c, &topic, total, add),
@@ -278,6 +282,50 @@ struct PartitionInfo {
     isr: Vec<i32>,
     log_start_offset: i64,
     log_end_offset: i64,
+    /// Compacted partitions, with `--metrics`: the cleaner's dirty ratio.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    dirty_ratio: Option<f64>,
+}
+
+/// `sluice_partition_dirty_ratio` per (topic, partition) from a broker's `/metrics`.
+fn dirty_ratios(addr: &str) -> Result<std::collections::HashMap<(String, i32), f64>, AdminError> {
+    use std::io::{Read, Write};
+    use std::time::Duration;
+    let fail = |e: std::io::Error| AdminError::Io {
+        addr: addr.to_owned(),
+        reason: e.to_string(),
+    };
+    let sock = addr
+        .parse::<std::net::SocketAddr>()
+        .map_err(|e| AdminError::Usage(format!("--metrics {addr}: {e}")))?;
+    let mut s =
+        std::net::TcpStream::connect_timeout(&sock, Duration::from_secs(5)).map_err(fail)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(fail)?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(fail)?;
+    let mut body = String::new();
+    // Bounded: a metrics page is far smaller.
+    s.take(64 << 20).read_to_string(&mut body).map_err(fail)?;
+    let mut out = std::collections::HashMap::new();
+    for line in body.lines() {
+        let Some(rest) = line.strip_prefix("sluice_partition_dirty_ratio{topic=\"") else {
+            continue;
+        };
+        let parsed = rest
+            .split_once("\",partition=\"")
+            .and_then(|(topic, rest)| {
+                let (p, v) = rest.split_once("\"} ")?;
+                Some(((topic.to_owned(), p.parse().ok()?), v.trim().parse().ok()?))
+            });
+        if let Some((k, v)) = parsed {
+            out.insert(k, v);
+        }
+    }
+    Ok(out)
 }
 
 #[derive(Serialize)]
@@ -298,7 +346,8 @@ struct Described {
     configs: Vec<ConfigEntry>,
 }
 
-fn describe(c: &ClientArgs, topics: &[String]) -> Result<(), AdminError> {
+fn describe(c: &ClientArgs, topics: &[String], metrics: Option<&str>) -> Result<(), AdminError> {
+    let ratios = metrics.map(dirty_ratios).transpose()?.unwrap_or_default();
     let mut s = c.session()?;
     let md = s.metadata(Some(topics))?;
     let mut out = Vec::with_capacity(topics.len());
@@ -329,6 +378,7 @@ fn describe(c: &ClientArgs, topics: &[String]) -> Result<(), AdminError> {
                     isr: p.isr_nodes.iter().map(|b| b.0).collect(),
                     log_start_offset: starts.get(&tp).copied().unwrap_or(-1),
                     log_end_offset: ends.get(&tp).copied().unwrap_or(-1),
+                    dirty_ratio: ratios.get(&tp).copied(),
                 }
             })
             .collect();
@@ -358,23 +408,32 @@ fn describe(c: &ClientArgs, topics: &[String]) -> Result<(), AdminError> {
                 d.partitions.first().map_or(0, |p| p.replicas.len()),
                 overrides.join(",")
             ));
-            let mut t = Table::new(&[
+            let dirty = d.partitions.iter().any(|p| p.dirty_ratio.is_some());
+            let mut columns = vec![
                 "PARTITION",
                 "LEADER",
                 "REPLICAS",
                 "ISR",
                 "LOG-START-OFFSET",
                 "LOG-END-OFFSET",
-            ]);
+            ];
+            if dirty {
+                columns.push("DIRTY-RATIO");
+            }
+            let mut t = Table::new(&columns);
             for p in &d.partitions {
-                t.row(vec![
+                let mut row = vec![
                     p.partition.to_string(),
                     p.leader.to_string(),
                     join(&p.replicas),
                     join(&p.isr),
                     p.log_start_offset.to_string(),
                     p.log_end_offset.to_string(),
-                ]);
+                ];
+                if dirty {
+                    row.push(p.dirty_ratio.map_or("-".to_owned(), |r| format!("{r:.2}")));
+                }
+                t.row(row);
             }
             text.push_str(&t.render());
         }
