@@ -6,8 +6,8 @@
 //!   log order = decision order); a task waits for durability (per the flush policy) and feeds
 //!   `Persisted` back — in append order per partition, whatever order the waits finish in
 //!   (two commits of one key in one coalesced write would otherwise apply in wake-up order, and
-//!   memory could keep the older offset while the log replays the newer). `Snapshot` actions additionally move the log start offset past the
-//!   superseded records once the snapshot is durable.
+//!   memory could keep the older offset while the log replays the newer). The log cleaner
+//!   compacts the partitions (`cleanup.policy=compact`).
 //! - [`run`] (one task per shard) creates the topic (shard 0), loads this shard's offsets
 //!   partitions, then ticks the coordinator every [`TICK_MS`].
 //!
@@ -153,21 +153,6 @@ fn execute(shard: &Rc<Shard>, action: Action) {
                 }
                 Err(e) => persisted(shard, partition, seq, e.code()),
             }
-        }
-        Action::Snapshot { partition, records } => {
-            let Ok((part, info)) = append(shard, partition, &records) else {
-                return;
-            };
-            let first = info.last_offset + 1 - records.len() as i64;
-            crate::runtime::spawn(async move {
-                if part.wait_acks(&info, -1).await.is_ok() {
-                    match part.log.delete_records_before(first).await {
-                        Ok(start) => info!(partition, log_start_offset = start, live = records.len(), "compacted __consumer_offsets partition"),
-                        Err(e) => warn!(partition, error = %e, "moving __consumer_offsets log start failed"),
-                    }
-                }
-            })
-            .detach();
         }
     }
 }

@@ -36,8 +36,8 @@ pub fn partition_for(group: &str, partitions: i32) -> i32 {
     abs % partitions.max(1)
 }
 
-/// Topic configs of `__consumer_offsets`: never deleted by time or size (the coordinator
-/// rewrites live keys and moves the log start itself), Kafka's 100 MiB segments.
+/// Topic configs of `__consumer_offsets`: compacted by the log cleaner, never deleted by time
+/// or size, Kafka's 100 MiB segments.
 pub fn offsets_topic_configs() -> BTreeMap<String, String> {
     BTreeMap::from([
         ("cleanup.policy".to_owned(), "compact".to_owned()),

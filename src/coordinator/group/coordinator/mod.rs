@@ -30,8 +30,8 @@
 //! - `offsets.rs`: OffsetCommit, OffsetFetch, OffsetDelete, deleted topics, and the
 //!   `Persisted` completions of writes with a token;
 //! - `admin.rs`: DescribeGroups, ListGroups, DeleteGroups;
-//! - `load.rs`: loading a `__consumer_offsets` partition (replay) and compacting its log
-//!   (snapshots of the live keys);
+//! - `load.rs`: loading a `__consumer_offsets` partition (replay; the log cleaner compacts
+//!   the log);
 //! - `tests.rs`: deterministic tests with a simulated clock.
 
 mod admin;
@@ -258,7 +258,7 @@ pub enum Event {
     /// This broker no longer leads the offsets partition: its groups are dropped (another
     /// broker loads them).
     Unloaded(i32),
-    /// Done loading; `records_read` lets the coordinator decide to compact.
+    /// Done loading (`records_read`: how many records the load replayed).
     LoadCompleted {
         partition: i32,
         records_read: usize,
@@ -383,12 +383,6 @@ pub enum Action {
         records: Vec<StoredRecord>,
         token: Option<u64>,
     },
-    /// Append this snapshot of every live key of `partition`, then, once durable, move the log
-    /// start offset to the snapshot's first offset (everything before it is superseded).
-    Snapshot {
-        partition: i32,
-        records: Vec<StoredRecord>,
-    },
 }
 
 /// A group as metrics see it.
@@ -410,9 +404,6 @@ pub struct Coordinator {
     next_token: u64,
     rng: sluice_base::Rng,
     out: Vec<Action>,
-    /// Per offsets partition: records in the log since its start, and that count when live
-    /// keys were last compared with it (compaction check).
-    log_records: HashMap<i32, (usize, usize)>,
 }
 
 impl Coordinator {
@@ -426,7 +417,6 @@ impl Coordinator {
             next_token: 1,
             rng: sluice_base::Rng::new(seed | 1),
             out: Vec::new(),
-            log_records: HashMap::new(),
         }
     }
 
@@ -452,12 +442,8 @@ impl Coordinator {
             }
             Event::Replay(p, rec) => self.replay(now_ms, p, rec),
             Event::Unloaded(p) => self.unload(p),
-            Event::LoadCompleted {
-                partition,
-                records_read,
-            } => self.load_completed(now_ms, partition, records_read),
+            Event::LoadCompleted { partition, .. } => self.load_completed(now_ms, partition),
         }
-        self.maybe_compact();
         std::mem::take(&mut self.out)
     }
 
