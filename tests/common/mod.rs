@@ -438,6 +438,25 @@ pub fn produce_all(producer: &TestProducer, topic: &str, records: &[Out]) -> Vec
     out.into_iter().map(|(_, r)| r).collect()
 }
 
+/// A free loopback address whose port is below the kernel's ephemeral range (32768+ here):
+/// a broker restarted after kill -9 gets its port back, which a client connection's source
+/// port could otherwise have taken meanwhile. Bounded: 1000 tries.
+pub fn address_outside_ephemeral_range() -> String {
+    let seed = u64::from(std::process::id())
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+    let mut rng = sluice_base::Rng::new(seed);
+    for _ in 0..1000 {
+        let port = 20_000 + rng.next_u64() % 12_000;
+        let addr = format!("127.0.0.1:{port}");
+        if std::net::TcpListener::bind(&addr).is_ok() {
+            return addr;
+        }
+    }
+    panic!("no free port in 20000..32000");
+}
+
 /// A plain HTTP/1.1 GET (metrics endpoint): (status, body).
 pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     use std::io::{Read, Write};
