@@ -221,6 +221,12 @@ impl Broker {
         }
     }
 
+    /// Starts again on the same data dir at a new address (`addr`).
+    pub fn restart_at(&mut self, addr: &str) {
+        assert!(self.child.is_none(), "stop or kill first");
+        self.spawn(addr);
+    }
+
     pub fn client_config(&self) -> ClientConfig {
         let mut c = ClientConfig::new();
         c.set("bootstrap.servers", &self.addr)
