@@ -181,8 +181,19 @@ async fn commit_replicated(
             "the controller quorum did not commit the change in time (it may still commit)",
         )
     };
-    let turn = d.turn.lock().await;
-    crate::runtime::timeout(REPLICATED_COMMIT_TIMEOUT, q.linearize())
+    // Bounded from the call, not from reaching the front: a controller cut off from the
+    // quorum still believes it leads, and every command behind it would otherwise wait its
+    // full turn: a queue that grows by one ISR change per partition every few seconds would
+    // never drain.
+    let deadline = std::time::Instant::now() + REPLICATED_COMMIT_TIMEOUT;
+    let turn = crate::runtime::timeout(REPLICATED_COMMIT_TIMEOUT, d.turn.lock())
+        .await
+        .map_err(|_| timed_out())?;
+    if !q.is_leader() {
+        return Err(not_controller(q.leader()));
+    }
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    crate::runtime::timeout(left, q.linearize())
         .await
         .map_err(|_| timed_out())?
         .map_err(quorum_error)?;
