@@ -185,14 +185,14 @@ async fn commit_replicated(
     // quorum still believes it leads, and every command behind it would otherwise wait its
     // full turn: a queue that grows by one ISR change per partition every few seconds would
     // never drain.
-    let deadline = std::time::Instant::now() + REPLICATED_COMMIT_TIMEOUT;
+    let deadline = crate::runtime::now() + REPLICATED_COMMIT_TIMEOUT;
     let turn = crate::runtime::timeout(REPLICATED_COMMIT_TIMEOUT, d.turn.lock())
         .await
         .map_err(|_| timed_out())?;
     if !q.is_leader() {
         return Err(not_controller(q.leader()));
     }
-    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    let left = deadline.saturating_duration_since(crate::runtime::now());
     crate::runtime::timeout(left, q.linearize())
         .await
         .map_err(|_| timed_out())?
