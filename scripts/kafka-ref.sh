@@ -18,8 +18,9 @@
 # (default 127.0.0.1:29093), KAFKA_REF_PARTITIONS (partitions of auto-created topics, default 3 as
 # the client-matrix tests give Sluice), KAFKA_REF_HEAP (default 768m), KAFKA_REF_START_TIMEOUT_S
 # (default 60), KAFKA_REF_KEEP_DATA=1 (stop keeps the data dir), KAFKA_REF_DEPS
-# (default .test-deps/kafka), KAFKA_REF_LOG_LINES (for `log`, default 50). Only loopback addresses
-# are accepted.
+# (default .test-deps/kafka), KAFKA_REF_LOG_LINES (for `log`, default 50), KAFKA_REF_PROPS (more
+# server.properties lines, whitespace-separated key=value, e.g. `log.flush.interval.messages=1`),
+# TMPDIR (where the data dir is made, default /tmp). Only loopback addresses are accepted.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 POM="$ROOT/scripts/kafka-ref/pom.xml"
@@ -121,6 +122,10 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 EOF
+    local prop
+    for prop in ${KAFKA_REF_PROPS:-}; do
+        echo "$prop" >>"$dir/server.properties"
+    done
     cat >"$dir/log4j2.properties" <<EOF
 status = warn
 appender.file.type = File

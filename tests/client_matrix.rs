@@ -22,25 +22,32 @@ use std::time::{Duration, Instant};
 /// One client at a time (see the module doc).
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// Upper bound on one client's whole script; MATRIX_TEST_TIMEOUT_S overrides it.
-fn script_timeout() -> Duration {
+/// Upper bound on one client's whole script, `default_s` unless MATRIX_TEST_TIMEOUT_S says.
+fn script_timeout(default_s: u64) -> Duration {
     let secs = std::env::var("MATRIX_TEST_TIMEOUT_S")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(180);
+        .unwrap_or(default_s);
     Duration::from_secs(secs)
 }
+
+/// The bound of most clients' scripts.
+const SCRIPT_TIMEOUT_S: u64 = 180;
 
 /// Partition count the broker gives auto-created topics; kcat relies on it (it cannot create topics).
 const AUTO_CREATE_PARTITIONS: &str = "3";
 
 fn run_client(client: &str) {
+    run_client_within(client, SCRIPT_TIMEOUT_S);
+}
+
+fn run_client_within(client: &str, default_timeout_s: u64) {
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let mut broker = Broker::start(&["--num-partitions", AUTO_CREATE_PARTITIONS]);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/client-matrix/run.sh");
-    let timeout = script_timeout();
+    let timeout = script_timeout(default_timeout_s);
     let started = Instant::now();
     let (status, output) = run_bounded(
         Command::new("bash")
@@ -168,4 +175,22 @@ fn kafka_streams() {
 #[test]
 fn go() {
     run_client("go");
+}
+
+/// Quix Streams (scripts/client-matrix/quixstreams_test.py): a stateful word count through a
+/// repartition topic and a changelogged store, restarted with an empty state dir, and a tumbling
+/// window count; the counts must be exact.
+#[test]
+fn quixstreams() {
+    run_client("quixstreams");
+}
+
+/// Kafka Connect (scripts/client-matrix/connect_test.py): a distributed worker with Debezium's
+/// PostgreSQL source and JDBC sink between two databases of a PostgreSQL server the script starts;
+/// the worker is killed with SIGKILL while rows change; the sink table must end equal to the
+/// source table and the topic must hold every change in order. Starting a JVM worker twice and
+/// PostgreSQL takes most of a minute, hence the longer bound.
+#[test]
+fn kafka_connect() {
+    run_client_within("kafka-connect", 480);
 }

@@ -2,7 +2,7 @@
 # Runs the client matrix against a running broker.
 #
 # Usage: run.sh BOOTSTRAP [client...]   clients: kafka-python aiokafka kafkajs kcat kafka-python-groups
-#        aiokafka-groups kafkajs-groups java kafka-streams go (default: all)
+#        aiokafka-groups kafkajs-groups java kafka-streams go kafka-connect quixstreams (default: all)
 #
 # Each client script runs its scenarios on fresh topics and prints PASS/FAIL/SKIP lines; this
 # prints a summary naming every failed scenario and exits non-zero if any client failed, timed out
@@ -11,7 +11,7 @@
 set -uo pipefail
 
 if [ $# -lt 1 ]; then
-    echo "usage: $0 BOOTSTRAP [kafka-python|aiokafka|kafkajs|kcat|kafka-python-groups|aiokafka-groups|kafkajs-groups|java|kafka-streams|go ...]" >&2
+    echo "usage: $0 BOOTSTRAP [kafka-python|aiokafka|kafkajs|kcat|kafka-python-groups|aiokafka-groups|kafkajs-groups|java|kafka-streams|go|kafka-connect|quixstreams ...]" >&2
     exit 2
 fi
 BOOT="$1"
@@ -25,7 +25,8 @@ CLIENTS=("$@")
 export KAFKAJS_PATH="$DEPS/node/node_modules/kafkajs"
 export JAVA_MATRIX_DIR="$DEPS/java"
 export STREAMS_MATRIX_DIR="$DEPS/streams"
-[ ${#CLIENTS[@]} -eq 0 ] && CLIENTS=(kafka-python aiokafka kafkajs kcat kafka-python-groups aiokafka-groups kafkajs-groups java kafka-streams go)
+export CONNECT_MATRIX_DIR="$DEPS/connect"
+[ ${#CLIENTS[@]} -eq 0 ] && CLIENTS=(kafka-python aiokafka kafkajs kcat kafka-python-groups aiokafka-groups kafkajs-groups java kafka-streams go kafka-connect quixstreams)
 
 # Prints why a client cannot run, or nothing.
 missing_dep() {
@@ -46,6 +47,14 @@ missing_dep() {
             [ -f "$DEPS/streams/build/classes/sluice/StreamsTest.class" ] || echo "no Kafka Streams scenario built in $DEPS/streams"
             ;;
         go) [ -x "$DEPS/go/go-matrix" ] || echo "no Go scenario built in $DEPS/go" ;;
+        quixstreams) "$PY" -c "import quixstreams, kafka" 2>/dev/null || echo "no $PY with quixstreams and kafka-python" ;;
+        kafka-connect)
+            command -v java >/dev/null || { echo "java not installed"; return; }
+            command -v psql >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 ||
+                { echo "no PostgreSQL server (Debian's postgresql)"; return; }
+            "$PY" -c "import kafka" 2>/dev/null || { echo "no $PY with kafka-python"; return; }
+            [ -f "$DEPS/connect/ready" ] || echo "no Connect worker and plugins in $DEPS/connect"
+            ;;
         *) echo "unknown client" ;;
     esac
 }
@@ -62,6 +71,8 @@ command_for() {
         java) echo bash "$HERE/java_test.sh" ;; # classpath from JAVA_MATRIX_DIR
         kafka-streams) echo bash "$HERE/streams_test.sh" ;; # classpath from STREAMS_MATRIX_DIR
         go) echo "$DEPS/go/go-matrix" ;;
+        quixstreams) echo "$PY" "$HERE/quixstreams_test.py" ;;
+        kafka-connect) echo "$PY" "$HERE/connect_test.py" ;; # jars from CONNECT_MATRIX_DIR
     esac
 }
 
