@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sluice standard workload matrix -> BENCHMARKS.md
 #
-#   benches/run-matrix.sh                      full matrix (fresh broker per row), ~10-15 min
+#   benches/run-matrix.sh                      full matrix (fresh broker per row, Sluice then
+#                                              Apache Kafka), ~30 min
 #   benches/run-matrix.sh --quick              smoke version (3 s runs, fewer rows), ~2-3 min
 #   benches/run-matrix.sh --bootstrap H:P      same matrix against an already-running broker
 #
@@ -11,7 +12,9 @@
 #      bandwidth with fdatasync every 16 MiB and fdatasync latency after a 4 KiB O_DIRECT write
 #      (fio; a small python writer if fio is unavailable)
 #   3. for each row: starts a fresh broker on 127.0.0.1 with its own data dir under the work dir
-#      (on the real disk), runs sluice-load, stops the broker by PID, deletes the data dir
+#      (on the real disk), runs sluice-load, stops the broker by PID, deletes the data dir; then
+#      the same row against a fresh Apache Kafka broker (scripts/kafka-ref.sh: single-node KRaft
+#      from Maven Central's jars, the same flush policy in Kafka's terms) unless --no-kafka
 #   4. optionally runs `cargo bench --bench storage` (criterion) and adds its table
 #   5. writes BENCHMARKS.md (tables, ratios to the limits, exact commands, machine, date, commit)
 #
@@ -28,6 +31,7 @@ QUICK=0
 BUILD=1
 STORAGE_BENCH=auto     # auto = on for the full run, off for --quick
 KEEP_DATA=0
+KAFKA=auto             # auto = on when java is installed and no --bootstrap is given
 FLUSH_INTERVAL_MS=${FLUSH_INTERVAL_MS:-100}
 PRODUCERS=${PRODUCERS:-1}
 CONSUMERS=${CONSUMERS:-1}
@@ -46,6 +50,7 @@ Options:
   --storage-bench        also run 'cargo bench --bench storage' (default in the full run)
   --no-storage-bench     skip it
   --keep-data            keep broker data dirs
+  --no-kafka             skip the Apache Kafka rows
 Environment: FLUSH_INTERVAL_MS (default 100), PRODUCERS (1), CONSUMERS (1), CARGO_TARGET_DIR.
 EOF
 }
@@ -61,17 +66,24 @@ while [[ $# -gt 0 ]]; do
         --storage-bench) STORAGE_BENCH=1; shift ;;
         --no-storage-bench) STORAGE_BENCH=0; shift ;;
         --keep-data) KEEP_DATA=1; shift ;;
+        --no-kafka) KAFKA=0; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
 done
 [[ $STORAGE_BENCH == auto ]] && STORAGE_BENCH=$((1 - QUICK))
+if [[ $KAFKA == auto ]]; then
+    KAFKA=0
+    [[ -z $BOOTSTRAP ]] && command -v java >/dev/null 2>&1 && KAFKA=1
+fi
+[[ -n $BOOTSTRAP ]] && KAFKA=0
+KAFKA_REF=$ROOT/scripts/kafka-ref.sh
 
 if [[ $QUICK == 1 ]]; then
-    DURATION=3s; WARMUP=1s; BACKLOG_MSGS=200000
+    DURATION=3s; WARMUP=1s; BACKLOG_MSGS=200000; KAFKA_WARM=5s
     IPERF_SECS=2; FIO_SEQ_SIZE=256M; FIO_SYNC_SECS=3
 else
-    DURATION=10s; WARMUP=2s; BACKLOG_MSGS=1000000
+    DURATION=10s; WARMUP=2s; BACKLOG_MSGS=1000000; KAFKA_WARM=15s
     IPERF_SECS=5; FIO_SEQ_SIZE=1G; FIO_SYNC_SECS=8
 fi
 MSG_SIZE=1024
@@ -278,6 +290,7 @@ def report(res_dir, out, meta_path):
     w("benches/run-matrix.sh                       # full matrix + storage micro-benchmarks (~15 min)")
     w("benches/run-matrix.sh --quick               # smoke version (~3 min)")
     w("benches/run-matrix.sh --bootstrap HOST:PORT # same matrix against an already-running broker")
+    w("benches/run-matrix.sh --no-kafka            # without the Apache Kafka rows")
     w("cargo bench --bench storage                 # criterion micro-benchmarks of sluice-storage only")
     w("```\n")
     w("Each matrix row starts a fresh `sluice` broker on 127.0.0.1 with an empty data dir on the "
@@ -325,18 +338,53 @@ def report(res_dir, out, meta_path):
             s.append("; ".join(p)[:80])
         return ", ".join(s) if s else "ok"
 
+    kafka_rows = {r["name"][: -len("-kafka")]: r for r in rows if r.get("broker") == "kafka"}
+    with_kafka = bool(kafka_rows)
+
+    def who(r):
+        return "Apache Kafka" if r.get("broker") == "kafka" else "Sluice"
+
+    def vs_kafka(r, value):
+        """Sluice's value ÷ the same row's Apache Kafka value (– for Kafka rows or without one)."""
+        k = kafka_rows.get(r["name"]) if r.get("broker", "sluice") == "sluice" else None
+        if not k or not r_ok(r) or not r_ok(k):
+            return "–"
+        a, b = value(r), value(k)
+        if a is None or not b:
+            return "–"
+        q = a / b
+        return f"{q:.2f}" if q >= 0.1 else f"{q:.2g}"
+
+    def thr(r):
+        return r["res"]["throughput_msgs_per_sec"]
+
+    if with_kafka:
+        w("## Apache Kafka side by side\n")
+        w("Every row below ran twice in this run, on the same machine and disk: against Sluice, then "
+          "against a fresh single-node Apache Kafka "
+          f"{meta.get('kafka_version', '')} broker (KRaft, combined broker and controller, "
+          "`scripts/kafka-ref.sh`, started from Maven Central's jars with its default JVM "
+          "settings but a 768 MiB heap). Kafka's flush policy follows Sluice's: `never` = Kafka's "
+          "default (page cache, no fsync; Sluice's `never` writes with O_DIRECT and does not fsync "
+          "either), `interval` = `log.flush.interval.ms`, `always` = "
+          "`log.flush.interval.messages=1`. Before each Kafka row a load of "
+          f"{meta.get('kafka_warm', '?')} on another topic warms the JVM up (not measured). The "
+          "end-to-end rows offer Kafka the same rate as Sluice. **÷ Kafka** is Sluice's figure "
+          "divided by Kafka's on the same row: above 1 means Sluice moved more messages per "
+          "second; for latency, below 1 means Sluice was faster.\n")
+
     prod = [r for r in rows if r["kind"] == "produce"]
     if prod:
         w("## Produce only\n")
         w("Latency = acknowledgement time − hand-over to the client (max rate, so it includes "
           "time queued in librdkafka).\n")
-        w("| flush | acks | partitions | msg/s | MB/s | ÷ loopback | ÷ disk | p50 ms | p99 ms | p99.9 ms | max ms | broker CPU (cores) | status |")
-        w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        w("| broker | flush | acks | partitions | msg/s | ÷ Kafka | MB/s | ÷ loopback | ÷ disk | p50 ms | p99 ms | p99.9 ms | max ms | broker CPU (cores) | status |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in prod:
             mbps = r["res"]["throughput_mb_per_sec"] * 1048576 if r_ok(r) else None
             acks = f"{r['acks']} (idempotent)" if r['name'].endswith('-idempotent') else r['acks']
-            w(f"| {r['flush']} | {acks} | {r['partitions']} | "
-              f"{fmt(r['res']['throughput_msgs_per_sec'], 0) if r_ok(r) else '–'} | "
+            w(f"| {who(r)} | {r['flush']} | {acks} | {r['partitions']} | "
+              f"{fmt(r['res']['throughput_msgs_per_sec'], 0) if r_ok(r) else '–'} | {vs_kafka(r, thr)} | "
               f"{fmt(mbps and mbps / MB)} | {pct(mbps / loop if mbps and loop else None)} | "
               f"{pct(mbps / disk if mbps and disk else None)} | "
               f"{fmt(lat(r, 'p50'), 2)} | {fmt(lat(r, 'p99'), 2)} | {fmt(lat(r, 'p999'), 2)} | "
@@ -347,12 +395,12 @@ def report(res_dir, out, meta_path):
         w("## Consume from a backlog\n")
         w(f"The backlog is written first (`produce --messages`, acks=1, not timed here), then "
           "one consumer reads it from the beginning until caught up.\n")
-        w("| flush | partitions | backlog msgs | msg/s | MB/s | ÷ loopback | broker CPU (cores) | status |")
-        w("|---|---|---|---|---|---|---|---|")
+        w("| broker | flush | partitions | backlog msgs | msg/s | ÷ Kafka | MB/s | ÷ loopback | broker CPU (cores) | status |")
+        w("|---|---|---|---|---|---|---|---|---|---|")
         for r in cons:
             mbps = r["res"]["throughput_mb_per_sec"] * 1048576 if r_ok(r) else None
-            w(f"| {r['flush']} | {r['partitions']} | {fmt(r['res']['topic']['backlog_at_start']) if r_ok(r) else '–'} | "
-              f"{fmt(r['res']['throughput_msgs_per_sec'], 0) if r_ok(r) else '–'} | "
+            w(f"| {who(r)} | {r['flush']} | {r['partitions']} | {fmt(r['res']['topic']['backlog_at_start']) if r_ok(r) else '–'} | "
+              f"{fmt(r['res']['throughput_msgs_per_sec'], 0) if r_ok(r) else '–'} | {vs_kafka(r, thr)} | "
               f"{fmt(mbps and mbps / MB)} | {pct(mbps / loop if mbps and loop else None)} | "
               f"{fmt(r['cpu'], 2)} | {prob(r)} |")
         w("")
@@ -366,8 +414,8 @@ def report(res_dir, out, meta_path):
           "**fell behind the rate** = consumed msg/s < 95 % of the target: the latency then measures a "
           "growing queue, not the broker's latency (with 1 consumer on 2 shared cores the consumer, not "
           "the broker, is usually what falls behind).\n")
-        w("| flush | acks | partitions | rate msg/s | consumed msg/s | p50 ms | p99 ms | p99.9 ms | max ms | bound ms | p99 ÷ bound | broker CPU (cores) | status |")
-        w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        w("| broker | flush | acks | partitions | rate msg/s | consumed msg/s | p50 ms | p99 ms | p99 ÷ Kafka | p99.9 ms | max ms | bound ms | p99 ÷ bound | broker CPU (cores) | status |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in e2e:
             bound = None
             if r["flush"] == "never":
@@ -380,9 +428,9 @@ def report(res_dir, out, meta_path):
             st = prob(r) + (f", {missing} missing" if missing else "")
             if r_ok(r) and r["res"]["throughput_msgs_per_sec"] < 0.95 * float(r["rate"]):
                 st += ", **fell behind the rate**"
-            w(f"| {r['flush']} | {r['acks']} | {r['partitions']} | {fmt(float(r['rate']), 0)} | "
+            w(f"| {who(r)} | {r['flush']} | {r['acks']} | {r['partitions']} | {fmt(float(r['rate']), 0)} | "
               f"{fmt(r['res']['throughput_msgs_per_sec'], 0) if r_ok(r) else '–'} | "
-              f"{fmt(lat(r, 'p50'), 2)} | {fmt(p99, 2)} | {fmt(lat(r, 'p999'), 2)} | {fmt(lat(r, 'max'), 1)} | "
+              f"{fmt(lat(r, 'p50'), 2)} | {fmt(p99, 2)} | {vs_kafka(r, lambda x: lat(x, 'p99'))} | {fmt(lat(r, 'p999'), 2)} | {fmt(lat(r, 'max'), 1)} | "
               f"{fmt(bound, 2)} | {ratio} | {fmt(r['cpu'], 2)} | {st} |")
         w("")
 
@@ -450,7 +498,7 @@ def report(res_dir, out, meta_path):
     for r in rows:
         w(f"# {r['name']}")
         if r.get("broker_cmd"):
-            w(r["broker_cmd"] + " &")
+            w(r["broker_cmd"] + ("" if r.get("broker") == "kafka" else " &"))
         for k in ("pre_cmd", "cmd"):
             if r.get(k):
                 w(r[k])
@@ -594,6 +642,7 @@ measure_disk
 
 BROKER_ADDR=""
 BROKER_CMD=""
+BROKER_KIND=sluice
 start_broker() { # start_broker ROW FLUSH
     local row=$1 flush=$2 port
     port=$(py freeport)
@@ -618,8 +667,43 @@ start_broker() { # start_broker ROW FLUSH
     return 1
 }
 
+# Apache Kafka's properties for a Sluice flush policy: never = Kafka's default (the page cache,
+# no fsync); interval = an fsync every FLUSH_INTERVAL_MS; always = an fsync after every message
+# (Kafka checks after each appended batch).
+kafka_flush_props() {
+    case $1 in
+        never) echo "" ;;
+        interval) echo "log.flush.interval.ms=$FLUSH_INTERVAL_MS log.flush.scheduler.interval.ms=$FLUSH_INTERVAL_MS" ;;
+        always) echo "log.flush.interval.messages=1" ;;
+    esac
+}
+
+start_kafka() { # start_kafka ROW FLUSH
+    local row=$1 flush=$2 port cport
+    port=$(py freeport)
+    cport=$(py freeport)
+    mkdir -p "$RES/$row"
+    BROKER_ADDR=127.0.0.1:$port
+    BROKER_KIND=kafka
+    local props; props=$(kafka_flush_props "$flush")
+    BROKER_CMD="KAFKA_REF_PROPS='$props' scripts/kafka-ref.sh start"
+    if ! KAFKA_REF_ADDR=$BROKER_ADDR KAFKA_REF_CONTROLLER_ADDR=127.0.0.1:$cport KAFKA_REF_PROPS="$props" \
+        KAFKA_REF_PARTITIONS=1 TMPDIR=$RES/$row timeout 180 "$KAFKA_REF" start > "$RES/$row/broker.log" 2>&1; then
+        log "Apache Kafka did not start; see $RES/$row/broker.log"
+        timeout 60 "$KAFKA_REF" stop >> "$RES/$row/broker.log" 2>&1 || true
+        return 1
+    fi
+    BROKER_PID=$(cat "$ROOT/.test-deps/kafka/run/pid")
+}
+
 stop_broker() {
     [[ -n $BROKER_PID ]] || return 0
+    if [[ $BROKER_KIND == kafka ]]; then
+        timeout 60 "$KAFKA_REF" stop >&2 || true
+        BROKER_PID=""
+        BROKER_KIND=sluice
+        return 0
+    fi
     kill -TERM "$BROKER_PID" 2>/dev/null || true
     for _ in $(seq 200); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
     if kill -0 "$BROKER_PID" 2>/dev/null; then
@@ -636,22 +720,45 @@ LOAD_TIMEOUT=$(( $(secs "$DURATION") + $(secs "$WARMUP") + 90 ))
 
 declare -A PRODUCE_RATE   # "flush/partitions" -> msgs/s of the acks=all produce-only row
 
-# run_row NAME KIND FLUSH ACKS PARTITIONS [RATE] [CLIENT_PROPERTY]
+# run_row NAME KIND FLUSH ACKS PARTITIONS [RATE] [CLIENT_PROPERTY]: the row against Sluice, then
+# (with KAFKA=1) the same row against Apache Kafka, named NAME-kafka.
 run_row() {
-    local name=$1 kind=$2 flush=$3 acks=$4 parts=$5 rate=${6:-} extra=${7:-}
+    run_one sluice "$@"
+    [[ $KAFKA == 1 ]] && run_one kafka "$@"
+    return 0
+}
+
+run_one() { # run_one sluice|kafka NAME KIND FLUSH ACKS PARTITIONS [RATE] [CLIENT_PROPERTY]
+    local broker=$1 name=$2 kind=$3 flush=$4 acks=$5 parts=$6 rate=${7:-} extra=${8:-}
+    [[ $broker == kafka ]] && name=$name-kafka
     mkdir -p "$RES/$name"
     local json=$RES/$name/result.json addr topic="bench-$name" pre_cmd="" broker_cmd=""
     if [[ -n $BOOTSTRAP ]]; then
         addr=$BOOTSTRAP
         topic="bench-$RUN_ID-$name"
     else
-        if ! start_broker "$name" "$flush"; then
-            py addrow "$ROWS" name="$name" kind="$kind" flush="$flush" acks="$acks" partitions="$parts" \
-                rate="${rate:-0}" json="$json" rc=broker-start-failed
+        local started=0
+        if [[ $broker == kafka ]]; then
+            start_kafka "$name" "$flush" && started=1
+        else
+            start_broker "$name" "$flush" && started=1
+        fi
+        if [[ $started == 0 ]]; then
+            py addrow "$ROWS" name="$name" broker="$broker" kind="$kind" flush="$flush" acks="$acks" \
+                partitions="$parts" rate="${rate:-0}" json="$json" rc=broker-start-failed
             return 0
         fi
         addr=$BROKER_ADDR
         broker_cmd=$BROKER_CMD
+    fi
+    if [[ $broker == kafka ]]; then
+        # The JVM compiles its hot paths during the first seconds of load: warm it up on another
+        # topic first (not measured), so that the row measures Kafka at speed.
+        local warm=("$LOADGEN" produce --bootstrap "$addr" --topic "warm-$name" --partitions "$parts"
+                    --message-size "$MSG_SIZE" -q --acks 1 --duration "$KAFKA_WARM")
+        broker_cmd="$broker_cmd"$'\n'"${warm[*]}"
+        log "$name: warming Apache Kafka up for $KAFKA_WARM"
+        timeout --kill-after=5 120 "${warm[@]}" > "$RES/$name/warm.out" 2>&1 || log "$name: warm-up failed"
     fi
     local common=(--bootstrap "$addr" --topic "$topic" --partitions "$parts" --message-size "$MSG_SIZE" -q)
     local cmd=()
@@ -682,10 +789,10 @@ run_row() {
         stop_broker
         [[ $KEEP_DATA == 1 ]] || rm -rf "$RES/$name/data"
     fi
-    if [[ $kind == produce && $acks == all && -z $extra && -s $json ]]; then
+    if [[ $broker == sluice && $kind == produce && $acks == all && -z $extra && -s $json ]]; then
         PRODUCE_RATE["$flush/$parts"]=$(py get "$json" results throughput_msgs_per_sec)
     fi
-    py addrow "$ROWS" name="$name" kind="$kind" flush="$flush" acks="$acks" partitions="$parts" \
+    py addrow "$ROWS" name="$name" broker="$broker" kind="$kind" flush="$flush" acks="$acks" partitions="$parts" \
         rate="${rate:-0}" json="$json" rc="$rc" cpu0="$RES/$name/cpu0.json" cpu1="$RES/$name/cpu1.json" \
         broker_cmd="$broker_cmd" pre_cmd="$pre_cmd" cmd="${cmd[*]}"
 }
@@ -773,7 +880,7 @@ cpu_model=$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo)
 mem=$(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo)
 commit=$(cd "$ROOT" && git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 if [[ -n $(cd "$ROOT" && git status --porcelain --untracked-files=no 2>/dev/null) ]]; then commit="$commit (+ uncommitted changes)"; fi
-export META_ROOT META_DATE META_COMMIT META_MACHINE META_FS META_WORK META_BOOT META_BROKER META_LOAD META_TARGET META_QUICK META_SB META_SB_SINCE META_SB_CMD META_LIMIT_CMDS META_BENCHES
+export META_KAFKA_WARM META_KAFKA_VERSION META_ROOT META_DATE META_COMMIT META_MACHINE META_FS META_WORK META_BOOT META_BROKER META_LOAD META_TARGET META_QUICK META_SB META_SB_SINCE META_SB_CMD META_LIMIT_CMDS META_BENCHES
 META_ROOT=$ROOT
 META_DATE=$(date -u '+%Y-%m-%d %H:%M UTC')
 META_COMMIT=$commit
@@ -785,6 +892,13 @@ META_BROKER="sluice --listen 127.0.0.1:PORT --data-dir DIR --flush FLUSH --flush
 META_LOAD="1 KiB messages (random ratio 0.5), $PRODUCERS producer(s), $CONSUMERS consumer(s), ${WARMUP} warmup + ${DURATION} measured per row, consume backlog $BACKLOG_MSGS msgs; flush interval ${FLUSH_INTERVAL_MS} ms"
 META_TARGET=$TARGET_DIR
 META_BENCHES=$ROOT/benches
+META_KAFKA_VERSION=""
+META_KAFKA_WARM=$KAFKA_WARM
+if [[ $KAFKA == 1 ]]; then
+    for jar in "$ROOT"/.test-deps/kafka/lib/kafka_2.13-*.jar; do
+        [[ -f $jar ]] && META_KAFKA_VERSION=${jar##*/kafka_2.13-} && META_KAFKA_VERSION=${META_KAFKA_VERSION%.jar}
+    done
+fi
 META_QUICK=$QUICK
 META_SB=$STORAGE_BENCH
 META_SB_SINCE=$STORAGE_SINCE
@@ -798,7 +912,8 @@ json.dump({"date": e["META_DATE"], "commit": e["META_COMMIT"], "machine": e["MET
            "broker_cmd": e["META_BROKER"], "load_desc": e["META_LOAD"], "target_dir": e["META_TARGET"],
            "quick": e["META_QUICK"] == "1", "storage_bench": e["META_SB"] == "1",
            "storage_bench_since": float(e["META_SB_SINCE"]), "storage_bench_cmd": e["META_SB_CMD"],
-           "benches_dir": e["META_BENCHES"],
+           "benches_dir": e["META_BENCHES"], "kafka_version": e["META_KAFKA_VERSION"],
+           "kafka_warm": e["META_KAFKA_WARM"],
            "limit_cmds": [l for l in e["META_LIMIT_CMDS"].split("\n") if l]},
           open(sys.argv[1], "w"), indent=1)
 EOF
