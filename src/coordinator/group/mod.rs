@@ -23,18 +23,7 @@ pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Period of the coordinator's timer tick: the resolution of session and rebalance timeouts.
 pub const TICK_MS: u64 = 100;
 
-/// Java's `String.hashCode` over UTF-16 code units (Kafka hashes group ids with it).
-pub fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16()
-        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32))
-}
-
-/// The `__consumer_offsets` partition of `group` (Kafka's `Utils.abs(hashCode) % n`).
-pub fn partition_for(group: &str, partitions: i32) -> i32 {
-    let h = java_string_hash(group);
-    let abs = if h == i32::MIN { 0 } else { h.abs() };
-    abs % partitions.max(1)
-}
+pub use super::{java_string_hash, partition_for};
 
 /// Topic configs of `__consumer_offsets`: compacted by the log cleaner, never deleted by time
 /// or size, Kafka's 100 MiB segments.

@@ -1,0 +1,1159 @@
+//! The transaction coordinator of one shard: a pure state machine for Kafka's transaction
+//! protocol (classic flow: InitProducerId, AddPartitionsToTxn / AddOffsetsToTxn, EndTxn). No I/O,
+//! no runtime, no clock: the driver feeds it events with the current time and carries out the
+//! [`Action`]s it returns (replies, records to append to `__transaction_state`, producer ids to
+//! allocate, commit/abort markers to write).
+//!
+//! States of one transactional id, as in Kafka (every arrow is a record written to the log
+//! first; the state changes only once that record is durable):
+//! ```text
+//!        InitProducerId (epoch + 1)                 AddPartitions
+//! Empty / Complete* ─────────────────▶ Empty ──────────────────────▶ Ongoing ◀─┐ AddPartitions
+//!       ▲                                                             │  └─────┘
+//!       │ markers written                    EndTxn / timeout / fence │
+//!       └──── CompleteCommit / CompleteAbort ◀── PrepareCommit / PrepareAbort
+//! ```
+//! A timed-out transaction, and an ongoing one whose id a new producer initialises, is aborted
+//! with the epoch bumped (Kafka's PrepareEpochFence), so the old producer is fenced: its
+//! requests get PRODUCER_FENCED from then on.
+//!
+//! Invariants (checked by the seeded simulation in `txn/sim.rs`):
+//! - one transition in flight per transactional id (others get CONCURRENT_TRANSACTIONS);
+//! - a Prepare* record is durable before any marker is written, and a transaction's markers are
+//!   all commit or all abort; once PrepareCommit is durable the commit completes, even across a
+//!   reload of the partition (`LoadCompleted` resumes the markers);
+//! - (producer id, epoch) returned by InitProducerId only grow for a transactional id;
+//! - every request gets exactly one reply.
+
+use std::collections::{BTreeSet, HashMap};
+
+use kafka_protocol::ResponseError;
+
+use super::records::{TxnRecord, TxnState, TxnValue};
+
+/// Identifies a waiting request (allocated by the driver).
+pub type ReqId = u64;
+
+const NONE: i16 = 0;
+const NO_PRODUCER_ID: i64 = -1;
+const NO_EPOCH: i16 = -1;
+
+fn code(e: ResponseError) -> i16 {
+    e.code()
+}
+
+/// Tunables (Kafka's broker config names in comments).
+#[derive(Debug, Clone)]
+pub struct TxnConfig {
+    /// transaction.max.timeout.ms
+    pub max_timeout_ms: i32,
+    /// transactional.id.expiration.ms: an id idle this long (no transaction under way) is
+    /// forgotten.
+    pub id_expiration_ms: i64,
+    /// How long a marker write that failed waits before it is tried again.
+    pub marker_retry_backoff_ms: i64,
+}
+
+impl Default for TxnConfig {
+    fn default() -> Self {
+        TxnConfig {
+            max_timeout_ms: 900_000,
+            id_expiration_ms: 7 * 24 * 3_600_000,
+            marker_retry_backoff_ms: 100,
+        }
+    }
+}
+
+/// InitProducerId with a transactional id.
+#[derive(Debug, Clone)]
+pub struct InitRequest {
+    pub transactional_id: String,
+    /// The `__transaction_state` partition of the id (routing computed it).
+    pub partition: i32,
+    pub timeout_ms: i32,
+    /// KIP-360: the producer id and epoch the client had (`None`: a new producer).
+    pub expected: Option<(i64, i16)>,
+}
+
+/// AddPartitionsToTxn (AddOffsetsToTxn arrives as the group's `__consumer_offsets` partition).
+#[derive(Debug, Clone)]
+pub struct AddRequest {
+    pub transactional_id: String,
+    pub partition: i32,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub partitions: Vec<(String, i32)>,
+    /// AddPartitionsToTxn v4+ from a partition leader (KIP-890): only check that the
+    /// partitions are in the transaction.
+    pub verify_only: bool,
+}
+
+/// EndTxn.
+#[derive(Debug, Clone)]
+pub struct EndRequest {
+    pub transactional_id: String,
+    pub partition: i32,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub commit: bool,
+}
+
+/// ListTransactions filters (empty = any).
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    pub states: Vec<String>,
+    pub producer_ids: Vec<i64>,
+}
+
+/// Inputs of the state machine.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Time passed: abort timed-out transactions, retry marker writes, expire idle ids.
+    Tick,
+    Init(ReqId, InitRequest),
+    Add(ReqId, AddRequest),
+    End(ReqId, EndRequest),
+    /// DescribeTransactions of one id (id, state partition).
+    Describe(ReqId, String, i32),
+    List(ReqId, ListFilter),
+    /// The answer to `Action::AllocateProducerId` (an error code on failure).
+    ProducerId {
+        token: u64,
+        result: Result<i64, i16>,
+    },
+    /// The record of a `Persist` with this token is durable (`error` 0) or failed.
+    Persisted {
+        token: u64,
+        error: i16,
+    },
+    /// The markers of a `WriteMarkers` with this token are written, except on `retry`.
+    MarkersWritten {
+        token: u64,
+        retry: Vec<(String, i32)>,
+    },
+    /// The driver starts loading a state partition this broker now leads at `coordinator_epoch`
+    /// (the partition's leader epoch).
+    LoadStarted {
+        partition: i32,
+        coordinator_epoch: i32,
+    },
+    /// One record read from the partition, in log order.
+    Replay(i32, TxnRecord),
+    LoadCompleted(i32),
+    /// This broker no longer leads the state partition: its ids are dropped.
+    Unloaded(i32),
+}
+
+/// DescribeTransactions' answer for one id.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TxnDescription {
+    pub error: i16,
+    pub transactional_id: String,
+    pub state: String,
+    pub timeout_ms: i32,
+    pub start_ms: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub partitions: Vec<(String, i32)>,
+}
+
+/// ListTransactions' entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedTxn {
+    pub transactional_id: String,
+    pub producer_id: i64,
+    pub state: String,
+}
+
+/// Answers to requests.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Reply {
+    Init {
+        error: i16,
+        producer_id: i64,
+        producer_epoch: i16,
+    },
+    /// Per partition (topic, partition, error).
+    Add(Vec<(String, i32, i16)>),
+    End(i16),
+    Describe(TxnDescription),
+    List(Vec<ListedTxn>),
+}
+
+/// Outputs of the state machine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    Reply(ReqId, Reply),
+    /// Get a new producer id (from the controller's blocks); answer with `Event::ProducerId`.
+    AllocateProducerId {
+        token: u64,
+    },
+    /// Append `record` to state partition `partition`; report `Event::Persisted` with `token`.
+    Persist {
+        partition: i32,
+        record: TxnRecord,
+        token: u64,
+    },
+    /// Write a commit (or abort) marker for (producer_id, producer_epoch) to each partition;
+    /// report `Event::MarkersWritten` with `token`. A partition whose topic is gone counts as
+    /// written.
+    WriteMarkers {
+        token: u64,
+        transactional_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+        partitions: Vec<(String, i32)>,
+    },
+}
+
+/// A transactional id as metrics see it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TxnSummary {
+    pub transactional_id: String,
+    pub state: TxnState,
+    pub start_ms: i64,
+}
+
+/// One transactional id.
+#[derive(Debug, Clone)]
+struct Txn {
+    /// Its `__transaction_state` partition.
+    partition: i32,
+    /// The durable state (what the log says).
+    meta: TxnValue,
+    /// KIP-360: the id and epoch before the last bump, so a retried InitProducerId of the
+    /// producer that got them is answered again instead of fenced (memory only).
+    last_producer_id: i64,
+    last_epoch: i16,
+    /// What is in flight for this id.
+    pending: Pending,
+    /// An epoch fence whose write failed: the epoch in `meta` is already the bumped one (the
+    /// write may have reached the log) and is not bumped again.
+    failed_fence: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Pending {
+    Idle,
+    /// A producer id allocation, a record write or a marker write with this token.
+    Token(u64),
+    /// Markers still to write (maybe none: then the Complete record) once `due_ms` passes.
+    Retry {
+        due_ms: i64,
+        partitions: Vec<(String, i32)>,
+    },
+}
+
+/// What a token completes.
+#[derive(Debug, Clone)]
+enum Step {
+    /// A producer id for InitProducerId (a new id, or the epoch of the old one is exhausted).
+    Alloc {
+        txn: String,
+        req: ReqId,
+        timeout_ms: i32,
+        expected: Option<(i64, i16)>,
+    },
+    /// A record write; `new: None` is a tombstone.
+    Write {
+        txn: String,
+        new: Option<TxnValue>,
+        last: (i64, i16),
+        then: Then,
+    },
+    Markers {
+        txn: String,
+    },
+}
+
+/// What follows a durable write.
+#[derive(Debug, Clone)]
+enum Then {
+    Init(ReqId),
+    Add(ReqId, Vec<(String, i32)>),
+    /// A Prepare* record: reply (if a request waits) with this code, then write the markers.
+    Prepare(Option<(ReqId, i16)>),
+    /// The Complete* record after the markers.
+    Complete,
+    /// The tombstone of an id idle for `transactional.id.expiration.ms`.
+    Expire,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Load {
+    Loading(i32),
+    Loaded(i32),
+}
+
+/// The coordinator of one shard. See the module documentation.
+pub struct TxnCoordinator {
+    config: TxnConfig,
+    txns: HashMap<String, Txn>,
+    partitions: HashMap<i32, Load>,
+    steps: HashMap<u64, Step>,
+    next_token: u64,
+    out: Vec<Action>,
+}
+
+fn exhausted(epoch: i16) -> bool {
+    epoch >= i16::MAX - 1
+}
+
+/// Kafka's mapping of a failed `__transaction_state` append to the client's error.
+fn write_error(error: i16) -> i16 {
+    use ResponseError as E;
+    match ResponseError::try_from_code(error) {
+        Some(
+            E::UnknownTopicOrPartition
+            | E::NotEnoughReplicas
+            | E::NotEnoughReplicasAfterAppend
+            | E::RequestTimedOut,
+        ) => code(E::CoordinatorNotAvailable),
+        Some(E::NotLeaderOrFollower | E::KafkaStorageError) => code(E::NotCoordinator),
+        Some(E::MessageTooLarge | E::RecordListTooLarge) => code(E::UnknownServerError),
+        _ => error,
+    }
+}
+
+impl TxnCoordinator {
+    pub fn new(config: TxnConfig) -> TxnCoordinator {
+        TxnCoordinator {
+            config,
+            txns: HashMap::new(),
+            partitions: HashMap::new(),
+            steps: HashMap::new(),
+            next_token: 1,
+            out: Vec::new(),
+        }
+    }
+
+    /// The single entry point: applies `event` at time `now_ms` and returns what to do.
+    pub fn on_event(&mut self, now_ms: i64, event: Event) -> Vec<Action> {
+        match event {
+            Event::Tick => self.tick(now_ms),
+            Event::Init(req, r) => self.init(now_ms, req, r),
+            Event::Add(req, r) => self.add(now_ms, req, r),
+            Event::End(req, r) => self.end(now_ms, req, r),
+            Event::Describe(req, id, p) => self.describe(req, &id, p),
+            Event::List(req, f) => self.list(req, &f),
+            Event::ProducerId { token, result } => self.producer_id(now_ms, token, result),
+            Event::Persisted { token, error } => self.persisted(now_ms, token, error),
+            Event::MarkersWritten { token, retry } => self.markers_written(now_ms, token, retry),
+            Event::LoadStarted {
+                partition,
+                coordinator_epoch,
+            } => {
+                self.drop_partition(partition);
+                self.partitions
+                    .insert(partition, Load::Loading(coordinator_epoch));
+            }
+            Event::Replay(p, rec) => self.replay(p, rec),
+            Event::LoadCompleted(p) => self.load_completed(now_ms, p),
+            Event::Unloaded(p) => {
+                self.drop_partition(p);
+                self.partitions.remove(&p);
+            }
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// Every loaded id with a transaction under way or completing, for metrics.
+    pub fn summaries(&self) -> Vec<TxnSummary> {
+        self.txns
+            .iter()
+            .filter(|(_, t)| t.meta.producer_id != NO_PRODUCER_ID)
+            .map(|(id, t)| TxnSummary {
+                transactional_id: id.clone(),
+                state: t.meta.state,
+                start_ms: t.meta.start_ms,
+            })
+            .collect()
+    }
+
+    /// Whether state partition `partition` is loaded (its ids are served).
+    pub fn is_loaded(&self, partition: i32) -> bool {
+        matches!(self.partitions.get(&partition), Some(Load::Loaded(_)))
+    }
+
+    fn reply(&mut self, req: ReqId, r: Reply) {
+        self.out.push(Action::Reply(req, r));
+    }
+
+    fn init_error(&mut self, req: ReqId, error: ResponseError) {
+        self.init_reply(req, code(error), NO_PRODUCER_ID, NO_EPOCH);
+    }
+
+    fn init_reply(&mut self, req: ReqId, error: i16, producer_id: i64, producer_epoch: i16) {
+        self.reply(
+            req,
+            Reply::Init {
+                error,
+                producer_id,
+                producer_epoch,
+            },
+        );
+    }
+
+    fn add_reply(&mut self, req: ReqId, partitions: &[(String, i32)], error: i16) {
+        let r = partitions
+            .iter()
+            .map(|(t, p)| (t.clone(), *p, error))
+            .collect();
+        self.reply(req, Reply::Add(r));
+    }
+
+    fn token(&mut self) -> u64 {
+        let t = self.next_token;
+        self.next_token += 1;
+        t
+    }
+
+    /// The error for a request on `partition` if it cannot be served now.
+    fn partition_error(&self, partition: i32) -> Option<ResponseError> {
+        match self.partitions.get(&partition) {
+            Some(Load::Loaded(_)) => None,
+            Some(Load::Loading(_)) => Some(ResponseError::CoordinatorLoadInProgress),
+            // Routing sent it here, yet this shard does not lead the partition (any more).
+            None => Some(ResponseError::NotCoordinator),
+        }
+    }
+
+    /// Starts writing `new` (or a tombstone) for `txn`; `then` follows once it is durable.
+    fn write(&mut self, txn: &str, new: Option<TxnValue>, last: (i64, i16), then: Then) {
+        let Some(t) = self.txns.get_mut(txn) else {
+            return;
+        };
+        let token = self.next_token;
+        self.next_token += 1;
+        t.pending = Pending::Token(token);
+        let partition = t.partition;
+        self.out.push(Action::Persist {
+            partition,
+            record: TxnRecord {
+                transactional_id: txn.to_owned(),
+                value: new.clone(),
+            },
+            token,
+        });
+        self.steps.insert(
+            token,
+            Step::Write {
+                txn: txn.to_owned(),
+                new,
+                last,
+                then,
+            },
+        );
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // InitProducerId
+    // -----------------------------------------------------------------------------------------
+
+    fn init(&mut self, now_ms: i64, req: ReqId, r: InitRequest) {
+        if r.transactional_id.is_empty() {
+            return self.init_error(req, ResponseError::InvalidRequest);
+        }
+        if r.timeout_ms <= 0 || r.timeout_ms > self.config.max_timeout_ms {
+            return self.init_error(req, ResponseError::InvalidTransactionTimeout);
+        }
+        if let Some(e) = self.partition_error(r.partition) {
+            return self.init_error(req, e);
+        }
+        let Some(t) = self.txns.get(&r.transactional_id) else {
+            // A new id: it needs a producer id first. The placeholder holds the id's place so
+            // a concurrent InitProducerId gets CONCURRENT_TRANSACTIONS.
+            let token = self.token();
+            self.txns.insert(
+                r.transactional_id.clone(),
+                Txn {
+                    partition: r.partition,
+                    meta: TxnValue {
+                        producer_id: NO_PRODUCER_ID,
+                        producer_epoch: NO_EPOCH,
+                        timeout_ms: r.timeout_ms,
+                        state: TxnState::Empty,
+                        partitions: BTreeSet::new(),
+                        last_update_ms: now_ms,
+                        start_ms: -1,
+                    },
+                    last_producer_id: NO_PRODUCER_ID,
+                    last_epoch: NO_EPOCH,
+                    pending: Pending::Token(token),
+                    failed_fence: false,
+                },
+            );
+            self.steps.insert(
+                token,
+                Step::Alloc {
+                    txn: r.transactional_id,
+                    req,
+                    timeout_ms: r.timeout_ms,
+                    expected: r.expected,
+                },
+            );
+            self.out.push(Action::AllocateProducerId { token });
+            return;
+        };
+        if t.pending != Pending::Idle {
+            return self.init_error(req, ResponseError::ConcurrentTransactions);
+        }
+        // KIP-360: a producer that names its old id and epoch is fenced unless it is the
+        // current one, or a retry whose bump exhausted the previous id.
+        if let Some((pid, epoch)) = r.expected {
+            let valid = t.meta.producer_epoch == NO_EPOCH
+                || pid == t.meta.producer_id
+                || (pid == t.last_producer_id && exhausted(epoch));
+            if !valid {
+                return self.init_error(req, ResponseError::ProducerFenced);
+            }
+        }
+        match t.meta.state {
+            TxnState::PrepareCommit | TxnState::PrepareAbort => {
+                self.init_error(req, ResponseError::ConcurrentTransactions)
+            }
+            TxnState::Ongoing => {
+                // Abort the transaction under way with the epoch bumped (fencing its producer),
+                // then tell this one to retry: its retry bumps the epoch again.
+                let txn = r.transactional_id;
+                self.fence_and_abort(now_ms, &txn, Some(req));
+            }
+            TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort => {
+                if exhausted(t.meta.producer_epoch)
+                    && r.expected.is_none_or(|(_, e)| e == t.meta.producer_epoch)
+                {
+                    let token = self.token();
+                    if let Some(t) = self.txns.get_mut(&r.transactional_id) {
+                        t.pending = Pending::Token(token);
+                    }
+                    self.steps.insert(
+                        token,
+                        Step::Alloc {
+                            txn: r.transactional_id,
+                            req,
+                            timeout_ms: r.timeout_ms,
+                            expected: r.expected,
+                        },
+                    );
+                    self.out.push(Action::AllocateProducerId { token });
+                    return;
+                }
+                let (epoch, last_epoch) = match r.expected {
+                    None => (t.meta.producer_epoch + 1, NO_EPOCH),
+                    Some((_, e))
+                        if t.meta.producer_epoch == NO_EPOCH || e == t.meta.producer_epoch =>
+                    {
+                        (t.meta.producer_epoch + 1, t.meta.producer_epoch)
+                    }
+                    // A retry of a call that succeeded: the same epoch again.
+                    Some((_, e)) if e == t.last_epoch => (t.meta.producer_epoch, t.last_epoch),
+                    Some(_) => return self.init_error(req, ResponseError::ProducerFenced),
+                };
+                let new = TxnValue {
+                    producer_id: t.meta.producer_id,
+                    producer_epoch: epoch,
+                    timeout_ms: r.timeout_ms,
+                    state: TxnState::Empty,
+                    partitions: BTreeSet::new(),
+                    last_update_ms: now_ms,
+                    start_ms: -1,
+                };
+                let last = (t.last_producer_id, last_epoch);
+                self.write(&r.transactional_id, Some(new), last, Then::Init(req));
+            }
+            // Never stored by us: an id in these states is being removed or is corrupt.
+            TxnState::Dead | TxnState::PrepareEpochFence => {
+                self.init_error(req, ResponseError::ConcurrentTransactions)
+            }
+        }
+    }
+
+    fn producer_id(&mut self, now_ms: i64, token: u64, result: Result<i64, i16>) {
+        let Some(Step::Alloc {
+            txn,
+            req,
+            timeout_ms,
+            expected,
+        }) = self.steps.remove(&token)
+        else {
+            return;
+        };
+        let Some(t) = self.txns.get_mut(&txn) else {
+            return;
+        };
+        match result {
+            Err(error) => {
+                t.pending = Pending::Idle;
+                if t.meta.producer_id == NO_PRODUCER_ID {
+                    self.txns.remove(&txn);
+                }
+                self.init_reply(req, error, NO_PRODUCER_ID, NO_EPOCH);
+            }
+            Ok(pid) => {
+                // A new id starts at epoch 0; a rotated one too, remembering the old id (and
+                // its epoch if the client named it, so its retry is recognised).
+                let last = if t.meta.producer_id == NO_PRODUCER_ID {
+                    (NO_PRODUCER_ID, NO_EPOCH)
+                } else {
+                    let last_epoch = if expected.is_some() {
+                        t.meta.producer_epoch
+                    } else {
+                        NO_EPOCH
+                    };
+                    (t.meta.producer_id, last_epoch)
+                };
+                let new = TxnValue {
+                    producer_id: pid,
+                    producer_epoch: 0,
+                    timeout_ms,
+                    state: TxnState::Empty,
+                    partitions: BTreeSet::new(),
+                    last_update_ms: now_ms,
+                    start_ms: -1,
+                };
+                self.write(&txn, Some(new), last, Then::Init(req));
+            }
+        }
+    }
+
+    /// Aborts `txn`'s ongoing transaction with the epoch bumped; `req` (an InitProducerId)
+    /// gets CONCURRENT_TRANSACTIONS once the abort is decided.
+    fn fence_and_abort(&mut self, now_ms: i64, txn: &str, req: Option<ReqId>) {
+        let Some(t) = self.txns.get(txn) else {
+            return;
+        };
+        let epoch = if t.failed_fence || t.meta.producer_epoch == i16::MAX {
+            t.meta.producer_epoch
+        } else {
+            t.meta.producer_epoch + 1
+        };
+        let new = TxnValue {
+            producer_epoch: epoch,
+            state: TxnState::PrepareAbort,
+            last_update_ms: now_ms,
+            ..t.meta.clone()
+        };
+        let last = (t.last_producer_id, NO_EPOCH);
+        let reply = req.map(|r| (r, code(ResponseError::ConcurrentTransactions)));
+        self.write(txn, Some(new), last, Then::Prepare(reply));
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // AddPartitionsToTxn / AddOffsetsToTxn
+    // -----------------------------------------------------------------------------------------
+
+    /// The error for a request naming (producer_id, epoch) of `txn`, if any.
+    fn producer_error(&self, txn: &str, producer_id: i64, epoch: i16) -> Option<ResponseError> {
+        let Some(t) = self.txns.get(txn) else {
+            return Some(ResponseError::InvalidProducerIdMapping);
+        };
+        if t.meta.producer_id != producer_id {
+            Some(ResponseError::InvalidProducerIdMapping)
+        } else if t.meta.producer_epoch != epoch {
+            Some(ResponseError::ProducerFenced)
+        } else if t.pending != Pending::Idle {
+            Some(ResponseError::ConcurrentTransactions)
+        } else {
+            None
+        }
+    }
+
+    fn add(&mut self, now_ms: i64, req: ReqId, r: AddRequest) {
+        if r.transactional_id.is_empty() {
+            return self.add_reply(req, &r.partitions, code(ResponseError::InvalidRequest));
+        }
+        if let Some(e) = self
+            .partition_error(r.partition)
+            .or_else(|| self.producer_error(&r.transactional_id, r.producer_id, r.producer_epoch))
+        {
+            return self.add_reply(req, &r.partitions, code(e));
+        }
+        let Some(t) = self.txns.get(&r.transactional_id) else {
+            return;
+        };
+        if matches!(
+            t.meta.state,
+            TxnState::PrepareCommit | TxnState::PrepareAbort
+        ) {
+            return self.add_reply(
+                req,
+                &r.partitions,
+                code(ResponseError::ConcurrentTransactions),
+            );
+        }
+        if r.verify_only {
+            let ongoing = t.meta.state == TxnState::Ongoing;
+            let answers = r
+                .partitions
+                .iter()
+                .map(|(topic, p)| {
+                    let ok = ongoing && t.meta.partitions.contains(&(topic.clone(), *p));
+                    let error = if ok {
+                        NONE
+                    } else {
+                        code(ResponseError::InvalidTxnState)
+                    };
+                    (topic.clone(), *p, error)
+                })
+                .collect();
+            return self.reply(req, Reply::Add(answers));
+        }
+        if t.meta.state == TxnState::Ongoing
+            && r.partitions.iter().all(|tp| t.meta.partitions.contains(tp))
+        {
+            return self.add_reply(req, &r.partitions, NONE);
+        }
+        let start_ms = match t.meta.state {
+            TxnState::Ongoing => t.meta.start_ms,
+            _ => now_ms,
+        };
+        let mut partitions = t.meta.partitions.clone();
+        partitions.extend(r.partitions.iter().cloned());
+        let new = TxnValue {
+            state: TxnState::Ongoing,
+            partitions,
+            last_update_ms: now_ms,
+            start_ms,
+            ..t.meta.clone()
+        };
+        let last = (t.last_producer_id, t.last_epoch);
+        self.write(
+            &r.transactional_id,
+            Some(new),
+            last,
+            Then::Add(req, r.partitions),
+        );
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // EndTxn, markers, completion
+    // -----------------------------------------------------------------------------------------
+
+    fn end(&mut self, now_ms: i64, req: ReqId, r: EndRequest) {
+        if r.transactional_id.is_empty() {
+            return self.reply(req, Reply::End(code(ResponseError::InvalidRequest)));
+        }
+        if let Some(e) = self
+            .partition_error(r.partition)
+            .or_else(|| self.producer_error(&r.transactional_id, r.producer_id, r.producer_epoch))
+        {
+            return self.reply(req, Reply::End(code(e)));
+        }
+        let Some(t) = self.txns.get(&r.transactional_id) else {
+            return;
+        };
+        use TxnState as S;
+        let error = match (t.meta.state, r.commit) {
+            (S::Ongoing, _) => {
+                let new = TxnValue {
+                    state: if r.commit {
+                        S::PrepareCommit
+                    } else {
+                        S::PrepareAbort
+                    },
+                    last_update_ms: now_ms,
+                    ..t.meta.clone()
+                };
+                let last = (t.last_producer_id, t.last_epoch);
+                return self.write(
+                    &r.transactional_id,
+                    Some(new),
+                    last,
+                    Then::Prepare(Some((req, NONE))),
+                );
+            }
+            // A retry of an EndTxn that completed.
+            (S::CompleteCommit, true) | (S::CompleteAbort, false) => NONE,
+            (S::PrepareCommit, true) | (S::PrepareAbort, false) => {
+                code(ResponseError::ConcurrentTransactions)
+            }
+            _ => code(ResponseError::InvalidTxnState),
+        };
+        self.reply(req, Reply::End(error));
+    }
+
+    fn send_markers(&mut self, txn: &str, partitions: Vec<(String, i32)>) {
+        let token = self.token();
+        let Some(t) = self.txns.get_mut(txn) else {
+            return;
+        };
+        t.pending = Pending::Token(token);
+        let (producer_id, producer_epoch) = (t.meta.producer_id, t.meta.producer_epoch);
+        let commit = t.meta.state == TxnState::PrepareCommit;
+        let coordinator_epoch = match self.partitions.get(&t.partition) {
+            Some(Load::Loaded(e) | Load::Loading(e)) => *e,
+            None => -1,
+        };
+        self.out.push(Action::WriteMarkers {
+            token,
+            transactional_id: txn.to_owned(),
+            producer_id,
+            producer_epoch,
+            commit,
+            coordinator_epoch,
+            partitions,
+        });
+        self.steps.insert(
+            token,
+            Step::Markers {
+                txn: txn.to_owned(),
+            },
+        );
+    }
+
+    fn markers_written(&mut self, now_ms: i64, token: u64, retry: Vec<(String, i32)>) {
+        let Some(Step::Markers { txn }) = self.steps.remove(&token) else {
+            return;
+        };
+        let Some(t) = self.txns.get_mut(&txn) else {
+            return;
+        };
+        if !retry.is_empty() {
+            t.pending = Pending::Retry {
+                due_ms: now_ms + self.config.marker_retry_backoff_ms,
+                partitions: retry,
+            };
+            return;
+        }
+        t.pending = Pending::Idle;
+        self.complete(now_ms, &txn);
+    }
+
+    /// Writes the Complete* record of a transaction whose markers are all written.
+    fn complete(&mut self, now_ms: i64, txn: &str) {
+        let Some(t) = self.txns.get(txn) else {
+            return;
+        };
+        let state = match t.meta.state {
+            TxnState::PrepareCommit => TxnState::CompleteCommit,
+            TxnState::PrepareAbort => TxnState::CompleteAbort,
+            _ => return,
+        };
+        let new = TxnValue {
+            state,
+            partitions: BTreeSet::new(),
+            last_update_ms: now_ms,
+            ..t.meta.clone()
+        };
+        let last = (t.last_producer_id, t.last_epoch);
+        self.write(txn, Some(new), last, Then::Complete);
+    }
+
+    fn persisted(&mut self, now_ms: i64, token: u64, error: i16) {
+        let Some(Step::Write {
+            txn,
+            new,
+            last,
+            then,
+        }) = self.steps.remove(&token)
+        else {
+            return;
+        };
+        let Some(t) = self.txns.get_mut(&txn) else {
+            return;
+        };
+        t.pending = Pending::Idle;
+        if error != NONE {
+            let error = write_error(error);
+            match then {
+                Then::Init(req) => {
+                    if t.meta.producer_id == NO_PRODUCER_ID {
+                        self.txns.remove(&txn);
+                    }
+                    self.init_reply(req, error, NO_PRODUCER_ID, NO_EPOCH);
+                }
+                Then::Add(req, partitions) => self.add_reply(req, &partitions, error),
+                Then::Prepare(reply) => {
+                    // An epoch fence that failed keeps its bumped epoch: the write may have
+                    // reached the log, and the fenced producer must stay fenced.
+                    if let Some(new) = &new {
+                        if new.state == TxnState::PrepareAbort
+                            && new.producer_epoch != t.meta.producer_epoch
+                        {
+                            t.meta.producer_epoch = new.producer_epoch;
+                            t.failed_fence = true;
+                        }
+                    }
+                    // The waiting EndTxn (or fencing InitProducerId) gets the write's error.
+                    if let Some((req, code)) = reply {
+                        let r = if code == NONE {
+                            Reply::End(error)
+                        } else {
+                            Reply::Init {
+                                error,
+                                producer_id: NO_PRODUCER_ID,
+                                producer_epoch: NO_EPOCH,
+                            }
+                        };
+                        self.reply(req, r);
+                    }
+                }
+                Then::Complete => {
+                    // Try again after the backoff (no markers left to write).
+                    t.pending = Pending::Retry {
+                        due_ms: now_ms + self.config.marker_retry_backoff_ms,
+                        partitions: Vec::new(),
+                    };
+                }
+                Then::Expire => {}
+            }
+            return;
+        }
+        let Some(new) = new else {
+            // The tombstone of an expired id.
+            self.txns.remove(&txn);
+            return;
+        };
+        t.meta = new;
+        t.last_producer_id = last.0;
+        t.last_epoch = last.1;
+        t.failed_fence = false;
+        match then {
+            Then::Init(req) => {
+                let (pid, epoch) = (t.meta.producer_id, t.meta.producer_epoch);
+                self.init_reply(req, NONE, pid, epoch);
+            }
+            Then::Add(req, partitions) => self.add_reply(req, &partitions, NONE),
+            Then::Prepare(reply) => {
+                let partitions = t.meta.partitions.iter().cloned().collect();
+                if let Some((req, code)) = reply {
+                    let r = if code == NONE {
+                        Reply::End(NONE)
+                    } else {
+                        Reply::Init {
+                            error: code,
+                            producer_id: NO_PRODUCER_ID,
+                            producer_epoch: NO_EPOCH,
+                        }
+                    };
+                    self.reply(req, r);
+                }
+                self.send_markers(&txn, partitions);
+            }
+            Then::Complete | Then::Expire => {}
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Time: timeouts, marker retries, expiry
+    // -----------------------------------------------------------------------------------------
+
+    fn tick(&mut self, now_ms: i64) {
+        let mut timed_out = Vec::new();
+        let mut retries = Vec::new();
+        let mut expired = Vec::new();
+        for (id, t) in &self.txns {
+            if !self.is_loaded(t.partition) {
+                continue;
+            }
+            match &t.pending {
+                Pending::Idle => match t.meta.state {
+                    TxnState::Ongoing if t.meta.start_ms + t.meta.timeout_ms as i64 <= now_ms => {
+                        timed_out.push(id.clone())
+                    }
+                    TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+                        if t.meta.last_update_ms + self.config.id_expiration_ms <= now_ms =>
+                    {
+                        expired.push(id.clone())
+                    }
+                    _ => {}
+                },
+                Pending::Retry { due_ms, partitions } if *due_ms <= now_ms => {
+                    retries.push((id.clone(), partitions.clone()))
+                }
+                _ => {}
+            }
+        }
+        // Sorted: the order of actions must not depend on the hash map's.
+        timed_out.sort();
+        retries.sort();
+        expired.sort();
+        for id in timed_out {
+            self.fence_and_abort(now_ms, &id, None);
+        }
+        for (id, partitions) in retries {
+            if let Some(t) = self.txns.get_mut(&id) {
+                t.pending = Pending::Idle;
+            }
+            if partitions.is_empty() {
+                self.complete(now_ms, &id);
+            } else {
+                self.send_markers(&id, partitions);
+            }
+        }
+        for id in expired {
+            let last = self
+                .txns
+                .get(&id)
+                .map(|t| (t.last_producer_id, t.last_epoch))
+                .unwrap_or((NO_PRODUCER_ID, NO_EPOCH));
+            self.write(&id, None, last, Then::Expire);
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Describe / List
+    // -----------------------------------------------------------------------------------------
+
+    fn describe(&mut self, req: ReqId, id: &str, partition: i32) {
+        let mut d = TxnDescription {
+            error: NONE,
+            transactional_id: id.to_owned(),
+            state: String::new(),
+            timeout_ms: 0,
+            start_ms: -1,
+            producer_id: NO_PRODUCER_ID,
+            producer_epoch: NO_EPOCH,
+            partitions: Vec::new(),
+        };
+        if id.is_empty() {
+            d.error = code(ResponseError::InvalidRequest);
+        } else if let Some(e) = self.partition_error(partition) {
+            d.error = code(e);
+        } else {
+            match self.txns.get(id) {
+                Some(t) if t.meta.producer_id != NO_PRODUCER_ID => {
+                    d.state = t.meta.state.name().to_owned();
+                    d.timeout_ms = t.meta.timeout_ms;
+                    d.start_ms = t.meta.start_ms;
+                    d.producer_id = t.meta.producer_id;
+                    d.producer_epoch = t.meta.producer_epoch;
+                    d.partitions = t.meta.partitions.iter().cloned().collect();
+                }
+                _ => d.error = code(ResponseError::TransactionalIdNotFound),
+            }
+        }
+        self.reply(req, Reply::Describe(d));
+    }
+
+    fn list(&mut self, req: ReqId, f: &ListFilter) {
+        let mut out: Vec<ListedTxn> = self
+            .txns
+            .iter()
+            .filter(|(_, t)| t.meta.producer_id != NO_PRODUCER_ID && self.is_loaded(t.partition))
+            .filter(|(_, t)| {
+                f.states.is_empty() || f.states.iter().any(|s| s == t.meta.state.name())
+            })
+            .filter(|(_, t)| {
+                f.producer_ids.is_empty() || f.producer_ids.contains(&t.meta.producer_id)
+            })
+            .map(|(id, t)| ListedTxn {
+                transactional_id: id.clone(),
+                producer_id: t.meta.producer_id,
+                state: t.meta.state.name().to_owned(),
+            })
+            .collect();
+        out.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+        self.reply(req, Reply::List(out));
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Loading and unloading a state partition
+    // -----------------------------------------------------------------------------------------
+
+    fn replay(&mut self, partition: i32, rec: TxnRecord) {
+        if !matches!(self.partitions.get(&partition), Some(Load::Loading(_))) {
+            return;
+        }
+        match rec.value {
+            Some(meta) => {
+                self.txns.insert(
+                    rec.transactional_id,
+                    Txn {
+                        partition,
+                        meta,
+                        last_producer_id: NO_PRODUCER_ID,
+                        last_epoch: NO_EPOCH,
+                        pending: Pending::Idle,
+                        failed_fence: false,
+                    },
+                );
+            }
+            None => {
+                self.txns.remove(&rec.transactional_id);
+            }
+        }
+    }
+
+    fn load_completed(&mut self, _now_ms: i64, partition: i32) {
+        let Some(Load::Loading(epoch)) = self.partitions.get(&partition).copied() else {
+            return;
+        };
+        self.partitions.insert(partition, Load::Loaded(epoch));
+        // Decided transactions finish: their markers are written (again: writing a marker
+        // twice is harmless, the second finds no open transaction).
+        let mut decided: Vec<(String, Vec<(String, i32)>)> = self
+            .txns
+            .iter()
+            .filter(|(_, t)| t.partition == partition)
+            .filter(|(_, t)| {
+                matches!(
+                    t.meta.state,
+                    TxnState::PrepareCommit | TxnState::PrepareAbort
+                )
+            })
+            .map(|(id, t)| (id.clone(), t.meta.partitions.iter().cloned().collect()))
+            .collect();
+        decided.sort();
+        for (id, partitions) in decided {
+            self.send_markers(&id, partitions);
+        }
+    }
+
+    /// Forgets the ids of `partition`; requests waiting on them get NOT_COORDINATOR.
+    fn drop_partition(&mut self, partition: i32) {
+        let ids: BTreeSet<String> = self
+            .txns
+            .iter()
+            .filter(|(_, t)| t.partition == partition)
+            .map(|(id, _)| id.clone())
+            .collect();
+        if ids.is_empty() {
+            return;
+        }
+        let mut tokens: Vec<u64> = self
+            .steps
+            .iter()
+            .filter(|(_, s)| match s {
+                Step::Alloc { txn, .. } | Step::Write { txn, .. } | Step::Markers { txn } => {
+                    ids.contains(txn)
+                }
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        tokens.sort();
+        let not_coordinator = code(ResponseError::NotCoordinator);
+        for token in tokens {
+            match self.steps.remove(&token) {
+                Some(Step::Alloc { req, .. })
+                | Some(Step::Write {
+                    then: Then::Init(req),
+                    ..
+                }) => self.init_reply(req, not_coordinator, NO_PRODUCER_ID, NO_EPOCH),
+                Some(Step::Write {
+                    then: Then::Add(req, partitions),
+                    ..
+                }) => self.add_reply(req, &partitions, not_coordinator),
+                Some(Step::Write {
+                    then: Then::Prepare(Some((req, c))),
+                    ..
+                }) => {
+                    let r = if c == NONE {
+                        Reply::End(not_coordinator)
+                    } else {
+                        Reply::Init {
+                            error: not_coordinator,
+                            producer_id: NO_PRODUCER_ID,
+                            producer_epoch: NO_EPOCH,
+                        }
+                    };
+                    self.reply(req, r);
+                }
+                _ => {}
+            }
+        }
+        self.txns.retain(|_, t| t.partition != partition);
+    }
+}

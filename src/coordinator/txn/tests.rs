@@ -1,0 +1,471 @@
+//! Kafka's transaction coordinator behaviours, one at a time, on a simulated clock.
+
+use std::collections::BTreeSet;
+
+use kafka_protocol::ResponseError;
+
+use super::coordinator::{
+    Action, AddRequest, EndRequest, Event, InitRequest, ListFilter, Reply, TxnConfig,
+    TxnCoordinator,
+};
+use super::records::{TxnRecord, TxnState, TxnValue};
+
+const P: i32 = 7;
+
+fn code(e: ResponseError) -> i16 {
+    e.code()
+}
+
+fn loaded() -> TxnCoordinator {
+    let mut c = TxnCoordinator::new(TxnConfig::default());
+    c.on_event(
+        0,
+        Event::LoadStarted {
+            partition: P,
+            coordinator_epoch: 3,
+        },
+    );
+    c.on_event(0, Event::LoadCompleted(P));
+    c
+}
+
+fn init(id: &str, timeout_ms: i32) -> InitRequest {
+    InitRequest {
+        transactional_id: id.into(),
+        partition: P,
+        timeout_ms,
+        expected: None,
+    }
+}
+
+fn add(pid: i64, epoch: i16, parts: &[(&str, i32)]) -> AddRequest {
+    AddRequest {
+        transactional_id: "t".into(),
+        partition: P,
+        producer_id: pid,
+        producer_epoch: epoch,
+        partitions: parts.iter().map(|(t, p)| (t.to_string(), *p)).collect(),
+        verify_only: false,
+    }
+}
+
+fn end(pid: i64, epoch: i16, commit: bool) -> EndRequest {
+    EndRequest {
+        transactional_id: "t".into(),
+        partition: P,
+        producer_id: pid,
+        producer_epoch: epoch,
+        commit,
+    }
+}
+
+/// Completes every write, allocation and marker write the actions ask for (the log is
+/// `log`), and returns the replies, in order.
+fn settle(
+    c: &mut TxnCoordinator,
+    now: i64,
+    mut actions: Vec<Action>,
+    log: &mut Vec<TxnRecord>,
+) -> Vec<Reply> {
+    let mut replies = Vec::new();
+    let mut next_pid = 5000;
+    while !actions.is_empty() {
+        let mut next = Vec::new();
+        for a in actions {
+            match a {
+                Action::Reply(_, r) => replies.push(r),
+                Action::AllocateProducerId { token } => {
+                    next_pid += 1;
+                    next.extend(c.on_event(
+                        now,
+                        Event::ProducerId {
+                            token,
+                            result: Ok(next_pid),
+                        },
+                    ));
+                }
+                Action::Persist { record, token, .. } => {
+                    log.push(record);
+                    next.extend(c.on_event(now, Event::Persisted { token, error: 0 }));
+                }
+                Action::WriteMarkers { token, .. } => {
+                    next.extend(c.on_event(
+                        now,
+                        Event::MarkersWritten {
+                            token,
+                            retry: Vec::new(),
+                        },
+                    ));
+                }
+            }
+        }
+        actions = next;
+    }
+    replies
+}
+
+fn init_ok(c: &mut TxnCoordinator, log: &mut Vec<TxnRecord>) -> (i64, i16) {
+    let a = c.on_event(0, Event::Init(1, init("t", 60_000)));
+    match settle(c, 0, a, log).as_slice() {
+        [Reply::Init {
+            error: 0,
+            producer_id,
+            producer_epoch,
+        }] => (*producer_id, *producer_epoch),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn last_state(log: &[TxnRecord]) -> (TxnState, i16) {
+    let v = log.last().and_then(|r| r.value.as_ref()).unwrap();
+    (v.state, v.producer_epoch)
+}
+
+#[test]
+fn a_new_id_gets_a_producer_id_then_each_init_bumps_the_epoch() {
+    let mut c = loaded();
+    let mut log = Vec::new();
+    let (pid, epoch) = init_ok(&mut c, &mut log);
+    assert_eq!((pid, epoch), (5001, 0));
+    assert_eq!(last_state(&log), (TxnState::Empty, 0));
+    let (pid2, epoch2) = init_ok(&mut c, &mut log);
+    assert_eq!((pid2, epoch2), (pid, 1));
+}
+
+#[test]
+fn commit_writes_prepare_then_markers_then_complete() {
+    let mut c = loaded();
+    let mut log = Vec::new();
+    let (pid, e) = init_ok(&mut c, &mut log);
+    let a = c.on_event(1, Event::Add(2, add(pid, e, &[("a", 0), ("b", 1)])));
+    assert!(matches!(&a[..], [Action::Persist { .. }]));
+    let r = settle(&mut c, 1, a, &mut log);
+    assert_eq!(
+        r,
+        vec![Reply::Add(vec![("a".into(), 0, 0), ("b".into(), 1, 0)])]
+    );
+    // Partitions already in the transaction: answered at once, nothing written.
+    let a = c.on_event(2, Event::Add(3, add(pid, e, &[("a", 0)])));
+    assert_eq!(
+        a,
+        vec![Action::Reply(3, Reply::Add(vec![("a".into(), 0, 0)]))]
+    );
+
+    let a = c.on_event(3, Event::End(4, end(pid, e, true)));
+    let [Action::Persist { record, token, .. }] = &a[..] else {
+        panic!("{a:?}")
+    };
+    assert_eq!(
+        record.value.as_ref().unwrap().state,
+        TxnState::PrepareCommit
+    );
+    let a = c.on_event(
+        3,
+        Event::Persisted {
+            token: *token,
+            error: 0,
+        },
+    );
+    assert_eq!(a[0], Action::Reply(4, Reply::End(0)));
+    let Action::WriteMarkers {
+        token,
+        producer_id,
+        producer_epoch,
+        commit,
+        coordinator_epoch,
+        partitions,
+        ..
+    } = &a[1]
+    else {
+        panic!("{a:?}")
+    };
+    assert_eq!(
+        (*producer_id, *producer_epoch, *commit, *coordinator_epoch),
+        (pid, e, true, 3)
+    );
+    assert_eq!(partitions, &vec![("a".to_owned(), 0), ("b".to_owned(), 1)]);
+    // Until the markers are written, the transaction cannot be touched.
+    let busy = c.on_event(3, Event::End(5, end(pid, e, true)));
+    assert_eq!(
+        busy,
+        vec![Action::Reply(
+            5,
+            Reply::End(code(ResponseError::ConcurrentTransactions))
+        )]
+    );
+    let a = c.on_event(
+        4,
+        Event::MarkersWritten {
+            token: *token,
+            retry: Vec::new(),
+        },
+    );
+    settle(&mut c, 4, a, &mut Vec::new());
+    // A retried EndTxn of the finished commit succeeds; an abort of it does not.
+    let a = c.on_event(5, Event::End(6, end(pid, e, true)));
+    assert_eq!(a, vec![Action::Reply(6, Reply::End(0))]);
+    let a = c.on_event(5, Event::End(7, end(pid, e, false)));
+    assert_eq!(
+        a,
+        vec![Action::Reply(
+            7,
+            Reply::End(code(ResponseError::InvalidTxnState))
+        )]
+    );
+}
+
+#[test]
+fn a_new_producer_fences_the_old_one_and_aborts_its_transaction() {
+    let mut c = loaded();
+    let mut log = Vec::new();
+    let (pid, e) = init_ok(&mut c, &mut log);
+    let a = c.on_event(1, Event::Add(2, add(pid, e, &[("a", 0)])));
+    settle(&mut c, 1, a, &mut log);
+    // The new producer: the ongoing transaction is aborted with the epoch bumped.
+    let a = c.on_event(2, Event::Init(3, init("t", 60_000)));
+    let mut markers = Vec::new();
+    for x in &a {
+        if let Action::Persist { record, .. } = x {
+            let v = record.value.as_ref().unwrap();
+            assert_eq!((v.state, v.producer_epoch), (TxnState::PrepareAbort, e + 1));
+        }
+    }
+    let replies = {
+        let mut out = Vec::new();
+        let mut actions = a;
+        while !actions.is_empty() {
+            let mut next = Vec::new();
+            for x in actions {
+                match x {
+                    Action::WriteMarkers {
+                        token,
+                        producer_epoch,
+                        commit,
+                        ..
+                    } => {
+                        markers.push((producer_epoch, commit));
+                        next.extend(c.on_event(
+                            2,
+                            Event::MarkersWritten {
+                                token,
+                                retry: vec![],
+                            },
+                        ));
+                    }
+                    Action::Persist { record, token, .. } => {
+                        log.push(record);
+                        next.extend(c.on_event(2, Event::Persisted { token, error: 0 }));
+                    }
+                    Action::Reply(_, r) => out.push(r),
+                    Action::AllocateProducerId { .. } => panic!("no new id needed"),
+                }
+            }
+            actions = next;
+        }
+        out
+    };
+    assert_eq!(markers, vec![(e + 1, false)]);
+    assert_eq!(
+        replies,
+        vec![Reply::Init {
+            error: code(ResponseError::ConcurrentTransactions),
+            producer_id: -1,
+            producer_epoch: -1
+        }]
+    );
+    assert_eq!(last_state(&log), (TxnState::CompleteAbort, e + 1));
+    // The old producer is fenced; the new one's retry gets the next epoch.
+    let a = c.on_event(3, Event::Add(4, add(pid, e, &[("a", 1)])));
+    assert_eq!(
+        a,
+        vec![Action::Reply(
+            4,
+            Reply::Add(vec![("a".into(), 1, code(ResponseError::ProducerFenced))])
+        )]
+    );
+    assert_eq!(init_ok(&mut c, &mut log), (pid, e + 2));
+}
+
+#[test]
+fn a_timed_out_transaction_is_aborted_with_the_epoch_bumped() {
+    let mut c = loaded();
+    let mut log = Vec::new();
+    let a = c.on_event(0, Event::Init(1, init("t", 1_000)));
+    let pid = match settle(&mut c, 0, a, &mut log).as_slice() {
+        [Reply::Init { producer_id, .. }] => *producer_id,
+        other => panic!("{other:?}"),
+    };
+    let a = c.on_event(100, Event::Add(2, add(pid, 0, &[("a", 0)])));
+    settle(&mut c, 100, a, &mut log);
+    assert!(c.on_event(1_099, Event::Tick).is_empty());
+    let a = c.on_event(1_100, Event::Tick);
+    settle(&mut c, 1_100, a, &mut log);
+    assert_eq!(last_state(&log), (TxnState::CompleteAbort, 1));
+    let a = c.on_event(1_200, Event::End(3, end(pid, 0, true)));
+    assert_eq!(
+        a,
+        vec![Action::Reply(
+            3,
+            Reply::End(code(ResponseError::ProducerFenced))
+        )]
+    );
+}
+
+#[test]
+fn bad_requests_get_kafkas_errors() {
+    let mut c = loaded();
+    let mut log = Vec::new();
+    let err = |a: Vec<Action>| match &a[..] {
+        [Action::Reply(_, Reply::Init { error, .. })] => *error,
+        [Action::Reply(_, Reply::End(error))] => *error,
+        [Action::Reply(_, Reply::Add(v))] => v[0].2,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(
+        err(c.on_event(0, Event::Init(1, init("", 1_000)))),
+        code(ResponseError::InvalidRequest)
+    );
+    assert_eq!(
+        err(c.on_event(0, Event::Init(1, init("t", 900_001)))),
+        code(ResponseError::InvalidTransactionTimeout)
+    );
+    assert_eq!(
+        err(c.on_event(0, Event::Init(1, init("t", 0)))),
+        code(ResponseError::InvalidTransactionTimeout)
+    );
+    assert_eq!(
+        err(c.on_event(0, Event::Add(1, add(1, 0, &[("a", 0)])))),
+        code(ResponseError::InvalidProducerIdMapping)
+    );
+    let (pid, e) = init_ok(&mut c, &mut log);
+    assert_eq!(
+        err(c.on_event(0, Event::Add(1, add(pid + 1, e, &[("a", 0)])))),
+        code(ResponseError::InvalidProducerIdMapping)
+    );
+    assert_eq!(
+        err(c.on_event(0, Event::End(1, end(pid, e, true)))),
+        code(ResponseError::InvalidTxnState)
+    );
+    // A partition this shard does not lead, and one still loading.
+    let mut other = init("t", 1_000);
+    other.partition = P + 1;
+    assert_eq!(
+        err(c.on_event(0, Event::Init(1, other.clone()))),
+        code(ResponseError::NotCoordinator)
+    );
+    c.on_event(
+        0,
+        Event::LoadStarted {
+            partition: P + 1,
+            coordinator_epoch: 0,
+        },
+    );
+    assert_eq!(
+        err(c.on_event(0, Event::Init(1, other))),
+        code(ResponseError::CoordinatorLoadInProgress)
+    );
+    // Only one transition at a time.
+    let a = c.on_event(0, Event::Add(1, add(pid, e, &[("a", 0)])));
+    assert!(matches!(&a[..], [Action::Persist { .. }]));
+    assert_eq!(
+        err(c.on_event(0, Event::Init(2, init("t", 1_000)))),
+        code(ResponseError::ConcurrentTransactions)
+    );
+}
+
+#[test]
+fn an_exhausted_epoch_gets_a_new_producer_id() {
+    let mut c = loaded();
+    let value = TxnValue {
+        producer_id: 9,
+        producer_epoch: i16::MAX - 1,
+        timeout_ms: 1_000,
+        state: TxnState::CompleteCommit,
+        partitions: BTreeSet::new(),
+        last_update_ms: 0,
+        start_ms: -1,
+    };
+    c.on_event(
+        0,
+        Event::LoadStarted {
+            partition: P,
+            coordinator_epoch: 4,
+        },
+    );
+    c.on_event(
+        0,
+        Event::Replay(
+            P,
+            TxnRecord {
+                transactional_id: "t".into(),
+                value: Some(value),
+            },
+        ),
+    );
+    c.on_event(0, Event::LoadCompleted(P));
+    let mut log = Vec::new();
+    assert_eq!(init_ok(&mut c, &mut log), (5001, 0));
+}
+
+#[test]
+fn a_reload_finishes_decided_transactions() {
+    let mut c = TxnCoordinator::new(TxnConfig::default());
+    c.on_event(
+        0,
+        Event::LoadStarted {
+            partition: P,
+            coordinator_epoch: 8,
+        },
+    );
+    let decided = TxnValue {
+        producer_id: 9,
+        producer_epoch: 2,
+        timeout_ms: 1_000,
+        state: TxnState::PrepareCommit,
+        partitions: BTreeSet::from([("a".to_owned(), 0)]),
+        last_update_ms: 0,
+        start_ms: 0,
+    };
+    c.on_event(
+        0,
+        Event::Replay(
+            P,
+            TxnRecord {
+                transactional_id: "t".into(),
+                value: Some(decided),
+            },
+        ),
+    );
+    let a = c.on_event(0, Event::LoadCompleted(P));
+    assert!(
+        matches!(&a[..], [Action::WriteMarkers { producer_id: 9, producer_epoch: 2, commit: true, coordinator_epoch: 8, partitions, .. }] if partitions.len() == 1),
+        "{a:?}"
+    );
+    // Describe and List see it.
+    let a = c.on_event(0, Event::Describe(1, "t".into(), P));
+    let [Action::Reply(1, Reply::Describe(d))] = &a[..] else {
+        panic!("{a:?}")
+    };
+    assert_eq!(
+        (d.error, d.state.as_str(), d.producer_epoch),
+        (0, "PrepareCommit", 2)
+    );
+    let a = c.on_event(0, Event::Describe(2, "nope".into(), P));
+    let [Action::Reply(2, Reply::Describe(d))] = &a[..] else {
+        panic!("{a:?}")
+    };
+    assert_eq!(d.error, code(ResponseError::TransactionalIdNotFound));
+    let filter = ListFilter {
+        states: vec!["Ongoing".into()],
+        producer_ids: vec![],
+    };
+    let a = c.on_event(0, Event::List(3, filter));
+    assert_eq!(a, vec![Action::Reply(3, Reply::List(vec![]))]);
+    // Losing the partition answers nothing twice and forgets the id.
+    assert!(c.on_event(0, Event::Unloaded(P)).is_empty());
+    let a = c.on_event(0, Event::Describe(4, "t".into(), P));
+    let [Action::Reply(4, Reply::Describe(d))] = &a[..] else {
+        panic!("{a:?}")
+    };
+    assert_eq!(d.error, code(ResponseError::NotCoordinator));
+}
