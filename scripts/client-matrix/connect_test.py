@@ -145,8 +145,8 @@ class Worker:
 
     def __init__(self, root, tag):
         self.root = root
-        self.port = free_port()
-        self.url = "http://127.0.0.1:%d" % self.port
+        self.tag = tag
+        self.url = None
         self.log = os.path.join(root, "connect.log")
         self.props = os.path.join(root, "worker.properties")
         log4j = os.path.join(root, "log4j2.properties")
@@ -157,6 +157,14 @@ class Worker:
                 "rootLogger.level=%s\nrootLogger.appenderRef.out.ref=out\n"
                 % ("INFO" if os.environ.get("MATRIX_DEBUG") else "WARN")
             )
+        self.log4j = log4j
+        self.proc = None
+
+    def start(self):
+        # A new REST port at each start: the old one may have been taken, while the killed worker
+        # was down, as some client's source port.
+        self.url = "http://127.0.0.1:%d" % free_port()
+        tag = self.tag
         with open(self.props, "w") as f:
             f.write(
                 "\n".join(
@@ -174,8 +182,9 @@ class Worker:
                         "key.converter=org.apache.kafka.connect.json.JsonConverter",
                         "value.converter=org.apache.kafka.connect.json.JsonConverter",
                         "offset.flush.interval.ms=1000",
-                        # One worker that comes back after a kill: take its tasks back at once
-                        # rather than after the default 5 minutes (KIP-415).
+                        # One worker that comes back after a kill (as a new member, on a new
+                        # port): give it the lost tasks at once rather than after the default
+                        # 5 minutes (KIP-415).
                         "scheduled.rebalance.max.delay.ms=0",
                         "listeners=%s" % self.url,
                         "plugin.path=%s" % os.path.join(DEPS, "plugins"),
@@ -184,10 +193,6 @@ class Worker:
                     ]
                 )
             )
-        self.log4j = log4j
-        self.proc = None
-
-    def start(self):
         out = open(self.log, "a")
         self.proc = subprocess.Popen(
             ["java", "-Xmx768m", "-Dlog4j2.configurationFile=" + self.log4j,
