@@ -43,3 +43,4 @@ run storage parse_records validate_batches
 run . raft_journal raft_journal
 run . controller_request controller_request
 run . replica_fetch_answer replica_fetch_answer
+run . coordinator_records coordinator_records

@@ -245,6 +245,42 @@ pub struct BrokerArgs {
         value_parser = clap::value_parser!(i16).range(1..)
     )]
     pub offsets_topic_replication_factor: i16,
+    /// Partition count of the internal __transaction_state topic (Kafka's
+    /// transaction.state.log.num.partitions), created on the first transaction coordinator
+    /// lookup.
+    #[arg(
+        long,
+        env = "SLUICE_TRANSACTION_STATE_LOG_NUM_PARTITIONS",
+        default_value_t = 50,
+        value_parser = clap::value_parser!(i32).range(1..=1000)
+    )]
+    pub transaction_state_log_num_partitions: i32,
+    /// Replicas of each __transaction_state partition in a cluster (Kafka's
+    /// transaction.state.log.replication.factor), capped at the live brokers.
+    #[arg(
+        long,
+        env = "SLUICE_TRANSACTION_STATE_LOG_REPLICATION_FACTOR",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(i16).range(1..)
+    )]
+    pub transaction_state_log_replication_factor: i16,
+    /// The longest transaction.timeout.ms a producer may ask for (Kafka's
+    /// transaction.max.timeout.ms).
+    #[arg(
+        long,
+        env = "SLUICE_TRANSACTION_MAX_TIMEOUT_MS",
+        default_value_t = 900_000,
+        value_parser = clap::value_parser!(i32).range(1..)
+    )]
+    pub transaction_max_timeout_ms: i32,
+    /// A transactional id idle this long is forgotten (Kafka's transactional.id.expiration.ms).
+    #[arg(
+        long,
+        env = "SLUICE_TRANSACTIONAL_ID_EXPIRATION_MS",
+        default_value_t = 604_800_000,
+        value_parser = clap::value_parser!(i64).range(1..)
+    )]
+    pub transactional_id_expiration_ms: i64,
     /// Send fetch data with io_uring SEND_ZC (for real NICs; slower on loopback).
     #[arg(long, env = "SLUICE_ZERO_COPY_SEND", default_value_t = false)]
     pub zero_copy_send: bool,

@@ -404,6 +404,8 @@ async fn shard_main(start: ShardStart) {
     crate::runtime::spawn(crate::shard::stats::stall_probe(shard.clone())).detach();
     // Consumer groups: create/load __consumer_offsets, then the coordinator's timer.
     crate::runtime::spawn(crate::shard::groups::run(shard.clone())).detach();
+    // Transactions: load __transaction_state partitions once the topic exists; the timer.
+    crate::runtime::spawn(crate::shard::txns::run(shard.clone())).detach();
     let acceptor = match crate::runtime::net::TcpListener::from_std(listener) {
         Ok(l) => Some(crate::runtime::spawn(accept_loop(shard.clone(), l))),
         Err(e) => {

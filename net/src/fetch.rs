@@ -8,7 +8,8 @@
 //! throttle_time_ms i32 | error_code i16 (v7+) | session_id i32 (v7+)
 //! [topics]: name string (v4–12) | topic_id uuid (v13+)
 //!   [partitions]: partition_index i32 | error_code i16 | high_watermark i64
-//!     | last_stable_offset i64 | log_start_offset i64 (v5+) | aborted_transactions [] (empty)
+//!     | last_stable_offset i64 | log_start_offset i64 (v5+)
+//!     | aborted_transactions [producer_id i64, first_offset i64, [tags v12+]]
 //!     | preferred_read_replica i32 (v11+) | records bytes
 //!     | [tags v12+: 0 = DivergingEpoch {epoch i32, end_offset i64, [tags]},
 //!                   1 = CurrentLeader {leader_id i32, leader_epoch i32, [tags]}]
@@ -31,6 +32,8 @@ pub struct FetchPartitionOut {
     pub high_watermark: i64,
     pub last_stable_offset: i64,
     pub log_start_offset: i64,
+    /// read_committed: the aborted transactions (producer id, first offset) in the data.
+    pub aborted_transactions: Vec<(i64, i64)>,
     /// Whole stored batches, sent as they are.
     pub records: Vec<Bytes>,
     /// KIP-951: (leader id, leader epoch) of a partition this broker does not lead (v12+).
@@ -132,7 +135,14 @@ pub fn encode_fetch_response(
             if version >= 5 {
                 buf.put_i64(p.log_start_offset);
             }
-            put_array_len(&mut buf, flexible, 0); // aborted_transactions
+            put_array_len(&mut buf, flexible, p.aborted_transactions.len());
+            for &(producer_id, first_offset) in &p.aborted_transactions {
+                buf.put_i64(producer_id);
+                buf.put_i64(first_offset);
+                if flexible {
+                    put_uvarint(&mut buf, 0);
+                }
+            }
             if version >= 11 {
                 buf.put_i32(-1); // preferred_read_replica
             }
@@ -229,6 +239,7 @@ mod tests {
                         high_watermark: 10,
                         last_stable_offset: 10,
                         log_start_offset: 2,
+                        aborted_transactions: vec![(5, 1), (6, 3)],
                         records: vec![Bytes::from_static(b"abc"), Bytes::from_static(b"defg")],
                         ..Default::default()
                     },
@@ -238,6 +249,7 @@ mod tests {
                         high_watermark: -1,
                         last_stable_offset: -1,
                         log_start_offset: -1,
+                        aborted_transactions: vec![],
                         records: vec![],
                         current_leader: None,
                         diverging_epoch: None,
@@ -248,6 +260,7 @@ mod tests {
                         high_watermark: -1,
                         last_stable_offset: -1,
                         log_start_offset: -1,
+                        aborted_transactions: vec![],
                         records: vec![],
                         current_leader: Some((3, 17)),
                         diverging_epoch: Some((5, 1234)),
@@ -279,6 +292,14 @@ mod tests {
             let p0 = &t.partitions[0];
             assert_eq!(p0.records.as_deref(), Some(&b"abcdefg"[..]), "v{version}");
             assert_eq!(p0.high_watermark, 10);
+            assert_eq!(p0.last_stable_offset, 10);
+            let aborted: Vec<(i64, i64)> = p0
+                .aborted_transactions
+                .iter()
+                .flatten()
+                .map(|a| (a.producer_id.0, a.first_offset))
+                .collect();
+            assert_eq!(aborted, vec![(5, 1), (6, 3)], "v{version}");
             if version >= 5 {
                 assert_eq!(p0.log_start_offset, 2);
             }

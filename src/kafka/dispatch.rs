@@ -185,6 +185,13 @@ handlers! {
         ListGroups => handlers::list_groups::handle,
         DeleteGroups => handlers::delete_groups::handle,
         OffsetDelete => handlers::offset_delete::handle,
+        // Transactions (transaction coordinator; TxnOffsetCommit goes to the group's).
+        AddPartitionsToTxn => handlers::transactions::add_partitions_to_txn,
+        AddOffsetsToTxn => handlers::transactions::add_offsets_to_txn,
+        EndTxn => handlers::transactions::end_txn,
+        TxnOffsetCommit => handlers::transactions::txn_offset_commit,
+        DescribeTransactions => handlers::transactions::describe_transactions,
+        ListTransactions => handlers::transactions::list_transactions,
     }
 }
 

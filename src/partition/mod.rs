@@ -200,6 +200,26 @@ impl Partition {
             .await
     }
 
+    /// The last stable offset: below it every transaction is decided (read_committed
+    /// consumers read up to here). The high watermark when no transaction is open.
+    pub fn last_stable_offset(&self) -> i64 {
+        let hw = self.high_watermark();
+        self.log
+            .first_unstable_offset()
+            .map_or(hw, |first| first.min(hw))
+    }
+
+    /// Batches from the one containing `offset` below `bound` (at most the high watermark: the
+    /// caller read it, or the last stable offset, synchronously before), up to `max_bytes`.
+    pub async fn read_below(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        bound: i64,
+    ) -> Result<ReadResult, StorageError> {
+        self.log.read(offset, max_bytes, bound).await
+    }
+
     /// A follower's read: written batches from `offset`, past the high watermark.
     pub async fn read_for_replica(
         &self,
@@ -211,11 +231,17 @@ impl Partition {
             .await
     }
 
-    /// Resolves once the high watermark is past `offset` (or the log closed). Cancel-safe.
-    pub async fn wait_for_data(&self, offset: i64) {
+    /// Resolves once the high watermark (read_committed: the last stable offset) is past
+    /// `offset`, or the log closed. Cancel-safe.
+    pub async fn wait_for_data(&self, offset: i64, read_committed: bool) {
         loop {
             let changed = self.progress.notified();
-            if self.high_watermark() > offset || self.log.is_closed() {
+            let bound = if read_committed {
+                self.last_stable_offset()
+            } else {
+                self.high_watermark()
+            };
+            if bound > offset || self.log.is_closed() {
                 return;
             }
             let position = self.position();

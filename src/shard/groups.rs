@@ -5,8 +5,7 @@
 //! - `Persist` actions are appended to the `__consumer_offsets` partition synchronously (so
 //!   log order = decision order); a task waits for durability (per the flush policy) and feeds
 //!   `Persisted` back — in append order per partition, whatever order the waits finish in
-//!   (two commits of one key in one coalesced write would otherwise apply in wake-up order, and
-//!   memory could keep the older offset while the log replays the newer). The log cleaner
+//!   (`persist_queue.rs`). The log cleaner
 //!   compacts the partitions (`cleanup.policy=compact`).
 //! - [`run`] (one task per shard) creates the topic (shard 0), loads this shard's offsets
 //!   partitions, then ticks the coordinator every [`TICK_MS`].
@@ -14,7 +13,7 @@
 //! Invariant: the coordinator's `RefCell` is never borrowed across an `.await`.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -27,10 +26,11 @@ use crate::controller::NewTopic;
 use crate::coordinator::group::coordinator::{
     self, Action, Coordinator, CoordinatorConfig, Event, Reply, ReqId,
 };
-use crate::coordinator::group::records::{decode_batches, encode_batch, StoredRecord};
+use crate::coordinator::group::records::{decode_batches, encode_batch, Decoded, StoredRecord};
 use crate::coordinator::group::{offsets_topic_configs, partition_for, OFFSETS_TOPIC, TICK_MS};
 use crate::errors::commit_error;
 use crate::shard::controller::{self};
+use crate::shard::persist_queue::PersistQueue;
 use crate::shard::{MeshMsg, Shard};
 use crate::util::now_ms;
 
@@ -42,21 +42,12 @@ pub struct GroupDriver {
     coord: RefCell<Coordinator>,
     waiters: RefCell<HashMap<ReqId, flume::Sender<Reply>>>,
     next_req: Cell<ReqId>,
-    /// Per offsets partition, persists not yet reported, in append order.
-    in_flight: RefCell<HashMap<i32, VecDeque<InFlight>>>,
-    next_persist: Cell<u64>,
+    /// Persists not yet reported, released in append order per partition.
+    persists: PersistQueue,
     /// The first load is done: leadership changes load and unload from then on.
     started: Cell<bool>,
     /// A cluster's `__consumer_offsets` creation was asked for (once per process).
     pub offsets_topic_requested: Cell<bool>,
-}
-
-/// A `Persist` appended (or refused) and not yet reported back to the coordinator.
-struct InFlight {
-    seq: u64,
-    token: Option<u64>,
-    /// The outcome, once known (0: durable).
-    error: Option<i16>,
 }
 
 impl Default for GroupDriver {
@@ -66,8 +57,7 @@ impl Default for GroupDriver {
             coord: RefCell::new(Coordinator::new(CoordinatorConfig::default(), seed)),
             waiters: RefCell::new(HashMap::new()),
             next_req: Cell::new(1),
-            in_flight: RefCell::new(HashMap::new()),
-            next_persist: Cell::new(0),
+            persists: PersistQueue::default(),
             started: Cell::new(false),
             offsets_topic_requested: Cell::new(false),
         }
@@ -97,6 +87,20 @@ impl GroupDriver {
     }
 }
 
+/// A transaction marker of `producer_id` was written to offsets partition `partition` (this
+/// shard owns it): the producer's offsets committed in the transaction become visible there,
+/// or are dropped.
+pub fn txn_marker(shard: &Rc<Shard>, partition: i32, producer_id: i64, commit: bool) {
+    feed(
+        shard,
+        Event::TxnMarker {
+            partition,
+            producer_id,
+            commit,
+        },
+    );
+}
+
 /// Deleted topics: the coordinator drops their committed offsets (see `Event::TopicsDeleted`).
 pub fn topics_deleted(shard: &Rc<Shard>, topics: Vec<String>) {
     feed(shard, Event::TopicsDeleted(topics));
@@ -122,20 +126,10 @@ fn execute(shard: &Rc<Shard>, action: Action) {
             partition,
             records,
             token,
+            txn,
         } => {
-            let d = &shard.groups;
-            let seq = d.next_persist.get();
-            d.next_persist.set(seq + 1);
-            let appended = append(shard, partition, &records);
-            d.in_flight
-                .borrow_mut()
-                .entry(partition)
-                .or_default()
-                .push_back(InFlight {
-                    seq,
-                    token,
-                    error: None,
-                });
+            let seq = shard.groups.persists.start(partition, token);
+            let appended = append(shard, partition, &records, txn);
             match appended {
                 Ok((part, info)) => {
                     let s = shard.clone();
@@ -158,27 +152,9 @@ fn execute(shard: &Rc<Shard>, action: Action) {
 }
 
 /// Records the outcome of persist `seq` and reports every finished persist at the front of the
-/// partition's queue, so the coordinator sees them in append order.
+/// partition's queue, so the coordinator sees them in append order (see `persist_queue.rs`).
 fn persisted(shard: &Rc<Shard>, partition: i32, seq: u64, error: i16) {
-    let ready: Vec<(Option<u64>, i16)> = {
-        let mut all = shard.groups.in_flight.borrow_mut();
-        let Some(queue) = all.get_mut(&partition) else {
-            return;
-        };
-        if let Some(entry) = queue.iter_mut().find(|e| e.seq == seq) {
-            entry.error = Some(error);
-        }
-        let mut ready = Vec::new();
-        while let Some(error) = queue.front().and_then(|e| e.error) {
-            if let Some(entry) = queue.pop_front() {
-                ready.push((entry.token, error));
-            }
-        }
-        if queue.is_empty() {
-            all.remove(&partition);
-        }
-        ready
-    };
+    let ready = shard.groups.persists.finish(partition, seq, error);
     for (token, error) in ready {
         match token {
             Some(token) => feed(shard, Event::Persisted { token, error }),
@@ -191,14 +167,20 @@ fn persisted(shard: &Rc<Shard>, partition: i32, seq: u64, error: i16) {
 type AppendResult =
     Result<(Rc<crate::partition::Partition>, sluice_storage::AppendInfo), ResponseError>;
 
-/// Appends `records` as one batch to offsets partition `partition` (synchronous).
-fn append(shard: &Rc<Shard>, partition: i32, records: &[StoredRecord]) -> AppendResult {
+/// Appends `records` as one batch to offsets partition `partition` (synchronous); with `txn`,
+/// as a transactional batch of that producer.
+fn append(
+    shard: &Rc<Shard>,
+    partition: i32,
+    records: &[StoredRecord],
+    txn: Option<(i64, i16)>,
+) -> AppendResult {
     let part = shard
         .partition(OFFSETS_TOPIC, partition)
         .filter(|p| p.is_leader(None))
         .ok_or(ResponseError::NotCoordinator)?;
     let now = now_ms();
-    let batch = encode_batch(records, now).map_err(|e| {
+    let batch = encode_batch(records, now, txn).map_err(|e| {
         warn!(error = %e, "encoding __consumer_offsets batch failed");
         ResponseError::UnknownServerError
     })?;
@@ -292,12 +274,27 @@ async fn load(shard: &Rc<Shard>, p: i32) {
             }
             match decode_batches(chunk) {
                 Ok(recs) => {
-                    for (offset, rec) in recs {
+                    for (offset, decoded) in recs {
                         if offset < log.log_start_offset() {
                             continue;
                         }
                         records_read += 1;
-                        feed(shard, Event::Replay(p, rec));
+                        let event = match decoded {
+                            Decoded::Record { rec, txn: None } => Event::Replay(p, rec),
+                            Decoded::Record {
+                                rec,
+                                txn: Some(producer_id),
+                            } => Event::ReplayTxn(p, producer_id, rec),
+                            Decoded::Marker {
+                                producer_id,
+                                commit,
+                            } => Event::TxnMarker {
+                                partition: p,
+                                producer_id,
+                                commit,
+                            },
+                        };
+                        feed(shard, event);
                     }
                 }
                 Err(e) => {

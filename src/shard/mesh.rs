@@ -13,9 +13,11 @@ use kafka_protocol::ResponseError;
 use super::controller::{ControllerOp, ControllerReply};
 use super::groups::GroupDriver;
 use super::ops::{self, AppendOutcome, PartitionOp, PartitionOpOutcome, ReadOutcome, ReadRequest};
+use super::txns::{Marker, TxnDriver};
 use super::Shard;
 use crate::cluster::image::MetadataImage;
 use crate::coordinator::group::coordinator::{Reply as GroupReply, Request as GroupRequest};
+use crate::coordinator::txn::coordinator::{Reply as TxnReply, Request as TxnRequest};
 use crate::limits::MESH_QUEUE_DEPTH;
 
 /// A message to another shard. Each carries its data and, where it expects an answer, the
@@ -38,7 +40,7 @@ pub enum MeshMsg {
     /// Fetch long poll: reply when any of (topic, partition, offset) has data past the offset,
     /// or after `wait`.
     WaitForData {
-        parts: Vec<(String, i32, i64, bool)>,
+        parts: Vec<ops::WaitPart>,
         wait: Duration,
         reply: flume::Sender<()>,
     },
@@ -55,6 +57,18 @@ pub enum MeshMsg {
     ApplyMetadata {
         image: Arc<MetadataImage>,
         reply: flume::Sender<Vec<String>>,
+    },
+    /// A transaction coordinator request, on the shard owning the id's state partition.
+    Txn {
+        request: TxnRequest,
+        reply: flume::Sender<Result<TxnReply, ResponseError>>,
+    },
+    /// Transaction markers for these partitions of this shard; the reply holds an error code
+    /// per partition (0: written and committed).
+    WriteMarkers {
+        parts: Vec<(String, i32)>,
+        marker: Marker,
+        reply: flume::Sender<Vec<i16>>,
     },
     /// An admin command for the controller (shard 0 only).
     Controller {
@@ -151,6 +165,19 @@ pub fn deliver(shard: &Rc<Shard>, msg: MeshMsg) {
         }),
         MeshMsg::Controller { op, reply } => spawn(async move {
             let _ = reply.send_async(super::controller::run(&s, op).await).await;
+        }),
+        MeshMsg::Txn { request, reply } => spawn(async move {
+            let r = TxnDriver::request(&s, request).await;
+            let _ = reply.send_async(r).await;
+        }),
+        MeshMsg::WriteMarkers {
+            parts,
+            marker,
+            reply,
+        } => spawn(async move {
+            let _ = reply
+                .send_async(ops::write_markers(s, parts, marker).await)
+                .await;
         }),
         MeshMsg::Group { request, reply } => spawn(async move {
             let r = GroupDriver::request(&s, move |id| request.into_event(id)).await;

@@ -24,9 +24,11 @@ pub mod controller;
 pub mod groups;
 pub mod mesh;
 pub mod ops;
+pub mod persist_queue;
 pub mod replication;
 pub mod router;
 pub mod stats;
+pub mod txns;
 
 pub use mesh::{build_mesh, run_mesh_receiver, Mesh, MeshError, MeshMsg};
 pub use router::{owner, partition_dir};
@@ -119,6 +121,9 @@ pub struct Shard {
     /// Group coordinator state for the `__consumer_offsets` partitions this shard owns
     /// (consumer groups; see `crate::coordinator::group`).
     pub groups: groups::GroupDriver,
+    /// Transaction coordinator state for the `__transaction_state` partitions this shard owns
+    /// (see `crate::coordinator::txn`).
+    pub txns: txns::TxnDriver,
     /// The fetchers copying this shard's follower replicas from their leaders (cluster mode).
     pub fetchers: replication::Fetchers,
 }
@@ -153,6 +158,7 @@ impl Shard {
         apply_tx: flume::Sender<(Arc<MetadataImage>, flume::Sender<Vec<String>>)>,
         controller: Option<controller::ControllerDriver>,
     ) -> Shard {
+        let txns = txns::TxnDriver::new(&config);
         Shard {
             id,
             shards: config.shards,
@@ -170,6 +176,7 @@ impl Shard {
             metrics: crate::metrics::ShardMetrics::default(),
             open_failures: Cell::new(0),
             groups: groups::GroupDriver::default(),
+            txns,
             fetchers: replication::Fetchers::default(),
         }
     }

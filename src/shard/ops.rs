@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures_util::future::select_all;
+use futures_util::future::{join_all, select_all};
 use kafka_protocol::ResponseError;
 
 use super::Shard;
@@ -102,6 +102,9 @@ pub struct ReadRequest {
     pub current_leader_epoch: i32,
     /// Set when a follower fetches (a replica's Fetch).
     pub replica: Option<ReplicaFetch>,
+    /// isolation_level = READ_COMMITTED: read below the last stable offset, and name the
+    /// aborted transactions in what was read.
+    pub read_committed: bool,
 }
 
 /// What a follower's Fetch says about one partition besides its offset.
@@ -119,6 +122,9 @@ pub struct ReplicaFetch {
 pub struct ReadOutcome {
     pub error: i16,
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    /// read_committed: (producer id, first offset) of the aborted transactions in the data.
+    pub aborted: Vec<(i64, i64)>,
     pub log_start_offset: i64,
     pub records: Vec<Bytes>,
     pub bytes: usize,
@@ -135,6 +141,7 @@ impl ReadOutcome {
         ReadOutcome {
             error: error.code(),
             high_watermark: -1,
+            last_stable_offset: -1,
             log_start_offset: -1,
             ..Default::default()
         }
@@ -183,23 +190,38 @@ pub async fn read(shard: Rc<Shard>, reqs: Vec<ReadRequest>, budget: usize) -> Ve
             continue;
         }
         let log = &p.log;
+        let high_watermark = p.high_watermark();
+        let last_stable_offset = p.last_stable_offset();
         if room == 0 && used > 0 {
             out.push(ReadOutcome {
-                high_watermark: p.high_watermark(),
+                high_watermark,
+                last_stable_offset,
                 log_start_offset: log.log_start_offset(),
                 ..Default::default()
             });
             continue;
         }
-        let high_watermark = p.high_watermark();
-        // Bounded by the high watermark, as read synchronously above.
-        let read = p.read(r.offset, room.max(1)).await;
+        // Bounded by the high watermark (or, read_committed, the last stable offset) as read
+        // synchronously above.
+        let bound = if r.read_committed {
+            last_stable_offset
+        } else {
+            high_watermark
+        };
+        let read = p.read_below(r.offset, room.max(1), bound).await;
         match read {
             Ok(res) => {
                 used += res.bytes;
+                let aborted = if r.read_committed && res.bytes > 0 {
+                    log.aborted_transactions(r.offset, bound)
+                } else {
+                    Vec::new()
+                };
                 out.push(ReadOutcome {
                     error: 0,
                     high_watermark,
+                    last_stable_offset,
+                    aborted,
                     log_start_offset: res.log_start_offset,
                     bytes: res.bytes,
                     records: res.chunks,
@@ -208,7 +230,8 @@ pub async fn read(shard: Rc<Shard>, reqs: Vec<ReadRequest>, budget: usize) -> Ve
             }
             Err(e) => out.push(ReadOutcome {
                 error: storage_error(&e).code(),
-                high_watermark: p.high_watermark(),
+                high_watermark,
+                last_stable_offset,
                 log_start_offset: log.log_start_offset(),
                 ..Default::default()
             }),
@@ -282,16 +305,16 @@ async fn read_for_replica(
 /// Resolves when any of `parts` (topic, partition, offset, whether a follower waits) has data
 /// past its offset — committed data for consumers, written data for followers — or at `wait`
 /// elapsed.
-pub async fn wait_for_data(shard: Rc<Shard>, parts: Vec<(String, i32, i64, bool)>, wait: Duration) {
+pub async fn wait_for_data(shard: Rc<Shard>, parts: Vec<WaitPart>, wait: Duration) {
     let waits: Vec<_> = parts
         .into_iter()
-        .filter_map(|(topic, index, offset, replica)| {
-            let p = shard.partition(&topic, index)?;
+        .filter_map(|w| {
+            let p = shard.partition(&w.topic, w.index)?;
             Some(Box::pin(async move {
-                if replica {
-                    p.wait_for_replica_data(offset).await
+                if w.replica {
+                    p.wait_for_replica_data(w.offset).await
                 } else {
-                    p.wait_for_data(offset).await
+                    p.wait_for_data(w.offset, w.read_committed).await
                 }
             }))
         })
@@ -301,6 +324,72 @@ pub async fn wait_for_data(shard: Rc<Shard>, parts: Vec<(String, i32, i64, bool)
         return;
     }
     let _ = crate::runtime::timeout(wait, select_all(waits)).await;
+}
+
+/// Appends `marker` to each of `parts` (partitions this shard owns) and waits until each is
+/// committed (acks=all). Returns an error code per partition (0: done); an append to
+/// `__consumer_offsets` also completes the producer's pending transactional offset commits.
+pub async fn write_markers(
+    shard: Rc<Shard>,
+    parts: Vec<(String, i32)>,
+    marker: super::txns::Marker,
+) -> Vec<i16> {
+    let writes = parts.into_iter().map(|(topic, index)| {
+        let shard = shard.clone();
+        async move {
+            let Some(p) = shard.partition(&topic, index) else {
+                let known = shard
+                    .metadata()
+                    .topic(&topic)
+                    .is_some_and(|t| t.has_partition(index));
+                return if known {
+                    ResponseError::NotLeaderOrFollower.code()
+                } else {
+                    ResponseError::UnknownTopicOrPartition.code()
+                };
+            };
+            if !p.is_leader(None) {
+                return ResponseError::NotLeaderOrFollower.code();
+            }
+            let appended = p.log.append_marker(
+                marker.producer_id,
+                marker.producer_epoch,
+                marker.commit,
+                marker.coordinator_epoch,
+                p.leader_epoch.get(),
+                crate::util::now_ms(),
+            );
+            let info = match appended {
+                Ok(info) => info,
+                Err(sluice_storage::StorageError::Producer(
+                    sluice_storage::ProducerError::CoordinatorFenced { .. },
+                )) => return ResponseError::TransactionCoordinatorFenced.code(),
+                Err(e) => return storage_error(&e).code(),
+            };
+            match p.wait_acks(&info, -1).await {
+                Ok(()) => {}
+                Err(crate::partition::AckError::Storage(e)) => return storage_error(&e).code(),
+                Err(_) => return ResponseError::NotLeaderOrFollower.code(),
+            }
+            if topic == crate::coordinator::group::OFFSETS_TOPIC {
+                super::groups::txn_marker(&shard, index, marker.producer_id, marker.commit);
+            }
+            0
+        }
+    });
+    join_all(writes).await
+}
+
+/// One partition of a Fetch long poll: wake when there is data past `offset` for this reader.
+#[derive(Debug, Clone)]
+pub struct WaitPart {
+    pub topic: String,
+    pub index: i32,
+    pub offset: i64,
+    /// A follower: written data counts (not only committed).
+    pub replica: bool,
+    /// read_committed: only data below the last stable offset counts.
+    pub read_committed: bool,
 }
 
 /// ListOffsets' special timestamps.
@@ -314,7 +403,10 @@ pub const EARLIEST_LOCAL: i64 = -4;
 pub enum PartitionOp {
     /// ListOffsets: a timestamp or one of [`LATEST`], [`EARLIEST`], [`MAX_TIMESTAMP`],
     /// [`EARLIEST_LOCAL`].
-    ListOffset { timestamp: i64 },
+    ListOffset {
+        timestamp: i64,
+        read_committed: bool,
+    },
     /// DeleteRecords: move the log start to `offset` (-1: the high watermark).
     DeleteRecords { offset: i64 },
     /// OffsetForLeaderEpoch: the end offset of `wanted`, checking the client's `current` epoch.
@@ -341,7 +433,10 @@ pub async fn run_op(
         .filter(|p| p.is_leader(None))
         .ok_or(ResponseError::NotLeaderOrFollower)?;
     match op {
-        PartitionOp::ListOffset { timestamp } => list_offset(&part, timestamp).await,
+        PartitionOp::ListOffset {
+            timestamp,
+            read_committed,
+        } => list_offset(&part, timestamp, read_committed).await,
         PartitionOp::DeleteRecords { offset } => {
             let hw = part.high_watermark();
             let target = if offset == -1 { hw } else { offset };
@@ -369,7 +464,11 @@ pub async fn run_op(
     }
 }
 
-async fn list_offset(part: &Partition, ts: i64) -> Result<PartitionOpOutcome, ResponseError> {
+async fn list_offset(
+    part: &Partition,
+    ts: i64,
+    read_committed: bool,
+) -> Result<PartitionOpOutcome, ResponseError> {
     let log = &part.log;
     let found = match ts {
         // A new leader's high watermark may trail the old leader's for a moment: until it
@@ -378,6 +477,7 @@ async fn list_offset(part: &Partition, ts: i64) -> Result<PartitionOpOutcome, Re
         LATEST if part.high_watermark() < part.epoch_start() => {
             return Err(ResponseError::OffsetNotAvailable)
         }
+        LATEST if read_committed => Some((-1, part.last_stable_offset())),
         LATEST => Some((-1, part.high_watermark())),
         EARLIEST | EARLIEST_LOCAL => Some((-1, log.log_start_offset())),
         MAX_TIMESTAMP => match log.max_timestamp() {

@@ -22,6 +22,7 @@ pub mod scan;
 mod segment;
 pub mod stats;
 pub mod test_util;
+pub mod txn;
 
 pub use aligned::{keep_large_buffers_in_heap, BLOCK_BYTES};
 pub use batch::{validate_batches, validate_for_append, BatchError, BatchHeader};
@@ -34,3 +35,4 @@ pub use notify::{Notified, Notify};
 pub use producer::ProducerError;
 pub use scan::{scan_segment, ScanResult, ScanStop, ScannedBatch};
 pub use sluice_base::Reader;
+pub use txn::{AbortedTxn, ControlType};

@@ -237,31 +237,60 @@ fn put_bytes(b: &mut BytesMut, v: &[u8]) {
     b.put_slice(v);
 }
 
-/// Packs records into one uncompressed RecordBatch v2.
-pub fn encode_batch(records: &[StoredRecord], now_ms: i64) -> Result<Bytes, String> {
+/// Packs records into one uncompressed RecordBatch v2; with `txn` (producer id, epoch), a
+/// transactional batch of that producer (TxnOffsetCommit; no sequence, as Kafka writes them).
+pub fn encode_batch(
+    records: &[StoredRecord],
+    now_ms: i64,
+    txn: Option<(i64, i16)>,
+) -> Result<Bytes, String> {
     let mut b = BatchBuilder::new();
+    if let Some((producer_id, epoch)) = txn {
+        b = b.producer(producer_id, epoch, -1).transactional(true);
+    }
     for r in records {
         b.push(Some(r.encode_key()), r.encode_value(), now_ms, &[]);
     }
     b.build()
 }
 
+/// What a load reads from an offsets partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decoded {
+    /// A record; `txn`: the producer id of its transactional batch.
+    Record { rec: StoredRecord, txn: Option<i64> },
+    /// A transaction marker of `producer_id`.
+    Marker { producer_id: i64, commit: bool },
+}
+
 /// Decodes every record of the whole batches in `chunk` with its offset. Records we do not
 /// understand are skipped; a batch that fails to decode ends the chunk (error returned).
-pub fn decode_batches(chunk: Bytes) -> Result<Vec<(i64, StoredRecord)>, String> {
+pub fn decode_batches(chunk: Bytes) -> Result<Vec<(i64, Decoded)>, String> {
     let mut buf = chunk;
     let sets = RecordBatchDecoder::decode_all(&mut buf).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for set in sets {
         for r in set.records {
-            if r.control {
-                continue;
-            }
             let Some(key) = r.key.as_deref() else {
                 continue;
             };
+            if r.control {
+                // Control record key: version i16 = 0 | type i16 (0 abort, 1 commit).
+                let commit = match key {
+                    [0, 0, 0, 0] => false,
+                    [0, 0, 0, 1] => true,
+                    _ => continue,
+                };
+                let m = Decoded::Marker {
+                    producer_id: r.producer_id,
+                    commit,
+                };
+                out.push((r.offset, m));
+                continue;
+            }
             if let Some(rec) = StoredRecord::decode(key, r.value.as_deref()) {
-                out.push((r.offset, rec));
+                let txn = r.transactional.then_some(r.producer_id);
+                out.push((r.offset, Decoded::Record { rec, txn }));
             }
         }
     }
@@ -321,14 +350,48 @@ mod tests {
     #[test]
     fn records_round_trip_through_a_batch() {
         let recs = samples();
-        let batch = encode_batch(&recs, 5).unwrap();
+        let batch = encode_batch(&recs, 5, None).unwrap();
         sluice_storage::validate_batches(&batch).unwrap();
         let back = decode_batches(batch).unwrap();
         assert_eq!(back.len(), recs.len());
         for (i, (offset, r)) in back.into_iter().enumerate() {
             assert_eq!(offset, i as i64);
-            assert_eq!(r, recs[i]);
+            assert_eq!(
+                r,
+                Decoded::Record {
+                    rec: recs[i].clone(),
+                    txn: None
+                }
+            );
         }
+        // A transactional batch, then a marker.
+        let batch = encode_batch(&recs[..1], 5, Some((42, 3))).unwrap();
+        let h = &sluice_storage::validate_batches(&batch).unwrap()[0];
+        assert!(h.is_transactional());
+        assert_eq!(
+            (h.producer_id, h.producer_epoch, h.base_sequence),
+            (42, 3, -1)
+        );
+        let back = decode_batches(batch).unwrap();
+        assert_eq!(
+            back[0].1,
+            Decoded::Record {
+                rec: recs[0].clone(),
+                txn: Some(42)
+            }
+        );
+        let marker = sluice_storage::txn::encode_marker(42, 3, true, 0, 5);
+        let back = decode_batches(Bytes::from(marker)).unwrap();
+        assert_eq!(
+            back,
+            vec![(
+                0,
+                Decoded::Marker {
+                    producer_id: 42,
+                    commit: true
+                }
+            )]
+        );
     }
 
     #[test]

@@ -105,6 +105,31 @@ pub struct ListFilter {
     pub producer_ids: Vec<i64>,
 }
 
+/// A client request for the coordinator, before its driver gives it a [`ReqId`] (this is what
+/// travels between shards).
+#[derive(Debug, Clone)]
+pub enum Request {
+    Init(InitRequest),
+    Add(AddRequest),
+    End(EndRequest),
+    /// DescribeTransactions of one id (id, state partition).
+    Describe(String, i32),
+    List(ListFilter),
+}
+
+impl Request {
+    /// The coordinator's input for this request, answered under `id`.
+    pub fn into_event(self, id: ReqId) -> Event {
+        match self {
+            Request::Init(r) => Event::Init(id, r),
+            Request::Add(r) => Event::Add(id, r),
+            Request::End(r) => Event::End(id, r),
+            Request::Describe(t, p) => Event::Describe(id, t, p),
+            Request::List(f) => Event::List(id, f),
+        }
+    }
+}
+
 /// Inputs of the state machine.
 #[derive(Debug, Clone)]
 pub enum Event {

@@ -17,7 +17,7 @@ use sluice_net::ResponseFrame;
 
 use crate::kafka::dispatch::{Ctx, Dispatched};
 use crate::limits::{FETCH_MAX_WAIT_MS, PARTITIONS_PER_REQUEST_MAX};
-use crate::shard::ops::{ReadOutcome, ReadRequest, ReplicaFetch};
+use crate::shard::ops::{ReadOutcome, ReadRequest, ReplicaFetch, WaitPart};
 use crate::shard::{MeshMsg, Shard};
 
 struct Slot {
@@ -49,6 +49,8 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
         req.replica_id.0
     };
     let from_replica = replica_id >= 0 && shard.config.clustered();
+    // isolation_level (v4+): 1 = READ_COMMITTED.
+    let read_committed = !from_replica && req.isolation_level == 1;
 
     let mut resp = FetchResponseOut::default();
     if version >= 7 && req.session_epoch > 0 {
@@ -108,6 +110,7 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
                                 -1
                             },
                         }),
+                        read_committed,
                     },
                 }),
                 None => {
@@ -175,15 +178,14 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
         }
         let remaining = max_wait - elapsed;
         let waits = by_shard.iter().map(|(&owner, idxs)| {
-            let reqs: Vec<(String, i32, i64, bool)> = idxs
+            let reqs: Vec<WaitPart> = idxs
                 .iter()
-                .map(|&i| {
-                    (
-                        slots[i].req.topic.clone(),
-                        slots[i].req.index,
-                        slots[i].req.offset,
-                        from_replica,
-                    )
+                .map(|&i| WaitPart {
+                    topic: slots[i].req.topic.clone(),
+                    index: slots[i].req.index,
+                    offset: slots[i].req.offset,
+                    replica: from_replica,
+                    read_committed,
                 })
                 .collect();
             let shard = shard.clone();
@@ -221,8 +223,9 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
             partition_index: s.req.index,
             error_code: o.error,
             high_watermark: o.high_watermark,
-            last_stable_offset: o.high_watermark,
+            last_stable_offset: o.last_stable_offset,
             log_start_offset: o.log_start_offset,
+            aborted_transactions: o.aborted,
             records: o.records,
             current_leader: None,
             diverging_epoch: o.diverging,
@@ -237,6 +240,7 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
             high_watermark: -1,
             last_stable_offset: -1,
             log_start_offset: -1,
+            aborted_transactions: Vec::new(),
             records: Vec::new(),
             current_leader: None,
             diverging_epoch: None,

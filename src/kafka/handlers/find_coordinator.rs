@@ -1,8 +1,10 @@
 //! FindCoordinator: a group's coordinator is the broker leading its `__consumer_offsets`
 //! partition (this broker, on a single node); COORDINATOR_NOT_AVAILABLE until that topic exists
 //! and the partition has a live leader. A cluster creates the topic on the first request.
-//! Batched keys (v4+) answer per key. Transaction coordinators (key type 1) are not served:
-//! COORDINATOR_NOT_AVAILABLE.
+//! Batched keys (v4+) answer per key. A transactional id's coordinator (key type 1) is the
+//! broker leading its `__transaction_state` partition; the topic is created on the first such
+//! lookup (as Kafka does). Transactions are served by a single node only for now: a cluster
+//! answers COORDINATOR_NOT_AVAILABLE for them.
 
 use std::rc::Rc;
 
@@ -17,22 +19,38 @@ use tracing::warn;
 
 use crate::controller::{NewTopic, OpError};
 use crate::coordinator::group::{offsets_topic_configs, OFFSETS_TOPIC};
+use crate::coordinator::txn::{transaction_state_topic_configs, TRANSACTION_STATE_TOPIC};
 use crate::shard::controller::{self, ControllerOp, ControllerReply};
-use crate::shard::groups;
+use crate::shard::{groups, txns};
 use crate::shard::{BrokerInfo, Shard};
 use crate::util::sb;
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 fn lookup(
     shard: &Shard,
     key: &str,
     key_type: i8,
 ) -> Result<BrokerInfo, (ResponseError, &'static str)> {
+    if key_type == KEY_TYPE_TRANSACTION {
+        if shard.config.clustered() {
+            return Err((
+                ResponseError::CoordinatorNotAvailable,
+                "transactions are served by single-node brokers only (clusters: not yet)",
+            ));
+        }
+        let unavailable = (
+            ResponseError::CoordinatorNotAvailable,
+            "the transactional id's __transaction_state partition is not available yet",
+        );
+        let (_, leader) = txns::coordinator_of(shard, key).map_err(|_| unavailable)?;
+        return shard.broker(leader).ok_or(unavailable);
+    }
     if key_type != KEY_TYPE_GROUP {
         return Err((
-            ResponseError::CoordinatorNotAvailable,
-            "only group coordinators are served",
+            ResponseError::InvalidRequest,
+            "unknown coordinator key type",
         ));
     }
     let unavailable = (
@@ -88,9 +106,52 @@ fn request_offsets_topic(shard: &Rc<Shard>) {
     .detach();
 }
 
+/// A single node creates `__transaction_state` when a client first looks for a transaction
+/// coordinator (its partitions then load in `txns::run`).
+fn request_transaction_topic(shard: &Rc<Shard>) {
+    if shard.config.clustered()
+        || shard.metadata().topic(TRANSACTION_STATE_TOPIC).is_some()
+        || shard.txns.topic_requested.replace(true)
+    {
+        return;
+    }
+    let s = shard.clone();
+    crate::runtime::spawn(async move {
+        let topic = NewTopic {
+            assignment: None,
+            name: TRANSACTION_STATE_TOPIC.to_owned(),
+            partitions: s.config.args.transaction_state_log_num_partitions,
+            replication_factor: -1,
+            configs: transaction_state_topic_configs(),
+        };
+        // Through the controller's shard (this request may have arrived on any shard).
+        let op = ControllerOp::CreateTopics {
+            topics: vec![topic],
+            validate_only: false,
+        };
+        let created = controller::on_controller(&s, op)
+            .await
+            .and_then(ControllerReply::topics)
+            .and_then(|mut r| r.pop().unwrap_or_else(|| Err(OpError::new(ResponseError::UnknownServerError, "no result"))));
+        match created {
+            Ok(_) => {}
+            Err(e) if matches!(e.error, ResponseError::TopicAlreadyExists) => {}
+            Err(e) => {
+                warn!(error = %e.message, "creating __transaction_state failed; the next FindCoordinator retries");
+                s.txns.topic_requested.set(false);
+            }
+        }
+    })
+    .detach();
+}
+
 pub async fn handle(shard: Rc<Shard>, req: FindCoordinatorRequest, ctx: Ctx) -> ResponseKind {
     let version = ctx.version;
-    request_offsets_topic(&shard);
+    if req.key_type == KEY_TYPE_TRANSACTION {
+        request_transaction_topic(&shard);
+    } else {
+        request_offsets_topic(&shard);
+    }
     let keys: Vec<StrBytes> = if version >= 4 {
         req.coordinator_keys.clone()
     } else {

@@ -1,6 +1,7 @@
-//! InitProducerId for idempotent (non-transactional) producers: a fresh producer id from the
+//! InitProducerId. Idempotent (non-transactional) producers: a fresh producer id from the
 //! controller, or — for a producer that already has one (KIP-360) — the same id with its epoch
-//! bumped. Transactions are not supported; a transactional id is refused.
+//! bumped. Transactional producers: their transactional id's coordinator answers
+//! (`shard::txns`, docs/architecture.md §7.1).
 
 use std::rc::Rc;
 
@@ -8,20 +9,42 @@ use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, Pr
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
+use crate::coordinator::txn::coordinator::{InitRequest, Reply, Request};
 use crate::kafka::dispatch::Ctx;
 use crate::shard::controller::{on_controller, ControllerOp, ControllerReply};
+use crate::shard::txns;
 use crate::shard::Shard;
 
 pub async fn handle(shard: Rc<Shard>, req: InitProducerIdRequest, _ctx: Ctx) -> ResponseKind {
     let resp = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
-    if req.transactional_id.is_some() {
-        return ResponseKind::InitProducerId(
-            resp.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code()),
-        );
-    }
     let (pid, epoch) = (req.producer_id.0, req.producer_epoch);
+    if let Some(id) = &req.transactional_id {
+        let id = id.0.as_str().to_owned();
+        let expected = (pid >= 0).then_some((pid, epoch));
+        let reply = txns::call(&shard, &id, |partition| {
+            Request::Init(InitRequest {
+                transactional_id: id.clone(),
+                partition,
+                timeout_ms: req.transaction_timeout_ms,
+                expected,
+            })
+        })
+        .await;
+        return ResponseKind::InitProducerId(match reply {
+            Ok(Reply::Init {
+                error,
+                producer_id,
+                producer_epoch,
+            }) => resp
+                .with_error_code(error)
+                .with_producer_id(ProducerId(producer_id))
+                .with_producer_epoch(producer_epoch),
+            Ok(_) => resp.with_error_code(ResponseError::UnknownServerError.code()),
+            Err(e) => resp.with_error_code(e.code()),
+        });
+    }
     if pid >= 0 && (0..i16::MAX - 1).contains(&epoch) {
         return ResponseKind::InitProducerId(
             resp.with_producer_id(ProducerId(pid))

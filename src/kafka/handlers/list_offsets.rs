@@ -17,6 +17,8 @@ use crate::shard::Shard;
 
 pub async fn handle(shard: Rc<Shard>, req: ListOffsetsRequest, ctx: Ctx) -> ResponseKind {
     let version = ctx.version;
+    // isolation_level (v2+): 1 = READ_COMMITTED, whose "latest" is the last stable offset.
+    let read_committed = version >= 2 && req.isolation_level == 1;
     let topics = req
         .topics
         .into_iter()
@@ -29,6 +31,7 @@ pub async fn handle(shard: Rc<Shard>, req: ListOffsetsRequest, ctx: Ctx) -> Resp
         |_, p| {
             Ok(PartitionOp::ListOffset {
                 timestamp: p.timestamp,
+                read_committed,
             })
         },
         |p, r| {

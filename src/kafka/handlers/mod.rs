@@ -32,6 +32,8 @@ pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod reassignments;
+// transactions (transaction coordinator)
+pub mod transactions;
 
 use std::collections::BTreeMap;
 use std::rc::Rc;

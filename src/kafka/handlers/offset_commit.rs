@@ -50,6 +50,7 @@ pub async fn handle(shard: Rc<Shard>, req: OffsetCommitRequest, ctx: Ctx) -> Res
     }
     if !offsets.is_empty() {
         let commit = |partition| CommitRequest {
+            txn: None,
             group_id: group_id.clone(),
             partition,
             generation: req.generation_id_or_member_epoch,

@@ -30,10 +30,10 @@ type Remote = (Vec<Slot>, Option<flume::Receiver<Vec<AppendOutcome>>>);
 /// Work forwarded to one shard: (topic, partition, records).
 type Forward = Vec<(String, i32, Bytes)>;
 
-/// Batches a client may not write: control batches (Kafka: INVALID_RECORD), and transactional
-/// batches, which need a transaction this broker does not run yet (INVALID_TXN_STATE, as Kafka
-/// answers a transactional batch outside a transaction). Malformed sets are left to storage.
-fn refused_batch(records: &[u8]) -> Option<ResponseError> {
+/// Batches a client may not write: control batches (Kafka: INVALID_RECORD); transactional
+/// batches outside a transactional request (INVALID_TXN_STATE) or without a producer id and
+/// sequence (INVALID_RECORD). Malformed sets are left to storage.
+fn refused_batch(records: &[u8], transactional: bool) -> Option<ResponseError> {
     let mut pos = 0usize;
     while let Some(h) = records
         .get(pos..)
@@ -42,8 +42,11 @@ fn refused_batch(records: &[u8]) -> Option<ResponseError> {
         if h.is_control() {
             return Some(ResponseError::InvalidRecord);
         }
-        if h.is_transactional() {
+        if h.is_transactional() && !transactional {
             return Some(ResponseError::InvalidTxnState);
+        }
+        if h.is_transactional() && (h.producer_id < 0 || h.base_sequence < 0) {
+            return Some(ResponseError::InvalidRecord);
         }
         pos += h.total_size();
     }
@@ -68,9 +71,9 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
     if !matches!(acks, -1..=1) {
         return respond_all(ctx, &req, ResponseError::InvalidRequiredAcks);
     }
-    if req.transactional_id.is_some() {
-        return respond_all(ctx, &req, ResponseError::TransactionalIdAuthorizationFailed);
-    }
+    // A transactional producer's batches (its coordinator tracks the transaction; the
+    // partition's producer state opens it at the first batch, see sluice_storage::producer).
+    let transactional = req.transactional_id.is_some();
     let mut image = shard.metadata();
     if shard.config.args.auto_create_topics_enable {
         let missing: Vec<String> = req
@@ -94,7 +97,7 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
         let mut row = Vec::with_capacity(t.partition_data.len());
         for (pi, p) in t.partition_data.into_iter().enumerate() {
             let records = p.records.unwrap_or_default();
-            let refused = refused_batch(&records);
+            let refused = refused_batch(&records, transactional);
             let fail =
                 |e| Some(Box::pin(std::future::ready(AppendOutcome::err(e, None))) as AppendFuture);
             let fut = match &meta {

@@ -1,4 +1,5 @@
-//! Fuzz target: `validate_batches` must never panic, and whatever it accepts must re-scan cleanly.
+//! Fuzz target: `validate_batches` must never panic, and whatever it accepts must re-scan cleanly;
+//! the transaction marker reader (`txn::parse_marker`) must never panic either.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -8,4 +9,5 @@ fuzz_target!(|data: &[u8]| {
         let total: usize = headers.iter().map(|h| h.total_size()).sum();
         assert_eq!(total, data.len());
     }
+    let _ = sluice_storage::txn::parse_marker(data);
 });

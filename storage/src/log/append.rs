@@ -266,7 +266,14 @@ impl Log {
             }
         }
         for (h, plan) in headers.iter().zip(&item.batches) {
-            st.producers.record(h, plan.base_offset, now_ms);
+            let control = if h.is_control() {
+                item.records
+                    .get(plan.pos..plan.pos + plan.size)
+                    .and_then(crate::txn::parse_marker)
+            } else {
+                None
+            };
+            st.producers.record(h, plan.base_offset, now_ms, control);
         }
         st.pending.push_back(Pending::Append(item));
         drop(st);
@@ -379,12 +386,90 @@ impl Log {
                 Check::Append if headers.len() > 1 => {
                     // Later batches of the same set must follow this one.
                     let next = scratch.get_or_insert_with(|| st.producers.clone());
-                    next.record(h, 0, h.max_timestamp);
+                    next.record(h, 0, h.max_timestamp, None);
                 }
                 Check::Append => {}
             }
         }
         Ok(None)
+    }
+
+    /// Appends a transaction marker (a commit or abort control batch) for
+    /// (`producer_id`, `producer_epoch`) from a coordinator at `coordinator_epoch`: it closes
+    /// the producer's open transaction (an abort is remembered for read_committed fetches).
+    /// An epoch older than the producer's is refused (`ProducerError::InvalidEpoch`), as is a
+    /// coordinator epoch older than the last marker's (`ProducerError::CoordinatorFenced`).
+    /// A marker for a producer without an open transaction is written all the same (a
+    /// coordinator retrying is harmless). Synchronous, like [`Log::append`].
+    pub fn append_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        commit: bool,
+        coordinator_epoch: i32,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo, StorageError> {
+        if self.closed.get() {
+            return Err(StorageError::Closed);
+        }
+        self.state.borrow().producers.check_marker(
+            producer_id,
+            producer_epoch,
+            Some(coordinator_epoch),
+        )?;
+        let batch = crate::txn::encode_marker(
+            producer_id,
+            producer_epoch,
+            commit,
+            coordinator_epoch,
+            now_ms,
+        );
+        let records = Bytes::from(batch);
+        let headers = validate_for_append(&records)?;
+        let base = self.leo.get();
+        let plans = vec![BatchPlan {
+            pos: 0,
+            size: records.len(),
+            base_offset: base,
+        }];
+        let epoch_starts: Vec<(i32, i64)> = if leader_epoch >= 0 {
+            vec![(leader_epoch, base)]
+        } else {
+            Vec::new()
+        };
+        let item = PendingAppend {
+            records,
+            batches: plans,
+            leader_epoch: Some(leader_epoch),
+            log_append_time_ms: None,
+        };
+        self.enqueue(item, &headers, &epoch_starts, base + 1, now_ms);
+        Ok(AppendInfo {
+            base_offset: base,
+            last_offset: base,
+            log_append_time_ms: -1,
+            log_start_offset: self.log_start.get(),
+            max_timestamp: now_ms,
+            fail_gen: self.fail_gen.get(),
+        })
+    }
+
+    /// The first offset of the oldest open transaction, if any: the last stable offset is the
+    /// smaller of this and the high watermark.
+    pub fn first_unstable_offset(&self) -> Option<i64> {
+        self.state.borrow().producers.first_unstable_offset()
+    }
+
+    /// Aborted transactions (producer id, first offset) whose data meets `from..to`, for a
+    /// read_committed fetch of those offsets.
+    pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<(i64, i64)> {
+        self.state.borrow().producers.aborted_between(from, to)
+    }
+
+    /// (open transactions, aborted ranges remembered), for metrics.
+    pub fn txn_counts(&self) -> (usize, usize) {
+        self.state.borrow().producers.txn_counts()
     }
 
     /// Drops state of producers idle longer than `expiration_ms`; returns how many.

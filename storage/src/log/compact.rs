@@ -331,7 +331,9 @@ impl Log {
             let mut reader = SegmentReader::new(s);
             while let Some(batches) = reader.next_chunk(throttle, stats).await? {
                 for (h, bytes) in &batches {
-                    if h.is_control() {
+                    // Transactional records may belong to an aborted transaction: they never
+                    // supersede a key (and are kept whole, see `retain`).
+                    if h.is_control() || h.is_transactional() {
                         continue;
                     }
                     let Some(body) = decode_body(bytes, h, codecs, cfg) else {
@@ -531,7 +533,9 @@ impl Retain<'_> {
         codecs: &dyn Codecs,
         stats: &mut CleanStats,
     ) -> Kept {
-        if h.is_control() || self.keep_whole.contains(&h.last_offset()) {
+        // Markers, and transactional batches (the cleaner does not know which transactions
+        // aborted: keeping them is safe, dropping an aborted one's superseded key is not).
+        if h.is_control() || h.is_transactional() || self.keep_whole.contains(&h.last_offset()) {
             return Kept::All;
         }
         let Some(body) = decode_body(bytes, h, codecs, cfg) else {

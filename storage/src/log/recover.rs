@@ -25,7 +25,8 @@ const RECOVERY_BATCH_BYTES_MIN: u64 = 128 << 20;
 
 impl Log {
     /// Restores producer state: the snapshot, minus anything past the recovered log end, plus
-    /// the batch headers written after the snapshot (read back from the log).
+    /// the batches written after the snapshot (read back from the log: headers, and the
+    /// record of each marker).
     pub(super) async fn load_producer_state(&self) -> Result<(), StorageError> {
         let leo = self.leo.get();
         let bytes = read_optional(&self.dir.join(PRODUCER_FILE)).await?;
@@ -58,7 +59,12 @@ impl Log {
                         pos += size.max(1);
                         continue;
                     }
-                    states.record(&h, h.base_offset, h.max_timestamp);
+                    let control = if h.is_control() {
+                        rest.get(..size).and_then(crate::txn::parse_marker)
+                    } else {
+                        None
+                    };
+                    states.record(&h, h.base_offset, h.max_timestamp, control);
                     next = next.max(h.last_offset() + 1);
                     pos += size;
                 }

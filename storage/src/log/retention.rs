@@ -25,6 +25,10 @@ impl Log {
             let _s = self.segments_lock().await;
             let _g = self.lock().await;
             self.log_start.set(target.max(self.log_start.get()));
+            self.state
+                .borrow_mut()
+                .producers
+                .prune_aborted(self.log_start.get());
             self.write_checkpoint().await?;
             self.delete_segments_below_log_start().await?;
         }
@@ -66,6 +70,7 @@ impl Log {
         let first_base = self.state.borrow().segments[0].base_offset;
         if first_base > self.log_start.get() {
             self.log_start.set(first_base);
+            self.state.borrow_mut().producers.prune_aborted(first_base);
         }
         self.write_checkpoint().await?;
         let n = doomed.len();

@@ -107,6 +107,7 @@ impl Coordinator {
             partition,
             records,
             token: Some(token),
+            txn: None,
         });
     }
 }

@@ -64,6 +64,7 @@ impl Coordinator {
     /// at once instead of waiting for their timeouts.
     pub(super) fn unload(&mut self, p: i32) {
         self.partitions.remove(&p);
+        self.drop_txn_offsets(p);
         let gone: Vec<String> = self
             .groups
             .values()

@@ -47,7 +47,7 @@ use bytes::Bytes;
 use kafka_protocol::ResponseError;
 
 use super::records::StoredRecord;
-use state::{Group, Load, Member, PendingWrite};
+use state::{Group, Load, Member, PendingWrite, TxnOffset};
 
 pub use offsets::subscribed_topics;
 
@@ -175,6 +175,9 @@ pub struct CommitRequest {
     pub member_id: String,
     pub instance_id: Option<String>,
     pub offsets: Vec<CommitPartition>,
+    /// TxnOffsetCommit: (producer id, epoch). The offsets are written in the producer's
+    /// transaction and become visible only when its commit marker reaches this partition.
+    pub txn: Option<(i64, i16)>,
 }
 
 #[derive(Debug, Clone)]
@@ -258,6 +261,16 @@ pub enum Event {
     /// This broker no longer leads the offsets partition: its groups are dropped (another
     /// broker loads them).
     Unloaded(i32),
+    /// A record of a transactional batch of `producer_id`, read from the partition: pending
+    /// until the producer's marker.
+    ReplayTxn(i32, i64, StoredRecord),
+    /// A transaction marker of `producer_id` was written to offsets partition `partition` (or
+    /// read from it while loading): its pending offsets there become visible, or are dropped.
+    TxnMarker {
+        partition: i32,
+        producer_id: i64,
+        commit: bool,
+    },
     /// Done loading (`records_read`: how many records the load replayed).
     LoadCompleted {
         partition: i32,
@@ -377,11 +390,13 @@ pub enum Reply {
 pub enum Action {
     Reply(ReqId, Reply),
     /// Append these records to offsets partition `partition`; with a token, report
-    /// `Event::Persisted` once durable (or failed).
+    /// `Event::Persisted` once durable (or failed). With `txn` (producer id, epoch), as a
+    /// transactional batch of that producer.
     Persist {
         partition: i32,
         records: Vec<StoredRecord>,
         token: Option<u64>,
+        txn: Option<(i64, i16)>,
     },
 }
 
@@ -401,6 +416,9 @@ pub struct Coordinator {
     groups: HashMap<String, Group>,
     partitions: HashMap<i32, Load>,
     pending: HashMap<u64, PendingWrite>,
+    /// Offsets committed in open transactions, per producer id: (offsets partition, group,
+    /// topic, partition, value), in commit order.
+    txn_offsets: HashMap<i64, Vec<TxnOffset>>,
     next_token: u64,
     rng: sluice_base::Rng,
     out: Vec<Action>,
@@ -414,6 +432,7 @@ impl Coordinator {
             groups: HashMap::new(),
             partitions: HashMap::new(),
             pending: HashMap::new(),
+            txn_offsets: HashMap::new(),
             next_token: 1,
             rng: sluice_base::Rng::new(seed | 1),
             out: Vec::new(),
@@ -439,8 +458,15 @@ impl Coordinator {
             Event::LoadStarted(p) => {
                 self.partitions.insert(p, Load::Loading);
                 self.groups.retain(|_, g| g.partition != p);
+                self.drop_txn_offsets(p);
             }
             Event::Replay(p, rec) => self.replay(now_ms, p, rec),
+            Event::ReplayTxn(p, producer_id, rec) => self.replay_txn(p, producer_id, rec),
+            Event::TxnMarker {
+                partition,
+                producer_id,
+                commit,
+            } => self.txn_marker(now_ms, partition, producer_id, commit),
             Event::Unloaded(p) => self.unload(p),
             Event::LoadCompleted { partition, .. } => self.load_completed(now_ms, partition),
         }
@@ -496,6 +522,7 @@ impl Coordinator {
                 partition,
                 records: vec![rec],
                 token: None,
+                txn: None,
             });
         }
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use kafka_protocol::ResponseError;
 
-use super::state::{Group, PendingWrite};
+use super::state::{Group, PendingWrite, TxnOffset};
 use super::{
     code, Action, CommitPartition, CommitRequest, Coordinator, FetchRequest, FetchedOffset,
     GroupState, OffsetDeleteRequest, Reply, ReqId, NONE,
@@ -96,7 +96,9 @@ impl Coordinator {
             PendingWrite::Commit {
                 req,
                 group: r.group_id.clone(),
+                partition: r.partition,
                 offsets: ok,
+                txn: r.txn,
                 now_ms,
                 refused,
             },
@@ -105,6 +107,7 @@ impl Coordinator {
             partition: r.partition,
             records,
             token: Some(token),
+            txn: r.txn,
         });
     }
 
@@ -116,9 +119,35 @@ impl Coordinator {
             PendingWrite::Commit {
                 req,
                 group,
+                partition,
+                offsets,
+                txn: Some((producer_id, _)),
+                now_ms,
+                mut refused,
+            } => {
+                // Pending until the producer's marker (`txn_marker`).
+                if error == NONE {
+                    let pending = self.txn_offsets.entry(producer_id).or_default();
+                    for o in &offsets {
+                        pending.push(TxnOffset {
+                            partition,
+                            group: group.clone(),
+                            topic: o.topic.clone(),
+                            topic_partition: o.partition,
+                            value: offset_value(o, now_ms),
+                        });
+                    }
+                }
+                refused.extend(offsets.into_iter().map(|o| (o.topic, o.partition, error)));
+                self.reply(req, Reply::Commit(refused));
+            }
+            PendingWrite::Commit {
+                req,
+                group,
                 offsets,
                 now_ms,
                 mut refused,
+                ..
             } => {
                 if error == NONE {
                     if let Some(g) = self.groups.get_mut(&group) {
@@ -220,6 +249,7 @@ impl Coordinator {
                 partition,
                 records,
                 token: None,
+                txn: None,
             });
         }
     }
@@ -287,6 +317,7 @@ impl Coordinator {
             partition,
             records,
             token: Some(token),
+            txn: None,
         });
     }
 }
@@ -317,4 +348,67 @@ pub fn subscribed_topics(metadata: &[u8]) -> Vec<String> {
         Some(out)
     }
     parse(metadata).unwrap_or_default()
+}
+
+impl Coordinator {
+    /// A marker of `producer_id` reached offsets partition `partition`: its offsets pending
+    /// there become the groups' committed offsets (commit) or are dropped (abort).
+    pub(super) fn txn_marker(
+        &mut self,
+        now_ms: i64,
+        partition: i32,
+        producer_id: i64,
+        commit: bool,
+    ) {
+        let Some(pending) = self.txn_offsets.get_mut(&producer_id) else {
+            return;
+        };
+        let (done, rest): (Vec<TxnOffset>, Vec<TxnOffset>) =
+            pending.drain(..).partition(|o| o.partition == partition);
+        if rest.is_empty() {
+            self.txn_offsets.remove(&producer_id);
+        } else {
+            *pending = rest;
+        }
+        if !commit {
+            return;
+        }
+        for o in done {
+            let g = self
+                .groups
+                .entry(o.group.clone())
+                .or_insert_with(|| Group::new(&o.group, partition, now_ms));
+            g.offsets.insert((o.topic, o.topic_partition), o.value);
+        }
+    }
+
+    /// A transactional offset commit read back while loading `partition`.
+    pub(super) fn replay_txn(&mut self, partition: i32, producer_id: i64, rec: StoredRecord) {
+        if let StoredRecord::Offset {
+            group,
+            topic,
+            partition: topic_partition,
+            value: Some(value),
+        } = rec
+        {
+            self.txn_offsets
+                .entry(producer_id)
+                .or_default()
+                .push(TxnOffset {
+                    partition,
+                    group,
+                    topic,
+                    topic_partition,
+                    value,
+                });
+        }
+    }
+
+    /// Forgets the pending transactional offsets of `partition` (reloaded or unloaded).
+    pub(super) fn drop_txn_offsets(&mut self, partition: i32) {
+        self.txn_offsets.retain(|_, v| {
+            v.retain(|o| o.partition != partition);
+            !v.is_empty()
+        });
+    }
 }

@@ -206,7 +206,11 @@ pub(super) enum PendingWrite {
     Commit {
         req: ReqId,
         group: String,
+        /// Its offsets partition.
+        partition: i32,
         offsets: Vec<CommitPartition>,
+        /// TxnOffsetCommit: the producer whose transaction holds the offsets.
+        txn: Option<(i64, i16)>,
         now_ms: i64,
         /// Per-partition results already decided (e.g. metadata too large).
         refused: Vec<(String, i32, i16)>,
@@ -231,4 +235,15 @@ pub(super) fn remove_member(g: &mut Group, id: &str) -> Option<Member> {
         g.leader = g.members.keys().next().cloned();
     }
     Some(m)
+}
+
+/// An offset committed inside a transaction, waiting for the producer's marker.
+#[derive(Debug, Clone)]
+pub(super) struct TxnOffset {
+    /// The offsets partition holding it (where the marker arrives).
+    pub(super) partition: i32,
+    pub(super) group: String,
+    pub(super) topic: String,
+    pub(super) topic_partition: i32,
+    pub(super) value: OffsetValue,
 }

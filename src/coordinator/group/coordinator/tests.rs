@@ -188,6 +188,7 @@ impl Sim {
 
     fn commit(&mut self, member: &str, generation: i32, offsets: &[(&str, i32, i64)]) -> ReqId {
         let r = CommitRequest {
+            txn: None,
             group_id: "g".into(),
             partition: P,
             generation,

@@ -1,0 +1,370 @@
+//! The transaction APIs clients call (docs/architecture.md §7.1): AddPartitionsToTxn (v0–3, the
+//! client versions), AddOffsetsToTxn, EndTxn, TxnOffsetCommit, DescribeTransactions,
+//! ListTransactions. Each goes to the coordinator of its transactional id
+//! (`shard::txns::call`); TxnOffsetCommit goes to the group's coordinator, which keeps the
+//! offsets pending until the transaction's marker reaches its `__consumer_offsets` partition.
+
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::describe_transactions_response::{
+    TopicData, TransactionState as DescribedState,
+};
+use kafka_protocol::messages::list_transactions_response::TransactionState as ListedState;
+use kafka_protocol::messages::txn_offset_commit_response::{
+    TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, DescribeTransactionsRequest, DescribeTransactionsResponse,
+    EndTxnRequest, EndTxnResponse, ListTransactionsRequest, ListTransactionsResponse, ProducerId,
+    TopicName, TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+};
+use kafka_protocol::ResponseError;
+use sluice_net::ResponseKind;
+
+use crate::coordinator::group::coordinator::{
+    CommitPartition, CommitRequest, Reply as GroupReply, Request as GroupRequest,
+};
+use crate::coordinator::group::OFFSETS_TOPIC;
+use crate::coordinator::partition_for;
+use crate::coordinator::txn::coordinator::{AddRequest, EndRequest, ListFilter, Reply, Request};
+use crate::coordinator::txn::records::TxnState;
+use crate::kafka::dispatch::Ctx;
+use crate::shard::{groups, txns, Shard};
+use crate::util::sb;
+
+/// Adds `partitions` to `transactional_id`'s transaction; an error per partition.
+async fn add_partitions(
+    shard: &Rc<Shard>,
+    transactional_id: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    partitions: Vec<(String, i32)>,
+) -> Vec<(String, i32, i16)> {
+    let all = |e: ResponseError| {
+        partitions
+            .iter()
+            .map(|(t, p)| (t.clone(), *p, e.code()))
+            .collect::<Vec<_>>()
+    };
+    let reply = txns::call(shard, transactional_id, |partition| {
+        Request::Add(AddRequest {
+            transactional_id: transactional_id.to_owned(),
+            partition,
+            producer_id,
+            producer_epoch,
+            partitions: partitions.clone(),
+            verify_only: false,
+        })
+    })
+    .await;
+    match reply {
+        Ok(Reply::Add(results)) => results,
+        Ok(_) => all(ResponseError::UnknownServerError),
+        Err(e) => all(e),
+    }
+}
+
+pub async fn add_partitions_to_txn(
+    shard: Rc<Shard>,
+    req: AddPartitionsToTxnRequest,
+    _ctx: Ctx,
+) -> ResponseKind {
+    let transactional_id = req.v3_and_below_transactional_id.0.as_str().to_owned();
+    let image = shard.metadata();
+    // Kafka: any unknown partition fails the request; the others are not attempted.
+    let mut wanted = Vec::new();
+    let mut unknown = false;
+    for t in &req.v3_and_below_topics {
+        let meta = image.topic(t.name.0.as_str());
+        for &p in &t.partitions {
+            unknown |= !meta.is_some_and(|m| m.has_partition(p));
+            wanted.push((t.name.0.as_str().to_owned(), p));
+        }
+    }
+    let results: Vec<(String, i32, i16)> = if unknown {
+        wanted
+            .iter()
+            .map(|(t, p)| {
+                let known = image.topic(t).is_some_and(|m| m.has_partition(*p));
+                let e = if known {
+                    ResponseError::OperationNotAttempted
+                } else {
+                    ResponseError::UnknownTopicOrPartition
+                };
+                (t.clone(), *p, e.code())
+            })
+            .collect()
+    } else {
+        add_partitions(
+            &shard,
+            &transactional_id,
+            req.v3_and_below_producer_id.0,
+            req.v3_and_below_producer_epoch,
+            wanted,
+        )
+        .await
+    };
+    let mut by_topic: BTreeMap<String, Vec<AddPartitionsToTxnPartitionResult>> = BTreeMap::new();
+    for (t, p, e) in results {
+        by_topic.entry(t).or_default().push(
+            AddPartitionsToTxnPartitionResult::default()
+                .with_partition_index(p)
+                .with_partition_error_code(e),
+        );
+    }
+    let topics = by_topic
+        .into_iter()
+        .map(|(name, rs)| {
+            AddPartitionsToTxnTopicResult::default()
+                .with_name(TopicName(sb(name)))
+                .with_results_by_partition(rs)
+        })
+        .collect();
+    ResponseKind::AddPartitionsToTxn(
+        AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics),
+    )
+}
+
+pub async fn add_offsets_to_txn(
+    shard: Rc<Shard>,
+    req: AddOffsetsToTxnRequest,
+    _ctx: Ctx,
+) -> ResponseKind {
+    let resp = AddOffsetsToTxnResponse::default();
+    let Some(offsets) = shard.metadata().topic(OFFSETS_TOPIC).cloned() else {
+        return ResponseKind::AddOffsetsToTxn(
+            resp.with_error_code(ResponseError::CoordinatorNotAvailable.code()),
+        );
+    };
+    // The group's offsets partition joins the transaction: its marker completes the
+    // transaction's offset commits there.
+    let partition = partition_for(req.group_id.0.as_str(), offsets.partition_count());
+    let results = add_partitions(
+        &shard,
+        req.transactional_id.0.as_str(),
+        req.producer_id.0,
+        req.producer_epoch,
+        vec![(OFFSETS_TOPIC.to_owned(), partition)],
+    )
+    .await;
+    let error = results.first().map_or(0, |r| r.2);
+    ResponseKind::AddOffsetsToTxn(resp.with_error_code(error))
+}
+
+pub async fn end_txn(shard: Rc<Shard>, req: EndTxnRequest, _ctx: Ctx) -> ResponseKind {
+    let transactional_id = req.transactional_id.0.as_str().to_owned();
+    let reply = txns::call(&shard, &transactional_id, |partition| {
+        Request::End(EndRequest {
+            transactional_id: transactional_id.clone(),
+            partition,
+            producer_id: req.producer_id.0,
+            producer_epoch: req.producer_epoch,
+            commit: req.committed,
+        })
+    })
+    .await;
+    let error = match reply {
+        Ok(Reply::End(e)) => e,
+        Ok(_) => ResponseError::UnknownServerError.code(),
+        Err(e) => e.code(),
+    };
+    ResponseKind::EndTxn(
+        EndTxnResponse::default()
+            .with_error_code(error)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    )
+}
+
+pub async fn txn_offset_commit(
+    shard: Rc<Shard>,
+    req: TxnOffsetCommitRequest,
+    ctx: Ctx,
+) -> ResponseKind {
+    let version = ctx.version;
+    let group_id = req.group_id.0.as_str().to_owned();
+    let image = shard.metadata();
+    let mut results: HashMap<(String, i32), i16> = HashMap::new();
+    let mut offsets = Vec::new();
+    for t in &req.topics {
+        let name = t.name.0.as_str();
+        let meta = image.topic(name);
+        for p in &t.partitions {
+            if meta.is_some_and(|m| m.has_partition(p.partition_index)) {
+                offsets.push(CommitPartition {
+                    topic: name.to_owned(),
+                    partition: p.partition_index,
+                    offset: p.committed_offset,
+                    leader_epoch: if version >= 2 {
+                        p.committed_leader_epoch
+                    } else {
+                        -1
+                    },
+                    metadata: p.committed_metadata.as_ref().map(|s| s.as_str().to_owned()),
+                });
+            } else {
+                results.insert(
+                    (name.to_owned(), p.partition_index),
+                    ResponseError::UnknownTopicOrPartition.code(),
+                );
+            }
+        }
+    }
+    if !offsets.is_empty() {
+        // v3+ names the consumer's generation and member (KIP-447): checked like OffsetCommit.
+        let (generation, member_id, instance_id) = if version >= 3 {
+            (
+                req.generation_id,
+                req.member_id.as_str().to_owned(),
+                req.group_instance_id
+                    .as_ref()
+                    .map(|s| s.as_str().to_owned()),
+            )
+        } else {
+            (-1, String::new(), None)
+        };
+        let txn = Some((req.producer_id.0, req.producer_epoch));
+        let reply = groups::call(&shard, &group_id, |partition| {
+            GroupRequest::Commit(CommitRequest {
+                group_id: group_id.clone(),
+                partition,
+                generation,
+                member_id,
+                instance_id,
+                offsets: offsets.clone(),
+                txn,
+            })
+        })
+        .await;
+        match reply {
+            Ok(GroupReply::Commit(rs)) => {
+                for (t, p, e) in rs {
+                    results.insert((t, p), e);
+                }
+            }
+            other => {
+                let e = match other {
+                    Err(e) => e.code(),
+                    Ok(_) => ResponseError::UnknownServerError.code(),
+                };
+                for o in offsets {
+                    results.insert((o.topic, o.partition), e);
+                }
+            }
+        }
+    }
+    let topics = req
+        .topics
+        .iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    let e = results
+                        .get(&(t.name.0.as_str().to_owned(), p.partition_index))
+                        .copied()
+                        .unwrap_or(ResponseError::UnknownServerError.code());
+                    TxnOffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(e)
+                })
+                .collect();
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    ResponseKind::TxnOffsetCommit(TxnOffsetCommitResponse::default().with_topics(topics))
+}
+
+pub async fn describe_transactions(
+    shard: Rc<Shard>,
+    req: DescribeTransactionsRequest,
+    _ctx: Ctx,
+) -> ResponseKind {
+    let mut states = Vec::with_capacity(req.transactional_ids.len());
+    for id in &req.transactional_ids {
+        let id = id.0.as_str().to_owned();
+        let base = DescribedState::default()
+            .with_transactional_id(TransactionalId(sb(id.clone())))
+            .with_transaction_state(sb(String::new()))
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1)
+            .with_transaction_start_time_ms(-1);
+        let reply = txns::call(&shard, &id, |partition| {
+            Request::Describe(id.clone(), partition)
+        })
+        .await;
+        states.push(match reply {
+            Ok(Reply::Describe(d)) => {
+                let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+                for (t, p) in d.partitions {
+                    topics.entry(t).or_default().push(p);
+                }
+                base.with_error_code(d.error)
+                    .with_transaction_state(sb(d.state))
+                    .with_transaction_timeout_ms(d.timeout_ms)
+                    .with_transaction_start_time_ms(d.start_ms)
+                    .with_producer_id(ProducerId(d.producer_id))
+                    .with_producer_epoch(d.producer_epoch)
+                    .with_topics(
+                        topics
+                            .into_iter()
+                            .map(|(t, ps)| {
+                                TopicData::default()
+                                    .with_topic(TopicName(sb(t)))
+                                    .with_partitions(ps)
+                            })
+                            .collect(),
+                    )
+            }
+            Ok(_) => base.with_error_code(ResponseError::UnknownServerError.code()),
+            Err(e) => base.with_error_code(e.code()),
+        });
+    }
+    ResponseKind::DescribeTransactions(
+        DescribeTransactionsResponse::default().with_transaction_states(states),
+    )
+}
+
+pub async fn list_transactions(
+    shard: Rc<Shard>,
+    req: ListTransactionsRequest,
+    _ctx: Ctx,
+) -> ResponseKind {
+    let mut known = Vec::new();
+    let mut unknown = Vec::new();
+    for s in &req.state_filters {
+        if TxnState::from_name(s.as_str()).is_some() {
+            known.push(s.as_str().to_owned());
+        } else {
+            unknown.push(s.clone());
+        }
+    }
+    let mut resp = ListTransactionsResponse::default().with_unknown_state_filters(unknown.clone());
+    // Only unknown states asked for: nothing can match.
+    if !unknown.is_empty() && known.is_empty() {
+        return ResponseKind::ListTransactions(resp);
+    }
+    let filter = ListFilter {
+        states: known,
+        producer_ids: req.producer_id_filters.iter().map(|p| p.0).collect(),
+    };
+    resp.transaction_states = txns::list_all(&shard, filter)
+        .await
+        .into_iter()
+        .map(|t| {
+            ListedState::default()
+                .with_transactional_id(TransactionalId(sb(t.transactional_id)))
+                .with_producer_id(ProducerId(t.producer_id))
+                .with_transaction_state(sb(t.state))
+        })
+        .collect();
+    ResponseKind::ListTransactions(resp)
+}

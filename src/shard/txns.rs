@@ -1,0 +1,467 @@
+//! The per-shard driver of the [`TxnCoordinator`]: the only place with I/O and time for
+//! transactions (see docs/architecture.md §7.1).
+//!
+//! - Requests (already on the coordinator shard) get a [`ReqId`] and a one-shot channel; the
+//!   coordinator's `Reply` action completes it.
+//! - `Persist`: one record appended to its `__transaction_state` partition synchronously (log
+//!   order = decision order), reported as `Persisted` in append order once committed
+//!   (`persist_queue.rs`).
+//! - `AllocateProducerId`: a producer id from the controller's blocks.
+//! - `WriteMarkers`: a commit or abort marker appended to each partition of the transaction on
+//!   its owner shard (`ops::write_markers`), reported as `MarkersWritten` with the partitions
+//!   to retry.
+//! - [`run`] (one task per shard) loads the state partitions this shard owns and leads once
+//!   the topic exists (it is created on the first transaction coordinator lookup), unloads
+//!   those it stops leading, and ticks the coordinator every [`TICK_MS`].
+//!
+//! Invariant: the coordinator's `RefCell` is never borrowed across an `.await`.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+use sluice_storage::validate_batches;
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::coordinator::partition_for;
+use crate::coordinator::txn::coordinator::{
+    Action, Event, Reply, ReqId, Request, TxnConfig, TxnCoordinator, TxnSummary,
+};
+use crate::coordinator::txn::records::{decode_batches, encode_batch, TxnRecord};
+use crate::coordinator::txn::{TICK_MS, TRANSACTION_STATE_TOPIC};
+use crate::errors::commit_error;
+use crate::shard::controller::{on_controller, ControllerOp, ControllerReply};
+use crate::shard::persist_queue::PersistQueue;
+use crate::shard::{MeshMsg, Shard};
+use crate::util::now_ms;
+
+/// Bytes read per step while loading a partition.
+const LOAD_READ_BYTES: usize = 1 << 20;
+/// How often the loaded partitions are compared with the ones this shard owns and leads.
+const RECONCILE_MS: u64 = 100;
+
+/// Per-shard transaction coordinator state (a field of [`Shard`]).
+pub struct TxnDriver {
+    coord: RefCell<TxnCoordinator>,
+    waiters: RefCell<HashMap<ReqId, flume::Sender<Reply>>>,
+    next_req: Cell<ReqId>,
+    persists: PersistQueue,
+    /// State partitions loaded (or loading), with the leader epoch they were loaded at.
+    loaded: RefCell<BTreeMap<i32, i32>>,
+    /// `__transaction_state` creation was asked for (once per process, unless it failed).
+    pub topic_requested: Cell<bool>,
+}
+
+impl TxnDriver {
+    pub fn new(config: &Config) -> TxnDriver {
+        let args = &config.args;
+        TxnDriver {
+            coord: RefCell::new(TxnCoordinator::new(TxnConfig {
+                max_timeout_ms: args.transaction_max_timeout_ms,
+                id_expiration_ms: args.transactional_id_expiration_ms,
+                ..TxnConfig::default()
+            })),
+            waiters: RefCell::new(HashMap::new()),
+            next_req: Cell::new(1),
+            persists: PersistQueue::default(),
+            loaded: RefCell::new(BTreeMap::new()),
+            topic_requested: Cell::new(false),
+        }
+    }
+
+    /// Transactional ids this shard coordinates, for metrics.
+    pub fn summaries(&self) -> Vec<TxnSummary> {
+        self.coord.borrow().summaries()
+    }
+
+    /// Submits `request` to this shard's coordinator and waits for its reply.
+    pub async fn request(shard: &Rc<Shard>, request: Request) -> Result<Reply, ResponseError> {
+        let d = &shard.txns;
+        let id = d.next_req.get();
+        d.next_req.set(id + 1);
+        let (tx, rx) = flume::bounded(1);
+        d.waiters.borrow_mut().insert(id, tx);
+        feed(shard, request.into_event(id));
+        rx.recv_async()
+            .await
+            .map_err(|_| ResponseError::CoordinatorNotAvailable)
+    }
+}
+
+/// Applies one event now and carries out the resulting actions.
+fn feed(shard: &Rc<Shard>, event: Event) {
+    let actions = shard.txns.coord.borrow_mut().on_event(now_ms(), event);
+    for a in actions {
+        execute(shard, a);
+    }
+}
+
+fn execute(shard: &Rc<Shard>, action: Action) {
+    match action {
+        Action::Reply(id, reply) => {
+            let tx = shard.txns.waiters.borrow_mut().remove(&id);
+            if let Some(tx) = tx {
+                let _ = tx.try_send(reply);
+            }
+        }
+        Action::AllocateProducerId { token } => {
+            let s = shard.clone();
+            crate::runtime::spawn(async move {
+                let result = on_controller(&s, ControllerOp::AllocateProducerId)
+                    .await
+                    .and_then(ControllerReply::producer_id)
+                    .map_err(|e| e.error.code());
+                feed(&s, Event::ProducerId { token, result });
+            })
+            .detach();
+        }
+        Action::Persist {
+            partition,
+            record,
+            token,
+        } => {
+            let seq = shard.txns.persists.start(partition, Some(token));
+            match append(shard, partition, &record) {
+                Ok((part, info)) => {
+                    let s = shard.clone();
+                    crate::runtime::spawn(async move {
+                        // As acks=all: durable on a single node, committed by the ISR in a
+                        // cluster.
+                        let error = match part.wait_acks(&info, -1).await {
+                            Ok(()) => 0,
+                            Err(crate::partition::AckError::Storage(e)) => commit_error(&e).code(),
+                            Err(_) => ResponseError::NotCoordinator.code(),
+                        };
+                        persisted(&s, partition, seq, error);
+                    })
+                    .detach();
+                }
+                Err(e) => persisted(shard, partition, seq, e.code()),
+            }
+        }
+        Action::WriteMarkers {
+            token,
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            commit,
+            coordinator_epoch,
+            partitions,
+        } => {
+            let s = shard.clone();
+            crate::runtime::spawn(async move {
+                let marker = Marker {
+                    producer_id,
+                    producer_epoch,
+                    commit,
+                    coordinator_epoch,
+                };
+                let retry = write_markers(&s, marker, partitions).await;
+                if !retry.is_empty() {
+                    info!(
+                        transactional_id,
+                        producer_id,
+                        partitions = retry.len(),
+                        "transaction markers not written yet; retrying"
+                    );
+                }
+                feed(&s, Event::MarkersWritten { token, retry });
+            })
+            .detach();
+        }
+    }
+}
+
+fn persisted(shard: &Rc<Shard>, partition: i32, seq: u64, error: i16) {
+    for (token, error) in shard.txns.persists.finish(partition, seq, error) {
+        if let Some(token) = token {
+            feed(shard, Event::Persisted { token, error });
+        }
+    }
+}
+
+type AppendResult =
+    Result<(Rc<crate::partition::Partition>, sluice_storage::AppendInfo), ResponseError>;
+
+/// Appends `record` as one batch to state partition `partition` (synchronous).
+fn append(shard: &Rc<Shard>, partition: i32, record: &TxnRecord) -> AppendResult {
+    let part = shard
+        .partition(TRANSACTION_STATE_TOPIC, partition)
+        .filter(|p| p.is_leader(None))
+        .ok_or(ResponseError::NotCoordinator)?;
+    let now = now_ms();
+    let batch = encode_batch(std::slice::from_ref(record), now).map_err(|e| {
+        warn!(error = %e, "encoding a __transaction_state batch failed");
+        ResponseError::UnknownServerError
+    })?;
+    let info = part.append(batch, now).map_err(|e| commit_error(&e))?;
+    Ok((part, info))
+}
+
+/// A transaction marker to write: what `ops::write_markers` appends to each partition.
+#[derive(Debug, Clone, Copy)]
+pub struct Marker {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub commit: bool,
+    pub coordinator_epoch: i32,
+}
+
+/// Whether a marker write that failed with `error` is done anyway: the topic is gone, or a
+/// newer producer epoch or coordinator took over (Kafka's coordinator drops these too).
+pub fn marker_error_is_final(error: i16) -> bool {
+    [
+        ResponseError::UnknownTopicOrPartition,
+        ResponseError::InvalidProducerEpoch,
+        ResponseError::ProducerFenced,
+        ResponseError::TransactionCoordinatorFenced,
+    ]
+    .iter()
+    .any(|e| e.code() == error)
+}
+
+/// Writes `marker` to every partition (on their owner shards); returns those to retry.
+async fn write_markers(
+    shard: &Rc<Shard>,
+    marker: Marker,
+    partitions: Vec<(String, i32)>,
+) -> Vec<(String, i32)> {
+    let image = shard.metadata();
+    let mut retry = Vec::new();
+    let mut by_owner: BTreeMap<usize, Vec<(String, i32)>> = BTreeMap::new();
+    for (topic, p) in partitions {
+        let Some(meta) = image.topic(&topic).filter(|m| m.has_partition(p)) else {
+            continue; // deleted: nothing to mark
+        };
+        if !shard.leads(meta, p) {
+            // Transactions are served on single nodes only (see find_coordinator.rs): a
+            // partition led elsewhere waits for its leader to come back here.
+            retry.push((topic, p));
+            continue;
+        }
+        by_owner
+            .entry(shard.owner_of(meta, p))
+            .or_default()
+            .push((topic, p));
+    }
+    let writes = by_owner.into_iter().map(|(owner, parts)| {
+        let shard = shard.clone();
+        async move {
+            let sent = parts.clone();
+            let errors = shard
+                .request(owner, |reply| MeshMsg::WriteMarkers {
+                    parts: sent,
+                    marker,
+                    reply,
+                })
+                .await
+                .unwrap_or_default();
+            parts
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| {
+                    let error = errors
+                        .get(*i)
+                        .copied()
+                        .unwrap_or(ResponseError::NotLeaderOrFollower.code());
+                    error != 0 && !marker_error_is_final(error)
+                })
+                .map(|(_, tp)| tp)
+                .collect::<Vec<_>>()
+        }
+    });
+    for failed in futures_util::future::join_all(writes).await {
+        retry.extend(failed);
+    }
+    retry
+}
+
+/// The per-shard transaction task: loads and unloads state partitions as ownership and
+/// leadership change, and ticks the coordinator.
+pub async fn run(shard: Rc<Shard>) {
+    let ticks_per_tick = (TICK_MS / RECONCILE_MS).max(1);
+    let mut n = 0u64;
+    loop {
+        crate::runtime::sleep(Duration::from_millis(RECONCILE_MS)).await;
+        if shard.shutting_down.get() {
+            return;
+        }
+        reconcile(&shard);
+        n += 1;
+        if n.is_multiple_of(ticks_per_tick) && !shard.txns.loaded.borrow().is_empty() {
+            feed(&shard, Event::Tick);
+        }
+    }
+}
+
+/// Loads the state partitions this shard owns and leads that are not loaded (or were loaded
+/// at an older leader epoch), and unloads those it no longer leads.
+fn reconcile(shard: &Rc<Shard>) {
+    let image = shard.metadata();
+    let Some(topic) = image.topic(TRANSACTION_STATE_TOPIC) else {
+        return;
+    };
+    let mut wanted: BTreeMap<i32, i32> = BTreeMap::new();
+    for p in 0..topic.partition_count() {
+        if shard.owner_of(topic, p) != shard.id || !shard.leads(topic, p) {
+            continue;
+        }
+        if let Some(part) = shard.partition(TRANSACTION_STATE_TOPIC, p) {
+            if part.is_leader(None) {
+                wanted.insert(p, part.leader_epoch.get());
+            }
+        }
+    }
+    let loaded = shard.txns.loaded.borrow().clone();
+    for (&p, &epoch) in &loaded {
+        if wanted.get(&p) != Some(&epoch) {
+            info!(partition = p, "unloading __transaction_state partition");
+            shard.txns.loaded.borrow_mut().remove(&p);
+            feed(shard, Event::Unloaded(p));
+        }
+    }
+    for (p, epoch) in wanted {
+        if shard.txns.loaded.borrow().get(&p) == Some(&epoch) {
+            continue;
+        }
+        shard.txns.loaded.borrow_mut().insert(p, epoch);
+        let s = shard.clone();
+        crate::runtime::spawn(async move { load(&s, p, epoch).await }).detach();
+    }
+}
+
+/// Replays state partition `p` into the coordinator (as the leader at `epoch`).
+async fn load(shard: &Rc<Shard>, p: i32, epoch: i32) {
+    let Some(part) = shard.partition(TRANSACTION_STATE_TOPIC, p) else {
+        return;
+    };
+    feed(
+        shard,
+        Event::LoadStarted {
+            partition: p,
+            coordinator_epoch: epoch,
+        },
+    );
+    let log = part.log.clone();
+    // To the log end, past the high watermark, as for groups (see groups.rs).
+    let end = log.written_offset();
+    let mut next = log.log_start_offset();
+    let mut records_read = 0usize;
+    while next < end {
+        let chunks = match part.read_for_replica(next, LOAD_READ_BYTES).await {
+            Ok(r) => r.chunks,
+            Err(e) => {
+                warn!(partition = p, offset = next, error = %e, "reading __transaction_state failed; loading what was read");
+                break;
+            }
+        };
+        if chunks.is_empty() {
+            break;
+        }
+        let before = next;
+        for chunk in chunks {
+            if let Some(last) = validate_batches(&chunk)
+                .ok()
+                .and_then(|hs| hs.last().map(|h| h.last_offset()))
+            {
+                next = next.max(last + 1);
+            }
+            match decode_batches(chunk) {
+                Ok(recs) => {
+                    for (offset, rec) in recs {
+                        if offset < log.log_start_offset() {
+                            continue;
+                        }
+                        records_read += 1;
+                        feed(shard, Event::Replay(p, rec));
+                    }
+                }
+                Err(e) => {
+                    warn!(partition = p, error = %e, "undecodable __transaction_state batch skipped")
+                }
+            }
+        }
+        if next <= before {
+            break;
+        }
+    }
+    // Loaded at this epoch still (not unloaded or reloaded meanwhile)?
+    if shard.txns.loaded.borrow().get(&p) != Some(&epoch) {
+        return;
+    }
+    feed(shard, Event::LoadCompleted(p));
+    info!(
+        partition = p,
+        records_read, "loaded __transaction_state partition"
+    );
+}
+
+/// The state partition of `transactional_id` and the broker leading it (its coordinator).
+/// COORDINATOR_NOT_AVAILABLE until `__transaction_state` exists and the partition has a leader.
+pub fn coordinator_of(shard: &Shard, transactional_id: &str) -> Result<(i32, i32), ResponseError> {
+    let image = shard.metadata();
+    let topic = image
+        .topic(TRANSACTION_STATE_TOPIC)
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    let partition = partition_for(transactional_id, topic.partition_count());
+    if !shard.config.clustered() {
+        return Ok((partition, shard.config.args.node_id));
+    }
+    match topic.partitions.get(partition as usize).map(|p| p.leader) {
+        Some(leader) if leader >= 0 => Ok((partition, leader)),
+        _ => Err(ResponseError::CoordinatorNotAvailable),
+    }
+}
+
+/// Runs a coordinator request for `transactional_id` on its coordinator shard; `make` builds
+/// it for the id's state partition. `Err` is the Kafka error when the coordinator cannot be
+/// reached (NOT_COORDINATOR when another broker leads the id's partition).
+pub async fn call(
+    shard: &Rc<Shard>,
+    transactional_id: &str,
+    make: impl FnOnce(i32) -> Request,
+) -> Result<Reply, ResponseError> {
+    let (partition, leader) = coordinator_of(shard, transactional_id)?;
+    if leader != shard.config.args.node_id {
+        return Err(ResponseError::NotCoordinator);
+    }
+    let image = shard.metadata();
+    let topic = image
+        .topic(TRANSACTION_STATE_TOPIC)
+        .ok_or(ResponseError::CoordinatorNotAvailable)?;
+    let owner = shard.owner_of(topic, partition);
+    let request = make(partition);
+    shard
+        .request(owner, |reply| MeshMsg::Txn { request, reply })
+        .await
+        .map_err(|_| ResponseError::CoordinatorNotAvailable)?
+}
+
+/// ListTransactions: every shard's coordinator answers for the ids it holds.
+pub async fn list_all(
+    shard: &Rc<Shard>,
+    filter: crate::coordinator::txn::coordinator::ListFilter,
+) -> Vec<crate::coordinator::txn::coordinator::ListedTxn> {
+    let asks = (0..shard.shards).map(|owner| {
+        let shard = shard.clone();
+        let request = Request::List(filter.clone());
+        async move {
+            shard
+                .request(owner, |reply| MeshMsg::Txn { request, reply })
+                .await
+                .ok()
+                .and_then(Result::ok)
+        }
+    });
+    let mut out = Vec::new();
+    for r in futures_util::future::join_all(asks).await {
+        if let Some(Reply::List(l)) = r {
+            out.extend(l);
+        }
+    }
+    out.sort_by(|a, b| a.transactional_id.cmp(&b.transactional_id));
+    out
+}

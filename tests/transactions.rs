@@ -1,0 +1,395 @@
+//! Transactions through librdkafka (rdkafka): commit and abort seen by read_committed and
+//! read_uncommitted consumers, the last stable offset held by an open transaction, a zombie
+//! producer fenced by a new one with the same transactional id, a transaction the coordinator
+//! aborts when it times out, and a consume-transform-produce loop that keeps exactly-once
+//! output and offsets across aborted transactions and two SIGKILLs of the broker.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use common::{Broker, WAIT};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
+use rdkafka::{Offset, TopicPartitionList};
+
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A producer polled by its own thread (delivery reports must be served before an abort).
+type TxnProducer = ThreadedProducer<DefaultProducerContext>;
+
+fn txn_producer(broker: &Broker, id: &str, extra: &[(&str, &str)]) -> TxnProducer {
+    let mut c: ClientConfig = broker.client_config();
+    c.set("transactional.id", id)
+        .set("linger.ms", "5")
+        .set("message.timeout.ms", "30000");
+    for (k, v) in extra {
+        c.set(*k, *v);
+    }
+    let p: TxnProducer = c.create().expect("transactional producer");
+    p.init_transactions(TXN_TIMEOUT).expect("init_transactions");
+    p
+}
+
+fn send(p: &TxnProducer, topic: &str, partition: i32, value: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = BaseRecord::<(), str>::to(topic)
+            .partition(partition)
+            .payload(value);
+        match p.send(r) {
+            Ok(()) => return,
+            Err((e, _)) if Instant::now() > deadline => panic!("send: {e}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// Everything a consumer with `isolation` reads from `topic` (partitions `0..partitions`),
+/// until `n` values came or WAIT passed.
+fn read_values(
+    broker: &Broker,
+    topic: &str,
+    partitions: i32,
+    isolation: &str,
+    n: usize,
+) -> Vec<String> {
+    let c = broker.consumer(&[("isolation.level", isolation)]);
+    common::consume_n(&c, topic, partitions, n)
+        .into_iter()
+        .map(|r| String::from_utf8(r.value.unwrap_or_default()).expect("utf-8"))
+        .collect()
+}
+
+/// (read_committed high watermark = the last stable offset, read_uncommitted high watermark).
+fn watermarks(broker: &Broker, topic: &str, partition: i32) -> (i64, i64) {
+    let rc = broker.consumer(&[("isolation.level", "read_committed")]);
+    let ru = broker.consumer(&[("isolation.level", "read_uncommitted")]);
+    let (_, lso) = rc
+        .fetch_watermarks(topic, partition, WAIT)
+        .expect("read_committed watermarks");
+    let (_, hw) = ru
+        .fetch_watermarks(topic, partition, WAIT)
+        .expect("read_uncommitted watermarks");
+    (lso, hw)
+}
+
+#[test]
+fn commit_abort_and_the_last_stable_offset() {
+    let broker = Broker::start(&[]);
+    broker.create_topic("t", 3, &[]);
+    let p = txn_producer(&broker, "tx-basic", &[]);
+    p.begin_transaction().unwrap();
+    for i in 0..30 {
+        send(&p, "t", i % 3, &format!("a{i}"));
+    }
+    p.commit_transaction(TXN_TIMEOUT).unwrap();
+    p.begin_transaction().unwrap();
+    for i in 0..20 {
+        send(&p, "t", i % 3, &format!("b{i}"));
+    }
+    p.flush(TXN_TIMEOUT).unwrap();
+    p.abort_transaction(TXN_TIMEOUT).unwrap();
+
+    // An open transaction on partition 0 holds its last stable offset back; a plain record
+    // written after it stays invisible to read_committed consumers until the commit.
+    p.begin_transaction().unwrap();
+    for i in 0..10 {
+        send(&p, "t", 0, &format!("c{i}"));
+    }
+    p.flush(TXN_TIMEOUT).unwrap();
+    let plain = broker.producer(&[]);
+    common::produce_all(
+        &plain,
+        "t",
+        &[common::Out {
+            partition: Some(0),
+            value: Some(b"plain".to_vec()),
+            ..Default::default()
+        }],
+    )
+    .into_iter()
+    .for_each(|d| {
+        d.expect("plain record delivered");
+    });
+    let (lso, hw) = watermarks(&broker, "t", 0);
+    // Partition 0: a0..a27 step 3 (10) + commit marker, b.. (7) + abort marker, then c0..c9.
+    assert_eq!(lso, 19, "the open transaction's first offset");
+    assert_eq!(hw, 19 + 10 + 1, "its ten records and the plain one");
+    p.commit_transaction(TXN_TIMEOUT).unwrap();
+    let (lso, hw) = watermarks(&broker, "t", 0);
+    assert_eq!(lso, hw, "nothing open after the commit");
+
+    let committed = read_values(&broker, "t", 3, "read_committed", 41);
+    let mut want: Vec<String> = (0..30).map(|i| format!("a{i}")).collect();
+    want.extend((0..10).map(|i| format!("c{i}")));
+    want.push("plain".into());
+    let mut got = committed.clone();
+    got.sort();
+    want.sort();
+    assert_eq!(
+        got, want,
+        "read_committed: the committed records, none aborted"
+    );
+    let all = read_values(&broker, "t", 3, "read_uncommitted", 61);
+    assert_eq!(
+        all.len(),
+        61,
+        "read_uncommitted sees the aborted records too"
+    );
+    assert_eq!(all.iter().filter(|v| v.starts_with('b')).count(), 20);
+}
+
+#[test]
+fn a_new_producer_fences_the_zombie() {
+    let broker = Broker::start(&[]);
+    broker.create_topic("z", 1, &[]);
+    let zombie = txn_producer(&broker, "tx-zombie", &[]);
+    zombie.begin_transaction().unwrap();
+    send(&zombie, "z", 0, "zombie");
+    zombie.flush(TXN_TIMEOUT).unwrap();
+    // The new instance's InitProducerId aborts the zombie's transaction and bumps the epoch.
+    let fresh = txn_producer(&broker, "tx-zombie", &[]);
+    fresh.begin_transaction().unwrap();
+    send(&fresh, "z", 0, "fresh");
+    fresh.commit_transaction(TXN_TIMEOUT).unwrap();
+    match zombie.commit_transaction(TXN_TIMEOUT) {
+        Err(KafkaError::Transaction(e)) => assert!(e.is_fatal(), "fenced is fatal: {e}"),
+        other => panic!("the zombie's commit must fail as fenced: {other:?}"),
+    }
+    let got = read_values(&broker, "z", 1, "read_committed", 2);
+    assert_eq!(got, vec!["fresh".to_owned()]);
+}
+
+#[test]
+fn the_coordinator_aborts_a_transaction_that_times_out() {
+    let broker = Broker::start(&[]);
+    broker.create_topic("slow", 1, &[]);
+    let p = txn_producer(
+        &broker,
+        "tx-slow",
+        &[
+            ("transaction.timeout.ms", "2000"),
+            ("socket.timeout.ms", "1500"),
+            ("message.timeout.ms", "2000"),
+        ],
+    );
+    p.begin_transaction().unwrap();
+    send(&p, "slow", 0, "late");
+    p.flush(TXN_TIMEOUT).unwrap();
+    // The coordinator aborts it (timeout 2 s, checked every second): the abort marker makes the
+    // partition stable again.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (lso, hw) = watermarks(&broker, "slow", 0);
+        if lso == hw {
+            assert_eq!(hw, 2, "the record and the abort marker");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the transaction was never aborted"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        p.commit_transaction(TXN_TIMEOUT).is_err(),
+        "a commit after the coordinator aborted the transaction fails"
+    );
+    assert!(read_values(&broker, "slow", 1, "read_committed", 1).is_empty());
+}
+
+/// One consume-transform-produce step's outcome.
+enum Step {
+    /// Nothing to consume this time.
+    Idle,
+    Committed(usize),
+    Aborted,
+    /// The producer must be recreated (fatal error, or the broker went away).
+    Reset,
+}
+
+fn ctp_step(consumer: &BaseConsumer, producer: &TxnProducer, abort: bool) -> Step {
+    let mut batch = Vec::new();
+    let deadline = Instant::now() + Duration::from_millis(500);
+    while batch.len() < 25 && Instant::now() < deadline {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(50)) {
+            batch.push((
+                m.partition(),
+                String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+            ));
+        }
+    }
+    if batch.is_empty() {
+        return Step::Idle;
+    }
+    let outcome = (|| -> Result<Step, KafkaError> {
+        producer.begin_transaction()?;
+        for (partition, v) in &batch {
+            let r = BaseRecord::<(), str>::to("ctp-out")
+                .partition(*partition)
+                .payload(v.as_str());
+            producer.send(r).map_err(|(e, _)| e)?;
+        }
+        let positions = consumer.position()?;
+        let meta = consumer
+            .group_metadata()
+            .ok_or(KafkaError::Subscription("no group metadata".into()))?;
+        producer.send_offsets_to_transaction(&positions, &meta, TXN_TIMEOUT)?;
+        if abort {
+            producer.abort_transaction(TXN_TIMEOUT)?;
+            return Ok(Step::Aborted);
+        }
+        producer.commit_transaction(TXN_TIMEOUT)?;
+        Ok(Step::Committed(batch.len()))
+    })();
+    match outcome {
+        Ok(s) => s,
+        Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
+            if producer.abort_transaction(TXN_TIMEOUT).is_ok() {
+                Step::Aborted
+            } else {
+                Step::Reset
+            }
+        }
+        Err(_) => Step::Reset,
+    }
+}
+
+/// Seeks every assigned partition back to the group's committed offset (after an abort).
+fn rewind(consumer: &BaseConsumer) {
+    let Ok(assignment) = consumer.assignment() else {
+        return;
+    };
+    let Ok(committed) = consumer.committed_offsets(assignment, WAIT) else {
+        return;
+    };
+    for e in committed.elements() {
+        let offset = match e.offset() {
+            Offset::Offset(o) => Offset::Offset(o),
+            _ => Offset::Beginning,
+        };
+        let _ = consumer.seek(e.topic(), e.partition(), offset, WAIT);
+    }
+}
+
+#[test]
+fn consume_transform_produce_is_exactly_once_across_aborts_and_broker_kills() {
+    const N: usize = 300;
+    let mut broker = Broker::start(&[]);
+    broker.create_topic("ctp-in", 2, &[]);
+    broker.create_topic("ctp-out", 2, &[]);
+    let input = broker.producer(&[]);
+    let records: Vec<common::Out> = (0..N)
+        .map(|i| common::Out {
+            partition: Some((i % 2) as i32),
+            value: Some(format!("v{i}").into_bytes()),
+            ..Default::default()
+        })
+        .collect();
+    for d in common::produce_all(&input, "ctp-in", &records) {
+        d.expect("input delivered");
+    }
+    drop(input);
+
+    let new_consumer = |broker: &Broker| {
+        let c = broker.consumer(&[
+            ("group.id", "ctp"),
+            ("isolation.level", "read_committed"),
+            ("session.timeout.ms", "6000"),
+        ]);
+        c.subscribe(&["ctp-in"]).expect("subscribe");
+        c
+    };
+    let mut consumer = new_consumer(&broker);
+    let mut producer = txn_producer(&broker, "tx-ctp", &[]);
+    let mut done = 0usize;
+    let mut steps = 0usize;
+    let mut kills = 0;
+    let (mut aborted, mut resets) = (0usize, 0usize);
+    let mut idle = 0usize;
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while done < N {
+        assert!(Instant::now() < deadline, "stuck at {done} of {N}");
+        if (done >= N / 3 && kills == 0) || (done >= 2 * N / 3 && kills == 1) {
+            kills += 1;
+            broker.kill9();
+            broker.restart();
+        }
+        // Every fourth transaction is aborted on purpose.
+        match ctp_step(&consumer, &producer, (steps + 1).is_multiple_of(4)) {
+            Step::Idle => {
+                idle += 1;
+                if idle.is_multiple_of(40) {
+                    eprintln!(
+                        "idle at {done}: in {:?} {:?} out {:?} {:?} assignment {:?} position {:?}",
+                        watermarks(&broker, "ctp-in", 0),
+                        watermarks(&broker, "ctp-in", 1),
+                        watermarks(&broker, "ctp-out", 0),
+                        watermarks(&broker, "ctp-out", 1),
+                        consumer.assignment().map(|a| a.count()),
+                        consumer.position().map(|p| format!("{p:?}")),
+                    );
+                }
+                continue;
+            }
+            Step::Committed(n) => {
+                steps += 1;
+                done += n;
+            }
+            Step::Aborted => {
+                steps += 1;
+                aborted += 1;
+                rewind(&consumer);
+            }
+            Step::Reset => {
+                resets += 1;
+                // A new producer with the same transactional id fences and aborts whatever the
+                // old one left open; the consumer starts again from the committed offsets.
+                drop(producer);
+                drop(consumer);
+                producer = loop {
+                    let mut c: ClientConfig = broker.client_config();
+                    c.set("transactional.id", "tx-ctp").set("linger.ms", "5");
+                    let p: TxnProducer = c.create().expect("producer");
+                    if p.init_transactions(TXN_TIMEOUT).is_ok() {
+                        break p;
+                    }
+                    assert!(Instant::now() < deadline, "init_transactions kept failing");
+                };
+                consumer = new_consumer(&broker);
+            }
+        }
+    }
+    assert_eq!(kills, 2);
+    assert!(aborted > 0, "some transactions were aborted on purpose");
+    eprintln!("ctp: {steps} steps, {aborted} aborted, {resets} producer resets");
+
+    let out = read_values(&broker, "ctp-out", 2, "read_committed", N + 1);
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for v in &out {
+        *counts.entry(v.as_str()).or_default() += 1;
+    }
+    let dup: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(dup.is_empty(), "duplicated in the output: {dup:?}");
+    assert_eq!(out.len(), N, "every input exactly once");
+    // The group's offsets, committed inside the transactions, are at the end of the input.
+    let c = broker.consumer(&[("group.id", "ctp")]);
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition("ctp-in", 0);
+    tpl.add_partition("ctp-in", 1);
+    let committed = c.committed_offsets(tpl, WAIT).expect("committed offsets");
+    let total: i64 = committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum();
+    assert_eq!(total, N as i64);
+}
