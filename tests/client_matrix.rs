@@ -166,10 +166,17 @@ fn java() {
 
 /// Kafka Streams (scripts/client-matrix/streams): a word count through a repartition topic and a
 /// changelogged store, and a windowed count, stopped and restarted mid-stream with an empty state
-/// dir; the final counts must be exact (at_least_once, as the broker has no transactions yet).
+/// dir; the final counts must be exact (at_least_once).
 #[test]
 fn kafka_streams() {
     run_client("kafka-streams");
+}
+
+/// The same application with processing.guarantee=exactly_once_v2 (Streams' transactions): the
+/// outputs, read with read_committed, hold every count update exactly once, in order.
+#[test]
+fn kafka_streams_eos() {
+    run_client("kafka-streams-eos");
 }
 
 #[test]

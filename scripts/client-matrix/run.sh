@@ -2,7 +2,7 @@
 # Runs the client matrix against a running broker.
 #
 # Usage: run.sh BOOTSTRAP [client...]   clients: kafka-python aiokafka kafkajs kcat kafka-python-groups
-#        aiokafka-groups kafkajs-groups java kafka-streams go kafka-connect quixstreams (default: all)
+#        aiokafka-groups kafkajs-groups java kafka-streams kafka-streams-eos go kafka-connect quixstreams (default: all)
 #
 # Each client script runs its scenarios on fresh topics and prints PASS/FAIL/SKIP lines; this
 # prints a summary naming every failed scenario and exits non-zero if any client failed, timed out
@@ -11,7 +11,7 @@
 set -uo pipefail
 
 if [ $# -lt 1 ]; then
-    echo "usage: $0 BOOTSTRAP [kafka-python|aiokafka|kafkajs|kcat|kafka-python-groups|aiokafka-groups|kafkajs-groups|java|kafka-streams|go|kafka-connect|quixstreams ...]" >&2
+    echo "usage: $0 BOOTSTRAP [kafka-python|aiokafka|kafkajs|kcat|kafka-python-groups|aiokafka-groups|kafkajs-groups|java|kafka-streams|kafka-streams-eos|go|kafka-connect|quixstreams ...]" >&2
     exit 2
 fi
 BOOT="$1"
@@ -26,7 +26,7 @@ export KAFKAJS_PATH="$DEPS/node/node_modules/kafkajs"
 export JAVA_MATRIX_DIR="$DEPS/java"
 export STREAMS_MATRIX_DIR="$DEPS/streams"
 export CONNECT_MATRIX_DIR="$DEPS/connect"
-[ ${#CLIENTS[@]} -eq 0 ] && CLIENTS=(kafka-python aiokafka kafkajs kcat kafka-python-groups aiokafka-groups kafkajs-groups java kafka-streams go kafka-connect quixstreams)
+[ ${#CLIENTS[@]} -eq 0 ] && CLIENTS=(kafka-python aiokafka kafkajs kcat kafka-python-groups aiokafka-groups kafkajs-groups java kafka-streams kafka-streams-eos go kafka-connect quixstreams)
 
 # Prints why a client cannot run, or nothing.
 missing_dep() {
@@ -42,7 +42,7 @@ missing_dep() {
             command -v java >/dev/null || { echo "java not installed"; return; }
             [ -f "$DEPS/java/build/classes/sluice/JavaClientTest.class" ] || echo "no Java scenario built in $DEPS/java"
             ;;
-        kafka-streams)
+        kafka-streams | kafka-streams-eos)
             command -v java >/dev/null || { echo "java not installed"; return; }
             [ -f "$DEPS/streams/build/classes/sluice/StreamsTest.class" ] || echo "no Kafka Streams scenario built in $DEPS/streams"
             ;;
@@ -70,6 +70,7 @@ command_for() {
         kafkajs-groups) echo node "$HERE/kafkajs_groups.js" ;;
         java) echo bash "$HERE/java_test.sh" ;; # classpath from JAVA_MATRIX_DIR
         kafka-streams) echo bash "$HERE/streams_test.sh" ;; # classpath from STREAMS_MATRIX_DIR
+        kafka-streams-eos) echo env STREAMS_PROCESSING_GUARANTEE=exactly_once_v2 bash "$HERE/streams_test.sh" ;;
         go) echo "$DEPS/go/go-matrix" ;;
         quixstreams) echo "$PY" "$HERE/quixstreams_test.py" ;;
         kafka-connect) echo "$PY" "$HERE/connect_test.py" ;; # jars from CONNECT_MATRIX_DIR

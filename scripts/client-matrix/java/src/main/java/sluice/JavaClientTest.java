@@ -17,7 +17,11 @@ import org.apache.kafka.clients.admin.TopicDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.ConsumerGroupMetadata;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.admin.TransactionDescription;
+import org.apache.kafka.clients.admin.TransactionListing;
+import org.apache.kafka.common.errors.ProducerFencedException;
 import org.apache.kafka.clients.producer.KafkaProducer;
 import org.apache.kafka.clients.producer.ProducerConfig;
 import org.apache.kafka.clients.producer.ProducerRecord;
@@ -29,7 +33,9 @@ import org.apache.kafka.common.utils.Utils;
 
 /**
  * The Java client (Apache Kafka's kafka-clients) against a broker: admin, an idempotent keyed
- * producer with acks=all, and a consumer group that commits. Prints PASS/FAIL lines like the
+ * producer with acks=all, a consumer group that commits, and transactions (commit, abort,
+ * offsets sent to the transaction, read_committed and read_uncommitted consumers, a fenced
+ * zombie, the Admin API's transaction listing). Prints PASS/FAIL lines like the
  * other client-matrix scripts and exits non-zero on any failure. Usage: JavaClientTest BOOTSTRAP
  */
 public final class JavaClientTest {
@@ -138,15 +144,118 @@ public final class JavaClientTest {
             check("consume-commit", atEnd, "committed " + committed + ", ends " + endOffsets);
         }
 
+        transactions(common, topic);
+
         // admin: the group's committed offsets, as kafka-consumer-groups.sh reads them.
         try (Admin admin = Admin.create(common)) {
             Map<TopicPartition, OffsetAndMetadata> offsets =
                     admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get();
             long sum = offsets.values().stream().mapToLong(OffsetAndMetadata::offset).sum();
             check("admin-group-offsets", sum == RECORDS, "committed offsets add up to " + sum);
-            admin.deleteTopics(List.of(topic)).all().get();
+            admin.deleteTopics(List.of(topic, topic + "-txn")).all().get();
             check("admin-delete-topic", true, "");
         }
         System.exit(failures == 0 ? 0 : 1);
+    }
+
+    private static List<String> readAll(Properties common, String topic, String isolation, int want) {
+        Properties c = new Properties();
+        c.putAll(common);
+        c.put(ConsumerConfig.GROUP_ID_CONFIG, topic + "-" + isolation);
+        c.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
+        c.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, isolation);
+        c.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        c.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, StringDeserializer.class.getName());
+        List<String> got = new ArrayList<>();
+        try (KafkaConsumer<String, String> consumer = new KafkaConsumer<>(c)) {
+            consumer.subscribe(List.of(topic));
+            long deadline = System.nanoTime() + WAIT.toNanos();
+            while (got.size() < want && System.nanoTime() < deadline) {
+                for (ConsumerRecord<String, String> r : consumer.poll(Duration.ofMillis(500))) {
+                    got.add(r.value());
+                }
+            }
+            // A little longer: nothing more may come.
+            for (ConsumerRecord<String, String> r : consumer.poll(Duration.ofMillis(1000))) {
+                got.add(r.value());
+            }
+        }
+        return got;
+    }
+
+    private static void transactions(Properties common, String base) throws Exception {
+        String topic = base + "-txn";
+        String txnId = base + "-tx";
+        String group = base + "-txgroup";
+        try (Admin admin = Admin.create(common)) {
+            admin.createTopics(List.of(new NewTopic(topic, PARTITIONS, (short) 1))).all().get();
+        }
+        Properties p = new Properties();
+        p.putAll(common);
+        p.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, txnId);
+        p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
+            producer.initTransactions();
+            producer.beginTransaction();
+            for (int i = 0; i < 50; i++) {
+                producer.send(new ProducerRecord<>(topic, "k" + i, "c-" + i));
+            }
+            producer.commitTransaction();
+            producer.beginTransaction();
+            for (int i = 0; i < 30; i++) {
+                producer.send(new ProducerRecord<>(topic, "k" + i, "a-" + i));
+            }
+            producer.flush();
+            producer.abortTransaction();
+            producer.beginTransaction();
+            for (int i = 0; i < 20; i++) {
+                producer.send(new ProducerRecord<>(topic, "k" + i, "d-" + i));
+            }
+            producer.sendOffsetsToTransaction(
+                    Map.of(new TopicPartition(base, 0), new OffsetAndMetadata(5)),
+                    new ConsumerGroupMetadata(group));
+            producer.commitTransaction();
+            check("txn-commit-abort", true, "");
+
+            // A second instance with the same transactional id fences this one.
+            try (KafkaProducer<String, String> fresh = new KafkaProducer<>(p)) {
+                fresh.initTransactions();
+                // The zombie's next transaction must fail (ProducerFencedException with the
+                // classic protocol; Apache Kafka 4's transaction version 2 reports it through
+                // other exceptions), and its record must never be read (txn-read-committed).
+                String fenced = null;
+                try {
+                    producer.beginTransaction();
+                    producer.send(new ProducerRecord<>(topic, "z", "zombie")).get();
+                    producer.commitTransaction();
+                } catch (Exception e) {
+                    Throwable t = e instanceof java.util.concurrent.ExecutionException ? e.getCause() : e;
+                    fenced = t.getClass().getSimpleName();
+                }
+                check("txn-zombie-fenced", fenced != null, "the old producer committed");
+            }
+        } catch (ProducerFencedException e) {
+            // close() of the fenced producer may throw it again.
+        }
+        List<String> committed = readAll(common, topic, "read_committed", 70);
+        long aborted = committed.stream().filter(v -> v.startsWith("a-") || v.equals("zombie")).count();
+        check("txn-read-committed", committed.size() == 70 && aborted == 0,
+                "read " + committed.size() + " records, " + aborted + " of them aborted");
+        List<String> all = readAll(common, topic, "read_uncommitted", 100);
+        check("txn-read-uncommitted", all.size() == 100, "read " + all.size() + " records");
+        try (Admin admin = Admin.create(common)) {
+            Map<TopicPartition, OffsetAndMetadata> offsets =
+                    admin.listConsumerGroupOffsets(group).partitionsToOffsetAndMetadata().get();
+            OffsetAndMetadata o = offsets.get(new TopicPartition(base, 0));
+            check("txn-send-offsets", o != null && o.offset() == 5, "committed " + offsets);
+            boolean listed = false;
+            for (TransactionListing t : admin.listTransactions().all().get()) {
+                listed |= t.transactionalId().equals(txnId);
+            }
+            TransactionDescription d = admin.describeTransactions(List.of(txnId)).all().get().get(txnId);
+            check("txn-admin-list-describe", listed && d != null && d.producerId() >= 0,
+                    "listed " + listed + ", described " + d);
+        }
     }
 }

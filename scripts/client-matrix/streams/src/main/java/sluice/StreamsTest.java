@@ -58,8 +58,10 @@ import org.apache.kafka.streams.state.WindowStore;
  * topic and whose count lives in a state store backed by a changelog topic, and (b) a count per
  * key in tumbling 10 s windows (a window store and its changelog). Input is generated from a
  * fixed seed; the expected final counts are computed here. With processing.guarantee=at_least_once
- * (the broker serves no transactions) output may repeat, so the check is on the last value per
- * key, which must converge to exactly the expected count.
+ * (the default) output may repeat, so the check is on the last value per key, which must converge
+ * to exactly the expected count. With STREAMS_PROCESSING_GUARANTEE=exactly_once_v2 (Streams'
+ * transactions) the outputs are read with read_committed and must also hold every count update
+ * exactly once: per key, the values 1, 2, … up to its count, in order, none repeated or skipped.
  *
  * <p>Phases: produce the first part of the input, run the app until the outputs converge on it,
  * produce a second part and close the app (leaving the group) at once, mid-stream; produce a third
@@ -88,8 +90,11 @@ public final class StreamsTest {
         return v == null || v.isEmpty() ? dflt : Integer.parseInt(v);
     }
 
+    /** processing.guarantee=exactly_once_v2 (STREAMS_PROCESSING_GUARANTEE), else at_least_once. */
+    private static final boolean EOS = "exactly_once_v2".equals(System.getenv("STREAMS_PROCESSING_GUARANTEE"));
+
     private static void check(String scenario, boolean ok, String detail) {
-        System.out.println((ok ? "PASS" : "FAIL") + " kafka-streams " + scenario
+        System.out.println((ok ? "PASS" : "FAIL") + (EOS ? " kafka-streams-eos " : " kafka-streams ") + scenario
                 + (ok ? (detail.isEmpty() ? "" : " (" + detail + ")") : ": " + detail));
         System.out.flush();
         if (!ok) {
@@ -206,6 +211,8 @@ public final class StreamsTest {
     static final class Outputs implements AutoCloseable {
         final KafkaConsumer<String, Long> consumer;
         final Map<String, Map<String, Long>> latest = new HashMap<>();
+        /** Per topic and key, every value read, in order. */
+        final Map<String, Map<String, List<Long>>> history = new HashMap<>();
         long records = 0;
 
         Outputs(String bootstrap, List<String> topics) {
@@ -215,10 +222,12 @@ public final class StreamsTest {
             c.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, LongDeserializer.class.getName());
             c.put(ConsumerConfig.AUTO_OFFSET_RESET_CONFIG, "earliest");
             c.put(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG, "false");
+            c.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, EOS ? "read_committed" : "read_uncommitted");
             consumer = new KafkaConsumer<>(c);
             List<TopicPartition> tps = new ArrayList<>();
             for (String t : topics) {
                 latest.put(t, new HashMap<>());
+                history.put(t, new HashMap<>());
                 for (int p = 0; p < PARTITIONS; p++) {
                     tps.add(new TopicPartition(t, p));
                 }
@@ -230,6 +239,7 @@ public final class StreamsTest {
         void poll() {
             for (ConsumerRecord<String, Long> r : consumer.poll(Duration.ofMillis(200))) {
                 latest.get(r.topic()).put(r.key(), r.value());
+                history.get(r.topic()).computeIfAbsent(r.key(), k -> new ArrayList<>()).add(r.value());
                 records++;
             }
         }
@@ -298,7 +308,8 @@ public final class StreamsTest {
         Properties p = new Properties();
         p.put(StreamsConfig.APPLICATION_ID_CONFIG, n.appId());
         p.put(StreamsConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
-        p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG, StreamsConfig.AT_LEAST_ONCE);
+        p.put(StreamsConfig.PROCESSING_GUARANTEE_CONFIG,
+                EOS ? StreamsConfig.EXACTLY_ONCE_V2 : StreamsConfig.AT_LEAST_ONCE);
         p.put(StreamsConfig.STATE_DIR_CONFIG, stateDir.toString());
         p.put(StreamsConfig.NUM_STREAM_THREADS_CONFIG, Integer.toString(envInt("STREAMS_THREADS", 2)));
         p.put(StreamsConfig.COMMIT_INTERVAL_MS_CONFIG, "500");
@@ -466,6 +477,24 @@ public final class StreamsTest {
             produce(bootstrap, part4);
             awaitCounts("after-restart", n, out, expectedWords(n, all), expectedWindows(n, all), crashed);
             info(out.records + " output records read");
+            if (EOS) {
+                // Exactly once: every count update once, in order (1, 2, …, n per key).
+                List<String> bad = new ArrayList<>();
+                for (String t : List.of(n.wordsOut(), n.windowsOut())) {
+                    for (Map.Entry<String, List<Long>> e : new TreeMap<>(out.history.get(t)).entrySet()) {
+                        List<Long> vs = e.getValue();
+                        for (int i = 0; i < vs.size(); i++) {
+                            if (vs.get(i) != i + 1) {
+                                bad.add(t + "/" + e.getKey() + ": " + vs);
+                                break;
+                            }
+                        }
+                    }
+                }
+                check("exactly-once-updates", bad.isEmpty(),
+                        bad.size() + " keys with a repeated or missing update, e.g. "
+                                + bad.subList(0, Math.min(3, bad.size())));
+            }
 
             // The internal topics exist and were written.
             try (Admin admin = Admin.create(common)) {
