@@ -386,5 +386,35 @@ async def configs():
         await adm.close()
 
 
+
+@scenario
+async def transactions():
+    """A transactional producer (transactional_id): a committed and an aborted transaction over
+    three partitions; read_committed reads only the committed records, read_uncommitted all."""
+    name = fresh("txn")
+    await create_ok(name, 3)
+    prod = await producer(transactional_id=fresh("aio-tx"), enable_idempotence=True)
+    try:
+        async with prod.transaction():
+            await send_all(prod, name, [{"value": b"c%d" % i, "partition": i % 3} for i in range(30)])
+        await prod.begin_transaction()
+        await send_all(prod, name, [{"value": b"a%d" % i, "partition": i % 3} for i in range(20)])
+        await prod.abort_transaction()
+    finally:
+        await prod.stop()
+    tps = [TopicPartition(name, p) for p in range(3)]
+    rc = await consumer(isolation_level="read_committed")
+    try:
+        got = sorted(r.value for r in await read_n(rc, tps, 30))
+    finally:
+        await rc.stop()
+    check(got == sorted(b"c%d" % i for i in range(30)), "read_committed read %d: %r" % (len(got), got[:5]))
+    ru = await consumer(isolation_level="read_uncommitted")
+    try:
+        n = len(await read_n(ru, tps, 50))
+    finally:
+        await ru.stop()
+    check(n == 50, "read_uncommitted read %d of 50" % n)
+
 if __name__ == "__main__":
     M.run()

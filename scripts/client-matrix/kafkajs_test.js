@@ -106,6 +106,49 @@ function alter(admin, name, configs) {
 }
 
 const scenarios = {
+  // A transactional producer (transactionalId): one committed and one aborted transaction over
+  // three partitions. Each transaction ends with a marker on each of its partitions, so the log
+  // ends add up to the records plus one marker per partition per transaction; the
+  // markers are written after EndTxn answers, so the ends are polled until they add up.
+  async transactions() {
+    const name = fresh('txn');
+    await createOk(name, 3);
+    const producer = kafka.producer({
+      allowAutoTopicCreation: false,
+      idempotent: true,
+      maxInFlightRequests: 1,
+      transactionalId: fresh('kjs-tx'),
+    });
+    await producer.connect();
+    try {
+      const committed = await producer.transaction();
+      await committed.send({
+        topic: name,
+        messages: Array.from({ length: 30 }, (_, i) => ({ value: `c${i}`, partition: i % 3 })),
+      });
+      await committed.commit();
+      const aborted = await producer.transaction();
+      await aborted.send({
+        topic: name,
+        messages: Array.from({ length: 20 }, (_, i) => ({ value: `a${i}`, partition: i % 3 })),
+      });
+      await aborted.abort();
+    } finally {
+      await producer.disconnect();
+    }
+    // EndTxn returns once the decision is durable; the markers follow (as in Kafka).
+    const deadline = Date.now() + WAIT_MS;
+    let ends;
+    let total;
+    for (;;) {
+      ends = await offsets(name);
+      total = Object.values(ends).reduce((n, o) => n + o.high, 0);
+      if (total === 56 || Date.now() > deadline) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    check(total === 30 + 20 + 6, `log ends ${json(ends)} add up to ${total}, want 56`);
+  },
+
   async admin_topics() {
     const name = fresh('admin');
     await withAdmin(async (admin) => {
