@@ -5,7 +5,7 @@
 //! - `Persist` actions are appended to the `__consumer_offsets` partition synchronously (so
 //!   log order = decision order); a task waits for durability (per the flush policy) and feeds
 //!   `Persisted` back — in append order per partition, whatever order the waits finish in
-//!   (`persist_queue.rs`). The log cleaner
+//!   (`internal_log.rs`). The log cleaner
 //!   compacts the partitions (`cleanup.policy=compact`).
 //! - [`run`] (one task per shard) creates the topic (shard 0), loads this shard's offsets
 //!   partitions, then ticks the coordinator every [`TICK_MS`].
@@ -18,7 +18,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
-use sluice_storage::validate_batches;
 use tracing::{info, warn};
 
 use crate::cluster::image::MetadataImage;
@@ -30,12 +29,9 @@ use crate::coordinator::group::records::{decode_batches, encode_batch, Decoded, 
 use crate::coordinator::group::{offsets_topic_configs, partition_for, OFFSETS_TOPIC, TICK_MS};
 use crate::errors::commit_error;
 use crate::shard::controller::{self};
-use crate::shard::persist_queue::PersistQueue;
+use crate::shard::internal_log::{read_whole_log, PersistQueue};
 use crate::shard::{MeshMsg, Shard};
 use crate::util::now_ms;
-
-/// Bytes read per step while loading a partition.
-const LOAD_READ_BYTES: usize = 1 << 20;
 
 /// Per-shard group state (a field of [`Shard`]).
 pub struct GroupDriver {
@@ -152,7 +148,7 @@ fn execute(shard: &Rc<Shard>, action: Action) {
 }
 
 /// Records the outcome of persist `seq` and reports every finished persist at the front of the
-/// partition's queue, so the coordinator sees them in append order (see `persist_queue.rs`).
+/// partition's queue, so the coordinator sees them in append order (see `internal_log.rs`).
 fn persisted(shard: &Rc<Shard>, partition: i32, seq: u64, error: i16) {
     let ready = shard.groups.persists.finish(partition, seq, error);
     for (token, error) in ready {
@@ -246,66 +242,40 @@ async fn load(shard: &Rc<Shard>, p: i32) {
         return;
     };
     feed(shard, Event::LoadStarted(p));
-    let log = part.log.clone();
-    // To the log end, past the high watermark, as Kafka does: a new leader's high watermark
-    // trails the commits its predecessor acknowledged until the followers fetch again, and
-    // everything in its log is the partition from now on.
-    let end = log.written_offset();
-    let mut next = log.log_start_offset();
+    let log_start = part.log.log_start_offset();
     let mut records_read = 0usize;
-    while next < end {
-        let chunks = match part.read_for_replica(next, LOAD_READ_BYTES).await {
-            Ok(r) => r.chunks,
-            Err(e) => {
-                warn!(partition = p, offset = next, error = %e, "reading __consumer_offsets failed; loading what was read");
-                break;
-            }
-        };
-        if chunks.is_empty() {
-            break;
-        }
-        let before = next;
-        for chunk in chunks {
-            if let Some(h) = validate_batches(&chunk)
-                .ok()
-                .and_then(|hs| hs.last().map(|h| h.last_offset()))
-            {
-                next = next.max(h + 1);
-            }
-            match decode_batches(chunk) {
-                Ok(recs) => {
-                    for (offset, decoded) in recs {
-                        if offset < log.log_start_offset() {
-                            continue;
-                        }
-                        records_read += 1;
-                        let event = match decoded {
-                            Decoded::Record { rec, txn: None } => Event::Replay(p, rec),
-                            Decoded::Record {
-                                rec,
-                                txn: Some(producer_id),
-                            } => Event::ReplayTxn(p, producer_id, rec),
-                            Decoded::Marker {
-                                producer_id,
-                                commit,
-                            } => Event::TxnMarker {
-                                partition: p,
-                                producer_id,
-                                commit,
-                            },
-                        };
-                        feed(shard, event);
+    read_whole_log(&part, OFFSETS_TOPIC, p, |chunk| {
+        match decode_batches(chunk) {
+            Ok(recs) => {
+                for (offset, decoded) in recs {
+                    if offset < log_start {
+                        continue;
                     }
-                }
-                Err(e) => {
-                    warn!(partition = p, error = %e, "undecodable __consumer_offsets batch skipped")
+                    records_read += 1;
+                    let event = match decoded {
+                        Decoded::Record { rec, txn: None } => Event::Replay(p, rec),
+                        Decoded::Record {
+                            rec,
+                            txn: Some(producer_id),
+                        } => Event::ReplayTxn(p, producer_id, rec),
+                        Decoded::Marker {
+                            producer_id,
+                            commit,
+                        } => Event::TxnMarker {
+                            partition: p,
+                            producer_id,
+                            commit,
+                        },
+                    };
+                    feed(shard, event);
                 }
             }
+            Err(e) => {
+                warn!(partition = p, error = %e, "undecodable __consumer_offsets batch skipped")
+            }
         }
-        if next <= before {
-            break;
-        }
-    }
+    })
+    .await;
     feed(
         shard,
         Event::LoadCompleted {

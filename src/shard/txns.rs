@@ -5,7 +5,7 @@
 //!   coordinator's `Reply` action completes it.
 //! - `Persist`: one record appended to its `__transaction_state` partition synchronously (log
 //!   order = decision order), reported as `Persisted` in append order once committed
-//!   (`persist_queue.rs`).
+//!   (`internal_log.rs`).
 //! - `AllocateProducerId`: a producer id from the controller's blocks.
 //! - `WriteMarkers`: a commit or abort marker appended to each partition of the transaction on
 //!   its owner shard (`ops::write_markers`), reported as `MarkersWritten` with the partitions
@@ -22,7 +22,6 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
-use sluice_storage::validate_batches;
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -34,12 +33,10 @@ use crate::coordinator::txn::records::{decode_batches, encode_batch, TxnRecord};
 use crate::coordinator::txn::{TICK_MS, TRANSACTION_STATE_TOPIC};
 use crate::errors::commit_error;
 use crate::shard::controller::{on_controller, ControllerOp, ControllerReply};
-use crate::shard::persist_queue::PersistQueue;
+use crate::shard::internal_log::{read_whole_log, PersistQueue};
 use crate::shard::{MeshMsg, Shard};
 use crate::util::now_ms;
 
-/// Bytes read per step while loading a partition.
-const LOAD_READ_BYTES: usize = 1 << 20;
 /// How often the loaded partitions are compared with the ones this shard owns and leads.
 const RECONCILE_MS: u64 = 100;
 
@@ -345,49 +342,27 @@ async fn load(shard: &Rc<Shard>, p: i32, epoch: i32) {
             coordinator_epoch: epoch,
         },
     );
-    let log = part.log.clone();
-    // To the log end, past the high watermark, as for groups (see groups.rs).
-    let end = log.written_offset();
-    let mut next = log.log_start_offset();
+    let log_start = part.log.log_start_offset();
     let mut records_read = 0usize;
-    while next < end {
-        let chunks = match part.read_for_replica(next, LOAD_READ_BYTES).await {
-            Ok(r) => r.chunks,
-            Err(e) => {
-                warn!(partition = p, offset = next, error = %e, "reading __transaction_state failed; loading what was read");
-                break;
-            }
-        };
-        if chunks.is_empty() {
-            break;
-        }
-        let before = next;
-        for chunk in chunks {
-            if let Some(last) = validate_batches(&chunk)
-                .ok()
-                .and_then(|hs| hs.last().map(|h| h.last_offset()))
-            {
-                next = next.max(last + 1);
-            }
-            match decode_batches(chunk) {
-                Ok(recs) => {
-                    for (offset, rec) in recs {
-                        if offset < log.log_start_offset() {
-                            continue;
-                        }
+    read_whole_log(
+        &part,
+        TRANSACTION_STATE_TOPIC,
+        p,
+        |chunk| match decode_batches(chunk) {
+            Ok(recs) => {
+                for (offset, rec) in recs {
+                    if offset >= log_start {
                         records_read += 1;
                         feed(shard, Event::Replay(p, rec));
                     }
                 }
-                Err(e) => {
-                    warn!(partition = p, error = %e, "undecodable __transaction_state batch skipped")
-                }
             }
-        }
-        if next <= before {
-            break;
-        }
-    }
+            Err(e) => {
+                warn!(partition = p, error = %e, "undecodable __transaction_state batch skipped")
+            }
+        },
+    )
+    .await;
     // Loaded at this epoch still (not unloaded or reloaded meanwhile)?
     if shard.txns.loaded.borrow().get(&p) != Some(&epoch) {
         return;

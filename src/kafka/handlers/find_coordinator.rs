@@ -69,7 +69,6 @@ fn request_offsets_topic(shard: &Rc<Shard>) {
     {
         return;
     }
-    let s = shard.clone();
     // Kafka refuses to create the topic with fewer live brokers than the factor; Sluice takes
     // what there is (a one- or two-broker cluster still gets its groups).
     let live = shard.metadata().live_brokers().count().max(1);
@@ -78,32 +77,14 @@ fn request_offsets_topic(shard: &Rc<Shard>) {
         .args
         .offsets_topic_replication_factor
         .min(i16::try_from(live).unwrap_or(i16::MAX));
-    crate::runtime::spawn(async move {
-        let topic = NewTopic {
-            assignment: None,
-            name: OFFSETS_TOPIC.to_owned(),
-            partitions: s.config.args.offsets_topic_num_partitions,
-            replication_factor,
-            configs: offsets_topic_configs(),
-        };
-        let op = ControllerOp::CreateTopics {
-            topics: vec![topic],
-            validate_only: false,
-        };
-        let created = controller::on_controller(&s, op)
-            .await
-            .and_then(ControllerReply::topics)
-            .and_then(|mut r| r.pop().unwrap_or_else(|| Err(OpError::new(ResponseError::UnknownServerError, "no result"))));
-        match created {
-            Ok(_) => {}
-            Err(e) if matches!(e.error, ResponseError::TopicAlreadyExists) => {}
-            Err(e) => {
-                warn!(error = %e.message, "creating __consumer_offsets failed; the next FindCoordinator retries");
-                s.groups.offsets_topic_requested.set(false);
-            }
-        }
-    })
-    .detach();
+    let topic = NewTopic {
+        assignment: None,
+        name: OFFSETS_TOPIC.to_owned(),
+        partitions: shard.config.args.offsets_topic_num_partitions,
+        replication_factor,
+        configs: offsets_topic_configs(),
+    };
+    create_internal_topic(shard, topic, |s| &s.groups.offsets_topic_requested);
 }
 
 /// A single node creates `__transaction_state` when a client first looks for a transaction
@@ -115,16 +96,27 @@ fn request_transaction_topic(shard: &Rc<Shard>) {
     {
         return;
     }
+    let topic = NewTopic {
+        assignment: None,
+        name: TRANSACTION_STATE_TOPIC.to_owned(),
+        partitions: shard.config.args.transaction_state_log_num_partitions,
+        replication_factor: -1,
+        configs: transaction_state_topic_configs(),
+    };
+    create_internal_topic(shard, topic, |s| &s.txns.topic_requested);
+}
+
+/// Creates an internal topic in the background, through the controller's shard (this request
+/// may have arrived on any shard). On failure `requested(shard)` is cleared, so the next
+/// FindCoordinator tries again.
+fn create_internal_topic(
+    shard: &Rc<Shard>,
+    topic: NewTopic,
+    requested: fn(&Shard) -> &std::cell::Cell<bool>,
+) {
     let s = shard.clone();
     crate::runtime::spawn(async move {
-        let topic = NewTopic {
-            assignment: None,
-            name: TRANSACTION_STATE_TOPIC.to_owned(),
-            partitions: s.config.args.transaction_state_log_num_partitions,
-            replication_factor: -1,
-            configs: transaction_state_topic_configs(),
-        };
-        // Through the controller's shard (this request may have arrived on any shard).
+        let name = topic.name.clone();
         let op = ControllerOp::CreateTopics {
             topics: vec![topic],
             validate_only: false,
@@ -137,8 +129,8 @@ fn request_transaction_topic(shard: &Rc<Shard>) {
             Ok(_) => {}
             Err(e) if matches!(e.error, ResponseError::TopicAlreadyExists) => {}
             Err(e) => {
-                warn!(error = %e.message, "creating __transaction_state failed; the next FindCoordinator retries");
-                s.txns.topic_requested.set(false);
+                warn!(topic = %name, error = %e.message, "creating an internal topic failed; the next FindCoordinator retries");
+                requested(&s).set(false);
             }
         }
     })

@@ -18,38 +18,92 @@ use crate::kafka::dispatch::Ctx;
 use crate::shard::groups;
 use crate::shard::Shard;
 
-pub async fn handle(shard: Rc<Shard>, req: OffsetCommitRequest, ctx: Ctx) -> ResponseKind {
-    let version = ctx.version;
-    let group_id = req.group_id.0.as_str().to_owned();
+/// One requested offset: (topic, partition, offset, leader epoch, metadata).
+pub(crate) type Wanted = (String, i32, i64, i32, Option<String>);
+
+/// OffsetCommit and TxnOffsetCommit: offsets of unknown topics or partitions are refused with
+/// UNKNOWN_TOPIC_OR_PARTITION; the others go to the group's coordinator in one request that
+/// `make` builds (from the group's offsets partition and the offsets). Returns the error of
+/// each (topic, partition).
+pub(crate) async fn commit_offsets(
+    shard: &Rc<Shard>,
+    group_id: &str,
+    wanted: Vec<Wanted>,
+    make: impl FnOnce(i32, Vec<CommitPartition>) -> CommitRequest,
+) -> HashMap<(String, i32), i16> {
     let image = shard.metadata();
     let mut results: HashMap<(String, i32), i16> = HashMap::new();
     let mut offsets = Vec::new();
-    for t in &req.topics {
-        let name = t.name.0.as_str();
-        let meta = image.topic(name);
-        for p in &t.partitions {
-            if meta.is_some_and(|m| m.has_partition(p.partition_index)) {
-                offsets.push(CommitPartition {
-                    topic: name.to_owned(),
-                    partition: p.partition_index,
-                    offset: p.committed_offset,
-                    leader_epoch: if version >= 6 {
+    for (topic, partition, offset, leader_epoch, metadata) in wanted {
+        if image
+            .topic(&topic)
+            .is_some_and(|m| m.has_partition(partition))
+        {
+            offsets.push(CommitPartition {
+                topic,
+                partition,
+                offset,
+                leader_epoch,
+                metadata,
+            });
+        } else {
+            results.insert(
+                (topic, partition),
+                ResponseError::UnknownTopicOrPartition.code(),
+            );
+        }
+    }
+    if offsets.is_empty() {
+        return results;
+    }
+    let sent = offsets.clone();
+    match groups::call(shard, group_id, |partition| {
+        Request::Commit(make(partition, sent))
+    })
+    .await
+    {
+        Ok(Reply::Commit(rs)) => {
+            for (t, p, e) in rs {
+                results.insert((t, p), e);
+            }
+        }
+        other => {
+            let e = match other {
+                Err(e) => e.code(),
+                _ => ResponseError::UnknownServerError.code(),
+            };
+            for o in offsets {
+                results.insert((o.topic, o.partition), e);
+            }
+        }
+    }
+    results
+}
+
+pub async fn handle(shard: Rc<Shard>, req: OffsetCommitRequest, ctx: Ctx) -> ResponseKind {
+    let version = ctx.version;
+    let group_id = req.group_id.0.as_str().to_owned();
+    let wanted = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                (
+                    t.name.0.as_str().to_owned(),
+                    p.partition_index,
+                    p.committed_offset,
+                    if version >= 6 {
                         p.committed_leader_epoch
                     } else {
                         -1
                     },
-                    metadata: p.committed_metadata.as_ref().map(|s| s.as_str().to_owned()),
-                });
-            } else {
-                results.insert(
-                    (name.to_owned(), p.partition_index),
-                    ResponseError::UnknownTopicOrPartition.code(),
-                );
-            }
-        }
-    }
-    if !offsets.is_empty() {
-        let commit = |partition| CommitRequest {
+                    p.committed_metadata.as_ref().map(|s| s.as_str().to_owned()),
+                )
+            })
+        })
+        .collect();
+    let results = commit_offsets(&shard, &group_id, wanted, |partition, offsets| {
+        CommitRequest {
             txn: None,
             group_id: group_id.clone(),
             partition,
@@ -59,29 +113,10 @@ pub async fn handle(shard: Rc<Shard>, req: OffsetCommitRequest, ctx: Ctx) -> Res
                 .group_instance_id
                 .as_ref()
                 .map(|s| s.as_str().to_owned()),
-            offsets: offsets.clone(),
-        };
-        match groups::call(&shard, &group_id, |partition| {
-            Request::Commit(commit(partition))
-        })
-        .await
-        {
-            Ok(Reply::Commit(rs)) => {
-                for (t, p, e) in rs {
-                    results.insert((t, p), e);
-                }
-            }
-            other => {
-                let e = match other {
-                    Err(e) => e.code(),
-                    _ => ResponseError::UnknownServerError.code(),
-                };
-                for o in offsets {
-                    results.insert((o.topic, o.partition), e);
-                }
-            }
+            offsets,
         }
-    }
+    })
+    .await;
     let topics = req
         .topics
         .iter()

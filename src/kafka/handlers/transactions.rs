@@ -4,7 +4,7 @@
 //! (`shard::txns::call`); TxnOffsetCommit goes to the group's coordinator, which keeps the
 //! offsets pending until the transaction's marker reaches its `__consumer_offsets` partition.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use kafka_protocol::messages::add_partitions_to_txn_response::{
@@ -26,15 +26,14 @@ use kafka_protocol::messages::{
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
-use crate::coordinator::group::coordinator::{
-    CommitPartition, CommitRequest, Reply as GroupReply, Request as GroupRequest,
-};
+use crate::coordinator::group::coordinator::CommitRequest;
 use crate::coordinator::group::OFFSETS_TOPIC;
 use crate::coordinator::partition_for;
 use crate::coordinator::txn::coordinator::{AddRequest, EndRequest, ListFilter, Reply, Request};
 use crate::coordinator::txn::records::TxnState;
 use crate::kafka::dispatch::Ctx;
-use crate::shard::{groups, txns, Shard};
+use crate::kafka::handlers::offset_commit::commit_offsets;
+use crate::shard::{txns, Shard};
 use crate::util::sb;
 
 /// Adds `partitions` to `transactional_id`'s transaction; an error per partition.
@@ -188,76 +187,50 @@ pub async fn txn_offset_commit(
 ) -> ResponseKind {
     let version = ctx.version;
     let group_id = req.group_id.0.as_str().to_owned();
-    let image = shard.metadata();
-    let mut results: HashMap<(String, i32), i16> = HashMap::new();
-    let mut offsets = Vec::new();
-    for t in &req.topics {
-        let name = t.name.0.as_str();
-        let meta = image.topic(name);
-        for p in &t.partitions {
-            if meta.is_some_and(|m| m.has_partition(p.partition_index)) {
-                offsets.push(CommitPartition {
-                    topic: name.to_owned(),
-                    partition: p.partition_index,
-                    offset: p.committed_offset,
-                    leader_epoch: if version >= 2 {
+    let wanted = req
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(move |p| {
+                (
+                    t.name.0.as_str().to_owned(),
+                    p.partition_index,
+                    p.committed_offset,
+                    if version >= 2 {
                         p.committed_leader_epoch
                     } else {
                         -1
                     },
-                    metadata: p.committed_metadata.as_ref().map(|s| s.as_str().to_owned()),
-                });
-            } else {
-                results.insert(
-                    (name.to_owned(), p.partition_index),
-                    ResponseError::UnknownTopicOrPartition.code(),
-                );
-            }
-        }
-    }
-    if !offsets.is_empty() {
-        // v3+ names the consumer's generation and member (KIP-447): checked like OffsetCommit.
-        let (generation, member_id, instance_id) = if version >= 3 {
-            (
-                req.generation_id,
-                req.member_id.as_str().to_owned(),
-                req.group_instance_id
-                    .as_ref()
-                    .map(|s| s.as_str().to_owned()),
-            )
-        } else {
-            (-1, String::new(), None)
-        };
-        let txn = Some((req.producer_id.0, req.producer_epoch));
-        let reply = groups::call(&shard, &group_id, |partition| {
-            GroupRequest::Commit(CommitRequest {
-                group_id: group_id.clone(),
-                partition,
-                generation,
-                member_id,
-                instance_id,
-                offsets: offsets.clone(),
-                txn,
+                    p.committed_metadata.as_ref().map(|s| s.as_str().to_owned()),
+                )
             })
         })
-        .await;
-        match reply {
-            Ok(GroupReply::Commit(rs)) => {
-                for (t, p, e) in rs {
-                    results.insert((t, p), e);
-                }
-            }
-            other => {
-                let e = match other {
-                    Err(e) => e.code(),
-                    Ok(_) => ResponseError::UnknownServerError.code(),
-                };
-                for o in offsets {
-                    results.insert((o.topic, o.partition), e);
-                }
-            }
+        .collect();
+    // v3+ names the consumer's generation and member (KIP-447): checked like OffsetCommit.
+    let (generation, member_id, instance_id) = if version >= 3 {
+        (
+            req.generation_id,
+            req.member_id.as_str().to_owned(),
+            req.group_instance_id
+                .as_ref()
+                .map(|s| s.as_str().to_owned()),
+        )
+    } else {
+        (-1, String::new(), None)
+    };
+    let txn = Some((req.producer_id.0, req.producer_epoch));
+    let results = commit_offsets(&shard, &group_id, wanted, |partition, offsets| {
+        CommitRequest {
+            group_id: group_id.clone(),
+            partition,
+            generation,
+            member_id,
+            instance_id,
+            offsets,
+            txn,
         }
-    }
+    })
+    .await;
     let topics = req
         .topics
         .iter()

@@ -1,4 +1,6 @@
-//! In-order completion of a coordinator's appends to its internal topic.
+//! The coordinators' internal topics (`__consumer_offsets`, `__transaction_state`): in-order
+//! completion of appends ([`PersistQueue`]) and reading a partition back at load
+//! ([`read_whole_log`]).
 //!
 //! A coordinator decides in event order and its driver appends each decision synchronously,
 //! so log order = decision order. The appends become durable in whatever order their waits
@@ -9,6 +11,56 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, VecDeque};
+
+use bytes::Bytes;
+use sluice_storage::validate_batches;
+use tracing::warn;
+
+use crate::partition::Partition;
+
+/// Bytes read per step while loading a partition.
+const LOAD_READ_BYTES: usize = 1 << 20;
+
+/// Reads `part` (partition `index` of internal topic `topic`) from its log start to its written
+/// offset and hands every chunk of whole batches to `each`, in log order. To the log end, past
+/// the high watermark, as Kafka does: a new leader's high watermark trails what its predecessor
+/// acknowledged until the followers fetch again, and everything in its log is the partition
+/// from now on. A read error ends the load with what was read (logged).
+pub async fn read_whole_log(
+    part: &Partition,
+    topic: &str,
+    index: i32,
+    mut each: impl FnMut(Bytes),
+) {
+    let log = part.log.clone();
+    let end = log.written_offset();
+    let mut next = log.log_start_offset();
+    while next < end {
+        let chunks = match part.read_for_replica(next, LOAD_READ_BYTES).await {
+            Ok(r) => r.chunks,
+            Err(e) => {
+                warn!(topic, partition = index, offset = next, error = %e, "reading an internal topic failed; loading what was read");
+                return;
+            }
+        };
+        if chunks.is_empty() {
+            return;
+        }
+        let before = next;
+        for chunk in chunks {
+            if let Some(last) = validate_batches(&chunk)
+                .ok()
+                .and_then(|hs| hs.last().map(|h| h.last_offset()))
+            {
+                next = next.max(last + 1);
+            }
+            each(chunk);
+        }
+        if next <= before {
+            return;
+        }
+    }
+}
 
 struct InFlight {
     seq: u64,
