@@ -63,6 +63,9 @@ pub mod versions {
     pub const DELETE_GROUPS: i16 = 2;
     pub const DESCRIBE_CLUSTER: i16 = 2;
     pub const DESCRIBE_QUORUM: i16 = 1;
+    pub const LIST_TRANSACTIONS: i16 = 0;
+    pub const DESCRIBE_TRANSACTIONS: i16 = 0;
+    pub const WRITE_TXN_MARKERS: i16 = 1;
 }
 
 /// Shorthand for a `StrBytes` from any string.

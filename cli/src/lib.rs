@@ -1,4 +1,4 @@
-//! The admin CLI: `sluice topic|group|cluster|produce|consume ...`, subcommands of the broker
+//! The admin CLI: `sluice topic|group|cluster|txn|produce|consume ...`, subcommands of the broker
 //! binary that speak the Kafka protocol to `--bootstrap HOST:PORT`, so they work against any
 //! Kafka-compatible broker, not only Sluice.
 //!
@@ -19,6 +19,7 @@ pub mod group;
 pub mod output;
 pub mod produce;
 pub mod topic;
+pub mod txn;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -73,6 +74,8 @@ pub enum Command {
     Group(group::GroupCmd),
     /// Cluster-wide information.
     Cluster(cluster::ClusterCmd),
+    /// List and describe transactions; abort a hanging one in a partition.
+    Txn(txn::TxnCmd),
     /// Produce records from arguments or stdin lines (for quick tests).
     Produce(produce::ProduceCmd),
     /// Print records of a topic (for quick tests).
@@ -165,6 +168,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Topic(c) => topic::run(c),
         Command::Group(c) => group::run(c),
         Command::Cluster(c) => cluster::run(c),
+        Command::Txn(c) => txn::run(c),
         Command::Produce(c) => produce::run(c),
         Command::Consume(c) => consume::run(c),
     };

@@ -192,6 +192,7 @@ handlers! {
         TxnOffsetCommit => handlers::transactions::txn_offset_commit,
         DescribeTransactions => handlers::transactions::describe_transactions,
         ListTransactions => handlers::transactions::list_transactions,
+        WriteTxnMarkers => handlers::transactions::write_txn_markers,
     }
 }
 

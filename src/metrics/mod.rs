@@ -116,6 +116,10 @@ pub struct PartitionSnapshot {
     pub log_start_offset: i64,
     pub log_end_offset: i64,
     pub high_watermark: i64,
+    /// The last stable offset (read_committed consumers read below it).
+    pub last_stable_offset: i64,
+    /// Producers with a transaction open in the partition.
+    pub open_transactions: usize,
     pub size_bytes: u64,
     pub segments: usize,
     pub producers: usize,
@@ -174,6 +178,8 @@ pub struct ShardSnapshot {
     pub isr_expands: u64,
     pub leader_elections: u64,
     pub groups: Vec<GroupRow>,
+    /// The transaction coordinator's transactional ids: (state name, start ms; -1: none).
+    pub transactions: Vec<(&'static str, i64)>,
     /// Shard 0 of a cluster node.
     pub controller: Option<ControllerSnapshot>,
 }

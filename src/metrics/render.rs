@@ -5,6 +5,38 @@ use std::fmt::Write as _;
 
 use kafka_protocol::messages::ApiKey;
 use sluice_storage::stats::HistogramSnapshot;
+/// The transaction coordinators' ids per state, and the age of the oldest transaction under
+/// way (one that has not completed).
+fn render_transactions(out: &mut String, shards: &[ShardSnapshot]) {
+    let mut by_state: std::collections::BTreeMap<&str, usize> = std::collections::BTreeMap::new();
+    let mut oldest: Option<i64> = None;
+    for (state, start_ms) in shards.iter().flat_map(|s| &s.transactions) {
+        *by_state.entry(state).or_default() += 1;
+        if matches!(*state, "Ongoing" | "PrepareCommit" | "PrepareAbort") && *start_ms >= 0 {
+            oldest = Some(oldest.map_or(*start_ms, |o| o.min(*start_ms)));
+        }
+    }
+    header(
+        out,
+        "sluice_transactional_ids",
+        "gauge",
+        "Transactional ids this broker coordinates, per transaction state.",
+    );
+    for (state, n) in by_state {
+        let _ = writeln!(out, "sluice_transactional_ids{{state=\"{state}\"}} {n}");
+    }
+    header(
+        out,
+        "sluice_transaction_oldest_open_age_seconds",
+        "gauge",
+        "Age of the oldest transaction not yet completed (0: none).",
+    );
+    let age = oldest.map_or(0.0, |start| {
+        (sluice_base::now_ms() - start).max(0) as f64 / 1000.0
+    });
+    let _ = writeln!(out, "sluice_transaction_oldest_open_age_seconds {age:.3}");
+}
+
 #[cfg(test)]
 use sluice_storage::stats::{Histogram, COUNT_BUCKETS, LATENCY_BUCKETS_S};
 
@@ -302,7 +334,7 @@ pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
 
     let mut parts: Vec<&PartitionSnapshot> = shards.iter().flat_map(|s| &s.partitions).collect();
     parts.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-    let gauges: [PartitionGauge; 6] = [
+    let gauges: [PartitionGauge; 8] = [
         (
             "sluice_partition_log_start_offset",
             "First offset still in the log.",
@@ -332,6 +364,16 @@ pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
             "sluice_partition_producers",
             "Idempotent producers with state in the partition.",
             |p| p.producers.to_string(),
+        ),
+        (
+            "sluice_partition_last_stable_offset_lag",
+            "High watermark minus last stable offset: what read_committed consumers wait for.",
+            |p| (p.high_watermark - p.last_stable_offset).max(0).to_string(),
+        ),
+        (
+            "sluice_partition_open_transactions",
+            "Producers with a transaction open in the partition.",
+            |p| p.open_transactions.to_string(),
         ),
     ];
     for (name, help, f) in gauges {
@@ -496,6 +538,7 @@ pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
             }
         }
     }
+    render_transactions(&mut out, shards);
     if let Some(c) = shards.iter().find_map(|s| s.controller.as_ref()) {
         render_controller(&mut out, c);
     }
@@ -589,6 +632,8 @@ mod tests {
                 log_start_offset: 0,
                 log_end_offset: 10,
                 high_watermark: 10,
+                last_stable_offset: 7,
+                open_transactions: 1,
                 size_bytes: 100,
                 segments: 1,
                 producers: 0,
@@ -599,6 +644,7 @@ mod tests {
             isr_expands: 1,
             leader_elections: 3,
             groups: vec![("g".into(), "Stable", 2, vec![("t".into(), 0, 4)])],
+            transactions: vec![("Ongoing", 1_000), ("CompleteCommit", -1)],
             controller: None,
         };
         let mut b = a.clone();
@@ -615,6 +661,12 @@ mod tests {
         assert!(text.contains("sluice_request_handling_seconds_count{api=\"Produce\"} 2"));
         assert!(text.contains("sluice_group_lag{group=\"g\",topic=\"t\",partition=\"0\"} 6"));
         assert!(text.contains("sluice_partition_high_watermark{topic=\"t\",partition=\"0\"} 10"));
+        assert!(
+            text.contains("sluice_partition_last_stable_offset_lag{topic=\"t\",partition=\"0\"} 3")
+        );
+        assert!(text.contains("sluice_partition_open_transactions{topic=\"t\",partition=\"0\"} 1"));
+        assert!(text.contains("sluice_transactional_ids{state=\"Ongoing\"} 2"));
+        assert!(text.contains("sluice_transactional_ids{state=\"CompleteCommit\"} 2"));
         assert!(text.contains("sluice_partition_replica_lag_max{topic=\"t\",partition=\"0\"} 7"));
         assert!(text.contains("sluice_partition_dirty_ratio{topic=\"t\",partition=\"0\"} 0.2500"));
         assert!(text.contains(

@@ -39,6 +39,8 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
                 log_start_offset: log.log_start_offset(),
                 log_end_offset: log.log_end_offset(),
                 high_watermark: p.high_watermark(),
+                last_stable_offset: p.last_stable_offset(),
+                open_transactions: log.txn_counts().0,
                 size_bytes: log.size_bytes(),
                 segments: log.segment_count(),
                 producers: log.producer_count(),
@@ -55,6 +57,12 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         .summaries()
         .into_iter()
         .map(|g| (g.group, g.state, g.members, g.offsets))
+        .collect();
+    let transactions = shard
+        .txns
+        .summaries()
+        .into_iter()
+        .map(|t| (t.state.name(), t.start_ms))
         .collect();
     let controller = (shard.id == 0)
         .then(|| shard.shared.status())
@@ -106,6 +114,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         batches_per_write: batches,
         partitions,
         groups,
+        transactions,
     }
 }
 

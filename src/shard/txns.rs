@@ -226,54 +226,64 @@ async fn write_markers(
     marker: Marker,
     partitions: Vec<(String, i32)>,
 ) -> Vec<(String, i32)> {
+    // Transactions are served on single nodes only (see find_coordinator.rs): a partition led
+    // elsewhere (NOT_LEADER_OR_FOLLOWER) waits for its leader to come back here.
+    write_local_markers(shard, marker, partitions)
+        .await
+        .into_iter()
+        .filter(|(_, error)| *error != 0 && !marker_error_is_final(*error))
+        .map(|(tp, _)| tp)
+        .collect()
+}
+
+/// Writes `marker` to those of `partitions` this broker leads, on their owner shards, and
+/// waits until each is committed. Returns an error code per partition, in input order:
+/// UNKNOWN_TOPIC_OR_PARTITION for a partition that does not exist, NOT_LEADER_OR_FOLLOWER for
+/// one led elsewhere (also the answer of WriteTxnMarkers, Kafka's broker-to-broker API).
+pub async fn write_local_markers(
+    shard: &Rc<Shard>,
+    marker: Marker,
+    partitions: Vec<(String, i32)>,
+) -> Vec<((String, i32), i16)> {
     let image = shard.metadata();
-    let mut retry = Vec::new();
-    let mut by_owner: BTreeMap<usize, Vec<(String, i32)>> = BTreeMap::new();
-    for (topic, p) in partitions {
-        let Some(meta) = image.topic(&topic).filter(|m| m.has_partition(p)) else {
-            continue; // deleted: nothing to mark
-        };
-        if !shard.leads(meta, p) {
-            // Transactions are served on single nodes only (see find_coordinator.rs): a
-            // partition led elsewhere waits for its leader to come back here.
-            retry.push((topic, p));
-            continue;
+    let mut errors = vec![0i16; partitions.len()];
+    let mut by_owner: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, (topic, p)) in partitions.iter().enumerate() {
+        match image.topic(topic).filter(|m| m.has_partition(*p)) {
+            None => errors[i] = ResponseError::UnknownTopicOrPartition.code(),
+            Some(meta) if !shard.leads(meta, *p) => {
+                errors[i] = ResponseError::NotLeaderOrFollower.code()
+            }
+            Some(meta) => by_owner
+                .entry(shard.owner_of(meta, *p))
+                .or_default()
+                .push(i),
         }
-        by_owner
-            .entry(shard.owner_of(meta, p))
-            .or_default()
-            .push((topic, p));
     }
-    let writes = by_owner.into_iter().map(|(owner, parts)| {
+    let writes = by_owner.into_iter().map(|(owner, idxs)| {
         let shard = shard.clone();
+        let parts: Vec<(String, i32)> = idxs.iter().map(|&i| partitions[i].clone()).collect();
         async move {
-            let sent = parts.clone();
-            let errors = shard
+            let answers = shard
                 .request(owner, |reply| MeshMsg::WriteMarkers {
-                    parts: sent,
+                    parts,
                     marker,
                     reply,
                 })
                 .await
                 .unwrap_or_default();
-            parts
-                .into_iter()
-                .enumerate()
-                .filter(|(i, _)| {
-                    let error = errors
-                        .get(*i)
-                        .copied()
-                        .unwrap_or(ResponseError::NotLeaderOrFollower.code());
-                    error != 0 && !marker_error_is_final(error)
-                })
-                .map(|(_, tp)| tp)
-                .collect::<Vec<_>>()
+            (idxs, answers)
         }
     });
-    for failed in futures_util::future::join_all(writes).await {
-        retry.extend(failed);
+    for (idxs, answers) in futures_util::future::join_all(writes).await {
+        for (k, i) in idxs.into_iter().enumerate() {
+            errors[i] = answers
+                .get(k)
+                .copied()
+                .unwrap_or(ResponseError::NotLeaderOrFollower.code());
+        }
     }
-    retry
+    partitions.into_iter().zip(errors).collect()
 }
 
 /// The per-shard transaction task: loads and unloads state partitions as ownership and

@@ -1,6 +1,7 @@
-//! The transaction APIs clients call (docs/architecture.md §7.1): AddPartitionsToTxn (v0–3, the
-//! client versions), AddOffsetsToTxn, EndTxn, TxnOffsetCommit, DescribeTransactions,
-//! ListTransactions. Each goes to the coordinator of its transactional id
+//! The transaction APIs (docs/architecture.md §7.1): AddPartitionsToTxn (v0–3, the client
+//! versions), AddOffsetsToTxn, EndTxn, TxnOffsetCommit, DescribeTransactions, ListTransactions,
+//! and WriteTxnMarkers (markers for partitions this broker leads: Kafka's coordinator-to-broker
+//! API, which `sluice txn abort` also uses to end a hanging transaction). Each goes to the coordinator of its transactional id
 //! (`shard::txns::call`); TxnOffsetCommit goes to the group's coordinator, which keeps the
 //! offsets pending until the transaction's marker reaches its `__consumer_offsets` partition.
 
@@ -17,11 +18,15 @@ use kafka_protocol::messages::list_transactions_response::TransactionState as Li
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
+use kafka_protocol::messages::write_txn_markers_response::{
+    WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+};
 use kafka_protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
     AddPartitionsToTxnResponse, DescribeTransactionsRequest, DescribeTransactionsResponse,
     EndTxnRequest, EndTxnResponse, ListTransactionsRequest, ListTransactionsResponse, ProducerId,
     TopicName, TransactionalId, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+    WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
@@ -340,4 +345,52 @@ pub async fn list_transactions(
         })
         .collect();
     ResponseKind::ListTransactions(resp)
+}
+
+pub async fn write_txn_markers(
+    shard: Rc<Shard>,
+    req: WriteTxnMarkersRequest,
+    _ctx: Ctx,
+) -> ResponseKind {
+    let mut results = Vec::with_capacity(req.markers.len());
+    for m in &req.markers {
+        let marker = txns::Marker {
+            producer_id: m.producer_id.0,
+            producer_epoch: m.producer_epoch,
+            commit: m.transaction_result,
+            coordinator_epoch: m.coordinator_epoch,
+        };
+        let partitions: Vec<(String, i32)> = m
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partition_indexes
+                    .iter()
+                    .map(move |p| (t.name.0.as_str().to_owned(), *p))
+            })
+            .collect();
+        let mut by_topic: BTreeMap<String, Vec<WritableTxnMarkerPartitionResult>> = BTreeMap::new();
+        for ((topic, p), error) in txns::write_local_markers(&shard, marker, partitions).await {
+            by_topic.entry(topic).or_default().push(
+                WritableTxnMarkerPartitionResult::default()
+                    .with_partition_index(p)
+                    .with_error_code(error),
+            );
+        }
+        results.push(
+            WritableTxnMarkerResult::default()
+                .with_producer_id(m.producer_id)
+                .with_topics(
+                    by_topic
+                        .into_iter()
+                        .map(|(name, ps)| {
+                            WritableTxnMarkerTopicResult::default()
+                                .with_name(TopicName(sb(name)))
+                                .with_partitions(ps)
+                        })
+                        .collect(),
+                ),
+        );
+    }
+    ResponseKind::WriteTxnMarkers(WriteTxnMarkersResponse::default().with_markers(results))
 }
