@@ -140,6 +140,54 @@ fn produce_then_consume_counts_match() {
     assert_eq!(consumed["results"]["consumed"]["errors"], 0);
 }
 
+/// `--transaction-size`: transactional producers whose records a read_committed consumer reads
+/// in full (the last, partial transaction is committed at the end too).
+#[test]
+fn transactional_produce_is_read_committed() {
+    let broker = start_broker();
+    let dir = tempfile::tempdir().unwrap();
+    let (pj, cj) = (dir.path().join("p.json"), dir.path().join("c.json"));
+    let produced = run_load(
+        &[
+            "produce",
+            "--bootstrap",
+            &broker.addr,
+            "--topic",
+            "load-txn",
+            "--partitions",
+            "4",
+            "--producers",
+            "2",
+            "--messages",
+            "5050",
+            "--transaction-size",
+            "100",
+            "-q",
+        ],
+        &pj,
+    );
+    assert_eq!(produced["results"]["produced"]["messages"], 5050);
+    assert_eq!(produced["results"]["produced"]["errors"], 0);
+    let consumed = run_load(
+        &[
+            "consume",
+            "--bootstrap",
+            &broker.addr,
+            "--topic",
+            "load-txn",
+            "--from-beginning",
+            "--messages",
+            "5050",
+            "-X",
+            "isolation.level=read_committed",
+            "-q",
+        ],
+        &cj,
+    );
+    assert_eq!(consumed["results"]["consumed"]["messages"], 5050);
+    assert_eq!(consumed["results"]["consumed"]["errors"], 0);
+}
+
 #[test]
 fn e2e_consumes_exactly_what_it_produces() {
     let broker = start_broker();

@@ -257,7 +257,15 @@ struct Txn {
     /// An epoch fence whose write failed: the epoch in `meta` is already the bumped one (the
     /// write may have reached the log) and is not bumped again.
     failed_fence: bool,
+    /// An AddPartitionsToTxn of the next transaction that came while this one completes
+    /// (markers being written): answered once it completed, instead of CONCURRENT_TRANSACTIONS
+    /// at once, which clients retry only after a backoff (librdkafka: ~100 ms per
+    /// transaction). With its arrival time: after [`PARK_MS`] it gets CONCURRENT_TRANSACTIONS.
+    parked: Option<(ReqId, AddRequest, i64)>,
 }
+
+/// How long an AddPartitionsToTxn may wait for the previous transaction to complete.
+pub const PARK_MS: i64 = 1_000;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Pending {
@@ -508,6 +516,7 @@ impl TxnCoordinator {
                     last_epoch: NO_EPOCH,
                     pending: Pending::Token(token),
                     failed_fence: false,
+                    parked: None,
                 },
             );
             self.steps.insert(
@@ -688,6 +697,22 @@ impl TxnCoordinator {
     fn add(&mut self, now_ms: i64, req: ReqId, r: AddRequest) {
         if r.transactional_id.is_empty() {
             return self.add_reply(req, &r.partitions, code(ResponseError::InvalidRequest));
+        }
+        // The producer's previous transaction is completing: wait for it (see `Txn::parked`).
+        if !r.verify_only && self.partition_error(r.partition).is_none() {
+            if let Some(t) = self.txns.get_mut(&r.transactional_id) {
+                if t.meta.producer_id == r.producer_id
+                    && t.meta.producer_epoch == r.producer_epoch
+                    && matches!(
+                        t.meta.state,
+                        TxnState::PrepareCommit | TxnState::PrepareAbort
+                    )
+                    && t.parked.is_none()
+                {
+                    t.parked = Some((req, r, now_ms));
+                    return;
+                }
+            }
         }
         if let Some(e) = self
             .partition_error(r.partition)
@@ -957,7 +982,12 @@ impl TxnCoordinator {
                 }
                 self.send_markers(&txn, partitions);
             }
-            Then::Complete | Then::Expire => {}
+            Then::Complete => {
+                if let Some((req, r, _)) = t.parked.take() {
+                    self.add(now_ms, req, r);
+                }
+            }
+            Then::Expire => {}
         }
     }
 
@@ -966,6 +996,23 @@ impl TxnCoordinator {
     // -----------------------------------------------------------------------------------------
 
     fn tick(&mut self, now_ms: i64) {
+        let mut waited = Vec::new();
+        for t in self.txns.values_mut() {
+            if t.parked
+                .as_ref()
+                .is_some_and(|(_, _, at)| now_ms - at >= PARK_MS)
+            {
+                waited.extend(t.parked.take());
+            }
+        }
+        waited.sort_by_key(|(req, _, _)| *req);
+        for (req, r, _) in waited {
+            self.add_reply(
+                req,
+                &r.partitions,
+                code(ResponseError::ConcurrentTransactions),
+            );
+        }
         let mut timed_out = Vec::new();
         let mut retries = Vec::new();
         let mut expired = Vec::new();
@@ -1093,6 +1140,7 @@ impl TxnCoordinator {
                         last_epoch: NO_EPOCH,
                         pending: Pending::Idle,
                         failed_fence: false,
+                        parked: None,
                     },
                 );
             }
@@ -1150,6 +1198,17 @@ impl TxnCoordinator {
             .collect();
         tokens.sort();
         let not_coordinator = code(ResponseError::NotCoordinator);
+        let mut parked: Vec<(ReqId, AddRequest)> = self
+            .txns
+            .values_mut()
+            .filter(|t| t.partition == partition)
+            .filter_map(|t| t.parked.take())
+            .map(|(req, r, _)| (req, r))
+            .collect();
+        parked.sort_by_key(|(req, _)| *req);
+        for (req, r) in parked {
+            self.add_reply(req, &r.partitions, not_coordinator);
+        }
         for token in tokens {
             match self.steps.remove(&token) {
                 Some(Step::Alloc { req, .. })

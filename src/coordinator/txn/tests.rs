@@ -469,3 +469,83 @@ fn a_reload_finishes_decided_transactions() {
     };
     assert_eq!(d.error, code(ResponseError::NotCoordinator));
 }
+
+#[test]
+fn the_next_transactions_add_waits_for_the_previous_one_to_complete() {
+    let mut c = loaded();
+    let mut log = Vec::new();
+    let (pid, e) = init_ok(&mut c, &mut log);
+    let a = c.on_event(1, Event::Add(2, add(pid, e, &[("a", 0)])));
+    settle(&mut c, 1, a, &mut log);
+    let a = c.on_event(2, Event::End(3, end(pid, e, true)));
+    let [Action::Persist { token, .. }] = &a[..] else {
+        panic!("{a:?}")
+    };
+    let a = c.on_event(
+        2,
+        Event::Persisted {
+            token: *token,
+            error: 0,
+        },
+    );
+    let Some(Action::WriteMarkers { token: markers, .. }) = a.get(1).cloned() else {
+        panic!("{a:?}")
+    };
+    // The client's next transaction starts while the markers are being written: no answer yet.
+    assert!(c
+        .on_event(3, Event::Add(4, add(pid, e, &[("b", 1)])))
+        .is_empty());
+    // A second one does not wait.
+    let busy = c.on_event(3, Event::Add(5, add(pid, e, &[("b", 2)])));
+    assert_eq!(
+        busy,
+        vec![Action::Reply(
+            5,
+            Reply::Add(vec![(
+                "b".into(),
+                2,
+                code(ResponseError::ConcurrentTransactions)
+            )])
+        )]
+    );
+    let a = c.on_event(
+        4,
+        Event::MarkersWritten {
+            token: markers,
+            retry: vec![],
+        },
+    );
+    // Complete record, then the waiting add goes on (its Ongoing record), then its answer.
+    let replies = settle(&mut c, 4, a, &mut log);
+    assert_eq!(replies, vec![Reply::Add(vec![("b".into(), 1, 0)])]);
+    assert_eq!(last_state(&log), (TxnState::Ongoing, e));
+
+    // One that waits too long (markers stuck) gets CONCURRENT_TRANSACTIONS on a tick.
+    let a = c.on_event(5, Event::End(6, end(pid, e, false)));
+    let [Action::Persist { token, .. }] = &a[..] else {
+        panic!("{a:?}")
+    };
+    c.on_event(
+        5,
+        Event::Persisted {
+            token: *token,
+            error: 0,
+        },
+    );
+    assert!(c
+        .on_event(6, Event::Add(7, add(pid, e, &[("c", 0)])))
+        .is_empty());
+    assert!(c
+        .on_event(6 + super::coordinator::PARK_MS - 1, Event::Tick)
+        .iter()
+        .all(|a| !matches!(a, Action::Reply(7, _))));
+    let a = c.on_event(6 + super::coordinator::PARK_MS, Event::Tick);
+    assert!(a.contains(&Action::Reply(
+        7,
+        Reply::Add(vec![(
+            "c".into(),
+            0,
+            code(ResponseError::ConcurrentTransactions)
+        )])
+    )));
+}

@@ -247,6 +247,11 @@ pub struct Cli {
     #[arg(long)]
     pub keyed: bool,
 
+    /// Transactional producers: each commits a transaction every this many records (its own
+    /// transactional.id; acks=all and idempotence implied). Absent: no transactions.
+    #[arg(long)]
+    pub transaction_size: Option<u64>,
+
     /// Distinct keys for --keyed.
     #[arg(long, default_value_t = 1000)]
     pub key_count: u64,
@@ -328,6 +333,8 @@ pub struct Config {
     pub linger_ms: Option<u64>,
     pub keyed: bool,
     pub key_count: u64,
+    /// Records per transaction of each producer (`None`: not transactional).
+    pub transaction_size: Option<u64>,
     pub group: Option<String>,
     pub from_beginning: bool,
     /// `-X` overrides, as given.
@@ -456,6 +463,7 @@ pub fn resolve(cli: &Cli, seed_fallback: u64) -> Result<Config, UsageError> {
         linger_ms,
         keyed: cli.keyed,
         key_count: cli.key_count,
+        transaction_size: cli.transaction_size.filter(|n| *n > 0),
         group: cli.group.clone(),
         from_beginning: cli.from_beginning,
         client_overrides,

@@ -86,20 +86,72 @@ impl ProducerContext for ProducerCtx {
 
 pub type LoadProducer = ThreadedProducer<ProducerCtx>;
 
-/// Creates the producer clients (before the clock starts, so set-up is not measured).
+/// Creates the producer clients (before the clock starts, so set-up is not measured). With
+/// `--transaction-size`, each gets its own transactional.id and is initialised here.
 pub fn create(run: &Arc<Run>) -> Result<Vec<LoadProducer>, LoadError> {
-    let config = client_config(&run.producer_properties);
     (0..run.cfg.producers)
-        .map(|_| {
+        .map(|index| {
+            let mut config = client_config(&run.producer_properties);
+            if run.cfg.transaction_size.is_some() {
+                config.set(
+                    "transactional.id",
+                    format!("sluice-load-{}-{index}", run.cfg.seed),
+                );
+            }
             let ctx = ProducerCtx {
                 run: Arc::clone(run),
                 recorder: run.produced.new_recorder(),
             };
-            config
+            let producer: LoadProducer = config
                 .create_with_context(ctx)
-                .map_err(|e| LoadError::Client(format!("cannot create producer: {e}")))
+                .map_err(|e| LoadError::Client(format!("cannot create producer: {e}")))?;
+            if run.cfg.transaction_size.is_some() {
+                producer
+                    .init_transactions(TXN_TIMEOUT)
+                    .map_err(|e| LoadError::Client(format!("init_transactions: {e}")))?;
+            }
+            Ok(producer)
         })
         .collect()
+}
+
+/// Waits (at most [`TXN_TIMEOUT`]) until the producer has no message in flight.
+fn wait_delivered(producer: &LoadProducer) {
+    let deadline = std::time::Instant::now() + TXN_TIMEOUT;
+    while producer.in_flight_count() > 0 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
+/// Bound of one transactional call (init, begin, commit).
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// With `--transaction-size N`: begins a transaction before record `k` when `k % N == 0`, and
+/// commits after record `k` when `(k + 1) % N == 0`. False (counted as a client error) when the
+/// call failed: the producer stops.
+fn transaction_step(run: &Run, producer: &LoadProducer, k: u64, before: bool) -> bool {
+    let Some(n) = run.cfg.transaction_size else {
+        return true;
+    };
+    let r = if before && k.is_multiple_of(n) {
+        producer.begin_transaction()
+    } else if !before && (k + 1).is_multiple_of(n) {
+        // Wait for the deliveries first, watching the in-flight count: rdkafka's own flush (and
+        // commit_transaction's) waits in 100 ms polls that compete with the ThreadedProducer's
+        // polling thread for the delivery events, which capped a producer at ~10 transactions
+        // a second whatever the broker did.
+        wait_delivered(producer);
+        producer.commit_transaction(TXN_TIMEOUT)
+    } else {
+        return true;
+    };
+    match r {
+        Ok(()) => true,
+        Err(e) => {
+            run.produced.error(&format!("transaction: {e}"));
+            false
+        }
+    }
 }
 
 /// The send loop of producer `index`; returns when its share is sent or the run ends.
@@ -145,14 +197,30 @@ pub fn drive(run: Arc<Run>, producer: LoadProducer, index: usize) {
             write_key(&mut key, k, cfg.key_count);
             record = record.key(key.as_str());
         }
+        if !transaction_step(&run, &producer, k, true) {
+            break None;
+        }
         run.produced.attempted.fetch_add(1, Ordering::Relaxed);
         if !enqueue(&run, &producer, record) {
+            break None;
+        }
+        if !transaction_step(&run, &producer, k, false) {
             break None;
         }
         k += 1;
     };
     if let Some(reason) = stop_reason {
         run.note_stop_reason(reason);
+    }
+    // A transaction left open (the run ended mid-way) is committed, so what was acknowledged
+    // is also readable by read_committed consumers.
+    if let Some(n) = cfg.transaction_size {
+        if !k.is_multiple_of(n) {
+            wait_delivered(&producer);
+            if let Err(e) = producer.commit_transaction(TXN_TIMEOUT) {
+                run.produced.error(&format!("transaction: {e}"));
+            }
+        }
     }
     finish(&producer);
 }
