@@ -19,6 +19,15 @@ pub fn storage_error(e: &StorageError) -> ResponseError {
         StorageError::Producer(ProducerError::UnknownProducerId { .. }) => {
             ResponseError::UnknownProducerId
         }
+        StorageError::Producer(ProducerError::InvalidTxnState { .. }) => {
+            ResponseError::InvalidTxnState
+        }
+        StorageError::Producer(ProducerError::TransactionalWithoutIdempotence { .. }) => {
+            ResponseError::InvalidRecord
+        }
+        StorageError::Producer(ProducerError::CoordinatorFenced { .. }) => {
+            ResponseError::TransactionCoordinatorFenced
+        }
         _ => ResponseError::KafkaStorageError,
     }
 }
@@ -30,5 +39,46 @@ pub fn commit_error(e: &StorageError) -> ResponseError {
         ResponseError::MessageTooLarge => ResponseError::InvalidCommitOffsetSize,
         ResponseError::KafkaStorageError => ResponseError::CoordinatorNotAvailable,
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producer_errors_get_kafkas_codes() {
+        let cases = [
+            (
+                ProducerError::InvalidTxnState {
+                    producer_id: 1,
+                    why: "x",
+                },
+                ResponseError::InvalidTxnState,
+            ),
+            (
+                ProducerError::TransactionalWithoutIdempotence { producer_id: -1 },
+                ResponseError::InvalidRecord,
+            ),
+            (
+                ProducerError::CoordinatorFenced {
+                    producer_id: 1,
+                    current: 2,
+                    got: 1,
+                },
+                ResponseError::TransactionCoordinatorFenced,
+            ),
+            (
+                ProducerError::InvalidEpoch {
+                    producer_id: 1,
+                    current: 2,
+                    got: 1,
+                },
+                ResponseError::InvalidProducerEpoch,
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(storage_error(&StorageError::Producer(e)), want);
+        }
     }
 }

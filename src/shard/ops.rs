@@ -361,9 +361,6 @@ pub async fn write_markers(
             );
             let info = match appended {
                 Ok(info) => info,
-                Err(sluice_storage::StorageError::Producer(
-                    sluice_storage::ProducerError::CoordinatorFenced { .. },
-                )) => return ResponseError::TransactionCoordinatorFenced.code(),
                 Err(e) => return storage_error(&e).code(),
             };
             match p.wait_acks(&info, -1).await {
