@@ -22,11 +22,13 @@ async fn fetch(
     shard: &Rc<Shard>,
     group_id: String,
     topics: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
 ) -> (i16, Vec<FetchedOffset>) {
     let fr = |partition| FetchRequest {
         group_id: group_id.clone(),
         partition,
         topics,
+        require_stable,
     };
     match groups::call(shard, &group_id, |partition| Request::Fetch(fr(partition))).await {
         Ok(Reply::Fetch(e, offsets)) => (e, offsets),
@@ -50,6 +52,8 @@ fn by_topic(offsets: Vec<FetchedOffset>) -> Vec<(String, Vec<FetchedOffset>)> {
 pub async fn handle(shard: Rc<Shard>, req: OffsetFetchRequest, ctx: Ctx) -> ResponseKind {
     let version = ctx.version;
     let epoch = |e: i32| if version >= 5 { e } else { -1 };
+    // v7+: read_committed consumers ask for stable offsets only (KIP-447).
+    let require_stable = version >= 7 && req.require_stable;
     if version >= 8 {
         let calls = req.groups.iter().map(|g| {
             let topics = g.topics.as_ref().map(|ts| {
@@ -59,7 +63,7 @@ pub async fn handle(shard: Rc<Shard>, req: OffsetFetchRequest, ctx: Ctx) -> Resp
             });
             let shard = shard.clone();
             let id = g.group_id.0.as_str().to_owned();
-            async move { fetch(&shard, id, topics).await }
+            async move { fetch(&shard, id, topics, require_stable).await }
         });
         let results = join_all(calls).await;
         let groups = req
@@ -99,7 +103,13 @@ pub async fn handle(shard: Rc<Shard>, req: OffsetFetchRequest, ctx: Ctx) -> Resp
             .map(|t| (t.name.0.as_str().to_owned(), t.partition_indexes.clone()))
             .collect()
     });
-    let (error, offsets) = fetch(&shard, req.group_id.0.as_str().to_owned(), topics).await;
+    let (error, offsets) = fetch(
+        &shard,
+        req.group_id.0.as_str().to_owned(),
+        topics,
+        require_stable,
+    )
+    .await;
     // v1 has no top-level error: a group-level error goes on every partition.
     let partition_error = |e: i16| if version < 2 && e == 0 { error } else { e };
     let topics = by_topic(offsets)

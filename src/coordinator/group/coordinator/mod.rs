@@ -186,6 +186,9 @@ pub struct FetchRequest {
     pub partition: i32,
     /// `None`: every committed offset of the group.
     pub topics: Option<Vec<(String, Vec<i32>)>>,
+    /// OffsetFetch v7+ `require_stable` (KIP-447): a partition with offsets committed in a
+    /// transaction not yet decided answers UNSTABLE_OFFSET_COMMIT (the client retries).
+    pub require_stable: bool,
 }
 
 #[derive(Debug, Clone)]

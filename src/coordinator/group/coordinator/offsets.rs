@@ -176,8 +176,29 @@ impl Coordinator {
             return self.reply(req, Reply::Fetch(code(e), Vec::new()));
         }
         let g = self.groups.get(&r.group_id);
+        // Partitions of this group with offsets in a transaction not yet decided.
+        let unstable: std::collections::HashSet<(&str, i32)> = if r.require_stable {
+            self.txn_offsets
+                .values()
+                .flatten()
+                .filter(|o| o.group == r.group_id)
+                .map(|o| (o.topic.as_str(), o.topic_partition))
+                .collect()
+        } else {
+            Default::default()
+        };
         let found = |topic: &str, partition: i32| -> FetchedOffset {
             let v = g.and_then(|g| g.offsets.get(&(topic.to_owned(), partition)));
+            if unstable.contains(&(topic, partition)) {
+                return FetchedOffset {
+                    topic: topic.to_owned(),
+                    partition,
+                    offset: -1,
+                    leader_epoch: -1,
+                    metadata: String::new(),
+                    error: code(ResponseError::UnstableOffsetCommit),
+                };
+            }
             FetchedOffset {
                 topic: topic.to_owned(),
                 partition,

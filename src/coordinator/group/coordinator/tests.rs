@@ -216,6 +216,7 @@ impl Sim {
                     group_id: "g".into(),
                     partition: P,
                     topics: None,
+                    require_stable: false,
                 },
             )
         });
@@ -551,6 +552,7 @@ fn replaying_the_log_restores_offsets_and_groups() {
                 group_id: "g".into(),
                 partition: P,
                 topics: None,
+                require_stable: false,
             },
         )
     });
@@ -693,4 +695,105 @@ fn losing_the_partition_answers_waiting_members_not_coordinator_and_drops_its_gr
         "the group is gone from this coordinator"
     );
     assert!(!s.c.is_loaded(P));
+}
+
+/// TxnOffsetCommit: offsets wait for the producer's marker; `require_stable` fetches see
+/// UNSTABLE_OFFSET_COMMIT meanwhile; commit makes them visible, abort drops them, and a reload
+/// from the log (transactional records, then the marker) ends the same.
+#[test]
+fn transactional_offsets_wait_for_the_marker() {
+    let mut s = Sim::new();
+    s.commit("", -1, &[("t", 0, 5)]);
+    let txn_commit = |s: &mut Sim, pid: i64, offset: i64| {
+        let r = CommitRequest {
+            txn: Some((pid, 0)),
+            group_id: "g".into(),
+            partition: P,
+            generation: -1,
+            member_id: String::new(),
+            instance_id: None,
+            offsets: vec![CommitPartition {
+                topic: "t".into(),
+                partition: 0,
+                offset,
+                leader_epoch: -1,
+                metadata: None,
+            }],
+        };
+        let id = s.send(|id| Event::Commit(id, r));
+        assert_eq!(s.take(id), Some(Reply::Commit(vec![("t".into(), 0, 0)])));
+    };
+    let fetch = |s: &mut Sim, require_stable: bool| {
+        let id = s.send(|id| {
+            Event::Fetch(
+                id,
+                FetchRequest {
+                    group_id: "g".into(),
+                    partition: P,
+                    topics: Some(vec![("t".into(), vec![0])]),
+                    require_stable,
+                },
+            )
+        });
+        match s.take(id) {
+            Some(Reply::Fetch(0, o)) => (o[0].offset, o[0].error),
+            other => panic!("{other:?}"),
+        }
+    };
+    txn_commit(&mut s, 42, 9);
+    assert_eq!(
+        fetch(&mut s, false),
+        (5, 0),
+        "not visible before the marker"
+    );
+    assert_eq!(
+        fetch(&mut s, true),
+        (-1, e(ResponseError::UnstableOffsetCommit))
+    );
+    s.event(Event::TxnMarker {
+        partition: P,
+        producer_id: 42,
+        commit: false,
+    });
+    assert_eq!(fetch(&mut s, true), (5, 0), "aborted: dropped");
+    txn_commit(&mut s, 42, 11);
+    s.event(Event::TxnMarker {
+        partition: P,
+        producer_id: 42,
+        commit: true,
+    });
+    assert_eq!(fetch(&mut s, true), (11, 0), "committed: visible");
+
+    // A load replays the pending record and then the marker.
+    let mut r = Sim::new();
+    r.event(Event::LoadStarted(P));
+    r.event(Event::ReplayTxn(
+        P,
+        7,
+        StoredRecord::Offset {
+            group: "g".into(),
+            topic: "t".into(),
+            partition: 0,
+            value: Some(crate::coordinator::group::records::OffsetValue {
+                offset: 3,
+                leader_epoch: -1,
+                metadata: String::new(),
+                commit_timestamp_ms: 0,
+            }),
+        },
+    ));
+    r.event(Event::LoadCompleted {
+        partition: P,
+        records_read: 1,
+    });
+    assert_eq!(
+        fetch(&mut r, true),
+        (-1, e(ResponseError::UnstableOffsetCommit))
+    );
+    r.event(Event::TxnMarker {
+        partition: P,
+        producer_id: 7,
+        commit: true,
+    });
+    assert_eq!(fetch(&mut r, true), (3, 0));
 }
