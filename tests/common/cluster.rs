@@ -134,11 +134,25 @@ impl Cluster {
         }
     }
 
-    /// Waits until `check` holds, polling; panics with `what` after [`WAIT`].
+    /// Waits until `check` holds, polling; panics with `what` after twice [`WAIT`], with the
+    /// tail of every node's log (a flake must say what the nodes were doing).
     pub fn wait_for(&self, what: &str, mut check: impl FnMut() -> bool) -> Duration {
         let start = Instant::now();
         while !check() {
-            assert!(start.elapsed() < WAIT * 2, "timed out waiting for {what}");
+            if start.elapsed() >= WAIT * 2 {
+                let mut logs = String::new();
+                for (i, node) in self.nodes.iter().enumerate() {
+                    let log = node.log();
+                    let lines: Vec<&str> = log.lines().collect();
+                    let tail = &lines[lines.len().saturating_sub(40)..];
+                    logs.push_str(&format!(
+                        "--- node {i} ({}):\n{}\n",
+                        node.addr,
+                        tail.join("\n")
+                    ));
+                }
+                panic!("timed out waiting for {what}; last log lines:\n{logs}");
+            }
             std::thread::sleep(Duration::from_millis(20));
         }
         start.elapsed()
