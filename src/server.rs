@@ -176,7 +176,18 @@ pub fn run(config: Config) -> Result<(), StartError> {
         if let Err(e) = crate::partition::dir::remove_deleted(&config.args.data_dir) {
             warn!(error = %e, "removing deleted partition directories failed");
         }
-        (Metadata::Quorum(Box::new(recovered)), image)
+        // Bound now, before anything starts: a voter whose endpoint another process holds
+        // must not run, or its peers would talk Raft with that process (seen in tests as a
+        // foreign quorum's votes and entries reaching this cluster).
+        let endpoint = match config.args.controller_listen {
+            Some(addr) => Some(
+                std::net::TcpListener::bind(addr)
+                    .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                    .map_err(|source| StartError::Listen { addr, source })?,
+            ),
+            None => None,
+        };
+        (Metadata::Quorum(Box::new(recovered), endpoint), image)
     } else {
         let (store, image) = MetadataStore::open(&config.args.data_dir, config.args.node_id)?;
         // A single node's image is complete at start, so a directory it does not know is a
@@ -308,8 +319,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
 /// Where shard 0's controller keeps the metadata.
 enum Metadata {
     Local(MetadataStore),
-    /// Boxed: the journal's content is large beside a store handle.
-    Quorum(Box<crate::quorum::Recovered>),
+    /// A voter: its journal (boxed: large beside a store handle) and its bound controller
+    /// endpoint.
+    Quorum(Box<crate::quorum::Recovered>, Option<std::net::TcpListener>),
     /// A broker-only node of a cluster.
     Remote,
 }
@@ -350,7 +362,7 @@ async fn shard_main(start: ShardStart) {
         // The controller starts where its log does: the snapshot's image for a voter (Raft
         // replays the rest), this node's image otherwise.
         let start = match &metadata {
-            Metadata::Quorum(r) => r.snapshot_image.clone(),
+            Metadata::Quorum(r, _) => r.snapshot_image.clone(),
             _ => (*image).clone(),
         };
         let controller_config = ControllerConfig {
@@ -361,8 +373,8 @@ async fn shard_main(start: ShardStart) {
         };
         let backend = match metadata {
             Metadata::Local(store) => Backend::Local(store),
-            Metadata::Quorum(r) => {
-                recovered = Some(*r);
+            Metadata::Quorum(r, endpoint) => {
+                recovered = Some((*r, endpoint));
                 Backend::Quorum(std::cell::OnceCell::new())
             }
             Metadata::Remote => Backend::Remote,
@@ -389,8 +401,8 @@ async fn shard_main(start: ShardStart) {
     for rx in inbox {
         crate::runtime::spawn(run_mesh_receiver(shard.clone(), rx)).detach();
     }
-    if let Some(r) = recovered {
-        crate::runtime::spawn(crate::shard::cluster::start(shard.clone(), r)).detach();
+    if let Some((r, endpoint)) = recovered {
+        crate::runtime::spawn(crate::shard::cluster::start(shard.clone(), r, endpoint)).detach();
     } else if id == 0 && config.clustered() {
         crate::runtime::spawn(crate::shard::cluster::start_broker_only(shard.clone())).detach();
     }

@@ -10,7 +10,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::cluster::{topics, Cluster};
-use common::{consume_n, produce_all, Out};
+use common::{consume_n, produce_all, Broker, Out};
 use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::TopicPartitionList;
@@ -504,4 +504,60 @@ fn a_restart_does_not_replay_a_deleted_topic_over_its_successor() {
     }
     cluster.wait_settled(&[0, 1, 2]);
     assert_eq!(read_all(&cluster, "reborn", 3, 90), expected(90));
+}
+
+/// A voter reached at a wrong address refuses Raft, and says so; one whose controller port is
+/// taken does not start. Node 0's `--controller-quorum-voters` swaps nodes 1 and 2: were
+/// requests not addressed, node 2 would vote and take entries as node 1 and count twice.
+#[test]
+fn a_voter_at_a_wrong_address_refuses_raft_and_a_taken_port_stops_the_start() {
+    let _serial = serial();
+    let addr = || common::address_outside_ephemeral_range();
+    let kafka: Vec<String> = (0..3).map(|_| addr()).collect();
+    let ctl: Vec<String> = (0..3).map(|_| addr()).collect();
+    let right = format!("0@{},1@{},2@{}", ctl[0], ctl[1], ctl[2]);
+    let swapped = format!("0@{},1@{},2@{}", ctl[0], ctl[2], ctl[1]);
+    let cluster = Cluster {
+        nodes: (0..3)
+            .map(|i| {
+                let voters = if i == 0 { &swapped } else { &right };
+                let id = i.to_string();
+                let args = [
+                    "--node-id",
+                    id.as_str(),
+                    "--controller-listen",
+                    ctl[i].as_str(),
+                    "--controller-quorum-voters",
+                    voters.as_str(),
+                    "--cores",
+                    "1",
+                ];
+                Broker::start_at(&kafka[i], &args)
+            })
+            .collect(),
+        voters: right.clone(),
+        links: Default::default(),
+    };
+    // Nodes 1 and 2 form the quorum and serve; node 0, which cannot reach the controller
+    // where it thinks it is, does not join as a broker.
+    cluster.wait_settled(&[1, 2]);
+    cluster.wait_for("node 1 or 2 to log node 0's misaddressed requests", || {
+        cluster.nodes[1..].iter().any(|n| {
+            n.log()
+                .contains("check every node's --controller-quorum-voters")
+        })
+    });
+
+    // A fourth voter configured on node 1's controller port exits with the reason.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["--listen", &addr(), "--node-id", "1"])
+        .args(["--controller-listen", ctl[1].as_str()])
+        .args(["--controller-quorum-voters", right.as_str(), "--cores", "1"])
+        .arg("--data-dir")
+        .arg(tempfile::tempdir().expect("tempdir").path().join("d"))
+        .output()
+        .expect("run sluice");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started on a taken port: {stderr}");
+    assert!(stderr.contains(ctl[1].as_str()), "{stderr}");
 }

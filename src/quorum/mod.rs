@@ -297,7 +297,8 @@ impl Quorum {
 
     /// Serves this voter's controller endpoint on `listener`.
     pub fn serve(&self, listener: crate::runtime::net::TcpListener, app: AppHandler) {
-        crate::runtime::spawn(network::serve(listener, self.raft.clone(), app)).detach();
+        let me = self.config.node_id as u64;
+        crate::runtime::spawn(network::serve(listener, me, self.raft.clone(), app)).detach();
     }
 
     pub fn node_id(&self) -> i32 {

@@ -7,6 +7,12 @@
 //! One request at a time per TCP connection; each message is a frame `len u32 (BE) | JSON`,
 //! at most [`MESSAGE_MAX`]. A connection whose peer sends something unreadable is closed.
 //! Clients keep their connection and reconnect after any failure.
+//!
+//! A Raft client opens each connection with [`Request::Hello`] naming the voter it means to
+//! reach; the endpoint serves Raft requests only on a connection addressed to its own node id.
+//! A voter reached at a wrong address (a misconfigured `--controller-quorum-voters`, or a port
+//! another process took) would otherwise vote and take entries as the node it is not, and one
+//! node could count twice in a quorum.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -52,6 +58,10 @@ pub(crate) enum Request {
         data: String,
     },
     App(Vec<u8>),
+    /// Opens a Raft client's connection: the node id the client means to reach.
+    Hello {
+        to: u64,
+    },
 }
 
 /// A voter's answer.
@@ -61,6 +71,8 @@ pub(crate) enum Response {
     Vote(VoteResponse<TypeConfig>),
     Snapshot(SnapshotResponse<TypeConfig>),
     App(Vec<u8>),
+    /// The connection is addressed to this node.
+    Hello,
     /// The receiving node's Raft has stopped (or the request does not fit it).
     Failed(String),
 }
@@ -114,13 +126,14 @@ pub struct AppHandler {
     pub closed: Rc<dyn Fn(Vec<u64>)>,
 }
 
-/// Serves the controller endpoint: Raft RPCs go to `raft`, application calls to `app`.
-pub async fn serve(listener: TcpListener, raft: Raft, app: AppHandler) {
+/// Serves node `me`'s controller endpoint: Raft RPCs go to `raft`, application calls to
+/// `app`.
+pub async fn serve(listener: TcpListener, me: u64, raft: Raft, app: AppHandler) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
                 let (raft, app) = (raft.clone(), app.clone());
-                crate::runtime::spawn(serve_connection(stream, peer, raft, app)).detach();
+                crate::runtime::spawn(serve_connection(stream, peer, me, raft, app)).detach();
             }
             Err(e) => {
                 warn!(error = %e, "controller endpoint: accept failed");
@@ -130,8 +143,16 @@ pub async fn serve(listener: TcpListener, raft: Raft, app: AppHandler) {
     }
 }
 
-async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, raft: Raft, app: AppHandler) {
+async fn serve_connection(
+    mut stream: TcpStream,
+    peer: SocketAddr,
+    me: u64,
+    raft: Raft,
+    app: AppHandler,
+) {
     let _ = stream.set_nodelay(true);
+    // Whether the client said it means this node (`Request::Hello`).
+    let mut addressed = false;
     // The sessions whose calls this connection carried: when it closes, the application
     // hears of it (a crashed broker's connections close at once; its heartbeats just stop).
     let mut sessions: Vec<u64> = Vec::new();
@@ -155,6 +176,19 @@ async fn serve_connection(mut stream: TcpStream, peer: SocketAddr, raft: Raft, a
                     }
                 }
                 Response::App(reply)
+            }
+            Request::Hello { to } if to == me => {
+                addressed = true;
+                Response::Hello
+            }
+            Request::Hello { to } => {
+                warn!(%peer, to, me, "a Raft peer means node {to} but reached this node {me}: check every node's --controller-quorum-voters");
+                let why = format!("this is node {me}, not node {to}");
+                let _ = write_message(&mut stream, &Response::Failed(why)).await;
+                break;
+            }
+            _ if !addressed => {
+                Response::Failed("a Raft request before Hello named this node".to_owned())
             }
             raft_request => answer(&raft, raft_request).await,
         };
@@ -194,7 +228,7 @@ pub(crate) async fn answer(raft: &Raft, req: Request) -> Response {
                 .await
                 .map_or_else(|e| failed(&e), Response::Snapshot)
         }
-        Request::App(_) => failed(&"an application call where a Raft request was due"),
+        Request::App(_) | Request::Hello { .. } => failed(&"not a Raft request where one was due"),
     }
 }
 
@@ -227,6 +261,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             .ok()
             .and_then(|t| self.voters.get(&t).copied());
         RaftClient(Peer {
+            target,
             addr: known.or_else(|| node.addr.parse().ok()),
             stream: None,
         })
@@ -235,6 +270,8 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 
 /// One voter reached over TCP.
 pub(crate) struct Peer {
+    /// Its node id, named in each new connection's `Hello`.
+    target: u64,
     addr: Option<SocketAddr>,
     stream: Option<TcpStream>,
 }
@@ -246,7 +283,14 @@ impl Peer {
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "bad voter address"))?;
         let mut stream = match self.stream.take() {
             Some(s) => s,
-            None => connect(addr).await?,
+            None => {
+                let mut s = connect(addr).await?;
+                match call(&mut s, &Request::Hello { to: self.target }, ttl).await? {
+                    Response::Hello => s,
+                    Response::Failed(why) => return Err(io::Error::other(why)),
+                    _ => return Err(io::Error::other("unexpected answer to Hello")),
+                }
+            }
         };
         let resp = call(&mut stream, &req, ttl).await?;
         self.stream = Some(stream);

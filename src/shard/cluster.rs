@@ -82,9 +82,13 @@ pub enum AppReply {
 /// How long a metadata fetch waits for a change before answering `Unchanged`.
 const FETCH_LONG_POLL: Duration = Duration::from_millis(500);
 
-/// Starts the quorum on shard 0 from `recovered`, then this node's duties. The controller
-/// already holds `recovered.image`.
-pub async fn start(shard: Rc<Shard>, recovered: Recovered) {
+/// Starts the quorum on shard 0 from `recovered`, serving the controller endpoint the server
+/// bound, then this node's duties. The controller already holds `recovered.image`.
+pub async fn start(
+    shard: Rc<Shard>,
+    recovered: Recovered,
+    endpoint: Option<std::net::TcpListener>,
+) {
     let d = driver(&shard);
     let Backend::Quorum(cell) = &d.backend else {
         return;
@@ -114,11 +118,9 @@ pub async fn start(shard: Rc<Shard>, recovered: Recovered) {
             return;
         }
     };
-    if let Some(addr) = args.controller_listen {
-        match std::net::TcpListener::bind(addr)
-            .and_then(|l| l.set_nonblocking(true).map(|()| l))
-            .and_then(crate::runtime::net::TcpListener::from_std)
-        {
+    if let Some(endpoint) = endpoint {
+        let addr = endpoint.local_addr().ok();
+        match crate::runtime::net::TcpListener::from_std(endpoint) {
             Ok(listener) => {
                 let (s, c) = (shard.clone(), shard.clone());
                 let app = crate::quorum::AppHandler {
@@ -135,9 +137,9 @@ pub async fn start(shard: Rc<Shard>, recovered: Recovered) {
                     }),
                 };
                 quorum.serve(listener, app);
-                info!(%addr, "controller endpoint listening");
+                info!(?addr, "controller endpoint listening");
             }
-            Err(e) => error!(%addr, error = %e, "cannot listen on the controller endpoint"),
+            Err(e) => error!(?addr, error = %e, "cannot serve the controller endpoint"),
         }
     }
     let _ = cell.set(quorum.clone());

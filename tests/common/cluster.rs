@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
@@ -26,14 +26,40 @@ pub struct Cluster {
     pub links: BTreeMap<(usize, usize), Proxy>,
 }
 
+/// A free port below the ephemeral range: a node restarted on it finds it free (a client's
+/// source port could otherwise take it meanwhile).
 fn free_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr")
+    super::address_outside_ephemeral_range()
+        .parse()
+        .expect("addr")
 }
 
 impl Cluster {
     /// Starts `n` nodes; with `proxied`, controller traffic goes through cuttable proxies.
+    /// A node refuses to start if another process took one of its ports between our probe
+    /// and its bind (tests run in parallel): then the whole cluster starts again on new
+    /// ports, at most three times.
     pub fn start(n: usize, proxied: bool, extra: &[&str]) -> Cluster {
+        for attempt in 1..=3 {
+            let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                Cluster::start_once(n, proxied, extra)
+            }));
+            match started {
+                Ok(cluster) => return cluster,
+                Err(e) if attempt < 3 => {
+                    let why = e
+                        .downcast_ref::<String>()
+                        .map(String::as_str)
+                        .unwrap_or("a node did not start");
+                    eprintln!("cluster start attempt {attempt} failed, retrying: {why}");
+                }
+                Err(e) => std::panic::resume_unwind(e),
+            }
+        }
+        unreachable!("the last attempt returns or panics")
+    }
+
+    fn start_once(n: usize, proxied: bool, extra: &[&str]) -> Cluster {
         let kafka: Vec<SocketAddr> = (0..n).map(|_| free_port()).collect();
         let controller: Vec<SocketAddr> = (0..n).map(|_| free_port()).collect();
         let mut links = BTreeMap::new();
