@@ -45,6 +45,30 @@ pub struct BrokerArgs {
     /// Address clients are told to connect to (default: the listen address).
     #[arg(long, env = "SLUICE_ADVERTISE")]
     pub advertise: Option<String>,
+    /// Kafka's `listeners`: `PROTOCOL://HOST:PORT,...` with PROTOCOL one of PLAINTEXT and
+    /// SASL_PLAINTEXT (the listener's name is its protocol). Given, it replaces `--listen`.
+    #[arg(long, env = "SLUICE_LISTENERS")]
+    pub listeners: Option<String>,
+    /// Kafka's `advertised.listeners`: `PROTOCOL://HOST:PORT,...`, what clients of each listener
+    /// are told (default: the listener's own address).
+    #[arg(long, env = "SLUICE_ADVERTISED_LISTENERS")]
+    pub advertised_listeners: Option<String>,
+    /// The listener brokers reach each other on (replication, Kafka's
+    /// `inter.broker.listener.name`); PLAINTEXT only for now. Default: the first PLAINTEXT one.
+    #[arg(long, env = "SLUICE_INTER_BROKER_LISTENER_NAME")]
+    pub inter_broker_listener_name: Option<String>,
+    /// SASL mechanisms SASL listeners offer (Kafka's `sasl.enabled.mechanisms`).
+    #[arg(
+        long,
+        env = "SLUICE_SASL_ENABLED_MECHANISMS",
+        default_value = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512"
+    )]
+    pub sasl_enabled_mechanisms: String,
+    /// A SCRAM credential to create at start when the user has none for that mechanism, as
+    /// `kafka-storage format --add-scram` takes it: `SCRAM-SHA-256=[name=alice,password=s3cret]`
+    /// (optionally `,iterations=8192`). Repeatable. A credential changed since is kept.
+    #[arg(long = "add-scram", env = "SLUICE_ADD_SCRAM", value_delimiter = ';')]
+    pub add_scram: Vec<String>,
     /// Directory holding every partition log and the cluster metadata.
     #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -295,13 +319,77 @@ pub struct BrokerArgs {
     pub log_format: LogFormat,
 }
 
+/// A listener's security protocol (Kafka's `security.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    Plaintext,
+    SaslPlaintext,
+}
+
+impl SecurityProtocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+        }
+    }
+
+    pub fn sasl(self) -> bool {
+        self == SecurityProtocol::SaslPlaintext
+    }
+}
+
+/// One Kafka listener: where it binds and what its clients are told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listener {
+    pub protocol: SecurityProtocol,
+    pub addr: SocketAddr,
+    pub advertised_host: String,
+    pub advertised_port: i32,
+}
+
+impl Listener {
+    /// The listener's name (its protocol's).
+    pub fn name(&self) -> &'static str {
+        self.protocol.name()
+    }
+}
+
+/// A SCRAM credential `--add-scram` creates at start.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BootstrapScram {
+    pub user: String,
+    pub mechanism: crate::security::scram::Mechanism,
+    pub password: String,
+    pub iterations: i32,
+}
+
+impl std::fmt::Debug for BootstrapScram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}={} (password hidden)",
+            self.mechanism.name(),
+            self.user
+        )
+    }
+}
+
 /// Validated broker configuration, immutable once the broker starts.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub args: BrokerArgs,
     pub shards: usize,
+    /// The inter-broker listener's advertised address: what this broker registers and what
+    /// clients of a listener without its own entry are told.
     pub advertised_host: String,
     pub advertised_port: i32,
+    /// Every Kafka listener; `inter_broker` indexes the one brokers use.
+    pub listeners: Vec<Listener>,
+    pub inter_broker: usize,
+    /// What SASL listeners offer.
+    pub sasl_mechanisms: Vec<crate::security::sasl::SaslMechanism>,
+    pub add_scram: Vec<BootstrapScram>,
     pub flush: FlushPolicy,
     pub io_mode: IoMode,
     pub metrics_listen: Option<SocketAddr>,
@@ -338,6 +426,14 @@ pub enum ConfigError {
         "--broker-heartbeat-interval-ms must be at least 10 and below --broker-session-timeout-ms"
     )]
     Heartbeat,
+    #[error("--listeners / --advertised-listeners: {0}")]
+    Listeners(String),
+    #[error(
+        "--sasl-enabled-mechanisms: unknown mechanism {0:?} (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"
+    )]
+    SaslMechanism(String),
+    #[error("--add-scram must be MECHANISM=[name=USER,password=PASSWORD[,iterations=N]] with 4096 ≤ N ≤ 16384, got {0:?}")]
+    AddScram(String),
 }
 
 impl Config {
@@ -347,19 +443,39 @@ impl Config {
         if !(1..=256).contains(&shards) {
             return Err(ConfigError::Cores(shards));
         }
-        let advertise = args
-            .advertise
-            .clone()
-            .unwrap_or_else(|| args.listen.to_string());
-        let (host, port) = advertise
-            .rsplit_once(':')
-            .and_then(|(h, p)| {
-                Some((
-                    h.trim_matches(['[', ']']).to_owned(),
-                    p.parse::<u16>().ok()?,
-                ))
+        let listeners = parse_listeners(&args)?;
+        let inter_broker = match &args.inter_broker_listener_name {
+            Some(name) => listeners
+                .iter()
+                .position(|l| l.name() == name)
+                .ok_or_else(|| ConfigError::Listeners(format!("no listener named {name}")))?,
+            None => listeners
+                .iter()
+                .position(|l| !l.protocol.sasl())
+                .unwrap_or(0),
+        };
+        if listeners[inter_broker].protocol.sasl() && args.controller_quorum_voters.is_some() {
+            return Err(ConfigError::Listeners(
+                "brokers reach each other over PLAINTEXT only for now: name a PLAINTEXT listener with --inter-broker-listener-name".into(),
+            ));
+        }
+        let host = listeners[inter_broker].advertised_host.clone();
+        let port = listeners[inter_broker].advertised_port;
+        let sasl_mechanisms = args
+            .sasl_enabled_mechanisms
+            .split(',')
+            .map(str::trim)
+            .filter(|m| !m.is_empty())
+            .map(|m| {
+                crate::security::sasl::SaslMechanism::from_name(m)
+                    .ok_or_else(|| ConfigError::SaslMechanism(m.to_owned()))
             })
-            .ok_or_else(|| ConfigError::Advertise(advertise.clone()))?;
+            .collect::<Result<Vec<_>, _>>()?;
+        let add_scram = args
+            .add_scram
+            .iter()
+            .map(|a| parse_add_scram(a).ok_or_else(|| ConfigError::AddScram(redact(a))))
+            .collect::<Result<Vec<_>, _>>()?;
         if args.num_partitions < 1 {
             return Err(ConfigError::NumPartitions(args.num_partitions));
         }
@@ -415,7 +531,11 @@ impl Config {
             metrics_listen,
             shards,
             advertised_host: host,
-            advertised_port: i32::from(port),
+            advertised_port: port,
+            listeners,
+            inter_broker,
+            sasl_mechanisms,
+            add_scram,
             flush,
             io_mode,
             args,
@@ -427,12 +547,150 @@ impl Config {
         !self.voters.is_empty()
     }
 
-    /// The port clients are told about; when listening on port 0 it is fixed up after bind.
-    pub fn with_bound_port(mut self, port: u16) -> Config {
-        if self.args.advertise.is_none() {
-            self.advertised_port = i32::from(port);
+    /// The ports clients are told about: a listener on port 0 is fixed up after bind
+    /// (`bound[i]` is listener `i`'s port) unless its advertised address was given.
+    pub fn with_bound_ports(mut self, bound: &[u16]) -> Config {
+        for (l, port) in self.listeners.iter_mut().zip(bound) {
+            if l.addr.port() == 0 && l.advertised_port == 0 {
+                l.advertised_port = i32::from(*port);
+            }
         }
+        self.advertised_port = self.listeners[self.inter_broker].advertised_port;
         self
+    }
+
+    /// The listener named `name`, if any.
+    pub fn listener(&self, name: &str) -> Option<&Listener> {
+        self.listeners.iter().find(|l| l.name() == name)
+    }
+}
+
+/// `HOST:PORT` → (host without brackets, port).
+fn host_port(s: &str) -> Option<(String, u16)> {
+    let (h, p) = s.rsplit_once(':')?;
+    Some((
+        h.trim_matches(['[', ']']).to_owned(),
+        p.parse::<u16>().ok()?,
+    ))
+}
+
+/// `PROTOCOL://HOST:PORT,...` → (protocol, host, port) each.
+fn parse_endpoints(s: &str) -> Result<Vec<(SecurityProtocol, String, u16)>, ConfigError> {
+    let bad = |what: String| ConfigError::Listeners(what);
+    let mut out: Vec<(SecurityProtocol, String, u16)> = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let (name, addr) = part
+            .split_once("://")
+            .ok_or_else(|| bad(format!("{part:?} is not PROTOCOL://HOST:PORT")))?;
+        let protocol = match name {
+            "PLAINTEXT" => SecurityProtocol::Plaintext,
+            "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
+            "SSL" | "SASL_SSL" => {
+                return Err(bad(format!("{name}: TLS listeners are not built yet")))
+            }
+            other => {
+                return Err(bad(format!(
+                    "unknown listener {other:?} (PLAINTEXT, SASL_PLAINTEXT)"
+                )))
+            }
+        };
+        if out.iter().any(|(p, _, _)| *p == protocol) {
+            return Err(bad(format!("{name} is given twice")));
+        }
+        let (host, port) =
+            host_port(addr).ok_or_else(|| bad(format!("{part:?}: bad HOST:PORT")))?;
+        out.push((protocol, host, port));
+    }
+    if out.is_empty() {
+        return Err(bad("no listener".into()));
+    }
+    Ok(out)
+}
+
+/// The listeners `--listeners`/`--advertised-listeners` give, or `--listen`/`--advertise`'s
+/// one PLAINTEXT listener.
+fn parse_listeners(args: &BrokerArgs) -> Result<Vec<Listener>, ConfigError> {
+    let Some(spec) = &args.listeners else {
+        let advertise = args
+            .advertise
+            .clone()
+            .unwrap_or_else(|| args.listen.to_string());
+        let (host, port) =
+            host_port(&advertise).ok_or_else(|| ConfigError::Advertise(advertise.clone()))?;
+        let given = args.advertise.is_some();
+        return Ok(vec![Listener {
+            protocol: SecurityProtocol::Plaintext,
+            addr: args.listen,
+            advertised_host: host,
+            // 0 until bound when listening on port 0 (see `with_bound_ports`).
+            advertised_port: if given || args.listen.port() != 0 {
+                i32::from(port)
+            } else {
+                0
+            },
+        }]);
+    };
+    let advertised = match &args.advertised_listeners {
+        Some(a) => parse_endpoints(a)?,
+        None => Vec::new(),
+    };
+    parse_endpoints(spec)?
+        .into_iter()
+        .map(|(protocol, host, port)| {
+            let addr: SocketAddr = format!("{host}:{port}")
+                .parse()
+                .or_else(|_| format!("[{host}]:{port}").parse())
+                .map_err(|_| {
+                    ConfigError::Listeners(format!("{host}:{port} is not an IP address"))
+                })?;
+            let (advertised_host, advertised_port) = advertised
+                .iter()
+                .find(|(p, _, _)| *p == protocol)
+                .map(|(_, h, p)| (h.clone(), i32::from(*p)))
+                .unwrap_or((host, i32::from(port)));
+            Ok(Listener {
+                protocol,
+                addr,
+                advertised_host,
+                advertised_port,
+            })
+        })
+        .collect()
+}
+
+/// `SCRAM-SHA-256=[name=alice,password=secret,iterations=8192]`.
+fn parse_add_scram(s: &str) -> Option<BootstrapScram> {
+    use crate::security::scram::{Mechanism, ITERATIONS_MAX, ITERATIONS_MIN};
+    let (mech, rest) = s.trim().split_once('=')?;
+    let mechanism = Mechanism::from_name(mech)?;
+    let body = rest.strip_prefix('[')?.strip_suffix(']')?;
+    let (mut user, mut password, mut iterations) = (None, None, ITERATIONS_MIN);
+    for kv in body.split(',') {
+        match kv.split_once('=')? {
+            ("name", v) if !v.is_empty() => user = Some(v.trim_matches('"').to_owned()),
+            ("password", v) if !v.is_empty() => password = Some(v.trim_matches('"').to_owned()),
+            ("iterations", v) => iterations = v.parse().ok()?,
+            _ => return None,
+        }
+    }
+    (ITERATIONS_MIN..=ITERATIONS_MAX)
+        .contains(&iterations)
+        .then_some(BootstrapScram {
+            user: user?,
+            mechanism,
+            password: password?,
+            iterations,
+        })
+}
+
+/// `--add-scram`'s text without its password, for error messages.
+fn redact(s: &str) -> String {
+    match s.find("password=") {
+        Some(i) => {
+            let end = s[i..].find([',', ']']).map_or(s.len(), |e| i + e);
+            format!("{}password=…{}", &s[..i], &s[end..])
+        }
+        None => s.to_owned(),
     }
 }
 

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod partition;
 pub mod quorum;
 pub mod runtime;
+pub mod security;
 pub mod server;
 pub mod shard;
 pub mod util;

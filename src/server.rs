@@ -206,26 +206,28 @@ pub fn run(config: Config) -> Result<(), StartError> {
     };
     let mut metadata = Some(metadata);
 
-    ensure_port_free(config.args.listen).map_err(|source| StartError::Listen {
-        addr: config.args.listen,
-        source,
-    })?;
-    let first = bind(config.args.listen).map_err(|source| StartError::Listen {
-        addr: config.args.listen,
-        source,
-    })?;
-    let bound = first.local_addr().map_err(|source| StartError::Listen {
-        addr: config.args.listen,
-        source,
-    })?;
-    let mut listeners = vec![first];
-    for _ in 1..config.shards {
-        listeners.push(bind(bound).map_err(|source| StartError::Listen {
-            addr: bound,
-            source,
-        })?);
+    // Every listener, bound once per shard (SO_REUSEPORT spreads its connections).
+    let mut per_shard: Vec<Vec<TcpListener>> = (0..config.shards).map(|_| Vec::new()).collect();
+    let mut bound_ports = Vec::with_capacity(config.listeners.len());
+    let mut bound_addrs = Vec::with_capacity(config.listeners.len());
+    for listener in &config.listeners {
+        let addr = listener.addr;
+        let failed = |source| StartError::Listen { addr, source };
+        ensure_port_free(addr).map_err(failed)?;
+        let first = bind(addr).map_err(failed)?;
+        let bound = first.local_addr().map_err(failed)?;
+        per_shard[0].push(first);
+        for shard in per_shard.iter_mut().skip(1) {
+            shard.push(bind(bound).map_err(|source| StartError::Listen {
+                addr: bound,
+                source,
+            })?);
+        }
+        bound_ports.push(bound.port());
+        bound_addrs.push(bound);
     }
-    let config = Arc::new(config.with_bound_port(bound.port()));
+    let bound = bound_addrs[0];
+    let config = Arc::new(config.with_bound_ports(&bound_ports));
 
     let (senders, receivers) = build_mesh(config.shards);
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -248,10 +250,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
         ),
         None => None,
     };
-    for (id, (((peers, inbox), listener), control)) in senders
+    for (id, (((peers, inbox), listeners), control)) in senders
         .into_iter()
         .zip(receivers)
-        .zip(listeners)
+        .zip(per_shard)
         .zip(control_rxs)
         .enumerate()
     {
@@ -270,7 +272,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
                     config,
                     peers,
                     inbox,
-                    listener,
+                    listeners,
                     image,
                     metadata,
                     shared,
@@ -300,6 +302,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
         let _ = writeln!(out, "sluice metrics on {addr}");
     }
     let _ = writeln!(out, "sluice listening on {bound}");
+    for (l, addr) in config.listeners.iter().zip(&bound_addrs) {
+        let _ = writeln!(out, "sluice listener {} on {addr}", l.name());
+    }
     let _ = out.flush();
 
     let sig = wait_for_signal(&signals);
@@ -332,7 +337,8 @@ struct ShardStart {
     config: Arc<Config>,
     peers: Vec<flume::Sender<MeshMsg>>,
     inbox: Vec<flume::Receiver<MeshMsg>>,
-    listener: TcpListener,
+    /// One per `config.listeners`, in that order.
+    listeners: Vec<TcpListener>,
     image: Arc<MetadataImage>,
     /// The metadata log or quorum (shard 0, which runs the controller).
     metadata: Option<Metadata>,
@@ -348,7 +354,7 @@ async fn shard_main(start: ShardStart) {
         config,
         peers,
         inbox,
-        listener,
+        listeners,
         image,
         metadata,
         shared,
@@ -418,13 +424,16 @@ async fn shard_main(start: ShardStart) {
     crate::runtime::spawn(crate::shard::groups::run(shard.clone())).detach();
     // Transactions: load __transaction_state partitions once the topic exists; the timer.
     crate::runtime::spawn(crate::shard::txns::run(shard.clone())).detach();
-    let acceptor = match crate::runtime::net::TcpListener::from_std(listener) {
-        Ok(l) => Some(crate::runtime::spawn(accept_loop(shard.clone(), l))),
-        Err(e) => {
-            error!(shard = id, error = %e, "cannot use listener");
-            None
+    if id == 0 {
+        crate::runtime::spawn(crate::shard::credentials::bootstrap(shard.clone())).detach();
+    }
+    let mut acceptors = Vec::new();
+    for (index, listener) in listeners.into_iter().enumerate() {
+        match crate::runtime::net::TcpListener::from_std(listener) {
+            Ok(l) => acceptors.push(crate::runtime::spawn(accept_loop(shard.clone(), l, index))),
+            Err(e) => error!(shard = id, error = %e, "cannot use listener"),
         }
-    };
+    }
     let _ = ready.send(());
     let _ = stop.recv_async().await;
     if id == 0 && config.clustered() {
@@ -433,10 +442,8 @@ async fn shard_main(start: ShardStart) {
         crate::shard::cluster::controlled_shutdown(&shard, limit).await;
     }
     shard.shutting_down.set(true);
-    if let Some(a) = acceptor {
-        drop(a); // cancels the accept loop: no new connections
-    }
-    // Finish in-flight requests (bounded), then flush and checkpoint every log.
+    drop(acceptors); // cancels the accept loops: no new connections
+                     // Finish in-flight requests (bounded), then flush and checkpoint every log.
     let grace = crate::runtime::now() + Duration::from_millis(SHUTDOWN_GRACE_MS);
     while shard.inflight.get() > 0 && crate::runtime::now() < grace {
         crate::runtime::sleep(Duration::from_millis(5)).await;
@@ -448,7 +455,8 @@ async fn shard_main(start: ShardStart) {
 /// Connections open in the whole process (all shards), for `--max-connections`.
 static CONNECTIONS_TOTAL: AtomicUsize = AtomicUsize::new(0);
 
-async fn accept_loop(shard: Rc<Shard>, listener: crate::runtime::net::TcpListener) {
+/// Accepts connections of listener `index` (of `config.listeners`).
+async fn accept_loop(shard: Rc<Shard>, listener: crate::runtime::net::TcpListener, index: usize) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -466,7 +474,7 @@ async fn accept_loop(shard: Rc<Shard>, listener: crate::runtime::net::TcpListene
                 ShardMetrics::add(&shard.metrics.connections_accepted, 1);
                 let s = shard.clone();
                 crate::runtime::spawn(async move {
-                    connection::serve(s, stream, peer).await;
+                    connection::serve(s, stream, peer, index).await;
                     CONNECTIONS_TOTAL.fetch_sub(1, Ordering::Relaxed);
                 })
                 .detach();

@@ -66,6 +66,8 @@ pub mod versions {
     pub const LIST_TRANSACTIONS: i16 = 0;
     pub const DESCRIBE_TRANSACTIONS: i16 = 0;
     pub const WRITE_TXN_MARKERS: i16 = 1;
+    pub const DESCRIBE_USER_SCRAM_CREDENTIALS: i16 = 0;
+    pub const ALTER_USER_SCRAM_CREDENTIALS: i16 = 0;
 }
 
 /// Shorthand for a `StrBytes` from any string.

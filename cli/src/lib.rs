@@ -1,4 +1,4 @@
-//! The admin CLI: `sluice topic|group|cluster|txn|produce|consume ...`, subcommands of the broker
+//! The admin CLI: `sluice topic|group|cluster|txn|user|produce|consume ...`, subcommands of the broker
 //! binary that speak the Kafka protocol to `--bootstrap HOST:PORT`, so they work against any
 //! Kafka-compatible broker, not only Sluice.
 //!
@@ -20,6 +20,7 @@ pub mod output;
 pub mod produce;
 pub mod topic;
 pub mod txn;
+pub mod user;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -76,6 +77,8 @@ pub enum Command {
     Cluster(cluster::ClusterCmd),
     /// List and describe transactions; abort a hanging one in a partition.
     Txn(txn::TxnCmd),
+    /// Create, delete and list users' SCRAM credentials.
+    User(user::UserCmd),
     /// Produce records from arguments or stdin lines (for quick tests).
     Produce(produce::ProduceCmd),
     /// Print records of a topic (for quick tests).
@@ -169,6 +172,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Group(c) => group::run(c),
         Command::Cluster(c) => cluster::run(c),
         Command::Txn(c) => txn::run(c),
+        Command::User(c) => user::run(c),
         Command::Produce(c) => produce::run(c),
         Command::Consume(c) => consume::run(c),
     };

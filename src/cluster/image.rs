@@ -9,6 +9,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::record::{BrokerRecord, MetadataRecord, PartitionRecord};
+use crate::security::scram::{Mechanism, ScramCredential};
 
 /// A partition's registration: replicas, in-sync replicas, leader and epochs.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,6 +105,8 @@ pub struct MetadataImage {
     pub producer_id_block_end: i64,
     /// Brokers that registered (cluster mode; empty for a single node).
     pub brokers: BTreeMap<i32, BrokerRegistration>,
+    /// SCRAM credentials by user and mechanism.
+    pub scram: BTreeMap<String, BTreeMap<Mechanism, ScramCredential>>,
     by_id: HashMap<[u8; 16], String>,
 }
 
@@ -193,6 +196,27 @@ impl MetadataImage {
                     .ok_or_else(|| fail(format!("broker {id} epoch {epoch} is not registered")))?;
                 b.fenced = matches!(record, MetadataRecord::FenceBroker { .. });
             }
+            MetadataRecord::ScramCredential {
+                user,
+                mechanism,
+                credential,
+            } => {
+                self.scram
+                    .entry(user.clone())
+                    .or_default()
+                    .insert(*mechanism, credential.clone());
+            }
+            MetadataRecord::RemoveScramCredential { user, mechanism } => {
+                let creds = self
+                    .scram
+                    .get_mut(user)
+                    .filter(|c| c.contains_key(mechanism))
+                    .ok_or_else(|| fail(format!("no {} credential of {user}", mechanism.name())))?;
+                creds.remove(mechanism);
+                if creds.is_empty() {
+                    self.scram.remove(user);
+                }
+            }
         }
         self.epoch = offset;
         Ok(())
@@ -240,6 +264,11 @@ impl MetadataImage {
         (reg.leader >= 0).then_some((reg.leader, reg.leader_epoch))
     }
 
+    /// `user`'s SCRAM credential for `mechanism`.
+    pub fn scram_credential(&self, user: &str, mechanism: Mechanism) -> Option<&ScramCredential> {
+        self.scram.get(user)?.get(&mechanism)
+    }
+
     /// Unfenced brokers, by id.
     pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerRecord> {
         self.brokers
@@ -268,6 +297,15 @@ impl MetadataImage {
             } else {
                 MetadataRecord::UnfenceBroker { id, epoch }
             });
+        }
+        for (user, creds) in &self.scram {
+            for (mechanism, credential) in creds {
+                out.push(MetadataRecord::ScramCredential {
+                    user: user.clone(),
+                    mechanism: *mechanism,
+                    credential: credential.clone(),
+                });
+            }
         }
         for t in self.topics.values() {
             out.push(MetadataRecord::Topic {

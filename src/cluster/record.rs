@@ -40,6 +40,18 @@ pub enum MetadataRecord {
     FenceBroker { id: i32, epoch: u64 },
     /// The broker heartbeats again and has caught up with the metadata log.
     UnfenceBroker { id: i32, epoch: u64 },
+    /// A user's SCRAM credential for one mechanism, set or replaced (KRaft's
+    /// UserScramCredentialRecord): the salt and derived keys, never a password.
+    ScramCredential {
+        user: String,
+        mechanism: crate::security::scram::Mechanism,
+        credential: crate::security::scram::ScramCredential,
+    },
+    /// A user's SCRAM credential for one mechanism is gone.
+    RemoveScramCredential {
+        user: String,
+        mechanism: crate::security::scram::Mechanism,
+    },
 }
 
 /// A broker's registration: how clients reach it.
@@ -51,6 +63,18 @@ pub struct BrokerRecord {
     pub host: String,
     pub port: i32,
     pub rack: Option<String>,
+    /// Each listener's advertised address (`host`/`port` are the inter-broker listener's,
+    /// and what a listener missing here is told).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub listeners: Vec<ListenerEndpoint>,
+}
+
+/// One listener of a broker, as its clients reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListenerEndpoint {
+    pub name: String,
+    pub host: String,
+    pub port: i32,
 }
 
 /// Where a partition lives and who leads it (KRaft's PartitionRecord).

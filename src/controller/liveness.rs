@@ -169,6 +169,7 @@ mod tests {
             host: "h".into(),
             port: 1,
             rack: None,
+            listeners: Vec::new(),
         };
         image
             .apply(5, &MetadataRecord::RegisterBroker(record))

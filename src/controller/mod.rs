@@ -19,6 +19,7 @@ use crate::cluster::image::{ApplyError, MetadataImage};
 use crate::cluster::record::{BrokerRecord, MetadataRecord, PartitionRecord};
 use crate::cluster::topic_config;
 use crate::limits::{PARTITIONS_PER_TOPIC_MAX, TOPIC_NAME_BYTES_MAX};
+use crate::security::scram::{Mechanism, ScramCredential};
 
 /// Producer ids reserved (persisted) at a time, so most InitProducerId calls touch no disk.
 pub const PRODUCER_ID_BLOCK: i64 = 1000;
@@ -97,6 +98,21 @@ pub enum Command {
     /// AlterPartitionReassignments: (topic, partition, target replicas, or `None` to cancel);
     /// items that fail Kafka's checks are skipped.
     AlterReassignments(Vec<(String, i32, Option<Vec<i32>>)>),
+    /// AlterUserScramCredentials: each user's changes, all or none of them; users whose
+    /// changes fail Kafka's checks are skipped.
+    AlterScram(Vec<(String, Vec<ScramChange>)>),
+}
+
+/// One change of a user's SCRAM credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ScramChange {
+    Upsert {
+        mechanism: Mechanism,
+        credential: ScramCredential,
+    },
+    Delete {
+        mechanism: Mechanism,
+    },
 }
 
 /// An ISR change from a partition's leader.
@@ -329,7 +345,55 @@ impl Controller {
                 .into_iter()
                 .filter_map(|(_, _, r)| r.ok())
                 .collect()),
+            Command::AlterScram(users) => Ok(self
+                .scram_alterations(users)
+                .into_iter()
+                .filter_map(|(_, r)| r.ok())
+                .flatten()
+                .collect()),
         }
+    }
+
+    /// Per user: the records of its SCRAM changes, or why none apply (Kafka's
+    /// RESOURCE_NOT_FOUND for deleting a credential that does not exist).
+    pub fn scram_alterations(
+        &self,
+        users: &[(String, Vec<ScramChange>)],
+    ) -> Vec<(String, OpResult<Vec<MetadataRecord>>)> {
+        users
+            .iter()
+            .map(|(user, changes)| {
+                let records = changes
+                    .iter()
+                    .map(|c| match c {
+                        ScramChange::Upsert {
+                            mechanism,
+                            credential,
+                        } => Ok(MetadataRecord::ScramCredential {
+                            user: user.clone(),
+                            mechanism: *mechanism,
+                            credential: credential.clone(),
+                        }),
+                        ScramChange::Delete { mechanism } => {
+                            match self.image.scram_credential(user, *mechanism) {
+                                Some(_) => Ok(MetadataRecord::RemoveScramCredential {
+                                    user: user.clone(),
+                                    mechanism: *mechanism,
+                                }),
+                                None => Err(OpError::new(
+                                    ResponseError::ResourceNotFound,
+                                    format!(
+                                        "attempt to delete a {} credential of {user}, who has none",
+                                        mechanism.name()
+                                    ),
+                                )),
+                            }
+                        }
+                    })
+                    .collect::<OpResult<Vec<_>>>();
+                (user.clone(), records)
+            })
+            .collect()
     }
 
     /// Per partition named (all, with `None`): the record that elects its leader, or why no

@@ -144,6 +144,7 @@ fn broker(id: i32, rack: &str, incarnation: u8) -> BrokerRecord {
         host: "127.0.0.1".into(),
         port: 9092 + id,
         rack: Some(rack.into()),
+        listeners: Vec::new(),
     }
 }
 

@@ -19,9 +19,11 @@ use futures_util::FutureExt;
 use sluice_net::{FrameReader, ResponseFrame};
 use tracing::{debug, error, info, warn};
 
-use crate::kafka::dispatch::{dispatch, Dispatched};
+use crate::config::SecurityProtocol;
+use crate::kafka::dispatch::{dispatch, Conn, Dispatched};
 use crate::limits::{READ_BUDGET_RETRY_MS, READ_CHUNK_BYTES};
 use crate::metrics::ShardMetrics;
+use crate::security::sasl::Session;
 use crate::shard::Shard;
 
 type Pending = JoinHandle<Option<ResponseFrame>>;
@@ -72,9 +74,10 @@ impl Drop for BudgetHold {
 }
 
 /// Serves a connection; a panic inside is logged and closes only this connection.
-pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+/// `listener` indexes `config.listeners`.
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, listener: usize) {
     shard.connections.set(shard.connections.get() + 1);
-    let outcome = std::panic::AssertUnwindSafe(serve_inner(shard.clone(), stream, peer))
+    let outcome = std::panic::AssertUnwindSafe(serve_inner(shard.clone(), stream, peer, listener))
         .catch_unwind()
         .await;
     if outcome.is_err() {
@@ -85,8 +88,17 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         .set(shard.connections.get().saturating_sub(1));
 }
 
-async fn serve_inner(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+async fn serve_inner(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, listener: usize) {
     let _ = stream.set_nodelay(true);
+    let protocol = shard
+        .config
+        .listeners
+        .get(listener)
+        .map_or(SecurityProtocol::Plaintext, |l| l.protocol);
+    let mut conn = Conn {
+        listener: protocol.name(),
+        session: Session::new(protocol.sasl()),
+    };
     let (mut rd, wr) = stream.into_split();
     let (tx, rx) =
         flume::bounded::<(Pending, InflightGuard)>(shard.config.args.max_inflight_requests);
@@ -108,11 +120,16 @@ async fn serve_inner(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
             };
             hold = None;
             let guard = InflightGuard::new(&shard);
-            match dispatch(&shard, frame.0, frame.1).await {
+            match dispatch(&shard, frame.0, frame.1, &mut conn).await {
                 Dispatched::Respond(fut) => {
                     let handle = crate::runtime::spawn(fut);
                     if tx.send_async((handle, guard)).await.is_err() {
                         break 'read; // writer gone: peer closed
+                    }
+                    if conn.session.failed() {
+                        // Its answer goes out; then the connection closes (Kafka's way).
+                        info!(%peer, "closing connection: SASL authentication failed");
+                        break 'read;
                     }
                 }
                 Dispatched::Close(reason) => {

@@ -17,6 +17,7 @@ use sluice_net::{
 use tracing::{debug, error};
 
 use crate::kafka::handlers;
+use crate::security::sasl::Session;
 use crate::shard::Shard;
 
 /// What the connection does with a request.
@@ -27,13 +28,23 @@ pub enum Dispatched {
     Close(String),
 }
 
-/// A request's header facts: what its response is encoded with, and its client id.
+/// A request's header facts: what its response is encoded with, its client id, and the
+/// listener it came in on.
 #[derive(Debug)]
 pub struct Ctx {
     pub api_key: ApiKey,
     pub version: i16,
     pub correlation_id: i32,
     pub client_id: Option<String>,
+    /// The listener's name (Metadata answers with that listener's addresses).
+    pub listener: &'static str,
+}
+
+/// What a connection keeps between its requests.
+pub struct Conn {
+    /// The listener's name.
+    pub listener: &'static str,
+    pub session: Session,
 }
 
 /// What a response is encoded with (the request's API, version and correlation id).
@@ -74,7 +85,13 @@ where
 }
 
 /// Dispatches one request; `received` is when its last byte arrived (for queue-time metrics).
-pub async fn dispatch(shard: &Rc<Shard>, frame: Bytes, received: Instant) -> Dispatched {
+/// SASL requests change `conn`'s session before the next request is read.
+pub async fn dispatch(
+    shard: &Rc<Shard>,
+    frame: Bytes,
+    received: Instant,
+    conn: &mut Conn,
+) -> Dispatched {
     let req = match decode_request(frame) {
         Ok(req) => req,
         Err(e) => return undecodable(e),
@@ -83,7 +100,26 @@ pub async fn dispatch(shard: &Rc<Shard>, frame: Bytes, received: Instant) -> Dis
     shard
         .metrics
         .request(api, req.api_version, received.elapsed());
-    match route(shard, req).await {
+    if !conn.session.allows(api) {
+        return Dispatched::Close(format!("{api:?} before SASL authentication"));
+    }
+    let to = ReplyTo {
+        api_key: api,
+        version: req.api_version,
+        correlation_id: req.correlation_id,
+    };
+    match req.body {
+        RequestKind::SaslHandshake(r) => {
+            let body = handlers::sasl::handshake(shard, &mut conn.session, r);
+            return Dispatched::Respond(Box::pin(async move { encode(to, body) }));
+        }
+        RequestKind::SaslAuthenticate(r) => {
+            let body = handlers::sasl::authenticate(shard, &mut conn.session, r);
+            return Dispatched::Respond(Box::pin(async move { encode(to, body) }));
+        }
+        _ => {}
+    }
+    match route(shard, req, conn.listener).await {
         Dispatched::Respond(fut) => {
             let s = shard.clone();
             let started = crate::runtime::now();
@@ -125,16 +161,22 @@ fn undecodable(e: DecodeError) -> Dispatched {
 /// bytes are never copied.
 macro_rules! handlers {
     (staged { $($skind:ident => $sfn:path),* $(,)? } answering { $($kind:ident => $fn:path),* $(,)? }) => {
-        /// Every API the table routes (ApiVersions must advertise no other).
-        pub const HANDLED_APIS: &[ApiKey] = &[$(ApiKey::$skind,)* $(ApiKey::$kind,)*];
+        /// Every API the table routes, and the SASL ones `dispatch` answers itself
+        /// (ApiVersions must advertise no other).
+        pub const HANDLED_APIS: &[ApiKey] = &[
+            ApiKey::SaslHandshake,
+            ApiKey::SaslAuthenticate,
+            $(ApiKey::$skind,)* $(ApiKey::$kind,)*
+        ];
 
         /// Routes a decoded request to its handler.
-        async fn route(shard: &Rc<Shard>, req: Request) -> Dispatched {
+        async fn route(shard: &Rc<Shard>, req: Request, listener: &'static str) -> Dispatched {
             let ctx = Ctx {
                 api_key: req.api_key,
                 version: req.api_version,
                 correlation_id: req.correlation_id,
                 client_id: req.client_id,
+                listener,
             };
             match req.body {
                 $(RequestKind::$skind(r) => $sfn(shard.clone(), r, ctx).await,)*
@@ -193,6 +235,9 @@ handlers! {
         DescribeTransactions => handlers::transactions::describe_transactions,
         ListTransactions => handlers::transactions::list_transactions,
         WriteTxnMarkers => handlers::transactions::write_txn_markers,
+        // Security.
+        DescribeUserScramCredentials => handlers::scram_credentials::describe,
+        AlterUserScramCredentials => handlers::scram_credentials::alter,
     }
 }
 

@@ -35,6 +35,10 @@ pub struct ShardMetrics {
     pub bytes_sent: Cell<u64>,
     pub connections_accepted: Cell<u64>,
     pub connections_rejected: Cell<u64>,
+    /// SASL exchanges that authenticated, and those refused (bad mechanism, message or
+    /// credentials).
+    pub sasl_authentications: Cell<u64>,
+    pub sasl_authentication_failures: Cell<u64>,
     pub mesh_sent: Cell<u64>,
     pub stall_seconds: Histogram,
     /// ISR changes this broker asked for as a partition leader.
@@ -55,6 +59,8 @@ impl Default for ShardMetrics {
             bytes_sent: Cell::new(0),
             connections_accepted: Cell::new(0),
             connections_rejected: Cell::new(0),
+            sasl_authentications: Cell::new(0),
+            sasl_authentication_failures: Cell::new(0),
             mesh_sent: Cell::new(0),
             stall_seconds: Histogram::new(LATENCY_BUCKETS_S),
             isr_shrinks: Cell::new(0),
@@ -161,6 +167,8 @@ pub struct ShardSnapshot {
     pub connections_open: usize,
     pub connections_accepted: u64,
     pub connections_rejected: u64,
+    pub sasl_authentications: u64,
+    pub sasl_authentication_failures: u64,
     pub mesh_sent: u64,
     pub mesh_queue_depth: usize,
     pub stall_seconds: HistogramSnapshot,

@@ -235,6 +235,20 @@ pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
     );
     per_shard(
         &mut out,
+        "sluice_sasl_authentications_total",
+        "counter",
+        "SASL exchanges that authenticated a connection.",
+        &|s| s.sasl_authentications.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_sasl_authentication_failures_total",
+        "counter",
+        "SASL exchanges refused: unsupported mechanism, malformed message or invalid credentials.",
+        &|s| s.sasl_authentication_failures.to_string(),
+    );
+    per_shard(
+        &mut out,
         "sluice_mesh_messages_sent_total",
         "counter",
         "Messages sent to other shards.",
@@ -615,6 +629,8 @@ mod tests {
             connections_open: 1,
             connections_accepted: 2,
             connections_rejected: 0,
+            sasl_authentications: 0,
+            sasl_authentication_failures: 0,
             mesh_sent: 0,
             mesh_queue_depth: 0,
             stall_seconds: HistogramSnapshot::empty(LATENCY_BUCKETS_S),

@@ -464,6 +464,16 @@ async fn lifecycle(shard: Rc<Shard>) {
         host: shard.config.advertised_host.clone(),
         port: shard.config.advertised_port,
         rack: args.broker_rack.clone(),
+        listeners: shard
+            .config
+            .listeners
+            .iter()
+            .map(|l| crate::cluster::record::ListenerEndpoint {
+                name: l.name().to_owned(),
+                host: l.advertised_host.clone(),
+                port: l.advertised_port,
+            })
+            .collect(),
     };
     let interval = Duration::from_millis(args.broker_heartbeat_interval_ms);
     let mut epoch: Option<u64> = None;

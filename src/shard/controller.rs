@@ -413,6 +413,8 @@ pub enum ControllerOp {
     },
     /// AlterPartitionReassignments (see [`Command::AlterReassignments`]).
     AlterReassignments(Vec<(String, i32, Option<Vec<i32>>)>),
+    /// AlterUserScramCredentials (see [`Command::AlterScram`]).
+    AlterScram(Vec<(String, Vec<crate::controller::ScramChange>)>),
 }
 
 /// The controller's answer to a [`ControllerOp`].
@@ -426,7 +428,12 @@ pub enum ControllerReply {
     Elected(OpResult<Vec<(String, i32, i16)>>),
     /// Per partition: (topic, partition, error code, message).
     Reassigned(OpResult<Vec<PartitionOutcome>>),
+    /// Per user: (user, error code, message).
+    Scram(OpResult<Vec<UserOutcome>>),
 }
+
+/// One user's outcome: (user, error code, message).
+pub type UserOutcome = (String, i16, Option<String>);
 
 /// One partition's outcome: (topic, partition, error code, message).
 pub type PartitionOutcome = (String, i32, i16, Option<String>);
@@ -449,6 +456,7 @@ impl ControllerReply {
             ProducerId,
             Elected,
             Reassigned,
+            Scram,
         }
         let shape = match op {
             ControllerOp::CreateTopics { topics, .. } => Shape::Topics(topics.len()),
@@ -459,6 +467,7 @@ impl ControllerReply {
             ControllerOp::AllocateProducerId => Shape::ProducerId,
             ControllerOp::ElectLeaders { .. } => Shape::Elected,
             ControllerOp::AlterReassignments(_) => Shape::Reassigned,
+            ControllerOp::AlterScram(_) => Shape::Scram,
         };
         move |e: OpError| match shape {
             Shape::Topics(n) => ControllerReply::Topics(vec![Err(e); n]),
@@ -467,6 +476,7 @@ impl ControllerReply {
             Shape::ProducerId => ControllerReply::ProducerId(Err(e)),
             Shape::Elected => ControllerReply::Elected(Err(e)),
             Shape::Reassigned => ControllerReply::Reassigned(Err(e)),
+            Shape::Scram => ControllerReply::Scram(Err(e)),
         }
     }
 
@@ -501,6 +511,13 @@ impl ControllerReply {
     pub fn reassigned(self) -> OpResult<Vec<PartitionOutcome>> {
         match self {
             ControllerReply::Reassigned(r) => r,
+            _ => Err(mismatch()),
+        }
+    }
+
+    pub fn scram(self) -> OpResult<Vec<UserOutcome>> {
+        match self {
+            ControllerReply::Scram(r) => r,
             _ => Err(mismatch()),
         }
     }
@@ -575,7 +592,30 @@ pub async fn run_here(shard: &Rc<Shard>, op: ControllerOp) -> ControllerReply {
         ControllerOp::AlterReassignments(items) => {
             ControllerReply::Reassigned(alter_reassignments(shard, items).await)
         }
+        ControllerOp::AlterScram(users) => ControllerReply::Scram(alter_scram(shard, users).await),
     }
+}
+
+/// AlterUserScramCredentials: each user's outcome as Kafka reports it (0: applied).
+pub async fn alter_scram(
+    shard: &Rc<Shard>,
+    users: Vec<(String, Vec<crate::controller::ScramChange>)>,
+) -> OpResult<Vec<UserOutcome>> {
+    let outcomes: Vec<UserOutcome> = driver(shard)
+        .state
+        .borrow()
+        .scram_alterations(&users)
+        .into_iter()
+        .map(|(u, r)| match r {
+            Ok(_) => (u, 0, None),
+            Err(e) => (u, e.error.code(), Some(e.message)),
+        })
+        .collect();
+    if outcomes.iter().any(|o| o.1 == 0) {
+        commit(shard, "alter-scram", Command::AlterScram(users)).await?;
+        info!(users = ?outcomes.iter().filter(|o| o.1 == 0).map(|o| &o.0).collect::<Vec<_>>(), "SCRAM credentials altered");
+    }
+    Ok(outcomes)
 }
 
 /// AlterPartitionReassignments: each item's outcome as Kafka reports it (0: started, or done

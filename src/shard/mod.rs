@@ -21,6 +21,7 @@ use tracing::{error, info, warn};
 pub mod cleaner;
 pub mod cluster;
 pub mod controller;
+pub mod credentials;
 pub mod groups;
 pub mod internal_log;
 pub mod mesh;
@@ -85,12 +86,18 @@ pub struct BrokerInfo {
     pub rack: Option<String>,
 }
 
-impl From<&crate::cluster::record::BrokerRecord> for BrokerInfo {
-    fn from(b: &crate::cluster::record::BrokerRecord) -> BrokerInfo {
+impl BrokerInfo {
+    /// How clients of `listener` reach the broker `b` registered.
+    pub fn of(b: &crate::cluster::record::BrokerRecord, listener: &str) -> BrokerInfo {
+        let (host, port) = b
+            .listeners
+            .iter()
+            .find(|l| l.name == listener)
+            .map_or((&b.host, b.port), |l| (&l.host, l.port));
         BrokerInfo {
             id: b.id,
-            host: b.host.clone(),
-            port: b.port,
+            host: host.clone(),
+            port,
             rack: b.rack.clone(),
         }
     }
@@ -197,29 +204,34 @@ impl Shard {
         self.partitions.borrow().values().cloned().collect()
     }
 
-    /// The brokers clients may use: the unfenced registered ones (cluster mode), or this one.
-    pub fn brokers(&self) -> Vec<BrokerInfo> {
+    /// The brokers clients of `listener` may use, with that listener's addresses: the
+    /// unfenced registered ones (cluster mode), or this one.
+    pub fn brokers(&self, listener: &str) -> Vec<BrokerInfo> {
         if !self.config.clustered() {
-            return vec![self.this_broker()];
+            return vec![self.this_broker(listener)];
         }
         self.metadata()
             .live_brokers()
-            .map(BrokerInfo::from)
+            .map(|b| BrokerInfo::of(b, listener))
             .collect()
     }
 
-    fn this_broker(&self) -> BrokerInfo {
+    fn this_broker(&self, listener: &str) -> BrokerInfo {
+        let (host, port) = self.config.listener(listener).map_or(
+            (&self.config.advertised_host, self.config.advertised_port),
+            |l| (&l.advertised_host, l.advertised_port),
+        );
         BrokerInfo {
             id: self.config.args.node_id,
-            host: self.config.advertised_host.clone(),
-            port: self.config.advertised_port,
+            host: host.clone(),
+            port,
             rack: self.config.args.broker_rack.clone(),
         }
     }
 
-    /// Broker `id`, if clients may use it.
-    pub fn broker(&self, id: i32) -> Option<BrokerInfo> {
-        self.brokers().into_iter().find(|b| b.id == id)
+    /// Broker `id` as clients of `listener` reach it, if they may use it.
+    pub fn broker(&self, id: i32, listener: &str) -> Option<BrokerInfo> {
+        self.brokers(listener).into_iter().find(|b| b.id == id)
     }
 
     /// The active controller (-1 while none is known).

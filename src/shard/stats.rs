@@ -101,6 +101,8 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         connections_open: shard.connections.get(),
         connections_accepted: m.connections_accepted.get(),
         connections_rejected: m.connections_rejected.get(),
+        sasl_authentications: m.sasl_authentications.get(),
+        sasl_authentication_failures: m.sasl_authentication_failures.get(),
         mesh_sent: m.mesh_sent.get(),
         mesh_queue_depth: shard.mesh_queue_depth(),
         stall_seconds: m.stall_seconds.snapshot(),

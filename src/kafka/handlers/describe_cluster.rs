@@ -11,7 +11,7 @@ use crate::kafka::dispatch::Ctx;
 use crate::shard::Shard;
 use crate::util::sb;
 
-pub async fn handle(shard: Rc<Shard>, req: DescribeClusterRequest, _ctx: Ctx) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: DescribeClusterRequest, ctx: Ctx) -> ResponseKind {
     let to_wire = |b: crate::shard::BrokerInfo, fenced: bool| {
         DescribeClusterBroker::default()
             .with_broker_id(BrokerId(b.id))
@@ -25,11 +25,16 @@ pub async fn handle(shard: Rc<Shard>, req: DescribeClusterRequest, _ctx: Ctx) ->
         image
             .brokers
             .values()
-            .map(|b| to_wire(crate::shard::BrokerInfo::from(&b.record), b.fenced))
+            .map(|b| {
+                to_wire(
+                    crate::shard::BrokerInfo::of(&b.record, ctx.listener),
+                    b.fenced,
+                )
+            })
             .collect()
     } else {
         shard
-            .brokers()
+            .brokers(ctx.listener)
             .into_iter()
             .map(|b| to_wire(b, false))
             .collect()

@@ -246,7 +246,7 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
             diverging_epoch: None,
         });
     }
-    add_leader_hints(&shard, &mut resp);
+    add_leader_hints(&shard, &mut resp, ctx.listener);
     for p in resp.topics.iter().flat_map(|t| &t.partitions) {
         shard
             .metrics
@@ -257,7 +257,7 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
 
 /// KIP-951: every partition answered NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH names the
 /// leader this broker knows (v12+), and the response says how to reach those leaders (v16+).
-fn add_leader_hints(shard: &Shard, resp: &mut FetchResponseOut) {
+fn add_leader_hints(shard: &Shard, resp: &mut FetchResponseOut, listener: &str) {
     let image = shard.metadata();
     let mut leaders = std::collections::BTreeSet::new();
     for t in &mut resp.topics {
@@ -275,7 +275,7 @@ fn add_leader_hints(shard: &Shard, resp: &mut FetchResponseOut) {
     }
     resp.node_endpoints = leaders
         .into_iter()
-        .filter_map(|id| shard.broker(id))
+        .filter_map(|id| shard.broker(id, listener))
         .map(|b| NodeEndpointOut {
             node_id: b.id,
             host: b.host,

@@ -32,6 +32,7 @@ fn lookup(
     shard: &Shard,
     key: &str,
     key_type: i8,
+    listener: &str,
 ) -> Result<BrokerInfo, (ResponseError, &'static str)> {
     if key_type == KEY_TYPE_TRANSACTION {
         if shard.config.clustered() {
@@ -45,7 +46,7 @@ fn lookup(
             "the transactional id's __transaction_state partition is not available yet",
         );
         let (_, leader) = txns::coordinator_of(shard, key).map_err(|_| unavailable)?;
-        return shard.broker(leader).ok_or(unavailable);
+        return shard.broker(leader, listener).ok_or(unavailable);
     }
     if key_type != KEY_TYPE_GROUP {
         return Err((
@@ -58,7 +59,7 @@ fn lookup(
         "the group's __consumer_offsets partition is not available yet",
     );
     let (_, leader) = groups::coordinator_of(shard, key).map_err(|_| unavailable)?;
-    shard.broker(leader).ok_or(unavailable)
+    shard.broker(leader, listener).ok_or(unavailable)
 }
 
 /// A cluster creates `__consumer_offsets` when a client first looks for a coordinator.
@@ -152,17 +153,19 @@ pub async fn handle(shard: Rc<Shard>, req: FindCoordinatorRequest, ctx: Ctx) -> 
     let mut coordinators = Vec::with_capacity(keys.len());
     for key in keys {
         let c = Coordinator::default().with_key(key.clone());
-        coordinators.push(match lookup(&shard, key.as_str(), req.key_type) {
-            Ok(b) => c
-                .with_node_id(BrokerId(b.id))
-                .with_host(sb(b.host))
-                .with_port(b.port),
-            Err((e, why)) => c
-                .with_node_id(BrokerId(-1))
-                .with_port(-1)
-                .with_error_code(e.code())
-                .with_error_message(Some(sb(why))),
-        });
+        coordinators.push(
+            match lookup(&shard, key.as_str(), req.key_type, ctx.listener) {
+                Ok(b) => c
+                    .with_node_id(BrokerId(b.id))
+                    .with_host(sb(b.host))
+                    .with_port(b.port),
+                Err((e, why)) => c
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1)
+                    .with_error_code(e.code())
+                    .with_error_message(Some(sb(why))),
+            },
+        );
     }
     let mut resp = FindCoordinatorResponse::default();
     if version >= 4 {

@@ -56,7 +56,7 @@ pub async fn handle(shard: Rc<Shard>, req: MetadataRequest, ctx: Ctx) -> Respons
             image = shard.metadata();
         }
     }
-    let brokers = shard.brokers();
+    let brokers = shard.brokers(ctx.listener);
     let live = |id: i32| brokers.iter().any(|b| b.id == id);
     let topics = match wanted {
         None => image.topics.values().map(|t| describe(t, &live)).collect(),

@@ -32,6 +32,9 @@ pub mod metadata;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod reassignments;
+// security
+pub mod sasl;
+pub mod scram_credentials;
 // transactions (transaction coordinator)
 pub mod transactions;
 

@@ -155,6 +155,7 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
     }
 
     let metrics_shard = shard.clone();
+    let listener = ctx.listener;
     Dispatched::Respond(Box::pin(async move {
         let mut parts: Rows<AppendOutcome> = Vec::with_capacity(rows.len());
         for (name, row) in rows {
@@ -242,7 +243,7 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
             .collect();
         let endpoints = leaders
             .into_iter()
-            .filter_map(|id| metrics_shard.broker(id))
+            .filter_map(|id| metrics_shard.broker(id, listener))
             .map(|b| {
                 NodeEndpoint::default()
                     .with_node_id(BrokerId(b.id))

@@ -283,6 +283,7 @@ impl Broker {
             host: "sim".into(),
             port: 9092 + self.id,
             rack: None,
+            listeners: Vec::new(),
         }
     }
 

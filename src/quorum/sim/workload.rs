@@ -98,6 +98,7 @@ impl Workload {
                     host: format!("b{id}"),
                     port: 9092,
                     rack: None,
+                    listeners: Vec::new(),
                 })
             }
             86..=89 => Command::FenceBroker {

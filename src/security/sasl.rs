@@ -1,0 +1,278 @@
+//! One connection's authentication state (KIP-43 SaslHandshake, KIP-152 SaslAuthenticate).
+//!
+//! ```text
+//! SASL listener:  Start --SaslHandshake(mech)--> Chosen --SaslAuthenticate…--> Authenticated
+//!                   any failure (bad mechanism, bad message, wrong password) --> Failed
+//! ```
+//!
+//! Until authenticated, a SASL listener serves only ApiVersions, SaslHandshake and
+//! SaslAuthenticate; any other request closes the connection, as Kafka does. A failed
+//! authentication is answered (SASL_AUTHENTICATION_FAILED) and then the connection closes.
+//! A plaintext listener's connections are `User:ANONYMOUS` and refuse SaslHandshake
+//! (ILLEGAL_SASL_STATE). Re-authentication (KIP-368) is not offered: `session_lifetime_ms` 0.
+
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::ResponseError;
+
+use super::scram::{self, AuthError, Mechanism, ScramCredential, ScramServer, Step};
+
+/// A SASL mechanism this broker can run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SaslMechanism {
+    Plain,
+    Scram(Mechanism),
+}
+
+impl SaslMechanism {
+    pub fn name(self) -> &'static str {
+        match self {
+            SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::Scram(m) => m.name(),
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<SaslMechanism> {
+        match name {
+            "PLAIN" => Some(SaslMechanism::Plain),
+            n => Mechanism::from_name(n).map(SaslMechanism::Scram),
+        }
+    }
+}
+
+enum State {
+    /// A plaintext listener: nothing to do.
+    NotRequired,
+    Start,
+    Chosen(SaslMechanism),
+    Scram(ScramServer),
+    Authenticated,
+    Failed,
+}
+
+/// A refused SASL step: the error code, the message for the client, and whether the
+/// connection closes after the answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub code: i16,
+    pub message: String,
+    pub close: bool,
+}
+
+/// One connection's authentication.
+pub struct Session {
+    state: State,
+    /// `User:NAME` once authenticated; `User:ANONYMOUS` on a plaintext listener.
+    principal: String,
+}
+
+impl Session {
+    /// A connection on a listener that does (`sasl`) or does not require SASL.
+    pub fn new(sasl: bool) -> Session {
+        Session {
+            state: if sasl {
+                State::Start
+            } else {
+                State::NotRequired
+            },
+            principal: "User:ANONYMOUS".to_owned(),
+        }
+    }
+
+    /// Kafka's principal for this connection (`User:ANONYMOUS` until authenticated).
+    pub fn principal(&self) -> &str {
+        &self.principal
+    }
+
+    /// Whether a request of `api` may be served now.
+    pub fn allows(&self, api: ApiKey) -> bool {
+        match self.state {
+            State::NotRequired | State::Authenticated => true,
+            State::Failed => false,
+            State::Start | State::Chosen(_) | State::Scram(_) => matches!(
+                api,
+                ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
+            ),
+        }
+    }
+
+    /// Whether a SASL exchange completed on this connection.
+    pub fn authenticated(&self) -> bool {
+        matches!(self.state, State::Authenticated)
+    }
+
+    /// Whether the connection must close once its pending answers are sent.
+    pub fn failed(&self) -> bool {
+        matches!(self.state, State::Failed)
+    }
+
+    /// SaslHandshake: chooses `mechanism` if `enabled` has it.
+    pub fn handshake(&mut self, mechanism: &str, enabled: &[SaslMechanism]) -> Result<(), Refusal> {
+        match self.state {
+            State::Start => {}
+            _ => {
+                return Err(Refusal {
+                    code: ResponseError::IllegalSaslState.code(),
+                    message: "SaslHandshake is not expected now".to_owned(),
+                    close: !matches!(self.state, State::NotRequired | State::Authenticated),
+                })
+            }
+        }
+        match SaslMechanism::from_name(mechanism).filter(|m| enabled.contains(m)) {
+            Some(m) => {
+                self.state = State::Chosen(m);
+                Ok(())
+            }
+            None => {
+                self.state = State::Failed;
+                Err(Refusal {
+                    code: ResponseError::UnsupportedSaslMechanism.code(),
+                    message: format!("unsupported SASL mechanism {mechanism}"),
+                    close: true,
+                })
+            }
+        }
+    }
+
+    /// SaslAuthenticate: one client message in, the server's answer out. `lookup` finds a
+    /// user's stored credential for a mechanism.
+    pub fn authenticate(
+        &mut self,
+        message: &[u8],
+        lookup: impl Fn(&str, Mechanism) -> Option<ScramCredential>,
+    ) -> Result<Vec<u8>, Refusal> {
+        let state = std::mem::replace(&mut self.state, State::Failed);
+        let (mechanism, step) = match state {
+            State::Chosen(SaslMechanism::Plain) => (SaslMechanism::Plain, plain(message, &lookup)),
+            State::Chosen(SaslMechanism::Scram(m)) => {
+                let mut server = ScramServer::new(m);
+                let step = server.step(message, |u| lookup(u, m));
+                if matches!(step, Ok(Step::Continue(_))) {
+                    self.state = State::Scram(server);
+                }
+                (SaslMechanism::Scram(m), step)
+            }
+            State::Scram(mut server) => {
+                let step = server.step(message, |_| None);
+                (SaslMechanism::Scram(Mechanism::Sha256), step)
+            }
+            other => {
+                let close = !matches!(other, State::NotRequired | State::Authenticated);
+                if !close {
+                    self.state = other;
+                }
+                return Err(Refusal {
+                    code: ResponseError::IllegalSaslState.code(),
+                    message: "SaslAuthenticate is not expected now".to_owned(),
+                    close,
+                });
+            }
+        };
+        match step {
+            Ok(Step::Continue(reply)) => Ok(reply),
+            Ok(Step::Done { user, reply }) => {
+                self.state = State::Authenticated;
+                self.principal = format!("User:{user}");
+                Ok(reply)
+            }
+            Err(e) => {
+                self.state = State::Failed;
+                Err(Refusal {
+                    code: ResponseError::SaslAuthenticationFailed.code(),
+                    message: failure_message(&e, mechanism),
+                    close: true,
+                })
+            }
+        }
+    }
+}
+
+/// Kafka's wording for bad credentials; the reason itself for malformed exchanges.
+fn failure_message(e: &AuthError, mechanism: SaslMechanism) -> String {
+    match e {
+        AuthError::InvalidCredentials => {
+            let name = match mechanism {
+                SaslMechanism::Plain => "PLAIN",
+                SaslMechanism::Scram(_) => "SCRAM",
+            };
+            format!("Authentication failed: invalid credentials with SASL mechanism {name}")
+        }
+        other => format!("Authentication failed: {other}"),
+    }
+}
+
+/// PLAIN against the stored SCRAM credential (SHA-512's if the user has one, else SHA-256's).
+fn plain(
+    message: &[u8],
+    lookup: &impl Fn(&str, Mechanism) -> Option<ScramCredential>,
+) -> Result<Step, AuthError> {
+    let (user, password) = scram::parse_plain(message)?;
+    let stored = [Mechanism::Sha512, Mechanism::Sha256]
+        .into_iter()
+        .find_map(|m| lookup(&user, m).map(|c| (m, c)));
+    match stored {
+        Some((m, c)) if c.matches_password(m, &password) => Ok(Step::Done {
+            user,
+            reply: Vec::new(),
+        }),
+        _ => Err(AuthError::InvalidCredentials),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn creds() -> impl Fn(&str, Mechanism) -> Option<ScramCredential> {
+        let c = ScramCredential::from_password(Mechanism::Sha256, "pw", scram::ITERATIONS_MIN);
+        move |u, m| (u == "alice" && m == Mechanism::Sha256).then(|| c.clone())
+    }
+
+    #[test]
+    fn a_sasl_listener_serves_nothing_else_before_authentication() {
+        let s = Session::new(true);
+        assert!(s.allows(ApiKey::ApiVersions) && s.allows(ApiKey::SaslHandshake));
+        assert!(!s.allows(ApiKey::Metadata) && !s.allows(ApiKey::Produce));
+        let p = Session::new(false);
+        assert!(p.allows(ApiKey::Produce));
+        assert_eq!(p.principal(), "User:ANONYMOUS");
+    }
+
+    #[test]
+    fn plain_authenticates_against_the_scram_credential() {
+        let enabled = [SaslMechanism::Plain];
+        let mut s = Session::new(true);
+        s.handshake("PLAIN", &enabled).unwrap();
+        assert_eq!(s.authenticate(b"\0alice\0pw", creds()), Ok(Vec::new()));
+        assert!(s.allows(ApiKey::Produce));
+        assert_eq!(s.principal(), "User:alice");
+        // No second handshake on an authenticated connection; it stays open.
+        let again = s.handshake("PLAIN", &enabled).unwrap_err();
+        assert_eq!(again.code, ResponseError::IllegalSaslState.code());
+        assert!(!again.close);
+
+        let mut wrong = Session::new(true);
+        wrong.handshake("PLAIN", &enabled).unwrap();
+        let r = wrong.authenticate(b"\0alice\0nope", creds()).unwrap_err();
+        assert_eq!(r.code, ResponseError::SaslAuthenticationFailed.code());
+        assert!(r.close && wrong.failed() && !wrong.allows(ApiKey::ApiVersions));
+    }
+
+    #[test]
+    fn handshake_refuses_disabled_mechanisms_and_authenticate_before_it() {
+        let mut s = Session::new(true);
+        let r = s
+            .handshake("SCRAM-SHA-512", &[SaslMechanism::Plain])
+            .unwrap_err();
+        assert_eq!(r.code, ResponseError::UnsupportedSaslMechanism.code());
+        let mut early = Session::new(true);
+        let r = early.authenticate(b"\0alice\0pw", creds()).unwrap_err();
+        assert_eq!(r.code, ResponseError::IllegalSaslState.code());
+        assert!(r.close);
+        let mut plaintext = Session::new(false);
+        let r = plaintext
+            .handshake("PLAIN", &[SaslMechanism::Plain])
+            .unwrap_err();
+        assert_eq!(r.code, ResponseError::IllegalSaslState.code());
+        assert!(!r.close);
+    }
+}

@@ -1,0 +1,235 @@
+use super::*;
+
+/// A client's side of the exchange, as RFC 5802 computes it.
+fn client_final(
+    m: Mechanism,
+    password: &str,
+    client_first_bare: &str,
+    server_first: &str,
+) -> String {
+    let attrs: Vec<&str> = server_first.split(',').collect();
+    let nonce = attrs[0].strip_prefix("r=").unwrap();
+    let salt = B64.decode(attrs[1].strip_prefix("s=").unwrap()).unwrap();
+    let iterations: i32 = attrs[2].strip_prefix("i=").unwrap().parse().unwrap();
+    let salted = m.salted_password(password.as_bytes(), &salt, iterations);
+    let client_key = m.hmac(&salted, b"Client Key");
+    let stored_key = m.hash(&client_key);
+    let without_proof = format!("c=biws,r={nonce}");
+    let auth = format!("{client_first_bare},{server_first},{without_proof}");
+    let signature = m.hmac(&stored_key, auth.as_bytes());
+    let proof: Vec<u8> = client_key
+        .iter()
+        .zip(&signature)
+        .map(|(a, b)| a ^ b)
+        .collect();
+    format!("{without_proof},p={}", B64.encode(proof))
+}
+
+fn exchange(
+    m: Mechanism,
+    stored: &ScramCredential,
+    user: &str,
+    password: &str,
+) -> Result<Step, AuthError> {
+    let mut server = ScramServer::new(m);
+    let bare = format!("n={user},r=fyko+d2lbbFgONRv9qkxdawL");
+    let Step::Continue(first) = server.step(format!("n,,{bare}").as_bytes(), |u| {
+        (u == "alice").then(|| stored.clone())
+    })?
+    else {
+        panic!("the first step continues");
+    };
+    let first = String::from_utf8(first).unwrap();
+    let fin = client_final(m, password, &bare, &first);
+    server.step(fin.as_bytes(), |_| unreachable!("looked up once"))
+}
+
+#[test]
+fn rfc_7677_sha256_exchange_verifies_and_signs() {
+    // RFC 7677 §3: user "user", password "pencil".
+    let m = Mechanism::Sha256;
+    let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
+    let salted = m.salted_password(b"pencil", &salt, 4096);
+    let stored = ScramCredential::from_salted_password(m, &salted, salt, 4096);
+    let mut server = ScramServer::new(m);
+    server.server_nonce = Some("%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0".into());
+    let first = server
+        .step(b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO", |u| {
+            assert_eq!(u, "user");
+            Some(stored.clone())
+        })
+        .unwrap();
+    assert_eq!(
+        first,
+        Step::Continue(
+            b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096"
+                .to_vec()
+        )
+    );
+    let done = server
+        .step(
+            b"c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=",
+            |_| None,
+        )
+        .unwrap();
+    assert_eq!(
+        done,
+        Step::Done {
+            user: "user".into(),
+            reply: b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4=".to_vec()
+        }
+    );
+    assert_eq!(server.step(b"again", |_| None), Err(AuthError::Ended));
+}
+
+#[test]
+fn both_mechanisms_accept_the_password_and_refuse_others() {
+    for m in Mechanism::ALL {
+        let stored = ScramCredential::from_password(m, "alice-secret", ITERATIONS_MIN);
+        assert!(matches!(
+            exchange(m, &stored, "alice", "alice-secret"),
+            Ok(Step::Done { ref user, .. }) if user == "alice"
+        ));
+        assert_eq!(
+            exchange(m, &stored, "alice", "wrong"),
+            Err(AuthError::InvalidCredentials)
+        );
+        // An unknown user fails at the proof, like a wrong password.
+        assert_eq!(
+            exchange(m, &stored, "mallory", "alice-secret"),
+            Err(AuthError::InvalidCredentials)
+        );
+        assert!(stored.matches_password(m, b"alice-secret"));
+        assert!(!stored.matches_password(m, b"alice-secreT"));
+    }
+}
+
+#[test]
+fn an_unknown_users_salt_is_stable_so_it_looks_like_a_real_one() {
+    let salt = |_: ()| {
+        let mut s = ScramServer::new(Mechanism::Sha512);
+        match s.step(b"n,,n=ghost,r=abc", |_| None).unwrap() {
+            Step::Continue(m) => String::from_utf8(m)
+                .unwrap()
+                .split(',')
+                .nth(1)
+                .unwrap()
+                .to_owned(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(salt(()), salt(()));
+}
+
+#[test]
+fn malformed_client_messages_are_refused() {
+    let m = Mechanism::Sha256;
+    for bad in [
+        &b""[..],
+        b"n",
+        b"n,,",
+        b"x,,n=a,r=b",
+        b"p=tls-unique,,n=a,r=b",
+        b"n,,n=,r=b",
+        b"n,,n=a",
+        b"n,,n=a,r=",
+        b"n,,n=a=ZZ,r=b",
+        b"n,,r=b,n=a",
+        b"n,,n=a,r=b,m=must",
+        b"n,,n=a,r=b,tokenauth=true",
+        b"n,a=other,n=a,r=b",
+        b"n,,n=a,r=b\xff",
+        b"n,,n=a,r=b c",
+    ] {
+        let mut s = ScramServer::new(m);
+        assert!(
+            s.step(bad, |_| None).is_err(),
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
+    }
+    let huge = vec![b'a'; MESSAGE_MAX + 1];
+    assert!(ScramServer::new(m).step(&huge, |_| None).is_err());
+    // Escaped names decode; an authzid equal to the user is fine.
+    let mut s = ScramServer::new(m);
+    let mut seen = String::new();
+    assert!(s
+        .step(b"n,a=a=2Cb,n=a=2Cb,r=xyz", |u| {
+            seen = u.to_owned();
+            None
+        })
+        .is_ok());
+    assert_eq!(seen, "a,b");
+    // A client-final with the wrong binding, nonce or proof is refused.
+    let stored = ScramCredential::from_password(m, "pw", ITERATIONS_MIN);
+    for fin in [
+        "c=eSws,r=NONCE,p=AAAA",
+        "c=biws,r=other,p=AAAA",
+        "c=biws,r=NONCE,p=***",
+        "c=biws,r=NONCE",
+        "garbage",
+    ] {
+        let mut s = ScramServer::new(m);
+        let Ok(Step::Continue(first)) = s.step(b"n,,n=alice,r=abc", |_| Some(stored.clone()))
+        else {
+            panic!("first step");
+        };
+        let nonce = String::from_utf8(first).unwrap()[2..]
+            .split(',')
+            .next()
+            .unwrap()
+            .to_owned();
+        let fin = fin.replace("NONCE", &nonce);
+        assert!(s.step(fin.as_bytes(), |_| None).is_err(), "{fin}");
+    }
+}
+
+#[test]
+fn plain_messages_parse_and_malformed_ones_are_refused() {
+    assert_eq!(
+        parse_plain(b"\0alice\0secret"),
+        Ok(("alice".to_owned(), b"secret".to_vec()))
+    );
+    assert_eq!(
+        parse_plain(b"alice\0alice\0secret"),
+        Ok(("alice".to_owned(), b"secret".to_vec()))
+    );
+    for bad in [
+        &b""[..],
+        b"alice",
+        b"\0alice",
+        b"\0\0pw",
+        b"\0alice\0",
+        b"bob\0alice\0pw",
+        b"\0\xff\0pw",
+    ] {
+        assert!(parse_plain(bad).is_err(), "{bad:?}");
+    }
+}
+
+/// Fixed-seed random bytes and mutations of real messages: each is answered or refused,
+/// none panics.
+#[test]
+fn mutated_messages_never_panic() {
+    let mut rng = sluice_base::Rng::new(7);
+    let stored = ScramCredential::from_password(Mechanism::Sha256, "pw", ITERATIONS_MIN);
+    let seeds: [&[u8]; 3] = [
+        b"n,,n=alice,r=abcdef",
+        b"c=biws,r=abc,p=AAAA",
+        b"\0alice\0pw",
+    ];
+    for _ in 0..3000 {
+        let mut msg = seeds[(rng.next_u64() % 3) as usize].to_vec();
+        for _ in 0..(rng.next_u64() % 4) {
+            if msg.is_empty() {
+                break;
+            }
+            let i = (rng.next_u64() as usize) % msg.len();
+            msg[i] = rng.next_u64() as u8;
+        }
+        let mut s = ScramServer::new(Mechanism::Sha256);
+        let _ = s.step(&msg, |_| Some(stored.clone()));
+        let _ = s.step(&msg, |_| Some(stored.clone()));
+        let _ = parse_plain(&msg);
+    }
+}

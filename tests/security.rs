@@ -1,0 +1,344 @@
+//! Security (part 1): a SASL_PLAINTEXT listener beside the PLAINTEXT one. librdkafka (rdkafka,
+//! SASL/PLAIN: this build of librdkafka has no OpenSSL, which its SCRAM needs; SCRAM runs
+//! through the Python, Java and Node clients in the client matrix) and a raw Kafka client check
+//! what a Kafka user expects: credentials from `--add-scram` and from `sluice user`, a wrong
+//! password answered SASL_AUTHENTICATION_FAILED and the connection closed, a request before
+//! authentication closing the connection, Metadata naming the listener's own address, and
+//! the metrics counting both outcomes.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::raw::Raw;
+use common::{Broker, Out, WAIT};
+use kafka_protocol::messages::{
+    ApiKey, MetadataRequest, MetadataResponse, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+use rdkafka::consumer::Consumer;
+
+const SASL_AUTHENTICATION_FAILED: i16 = 58;
+const ILLEGAL_SASL_STATE: i16 = 34;
+const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+
+/// A broker with a PLAINTEXT and a SASL_PLAINTEXT listener, `alice` created at start; the
+/// SASL listener's address.
+fn start() -> (Broker, String) {
+    let sasl = common::address_outside_ephemeral_range();
+    let listeners = format!("PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://{sasl}");
+    let broker = Broker::start(&[
+        "--listeners",
+        &listeners,
+        "--add-scram",
+        "SCRAM-SHA-512=[name=alice,password=alice-secret]",
+    ]);
+    (broker, sasl)
+}
+
+fn cli(addr: &str, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(args)
+        .args(["--bootstrap", addr, "--timeout-ms", "10000"])
+        .env_remove("SLUICE_BOOTSTRAP")
+        .env_remove("SLUICE_USER_PASSWORD")
+        .output()
+        .expect("run sluice cli")
+}
+
+/// Waits (bounded) until `sluice user list` shows `user`.
+fn wait_user(addr: &str, user: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let out = cli(addr, &["user", "list", "--format", "json"]);
+        if out.status.success() && String::from_utf8_lossy(&out.stdout).contains(user) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "user {user} never appeared: {out:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// SaslHandshake + SaslAuthenticate with PLAIN on a fresh connection; the error code and the
+/// connection (to see what the broker does next).
+fn plain(addr: &str, user: &str, password: &str) -> (i16, Raw) {
+    let mut raw = Raw::connect(addr);
+    let hs: SaslHandshakeResponse = raw.call(
+        ApiKey::SaslHandshake,
+        1,
+        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+    );
+    assert_eq!(hs.error_code, 0);
+    assert!(hs.mechanisms.iter().any(|m| m.as_str() == "SCRAM-SHA-512"));
+    let token = format!("\0{user}\0{password}");
+    let auth: SaslAuthenticateResponse = raw.call(
+        ApiKey::SaslAuthenticate,
+        2,
+        &SaslAuthenticateRequest::default().with_auth_bytes(token.into_bytes().into()),
+    );
+    (auth.error_code, raw)
+}
+
+fn metadata(raw: &mut Raw) -> MetadataResponse {
+    raw.call(ApiKey::Metadata, 12, &MetadataRequest::default())
+}
+
+#[test]
+fn a_sasl_listener_authenticates_and_refuses_bad_or_missing_credentials() {
+    let (broker, sasl) = start();
+    wait_user(&broker.addr, "alice");
+
+    // PLAIN against alice's SCRAM credential; Metadata names the SASL listener's address.
+    let (code, mut raw) = plain(&sasl, "alice", "alice-secret");
+    assert_eq!(code, 0);
+    let md = metadata(&mut raw);
+    let port: i32 = sasl.rsplit_once(':').unwrap().1.parse().unwrap();
+    assert_eq!(md.brokers.len(), 1);
+    assert_eq!(
+        md.brokers[0].port, port,
+        "Metadata must name the SASL listener"
+    );
+    // A second handshake on an authenticated connection is refused; the connection stays.
+    let again: SaslHandshakeResponse = raw.call(
+        ApiKey::SaslHandshake,
+        1,
+        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+    );
+    assert_eq!(again.error_code, ILLEGAL_SASL_STATE);
+    metadata(&mut raw);
+
+    // A wrong password: SASL_AUTHENTICATION_FAILED, then the broker closes the connection.
+    let (code, mut raw) = plain(&sasl, "alice", "wrong");
+    assert_eq!(code, SASL_AUTHENTICATION_FAILED);
+    raw.send(ApiKey::Metadata, 12, &MetadataRequest::default());
+    assert!(raw.recv_frame().is_none(), "the connection must close");
+    // An unknown user fails the same way.
+    assert_eq!(
+        plain(&sasl, "mallory", "alice-secret").0,
+        SASL_AUTHENTICATION_FAILED
+    );
+
+    // A request before authentication closes the connection unanswered.
+    let mut raw = Raw::connect(&sasl);
+    raw.send(ApiKey::Metadata, 12, &MetadataRequest::default());
+    assert!(
+        raw.recv_frame().is_none(),
+        "unauthenticated Metadata answered"
+    );
+
+    // An unknown mechanism is refused with the list of enabled ones.
+    let mut raw = Raw::connect(&sasl);
+    let hs: SaslHandshakeResponse = raw.call(
+        ApiKey::SaslHandshake,
+        1,
+        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("GSSAPI")),
+    );
+    assert_eq!(hs.error_code, UNSUPPORTED_SASL_MECHANISM);
+    assert_eq!(hs.mechanisms.len(), 3);
+
+    // The PLAINTEXT listener needs nothing and refuses a handshake; its Metadata names it.
+    let mut raw = Raw::connect(&broker.addr);
+    let hs: SaslHandshakeResponse = raw.call(
+        ApiKey::SaslHandshake,
+        1,
+        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+    );
+    assert_eq!(hs.error_code, ILLEGAL_SASL_STATE);
+    let md = metadata(&mut raw);
+    assert_eq!(
+        format!("{}:{}", md.brokers[0].host.as_str(), md.brokers[0].port),
+        broker.addr
+    );
+
+    let (status, body) = common::http_get(&broker.metrics_addr, "/metrics");
+    assert_eq!(status, 200);
+    let count = |name: &str| -> u64 {
+        body.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert!(count("sluice_sasl_authentications_total") >= 1, "{body}");
+    assert!(
+        count("sluice_sasl_authentication_failures_total") >= 3,
+        "{body}"
+    );
+}
+
+#[test]
+fn librdkafka_produces_and_consumes_over_sasl_plain() {
+    let (broker, sasl) = start();
+    wait_user(&broker.addr, "alice");
+    let auth = [
+        ("bootstrap.servers", sasl.as_str()),
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "PLAIN"),
+        ("sasl.username", "alice"),
+        ("sasl.password", "alice-secret"),
+    ];
+    broker.create_topic("secured", 2, &[]);
+    let producer = broker.producer(&auth);
+    let records: Vec<Out> = (0..20)
+        .map(|i| Out {
+            key: Some(format!("k{i}").into_bytes()),
+            value: Some(format!("v{i}").into_bytes()),
+            ..Default::default()
+        })
+        .collect();
+    for d in common::produce_all(&producer, "secured", &records) {
+        d.expect("delivered over SASL");
+    }
+    let mut consumer_cfg = auth.to_vec();
+    consumer_cfg.push(("group.id", "secured-readers"));
+    let consumer = broker.consumer(&consumer_cfg);
+    consumer.subscribe(&["secured"]).expect("subscribe");
+    let got = common::consume_n(&consumer, "secured", 2, 20);
+    let mut values: Vec<String> = got
+        .iter()
+        .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+        .collect();
+    values.sort();
+    let mut want: Vec<String> = (0..20).map(|i| format!("v{i}")).collect();
+    want.sort();
+    assert_eq!(values, want);
+
+    // A wrong password never gets Metadata: the producer reports an authentication error.
+    let bad = [
+        ("bootstrap.servers", sasl.as_str()),
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "PLAIN"),
+        ("sasl.username", "alice"),
+        ("sasl.password", "nope"),
+    ];
+    let consumer = broker.consumer(&bad);
+    let md = consumer.fetch_metadata(None, Duration::from_secs(5));
+    assert!(
+        md.is_err(),
+        "metadata with a wrong password: {:?}",
+        md.map(|m| m.brokers().len())
+    );
+}
+
+#[test]
+fn users_are_created_listed_and_deleted_with_the_cli() {
+    let (broker, sasl) = start();
+    wait_user(&broker.addr, "alice");
+    let out = cli(
+        &broker.addr,
+        &[
+            "user",
+            "create",
+            "bob",
+            "--password",
+            "bob-pw",
+            "--mechanism",
+            "SCRAM-SHA-256",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let list = cli(&broker.addr, &["user", "list"]);
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(
+        text.contains("bob") && text.contains("SCRAM-SHA-256"),
+        "{text}"
+    );
+    assert!(
+        text.contains("alice") && text.contains("SCRAM-SHA-512"),
+        "{text}"
+    );
+    assert_eq!(plain(&sasl, "bob", "bob-pw").0, 0);
+
+    // A new password replaces the old one.
+    let out = cli(
+        &broker.addr,
+        &[
+            "user",
+            "create",
+            "bob",
+            "--password",
+            "bob-pw2",
+            "--mechanism",
+            "SCRAM-SHA-256",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(plain(&sasl, "bob", "bob-pw").0, SASL_AUTHENTICATION_FAILED);
+    assert_eq!(plain(&sasl, "bob", "bob-pw2").0, 0);
+
+    // Bad input gets Kafka's codes.
+    let out = cli(
+        &broker.addr,
+        &[
+            "user",
+            "create",
+            "carol",
+            "--password",
+            "x",
+            "--iterations",
+            "100",
+        ],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("UNACCEPTABLE_CREDENTIAL"),
+        "{out:?}"
+    );
+    let out = cli(
+        &broker.addr,
+        &["user", "delete", "carol", "--mechanism", "SCRAM-SHA-512"],
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("RESOURCE_NOT_FOUND"),
+        "{out:?}"
+    );
+
+    let out = cli(&broker.addr, &["user", "delete", "bob"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(plain(&sasl, "bob", "bob-pw2").0, SASL_AUTHENTICATION_FAILED);
+    let list = cli(&broker.addr, &["user", "list"]);
+    assert!(!String::from_utf8_lossy(&list.stdout).contains("bob"));
+}
+
+#[test]
+fn credentials_survive_a_restart_and_add_scram_keeps_a_changed_password() {
+    let (mut broker, sasl) = start();
+    wait_user(&broker.addr, "alice");
+    let out = cli(
+        &broker.addr,
+        &[
+            "user",
+            "create",
+            "alice",
+            "--password",
+            "changed",
+            "--mechanism",
+            "SCRAM-SHA-512",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(broker.stop(), Some(0));
+    broker.restart();
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (code, _) = plain(&sasl, "alice", "changed");
+        if code == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "alice's changed password never worked"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        plain(&sasl, "alice", "alice-secret").0,
+        SASL_AUTHENTICATION_FAILED,
+        "--add-scram reset a changed password"
+    );
+}
