@@ -44,3 +44,4 @@ run . raft_journal raft_journal
 run . controller_request controller_request
 run . replica_fetch_answer replica_fetch_answer
 run . coordinator_records coordinator_records
+run . sasl_exchange sasl_exchange

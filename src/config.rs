@@ -710,7 +710,7 @@ fn parse_voters(s: &str) -> Option<BTreeMap<i32, SocketAddr>> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_voters;
+    use super::{parse_voters, BrokerArgs, Config, SecurityProtocol};
 
     #[test]
     fn voters_parse_and_reject_duplicates_and_garbage() {
@@ -727,5 +727,86 @@ mod tests {
         ] {
             assert!(parse_voters(bad).is_none(), "{bad}");
         }
+    }
+
+    fn args(extra: &[&str]) -> BrokerArgs {
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            args: BrokerArgs,
+        }
+        let mut argv = vec!["sluice"];
+        argv.extend_from_slice(extra);
+        <Cli as clap::Parser>::parse_from(argv).args
+    }
+
+    #[test]
+    fn listeners_parse_in_kafkas_form_and_refuse_what_is_not_built() {
+        let c = Config::from_args(args(&[
+            "--listeners",
+            "PLAINTEXT://127.0.0.1:9092,SASL_PLAINTEXT://127.0.0.1:9094",
+            "--advertised-listeners",
+            "SASL_PLAINTEXT://broker.example:19094",
+        ]))
+        .unwrap();
+        assert_eq!(c.listeners.len(), 2);
+        assert_eq!(c.listeners[1].protocol, SecurityProtocol::SaslPlaintext);
+        assert_eq!(c.listeners[1].advertised_host, "broker.example");
+        assert_eq!(c.listeners[1].advertised_port, 19094);
+        assert_eq!(
+            (c.advertised_host.as_str(), c.advertised_port),
+            ("127.0.0.1", 9092)
+        );
+        // --listen stays the PLAINTEXT shorthand.
+        let c = Config::from_args(args(&["--listen", "127.0.0.1:7000"])).unwrap();
+        assert_eq!(c.listeners.len(), 1);
+        assert_eq!(c.listeners[0].name(), "PLAINTEXT");
+        for bad in [
+            "SSL://127.0.0.1:9093",
+            "SASL_SSL://127.0.0.1:9093",
+            "FOO://127.0.0.1:1",
+            "PLAINTEXT://127.0.0.1:1,PLAINTEXT://127.0.0.1:2",
+            "PLAINTEXT://nohost",
+            "127.0.0.1:9092",
+            "",
+        ] {
+            assert!(
+                Config::from_args(args(&["--listeners", bad])).is_err(),
+                "{bad}"
+            );
+        }
+        // A cluster's brokers reach each other over PLAINTEXT only.
+        let e = Config::from_args(args(&[
+            "--listeners",
+            "SASL_PLAINTEXT://127.0.0.1:9094",
+            "--controller-quorum-voters",
+            "0@127.0.0.1:9093",
+        ]));
+        assert!(e.is_err());
+    }
+
+    #[test]
+    fn add_scram_parses_kafkas_form_and_hides_the_password_in_errors() {
+        let c = Config::from_args(args(&[
+            "--add-scram",
+            "SCRAM-SHA-256=[name=alice,password=s3cret];SCRAM-SHA-512=[name=bob,password=pw,iterations=8192]",
+        ]))
+        .unwrap();
+        assert_eq!(c.add_scram.len(), 2);
+        assert_eq!(c.add_scram[1].user, "bob");
+        assert_eq!(c.add_scram[1].iterations, 8192);
+        assert!(!format!("{:?}", c.add_scram).contains("s3cret"));
+        for bad in [
+            "SCRAM-SHA-1=[name=a,password=b]",
+            "SCRAM-SHA-256=name=a,password=b",
+            "SCRAM-SHA-256=[name=a]",
+            "SCRAM-SHA-256=[name=a,password=b,iterations=10]",
+            "SCRAM-SHA-256=[name=a,password=hunter2,colour=red]",
+        ] {
+            let e = Config::from_args(args(&["--add-scram", bad])).unwrap_err();
+            assert!(!e.to_string().contains("hunter2"), "{e}");
+        }
+        let e = Config::from_args(args(&["--sasl-enabled-mechanisms", "PLAIN,GSSAPI"]));
+        assert!(e.is_err());
     }
 }

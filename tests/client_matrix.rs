@@ -45,7 +45,62 @@ fn run_client_within(client: &str, default_timeout_s: u64) {
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let mut broker = Broker::start(&["--num-partitions", AUTO_CREATE_PARTITIONS]);
+    let broker = Broker::start(&["--num-partitions", AUTO_CREATE_PARTITIONS]);
+    let addr = broker.addr.clone();
+    run_script(client, broker, &addr, default_timeout_s);
+}
+
+/// A SASL client's scenario: the broker has a SASL_PLAINTEXT listener, which the script gets
+/// as its bootstrap, and the user alice (password alice-secret) with both SCRAM credentials.
+fn run_sasl_client(client: &str) {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let sasl = common::address_outside_ephemeral_range();
+    let listeners = format!("PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://{sasl}");
+    let broker = Broker::start(&[
+        "--num-partitions",
+        AUTO_CREATE_PARTITIONS,
+        "--listeners",
+        &listeners,
+        "--add-scram",
+        "SCRAM-SHA-512=[name=alice,password=alice-secret];SCRAM-SHA-256=[name=alice,password=alice-secret]",
+    ]);
+    // The credentials are created just after start: wait (bounded) until alice can log in.
+    let deadline = Instant::now() + common::WAIT;
+    while !alice_can_log_in(&sasl) {
+        assert!(
+            Instant::now() < deadline,
+            "alice's credentials never appeared"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    run_script(client, broker, &sasl, SCRIPT_TIMEOUT_S);
+}
+
+/// SASL/PLAIN as alice on a raw connection: whether it authenticates.
+fn alice_can_log_in(addr: &str) -> bool {
+    use kafka_protocol::messages::{
+        ApiKey, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+        SaslHandshakeResponse,
+    };
+    let mut raw = common::raw::Raw::connect(addr);
+    let _: SaslHandshakeResponse = raw.call(
+        ApiKey::SaslHandshake,
+        1,
+        &SaslHandshakeRequest::default()
+            .with_mechanism(kafka_protocol::protocol::StrBytes::from_static_str("PLAIN")),
+    );
+    let auth: SaslAuthenticateResponse = raw.call(
+        ApiKey::SaslAuthenticate,
+        2,
+        &SaslAuthenticateRequest::default().with_auth_bytes(b"\0alice\0alice-secret"[..].into()),
+    );
+    auth.error_code == 0
+}
+
+/// Runs `client`'s scenario against `bootstrap` (an address of `broker`), then stops the broker.
+fn run_script(client: &str, mut broker: Broker, bootstrap: &str, default_timeout_s: u64) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/client-matrix/run.sh");
     let timeout = script_timeout(default_timeout_s);
     let started = Instant::now();
@@ -54,7 +109,7 @@ fn run_client_within(client: &str, default_timeout_s: u64) {
             .arg("-c")
             .arg(r#"exec bash "$0" "$@" 2>&1"#)
             .arg(&script)
-            .arg(&broker.addr)
+            .arg(bootstrap)
             .arg(client)
             .env("MATRIX_KCAT_PARTITIONS", AUTO_CREATE_PARTITIONS)
             // run.sh's own bound fires first so that it can still print its summary.
@@ -200,4 +255,19 @@ fn quixstreams() {
 #[test]
 fn kafka_connect() {
     run_client_within("kafka-connect", 480);
+}
+
+#[test]
+fn sasl_python_clients() {
+    run_sasl_client("sasl");
+}
+
+#[test]
+fn kafkajs_sasl() {
+    run_sasl_client("kafkajs-sasl");
+}
+
+#[test]
+fn java_sasl() {
+    run_sasl_client("java-sasl");
 }

@@ -47,9 +47,9 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 0),
     (ApiKey::WriteTxnMarkers, 1, 1),
-    // security (SaslHandshake v0, raw SASL tokens after it, is not served: v1 moves them
+    // security (after SaslHandshake v0 the SASL tokens travel as bare frames; v1 moves them
     // into SaslAuthenticate)
-    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslHandshake, 0, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),

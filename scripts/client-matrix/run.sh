@@ -3,6 +3,8 @@
 #
 # Usage: run.sh BOOTSTRAP [client...]   clients: kafka-python aiokafka kafkajs kcat kafka-python-groups
 #        aiokafka-groups kafkajs-groups java kafka-streams kafka-streams-eos go kafka-connect quixstreams (default: all)
+#        sasl kafkajs-sasl java-sasl (not in the default: BOOTSTRAP must be a SASL_PLAINTEXT listener where the
+#        user MATRIX_SASL_USER/MATRIX_SASL_PASSWORD, default alice/alice-secret, has both SCRAM credentials)
 #
 # Each client script runs its scenarios on fresh topics and prints PASS/FAIL/SKIP lines; this
 # prints a summary naming every failed scenario and exits non-zero if any client failed, timed out
@@ -11,7 +13,7 @@
 set -uo pipefail
 
 if [ $# -lt 1 ]; then
-    echo "usage: $0 BOOTSTRAP [kafka-python|aiokafka|kafkajs|kcat|kafka-python-groups|aiokafka-groups|kafkajs-groups|java|kafka-streams|kafka-streams-eos|go|kafka-connect|quixstreams ...]" >&2
+    echo "usage: $0 BOOTSTRAP [kafka-python|aiokafka|kafkajs|kcat|kafka-python-groups|aiokafka-groups|kafkajs-groups|java|kafka-streams|kafka-streams-eos|go|kafka-connect|quixstreams|sasl|kafkajs-sasl|java-sasl ...]" >&2
     exit 2
 fi
 BOOT="$1"
@@ -48,6 +50,15 @@ missing_dep() {
             ;;
         go) [ -x "$DEPS/go/go-matrix" ] || echo "no Go scenario built in $DEPS/go" ;;
         quixstreams) "$PY" -c "import quixstreams, kafka" 2>/dev/null || echo "no $PY with quixstreams and kafka-python" ;;
+        java-sasl)
+            command -v java >/dev/null || { echo "java not installed"; return; }
+            [ -f "$DEPS/java/build/classes/sluice/JavaClientTest.class" ] || echo "no Java scenario built in $DEPS/java"
+            ;;
+        sasl) "$PY" -c "import confluent_kafka, kafka, aiokafka" 2>/dev/null || echo "no $PY with confluent-kafka, kafka-python and aiokafka" ;;
+        kafkajs-sasl)
+            command -v node >/dev/null || { echo "node not installed"; return; }
+            [ -d "$DEPS/node/node_modules/kafkajs" ] || echo "no kafkajs in $DEPS/node/node_modules"
+            ;;
         kafka-connect)
             command -v java >/dev/null || { echo "java not installed"; return; }
             command -v psql >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 ||
@@ -57,6 +68,14 @@ missing_dep() {
             ;;
         *) echo "unknown client" ;;
     esac
+}
+
+# A properties file with the Java client's SCRAM-SHA-512 settings (for java-sasl).
+java_sasl_props() {
+    local f="${TMPDIR:-/tmp}/sluice-java-sasl-$$.properties"
+    printf '%s\n' "security.protocol=SASL_PLAINTEXT" "sasl.mechanism=SCRAM-SHA-512" \
+        "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"${MATRIX_SASL_USER:-alice}\" password=\"${MATRIX_SASL_PASSWORD:-alice-secret}\";" > "$f"
+    echo "$f"
 }
 
 command_for() {
@@ -74,6 +93,9 @@ command_for() {
         go) echo "$DEPS/go/go-matrix" ;;
         quixstreams) echo "$PY" "$HERE/quixstreams_test.py" ;;
         kafka-connect) echo "$PY" "$HERE/connect_test.py" ;; # jars from CONNECT_MATRIX_DIR
+        sasl) echo "$PY" "$HERE/sasl_test.py" ;;
+        java-sasl) echo env MATRIX_JAVA_CLIENT_PROPS="$(java_sasl_props)" bash "$HERE/java_test.sh" ;;
+        kafkajs-sasl) echo node "$HERE/kafkajs_sasl.js" ;;
     esac
 }
 

@@ -92,6 +92,9 @@ pub async fn dispatch(
     received: Instant,
     conn: &mut Conn,
 ) -> Dispatched {
+    if conn.session.expects_raw_token() {
+        return handlers::sasl::raw_token(shard, &mut conn.session, &frame);
+    }
     let req = match decode_request(frame) {
         Ok(req) => req,
         Err(e) => return undecodable(e),
@@ -110,7 +113,7 @@ pub async fn dispatch(
     };
     match req.body {
         RequestKind::SaslHandshake(r) => {
-            let body = handlers::sasl::handshake(shard, &mut conn.session, r);
+            let body = handlers::sasl::handshake(shard, &mut conn.session, r, to.version);
             return Dispatched::Respond(Box::pin(async move { encode(to, body) }));
         }
         RequestKind::SaslAuthenticate(r) => {

@@ -10,6 +10,10 @@
 //! authentication is answered (SASL_AUTHENTICATION_FAILED) and then the connection closes.
 //! A plaintext listener's connections are `User:ANONYMOUS` and refuse SaslHandshake
 //! (ILLEGAL_SASL_STATE). Re-authentication (KIP-368) is not offered: `session_lifetime_ms` 0.
+//!
+//! SaslHandshake v0 (which aiokafka still sends first) is followed by raw SASL tokens: each
+//! frame's body is the client's token and the answer is a frame holding only the server's
+//! token (empty for PLAIN's success); a failure just closes the connection.
 
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::ResponseError;
@@ -61,6 +65,8 @@ pub struct Refusal {
 /// One connection's authentication.
 pub struct Session {
     state: State,
+    /// SaslHandshake v0 chose raw tokens for the exchange.
+    raw_tokens: bool,
     /// `User:NAME` once authenticated; `User:ANONYMOUS` on a plaintext listener.
     principal: String,
 }
@@ -74,6 +80,7 @@ impl Session {
             } else {
                 State::NotRequired
             },
+            raw_tokens: false,
             principal: "User:ANONYMOUS".to_owned(),
         }
     }
@@ -93,6 +100,17 @@ impl Session {
                 ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
             ),
         }
+    }
+
+    /// Whether the next frame is a raw SASL token (after SaslHandshake v0) rather than a
+    /// Kafka request.
+    pub fn expects_raw_token(&self) -> bool {
+        self.raw_tokens && matches!(self.state, State::Chosen(_) | State::Scram(_))
+    }
+
+    /// SaslHandshake v0: the exchange that follows uses raw tokens.
+    pub fn use_raw_tokens(&mut self) {
+        self.raw_tokens = true;
     }
 
     /// Whether a SASL exchange completed on this connection.

@@ -10,15 +10,26 @@ use kafka_protocol::messages::{
 use sluice_net::ResponseKind;
 use tracing::info;
 
+use crate::kafka::dispatch::Dispatched;
 use crate::metrics::ShardMetrics;
 use crate::security::sasl::Session;
 use crate::shard::Shard;
 use crate::util::sb;
 
-pub fn handshake(shard: &Shard, session: &mut Session, req: SaslHandshakeRequest) -> ResponseKind {
+pub fn handshake(
+    shard: &Shard,
+    session: &mut Session,
+    req: SaslHandshakeRequest,
+    version: i16,
+) -> ResponseKind {
     let enabled = &shard.config.sasl_mechanisms;
     let error_code = match session.handshake(req.mechanism.as_str(), enabled) {
-        Ok(()) => 0,
+        Ok(()) => {
+            if version == 0 {
+                session.use_raw_tokens();
+            }
+            0
+        }
         Err(r) => {
             info!(mechanism = %req.mechanism.as_str(), reason = %r.message, "SASL handshake refused");
             ShardMetrics::add(&shard.metrics.sasl_authentication_failures, 1);
@@ -30,6 +41,27 @@ pub fn handshake(shard: &Shard, session: &mut Session, req: SaslHandshakeRequest
             .with_error_code(error_code)
             .with_mechanisms(enabled.iter().map(|m| sb(m.name())).collect()),
     )
+}
+
+/// One raw SASL token after SaslHandshake v0: the server's token in a bare frame, or close.
+pub fn raw_token(shard: &Shard, session: &mut Session, token: &[u8]) -> Dispatched {
+    let image = shard.metadata();
+    let before = session.authenticated();
+    match session.authenticate(token, |user, m| image.scram_credential(user, m).cloned()) {
+        Ok(reply) => {
+            if !before && session.authenticated() {
+                ShardMetrics::add(&shard.metrics.sasl_authentications, 1);
+            }
+            let mut frame = Vec::with_capacity(4 + reply.len());
+            frame.extend_from_slice(&(reply.len() as u32).to_be_bytes());
+            frame.extend_from_slice(&reply);
+            Dispatched::Respond(Box::pin(async move { Some(vec![Bytes::from(frame)]) }))
+        }
+        Err(r) => {
+            ShardMetrics::add(&shard.metrics.sasl_authentication_failures, 1);
+            Dispatched::Close(format!("SASL authentication failed: {}", r.message))
+        }
+    }
 }
 
 pub fn authenticate(

@@ -59,6 +59,13 @@ public final class JavaClientTest {
         Properties common = new Properties();
         common.put(AdminClientConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         common.put(AdminClientConfig.REQUEST_TIMEOUT_MS_CONFIG, "15000");
+        // Extra client settings (e.g. SASL) from a properties file, for every client below.
+        String extra = System.getenv("MATRIX_JAVA_CLIENT_PROPS");
+        if (extra != null && !extra.isEmpty()) {
+            try (java.io.FileReader r = new java.io.FileReader(extra)) {
+                common.load(r);
+            }
+        }
 
         // admin: create the topic and describe it.
         try (Admin admin = Admin.create(common)) {
