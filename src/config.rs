@@ -69,6 +69,20 @@ pub struct BrokerArgs {
     /// (optionally `,iterations=8192`). Repeatable. A credential changed since is kept.
     #[arg(long = "add-scram", env = "SLUICE_ADD_SCRAM", value_delimiter = ';')]
     pub add_scram: Vec<String>,
+    /// `standard` checks every request against the ACLs (Kafka's `authorizer.class.name` set
+    /// to StandardAuthorizer); `none` allows everything.
+    #[arg(long, env = "SLUICE_AUTHORIZER", value_enum, default_value = "none")]
+    pub authorizer: AuthorizerArg,
+    /// Principals allowed everything, `User:NAME;User:OTHER` (Kafka's `super.users`).
+    #[arg(long, env = "SLUICE_SUPER_USERS", default_value = "")]
+    pub super_users: String,
+    /// Allow a request on a resource no ACL names (Kafka's `allow.everyone.if.no.acl.found`).
+    #[arg(
+        long,
+        env = "SLUICE_ALLOW_EVERYONE_IF_NO_ACL_FOUND",
+        default_value_t = false
+    )]
+    pub allow_everyone_if_no_acl_found: bool,
     /// Directory holding every partition log and the cluster metadata.
     #[arg(long, env = "SLUICE_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
@@ -319,6 +333,13 @@ pub struct BrokerArgs {
     pub log_format: LogFormat,
 }
 
+/// `--authorizer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthorizerArg {
+    None,
+    Standard,
+}
+
 /// A listener's security protocol (Kafka's `security.protocol`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecurityProtocol {
@@ -390,6 +411,7 @@ pub struct Config {
     /// What SASL listeners offer.
     pub sasl_mechanisms: Vec<crate::security::sasl::SaslMechanism>,
     pub add_scram: Vec<BootstrapScram>,
+    pub authorizer: crate::security::acl::AuthorizerConfig,
     pub flush: FlushPolicy,
     pub io_mode: IoMode,
     pub metrics_listen: Option<SocketAddr>,
@@ -426,6 +448,8 @@ pub enum ConfigError {
         "--broker-heartbeat-interval-ms must be at least 10 and below --broker-session-timeout-ms"
     )]
     Heartbeat,
+    #[error("--super-users must be User:NAME;User:OTHER, got {0:?}")]
+    SuperUsers(String),
     #[error("--listeners / --advertised-listeners: {0}")]
     Listeners(String),
     #[error(
@@ -526,7 +550,23 @@ impl Config {
         {
             return Err(ConfigError::Heartbeat);
         }
+        let super_users: Vec<String> = args
+            .super_users
+            .split(';')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(bad) = super_users.iter().find(|u| !u.starts_with("User:")) {
+            return Err(ConfigError::SuperUsers(bad.clone()));
+        }
+        let authorizer = crate::security::acl::AuthorizerConfig {
+            enabled: args.authorizer == AuthorizerArg::Standard,
+            super_users,
+            allow_if_no_acl: args.allow_everyone_if_no_acl_found,
+        };
         Ok(Config {
+            authorizer,
             voters,
             metrics_listen,
             shards,

@@ -68,6 +68,9 @@ pub mod versions {
     pub const WRITE_TXN_MARKERS: i16 = 1;
     pub const DESCRIBE_USER_SCRAM_CREDENTIALS: i16 = 0;
     pub const ALTER_USER_SCRAM_CREDENTIALS: i16 = 0;
+    pub const CREATE_ACLS: i16 = 3;
+    pub const DESCRIBE_ACLS: i16 = 3;
+    pub const DELETE_ACLS: i16 = 3;
 }
 
 /// Shorthand for a `StrBytes` from any string.
@@ -84,6 +87,19 @@ pub fn guard<T, E: std::fmt::Display>(f: impl FnOnce() -> Result<T, E>) -> Resul
     }
 }
 
+/// SASL/PLAIN credentials every connection authenticates with.
+#[derive(Clone)]
+pub struct Plain {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Plain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Plain({}, password hidden)", self.username)
+    }
+}
+
 /// One blocking connection to one broker.
 pub struct Conn {
     stream: TcpStream,
@@ -95,8 +111,13 @@ pub struct Conn {
 }
 
 impl Conn {
-    /// Connects within `timeout` and reads the broker's ApiVersions table.
-    pub fn connect(addr: &str, timeout: Duration) -> Result<Conn, AdminError> {
+    /// Connects within `timeout`, reads the broker's ApiVersions table and, with `auth`,
+    /// authenticates with SASL/PLAIN.
+    pub fn connect(
+        addr: &str,
+        timeout: Duration,
+        auth: Option<&Plain>,
+    ) -> Result<Conn, AdminError> {
         let connect_err = |reason: String| AdminError::Connect {
             addr: addr.to_owned(),
             reason,
@@ -129,7 +150,35 @@ impl Conn {
             served: HashMap::new(),
         };
         conn.negotiate()?;
+        if let Some(auth) = auth {
+            conn.authenticate(auth)?;
+        }
         Ok(conn)
+    }
+
+    /// SaslHandshake (PLAIN) and SaslAuthenticate.
+    fn authenticate(&mut self, auth: &Plain) -> Result<(), AdminError> {
+        use kafka_protocol::messages::{
+            SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+            SaslHandshakeResponse,
+        };
+        let hs: SaslHandshakeResponse = self.call(
+            ApiKey::SaslHandshake,
+            1,
+            &SaslHandshakeRequest::default().with_mechanism(sb("PLAIN")),
+        )?;
+        AdminError::check(hs.error_code, None, format!("{}: SaslHandshake", self.addr))?;
+        let token = format!("\0{}\0{}", auth.username, auth.password);
+        let resp: SaslAuthenticateResponse = self.call(
+            ApiKey::SaslAuthenticate,
+            1,
+            &SaslAuthenticateRequest::default().with_auth_bytes(token.into_bytes().into()),
+        )?;
+        AdminError::check(
+            resp.error_code,
+            resp.error_message.as_deref(),
+            format!("{}: SaslAuthenticate", self.addr),
+        )
     }
 
     pub fn addr(&self) -> &str {
@@ -319,6 +368,8 @@ fn is_retry(e: &std::io::Error) -> bool {
 /// The bootstrap connection plus connections to other brokers by node id.
 pub struct Session {
     bootstrap: Conn,
+    /// SASL/PLAIN credentials for every connection, if the listener needs them.
+    auth: Option<Plain>,
     timeout: Duration,
     /// `node_id -> HOST:PORT`, from the latest Metadata answer.
     brokers: HashMap<i32, String>,
@@ -326,9 +377,14 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn connect(bootstrap: &str, timeout: Duration) -> Result<Session, AdminError> {
+    pub fn connect(
+        bootstrap: &str,
+        timeout: Duration,
+        auth: Option<Plain>,
+    ) -> Result<Session, AdminError> {
         Ok(Session {
-            bootstrap: Conn::connect(bootstrap, timeout)?,
+            bootstrap: Conn::connect(bootstrap, timeout, auth.as_ref())?,
+            auth,
             timeout,
             brokers: HashMap::new(),
             conns: HashMap::new(),
@@ -396,7 +452,7 @@ impl Session {
             let addr = self.brokers.get(&node_id).cloned().ok_or_else(|| {
                 AdminError::NotFound(format!("broker {node_id} is not in the cluster metadata"))
             })?;
-            let conn = Conn::connect(&addr, self.timeout)?;
+            let conn = Conn::connect(&addr, self.timeout, self.auth.as_ref())?;
             self.conns.insert(node_id, conn);
         }
         self.conns
@@ -575,7 +631,7 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
         drop(l);
-        let e = Conn::connect(&addr, Duration::from_millis(500))
+        let e = Conn::connect(&addr, Duration::from_millis(500), None)
             .err()
             .unwrap();
         assert!(matches!(e, AdminError::Connect { .. }), "{e}");
@@ -586,7 +642,7 @@ mod tests {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
         let start = Instant::now();
-        let e = Conn::connect(&addr, Duration::from_millis(300))
+        let e = Conn::connect(&addr, Duration::from_millis(300), None)
             .err()
             .unwrap();
         assert!(matches!(e, AdminError::Timeout { .. }), "{e}");
@@ -611,7 +667,7 @@ mod tests {
                 let _ = s.read(&mut buf);
                 let _ = s.write_all(&answer);
             });
-            let e = Conn::connect(&addr, Duration::from_millis(2000)).err();
+            let e = Conn::connect(&addr, Duration::from_millis(2000), None).err();
             assert!(e.is_some());
             server.join().unwrap();
         }

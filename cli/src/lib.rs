@@ -1,4 +1,4 @@
-//! The admin CLI: `sluice topic|group|cluster|txn|user|produce|consume ...`, subcommands of the broker
+//! The admin CLI: `sluice topic|group|cluster|txn|user|acl|produce|consume ...`, subcommands of the broker
 //! binary that speak the Kafka protocol to `--bootstrap HOST:PORT`, so they work against any
 //! Kafka-compatible broker, not only Sluice.
 //!
@@ -12,6 +12,7 @@
 //! with fallible decoders (never `unwrap`); exit code 0 on success, 1 for Kafka, broker and
 //! network errors, 2 for usage errors.
 
+pub mod acl;
 pub mod client;
 pub mod cluster;
 pub mod consume;
@@ -53,6 +54,17 @@ pub struct ClientArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table", global = true)]
     pub format: Format,
+    /// Authenticate with SASL/PLAIN as this user (for a SASL_PLAINTEXT listener).
+    #[arg(long, env = "SLUICE_SASL_USERNAME", global = true)]
+    pub sasl_username: Option<String>,
+    /// The SASL/PLAIN password.
+    #[arg(
+        long,
+        env = "SLUICE_SASL_PASSWORD",
+        global = true,
+        hide_env_values = true
+    )]
+    pub sasl_password: Option<String>,
 }
 
 impl ClientArgs {
@@ -62,7 +74,19 @@ impl ClientArgs {
 
     /// Connects to the bootstrap broker.
     pub fn session(&self) -> Result<Session, AdminError> {
-        Session::connect(&self.bootstrap, self.timeout())
+        let auth = match (&self.sasl_username, &self.sasl_password) {
+            (Some(u), Some(p)) => Some(client::Plain {
+                username: u.clone(),
+                password: p.clone(),
+            }),
+            (None, None) => None,
+            _ => {
+                return Err(AdminError::Usage(
+                    "--sasl-username and --sasl-password go together".into(),
+                ))
+            }
+        };
+        Session::connect(&self.bootstrap, self.timeout(), auth)
     }
 }
 
@@ -79,6 +103,8 @@ pub enum Command {
     Txn(txn::TxnCmd),
     /// Create, delete and list users' SCRAM credentials.
     User(user::UserCmd),
+    /// Add, list and remove ACL bindings.
+    Acl(acl::AclCmd),
     /// Produce records from arguments or stdin lines (for quick tests).
     Produce(produce::ProduceCmd),
     /// Print records of a topic (for quick tests).
@@ -173,6 +199,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Cluster(c) => cluster::run(c),
         Command::Txn(c) => txn::run(c),
         Command::User(c) => user::run(c),
+        Command::Acl(c) => acl::run(c),
         Command::Produce(c) => produce::run(c),
         Command::Consume(c) => consume::run(c),
     };

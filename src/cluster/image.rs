@@ -3,12 +3,13 @@
 //! records in order ([`MetadataImage::apply`], pure); every shard holds an immutable copy
 //! (`Arc`) that the controller's driver replaces by message.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
 use super::record::{BrokerRecord, MetadataRecord, PartitionRecord};
+use crate::security::acl::AclBinding;
 use crate::security::scram::{Mechanism, ScramCredential};
 
 /// A partition's registration: replicas, in-sync replicas, leader and epochs.
@@ -107,6 +108,8 @@ pub struct MetadataImage {
     pub brokers: BTreeMap<i32, BrokerRegistration>,
     /// SCRAM credentials by user and mechanism.
     pub scram: BTreeMap<String, BTreeMap<Mechanism, ScramCredential>>,
+    /// Every ACL binding.
+    pub acls: BTreeSet<AclBinding>,
     by_id: HashMap<[u8; 16], String>,
 }
 
@@ -205,6 +208,14 @@ impl MetadataImage {
                     .entry(user.clone())
                     .or_default()
                     .insert(*mechanism, credential.clone());
+            }
+            MetadataRecord::Acl(b) => {
+                self.acls.insert(b.clone());
+            }
+            MetadataRecord::RemoveAcl(b) => {
+                if !self.acls.remove(b) {
+                    return Err(fail(format!("removal of an unknown ACL {b:?}")));
+                }
             }
             MetadataRecord::RemoveScramCredential { user, mechanism } => {
                 let creds = self
@@ -307,6 +318,7 @@ impl MetadataImage {
                 });
             }
         }
+        out.extend(self.acls.iter().cloned().map(MetadataRecord::Acl));
         for t in self.topics.values() {
             out.push(MetadataRecord::Topic {
                 name: t.name.clone(),

@@ -52,6 +52,10 @@ pub enum MetadataRecord {
         user: String,
         mechanism: crate::security::scram::Mechanism,
     },
+    /// An ACL binding was created (KRaft's AccessControlEntryRecord).
+    Acl(crate::security::acl::AclBinding),
+    /// An ACL binding was deleted.
+    RemoveAcl(crate::security::acl::AclBinding),
 }
 
 /// A broker's registration: how clients reach it.

@@ -19,6 +19,7 @@ use crate::cluster::image::{ApplyError, MetadataImage};
 use crate::cluster::record::{BrokerRecord, MetadataRecord, PartitionRecord};
 use crate::cluster::topic_config;
 use crate::limits::{PARTITIONS_PER_TOPIC_MAX, TOPIC_NAME_BYTES_MAX};
+use crate::security::acl::{AclBinding, AclFilter};
 use crate::security::scram::{Mechanism, ScramCredential};
 
 /// Producer ids reserved (persisted) at a time, so most InitProducerId calls touch no disk.
@@ -101,6 +102,10 @@ pub enum Command {
     /// AlterUserScramCredentials: each user's changes, all or none of them; users whose
     /// changes fail Kafka's checks are skipped.
     AlterScram(Vec<(String, Vec<ScramChange>)>),
+    /// CreateAcls: the bindings not stored yet are added.
+    CreateAcls(Vec<AclBinding>),
+    /// DeleteAcls: every binding some filter matches is removed.
+    DeleteAcls(Vec<AclFilter>),
 }
 
 /// One change of a user's SCRAM credentials.
@@ -344,6 +349,23 @@ impl Controller {
                 .reassignments(items)
                 .into_iter()
                 .filter_map(|(_, _, r)| r.ok())
+                .collect()),
+            Command::CreateAcls(bindings) => {
+                let mut seen = std::collections::BTreeSet::new();
+                Ok(bindings
+                    .iter()
+                    .filter(|b| !self.image.acls.contains(*b) && seen.insert(*b))
+                    .cloned()
+                    .map(MetadataRecord::Acl)
+                    .collect())
+            }
+            Command::DeleteAcls(filters) => Ok(self
+                .image
+                .acls
+                .iter()
+                .filter(|b| filters.iter().any(|f| f.matches(b)))
+                .cloned()
+                .map(MetadataRecord::RemoveAcl)
                 .collect()),
             Command::AlterScram(users) => Ok(self
                 .scram_alterations(users)

@@ -98,6 +98,7 @@ async fn serve_inner(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, list
     let mut conn = Conn {
         listener: protocol.name(),
         session: Session::new(protocol.sasl()),
+        host: Rc::from(peer.ip().to_string()),
     };
     let (mut rd, wr) = stream.into_split();
     let (tx, rx) =

@@ -38,6 +38,9 @@ pub struct Ctx {
     pub client_id: Option<String>,
     /// The listener's name (Metadata answers with that listener's addresses).
     pub listener: &'static str,
+    /// Who sent it (`User:NAME`, `User:ANONYMOUS`) and from which address, for the ACLs.
+    pub principal: Rc<str>,
+    pub host: Rc<str>,
 }
 
 /// What a connection keeps between its requests.
@@ -45,6 +48,40 @@ pub struct Conn {
     /// The listener's name.
     pub listener: &'static str,
     pub session: Session,
+    /// The peer's IP address.
+    pub host: Rc<str>,
+}
+
+impl Ctx {
+    /// Whether the ACLs let this request's principal do `operation` on the resource
+    /// (`resource_type`, `name`); a denial is counted. Always true without `--authorizer`.
+    pub fn may(&self, shard: &Shard, operation: i8, resource_type: i8, name: &str) -> bool {
+        let config = &shard.config.authorizer;
+        if !config.enabled {
+            return true;
+        }
+        let image = shard.metadata();
+        let ok = crate::security::acl::authorize(
+            config,
+            &image.acls,
+            &self.principal,
+            &self.host,
+            operation,
+            resource_type,
+            name,
+        );
+        if !ok {
+            crate::metrics::ShardMetrics::add(&shard.metrics.authorization_denials, 1);
+            tracing::debug!(principal = %self.principal, operation, resource_type, name, "denied by ACLs");
+        }
+        ok
+    }
+
+    /// [`Ctx::may`] on the cluster resource.
+    pub fn may_cluster(&self, shard: &Shard, operation: i8) -> bool {
+        use crate::security::acl::{CLUSTER_NAME, RESOURCE_CLUSTER};
+        self.may(shard, operation, RESOURCE_CLUSTER, CLUSTER_NAME)
+    }
 }
 
 /// What a response is encoded with (the request's API, version and correlation id).
@@ -122,7 +159,7 @@ pub async fn dispatch(
         }
         _ => {}
     }
-    match route(shard, req, conn.listener).await {
+    match route(shard, req, conn).await {
         Dispatched::Respond(fut) => {
             let s = shard.clone();
             let started = crate::runtime::now();
@@ -173,13 +210,15 @@ macro_rules! handlers {
         ];
 
         /// Routes a decoded request to its handler.
-        async fn route(shard: &Rc<Shard>, req: Request, listener: &'static str) -> Dispatched {
+        async fn route(shard: &Rc<Shard>, req: Request, conn: &Conn) -> Dispatched {
             let ctx = Ctx {
                 api_key: req.api_key,
                 version: req.api_version,
                 correlation_id: req.correlation_id,
                 client_id: req.client_id,
-                listener,
+                listener: conn.listener,
+                principal: conn.session.principal().clone(),
+                host: conn.host.clone(),
             };
             match req.body {
                 $(RequestKind::$skind(r) => $sfn(shard.clone(), r, ctx).await,)*
@@ -241,6 +280,9 @@ handlers! {
         // Security.
         DescribeUserScramCredentials => handlers::scram_credentials::describe,
         AlterUserScramCredentials => handlers::scram_credentials::alter,
+        CreateAcls => handlers::acls::create,
+        DescribeAcls => handlers::acls::describe,
+        DeleteAcls => handlers::acls::delete,
     }
 }
 

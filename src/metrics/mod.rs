@@ -39,6 +39,8 @@ pub struct ShardMetrics {
     /// credentials).
     pub sasl_authentications: Cell<u64>,
     pub sasl_authentication_failures: Cell<u64>,
+    /// Requests (or parts of them) the ACLs denied.
+    pub authorization_denials: Cell<u64>,
     pub mesh_sent: Cell<u64>,
     pub stall_seconds: Histogram,
     /// ISR changes this broker asked for as a partition leader.
@@ -61,6 +63,7 @@ impl Default for ShardMetrics {
             connections_rejected: Cell::new(0),
             sasl_authentications: Cell::new(0),
             sasl_authentication_failures: Cell::new(0),
+            authorization_denials: Cell::new(0),
             mesh_sent: Cell::new(0),
             stall_seconds: Histogram::new(LATENCY_BUCKETS_S),
             isr_shrinks: Cell::new(0),
@@ -169,6 +172,7 @@ pub struct ShardSnapshot {
     pub connections_rejected: u64,
     pub sasl_authentications: u64,
     pub sasl_authentication_failures: u64,
+    pub authorization_denials: u64,
     pub mesh_sent: u64,
     pub mesh_queue_depth: usize,
     pub stall_seconds: HistogramSnapshot,

@@ -249,6 +249,13 @@ pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
     );
     per_shard(
         &mut out,
+        "sluice_authorization_denials_total",
+        "counter",
+        "Operations on resources the ACLs denied (--authorizer standard).",
+        &|s| s.authorization_denials.to_string(),
+    );
+    per_shard(
+        &mut out,
         "sluice_mesh_messages_sent_total",
         "counter",
         "Messages sent to other shards.",
@@ -631,6 +638,7 @@ mod tests {
             connections_rejected: 0,
             sasl_authentications: 0,
             sasl_authentication_failures: 0,
+            authorization_denials: 0,
             mesh_sent: 0,
             mesh_queue_depth: 0,
             stall_seconds: HistogramSnapshot::empty(LATENCY_BUCKETS_S),

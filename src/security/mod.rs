@@ -2,5 +2,6 @@
 //! each connection arrived on. Pure: no I/O, no shard state; the connection drives it and
 //! the credentials come from the metadata image.
 
+pub mod acl;
 pub mod sasl;
 pub mod scram;

@@ -68,7 +68,7 @@ pub struct Session {
     /// SaslHandshake v0 chose raw tokens for the exchange.
     raw_tokens: bool,
     /// `User:NAME` once authenticated; `User:ANONYMOUS` on a plaintext listener.
-    principal: String,
+    principal: std::rc::Rc<str>,
 }
 
 impl Session {
@@ -81,12 +81,12 @@ impl Session {
                 State::NotRequired
             },
             raw_tokens: false,
-            principal: "User:ANONYMOUS".to_owned(),
+            principal: std::rc::Rc::from("User:ANONYMOUS"),
         }
     }
 
     /// Kafka's principal for this connection (`User:ANONYMOUS` until authenticated).
-    pub fn principal(&self) -> &str {
+    pub fn principal(&self) -> &std::rc::Rc<str> {
         &self.principal
     }
 
@@ -189,7 +189,7 @@ impl Session {
             Ok(Step::Continue(reply)) => Ok(reply),
             Ok(Step::Done { user, reply }) => {
                 self.state = State::Authenticated;
-                self.principal = format!("User:{user}");
+                self.principal = std::rc::Rc::from(format!("User:{user}"));
                 Ok(reply)
             }
             Err(e) => {
@@ -252,7 +252,7 @@ mod tests {
         assert!(!s.allows(ApiKey::Metadata) && !s.allows(ApiKey::Produce));
         let p = Session::new(false);
         assert!(p.allows(ApiKey::Produce));
-        assert_eq!(p.principal(), "User:ANONYMOUS");
+        assert_eq!(&**p.principal(), "User:ANONYMOUS");
     }
 
     #[test]
@@ -262,7 +262,7 @@ mod tests {
         s.handshake("PLAIN", &enabled).unwrap();
         assert_eq!(s.authenticate(b"\0alice\0pw", creds()), Ok(Vec::new()));
         assert!(s.allows(ApiKey::Produce));
-        assert_eq!(s.principal(), "User:alice");
+        assert_eq!(&**s.principal(), "User:alice");
         // No second handshake on an authenticated connection; it stays open.
         let again = s.handshake("PLAIN", &enabled).unwrap_err();
         assert_eq!(again.code, ResponseError::IllegalSaslState.code());

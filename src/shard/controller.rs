@@ -415,6 +415,10 @@ pub enum ControllerOp {
     AlterReassignments(Vec<(String, i32, Option<Vec<i32>>)>),
     /// AlterUserScramCredentials (see [`Command::AlterScram`]).
     AlterScram(Vec<(String, Vec<crate::controller::ScramChange>)>),
+    /// CreateAcls (see [`Command::CreateAcls`]).
+    CreateAcls(Vec<crate::security::acl::AclBinding>),
+    /// DeleteAcls: per filter, the bindings it removed.
+    DeleteAcls(Vec<crate::security::acl::AclFilter>),
 }
 
 /// The controller's answer to a [`ControllerOp`].
@@ -430,6 +434,8 @@ pub enum ControllerReply {
     Reassigned(OpResult<Vec<PartitionOutcome>>),
     /// Per user: (user, error code, message).
     Scram(OpResult<Vec<UserOutcome>>),
+    /// Per DeleteAcls filter: the bindings it removed.
+    AclsDeleted(OpResult<Vec<Vec<crate::security::acl::AclBinding>>>),
 }
 
 /// One user's outcome: (user, error code, message).
@@ -457,6 +463,7 @@ impl ControllerReply {
             Elected,
             Reassigned,
             Scram,
+            AclsDeleted,
         }
         let shape = match op {
             ControllerOp::CreateTopics { topics, .. } => Shape::Topics(topics.len()),
@@ -468,6 +475,8 @@ impl ControllerReply {
             ControllerOp::ElectLeaders { .. } => Shape::Elected,
             ControllerOp::AlterReassignments(_) => Shape::Reassigned,
             ControllerOp::AlterScram(_) => Shape::Scram,
+            ControllerOp::CreateAcls(_) => Shape::Done,
+            ControllerOp::DeleteAcls(_) => Shape::AclsDeleted,
         };
         move |e: OpError| match shape {
             Shape::Topics(n) => ControllerReply::Topics(vec![Err(e); n]),
@@ -477,6 +486,7 @@ impl ControllerReply {
             Shape::Elected => ControllerReply::Elected(Err(e)),
             Shape::Reassigned => ControllerReply::Reassigned(Err(e)),
             Shape::Scram => ControllerReply::Scram(Err(e)),
+            Shape::AclsDeleted => ControllerReply::AclsDeleted(Err(e)),
         }
     }
 
@@ -511,6 +521,13 @@ impl ControllerReply {
     pub fn reassigned(self) -> OpResult<Vec<PartitionOutcome>> {
         match self {
             ControllerReply::Reassigned(r) => r,
+            _ => Err(mismatch()),
+        }
+    }
+
+    pub fn acls_deleted(self) -> OpResult<Vec<Vec<crate::security::acl::AclBinding>>> {
+        match self {
+            ControllerReply::AclsDeleted(r) => r,
             _ => Err(mismatch()),
         }
     }
@@ -593,6 +610,35 @@ pub async fn run_here(shard: &Rc<Shard>, op: ControllerOp) -> ControllerReply {
             ControllerReply::Reassigned(alter_reassignments(shard, items).await)
         }
         ControllerOp::AlterScram(users) => ControllerReply::Scram(alter_scram(shard, users).await),
+        ControllerOp::CreateAcls(bindings) => ControllerReply::Done(
+            commit(shard, "create-acls", Command::CreateAcls(bindings))
+                .await
+                .map(|_| ()),
+        ),
+        ControllerOp::DeleteAcls(filters) => {
+            // Each filter's matches, taken from the image the deletion is proposed against.
+            let matched: Vec<Vec<crate::security::acl::AclBinding>> = {
+                let d = driver(shard);
+                let state = d.state.borrow();
+                filters
+                    .iter()
+                    .map(|f| {
+                        state
+                            .image()
+                            .acls
+                            .iter()
+                            .filter(|b| f.matches(b))
+                            .cloned()
+                            .collect()
+                    })
+                    .collect()
+            };
+            ControllerReply::AclsDeleted(
+                commit(shard, "delete-acls", Command::DeleteAcls(filters))
+                    .await
+                    .map(|_| matched),
+            )
+        }
     }
 }
 

@@ -59,7 +59,7 @@ async fn alter(
 pub async fn handle_incremental(
     shard: Rc<Shard>,
     req: IncrementalAlterConfigsRequest,
-    _ctx: Ctx,
+    ctx: Ctx,
 ) -> ResponseKind {
     let image = shard.metadata();
     let mut responses = Vec::with_capacity(req.resources.len());
@@ -108,15 +108,20 @@ pub async fn handle_incremental(
                 }
             })
             .collect();
-        let (code, msg) = alter(
-            &shard,
-            res.resource_type,
-            name,
-            ops,
-            false,
-            req.validate_only,
-        )
-        .await;
+        let (code, msg) = match denied(&shard, &ctx, res.resource_type, &name) {
+            Some(d) => d,
+            None => {
+                alter(
+                    &shard,
+                    res.resource_type,
+                    name,
+                    ops,
+                    false,
+                    req.validate_only,
+                )
+                .await
+            }
+        };
         responses.push(
             incremental_alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_error_code(code)
@@ -130,7 +135,7 @@ pub async fn handle_incremental(
     )
 }
 
-pub async fn handle_legacy(shard: Rc<Shard>, req: AlterConfigsRequest, _ctx: Ctx) -> ResponseKind {
+pub async fn handle_legacy(shard: Rc<Shard>, req: AlterConfigsRequest, ctx: Ctx) -> ResponseKind {
     let mut responses = Vec::with_capacity(req.resources.len());
     for res in req.resources {
         let name = res.resource_name.as_str().to_owned();
@@ -143,15 +148,20 @@ pub async fn handle_legacy(shard: Rc<Shard>, req: AlterConfigsRequest, _ctx: Ctx
                     .map(|v| ConfigOp::Set(c.name.as_str().to_owned(), v.as_str().to_owned()))
             })
             .collect());
-        let (code, msg) = alter(
-            &shard,
-            res.resource_type,
-            name,
-            ops,
-            true,
-            req.validate_only,
-        )
-        .await;
+        let (code, msg) = match denied(&shard, &ctx, res.resource_type, &name) {
+            Some(d) => d,
+            None => {
+                alter(
+                    &shard,
+                    res.resource_type,
+                    name,
+                    ops,
+                    true,
+                    req.validate_only,
+                )
+                .await
+            }
+        };
         responses.push(
             alter_configs_response::AlterConfigsResourceResponse::default()
                 .with_error_code(code)
@@ -161,4 +171,27 @@ pub async fn handle_legacy(shard: Rc<Shard>, req: AlterConfigsRequest, _ctx: Ctx
         );
     }
     ResponseKind::AlterConfigs(AlterConfigsResponse::default().with_responses(responses))
+}
+
+/// ACLs: ALTER_CONFIGS on the topic (config resource type 2), or on the cluster for broker
+/// configs; the error to answer with, if denied.
+fn denied(
+    shard: &Shard,
+    ctx: &Ctx,
+    resource_type: i8,
+    name: &str,
+) -> Option<(i16, Option<String>)> {
+    use crate::security::acl::{OP_ALTER_CONFIGS, RESOURCE_TOPIC as ACL_TOPIC};
+    let (ok, error) = if resource_type == 2 {
+        (
+            ctx.may(shard, OP_ALTER_CONFIGS, ACL_TOPIC, name),
+            ResponseError::TopicAuthorizationFailed,
+        )
+    } else {
+        (
+            ctx.may_cluster(shard, OP_ALTER_CONFIGS),
+            ResponseError::ClusterAuthorizationFailed,
+        )
+    };
+    (!ok).then(|| (error.code(), None))
 }

@@ -42,7 +42,9 @@ pub async fn handle(shard: Rc<Shard>, req: CreateTopicsRequest, ctx: Ctx) -> Res
             }
         }
         let result = CreatableTopicResult::default().with_name(t.name.clone());
-        if dup {
+        if !crate::kafka::handlers::may_create(&shard, &ctx, &name) {
+            results.push(result.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
+        } else if dup {
             results.push(
                 result
                     .with_error_code(ResponseError::InvalidRequest.code())

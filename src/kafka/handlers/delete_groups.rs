@@ -11,14 +11,24 @@ use sluice_net::ResponseKind;
 
 use crate::coordinator::group::coordinator::{Reply, Request};
 use crate::kafka::dispatch::Ctx;
+use crate::security::acl::{OP_DELETE, RESOURCE_GROUP};
 use crate::shard::groups;
 use crate::shard::Shard;
 
-pub async fn handle(shard: Rc<Shard>, req: DeleteGroupsRequest, _ctx: Ctx) -> ResponseKind {
-    let calls = req.groups_names.iter().map(|g| {
+pub async fn handle(shard: Rc<Shard>, req: DeleteGroupsRequest, ctx: Ctx) -> ResponseKind {
+    // ACLs: DELETE on each group.
+    let allowed: Vec<bool> = req
+        .groups_names
+        .iter()
+        .map(|g| ctx.may(&shard, OP_DELETE, RESOURCE_GROUP, g.0.as_str()))
+        .collect();
+    let calls = req.groups_names.iter().zip(allowed).map(|(g, allowed)| {
         let shard = shard.clone();
         let id = g.0.as_str().to_owned();
         async move {
+            if !allowed {
+                return ResponseError::GroupAuthorizationFailed.code();
+            }
             let gid = id.clone();
             match groups::call(&shard, &id, move |partition| {
                 Request::Delete(gid, partition)

@@ -12,10 +12,11 @@ use sluice_net::ResponseKind;
 
 use crate::kafka::dispatch::Ctx;
 use crate::kafka::handlers::per_partition;
+use crate::security::acl::{OP_DELETE, RESOURCE_TOPIC};
 use crate::shard::ops::{PartitionOp, PartitionOpOutcome};
 use crate::shard::Shard;
 
-pub async fn handle(shard: Rc<Shard>, req: DeleteRecordsRequest, _ctx: Ctx) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: DeleteRecordsRequest, ctx: Ctx) -> ResponseKind {
     let topics = req
         .topics
         .into_iter()
@@ -26,6 +27,10 @@ pub async fn handle(shard: Rc<Shard>, req: DeleteRecordsRequest, _ctx: Ctx) -> R
         topics,
         |p| p.partition_index,
         |meta, p| {
+            // ACLs: DELETE on the topic.
+            if !ctx.may(&shard, OP_DELETE, RESOURCE_TOPIC, &meta.name) {
+                return Err(ResponseError::TopicAuthorizationFailed);
+            }
             if meta.internal {
                 // As Kafka: "Cannot delete records of internal topic".
                 return Err(ResponseError::InvalidTopicException);

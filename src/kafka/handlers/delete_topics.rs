@@ -8,6 +8,7 @@ use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
 use crate::kafka::dispatch::Ctx;
+use crate::security::acl::{OP_DELETE, RESOURCE_TOPIC};
 use crate::shard::controller::{on_controller, ControllerOp, ControllerReply};
 use crate::shard::Shard;
 use crate::util::{sb, topic_name, uuid};
@@ -40,6 +41,14 @@ pub async fn handle(shard: Rc<Shard>, req: DeleteTopicsRequest, ctx: Ctx) -> Res
         let base = DeletableTopicResult::default()
             .with_name(name.as_deref().map(topic_name))
             .with_topic_id(uuid(&id));
+        // ACLs: DELETE on the topic (checked before telling whether it exists).
+        let named = name
+            .clone()
+            .or_else(|| resolved.as_ref().map(|m| m.name.clone()));
+        if named.is_some_and(|n| !ctx.may(&shard, OP_DELETE, RESOURCE_TOPIC, &n)) {
+            responses.push(base.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
+            continue;
+        }
         let Some(meta) = resolved else {
             let error = if name.is_none() {
                 ResponseError::UnknownTopicId

@@ -12,6 +12,13 @@ use crate::shard::Shard;
 use crate::util::sb;
 
 pub async fn handle(shard: Rc<Shard>, req: DescribeClusterRequest, ctx: Ctx) -> ResponseKind {
+    // ACLs: DESCRIBE on the cluster.
+    if !ctx.may_cluster(&shard, crate::security::acl::OP_DESCRIBE) {
+        return ResponseKind::DescribeCluster(
+            DescribeClusterResponse::default()
+                .with_error_code(kafka_protocol::ResponseError::ClusterAuthorizationFailed.code()),
+        );
+    }
     let to_wire = |b: crate::shard::BrokerInfo, fenced: bool| {
         DescribeClusterBroker::default()
             .with_broker_id(BrokerId(b.id))

@@ -13,6 +13,7 @@ use sluice_net::ResponseKind;
 use crate::cluster::topic_config::{self, TOPIC_CONFIG_KEYS};
 use crate::config::Config;
 use crate::kafka::dispatch::Ctx;
+use crate::security::acl;
 use crate::shard::Shard;
 use crate::util::sb;
 
@@ -102,6 +103,21 @@ pub async fn handle(shard: Rc<Shard>, req: DescribeConfigsRequest, ctx: Ctx) -> 
         let base = DescribeConfigsResult::default()
             .with_resource_type(res.resource_type)
             .with_resource_name(res.resource_name.clone());
+        // ACLs: DESCRIBE_CONFIGS on the topic, or on the cluster for broker configs.
+        let allowed = if res.resource_type == RESOURCE_TOPIC {
+            ctx.may(&shard, acl::OP_DESCRIBE_CONFIGS, acl::RESOURCE_TOPIC, &name)
+        } else {
+            ctx.may_cluster(&shard, acl::OP_DESCRIBE_CONFIGS)
+        };
+        if !allowed {
+            let error = if res.resource_type == RESOURCE_TOPIC {
+                ResponseError::TopicAuthorizationFailed
+            } else {
+                ResponseError::ClusterAuthorizationFailed
+            };
+            results.push(base.with_error_code(error.code()));
+            continue;
+        }
         let out = match res.resource_type {
             RESOURCE_TOPIC => match image.topic(&name) {
                 None => base

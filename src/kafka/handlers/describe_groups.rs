@@ -11,16 +11,26 @@ use sluice_net::ResponseKind;
 
 use crate::coordinator::group::coordinator::{Reply, Request};
 use crate::kafka::dispatch::Ctx;
+use crate::security::acl::{OP_DESCRIBE, RESOURCE_GROUP};
 use crate::shard::groups;
 use crate::shard::Shard;
 use crate::util::sb;
 
 pub async fn handle(shard: Rc<Shard>, req: DescribeGroupsRequest, ctx: Ctx) -> ResponseKind {
     let version = ctx.version;
-    let calls = req.groups.iter().map(|g| {
+    // ACLs: DESCRIBE on each group.
+    let allowed: Vec<bool> = req
+        .groups
+        .iter()
+        .map(|g| ctx.may(&shard, OP_DESCRIBE, RESOURCE_GROUP, g.0.as_str()))
+        .collect();
+    let calls = req.groups.iter().zip(allowed).map(|(g, allowed)| {
         let shard = shard.clone();
         let id = g.0.as_str().to_owned();
         async move {
+            if !allowed {
+                return Err(ResponseError::GroupAuthorizationFailed);
+            }
             let gid = id.clone();
             groups::call(&shard, &id, move |partition| {
                 Request::Describe(gid, partition)

@@ -14,7 +14,14 @@ use crate::kafka::dispatch::Ctx;
 use crate::shard::{MeshMsg, Shard};
 use crate::util::{sb, topic_name};
 
-pub async fn handle(shard: Rc<Shard>, req: DescribeLogDirsRequest, _ctx: Ctx) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: DescribeLogDirsRequest, ctx: Ctx) -> ResponseKind {
+    // ACLs: DESCRIBE on the cluster.
+    if !ctx.may_cluster(&shard, crate::security::acl::OP_DESCRIBE) {
+        return ResponseKind::DescribeLogDirs(
+            DescribeLogDirsResponse::default()
+                .with_error_code(kafka_protocol::ResponseError::ClusterAuthorizationFailed.code()),
+        );
+    }
     let calls = (0..shard.shards)
         .map(|target| shard.request(target, |reply| MeshMsg::LogDirSizes { reply }));
     let wanted: Option<BTreeMap<String, Vec<i32>>> = req.topics.map(|ts| {

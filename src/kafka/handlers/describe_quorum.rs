@@ -17,7 +17,14 @@ use crate::util::{sb, topic_name};
 /// Kafka's name for the metadata log.
 const METADATA_TOPIC: &str = "__cluster_metadata";
 
-pub async fn handle(shard: Rc<Shard>, _req: DescribeQuorumRequest, _ctx: Ctx) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, _req: DescribeQuorumRequest, ctx: Ctx) -> ResponseKind {
+    // ACLs: DESCRIBE on the cluster.
+    if !ctx.may_cluster(&shard, crate::security::acl::OP_DESCRIBE) {
+        return ResponseKind::DescribeQuorum(
+            DescribeQuorumResponse::default()
+                .with_error_code(kafka_protocol::ResponseError::ClusterAuthorizationFailed.code()),
+        );
+    }
     let node = shard.config.args.node_id;
     let partition = if !shard.config.clustered() {
         let epoch = shard.metadata().epoch as i64;

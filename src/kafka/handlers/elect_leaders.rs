@@ -18,6 +18,14 @@ use crate::shard::Shard;
 use crate::util::{sb, topic_name};
 
 pub async fn handle(shard: Rc<Shard>, req: ElectLeadersRequest, ctx: Ctx) -> ResponseKind {
+    // ACLs: ALTER on the cluster.
+    if !ctx.may_cluster(&shard, crate::security::acl::OP_ALTER) {
+        return respond(
+            ctx.version,
+            ResponseError::ClusterAuthorizationFailed.code(),
+            Vec::new(),
+        );
+    }
     let named: Option<Vec<(String, i32)>> = req.topic_partitions.as_ref().map(|t| {
         t.iter()
             .flat_map(|tp| {

@@ -3,6 +3,7 @@
 //! partitions and the first wake-up triggers another round. The response carries the stored
 //! batches' `Bytes` straight to the socket (see `sluice_net::fetch`).
 
+use crate::security::acl::{OP_CLUSTER_ACTION, OP_READ, RESOURCE_TOPIC};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
@@ -53,6 +54,11 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
     let read_committed = !from_replica && req.isolation_level == 1;
 
     let mut resp = FetchResponseOut::default();
+    // ACLs: a follower needs CLUSTER_ACTION on the cluster, a consumer READ on each topic.
+    if from_replica && !ctx.may_cluster(&shard, OP_CLUSTER_ACTION) {
+        resp.error_code = ResponseError::ClusterAuthorizationFailed.code();
+        return Some(encode_fetch_response(version, ctx.correlation_id, &resp));
+    }
     if version >= 7 && req.session_epoch > 0 {
         // We never hand out fetch sessions, so an incremental fetch names an unknown one.
         resp.error_code = ResponseError::FetchSessionIdNotFound.code();
@@ -83,9 +89,19 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
             topic_id: *t.topic_id.as_bytes(),
             partitions: Vec::with_capacity(t.partitions.len()),
         });
+        let readable = from_replica
+            || ctx.may(
+                &shard,
+                OP_READ,
+                RESOURCE_TOPIC,
+                meta.map_or(t.topic.0.as_str(), |m| m.name.as_str()),
+            );
         for (pi, p) in t.partitions.iter().enumerate() {
             let known = meta.filter(|m| m.has_partition(p.partition));
             match known {
+                _ if !readable => {
+                    pending_errors.push((ti, pi, ResponseError::TopicAuthorizationFailed.code()));
+                }
                 Some(m) if !shard.leads(m, p.partition) => {
                     pending_errors.push((ti, pi, ResponseError::NotLeaderOrFollower.code()));
                 }

@@ -6,6 +6,7 @@
 //! lookup (as Kafka does). Transactions are served by a single node only for now: a cluster
 //! answers COORDINATOR_NOT_AVAILABLE for them.
 
+use crate::security::acl::{OP_DESCRIBE, RESOURCE_GROUP, RESOURCE_TRANSACTIONAL_ID};
 use std::rc::Rc;
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -153,19 +154,31 @@ pub async fn handle(shard: Rc<Shard>, req: FindCoordinatorRequest, ctx: Ctx) -> 
     let mut coordinators = Vec::with_capacity(keys.len());
     for key in keys {
         let c = Coordinator::default().with_key(key.clone());
-        coordinators.push(
-            match lookup(&shard, key.as_str(), req.key_type, ctx.listener) {
-                Ok(b) => c
-                    .with_node_id(BrokerId(b.id))
-                    .with_host(sb(b.host))
-                    .with_port(b.port),
-                Err((e, why)) => c
-                    .with_node_id(BrokerId(-1))
-                    .with_port(-1)
-                    .with_error_code(e.code())
-                    .with_error_message(Some(sb(why))),
-            },
-        );
+        // ACLs: DESCRIBE on the group or the transactional id.
+        let (resource, denial) = if req.key_type == KEY_TYPE_TRANSACTION {
+            (
+                RESOURCE_TRANSACTIONAL_ID,
+                ResponseError::TransactionalIdAuthorizationFailed,
+            )
+        } else {
+            (RESOURCE_GROUP, ResponseError::GroupAuthorizationFailed)
+        };
+        let looked_up = if ctx.may(&shard, OP_DESCRIBE, resource, key.as_str()) {
+            lookup(&shard, key.as_str(), req.key_type, ctx.listener)
+        } else {
+            Err((denial, "not authorized"))
+        };
+        coordinators.push(match looked_up {
+            Ok(b) => c
+                .with_node_id(BrokerId(b.id))
+                .with_host(sb(b.host))
+                .with_port(b.port),
+            Err((e, why)) => c
+                .with_node_id(BrokerId(-1))
+                .with_port(-1)
+                .with_error_code(e.code())
+                .with_error_message(Some(sb(why))),
+        });
     }
     let mut resp = FindCoordinatorResponse::default();
     if version >= 4 {

@@ -1,5 +1,6 @@
 //! Heartbeat: keeps a member's session alive; tells it when a rebalance started.
 
+use crate::security::acl::{OP_READ, RESOURCE_GROUP};
 use std::rc::Rc;
 
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
@@ -11,7 +12,13 @@ use crate::kafka::dispatch::Ctx;
 use crate::shard::groups;
 use crate::shard::Shard;
 
-pub async fn handle(shard: Rc<Shard>, req: HeartbeatRequest, _ctx: Ctx) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: HeartbeatRequest, ctx: Ctx) -> ResponseKind {
+    if !ctx.may(&shard, OP_READ, RESOURCE_GROUP, req.group_id.0.as_str()) {
+        return ResponseKind::Heartbeat(
+            HeartbeatResponse::default()
+                .with_error_code(ResponseError::GroupAuthorizationFailed.code()),
+        );
+    }
     let group_id = req.group_id.0.as_str().to_owned();
     let hb = |partition| Hb {
         group_id: group_id.clone(),

@@ -3,6 +3,9 @@
 //! bumped. Transactional producers: their transactional id's coordinator answers
 //! (`shard::txns`, docs/architecture.md §7.1).
 
+use crate::security::acl::{
+    OP_IDEMPOTENT_WRITE, OP_WRITE, RESOURCE_TOPIC, RESOURCE_TRANSACTIONAL_ID,
+};
 use std::rc::Rc;
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
@@ -15,13 +18,18 @@ use crate::shard::controller::{on_controller, ControllerOp, ControllerReply};
 use crate::shard::txns;
 use crate::shard::Shard;
 
-pub async fn handle(shard: Rc<Shard>, req: InitProducerIdRequest, _ctx: Ctx) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: InitProducerIdRequest, ctx: Ctx) -> ResponseKind {
     let resp = InitProducerIdResponse::default()
         .with_producer_id(ProducerId(-1))
         .with_producer_epoch(-1);
     let (pid, epoch) = (req.producer_id.0, req.producer_epoch);
     if let Some(id) = &req.transactional_id {
         let id = id.0.as_str().to_owned();
+        if !ctx.may(&shard, OP_WRITE, RESOURCE_TRANSACTIONAL_ID, &id) {
+            return ResponseKind::InitProducerId(
+                resp.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code()),
+            );
+        }
         let expected = (pid >= 0).then_some((pid, epoch));
         let reply = txns::call(&shard, &id, |partition| {
             Request::Init(InitRequest {
@@ -45,6 +53,13 @@ pub async fn handle(shard: Rc<Shard>, req: InitProducerIdRequest, _ctx: Ctx) -> 
             Err(e) => resp.with_error_code(e.code()),
         });
     }
+    // An idempotent producer needs IDEMPOTENT_WRITE on the cluster or WRITE on some topic
+    // (KIP-679).
+    if !may_write_idempotently(&shard, &ctx) {
+        return ResponseKind::InitProducerId(
+            resp.with_error_code(ResponseError::ClusterAuthorizationFailed.code()),
+        );
+    }
     if pid >= 0 && (0..i16::MAX - 1).contains(&epoch) {
         return ResponseKind::InitProducerId(
             resp.with_producer_id(ProducerId(pid))
@@ -58,4 +73,32 @@ pub async fn handle(shard: Rc<Shard>, req: InitProducerIdRequest, _ctx: Ctx) -> 
         Ok(id) => resp.with_producer_id(ProducerId(id)).with_producer_epoch(0),
         Err(e) => resp.with_error_code(e.error.code()),
     })
+}
+
+fn may_write_idempotently(shard: &Shard, ctx: &Ctx) -> bool {
+    let config = &shard.config.authorizer;
+    if !config.enabled {
+        return true;
+    }
+    let image = shard.metadata();
+    let quietly = |op: i8, rt: i8, name: &str| {
+        crate::security::acl::authorize(
+            config,
+            &image.acls,
+            &ctx.principal,
+            &ctx.host,
+            op,
+            rt,
+            name,
+        )
+    };
+    quietly(
+        OP_IDEMPOTENT_WRITE,
+        crate::security::acl::RESOURCE_CLUSTER,
+        crate::security::acl::CLUSTER_NAME,
+    ) || image
+        .topics
+        .keys()
+        .any(|t| quietly(OP_WRITE, RESOURCE_TOPIC, t))
+        || ctx.may_cluster(shard, OP_IDEMPOTENT_WRITE)
 }

@@ -1,6 +1,7 @@
 //! JoinGroup: forwarded to the group's coordinator shard; answers once the rebalance completes
 //! (or at once with MEMBER_ID_REQUIRED, errors, or the current generation).
 
+use crate::security::acl::{OP_READ, RESOURCE_GROUP};
 use std::rc::Rc;
 
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
@@ -15,6 +16,12 @@ use crate::shard::Shard;
 use crate::util::sb;
 
 pub async fn handle(shard: Rc<Shard>, req: JoinGroupRequest, ctx: Ctx) -> ResponseKind {
+    if !ctx.may(&shard, OP_READ, RESOURCE_GROUP, req.group_id.0.as_str()) {
+        return ResponseKind::JoinGroup(
+            JoinGroupResponse::default()
+                .with_error_code(ResponseError::GroupAuthorizationFailed.code()),
+        );
+    }
     let version = ctx.version;
     let client_id = ctx.client_id.unwrap_or_default();
     let group_id = req.group_id.0.as_str().to_owned();

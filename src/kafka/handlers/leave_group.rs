@@ -1,5 +1,6 @@
 //! LeaveGroup: one member (v0–2) or a batch of members by id or group.instance.id (v3+).
 
+use crate::security::acl::{OP_READ, RESOURCE_GROUP};
 use std::rc::Rc;
 
 use kafka_protocol::messages::leave_group_response::MemberResponse;
@@ -14,6 +15,12 @@ use crate::shard::Shard;
 use crate::util::sb;
 
 pub async fn handle(shard: Rc<Shard>, req: LeaveGroupRequest, ctx: Ctx) -> ResponseKind {
+    if !ctx.may(&shard, OP_READ, RESOURCE_GROUP, req.group_id.0.as_str()) {
+        return ResponseKind::LeaveGroup(
+            LeaveGroupResponse::default()
+                .with_error_code(ResponseError::GroupAuthorizationFailed.code()),
+        );
+    }
     let version = ctx.version;
     let group_id = req.group_id.0.as_str().to_owned();
     let members: Vec<(String, Option<String>)> = if version >= 3 {

@@ -11,6 +11,7 @@ use sluice_net::ResponseKind;
 
 use crate::coordinator::group::coordinator::{Reply, Request};
 use crate::kafka::dispatch::Ctx;
+use crate::security::acl::{OP_DESCRIBE, RESOURCE_GROUP};
 use crate::shard::{MeshMsg, Shard};
 use crate::util::sb;
 
@@ -35,6 +36,19 @@ pub async fn handle(shard: Rc<Shard>, req: ListGroupsRequest, ctx: Ctx) -> Respo
         .iter()
         .map(|s| s.as_str().to_lowercase())
         .collect();
+    let all_groups = {
+        let config = &shard.config.authorizer;
+        let image = shard.metadata();
+        crate::security::acl::authorize(
+            config,
+            &image.acls,
+            &ctx.principal,
+            &ctx.host,
+            OP_DESCRIBE,
+            crate::security::acl::RESOURCE_CLUSTER,
+            crate::security::acl::CLUSTER_NAME,
+        )
+    };
     let types_ok = req.types_filter.is_empty()
         || req
             .types_filter
@@ -43,6 +57,8 @@ pub async fn handle(shard: Rc<Shard>, req: ListGroupsRequest, ctx: Ctx) -> Respo
     let listed = groups
         .into_iter()
         .filter(|g| types_ok && (states.is_empty() || states.contains(&g.state.to_lowercase())))
+        // ACLs: DESCRIBE on the cluster lists every group; otherwise those it may DESCRIBE.
+        .filter(|g| all_groups || ctx.may(&shard, OP_DESCRIBE, RESOURCE_GROUP, &g.group_id))
         .map(|g| {
             let mut out = ListedGroup::default()
                 .with_group_id(GroupId(sb(g.group_id)))

@@ -12,6 +12,7 @@ use sluice_net::ResponseKind;
 
 use crate::kafka::dispatch::Ctx;
 use crate::kafka::handlers::per_partition;
+use crate::security::acl::{OP_DESCRIBE, RESOURCE_TOPIC};
 use crate::shard::ops::{PartitionOp, PartitionOpOutcome};
 use crate::shard::Shard;
 
@@ -28,7 +29,11 @@ pub async fn handle(shard: Rc<Shard>, req: ListOffsetsRequest, ctx: Ctx) -> Resp
         &shard,
         topics,
         |p| p.partition_index,
-        |_, p| {
+        |m, p| {
+            // ACLs: DESCRIBE on the topic.
+            if !ctx.may(&shard, OP_DESCRIBE, RESOURCE_TOPIC, &m.name) {
+                return Err(ResponseError::TopicAuthorizationFailed);
+            }
             Ok(PartitionOp::ListOffset {
                 timestamp: p.timestamp,
                 read_committed,

@@ -3,6 +3,8 @@
 //! live are listed as offline). Unknown topics are auto-created when both the broker and the
 //! request allow it.
 
+use crate::kafka::handlers::may_create;
+use crate::security::acl::{OP_DESCRIBE, RESOURCE_TOPIC};
 use std::rc::Rc;
 
 use kafka_protocol::messages::metadata_response::{
@@ -45,7 +47,11 @@ pub async fn handle(shard: Rc<Shard>, req: MetadataRequest, ctx: Ctx) -> Respons
         let missing: Vec<String> = wanted
             .iter()
             .filter_map(|w| match w {
-                Wanted::Name(n) if image.topic(n).is_none() && validate_topic_name(n).is_ok() => {
+                Wanted::Name(n)
+                    if image.topic(n).is_none()
+                        && validate_topic_name(n).is_ok()
+                        && may_create(&shard, &ctx, n) =>
+                {
                     Some(n.clone())
                 }
                 _ => None,
@@ -58,11 +64,31 @@ pub async fn handle(shard: Rc<Shard>, req: MetadataRequest, ctx: Ctx) -> Respons
     }
     let brokers = shard.brokers(ctx.listener);
     let live = |id: i32| brokers.iter().any(|b| b.id == id);
+    // ACLs: topics the principal may not DESCRIBE are left out of a full listing and answer
+    // TOPIC_AUTHORIZATION_FAILED when named (whether or not they exist, as Kafka does).
+    let describable = |name: &str| ctx.may(&shard, OP_DESCRIBE, RESOURCE_TOPIC, name);
     let topics = match wanted {
-        None => image.topics.values().map(|t| describe(t, &live)).collect(),
+        None => image
+            .topics
+            .values()
+            .filter(|t| describable(&t.name))
+            .map(|t| describe(t, &live))
+            .collect(),
         Some(wanted) => wanted
             .iter()
-            .map(|w| describe_wanted(&image, w, &live))
+            .map(|w| {
+                let name = match w {
+                    Wanted::Name(n) => Some(n.as_str()),
+                    Wanted::Id(id) => image.topic_by_id(id).map(|t| t.name.as_str()),
+                };
+                match name {
+                    Some(n) if !describable(n) => MetadataResponseTopic::default()
+                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                        .with_name(Some(topic_name(n)))
+                        .with_topic_authorized_operations(i32::MIN),
+                    _ => describe_wanted(&image, w, &live),
+                }
+            })
             .collect(),
     };
     let brokers = brokers

@@ -3,6 +3,7 @@
 //! `__consumer_offsets` and answered once durable per the flush policy. Offsets of unknown
 //! topics or partitions are refused with UNKNOWN_TOPIC_OR_PARTITION, as Kafka does.
 
+use crate::security::acl::{OP_READ, RESOURCE_GROUP, RESOURCE_TOPIC};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -83,9 +84,19 @@ pub(crate) async fn commit_offsets(
 pub async fn handle(shard: Rc<Shard>, req: OffsetCommitRequest, ctx: Ctx) -> ResponseKind {
     let version = ctx.version;
     let group_id = req.group_id.0.as_str().to_owned();
+    // ACLs: READ on the group for all of it, READ on each topic for its partitions.
+    let group_denied = !ctx.may(&shard, OP_READ, RESOURCE_GROUP, &group_id);
+    let unreadable: std::collections::BTreeSet<String> = req
+        .topics
+        .iter()
+        .map(|t| t.name.0.as_str())
+        .filter(|n| !group_denied && !ctx.may(&shard, OP_READ, RESOURCE_TOPIC, n))
+        .map(str::to_owned)
+        .collect();
     let wanted = req
         .topics
         .iter()
+        .filter(|t| !group_denied && !unreadable.contains(t.name.0.as_str()))
         .flat_map(|t| {
             t.partitions.iter().map(move |p| {
                 (
@@ -125,10 +136,16 @@ pub async fn handle(shard: Rc<Shard>, req: OffsetCommitRequest, ctx: Ctx) -> Res
                 .partitions
                 .iter()
                 .map(|p| {
-                    let e = results
-                        .get(&(t.name.0.as_str().to_owned(), p.partition_index))
-                        .copied()
-                        .unwrap_or(ResponseError::UnknownServerError.code());
+                    let e = if group_denied {
+                        ResponseError::GroupAuthorizationFailed.code()
+                    } else if unreadable.contains(t.name.0.as_str()) {
+                        ResponseError::TopicAuthorizationFailed.code()
+                    } else {
+                        results
+                            .get(&(t.name.0.as_str().to_owned(), p.partition_index))
+                            .copied()
+                            .unwrap_or(ResponseError::UnknownServerError.code())
+                    };
                     OffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
                         .with_error_code(e)

@@ -12,12 +12,30 @@ use sluice_net::ResponseKind;
 
 use crate::coordinator::group::coordinator::{OffsetDeleteRequest as Od, Reply, Request};
 use crate::kafka::dispatch::Ctx;
+use crate::security::acl::{OP_DELETE, OP_READ, RESOURCE_GROUP, RESOURCE_TOPIC};
 use crate::shard::groups;
 use crate::shard::Shard;
 use crate::util::topic_name;
 
-pub async fn handle(shard: Rc<Shard>, req: OffsetDeleteRequest, _ctx: Ctx) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: OffsetDeleteRequest, ctx: Ctx) -> ResponseKind {
     let group_id = req.group_id.0.as_str().to_owned();
+    // ACLs: DELETE on the group, READ on every topic named.
+    if !ctx.may(&shard, OP_DELETE, RESOURCE_GROUP, &group_id) {
+        return ResponseKind::OffsetDelete(
+            OffsetDeleteResponse::default()
+                .with_error_code(ResponseError::GroupAuthorizationFailed.code()),
+        );
+    }
+    if req
+        .topics
+        .iter()
+        .any(|t| !ctx.may(&shard, OP_READ, RESOURCE_TOPIC, t.name.0.as_str()))
+    {
+        return ResponseKind::OffsetDelete(
+            OffsetDeleteResponse::default()
+                .with_error_code(ResponseError::TopicAuthorizationFailed.code()),
+        );
+    }
     let od = |partition| Od {
         group_id: group_id.clone(),
         partition,

@@ -1,6 +1,7 @@
 //! OffsetFetch: committed offsets of one group (v1–7) or several (v8+), all partitions when
 //! no topics are named. Unknown partitions answer offset -1, as Kafka does.
 
+use crate::security::acl::{OP_DESCRIBE, RESOURCE_GROUP, RESOURCE_TOPIC};
 use std::rc::Rc;
 
 use futures_util::future::join_all;
@@ -54,8 +55,17 @@ pub async fn handle(shard: Rc<Shard>, req: OffsetFetchRequest, ctx: Ctx) -> Resp
     let epoch = |e: i32| if version >= 5 { e } else { -1 };
     // v7+: read_committed consumers ask for stable offsets only (KIP-447).
     let require_stable = version >= 7 && req.require_stable;
+    // ACLs: DESCRIBE on the group; offsets of topics it may not DESCRIBE are left out.
+    let group_ok = |id: &str| ctx.may(&shard, OP_DESCRIBE, RESOURCE_GROUP, id);
+    let topic_ok = |t: &String| ctx.may(&shard, OP_DESCRIBE, RESOURCE_TOPIC, t);
+    let denied = (ResponseError::GroupAuthorizationFailed.code(), Vec::new());
     if version >= 8 {
-        let calls = req.groups.iter().map(|g| {
+        let allowed: Vec<bool> = req
+            .groups
+            .iter()
+            .map(|g| group_ok(g.group_id.0.as_str()))
+            .collect();
+        let calls = req.groups.iter().zip(allowed).map(|(g, allowed)| {
             let topics = g.topics.as_ref().map(|ts| {
                 ts.iter()
                     .map(|t| (t.name.0.as_str().to_owned(), t.partition_indexes.clone()))
@@ -63,7 +73,13 @@ pub async fn handle(shard: Rc<Shard>, req: OffsetFetchRequest, ctx: Ctx) -> Resp
             });
             let shard = shard.clone();
             let id = g.group_id.0.as_str().to_owned();
-            async move { fetch(&shard, id, topics, require_stable).await }
+            let denied = denied.clone();
+            async move {
+                if !allowed {
+                    return denied;
+                }
+                fetch(&shard, id, topics, require_stable).await
+            }
         });
         let results = join_all(calls).await;
         let groups = req
@@ -73,6 +89,7 @@ pub async fn handle(shard: Rc<Shard>, req: OffsetFetchRequest, ctx: Ctx) -> Resp
             .map(|(g, (error, offsets))| {
                 let topics = by_topic(offsets)
                     .into_iter()
+                    .filter(|(t, _)| topic_ok(t))
                     .map(|(t, ps)| {
                         OffsetFetchResponseTopics::default()
                             .with_name(topic_name(&t))
@@ -103,17 +120,22 @@ pub async fn handle(shard: Rc<Shard>, req: OffsetFetchRequest, ctx: Ctx) -> Resp
             .map(|t| (t.name.0.as_str().to_owned(), t.partition_indexes.clone()))
             .collect()
     });
-    let (error, offsets) = fetch(
-        &shard,
-        req.group_id.0.as_str().to_owned(),
-        topics,
-        require_stable,
-    )
-    .await;
+    let (error, offsets) = if group_ok(req.group_id.0.as_str()) {
+        fetch(
+            &shard,
+            req.group_id.0.as_str().to_owned(),
+            topics,
+            require_stable,
+        )
+        .await
+    } else {
+        denied
+    };
     // v1 has no top-level error: a group-level error goes on every partition.
     let partition_error = |e: i16| if version < 2 && e == 0 { error } else { e };
     let topics = by_topic(offsets)
         .into_iter()
+        .filter(|(t, _)| topic_ok(t))
         .map(|(t, ps)| {
             OffsetFetchResponseTopic::default()
                 .with_name(topic_name(&t))

@@ -15,7 +15,11 @@ use crate::kafka::handlers::per_partition;
 use crate::shard::ops::{PartitionOp, PartitionOpOutcome};
 use crate::shard::Shard;
 
-pub async fn handle(shard: Rc<Shard>, req: OffsetForLeaderEpochRequest, _ctx: Ctx) -> ResponseKind {
+pub async fn handle(shard: Rc<Shard>, req: OffsetForLeaderEpochRequest, ctx: Ctx) -> ResponseKind {
+    // ACLs: a follower (replica id ≥ 0) needs CLUSTER_ACTION, a consumer DESCRIBE on the topic.
+    let from_replica = req.replica_id.0 >= 0;
+    let cluster_ok =
+        !from_replica || ctx.may_cluster(&shard, crate::security::acl::OP_CLUSTER_ACTION);
     let topics = req
         .topics
         .into_iter()
@@ -25,7 +29,20 @@ pub async fn handle(shard: Rc<Shard>, req: OffsetForLeaderEpochRequest, _ctx: Ct
         &shard,
         topics,
         |p| p.partition,
-        |_, p| {
+        |m, p| {
+            if !cluster_ok {
+                return Err(ResponseError::ClusterAuthorizationFailed);
+            }
+            if !from_replica
+                && !ctx.may(
+                    &shard,
+                    crate::security::acl::OP_DESCRIBE,
+                    crate::security::acl::RESOURCE_TOPIC,
+                    &m.name,
+                )
+            {
+                return Err(ResponseError::TopicAuthorizationFailed);
+            }
             Ok(PartitionOp::EpochEnd {
                 current: p.current_leader_epoch,
                 wanted: p.leader_epoch,

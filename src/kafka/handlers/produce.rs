@@ -2,6 +2,8 @@
 //! owner shard through the FIFO mesh); the response waits for acks (1: written, all: durable
 //! per the flush policy) and is omitted for acks=0.
 
+use crate::kafka::handlers::may_create;
+use crate::security::acl::{OP_WRITE, RESOURCE_TOPIC, RESOURCE_TRANSACTIONAL_ID};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -74,6 +76,19 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
     // A transactional producer's batches (its coordinator tracks the transaction; the
     // partition's producer state opens it at the first batch, see sluice_storage::producer).
     let transactional = req.transactional_id.is_some();
+    // ACLs: WRITE on the transactional id (all or nothing), WRITE on each topic.
+    if let Some(id) = &req.transactional_id {
+        if !ctx.may(shard, OP_WRITE, RESOURCE_TRANSACTIONAL_ID, id.0.as_str()) {
+            return respond_all(ctx, &req, ResponseError::TransactionalIdAuthorizationFailed);
+        }
+    }
+    let writable: std::collections::BTreeSet<String> = req
+        .topic_data
+        .iter()
+        .map(|t| t.name.0.as_str())
+        .filter(|n| ctx.may(shard, OP_WRITE, RESOURCE_TOPIC, n))
+        .map(str::to_owned)
+        .collect();
     let mut image = shard.metadata();
     if shard.config.args.auto_create_topics_enable {
         let missing: Vec<String> = req
@@ -81,6 +96,7 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
             .iter()
             .map(|t| t.name.0.as_str().to_owned())
             .filter(|n| image.topic(n).is_none() && validate_topic_name(n).is_ok())
+            .filter(|n| writable.contains(n) && may_create(shard, &ctx, n))
             .collect();
         if !missing.is_empty() {
             controller::auto_create(shard, missing).await;
@@ -101,6 +117,7 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
             let fail =
                 |e| Some(Box::pin(std::future::ready(AppendOutcome::err(e, None))) as AppendFuture);
             let fut = match &meta {
+                _ if !writable.contains(&name) => fail(ResponseError::TopicAuthorizationFailed),
                 None => fail(ResponseError::UnknownTopicOrPartition),
                 Some(m) if !m.has_partition(p.index) => {
                     fail(ResponseError::UnknownTopicOrPartition)

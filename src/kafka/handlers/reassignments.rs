@@ -16,6 +16,7 @@ use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, BrokerId,
     ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
 };
+use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
 use crate::kafka::dispatch::Ctx;
@@ -27,8 +28,15 @@ use crate::util::{sb, topic_name};
 pub async fn handle_alter(
     shard: Rc<Shard>,
     req: AlterPartitionReassignmentsRequest,
-    _ctx: Ctx,
+    ctx: Ctx,
 ) -> ResponseKind {
+    // ACLs: ALTER on the cluster.
+    if !ctx.may_cluster(&shard, crate::security::acl::OP_ALTER) {
+        return ResponseKind::AlterPartitionReassignments(
+            AlterPartitionReassignmentsResponse::default()
+                .with_error_code(ResponseError::ClusterAuthorizationFailed.code()),
+        );
+    }
     let items: Vec<(String, i32, Option<Vec<i32>>)> = req
         .topics
         .iter()
@@ -80,8 +88,15 @@ pub async fn handle_alter(
 pub async fn handle_list(
     shard: Rc<Shard>,
     req: ListPartitionReassignmentsRequest,
-    _ctx: Ctx,
+    ctx: Ctx,
 ) -> ResponseKind {
+    // ACLs: DESCRIBE on the cluster.
+    if !ctx.may_cluster(&shard, crate::security::acl::OP_DESCRIBE) {
+        return ResponseKind::ListPartitionReassignments(
+            ListPartitionReassignmentsResponse::default()
+                .with_error_code(ResponseError::ClusterAuthorizationFailed.code()),
+        );
+    }
     let image = shard.metadata();
     let ids = |v: &[i32]| v.iter().map(|b| BrokerId(*b)).collect::<Vec<_>>();
     let wanted = |topic: &str, partition: i32| {

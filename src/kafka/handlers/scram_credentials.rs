@@ -24,6 +24,7 @@ use sluice_net::ResponseKind;
 
 use crate::controller::ScramChange;
 use crate::kafka::dispatch::Ctx;
+use crate::security::acl::{OP_ALTER, OP_DESCRIBE};
 use crate::security::scram::{Mechanism, ScramCredential, ITERATIONS_MAX, ITERATIONS_MIN};
 use crate::shard::controller::{on_controller, ControllerOp, ControllerReply};
 use crate::shard::Shard;
@@ -35,8 +36,15 @@ const USERS_PER_REQUEST_MAX: usize = 10_000;
 pub async fn describe(
     shard: Rc<Shard>,
     req: DescribeUserScramCredentialsRequest,
-    _ctx: Ctx,
+    ctx: Ctx,
 ) -> ResponseKind {
+    // ACLs: DESCRIBE on the cluster.
+    if !ctx.may_cluster(&shard, OP_DESCRIBE) {
+        return ResponseKind::DescribeUserScramCredentials(
+            DescribeUserScramCredentialsResponse::default()
+                .with_error_code(ResponseError::ClusterAuthorizationFailed.code()),
+        );
+    }
     let image = shard.metadata();
     let result = |user: &str| {
         let r = DescribeUserScramCredentialsResult::default().with_user(sb(user));
@@ -91,8 +99,28 @@ pub async fn describe(
 pub async fn alter(
     shard: Rc<Shard>,
     req: AlterUserScramCredentialsRequest,
-    _ctx: Ctx,
+    ctx: Ctx,
 ) -> ResponseKind {
+    // ACLs: ALTER on the cluster, for every user named.
+    if !ctx.may_cluster(&shard, OP_ALTER) {
+        let mut users: Vec<&str> = req
+            .deletions
+            .iter()
+            .map(|d| d.name.as_str())
+            .chain(req.upsertions.iter().map(|u| u.name.as_str()))
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        return ResponseKind::AlterUserScramCredentials(
+            AlterUserScramCredentialsResponse::default().with_results(
+                users
+                    .into_iter()
+                    .take(USERS_PER_REQUEST_MAX)
+                    .map(|u| outcome(u, ResponseError::ClusterAuthorizationFailed.code(), None))
+                    .collect(),
+            ),
+        );
+    }
     // Per user: its changes, or the first reason to refuse them all.
     let mut users: BTreeMap<String, Result<Vec<ScramChange>, (ResponseError, String)>> =
         BTreeMap::new();

@@ -1,5 +1,6 @@
 //! SyncGroup: the leader hands in every member's assignment; each member gets its own.
 
+use crate::security::acl::{OP_READ, RESOURCE_GROUP};
 use std::rc::Rc;
 
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
@@ -13,6 +14,12 @@ use crate::shard::Shard;
 use crate::util::sb;
 
 pub async fn handle(shard: Rc<Shard>, req: SyncGroupRequest, ctx: Ctx) -> ResponseKind {
+    if !ctx.may(&shard, OP_READ, RESOURCE_GROUP, req.group_id.0.as_str()) {
+        return ResponseKind::SyncGroup(
+            SyncGroupResponse::default()
+                .with_error_code(ResponseError::GroupAuthorizationFailed.code()),
+        );
+    }
     let version = ctx.version;
     let group_id = req.group_id.0.as_str().to_owned();
     let sync = |partition| SyncRequest {

@@ -5,6 +5,9 @@
 //! (`shard::txns::call`); TxnOffsetCommit goes to the group's coordinator, which keeps the
 //! offsets pending until the transaction's marker reaches its `__consumer_offsets` partition.
 
+use crate::security::acl::{
+    OP_DESCRIBE, OP_READ, OP_WRITE, RESOURCE_GROUP, RESOURCE_TOPIC, RESOURCE_TRANSACTIONAL_ID,
+};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -76,26 +79,42 @@ async fn add_partitions(
 pub async fn add_partitions_to_txn(
     shard: Rc<Shard>,
     req: AddPartitionsToTxnRequest,
-    _ctx: Ctx,
+    ctx: Ctx,
 ) -> ResponseKind {
     let transactional_id = req.v3_and_below_transactional_id.0.as_str().to_owned();
     let image = shard.metadata();
-    // Kafka: any unknown partition fails the request; the others are not attempted.
+    // ACLs: WRITE on the transactional id, WRITE on each topic.
+    let id_ok = ctx.may(
+        &shard,
+        OP_WRITE,
+        RESOURCE_TRANSACTIONAL_ID,
+        &transactional_id,
+    );
+    let mut unwritable = std::collections::BTreeSet::new();
+    // Kafka: any unknown (or unauthorized) partition fails the request; the others are not
+    // attempted.
     let mut wanted = Vec::new();
     let mut unknown = false;
     for t in &req.v3_and_below_topics {
         let meta = image.topic(t.name.0.as_str());
+        if !ctx.may(&shard, OP_WRITE, RESOURCE_TOPIC, t.name.0.as_str()) {
+            unwritable.insert(t.name.0.as_str().to_owned());
+        }
         for &p in &t.partitions {
             unknown |= !meta.is_some_and(|m| m.has_partition(p));
             wanted.push((t.name.0.as_str().to_owned(), p));
         }
     }
-    let results: Vec<(String, i32, i16)> = if unknown {
+    let results: Vec<(String, i32, i16)> = if !id_ok || unknown || !unwritable.is_empty() {
         wanted
             .iter()
             .map(|(t, p)| {
                 let known = image.topic(t).is_some_and(|m| m.has_partition(*p));
-                let e = if known {
+                let e = if !id_ok {
+                    ResponseError::TransactionalIdAuthorizationFailed
+                } else if unwritable.contains(t) {
+                    ResponseError::TopicAuthorizationFailed
+                } else if known {
                     ResponseError::OperationNotAttempted
                 } else {
                     ResponseError::UnknownTopicOrPartition
@@ -137,9 +156,25 @@ pub async fn add_partitions_to_txn(
 pub async fn add_offsets_to_txn(
     shard: Rc<Shard>,
     req: AddOffsetsToTxnRequest,
-    _ctx: Ctx,
+    ctx: Ctx,
 ) -> ResponseKind {
     let resp = AddOffsetsToTxnResponse::default();
+    // ACLs: WRITE on the transactional id, READ on the group.
+    if !ctx.may(
+        &shard,
+        OP_WRITE,
+        RESOURCE_TRANSACTIONAL_ID,
+        req.transactional_id.0.as_str(),
+    ) {
+        return ResponseKind::AddOffsetsToTxn(
+            resp.with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code()),
+        );
+    }
+    if !ctx.may(&shard, OP_READ, RESOURCE_GROUP, req.group_id.0.as_str()) {
+        return ResponseKind::AddOffsetsToTxn(
+            resp.with_error_code(ResponseError::GroupAuthorizationFailed.code()),
+        );
+    }
     let Some(offsets) = shard.metadata().topic(OFFSETS_TOPIC).cloned() else {
         return ResponseKind::AddOffsetsToTxn(
             resp.with_error_code(ResponseError::CoordinatorNotAvailable.code()),
@@ -160,8 +195,21 @@ pub async fn add_offsets_to_txn(
     ResponseKind::AddOffsetsToTxn(resp.with_error_code(error))
 }
 
-pub async fn end_txn(shard: Rc<Shard>, req: EndTxnRequest, _ctx: Ctx) -> ResponseKind {
+pub async fn end_txn(shard: Rc<Shard>, req: EndTxnRequest, ctx: Ctx) -> ResponseKind {
     let transactional_id = req.transactional_id.0.as_str().to_owned();
+    if !ctx.may(
+        &shard,
+        OP_WRITE,
+        RESOURCE_TRANSACTIONAL_ID,
+        &transactional_id,
+    ) {
+        return ResponseKind::EndTxn(
+            EndTxnResponse::default()
+                .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code())
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        );
+    }
     let reply = txns::call(&shard, &transactional_id, |partition| {
         Request::End(EndRequest {
             transactional_id: transactional_id.clone(),
@@ -192,9 +240,31 @@ pub async fn txn_offset_commit(
 ) -> ResponseKind {
     let version = ctx.version;
     let group_id = req.group_id.0.as_str().to_owned();
+    // ACLs: WRITE on the transactional id and READ on the group for all of it, READ on each
+    // topic for its partitions.
+    let denial = if !ctx.may(
+        &shard,
+        OP_WRITE,
+        RESOURCE_TRANSACTIONAL_ID,
+        req.transactional_id.0.as_str(),
+    ) {
+        Some(ResponseError::TransactionalIdAuthorizationFailed)
+    } else if !ctx.may(&shard, OP_READ, RESOURCE_GROUP, &group_id) {
+        Some(ResponseError::GroupAuthorizationFailed)
+    } else {
+        None
+    };
+    let unreadable: std::collections::BTreeSet<String> = req
+        .topics
+        .iter()
+        .map(|t| t.name.0.as_str())
+        .filter(|n| denial.is_none() && !ctx.may(&shard, OP_READ, RESOURCE_TOPIC, n))
+        .map(str::to_owned)
+        .collect();
     let wanted = req
         .topics
         .iter()
+        .filter(|t| denial.is_none() && !unreadable.contains(t.name.0.as_str()))
         .flat_map(|t| {
             t.partitions.iter().map(move |p| {
                 (
@@ -244,10 +314,16 @@ pub async fn txn_offset_commit(
                 .partitions
                 .iter()
                 .map(|p| {
-                    let e = results
-                        .get(&(t.name.0.as_str().to_owned(), p.partition_index))
-                        .copied()
-                        .unwrap_or(ResponseError::UnknownServerError.code());
+                    let e = if let Some(d) = denial {
+                        d.code()
+                    } else if unreadable.contains(t.name.0.as_str()) {
+                        ResponseError::TopicAuthorizationFailed.code()
+                    } else {
+                        results
+                            .get(&(t.name.0.as_str().to_owned(), p.partition_index))
+                            .copied()
+                            .unwrap_or(ResponseError::UnknownServerError.code())
+                    };
                     TxnOffsetCommitResponsePartition::default()
                         .with_partition_index(p.partition_index)
                         .with_error_code(e)
@@ -264,11 +340,20 @@ pub async fn txn_offset_commit(
 pub async fn describe_transactions(
     shard: Rc<Shard>,
     req: DescribeTransactionsRequest,
-    _ctx: Ctx,
+    ctx: Ctx,
 ) -> ResponseKind {
     let mut states = Vec::with_capacity(req.transactional_ids.len());
     for id in &req.transactional_ids {
         let id = id.0.as_str().to_owned();
+        // ACLs: DESCRIBE on the transactional id.
+        if !ctx.may(&shard, OP_DESCRIBE, RESOURCE_TRANSACTIONAL_ID, &id) {
+            states.push(
+                DescribedState::default()
+                    .with_transactional_id(TransactionalId(sb(id)))
+                    .with_error_code(ResponseError::TransactionalIdAuthorizationFailed.code()),
+            );
+            continue;
+        }
         let base = DescribedState::default()
             .with_transactional_id(TransactionalId(sb(id.clone())))
             .with_transaction_state(sb(String::new()))
@@ -314,7 +399,7 @@ pub async fn describe_transactions(
 pub async fn list_transactions(
     shard: Rc<Shard>,
     req: ListTransactionsRequest,
-    _ctx: Ctx,
+    ctx: Ctx,
 ) -> ResponseKind {
     let mut known = Vec::new();
     let mut unknown = Vec::new();
@@ -334,9 +419,18 @@ pub async fn list_transactions(
         states: known,
         producer_ids: req.producer_id_filters.iter().map(|p| p.0).collect(),
     };
+    // ACLs: only the transactional ids it may DESCRIBE.
     resp.transaction_states = txns::list_all(&shard, filter)
         .await
         .into_iter()
+        .filter(|t| {
+            ctx.may(
+                &shard,
+                OP_DESCRIBE,
+                RESOURCE_TRANSACTIONAL_ID,
+                &t.transactional_id,
+            )
+        })
         .map(|t| {
             ListedState::default()
                 .with_transactional_id(TransactionalId(sb(t.transactional_id)))
@@ -350,8 +444,10 @@ pub async fn list_transactions(
 pub async fn write_txn_markers(
     shard: Rc<Shard>,
     req: WriteTxnMarkersRequest,
-    _ctx: Ctx,
+    ctx: Ctx,
 ) -> ResponseKind {
+    // ACLs: CLUSTER_ACTION on the cluster (brokers and `sluice txn abort`).
+    let cluster_ok = ctx.may_cluster(&shard, crate::security::acl::OP_CLUSTER_ACTION);
     let mut results = Vec::with_capacity(req.markers.len());
     for m in &req.markers {
         let marker = txns::Marker {
@@ -370,7 +466,13 @@ pub async fn write_txn_markers(
             })
             .collect();
         let mut by_topic: BTreeMap<String, Vec<WritableTxnMarkerPartitionResult>> = BTreeMap::new();
-        for ((topic, p), error) in txns::write_local_markers(&shard, marker, partitions).await {
+        let written = if cluster_ok {
+            txns::write_local_markers(&shard, marker, partitions).await
+        } else {
+            let denied = ResponseError::ClusterAuthorizationFailed.code();
+            partitions.into_iter().map(|p| (p, denied)).collect()
+        };
+        for ((topic, p), error) in written {
             by_topic.entry(topic).or_default().push(
                 WritableTxnMarkerPartitionResult::default()
                     .with_partition_index(p)
