@@ -268,6 +268,17 @@ fn delete_topic_on_a_full_disk_frees_space_and_service_resumes() {
         seq += 10;
     }
     assert!(full, "the disk is full");
+    // Make the broker log more than a page while the disk is full (a tmpfs file still takes
+    // bytes into its last, partly used page): each undecodable request is logged as it closes
+    // its connection.
+    for _ in 0..64 {
+        let mut bad = Raw::connect(&broker.addr);
+        bad.send_frame(&[0x7f, 0x7f, 0, 0, 0, 0, 0, 1, 0, 0]);
+        assert!(
+            bad.recv_frame().is_none(),
+            "an undecodable request is not answered"
+        );
+    }
 
     // Deleting the topic works on the full disk and frees its space.
     let req = kafka_protocol::messages::DeleteTopicsRequest::default()

@@ -233,3 +233,31 @@ fn mutated_messages_never_panic() {
         let _ = parse_plain(&msg);
     }
 }
+
+#[test]
+fn a_replayed_client_final_is_refused() {
+    // An eavesdropper's copy of a successful exchange does not log in again: the server's
+    // nonce is new each time, so the old client-final names the wrong one.
+    let m = Mechanism::Sha256;
+    let stored = ScramCredential::from_password(m, "pw", ITERATIONS_MIN);
+    let bare = "n=alice,r=abcdef";
+    let mut first = ScramServer::new(m);
+    let Ok(Step::Continue(sf)) =
+        first.step(format!("n,,{bare}").as_bytes(), |_| Some(stored.clone()))
+    else {
+        panic!("first step");
+    };
+    let fin = client_final(m, "pw", bare, &String::from_utf8(sf).unwrap());
+    assert!(matches!(
+        first.step(fin.as_bytes(), |_| None),
+        Ok(Step::Done { .. })
+    ));
+    let mut again = ScramServer::new(m);
+    assert!(again
+        .step(format!("n,,{bare}").as_bytes(), |_| Some(stored.clone()))
+        .is_ok());
+    assert_eq!(
+        again.step(fin.as_bytes(), |_| None),
+        Err(AuthError::InvalidCredentials)
+    );
+}
