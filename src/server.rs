@@ -301,10 +301,11 @@ pub fn run(config: Config) -> Result<(), StartError> {
     if let Some(addr) = metrics_addr {
         let _ = writeln!(out, "sluice metrics on {addr}");
     }
-    let _ = writeln!(out, "sluice listening on {bound}");
+    // Each listener first: a reader that stops at "listening on" has seen them all.
     for (l, addr) in config.listeners.iter().zip(&bound_addrs) {
         let _ = writeln!(out, "sluice listener {} on {addr}", l.name());
     }
+    let _ = writeln!(out, "sluice listening on {bound}");
     let _ = out.flush();
 
     let sig = wait_for_signal(&signals);

@@ -342,3 +342,68 @@ fn credentials_survive_a_restart_and_add_scram_keeps_a_changed_password() {
         "--add-scram reset a changed password"
     );
 }
+
+#[test]
+fn hostile_sasl_input_is_refused_and_hurts_nobody() {
+    let (broker, sasl) = start();
+    wait_user(&broker.addr, "alice");
+    let handshake = |raw: &mut Raw, version: i16, mechanism: &'static str| {
+        let hs: SaslHandshakeResponse = raw.call(
+            ApiKey::SaslHandshake,
+            version,
+            &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mechanism)),
+        );
+        assert_eq!(hs.error_code, 0);
+    };
+
+    // An oversized token: refused and closed.
+    let mut raw = Raw::connect(&sasl);
+    handshake(&mut raw, 1, "SCRAM-SHA-512");
+    let auth: SaslAuthenticateResponse = raw.call(
+        ApiKey::SaslAuthenticate,
+        2,
+        &SaslAuthenticateRequest::default().with_auth_bytes(vec![b'n'; 100_000].into()),
+    );
+    assert_eq!(auth.error_code, SASL_AUTHENTICATION_FAILED);
+    raw.send(ApiKey::Metadata, 12, &MetadataRequest::default());
+    assert!(raw.recv_frame().is_none());
+
+    // A SCRAM exchange cut in the middle: the client-first, then half a frame, then gone.
+    let mut raw = Raw::connect(&sasl);
+    handshake(&mut raw, 1, "SCRAM-SHA-512");
+    let first: SaslAuthenticateResponse = raw.call(
+        ApiKey::SaslAuthenticate,
+        2,
+        &SaslAuthenticateRequest::default().with_auth_bytes(b"n,,n=alice,r=abcdefgh"[..].into()),
+    );
+    assert_eq!(first.error_code, 0);
+    use std::io::Write;
+    raw.stream
+        .write_all(&[0, 0, 0, 50, 0, 36, 0])
+        .expect("partial frame");
+    drop(raw);
+
+    // After SaslHandshake v0 the tokens are bare frames: garbage closes the connection.
+    let mut raw = Raw::connect(&sasl);
+    handshake(&mut raw, 0, "SCRAM-SHA-256");
+    raw.send_frame(b"\xff\xfegarbage");
+    assert!(
+        raw.recv_frame().is_none(),
+        "a bad raw token is not answered"
+    );
+
+    // A SaslAuthenticate that is no SASL message at all, and one before any handshake.
+    let mut raw = Raw::connect(&sasl);
+    let auth: SaslAuthenticateResponse = raw.call(
+        ApiKey::SaslAuthenticate,
+        2,
+        &SaslAuthenticateRequest::default().with_auth_bytes(b"\0alice\0alice-secret"[..].into()),
+    );
+    assert_eq!(auth.error_code, ILLEGAL_SASL_STATE);
+    assert!(raw.recv_frame().is_none());
+
+    // Nobody else was hurt: a proper login still works, and so does the PLAINTEXT listener.
+    assert_eq!(plain(&sasl, "alice", "alice-secret").0, 0);
+    let mut raw = Raw::connect(&broker.addr);
+    assert_eq!(metadata(&mut raw).brokers.len(), 1);
+}

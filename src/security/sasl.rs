@@ -220,7 +220,8 @@ fn failure_message(e: &AuthError, mechanism: SaslMechanism) -> String {
 
 /// PLAIN against the stored SCRAM credential: SHA-256's if the user has one (its PBKDF2 takes
 /// a quarter of SHA-512's, and it runs on the reactor: `cargo bench --bench security`), else
-/// SHA-512's.
+/// SHA-512's. A password verified once is remembered (see [`verified`]), so a client that
+/// reconnects does not pay the PBKDF2 again.
 fn plain(
     message: &[u8],
     lookup: &impl Fn(&str, Mechanism) -> Option<ScramCredential>,
@@ -229,12 +230,69 @@ fn plain(
     let stored = [Mechanism::Sha256, Mechanism::Sha512]
         .into_iter()
         .find_map(|m| lookup(&user, m).map(|c| (m, c)));
-    match stored {
-        Some((m, c)) if c.matches_password(m, &password) => Ok(Step::Done {
+    let Some((m, c)) = stored else {
+        return Err(AuthError::InvalidCredentials);
+    };
+    if verified::check(&user, &c.stored_key, &password) || c.matches_password(m, &password) {
+        verified::remember(&user, &c.stored_key, &password);
+        Ok(Step::Done {
             user,
             reply: Vec::new(),
-        }),
-        _ => Err(AuthError::InvalidCredentials),
+        })
+    } else {
+        Err(AuthError::InvalidCredentials)
+    }
+}
+
+/// PLAIN passwords this shard verified, per user and credential: an HMAC of the password under
+/// a key drawn at start (never the password, and not reusable by another process), so a
+/// repeated login costs one HMAC instead of a PBKDF2 on the reactor. A changed credential has
+/// another StoredKey and misses. Bounded: emptied when full.
+mod verified {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+    use subtle::ConstantTimeEq;
+
+    /// Remembered logins per shard.
+    const ENTRIES_MAX: usize = 4096;
+
+    /// (user, StoredKey) → HMAC of the verified password.
+    type Seen = HashMap<(String, Vec<u8>), Vec<u8>>;
+
+    thread_local! {
+        static KEY: Vec<u8> = super::scram::random_bytes(32);
+        static SEEN: RefCell<Seen> = RefCell::new(HashMap::new());
+    }
+
+    fn tag(password: &[u8]) -> Vec<u8> {
+        KEY.with(|k| {
+            Hmac::<Sha256>::new_from_slice(k)
+                .map(|m| m.chain_update(password).finalize().into_bytes().to_vec())
+                .unwrap_or_default()
+        })
+    }
+
+    pub fn check(user: &str, stored_key: &[u8], password: &[u8]) -> bool {
+        let t = tag(password);
+        SEEN.with(|s| {
+            s.borrow()
+                .get(&(user.to_owned(), stored_key.to_vec()))
+                .is_some_and(|known| bool::from(known.ct_eq(&t)))
+        })
+    }
+
+    pub fn remember(user: &str, stored_key: &[u8], password: &[u8]) {
+        let t = tag(password);
+        SEEN.with(|s| {
+            let mut s = s.borrow_mut();
+            if s.len() >= ENTRIES_MAX {
+                s.clear();
+            }
+            s.insert((user.to_owned(), stored_key.to_vec()), t);
+        });
     }
 }
 
@@ -275,6 +333,29 @@ mod tests {
         let r = wrong.authenticate(b"\0alice\0nope", creds()).unwrap_err();
         assert_eq!(r.code, ResponseError::SaslAuthenticationFailed.code());
         assert!(r.close && wrong.failed() && !wrong.allows(ApiKey::ApiVersions));
+    }
+
+    #[test]
+    fn a_remembered_plain_login_still_refuses_other_passwords_and_changed_credentials() {
+        let enabled = [SaslMechanism::Plain];
+        let login = |pw: &[u8], creds: &dyn Fn(&str, Mechanism) -> Option<ScramCredential>| {
+            let mut s = Session::new(true);
+            s.handshake("PLAIN", &enabled).unwrap();
+            let mut msg = b"\0alice\0".to_vec();
+            msg.extend_from_slice(pw);
+            s.authenticate(&msg, creds).is_ok()
+        };
+        let old = creds();
+        assert!(login(b"pw", &old));
+        assert!(login(b"pw", &old), "remembered");
+        assert!(!login(b"pw2", &old));
+        // The password changed: the old one no longer works even though it was remembered.
+        let c = ScramCredential::from_password(Mechanism::Sha256, "pw2", scram::ITERATIONS_MIN);
+        let new = move |u: &str, m: Mechanism| {
+            (u == "alice" && m == Mechanism::Sha256).then(|| c.clone())
+        };
+        assert!(!login(b"pw", &new));
+        assert!(login(b"pw2", &new));
     }
 
     #[test]

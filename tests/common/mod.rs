@@ -36,6 +36,8 @@ pub struct Broker {
     pub args: Vec<String>,
     /// Address of the metrics endpoint (`/metrics`, `/ready`, `/live`).
     pub metrics_addr: String,
+    /// Each listener's bound address by name (`SASL_PLAINTEXT` → `127.0.0.1:PORT`).
+    pub listeners: std::collections::BTreeMap<String, String>,
     /// Extra environment of the broker process (e.g. `SLUICE_FAILPOINT`), kept for restarts.
     pub env: Vec<(String, String)>,
     /// When set, the broker's stdout and stderr go straight to this file (appended) instead of
@@ -67,6 +69,7 @@ impl Broker {
             data_dir,
             args: args.iter().map(|s| s.to_string()).collect(),
             metrics_addr: String::new(),
+            listeners: Default::default(),
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -113,6 +116,7 @@ impl Broker {
                 if let Some(addr) = line("sluice listening on ") {
                     self.addr = addr;
                     self.metrics_addr = line("sluice metrics on ").unwrap_or_default();
+                    self.listeners = listener_lines(new);
                     break;
                 }
                 assert!(Instant::now() < deadline, "broker did not start:\n{new}");
@@ -145,12 +149,17 @@ impl Broker {
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             let mut metrics = String::new();
+            let mut seen = String::new();
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Some(addr) = line.strip_prefix("sluice metrics on ") {
                     metrics = addr.to_owned();
                 }
+                if line.starts_with("sluice listener ") {
+                    seen.push_str(&line);
+                    seen.push('\n');
+                }
                 if let Some(addr) = line.strip_prefix("sluice listening on ") {
-                    let _ = tx.send((addr.to_owned(), metrics.clone()));
+                    let _ = tx.send((addr.to_owned(), metrics.clone(), listener_lines(&seen)));
                 }
             }
         });
@@ -161,6 +170,7 @@ impl Broker {
         });
         self.addr = addr.0;
         self.metrics_addr = addr.1;
+        self.listeners = addr.2;
         self.child = Some(child);
     }
 
@@ -485,4 +495,13 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
 
 pub fn dir_exists(p: &Path) -> bool {
     p.is_dir()
+}
+
+/// `sluice listener NAME on ADDR` lines → NAME → ADDR.
+fn listener_lines(text: &str) -> std::collections::BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("sluice listener "))
+        .filter_map(|l| l.split_once(" on "))
+        .map(|(n, a)| (n.to_owned(), a.to_owned()))
+        .collect()
 }
