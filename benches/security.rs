@@ -10,8 +10,6 @@
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use criterion::{criterion_group, criterion_main, Criterion};
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256, Sha512};
 use sluice::security::scram::{Mechanism, ScramCredential, ScramServer, Step, ITERATIONS_MIN};
 
 /// The client's final message for `server_first`, from a cached salted password.
@@ -24,40 +22,8 @@ fn client_final(m: Mechanism, salted: &[u8], bare: &str, server_first: &str) -> 
         .unwrap();
     let without_proof = format!("c=biws,r={nonce}");
     let auth = format!("{bare},{server_first},{without_proof}");
-    let (client_key, signature) = match m {
-        Mechanism::Sha256 => {
-            let ck = Hmac::<Sha256>::new_from_slice(salted)
-                .unwrap()
-                .chain_update(b"Client Key")
-                .finalize()
-                .into_bytes()
-                .to_vec();
-            let sk = Sha256::digest(&ck).to_vec();
-            let sig = Hmac::<Sha256>::new_from_slice(&sk)
-                .unwrap()
-                .chain_update(auth.as_bytes())
-                .finalize()
-                .into_bytes()
-                .to_vec();
-            (ck, sig)
-        }
-        Mechanism::Sha512 => {
-            let ck = Hmac::<Sha512>::new_from_slice(salted)
-                .unwrap()
-                .chain_update(b"Client Key")
-                .finalize()
-                .into_bytes()
-                .to_vec();
-            let sk = Sha512::digest(&ck).to_vec();
-            let sig = Hmac::<Sha512>::new_from_slice(&sk)
-                .unwrap()
-                .chain_update(auth.as_bytes())
-                .finalize()
-                .into_bytes()
-                .to_vec();
-            (ck, sig)
-        }
-    };
+    let client_key = m.hmac(salted, b"Client Key");
+    let signature = m.hmac(&m.hash(&client_key), auth.as_bytes());
     let proof: Vec<u8> = client_key
         .iter()
         .zip(&signature)

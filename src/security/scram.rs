@@ -68,14 +68,16 @@ impl Mechanism {
         Mechanism::ALL.into_iter().find(|m| m.kafka_type() == t)
     }
 
-    fn hash(self, data: &[u8]) -> Vec<u8> {
+    /// H(data), the mechanism's hash.
+    pub fn hash(self, data: &[u8]) -> Vec<u8> {
         match self {
             Mechanism::Sha256 => Sha256::digest(data).to_vec(),
             Mechanism::Sha512 => Sha512::digest(data).to_vec(),
         }
     }
 
-    fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
+    /// HMAC-H(key, data).
+    pub fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
         // HMAC takes keys of any length: `new_from_slice` cannot fail for it.
         match self {
             Mechanism::Sha256 => Hmac::<Sha256>::new_from_slice(key)
