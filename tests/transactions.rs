@@ -508,3 +508,120 @@ fn the_cli_lists_describes_and_aborts_a_hanging_transaction() {
     );
     assert_eq!(code, Some(1), "INVALID_PRODUCER_EPOCH");
 }
+
+/// The Python venv the test dependencies install (`scripts/install-test-deps.sh`), with
+/// confluent-kafka.
+fn venv_python() -> std::path::PathBuf {
+    let py = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".test-deps/venv/bin/python");
+    assert!(
+        py.exists(),
+        "{} is missing: run scripts/install-test-deps.sh",
+        py.display()
+    );
+    py
+}
+
+/// A consume-transform-produce application in its own process (confluent-kafka,
+/// `tests/fixtures/ctp_app.py`) is killed with SIGKILL in its loop again and again and
+/// started anew: each new instance fences the last one's open transaction (InitProducerId
+/// aborts it), so the output holds every input exactly once, read_committed.
+#[test]
+fn a_transform_app_killed_with_sigkill_leaves_every_input_exactly_once() {
+    use std::process::{Command, Stdio};
+    const N: usize = 2000;
+    const KILLS: usize = 5;
+    let broker = Broker::start(&[]);
+    broker.create_topic("ctp-in", 3, &[]);
+    broker.create_topic("ctp-out", 3, &[]);
+    let input = broker.producer(&[]);
+    let records: Vec<common::Out> = (0..N)
+        .map(|i| common::Out {
+            value: Some(format!("v{i}").into_bytes()),
+            ..Default::default()
+        })
+        .collect();
+    for d in common::produce_all(&input, "ctp-in", &records) {
+        d.expect("input delivered");
+    }
+    drop(input);
+    let python = venv_python();
+    let app = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ctp_app.py");
+    let start = |out: Stdio| {
+        Command::new(&python)
+            .arg(&app)
+            .arg(&broker.addr)
+            .stdout(out)
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start the ctp app")
+    };
+    // Each instance is killed once it has committed a few transactions (it has joined the
+    // group and is in its loop), a few milliseconds later: mid-transaction more often than not.
+    let mut committed_before_kill = 0;
+    for k in 0..KILLS {
+        let mut child = start(Stdio::piped());
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.starts_with("committed") && tx.send(()).is_err() {
+                    return;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = 0;
+        while seen < 3 && Instant::now() < deadline {
+            if rx.recv_timeout(Duration::from_millis(100)).is_ok() {
+                seen += 1;
+            }
+        }
+        assert_eq!(seen, 3, "instance {k} never committed");
+        committed_before_kill += seen;
+        std::thread::sleep(Duration::from_millis(7 * k as u64));
+        // SAFETY: kill(2) on the PID of a child we spawned and have not reaped.
+        unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+        let _ = child.wait();
+    }
+    assert!(committed_before_kill >= 3 * KILLS);
+    // The last instance runs to the end (it exits after reading nothing for a while).
+    let mut child = start(Stdio::null());
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the last ctp instance did not finish in time");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(status.success(), "the last ctp instance failed: {status}");
+
+    let out = read_values(&broker, "ctp-out", 3, "read_committed", N + 1);
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for v in &out {
+        *counts.entry(v.as_str()).or_default() += 1;
+    }
+    let dup: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).take(10).collect();
+    assert!(dup.is_empty(), "duplicated in the output: {dup:?}");
+    let missing: Vec<String> = (0..N)
+        .map(|i| format!("out-v{i}"))
+        .filter(|v| !counts.contains_key(v.as_str()))
+        .take(10)
+        .collect();
+    assert!(missing.is_empty(), "missing from the output: {missing:?}");
+    assert_eq!(out.len(), N);
+    // The log also holds the killed instances' aborted work and the transaction markers.
+    let log_end: i64 = (0..3).map(|p| watermarks(&broker, "ctp-out", p).1).sum();
+    eprintln!(
+        "ctp with {KILLS} SIGKILLs: {} committed outputs, {log_end} offsets in the log",
+        out.len()
+    );
+}
