@@ -25,11 +25,13 @@ struct Cli {
 }
 
 fn init_logging(level: &str, format: LogFormat) {
-    // openraft narrates every election at info; its warnings are what an operator needs.
+    // openraft narrates every election at info; its warnings are what an operator needs,
+    // except its heartbeat worker's, one per heartbeat (tens a second) while a voter is down,
+    // which buried everything else in a failing test's log tail (replication warns once).
     let level = if level.contains("openraft") || level.contains('=') {
         level.to_owned()
     } else {
-        format!("{level},openraft=warn")
+        format!("{level},openraft=warn,openraft::core::heartbeat=error")
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

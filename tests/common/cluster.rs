@@ -169,8 +169,12 @@ impl Cluster {
                 let mut logs = String::new();
                 for (i, node) in self.nodes.iter().enumerate() {
                     let log = node.log();
-                    let lines: Vec<&str> = log.lines().collect();
-                    let tail = &lines[lines.len().saturating_sub(40)..];
+                    // Without the periodic noise (stall probe), which would fill the tail.
+                    let lines: Vec<&str> = log
+                        .lines()
+                        .filter(|l| !l.contains("reactor stall"))
+                        .collect();
+                    let tail = &lines[lines.len().saturating_sub(60)..];
                     logs.push_str(&format!(
                         "--- node {i} ({}):\n{}\n",
                         node.addr,
