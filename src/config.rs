@@ -252,6 +252,14 @@ pub struct BrokerArgs {
         default_value_t = 600_000
     )]
     pub connections_max_idle_ms: u64,
+    /// How long a failed SASL authentication waits before its answer and the close (Kafka's
+    /// `connection.failed.authentication.delay.ms`): slows password guessing.
+    #[arg(
+        long,
+        env = "SLUICE_CONNECTION_FAILED_AUTHENTICATION_DELAY_MS",
+        default_value_t = 100
+    )]
+    pub connection_failed_authentication_delay_ms: u64,
     /// Memory one shard may hold in partially received large requests; beyond it, connections
     /// wait (their sockets are not read) until others finish.
     #[arg(long, env = "SLUICE_SHARD_MEMORY_BUDGET_BYTES", default_value_t = 512 << 20)]

@@ -155,7 +155,19 @@ pub async fn dispatch(
         }
         RequestKind::SaslAuthenticate(r) => {
             let body = handlers::sasl::authenticate(shard, &mut conn.session, r);
-            return Dispatched::Respond(Box::pin(async move { encode(to, body) }));
+            // A failure is answered late (Kafka's connection.failed.authentication.delay.ms);
+            // the connection reads nothing more meanwhile.
+            let delay = conn.session.failed().then(|| {
+                std::time::Duration::from_millis(
+                    shard.config.args.connection_failed_authentication_delay_ms,
+                )
+            });
+            return Dispatched::Respond(Box::pin(async move {
+                if let Some(d) = delay {
+                    crate::runtime::sleep(d).await;
+                }
+                encode(to, body)
+            }));
         }
         _ => {}
     }
