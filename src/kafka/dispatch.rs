@@ -56,25 +56,29 @@ impl Ctx {
     /// Whether the ACLs let this request's principal do `operation` on the resource
     /// (`resource_type`, `name`); a denial is counted. Always true without `--authorizer`.
     pub fn may(&self, shard: &Shard, operation: i8, resource_type: i8, name: &str) -> bool {
-        let config = &shard.config.authorizer;
-        if !config.enabled {
-            return true;
-        }
-        let image = shard.metadata();
-        let ok = crate::security::acl::authorize(
-            config,
-            &image.acls,
-            &self.principal,
-            &self.host,
-            operation,
-            resource_type,
-            name,
-        );
+        let ok = self.allowed(shard, operation, resource_type, name);
         if !ok {
             crate::metrics::ShardMetrics::add(&shard.metrics.authorization_denials, 1);
             tracing::debug!(principal = %self.principal, operation, resource_type, name, "denied by ACLs");
         }
         ok
+    }
+
+    /// The same decision as [`Ctx::may`], not counted as a denial: for a question with
+    /// alternatives (CREATE on the cluster, else on the topic), where only the last answer is
+    /// the request's.
+    pub fn allowed(&self, shard: &Shard, operation: i8, resource_type: i8, name: &str) -> bool {
+        let config = &shard.config.authorizer;
+        !config.enabled
+            || crate::security::acl::authorize(
+                config,
+                &shard.metadata().acls,
+                &self.principal,
+                &self.host,
+                operation,
+                resource_type,
+                name,
+            )
     }
 
     /// [`Ctx::may`] on the cluster resource.

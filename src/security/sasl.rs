@@ -252,9 +252,9 @@ mod verified {
     use std::cell::RefCell;
     use std::collections::HashMap;
 
-    use hmac::{Hmac, Mac};
-    use sha2::Sha256;
     use subtle::ConstantTimeEq;
+
+    use super::scram::Mechanism;
 
     /// Remembered logins per shard.
     const ENTRIES_MAX: usize = 4096;
@@ -268,11 +268,7 @@ mod verified {
     }
 
     fn tag(password: &[u8]) -> Vec<u8> {
-        KEY.with(|k| {
-            Hmac::<Sha256>::new_from_slice(k)
-                .map(|m| m.chain_update(password).finalize().into_bytes().to_vec())
-                .unwrap_or_default()
-        })
+        KEY.with(|k| Mechanism::Sha256.hmac(k, password))
     }
 
     pub fn check(user: &str, stored_key: &[u8], password: &[u8]) -> bool {

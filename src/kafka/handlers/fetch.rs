@@ -3,7 +3,6 @@
 //! partitions and the first wake-up triggers another round. The response carries the stored
 //! batches' `Bytes` straight to the socket (see `sluice_net::fetch`).
 
-use crate::security::acl::{OP_CLUSTER_ACTION, OP_READ, RESOURCE_TOPIC};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
@@ -18,6 +17,7 @@ use sluice_net::ResponseFrame;
 
 use crate::kafka::dispatch::{Ctx, Dispatched};
 use crate::limits::{FETCH_MAX_WAIT_MS, PARTITIONS_PER_REQUEST_MAX};
+use crate::security::acl::{OP_CLUSTER_ACTION, OP_READ, RESOURCE_TOPIC};
 use crate::shard::ops::{ReadOutcome, ReadRequest, ReplicaFetch, WaitPart};
 use crate::shard::{MeshMsg, Shard};
 

@@ -6,7 +6,6 @@
 //! lookup (as Kafka does). Transactions are served by a single node only for now: a cluster
 //! answers COORDINATOR_NOT_AVAILABLE for them.
 
-use crate::security::acl::{OP_DESCRIBE, RESOURCE_GROUP, RESOURCE_TRANSACTIONAL_ID};
 use std::rc::Rc;
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -21,6 +20,7 @@ use tracing::warn;
 use crate::controller::{NewTopic, OpError};
 use crate::coordinator::group::{offsets_topic_configs, OFFSETS_TOPIC};
 use crate::coordinator::txn::{transaction_state_topic_configs, TRANSACTION_STATE_TOPIC};
+use crate::security::acl::{OP_DESCRIBE, RESOURCE_GROUP, RESOURCE_TRANSACTIONAL_ID};
 use crate::shard::controller::{self, ControllerOp, ControllerReply};
 use crate::shard::{groups, txns};
 use crate::shard::{BrokerInfo, Shard};

@@ -1,6 +1,5 @@
 //! Heartbeat: keeps a member's session alive; tells it when a rebalance started.
 
-use crate::security::acl::{OP_READ, RESOURCE_GROUP};
 use std::rc::Rc;
 
 use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
@@ -9,6 +8,7 @@ use sluice_net::ResponseKind;
 
 use crate::coordinator::group::coordinator::{HeartbeatRequest as Hb, Reply, Request};
 use crate::kafka::dispatch::Ctx;
+use crate::security::acl::{OP_READ, RESOURCE_GROUP};
 use crate::shard::groups;
 use crate::shard::Shard;
 

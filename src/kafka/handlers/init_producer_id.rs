@@ -3,9 +3,6 @@
 //! bumped. Transactional producers: their transactional id's coordinator answers
 //! (`shard::txns`, docs/architecture.md §7.1).
 
-use crate::security::acl::{
-    OP_IDEMPOTENT_WRITE, OP_WRITE, RESOURCE_TOPIC, RESOURCE_TRANSACTIONAL_ID,
-};
 use std::rc::Rc;
 
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
@@ -14,6 +11,9 @@ use sluice_net::ResponseKind;
 
 use crate::coordinator::txn::coordinator::{InitRequest, Reply, Request};
 use crate::kafka::dispatch::Ctx;
+use crate::security::acl::{
+    OP_IDEMPOTENT_WRITE, OP_WRITE, RESOURCE_TOPIC, RESOURCE_TRANSACTIONAL_ID,
+};
 use crate::shard::controller::{on_controller, ControllerOp, ControllerReply};
 use crate::shard::txns;
 use crate::shard::Shard;
@@ -76,29 +76,12 @@ pub async fn handle(shard: Rc<Shard>, req: InitProducerIdRequest, ctx: Ctx) -> R
 }
 
 fn may_write_idempotently(shard: &Shard, ctx: &Ctx) -> bool {
-    let config = &shard.config.authorizer;
-    if !config.enabled {
-        return true;
-    }
-    let image = shard.metadata();
-    let quietly = |op: i8, rt: i8, name: &str| {
-        crate::security::acl::authorize(
-            config,
-            &image.acls,
-            &ctx.principal,
-            &ctx.host,
-            op,
-            rt,
-            name,
-        )
-    };
-    quietly(
-        OP_IDEMPOTENT_WRITE,
-        crate::security::acl::RESOURCE_CLUSTER,
-        crate::security::acl::CLUSTER_NAME,
-    ) || image
-        .topics
-        .keys()
-        .any(|t| quietly(OP_WRITE, RESOURCE_TOPIC, t))
+    use crate::security::acl::{CLUSTER_NAME, RESOURCE_CLUSTER};
+    ctx.allowed(shard, OP_IDEMPOTENT_WRITE, RESOURCE_CLUSTER, CLUSTER_NAME)
+        || shard
+            .metadata()
+            .topics
+            .keys()
+            .any(|t| ctx.allowed(shard, OP_WRITE, RESOURCE_TOPIC, t))
         || ctx.may_cluster(shard, OP_IDEMPOTENT_WRITE)
 }

@@ -1,7 +1,6 @@
 //! JoinGroup: forwarded to the group's coordinator shard; answers once the rebalance completes
 //! (or at once with MEMBER_ID_REQUIRED, errors, or the current generation).
 
-use crate::security::acl::{OP_READ, RESOURCE_GROUP};
 use std::rc::Rc;
 
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
@@ -11,6 +10,7 @@ use sluice_net::ResponseKind;
 
 use crate::coordinator::group::coordinator::{JoinRequest, JoinResult, Reply, Request};
 use crate::kafka::dispatch::Ctx;
+use crate::security::acl::{OP_READ, RESOURCE_GROUP};
 use crate::shard::groups;
 use crate::shard::Shard;
 use crate::util::sb;

@@ -1,6 +1,5 @@
 //! LeaveGroup: one member (v0–2) or a batch of members by id or group.instance.id (v3+).
 
-use crate::security::acl::{OP_READ, RESOURCE_GROUP};
 use std::rc::Rc;
 
 use kafka_protocol::messages::leave_group_response::MemberResponse;
@@ -10,6 +9,7 @@ use sluice_net::ResponseKind;
 
 use crate::coordinator::group::coordinator::{LeaveRequest, Reply, Request};
 use crate::kafka::dispatch::Ctx;
+use crate::security::acl::{OP_READ, RESOURCE_GROUP};
 use crate::shard::groups;
 use crate::shard::Shard;
 use crate::util::sb;

@@ -36,19 +36,12 @@ pub async fn handle(shard: Rc<Shard>, req: ListGroupsRequest, ctx: Ctx) -> Respo
         .iter()
         .map(|s| s.as_str().to_lowercase())
         .collect();
-    let all_groups = {
-        let config = &shard.config.authorizer;
-        let image = shard.metadata();
-        crate::security::acl::authorize(
-            config,
-            &image.acls,
-            &ctx.principal,
-            &ctx.host,
-            OP_DESCRIBE,
-            crate::security::acl::RESOURCE_CLUSTER,
-            crate::security::acl::CLUSTER_NAME,
-        )
-    };
+    let all_groups = ctx.allowed(
+        &shard,
+        OP_DESCRIBE,
+        crate::security::acl::RESOURCE_CLUSTER,
+        crate::security::acl::CLUSTER_NAME,
+    );
     let types_ok = req.types_filter.is_empty()
         || req
             .types_filter

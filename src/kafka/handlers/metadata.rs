@@ -3,8 +3,6 @@
 //! live are listed as offline). Unknown topics are auto-created when both the broker and the
 //! request allow it.
 
-use crate::kafka::handlers::may_create;
-use crate::security::acl::{OP_DESCRIBE, RESOURCE_TOPIC};
 use std::rc::Rc;
 
 use kafka_protocol::messages::metadata_response::{
@@ -17,6 +15,8 @@ use sluice_net::ResponseKind;
 use crate::cluster::image::{MetadataImage, TopicMeta};
 use crate::controller::validate_topic_name;
 use crate::kafka::dispatch::Ctx;
+use crate::kafka::handlers::may_create;
+use crate::security::acl::{OP_DESCRIBE, RESOURCE_TOPIC};
 use crate::shard::controller::{self};
 use crate::shard::Shard;
 use crate::util::{sb, topic_name, uuid};

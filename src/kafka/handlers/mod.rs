@@ -54,27 +54,9 @@ use crate::shard::{MeshMsg, Shard};
 /// Whether a request may create topic `name` (auto-creation, CreateTopics): CREATE on the
 /// cluster or on the topic, as Kafka checks it.
 pub fn may_create(shard: &Shard, ctx: &crate::kafka::dispatch::Ctx, name: &str) -> bool {
-    use crate::security::acl::{OP_CREATE, RESOURCE_TOPIC};
-    let config = &shard.config.authorizer;
-    if !config.enabled {
-        return true;
-    }
-    let image = shard.metadata();
-    let quietly = |rt: i8, n: &str| {
-        crate::security::acl::authorize(
-            config,
-            &image.acls,
-            &ctx.principal,
-            &ctx.host,
-            OP_CREATE,
-            rt,
-            n,
-        )
-    };
-    quietly(
-        crate::security::acl::RESOURCE_CLUSTER,
-        crate::security::acl::CLUSTER_NAME,
-    ) || ctx.may(shard, OP_CREATE, RESOURCE_TOPIC, name)
+    use crate::security::acl::{CLUSTER_NAME, OP_CREATE, RESOURCE_CLUSTER, RESOURCE_TOPIC};
+    ctx.allowed(shard, OP_CREATE, RESOURCE_CLUSTER, CLUSTER_NAME)
+        || ctx.may(shard, OP_CREATE, RESOURCE_TOPIC, name)
 }
 
 /// The shape of the per-partition admin requests (ListOffsets, DeleteRecords,

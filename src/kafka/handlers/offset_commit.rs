@@ -3,7 +3,6 @@
 //! `__consumer_offsets` and answered once durable per the flush policy. Offsets of unknown
 //! topics or partitions are refused with UNKNOWN_TOPIC_OR_PARTITION, as Kafka does.
 
-use crate::security::acl::{OP_READ, RESOURCE_GROUP, RESOURCE_TOPIC};
 use std::collections::HashMap;
 use std::rc::Rc;
 
@@ -16,6 +15,7 @@ use sluice_net::ResponseKind;
 
 use crate::coordinator::group::coordinator::{CommitPartition, CommitRequest, Reply, Request};
 use crate::kafka::dispatch::Ctx;
+use crate::security::acl::{OP_READ, RESOURCE_GROUP, RESOURCE_TOPIC};
 use crate::shard::groups;
 use crate::shard::Shard;
 

@@ -1,7 +1,6 @@
 //! OffsetFetch: committed offsets of one group (v1–7) or several (v8+), all partitions when
 //! no topics are named. Unknown partitions answer offset -1, as Kafka does.
 
-use crate::security::acl::{OP_DESCRIBE, RESOURCE_GROUP, RESOURCE_TOPIC};
 use std::rc::Rc;
 
 use futures_util::future::join_all;
@@ -15,6 +14,7 @@ use sluice_net::ResponseKind;
 
 use crate::coordinator::group::coordinator::{FetchRequest, FetchedOffset, Reply, Request};
 use crate::kafka::dispatch::Ctx;
+use crate::security::acl::{OP_DESCRIBE, RESOURCE_GROUP, RESOURCE_TOPIC};
 use crate::shard::groups;
 use crate::shard::Shard;
 use crate::util::{sb, topic_name};

@@ -2,8 +2,6 @@
 //! owner shard through the FIFO mesh); the response waits for acks (1: written, all: durable
 //! per the flush policy) and is omitted for acks=0.
 
-use crate::kafka::handlers::may_create;
-use crate::security::acl::{OP_WRITE, RESOURCE_TOPIC, RESOURCE_TRANSACTIONAL_ID};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -17,7 +15,9 @@ use sluice_net::ResponseKind;
 
 use crate::controller::validate_topic_name;
 use crate::kafka::dispatch::{encode, Ctx, Dispatched};
+use crate::kafka::handlers::may_create;
 use crate::limits::PARTITIONS_PER_REQUEST_MAX;
+use crate::security::acl::{OP_WRITE, RESOURCE_TOPIC, RESOURCE_TRANSACTIONAL_ID};
 use crate::shard::controller::{self};
 use crate::shard::ops::{self, AppendFuture, AppendOutcome};
 use crate::shard::{MeshMsg, Shard};

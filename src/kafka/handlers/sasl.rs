@@ -12,7 +12,7 @@ use tracing::info;
 
 use crate::kafka::dispatch::Dispatched;
 use crate::metrics::ShardMetrics;
-use crate::security::sasl::Session;
+use crate::security::sasl::{Refusal, Session};
 use crate::shard::Shard;
 use crate::util::sb;
 
@@ -43,24 +43,34 @@ pub fn handshake(
     )
 }
 
-/// One raw SASL token after SaslHandshake v0: the server's token in a bare frame, or close.
-pub fn raw_token(shard: &Shard, session: &mut Session, token: &[u8]) -> Dispatched {
+/// One step of the exchange against this shard's credentials, counted in the metrics.
+fn step(shard: &Shard, session: &mut Session, message: &[u8]) -> Result<Vec<u8>, Refusal> {
     let image = shard.metadata();
     let before = session.authenticated();
-    match session.authenticate(token, |user, m| image.scram_credential(user, m).cloned()) {
+    let result = session.authenticate(message, |user, m| image.scram_credential(user, m).cloned());
+    match &result {
+        Ok(_) if !before && session.authenticated() => {
+            ShardMetrics::add(&shard.metrics.sasl_authentications, 1)
+        }
+        Ok(_) => {}
+        Err(r) => {
+            info!(reason = %r.message, "SASL authentication failed");
+            ShardMetrics::add(&shard.metrics.sasl_authentication_failures, 1);
+        }
+    }
+    result
+}
+
+/// One raw SASL token after SaslHandshake v0: the server's token in a bare frame, or close.
+pub fn raw_token(shard: &Shard, session: &mut Session, token: &[u8]) -> Dispatched {
+    match step(shard, session, token) {
         Ok(reply) => {
-            if !before && session.authenticated() {
-                ShardMetrics::add(&shard.metrics.sasl_authentications, 1);
-            }
             let mut frame = Vec::with_capacity(4 + reply.len());
             frame.extend_from_slice(&(reply.len() as u32).to_be_bytes());
             frame.extend_from_slice(&reply);
             Dispatched::Respond(Box::pin(async move { Some(vec![Bytes::from(frame)]) }))
         }
-        Err(r) => {
-            ShardMetrics::add(&shard.metrics.sasl_authentication_failures, 1);
-            Dispatched::Close(format!("SASL authentication failed: {}", r.message))
-        }
+        Err(r) => Dispatched::Close(format!("SASL authentication failed: {}", r.message)),
     }
 }
 
@@ -69,25 +79,11 @@ pub fn authenticate(
     session: &mut Session,
     req: SaslAuthenticateRequest,
 ) -> ResponseKind {
-    let image = shard.metadata();
-    let before = session.authenticated();
-    let result = session.authenticate(&req.auth_bytes, |user, m| {
-        image.scram_credential(user, m).cloned()
-    });
-    let response = match result {
-        Ok(reply) => {
-            if !before && session.authenticated() {
-                ShardMetrics::add(&shard.metrics.sasl_authentications, 1);
-            }
-            SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(reply))
-        }
-        Err(r) => {
-            info!(reason = %r.message, "SASL authentication failed");
-            ShardMetrics::add(&shard.metrics.sasl_authentication_failures, 1);
-            SaslAuthenticateResponse::default()
-                .with_error_code(r.code)
-                .with_error_message(Some(sb(r.message)))
-        }
+    let response = match step(shard, session, &req.auth_bytes) {
+        Ok(reply) => SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(reply)),
+        Err(r) => SaslAuthenticateResponse::default()
+            .with_error_code(r.code)
+            .with_error_message(Some(sb(r.message))),
     };
     ResponseKind::SaslAuthenticate(response.with_session_lifetime_ms(0))
 }

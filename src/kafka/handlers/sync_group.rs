@@ -1,6 +1,5 @@
 //! SyncGroup: the leader hands in every member's assignment; each member gets its own.
 
-use crate::security::acl::{OP_READ, RESOURCE_GROUP};
 use std::rc::Rc;
 
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
@@ -9,6 +8,7 @@ use sluice_net::ResponseKind;
 
 use crate::coordinator::group::coordinator::{Reply, Request, SyncRequest};
 use crate::kafka::dispatch::Ctx;
+use crate::security::acl::{OP_READ, RESOURCE_GROUP};
 use crate::shard::groups;
 use crate::shard::Shard;
 use crate::util::sb;

@@ -5,9 +5,6 @@
 //! (`shard::txns::call`); TxnOffsetCommit goes to the group's coordinator, which keeps the
 //! offsets pending until the transaction's marker reaches its `__consumer_offsets` partition.
 
-use crate::security::acl::{
-    OP_DESCRIBE, OP_READ, OP_WRITE, RESOURCE_GROUP, RESOURCE_TOPIC, RESOURCE_TRANSACTIONAL_ID,
-};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -41,6 +38,9 @@ use crate::coordinator::txn::coordinator::{AddRequest, EndRequest, ListFilter, R
 use crate::coordinator::txn::records::TxnState;
 use crate::kafka::dispatch::Ctx;
 use crate::kafka::handlers::offset_commit::commit_offsets;
+use crate::security::acl::{
+    OP_DESCRIBE, OP_READ, OP_WRITE, RESOURCE_GROUP, RESOURCE_TOPIC, RESOURCE_TRANSACTIONAL_ID,
+};
 use crate::shard::{txns, Shard};
 use crate::util::sb;
 
