@@ -22,8 +22,7 @@ use kafka_protocol::messages::{
     ApiKey, CreateAclsRequest, CreateAclsResponse, CreateTopicsRequest, CreateTopicsResponse,
     DescribeConfigsRequest, DescribeConfigsResponse, FetchRequest, FetchResponse,
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse, MetadataRequest,
-    MetadataResponse, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
-    SaslHandshakeResponse, TopicName,
+    MetadataResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -68,19 +67,8 @@ fn start() -> (Broker, String) {
 /// A raw connection authenticated as `user` (SASL/PLAIN), if the credentials work.
 fn login(addr: &str, user: &str) -> Option<Raw> {
     let mut raw = Raw::connect(addr);
-    let hs: SaslHandshakeResponse = raw.call(
-        ApiKey::SaslHandshake,
-        1,
-        &SaslHandshakeRequest::default().with_mechanism(s("PLAIN")),
-    );
-    assert_eq!(hs.error_code, 0);
-    let token = format!("\0{user}\0{user}-pw");
-    let auth: SaslAuthenticateResponse = raw.call(
-        ApiKey::SaslAuthenticate,
-        2,
-        &SaslAuthenticateRequest::default().with_auth_bytes(token.into_bytes().into()),
-    );
-    (auth.error_code == 0).then_some(raw)
+    let (_, code) = raw.sasl_plain(user, &format!("{user}-pw"));
+    (code == 0).then_some(raw)
 }
 
 /// `sluice ARGS` as admin over the SASL listener; panics unless it succeeds.

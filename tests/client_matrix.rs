@@ -80,23 +80,10 @@ fn run_sasl_client(client: &str) {
 
 /// SASL/PLAIN as alice on a raw connection: whether it authenticates.
 fn alice_can_log_in(addr: &str) -> bool {
-    use kafka_protocol::messages::{
-        ApiKey, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
-        SaslHandshakeResponse,
-    };
-    let mut raw = common::raw::Raw::connect(addr);
-    let _: SaslHandshakeResponse = raw.call(
-        ApiKey::SaslHandshake,
-        1,
-        &SaslHandshakeRequest::default()
-            .with_mechanism(kafka_protocol::protocol::StrBytes::from_static_str("PLAIN")),
-    );
-    let auth: SaslAuthenticateResponse = raw.call(
-        ApiKey::SaslAuthenticate,
-        2,
-        &SaslAuthenticateRequest::default().with_auth_bytes(b"\0alice\0alice-secret"[..].into()),
-    );
-    auth.error_code == 0
+    common::raw::Raw::connect(addr)
+        .sasl_plain("alice", "alice-secret")
+        .1
+        == 0
 }
 
 /// Runs `client`'s scenario against `bootstrap` (an address of `broker`), then stops the broker.

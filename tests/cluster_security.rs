@@ -14,29 +14,15 @@ use std::time::{Duration, Instant};
 use common::cluster::Cluster;
 use common::raw::Raw;
 use common::{Out, WAIT};
-use kafka_protocol::messages::{
-    ApiKey, MetadataRequest, MetadataResponse, SaslAuthenticateRequest, SaslAuthenticateResponse,
-    SaslHandshakeRequest, SaslHandshakeResponse,
-};
+use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::Consumer;
 
 /// SASL/PLAIN as `user` (password `USER-pw`) on a fresh raw connection.
 fn login(addr: &str, user: &str) -> Raw {
     let mut raw = Raw::connect(addr);
-    let hs: SaslHandshakeResponse = raw.call(
-        ApiKey::SaslHandshake,
-        1,
-        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
-    );
-    assert_eq!(hs.error_code, 0);
-    let auth: SaslAuthenticateResponse = raw.call(
-        ApiKey::SaslAuthenticate,
-        2,
-        &SaslAuthenticateRequest::default()
-            .with_auth_bytes(format!("\0{user}\0{user}-pw").into_bytes().into()),
-    );
-    assert_eq!(auth.error_code, 0, "{user} logs in");
+    let (_, code) = raw.sasl_plain(user, &format!("{user}-pw"));
+    assert_eq!(code, 0, "{user} logs in");
     raw
 }
 

@@ -68,20 +68,9 @@ fn wait_user(addr: &str, user: &str) {
 /// connection (to see what the broker does next).
 fn plain(addr: &str, user: &str, password: &str) -> (i16, Raw) {
     let mut raw = Raw::connect(addr);
-    let hs: SaslHandshakeResponse = raw.call(
-        ApiKey::SaslHandshake,
-        1,
-        &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
-    );
-    assert_eq!(hs.error_code, 0);
-    assert!(hs.mechanisms.iter().any(|m| m.as_str() == "SCRAM-SHA-512"));
-    let token = format!("\0{user}\0{password}");
-    let auth: SaslAuthenticateResponse = raw.call(
-        ApiKey::SaslAuthenticate,
-        2,
-        &SaslAuthenticateRequest::default().with_auth_bytes(token.into_bytes().into()),
-    );
-    (auth.error_code, raw)
+    let (mechanisms, code) = raw.sasl_plain(user, password);
+    assert!(mechanisms.iter().any(|m| m == "SCRAM-SHA-512"));
+    (code, raw)
 }
 
 fn metadata(raw: &mut Raw) -> MetadataResponse {

@@ -109,6 +109,29 @@ impl Raw {
 }
 
 impl Raw {
+    /// SaslHandshake v1 for PLAIN (which must succeed), then SaslAuthenticate v2 as `user`:
+    /// the mechanisms the handshake listed, and the authentication's error code.
+    pub fn sasl_plain(&mut self, user: &str, password: &str) -> (Vec<String>, i16) {
+        use kafka_protocol::messages::{
+            SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+            SaslHandshakeResponse,
+        };
+        let hs: SaslHandshakeResponse = self.call(
+            ApiKey::SaslHandshake,
+            1,
+            &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+        );
+        assert_eq!(hs.error_code, 0, "SaslHandshake PLAIN");
+        let token = format!("\0{user}\0{password}");
+        let auth: SaslAuthenticateResponse = self.call(
+            ApiKey::SaslAuthenticate,
+            2,
+            &SaslAuthenticateRequest::default().with_auth_bytes(token.into_bytes().into()),
+        );
+        let mechanisms = hs.mechanisms.iter().map(|m| m.to_string()).collect();
+        (mechanisms, auth.error_code)
+    }
+
     /// DeleteTopics v4 of one topic: its error code.
     pub fn delete_topic(&mut self, name: &str) -> i16 {
         use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
