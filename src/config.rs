@@ -45,8 +45,9 @@ pub struct BrokerArgs {
     /// Address clients are told to connect to (default: the listen address).
     #[arg(long, env = "SLUICE_ADVERTISE")]
     pub advertise: Option<String>,
-    /// Kafka's `listeners`: `PROTOCOL://HOST:PORT,...` with PROTOCOL one of PLAINTEXT and
-    /// SASL_PLAINTEXT (the listener's name is its protocol). Given, it replaces `--listen`.
+    /// Kafka's `listeners`: `PROTOCOL://HOST:PORT,...` with PROTOCOL one of PLAINTEXT,
+    /// SASL_PLAINTEXT, SSL and SASL_SSL (the listener's name is its protocol). Given, it replaces
+    /// `--listen`.
     #[arg(long, env = "SLUICE_LISTENERS")]
     pub listeners: Option<String>,
     /// Kafka's `advertised.listeners`: `PROTOCOL://HOST:PORT,...`, what clients of each listener
@@ -57,6 +58,23 @@ pub struct BrokerArgs {
     /// `inter.broker.listener.name`); PLAINTEXT only for now. Default: the first PLAINTEXT one.
     #[arg(long, env = "SLUICE_INTER_BROKER_LISTENER_NAME")]
     pub inter_broker_listener_name: Option<String>,
+    /// The SSL and SASL_SSL listeners' certificate chain and private key, one PEM file (Kafka's
+    /// `ssl.keystore.location` with `ssl.keystore.type=PEM`). Read again on SIGHUP.
+    #[arg(long, env = "SLUICE_SSL_KEYSTORE_LOCATION")]
+    pub ssl_keystore_location: Option<PathBuf>,
+    /// PEM file of the CA certificates client certificates must chain to (Kafka's
+    /// `ssl.truststore.location`). Read again on SIGHUP.
+    #[arg(long, env = "SLUICE_SSL_TRUSTSTORE_LOCATION")]
+    pub ssl_truststore_location: Option<PathBuf>,
+    /// Whether TLS clients must present a certificate (Kafka's `ssl.client.auth`); a verified
+    /// one makes the principal `User:` + its subject, e.g. `User:CN=alice,O=Example`.
+    #[arg(
+        long,
+        env = "SLUICE_SSL_CLIENT_AUTH",
+        value_enum,
+        default_value = "none"
+    )]
+    pub ssl_client_auth: crate::security::tls::ClientAuth,
     /// SASL mechanisms SASL listeners offer (Kafka's `sasl.enabled.mechanisms`).
     #[arg(
         long,
@@ -353,6 +371,8 @@ pub enum AuthorizerArg {
 pub enum SecurityProtocol {
     Plaintext,
     SaslPlaintext,
+    Ssl,
+    SaslSsl,
 }
 
 impl SecurityProtocol {
@@ -360,11 +380,20 @@ impl SecurityProtocol {
         match self {
             SecurityProtocol::Plaintext => "PLAINTEXT",
             SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
         }
     }
 
     pub fn sasl(self) -> bool {
-        self == SecurityProtocol::SaslPlaintext
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+
+    pub fn tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
     }
 }
 
@@ -416,6 +445,8 @@ pub struct Config {
     /// Every Kafka listener; `inter_broker` indexes the one brokers use.
     pub listeners: Vec<Listener>,
     pub inter_broker: usize,
+    /// What TLS listeners serve; `Some` when there is one.
+    pub tls: Option<std::sync::Arc<crate::security::tls::TlsContext>>,
     /// What SASL listeners offer.
     pub sasl_mechanisms: Vec<crate::security::sasl::SaslMechanism>,
     pub add_scram: Vec<BootstrapScram>,
@@ -466,6 +497,8 @@ pub enum ConfigError {
     SaslMechanism(String),
     #[error("--add-scram must be MECHANISM=[name=USER,password=PASSWORD[,iterations=N]] with 4096 ≤ N ≤ 16384, got {0:?}")]
     AddScram(String),
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl Config {
@@ -486,11 +519,30 @@ impl Config {
                 .position(|l| !l.protocol.sasl())
                 .unwrap_or(0),
         };
-        if listeners[inter_broker].protocol.sasl() && args.controller_quorum_voters.is_some() {
+        let inter_protocol = listeners[inter_broker].protocol;
+        if inter_protocol != SecurityProtocol::Plaintext && args.controller_quorum_voters.is_some()
+        {
             return Err(ConfigError::Listeners(
                 "brokers reach each other over PLAINTEXT only for now: name a PLAINTEXT listener with --inter-broker-listener-name".into(),
             ));
         }
+        let tls = match &args.ssl_keystore_location {
+            Some(keystore) if listeners.iter().any(|l| l.protocol.tls()) => Some(
+                crate::security::tls::TlsContext::load(
+                    keystore,
+                    args.ssl_truststore_location.as_deref(),
+                    args.ssl_client_auth,
+                )
+                .map(std::sync::Arc::new)
+                .map_err(ConfigError::Tls)?,
+            ),
+            None if listeners.iter().any(|l| l.protocol.tls()) => {
+                return Err(ConfigError::Tls(
+                    "an SSL or SASL_SSL listener needs --ssl-keystore-location".into(),
+                ))
+            }
+            _ => None,
+        };
         let host = listeners[inter_broker].advertised_host.clone();
         let port = listeners[inter_broker].advertised_port;
         let sasl_mechanisms = args
@@ -583,6 +635,7 @@ impl Config {
             listeners,
             inter_broker,
             sasl_mechanisms,
+            tls,
             add_scram,
             flush,
             io_mode,
@@ -633,12 +686,11 @@ fn parse_endpoints(s: &str) -> Result<Vec<(SecurityProtocol, String, u16)>, Conf
         let protocol = match name {
             "PLAINTEXT" => SecurityProtocol::Plaintext,
             "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
-            "SSL" | "SASL_SSL" => {
-                return Err(bad(format!("{name}: TLS listeners are not built yet")))
-            }
+            "SSL" => SecurityProtocol::Ssl,
+            "SASL_SSL" => SecurityProtocol::SaslSsl,
             other => {
                 return Err(bad(format!(
-                    "unknown listener {other:?} (PLAINTEXT, SASL_PLAINTEXT)"
+                    "unknown listener {other:?} (PLAINTEXT, SASL_PLAINTEXT, SSL, SASL_SSL)"
                 )))
             }
         };
@@ -789,7 +841,7 @@ mod tests {
     }
 
     #[test]
-    fn listeners_parse_in_kafkas_form_and_refuse_what_is_not_built() {
+    fn listeners_parse_in_kafkas_form_and_refuse_what_cannot_work() {
         let c = Config::from_args(args(&[
             "--listeners",
             "PLAINTEXT://127.0.0.1:9092,SASL_PLAINTEXT://127.0.0.1:9094",
@@ -809,6 +861,7 @@ mod tests {
         let c = Config::from_args(args(&["--listen", "127.0.0.1:7000"])).unwrap();
         assert_eq!(c.listeners.len(), 1);
         assert_eq!(c.listeners[0].name(), "PLAINTEXT");
+        // A TLS listener needs --ssl-keystore-location.
         for bad in [
             "SSL://127.0.0.1:9093",
             "SASL_SSL://127.0.0.1:9093",

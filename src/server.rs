@@ -94,7 +94,8 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-/// Blocks SIGINT/SIGTERM in this thread (and the threads it spawns) so `sigwait` receives them.
+/// Blocks SIGINT/SIGTERM/SIGHUP in this thread (and the threads it spawns) so `sigwait`
+/// receives them.
 fn block_signals() -> libc::sigset_t {
     // SAFETY: plain libc signal-set manipulation on a zeroed, owned sigset_t.
     unsafe {
@@ -102,6 +103,7 @@ fn block_signals() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         set
     }
@@ -308,7 +310,22 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let _ = writeln!(out, "sluice listening on {bound}");
     let _ = out.flush();
 
-    let sig = wait_for_signal(&signals);
+    let sig = loop {
+        let sig = wait_for_signal(&signals);
+        if sig != libc::SIGHUP {
+            break sig;
+        }
+        // SIGHUP: the TLS listeners' certificates and keys are read again.
+        match &config.tls {
+            Some(tls) => match tls.reload() {
+                Ok(()) => info!("SIGHUP: TLS keystore and truststore reloaded"),
+                Err(e) => {
+                    error!(error = %e, "SIGHUP: TLS reload failed; the previous certificates stay")
+                }
+            },
+            None => info!("SIGHUP: no TLS listener, nothing to reload"),
+        }
+    };
     info!(signal = sig, "shutting down");
     for s in &shutdowns {
         let _ = s.send(());

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::runtime::net::{AsyncReadExt, AsyncWriteExt, BufResult, TcpStream};
+use crate::runtime::net::{AsyncWriteExt, BufResult, TcpStream};
 use crate::runtime::JoinHandle;
 use bytes::BytesMut;
 use futures_util::FutureExt;
@@ -21,6 +21,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::config::SecurityProtocol;
 use crate::kafka::dispatch::{dispatch, Conn, Dispatched};
+use crate::kafka::transport::{self, Writer, TLS_HANDSHAKE_TIMEOUT};
 use crate::limits::{READ_BUDGET_RETRY_MS, READ_CHUNK_BYTES};
 use crate::metrics::ShardMetrics;
 use crate::security::sasl::Session;
@@ -88,7 +89,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, listen
         .set(shard.connections.get().saturating_sub(1));
 }
 
-async fn serve_inner(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, listener: usize) {
+async fn serve_inner(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, listener: usize) {
     let _ = stream.set_nodelay(true);
     let protocol = shard
         .config
@@ -100,14 +101,48 @@ async fn serve_inner(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, list
         session: Session::new(protocol.sasl()),
         host: Rc::from(peer.ip().to_string()),
     };
-    let (mut rd, wr) = stream.into_split();
-    let (tx, rx) =
-        flume::bounded::<(Pending, InflightGuard)>(shard.config.args.max_inflight_requests);
-    let zero_copy = shard.config.args.zero_copy_send;
-    let writer = crate::runtime::spawn(write_responses(shard.clone(), wr, rx, peer, zero_copy));
-    let frames = FrameReader::new(shard.config.args.socket_request_max_bytes);
     let idle = Duration::from_millis(shard.config.args.connections_max_idle_ms.max(1));
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    let tls = match (protocol.tls(), &shard.config.tls) {
+        (false, _) => None,
+        (true, None) => return, // Config refuses a TLS listener without a keystore
+        (true, Some(ctx)) => {
+            let limit = TLS_HANDSHAKE_TIMEOUT.min(idle);
+            let accepted =
+                crate::runtime::timeout(limit, transport::accept(&mut stream, ctx.config())).await;
+            match accepted {
+                Ok(Ok(a)) => {
+                    if let Some(p) = a.tls.peer_certificates().and_then(|c| c.first()) {
+                        match crate::security::tls::principal_of(p) {
+                            Some(principal) => conn.session.set_certificate_principal(principal),
+                            None => {
+                                warn!(%peer, "closing connection: its certificate's subject cannot be read");
+                                return;
+                            }
+                        }
+                    }
+                    buf.extend_from_slice(&a.early);
+                    Some(a.tls)
+                }
+                Ok(Err(e)) => {
+                    ShardMetrics::add(&shard.metrics.tls_handshake_failures, 1);
+                    info!(%peer, error = %e, "closing connection: TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    ShardMetrics::add(&shard.metrics.tls_handshake_failures, 1);
+                    info!(%peer, ?limit, "closing connection: no TLS handshake in time");
+                    return;
+                }
+            }
+        }
+    };
+    let (mut rd, wr) = transport::split(stream, tls);
+    let (tx, rx) =
+        flume::bounded::<(Pending, InflightGuard)>(shard.config.args.max_inflight_requests);
+    let zero_copy = shard.config.args.zero_copy_send && wr.may_zero_copy();
+    let writer = crate::runtime::spawn(write_responses(shard.clone(), wr, rx, peer, zero_copy));
+    let frames = FrameReader::new(shard.config.args.socket_request_max_bytes);
     let mut hold: Option<BudgetHold> = None;
     'read: loop {
         loop {
@@ -188,7 +223,7 @@ async fn serve_inner(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr, list
 
 async fn write_responses(
     shard: Rc<Shard>,
-    mut wr: TcpStream,
+    mut wr: Writer,
     rx: flume::Receiver<(Pending, InflightGuard)>,
     peer: SocketAddr,
     zero_copy: bool,
@@ -196,14 +231,14 @@ async fn write_responses(
     while let Ok((pending, _guard)) = rx.recv_async().await {
         let frame = match pending.await {
             Ok(Some(frame)) if frame.is_empty() => {
-                shutdown(&wr);
+                shutdown(wr.socket());
                 return;
             }
             Ok(Some(frame)) => frame,
             Ok(None) => continue,
             Err(e) => {
                 info!(%peer, error = ?e, "request handler failed; closing connection");
-                shutdown(&wr);
+                shutdown(wr.socket());
                 return;
             }
         };
@@ -212,7 +247,7 @@ async fn write_responses(
         if let Err(e) = write_frame(&mut wr, frame, zero_copy).await {
             // Close, so the client sees it now rather than waiting for an answer.
             debug!(%peer, error = %e, "write failed; closing connection");
-            shutdown(&wr);
+            shutdown(wr.socket());
             return;
         }
     }
@@ -224,10 +259,14 @@ const IOVECS_PER_WRITE_MAX: usize = 1024;
 
 /// Writes one response frame, at most [`IOVECS_PER_WRITE_MAX`] buffers per vectored write.
 async fn write_frame(
-    wr: &mut TcpStream,
+    wr: &mut Writer,
     mut frame: ResponseFrame,
     zero_copy: bool,
 ) -> std::io::Result<()> {
+    let wr = match wr {
+        Writer::Plain(sock) => sock,
+        tls @ Writer::Tls { .. } => return tls.write_tls_frame(frame).await,
+    };
     while !frame.is_empty() {
         let rest = frame.split_off(frame.len().min(IOVECS_PER_WRITE_MAX));
         if zero_copy {

@@ -39,6 +39,8 @@ pub struct ShardMetrics {
     /// credentials).
     pub sasl_authentications: Cell<u64>,
     pub sasl_authentication_failures: Cell<u64>,
+    /// TLS handshakes that failed or timed out.
+    pub tls_handshake_failures: Cell<u64>,
     /// Requests (or parts of them) the ACLs denied.
     pub authorization_denials: Cell<u64>,
     pub mesh_sent: Cell<u64>,
@@ -63,6 +65,7 @@ impl Default for ShardMetrics {
             connections_rejected: Cell::new(0),
             sasl_authentications: Cell::new(0),
             sasl_authentication_failures: Cell::new(0),
+            tls_handshake_failures: Cell::new(0),
             authorization_denials: Cell::new(0),
             mesh_sent: Cell::new(0),
             stall_seconds: Histogram::new(LATENCY_BUCKETS_S),
@@ -172,6 +175,7 @@ pub struct ShardSnapshot {
     pub connections_rejected: u64,
     pub sasl_authentications: u64,
     pub sasl_authentication_failures: u64,
+    pub tls_handshake_failures: u64,
     pub authorization_denials: u64,
     pub mesh_sent: u64,
     pub mesh_queue_depth: usize,

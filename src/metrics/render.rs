@@ -249,6 +249,13 @@ pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
     );
     per_shard(
         &mut out,
+        "sluice_tls_handshake_failures_total",
+        "counter",
+        "TLS handshakes that failed (bad certificate, protocol error) or did not finish in time.",
+        &|s| s.tls_handshake_failures.to_string(),
+    );
+    per_shard(
+        &mut out,
         "sluice_authorization_denials_total",
         "counter",
         "Operations on resources the ACLs denied (--authorizer standard).",
@@ -638,6 +645,7 @@ mod tests {
             connections_rejected: 0,
             sasl_authentications: 0,
             sasl_authentication_failures: 0,
+            tls_handshake_failures: 0,
             authorization_denials: 0,
             mesh_sent: 0,
             mesh_queue_depth: 0,

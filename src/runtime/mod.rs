@@ -18,7 +18,7 @@ pub use sluice_storage::runtime::{sleep, spawn, spawn_blocking, JoinHandle};
 /// TCP for client connections: the listener, streams, and the buffer-passing I/O traits they
 /// are used through.
 pub mod net {
-    pub use compio::io::{AsyncReadExt, AsyncWriteExt, AsyncWriteZerocopy};
+    pub use compio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, AsyncWriteZerocopy};
     pub use compio::net::{TcpListener, TcpStream};
     pub use compio::BufResult;
 

@@ -5,3 +5,4 @@
 pub mod acl;
 pub mod sasl;
 pub mod scram;
+pub mod tls;

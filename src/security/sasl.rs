@@ -85,6 +85,14 @@ impl Session {
         }
     }
 
+    /// An SSL listener's client presented `principal`'s verified certificate (mTLS). On a
+    /// SASL_SSL listener the SASL exchange names the principal instead.
+    pub fn set_certificate_principal(&mut self, principal: String) {
+        if matches!(self.state, State::NotRequired) {
+            self.principal = std::rc::Rc::from(principal);
+        }
+    }
+
     /// Kafka's principal for this connection (`User:ANONYMOUS` until authenticated).
     pub fn principal(&self) -> &std::rc::Rc<str> {
         &self.principal

@@ -103,6 +103,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         connections_rejected: m.connections_rejected.get(),
         sasl_authentications: m.sasl_authentications.get(),
         sasl_authentication_failures: m.sasl_authentication_failures.get(),
+        tls_handshake_failures: m.tls_handshake_failures.get(),
         authorization_denials: m.authorization_denials.get(),
         mesh_sent: m.mesh_sent.get(),
         mesh_queue_depth: shard.mesh_queue_depth(),

@@ -12,9 +12,27 @@ use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use sluice_net::records::BatchBuilder;
 
-pub struct Raw {
-    pub stream: TcpStream,
+pub struct Raw<S = TcpStream> {
+    pub stream: S,
     correlation: i32,
+}
+
+/// A Raw client's connection over TLS.
+pub type TlsStream = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
+
+impl Raw<TlsStream> {
+    /// Connects over TLS with `config` (the server is verified as `127.0.0.1`); the handshake
+    /// runs with the first request. Its error, if any, shows as the broker closing.
+    pub fn connect_tls(addr: &str, config: std::sync::Arc<rustls::ClientConfig>) -> Raw<TlsStream> {
+        let tcp = TcpStream::connect(addr).expect("connect");
+        tcp.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+        let conn = rustls::ClientConnection::new(config, name).unwrap();
+        Raw {
+            stream: rustls::StreamOwned::new(conn, tcp),
+            correlation: 0,
+        }
+    }
 }
 
 impl Raw {
@@ -28,7 +46,9 @@ impl Raw {
             correlation: 0,
         }
     }
+}
 
+impl<S: Read + Write> Raw<S> {
     /// Sends a request and returns the decoded response body.
     pub fn call<Req: Encodable, Resp: Decodable>(
         &mut self,
@@ -60,6 +80,7 @@ impl Raw {
         frame.put_i32(body.len() as i32);
         frame.put_slice(body);
         self.stream.write_all(&frame).unwrap();
+        self.stream.flush().unwrap();
     }
 
     /// Reads one response frame; `None` if the broker closed the connection.
@@ -89,7 +110,7 @@ impl Raw {
     }
 }
 
-impl Raw {
+impl<S: Read + Write> Raw<S> {
     /// Produce v9 (acks=1) of `records` to one partition: (error code, base offset).
     pub fn produce(&mut self, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
         use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -108,7 +129,7 @@ impl Raw {
     }
 }
 
-impl Raw {
+impl<S: Read + Write> Raw<S> {
     /// SaslHandshake v1 for PLAIN (which must succeed), then SaslAuthenticate v2 as `user`:
     /// the mechanisms the handshake listed, and the authentication's error code.
     pub fn sasl_plain(&mut self, user: &str, password: &str) -> (Vec<String>, i16) {

@@ -1,0 +1,267 @@
+//! TLS for SSL and SASL_SSL listeners: rustls on ring, certificates and keys from PEM files,
+//! reloaded on SIGHUP, client certificates verified against a PEM trust store and mapped to a
+//! principal as Kafka's default `ssl.principal.mapping.rules` does (`User:` + the subject's
+//! distinguished name in RFC 2253 form, e.g. `User:CN=alice,O=Sluice`).
+//!
+//! This module holds the configuration and the pure byte pumping (`feed`); the connection
+//! (src/kafka/transport.rs) does the I/O. See docs/architecture.md, "Security".
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig, ServerConnection};
+
+/// Kafka's `ssl.client.auth`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ClientAuth {
+    /// No client certificate is asked for.
+    None,
+    /// A certificate is asked for; a client without one is still served (as `User:ANONYMOUS`).
+    Requested,
+    /// A client without a certificate the trust store verifies is refused.
+    Required,
+}
+
+/// What the TLS listeners serve: the files named at start and the configuration built from
+/// them, which SIGHUP rebuilds (a connection keeps the one it started with).
+pub struct TlsContext {
+    keystore: PathBuf,
+    truststore: Option<PathBuf>,
+    client_auth: ClientAuth,
+    current: RwLock<Arc<ServerConfig>>,
+}
+
+impl std::fmt::Debug for TlsContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsContext")
+            .field("keystore", &self.keystore)
+            .field("truststore", &self.truststore)
+            .field("client_auth", &self.client_auth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsContext {
+    /// Reads the files and builds the first configuration.
+    pub fn load(
+        keystore: &Path,
+        truststore: Option<&Path>,
+        client_auth: ClientAuth,
+    ) -> Result<TlsContext, String> {
+        let config = build(keystore, truststore, client_auth)?;
+        Ok(TlsContext {
+            keystore: keystore.to_owned(),
+            truststore: truststore.map(Path::to_owned),
+            client_auth,
+            current: RwLock::new(Arc::new(config)),
+        })
+    }
+
+    /// Reads the files again; new connections use what they hold now. On an error the old
+    /// configuration stays.
+    pub fn reload(&self) -> Result<(), String> {
+        let config = build(&self.keystore, self.truststore.as_deref(), self.client_auth)?;
+        let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
+        *current = Arc::new(config);
+        Ok(())
+    }
+
+    /// The configuration a new connection starts with.
+    pub fn config(&self) -> Arc<ServerConfig> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+fn build(
+    keystore: &Path,
+    truststore: Option<&Path>,
+    client_auth: ClientAuth,
+) -> Result<ServerConfig, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let ks = keystore.display();
+    let certs = CertificateDer::pem_file_iter(keystore)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{ks}: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!("{ks}: no CERTIFICATE in it"));
+    }
+    let key = PrivateKeyDer::from_pem_file(keystore)
+        .map_err(|e| format!("{ks}: no usable PRIVATE KEY in it ({e})"))?;
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?;
+    let builder = match client_auth {
+        ClientAuth::None => builder.with_no_client_auth(),
+        ClientAuth::Requested | ClientAuth::Required => {
+            let Some(ts) = truststore else {
+                return Err("--ssl-client-auth needs --ssl-truststore-location".into());
+            };
+            let mut roots = RootCertStore::empty();
+            let cas = CertificateDer::pem_file_iter(ts)
+                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+                .map_err(|e| format!("{}: {e}", ts.display()))?;
+            for ca in cas {
+                roots
+                    .add(ca)
+                    .map_err(|e| format!("{}: {e}", ts.display()))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("{}: no CERTIFICATE in it", ts.display()));
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier = if client_auth == ClientAuth::Requested {
+                verifier.allow_unauthenticated()
+            } else {
+                verifier
+            };
+            builder.with_client_cert_verifier(verifier.build().map_err(|e| e.to_string())?)
+        }
+    };
+    builder
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("{ks}: {e}"))
+}
+
+/// Feeds received ciphertext to `tls` and appends the plaintext it yields to `plain`; true once
+/// the peer has closed (close_notify). An error is the peer's (a bad record, a failed
+/// handshake): rustls has queued the alert to send.
+pub fn feed(
+    tls: &mut ServerConnection,
+    mut cipher: &[u8],
+    plain: &mut bytes::BytesMut,
+) -> std::io::Result<bool> {
+    let mut closed = false;
+    while !cipher.is_empty() {
+        let n = tls.read_tls(&mut cipher)?;
+        let state = tls
+            .process_new_packets()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+        closed = state.peer_has_closed();
+        let ready = state.plaintext_bytes_to_read();
+        if ready > 0 {
+            let at = plain.len();
+            plain.resize(at + ready, 0);
+            tls.reader().read_exact(&mut plain[at..])?;
+        }
+        if n == 0 {
+            break; // close_notify received: nothing more is read
+        }
+    }
+    Ok(closed)
+}
+
+/// The principal of a verified client certificate: `User:` + its subject in RFC 2253 form (the
+/// most specific attribute first, as Java's `X500Principal.getName()` gives it).
+pub fn principal_of(cert: &CertificateDer<'_>) -> Option<String> {
+    use x509_parser::prelude::{FromDer, X509Certificate};
+    let (_, parsed) = X509Certificate::from_der(cert.as_ref()).ok()?;
+    let mut rdns = Vec::new();
+    for rdn in parsed
+        .subject()
+        .iter()
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+    {
+        let mut parts = Vec::new();
+        for attr in rdn.iter() {
+            let oid = attr.attr_type();
+            // The keywords RFC 2253 (and Java) name; any other attribute by its OID.
+            let name = x509_parser::objects::oid2abbrev(oid, x509_parser::objects::oid_registry())
+                .ok()
+                .filter(|k| RFC2253_KEYWORDS.contains(k))
+                .map_or_else(|| oid.to_id_string(), str::to_owned);
+            let value = attr.as_str().ok()?;
+            parts.push(format!("{name}={}", escape_rfc2253(value)));
+        }
+        rdns.push(parts.join("+"));
+    }
+    Some(format!("User:{}", rdns.join(",")))
+}
+
+const RFC2253_KEYWORDS: [&str; 8] = ["CN", "C", "L", "ST", "O", "OU", "STREET", "DC"];
+
+/// RFC 2253 §2.4 escaping of an attribute value.
+fn escape_rfc2253(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for (i, c) in v.chars().enumerate() {
+        let edge = (i == 0 && (c == ' ' || c == '#')) || (i + 1 == v.chars().count() && c == ' ');
+        if edge || matches!(c, ',' | '+' | '"' | '\\' | '<' | '>' | ';') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ca() -> (
+        rcgen::Certificate,
+        rcgen::KeyPair,
+        rcgen::Issuer<'static, rcgen::KeyPair>,
+    ) {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "test-ca");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let issuer_key = rcgen::KeyPair::from_pem(&key.serialize_pem()).unwrap();
+        (cert, key, rcgen::Issuer::new(params, issuer_key))
+    }
+
+    #[test]
+    fn a_subject_maps_to_kafkas_default_principal() {
+        let (_, _, issuer) = ca();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new(); // rcgen starts with a CN
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "Sluice, Inc");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "alice");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.signed_by(&key, &issuer).unwrap();
+        assert_eq!(
+            principal_of(cert.der()).as_deref(),
+            Some("User:CN=alice,O=Sluice\\, Inc")
+        );
+        assert_eq!(principal_of(&CertificateDer::from(vec![0x30, 0x03])), None);
+    }
+
+    #[test]
+    fn a_keystore_without_a_key_or_a_certificate_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key, _) = ca();
+        let only_cert = dir.path().join("cert.pem");
+        std::fs::write(&only_cert, cert.pem()).unwrap();
+        let err = TlsContext::load(&only_cert, None, ClientAuth::None).unwrap_err();
+        assert!(err.contains("PRIVATE KEY"), "{err}");
+        let only_key = dir.path().join("key.pem");
+        std::fs::write(&only_key, key.serialize_pem()).unwrap();
+        let err = TlsContext::load(&only_key, None, ClientAuth::None).unwrap_err();
+        assert!(err.contains("no CERTIFICATE"), "{err}");
+        let both = dir.path().join("both.pem");
+        std::fs::write(&both, format!("{}{}", key.serialize_pem(), cert.pem())).unwrap();
+        let ctx = TlsContext::load(&both, None, ClientAuth::None).unwrap();
+        let err = TlsContext::load(&both, None, ClientAuth::Required).unwrap_err();
+        assert!(err.contains("truststore"), "{err}");
+        // A reload that fails keeps the configuration in use.
+        let before = ctx.config();
+        std::fs::write(&both, "garbage").unwrap();
+        assert!(ctx.reload().is_err());
+        assert!(Arc::ptr_eq(&before, &ctx.config()));
+    }
+}
