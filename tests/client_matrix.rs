@@ -47,7 +47,7 @@ fn run_client_within(client: &str, default_timeout_s: u64) {
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let broker = Broker::start(&["--num-partitions", AUTO_CREATE_PARTITIONS]);
     let addr = broker.addr.clone();
-    run_script(client, broker, &addr, default_timeout_s);
+    run_script(client, broker, &addr, default_timeout_s, &[]);
 }
 
 /// A SASL client's scenario: the broker has a SASL_PLAINTEXT listener, which the script gets
@@ -75,7 +75,71 @@ fn run_sasl_client(client: &str) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    run_script(client, broker, &sasl, SCRIPT_TIMEOUT_S);
+    run_script(client, broker, &sasl, SCRIPT_TIMEOUT_S, &[]);
+}
+
+/// A TLS client's scenario: the broker has a SASL_SSL listener (the script's bootstrap, alice
+/// as for SASL) and an SSL listener asking for client certificates, with a CA, server and client
+/// certificate made for the run. Topics, groups and transactional ids starting with "mtls" are
+/// granted to the client certificate's principal `User:CN=matrix,O=Sluice` only, so the mTLS
+/// scenarios (which use those names) pass only if the broker maps the certificate to it.
+fn run_tls_client(client: &str) {
+    let _serial = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = common::pki::Pki::new(dir.path(), "matrix");
+    let cert = pki.client("matrix");
+    let broker = Broker::start(&[
+        "--num-partitions",
+        AUTO_CREATE_PARTITIONS,
+        "--listeners",
+        "PLAINTEXT://127.0.0.1:0,SASL_SSL://127.0.0.1:0,SSL://127.0.0.1:0",
+        "--ssl-keystore-location",
+        pki.server.to_str().expect("utf-8 path"),
+        "--ssl-truststore-location",
+        pki.ca.to_str().expect("utf-8 path"),
+        "--ssl-client-auth",
+        "requested",
+        "--add-scram",
+        "SCRAM-SHA-512=[name=alice,password=alice-secret];SCRAM-SHA-256=[name=alice,password=alice-secret]",
+        "--authorizer",
+        "standard",
+        "--allow-everyone-if-no-acl-found",
+    ]);
+    for resource in ["--topic", "--group", "--transactional-id"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args([
+                "acl",
+                "add",
+                resource,
+                "mtls",
+                "--resource-pattern-type",
+                "prefixed",
+            ])
+            .args([
+                "--allow-principal",
+                "User:CN=matrix,O=Sluice",
+                "--operation",
+                "All",
+            ])
+            .args(["--bootstrap", &broker.addr, "--timeout-ms", "10000"])
+            .env_remove("SLUICE_BOOTSTRAP")
+            .output()
+            .expect("run sluice acl");
+        assert!(out.status.success(), "sluice acl add: {out:?}");
+    }
+    let sasl_ssl = broker.listeners["SASL_SSL"].clone();
+    let path = |p: &Path| p.to_str().expect("utf-8 path").to_owned();
+    let env = [
+        ("MATRIX_SECURITY_PROTOCOL", "SASL_SSL".to_owned()),
+        ("MATRIX_SSL_CA", path(&pki.ca)),
+        ("MATRIX_MTLS_BOOTSTRAP", broker.listeners["SSL"].clone()),
+        ("MATRIX_SSL_CERT", path(&cert.cert)),
+        ("MATRIX_SSL_KEY", path(&cert.key)),
+        ("MATRIX_SSL_KEYSTORE", path(&cert.both)),
+    ];
+    run_script(client, broker, &sasl_ssl, SCRIPT_TIMEOUT_S, &env);
 }
 
 /// SASL/PLAIN as alice on a raw connection: whether it authenticates.
@@ -86,8 +150,15 @@ fn alice_can_log_in(addr: &str) -> bool {
         == 0
 }
 
-/// Runs `client`'s scenario against `bootstrap` (an address of `broker`), then stops the broker.
-fn run_script(client: &str, mut broker: Broker, bootstrap: &str, default_timeout_s: u64) {
+/// Runs `client`'s scenario against `bootstrap` (an address of `broker`) with `env` added to
+/// the script's environment, then stops the broker.
+fn run_script(
+    client: &str,
+    mut broker: Broker,
+    bootstrap: &str,
+    default_timeout_s: u64,
+    env: &[(&str, String)],
+) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/client-matrix/run.sh");
     let timeout = script_timeout(default_timeout_s);
     let started = Instant::now();
@@ -99,6 +170,7 @@ fn run_script(client: &str, mut broker: Broker, bootstrap: &str, default_timeout
             .arg(bootstrap)
             .arg(client)
             .env("MATRIX_KCAT_PARTITIONS", AUTO_CREATE_PARTITIONS)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             // run.sh's own bound fires first so that it can still print its summary.
             .env(
                 "MATRIX_TIMEOUT_S",
@@ -257,4 +329,23 @@ fn kafkajs_sasl() {
 #[test]
 fn java_sasl() {
     run_sasl_client("java-sasl");
+}
+
+/// confluent-kafka, kafka-python and aiokafka with SCRAM-SHA-512/256 and PLAIN inside TLS, and
+/// each over mutual TLS.
+#[test]
+fn tls_python_clients() {
+    run_tls_client("tls");
+}
+
+#[test]
+fn kafkajs_tls() {
+    run_tls_client("kafkajs-tls");
+}
+
+/// The Java client's whole scenario (admin, idempotent produce, groups, transactions) over
+/// SASL_SSL with SCRAM-SHA-512, then again over SSL with a client certificate.
+#[test]
+fn java_tls() {
+    run_tls_client("java-tls");
 }

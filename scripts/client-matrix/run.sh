@@ -5,6 +5,9 @@
 #        aiokafka-groups kafkajs-groups java kafka-streams kafka-streams-eos go kafka-connect quixstreams (default: all)
 #        sasl kafkajs-sasl java-sasl (not in the default: BOOTSTRAP must be a SASL_PLAINTEXT listener where the
 #        user MATRIX_SASL_USER/MATRIX_SASL_PASSWORD, default alice/alice-secret, has both SCRAM credentials)
+#        tls kafkajs-tls java-tls (not in the default: the same over a SASL_SSL BOOTSTRAP, plus mutual TLS at
+#        MATRIX_MTLS_BOOTSTRAP; env MATRIX_SECURITY_PROTOCOL=SASL_SSL, MATRIX_SSL_CA, MATRIX_SSL_CERT,
+#        MATRIX_SSL_KEY, MATRIX_SSL_KEYSTORE (key and certificate in one PEM); tests/client_matrix.rs sets them)
 #
 # Each client script runs its scenarios on fresh topics and prints PASS/FAIL/SKIP lines; this
 # prints a summary naming every failed scenario and exits non-zero if any client failed, timed out
@@ -13,7 +16,7 @@
 set -uo pipefail
 
 if [ $# -lt 1 ]; then
-    echo "usage: $0 BOOTSTRAP [kafka-python|aiokafka|kafkajs|kcat|kafka-python-groups|aiokafka-groups|kafkajs-groups|java|kafka-streams|kafka-streams-eos|go|kafka-connect|quixstreams|sasl|kafkajs-sasl|java-sasl ...]" >&2
+    echo "usage: $0 BOOTSTRAP [kafka-python|aiokafka|kafkajs|kcat|kafka-python-groups|aiokafka-groups|kafkajs-groups|java|kafka-streams|kafka-streams-eos|go|kafka-connect|quixstreams|sasl|kafkajs-sasl|java-sasl|tls|kafkajs-tls|java-tls ...]" >&2
     exit 2
 fi
 BOOT="$1"
@@ -50,12 +53,12 @@ missing_dep() {
             ;;
         go) [ -x "$DEPS/go/go-matrix" ] || echo "no Go scenario built in $DEPS/go" ;;
         quixstreams) "$PY" -c "import quixstreams, kafka" 2>/dev/null || echo "no $PY with quixstreams and kafka-python" ;;
-        java-sasl)
+        java-sasl | java-tls)
             command -v java >/dev/null || { echo "java not installed"; return; }
             [ -f "$DEPS/java/build/classes/sluice/JavaClientTest.class" ] || echo "no Java scenario built in $DEPS/java"
             ;;
-        sasl) "$PY" -c "import confluent_kafka, kafka, aiokafka" 2>/dev/null || echo "no $PY with confluent-kafka, kafka-python and aiokafka" ;;
-        kafkajs-sasl)
+        sasl | tls) "$PY" -c "import confluent_kafka, kafka, aiokafka" 2>/dev/null || echo "no $PY with confluent-kafka, kafka-python and aiokafka" ;;
+        kafkajs-sasl | kafkajs-tls)
             command -v node >/dev/null || { echo "node not installed"; return; }
             [ -d "$DEPS/node/node_modules/kafkajs" ] || echo "no kafkajs in $DEPS/node/node_modules"
             ;;
@@ -70,11 +73,23 @@ missing_dep() {
     esac
 }
 
-# A properties file with the Java client's SCRAM-SHA-512 settings (for java-sasl).
+# A properties file with the Java client's SCRAM-SHA-512 settings (for java-sasl and, over
+# SASL_SSL with the CA as a PEM trust store, java-tls).
 java_sasl_props() {
     local f="${TMPDIR:-/tmp}/sluice-java-sasl-$$.properties"
-    printf '%s\n' "security.protocol=SASL_PLAINTEXT" "sasl.mechanism=SCRAM-SHA-512" \
+    printf '%s\n' "security.protocol=${MATRIX_SECURITY_PROTOCOL:-SASL_PLAINTEXT}" "sasl.mechanism=SCRAM-SHA-512" \
         "sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"${MATRIX_SASL_USER:-alice}\" password=\"${MATRIX_SASL_PASSWORD:-alice-secret}\";" > "$f"
+    if [ -n "${MATRIX_SSL_CA:-}" ]; then
+        printf '%s\n' "ssl.truststore.type=PEM" "ssl.truststore.location=$MATRIX_SSL_CA" >> "$f"
+    fi
+    echo "$f"
+}
+
+# The Java client's mutual-TLS settings (for java-tls): PEM key store and trust store.
+java_mtls_props() {
+    local f="${TMPDIR:-/tmp}/sluice-java-mtls-$$.properties"
+    printf '%s\n' "security.protocol=SSL" "ssl.truststore.type=PEM" "ssl.truststore.location=$MATRIX_SSL_CA" \
+        "ssl.keystore.type=PEM" "ssl.keystore.location=$MATRIX_SSL_KEYSTORE" > "$f"
     echo "$f"
 }
 
@@ -95,7 +110,10 @@ command_for() {
         kafka-connect) echo "$PY" "$HERE/connect_test.py" ;; # jars from CONNECT_MATRIX_DIR
         sasl) echo "$PY" "$HERE/sasl_test.py" ;;
         java-sasl) echo env MATRIX_JAVA_CLIENT_PROPS="$(java_sasl_props)" bash "$HERE/java_test.sh" ;;
-        kafkajs-sasl) echo node "$HERE/kafkajs_sasl.js" ;;
+        kafkajs-sasl | kafkajs-tls) echo node "$HERE/kafkajs_sasl.js" ;;
+        tls) echo "$PY" "$HERE/sasl_test.py" ;;
+        # SCRAM-SHA-512 inside TLS at BOOTSTRAP, then mutual TLS at MATRIX_MTLS_BOOTSTRAP.
+        java-tls) echo env MATRIX_JAVA_CLIENT_PROPS="$(java_sasl_props)" MATRIX_JAVA_MTLS_PROPS="$(java_mtls_props)" bash "$HERE/java_tls_test.sh" ;;
     esac
 }
 
@@ -108,6 +126,7 @@ for client in "${CLIENTS[@]}"; do
         continue
     fi
     echo "=== $client"
+    export MATRIX_CLIENT="$client" # the name scripts that serve several clients report under
     start_s=$SECONDS
     out="$(mktemp)"
     # shellcheck disable=SC2046 # the command is a plain word list without spaces in paths we control

@@ -1,13 +1,20 @@
 #!/usr/bin/env python3
-"""Client-matrix scenarios over SASL_PLAINTEXT: confluent-kafka (librdkafka with OpenSSL, so
-SCRAM works), kafka-python and aiokafka, each with SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN.
+"""Client-matrix scenarios over SASL_PLAINTEXT or SASL_SSL: confluent-kafka (librdkafka with
+OpenSSL, so SCRAM works), kafka-python and aiokafka, each with SCRAM-SHA-512, SCRAM-SHA-256 or
+PLAIN; and, given an SSL listener, the same clients over mutual TLS.
 
 Usage: sasl_test.py SASL_BOOTSTRAP [scenario...]
 
-The broker must have a SASL_PLAINTEXT listener at SASL_BOOTSTRAP and the user MATRIX_SASL_USER
-(default alice) with password MATRIX_SASL_PASSWORD (default alice-secret) for both SCRAM
-mechanisms. Each scenario produces to a fresh topic and reads it back over SASL; the wrong
-password scenarios expect Kafka's SASL_AUTHENTICATION_FAILED.
+The broker must have a SASL listener at SASL_BOOTSTRAP and the user MATRIX_SASL_USER (default
+alice) with password MATRIX_SASL_PASSWORD (default alice-secret) for both SCRAM mechanisms.
+Each scenario produces to a fresh topic and reads it back over SASL; the wrong password
+scenarios expect Kafka's SASL_AUTHENTICATION_FAILED.
+
+TLS: MATRIX_SECURITY_PROTOCOL=SASL_SSL with MATRIX_SSL_CA (the CA's PEM file) makes the SASL
+scenarios run inside TLS. MATRIX_MTLS_BOOTSTRAP (an SSL listener) with MATRIX_SSL_CERT and
+MATRIX_SSL_KEY (a client certificate the broker's trust store verifies) adds the mtls
+scenarios, whose topics and groups start with "mtls-": the broker's ACLs let only the
+certificate's principal use those, so a scenario passes only if the broker mapped it.
 """
 
 import os
@@ -17,37 +24,57 @@ from matrix import BOOT, Matrix, check
 
 USER = os.environ.get("MATRIX_SASL_USER", "alice")
 PASSWORD = os.environ.get("MATRIX_SASL_PASSWORD", "alice-secret")
+SECURITY = os.environ.get("MATRIX_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+CA = os.environ.get("MATRIX_SSL_CA")
+MTLS_BOOT = os.environ.get("MATRIX_MTLS_BOOTSTRAP")
+CERT = os.environ.get("MATRIX_SSL_CERT")
+KEY = os.environ.get("MATRIX_SSL_KEY")
 WAIT_S = 30
 N = 50
-M = Matrix("sasl", "sasl", timeout_s=4 * WAIT_S)
+M = Matrix(os.environ.get("MATRIX_CLIENT", "sasl"), "sasl", timeout_s=4 * WAIT_S)
 scenario = M.scenario
 fresh = M.fresh
 
 
 def ck_conf(mechanism, password=PASSWORD):
-    return {
+    conf = {
         "bootstrap.servers": BOOT,
-        "security.protocol": "SASL_PLAINTEXT",
+        "security.protocol": SECURITY,
         "sasl.mechanism": mechanism,
         "sasl.username": USER,
         "sasl.password": password,
         "broker.address.family": "v4",
     }
+    if CA:
+        conf["ssl.ca.location"] = CA
+    return conf
 
 
-def ck_roundtrip(mechanism):
+def ck_mtls_conf():
+    return {
+        "bootstrap.servers": MTLS_BOOT,
+        "security.protocol": "SSL",
+        "ssl.ca.location": CA,
+        "ssl.certificate.location": CERT,
+        "ssl.key.location": KEY,
+        "broker.address.family": "v4",
+    }
+
+
+def ck_roundtrip(mechanism, conf=None, prefix=""):
     from confluent_kafka import Consumer, Producer
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    topic = fresh("ck-" + mechanism.lower())
-    admin = AdminClient(ck_conf(mechanism))
+    conf = conf or ck_conf(mechanism)
+    topic = prefix + fresh("ck-" + mechanism.lower())
+    admin = AdminClient(conf)
     for f in admin.create_topics([NewTopic(topic, 2, 1)]).values():
         f.result(WAIT_S)
-    p = Producer(dict(ck_conf(mechanism), **{"enable.idempotence": True, "acks": "all"}))
+    p = Producer(dict(conf, **{"enable.idempotence": True, "acks": "all"}))
     for i in range(N):
         p.produce(topic, key=b"k%d" % i, value=b"v%d" % i)
     check(p.flush(WAIT_S) == 0, "undelivered records")
-    c = Consumer(dict(ck_conf(mechanism), **{"group.id": fresh("g"), "auto.offset.reset": "earliest"}))
+    c = Consumer(dict(conf, **{"group.id": prefix + fresh("g"), "auto.offset.reset": "earliest"}))
     c.subscribe([topic])
     got = set()
     deadline = time.monotonic() + WAIT_S
@@ -92,31 +119,37 @@ def confluent_kafka_wrong_password_fails_authentication():
 
 
 def kp_conf(mechanism, password=PASSWORD):
-    return dict(
+    conf = dict(
         bootstrap_servers=BOOT,
-        security_protocol="SASL_PLAINTEXT",
+        security_protocol=SECURITY,
         sasl_mechanism=mechanism,
         sasl_plain_username=USER,
         sasl_plain_password=password,
     )
+    if CA:
+        conf["ssl_cafile"] = CA
+    return conf
 
 
-@scenario
-def kafka_python_scram_sha_512():
+def kp_mtls_conf():
+    return dict(bootstrap_servers=MTLS_BOOT, security_protocol="SSL", ssl_cafile=CA,
+                ssl_certfile=CERT, ssl_keyfile=KEY)
+
+
+def kp_roundtrip(conf, prefix=""):
     from kafka import KafkaConsumer, KafkaProducer, TopicPartition
     from kafka.admin import KafkaAdminClient, NewTopic
 
-    topic = fresh("kp")
-    adm = KafkaAdminClient(request_timeout_ms=15000, **kp_conf("SCRAM-SHA-512"))
+    topic = prefix + fresh("kp")
+    adm = KafkaAdminClient(request_timeout_ms=15000, **conf)
     adm.create_topics([NewTopic(topic, 1, 1)])
     adm.close()
-    p = KafkaProducer(acks="all", **kp_conf("SCRAM-SHA-512"))
+    p = KafkaProducer(acks="all", **conf)
     for i in range(N):
         p.send(topic, value=b"v%d" % i)
     p.flush(WAIT_S)
     p.close()
-    c = KafkaConsumer(auto_offset_reset="earliest", consumer_timeout_ms=WAIT_S * 1000,
-                      **kp_conf("SCRAM-SHA-512"))
+    c = KafkaConsumer(auto_offset_reset="earliest", consumer_timeout_ms=WAIT_S * 1000, **conf)
     c.assign([TopicPartition(topic, 0)])
     got = []
     for m in c:
@@ -125,6 +158,11 @@ def kafka_python_scram_sha_512():
             break
     c.close()
     check(got == [b"v%d" % i for i in range(N)], "read back %d of %d in order" % (len(got), N))
+
+
+@scenario
+def kafka_python_scram_sha_512():
+    kp_roundtrip(kp_conf("SCRAM-SHA-512"))
 
 
 @scenario
@@ -144,14 +182,17 @@ def kafka_python_wrong_password_fails_authentication():
     raise AssertionError("an admin client with a wrong password connected")
 
 
-@scenario
-async def aiokafka_scram_sha_256():
+def aio_ssl_context(cert=None, key=None):
+    from aiokafka.helpers import create_ssl_context
+
+    return create_ssl_context(cafile=CA, certfile=cert, keyfile=key)
+
+
+async def aio_roundtrip(conf, prefix=""):
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    conf = dict(bootstrap_servers=BOOT, security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-256",
-                sasl_plain_username=USER, sasl_plain_password=PASSWORD)
-    topic = fresh("aio")
+    topic = prefix + fresh("aio")
     adm = AIOKafkaAdminClient(**conf)
     await adm.start()
     try:
@@ -178,6 +219,30 @@ async def aiokafka_scram_sha_256():
     finally:
         await c.stop()
     check(got == [b"v%d" % i for i in range(N)], "read back %d of %d in order" % (len(got), N))
+
+
+@scenario
+async def aiokafka_scram_sha_256():
+    conf = dict(bootstrap_servers=BOOT, security_protocol=SECURITY, sasl_mechanism="SCRAM-SHA-256",
+                sasl_plain_username=USER, sasl_plain_password=PASSWORD)
+    if CA:
+        conf["ssl_context"] = aio_ssl_context()
+    await aio_roundtrip(conf)
+
+
+if MTLS_BOOT:
+    @scenario
+    def confluent_kafka_mtls():
+        ck_roundtrip("mtls", ck_mtls_conf(), prefix="mtls-")
+
+    @scenario
+    def kafka_python_mtls():
+        kp_roundtrip(kp_mtls_conf(), prefix="mtls-")
+
+    @scenario
+    async def aiokafka_mtls():
+        await aio_roundtrip(dict(bootstrap_servers=MTLS_BOOT, security_protocol="SSL",
+                                 ssl_context=aio_ssl_context(CERT, KEY)), prefix="mtls-")
 
 
 if __name__ == "__main__":

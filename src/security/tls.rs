@@ -124,9 +124,14 @@ fn build(
             builder.with_client_cert_verifier(verifier.build().map_err(|e| e.to_string())?)
         }
     };
-    builder
+    let mut config = builder
         .with_single_cert(certs, key)
-        .map_err(|e| format!("{ks}: {e}"))
+        .map_err(|e| format!("{ks}: {e}"))?;
+    // No TLS 1.3 session tickets: they arrive after the client's handshake is done, unasked,
+    // and kafka-python closes a connection that turns readable with no request in flight.
+    // Kafka clients keep their connections rather than resume sessions.
+    config.send_tls13_tickets = 0;
+    Ok(config)
 }
 
 /// Feeds received ciphertext to `tls` and appends the plaintext it yields to `plain`; true once

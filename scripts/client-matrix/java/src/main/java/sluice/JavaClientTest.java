@@ -53,7 +53,9 @@ public final class JavaClientTest {
 
     public static void main(String[] args) throws Exception {
         String bootstrap = args[0];
-        String topic = "java-" + UUID.randomUUID().toString().substring(0, 8);
+        // MATRIX_TOPIC_PREFIX: e.g. mtls-java, for topics the broker's ACLs reserve to a principal.
+        String prefix = System.getenv().getOrDefault("MATRIX_TOPIC_PREFIX", "java");
+        String topic = prefix + "-" + UUID.randomUUID().toString().substring(0, 8);
         String group = topic + "-group";
 
         Properties common = new Properties();
