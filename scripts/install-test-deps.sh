@@ -4,7 +4,8 @@
 # kafka-clients from Maven Central, built with mvn), the Kafka Streams scenario (kafka-streams,
 # built the same way), the Go clients' scenario (franz-go, sarama
 # and kafka-go, built with go), and the Kafka Connect scenario (connect-runtime, Debezium's
-# PostgreSQL source and JDBC sink, Debian's PostgreSQL). Safe to run repeatedly; skips what is present.
+# PostgreSQL source and JDBC sink, Debian's PostgreSQL), and OpenSSL's headers for librdkafka's
+# TLS. Safe to run repeatedly; skips what is present.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 STATE="$ROOT/.test-deps"
@@ -16,6 +17,16 @@ if ! command -v kcat >/dev/null 2>&1; then
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq kcat >/dev/null
+fi
+
+# The tests' and sluice-load's librdkafka is built with TLS (rdkafka's "ssl" feature): OpenSSL's
+# headers and pkg-config to find them; openssl to make certificates in benches/tls.sh.
+if ! pkg-config --exists openssl 2>/dev/null || ! command -v openssl >/dev/null 2>&1; then
+    export DEBIAN_FRONTEND=noninteractive
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq libssl-dev pkg-config openssl >/dev/null
 fi
 
 if [ ! -x "$STATE/venv/bin/python" ]; then

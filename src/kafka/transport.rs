@@ -91,8 +91,11 @@ impl Reader {
         match self {
             Reader::Plain(sock) => sock.append(buf).await,
             Reader::Tls { sock, tls, cipher } => loop {
+                // Read as much ciphertext as the caller made room for plaintext (a large
+                // request's reads grow as the plain path's do); plaintext is never longer.
                 let mut c = std::mem::take(cipher);
                 c.clear();
+                c.reserve((buf.capacity() - buf.len()).max(READ_CHUNK_BYTES));
                 let BufResult(res, c) = sock.read(c).await;
                 *cipher = c;
                 let n = match res {

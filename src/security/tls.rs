@@ -6,7 +6,7 @@
 //! This module holds the configuration and the pure byte pumping (`feed`); the connection
 //! (src/kafka/transport.rs) does the I/O. See docs/architecture.md, "Security".
 
-use std::io::Read;
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -149,11 +149,17 @@ pub fn feed(
             .process_new_packets()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
         closed = state.peer_has_closed();
-        let ready = state.plaintext_bytes_to_read();
-        if ready > 0 {
-            let at = plain.len();
-            plain.resize(at + ready, 0);
-            tls.reader().read_exact(&mut plain[at..])?;
+        let mut ready = state.plaintext_bytes_to_read();
+        let mut reader = tls.reader();
+        while ready > 0 {
+            let chunk = reader.fill_buf()?;
+            if chunk.is_empty() {
+                break;
+            }
+            let n = chunk.len().min(ready);
+            plain.extend_from_slice(&chunk[..n]);
+            reader.consume(n);
+            ready -= n;
         }
         if n == 0 {
             break; // close_notify received: nothing more is read
