@@ -1,7 +1,9 @@
 //! Criterion micro-benchmarks of authentication: the broker's side of one SCRAM exchange
 //! (client-first → server-first, client-final → server-final), which bounds SCRAM handshakes
 //! per core, next to one PBKDF2 at the minimum 4096 iterations (what a SASL/PLAIN login costs
-//! the broker, and what the client pays once per SCRAM login).
+//! the broker, and what the client pays once per SCRAM login); and one TLS handshake with the
+//! broker's configuration (`TlsContext`, an ECDSA P-256 certificate), client and server in
+//! memory, what an SSL or SASL_SSL connection costs before its first request.
 //!
 //! ```sh
 //! cargo bench --bench security
@@ -67,5 +69,62 @@ fn scram(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, scram);
+fn tls(c: &mut Criterion) {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    params.is_ca = rcgen::IsCa::NoCa;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = params.self_signed(&key).unwrap();
+    let keystore = dir.path().join("server.pem");
+    std::fs::write(&keystore, format!("{}{}", key.serialize_pem(), cert.pem())).unwrap();
+    let ctx = sluice::security::tls::TlsContext::load(
+        &keystore,
+        None,
+        sluice::security::tls::ClientAuth::None,
+    )
+    .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).unwrap();
+    let client_config = Arc::new(
+        rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let mut g = c.benchmark_group("tls_handshake");
+    // Both ends' work: the server's share is about half (one ECDHE and one signature against
+    // the client's ECDHE and verification of the signature and certificate).
+    g.bench_function("tls13_ecdsa_p256_client_and_server", |b| {
+        b.iter(|| {
+            let mut client =
+                rustls::ClientConnection::new(client_config.clone(), name.clone()).unwrap();
+            let mut server = rustls::ServerConnection::new(ctx.config()).unwrap();
+            let mut plain = bytes::BytesMut::new();
+            while client.is_handshaking() || server.is_handshaking() {
+                let mut buf = Vec::new();
+                while client.wants_write() {
+                    client.write_tls(&mut buf).unwrap();
+                }
+                sluice::security::tls::feed(&mut server, &buf, &mut plain).unwrap();
+                buf.clear();
+                while server.wants_write() {
+                    server.write_tls(&mut buf).unwrap();
+                }
+                let mut rd = &buf[..];
+                while !rd.is_empty() {
+                    client.read_tls(&mut rd).unwrap();
+                    client.process_new_packets().unwrap();
+                }
+            }
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, scram, tls);
 criterion_main!(benches);

@@ -45,3 +45,4 @@ run . controller_request controller_request
 run . replica_fetch_answer replica_fetch_answer
 run . coordinator_records coordinator_records
 run . sasl_exchange sasl_exchange
+run . tls_server tls_server

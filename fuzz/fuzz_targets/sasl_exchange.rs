@@ -18,7 +18,8 @@ fuzz_target!(|data: &[u8]| {
         _ => "GSSAPI",
     };
     // A fixed credential (iterations kept at the minimum: PBKDF2 dominates otherwise).
-    let stored = ScramCredential::from_salted_password(Mechanism::Sha256, b"salted", b"salt".to_vec(), 4096);
+    let stored =
+        ScramCredential::from_salted_password(Mechanism::Sha256, b"salted", b"salt".to_vec(), 4096);
     let lookup = |user: &str, _m: Mechanism| (user == "alice").then(|| stored.clone());
     let enabled = [
         SaslMechanism::Plain,
