@@ -71,6 +71,8 @@ pub mod versions {
     pub const CREATE_ACLS: i16 = 3;
     pub const DESCRIBE_ACLS: i16 = 3;
     pub const DELETE_ACLS: i16 = 3;
+    pub const DESCRIBE_CLIENT_QUOTAS: i16 = 1;
+    pub const ALTER_CLIENT_QUOTAS: i16 = 1;
 }
 
 /// Shorthand for a `StrBytes` from any string.

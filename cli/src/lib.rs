@@ -1,4 +1,4 @@
-//! The admin CLI: `sluice topic|group|cluster|txn|user|acl|produce|consume ...`, subcommands of the broker
+//! The admin CLI: `sluice topic|group|cluster|txn|user|acl|quota|produce|consume ...`, subcommands of the broker
 //! binary that speak the Kafka protocol to `--bootstrap HOST:PORT`, so they work against any
 //! Kafka-compatible broker, not only Sluice.
 //!
@@ -19,6 +19,7 @@ pub mod consume;
 pub mod group;
 pub mod output;
 pub mod produce;
+pub mod quota;
 pub mod topic;
 pub mod txn;
 pub mod user;
@@ -105,6 +106,8 @@ pub enum Command {
     User(user::UserCmd),
     /// Add, list and remove ACL bindings.
     Acl(acl::AclCmd),
+    /// Set, remove and describe client quotas (producer/consumer byte rates, request time).
+    Quota(quota::QuotaCmd),
     /// Produce records from arguments or stdin lines (for quick tests).
     Produce(produce::ProduceCmd),
     /// Print records of a topic (for quick tests).
@@ -200,6 +203,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::Txn(c) => txn::run(c),
         Command::User(c) => user::run(c),
         Command::Acl(c) => acl::run(c),
+        Command::Quota(c) => quota::run(c),
         Command::Produce(c) => produce::run(c),
         Command::Consume(c) => consume::run(c),
     };

@@ -110,6 +110,8 @@ pub struct MetadataImage {
     pub scram: BTreeMap<String, BTreeMap<Mechanism, ScramCredential>>,
     /// Every ACL binding.
     pub acls: BTreeSet<AclBinding>,
+    /// Client quotas by entity and key.
+    pub quotas: crate::security::quota::Quotas,
     by_id: HashMap<[u8; 16], String>,
 }
 
@@ -217,6 +219,22 @@ impl MetadataImage {
                     return Err(fail(format!("removal of an unknown ACL {b:?}")));
                 }
             }
+            MetadataRecord::ClientQuota { entity, key, value } => match value {
+                Some(v) => {
+                    self.quotas
+                        .entry(entity.clone())
+                        .or_default()
+                        .insert(key.clone(), *v);
+                }
+                None => {
+                    if let Some(keys) = self.quotas.get_mut(entity) {
+                        keys.remove(key);
+                        if keys.is_empty() {
+                            self.quotas.remove(entity);
+                        }
+                    }
+                }
+            },
             MetadataRecord::RemoveScramCredential { user, mechanism } => {
                 let creds = self
                     .scram
@@ -319,6 +337,15 @@ impl MetadataImage {
             }
         }
         out.extend(self.acls.iter().cloned().map(MetadataRecord::Acl));
+        for (entity, keys) in &self.quotas {
+            for (key, value) in keys {
+                out.push(MetadataRecord::ClientQuota {
+                    entity: entity.clone(),
+                    key: key.clone(),
+                    value: Some(*value),
+                });
+            }
+        }
         for t in self.topics.values() {
             out.push(MetadataRecord::Topic {
                 name: t.name.clone(),

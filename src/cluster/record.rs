@@ -56,6 +56,12 @@ pub enum MetadataRecord {
     Acl(crate::security::acl::AclBinding),
     /// An ACL binding was deleted.
     RemoveAcl(crate::security::acl::AclBinding),
+    /// A client quota set (`value: Some`) or removed (`None`) (KRaft's ClientQuotaRecord).
+    ClientQuota {
+        entity: crate::security::quota::QuotaEntity,
+        key: String,
+        value: Option<crate::security::quota::QuotaValue>,
+    },
 }
 
 /// A broker's registration: how clients reach it.

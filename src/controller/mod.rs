@@ -106,7 +106,16 @@ pub enum Command {
     CreateAcls(Vec<AclBinding>),
     /// DeleteAcls: every binding some filter matches is removed.
     DeleteAcls(Vec<AclFilter>),
+    /// AlterClientQuotas: each (entity, key) set to the value, or removed (`None`).
+    AlterClientQuotas(Vec<QuotaChange>),
 }
+
+/// One client quota change: (entity, key, new value or `None` to remove).
+pub type QuotaChange = (
+    crate::security::quota::QuotaEntity,
+    String,
+    Option<crate::security::quota::QuotaValue>,
+);
 
 /// One change of a user's SCRAM credentials.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -366,6 +375,14 @@ impl Controller {
                 .filter(|b| filters.iter().any(|f| f.matches(b)))
                 .cloned()
                 .map(MetadataRecord::RemoveAcl)
+                .collect()),
+            Command::AlterClientQuotas(changes) => Ok(changes
+                .iter()
+                .map(|(entity, key, value)| MetadataRecord::ClientQuota {
+                    entity: entity.clone(),
+                    key: key.clone(),
+                    value: *value,
+                })
                 .collect()),
             Command::AlterScram(users) => Ok(self
                 .scram_alterations(users)

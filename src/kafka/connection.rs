@@ -100,6 +100,7 @@ async fn serve_inner(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, 
         listener: protocol.name(),
         session: Session::new(protocol.sasl()),
         host: Rc::from(peer.ip().to_string()),
+        mute: Default::default(),
     };
     let idle = Duration::from_millis(shard.config.args.connections_max_idle_ms.max(1));
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
@@ -155,6 +156,14 @@ async fn serve_inner(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, 
                 }
             };
             hold = None;
+            // A client over its quota waits before its next request is read (Kafka mutes
+            // the channel for the throttle time).
+            if let Some(until) = conn.mute.take() {
+                let wait = until.saturating_duration_since(crate::runtime::now());
+                if !wait.is_zero() {
+                    crate::runtime::sleep(wait.min(crate::security::quota::MAX_THROTTLE)).await;
+                }
+            }
             let guard = InflightGuard::new(&shard);
             match dispatch(&shard, frame.0, frame.1, &mut conn).await {
                 Dispatched::Respond(fut) => {

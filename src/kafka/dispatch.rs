@@ -4,9 +4,10 @@
 //! work that must keep that order (Produce appends); the future it returns finishes the request
 //! and yields the response frame (or none, for acks=0 Produce).
 
+use std::cell::Cell;
 use std::future::Future;
 use std::rc::Rc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::future::LocalBoxFuture;
@@ -17,6 +18,7 @@ use sluice_net::{
 use tracing::{debug, error};
 
 use crate::kafka::handlers;
+use crate::security::quota::{self, Applied, QuotaKind};
 use crate::security::sasl::Session;
 use crate::shard::Shard;
 
@@ -41,7 +43,14 @@ pub struct Ctx {
     /// Who sent it (`User:NAME`, `User:ANONYMOUS`) and from which address, for the ACLs.
     pub principal: Rc<str>,
     pub host: Rc<str>,
+    /// The request's size on the wire (a produce quota counts it).
+    pub request_bytes: usize,
+    /// Until when the connection reads nothing more: a client over its quota waits.
+    pub mute: Mute,
 }
+
+/// When a throttled connection reads its next request (`None`: not throttled).
+pub type Mute = Rc<Cell<Option<Instant>>>;
 
 /// What a connection keeps between its requests.
 pub struct Conn {
@@ -50,6 +59,8 @@ pub struct Conn {
     pub session: Session,
     /// The peer's IP address.
     pub host: Rc<str>,
+    /// Set when a response throttles the client (see [`Ctx::throttle`]).
+    pub mute: Mute,
 }
 
 impl Ctx {
@@ -81,11 +92,83 @@ impl Ctx {
             )
     }
 
+    /// The client quota of `kind` this request counts against, if any is set
+    /// (`crate::security::quota::resolve`; the user is the principal's name).
+    pub fn quota(&self, shard: &Shard, kind: QuotaKind) -> Option<Applied> {
+        let image = shard.metadata();
+        if image.quotas.is_empty() {
+            return None;
+        }
+        quota_for(
+            &image.quotas,
+            &self.principal,
+            self.client_id.as_deref(),
+            kind,
+        )
+    }
+
+    /// Counts `value` against `applied` and throttles the client if that takes it over its
+    /// quota; answers the throttle in milliseconds for the response (0: none).
+    pub fn record_quota(
+        &self,
+        shard: &Shard,
+        kind: QuotaKind,
+        applied: &Applied,
+        value: f64,
+    ) -> i32 {
+        let wait = shard
+            .shared
+            .quotas
+            .record(kind, applied, value, crate::runtime::now());
+        self.throttle(shard, wait)
+    }
+
+    /// Mutes the connection for `wait` (from now; a longer mute already set stays) and
+    /// answers it in milliseconds for the response's `throttle_time_ms`.
+    pub fn throttle(&self, shard: &Shard, wait: Duration) -> i32 {
+        mute_for(&self.mute, shard, wait)
+    }
+
     /// [`Ctx::may`] on the cluster resource.
     pub fn may_cluster(&self, shard: &Shard, operation: i8) -> bool {
         use crate::security::acl::{CLUSTER_NAME, RESOURCE_CLUSTER};
         self.may(shard, operation, RESOURCE_CLUSTER, CLUSTER_NAME)
     }
+}
+
+fn quota_for(
+    quotas: &quota::Quotas,
+    principal: &str,
+    client_id: Option<&str>,
+    kind: QuotaKind,
+) -> Option<Applied> {
+    let user = principal.strip_prefix("User:").unwrap_or(principal);
+    quota::resolve(quotas, user, client_id.unwrap_or(""), kind)
+}
+
+fn mute_for(mute: &Mute, shard: &Shard, wait: Duration) -> i32 {
+    if wait.is_zero() {
+        return 0;
+    }
+    let until = crate::runtime::now() + wait;
+    if mute.get().is_none_or(|t| t < until) {
+        mute.set(Some(until));
+    }
+    let ms = wait.as_millis().min(i32::MAX as u128) as i32;
+    crate::metrics::ShardMetrics::add(&shard.metrics.quota_throttles, 1);
+    crate::metrics::ShardMetrics::add(&shard.metrics.quota_throttle_ms, ms as u64);
+    ms
+}
+
+/// `fut`, adding the time spent polling it to `busy` (what a request_percentage quota counts).
+fn timed<F: Future>(fut: F, busy: Rc<Cell<Duration>>) -> impl Future<Output = F::Output> {
+    let mut fut = Box::pin(fut);
+    std::future::poll_fn(move |cx| {
+        let t = Instant::now();
+        let r = fut.as_mut().poll(cx);
+        busy.set(busy.get() + t.elapsed());
+        r
+    })
 }
 
 /// What a response is encoded with (the request's API, version and correlation id).
@@ -136,6 +219,7 @@ pub async fn dispatch(
     if conn.session.expects_raw_token() {
         return handlers::sasl::raw_token(shard, &mut conn.session, &frame);
     }
+    let request_bytes = frame.len();
     let req = match decode_request(frame) {
         Ok(req) => req,
         Err(e) => return undecodable(e),
@@ -175,12 +259,45 @@ pub async fn dispatch(
         }
         _ => {}
     }
-    match route(shard, req, conn).await {
+    // A request_percentage quota counts the time spent handling the request (both stages);
+    // the client waits once the request is answered.
+    let request_quota = {
+        let image = shard.metadata();
+        if image.quotas.is_empty() {
+            None
+        } else {
+            quota_for(
+                &image.quotas,
+                conn.session.principal(),
+                req.client_id.as_deref(),
+                QuotaKind::Request,
+            )
+        }
+    };
+    let busy = Rc::new(Cell::new(Duration::ZERO));
+    let routed = match &request_quota {
+        None => route(shard, req, conn, request_bytes).await,
+        Some(_) => timed(route(shard, req, conn, request_bytes), busy.clone()).await,
+    };
+    match routed {
         Dispatched::Respond(fut) => {
             let s = shard.clone();
             let started = crate::runtime::now();
+            let mute = conn.mute.clone();
             Dispatched::Respond(Box::pin(async move {
-                let r = fut.await;
+                let r = match &request_quota {
+                    None => fut.await,
+                    Some(_) => timed(fut, busy.clone()).await,
+                };
+                if let Some(applied) = &request_quota {
+                    let wait = s.shared.quotas.record(
+                        QuotaKind::Request,
+                        applied,
+                        quota::percent_of_thread(busy.get()),
+                        crate::runtime::now(),
+                    );
+                    mute_for(&mute, &s, wait);
+                }
                 s.metrics.handled(api, started.elapsed());
                 r
             }))
@@ -226,7 +343,7 @@ macro_rules! handlers {
         ];
 
         /// Routes a decoded request to its handler.
-        async fn route(shard: &Rc<Shard>, req: Request, conn: &Conn) -> Dispatched {
+        async fn route(shard: &Rc<Shard>, req: Request, conn: &Conn, request_bytes: usize) -> Dispatched {
             let ctx = Ctx {
                 api_key: req.api_key,
                 version: req.api_version,
@@ -235,6 +352,8 @@ macro_rules! handlers {
                 listener: conn.listener,
                 principal: conn.session.principal().clone(),
                 host: conn.host.clone(),
+                request_bytes,
+                mute: conn.mute.clone(),
             };
             match req.body {
                 $(RequestKind::$skind(r) => $sfn(shard.clone(), r, ctx).await,)*
@@ -299,6 +418,8 @@ handlers! {
         CreateAcls => handlers::acls::create,
         DescribeAcls => handlers::acls::describe,
         DeleteAcls => handlers::acls::delete,
+        DescribeClientQuotas => handlers::client_quotas::describe,
+        AlterClientQuotas => handlers::client_quotas::alter,
     }
 }
 

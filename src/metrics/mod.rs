@@ -43,6 +43,9 @@ pub struct ShardMetrics {
     pub tls_handshake_failures: Cell<u64>,
     /// Requests (or parts of them) the ACLs denied.
     pub authorization_denials: Cell<u64>,
+    /// Responses that throttled a client over its quota, and the milliseconds they asked for.
+    pub quota_throttles: Cell<u64>,
+    pub quota_throttle_ms: Cell<u64>,
     pub mesh_sent: Cell<u64>,
     pub stall_seconds: Histogram,
     /// ISR changes this broker asked for as a partition leader.
@@ -67,6 +70,8 @@ impl Default for ShardMetrics {
             sasl_authentication_failures: Cell::new(0),
             tls_handshake_failures: Cell::new(0),
             authorization_denials: Cell::new(0),
+            quota_throttles: Cell::new(0),
+            quota_throttle_ms: Cell::new(0),
             mesh_sent: Cell::new(0),
             stall_seconds: Histogram::new(LATENCY_BUCKETS_S),
             isr_shrinks: Cell::new(0),
@@ -177,6 +182,8 @@ pub struct ShardSnapshot {
     pub sasl_authentication_failures: u64,
     pub tls_handshake_failures: u64,
     pub authorization_denials: u64,
+    pub quota_throttles: u64,
+    pub quota_throttle_ms: u64,
     pub mesh_sent: u64,
     pub mesh_queue_depth: usize,
     pub stall_seconds: HistogramSnapshot,

@@ -263,6 +263,20 @@ pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
     );
     per_shard(
         &mut out,
+        "sluice_quota_throttles_total",
+        "counter",
+        "Responses that throttled a client over its quota (producer_byte_rate, consumer_byte_rate, request_percentage).",
+        &|s| s.quota_throttles.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_quota_throttle_seconds_total",
+        "counter",
+        "Time clients over their quota were told to wait.",
+        &|s| format!("{}", s.quota_throttle_ms as f64 / 1000.0),
+    );
+    per_shard(
+        &mut out,
         "sluice_mesh_messages_sent_total",
         "counter",
         "Messages sent to other shards.",
@@ -647,6 +661,8 @@ mod tests {
             sasl_authentication_failures: 0,
             tls_handshake_failures: 0,
             authorization_denials: 0,
+            quota_throttles: 0,
+            quota_throttle_ms: 0,
             mesh_sent: 0,
             mesh_queue_depth: 0,
             stall_seconds: HistogramSnapshot::empty(LATENCY_BUCKETS_S),

@@ -3,6 +3,7 @@
 //! the credentials come from the metadata image.
 
 pub mod acl;
+pub mod quota;
 pub mod sasl;
 pub mod scram;
 pub mod tls;

@@ -419,6 +419,8 @@ pub enum ControllerOp {
     CreateAcls(Vec<crate::security::acl::AclBinding>),
     /// DeleteAcls: per filter, the bindings it removed.
     DeleteAcls(Vec<crate::security::acl::AclFilter>),
+    /// AlterClientQuotas (see [`Command::AlterClientQuotas`]).
+    AlterClientQuotas(Vec<crate::controller::QuotaChange>),
 }
 
 /// The controller's answer to a [`ControllerOp`].
@@ -475,7 +477,7 @@ impl ControllerReply {
             ControllerOp::ElectLeaders { .. } => Shape::Elected,
             ControllerOp::AlterReassignments(_) => Shape::Reassigned,
             ControllerOp::AlterScram(_) => Shape::Scram,
-            ControllerOp::CreateAcls(_) => Shape::Done,
+            ControllerOp::CreateAcls(_) | ControllerOp::AlterClientQuotas(_) => Shape::Done,
             ControllerOp::DeleteAcls(_) => Shape::AclsDeleted,
         };
         move |e: OpError| match shape {
@@ -614,6 +616,15 @@ pub async fn run_here(shard: &Rc<Shard>, op: ControllerOp) -> ControllerReply {
             commit(shard, "create-acls", Command::CreateAcls(bindings))
                 .await
                 .map(|_| ()),
+        ),
+        ControllerOp::AlterClientQuotas(changes) => ControllerReply::Done(
+            commit(
+                shard,
+                "alter-client-quotas",
+                Command::AlterClientQuotas(changes),
+            )
+            .await
+            .map(|_| ()),
         ),
         ControllerOp::DeleteAcls(filters) => {
             // Each filter's matches, taken from the image the deletion is proposed against.

@@ -49,6 +49,8 @@ pub struct Shared {
     /// This process's identity in broker registrations (random per start): an image that
     /// registers it unfenced is current, not one recovered from before this start.
     pub incarnation: [u8; 16],
+    /// Every client's usage of its quotas, shared by all shards (`crate::security::quota`).
+    pub quotas: crate::security::quota::QuotaTracker,
 }
 
 /// Where this node stands in its cluster.
@@ -73,6 +75,7 @@ impl Default for Shared {
             active_controller: std::sync::atomic::AtomicI32::new(-1),
             status: std::sync::Mutex::new(None),
             incarnation: *uuid::Uuid::new_v4().as_bytes(),
+            quotas: Default::default(),
         }
     }
 }

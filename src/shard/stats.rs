@@ -105,6 +105,8 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         sasl_authentication_failures: m.sasl_authentication_failures.get(),
         tls_handshake_failures: m.tls_handshake_failures.get(),
         authorization_denials: m.authorization_denials.get(),
+        quota_throttles: m.quota_throttles.get(),
+        quota_throttle_ms: m.quota_throttle_ms.get(),
         mesh_sent: m.mesh_sent.get(),
         mesh_queue_depth: shard.mesh_queue_depth(),
         stall_seconds: m.stall_seconds.snapshot(),

@@ -18,6 +18,7 @@ use sluice_net::ResponseFrame;
 use crate::kafka::dispatch::{Ctx, Dispatched};
 use crate::limits::{FETCH_MAX_WAIT_MS, PARTITIONS_PER_REQUEST_MAX};
 use crate::security::acl::{OP_CLUSTER_ACTION, OP_READ, RESOURCE_TOPIC};
+use crate::security::quota::QuotaKind;
 use crate::shard::ops::{ReadOutcome, ReadRequest, ReplicaFetch, WaitPart};
 use crate::shard::{MeshMsg, Shard};
 
@@ -52,6 +53,16 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
     let from_replica = replica_id >= 0 && shard.config.clustered();
     // isolation_level (v4+): 1 = READ_COMMITTED.
     let read_committed = !from_replica && req.isolation_level == 1;
+    // A consumer_byte_rate quota (consumers only; followers are not throttled): no response
+    // is larger than one second of it, as in Kafka.
+    let fetch_quota = if from_replica {
+        None
+    } else {
+        ctx.quota(&shard, QuotaKind::Fetch)
+    };
+    let max_bytes = fetch_quota
+        .as_ref()
+        .map_or(max_bytes, |q| max_bytes.min((q.limit as usize).max(1)));
 
     let mut resp = FetchResponseOut::default();
     // ACLs: a follower needs CLUSTER_ACTION on the cluster, a consumer READ on each topic.
@@ -261,6 +272,22 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
             current_leader: None,
             diverging_epoch: None,
         });
+    }
+    // Over the quota: the usage is taken back and the answer is empty with the time to wait
+    // (Kafka's way: the data is fetched again once the client may have it).
+    if let Some(applied) = &fetch_quota {
+        let throttle_ms = ctx.record_quota(&shard, QuotaKind::Fetch, applied, used as f64);
+        if throttle_ms > 0 {
+            shard
+                .shared
+                .quotas
+                .unrecord(QuotaKind::Fetch, applied, used as f64);
+            let empty = FetchResponseOut {
+                throttle_time_ms: throttle_ms,
+                ..FetchResponseOut::default()
+            };
+            return Some(encode_fetch_response(version, ctx.correlation_id, &empty));
+        }
     }
     add_leader_hints(&shard, &mut resp, ctx.listener);
     for p in resp.topics.iter().flat_map(|t| &t.partitions) {

@@ -34,6 +34,7 @@ pub mod produce;
 pub mod reassignments;
 // security
 pub mod acls;
+pub mod client_quotas;
 pub mod sasl;
 pub mod scram_credentials;
 // transactions (transaction coordinator)

@@ -18,6 +18,7 @@ use crate::kafka::dispatch::{encode, Ctx, Dispatched};
 use crate::kafka::handlers::may_create;
 use crate::limits::PARTITIONS_PER_REQUEST_MAX;
 use crate::security::acl::{OP_WRITE, RESOURCE_TOPIC, RESOURCE_TRANSACTIONAL_ID};
+use crate::security::quota::QuotaKind;
 use crate::shard::controller::{self};
 use crate::shard::ops::{self, AppendFuture, AppendOutcome};
 use crate::shard::{MeshMsg, Shard};
@@ -171,6 +172,16 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
         remote.push((slots, rx));
     }
 
+    // A producer_byte_rate quota counts the request's size (all of it, as Kafka does); over
+    // it, the client is told to wait and its connection reads nothing more until then.
+    let throttle_ms = ctx.quota(shard, QuotaKind::Produce).map_or(0, |applied| {
+        ctx.record_quota(
+            shard,
+            QuotaKind::Produce,
+            &applied,
+            ctx.request_bytes as f64,
+        )
+    });
     let metrics_shard = shard.clone();
     let listener = ctx.listener;
     Dispatched::Respond(Box::pin(async move {
@@ -273,6 +284,7 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
             reply_to,
             ResponseKind::Produce(
                 ProduceResponse::default()
+                    .with_throttle_time_ms(throttle_ms)
                     .with_responses(topics)
                     .with_node_endpoints(endpoints),
             ),
