@@ -29,13 +29,19 @@ import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.serialization.StringDeserializer;
 import org.apache.kafka.common.serialization.StringSerializer;
+import org.apache.kafka.common.quota.ClientQuotaAlteration;
+import org.apache.kafka.common.quota.ClientQuotaEntity;
+import org.apache.kafka.common.quota.ClientQuotaFilter;
+import org.apache.kafka.common.quota.ClientQuotaFilterComponent;
 import org.apache.kafka.common.utils.Utils;
 
 /**
  * The Java client (Apache Kafka's kafka-clients) against a broker: admin, an idempotent keyed
  * producer with acks=all, a consumer group that commits, and transactions (commit, abort,
  * offsets sent to the transaction, read_committed and read_uncommitted consumers, a fenced
- * zombie, the Admin API's transaction listing). Prints PASS/FAIL lines like the
+ * zombie, the Admin API's transaction listing), and client quotas (set and read with the Admin
+ * API; a producer over its producer_byte_rate sees throttle times, on the plain listener only,
+ * where no ACLs apply). Prints PASS/FAIL lines like the
  * other client-matrix scripts and exits non-zero on any failure. Usage: JavaClientTest BOOTSTRAP
  */
 public final class JavaClientTest {
@@ -154,6 +160,9 @@ public final class JavaClientTest {
         }
 
         transactions(common, topic);
+        if (extra == null || extra.isEmpty()) {
+            quotas(common, topic);
+        }
 
         // admin: the group's committed offsets, as kafka-consumer-groups.sh reads them.
         try (Admin admin = Admin.create(common)) {
@@ -165,6 +174,62 @@ public final class JavaClientTest {
             check("admin-delete-topic", true, "");
         }
         System.exit(failures == 0 ? 0 : 1);
+    }
+
+    /** A client id's producer_byte_rate set and read through the Admin API, then produced over. */
+    private static void quotas(Properties common, String topic) throws Exception {
+        String clientId = topic + "-throttled";
+        ClientQuotaEntity entity = new ClientQuotaEntity(Map.of(ClientQuotaEntity.CLIENT_ID, clientId));
+        double rate = 100_000.0;
+        try (Admin admin = Admin.create(common)) {
+            admin.alterClientQuotas(List.of(new ClientQuotaAlteration(entity,
+                    List.of(new ClientQuotaAlteration.Op("producer_byte_rate", rate))))).all().get();
+            Map<ClientQuotaEntity, Map<String, Double>> got = admin.describeClientQuotas(
+                    ClientQuotaFilter.containsOnly(List.of(
+                            ClientQuotaFilterComponent.ofEntity(ClientQuotaEntity.CLIENT_ID, clientId))))
+                    .entities().get();
+            Map<String, Double> values = got.get(entity);
+            check("admin-client-quotas", values != null && values.get("producer_byte_rate") == rate,
+                    "described " + got);
+        }
+        // 1.5 MB against 100 kB/s: the first ten seconds' worth goes at once, then the broker
+        // throttles and the producer waits as the responses' throttle_time_ms say.
+        Properties p = new Properties();
+        p.putAll(common);
+        p.put(ProducerConfig.CLIENT_ID_CONFIG, clientId);
+        p.put(ProducerConfig.ACKS_CONFIG, "1");
+        p.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        p.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, StringSerializer.class.getName());
+        p.put(ProducerConfig.DELIVERY_TIMEOUT_MS_CONFIG, "60000");
+        String value = "q".repeat(10_000);
+        int n = 150;
+        try (KafkaProducer<String, String> producer = new KafkaProducer<>(p)) {
+            List<Future<RecordMetadata>> sent = new ArrayList<>();
+            for (int i = 0; i < n; i++) {
+                sent.add(producer.send(new ProducerRecord<>(topic, value)));
+            }
+            producer.flush();
+            int acked = 0;
+            for (Future<RecordMetadata> f : sent) {
+                f.get();
+                acked++;
+            }
+            double throttleMax = producer.metrics().entrySet().stream()
+                    .filter(e -> e.getKey().name().equals("produce-throttle-time-max")
+                            && e.getKey().group().equals("producer-metrics"))
+                    .mapToDouble(e -> ((Number) e.getValue().metricValue()).doubleValue())
+                    .filter(v -> !Double.isNaN(v))
+                    .max().orElse(0.0);
+            check("produce-throttled-by-quota", acked == n && throttleMax > 0,
+                    "acked " + acked + "/" + n + ", produce-throttle-time-max " + throttleMax);
+        }
+        try (Admin admin = Admin.create(common)) {
+            admin.alterClientQuotas(List.of(new ClientQuotaAlteration(entity,
+                    List.of(new ClientQuotaAlteration.Op("producer_byte_rate", null))))).all().get();
+            Map<ClientQuotaEntity, Map<String, Double>> got = admin.describeClientQuotas(
+                    ClientQuotaFilter.all()).entities().get();
+            check("admin-client-quotas-removed", !got.containsKey(entity), "still " + got);
+        }
     }
 
     private static List<String> readAll(Properties common, String topic, String isolation, int want) {
