@@ -217,7 +217,7 @@ pub async fn dispatch(
     conn: &mut Conn,
 ) -> Dispatched {
     if conn.session.expects_raw_token() {
-        return handlers::sasl::raw_token(shard, &mut conn.session, &frame);
+        return handlers::sasl::raw_token(shard, &mut conn.session, &frame).await;
     }
     let request_bytes = frame.len();
     let req = match decode_request(frame) {
@@ -242,7 +242,7 @@ pub async fn dispatch(
             return Dispatched::Respond(Box::pin(async move { encode(to, body) }));
         }
         RequestKind::SaslAuthenticate(r) => {
-            let body = handlers::sasl::authenticate(shard, &mut conn.session, r);
+            let body = handlers::sasl::authenticate(shard, &mut conn.session, r).await;
             // A failure is answered late (Kafka's connection.failed.authentication.delay.ms);
             // the connection reads nothing more meanwhile.
             let delay = conn.session.failed().then(|| {

@@ -166,9 +166,44 @@ impl Session {
         message: &[u8],
         lookup: impl Fn(&str, Mechanism) -> Option<ScramCredential>,
     ) -> Result<Vec<u8>, Refusal> {
+        self.authenticate_checked(message, lookup, None)
+    }
+
+    /// For a PLAIN SaslAuthenticate whose password is not remembered: the PBKDF2 that checks
+    /// it, to run off the reactor ([`PlainCheck::run`]) before [`Session::authenticate_checked`].
+    pub fn plain_check(
+        &self,
+        message: &[u8],
+        lookup: impl Fn(&str, Mechanism) -> Option<ScramCredential>,
+    ) -> Option<PlainCheck> {
+        if !matches!(self.state, State::Chosen(SaslMechanism::Plain)) {
+            return None;
+        }
+        let (user, password) = scram::parse_plain(message).ok()?;
+        let (mechanism, credential) = stored_for_plain(&user, &lookup)?;
+        if verified::check(&user, &credential.stored_key, &password) {
+            return None;
+        }
+        Some(PlainCheck {
+            mechanism,
+            credential,
+            password,
+        })
+    }
+
+    /// [`Session::authenticate`] with a PLAIN password's check already run: `checked` is
+    /// used when it was made against the credential the lookup still finds.
+    pub fn authenticate_checked(
+        &mut self,
+        message: &[u8],
+        lookup: impl Fn(&str, Mechanism) -> Option<ScramCredential>,
+        checked: Option<PlainVerdict>,
+    ) -> Result<Vec<u8>, Refusal> {
         let state = std::mem::replace(&mut self.state, State::Failed);
         let (mechanism, step) = match state {
-            State::Chosen(SaslMechanism::Plain) => (SaslMechanism::Plain, plain(message, &lookup)),
+            State::Chosen(SaslMechanism::Plain) => {
+                (SaslMechanism::Plain, plain(message, &lookup, checked))
+            }
             State::Chosen(SaslMechanism::Scram(m)) => {
                 let mut server = ScramServer::new(m);
                 let step = server.step(message, |u| lookup(u, m));
@@ -226,22 +261,59 @@ fn failure_message(e: &AuthError, mechanism: SaslMechanism) -> String {
     }
 }
 
-/// PLAIN against the stored SCRAM credential: SHA-256's if the user has one (its PBKDF2 takes
-/// a quarter of SHA-512's, and it runs on the reactor: `cargo bench --bench security`), else
-/// SHA-512's. A password verified once is remembered (see [`verified`]), so a client that
-/// reconnects does not pay the PBKDF2 again.
+/// A PLAIN password's PBKDF2 against a stored credential, to run on a blocking thread.
+pub struct PlainCheck {
+    mechanism: Mechanism,
+    credential: ScramCredential,
+    password: Vec<u8>,
+}
+
+/// What a [`PlainCheck`] found, and for which credential (its StoredKey).
+#[derive(Debug, Clone)]
+pub struct PlainVerdict {
+    pub stored_key: Vec<u8>,
+    pub matches: bool,
+}
+
+impl PlainCheck {
+    pub fn run(self) -> PlainVerdict {
+        PlainVerdict {
+            matches: self
+                .credential
+                .matches_password(self.mechanism, &self.password),
+            stored_key: self.credential.stored_key,
+        }
+    }
+}
+
+/// The credential PLAIN checks a user's password against: SHA-256's if the user has one (its
+/// PBKDF2 takes a quarter of SHA-512's: `cargo bench --bench security`), else SHA-512's.
+fn stored_for_plain(
+    user: &str,
+    lookup: &impl Fn(&str, Mechanism) -> Option<ScramCredential>,
+) -> Option<(Mechanism, ScramCredential)> {
+    [Mechanism::Sha256, Mechanism::Sha512]
+        .into_iter()
+        .find_map(|m| lookup(user, m).map(|c| (m, c)))
+}
+
+/// PLAIN against the stored SCRAM credential. A password verified once is remembered (see
+/// [`verified`]), so a client that reconnects does not pay the PBKDF2 again; the first check
+/// comes in `checked` when the connection ran it off the reactor, else it runs here.
 fn plain(
     message: &[u8],
     lookup: &impl Fn(&str, Mechanism) -> Option<ScramCredential>,
+    checked: Option<PlainVerdict>,
 ) -> Result<Step, AuthError> {
     let (user, password) = scram::parse_plain(message)?;
-    let stored = [Mechanism::Sha256, Mechanism::Sha512]
-        .into_iter()
-        .find_map(|m| lookup(&user, m).map(|c| (m, c)));
-    let Some((m, c)) = stored else {
+    let Some((m, c)) = stored_for_plain(&user, lookup) else {
         return Err(AuthError::InvalidCredentials);
     };
-    if verified::check(&user, &c.stored_key, &password) || c.matches_password(m, &password) {
+    let matches = || match checked.filter(|v| v.stored_key == c.stored_key) {
+        Some(v) => v.matches,
+        None => c.matches_password(m, &password),
+    };
+    if verified::check(&user, &c.stored_key, &password) || matches() {
         verified::remember(&user, &c.stored_key, &password);
         Ok(Step::Done {
             user,
@@ -317,6 +389,57 @@ mod tests {
         let p = Session::new(false);
         assert!(p.allows(ApiKey::Produce));
         assert_eq!(&**p.principal(), "User:ANONYMOUS");
+    }
+
+    #[test]
+    fn a_plain_check_run_elsewhere_decides_only_for_the_credential_it_checked() {
+        let c = ScramCredential::from_password(Mechanism::Sha256, "pw", scram::ITERATIONS_MIN);
+        let lookup = move |u: &str, m| (u == "dora" && m == Mechanism::Sha256).then(|| c.clone());
+        let enabled = [SaslMechanism::Plain];
+        let session = |s: &mut Session| s.handshake("PLAIN", &enabled).unwrap();
+        // The check the connection runs off the reactor, and its verdict used.
+        let mut s = Session::new(true);
+        session(&mut s);
+        let check = s
+            .plain_check(b"\0dora\0pw", &lookup)
+            .expect("a PBKDF2 to run");
+        let verdict = check.run();
+        assert!(verdict.matches);
+        assert_eq!(
+            s.authenticate_checked(b"\0dora\0pw", &lookup, Some(verdict)),
+            Ok(Vec::new())
+        );
+        // Remembered now: no second PBKDF2 for this password.
+        let mut again = Session::new(true);
+        session(&mut again);
+        assert!(again.plain_check(b"\0dora\0pw", &lookup).is_none());
+        // A verdict for another credential (changed meanwhile) is not trusted: checked here.
+        let mut stale = Session::new(true);
+        session(&mut stale);
+        let forged = PlainVerdict {
+            stored_key: vec![0; 32],
+            matches: true,
+        };
+        let r = stale.authenticate_checked(b"\0dora\0wrong", &lookup, Some(forged));
+        assert_eq!(
+            r.unwrap_err().code,
+            ResponseError::SaslAuthenticationFailed.code()
+        );
+        // A failing verdict refuses.
+        let mut bad = Session::new(true);
+        session(&mut bad);
+        let verdict = bad
+            .plain_check(b"\0dora\0nope", &lookup)
+            .expect("unknown password")
+            .run();
+        assert!(!verdict.matches);
+        assert!(bad
+            .authenticate_checked(b"\0dora\0nope", &lookup, Some(verdict))
+            .is_err());
+        // Not PLAIN, or not chosen yet: nothing to run.
+        assert!(Session::new(true)
+            .plain_check(b"\0dora\0pw", &lookup)
+            .is_none());
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! SaslHandshake and SaslAuthenticate: a connection's SASL exchange
 //! ([`crate::security::sasl::Session`]). Dispatch runs them in the connection's read order and
 //! changes the session before the next request is read, so they are not in the handler table.
-//! Credentials come from this shard's metadata image.
+//! Credentials come from this shard's metadata image; a PLAIN password's PBKDF2 runs on a
+//! blocking thread while the connection waits (the reader reads nothing meanwhile).
 
 use bytes::Bytes;
 use kafka_protocol::messages::{
@@ -12,7 +13,7 @@ use tracing::info;
 
 use crate::kafka::dispatch::Dispatched;
 use crate::metrics::ShardMetrics;
-use crate::security::sasl::{Refusal, Session};
+use crate::security::sasl::{PlainVerdict, Refusal, Session};
 use crate::shard::Shard;
 use crate::util::sb;
 
@@ -43,11 +44,29 @@ pub fn handshake(
     )
 }
 
+/// A PLAIN login's password check, run on a blocking thread when it needs a PBKDF2 (a few
+/// milliseconds the reactor would otherwise stall every connection of the shard for); `None`
+/// when there is none to run.
+pub async fn check_plain(shard: &Shard, session: &Session, message: &[u8]) -> Option<PlainVerdict> {
+    let image = shard.metadata();
+    let check = session.plain_check(message, |user, m| image.scram_credential(user, m).cloned())?;
+    crate::runtime::spawn_blocking(move || check.run()).await
+}
+
 /// One step of the exchange against this shard's credentials, counted in the metrics.
-fn step(shard: &Shard, session: &mut Session, message: &[u8]) -> Result<Vec<u8>, Refusal> {
+fn step(
+    shard: &Shard,
+    session: &mut Session,
+    message: &[u8],
+    checked: Option<PlainVerdict>,
+) -> Result<Vec<u8>, Refusal> {
     let image = shard.metadata();
     let before = session.authenticated();
-    let result = session.authenticate(message, |user, m| image.scram_credential(user, m).cloned());
+    let result = session.authenticate_checked(
+        message,
+        |user, m| image.scram_credential(user, m).cloned(),
+        checked,
+    );
     match &result {
         Ok(_) if !before && session.authenticated() => {
             ShardMetrics::add(&shard.metrics.sasl_authentications, 1)
@@ -62,8 +81,9 @@ fn step(shard: &Shard, session: &mut Session, message: &[u8]) -> Result<Vec<u8>,
 }
 
 /// One raw SASL token after SaslHandshake v0: the server's token in a bare frame, or close.
-pub fn raw_token(shard: &Shard, session: &mut Session, token: &[u8]) -> Dispatched {
-    match step(shard, session, token) {
+pub async fn raw_token(shard: &Shard, session: &mut Session, token: &[u8]) -> Dispatched {
+    let checked = check_plain(shard, session, token).await;
+    match step(shard, session, token, checked) {
         Ok(reply) => {
             let mut frame = Vec::with_capacity(4 + reply.len());
             frame.extend_from_slice(&(reply.len() as u32).to_be_bytes());
@@ -74,12 +94,13 @@ pub fn raw_token(shard: &Shard, session: &mut Session, token: &[u8]) -> Dispatch
     }
 }
 
-pub fn authenticate(
+pub async fn authenticate(
     shard: &Shard,
     session: &mut Session,
     req: SaslAuthenticateRequest,
 ) -> ResponseKind {
-    let response = match step(shard, session, &req.auth_bytes) {
+    let checked = check_plain(shard, session, &req.auth_bytes).await;
+    let response = match step(shard, session, &req.auth_bytes, checked) {
         Ok(reply) => SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from(reply)),
         Err(r) => SaslAuthenticateResponse::default()
             .with_error_code(r.code)
