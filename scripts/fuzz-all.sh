@@ -46,3 +46,4 @@ run . replica_fetch_answer replica_fetch_answer
 run . coordinator_records coordinator_records
 run . sasl_exchange sasl_exchange
 run . tls_server tls_server
+run . sasl_client sasl_client

@@ -55,9 +55,31 @@ pub struct BrokerArgs {
     #[arg(long, env = "SLUICE_ADVERTISED_LISTENERS")]
     pub advertised_listeners: Option<String>,
     /// The listener brokers reach each other on (replication, Kafka's
-    /// `inter.broker.listener.name`); PLAINTEXT only for now. Default: the first PLAINTEXT one.
+    /// `inter.broker.listener.name`). Default: the first listener without SASL. Over SSL or
+    /// SASL_SSL a broker verifies the other's certificate with `--ssl-truststore-location` and
+    /// presents its keystore's; over SASL_* it logs in with `--inter-broker-sasl-username`.
     #[arg(long, env = "SLUICE_INTER_BROKER_LISTENER_NAME")]
     pub inter_broker_listener_name: Option<String>,
+    /// The SASL mechanism brokers log in to each other with (Kafka's
+    /// `sasl.mechanism.inter.broker.protocol`); one of `--sasl-enabled-mechanisms`.
+    #[arg(
+        long,
+        env = "SLUICE_SASL_MECHANISM_INTER_BROKER_PROTOCOL",
+        default_value = "PLAIN"
+    )]
+    pub sasl_mechanism_inter_broker_protocol: String,
+    /// The user brokers log in as on a SASL inter-broker listener (the `username` of Kafka's
+    /// inter-broker `sasl.jaas.config`). It needs a SCRAM credential (`--add-scram`) and
+    /// ClusterAction on the cluster (or a place in `--super-users`).
+    #[arg(long, env = "SLUICE_INTER_BROKER_SASL_USERNAME")]
+    pub inter_broker_sasl_username: Option<String>,
+    /// That user's password; prefer the environment variable (a flag shows in `ps`).
+    #[arg(
+        long,
+        env = "SLUICE_INTER_BROKER_SASL_PASSWORD",
+        hide_env_values = true
+    )]
+    pub inter_broker_sasl_password: Option<Secret>,
     /// The SSL and SASL_SSL listeners' certificate chain and private key, one PEM file (Kafka's
     /// `ssl.keystore.location` with `ssl.keystore.type=PEM`). Read again on SIGHUP.
     #[arg(long, env = "SLUICE_SSL_KEYSTORE_LOCATION")]
@@ -433,6 +455,42 @@ impl std::fmt::Debug for BootstrapScram {
     }
 }
 
+/// A flag's value that must not appear in logs or `Debug` output (a password).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Secret, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("(hidden)")
+    }
+}
+
+/// The credentials a broker logs in to other brokers' SASL inter-broker listener with.
+#[derive(Clone)]
+pub struct InterBrokerSasl {
+    pub mechanism: crate::security::sasl::SaslMechanism,
+    pub user: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for InterBrokerSasl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} as {} (password hidden)",
+            self.mechanism.name(),
+            self.user
+        )
+    }
+}
+
 /// Validated broker configuration, immutable once the broker starts.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -449,6 +507,8 @@ pub struct Config {
     pub tls: Option<std::sync::Arc<crate::security::tls::TlsContext>>,
     /// What SASL listeners offer.
     pub sasl_mechanisms: Vec<crate::security::sasl::SaslMechanism>,
+    /// How this broker logs in to the others when the inter-broker listener is SASL_*.
+    pub inter_broker_sasl: Option<InterBrokerSasl>,
     pub add_scram: Vec<BootstrapScram>,
     pub authorizer: crate::security::acl::AuthorizerConfig,
     pub flush: FlushPolicy,
@@ -520,12 +580,6 @@ impl Config {
                 .unwrap_or(0),
         };
         let inter_protocol = listeners[inter_broker].protocol;
-        if inter_protocol != SecurityProtocol::Plaintext && args.controller_quorum_voters.is_some()
-        {
-            return Err(ConfigError::Listeners(
-                "brokers reach each other over PLAINTEXT only for now: name a PLAINTEXT listener with --inter-broker-listener-name".into(),
-            ));
-        }
         let tls = match &args.ssl_keystore_location {
             Some(keystore) if listeners.iter().any(|l| l.protocol.tls()) => Some(
                 crate::security::tls::TlsContext::load(
@@ -555,6 +609,49 @@ impl Config {
                     .ok_or_else(|| ConfigError::SaslMechanism(m.to_owned()))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let inter_broker_sasl = if inter_protocol.sasl() {
+            let mechanism = crate::security::sasl::SaslMechanism::from_name(
+                args.sasl_mechanism_inter_broker_protocol.trim(),
+            )
+            .filter(|m| sasl_mechanisms.contains(m))
+            .ok_or_else(|| {
+                ConfigError::Listeners(format!(
+                    "--sasl-mechanism-inter-broker-protocol {} is not one of --sasl-enabled-mechanisms",
+                    args.sasl_mechanism_inter_broker_protocol
+                ))
+            })?;
+            match (
+                &args.inter_broker_sasl_username,
+                &args.inter_broker_sasl_password,
+            ) {
+                (Some(user), Some(password)) if !user.is_empty() && !password.0.is_empty() => {
+                    Some(InterBrokerSasl {
+                        mechanism,
+                        user: user.clone(),
+                        password: password.0.clone(),
+                    })
+                }
+                // A single node has no other broker to log in to.
+                _ if args.controller_quorum_voters.is_none() => None,
+                _ => {
+                    return Err(ConfigError::Listeners(format!(
+                        "the inter-broker listener {} needs --inter-broker-sasl-username and --inter-broker-sasl-password",
+                        listeners[inter_broker].name()
+                    )))
+                }
+            }
+        } else {
+            None
+        };
+        if inter_protocol.tls()
+            && args.controller_quorum_voters.is_some()
+            && tls.as_ref().is_some_and(|t| t.client_config().is_none())
+        {
+            return Err(ConfigError::Tls(format!(
+                "the inter-broker listener {} needs --ssl-truststore-location to verify the other brokers",
+                listeners[inter_broker].name()
+            )));
+        }
         let add_scram = args
             .add_scram
             .iter()
@@ -635,6 +732,7 @@ impl Config {
             listeners,
             inter_broker,
             sasl_mechanisms,
+            inter_broker_sasl,
             tls,
             add_scram,
             flush,
@@ -876,14 +974,50 @@ mod tests {
                 "{bad}"
             );
         }
-        // A cluster's brokers reach each other over PLAINTEXT only.
-        let e = Config::from_args(args(&[
+        // A cluster's brokers log in to a SASL inter-broker listener: with credentials, by
+        // an enabled mechanism.
+        let cluster = [
             "--listeners",
             "SASL_PLAINTEXT://127.0.0.1:9094",
             "--controller-quorum-voters",
             "0@127.0.0.1:9093",
-        ]));
-        assert!(e.is_err());
+        ];
+        let e = Config::from_args(args(&cluster)).unwrap_err();
+        assert!(
+            e.to_string().contains("--inter-broker-sasl-username"),
+            "{e}"
+        );
+        let with_user = |extra: &[&str]| {
+            let mut a = cluster.to_vec();
+            a.extend([
+                "--inter-broker-sasl-username",
+                "broker",
+                "--inter-broker-sasl-password",
+                "hunter2",
+            ]);
+            a.extend(extra);
+            Config::from_args(args(&a))
+        };
+        let c = with_user(&["--sasl-mechanism-inter-broker-protocol", "SCRAM-SHA-512"]).unwrap();
+        let sasl = c.inter_broker_sasl.as_ref().unwrap();
+        assert_eq!(sasl.mechanism.name(), "SCRAM-SHA-512");
+        assert_eq!(sasl.password, "hunter2");
+        assert!(
+            !format!("{c:?}").contains("hunter2"),
+            "the password in Debug"
+        );
+        let e = with_user(&[
+            "--sasl-enabled-mechanisms",
+            "SCRAM-SHA-256",
+            "--sasl-mechanism-inter-broker-protocol",
+            "SCRAM-SHA-512",
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("--sasl-enabled-mechanisms"), "{e}");
+        // A single node has nobody to log in to.
+        let c =
+            Config::from_args(args(&["--listeners", "SASL_PLAINTEXT://127.0.0.1:9094"])).unwrap();
+        assert!(c.inter_broker_sasl.is_none());
     }
 
     #[test]

@@ -5,6 +5,13 @@
 //! once that principal has ClusterAction, so acks=all with min.insync.replicas=2 works for a
 //! client that may write. librdkafka (SASL/PLAIN) produces and consumes; a raw client checks
 //! Metadata and a denial on another node.
+//!
+//! And brokers that reach each other over a SASL_SSL inter-broker listener: followers verify
+//! their leader's certificate and log in with SCRAM-SHA-512 as a super user, while
+//! `User:ANONYMOUS` (the PLAINTEXT listener) has no ClusterAction — so acks=all with
+//! min.insync.replicas=2, full ISRs and a failover after SIGKILL of a leader prove that
+//! replication ran over SASL_SSL; a node restarted with a wrong inter-broker password says so
+//! and never rejoins an ISR.
 
 mod common;
 
@@ -12,6 +19,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::cluster::Cluster;
+use common::pki::Pki;
 use common::raw::Raw;
 use common::{Out, WAIT};
 use kafka_protocol::messages::{ApiKey, MetadataRequest, MetadataResponse};
@@ -212,4 +220,198 @@ fn sasl_listeners_and_acls_hold_across_a_cluster_and_replication_still_works() {
                 .with_replication_factor(1)]),
     );
     assert_eq!(r.topics[0].error_code, 29, "TOPIC_AUTHORIZATION_FAILED");
+}
+
+/// A partition's (leader, replicas, ISR).
+type Placement = (i32, Vec<i32>, Vec<i32>);
+
+/// Metadata of `topic` through `addr` (SASL_SSL, as the super user `admin`), by partition.
+fn partitions_over_tls(addr: &str, pki: &Pki, topic: &str) -> Option<Vec<Placement>> {
+    let config = pki.client_config(None);
+    let md = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+        let mut raw = Raw::connect_tls(addr, config);
+        let (_, code) = raw.sasl_plain("admin", "admin-pw");
+        assert_eq!(code, 0);
+        raw.call::<_, MetadataResponse>(
+            ApiKey::Metadata,
+            12,
+            &MetadataRequest::default().with_topics(None),
+        )
+    }))
+    .ok()?;
+    let t = md
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))?;
+    let mut parts: Vec<_> = t
+        .partitions
+        .iter()
+        .map(|p| {
+            (
+                p.partition_index,
+                p.leader_id.0,
+                p.replica_nodes.iter().map(|b| b.0).collect::<Vec<_>>(),
+                p.isr_nodes.iter().map(|b| b.0).collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    parts.sort();
+    Some(parts.into_iter().map(|(_, l, r, i)| (l, r, i)).collect())
+}
+
+#[test]
+fn brokers_replicate_over_sasl_ssl_with_scram_and_a_wrong_password_keeps_a_follower_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "inter-broker");
+    let scram = "SCRAM-SHA-512=[name=broker,password=broker-pw];SCRAM-SHA-512=[name=admin,password=admin-pw]";
+    let mut cluster = Cluster::start(
+        3,
+        false,
+        &[
+            // PLAINTEXT first: the harness's own Metadata probes use it (as User:ANONYMOUS,
+            // who may do nothing here).
+            "--listeners",
+            "PLAINTEXT://127.0.0.1:0,SASL_SSL://127.0.0.1:0",
+            "--inter-broker-listener-name",
+            "SASL_SSL",
+            "--ssl-keystore-location",
+            pki.server.to_str().unwrap(),
+            "--ssl-truststore-location",
+            pki.ca.to_str().unwrap(),
+            "--sasl-mechanism-inter-broker-protocol",
+            "SCRAM-SHA-512",
+            "--inter-broker-sasl-username",
+            "broker",
+            "--inter-broker-sasl-password",
+            "broker-pw",
+            "--add-scram",
+            scram,
+            "--authorizer",
+            "standard",
+            "--super-users",
+            "User:broker;User:admin",
+            "--min-insync-replicas",
+            "2",
+        ],
+    );
+    cluster.wait_settled(&[0, 1, 2]);
+    let sasl_ssl = |c: &Cluster| -> Vec<String> {
+        c.nodes
+            .iter()
+            .map(|n| n.listeners["SASL_SSL"].clone())
+            .collect()
+    };
+    let addrs = sasl_ssl(&cluster);
+    let ca = pki.ca.to_str().unwrap().to_owned();
+    let bootstrap = addrs.join(",");
+    let auth = [
+        ("bootstrap.servers", bootstrap.as_str()),
+        ("security.protocol", "SASL_SSL"),
+        ("ssl.ca.location", ca.as_str()),
+        ("sasl.mechanism", "SCRAM-SHA-512"),
+        ("sasl.username", "admin"),
+        ("sasl.password", "admin-pw"),
+    ];
+
+    // The topic, created through librdkafka's admin client over SASL_SSL.
+    let mut admin_cfg = rdkafka::ClientConfig::new();
+    for (k, v) in auth {
+        admin_cfg.set(k, v);
+    }
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        admin_cfg.create().expect("admin client");
+    let topic = rdkafka::admin::NewTopic::new("ib", 3, rdkafka::admin::TopicReplication::Fixed(3));
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let r = futures_executor::block_on(
+            admin.create_topics([&topic], &rdkafka::admin::AdminOptions::new()),
+        );
+        match r.as_ref().map(|v| v.first().map(|t| t.is_ok())) {
+            Ok(Some(true)) => break,
+            _ if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(200)),
+            _ => panic!("create topic ib: {r:?}"),
+        }
+    }
+
+    // Every ISR fills: the followers fetch, and they can only do so over SASL_SSL.
+    cluster.wait_for("full ISRs (replication over SASL_SSL)", || {
+        partitions_over_tls(&addrs[0], &pki, "ib").is_some_and(|ps| {
+            ps.len() == 3 && ps.iter().all(|(_, r, i)| r.len() == 3 && i.len() == 3)
+        })
+    });
+
+    let mut producer_cfg = auth.to_vec();
+    producer_cfg.push(("acks", "all"));
+    producer_cfg.push(("enable.idempotence", "true"));
+    let batch = |from: usize| -> Vec<Out> {
+        (from..from + 300)
+            .map(|i| Out {
+                key: Some(format!("k{i}").into_bytes()),
+                value: Some(format!("v{i}").into_bytes()),
+                ..Default::default()
+            })
+            .collect()
+    };
+    {
+        let producer = cluster.nodes[0].producer(&producer_cfg);
+        for d in common::produce_all(&producer, "ib", &batch(0)) {
+            d.expect("acks=all with min.insync.replicas=2 over SASL_SSL replication");
+        }
+    }
+
+    // SIGKILL the leader of partition 0; a follower that copied it over SASL_SSL takes over
+    // and nothing acknowledged is lost.
+    let parts = partitions_over_tls(&addrs[1], &pki, "ib").expect("metadata");
+    let victim = parts[0].0 as usize;
+    cluster.nodes[victim].kill9();
+    let alive: Vec<usize> = (0..3).filter(|i| *i != victim).collect();
+    let survivor = addrs[alive[0]].clone();
+    cluster.wait_for("every partition led by a live broker", || {
+        partitions_over_tls(&survivor, &pki, "ib")
+            .is_some_and(|ps| ps.iter().all(|(l, _, _)| *l >= 0 && *l as usize != victim))
+    });
+    {
+        let mut cfg = producer_cfg.clone();
+        let live: Vec<String> = alive.iter().map(|i| addrs[*i].clone()).collect();
+        let live = live.join(",");
+        cfg[0] = ("bootstrap.servers", live.as_str());
+        let producer = cluster.nodes[alive[0]].producer(&cfg);
+        for d in common::produce_all(&producer, "ib", &batch(300)) {
+            d.expect("acks=all after the failover");
+        }
+        let mut consumer_cfg = cfg.clone();
+        consumer_cfg.push(("group.id", "ib-readers"));
+        let consumer = cluster.nodes[alive[0]].consumer(&consumer_cfg);
+        let got = common::consume_n(&consumer, "ib", 3, 600);
+        let mut values: Vec<String> = got
+            .iter()
+            .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+            .collect();
+        values.sort();
+        let mut want: Vec<String> = (0..600).map(|i| format!("v{i}")).collect();
+        want.sort();
+        assert_eq!(values, want, "every acknowledged record, once");
+    }
+
+    // The killed node back with a wrong inter-broker password: its logins are refused, it
+    // says so, and it stays out of every ISR.
+    let node = &mut cluster.nodes[victim];
+    let at = node
+        .args
+        .iter()
+        .position(|a| a == "--inter-broker-sasl-password")
+        .expect("password flag");
+    node.args[at + 1] = "wrong-pw".into();
+    node.restart();
+    cluster.wait_settled(&[0, 1, 2]);
+    cluster.wait_for("the refused login in the restarted node's log", || {
+        let log = cluster.nodes[victim].log();
+        log.contains("cannot log in to the leader") && log.contains("SASL authentication refused")
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let ps = partitions_over_tls(&survivor, &pki, "ib").expect("metadata");
+    assert!(
+        ps.iter().all(|(_, _, isr)| !isr.contains(&(victim as i32))),
+        "a follower that cannot log in is in an ISR: {ps:?}"
+    );
 }

@@ -423,6 +423,131 @@ fn valid_nonce(n: &str) -> bool {
     !n.is_empty() && n.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b',')
 }
 
+/// The client side of one SCRAM exchange: how a broker logs in to another broker's SASL
+/// listener (replication over SASL_PLAINTEXT or SASL_SSL). Sans-IO like the server; the
+/// PBKDF2 between server-first and client-final is the caller's to run ([`ServerFirst::salt`]
+/// and [`ServerFirst::iterations`] into [`Mechanism::salted_password`]), off the reactor.
+pub struct ScramClient {
+    mechanism: Mechanism,
+    nonce: String,
+    client_first_bare: String,
+}
+
+/// The server's first message, checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerFirst {
+    text: String,
+    nonce: String,
+    pub salt: Vec<u8>,
+    pub iterations: i32,
+}
+
+/// What the client sends last, and the server signature that must come back.
+pub struct ClientFinal {
+    pub message: Vec<u8>,
+    server_signature: Vec<u8>,
+}
+
+impl ScramClient {
+    /// An exchange for `user`; its client-first message.
+    pub fn new(mechanism: Mechanism, user: &str) -> (ScramClient, Vec<u8>) {
+        let nonce = B64.encode(random_bytes(NONCE_BYTES));
+        let name = user.replace('=', "=3D").replace(',', "=2C");
+        let client_first_bare = format!("n={name},r={nonce}");
+        let first = format!("n,,{client_first_bare}").into_bytes();
+        let client = ScramClient {
+            mechanism,
+            nonce,
+            client_first_bare,
+        };
+        (client, first)
+    }
+
+    /// Checks server-first: the nonce must extend ours, the salt decode, and the iteration
+    /// count lie within Kafka's bounds (a server cannot make us run an unbounded PBKDF2).
+    pub fn server_first(&self, message: &[u8]) -> Result<ServerFirst, AuthError> {
+        let bad = AuthError::Malformed("SCRAM server-first");
+        if message.len() > MESSAGE_MAX {
+            return Err(bad);
+        }
+        let text = std::str::from_utf8(message).map_err(|_| bad.clone())?;
+        let mut attrs = text.split(',');
+        let nonce = attrs
+            .next()
+            .and_then(|a| a.strip_prefix("r="))
+            .filter(|n| valid_nonce(n) && n.len() > self.nonce.len() && n.starts_with(&self.nonce))
+            .ok_or(bad.clone())?;
+        let salt = attrs
+            .next()
+            .and_then(|a| a.strip_prefix("s="))
+            .and_then(|s| B64.decode(s).ok())
+            .filter(|s| !s.is_empty())
+            .ok_or(bad.clone())?;
+        let iterations = attrs
+            .next()
+            .and_then(|a| a.strip_prefix("i="))
+            .and_then(|i| i.parse::<i32>().ok())
+            .filter(|i| (ITERATIONS_MIN..=ITERATIONS_MAX).contains(i))
+            .ok_or(bad)?;
+        Ok(ServerFirst {
+            text: text.to_owned(),
+            nonce: nonce.to_owned(),
+            salt,
+            iterations,
+        })
+    }
+
+    /// Client-final for `first`, given the salted password computed from its salt and count.
+    pub fn client_final(&self, first: &ServerFirst, salted_password: &[u8]) -> ClientFinal {
+        let m = self.mechanism;
+        let client_key = m.hmac(salted_password, b"Client Key");
+        let stored_key = m.hash(&client_key);
+        let without_proof = format!("c=biws,r={}", first.nonce); // biws: base64("n,,")
+        let auth_message = format!("{},{},{without_proof}", self.client_first_bare, first.text);
+        let signature = m.hmac(&stored_key, auth_message.as_bytes());
+        let proof: Vec<u8> = client_key
+            .iter()
+            .zip(&signature)
+            .map(|(k, s)| k ^ s)
+            .collect();
+        let server_key = m.hmac(salted_password, b"Server Key");
+        ClientFinal {
+            message: format!("{without_proof},p={}", B64.encode(proof)).into_bytes(),
+            server_signature: m.hmac(&server_key, auth_message.as_bytes()),
+        }
+    }
+}
+
+impl ClientFinal {
+    /// Checks server-final: the server proves it holds the credential (`v=`), or says why
+    /// it refused (`e=`).
+    pub fn verify(&self, message: &[u8]) -> Result<(), AuthError> {
+        let bad = AuthError::Malformed("SCRAM server-final");
+        let text = std::str::from_utf8(message).map_err(|_| bad.clone())?;
+        let signature = text
+            .split(',')
+            .next()
+            .and_then(|a| a.strip_prefix("v="))
+            .and_then(|v| B64.decode(v).ok())
+            .ok_or(bad)?;
+        if bool::from(signature.ct_eq(&self.server_signature)) {
+            Ok(())
+        } else {
+            Err(AuthError::InvalidCredentials)
+        }
+    }
+}
+
+/// SASL/PLAIN's one message from a client: `NUL user NUL password`.
+pub fn plain_message(user: &str, password: &str) -> Vec<u8> {
+    let mut m = Vec::with_capacity(user.len() + password.len() + 2);
+    m.push(0);
+    m.extend_from_slice(user.as_bytes());
+    m.push(0);
+    m.extend_from_slice(password.as_bytes());
+    m
+}
+
 /// SASL/PLAIN's one message: `[authzid] NUL authcid NUL password`; (user, password).
 pub fn parse_plain(message: &[u8]) -> Result<(String, Vec<u8>), AuthError> {
     let bad = AuthError::Malformed("PLAIN");

@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig, ServerConnection};
+use rustls::{ClientConfig, ConnectionCommon, RootCertStore, ServerConfig};
 
 /// Kafka's `ssl.client.auth`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -26,13 +26,22 @@ pub enum ClientAuth {
     Required,
 }
 
-/// What the TLS listeners serve: the files named at start and the configuration built from
-/// them, which SIGHUP rebuilds (a connection keeps the one it started with).
+/// What the TLS listeners serve, and what this broker presents and trusts when it connects to
+/// another broker's TLS listener (replication): the files named at start and the
+/// configurations built from them, which SIGHUP rebuilds (a connection keeps the one it
+/// started with).
 pub struct TlsContext {
     keystore: PathBuf,
     truststore: Option<PathBuf>,
     client_auth: ClientAuth,
-    current: RwLock<Arc<ServerConfig>>,
+    current: RwLock<Configs>,
+}
+
+#[derive(Clone)]
+struct Configs {
+    server: Arc<ServerConfig>,
+    /// Only with a trust store: a broker verifies the brokers it connects to.
+    client: Option<Arc<ClientConfig>>,
 }
 
 impl std::fmt::Debug for TlsContext {
@@ -52,21 +61,21 @@ impl TlsContext {
         truststore: Option<&Path>,
         client_auth: ClientAuth,
     ) -> Result<TlsContext, String> {
-        let config = build(keystore, truststore, client_auth)?;
+        let configs = build(keystore, truststore, client_auth)?;
         Ok(TlsContext {
             keystore: keystore.to_owned(),
             truststore: truststore.map(Path::to_owned),
             client_auth,
-            current: RwLock::new(Arc::new(config)),
+            current: RwLock::new(configs),
         })
     }
 
     /// Reads the files again; new connections use what they hold now. On an error the old
     /// configuration stays.
     pub fn reload(&self) -> Result<(), String> {
-        let config = build(&self.keystore, self.truststore.as_deref(), self.client_auth)?;
+        let configs = build(&self.keystore, self.truststore.as_deref(), self.client_auth)?;
         let mut current = self.current.write().unwrap_or_else(|p| p.into_inner());
-        *current = Arc::new(config);
+        *current = configs;
         Ok(())
     }
 
@@ -75,15 +84,44 @@ impl TlsContext {
         self.current
             .read()
             .unwrap_or_else(|p| p.into_inner())
+            .server
             .clone()
     }
+
+    /// What a connection to another broker's TLS listener uses: the trust store's CAs verify
+    /// the broker's certificate against the host it was reached at (Kafka's default
+    /// `ssl.endpoint.identification.algorithm=https`), and the keystore's certificate is
+    /// presented if that broker asks for one. `None` without a trust store.
+    pub fn client_config(&self) -> Option<Arc<ClientConfig>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .client
+            .clone()
+    }
+}
+
+fn read_roots(ts: &Path) -> Result<Arc<RootCertStore>, String> {
+    let mut roots = RootCertStore::empty();
+    let cas = CertificateDer::pem_file_iter(ts)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("{}: {e}", ts.display()))?;
+    for ca in cas {
+        roots
+            .add(ca)
+            .map_err(|e| format!("{}: {e}", ts.display()))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{}: no CERTIFICATE in it", ts.display()));
+    }
+    Ok(Arc::new(roots))
 }
 
 fn build(
     keystore: &Path,
     truststore: Option<&Path>,
     client_auth: ClientAuth,
-) -> Result<ServerConfig, String> {
+) -> Result<Configs, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let ks = keystore.display();
     let certs = CertificateDer::pem_file_iter(keystore)
@@ -103,19 +141,8 @@ fn build(
             let Some(ts) = truststore else {
                 return Err("--ssl-client-auth needs --ssl-truststore-location".into());
             };
-            let mut roots = RootCertStore::empty();
-            let cas = CertificateDer::pem_file_iter(ts)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| format!("{}: {e}", ts.display()))?;
-            for ca in cas {
-                roots
-                    .add(ca)
-                    .map_err(|e| format!("{}: {e}", ts.display()))?;
-            }
-            if roots.is_empty() {
-                return Err(format!("{}: no CERTIFICATE in it", ts.display()));
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(read_roots(ts)?, provider.clone());
             let verifier = if client_auth == ClientAuth::Requested {
                 verifier.allow_unauthenticated()
             } else {
@@ -124,21 +151,35 @@ fn build(
             builder.with_client_cert_verifier(verifier.build().map_err(|e| e.to_string())?)
         }
     };
-    let mut config = builder
+    let client = match truststore {
+        None => None,
+        Some(ts) => Some(Arc::new(
+            ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .map_err(|e| e.to_string())?
+                .with_root_certificates(read_roots(ts)?)
+                .with_client_auth_cert(certs.clone(), key.clone_key())
+                .map_err(|e| format!("{ks}: {e}"))?,
+        )),
+    };
+    let mut server = builder
         .with_single_cert(certs, key)
         .map_err(|e| format!("{ks}: {e}"))?;
     // No TLS 1.3 session tickets: they arrive after the client's handshake is done, unasked,
     // and kafka-python closes a connection that turns readable with no request in flight.
     // Kafka clients keep their connections rather than resume sessions.
-    config.send_tls13_tickets = 0;
-    Ok(config)
+    server.send_tls13_tickets = 0;
+    Ok(Configs {
+        server: Arc::new(server),
+        client,
+    })
 }
 
-/// Feeds received ciphertext to `tls` and appends the plaintext it yields to `plain`; true once
-/// the peer has closed (close_notify). An error is the peer's (a bad record, a failed
-/// handshake): rustls has queued the alert to send.
-pub fn feed(
-    tls: &mut ServerConnection,
+/// Feeds received ciphertext to `tls` (a server's or a client's session) and appends the
+/// plaintext it yields to `plain`; true once the peer has closed (close_notify). An error is
+/// the peer's (a bad record, a failed handshake): rustls has queued the alert to send.
+pub fn feed<D>(
+    tls: &mut ConnectionCommon<D>,
     mut cipher: &[u8],
     plain: &mut bytes::BytesMut,
 ) -> std::io::Result<bool> {

@@ -26,6 +26,7 @@ pub mod groups;
 pub mod internal_log;
 pub mod mesh;
 pub mod ops;
+pub mod peer;
 pub mod replication;
 pub mod router;
 pub mod stats;

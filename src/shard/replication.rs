@@ -27,9 +27,9 @@ use kafka_protocol::ResponseError;
 use sluice_storage::{FlushPolicy, Notify};
 use tracing::{debug, info, warn};
 
+use super::peer::{PeerConn, PeerSecurity};
 use super::Shard;
 use crate::partition::{Partition, PartitionKey};
-use crate::runtime::net::{read_frame, AsyncWriteExt, BufResult, TcpStream};
 
 /// The Fetch version followers speak (v15+ carries `ReplicaState`).
 const FETCH_VERSION: i16 = 16;
@@ -136,8 +136,11 @@ impl Fetchers {
 /// A fetcher's life: connect to the leader, fetch, apply, repeat, until stopped.
 async fn run(shard: Rc<Shard>, f: Rc<Fetcher>) {
     let mut backoff = BACKOFF_MIN;
-    let mut conn: Option<TcpStream> = None;
+    let mut conn: Option<PeerConn> = None;
     let mut correlation = 0i32;
+    // The last connection error logged as a warning: a refused login or a certificate that
+    // does not verify is the operator's to fix, said once rather than at every retry.
+    let mut warned: Option<String> = None;
     debug!(
         leader = f.leader,
         shard = shard.id,
@@ -153,7 +156,19 @@ async fn run(shard: Rc<Shard>, f: Rc<Fetcher>) {
             None => match connect(&shard, f.leader).await {
                 Ok(s) => s,
                 Err(e) => {
-                    debug!(leader = f.leader, error = %e, "cannot reach the leader; retrying");
+                    let text = e.to_string();
+                    let misconfigured = matches!(
+                        e.kind(),
+                        io::ErrorKind::PermissionDenied
+                            | io::ErrorKind::InvalidData
+                            | io::ErrorKind::InvalidInput
+                    );
+                    if misconfigured && warned.as_deref() != Some(text.as_str()) {
+                        warn!(leader = f.leader, error = %e, "cannot log in to the leader; retrying");
+                        warned = Some(text);
+                    } else {
+                        debug!(leader = f.leader, error = %e, "cannot reach the leader; retrying");
+                    }
                     pause(&f, &mut backoff).await;
                     continue;
                 }
@@ -164,6 +179,7 @@ async fn run(shard: Rc<Shard>, f: Rc<Fetcher>) {
             Ok(Some(s)) => {
                 conn = Some(s);
                 backoff = BACKOFF_MIN;
+                warned = None;
             }
             Ok(None) => debug!(
                 leader = f.leader,
@@ -187,15 +203,17 @@ async fn pause(f: &Fetcher, backoff: &mut Duration) {
     *backoff = (*backoff * 2).min(BACKOFF_MAX);
 }
 
-async fn connect(shard: &Shard, leader: i32) -> io::Result<TcpStream> {
+/// A connection to the leader's inter-broker listener, logged in as that listener asks.
+async fn connect(shard: &Shard, leader: i32) -> io::Result<PeerConn> {
     let b = shard
         .metadata()
         .brokers
         .get(&leader)
         .map(|b| (b.record.host.clone(), b.record.port))
         .ok_or_else(|| io::Error::other(format!("broker {leader} is not registered")))?;
+    let security = PeerSecurity::of(&shard.config)?;
     let addr = crate::util::resolve(&b.0, b.1).await?;
-    crate::runtime::net::connect(addr, CONNECT_TIMEOUT).await
+    PeerConn::open(&b.0, addr, &security, CONNECT_TIMEOUT).await
 }
 
 /// One fetch round on `stream`; the stream back if it can be reused, `None` if the round was
@@ -203,9 +221,9 @@ async fn connect(shard: &Shard, leader: i32) -> io::Result<TcpStream> {
 async fn fetch_once(
     shard: &Rc<Shard>,
     f: &Rc<Fetcher>,
-    mut stream: TcpStream,
+    mut stream: PeerConn,
     correlation: i32,
-) -> io::Result<Option<TcpStream>> {
+) -> io::Result<Option<PeerConn>> {
     let now = crate::util::now_ms();
     let sent: Vec<(PartitionKey, Followed)> = f
         .partitions
@@ -228,8 +246,7 @@ async fn fetch_once(
     let exchange = crate::runtime::timeout(
         Duration::from_millis(wait_ms) + Duration::from_secs(10),
         async {
-            let BufResult(r, _) = stream.write_all(frame).await;
-            r?;
+            stream.send(frame).await?;
             read_response(&mut stream, correlation).await
         },
     );
@@ -312,11 +329,8 @@ fn encode_request(request: &FetchRequest, correlation: i32) -> io::Result<Vec<u8
     Ok(buf.to_vec())
 }
 
-async fn read_response(stream: &mut TcpStream, correlation: i32) -> io::Result<FetchResponse> {
-    decode_fetch_answer(
-        Bytes::from(read_frame(stream, FRAME_MAX).await?),
-        correlation,
-    )
+async fn read_response(stream: &mut PeerConn, correlation: i32) -> io::Result<FetchResponse> {
+    decode_fetch_answer(stream.read_frame(FRAME_MAX).await?, correlation)
 }
 
 /// A leader's Fetch answer (the frame after its size) to request `correlation`: an error for

@@ -261,3 +261,115 @@ fn a_replayed_client_final_is_refused() {
         Err(AuthError::InvalidCredentials)
     );
 }
+
+fn rfc_client() -> ScramClient {
+    ScramClient {
+        mechanism: Mechanism::Sha256,
+        nonce: "rOprNGfwEbeRWgbNEkqO".into(),
+        client_first_bare: "n=user,r=rOprNGfwEbeRWgbNEkqO".into(),
+    }
+}
+
+#[test]
+fn the_client_side_computes_rfc_7677s_proof_and_checks_its_server_signature() {
+    let client = rfc_client();
+    let first = client
+        .server_first(
+            b"r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+        )
+        .unwrap();
+    assert_eq!(first.iterations, 4096);
+    let salted = Mechanism::Sha256.salted_password(b"pencil", &first.salt, first.iterations);
+    let fin = client.client_final(&first, &salted);
+    assert_eq!(
+        String::from_utf8(fin.message.clone()).unwrap(),
+        "c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,p=dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ="
+    );
+    assert_eq!(
+        fin.verify(b"v=6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="),
+        Ok(())
+    );
+    // A server that does not hold the credential cannot sign.
+    assert_eq!(
+        fin.verify(b"v=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="),
+        Err(AuthError::InvalidCredentials)
+    );
+    for bad in [&b"e=invalid-proof"[..], b"", b"v=***", &[0xff, 0xfe]] {
+        assert!(fin.verify(bad).is_err(), "{bad:?} accepted");
+    }
+}
+
+#[test]
+fn the_client_refuses_a_server_first_it_must_not_act_on() {
+    let client = rfc_client();
+    let ok = "r=rOprNGfwEbeRWgbNEkqOxyz,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096";
+    assert!(client.server_first(ok.as_bytes()).is_ok());
+    for bad in [
+        // The nonce must extend the client's, not replace or merely repeat it.
+        "r=someoneElsesNonce,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+        "r=rOprNGfwEbeRWgbNEkqO,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096",
+        // Unbounded or too weak a PBKDF2.
+        "r=rOprNGfwEbeRWgbNEkqOxyz,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=100000000",
+        "r=rOprNGfwEbeRWgbNEkqOxyz,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=1",
+        "r=rOprNGfwEbeRWgbNEkqOxyz,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=-4096",
+        "r=rOprNGfwEbeRWgbNEkqOxyz,s=,i=4096",
+        "r=rOprNGfwEbeRWgbNEkqOxyz,s=!!!,i=4096",
+        "r=rOprNGfwEbeRWgbNEkqOxyz,s=W22ZaJ0SNY7soEsUEjb6gQ==",
+        "e=unknown-user",
+        "",
+    ] {
+        assert!(
+            client.server_first(bad.as_bytes()).is_err(),
+            "{bad:?} accepted"
+        );
+    }
+    assert!(client.server_first(&vec![b'r'; MESSAGE_MAX + 1]).is_err());
+}
+
+#[test]
+fn the_client_and_server_agree_for_both_mechanisms_and_escaped_names() {
+    for m in Mechanism::ALL {
+        let user = "broker,one=1";
+        let stored = ScramCredential::from_password(m, "s3cret", ITERATIONS_MIN);
+        for (password, accepted) in [("s3cret", true), ("wrong", false)] {
+            let (client, first) = ScramClient::new(m, user);
+            assert!(String::from_utf8(first.clone())
+                .unwrap()
+                .starts_with("n,,n=broker=2Cone=3D1,r="));
+            let mut server = ScramServer::new(m);
+            let Step::Continue(server_first) = server
+                .step(&first, |u| (u == user).then(|| stored.clone()))
+                .unwrap()
+            else {
+                panic!("the first step continues");
+            };
+            let sf = client.server_first(&server_first).unwrap();
+            let salted = m.salted_password(password.as_bytes(), &sf.salt, sf.iterations);
+            let fin = client.client_final(&sf, &salted);
+            match server.step(&fin.message, |_| unreachable!("looked up once")) {
+                Ok(Step::Done { user: u, reply }) => {
+                    assert!(accepted, "{m:?}: a wrong password was accepted");
+                    assert_eq!(u, user);
+                    assert_eq!(fin.verify(&reply), Ok(()));
+                }
+                Ok(Step::Continue(_)) => panic!("the exchange ends after client-final"),
+                Err(e) => {
+                    assert!(!accepted, "{m:?}: {e}");
+                    assert_eq!(e, AuthError::InvalidCredentials);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn a_plain_message_is_what_the_server_parses() {
+    let m = plain_message("broker", "pw,with=odd\u{e9}chars");
+    assert_eq!(
+        parse_plain(&m).unwrap(),
+        (
+            "broker".to_owned(),
+            "pw,with=odd\u{e9}chars".as_bytes().to_vec()
+        )
+    );
+}

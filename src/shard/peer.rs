@@ -1,0 +1,340 @@
+//! A connection from this broker to another broker's inter-broker listener (a follower's
+//! fetches from its leader): TCP, then the TLS handshake if the listener is SSL or SASL_SSL
+//! (the trust store verifies the leader's certificate for the host it was reached at; the
+//! keystore's certificate goes back if asked for), then SaslHandshake and SaslAuthenticate if
+//! it is SASL_PLAINTEXT or SASL_SSL (PLAIN, or SCRAM with the PBKDF2 on a blocking thread).
+//! After that it carries one request and its answer at a time. See docs/architecture.md,
+//! "Security".
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ClientConnection};
+
+use crate::config::{Config, InterBrokerSasl, SecurityProtocol};
+use crate::runtime::net::{read_frame, AsyncRead, AsyncWriteExt, BufResult, TcpStream};
+use crate::security::sasl::SaslMechanism;
+use crate::security::scram::{self, ScramClient, MESSAGE_MAX};
+
+/// SaslHandshake and SaslAuthenticate versions spoken (Kafka's clients use the same).
+const HANDSHAKE_VERSION: i16 = 1;
+const AUTHENTICATE_VERSION: i16 = 2;
+/// Largest answer accepted during the login.
+const LOGIN_FRAME_MAX: usize = 64 * 1024;
+/// Ciphertext read at a time.
+const READ_BYTES: usize = 64 * 1024;
+/// Ciphertext rustls may hold for sending before it is flushed to the socket.
+const TLS_SEND_BUFFER_BYTES: usize = 256 * 1024;
+/// The TLS handshake and the SASL exchange together must finish within this.
+const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How to reach the other brokers: what the inter-broker listener asks of a client.
+#[derive(Clone)]
+pub struct PeerSecurity {
+    tls: Option<Arc<ClientConfig>>,
+    sasl: Option<InterBrokerSasl>,
+}
+
+impl PeerSecurity {
+    /// From the configuration; an error if the inter-broker listener asks for what this broker
+    /// was not given (the configuration's checks make that a start-up error in a cluster).
+    pub fn of(config: &Config) -> io::Result<PeerSecurity> {
+        let protocol = config.listeners[config.inter_broker].protocol;
+        let tls = match protocol {
+            SecurityProtocol::Ssl | SecurityProtocol::SaslSsl => Some(
+                config
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.client_config())
+                    .ok_or_else(|| {
+                        io::Error::other("TLS to other brokers needs --ssl-truststore-location")
+                    })?,
+            ),
+            _ => None,
+        };
+        let sasl = match protocol {
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl => {
+                Some(config.inter_broker_sasl.clone().ok_or_else(|| {
+                    io::Error::other("SASL to other brokers needs --inter-broker-sasl-username")
+                })?)
+            }
+            _ => None,
+        };
+        Ok(PeerSecurity { tls, sasl })
+    }
+}
+
+/// An open connection to another broker.
+pub enum PeerConn {
+    Plain(TcpStream),
+    Tls(Box<TlsConn>),
+}
+
+pub struct TlsConn {
+    sock: TcpStream,
+    tls: ClientConnection,
+    /// Plaintext received and not yet taken as a frame.
+    plain: BytesMut,
+}
+
+impl PeerConn {
+    /// Connects to `host:port` (resolved as `addr`) and logs in as `security` says.
+    pub async fn open(
+        host: &str,
+        addr: SocketAddr,
+        security: &PeerSecurity,
+        connect_timeout: Duration,
+    ) -> io::Result<PeerConn> {
+        let sock = crate::runtime::net::connect(addr, connect_timeout).await?;
+        crate::runtime::timeout(LOGIN_TIMEOUT, async {
+            let mut conn = match &security.tls {
+                None => PeerConn::Plain(sock),
+                Some(config) => PeerConn::Tls(Box::new(handshake(sock, host, config).await?)),
+            };
+            if let Some(sasl) = &security.sasl {
+                login(&mut conn, sasl).await?;
+            }
+            Ok(conn)
+        })
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "login to the broker timed out"))?
+    }
+
+    /// Sends one whole frame.
+    pub async fn send(&mut self, frame: Vec<u8>) -> io::Result<()> {
+        match self {
+            PeerConn::Plain(sock) => sock.write_all(frame).await.0,
+            PeerConn::Tls(t) => {
+                let mut at = 0;
+                while at < frame.len() {
+                    let n = io::Write::write(&mut t.tls.writer(), &frame[at..])?;
+                    at += n;
+                    if n == 0 {
+                        flush(&mut t.sock, &mut t.tls).await?; // the send buffer is full
+                    }
+                }
+                flush(&mut t.sock, &mut t.tls).await
+            }
+        }
+    }
+
+    /// Reads one frame (after its size); a size over `max` is an error.
+    pub async fn read_frame(&mut self, max: usize) -> io::Result<Bytes> {
+        match self {
+            PeerConn::Plain(sock) => read_frame(sock, max).await.map(Bytes::from),
+            PeerConn::Tls(t) => loop {
+                if t.plain.len() >= 4 {
+                    let len = u32::from_be_bytes([t.plain[0], t.plain[1], t.plain[2], t.plain[3]])
+                        as usize;
+                    if len > max {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("frame of {len} bytes is over the limit of {max}"),
+                        ));
+                    }
+                    if t.plain.len() >= 4 + len {
+                        t.plain.advance(4);
+                        return Ok(t.plain.split_to(len).freeze());
+                    }
+                    t.plain.reserve(4 + len - t.plain.len());
+                }
+                if read_tls(t).await? {
+                    return Err(io::ErrorKind::UnexpectedEof.into());
+                }
+            },
+        }
+    }
+
+    /// One request and its answer (request/response only: nothing else may be in flight).
+    async fn call<Req: Encodable, Resp: Decodable>(
+        &mut self,
+        key: ApiKey,
+        version: i16,
+        correlation: i32,
+        request: &Req,
+    ) -> io::Result<Resp> {
+        self.send(encode(key, version, correlation, request)?)
+            .await?;
+        let mut body = self.read_frame(LOGIN_FRAME_MAX).await?;
+        let bad = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
+        let header = ResponseHeader::decode(&mut body, key.response_header_version(version))
+            .map_err(|e| bad(e.to_string()))?;
+        if header.correlation_id != correlation {
+            return Err(bad(format!(
+                "answer to request {} while waiting for {correlation}",
+                header.correlation_id
+            )));
+        }
+        let resp = Resp::decode(&mut body, version).map_err(|e| bad(e.to_string()))?;
+        if body.has_remaining() {
+            return Err(bad(format!("trailing bytes after the {key:?} answer")));
+        }
+        Ok(resp)
+    }
+}
+
+/// A request frame: size, header (client id `sluice-broker`), body.
+pub fn encode<Req: Encodable>(
+    key: ApiKey,
+    version: i16,
+    correlation: i32,
+    request: &Req,
+) -> io::Result<Vec<u8>> {
+    let header = RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation)
+        .with_client_id(Some(StrBytes::from_static_str("sluice-broker")));
+    let mut buf = BytesMut::new();
+    buf.extend_from_slice(&[0; 4]);
+    header
+        .encode(&mut buf, key.request_header_version(version))
+        .map_err(io::Error::other)?;
+    request
+        .encode(&mut buf, version)
+        .map_err(io::Error::other)?;
+    let size = (buf.len() - 4) as u32;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
+    Ok(buf.to_vec())
+}
+
+/// The client side of the TLS handshake.
+async fn handshake(
+    mut sock: TcpStream,
+    host: &str,
+    config: &Arc<ClientConfig>,
+) -> io::Result<TlsConn> {
+    let name = ServerName::try_from(host.to_owned())
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))?;
+    let mut tls = ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
+    tls.set_buffer_limit(Some(TLS_SEND_BUFFER_BYTES));
+    let mut conn = TlsConn {
+        sock: {
+            flush(&mut sock, &mut tls).await?; // ClientHello
+            sock
+        },
+        tls,
+        plain: BytesMut::new(),
+    };
+    while conn.tls.is_handshaking() {
+        if read_tls(&mut conn).await? {
+            return Err(io::ErrorKind::UnexpectedEof.into());
+        }
+    }
+    Ok(conn)
+}
+
+/// Reads ciphertext once, feeds it to the session and sends what the session then has to
+/// send (handshake flights, alerts); true at the end of the stream or at close_notify.
+async fn read_tls(t: &mut TlsConn) -> io::Result<bool> {
+    let BufResult(res, cipher) = t.sock.read(Vec::with_capacity(READ_BYTES)).await;
+    if res? == 0 {
+        return Ok(true);
+    }
+    let fed = crate::security::tls::feed(&mut t.tls, &cipher, &mut t.plain);
+    let sent = flush(&mut t.sock, &mut t.tls).await; // also the alert of a failure
+    let closed = fed?;
+    sent?;
+    Ok(closed)
+}
+
+/// Sends the records the session holds.
+async fn flush(sock: &mut TcpStream, tls: &mut ClientConnection) -> io::Result<()> {
+    while tls.wants_write() {
+        let mut out = Vec::new();
+        tls.write_tls(&mut out)?;
+        sock.write_all(out).await.0?;
+    }
+    Ok(())
+}
+
+/// Why the other broker refused a SASL step.
+fn refused(what: &str, code: i16, message: Option<StrBytes>) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::PermissionDenied,
+        format!(
+            "SASL {what} refused by the broker (error {code}{})",
+            message.map_or(String::new(), |m| format!(": {}", m.as_str()))
+        ),
+    )
+}
+
+/// One SaslAuthenticate round: the token sent, the broker's answer.
+async fn authenticate(conn: &mut PeerConn, correlation: i32, token: Vec<u8>) -> io::Result<Bytes> {
+    let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
+    let r: SaslAuthenticateResponse = conn
+        .call(
+            ApiKey::SaslAuthenticate,
+            AUTHENTICATE_VERSION,
+            correlation,
+            &request,
+        )
+        .await?;
+    if r.error_code != 0 {
+        return Err(refused("authentication", r.error_code, r.error_message));
+    }
+    if r.auth_bytes.len() > MESSAGE_MAX {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "oversized SASL answer",
+        ));
+    }
+    Ok(r.auth_bytes)
+}
+
+/// SaslHandshake, then SaslAuthenticate until the mechanism is done; an error names why the
+/// other broker refused.
+async fn login(conn: &mut PeerConn, sasl: &InterBrokerSasl) -> io::Result<()> {
+    let hs: SaslHandshakeResponse = conn
+        .call(
+            ApiKey::SaslHandshake,
+            HANDSHAKE_VERSION,
+            1,
+            &SaslHandshakeRequest::default()
+                .with_mechanism(StrBytes::from_static_str(sasl.mechanism.name())),
+        )
+        .await?;
+    if hs.error_code != 0 {
+        return Err(refused("handshake", hs.error_code, None));
+    }
+    match sasl.mechanism {
+        SaslMechanism::Plain => {
+            authenticate(conn, 2, scram::plain_message(&sasl.user, &sasl.password)).await?;
+        }
+        SaslMechanism::Scram(m) => {
+            let bad = |e: scram::AuthError| io::Error::new(io::ErrorKind::InvalidData, e);
+            let (client, first) = ScramClient::new(m, &sasl.user);
+            let server_first = client
+                .server_first(&authenticate(conn, 2, first).await?)
+                .map_err(bad)?;
+            let (password, salt, iterations) = (
+                sasl.password.clone(),
+                server_first.salt.clone(),
+                server_first.iterations,
+            );
+            let salted = crate::runtime::spawn_blocking(move || {
+                m.salted_password(password.as_bytes(), &salt, iterations)
+            })
+            .await
+            .ok_or_else(|| io::Error::other("the PBKDF2 thread failed"))?;
+            let fin = client.client_final(&server_first, &salted);
+            let server_final = authenticate(conn, 3, fin.message.clone()).await?;
+            fin.verify(&server_final).map_err(|e| {
+                io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    format!("the broker's SCRAM signature does not verify: {e}"),
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
