@@ -140,6 +140,17 @@ pub struct BrokerArgs {
     /// this node runs alone (single-node mode, no other flag needed).
     #[arg(long, env = "SLUICE_CONTROLLER_QUORUM_VOTERS")]
     pub controller_quorum_voters: Option<String>,
+    /// How nodes speak to the controller endpoints (Kafka's security protocol of the
+    /// controller listener). `SSL`: TLS both ways with `--ssl-keystore-location` and
+    /// `--ssl-truststore-location`, a certificate required of every peer, and only peers whose
+    /// certificate principal is in `--super-users` served (this node's own must be there).
+    #[arg(
+        long,
+        env = "SLUICE_CONTROLLER_SECURITY_PROTOCOL",
+        value_enum,
+        default_value = "PLAINTEXT"
+    )]
+    pub controller_security_protocol: ControllerProtocol,
     /// This broker's rack (Kafka's `broker.rack`): replicas of a partition go to different racks.
     #[arg(long, env = "SLUICE_BROKER_RACK")]
     pub broker_rack: Option<String>,
@@ -455,6 +466,15 @@ impl std::fmt::Debug for BootstrapScram {
     }
 }
 
+/// The controller endpoint's protocol (`--controller-security-protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ControllerProtocol {
+    #[value(name = "PLAINTEXT")]
+    Plaintext,
+    #[value(name = "SSL")]
+    Ssl,
+}
+
 /// A flag's value that must not appear in logs or `Debug` output (a password).
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(pub String);
@@ -580,8 +600,10 @@ impl Config {
                 .unwrap_or(0),
         };
         let inter_protocol = listeners[inter_broker].protocol;
+        let controller_ssl = args.controller_security_protocol == ControllerProtocol::Ssl
+            && args.controller_quorum_voters.is_some();
         let tls = match &args.ssl_keystore_location {
-            Some(keystore) if listeners.iter().any(|l| l.protocol.tls()) => Some(
+            Some(keystore) if controller_ssl || listeners.iter().any(|l| l.protocol.tls()) => Some(
                 crate::security::tls::TlsContext::load(
                     keystore,
                     args.ssl_truststore_location.as_deref(),
@@ -590,9 +612,9 @@ impl Config {
                 .map(std::sync::Arc::new)
                 .map_err(ConfigError::Tls)?,
             ),
-            None if listeners.iter().any(|l| l.protocol.tls()) => {
+            None if controller_ssl || listeners.iter().any(|l| l.protocol.tls()) => {
                 return Err(ConfigError::Tls(
-                    "an SSL or SASL_SSL listener needs --ssl-keystore-location".into(),
+                    "an SSL or SASL_SSL listener (or --controller-security-protocol SSL) needs --ssl-keystore-location".into(),
                 ))
             }
             _ => None,
@@ -716,6 +738,25 @@ impl Config {
             .collect();
         if let Some(bad) = super_users.iter().find(|u| !u.starts_with("User:")) {
             return Err(ConfigError::SuperUsers(bad.clone()));
+        }
+        if controller_ssl {
+            let own = tls.as_ref().and_then(|t| {
+                t.node_server_config()?;
+                t.own_principal()
+            });
+            match own {
+                None => {
+                    return Err(ConfigError::Tls(
+                        "--controller-security-protocol SSL needs --ssl-truststore-location (peers' certificates are verified) and a keystore certificate with a subject".into(),
+                    ))
+                }
+                Some(p) if !super_users.contains(&p) => {
+                    return Err(ConfigError::Tls(format!(
+                        "--controller-security-protocol SSL serves only the --super-users: add this node's certificate principal {p:?}"
+                    )))
+                }
+                Some(_) => {}
+            }
         }
         let authorizer = crate::security::acl::AuthorizerConfig {
             enabled: args.authorizer == AuthorizerArg::Standard,
@@ -1018,6 +1059,59 @@ mod tests {
         let c =
             Config::from_args(args(&["--listeners", "SASL_PLAINTEXT://127.0.0.1:9094"])).unwrap();
         assert!(c.inter_broker_sasl.is_none());
+    }
+
+    #[test]
+    fn a_controller_endpoint_under_tls_needs_a_trust_store_and_its_own_principal_as_super_user() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "n1");
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let keystore = dir.path().join("node.pem");
+        std::fs::write(&keystore, format!("{}{}", key.serialize_pem(), cert.pem())).unwrap();
+        let truststore = dir.path().join("ca.pem");
+        std::fs::write(&truststore, cert.pem()).unwrap();
+        let (ks, ts) = (keystore.to_str().unwrap(), truststore.to_str().unwrap());
+        let base = [
+            "--controller-quorum-voters",
+            "0@127.0.0.1:9093",
+            "--controller-security-protocol",
+            "SSL",
+        ];
+        let with = |extra: &[&str]| {
+            let mut a = base.to_vec();
+            a.extend(extra);
+            Config::from_args(args(&a))
+        };
+        let e = with(&[]).unwrap_err();
+        assert!(e.to_string().contains("--ssl-keystore-location"), "{e}");
+        let e = with(&["--ssl-keystore-location", ks]).unwrap_err();
+        assert!(e.to_string().contains("--ssl-truststore-location"), "{e}");
+        let e = with(&[
+            "--ssl-keystore-location",
+            ks,
+            "--ssl-truststore-location",
+            ts,
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("\"User:CN=n1\""), "{e}");
+        let c = with(&[
+            "--ssl-keystore-location",
+            ks,
+            "--ssl-truststore-location",
+            ts,
+            "--super-users",
+            "User:CN=n1",
+        ])
+        .unwrap();
+        assert!(c.tls.is_some());
+        // Single-node mode has no controller endpoint: the flag asks for nothing.
+        let c = Config::from_args(args(&["--controller-security-protocol", "SSL"])).unwrap();
+        assert!(c.tls.is_none());
     }
 
     #[test]

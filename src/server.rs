@@ -408,6 +408,7 @@ async fn shard_main(start: ShardStart) {
             backend,
             config.args.broker_session_timeout_ms,
             config.args.broker_heartbeat_interval_ms,
+            crate::quorum::ControllerTls::of(&config),
         )
     });
     let shard = Rc::new(Shard::new(

@@ -6,7 +6,9 @@
 //! client that may write. librdkafka (SASL/PLAIN) produces and consumes; a raw client checks
 //! Metadata and a denial on another node.
 //!
-//! And brokers that reach each other over a SASL_SSL inter-broker listener: followers verify
+//! And brokers that reach each other over a SASL_SSL inter-broker listener and a controller
+//! endpoint under mutual TLS (only a super user's certificate is served; a plaintext client
+//! and a user's certificate from the same CA are refused): followers verify
 //! their leader's certificate and log in with SCRAM-SHA-512 as a super user, while
 //! `User:ANONYMOUS` (the PLAINTEXT listener) has no ClusterAction — so acks=all with
 //! min.insync.replicas=2, full ISRs and a failover after SIGKILL of a leader prove that
@@ -289,12 +291,50 @@ fn brokers_replicate_over_sasl_ssl_with_scram_and_a_wrong_password_keeps_a_follo
             "--authorizer",
             "standard",
             "--super-users",
-            "User:broker;User:admin",
+            "User:broker;User:admin;User:CN=broker,O=Sluice",
             "--min-insync-replicas",
             "2",
+            // Raft and forwarded commands under mutual TLS, between super users only.
+            "--controller-security-protocol",
+            "SSL",
         ],
     );
     cluster.wait_settled(&[0, 1, 2]);
+
+    // The controller endpoint answers a node's certificate, and nothing else: not plaintext,
+    // not a certificate the same CA gave a user.
+    let controller = cluster
+        .voters
+        .split(',')
+        .find_map(|v| v.strip_prefix("0@"))
+        .expect("node 0's controller endpoint")
+        .to_owned();
+    let hello = br#"{"Hello":{"to":0}}"#;
+    let mut as_node = Raw::connect_tls(
+        &controller,
+        pki.client_config(Some(&pki.server_as_client())),
+    );
+    as_node.send_frame(hello);
+    assert_eq!(
+        as_node.recv_frame().as_deref(),
+        Some(&br#""Hello""#[..]),
+        "a node's certificate is served"
+    );
+    let alice = pki.client("alice");
+    let mut as_user = Raw::connect_tls(&controller, pki.client_config(Some(&alice)));
+    as_user.send_frame(hello);
+    assert!(
+        as_user.recv_frame().is_none(),
+        "a user's certificate reached Raft"
+    );
+    let mut plain = Raw::connect(&controller);
+    plain.send_frame(hello);
+    assert!(plain.recv_frame().is_none(), "plaintext reached Raft");
+    cluster.wait_for("node 0 to log the refused user", || {
+        cluster.nodes[0]
+            .log()
+            .contains("refusing a peer: User:CN=alice,O=Sluice is not one of the --super-users")
+    });
     let sasl_ssl = |c: &Cluster| -> Vec<String> {
         c.nodes
             .iter()

@@ -42,7 +42,7 @@ pub mod network;
 mod sim;
 mod state_machine;
 
-pub use network::AppHandler;
+pub use network::{AppHandler, ControllerTls};
 
 /// One change: the records the controller proposed for one command.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +107,8 @@ pub struct QuorumConfig {
     pub dir: PathBuf,
     /// Raft heartbeat; elections time out after 3–6 of these.
     pub heartbeat: Duration,
+    /// TLS on the controller endpoint (`--controller-security-protocol SSL`).
+    pub tls: Option<network::ControllerTls>,
 }
 
 /// Why a write did not happen.
@@ -253,6 +255,7 @@ impl Quorum {
             SNAPSHOT_EVERY,
             network::Network {
                 voters: config.voters.clone(),
+                tls: config.tls.clone(),
             },
             &durable,
             journal,
@@ -298,7 +301,8 @@ impl Quorum {
     /// Serves this voter's controller endpoint on `listener`.
     pub fn serve(&self, listener: crate::runtime::net::TcpListener, app: AppHandler) {
         let me = self.config.node_id as u64;
-        crate::runtime::spawn(network::serve(listener, me, self.raft.clone(), app)).detach();
+        let tls = self.config.tls.clone();
+        crate::runtime::spawn(network::serve(listener, me, self.raft.clone(), app, tls)).detach();
     }
 
     pub fn node_id(&self) -> i32 {

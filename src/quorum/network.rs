@@ -8,6 +8,11 @@
 //! at most [`MESSAGE_MAX`]. A connection whose peer sends something unreadable is closed.
 //! Clients keep their connection and reconnect after any failure.
 //!
+//! With `--controller-security-protocol SSL` ([`ControllerTls`]) every connection is TLS with
+//! a certificate on both sides that the trust store verifies, and each side serves or talks to
+//! the other only if that certificate's principal is one of the `--super-users`: a client
+//! certificate the same CA gave a user does not reach Raft.
+//!
 //! A Raft client opens each connection with [`Request::Hello`] naming the voter it means to
 //! reach; the endpoint serves Raft requests only on a connection addressed to its own node id.
 //! A voter reached at a wrong address (a misconfigured `--controller-quorum-voters`, or a port
@@ -20,6 +25,7 @@ use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::error::{NetworkError, RPCError, ReplicationClosed, StreamingError, Unreachable};
@@ -33,7 +39,9 @@ use serde::{Deserialize, Serialize};
 use tracing::{debug, warn};
 
 use super::{Raft, Snapshot, SnapshotMeta, TypeConfig, Vote};
-use crate::runtime::net::{read_frame, AsyncWriteExt, BufResult, TcpListener, TcpStream};
+use crate::runtime::net::{TcpListener, TcpStream};
+use crate::runtime::secure::Stream;
+use crate::security::tls::TlsContext;
 
 /// Largest message accepted (a snapshot of the whole image is the largest).
 pub const MESSAGE_MAX: usize = 64 << 20;
@@ -43,6 +51,42 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 const RPC_TIME_MIN: Duration = Duration::from_secs(2);
 /// Idle connections kept per peer for application calls.
 const POOL_PER_PEER: usize = 4;
+/// A TLS handshake on the controller endpoint must finish within this.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TLS on the controller endpoint (`--controller-security-protocol SSL`).
+#[derive(Debug, Clone)]
+pub struct ControllerTls {
+    pub context: Arc<TlsContext>,
+    /// The principals served and talked to (`--super-users`).
+    pub allowed: Arc<[String]>,
+}
+
+impl ControllerTls {
+    /// From the configuration: `Some` with `--controller-security-protocol SSL` (whose checks
+    /// at start make sure the TLS context exists).
+    pub fn of(config: &crate::config::Config) -> Option<ControllerTls> {
+        if config.args.controller_security_protocol != crate::config::ControllerProtocol::Ssl {
+            return None;
+        }
+        Some(ControllerTls {
+            context: config.tls.clone()?,
+            allowed: config.authorizer.super_users.clone().into(),
+        })
+    }
+
+    /// Whether the peer's verified certificate names an allowed principal.
+    fn admits(&self, stream: &Stream) -> Result<(), String> {
+        let principal = stream
+            .peer_certificate()
+            .and_then(|c| crate::security::tls::principal_of(&c));
+        match principal {
+            Some(p) if self.allowed.contains(&p) => Ok(()),
+            Some(p) => Err(format!("{p} is not one of the --super-users")),
+            None => Err("no certificate with a subject".to_owned()),
+        }
+    }
+}
 
 /// A message to a voter's endpoint (over TCP, or the simulation's network).
 #[derive(Serialize, Deserialize)]
@@ -77,26 +121,46 @@ pub(crate) enum Response {
     Failed(String),
 }
 
-async fn write_message<T: Serialize>(stream: &mut TcpStream, msg: &T) -> io::Result<()> {
+async fn write_message<T: Serialize>(stream: &mut Stream, msg: &T) -> io::Result<()> {
     let body = serde_json::to_vec(msg).map_err(io::Error::other)?;
     let mut frame = Vec::with_capacity(4 + body.len());
     frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
     frame.extend_from_slice(&body);
-    let BufResult(r, _) = stream.write_all(frame).await;
-    r
+    stream.send(frame).await
 }
 
-async fn read_message<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Result<T> {
-    let body = read_frame(stream, MESSAGE_MAX).await?;
+async fn read_message<T: DeserializeOwned>(stream: &mut Stream) -> io::Result<T> {
+    let body = stream.read_frame(MESSAGE_MAX).await?;
     serde_json::from_slice(&body).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
-    crate::runtime::net::connect(addr, CONNECT_TIMEOUT).await
+/// A connection to the controller endpoint at `addr`, under TLS if `tls` says so (the
+/// endpoint's certificate verified for its IP address and its principal allowed).
+async fn connect(addr: SocketAddr, tls: Option<&ControllerTls>) -> io::Result<Stream> {
+    let sock = crate::runtime::net::connect(addr, CONNECT_TIMEOUT).await?;
+    let Some(tls) = tls else {
+        return Ok(Stream::Plain(sock));
+    };
+    let config = tls
+        .context
+        .client_config()
+        .ok_or_else(|| io::Error::other("TLS to the controller needs a trust store"))?;
+    let host = addr.ip().to_string();
+    let stream =
+        crate::runtime::timeout(HANDSHAKE_TIMEOUT, Stream::tls_client(sock, &host, config))
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+    tls.admits(&stream).map_err(|why| {
+        io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!("the controller endpoint at {addr}: {why}"),
+        )
+    })?;
+    Ok(stream)
 }
 
 /// One request and its response on `stream`, within `ttl`.
-async fn call(stream: &mut TcpStream, req: &Request, ttl: Duration) -> io::Result<Response> {
+async fn call(stream: &mut Stream, req: &Request, ttl: Duration) -> io::Result<Response> {
     crate::runtime::timeout(ttl, async {
         write_message(stream, req).await?;
         read_message(stream).await
@@ -127,13 +191,24 @@ pub struct AppHandler {
 }
 
 /// Serves node `me`'s controller endpoint: Raft RPCs go to `raft`, application calls to
-/// `app`.
-pub async fn serve(listener: TcpListener, me: u64, raft: Raft, app: AppHandler) {
+/// `app`; under TLS if `tls` is given.
+pub async fn serve(
+    listener: TcpListener,
+    me: u64,
+    raft: Raft,
+    app: AppHandler,
+    tls: Option<ControllerTls>,
+) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let (raft, app) = (raft.clone(), app.clone());
-                crate::runtime::spawn(serve_connection(stream, peer, me, raft, app)).detach();
+                let (raft, app, tls) = (raft.clone(), app.clone(), tls.clone());
+                crate::runtime::spawn(async move {
+                    if let Some(stream) = secure(stream, peer, tls).await {
+                        serve_connection(stream, peer, me, raft, app).await;
+                    }
+                })
+                .detach();
             }
             Err(e) => {
                 warn!(error = %e, "controller endpoint: accept failed");
@@ -143,14 +218,42 @@ pub async fn serve(listener: TcpListener, me: u64, raft: Raft, app: AppHandler) 
     }
 }
 
+/// An accepted connection as the endpoint serves it: plain, or after a TLS handshake that
+/// verified an allowed peer's certificate (`None`, logged, otherwise).
+async fn secure(sock: TcpStream, peer: SocketAddr, tls: Option<ControllerTls>) -> Option<Stream> {
+    let _ = sock.set_nodelay(true);
+    let Some(tls) = tls else {
+        return Some(Stream::Plain(sock));
+    };
+    let config = tls.context.node_server_config()?;
+    let stream =
+        match crate::runtime::timeout(HANDSHAKE_TIMEOUT, Stream::tls_server(sock, config)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                warn!(%peer, error = %e, "controller endpoint: TLS handshake failed");
+                return None;
+            }
+            Err(_) => {
+                warn!(%peer, "controller endpoint: TLS handshake timed out");
+                return None;
+            }
+        };
+    match tls.admits(&stream) {
+        Ok(()) => Some(stream),
+        Err(why) => {
+            warn!(%peer, "controller endpoint: refusing a peer: {why}");
+            None
+        }
+    }
+}
+
 async fn serve_connection(
-    mut stream: TcpStream,
+    mut stream: Stream,
     peer: SocketAddr,
     me: u64,
     raft: Raft,
     app: AppHandler,
 ) {
-    let _ = stream.set_nodelay(true);
     // Whether the client said it means this node (`Request::Hello`).
     let mut addressed = false;
     // The sessions whose calls this connection carried: when it closes, the application
@@ -251,6 +354,7 @@ pub(crate) struct RaftClient<T>(pub(crate) T);
 /// proxy); the membership's address only serves a voter missing from the flag.
 pub(crate) struct Network {
     pub(crate) voters: std::collections::BTreeMap<i32, SocketAddr>,
+    pub(crate) tls: Option<ControllerTls>,
 }
 
 impl RaftNetworkFactory<TypeConfig> for Network {
@@ -264,6 +368,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             target,
             addr: known.or_else(|| node.addr.parse().ok()),
             stream: None,
+            tls: self.tls.clone(),
         })
     }
 }
@@ -273,7 +378,8 @@ pub(crate) struct Peer {
     /// Its node id, named in each new connection's `Hello`.
     target: u64,
     addr: Option<SocketAddr>,
-    stream: Option<TcpStream>,
+    stream: Option<Stream>,
+    tls: Option<ControllerTls>,
 }
 
 impl Peer {
@@ -284,7 +390,7 @@ impl Peer {
         let mut stream = match self.stream.take() {
             Some(s) => s,
             None => {
-                let mut s = connect(addr).await?;
+                let mut s = connect(addr, self.tls.as_ref()).await?;
                 match call(&mut s, &Request::Hello { to: self.target }, ttl).await? {
                     Response::Hello => s,
                     Response::Failed(why) => return Err(io::Error::other(why)),
@@ -400,10 +506,19 @@ impl<T: Transport + 'static> RaftNetworkV2<TypeConfig> for RaftClient<T> {
 /// Connections for application calls, per address.
 #[derive(Default)]
 pub struct Pool {
-    idle: RefCell<HashMap<SocketAddr, Vec<TcpStream>>>,
+    idle: RefCell<HashMap<SocketAddr, Vec<Stream>>>,
+    tls: Option<ControllerTls>,
 }
 
 impl Pool {
+    /// A pool whose connections are TLS if `tls` is given.
+    pub fn new(tls: Option<ControllerTls>) -> Pool {
+        Pool {
+            idle: RefCell::default(),
+            tls,
+        }
+    }
+
     /// Sends `body` to the controller endpoint at `addr`; its reply, within `ttl`.
     pub async fn call(
         &self,
@@ -414,7 +529,7 @@ impl Pool {
         let pooled = self.idle.borrow_mut().get_mut(&addr).and_then(Vec::pop);
         let mut stream = match pooled {
             Some(s) => s,
-            None => connect(addr).await?,
+            None => connect(addr, self.tls.as_ref()).await?,
         };
         match call(&mut stream, &Request::App(body), ttl).await? {
             Response::App(reply) => {

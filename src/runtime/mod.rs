@@ -61,6 +61,8 @@ pub mod net {
     }
 }
 
+pub mod secure;
+
 #[cfg(test)]
 pub mod sim;
 

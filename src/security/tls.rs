@@ -42,6 +42,11 @@ struct Configs {
     server: Arc<ServerConfig>,
     /// Only with a trust store: a broker verifies the brokers it connects to.
     client: Option<Arc<ClientConfig>>,
+    /// Only with a trust store: what the controller endpoint serves (a client certificate
+    /// the trust store verifies is required).
+    nodes: Option<Arc<ServerConfig>>,
+    /// The keystore certificate's principal (what other nodes see of this one).
+    principal: Option<String>,
 }
 
 impl std::fmt::Debug for TlsContext {
@@ -101,6 +106,27 @@ impl TlsContext {
     }
 }
 
+impl TlsContext {
+    /// What the controller endpoint serves under `--controller-security-protocol SSL`: TLS
+    /// with a client certificate required. `None` without a trust store.
+    pub fn node_server_config(&self) -> Option<Arc<ServerConfig>> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .nodes
+            .clone()
+    }
+
+    /// `User:` + the subject of this node's own certificate (the keystore's first).
+    pub fn own_principal(&self) -> Option<String> {
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .principal
+            .clone()
+    }
+}
+
 fn read_roots(ts: &Path) -> Result<Arc<RootCertStore>, String> {
     let mut roots = RootCertStore::empty();
     let cas = CertificateDer::pem_file_iter(ts)
@@ -132,46 +158,56 @@ fn build(
     }
     let key = PrivateKeyDer::from_pem_file(keystore)
         .map_err(|e| format!("{ks}: no usable PRIVATE KEY in it ({e})"))?;
-    let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?;
-    let builder = match client_auth {
-        ClientAuth::None => builder.with_no_client_auth(),
-        ClientAuth::Requested | ClientAuth::Required => {
-            let Some(ts) = truststore else {
-                return Err("--ssl-client-auth needs --ssl-truststore-location".into());
-            };
-            let verifier =
-                WebPkiClientVerifier::builder_with_provider(read_roots(ts)?, provider.clone());
-            let verifier = if client_auth == ClientAuth::Requested {
-                verifier.allow_unauthenticated()
-            } else {
-                verifier
-            };
-            builder.with_client_cert_verifier(verifier.build().map_err(|e| e.to_string())?)
-        }
+    let server_with = |client_auth: ClientAuth| -> Result<Arc<ServerConfig>, String> {
+        let builder = ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?;
+        let builder = match client_auth {
+            ClientAuth::None => builder.with_no_client_auth(),
+            ClientAuth::Requested | ClientAuth::Required => {
+                let Some(ts) = truststore else {
+                    return Err("--ssl-client-auth needs --ssl-truststore-location".into());
+                };
+                let verifier =
+                    WebPkiClientVerifier::builder_with_provider(read_roots(ts)?, provider.clone());
+                let verifier = if client_auth == ClientAuth::Requested {
+                    verifier.allow_unauthenticated()
+                } else {
+                    verifier
+                };
+                builder.with_client_cert_verifier(verifier.build().map_err(|e| e.to_string())?)
+            }
+        };
+        let mut server = builder
+            .with_single_cert(certs.clone(), key.clone_key())
+            .map_err(|e| format!("{ks}: {e}"))?;
+        // No TLS 1.3 session tickets: they arrive after the client's handshake is done,
+        // unasked, and kafka-python closes a connection that turns readable with no request
+        // in flight. Kafka clients keep their connections rather than resume sessions.
+        server.send_tls13_tickets = 0;
+        Ok(Arc::new(server))
     };
-    let client = match truststore {
-        None => None,
-        Some(ts) => Some(Arc::new(
-            ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_root_certificates(read_roots(ts)?)
-                .with_client_auth_cert(certs.clone(), key.clone_key())
-                .map_err(|e| format!("{ks}: {e}"))?,
-        )),
+    let server = server_with(client_auth)?;
+    let (client, nodes) = match truststore {
+        None => (None, None),
+        Some(ts) => (
+            Some(Arc::new(
+                ClientConfig::builder_with_provider(provider.clone())
+                    .with_safe_default_protocol_versions()
+                    .map_err(|e| e.to_string())?
+                    .with_root_certificates(read_roots(ts)?)
+                    .with_client_auth_cert(certs.clone(), key.clone_key())
+                    .map_err(|e| format!("{ks}: {e}"))?,
+            )),
+            Some(server_with(ClientAuth::Required)?),
+        ),
     };
-    let mut server = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("{ks}: {e}"))?;
-    // No TLS 1.3 session tickets: they arrive after the client's handshake is done, unasked,
-    // and kafka-python closes a connection that turns readable with no request in flight.
-    // Kafka clients keep their connections rather than resume sessions.
-    server.send_tls13_tickets = 0;
+    let principal = certs.first().and_then(principal_of);
     Ok(Configs {
-        server: Arc::new(server),
+        server,
         client,
+        nodes,
+        principal,
     })
 }
 

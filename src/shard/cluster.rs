@@ -110,6 +110,7 @@ pub async fn start(
         voters: shard.config.voters.clone(),
         dir: args.data_dir.join("__raft"),
         heartbeat: Duration::from_millis(raft_heartbeat_ms(args.broker_heartbeat_interval_ms)),
+        tls: crate::quorum::ControllerTls::of(&shard.config),
     };
     let quorum = match Quorum::start(config, recovered, d.state.clone(), publish).await {
         Ok(q) => q,

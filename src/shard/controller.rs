@@ -65,6 +65,7 @@ impl ControllerDriver {
         backend: Backend,
         session_timeout_ms: u64,
         heartbeat_interval_ms: u64,
+        controller_tls: Option<crate::quorum::ControllerTls>,
     ) -> ControllerDriver {
         ControllerDriver {
             state: Rc::new(RefCell::new(controller)),
@@ -72,7 +73,7 @@ impl ControllerDriver {
             liveness: RefCell::new(Liveness::new(session_timeout_ms, heartbeat_interval_ms)),
             broker_epoch: Cell::new(None),
             broker_fenced: Cell::new(true),
-            voters: crate::quorum::network::Pool::default(),
+            voters: crate::quorum::network::Pool::new(controller_tls),
             leader_hint: Cell::new(None),
             published_epoch: Cell::new(0),
             turn: Mutex::new(()),

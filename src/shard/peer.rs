@@ -17,11 +17,10 @@ use kafka_protocol::messages::{
     SaslHandshakeRequest, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
-use rustls::pki_types::ServerName;
-use rustls::{ClientConfig, ClientConnection};
+use rustls::ClientConfig;
 
 use crate::config::{Config, InterBrokerSasl, SecurityProtocol};
-use crate::runtime::net::{read_frame, AsyncRead, AsyncWriteExt, BufResult, TcpStream};
+use crate::runtime::secure::Stream;
 use crate::security::sasl::SaslMechanism;
 use crate::security::scram::{self, ScramClient, MESSAGE_MAX};
 
@@ -30,10 +29,6 @@ const HANDSHAKE_VERSION: i16 = 1;
 const AUTHENTICATE_VERSION: i16 = 2;
 /// Largest answer accepted during the login.
 const LOGIN_FRAME_MAX: usize = 64 * 1024;
-/// Ciphertext read at a time.
-const READ_BYTES: usize = 64 * 1024;
-/// Ciphertext rustls may hold for sending before it is flushed to the socket.
-const TLS_SEND_BUFFER_BYTES: usize = 256 * 1024;
 /// The TLS handshake and the SASL exchange together must finish within this.
 const LOGIN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -74,17 +69,7 @@ impl PeerSecurity {
 }
 
 /// An open connection to another broker.
-pub enum PeerConn {
-    Plain(TcpStream),
-    Tls(Box<TlsConn>),
-}
-
-pub struct TlsConn {
-    sock: TcpStream,
-    tls: ClientConnection,
-    /// Plaintext received and not yet taken as a frame.
-    plain: BytesMut,
-}
+pub struct PeerConn(Stream);
 
 impl PeerConn {
     /// Connects to `host:port` (resolved as `addr`) and logs in as `security` says.
@@ -96,10 +81,10 @@ impl PeerConn {
     ) -> io::Result<PeerConn> {
         let sock = crate::runtime::net::connect(addr, connect_timeout).await?;
         crate::runtime::timeout(LOGIN_TIMEOUT, async {
-            let mut conn = match &security.tls {
-                None => PeerConn::Plain(sock),
-                Some(config) => PeerConn::Tls(Box::new(handshake(sock, host, config).await?)),
-            };
+            let mut conn = PeerConn(match &security.tls {
+                None => Stream::Plain(sock),
+                Some(config) => Stream::tls_client(sock, host, config.clone()).await?,
+            });
             if let Some(sasl) = &security.sasl {
                 login(&mut conn, sasl).await?;
             }
@@ -111,47 +96,12 @@ impl PeerConn {
 
     /// Sends one whole frame.
     pub async fn send(&mut self, frame: Vec<u8>) -> io::Result<()> {
-        match self {
-            PeerConn::Plain(sock) => sock.write_all(frame).await.0,
-            PeerConn::Tls(t) => {
-                let mut at = 0;
-                while at < frame.len() {
-                    let n = io::Write::write(&mut t.tls.writer(), &frame[at..])?;
-                    at += n;
-                    if n == 0 {
-                        flush(&mut t.sock, &mut t.tls).await?; // the send buffer is full
-                    }
-                }
-                flush(&mut t.sock, &mut t.tls).await
-            }
-        }
+        self.0.send(frame).await
     }
 
     /// Reads one frame (after its size); a size over `max` is an error.
     pub async fn read_frame(&mut self, max: usize) -> io::Result<Bytes> {
-        match self {
-            PeerConn::Plain(sock) => read_frame(sock, max).await.map(Bytes::from),
-            PeerConn::Tls(t) => loop {
-                if t.plain.len() >= 4 {
-                    let len = u32::from_be_bytes([t.plain[0], t.plain[1], t.plain[2], t.plain[3]])
-                        as usize;
-                    if len > max {
-                        return Err(io::Error::new(
-                            io::ErrorKind::InvalidData,
-                            format!("frame of {len} bytes is over the limit of {max}"),
-                        ));
-                    }
-                    if t.plain.len() >= 4 + len {
-                        t.plain.advance(4);
-                        return Ok(t.plain.split_to(len).freeze());
-                    }
-                    t.plain.reserve(4 + len - t.plain.len());
-                }
-                if read_tls(t).await? {
-                    return Err(io::ErrorKind::UnexpectedEof.into());
-                }
-            },
-        }
+        self.0.read_frame(max).await
     }
 
     /// One request and its answer (request/response only: nothing else may be in flight).
@@ -205,56 +155,6 @@ pub fn encode<Req: Encodable>(
     let size = (buf.len() - 4) as u32;
     buf[..4].copy_from_slice(&size.to_be_bytes());
     Ok(buf.to_vec())
-}
-
-/// The client side of the TLS handshake.
-async fn handshake(
-    mut sock: TcpStream,
-    host: &str,
-    config: &Arc<ClientConfig>,
-) -> io::Result<TlsConn> {
-    let name = ServerName::try_from(host.to_owned())
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: {e}")))?;
-    let mut tls = ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
-    tls.set_buffer_limit(Some(TLS_SEND_BUFFER_BYTES));
-    let mut conn = TlsConn {
-        sock: {
-            flush(&mut sock, &mut tls).await?; // ClientHello
-            sock
-        },
-        tls,
-        plain: BytesMut::new(),
-    };
-    while conn.tls.is_handshaking() {
-        if read_tls(&mut conn).await? {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-    }
-    Ok(conn)
-}
-
-/// Reads ciphertext once, feeds it to the session and sends what the session then has to
-/// send (handshake flights, alerts); true at the end of the stream or at close_notify.
-async fn read_tls(t: &mut TlsConn) -> io::Result<bool> {
-    let BufResult(res, cipher) = t.sock.read(Vec::with_capacity(READ_BYTES)).await;
-    if res? == 0 {
-        return Ok(true);
-    }
-    let fed = crate::security::tls::feed(&mut t.tls, &cipher, &mut t.plain);
-    let sent = flush(&mut t.sock, &mut t.tls).await; // also the alert of a failure
-    let closed = fed?;
-    sent?;
-    Ok(closed)
-}
-
-/// Sends the records the session holds.
-async fn flush(sock: &mut TcpStream, tls: &mut ClientConnection) -> io::Result<()> {
-    while tls.wants_write() {
-        let mut out = Vec::new();
-        tls.write_tls(&mut out)?;
-        sock.write_all(out).await.0?;
-    }
-    Ok(())
 }
 
 /// Why the other broker refused a SASL step.

@@ -17,12 +17,10 @@ use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, Bytes};
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
-use kafka_protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, FetchResponse, RequestHeader, ResponseHeader,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, ResponseHeader};
+use kafka_protocol::protocol::Decodable;
 use kafka_protocol::ResponseError;
 use sluice_storage::{FlushPolicy, Notify};
 use tracing::{debug, info, warn};
@@ -238,7 +236,7 @@ async fn fetch_once(
     }
     let wait_ms = shard.config.args.replica_fetch_wait_max_ms;
     let request = build_request(shard, &sent, wait_ms as i32);
-    let frame = encode_request(&request, correlation)?;
+    let frame = super::peer::encode(ApiKey::Fetch, FETCH_VERSION, correlation, &request)?;
     // A change of the followed set (a new leader to copy from) must not wait for the leader's
     // long poll to end: the fetch is abandoned with its connection, and the next one names
     // the new set at once.
@@ -305,28 +303,6 @@ fn build_request(shard: &Shard, sent: &[(PartitionKey, Followed)], wait_ms: i32)
                 })
                 .collect(),
         )
-}
-
-fn encode_request(request: &FetchRequest, correlation: i32) -> io::Result<Vec<u8>> {
-    let header = RequestHeader::default()
-        .with_request_api_key(ApiKey::Fetch as i16)
-        .with_request_api_version(FETCH_VERSION)
-        .with_correlation_id(correlation)
-        .with_client_id(Some(StrBytes::from_static_str("sluice-replica-fetcher")));
-    let mut buf = BytesMut::new();
-    buf.extend_from_slice(&[0; 4]);
-    header
-        .encode(
-            &mut buf,
-            ApiKey::Fetch.request_header_version(FETCH_VERSION),
-        )
-        .map_err(io::Error::other)?;
-    request
-        .encode(&mut buf, FETCH_VERSION)
-        .map_err(io::Error::other)?;
-    let size = (buf.len() - 4) as u32;
-    buf[..4].copy_from_slice(&size.to_be_bytes());
-    Ok(buf.to_vec())
 }
 
 async fn read_response(stream: &mut PeerConn, correlation: i32) -> io::Result<FetchResponse> {

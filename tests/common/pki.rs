@@ -1,5 +1,5 @@
 //! Certificates for TLS tests, made on the fly with rcgen: a CA, a server certificate for
-//! 127.0.0.1 and localhost, and client certificates `CN=<name>,O=Sluice` signed by the CA.
+//! 127.0.0.1 and localhost (subject `CN=broker,O=Sluice`), and client certificates `CN=<name>,O=Sluice` signed by the CA.
 //! Keys are ECDSA P-256 in PKCS#8 PEM, which every client of the matrix reads.
 
 #![allow(dead_code)]
@@ -43,8 +43,16 @@ impl Pki {
         let ca = dir.join(format!("{name}-ca.pem"));
         std::fs::write(&ca, ca_cert.pem()).unwrap();
         let issuer = Issuer::new(params, ca_key);
-        let server_params =
+        let mut server_params =
             CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).unwrap();
+        // What the brokers of a cluster present to each other: `User:CN=broker,O=Sluice`.
+        server_params.distinguished_name = rcgen::DistinguishedName::new();
+        server_params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Sluice");
+        server_params
+            .distinguished_name
+            .push(DnType::CommonName, "broker");
         let server_key = KeyPair::generate().unwrap();
         let server_cert = server_params.signed_by(&server_key, &issuer).unwrap();
         let server = dir.join(format!("{name}-server.pem"));
@@ -86,6 +94,15 @@ impl Pki {
         )
         .unwrap();
         files
+    }
+
+    /// The server certificate as a client certificate (what a broker presents to another).
+    pub fn server_as_client(&self) -> ClientCert {
+        ClientCert {
+            cert: self.server.clone(),
+            key: self.server.clone(),
+            both: self.server.clone(),
+        }
     }
 
     /// A rustls client configuration trusting this CA, presenting `cert` if given.
