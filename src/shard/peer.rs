@@ -114,22 +114,33 @@ impl PeerConn {
     ) -> io::Result<Resp> {
         self.send(encode(key, version, correlation, request)?)
             .await?;
-        let mut body = self.read_frame(LOGIN_FRAME_MAX).await?;
-        let bad = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
-        let header = ResponseHeader::decode(&mut body, key.response_header_version(version))
-            .map_err(|e| bad(e.to_string()))?;
-        if header.correlation_id != correlation {
-            return Err(bad(format!(
-                "answer to request {} while waiting for {correlation}",
-                header.correlation_id
-            )));
-        }
-        let resp = Resp::decode(&mut body, version).map_err(|e| bad(e.to_string()))?;
-        if body.has_remaining() {
-            return Err(bad(format!("trailing bytes after the {key:?} answer")));
-        }
-        Ok(resp)
+        let body = self.read_frame(LOGIN_FRAME_MAX).await?;
+        decode_answer(body, key, version, correlation)
     }
+}
+
+/// Another broker's answer (the frame after its size) to request `correlation` of `key` at
+/// `version`: an error for anything malformed or trailing, never a panic.
+pub fn decode_answer<Resp: Decodable>(
+    mut body: Bytes,
+    key: ApiKey,
+    version: i16,
+    correlation: i32,
+) -> io::Result<Resp> {
+    let bad = |e: String| io::Error::new(io::ErrorKind::InvalidData, e);
+    let header = ResponseHeader::decode(&mut body, key.response_header_version(version))
+        .map_err(|e| bad(e.to_string()))?;
+    if header.correlation_id != correlation {
+        return Err(bad(format!(
+            "answer to request {} while waiting for {correlation}",
+            header.correlation_id
+        )));
+    }
+    let resp = Resp::decode(&mut body, version).map_err(|e| bad(e.to_string()))?;
+    if body.has_remaining() {
+        return Err(bad(format!("trailing bytes after the {key:?} answer")));
+    }
+    Ok(resp)
 }
 
 /// A request frame: size, header (client id `sluice-broker`), body.

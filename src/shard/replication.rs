@@ -17,10 +17,9 @@ use std::io;
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ReplicaState};
-use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse, ResponseHeader};
-use kafka_protocol::protocol::Decodable;
+use kafka_protocol::messages::{ApiKey, BrokerId, FetchRequest, FetchResponse};
 use kafka_protocol::ResponseError;
 use sluice_storage::{FlushPolicy, Notify};
 use tracing::{debug, info, warn};
@@ -312,24 +311,8 @@ async fn read_response(stream: &mut PeerConn, correlation: i32) -> io::Result<Fe
 /// A leader's Fetch answer (the frame after its size) to request `correlation`: an error for
 /// anything malformed, never a panic (bytes from another process; fuzzed by
 /// `fuzz/fuzz_targets/replica_fetch_answer.rs`). Record batches are checked when appended.
-pub fn decode_fetch_answer(mut body: Bytes, correlation: i32) -> io::Result<FetchResponse> {
-    let bad = |m: String| io::Error::new(io::ErrorKind::InvalidData, m);
-    let header = ResponseHeader::decode(
-        &mut body,
-        ApiKey::Fetch.response_header_version(FETCH_VERSION),
-    )
-    .map_err(|e| bad(e.to_string()))?;
-    if header.correlation_id != correlation {
-        return Err(bad(format!(
-            "answer to request {} while waiting for {correlation}",
-            header.correlation_id
-        )));
-    }
-    let resp = FetchResponse::decode(&mut body, FETCH_VERSION).map_err(|e| bad(e.to_string()))?;
-    if body.has_remaining() {
-        return Err(bad("trailing bytes after the fetch answer".into()));
-    }
-    Ok(resp)
+pub fn decode_fetch_answer(body: Bytes, correlation: i32) -> io::Result<FetchResponse> {
+    super::peer::decode_answer(body, ApiKey::Fetch, FETCH_VERSION, correlation)
 }
 
 /// Applies the leader's answer to the partitions it names (those still followed at the same
