@@ -7,11 +7,14 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::cluster::Cluster;
 use common::{Broker, WAIT};
+use rdkafka::admin::{AdminOptions, NewTopic, TopicReplication};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
 use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
@@ -234,7 +237,32 @@ enum Step {
     Reset,
 }
 
-fn ctp_step(consumer: &BaseConsumer, producer: &TxnProducer, abort: bool) -> Step {
+/// `send_offsets_to_transaction` on a thread of its own, waited for a little longer than its
+/// timeout; `None` if it did not return by then. librdkafka can wait for ever there when the
+/// group coordinator it cached was a broker that left the Metadata answer while it was down
+/// (librdkafka issues #5511 and #5456: the coordinator request's timeout is never checked, and
+/// the cached broker's thread is gone). The producer is then left to that thread: the caller
+/// starts a new one, which fences it.
+fn send_offsets_bounded(
+    producer: &Arc<TxnProducer>,
+    positions: TopicPartitionList,
+    meta: ConsumerGroupMetadata,
+) -> Option<Result<(), KafkaError>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let p = Arc::clone(producer);
+    std::thread::spawn(move || {
+        let _ = tx.send(p.send_offsets_to_transaction(&positions, &meta, TXN_TIMEOUT));
+    });
+    rx.recv_timeout(TXN_TIMEOUT + Duration::from_secs(10)).ok()
+}
+
+/// Drops `client` on a thread of its own: closing a librdkafka client whose cached
+/// coordinator went away can block (as above), and the test goes on with a new one.
+fn abandon<T: Send + 'static>(client: T) {
+    std::thread::spawn(move || drop(client));
+}
+
+fn ctp_step(consumer: &BaseConsumer, producer: &Arc<TxnProducer>, abort: bool) -> Step {
     let mut batch = Vec::new();
     let deadline = Instant::now() + Duration::from_millis(500);
     while batch.len() < 25 && Instant::now() < deadline {
@@ -260,42 +288,90 @@ fn ctp_step(consumer: &BaseConsumer, producer: &TxnProducer, abort: bool) -> Ste
         let meta = consumer
             .group_metadata()
             .ok_or(KafkaError::Subscription("no group metadata".into()))?;
-        producer.send_offsets_to_transaction(&positions, &meta, TXN_TIMEOUT)?;
+        let Some(sent) = send_offsets_bounded(producer, positions, meta) else {
+            eprintln!("send_offsets_to_transaction did not return; a new producer");
+            return Ok(Step::Reset);
+        };
+        sent?;
         if abort {
             producer.abort_transaction(TXN_TIMEOUT)?;
             return Ok(Step::Aborted);
         }
-        producer.commit_transaction(TXN_TIMEOUT)?;
-        Ok(Step::Committed(batch.len()))
+        // A retriable failure (a timeout, a coordinator moving) leaves the commit's outcome
+        // open: librdkafka asks for commit_transaction again, which finishes it either way.
+        let mut tries = 0;
+        loop {
+            match producer.commit_transaction(TXN_TIMEOUT) {
+                Ok(()) => return Ok(Step::Committed(batch.len())),
+                Err(KafkaError::Transaction(e)) if e.is_retriable() && tries < 3 => {
+                    eprintln!("commit_transaction: {e}; again");
+                    tries += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     })();
     match outcome {
         Ok(s) => s,
         Err(KafkaError::Transaction(e)) if e.txn_requires_abort() => {
-            if producer.abort_transaction(TXN_TIMEOUT).is_ok() {
-                Step::Aborted
-            } else {
-                Step::Reset
+            eprintln!("transaction failed ({e}); aborting it");
+            match producer.abort_transaction(TXN_TIMEOUT) {
+                Ok(()) => Step::Aborted,
+                Err(e) => {
+                    eprintln!("abort failed: {e}");
+                    Step::Reset
+                }
             }
         }
-        Err(_) => Step::Reset,
+        Err(e) => {
+            eprintln!("transaction failed ({e}); a new producer");
+            Step::Reset
+        }
     }
 }
 
+/// The sum of the offsets the checker's group committed on `topic`'s partitions `0..partitions`.
+fn committed_total(checker: &BaseConsumer, topic: &str, partitions: i32) -> i64 {
+    let mut tpl = TopicPartitionList::new();
+    for p in 0..partitions {
+        tpl.add_partition(topic, p);
+    }
+    let Ok(committed) = checker.committed_offsets(tpl, WAIT) else {
+        return -1;
+    };
+    committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .sum()
+}
+
 /// Seeks every assigned partition back to the group's committed offset (after an abort).
-fn rewind(consumer: &BaseConsumer) {
-    let Ok(assignment) = consumer.assignment() else {
-        return;
-    };
-    let Ok(committed) = consumer.committed_offsets(assignment, WAIT) else {
-        return;
-    };
+/// An error (the coordinator moving, a partition revoked meanwhile) is returned: the caller
+/// then starts a new consumer, which begins at the committed offsets. Carrying on from the
+/// aborted batch's positions would skip its records.
+fn rewind(consumer: &BaseConsumer) -> Result<(), String> {
+    let assignment = consumer
+        .assignment()
+        .map_err(|e| format!("assignment: {e}"))?;
+    let committed = consumer
+        .committed_offsets(assignment, WAIT)
+        .map_err(|e| format!("committed offsets: {e}"))?;
     for e in committed.elements() {
+        e.error()
+            .map_err(|err| format!("committed offset of partition {}: {err}", e.partition()))?;
         let offset = match e.offset() {
             Offset::Offset(o) => Offset::Offset(o),
             _ => Offset::Beginning,
         };
-        let _ = consumer.seek(e.topic(), e.partition(), offset, WAIT);
+        consumer
+            .seek(e.topic(), e.partition(), offset, WAIT)
+            .map_err(|err| format!("seek partition {}: {err}", e.partition()))?;
     }
+    Ok(())
 }
 
 #[test]
@@ -327,7 +403,9 @@ fn consume_transform_produce_is_exactly_once_across_aborts_and_broker_kills() {
         c
     };
     let mut consumer = new_consumer(&broker);
-    let mut producer = txn_producer(&broker, "tx-ctp", &[]);
+    // Reads the group's committed offsets without joining it.
+    let checker = broker.consumer(&[("group.id", "ctp"), ("isolation.level", "read_committed")]);
+    let mut producer = Arc::new(txn_producer(&broker, "tx-ctp", &[]));
     let mut done = 0usize;
     let mut steps = 0usize;
     let mut kills = 0;
@@ -345,6 +423,10 @@ fn consume_transform_produce_is_exactly_once_across_aborts_and_broker_kills() {
         match ctp_step(&consumer, &producer, (steps + 1).is_multiple_of(4)) {
             Step::Idle => {
                 idle += 1;
+                // A commit the client saw fail may have taken effect: the group's offsets say.
+                if committed_total(&checker, "ctp-in", 2) == N as i64 {
+                    break;
+                }
                 if idle.is_multiple_of(40) {
                     eprintln!(
                         "idle at {done}: in {:?} {:?} out {:?} {:?} assignment {:?} position {:?}",
@@ -365,7 +447,11 @@ fn consume_transform_produce_is_exactly_once_across_aborts_and_broker_kills() {
             Step::Aborted => {
                 steps += 1;
                 aborted += 1;
-                rewind(&consumer);
+                if let Err(e) = rewind(&consumer) {
+                    eprintln!("rewind failed ({e}); a new consumer");
+                    drop(consumer);
+                    consumer = new_consumer(&broker);
+                }
             }
             Step::Reset => {
                 resets += 1;
@@ -378,7 +464,7 @@ fn consume_transform_produce_is_exactly_once_across_aborts_and_broker_kills() {
                     c.set("transactional.id", "tx-ctp").set("linger.ms", "5");
                     let p: TxnProducer = c.create().expect("producer");
                     if p.init_transactions(TXN_TIMEOUT).is_ok() {
-                        break p;
+                        break Arc::new(p);
                     }
                     assert!(Instant::now() < deadline, "init_transactions kept failing");
                 };
@@ -400,19 +486,7 @@ fn consume_transform_produce_is_exactly_once_across_aborts_and_broker_kills() {
     assert_eq!(out.len(), N, "every input exactly once");
     // The group's offsets, committed inside the transactions, are at the end of the input.
     let c = broker.consumer(&[("group.id", "ctp")]);
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition("ctp-in", 0);
-    tpl.add_partition("ctp-in", 1);
-    let committed = c.committed_offsets(tpl, WAIT).expect("committed offsets");
-    let total: i64 = committed
-        .elements()
-        .iter()
-        .map(|e| match e.offset() {
-            Offset::Offset(o) => o,
-            _ => 0,
-        })
-        .sum();
-    assert_eq!(total, N as i64);
+    assert_eq!(committed_total(&c, "ctp-in", 2), N as i64);
 }
 
 /// `sluice txn …` (the admin CLI) against the broker, with `--format json`; its exit code and
@@ -624,4 +698,268 @@ fn a_transform_app_killed_with_sigkill_leaves_every_input_exactly_once() {
         "ctp with {KILLS} SIGKILLs: {} committed outputs, {log_end} offsets in the log",
         out.len()
     );
+}
+
+/// The broker that FindCoordinator (transactional id `id`) names, asked through `addr`.
+fn txn_coordinator(addr: &str, id: &str) -> Option<i32> {
+    use kafka_protocol::messages::{ApiKey, FindCoordinatorRequest, FindCoordinatorResponse};
+    use kafka_protocol::protocol::StrBytes;
+    let id = id.to_owned();
+    let addr = addr.to_owned();
+    std::panic::catch_unwind(move || {
+        let mut raw = common::raw::Raw::connect(&addr);
+        let r: FindCoordinatorResponse = raw.call(
+            ApiKey::FindCoordinator,
+            3,
+            &FindCoordinatorRequest::default()
+                .with_key(StrBytes::from_string(id))
+                .with_key_type(1),
+        );
+        (r.error_code == 0).then_some(r.node_id.0)
+    })
+    .ok()
+    .flatten()
+}
+
+/// The leader of `topic`'s `partition`, asked through `addr`.
+fn leader_of(addr: &str, topic: &str, partition: i32) -> Option<i32> {
+    let md = common::cluster::metadata(addr)?;
+    let t = md
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))?;
+    let p = t
+        .partitions
+        .iter()
+        .find(|p| p.partition_index == partition)?;
+    (p.leader_id.0 >= 0).then_some(p.leader_id.0)
+}
+
+#[test]
+fn a_cluster_keeps_transactions_exactly_once_when_the_coordinator_and_a_leader_are_killed() {
+    const N: usize = 300;
+    const ID: &str = "tx-cluster";
+    // Transaction requests and markers at debug level: a failure message quotes them.
+    let mut cluster = Cluster::start(
+        3,
+        false,
+        &[
+            "--min-insync-replicas",
+            "2",
+            "--log-level",
+            "info,sluice::shard::txns=debug,sluice::kafka::handlers::transactions=debug,sluice::shard::ops=debug",
+        ],
+    );
+    cluster.wait_settled(&[0, 1, 2]);
+    let bootstrap = cluster.bootstrap();
+    let admin = cluster.nodes[0].admin();
+    for name in ["ctp-in", "ctp-out"] {
+        let t = NewTopic::new(name, 3, TopicReplication::Fixed(3));
+        let res = futures_executor::block_on(admin.create_topics([&t], &AdminOptions::new()))
+            .expect("create_topics");
+        for r in res {
+            r.expect("topic created");
+        }
+    }
+    cluster.wait_for("every partition led", || {
+        ["ctp-in", "ctp-out"]
+            .iter()
+            .all(|t| (0..3).all(|p| leader_of(&cluster.nodes[0].addr, t, p).is_some()))
+    });
+    let input = cluster.nodes[0].producer(&[("bootstrap.servers", &bootstrap), ("acks", "all")]);
+    let records: Vec<common::Out> = (0..N)
+        .map(|i| common::Out {
+            partition: Some((i % 3) as i32),
+            value: Some(format!("v{i}").into_bytes()),
+            ..Default::default()
+        })
+        .collect();
+    for d in common::produce_all(&input, "ctp-in", &records) {
+        d.expect("input delivered");
+    }
+    drop(input);
+
+    let new_consumer = |cluster: &Cluster| {
+        let c = cluster.nodes[0].consumer(&[
+            ("bootstrap.servers", cluster.bootstrap().as_str()),
+            ("group.id", "ctp-cluster"),
+            ("isolation.level", "read_committed"),
+            ("session.timeout.ms", "6000"),
+            // An abandoned consumer (see `abandon`) that still heartbeats leaves the group
+            // once it has not polled for this long.
+            ("max.poll.interval.ms", "10000"),
+        ]);
+        c.subscribe(&["ctp-in"]).expect("subscribe");
+        c
+    };
+    let new_producer = |cluster: &Cluster, deadline: Instant| loop {
+        let mut c: ClientConfig = cluster.nodes[0].client_config();
+        c.set("bootstrap.servers", cluster.bootstrap())
+            .set("transactional.id", ID)
+            .set("linger.ms", "5")
+            .set("message.timeout.ms", "30000");
+        let p: TxnProducer = c.create().expect("producer");
+        match p.init_transactions(Duration::from_secs(10)) {
+            Ok(()) => break Arc::new(p),
+            Err(e) => eprintln!("init_transactions: {e}"),
+        }
+        assert!(Instant::now() < deadline, "init_transactions kept failing");
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut consumer = new_consumer(&cluster);
+    // Reads the group's committed offsets without joining it.
+    let checker = cluster.nodes[0].consumer(&[
+        ("bootstrap.servers", cluster.bootstrap().as_str()),
+        ("group.id", "ctp-cluster"),
+        ("isolation.level", "read_committed"),
+    ]);
+    let mut producer = new_producer(&cluster, deadline);
+    let (mut done, mut steps, mut aborted, mut resets) = (0usize, 0usize, 0usize, 0usize);
+    let mut killed: Vec<(&str, i32)> = Vec::new();
+    let mut idle = 0usize;
+    while done < N {
+        assert!(
+            Instant::now() < deadline,
+            "stuck at {done} of {N} ({resets} resets, {idle} idle polls){}",
+            txn_log_tail(&cluster)
+        );
+        // SIGKILL the transaction coordinator a third of the way in, the leader of an output
+        // partition at two thirds; each comes back at once.
+        let victim = if done >= N / 3 && killed.is_empty() {
+            let live = cluster.nodes[0].addr.clone();
+            let c = txn_coordinator(&live, ID)
+                .or_else(|| txn_coordinator(&cluster.nodes[1].addr, ID))
+                .expect("the transaction coordinator");
+            Some(("coordinator", c))
+        } else if done >= 2 * N / 3 && killed.len() == 1 {
+            let l = (0..3)
+                .find_map(|i| leader_of(&cluster.nodes[i].addr, "ctp-out", 1))
+                .expect("the leader of ctp-out 1");
+            Some(("leader of ctp-out 1", l))
+        } else {
+            None
+        };
+        if let Some((what, node)) = victim {
+            eprintln!("SIGKILL node {node}, the {what}, at {done} of {N}");
+            killed.push((what, node));
+            let node = node as usize;
+            cluster.nodes[node].kill9();
+            cluster.nodes[node].restart();
+            cluster.wait_settled(&[0, 1, 2]);
+        }
+        // Every fourth transaction is aborted on purpose.
+        match ctp_step(&consumer, &producer, (steps + 1).is_multiple_of(4)) {
+            Step::Idle => {
+                idle += 1;
+                // A commit the client saw fail may have taken effect: the group's offsets say.
+                if committed_total(&checker, "ctp-in", 3) == N as i64 {
+                    break;
+                }
+                if idle.is_multiple_of(40) {
+                    eprintln!(
+                        "idle at {done}: assignment {:?} position {:?}",
+                        consumer.assignment().map(|a| a.count()),
+                        consumer.position().map(|p| format!("{p:?}")),
+                    );
+                }
+                continue;
+            }
+            Step::Committed(n) => {
+                steps += 1;
+                done += n;
+            }
+            Step::Aborted => {
+                steps += 1;
+                aborted += 1;
+                if let Err(e) = rewind(&consumer) {
+                    eprintln!("rewind failed ({e}); a new consumer");
+                    abandon(consumer);
+                    consumer = new_consumer(&cluster);
+                }
+            }
+            Step::Reset => {
+                resets += 1;
+                eprintln!("producer reset at {done}");
+                abandon(producer);
+                abandon(consumer);
+                producer = new_producer(&cluster, deadline);
+                consumer = new_consumer(&cluster);
+            }
+        }
+    }
+    assert_eq!(killed.len(), 2);
+    assert!(aborted > 0, "some transactions were aborted on purpose");
+    eprintln!("ctp in a cluster: {steps} steps, {aborted} aborted, {resets} producer resets");
+
+    let c = cluster.nodes[0].consumer(&[
+        ("bootstrap.servers", cluster.bootstrap().as_str()),
+        ("isolation.level", "read_committed"),
+    ]);
+    // All N, then a few seconds more for anything past them (a duplicate).
+    let mut recs = common::consume_n(&c, "ctp-out", 3, N);
+    let extra_until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < extra_until {
+        if let Some(m) = c.poll(Duration::from_millis(100)) {
+            recs.push(common::own(&m.expect("consume")));
+        }
+    }
+    let mut per_partition: BTreeMap<i32, usize> = BTreeMap::new();
+    for r in &recs {
+        *per_partition.entry(r.partition).or_default() += 1;
+    }
+    let out: Vec<String> = recs
+        .into_iter()
+        .map(|r| String::from_utf8(r.value.unwrap_or_default()).expect("utf-8"))
+        .collect();
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    for v in &out {
+        *counts.entry(v.as_str()).or_default() += 1;
+    }
+    let dup: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(
+        dup.is_empty(),
+        "duplicated in the output: {dup:?}{}",
+        txn_log_tail(&cluster)
+    );
+    assert_eq!(
+        out.len(),
+        N,
+        "every input exactly once (read per partition: {per_partition:?}){}",
+        txn_log_tail(&cluster)
+    );
+    // The group's offsets, committed inside the transactions, are at the end of the input.
+    // The commit markers reach __consumer_offsets after EndTxn is answered: wait for them.
+    let until = Instant::now() + WAIT;
+    let mut total = committed_total(&checker, "ctp-in", 3);
+    while total != N as i64 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+        total = committed_total(&checker, "ctp-in", 3);
+    }
+    assert_eq!(
+        total,
+        N as i64,
+        "the group's committed offsets{}",
+        txn_log_tail(&cluster)
+    );
+}
+
+/// The last transaction lines of every node's log, for a failure message.
+fn txn_log_tail(cluster: &Cluster) -> String {
+    let mut out = String::new();
+    for (i, n) in cluster.nodes.iter().enumerate() {
+        let log = n.log();
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| {
+                ["txn", "Txn", "marker", "group", "leading"]
+                    .iter()
+                    .any(|w| l.contains(w))
+            })
+            .collect();
+        out.push_str(&format!(
+            "\n--- node {i}:\n{}",
+            lines[lines.len().saturating_sub(80)..].join("\n")
+        ));
+    }
+    out
 }

@@ -21,11 +21,16 @@ use crate::partition::Partition;
 /// Bytes read per step while loading a partition.
 const LOAD_READ_BYTES: usize = 1 << 20;
 
-/// Reads `part` (partition `index` of internal topic `topic`) from its log start to its written
-/// offset and hands every chunk of whole batches to `each`, in log order. To the log end, past
+/// Reads `part` (partition `index` of internal topic `topic`) from its log start to its log
+/// end and hands every chunk of whole batches to `each`, in log order. To the log end, past
 /// the high watermark, as Kafka does: a new leader's high watermark trails what its predecessor
 /// acknowledged until the followers fetch again, and everything in its log is the partition
-/// from now on. A read error ends the load with what was read (logged).
+/// from now on. The end is taken again after each read and once more after waiting for what
+/// was appended meanwhile: a transaction marker written to the partition while it loads (its
+/// coordinator's live event may come before the replay reaches the records it completes) is
+/// replayed in its place, so no transactional offset stays pending for ever. Appends during a
+/// load are only such markers (the coordinator serves nothing else until loaded), so this ends.
+/// A read error ends the load with what was read (logged).
 pub async fn read_whole_log(
     part: &Partition,
     topic: &str,
@@ -33,9 +38,19 @@ pub async fn read_whole_log(
     mut each: impl FnMut(Bytes),
 ) {
     let log = part.log.clone();
-    let end = log.written_offset();
     let mut next = log.log_start_offset();
-    while next < end {
+    loop {
+        if next >= log.written_offset() {
+            let end = log.log_end_offset();
+            if next >= end {
+                return;
+            }
+            if let Err(e) = log.wait_written(end - 1).await {
+                warn!(topic, partition = index, offset = next, error = %e, "reading an internal topic failed; loading what was read");
+                return;
+            }
+            continue;
+        }
         let chunks = match part.read_for_replica(next, LOAD_READ_BYTES).await {
             Ok(r) => r.chunks,
             Err(e) => {

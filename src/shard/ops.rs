@@ -371,6 +371,14 @@ pub async fn write_markers(
             if topic == crate::coordinator::group::OFFSETS_TOPIC {
                 super::groups::txn_marker(&shard, index, marker.producer_id, marker.commit);
             }
+            tracing::debug!(
+                topic,
+                partition = index,
+                offset = info.base_offset,
+                producer_id = marker.producer_id,
+                commit = marker.commit,
+                "marker written"
+            );
             0
         }
     });

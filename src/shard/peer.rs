@@ -69,7 +69,29 @@ impl PeerSecurity {
 }
 
 /// An open connection to another broker.
-pub struct PeerConn(Stream);
+pub struct PeerConn {
+    stream: Stream,
+    /// The last correlation id sent by [`PeerConn::call`].
+    correlation: i32,
+}
+
+/// A connection to broker `broker`'s inter-broker listener (its registered address), logged in
+/// as that listener asks.
+pub async fn connect_to(
+    shard: &super::Shard,
+    broker: i32,
+    connect_timeout: Duration,
+) -> io::Result<PeerConn> {
+    let (host, port) = shard
+        .metadata()
+        .brokers
+        .get(&broker)
+        .map(|b| (b.record.host.clone(), b.record.port))
+        .ok_or_else(|| io::Error::other(format!("broker {broker} is not registered")))?;
+    let security = PeerSecurity::of(&shard.config)?;
+    let addr = crate::util::resolve(&host, port).await?;
+    PeerConn::open(&host, addr, &security, connect_timeout).await
+}
 
 impl PeerConn {
     /// Connects to `host:port` (resolved as `addr`) and logs in as `security` says.
@@ -81,10 +103,14 @@ impl PeerConn {
     ) -> io::Result<PeerConn> {
         let sock = crate::runtime::net::connect(addr, connect_timeout).await?;
         crate::runtime::timeout(LOGIN_TIMEOUT, async {
-            let mut conn = PeerConn(match &security.tls {
+            let stream = match &security.tls {
                 None => Stream::Plain(sock),
                 Some(config) => Stream::tls_client(sock, host, config.clone()).await?,
-            });
+            };
+            let mut conn = PeerConn {
+                stream,
+                correlation: 0,
+            };
             if let Some(sasl) = &security.sasl {
                 login(&mut conn, sasl).await?;
             }
@@ -96,25 +122,28 @@ impl PeerConn {
 
     /// Sends one whole frame.
     pub async fn send(&mut self, frame: Vec<u8>) -> io::Result<()> {
-        self.0.send(frame).await
+        self.stream.send(frame).await
     }
 
     /// Reads one frame (after its size); a size over `max` is an error.
     pub async fn read_frame(&mut self, max: usize) -> io::Result<Bytes> {
-        self.0.read_frame(max).await
+        self.stream.read_frame(max).await
     }
 
-    /// One request and its answer (request/response only: nothing else may be in flight).
-    async fn call<Req: Encodable, Resp: Decodable>(
+    /// One request and its answer, at most `max` bytes (request/response only: nothing else
+    /// may be in flight).
+    pub async fn call<Req: Encodable, Resp: Decodable>(
         &mut self,
         key: ApiKey,
         version: i16,
-        correlation: i32,
         request: &Req,
+        max: usize,
     ) -> io::Result<Resp> {
+        self.correlation = self.correlation.wrapping_add(1);
+        let correlation = self.correlation;
         self.send(encode(key, version, correlation, request)?)
             .await?;
-        let body = self.read_frame(LOGIN_FRAME_MAX).await?;
+        let body = self.read_frame(max).await?;
         decode_answer(body, key, version, correlation)
     }
 }
@@ -180,14 +209,14 @@ fn refused(what: &str, code: i16, message: Option<StrBytes>) -> io::Error {
 }
 
 /// One SaslAuthenticate round: the token sent, the broker's answer.
-async fn authenticate(conn: &mut PeerConn, correlation: i32, token: Vec<u8>) -> io::Result<Bytes> {
+async fn authenticate(conn: &mut PeerConn, token: Vec<u8>) -> io::Result<Bytes> {
     let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token));
     let r: SaslAuthenticateResponse = conn
         .call(
             ApiKey::SaslAuthenticate,
             AUTHENTICATE_VERSION,
-            correlation,
             &request,
+            LOGIN_FRAME_MAX,
         )
         .await?;
     if r.error_code != 0 {
@@ -209,9 +238,9 @@ async fn login(conn: &mut PeerConn, sasl: &InterBrokerSasl) -> io::Result<()> {
         .call(
             ApiKey::SaslHandshake,
             HANDSHAKE_VERSION,
-            1,
             &SaslHandshakeRequest::default()
                 .with_mechanism(StrBytes::from_static_str(sasl.mechanism.name())),
+            LOGIN_FRAME_MAX,
         )
         .await?;
     if hs.error_code != 0 {
@@ -219,13 +248,13 @@ async fn login(conn: &mut PeerConn, sasl: &InterBrokerSasl) -> io::Result<()> {
     }
     match sasl.mechanism {
         SaslMechanism::Plain => {
-            authenticate(conn, 2, scram::plain_message(&sasl.user, &sasl.password)).await?;
+            authenticate(conn, scram::plain_message(&sasl.user, &sasl.password)).await?;
         }
         SaslMechanism::Scram(m) => {
             let bad = |e: scram::AuthError| io::Error::new(io::ErrorKind::InvalidData, e);
             let (client, first) = ScramClient::new(m, &sasl.user);
             let server_first = client
-                .server_first(&authenticate(conn, 2, first).await?)
+                .server_first(&authenticate(conn, first).await?)
                 .map_err(bad)?;
             let (password, salt, iterations) = (
                 sasl.password.clone(),
@@ -238,7 +267,7 @@ async fn login(conn: &mut PeerConn, sasl: &InterBrokerSasl) -> io::Result<()> {
             .await
             .ok_or_else(|| io::Error::other("the PBKDF2 thread failed"))?;
             let fin = client.client_final(&server_first, &salted);
-            let server_final = authenticate(conn, 3, fin.message.clone()).await?;
+            let server_final = authenticate(conn, fin.message.clone()).await?;
             fin.verify(&server_final).map_err(|e| {
                 io::Error::new(
                     io::ErrorKind::PermissionDenied,

@@ -24,7 +24,7 @@ use kafka_protocol::ResponseError;
 use sluice_storage::{FlushPolicy, Notify};
 use tracing::{debug, info, warn};
 
-use super::peer::{PeerConn, PeerSecurity};
+use super::peer::PeerConn;
 use super::Shard;
 use crate::partition::{Partition, PartitionKey};
 
@@ -150,7 +150,7 @@ async fn run(shard: Rc<Shard>, f: Rc<Fetcher>) {
         }
         let stream = match conn.take() {
             Some(s) => s,
-            None => match connect(&shard, f.leader).await {
+            None => match super::peer::connect_to(&shard, f.leader, CONNECT_TIMEOUT).await {
                 Ok(s) => s,
                 Err(e) => {
                     let text = e.to_string();
@@ -198,19 +198,6 @@ async fn run(shard: Rc<Shard>, f: Rc<Fetcher>) {
 async fn pause(f: &Fetcher, backoff: &mut Duration) {
     let _ = crate::runtime::timeout(*backoff, f.changed.notified()).await;
     *backoff = (*backoff * 2).min(BACKOFF_MAX);
-}
-
-/// A connection to the leader's inter-broker listener, logged in as that listener asks.
-async fn connect(shard: &Shard, leader: i32) -> io::Result<PeerConn> {
-    let b = shard
-        .metadata()
-        .brokers
-        .get(&leader)
-        .map(|b| (b.record.host.clone(), b.record.port))
-        .ok_or_else(|| io::Error::other(format!("broker {leader} is not registered")))?;
-    let security = PeerSecurity::of(&shard.config)?;
-    let addr = crate::util::resolve(&b.0, b.1).await?;
-    PeerConn::open(&b.0, addr, &security, CONNECT_TIMEOUT).await
 }
 
 /// One fetch round on `stream`; the stream back if it can be reused, `None` if the round was

@@ -8,8 +8,9 @@
 //!   (`internal_log.rs`).
 //! - `AllocateProducerId`: a producer id from the controller's blocks.
 //! - `WriteMarkers`: a commit or abort marker appended to each partition of the transaction on
-//!   its owner shard (`ops::write_markers`), reported as `MarkersWritten` with the partitions
-//!   to retry.
+//!   its owner shard (`ops::write_markers`) when this broker leads it, else sent to its leader
+//!   as WriteTxnMarkers over the inter-broker listener (`peer::PeerConn`, a few idle
+//!   connections kept per broker); reported as `MarkersWritten` with the partitions to retry.
 //! - [`run`] (one task per shard) loads the state partitions this shard owns and leads once
 //!   the topic exists (it is created on the first transaction coordinator lookup), unloads
 //!   those it stops leading, and ticks the coordinator every [`TICK_MS`].
@@ -22,7 +23,7 @@ use std::rc::Rc;
 use std::time::Duration;
 
 use kafka_protocol::ResponseError;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::Config;
 use crate::coordinator::partition_for;
@@ -34,11 +35,23 @@ use crate::coordinator::txn::{TICK_MS, TRANSACTION_STATE_TOPIC};
 use crate::errors::commit_error;
 use crate::shard::controller::{on_controller, ControllerOp, ControllerReply};
 use crate::shard::internal_log::{read_whole_log, PersistQueue};
+use crate::shard::peer::PeerConn;
 use crate::shard::{MeshMsg, Shard};
 use crate::util::now_ms;
 
 /// How often the loaded partitions are compared with the ones this shard owns and leads.
 const RECONCILE_MS: u64 = 100;
+/// The WriteTxnMarkers version sent to other brokers (v1: flexible).
+const WRITE_MARKERS_VERSION: i16 = 1;
+/// Idle connections kept per broker for markers.
+const MARKER_CONNS_PER_BROKER: usize = 2;
+/// Connecting to another broker for markers gives up after this.
+const MARKER_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// A WriteTxnMarkers exchange with another broker gives up after this; the coordinator then
+/// retries its partitions.
+const MARKER_CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// Largest WriteTxnMarkers answer accepted.
+const MARKER_ANSWER_MAX: usize = 1 << 20;
 
 /// Per-shard transaction coordinator state (a field of [`Shard`]).
 pub struct TxnDriver {
@@ -50,6 +63,8 @@ pub struct TxnDriver {
     loaded: RefCell<BTreeMap<i32, i32>>,
     /// `__transaction_state` creation was asked for (once per process, unless it failed).
     pub topic_requested: Cell<bool>,
+    /// Idle connections to other brokers for WriteTxnMarkers (cluster mode), by broker id.
+    peers: RefCell<HashMap<i32, Vec<PeerConn>>>,
 }
 
 impl TxnDriver {
@@ -66,6 +81,7 @@ impl TxnDriver {
             persists: PersistQueue::default(),
             loaded: RefCell::new(BTreeMap::new()),
             topic_requested: Cell::new(false),
+            peers: RefCell::new(HashMap::new()),
         }
     }
 
@@ -156,12 +172,22 @@ fn execute(shard: &Rc<Shard>, action: Action) {
                     commit,
                     coordinator_epoch,
                 };
+                debug!(
+                    transactional_id,
+                    producer_id,
+                    producer_epoch,
+                    commit,
+                    coordinator_epoch,
+                    ?partitions,
+                    "writing transaction markers"
+                );
                 let retry = write_markers(&s, marker, partitions).await;
                 if !retry.is_empty() {
                     info!(
                         transactional_id,
                         producer_id,
-                        partitions = retry.len(),
+                        partitions = ?&retry[..retry.len().min(8)],
+                        count = retry.len(),
                         "transaction markers not written yet; retrying"
                     );
                 }
@@ -220,20 +246,140 @@ pub fn marker_error_is_final(error: i16) -> bool {
     .any(|e| e.code() == error)
 }
 
-/// Writes `marker` to every partition (on their owner shards); returns those to retry.
+/// Writes `marker` to every partition: those this broker leads on their owner shards, the
+/// others through a WriteTxnMarkers request to their leader (Kafka's coordinator-to-broker
+/// call). Returns the partitions to retry: not written yet, and not refused for good.
 async fn write_markers(
     shard: &Rc<Shard>,
     marker: Marker,
     partitions: Vec<(String, i32)>,
 ) -> Vec<(String, i32)> {
-    // Transactions are served on single nodes only (see find_coordinator.rs): a partition led
-    // elsewhere (NOT_LEADER_OR_FOLLOWER) waits for its leader to come back here.
-    write_local_markers(shard, marker, partitions)
-        .await
-        .into_iter()
-        .filter(|(_, error)| *error != 0 && !marker_error_is_final(*error))
-        .map(|(tp, _)| tp)
-        .collect()
+    let pending = |error: i16| error != 0 && !marker_error_is_final(error);
+    let me = shard.config.args.node_id;
+    let not_leader = ResponseError::NotLeaderOrFollower.code();
+    let mut retry = Vec::new();
+    let mut remote: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
+    let image = shard.metadata();
+    for (tp, error) in write_local_markers(shard, marker, partitions).await {
+        if !pending(error) {
+            continue;
+        }
+        debug!(topic = %tp.0, partition = tp.1, error, "marker not written here");
+        let leader = image
+            .topic(&tp.0)
+            .and_then(|t| t.partitions.get(usize::try_from(tp.1).ok()?))
+            .map(|p| p.leader)
+            .filter(|l| error == not_leader && *l >= 0 && *l != me && shard.config.clustered());
+        match leader {
+            Some(l) => remote.entry(l).or_default().push(tp),
+            None => retry.push(tp),
+        }
+    }
+    let sends = remote.into_iter().map(|(leader, parts)| {
+        let shard = shard.clone();
+        async move {
+            match remote_markers(&shard, leader, marker, &parts).await {
+                Ok(written) => written
+                    .into_iter()
+                    .filter(|(_, e)| pending(*e))
+                    .map(|(tp, e)| {
+                        debug!(leader, topic = %tp.0, partition = tp.1, error = e, "marker refused by the leader");
+                        tp
+                    })
+                    .collect(),
+                Err(e) => {
+                    info!(leader, error = %e, "WriteTxnMarkers to the partitions' leader failed; retrying");
+                    parts
+                }
+            }
+        }
+    });
+    for r in futures_util::future::join_all(sends).await {
+        retry.extend(r);
+    }
+    retry
+}
+
+/// Sends `marker` for `parts` to broker `leader` as one WriteTxnMarkers request; the error
+/// code it answers per partition (NOT_LEADER_OR_FOLLOWER for one it left out).
+async fn remote_markers(
+    shard: &Rc<Shard>,
+    leader: i32,
+    marker: Marker,
+    parts: &[(String, i32)],
+) -> std::io::Result<Vec<((String, i32), i16)>> {
+    use kafka_protocol::messages::write_txn_markers_request::{
+        WritableTxnMarker, WritableTxnMarkerTopic,
+    };
+    use kafka_protocol::messages::{
+        ApiKey, ProducerId, TopicName, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
+    };
+    let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (t, p) in parts {
+        topics.entry(t.as_str()).or_default().push(*p);
+    }
+    let request =
+        WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+            .with_producer_id(ProducerId(marker.producer_id))
+            .with_producer_epoch(marker.producer_epoch)
+            .with_transaction_result(marker.commit)
+            .with_coordinator_epoch(marker.coordinator_epoch)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        WritableTxnMarkerTopic::default()
+                            .with_name(TopicName(crate::util::sb(t.to_owned())))
+                            .with_partition_indexes(ps)
+                    })
+                    .collect(),
+            )]);
+    let pooled = shard
+        .txns
+        .peers
+        .borrow_mut()
+        .get_mut(&leader)
+        .and_then(Vec::pop);
+    let mut conn = match pooled {
+        Some(c) => c,
+        None => crate::shard::peer::connect_to(shard, leader, MARKER_CONNECT_TIMEOUT).await?,
+    };
+    let answer: WriteTxnMarkersResponse = crate::runtime::timeout(
+        MARKER_CALL_TIMEOUT,
+        conn.call(
+            ApiKey::WriteTxnMarkers,
+            WRITE_MARKERS_VERSION,
+            &request,
+            MARKER_ANSWER_MAX,
+        ),
+    )
+    .await
+    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time"))??;
+    {
+        let mut peers = shard.txns.peers.borrow_mut();
+        let idle = peers.entry(leader).or_default();
+        if idle.len() < MARKER_CONNS_PER_BROKER {
+            idle.push(conn);
+        }
+    }
+    let mut codes: HashMap<(&str, i32), i16> = HashMap::new();
+    for m in &answer.markers {
+        for t in &m.topics {
+            for p in &t.partitions {
+                codes.insert((t.name.0.as_str(), p.partition_index), p.error_code);
+            }
+        }
+    }
+    Ok(parts
+        .iter()
+        .map(|(t, p)| {
+            let code = codes
+                .get(&(t.as_str(), *p))
+                .copied()
+                .unwrap_or(ResponseError::NotLeaderOrFollower.code());
+            ((t.clone(), *p), code)
+        })
+        .collect())
 }
 
 /// Writes `marker` to those of `partitions` this broker leads, on their owner shards, and

@@ -3,8 +3,8 @@
 //! and the partition has a live leader. A cluster creates the topic on the first request.
 //! Batched keys (v4+) answer per key. A transactional id's coordinator (key type 1) is the
 //! broker leading its `__transaction_state` partition; the topic is created on the first such
-//! lookup (as Kafka does). Transactions are served by a single node only for now: a cluster
-//! answers COORDINATOR_NOT_AVAILABLE for them.
+//! lookup (as Kafka does), replicated in a cluster with `min.insync.replicas` 2 (Kafka's
+//! `transaction.state.log.min.isr`) where it has more than one replica.
 
 use std::rc::Rc;
 
@@ -36,12 +36,6 @@ fn lookup(
     listener: &str,
 ) -> Result<BrokerInfo, (ResponseError, &'static str)> {
     if key_type == KEY_TYPE_TRANSACTION {
-        if shard.config.clustered() {
-            return Err((
-                ResponseError::CoordinatorNotAvailable,
-                "transactions are served by single-node brokers only (clusters: not yet)",
-            ));
-        }
         let unavailable = (
             ResponseError::CoordinatorNotAvailable,
             "the transactional id's __transaction_state partition is not available yet",
@@ -89,21 +83,35 @@ fn request_offsets_topic(shard: &Rc<Shard>) {
     create_internal_topic(shard, topic, |s| &s.groups.offsets_topic_requested);
 }
 
-/// A single node creates `__transaction_state` when a client first looks for a transaction
-/// coordinator (its partitions then load in `txns::run`).
+/// `__transaction_state` is created when a client first looks for a transaction coordinator
+/// (its partitions then load in `txns::run` on their leaders). A cluster replicates it
+/// `--transaction-state-log-replication-factor` times (capped at the live brokers, as for
+/// `__consumer_offsets`) and, with more than one replica, asks two in sync for each write.
 fn request_transaction_topic(shard: &Rc<Shard>) {
-    if shard.config.clustered()
-        || shard.metadata().topic(TRANSACTION_STATE_TOPIC).is_some()
+    if shard.metadata().topic(TRANSACTION_STATE_TOPIC).is_some()
         || shard.txns.topic_requested.replace(true)
     {
         return;
     }
+    let mut configs = transaction_state_topic_configs();
+    let replication_factor = if shard.config.clustered() {
+        let live = shard.metadata().live_brokers().count().max(1);
+        let rf = shard
+            .config
+            .args
+            .transaction_state_log_replication_factor
+            .min(i16::try_from(live).unwrap_or(i16::MAX));
+        configs.insert("min.insync.replicas".to_owned(), rf.clamp(1, 2).to_string());
+        rf
+    } else {
+        -1
+    };
     let topic = NewTopic {
         assignment: None,
         name: TRANSACTION_STATE_TOPIC.to_owned(),
         partitions: shard.config.args.transaction_state_log_num_partitions,
-        replication_factor: -1,
-        configs: transaction_state_topic_configs(),
+        replication_factor,
+        configs,
     };
     create_internal_topic(shard, topic, |s| &s.txns.topic_requested);
 }

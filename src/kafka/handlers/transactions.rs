@@ -69,11 +69,19 @@ async fn add_partitions(
         })
     })
     .await;
-    match reply {
+    let results = match reply {
         Ok(Reply::Add(results)) => results,
         Ok(_) => all(ResponseError::UnknownServerError),
         Err(e) => all(e),
-    }
+    };
+    tracing::debug!(
+        transactional_id,
+        producer_id,
+        producer_epoch,
+        ?results,
+        "AddPartitionsToTxn"
+    );
+    results
 }
 
 pub async fn add_partitions_to_txn(
@@ -225,6 +233,14 @@ pub async fn end_txn(shard: Rc<Shard>, req: EndTxnRequest, ctx: Ctx) -> Response
         Ok(_) => ResponseError::UnknownServerError.code(),
         Err(e) => e.code(),
     };
+    tracing::debug!(
+        transactional_id,
+        producer_id = req.producer_id.0,
+        epoch = req.producer_epoch,
+        commit = req.committed,
+        error,
+        "EndTxn"
+    );
     ResponseKind::EndTxn(
         EndTxnResponse::default()
             .with_error_code(error)
