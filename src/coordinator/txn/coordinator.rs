@@ -25,7 +25,7 @@
 //! - (producer id, epoch) returned by InitProducerId only grow for a transactional id;
 //! - every request gets exactly one reply.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use kafka_protocol::ResponseError;
 
@@ -257,15 +257,20 @@ struct Txn {
     /// An epoch fence whose write failed: the epoch in `meta` is already the bumped one (the
     /// write may have reached the log) and is not bumped again.
     failed_fence: bool,
-    /// An AddPartitionsToTxn of the next transaction that came while this one completes
-    /// (markers being written): answered once it completed, instead of CONCURRENT_TRANSACTIONS
-    /// at once, which clients retry only after a backoff (librdkafka: ~100 ms per
-    /// transaction). With its arrival time: after [`PARK_MS`] it gets CONCURRENT_TRANSACTIONS.
-    parked: Option<(ReqId, AddRequest, i64)>,
+    /// AddPartitionsToTxn and AddOffsetsToTxn requests that came while this id was busy (the
+    /// previous transaction completing, or another write of this id in flight: librdkafka
+    /// sends AddOffsetsToTxn and AddPartitionsToTxn of a new transaction at once), in arrival
+    /// order: served one at a time as the id becomes idle ([`TxnCoordinator::unpark`]),
+    /// instead of CONCURRENT_TRANSACTIONS at once, which clients retry only after a backoff
+    /// (librdkafka: ~100 ms per transaction). With its arrival time: after [`PARK_MS`] it gets
+    /// CONCURRENT_TRANSACTIONS. At most [`PARKED_MAX`].
+    parked: VecDeque<(ReqId, AddRequest, i64)>,
 }
 
-/// How long an AddPartitionsToTxn may wait for the previous transaction to complete.
+/// How long an AddPartitionsToTxn may wait for the id to become idle.
 pub const PARK_MS: i64 = 1_000;
+/// Requests parked per transactional id at most; more get CONCURRENT_TRANSACTIONS at once.
+const PARKED_MAX: usize = 4;
 
 #[derive(Debug, Clone, PartialEq)]
 enum Pending {
@@ -277,6 +282,17 @@ enum Pending {
         due_ms: i64,
         partitions: Vec<(String, i32)>,
     },
+}
+
+impl Txn {
+    /// The previous transaction is completing, or a write of this id is in flight.
+    fn busy(&self) -> bool {
+        self.pending != Pending::Idle
+            || matches!(
+                self.meta.state,
+                TxnState::PrepareCommit | TxnState::PrepareAbort
+            )
+    }
 }
 
 /// What a token completes.
@@ -516,7 +532,7 @@ impl TxnCoordinator {
                     last_epoch: NO_EPOCH,
                     pending: Pending::Token(token),
                     failed_fence: false,
-                    parked: None,
+                    parked: VecDeque::new(),
                 },
             );
             self.steps.insert(
@@ -620,10 +636,13 @@ impl TxnCoordinator {
         match result {
             Err(error) => {
                 t.pending = Pending::Idle;
-                if t.meta.producer_id == NO_PRODUCER_ID {
-                    self.txns.remove(&txn);
-                }
+                let gone = t.meta.producer_id == NO_PRODUCER_ID;
                 self.init_reply(req, error, NO_PRODUCER_ID, NO_EPOCH);
+                if gone {
+                    self.remove_txn(now_ms, &txn);
+                } else {
+                    self.unpark(now_ms, &txn);
+                }
             }
             Ok(pid) => {
                 // A new id starts at epoch 0; a rotated one too, remembering the old id (and
@@ -698,18 +717,16 @@ impl TxnCoordinator {
         if r.transactional_id.is_empty() {
             return self.add_reply(req, &r.partitions, code(ResponseError::InvalidRequest));
         }
-        // The producer's previous transaction is completing: wait for it (see `Txn::parked`).
+        // The producer's previous transaction is completing, or another write of this id is
+        // in flight: wait for it (see `Txn::parked`).
         if !r.verify_only && self.partition_error(r.partition).is_none() {
             if let Some(t) = self.txns.get_mut(&r.transactional_id) {
                 if t.meta.producer_id == r.producer_id
                     && t.meta.producer_epoch == r.producer_epoch
-                    && matches!(
-                        t.meta.state,
-                        TxnState::PrepareCommit | TxnState::PrepareAbort
-                    )
-                    && t.parked.is_none()
+                    && t.busy()
+                    && t.parked.len() < PARKED_MAX
                 {
-                    t.parked = Some((req, r, now_ms));
+                    t.parked.push_back((req, r, now_ms));
                     return;
                 }
             }
@@ -909,10 +926,11 @@ impl TxnCoordinator {
             let error = write_error(error);
             match then {
                 Then::Init(req) => {
-                    if t.meta.producer_id == NO_PRODUCER_ID {
-                        self.txns.remove(&txn);
-                    }
+                    let gone = t.meta.producer_id == NO_PRODUCER_ID;
                     self.init_reply(req, error, NO_PRODUCER_ID, NO_EPOCH);
+                    if gone {
+                        return self.remove_txn(now_ms, &txn);
+                    }
                 }
                 Then::Add(req, partitions) => self.add_reply(req, &partitions, error),
                 Then::Prepare(reply) => {
@@ -949,12 +967,12 @@ impl TxnCoordinator {
                 }
                 Then::Expire => {}
             }
+            self.unpark(now_ms, &txn);
             return;
         }
         let Some(new) = new else {
             // The tombstone of an expired id.
-            self.txns.remove(&txn);
-            return;
+            return self.remove_txn(now_ms, &txn);
         };
         t.meta = new;
         t.last_producer_id = last.0;
@@ -982,12 +1000,34 @@ impl TxnCoordinator {
                 }
                 self.send_markers(&txn, partitions);
             }
-            Then::Complete => {
-                if let Some((req, r, _)) = t.parked.take() {
-                    self.add(now_ms, req, r);
-                }
+            Then::Complete | Then::Expire => {}
+        }
+        self.unpark(now_ms, &txn);
+    }
+
+    /// Forgets `txn`; its parked requests are answered as for an unknown id.
+    fn remove_txn(&mut self, now_ms: i64, txn: &str) {
+        if let Some(t) = self.txns.remove(txn) {
+            for (req, r, _) in t.parked {
+                self.add(now_ms, req, r);
             }
-            Then::Expire => {}
+        }
+    }
+
+    /// Serves `txn`'s parked requests in arrival order while it is idle (each one that
+    /// writes makes it busy again; the rest wait for that write).
+    fn unpark(&mut self, now_ms: i64, txn: &str) {
+        loop {
+            let Some(t) = self.txns.get_mut(txn) else {
+                return;
+            };
+            if t.busy() {
+                return;
+            }
+            let Some((req, r, _)) = t.parked.pop_front() else {
+                return;
+            };
+            self.add(now_ms, req, r);
         }
     }
 
@@ -998,11 +1038,12 @@ impl TxnCoordinator {
     fn tick(&mut self, now_ms: i64) {
         let mut waited = Vec::new();
         for t in self.txns.values_mut() {
-            if t.parked
-                .as_ref()
+            while t
+                .parked
+                .front()
                 .is_some_and(|(_, _, at)| now_ms - at >= PARK_MS)
             {
-                waited.extend(t.parked.take());
+                waited.extend(t.parked.pop_front());
             }
         }
         waited.sort_by_key(|(req, _, _)| *req);
@@ -1140,7 +1181,7 @@ impl TxnCoordinator {
                         last_epoch: NO_EPOCH,
                         pending: Pending::Idle,
                         failed_fence: false,
-                        parked: None,
+                        parked: VecDeque::new(),
                     },
                 );
             }
@@ -1202,7 +1243,7 @@ impl TxnCoordinator {
             .txns
             .values_mut()
             .filter(|t| t.partition == partition)
-            .filter_map(|t| t.parked.take())
+            .flat_map(|t| std::mem::take(&mut t.parked))
             .map(|(req, r, _)| (req, r))
             .collect();
         parked.sort_by_key(|(req, _)| *req);

@@ -495,15 +495,21 @@ fn the_next_transactions_add_waits_for_the_previous_one_to_complete() {
     assert!(c
         .on_event(3, Event::Add(4, add(pid, e, &[("b", 1)])))
         .is_empty());
-    // A second one does not wait.
-    let busy = c.on_event(3, Event::Add(5, add(pid, e, &[("b", 2)])));
+    // Others sent at the same time (librdkafka's AddOffsetsToTxn beside AddPartitionsToTxn)
+    // wait too, up to four; a fifth does not.
+    for (req, p) in [(5, 2), (6, 3), (7, 4)] {
+        assert!(c
+            .on_event(3, Event::Add(req, add(pid, e, &[("b", p)])))
+            .is_empty());
+    }
+    let busy = c.on_event(3, Event::Add(8, add(pid, e, &[("b", 5)])));
     assert_eq!(
         busy,
         vec![Action::Reply(
-            5,
+            8,
             Reply::Add(vec![(
                 "b".into(),
-                2,
+                5,
                 code(ResponseError::ConcurrentTransactions)
             )])
         )]
@@ -515,9 +521,15 @@ fn the_next_transactions_add_waits_for_the_previous_one_to_complete() {
             retry: vec![],
         },
     );
-    // Complete record, then the waiting add goes on (its Ongoing record), then its answer.
+    // Complete record, then the waiting adds go on one after the other in arrival order (each
+    // its Ongoing record, then its answer).
     let replies = settle(&mut c, 4, a, &mut log);
-    assert_eq!(replies, vec![Reply::Add(vec![("b".into(), 1, 0)])]);
+    assert_eq!(
+        replies,
+        (1..=4)
+            .map(|p| Reply::Add(vec![("b".into(), p, 0)]))
+            .collect::<Vec<_>>()
+    );
     assert_eq!(last_state(&log), (TxnState::Ongoing, e));
 
     // One that waits too long (markers stuck) gets CONCURRENT_TRANSACTIONS on a tick.
