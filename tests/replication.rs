@@ -90,16 +90,7 @@ fn leader_of(
     topic: &str,
     partition: i32,
 ) -> Option<(i32, Vec<i32>)> {
-    let md = metadata(&cluster.nodes[via].addr)?;
-    let t = md
-        .topics
-        .iter()
-        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))?;
-    let p = t
-        .partitions
-        .iter()
-        .find(|p| p.partition_index == partition)?;
-    Some((p.leader_id.0, p.isr_nodes.iter().map(|b| b.0).collect()))
+    common::cluster::leader_and_isr(&cluster.nodes[via].addr, topic, partition)
 }
 
 /// Waits until every node of `alive` names the same leader, one of `alive`, with at least

@@ -723,16 +723,8 @@ fn txn_coordinator(addr: &str, id: &str) -> Option<i32> {
 
 /// The leader of `topic`'s `partition`, asked through `addr`.
 fn leader_of(addr: &str, topic: &str, partition: i32) -> Option<i32> {
-    let md = common::cluster::metadata(addr)?;
-    let t = md
-        .topics
-        .iter()
-        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))?;
-    let p = t
-        .partitions
-        .iter()
-        .find(|p| p.partition_index == partition)?;
-    (p.leader_id.0 >= 0).then_some(p.leader_id.0)
+    let (leader, _) = common::cluster::leader_and_isr(addr, topic, partition)?;
+    (leader >= 0).then_some(leader)
 }
 
 #[test]

@@ -237,6 +237,21 @@ pub fn metadata(addr: &str) -> Option<MetadataResponse> {
     r.ok()
 }
 
+/// (leader, isr) of `partition` of `topic` as the node at `addr` reports it (the leader is -1
+/// while there is none).
+pub fn leader_and_isr(addr: &str, topic: &str, partition: i32) -> Option<(i32, Vec<i32>)> {
+    let md = metadata(addr)?;
+    let t = md
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().is_some_and(|n| n.0.as_str() == topic))?;
+    let p = t
+        .partitions
+        .iter()
+        .find(|p| p.partition_index == partition)?;
+    Some((p.leader_id.0, p.isr_nodes.iter().map(|b| b.0).collect()))
+}
+
 /// (topic name, topic id, partition count) of every topic `addr` knows, sorted.
 pub fn topics(addr: &str) -> Option<Vec<(String, [u8; 16], usize)>> {
     let md = metadata(addr)?;
