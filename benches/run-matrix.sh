@@ -14,7 +14,10 @@
 #   3. for each row: starts a fresh broker on 127.0.0.1 with its own data dir under the work dir
 #      (on the real disk), runs sluice-load, stops the broker by PID, deletes the data dir; then
 #      the same row against a fresh Apache Kafka broker (scripts/kafka-ref.sh: single-node KRaft
-#      from Maven Central's jars, the same flush policy in Kafka's terms) unless --no-kafka
+#      from Maven Central's jars, the same flush policy in Kafka's terms) unless --no-kafka;
+#      and, once per distinct produce/consume workload, against sluice-sink (tools/: a do-nothing
+#      broker that answers Produce at once and serves Fetch from memory) — the client's ceiling,
+#      which the "÷ ceiling" columns divide by — unless --no-sink
 #   4. optionally runs `cargo bench --bench storage` (criterion) and adds its table
 #   5. writes BENCHMARKS.md (tables, ratios to the limits, exact commands, machine, date, commit)
 #
@@ -32,6 +35,7 @@ BUILD=1
 STORAGE_BENCH=auto     # auto = on for the full run, off for --quick
 KEEP_DATA=0
 KAFKA=auto             # auto = on when java is installed and no --bootstrap is given
+SINK=1                 # the sluice-sink ceiling rows (off with --bootstrap)
 FLUSH_INTERVAL_MS=${FLUSH_INTERVAL_MS:-100}
 PRODUCERS=${PRODUCERS:-1}
 CONSUMERS=${CONSUMERS:-1}
@@ -51,6 +55,7 @@ Options:
   --no-storage-bench     skip it
   --keep-data            keep broker data dirs
   --no-kafka             skip the Apache Kafka rows
+  --no-sink              skip the sluice-sink (client ceiling) rows
 Environment: FLUSH_INTERVAL_MS (default 100), PRODUCERS (1), CONSUMERS (1), CARGO_TARGET_DIR.
 EOF
 }
@@ -67,6 +72,7 @@ while [[ $# -gt 0 ]]; do
         --no-storage-bench) STORAGE_BENCH=0; shift ;;
         --keep-data) KEEP_DATA=1; shift ;;
         --no-kafka) KAFKA=0; shift ;;
+        --no-sink) SINK=0; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown argument: $1 (see --help)" >&2; exit 2 ;;
     esac
@@ -76,7 +82,7 @@ if [[ $KAFKA == auto ]]; then
     KAFKA=0
     [[ -z $BOOTSTRAP ]] && command -v java >/dev/null 2>&1 && KAFKA=1
 fi
-[[ -n $BOOTSTRAP ]] && KAFKA=0
+[[ -n $BOOTSTRAP ]] && KAFKA=0 && SINK=0
 KAFKA_REF=$ROOT/scripts/kafka-ref.sh
 
 if [[ $QUICK == 1 ]]; then
@@ -90,6 +96,7 @@ MSG_SIZE=1024
 
 SLUICE=$TARGET_DIR/release/sluice
 LOADGEN=$TARGET_DIR/release/sluice-load
+SINK_BIN=$TARGET_DIR/release/sluice-sink
 RUN_ID=$(date -u +%Y%m%dT%H%M%SZ)
 RES=$WORK/$RUN_ID
 mkdir -p "$RES"
@@ -291,6 +298,7 @@ def report(res_dir, out, meta_path):
     w("benches/run-matrix.sh --quick               # smoke version (~3 min)")
     w("benches/run-matrix.sh --bootstrap HOST:PORT # same matrix against an already-running broker")
     w("benches/run-matrix.sh --no-kafka            # without the Apache Kafka rows")
+    w("benches/run-matrix.sh --no-sink             # without the sluice-sink (client ceiling) rows")
     w("cargo bench --bench storage                 # criterion micro-benchmarks of sluice-storage only")
     w("```\n")
     w("Each matrix row starts a fresh `sluice` broker on 127.0.0.1 with an empty data dir on the "
@@ -341,8 +349,29 @@ def report(res_dir, out, meta_path):
     kafka_rows = {r["name"][: -len("-kafka")]: r for r in rows if r.get("broker") == "kafka"}
     with_kafka = bool(kafka_rows)
 
+    sink_rows = {r.get("sinkkey"): r for r in rows if r.get("broker") == "sink"}
+
     def who(r):
-        return "Apache Kafka" if r.get("broker") == "kafka" else "Sluice"
+        return {"kafka": "Apache Kafka", "sink": "sluice-sink (ceiling)"}.get(r.get("broker"), "Sluice")
+
+    def flush_of(r):
+        return "–" if r.get("broker") == "sink" else r["flush"]
+
+    def vs_sink(r, value):
+        """A broker's value ÷ the same workload's value against sluice-sink (the client's ceiling)."""
+        k = sink_rows.get(r.get("sinkkey")) if r.get("broker") != "sink" else None
+        if not k or not r_ok(r) or not r_ok(k):
+            return "–"
+        a, b = value(r), value(k)
+        if a is None or not b:
+            return "–"
+        return f"{a / b:.2f}"
+
+    def cpu_per_gb(r, mbps):
+        """Broker CPU seconds per GB (10^9 payload bytes) moved."""
+        if r.get("cpu") is None or not mbps:
+            return "–"
+        return fmt(r["cpu"] / mbps * 1e9, 2)
 
     def vs_kafka(r, value):
         """Sluice's value ÷ the same row's Apache Kafka value (– for Kafka rows or without one)."""
@@ -373,36 +402,49 @@ def report(res_dir, out, meta_path):
           "divided by Kafka's on the same row: above 1 means Sluice moved more messages per "
           "second; for latency, below 1 means Sluice was faster.\n")
 
+    if sink_rows:
+        w("## The client's ceiling\n")
+        w("Each produce and consume workload (acks, partitions, client properties; the flush "
+          "policy aside) also ran once against `sluice-sink` (`tools/src/bin/sluice-sink.rs`): a "
+          "do-nothing broker that answers Produce at once (offsets assigned, no CRC check, nothing "
+          "written) and serves Fetch from the produced batches kept in memory, one thread per "
+          "connection. What the client reaches against it is the most this client can do on this "
+          "machine with no broker work at all. **÷ ceiling** divides a broker's msg/s by the "
+          "sink's on the same workload; **CPU s/GB** is the broker's (or the sink's) CPU time per "
+          "10^9 payload bytes moved.\n")
+
     prod = [r for r in rows if r["kind"] == "produce"]
     if prod:
         w("## Produce only\n")
         w("Latency = acknowledgement time − hand-over to the client (max rate, so it includes "
           "time queued in librdkafka).\n")
-        w("| broker | flush | acks | partitions | msg/s | ÷ Kafka | MB/s | ÷ loopback | ÷ disk | p50 ms | p99 ms | p99.9 ms | max ms | broker CPU (cores) | status |")
-        w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+        w("| broker | flush | acks | partitions | msg/s | ÷ Kafka | ÷ ceiling | MB/s | ÷ loopback | ÷ disk | p50 ms | p99 ms | p99.9 ms | max ms | broker CPU (cores) | CPU s/GB | status |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in prod:
             mbps = r["res"]["throughput_mb_per_sec"] * 1048576 if r_ok(r) else None
-            acks = f"{r['acks']} (idempotent)" if r['name'].endswith('-idempotent') else r['acks']
-            w(f"| {who(r)} | {r['flush']} | {acks} | {r['partitions']} | "
+            acks = f"{r['acks']} (idempotent)" if r['name'].endswith(('-idempotent', '-idempotent-sink')) else r['acks']
+            w(f"| {who(r)} | {flush_of(r)} | {acks} | {r['partitions']} | "
               f"{fmt(r['res']['throughput_msgs_per_sec'], 0) if r_ok(r) else '–'} | {vs_kafka(r, thr)} | "
+              f"{vs_sink(r, thr)} | "
               f"{fmt(mbps and mbps / MB)} | {pct(mbps / loop if mbps and loop else None)} | "
               f"{pct(mbps / disk if mbps and disk else None)} | "
               f"{fmt(lat(r, 'p50'), 2)} | {fmt(lat(r, 'p99'), 2)} | {fmt(lat(r, 'p999'), 2)} | "
-              f"{fmt(lat(r, 'max'), 1)} | {fmt(r['cpu'], 2)} | {prob(r)} |")
+              f"{fmt(lat(r, 'max'), 1)} | {fmt(r['cpu'], 2)} | {cpu_per_gb(r, mbps)} | {prob(r)} |")
         w("")
     cons = [r for r in rows if r["kind"] == "consume"]
     if cons:
         w("## Consume from a backlog\n")
         w(f"The backlog is written first (`produce --messages`, acks=1, not timed here), then "
           "one consumer reads it from the beginning until caught up.\n")
-        w("| broker | flush | partitions | backlog msgs | msg/s | ÷ Kafka | MB/s | ÷ loopback | broker CPU (cores) | status |")
-        w("|---|---|---|---|---|---|---|---|---|---|")
+        w("| broker | flush | partitions | backlog msgs | msg/s | ÷ Kafka | ÷ ceiling | MB/s | ÷ loopback | broker CPU (cores) | CPU s/GB | status |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in cons:
             mbps = r["res"]["throughput_mb_per_sec"] * 1048576 if r_ok(r) else None
-            w(f"| {who(r)} | {r['flush']} | {r['partitions']} | {fmt(r['res']['topic']['backlog_at_start']) if r_ok(r) else '–'} | "
+            w(f"| {who(r)} | {flush_of(r)} | {r['partitions']} | {fmt(r['res']['topic']['backlog_at_start']) if r_ok(r) else '–'} | "
               f"{fmt(r['res']['throughput_msgs_per_sec'], 0) if r_ok(r) else '–'} | {vs_kafka(r, thr)} | "
+              f"{vs_sink(r, thr)} | "
               f"{fmt(mbps and mbps / MB)} | {pct(mbps / loop if mbps and loop else None)} | "
-              f"{fmt(r['cpu'], 2)} | {prob(r)} |")
+              f"{fmt(r['cpu'], 2)} | {cpu_per_gb(r, mbps)} | {prob(r)} |")
         w("")
     e2e = [r for r in rows if r["kind"] == "e2e"]
     if e2e:
@@ -668,6 +710,25 @@ start_broker() { # start_broker ROW FLUSH
     return 1
 }
 
+start_sink() { # start_sink ROW KIND: the do-nothing broker, memory enough for a consume backlog
+    local row=$1 kind=$2 port mem=$((512 << 20))
+    [[ $kind == consume ]] && mem=$((BACKLOG_MSGS * 3 * MSG_SIZE))
+    port=$(py freeport)
+    mkdir -p "$RES/$row"
+    BROKER_ADDR=127.0.0.1:$port
+    BROKER_CMD="$SINK_BIN --listen $BROKER_ADDR --memory-bytes $mem"
+    $BROKER_CMD > "$RES/$row/broker.log" 2>&1 &
+    BROKER_PID=$!
+    for _ in $(seq 100); do
+        (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null && return 0
+        kill -0 "$BROKER_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    log "sluice-sink did not listen; see $RES/$row/broker.log"
+    stop_broker
+    return 1
+}
+
 # Apache Kafka's properties for a Sluice flush policy: never = Kafka's default (the page cache,
 # no fsync); interval = an fsync every FLUSH_INTERVAL_MS; always = an fsync after every message
 # (Kafka checks after each appended batch).
@@ -720,18 +781,28 @@ secs() { case "$1" in *ms) echo 1 ;; *s) echo "${1%s}" ;; *) echo "$1" ;; esac; 
 LOAD_TIMEOUT=$(( $(secs "$DURATION") + $(secs "$WARMUP") + 90 ))
 
 declare -A PRODUCE_RATE   # "flush/partitions" -> msgs/s of the acks=all produce-only row
+declare -A SINK_DONE      # "kind/acks/partitions/client property" -> 1 once its sink row ran
 
 # run_row NAME KIND FLUSH ACKS PARTITIONS [RATE] [CLIENT_PROPERTY]: the row against Sluice, then
 # (with KAFKA=1) the same row against Apache Kafka, named NAME-kafka.
+# Produce and consume rows also run once per workload (the flush policy aside) against
+# sluice-sink, named NAME-sink.
 run_row() {
     run_one sluice "$@"
     [[ $KAFKA == 1 ]] && run_one kafka "$@"
+    local key="$2/$4/$5/${7:-}"
+    if [[ $SINK == 1 && $2 != e2e && -z ${SINK_DONE[$key]:-} ]]; then
+        SINK_DONE[$key]=1
+        run_one sink "$@"
+    fi
     return 0
 }
 
-run_one() { # run_one sluice|kafka NAME KIND FLUSH ACKS PARTITIONS [RATE] [CLIENT_PROPERTY]
+run_one() { # run_one sluice|kafka|sink NAME KIND FLUSH ACKS PARTITIONS [RATE] [CLIENT_PROPERTY]
     local broker=$1 name=$2 kind=$3 flush=$4 acks=$5 parts=$6 rate=${7:-} extra=${8:-}
     [[ $broker == kafka ]] && name=$name-kafka
+    [[ $broker == sink ]] && name=$name-sink
+    local sinkkey="$kind/$acks/$parts/$extra"
     mkdir -p "$RES/$name"
     local json=$RES/$name/result.json addr topic="bench-$name" pre_cmd="" broker_cmd=""
     if [[ -n $BOOTSTRAP ]]; then
@@ -741,12 +812,14 @@ run_one() { # run_one sluice|kafka NAME KIND FLUSH ACKS PARTITIONS [RATE] [CLIEN
         local started=0
         if [[ $broker == kafka ]]; then
             start_kafka "$name" "$flush" && started=1
+        elif [[ $broker == sink ]]; then
+            start_sink "$name" "$kind" && started=1
         else
             start_broker "$name" "$flush" && started=1
         fi
         if [[ $started == 0 ]]; then
             py addrow "$ROWS" name="$name" broker="$broker" kind="$kind" flush="$flush" acks="$acks" \
-                partitions="$parts" rate="${rate:-0}" json="$json" rc=broker-start-failed
+                partitions="$parts" rate="${rate:-0}" json="$json" rc=broker-start-failed sinkkey="$sinkkey"
             return 0
         fi
         addr=$BROKER_ADDR
@@ -795,7 +868,7 @@ run_one() { # run_one sluice|kafka NAME KIND FLUSH ACKS PARTITIONS [RATE] [CLIEN
     fi
     py addrow "$ROWS" name="$name" broker="$broker" kind="$kind" flush="$flush" acks="$acks" partitions="$parts" \
         rate="${rate:-0}" json="$json" rc="$rc" cpu0="$RES/$name/cpu0.json" cpu1="$RES/$name/cpu1.json" \
-        broker_cmd="$broker_cmd" pre_cmd="$pre_cmd" cmd="${cmd[*]}"
+        broker_cmd="$broker_cmd" pre_cmd="$pre_cmd" cmd="${cmd[*]}" sinkkey="$sinkkey"
 }
 
 e2e_rate() { # e2e_rate FLUSH PARTITIONS -> half the measured max rate

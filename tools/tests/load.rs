@@ -1,6 +1,7 @@
 //! `sluice-load` against the real broker: a short produce run, then a consume run of the same
 //! topic; every produced message is consumed (counts from the JSON reports, never timings), and
-//! the JSON has the documented shape.
+//! the JSON has the documented shape. The same against `sluice-sink`, the do-nothing broker
+//! benchmarks divide by.
 //!
 //! The broker binary comes from the same target directory (the workspace test run builds every
 //! binary); run through `scripts/test.sh` or `cargo test --workspace`.
@@ -37,17 +38,35 @@ fn sluice_bin() -> PathBuf {
 
 fn start_broker() -> Broker {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(sluice_bin())
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "none",
-            "--cores",
-            "2",
-            "--data-dir",
-        ])
-        .arg(dir.path().join("data"))
+    let mut cmd = Command::new(sluice_bin());
+    cmd.args([
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-listen",
+        "none",
+        "--cores",
+        "2",
+        "--data-dir",
+    ])
+    .arg(dir.path().join("data"));
+    start(cmd, "sluice listening on ", dir)
+}
+
+/// The do-nothing broker of the same build (tools/src/bin/sluice-sink.rs).
+fn start_sink(memory_bytes: usize) -> Broker {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sluice-sink"));
+    cmd.args(["--listen", "127.0.0.1:0", "--memory-bytes"])
+        .arg(memory_bytes.to_string());
+    start(
+        cmd,
+        "sluice-sink listening on ",
+        tempfile::tempdir().unwrap(),
+    )
+}
+
+/// Spawns `cmd` and waits (bounded) for the line `<prefix><address>` on its stdout.
+fn start(mut cmd: Command, prefix: &'static str, dir: tempfile::TempDir) -> Broker {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -56,7 +75,7 @@ fn start_broker() -> Broker {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(a) = line.strip_prefix("sluice listening on ") {
+            if let Some(a) = line.strip_prefix(prefix) {
                 let _ = tx.send(a.to_owned());
             }
         }
@@ -216,5 +235,82 @@ fn e2e_consumes_exactly_what_it_produces() {
     let c = r["results"]["consumed"]["messages"].as_u64().unwrap();
     assert!(p > 0);
     assert_eq!(p, c, "every produced message consumed");
+    assert_eq!(r["results"]["missing"], 0);
+}
+
+/// sluice-sink serves what was produced: an idempotent keyed producer's messages all come back
+/// to a consumer that checks every batch's CRC (the sink rewrites only base offsets, which the
+/// CRC does not cover), and an e2e run consumes exactly what it produced.
+#[test]
+fn the_sink_serves_what_was_produced() {
+    let sink = start_sink(64 << 20);
+    let dir = tempfile::tempdir().unwrap();
+    let (pj, cj, ej) = (
+        dir.path().join("p.json"),
+        dir.path().join("c.json"),
+        dir.path().join("e.json"),
+    );
+    let produced = run_load(
+        &[
+            "produce",
+            "--bootstrap",
+            &sink.addr,
+            "--topic",
+            "sink-t",
+            "--partitions",
+            "4",
+            "--messages",
+            "20000",
+            "--acks",
+            "all",
+            "--keyed",
+            "-X",
+            "enable.idempotence=true",
+            "-q",
+        ],
+        &pj,
+    );
+    assert_eq!(produced["results"]["produced"]["messages"], 20000);
+    assert_eq!(produced["results"]["produced"]["errors"], 0);
+    let consumed = run_load(
+        &[
+            "consume",
+            "--bootstrap",
+            &sink.addr,
+            "--topic",
+            "sink-t",
+            "--from-beginning",
+            "--messages",
+            "20000",
+            "-X",
+            "check.crcs=true",
+            "-q",
+        ],
+        &cj,
+    );
+    assert_eq!(consumed["results"]["consumed"]["messages"], 20000);
+    assert_eq!(consumed["results"]["consumed"]["errors"], 0);
+    let r = run_load(
+        &[
+            "e2e",
+            "--bootstrap",
+            &sink.addr,
+            "--topic",
+            "sink-e2e",
+            "--partitions",
+            "2",
+            "--rate",
+            "2000",
+            "--duration",
+            "2s",
+            "--warmup",
+            "0s",
+            "-q",
+        ],
+        &ej,
+    );
+    let p = r["results"]["produced"]["messages"].as_u64().unwrap();
+    assert!(p > 0);
+    assert_eq!(r["results"]["consumed"]["messages"].as_u64(), Some(p));
     assert_eq!(r["results"]["missing"], 0);
 }
