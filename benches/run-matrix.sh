@@ -431,6 +431,22 @@ def report(res_dir, out, meta_path):
               f"{fmt(lat(r, 'p50'), 2)} | {fmt(lat(r, 'p99'), 2)} | {fmt(lat(r, 'p999'), 2)} | "
               f"{fmt(lat(r, 'max'), 1)} | {fmt(r['cpu'], 2)} | {cpu_per_gb(r, mbps)} | {prob(r)} |")
         w("")
+    light = [r for r in rows if r["kind"] == "latency"]
+    if light:
+        w("## Acknowledgement latency at a light fixed rate\n")
+        w("One producer sends 1 KiB messages on a fixed schedule with `linger.ms=0` (one message "
+          "a request), acks=all, 4 partitions. Latency = acknowledgement − intended send time "
+          "(coordinated-omission safe). The sluice-sink row is the floor this client and machine "
+          "reach with no broker work; **p99 ÷ ceiling** divides a broker's p99 by the sink's.\n")
+        w("| broker | flush | rate msg/s | acked msg/s | p50 ms | p99 ms | p99 ÷ ceiling | p99.9 ms | p99.99 ms | max ms | broker CPU (cores) | status |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for r in light:
+            w(f"| {who(r)} | {flush_of(r)} | {fmt(float(r['rate']), 0)} | "
+              f"{fmt(r['res']['throughput_msgs_per_sec'], 0) if r_ok(r) else '–'} | "
+              f"{fmt(lat(r, 'p50'), 3)} | {fmt(lat(r, 'p99'), 3)} | {vs_sink(r, lambda x: lat(x, 'p99'))} | "
+              f"{fmt(lat(r, 'p999'), 3)} | {fmt(lat(r, 'p9999'), 3)} | {fmt(lat(r, 'max'), 2)} | "
+              f"{fmt(r['cpu'], 2)} | {prob(r)} |")
+        w("")
     cons = [r for r in rows if r["kind"] == "consume"]
     if cons:
         w("## Consume from a backlog\n")
@@ -790,7 +806,7 @@ declare -A SINK_DONE      # "kind/acks/partitions/client property" -> 1 once its
 run_row() {
     run_one sluice "$@"
     [[ $KAFKA == 1 ]] && run_one kafka "$@"
-    local key="$2/$4/$5/${7:-}"
+    local key="$2/$4/$5/${6:-}/${7:-}"
     if [[ $SINK == 1 && $2 != e2e && -z ${SINK_DONE[$key]:-} ]]; then
         SINK_DONE[$key]=1
         run_one sink "$@"
@@ -802,7 +818,7 @@ run_one() { # run_one sluice|kafka|sink NAME KIND FLUSH ACKS PARTITIONS [RATE] [
     local broker=$1 name=$2 kind=$3 flush=$4 acks=$5 parts=$6 rate=${7:-} extra=${8:-}
     [[ $broker == kafka ]] && name=$name-kafka
     [[ $broker == sink ]] && name=$name-sink
-    local sinkkey="$kind/$acks/$parts/$extra"
+    local sinkkey="$kind/$acks/$parts/$rate/$extra"
     mkdir -p "$RES/$name"
     local json=$RES/$name/result.json addr topic="bench-$name" pre_cmd="" broker_cmd=""
     if [[ -n $BOOTSTRAP ]]; then
@@ -848,6 +864,9 @@ run_one() { # run_one sluice|kafka|sink NAME KIND FLUSH ACKS PARTITIONS [RATE] [
             timeout --kill-after=5 300 "${pre[@]}" > "$RES/$name/backlog.out" 2>&1 || log "$name: backlog produce failed"
             cmd=("$LOADGEN" consume "${common[@]}" --consumers "$CONSUMERS" --from-beginning
                  --idle-timeout 15s --json "$json") ;;
+        latency)
+            cmd=("$LOADGEN" produce "${common[@]}" --acks "$acks" --producers 1 --rate "$rate"
+                 --duration "$DURATION" --warmup "$WARMUP" --json "$json" -X linger.ms=0) ;;
         e2e)
             cmd=("$LOADGEN" e2e "${common[@]}" --acks "$acks" --producers "$PRODUCERS" --consumers "$CONSUMERS"
                  --rate "$rate" --duration "$DURATION" --warmup "$WARMUP" --json "$json") ;;
@@ -920,6 +939,11 @@ for f in "${E2E_FLUSHES[@]}"; do
     for p in "${SWEEP_PARTS[@]}"; do
         run_row "produce-$f-acksall-${p}p" produce "$f" all "$p"
     done
+done
+# Acknowledgement latency at a light fixed rate (linger.ms=0: one message a request).
+for f in "${E2E_FLUSHES[@]}"; do
+    [[ $QUICK == 1 && $f == always ]] && continue
+    run_row "latency-$f-acksall-4p-5k" latency "$f" all 4 5000
 done
 # Consume from a backlog.
 for p in "${CONSUME_PARTS[@]}"; do
