@@ -322,6 +322,10 @@ pub struct BrokerArgs {
     /// Recent bytes per partition kept in memory to serve fetches without disk reads.
     #[arg(long, env = "SLUICE_TAIL_CACHE_BYTES", default_value_t = 8 << 20)]
     pub tail_cache_bytes: usize,
+    /// Recent bytes all the partitions of one shard keep in memory together; beyond it the
+    /// batches cached longest ago go first, whichever partition holds them.
+    #[arg(long, env = "SLUICE_TAIL_CACHE_SHARD_BYTES", default_value_t = 64 << 20)]
+    pub tail_cache_shard_bytes: usize,
     /// Idle time after which a producer's idempotence state is dropped (Kafka's
     /// producer.id.expiration.ms); its next batch then gets UNKNOWN_PRODUCER_ID.
     #[arg(

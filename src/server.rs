@@ -269,6 +269,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         let thread = std::thread::Builder::new()
             .name(format!("sluice-shard-{id}"))
             .spawn(move || {
+                sluice_storage::set_cache_budget(config.args.tail_cache_shard_bytes);
                 let start = ShardStart {
                     id,
                     config,

@@ -52,6 +52,9 @@ pub struct Shared {
     pub incarnation: [u8; 16],
     /// Every client's usage of its quotas, shared by all shards (`crate::security::quota`).
     pub quotas: crate::security::quota::QuotaTracker,
+    /// When a shard last moved bytes (ms since the epoch; `stats::stall_probe` keeps it and
+    /// returns freed memory to the kernel once every shard has been idle a while).
+    pub last_active_ms: std::sync::atomic::AtomicI64,
 }
 
 /// Where this node stands in its cluster.
@@ -77,6 +80,7 @@ impl Default for Shared {
             status: std::sync::Mutex::new(None),
             incarnation: *uuid::Uuid::new_v4().as_bytes(),
             quotas: Default::default(),
+            last_active_ms: std::sync::atomic::AtomicI64::new(0),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! A shard's side of metrics: its snapshot for a scrape, and the reactor-stall probe.
 
 use std::rc::Rc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use sluice_storage::stats::{HistogramSnapshot, COUNT_BUCKETS, LATENCY_BUCKETS_S};
@@ -13,6 +14,8 @@ use crate::metrics::{ControlRequest, PartitionSnapshot, ShardSnapshot};
 pub const STALL_LOG_THRESHOLD: Duration = Duration::from_micros(500);
 /// Stall probe period.
 const STALL_PROBE_PERIOD: Duration = Duration::from_millis(10);
+/// Idle time of every shard after which freed memory goes back to the kernel.
+const IDLE_TRIM_AFTER_MS: i64 = 10_000;
 
 /// Takes this shard's snapshot.
 pub fn snapshot(shard: &Shard) -> ShardSnapshot {
@@ -131,10 +134,34 @@ pub async fn serve_control(shard: Rc<Shard>, rx: flume::Receiver<ControlRequest>
     }
 }
 
-/// Measures how late a short timer fires: time the shard spent not polling its tasks.
+/// Measures how late a short timer fires: time the shard spent not polling its tasks. Also
+/// notes when the shard last moved bytes, and on shard 0 returns the allocator's free memory
+/// to the kernel once every shard has been idle for `IDLE_TRIM_AFTER_MS` (once per idle
+/// period): the broker keeps freed buffers in the heap for speed
+/// (`sluice_storage::keep_large_buffers_in_heap`), which an idle broker need not hold.
 pub async fn stall_probe(shard: Rc<Shard>) {
     let mut last_log = crate::runtime::now() - Duration::from_secs(60);
+    let mut moved = 0u64;
+    let mut trimmed_at = 0i64;
     loop {
+        let m = &shard.metrics;
+        let now_moved = m.bytes_received.get() + m.bytes_sent.get() + m.mesh_sent.get();
+        let now = sluice_base::now_ms();
+        if now_moved != moved {
+            moved = now_moved;
+            shard
+                .shared
+                .last_active_ms
+                .fetch_max(now, Ordering::Relaxed);
+        }
+        let last_active = shard.shared.last_active_ms.load(Ordering::Relaxed);
+        if shard.id == 0 && now - last_active >= IDLE_TRIM_AFTER_MS && trimmed_at <= last_active {
+            trimmed_at = now;
+            crate::runtime::spawn(crate::runtime::spawn_blocking(
+                sluice_storage::release_free_memory,
+            ))
+            .detach();
+        }
         let start = crate::runtime::now();
         crate::runtime::sleep(STALL_PROBE_PERIOD).await;
         let late = start.elapsed().saturating_sub(STALL_PROBE_PERIOD);

@@ -34,6 +34,16 @@ pub fn keep_large_buffers_in_heap() {
     }
 }
 
+/// Returns the allocator's free memory to the kernel (glibc's `malloc_trim`, every arena).
+/// For idle moments: it walks the heaps, and other threads' allocations wait meanwhile.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap pages; safe to call from any thread.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// A fixed-capacity 4 KiB-aligned byte buffer.
 pub struct AlignedBuf {
     ptr: NonNull<u8>,

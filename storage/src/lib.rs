@@ -24,12 +24,13 @@ pub mod stats;
 pub mod test_util;
 pub mod txn;
 
-pub use aligned::{keep_large_buffers_in_heap, BLOCK_BYTES};
+pub use aligned::{keep_large_buffers_in_heap, release_free_memory, BLOCK_BYTES};
 pub use batch::{validate_batches, validate_for_append, BatchError, BatchHeader};
 pub use config::{FlushPolicy, IoMode, LogConfig, TimestampType};
 pub use error::StorageError;
 pub use log::{
-    end_offset_for_epoch, AppendInfo, CleanConfig, CleanStats, Cleanable, Log, ReadResult, Throttle,
+    cache_usage, end_offset_for_epoch, set_cache_budget, AppendInfo, CleanConfig, CleanStats,
+    Cleanable, Log, ReadResult, Throttle,
 };
 pub use notify::{Notified, Notify};
 pub use producer::ProducerError;

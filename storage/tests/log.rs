@@ -886,3 +886,59 @@ async fn truncating_at_the_end_drops_an_epoch_that_wrote_nothing() {
     let log = open(dir.path(), config(IoMode::Direct)).await;
     assert_eq!(log.latest_epoch(), 4, "and stays gone after a restart");
 }
+
+/// The logs of one thread keep at most the thread's cache budget together: writing to one log
+/// evicts what another cached earlier, the counts go back to zero when the logs are gone, and
+/// every read still returns every batch (from disk once evicted).
+#[compio::test]
+async fn tail_caches_of_a_thread_share_one_budget() {
+    const BUDGET: usize = 64 << 10;
+    const VALUE: usize = 2000;
+    sluice_storage::set_cache_budget(BUDGET);
+    let (da, db) = (tmpdir(), tmpdir());
+    let cfg = LogConfig {
+        tail_cache_bytes: 1 << 20,
+        ..config(IoMode::Buffered)
+    };
+    let a = open(da.path(), cfg.clone()).await;
+    let b = open(db.path(), cfg).await;
+    let mut ends = [0i64, 0];
+    for round in 0..3 {
+        for (i, log) in [&a, &b].into_iter().enumerate() {
+            for j in 0..60 {
+                ends[i] = log
+                    .append(batch(1, TS + j, VALUE), 0, TS)
+                    .unwrap()
+                    .last_offset
+                    + 1;
+                log.wait_written(ends[i] - 1).await.unwrap();
+            }
+            let (bytes, batches) = sluice_storage::cache_usage();
+            assert!(
+                bytes <= BUDGET && batches > 0,
+                "round {round} log {i}: {bytes} bytes in {batches} batches"
+            );
+        }
+    }
+    // b wrote last: the budget holds b's newest batches only, all of a's went first.
+    assert_eq!(a.cached_bytes(), 0);
+    assert_eq!(b.cached_bytes(), sluice_storage::cache_usage().0);
+    let newest_b = read_all(&b, ends[1] - 20, 1 << 20).await;
+    assert_contiguous(&newest_b, ends[1] - 20, ends[1]);
+    for (log, end) in [(&a, ends[0]), (&b, ends[1])] {
+        let hs = read_all(log, 0, 1 << 20).await;
+        assert_contiguous(&hs, 0, end);
+    }
+    a.close().await.unwrap();
+    b.close().await.unwrap();
+    drop((a, b));
+    // The writer tasks hold only weak references; give them a turn to finish.
+    for _ in 0..100 {
+        if sluice_storage::cache_usage() == (0, 0) {
+            break;
+        }
+        compio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert_eq!(sluice_storage::cache_usage(), (0, 0));
+    sluice_storage::set_cache_budget(usize::MAX);
+}

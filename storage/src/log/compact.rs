@@ -457,7 +457,6 @@ impl Log {
             seg.path = path;
             st.segments.insert(i, seg);
             st.cache.retain(|c| c.base_offset >= end);
-            st.cache_bytes = st.cache.iter().map(|c| c.bytes.len()).sum();
             old
         };
         // Readers hold the new segment's handle on the swap file; the old handles stay valid

@@ -53,6 +53,7 @@
 //! leader-epoch cache).
 
 mod append;
+mod cache;
 mod compact;
 mod epochs;
 mod read;
@@ -78,9 +79,10 @@ use crate::segment::{Segment, PREALLOCATE_MIN_BYTES};
 
 pub use append::AppendInfo;
 use append::Failures;
+use cache::TailCache;
+pub use cache::{cache_usage, set_cache_budget};
 pub use compact::{CleanConfig, CleanStats, Cleanable, Throttle};
 pub use epochs::end_offset_for_epoch;
-use read::CachedBatch;
 pub use read::ReadResult;
 use recover::recover;
 use writer::{flusher_loop, writer_loop, Pending};
@@ -88,8 +90,7 @@ use writer::{flusher_loop, writer_loop, Pending};
 struct State {
     segments: Vec<Segment>,
     pending: VecDeque<Pending>,
-    cache: VecDeque<CachedBatch>,
-    cache_bytes: usize,
+    cache: TailCache,
     epochs: Vec<(i32, i64)>,
     epochs_dirty: bool,
     failures: Failures,
@@ -190,8 +191,7 @@ impl Log {
             max_timestamp: max_timestamp_of(&rec.segments),
             segments: rec.segments,
             pending: VecDeque::new(),
-            cache: VecDeque::new(),
-            cache_bytes: 0,
+            cache: TailCache::default(),
             epochs: rec.epochs,
             epochs_dirty: false,
             failures: Failures::default(),
@@ -363,7 +363,6 @@ impl Log {
             let mut st = self.state.borrow_mut();
             st.segments.clear();
             st.cache.clear();
-            st.cache_bytes = 0;
         }
         let dir = self.dir.clone();
         let res = crate::runtime::spawn_blocking(move || {

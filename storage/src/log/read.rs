@@ -104,12 +104,13 @@ impl Log {
         out: &mut ReadResult,
     ) -> bool {
         let st = self.state.borrow();
-        match st.cache.front() {
+        let cache = st.cache.batches();
+        match cache.front() {
             Some(front) if front.base_offset <= offset => {}
             _ => return false,
         }
-        let start = st.cache.partition_point(|c| c.last_offset < offset);
-        for c in st.cache.iter().skip(start) {
+        let start = cache.partition_point(|c| c.last_offset < offset);
+        for c in cache.iter().skip(start) {
             if c.base_offset >= bound
                 || (!out.chunks.is_empty() && out.bytes + c.bytes.len() > max_bytes)
             {

@@ -88,7 +88,6 @@ impl Log {
                 *last = seg;
             }
             st.cache.retain(|c| c.last_offset < new_leo);
-            st.cache_bytes = st.cache.iter().map(|c| c.bytes.len()).sum();
             st.epochs.retain(|&(_, start)| start < new_leo);
             st.producers.truncate_from(new_leo);
         }

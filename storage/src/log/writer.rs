@@ -305,8 +305,15 @@ impl Log {
             file.sync_data().await?;
             s.fsync_seconds.observe(t.elapsed().as_secs_f64());
         }
+        // A cached batch shares the write buffer it was written from, which keeps the whole
+        // buffer alive. Where the new batches fill less than half of it (small writes: the
+        // partial block before them and the padding after), they are cached as copies instead,
+        // so the tail cache's byte counts stay close to the memory it holds.
+        let placed_bytes: usize = placed.iter().map(|(b, _)| b.size as usize).sum();
+        let copy_into_cache = buf.capacity() > 2 * placed_bytes;
         buf.truncate(logical_len);
         let bytes = Bytes::from_owner(buf);
+        let self_weak = self.self_weak.borrow().clone();
         let mut last_offset = self.written.get() - 1;
         let epochs_dirty;
         {
@@ -320,25 +327,28 @@ impl Log {
             for (b, at) in &placed {
                 seg.on_batch(b, cfg.index_interval_bytes);
                 let at = *at as usize;
-                st.cache.push_back(CachedBatch {
-                    base_offset: b.base_offset,
-                    last_offset: b.last_offset,
-                    bytes: bytes.slice(at..at + b.size as usize),
-                });
-                st.cache_bytes += b.size as usize;
+                st.cache.push(
+                    &self_weak,
+                    CachedBatch {
+                        base_offset: b.base_offset,
+                        last_offset: b.last_offset,
+                        bytes: if copy_into_cache {
+                            Bytes::copy_from_slice(&bytes[at..at + b.size as usize])
+                        } else {
+                            bytes.slice(at..at + b.size as usize)
+                        },
+                    },
+                );
                 last_offset = b.last_offset;
                 if st.max_timestamp.is_none_or(|(t, _)| b.max_timestamp > t) {
                     st.max_timestamp = Some((b.max_timestamp, b.last_offset));
                 }
             }
             seg.tail = tail_after;
-            while st.cache_bytes > cfg.tail_cache_bytes && st.cache.len() > 1 {
-                if let Some(c) = st.cache.pop_front() {
-                    st.cache_bytes -= c.bytes.len();
-                }
-            }
+            st.cache.trim_to(cfg.tail_cache_bytes);
             epochs_dirty = st.epochs_dirty;
         }
+        super::cache::enforce_budget();
         self.written.set(last_offset + 1);
         if always {
             self.durable.set(last_offset + 1);
