@@ -22,4 +22,4 @@ pub use codec::{decode_request, encode_response, DecodeError, Request, ResponseF
 pub use frame::{FrameError, FrameReader};
 pub use kafka_protocol;
 pub use kafka_protocol::messages::{ApiKey, RequestKind, ResponseKind};
-pub use versions::{supported_range, SUPPORTED_APIS};
+pub use versions::{api_versions_table, supported_range, unsupported_api_versions, SUPPORTED_APIS};

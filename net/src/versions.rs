@@ -2,7 +2,13 @@
 //! anything outside it. Advertise exactly what is implemented: clients pick
 //! `min(ours.max, theirs.max)`.
 
-use kafka_protocol::messages::ApiKey;
+use bytes::{BufMut, BytesMut};
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+use kafka_protocol::protocol::Encodable;
+use kafka_protocol::ResponseError;
+
+use crate::codec::ResponseFrame;
 
 /// `(api key, min version, max version)` served by Sluice.
 pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
@@ -66,6 +72,38 @@ pub fn supported_range(key: ApiKey) -> Option<(i16, i16)> {
         .iter()
         .find(|(k, _, _)| *k == key)
         .map(|&(_, min, max)| (min, max))
+}
+
+/// ApiVersions entries of the served APIs that `keep` accepts, at the served versions.
+pub fn api_versions_table(keep: impl Fn(ApiKey) -> bool) -> Vec<ApiVersion> {
+    SUPPORTED_APIS
+        .iter()
+        .filter(|(key, _, _)| keep(*key))
+        .map(|&(key, min, max)| {
+            ApiVersion::default()
+                .with_api_key(key as i16)
+                .with_min_version(min)
+                .with_max_version(max)
+        })
+        .collect()
+}
+
+/// The answer to an ApiVersions request at a version the server lacks: a v0 body (header v0)
+/// with UNSUPPORTED_VERSION (35) and `table`, so the client can retry lower.
+pub fn unsupported_api_versions(
+    correlation_id: i32,
+    table: Vec<ApiVersion>,
+) -> Option<ResponseFrame> {
+    let body = ApiVersionsResponse::default()
+        .with_error_code(ResponseError::UnsupportedVersion.code())
+        .with_api_keys(table);
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    buf.put_i32(correlation_id);
+    body.encode(&mut buf, 0).ok()?;
+    let size = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&size.to_be_bytes());
+    Some(vec![buf.freeze()])
 }
 
 #[cfg(test)]

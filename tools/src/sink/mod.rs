@@ -42,9 +42,12 @@ use sluice_net::kafka_protocol::messages::{
     ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
     ProducerId, RequestKind, ResponseKind, TopicName,
 };
-use sluice_net::kafka_protocol::protocol::{Encodable, StrBytes};
+use sluice_net::kafka_protocol::protocol::StrBytes;
 use sluice_net::kafka_protocol::ResponseError;
-use sluice_net::{decode_request, encode_response, DecodeError, ResponseFrame, SUPPORTED_APIS};
+use sluice_net::{
+    api_versions_table, decode_request, encode_response, unsupported_api_versions, DecodeError,
+    ResponseFrame,
+};
 use sluice_storage::BatchHeader;
 
 /// The APIs the sink serves (at the versions Sluice serves them).
@@ -273,7 +276,9 @@ impl Sink {
 
     fn metadata(&self, req: MetadataRequest, version: i16) -> MetadataResponse {
         let auto_create = version < 4 || req.allow_auto_topic_creation;
-        let topics: Vec<MetadataResponseTopic> = match req.topics {
+        // v0 asks for every topic with an empty list, later versions with none.
+        let wanted = req.topics.filter(|t| version > 0 || !t.is_empty());
+        let topics: Vec<MetadataResponseTopic> = match wanted {
             None => {
                 let topics = self.topics.read().unwrap_or_else(PoisonError::into_inner);
                 let mut all: Vec<_> = topics.by_name.values().cloned().collect();
@@ -620,32 +625,15 @@ fn append(part: &mut Partition, records: &Bytes, budget: usize) -> Result<i64, R
 }
 
 fn table() -> Vec<ApiVersion> {
-    SUPPORTED_APIS
-        .iter()
-        .filter(|(key, _, _)| SERVED.contains(key))
-        .map(|&(key, min, max)| {
-            ApiVersion::default()
-                .with_api_key(key as i16)
-                .with_min_version(min)
-                .with_max_version(max)
-        })
-        .collect()
+    api_versions_table(|key| SERVED.contains(&key))
 }
 
 /// ApiVersions at a version the sink lacks: a v0 body with UNSUPPORTED_VERSION and the table.
 fn api_versions_unsupported(correlation_id: i32) -> Reply {
-    let body = ApiVersionsResponse::default()
-        .with_error_code(ResponseError::UnsupportedVersion.code())
-        .with_api_keys(table());
-    let mut buf = BytesMut::with_capacity(256);
-    buf.put_i32(0);
-    buf.put_i32(correlation_id);
-    if let Err(e) = body.encode(&mut buf, 0) {
-        return Reply::Close(e.to_string());
+    match unsupported_api_versions(correlation_id, table()) {
+        Some(frame) => Reply::Frame(frame),
+        None => Reply::Close("cannot encode ApiVersions".into()),
     }
-    let size = (buf.len() - 4) as i32;
-    buf[..4].copy_from_slice(&size.to_be_bytes());
-    Reply::Frame(vec![buf.freeze()])
 }
 
 #[cfg(test)]
