@@ -8,15 +8,16 @@
 //! FindCoordinator (itself). Groups (`subscribe`), transactions and everything else are not
 //! served: the sink advertises only what it serves, so a client fails clearly.
 //!
-//! Bounds: the batches kept are bounded by `memory_bytes`, split evenly over the partitions that
-//! exist; the oldest batches of a partition are dropped first (its log start moves, as
-//! retention would). A Fetch waits at most `FETCH_WAIT_MAX`.
+//! Bounds: the batches kept, over all partitions, are bounded by `memory_bytes`: once over it,
+//! each append drops the oldest batches of the partition it appends to (its log start moves, as
+//! retention would). A partition may hold more than an even share (librdkafka's sticky
+//! partitioner gave one of 100 partitions 3× the average), so nothing is dropped below the bound. A Fetch waits at most `FETCH_WAIT_MAX`.
 //!
 //! Must not: touch disks, or do work a client would not see — it is the yardstick Sluice's
 //! numbers are divided by (BENCHMARKS.md, issue 21).
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
@@ -125,7 +126,6 @@ struct Topic {
 struct Topics {
     by_name: HashMap<String, Arc<Topic>>,
     by_id: HashMap<[u8; 16], Arc<Topic>>,
-    partitions: usize,
 }
 
 /// The sink's state, shared by every connection thread.
@@ -137,6 +137,8 @@ pub struct Sink {
     arrived: Condvar,
     next_producer_id: AtomicI64,
     topic_ids: AtomicI64,
+    /// Bytes of batches kept, over all partitions.
+    kept: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -160,6 +162,7 @@ impl Sink {
             arrived: Condvar::new(),
             next_producer_id: AtomicI64::new(1000),
             topic_ids: AtomicI64::new(1),
+            kept: AtomicUsize::new(0),
         }
     }
 
@@ -264,14 +267,7 @@ impl Sink {
         });
         topics.by_name.insert(name.to_owned(), topic.clone());
         topics.by_id.insert(id, topic.clone());
-        topics.partitions += partitions as usize;
         Ok(topic)
-    }
-
-    /// Bytes each partition may keep: the memory budget split evenly.
-    fn partition_budget(&self) -> usize {
-        let topics = self.topics.read().unwrap_or_else(PoisonError::into_inner);
-        self.cfg.memory_bytes / topics.partitions.max(1)
     }
 
     fn metadata(&self, req: MetadataRequest, version: i16) -> MetadataResponse {
@@ -354,7 +350,6 @@ impl Sink {
     }
 
     fn produce(&self, req: ProduceRequest) -> ProduceResponse {
-        let budget = self.partition_budget();
         let mut appended = false;
         let responses = req
             .topic_data
@@ -376,7 +371,7 @@ impl Sink {
                         };
                         let records = p.records.unwrap_or_default();
                         let mut part = lock(part);
-                        match append(&mut part, &records, budget) {
+                        match append(&mut part, &records, &self.kept, self.cfg.memory_bytes) {
                             Ok(base) => {
                                 appended = true;
                                 out.with_base_offset(base)
@@ -587,8 +582,14 @@ fn topic_metadata(t: &Topic) -> MetadataResponseTopic {
 
 /// Assigns offsets to the batches of `records` and keeps them; the base offset of the first.
 /// Only the batch headers are read (no CRC: a client's ceiling is measured, not a broker's
-/// checks). Then drops the partition's oldest batches beyond `budget` bytes.
-fn append(part: &mut Partition, records: &Bytes, budget: usize) -> Result<i64, ResponseError> {
+/// checks). Then, while all partitions together keep more than `cap` bytes (`kept`), drops
+/// this partition's oldest batches.
+fn append(
+    part: &mut Partition,
+    records: &Bytes,
+    kept: &AtomicUsize,
+    cap: usize,
+) -> Result<i64, ResponseError> {
     let mut spans = Vec::new();
     let mut pos = 0usize;
     while pos < records.len() {
@@ -614,10 +615,12 @@ fn append(part: &mut Partition, records: &Bytes, budget: usize) -> Result<i64, R
             rest: records.slice(pos + 8..pos + size),
         });
         part.bytes += size;
+        kept.fetch_add(size, Ordering::Relaxed);
     }
-    while part.bytes > budget && part.batches.len() > 1 {
+    while kept.load(Ordering::Relaxed) > cap && part.batches.len() > 1 {
         if let Some(old) = part.batches.pop_front() {
             part.bytes -= old.len();
+            kept.fetch_sub(old.len(), Ordering::Relaxed);
             part.start = old.next;
         }
     }
@@ -658,11 +661,13 @@ mod tests {
     #[test]
     fn append_assigns_offsets_and_keeps_the_batches() {
         let mut p = Partition::default();
-        assert_eq!(append(&mut p, &batch(3), usize::MAX), Ok(0));
+        let kept = AtomicUsize::new(0);
+        assert_eq!(append(&mut p, &batch(3), &kept, usize::MAX), Ok(0));
         assert_eq!(
-            append(&mut p, &two(&batch(2), &batch(5)), usize::MAX),
+            append(&mut p, &two(&batch(2), &batch(5)), &kept, usize::MAX),
             Ok(3)
         );
+        assert_eq!(kept.load(Ordering::Relaxed), p.bytes);
         assert_eq!((p.start, p.end, p.batches.len()), (0, 10, 3));
         let bases: Vec<i64> = p
             .batches
@@ -680,13 +685,21 @@ mod tests {
 
     #[test]
     fn append_drops_the_oldest_batches_beyond_the_budget() {
-        let mut p = Partition::default();
+        let (mut p, mut q) = (Partition::default(), Partition::default());
+        let kept = AtomicUsize::new(0);
         let b = batch(4);
-        for _ in 0..10 {
-            append(&mut p, &b, 3 * b.len()).unwrap();
+        // Under the bound one partition may hold it all ...
+        for _ in 0..3 {
+            append(&mut p, &b, &kept, 3 * b.len()).unwrap();
         }
-        assert_eq!((p.start, p.end, p.batches.len()), (28, 40, 3));
-        assert_eq!(p.bytes, 3 * b.len());
+        assert_eq!((p.start, p.batches.len()), (0, 3));
+        // ... over it, each append drops the oldest of its own partition.
+        for _ in 0..10 {
+            append(&mut q, &b, &kept, 3 * b.len()).unwrap();
+        }
+        assert_eq!((p.start, p.batches.len()), (0, 3));
+        assert_eq!((q.start, q.end, q.batches.len()), (36, 40, 1));
+        assert_eq!(kept.load(Ordering::Relaxed), p.bytes + q.bytes);
     }
 
     #[test]
@@ -708,7 +721,7 @@ mod tests {
             Bytes::from_static(&[0xff; 70]),
         ] {
             assert_eq!(
-                append(&mut p, &bad, usize::MAX),
+                append(&mut p, &bad, &AtomicUsize::new(0), usize::MAX),
                 Err(ResponseError::CorruptMessage)
             );
         }
