@@ -382,6 +382,12 @@ pub struct BrokerArgs {
         value_parser = clap::value_parser!(i64).range(1..)
     )]
     pub transactional_id_expiration_ms: i64,
+    /// KIP-890 part 1 (Kafka's transaction.partition.verification.enable): a partition leader
+    /// asks the transaction coordinator whether a producer added the partition before it
+    /// appends the producer's first transactional batch, so a late or stray batch cannot open
+    /// a transaction nobody will end.
+    #[arg(long, env = "SLUICE_TRANSACTION_PARTITION_VERIFICATION_ENABLE", default_value_t = true, action = clap::ArgAction::Set)]
+    pub transaction_partition_verification_enable: bool,
     /// Send fetch data with io_uring SEND_ZC (for real NICs; slower on loopback).
     #[arg(long, env = "SLUICE_ZERO_COPY_SEND", default_value_t = false)]
     pub zero_copy_send: bool,

@@ -46,6 +46,11 @@ pub struct ShardMetrics {
     /// Responses that throttled a client over its quota, and the milliseconds they asked for.
     pub quota_throttles: Cell<u64>,
     pub quota_throttle_ms: Cell<u64>,
+    /// KIP-890 part 1: transactional batches checked with their coordinator before opening a
+    /// transaction in a partition, and batches refused (not in the transaction, or the
+    /// transaction ended since the check).
+    pub txn_verifications: Cell<u64>,
+    pub txn_verification_failures: Cell<u64>,
     pub mesh_sent: Cell<u64>,
     pub stall_seconds: Histogram,
     /// ISR changes this broker asked for as a partition leader.
@@ -72,6 +77,8 @@ impl Default for ShardMetrics {
             authorization_denials: Cell::new(0),
             quota_throttles: Cell::new(0),
             quota_throttle_ms: Cell::new(0),
+            txn_verifications: Cell::new(0),
+            txn_verification_failures: Cell::new(0),
             mesh_sent: Cell::new(0),
             stall_seconds: Histogram::new(LATENCY_BUCKETS_S),
             isr_shrinks: Cell::new(0),
@@ -184,6 +191,8 @@ pub struct ShardSnapshot {
     pub authorization_denials: u64,
     pub quota_throttles: u64,
     pub quota_throttle_ms: u64,
+    pub txn_verifications: u64,
+    pub txn_verification_failures: u64,
     pub mesh_sent: u64,
     pub mesh_queue_depth: usize,
     pub stall_seconds: HistogramSnapshot,

@@ -277,6 +277,20 @@ pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
     );
     per_shard(
         &mut out,
+        "sluice_txn_verifications_total",
+        "counter",
+        "Transactional batches whose partition was checked with the transaction coordinator before the batch opened a transaction there (KIP-890).",
+        &|s| s.txn_verifications.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_txn_verification_failures_total",
+        "counter",
+        "Transactional batches refused because their partition was not in the producer's transaction, or the transaction ended after the check.",
+        &|s| s.txn_verification_failures.to_string(),
+    );
+    per_shard(
+        &mut out,
         "sluice_mesh_messages_sent_total",
         "counter",
         "Messages sent to other shards.",
@@ -663,6 +677,8 @@ mod tests {
             authorization_denials: 0,
             quota_throttles: 0,
             quota_throttle_ms: 0,
+            txn_verifications: 0,
+            txn_verification_failures: 0,
             mesh_sent: 0,
             mesh_queue_depth: 0,
             stall_seconds: HistogramSnapshot::empty(LATENCY_BUCKETS_S),

@@ -25,11 +25,19 @@ use crate::limits::MESH_QUEUE_DEPTH;
 /// an [`MeshMsg::Append`] appends synchronously on arrival, so forwarded produce requests keep
 /// their connection's order.
 pub enum MeshMsg {
-    /// Produce: append these batches (topic, partition, records); reply once `acks` holds.
+    /// Produce: append these batches (topic, partition, records, verification guard); reply
+    /// once `acks` holds.
     Append {
-        parts: Vec<(String, i32, Bytes)>,
+        parts: Vec<(String, i32, Bytes, Option<u64>)>,
         acks: i16,
         reply: flume::Sender<Vec<AppendOutcome>>,
+    },
+    /// KIP-890 part 1: the verification guards of `producer` on these partitions
+    /// ([`ops::txn_guards`]); answered on arrival, so in order with the appends that follow.
+    TxnGuards {
+        parts: Vec<(String, i32)>,
+        producer: (i64, i16),
+        reply: flume::Sender<Vec<Option<u64>>>,
     },
     /// Fetch: read these partitions within `budget` bytes.
     Read {
@@ -134,11 +142,20 @@ pub fn deliver(shard: &Rc<Shard>, msg: MeshMsg) {
         MeshMsg::Append { parts, acks, reply } => {
             let futs: Vec<_> = parts
                 .into_iter()
-                .map(|(topic, index, records)| ops::append(shard, &topic, index, records, acks))
+                .map(|(topic, index, records, guard)| {
+                    ops::append(shard, &topic, index, records, acks, guard)
+                })
                 .collect();
             spawn(async move {
                 let _ = reply.send_async(join_all(futs).await).await;
             });
+        }
+        MeshMsg::TxnGuards {
+            parts,
+            producer,
+            reply,
+        } => {
+            let _ = reply.send(ops::txn_guards(shard, &parts, producer));
         }
         MeshMsg::Read {
             parts,

@@ -41,8 +41,53 @@ impl AppendOutcome {
 /// Resolves to an append's outcome once its acks are satisfied.
 pub type AppendFuture = Pin<Box<dyn Future<Output = AppendOutcome>>>;
 
+/// The producer (id, epoch) of the first transactional batch in `records` that carries a
+/// sequence (a client's), if any: the batches KIP-890 part 1 verifies.
+pub fn transactional_producer(records: &[u8]) -> Option<(i64, i16)> {
+    let mut pos = 0usize;
+    while let Some(h) = records
+        .get(pos..)
+        .and_then(|rest| sluice_storage::BatchHeader::parse(rest).ok())
+    {
+        if h.is_transactional() && !h.is_control() && h.producer_id >= 0 && h.base_sequence >= 0 {
+            return Some((h.producer_id, h.producer_epoch));
+        }
+        pos += h.total_size();
+    }
+    None
+}
+
+/// KIP-890 part 1: per (topic, partition) of this shard, the guard under which `producer`'s
+/// transactional batch must be verified with the coordinator before it is appended, or `None`
+/// when it needs no verification (its transaction is open there, or the append will refuse
+/// it anyway: unknown partition, not the leader, stale epoch). See docs/architecture.md §7.1.
+pub fn txn_guards(
+    shard: &Shard,
+    parts: &[(String, i32)],
+    producer: (i64, i16),
+) -> Vec<Option<u64>> {
+    parts
+        .iter()
+        .map(|(topic, index)| {
+            let p = shard.partition(topic, *index)?;
+            if !p.is_leader(None) {
+                return None;
+            }
+            p.log.verification_guard(producer.0, producer.1)
+        })
+        .collect()
+}
+
 /// Appends on this shard now; the returned future resolves when `acks` is satisfied.
-pub fn append(shard: &Shard, topic: &str, index: i32, records: Bytes, acks: i16) -> AppendFuture {
+/// `guard`: the verification guard of a transactional producer's batch (see [`txn_guards`]).
+pub fn append(
+    shard: &Shard,
+    topic: &str,
+    index: i32,
+    records: Bytes,
+    acks: i16,
+    guard: Option<u64>,
+) -> AppendFuture {
     let Some(p) = shard.partition(topic, index) else {
         return Box::pin(std::future::ready(AppendOutcome::err(
             ResponseError::UnknownTopicOrPartition,
@@ -69,6 +114,20 @@ pub fn append(shard: &Shard, topic: &str, index: i32, records: Bytes, acks: i16)
                 ResponseError::InvalidRecord,
                 Some(why),
             )));
+        }
+    }
+    // KIP-890 part 1: a transactional batch that would open its producer's transaction here
+    // must have been verified with the coordinator, under a guard no marker has withdrawn
+    // since (Kafka's verification guard).
+    if shard.config.args.transaction_partition_verification_enable {
+        if let Some((pid, epoch)) = transactional_producer(&records) {
+            if !p.log.txn_verified(pid, epoch, guard) {
+                crate::metrics::ShardMetrics::add(&shard.metrics.txn_verification_failures, 1);
+                return Box::pin(std::future::ready(AppendOutcome::err(
+                    ResponseError::InvalidTxnState,
+                    Some("Partition was not added to the transaction".to_owned()),
+                )));
+            }
         }
     }
     match p.append(records, now_ms()) {

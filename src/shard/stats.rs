@@ -110,6 +110,8 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         authorization_denials: m.authorization_denials.get(),
         quota_throttles: m.quota_throttles.get(),
         quota_throttle_ms: m.quota_throttle_ms.get(),
+        txn_verifications: m.txn_verifications.get(),
+        txn_verification_failures: m.txn_verification_failures.get(),
         mesh_sent: m.mesh_sent.get(),
         mesh_queue_depth: shard.mesh_queue_depth(),
         stall_seconds: m.stall_seconds.snapshot(),

@@ -11,6 +11,9 @@
 //!   its owner shard (`ops::write_markers`) when this broker leads it, else sent to its leader
 //!   as WriteTxnMarkers over the inter-broker listener (`peer::PeerConn`, a few idle
 //!   connections kept per broker); reported as `MarkersWritten` with the partitions to retry.
+//! - [`verify`] (KIP-890 part 1): a partition leader's question to a coordinator, here or
+//!   on another broker (AddPartitionsToTxn v4 with `verify_only`), whether a producer added
+//!   partitions to its transaction.
 //! - [`run`] (one task per shard) loads the state partitions this shard owns and leads once
 //!   the topic exists (it is created on the first transaction coordinator lookup), unloads
 //!   those it stops leading, and ticks the coordinator every [`TICK_MS`].
@@ -50,8 +53,13 @@ const MARKER_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// A WriteTxnMarkers exchange with another broker gives up after this; the coordinator then
 /// retries its partitions.
 const MARKER_CALL_TIMEOUT: Duration = Duration::from_secs(15);
-/// Largest WriteTxnMarkers answer accepted.
+/// Largest WriteTxnMarkers (or verification) answer accepted.
 const MARKER_ANSWER_MAX: usize = 1 << 20;
+/// The AddPartitionsToTxn version a leader verifies with (v4: batched, `verify_only`).
+const VERIFY_VERSION: i16 = 4;
+/// A verification exchange with another broker gives up after this; the producer is told
+/// NOT_ENOUGH_REPLICAS and retries.
+const VERIFY_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Per-shard transaction coordinator state (a field of [`Shard`]).
 pub struct TxnDriver {
@@ -334,34 +342,14 @@ async fn remote_markers(
                     })
                     .collect(),
             )]);
-    let pooled = shard
-        .txns
-        .peers
-        .borrow_mut()
-        .get_mut(&leader)
-        .and_then(Vec::pop);
-    let mut conn = match pooled {
-        Some(c) => c,
-        None => crate::shard::peer::connect_to(shard, leader, MARKER_CONNECT_TIMEOUT).await?,
-    };
-    let answer: WriteTxnMarkersResponse = crate::runtime::timeout(
+    let answer: WriteTxnMarkersResponse = peer_call(
+        shard,
+        leader,
+        (ApiKey::WriteTxnMarkers, WRITE_MARKERS_VERSION),
+        &request,
         MARKER_CALL_TIMEOUT,
-        conn.call(
-            ApiKey::WriteTxnMarkers,
-            WRITE_MARKERS_VERSION,
-            &request,
-            MARKER_ANSWER_MAX,
-        ),
     )
-    .await
-    .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time"))??;
-    {
-        let mut peers = shard.txns.peers.borrow_mut();
-        let idle = peers.entry(leader).or_default();
-        if idle.len() < MARKER_CONNS_PER_BROKER {
-            idle.push(conn);
-        }
-    }
+    .await?;
     let mut codes: HashMap<(&str, i32), i16> = HashMap::new();
     for m in &answer.markers {
         for t in &m.topics {
@@ -378,6 +366,167 @@ async fn remote_markers(
                 .copied()
                 .unwrap_or(ResponseError::NotLeaderOrFollower.code());
             ((t.clone(), *p), code)
+        })
+        .collect())
+}
+
+/// One request to broker `to` and its answer, over an idle pooled connection or a new one
+/// (kept for the next call if the exchange went well), within `within`.
+async fn peer_call<Req, Resp>(
+    shard: &Rc<Shard>,
+    to: i32,
+    (api, version): (kafka_protocol::messages::ApiKey, i16),
+    request: &Req,
+    within: Duration,
+) -> std::io::Result<Resp>
+where
+    Req: kafka_protocol::protocol::Encodable,
+    Resp: kafka_protocol::protocol::Decodable,
+{
+    let pooled = shard
+        .txns
+        .peers
+        .borrow_mut()
+        .get_mut(&to)
+        .and_then(Vec::pop);
+    let mut conn = match pooled {
+        Some(c) => c,
+        None => crate::shard::peer::connect_to(shard, to, MARKER_CONNECT_TIMEOUT).await?,
+    };
+    let answer: Resp =
+        crate::runtime::timeout(within, conn.call(api, version, request, MARKER_ANSWER_MAX))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer in time")
+            })??;
+    let mut peers = shard.txns.peers.borrow_mut();
+    let idle = peers.entry(to).or_default();
+    if idle.len() < MARKER_CONNS_PER_BROKER {
+        idle.push(conn);
+    }
+    Ok(answer)
+}
+
+/// KIP-890 part 1: asks `transactional_id`'s coordinator whether `producer` (id, epoch) added
+/// `parts` to its ongoing transaction. An error code per partition, in order, as the
+/// coordinator answers AddPartitionsToTxn with `verify_only` (NONE: it did;
+/// TRANSACTION_ABORTABLE: it did not); COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR or
+/// NETWORK_EXCEPTION when the coordinator cannot answer.
+pub async fn verify(
+    shard: &Rc<Shard>,
+    transactional_id: &str,
+    producer: (i64, i16),
+    parts: Vec<(String, i32)>,
+) -> Vec<i16> {
+    let all = |e: ResponseError, n: usize| vec![e.code(); n];
+    let n = parts.len();
+    let leader = match coordinator_of(shard, transactional_id) {
+        Ok((_, leader)) => leader,
+        Err(e) => return all(e, n),
+    };
+    let codes = if leader == shard.config.args.node_id {
+        let reply = call(shard, transactional_id, |partition| {
+            Request::Add(crate::coordinator::txn::coordinator::AddRequest {
+                transactional_id: transactional_id.to_owned(),
+                partition,
+                producer_id: producer.0,
+                producer_epoch: producer.1,
+                partitions: parts.clone(),
+                verify_only: true,
+            })
+        })
+        .await;
+        match reply {
+            Ok(Reply::Add(results)) => results.into_iter().map(|(_, _, e)| e).collect(),
+            Ok(_) => all(ResponseError::UnknownServerError, n),
+            Err(e) => all(e, n),
+        }
+    } else {
+        match remote_verify(shard, leader, transactional_id, producer, &parts).await {
+            Ok(codes) => codes,
+            Err(e) => {
+                debug!(leader, error = %e, "verification with the coordinator failed");
+                all(ResponseError::NetworkException, n)
+            }
+        }
+    };
+    if codes.len() == n {
+        codes
+    } else {
+        all(ResponseError::UnknownServerError, n)
+    }
+}
+
+/// [`verify`] with the coordinator on broker `to`: one AddPartitionsToTxn v4 request.
+async fn remote_verify(
+    shard: &Rc<Shard>,
+    to: i32,
+    transactional_id: &str,
+    producer: (i64, i16),
+    parts: &[(String, i32)],
+) -> std::io::Result<Vec<i16>> {
+    use kafka_protocol::messages::add_partitions_to_txn_request::{
+        AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+    };
+    use kafka_protocol::messages::{
+        AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, ProducerId, TopicName,
+        TransactionalId,
+    };
+    let mut topics: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+    for (t, p) in parts {
+        topics.entry(t.as_str()).or_default().push(*p);
+    }
+    let request = AddPartitionsToTxnRequest::default().with_transactions(vec![
+        AddPartitionsToTxnTransaction::default()
+            .with_transactional_id(TransactionalId(crate::util::sb(
+                transactional_id.to_owned(),
+            )))
+            .with_producer_id(ProducerId(producer.0))
+            .with_producer_epoch(producer.1)
+            .with_verify_only(true)
+            .with_topics(
+                topics
+                    .into_iter()
+                    .map(|(t, ps)| {
+                        AddPartitionsToTxnTopic::default()
+                            .with_name(TopicName(crate::util::sb(t.to_owned())))
+                            .with_partitions(ps)
+                    })
+                    .collect(),
+            ),
+    ]);
+    let answer: AddPartitionsToTxnResponse = peer_call(
+        shard,
+        to,
+        (ApiKey::AddPartitionsToTxn, VERIFY_VERSION),
+        &request,
+        VERIFY_CALL_TIMEOUT,
+    )
+    .await?;
+    if answer.error_code != 0 {
+        return Ok(vec![answer.error_code; parts.len()]);
+    }
+    let mut codes: HashMap<(&str, i32), i16> = HashMap::new();
+    for t in answer
+        .results_by_transaction
+        .iter()
+        .filter(|r| r.transactional_id.0.as_str() == transactional_id)
+        .flat_map(|r| &r.topic_results)
+    {
+        for p in &t.results_by_partition {
+            codes.insert(
+                (t.name.0.as_str(), p.partition_index),
+                p.partition_error_code,
+            );
+        }
+    }
+    Ok(parts
+        .iter()
+        .map(|(t, p)| {
+            codes
+                .get(&(t.as_str(), *p))
+                .copied()
+                .unwrap_or(ResponseError::UnknownServerError.code())
         })
         .collect())
 }

@@ -37,6 +37,9 @@ const VERSION: u16 = 2;
 /// Transactions completed recently whose marker a truncation could remove (reopening them):
 /// truncation only removes what is above the high watermark, so the last few suffice.
 const COMPLETED_KEPT: usize = 4_096;
+/// Verification guards kept per partition at most (a producer that asked and never wrote
+/// leaves one until its next marker); beyond it the oldest goes.
+pub const VERIFYING_MAX: usize = 10_000;
 
 /// Why an idempotent batch is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -116,6 +119,10 @@ pub struct ProducerStates {
     /// Recently completed transactions (producer id, first offset, marker offset), in marker
     /// order: a truncation that removes the marker reopens the transaction. Not in snapshots.
     completed: VecDeque<(i64, i64, i64)>,
+    /// Verification guards handed out: producer id → (epoch, guard). Not in snapshots.
+    verifying: HashMap<i64, (i16, u64)>,
+    /// The last guard handed out.
+    last_guard: u64,
 }
 
 fn next_seq(seq: i32) -> i32 {
@@ -288,6 +295,7 @@ impl ProducerStates {
         }
         if h.is_transactional() && e.open_txn.is_none() {
             e.open_txn = Some(base_offset);
+            self.verifying.remove(&h.producer_id);
         }
         if h.base_sequence < 0 {
             e.last_timestamp_ms = e.last_timestamp_ms.max(timestamp_ms);
@@ -327,6 +335,9 @@ impl ProducerStates {
         }
         e.coordinator_epoch = e.coordinator_epoch.max(coordinator_epoch);
         e.last_timestamp_ms = e.last_timestamp_ms.max(timestamp_ms);
+        // The transaction ended (or never started here): a verification made before this
+        // marker no longer holds.
+        self.verifying.remove(&h.producer_id);
         let Some(first) = e.open_txn.take() else {
             return;
         };
@@ -341,6 +352,51 @@ impl ProducerStates {
         while self.completed.len() > COMPLETED_KEPT {
             self.completed.pop_front();
         }
+    }
+
+    /// Whether `producer_id` at `epoch` has a transaction open in this partition (its batches
+    /// need no verification).
+    pub fn txn_ongoing(&self, producer_id: i64, epoch: i16) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_some_and(|e| e.epoch == epoch && e.open_txn.is_some())
+    }
+
+    /// Whether a transactional batch of `producer_id` at `epoch` must be verified with the
+    /// coordinator before it is appended: no transaction of it is open here, and its epoch is
+    /// not older than the one known (an older one is refused by [`ProducerStates::check`]).
+    pub fn needs_verification(&self, producer_id: i64, epoch: i16) -> bool {
+        match self.producers.get(&producer_id) {
+            Some(e) if epoch < e.epoch => false,
+            Some(e) => !(e.epoch == epoch && e.open_txn.is_some()),
+            None => true,
+        }
+    }
+
+    /// The guard for verifying `producer_id` at `epoch`: the one handed out already for that
+    /// epoch, else a new one.
+    pub fn verification_guard(&mut self, producer_id: i64, epoch: i16) -> u64 {
+        if let Some(&(e, guard)) = self.verifying.get(&producer_id) {
+            if e == epoch {
+                return guard;
+            }
+        }
+        if self.verifying.len() >= VERIFYING_MAX && !self.verifying.contains_key(&producer_id) {
+            if let Some((&oldest, _)) = self.verifying.iter().min_by_key(|(_, (_, g))| *g) {
+                self.verifying.remove(&oldest);
+            }
+        }
+        self.last_guard += 1;
+        self.verifying.insert(producer_id, (epoch, self.last_guard));
+        self.last_guard
+    }
+
+    /// Whether a transactional batch of `producer_id` at `epoch`, verified under `guard`
+    /// (`None`: not verified), may be appended: it needs no verification, or the guard is the
+    /// one still standing for that epoch.
+    pub fn verified(&self, producer_id: i64, epoch: i16, guard: Option<u64>) -> bool {
+        !self.needs_verification(producer_id, epoch)
+            || guard.is_some_and(|g| self.verifying.get(&producer_id) == Some(&(epoch, g)))
     }
 
     /// The first offset of the oldest open transaction: the last stable offset is at most this.
@@ -644,6 +700,49 @@ mod tests {
             attributes: 0x30,
             ..header(pid, epoch, -1, 1)
         }
+    }
+
+    #[test]
+    fn verification_guards_withdrawn_by_markers_and_the_opening_batch() {
+        let mut s = ProducerStates::default();
+        // A new producer needs verification; an unverified batch may not go in.
+        assert!(s.needs_verification(1, 0));
+        assert!(!s.verified(1, 0, None));
+        let g = s.verification_guard(1, 0);
+        assert_eq!(
+            s.verification_guard(1, 0),
+            g,
+            "one guard per producer and epoch"
+        );
+        assert!(s.verified(1, 0, Some(g)));
+        assert!(!s.verified(1, 0, Some(g + 1)), "another guard");
+        assert!(!s.verified(1, 1, Some(g)), "another epoch");
+        // The transaction ended (its abort marker came) between verification and append: the
+        // verified batch is refused, so it cannot open a transaction nobody will close.
+        s.record(&marker(1, 0), 5, 0, Some((ControlType::Abort, 0)));
+        assert!(!s.verified(1, 0, Some(g)));
+        // Verified again: the first batch opens the transaction and the guard goes; the
+        // producer's next batches need no verification until its marker.
+        let g2 = s.verification_guard(1, 0);
+        assert_ne!(g2, g);
+        s.record(&txn_header(1, 0, 0, 2), 10, 0, None);
+        assert!(s.txn_ongoing(1, 0));
+        assert!(!s.needs_verification(1, 0));
+        assert!(s.verified(1, 0, None));
+        s.record(&marker(1, 0), 12, 0, Some((ControlType::Commit, 0)));
+        assert!(s.needs_verification(1, 0));
+        assert!(
+            !s.verified(1, 0, Some(g2)),
+            "the guard went with the opening batch"
+        );
+        // A stale epoch is not this check's to refuse (check() answers InvalidEpoch).
+        s.record(&marker(1, 3), 13, 0, Some((ControlType::Abort, 0)));
+        assert!(!s.needs_verification(1, 2));
+        // Guards are bounded.
+        for pid in 100..100 + VERIFYING_MAX as i64 + 5 {
+            s.verification_guard(pid, 0);
+        }
+        assert_eq!(s.verifying.len(), VERIFYING_MAX);
     }
 
     #[test]

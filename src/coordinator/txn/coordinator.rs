@@ -713,13 +713,64 @@ impl TxnCoordinator {
         }
     }
 
+    /// AddPartitionsToTxn with `verify_only` (KIP-890 part 1, from a partition leader about
+    /// to append a producer's first transactional batch): per partition NONE if it is in the
+    /// ongoing transaction, TRANSACTION_ABORTABLE if not, as Kafka's coordinator answers. A
+    /// write of the id in flight is not waited for (the partition is in the durable state
+    /// once its AddPartitionsToTxn was answered); a transaction being decided is
+    /// CONCURRENT_TRANSACTIONS.
+    fn verify(&mut self, req: ReqId, r: &AddRequest) {
+        if let Some(e) = self.partition_error(r.partition) {
+            return self.add_reply(req, &r.partitions, code(e));
+        }
+        let Some(t) = self.txns.get(&r.transactional_id) else {
+            return self.add_reply(
+                req,
+                &r.partitions,
+                code(ResponseError::InvalidProducerIdMapping),
+            );
+        };
+        let refused = if t.meta.producer_id != r.producer_id {
+            Some(ResponseError::InvalidProducerIdMapping)
+        } else if t.meta.producer_epoch != r.producer_epoch {
+            Some(ResponseError::ProducerFenced)
+        } else if matches!(
+            t.meta.state,
+            TxnState::PrepareCommit | TxnState::PrepareAbort
+        ) {
+            Some(ResponseError::ConcurrentTransactions)
+        } else {
+            None
+        };
+        if let Some(e) = refused {
+            return self.add_reply(req, &r.partitions, code(e));
+        }
+        let ongoing = t.meta.state == TxnState::Ongoing;
+        let answers = r
+            .partitions
+            .iter()
+            .map(|(topic, p)| {
+                let error = if ongoing && t.meta.partitions.contains(&(topic.clone(), *p)) {
+                    NONE
+                } else {
+                    code(ResponseError::TransactionAbortable)
+                };
+                (topic.clone(), *p, error)
+            })
+            .collect();
+        self.reply(req, Reply::Add(answers));
+    }
+
     fn add(&mut self, now_ms: i64, req: ReqId, r: AddRequest) {
         if r.transactional_id.is_empty() {
             return self.add_reply(req, &r.partitions, code(ResponseError::InvalidRequest));
         }
+        if r.verify_only {
+            return self.verify(req, &r);
+        }
         // The producer's previous transaction is completing, or another write of this id is
         // in flight: wait for it (see `Txn::parked`).
-        if !r.verify_only && self.partition_error(r.partition).is_none() {
+        if self.partition_error(r.partition).is_none() {
             if let Some(t) = self.txns.get_mut(&r.transactional_id) {
                 if t.meta.producer_id == r.producer_id
                     && t.meta.producer_epoch == r.producer_epoch
@@ -749,23 +800,6 @@ impl TxnCoordinator {
                 &r.partitions,
                 code(ResponseError::ConcurrentTransactions),
             );
-        }
-        if r.verify_only {
-            let ongoing = t.meta.state == TxnState::Ongoing;
-            let answers = r
-                .partitions
-                .iter()
-                .map(|(topic, p)| {
-                    let ok = ongoing && t.meta.partitions.contains(&(topic.clone(), *p));
-                    let error = if ok {
-                        NONE
-                    } else {
-                        code(ResponseError::InvalidTxnState)
-                    };
-                    (topic.clone(), *p, error)
-                })
-                .collect();
-            return self.reply(req, Reply::Add(answers));
         }
         if t.meta.state == TxnState::Ongoing
             && r.partitions.iter().all(|tp| t.meta.partitions.contains(tp))

@@ -561,3 +561,80 @@ fn the_next_transactions_add_waits_for_the_previous_one_to_complete() {
         )])
     )));
 }
+
+#[test]
+fn verify_only_answers_from_the_durable_state_and_writes_nothing() {
+    let mut c = loaded();
+    let mut log = Vec::new();
+    let (pid, e) = init_ok(&mut c, &mut log);
+    let verify = |pid: i64, epoch: i16, parts: &[(&str, i32)]| AddRequest {
+        verify_only: true,
+        ..add(pid, epoch, parts)
+    };
+    let abortable = code(ResponseError::TransactionAbortable);
+    // No transaction yet: nothing is in it.
+    let a = c.on_event(1, Event::Add(2, verify(pid, e, &[("a", 0)])));
+    assert_eq!(
+        a,
+        vec![Action::Reply(
+            2,
+            Reply::Add(vec![("a".into(), 0, abortable)])
+        )]
+    );
+    let a = c.on_event(1, Event::Add(3, add(pid, e, &[("a", 0)])));
+    settle(&mut c, 1, a, &mut log);
+    let written = log.len();
+    // While another partition's add is being written, "a" verifies at once (it is durable).
+    let pending = c.on_event(2, Event::Add(4, add(pid, e, &[("b", 0)])));
+    let a = c.on_event(2, Event::Add(5, verify(pid, e, &[("a", 0), ("b", 0)])));
+    assert_eq!(
+        a,
+        vec![Action::Reply(
+            5,
+            Reply::Add(vec![("a".into(), 0, 0), ("b".into(), 0, abortable)])
+        )]
+    );
+    settle(&mut c, 2, pending, &mut log);
+    assert_eq!(log.len(), written + 1, "verification writes nothing");
+    // Another epoch is fenced, another producer id unknown, another id unknown.
+    let a = c.on_event(3, Event::Add(6, verify(pid, e + 1, &[("a", 0)])));
+    let fenced = code(ResponseError::ProducerFenced);
+    assert_eq!(
+        a,
+        vec![Action::Reply(6, Reply::Add(vec![("a".into(), 0, fenced)]))]
+    );
+    let a = c.on_event(3, Event::Add(7, verify(pid + 1, e, &[("a", 0)])));
+    let mapping = code(ResponseError::InvalidProducerIdMapping);
+    assert_eq!(
+        a,
+        vec![Action::Reply(7, Reply::Add(vec![("a".into(), 0, mapping)]))]
+    );
+    // A transaction being decided: CONCURRENT_TRANSACTIONS (the leader's client retries).
+    let a = c.on_event(4, Event::End(8, end(pid, e, false)));
+    let [Action::Persist { token, .. }] = &a[..] else {
+        panic!("{a:?}")
+    };
+    let a = c.on_event(
+        4,
+        Event::Persisted {
+            token: *token,
+            error: 0,
+        },
+    );
+    let a2 = c.on_event(4, Event::Add(9, verify(pid, e, &[("a", 0)])));
+    let busy = code(ResponseError::ConcurrentTransactions);
+    assert_eq!(
+        a2,
+        vec![Action::Reply(9, Reply::Add(vec![("a".into(), 0, busy)]))]
+    );
+    // Once it ended, its partitions are no longer in a transaction.
+    settle(&mut c, 4, a, &mut log);
+    let a = c.on_event(5, Event::Add(10, verify(pid, e, &[("a", 0)])));
+    assert_eq!(
+        a,
+        vec![Action::Reply(
+            10,
+            Reply::Add(vec![("a".into(), 0, abortable)])
+        )]
+    );
+}

@@ -21,7 +21,7 @@ use crate::security::acl::{OP_WRITE, RESOURCE_TOPIC, RESOURCE_TRANSACTIONAL_ID};
 use crate::security::quota::QuotaKind;
 use crate::shard::controller::{self};
 use crate::shard::ops::{self, AppendFuture, AppendOutcome};
-use crate::shard::{MeshMsg, Shard};
+use crate::shard::{txns, MeshMsg, Shard};
 use crate::util::{sb, topic_name};
 
 /// Position of a partition in the request: (topic index, partition index).
@@ -30,8 +30,11 @@ type Slot = (usize, usize);
 type Rows<T> = Vec<(String, Vec<(i32, Option<T>)>)>;
 /// Forwarded partitions of one shard and the receiver of their results.
 type Remote = (Vec<Slot>, Option<flume::Receiver<Vec<AppendOutcome>>>);
-/// Work forwarded to one shard: (topic, partition, records).
-type Forward = Vec<(String, i32, Bytes)>;
+/// Work forwarded to one shard: (topic, partition, records, verification guard).
+type Forward = Vec<(String, i32, Bytes, Option<u64>)>;
+/// An append the request asks for: where its result goes, its owner shard, topic, partition
+/// and records.
+type Wanted = (Slot, usize, String, i32, Bytes);
 
 /// Batches a client may not write: control batches (Kafka: INVALID_RECORD); transactional
 /// batches outside a transactional request (INVALID_TXN_STATE) or without a producer id and
@@ -76,7 +79,11 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
     }
     // A transactional producer's batches (its coordinator tracks the transaction; the
     // partition's producer state opens it at the first batch, see sluice_storage::producer).
-    let transactional = req.transactional_id.is_some();
+    let transactional_id = req
+        .transactional_id
+        .as_ref()
+        .map(|t| t.0.as_str().to_owned());
+    let transactional = transactional_id.is_some();
     // ACLs: WRITE on the transactional id (all or nothing), WRITE on each topic.
     if let Some(id) = &req.transactional_id {
         if !ctx.may(shard, OP_WRITE, RESOURCE_TRANSACTIONAL_ID, id.0.as_str()) {
@@ -107,7 +114,7 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
 
     // Per topic: its name and, per partition, (index, local future or None if forwarded).
     let mut rows: Rows<AppendFuture> = Vec::with_capacity(req.topic_data.len());
-    let mut by_shard: BTreeMap<usize, Vec<(Item, Bytes)>> = BTreeMap::new();
+    let mut wanted: Vec<Wanted> = Vec::new();
     for (ti, t) in req.topic_data.into_iter().enumerate() {
         let name = t.name.0.as_str().to_owned();
         let meta = image.topic(&name).cloned();
@@ -135,22 +142,46 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
                 Some(_) if refused.is_some() => refused.and_then(fail),
                 Some(m) => {
                     let owner = shard.owner_of(m, p.index);
-                    if owner == shard.id {
-                        Some(ops::append(shard, &name, p.index, records, acks))
-                    } else {
-                        let item = Item {
-                            topic: name.clone(),
-                            index: p.index,
-                            slot: (ti, pi),
-                        };
-                        by_shard.entry(owner).or_default().push((item, records));
-                        None
-                    }
+                    wanted.push(((ti, pi), owner, name.clone(), p.index, records));
+                    None
                 }
             };
             row.push((p.index, fut));
         }
         rows.push((name, row));
+    }
+
+    // KIP-890 part 1: a transactional producer's batch that would open its transaction in a
+    // partition goes in only once the coordinator confirmed the partition is in it.
+    let verdicts = match &transactional_id {
+        Some(id) if shard.config.args.transaction_partition_verification_enable => {
+            verify(shard, id, ctx.version, &wanted).await
+        }
+        _ => vec![Ok(None); wanted.len()],
+    };
+    let mut by_shard: BTreeMap<usize, Vec<(Item, Bytes, Option<u64>)>> = BTreeMap::new();
+    for (((ti, pi), owner, topic, index, records), verdict) in wanted.into_iter().zip(verdicts) {
+        let fut: AppendFuture = match verdict {
+            Err(refused) => Box::pin(std::future::ready(refused)),
+            Ok(guard) if owner == shard.id => {
+                ops::append(shard, &topic, index, records, acks, guard)
+            }
+            Ok(guard) => {
+                let item = Item {
+                    topic,
+                    index,
+                    slot: (ti, pi),
+                };
+                by_shard
+                    .entry(owner)
+                    .or_default()
+                    .push((item, records, guard));
+                continue;
+            }
+        };
+        if let Some(cell) = rows.get_mut(ti).and_then(|(_, row)| row.get_mut(pi)) {
+            cell.1 = Some(fut);
+        }
     }
 
     // Forward each remote shard's slice; the appends run there in mesh order. Only the enqueue
@@ -159,7 +190,7 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
     for (owner, items) in by_shard {
         let (slots, work): (Vec<Slot>, Forward) = items
             .into_iter()
-            .map(|(it, b)| (it.slot, (it.topic, it.index, b)))
+            .map(|(it, b, guard)| (it.slot, (it.topic, it.index, b, guard)))
             .unzip();
         let rx = shard
             .start_request(owner, |reply| MeshMsg::Append {
@@ -290,6 +321,115 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
             ),
         )
     }))
+}
+
+/// KIP-890 part 1 for one request's appends: per append, the verification guard to append
+/// under (`None`: none needed), or the outcome that refuses it. Asks the owner shards for
+/// guards, then the coordinator about the partitions that need one.
+async fn verify(
+    shard: &Rc<Shard>,
+    transactional_id: &str,
+    version: i16,
+    wanted: &[Wanted],
+) -> Vec<Result<Option<u64>, AppendOutcome>> {
+    let mut out = vec![Ok(None); wanted.len()];
+    let Some(producer) = wanted
+        .iter()
+        .find_map(|(_, _, _, _, records)| ops::transactional_producer(records))
+    else {
+        return out;
+    };
+    let mut by_owner: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, (_, owner, ..)) in wanted.iter().enumerate() {
+        by_owner.entry(*owner).or_default().push(i);
+    }
+    let mut guards: Vec<Option<u64>> = vec![None; wanted.len()];
+    for (owner, idxs) in by_owner {
+        let parts: Vec<(String, i32)> = idxs
+            .iter()
+            .map(|&i| (wanted[i].2.clone(), wanted[i].3))
+            .collect();
+        let answer = if owner == shard.id {
+            ops::txn_guards(shard, &parts, producer)
+        } else {
+            // Unanswered: the append on that shard refuses what needed a guard.
+            shard
+                .request(owner, |reply| MeshMsg::TxnGuards {
+                    parts,
+                    producer,
+                    reply,
+                })
+                .await
+                .unwrap_or_default()
+        };
+        for (k, i) in idxs.into_iter().enumerate() {
+            guards[i] = answer.get(k).copied().flatten();
+        }
+    }
+    let need: Vec<usize> = (0..wanted.len()).filter(|&i| guards[i].is_some()).collect();
+    if need.is_empty() {
+        return out;
+    }
+    let parts = need
+        .iter()
+        .map(|&i| (wanted[i].2.clone(), wanted[i].3))
+        .collect();
+    let codes = txns::verify(shard, transactional_id, producer, parts).await;
+    let m = &shard.metrics;
+    crate::metrics::ShardMetrics::add(&m.txn_verifications, need.len() as u64);
+    for (i, code) in need.into_iter().zip(codes) {
+        out[i] = if code == 0 {
+            Ok(guards[i])
+        } else {
+            crate::metrics::ShardMetrics::add(&m.txn_verification_failures, 1);
+            let (error, message) = verification_error(code, version);
+            tracing::debug!(transactional_id, topic = %wanted[i].2, partition = wanted[i].3, code, "transactional batch not verified");
+            Err(AppendOutcome {
+                error,
+                base_offset: -1,
+                log_append_time_ms: -1,
+                log_start_offset: -1,
+                message,
+            })
+        };
+    }
+    out
+}
+
+/// Produce v11 is the first to know TRANSACTION_ABORTABLE (KIP-890).
+const FIRST_TRANSACTION_ABORTABLE_PRODUCE_VERSION: i16 = 11;
+
+/// What a producer is told when its coordinator did not verify the partition (Kafka's
+/// translation): a fenced epoch as INVALID_PRODUCER_EPOCH; a partition not in the transaction
+/// as TRANSACTION_ABORTABLE (INVALID_TXN_STATE before Produce v11); a coordinator that could
+/// not answer as NOT_ENOUGH_REPLICAS, which every client retries without a metadata refresh.
+fn verification_error(code: i16, version: i16) -> (i16, Option<String>) {
+    use ResponseError as E;
+    let e = ResponseError::try_from_code(code);
+    match e {
+        Some(E::ProducerFenced) => (E::InvalidProducerEpoch.code(), None),
+        Some(E::TransactionAbortable) if version < FIRST_TRANSACTION_ABORTABLE_PRODUCE_VERSION => (
+            E::InvalidTxnState.code(),
+            Some("Partition was not added to the transaction".to_owned()),
+        ),
+        Some(E::TransactionAbortable | E::InvalidTxnState) => (
+            code,
+            Some("Partition was not added to the transaction".to_owned()),
+        ),
+        Some(
+            E::NetworkException
+            | E::CoordinatorLoadInProgress
+            | E::CoordinatorNotAvailable
+            | E::NotCoordinator
+            | E::ConcurrentTransactions,
+        ) => (
+            E::NotEnoughReplicas.code(),
+            Some(format!(
+                "Unable to verify the partition has been added to the transaction. Underlying error: {e:?}"
+            )),
+        ),
+        _ => (code, None),
+    }
 }
 
 fn to_wire(r: AppendOutcome) -> PartitionProduceResponse {

@@ -1,5 +1,5 @@
-//! The transaction APIs (docs/architecture.md §7.1): AddPartitionsToTxn (v0–3, the client
-//! versions), AddOffsetsToTxn, EndTxn, TxnOffsetCommit, DescribeTransactions, ListTransactions,
+//! The transaction APIs (docs/architecture.md §7.1): AddPartitionsToTxn (v0–3 from clients,
+//! v4 from brokers: a partition leader's KIP-890 verification), AddOffsetsToTxn, EndTxn, TxnOffsetCommit, DescribeTransactions, ListTransactions,
 //! and WriteTxnMarkers (markers for partitions this broker leads: Kafka's coordinator-to-broker
 //! API, which `sluice txn abort` also uses to end a hanging transaction). Each goes to the coordinator of its transactional id
 //! (`shard::txns::call`); TxnOffsetCommit goes to the group's coordinator, which keeps the
@@ -84,28 +84,95 @@ async fn add_partitions(
     results
 }
 
+/// One transaction of an AddPartitionsToTxn request.
+struct AddOne<'a> {
+    transactional_id: &'a str,
+    producer: (i64, i16),
+    topics:
+        &'a [kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic],
+    /// v4+ from a partition leader (KIP-890 part 1): only check.
+    verify_only: bool,
+    /// A client's request (v0–3): the ACLs on the id and topics apply; a broker's (v4+) was
+    /// allowed by CLUSTER_ACTION.
+    from_client: bool,
+}
+
+/// AddPartitionsToTxn of v0–3 (a client's, one transaction) and v4+ (a broker's, batched,
+/// `verify_only` when a partition leader verifies a producer's first transactional batch,
+/// KIP-890 part 1; it needs CLUSTER_ACTION on the cluster, as in Kafka).
 pub async fn add_partitions_to_txn(
     shard: Rc<Shard>,
     req: AddPartitionsToTxnRequest,
     ctx: Ctx,
 ) -> ResponseKind {
-    let transactional_id = req.v3_and_below_transactional_id.0.as_str().to_owned();
+    if ctx.version < 4 {
+        let topics = add_one(
+            &shard,
+            &ctx,
+            AddOne {
+                transactional_id: req.v3_and_below_transactional_id.0.as_str(),
+                producer: (
+                    req.v3_and_below_producer_id.0,
+                    req.v3_and_below_producer_epoch,
+                ),
+                topics: &req.v3_and_below_topics,
+                verify_only: false,
+                from_client: true,
+            },
+        )
+        .await;
+        return ResponseKind::AddPartitionsToTxn(
+            AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics),
+        );
+    }
+    use kafka_protocol::messages::add_partitions_to_txn_response::AddPartitionsToTxnResult;
+    let resp = AddPartitionsToTxnResponse::default();
+    if !ctx.may_cluster(&shard, crate::security::acl::OP_CLUSTER_ACTION) {
+        return ResponseKind::AddPartitionsToTxn(
+            resp.with_error_code(ResponseError::ClusterAuthorizationFailed.code()),
+        );
+    }
+    let mut results = Vec::with_capacity(req.transactions.len());
+    for t in &req.transactions {
+        let topic_results = add_one(
+            &shard,
+            &ctx,
+            AddOne {
+                transactional_id: t.transactional_id.0.as_str(),
+                producer: (t.producer_id.0, t.producer_epoch),
+                topics: &t.topics,
+                verify_only: t.verify_only,
+                from_client: false,
+            },
+        )
+        .await;
+        results.push(
+            AddPartitionsToTxnResult::default()
+                .with_transactional_id(t.transactional_id.clone())
+                .with_topic_results(topic_results),
+        );
+    }
+    ResponseKind::AddPartitionsToTxn(resp.with_results_by_transaction(results))
+}
+
+async fn add_one(
+    shard: &Rc<Shard>,
+    ctx: &Ctx,
+    one: AddOne<'_>,
+) -> Vec<AddPartitionsToTxnTopicResult> {
+    let transactional_id = one.transactional_id;
     let image = shard.metadata();
     // ACLs: WRITE on the transactional id, WRITE on each topic.
-    let id_ok = ctx.may(
-        &shard,
-        OP_WRITE,
-        RESOURCE_TRANSACTIONAL_ID,
-        &transactional_id,
-    );
+    let id_ok =
+        !one.from_client || ctx.may(shard, OP_WRITE, RESOURCE_TRANSACTIONAL_ID, transactional_id);
     let mut unwritable = std::collections::BTreeSet::new();
     // Kafka: any unknown (or unauthorized) partition fails the request; the others are not
     // attempted.
     let mut wanted = Vec::new();
     let mut unknown = false;
-    for t in &req.v3_and_below_topics {
+    for t in one.topics {
         let meta = image.topic(t.name.0.as_str());
-        if !ctx.may(&shard, OP_WRITE, RESOURCE_TOPIC, t.name.0.as_str()) {
+        if one.from_client && !ctx.may(shard, OP_WRITE, RESOURCE_TOPIC, t.name.0.as_str()) {
             unwritable.insert(t.name.0.as_str().to_owned());
         }
         for &p in &t.partitions {
@@ -130,12 +197,19 @@ pub async fn add_partitions_to_txn(
                 (t.clone(), *p, e.code())
             })
             .collect()
+    } else if one.verify_only {
+        let codes = txns::verify(shard, transactional_id, one.producer, wanted.clone()).await;
+        wanted
+            .into_iter()
+            .zip(codes)
+            .map(|((t, p), e)| (t, p, e))
+            .collect()
     } else {
         add_partitions(
-            &shard,
-            &transactional_id,
-            req.v3_and_below_producer_id.0,
-            req.v3_and_below_producer_epoch,
+            shard,
+            transactional_id,
+            one.producer.0,
+            one.producer.1,
             wanted,
         )
         .await
@@ -148,17 +222,14 @@ pub async fn add_partitions_to_txn(
                 .with_partition_error_code(e),
         );
     }
-    let topics = by_topic
+    by_topic
         .into_iter()
         .map(|(name, rs)| {
             AddPartitionsToTxnTopicResult::default()
                 .with_name(TopicName(sb(name)))
                 .with_results_by_partition(rs)
         })
-        .collect();
-    ResponseKind::AddPartitionsToTxn(
-        AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(topics),
-    )
+        .collect()
 }
 
 pub async fn add_offsets_to_txn(

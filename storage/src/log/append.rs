@@ -467,6 +467,25 @@ impl Log {
         self.state.borrow().producers.aborted_between(from, to)
     }
 
+    /// KIP-890 part 1: `None` when a transactional batch of `producer_id` at `epoch` may be
+    /// appended as it is (its transaction is open here, or its epoch is stale and the append
+    /// will refuse it); otherwise the guard to verify it under (see `producer.rs`).
+    pub fn verification_guard(&self, producer_id: i64, epoch: i16) -> Option<u64> {
+        let mut st = self.state.borrow_mut();
+        st.producers
+            .needs_verification(producer_id, epoch)
+            .then(|| st.producers.verification_guard(producer_id, epoch))
+    }
+
+    /// Whether a transactional batch of `producer_id` at `epoch`, verified under `guard`, may
+    /// be appended now (see [`Log::verification_guard`]).
+    pub fn txn_verified(&self, producer_id: i64, epoch: i16, guard: Option<u64>) -> bool {
+        self.state
+            .borrow()
+            .producers
+            .verified(producer_id, epoch, guard)
+    }
+
     /// (open transactions, aborted ranges remembered), for metrics.
     pub fn txn_counts(&self) -> (usize, usize) {
         self.state.borrow().producers.txn_counts()

@@ -1,0 +1,326 @@
+//! KIP-890 part 1 over the wire: a partition leader asks the transaction coordinator whether a
+//! producer added the partition before it appends the producer's first transactional batch
+//! there. A batch for a partition outside the transaction is refused (INVALID_TXN_STATE, or
+//! TRANSACTION_ABORTABLE from Produce v11), and a late batch of a transaction that already
+//! ended cannot open a transaction nobody will close (the hanging transaction KIP-890 is
+//! about). On one node, with verification turned off for contrast, and in a cluster where the
+//! coordinator is another broker (AddPartitionsToTxn v4 between brokers).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::cluster::{leader_and_isr, Cluster};
+use common::raw::Raw;
+use common::{http_get, Broker, WAIT};
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse,
+    ListOffsetsRequest, ListOffsetsResponse, ProduceRequest, ProduceResponse, ProducerId,
+    TopicName, TransactionalId,
+};
+use kafka_protocol::protocol::StrBytes;
+use sluice_net::records::BatchBuilder;
+
+const INVALID_PRODUCER_EPOCH: i16 = 47;
+const INVALID_TXN_STATE: i16 = 48;
+const TRANSACTION_ABORTABLE: i16 = 120;
+
+fn sb(s: &str) -> StrBytes {
+    StrBytes::from_string(s.to_owned())
+}
+
+/// Runs `f` until it answers `Ok` (an error code is retried for up to WAIT: coordinators
+/// load, the transaction topic is created on first use, markers complete).
+fn retry<T>(what: &str, mut f: impl FnMut() -> Result<T, i16>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match f() {
+            Ok(v) => return v,
+            Err(code) if Instant::now() < deadline => {
+                eprintln!("{what}: error {code}, retrying");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            Err(code) => panic!("{what}: error {code}"),
+        }
+    }
+}
+
+/// The node id of `id`'s transaction coordinator, asked through `addr`.
+fn find_coordinator(addr: &str, id: &str) -> i32 {
+    retry("FindCoordinator", || {
+        let r: FindCoordinatorResponse = Raw::connect(addr).call(
+            ApiKey::FindCoordinator,
+            3,
+            &FindCoordinatorRequest::default()
+                .with_key(sb(id))
+                .with_key_type(1),
+        );
+        if r.error_code == 0 {
+            Ok(r.node_id.0)
+        } else {
+            Err(r.error_code)
+        }
+    })
+}
+
+struct Txn {
+    id: &'static str,
+    pid: i64,
+    epoch: i16,
+}
+
+fn init(coordinator: &str, id: &'static str) -> Txn {
+    retry("InitProducerId", || {
+        let r: InitProducerIdResponse = Raw::connect(coordinator).call(
+            ApiKey::InitProducerId,
+            3,
+            &InitProducerIdRequest::default()
+                .with_transactional_id(Some(TransactionalId(sb(id))))
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        );
+        if r.error_code == 0 {
+            Ok(Txn {
+                id,
+                pid: r.producer_id.0,
+                epoch: r.producer_epoch,
+            })
+        } else {
+            Err(r.error_code)
+        }
+    })
+}
+
+fn add(coordinator: &str, t: &Txn, topic: &str, partition: i32) {
+    retry("AddPartitionsToTxn", || {
+        let r: AddPartitionsToTxnResponse = Raw::connect(coordinator).call(
+            ApiKey::AddPartitionsToTxn,
+            3,
+            &AddPartitionsToTxnRequest::default()
+                .with_v3_and_below_transactional_id(TransactionalId(sb(t.id)))
+                .with_v3_and_below_producer_id(ProducerId(t.pid))
+                .with_v3_and_below_producer_epoch(t.epoch)
+                .with_v3_and_below_topics(vec![AddPartitionsToTxnTopic::default()
+                    .with_name(TopicName(sb(topic)))
+                    .with_partitions(vec![partition])]),
+        );
+        match r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code {
+            0 => Ok(()),
+            e => Err(e),
+        }
+    })
+}
+
+fn end(coordinator: &str, t: &Txn, commit: bool) {
+    retry("EndTxn", || {
+        let r: EndTxnResponse = Raw::connect(coordinator).call(
+            ApiKey::EndTxn,
+            3,
+            &EndTxnRequest::default()
+                .with_transactional_id(TransactionalId(sb(t.id)))
+                .with_producer_id(ProducerId(t.pid))
+                .with_producer_epoch(t.epoch)
+                .with_committed(commit),
+        );
+        match r.error_code {
+            0 => Ok(()),
+            e => Err(e),
+        }
+    })
+}
+
+/// Produce (acks=all, Produce `version`) of one transactional batch of `n` records of `t`
+/// starting at sequence `seq` to the partition's leader `addr`: its error code.
+fn produce(
+    addr: &str,
+    version: i16,
+    t: &Txn,
+    topic: &str,
+    partition: i32,
+    seq: i32,
+    n: usize,
+) -> i16 {
+    let mut b = BatchBuilder::new()
+        .transactional(true)
+        .producer(t.pid, t.epoch, seq);
+    for i in 0..n {
+        b.push(
+            None,
+            Some(Bytes::from(format!("{}-{}", t.id, seq as usize + i))),
+            1_700_000_000_000,
+            &[],
+        );
+    }
+    let req = ProduceRequest::default()
+        .with_transactional_id(Some(TransactionalId(sb(t.id))))
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(sb(topic)))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(b.build().unwrap()))])]);
+    let r: ProduceResponse = Raw::connect(addr).call(ApiKey::Produce, version, &req);
+    r.responses[0].partition_responses[0].error_code
+}
+
+/// (last stable offset, high watermark) of a partition, from its leader `addr`.
+fn lso_and_hw(addr: &str, topic: &str, partition: i32) -> (i64, i64) {
+    let latest = |isolation: i8| {
+        let r: ListOffsetsResponse = Raw::connect(addr).call(
+            ApiKey::ListOffsets,
+            4,
+            &ListOffsetsRequest::default()
+                .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+                .with_isolation_level(isolation)
+                .with_topics(vec![ListOffsetsTopic::default()
+                    .with_name(TopicName(sb(topic)))
+                    .with_partitions(vec![ListOffsetsPartition::default()
+                        .with_partition_index(partition)
+                        .with_timestamp(-1)])]),
+        );
+        let p = &r.topics[0].partitions[0];
+        assert_eq!(p.error_code, 0, "ListOffsets");
+        p.offset
+    };
+    (latest(1), latest(0))
+}
+
+/// The sum over shards of a counter in the broker's /metrics.
+fn metric(metrics_addr: &str, name: &str) -> f64 {
+    let (status, body) = http_get(metrics_addr, "/metrics");
+    assert_eq!(status, 200);
+    body.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn a_batch_for_a_partition_outside_the_transaction_is_refused_and_cannot_hang_it() {
+    let broker = Broker::start(&[]);
+    // Four partitions: with two shards, the guards come from both (through the mesh).
+    broker.create_topic("v", 4, &[]);
+    let addr = broker.addr.as_str();
+    find_coordinator(addr, "tx-v");
+    let t = init(addr, "tx-v");
+    add(addr, &t, "v", 0);
+
+    // Partitions 1..3 were not added: refused, with the error each Produce version knows.
+    assert_eq!(produce(addr, 9, &t, "v", 1, 0, 1), INVALID_TXN_STATE);
+    assert_eq!(produce(addr, 11, &t, "v", 2, 0, 1), TRANSACTION_ABORTABLE);
+    assert_eq!(lso_and_hw(addr, "v", 1), (0, 0), "nothing written");
+    // The added partition takes the first batch (verified) and the next (its transaction is
+    // open there: no question to the coordinator).
+    assert_eq!(produce(addr, 9, &t, "v", 0, 0, 3), 0);
+    assert_eq!(produce(addr, 9, &t, "v", 0, 3, 3), 0);
+    assert_eq!(lso_and_hw(addr, "v", 0), (0, 6), "open transaction");
+    end(addr, &t, false);
+    retry("abort marker", || match lso_and_hw(addr, "v", 0) {
+        (7, 7) => Ok(()),
+        _ => Err(-1),
+    });
+
+    // A late batch of the aborted transaction (a retry the network held back) must not open
+    // a new transaction in the partition: nothing would ever close it.
+    assert_eq!(produce(addr, 9, &t, "v", 0, 6, 1), INVALID_TXN_STATE);
+    assert_eq!(lso_and_hw(addr, "v", 0), (7, 7), "no hanging transaction");
+    // A producer with a newer epoch fences this one: its batch is an old epoch's.
+    let newer = init(addr, "tx-v");
+    assert_eq!(newer.pid, t.pid);
+    assert!(newer.epoch > t.epoch);
+    let stale = produce(addr, 9, &t, "v", 3, 0, 1);
+    assert!(
+        stale == INVALID_PRODUCER_EPOCH || stale == INVALID_TXN_STATE,
+        "stale epoch: {stale}"
+    );
+    // The fenced producer's new transaction works as before.
+    add(addr, &newer, "v", 3);
+    assert_eq!(produce(addr, 9, &newer, "v", 3, 0, 2), 0);
+    end(addr, &newer, true);
+    retry("commit marker", || match lso_and_hw(addr, "v", 3) {
+        (3, 3) => Ok(()),
+        _ => Err(-1),
+    });
+
+    let m = &broker.metrics_addr;
+    assert!(metric(m, "sluice_txn_verifications_total") >= 5.0);
+    assert!(metric(m, "sluice_txn_verification_failures_total") >= 3.0);
+
+    // Without verification the same late batch goes in and hangs the partition (the last
+    // stable offset stays behind until a coordinator or an operator writes a marker): what
+    // the check above prevents.
+    let off = Broker::start(&["--transaction-partition-verification-enable", "false"]);
+    off.create_topic("v", 1, &[]);
+    let addr = off.addr.as_str();
+    find_coordinator(addr, "tx-off");
+    let t = init(addr, "tx-off");
+    assert_eq!(
+        produce(addr, 9, &t, "v", 0, 0, 1),
+        0,
+        "not added, yet written"
+    );
+    let (lso, hw) = lso_and_hw(addr, "v", 0);
+    assert_eq!(
+        (lso, hw),
+        (0, 1),
+        "a transaction its coordinator does not know"
+    );
+}
+
+#[test]
+fn a_leader_verifies_with_a_coordinator_on_another_broker() {
+    let cluster = Cluster::start(3, false, &[]);
+    cluster.wait_settled(&[0, 1, 2]);
+    let any = cluster.nodes[0].addr.clone();
+    cluster.nodes[0].create_topic("cv", 6, &[]);
+    cluster.wait_for("every partition led", || {
+        (0..6).all(|p| leader_and_isr(&any, "cv", p).is_some_and(|(l, _)| l >= 0))
+    });
+    let id = "tx-cv";
+    let c = find_coordinator(&any, id) as usize;
+    let coordinator = cluster.nodes[c].addr.clone();
+    // Two partitions led by brokers other than the coordinator.
+    let elsewhere: Vec<(i32, usize)> = (0..6)
+        .filter_map(|p| {
+            let (leader, _) = leader_and_isr(&any, "cv", p)?;
+            (leader as usize != c).then_some((p, leader as usize))
+        })
+        .take(2)
+        .collect();
+    assert_eq!(elsewhere.len(), 2, "six partitions over three brokers");
+    let (added, added_leader) = elsewhere[0];
+    let (other, other_leader) = elsewhere[1];
+
+    let t = init(&coordinator, id);
+    add(&coordinator, &t, "cv", added);
+    let leader = |i: usize| cluster.nodes[i].addr.clone();
+    assert_eq!(
+        produce(&leader(other_leader), 9, &t, "cv", other, 0, 1),
+        INVALID_TXN_STATE,
+        "not added: the coordinator on broker {c} said so"
+    );
+    assert_eq!(produce(&leader(added_leader), 9, &t, "cv", added, 0, 2), 0);
+    end(&coordinator, &t, true);
+    let a = leader(added_leader);
+    retry("commit marker", || match lso_and_hw(&a, "cv", added) {
+        (3, 3) => Ok(()),
+        _ => Err(-1),
+    });
+    let asked: f64 = [added_leader, other_leader]
+        .iter()
+        .map(|&i| {
+            metric(
+                &cluster.nodes[i].metrics_addr,
+                "sluice_txn_verifications_total",
+            )
+        })
+        .sum();
+    assert!(asked >= 2.0, "the leaders asked the coordinator: {asked}");
+}
