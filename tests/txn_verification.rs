@@ -4,7 +4,8 @@
 //! TRANSACTION_ABORTABLE from Produce v11), and a late batch of a transaction that already
 //! ended cannot open a transaction nobody will close (the hanging transaction KIP-890 is
 //! about). On one node, with verification turned off for contrast, and in a cluster where the
-//! coordinator is another broker (AddPartitionsToTxn v4 between brokers).
+//! coordinator is another broker (AddPartitionsToTxn v4 between brokers, which a broker that is
+//! not the coordinator answers NOT_COORDINATOR).
 
 mod common;
 
@@ -14,7 +15,9 @@ use bytes::Bytes;
 use common::cluster::{leader_and_isr, Cluster};
 use common::raw::Raw;
 use common::{http_get, Broker, WAIT};
-use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use kafka_protocol::messages::add_partitions_to_txn_request::{
+    AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
+};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
@@ -26,6 +29,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use sluice_net::records::BatchBuilder;
 
+const NOT_COORDINATOR: i16 = 16;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 const INVALID_TXN_STATE: i16 = 48;
 const TRANSACTION_ABORTABLE: i16 = 120;
@@ -313,6 +317,27 @@ fn a_leader_verifies_with_a_coordinator_on_another_broker() {
         (3, 3) => Ok(()),
         _ => Err(-1),
     });
+    // A broker that is not the coordinator answers a leader's question NOT_COORDINATOR rather
+    // than pass it on (brokers whose metadata disagree could otherwise bounce it).
+    let not_coordinator = (0..3).find(|&i| i != c).expect("another broker");
+    let r: AddPartitionsToTxnResponse = Raw::connect(&cluster.nodes[not_coordinator].addr).call(
+        ApiKey::AddPartitionsToTxn,
+        4,
+        &AddPartitionsToTxnRequest::default().with_transactions(vec![
+            AddPartitionsToTxnTransaction::default()
+                .with_transactional_id(TransactionalId(sb(id)))
+                .with_producer_id(ProducerId(t.pid))
+                .with_producer_epoch(t.epoch)
+                .with_verify_only(true)
+                .with_topics(vec![AddPartitionsToTxnTopic::default()
+                    .with_name(TopicName(sb("cv")))
+                    .with_partitions(vec![added])]),
+        ]),
+    );
+    assert_eq!(r.error_code, 0);
+    let code =
+        r.results_by_transaction[0].topic_results[0].results_by_partition[0].partition_error_code;
+    assert_eq!(code, NOT_COORDINATOR);
     let asked: f64 = [added_leader, other_leader]
         .iter()
         .map(|&i| {

@@ -411,12 +411,15 @@ where
 /// `parts` to its ongoing transaction. An error code per partition, in order, as the
 /// coordinator answers AddPartitionsToTxn with `verify_only` (NONE: it did;
 /// TRANSACTION_ABORTABLE: it did not); COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR or
-/// NETWORK_EXCEPTION when the coordinator cannot answer.
+/// NETWORK_EXCEPTION when the coordinator cannot answer. With `forward` false (a question
+/// another broker sent here) a coordinator elsewhere is NOT_COORDINATOR: a question is never
+/// passed on, so brokers whose metadata disagree cannot bounce it between them.
 pub async fn verify(
     shard: &Rc<Shard>,
     transactional_id: &str,
     producer: (i64, i16),
     parts: Vec<(String, i32)>,
+    forward: bool,
 ) -> Vec<i16> {
     let all = |e: ResponseError, n: usize| vec![e.code(); n];
     let n = parts.len();
@@ -424,7 +427,9 @@ pub async fn verify(
         Ok((_, leader)) => leader,
         Err(e) => return all(e, n),
     };
-    let codes = if leader == shard.config.args.node_id {
+    let codes = if leader != shard.config.args.node_id && !forward {
+        all(ResponseError::NotCoordinator, n)
+    } else if leader == shard.config.args.node_id {
         let reply = call(shard, transactional_id, |partition| {
             Request::Add(crate::coordinator::txn::coordinator::AddRequest {
                 transactional_id: transactional_id.to_owned(),

@@ -374,7 +374,7 @@ async fn verify(
         .iter()
         .map(|&i| (wanted[i].2.clone(), wanted[i].3))
         .collect();
-    let codes = txns::verify(shard, transactional_id, producer, parts).await;
+    let codes = txns::verify(shard, transactional_id, producer, parts, true).await;
     let m = &shard.metrics;
     crate::metrics::ShardMetrics::add(&m.txn_verifications, need.len() as u64);
     for (i, code) in need.into_iter().zip(codes) {

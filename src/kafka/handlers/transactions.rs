@@ -1,8 +1,9 @@
 //! The transaction APIs (docs/architecture.md §7.1): AddPartitionsToTxn (v0–3 from clients,
-//! v4 from brokers: a partition leader's KIP-890 verification), AddOffsetsToTxn, EndTxn, TxnOffsetCommit, DescribeTransactions, ListTransactions,
-//! and WriteTxnMarkers (markers for partitions this broker leads: Kafka's coordinator-to-broker
-//! API, which `sluice txn abort` also uses to end a hanging transaction). Each goes to the coordinator of its transactional id
-//! (`shard::txns::call`); TxnOffsetCommit goes to the group's coordinator, which keeps the
+//! v4 from brokers: a partition leader's KIP-890 verification), AddOffsetsToTxn, EndTxn,
+//! TxnOffsetCommit, DescribeTransactions, ListTransactions, and WriteTxnMarkers (markers for
+//! partitions this broker leads: Kafka's coordinator-to-broker API, which `sluice txn abort`
+//! also uses to end a hanging transaction). Each goes to the coordinator of its transactional
+//! id (`shard::txns::call`); TxnOffsetCommit goes to the group's coordinator, which keeps the
 //! offsets pending until the transaction's marker reaches its `__consumer_offsets` partition.
 
 use std::collections::BTreeMap;
@@ -198,7 +199,8 @@ async fn add_one(
             })
             .collect()
     } else if one.verify_only {
-        let codes = txns::verify(shard, transactional_id, one.producer, wanted.clone()).await;
+        let codes =
+            txns::verify(shard, transactional_id, one.producer, wanted.clone(), false).await;
         wanted
             .into_iter()
             .zip(codes)
