@@ -21,6 +21,10 @@ use kafka_protocol::messages::add_partitions_to_txn_request::{
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, GroupId, OffsetFetchRequest,
+    OffsetFetchResponse, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+};
+use kafka_protocol::messages::{
     AddPartitionsToTxnRequest, AddPartitionsToTxnResponse, ApiKey, EndTxnRequest, EndTxnResponse,
     FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse,
     ListOffsetsRequest, ListOffsetsResponse, ProduceRequest, ProduceResponse, ProducerId,
@@ -33,6 +37,7 @@ const NOT_COORDINATOR: i16 = 16;
 const INVALID_PRODUCER_EPOCH: i16 = 47;
 const INVALID_TXN_STATE: i16 = 48;
 const TRANSACTION_ABORTABLE: i16 = 120;
+const UNSTABLE_OFFSET_COMMIT: i16 = 88;
 
 fn sb(s: &str) -> StrBytes {
     StrBytes::from_string(s.to_owned())
@@ -137,6 +142,68 @@ fn end(coordinator: &str, t: &Txn, commit: bool) {
             e => Err(e),
         }
     })
+}
+
+fn add_offsets(coordinator: &str, t: &Txn, group: &str) {
+    retry("AddOffsetsToTxn", || {
+        let r: AddOffsetsToTxnResponse = Raw::connect(coordinator).call(
+            ApiKey::AddOffsetsToTxn,
+            3,
+            &AddOffsetsToTxnRequest::default()
+                .with_transactional_id(TransactionalId(sb(t.id)))
+                .with_producer_id(ProducerId(t.pid))
+                .with_producer_epoch(t.epoch)
+                .with_group_id(GroupId(sb(group))),
+        );
+        match r.error_code {
+            0 => Ok(()),
+            e => Err(e),
+        }
+    })
+}
+
+/// TxnOffsetCommit v2 (no member: a simple consumer's) of `offset` for partition 0 of
+/// `topic` in `t`'s transaction: its error code.
+fn txn_offset_commit(addr: &str, t: &Txn, group: &str, topic: &str, offset: i64) -> i16 {
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    let r: TxnOffsetCommitResponse = Raw::connect(addr).call(
+        ApiKey::TxnOffsetCommit,
+        2,
+        &TxnOffsetCommitRequest::default()
+            .with_transactional_id(TransactionalId(sb(t.id)))
+            .with_group_id(GroupId(sb(group)))
+            .with_producer_id(ProducerId(t.pid))
+            .with_producer_epoch(t.epoch)
+            .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                .with_name(TopicName(sb(topic)))
+                .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                    .with_partition_index(0)
+                    .with_committed_offset(offset)
+                    .with_committed_leader_epoch(-1)])]),
+    );
+    r.topics[0].partitions[0].error_code
+}
+
+/// OffsetFetch v7 with `require_stable` (a read_committed consumer's) of partition 0 of
+/// `topic`: (error code, committed offset). UNSTABLE_OFFSET_COMMIT while transactional offsets
+/// of the partition are pending.
+fn stable_offset(addr: &str, group: &str, topic: &str) -> (i16, i64) {
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    let r: OffsetFetchResponse = Raw::connect(addr).call(
+        ApiKey::OffsetFetch,
+        7,
+        &OffsetFetchRequest::default()
+            .with_group_id(GroupId(sb(group)))
+            .with_require_stable(true)
+            .with_topics(Some(vec![OffsetFetchRequestTopic::default()
+                .with_name(TopicName(sb(topic)))
+                .with_partition_indexes(vec![0])])),
+    );
+    assert_eq!(r.error_code, 0, "OffsetFetch");
+    let p = &r.topics[0].partitions[0];
+    (p.error_code, p.committed_offset)
 }
 
 /// Produce (acks=all, Produce `version`) of one transactional batch of `n` records of `t`
@@ -348,4 +415,55 @@ fn a_leader_verifies_with_a_coordinator_on_another_broker() {
         })
         .sum();
     assert!(asked >= 2.0, "the leaders asked the coordinator: {asked}");
+}
+
+#[test]
+fn transactional_offsets_of_a_group_outside_the_transaction_are_refused() {
+    for verification in [true, false] {
+        let broker = Broker::start(&[
+            "--transaction-partition-verification-enable",
+            &verification.to_string(),
+        ]);
+        broker.create_topic("in", 1, &[]);
+        let addr = broker.addr.as_str();
+        find_coordinator(addr, "tx-o");
+        let t = init(addr, "tx-o");
+        if !verification {
+            // Without verification a commit for a group the transaction never added is taken
+            // and pending (UNSTABLE_OFFSET_COMMIT to a read_committed consumer), though the
+            // transaction's end will never reach that partition.
+            assert_eq!(txn_offset_commit(addr, &t, "g-o", "in", 7), 0);
+            assert_eq!(stable_offset(addr, "g-o", "in").0, UNSTABLE_OFFSET_COMMIT);
+            continue;
+        }
+        // Not added with AddOffsetsToTxn: refused, nothing pending.
+        assert_eq!(
+            txn_offset_commit(addr, &t, "g-o", "in", 7),
+            INVALID_TXN_STATE
+        );
+        assert_eq!(stable_offset(addr, "g-o", "in"), (0, -1));
+        // Added: taken, pending until the commit marker, then the group's offset.
+        add_offsets(addr, &t, "g-o");
+        assert_eq!(txn_offset_commit(addr, &t, "g-o", "in", 42), 0);
+        assert_eq!(stable_offset(addr, "g-o", "in").0, UNSTABLE_OFFSET_COMMIT);
+        end(addr, &t, true);
+        retry("committed offset", || {
+            match stable_offset(addr, "g-o", "in") {
+                (0, 42) => Ok(()),
+                (e, _) => Err(e),
+            }
+        });
+        // A late commit of the ended transaction: refused, and nothing left pending.
+        assert_eq!(
+            txn_offset_commit(addr, &t, "g-o", "in", 99),
+            INVALID_TXN_STATE
+        );
+        assert_eq!(stable_offset(addr, "g-o", "in"), (0, 42));
+        assert!(
+            metric(
+                &broker.metrics_addr,
+                "sluice_txn_verification_failures_total"
+            ) >= 2.0
+        );
+    }
 }

@@ -7,6 +7,10 @@
 //!   `Persisted` back — in append order per partition, whatever order the waits finish in
 //!   (`internal_log.rs`). The log cleaner
 //!   compacts the partitions (`cleanup.policy=compact`).
+//! - A transactional offset commit (TxnOffsetCommit) is verified first (KIP-890 part 1, as a
+//!   produce is: [`serve`]): the offsets partition's guard, the transaction coordinator's
+//!   answer, then the commit is fed with the guard standing ([`GroupDriver::verified`]), which
+//!   its `Persist` checks before appending.
 //! - [`run`] (one task per shard) creates the topic (shard 0), loads this shard's offsets
 //!   partitions, then ticks the coordinator every [`TICK_MS`].
 //!
@@ -44,6 +48,10 @@ pub struct GroupDriver {
     started: Cell<bool>,
     /// A cluster's `__consumer_offsets` creation was asked for (once per process).
     pub offsets_topic_requested: Cell<bool>,
+    /// While a verified transactional offset commit is fed: (producer id, verification guard).
+    /// Its `Persist` comes out of that same feed (the coordinator persists a commit at once);
+    /// a transactional write fed without it needs its transaction open already.
+    verified: Cell<Option<(i64, u64)>>,
 }
 
 impl Default for GroupDriver {
@@ -56,6 +64,7 @@ impl Default for GroupDriver {
             persists: PersistQueue::default(),
             started: Cell::new(false),
             offsets_topic_requested: Cell::new(false),
+            verified: Cell::new(None),
         }
     }
 }
@@ -66,20 +75,88 @@ impl GroupDriver {
         self.coord.borrow().summaries()
     }
 
-    /// Submits a request built by `make` and waits for its reply.
+    /// Submits a request built by `make` and waits for its reply; `verified`: the guard of a
+    /// verified transactional offset commit (see [`serve`]).
     pub async fn request(
         shard: &Rc<Shard>,
         make: impl FnOnce(ReqId) -> Event,
+        verified: Option<(i64, u64)>,
     ) -> Result<Reply, ResponseError> {
         let d = &shard.groups;
         let id = d.next_req.get();
         d.next_req.set(id + 1);
         let (tx, rx) = flume::bounded(1);
         d.waiters.borrow_mut().insert(id, tx);
+        d.verified.set(verified);
         feed(shard, make(id));
+        d.verified.set(None);
         rx.recv_async()
             .await
             .map_err(|_| ResponseError::CoordinatorNotAvailable)
+    }
+}
+
+/// Runs a group request that reached its coordinator shard. A transactional offset commit
+/// whose producer has no transaction open in the offsets partition is first verified with the
+/// transaction coordinator (KIP-890 part 1): refused as the producer's transaction does not
+/// hold the partition, it writes nothing.
+pub async fn serve(
+    shard: &Rc<Shard>,
+    request: coordinator::Request,
+) -> Result<Reply, ResponseError> {
+    let mut verified = None;
+    if let coordinator::Request::Commit(c) = &request {
+        if let (Some(id), Some(producer)) = (&c.transactional_id, c.txn) {
+            let guard = shard
+                .config
+                .args
+                .transaction_partition_verification_enable
+                .then(|| shard.partition(OFFSETS_TOPIC, c.partition))
+                .flatten()
+                .filter(|p| p.is_leader(None))
+                .and_then(|p| p.log.verification_guard(producer.0, producer.1));
+            if let Some(guard) = guard {
+                let part = vec![(OFFSETS_TOPIC.to_owned(), c.partition)];
+                let code = crate::shard::txns::verify(shard, id, producer, part, true)
+                    .await
+                    .first()
+                    .copied()
+                    .unwrap_or(ResponseError::UnknownServerError.code());
+                crate::metrics::ShardMetrics::add(&shard.metrics.txn_verifications, 1);
+                if code != 0 {
+                    crate::metrics::ShardMetrics::add(&shard.metrics.txn_verification_failures, 1);
+                    let error = txn_commit_error(code);
+                    return Ok(Reply::Commit(
+                        c.offsets
+                            .iter()
+                            .map(|o| (o.topic.clone(), o.partition, error))
+                            .collect(),
+                    ));
+                }
+                verified = Some((producer.0, guard));
+            }
+        }
+    }
+    GroupDriver::request(shard, move |id| request.into_event(id), verified).await
+}
+
+/// What a TxnOffsetCommit is told when the transaction coordinator did not verify the offsets
+/// partition: a fenced epoch as INVALID_PRODUCER_EPOCH, a partition not in the transaction as
+/// INVALID_TXN_STATE, a coordinator that could not answer as COORDINATOR_LOAD_IN_PROGRESS
+/// (retried by clients without looking for another group coordinator).
+fn txn_commit_error(code: i16) -> i16 {
+    use ResponseError as E;
+    match ResponseError::try_from_code(code) {
+        Some(E::ProducerFenced) => E::InvalidProducerEpoch.code(),
+        Some(E::TransactionAbortable) => E::InvalidTxnState.code(),
+        Some(
+            E::NetworkException
+            | E::CoordinatorLoadInProgress
+            | E::CoordinatorNotAvailable
+            | E::NotCoordinator
+            | E::ConcurrentTransactions,
+        ) => E::CoordinatorLoadInProgress.code(),
+        _ => code,
     }
 }
 
@@ -175,6 +252,22 @@ fn append(
         .partition(OFFSETS_TOPIC, partition)
         .filter(|p| p.is_leader(None))
         .ok_or(ResponseError::NotCoordinator)?;
+    // KIP-890 part 1: transactional offsets open the producer's transaction here only under
+    // the guard their verification got (see `serve`).
+    if let Some((pid, epoch)) = txn {
+        let guard = shard
+            .groups
+            .verified
+            .get()
+            .filter(|(p, _)| *p == pid)
+            .map(|(_, g)| g);
+        if shard.config.args.transaction_partition_verification_enable
+            && !part.log.txn_verified(pid, epoch, guard)
+        {
+            crate::metrics::ShardMetrics::add(&shard.metrics.txn_verification_failures, 1);
+            return Err(ResponseError::InvalidTxnState);
+        }
+    }
     let now = now_ms();
     let batch = encode_batch(records, now, txn).map_err(|e| {
         warn!(error = %e, "encoding __consumer_offsets batch failed");

@@ -11,7 +11,6 @@ use futures_util::future::join_all;
 use kafka_protocol::ResponseError;
 
 use super::controller::{ControllerOp, ControllerReply};
-use super::groups::GroupDriver;
 use super::ops::{self, AppendOutcome, PartitionOp, PartitionOpOutcome, ReadOutcome, ReadRequest};
 use super::txns::{Marker, TxnDriver};
 use super::Shard;
@@ -197,7 +196,7 @@ pub fn deliver(shard: &Rc<Shard>, msg: MeshMsg) {
                 .await;
         }),
         MeshMsg::Group { request, reply } => spawn(async move {
-            let r = GroupDriver::request(&s, move |id| request.into_event(id)).await;
+            let r = super::groups::serve(&s, request).await;
             let _ = reply.send_async(r).await;
         }),
     }

@@ -116,6 +116,7 @@ pub async fn handle(shard: Rc<Shard>, req: OffsetCommitRequest, ctx: Ctx) -> Res
     let results = commit_offsets(&shard, &group_id, wanted, |partition, offsets| {
         CommitRequest {
             txn: None,
+            transactional_id: None,
             group_id: group_id.clone(),
             partition,
             generation: req.generation_id_or_member_epoch,

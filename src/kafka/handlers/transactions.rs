@@ -392,6 +392,7 @@ pub async fn txn_offset_commit(
             instance_id,
             offsets,
             txn,
+            transactional_id: Some(req.transactional_id.0.as_str().to_owned()),
         }
     })
     .await;

@@ -178,6 +178,9 @@ pub struct CommitRequest {
     /// TxnOffsetCommit: (producer id, epoch). The offsets are written in the producer's
     /// transaction and become visible only when its commit marker reaches this partition.
     pub txn: Option<(i64, i16)>,
+    /// TxnOffsetCommit: the producer's transactional id (its coordinator verifies that the
+    /// producer added this partition, KIP-890 part 1; the driver asks, not this coordinator).
+    pub transactional_id: Option<String>,
 }
 
 #[derive(Debug, Clone)]

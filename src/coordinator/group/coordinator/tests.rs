@@ -189,6 +189,7 @@ impl Sim {
     fn commit(&mut self, member: &str, generation: i32, offsets: &[(&str, i32, i64)]) -> ReqId {
         let r = CommitRequest {
             txn: None,
+            transactional_id: None,
             group_id: "g".into(),
             partition: P,
             generation,
@@ -707,6 +708,7 @@ fn transactional_offsets_wait_for_the_marker() {
     let txn_commit = |s: &mut Sim, pid: i64, offset: i64| {
         let r = CommitRequest {
             txn: Some((pid, 0)),
+            transactional_id: None,
             group_id: "g".into(),
             partition: P,
             generation: -1,
