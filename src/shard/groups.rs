@@ -146,16 +146,12 @@ pub async fn serve(
 /// (retried by clients without looking for another group coordinator).
 fn txn_commit_error(code: i16) -> i16 {
     use ResponseError as E;
+    if crate::shard::txns::verification_unanswered(code) {
+        return E::CoordinatorLoadInProgress.code();
+    }
     match ResponseError::try_from_code(code) {
         Some(E::ProducerFenced) => E::InvalidProducerEpoch.code(),
         Some(E::TransactionAbortable) => E::InvalidTxnState.code(),
-        Some(
-            E::NetworkException
-            | E::CoordinatorLoadInProgress
-            | E::CoordinatorNotAvailable
-            | E::NotCoordinator
-            | E::ConcurrentTransactions,
-        ) => E::CoordinatorLoadInProgress.code(),
         _ => code,
     }
 }

@@ -462,6 +462,22 @@ pub async fn verify(
     }
 }
 
+/// Whether a [`verify`] answer means the coordinator could not answer (loading, moved,
+/// unreachable, deciding the transaction): the writer is told to retry, not refused.
+pub fn verification_unanswered(code: i16) -> bool {
+    use ResponseError as E;
+    matches!(
+        ResponseError::try_from_code(code),
+        Some(
+            E::NetworkException
+                | E::CoordinatorLoadInProgress
+                | E::CoordinatorNotAvailable
+                | E::NotCoordinator
+                | E::ConcurrentTransactions
+        )
+    )
+}
+
 /// [`verify`] with the coordinator on broker `to`: one AddPartitionsToTxn v4 request.
 async fn remote_verify(
     shard: &Rc<Shard>,

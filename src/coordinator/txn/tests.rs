@@ -104,6 +104,29 @@ fn settle(
     replies
 }
 
+/// EndTxn of `pid`/`e` (`commit`) as request `req` at `now`, with its Prepare record made
+/// durable: the coordinator's actions after that (the reply, then the markers to write).
+fn prepared(
+    c: &mut TxnCoordinator,
+    now: i64,
+    req: u64,
+    pid: i64,
+    e: i16,
+    commit: bool,
+) -> Vec<Action> {
+    let a = c.on_event(now, Event::End(req, end(pid, e, commit)));
+    let [Action::Persist { token, .. }] = &a[..] else {
+        panic!("{a:?}")
+    };
+    c.on_event(
+        now,
+        Event::Persisted {
+            token: *token,
+            error: 0,
+        },
+    )
+}
+
 fn init_ok(c: &mut TxnCoordinator, log: &mut Vec<TxnRecord>) -> (i64, i16) {
     let a = c.on_event(0, Event::Init(1, init("t", 60_000)));
     match settle(c, 0, a, log).as_slice() {
@@ -477,17 +500,7 @@ fn the_next_transactions_add_waits_for_the_previous_one_to_complete() {
     let (pid, e) = init_ok(&mut c, &mut log);
     let a = c.on_event(1, Event::Add(2, add(pid, e, &[("a", 0)])));
     settle(&mut c, 1, a, &mut log);
-    let a = c.on_event(2, Event::End(3, end(pid, e, true)));
-    let [Action::Persist { token, .. }] = &a[..] else {
-        panic!("{a:?}")
-    };
-    let a = c.on_event(
-        2,
-        Event::Persisted {
-            token: *token,
-            error: 0,
-        },
-    );
+    let a = prepared(&mut c, 2, 3, pid, e, true);
     let Some(Action::WriteMarkers { token: markers, .. }) = a.get(1).cloned() else {
         panic!("{a:?}")
     };
@@ -610,17 +623,7 @@ fn verify_only_answers_from_the_durable_state_and_writes_nothing() {
         vec![Action::Reply(7, Reply::Add(vec![("a".into(), 0, mapping)]))]
     );
     // A transaction being decided: CONCURRENT_TRANSACTIONS (the leader's client retries).
-    let a = c.on_event(4, Event::End(8, end(pid, e, false)));
-    let [Action::Persist { token, .. }] = &a[..] else {
-        panic!("{a:?}")
-    };
-    let a = c.on_event(
-        4,
-        Event::Persisted {
-            token: *token,
-            error: 0,
-        },
-    );
+    let a = prepared(&mut c, 4, 8, pid, e, false);
     let a2 = c.on_event(4, Event::Add(9, verify(pid, e, &[("a", 0)])));
     let busy = code(ResponseError::ConcurrentTransactions);
     assert_eq!(

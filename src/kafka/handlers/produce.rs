@@ -406,6 +406,14 @@ const FIRST_TRANSACTION_ABORTABLE_PRODUCE_VERSION: i16 = 11;
 fn verification_error(code: i16, version: i16) -> (i16, Option<String>) {
     use ResponseError as E;
     let e = ResponseError::try_from_code(code);
+    if txns::verification_unanswered(code) {
+        return (
+            E::NotEnoughReplicas.code(),
+            Some(format!(
+                "Unable to verify the partition has been added to the transaction. Underlying error: {e:?}"
+            )),
+        );
+    }
     match e {
         Some(E::ProducerFenced) => (E::InvalidProducerEpoch.code(), None),
         Some(E::TransactionAbortable) if version < FIRST_TRANSACTION_ABORTABLE_PRODUCE_VERSION => (
@@ -415,18 +423,6 @@ fn verification_error(code: i16, version: i16) -> (i16, Option<String>) {
         Some(E::TransactionAbortable | E::InvalidTxnState) => (
             code,
             Some("Partition was not added to the transaction".to_owned()),
-        ),
-        Some(
-            E::NetworkException
-            | E::CoordinatorLoadInProgress
-            | E::CoordinatorNotAvailable
-            | E::NotCoordinator
-            | E::ConcurrentTransactions,
-        ) => (
-            E::NotEnoughReplicas.code(),
-            Some(format!(
-                "Unable to verify the partition has been added to the transaction. Underlying error: {e:?}"
-            )),
         ),
         _ => (code, None),
     }
