@@ -407,10 +407,11 @@ fn verification_error(code: i16, version: i16) -> (i16, Option<String>) {
     use ResponseError as E;
     let e = ResponseError::try_from_code(code);
     if txns::verification_unanswered(code) {
+        let underlying = e.map_or_else(|| code.to_string(), |e| format!("{e:?}"));
         return (
             E::NotEnoughReplicas.code(),
             Some(format!(
-                "Unable to verify the partition has been added to the transaction. Underlying error: {e:?}"
+                "Unable to verify the partition has been added to the transaction. Underlying error: {underlying}"
             )),
         );
     }
@@ -490,4 +491,53 @@ fn leader_hint(
             .with_leader_id(BrokerId(leader))
             .with_leader_epoch(epoch),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn verification_errors_reach_the_producer_as_kafka_translates_them() {
+        use ResponseError as E;
+        let code = |e: E| e.code();
+        // Fenced: the epoch error producers expect.
+        assert_eq!(
+            verification_error(code(E::ProducerFenced), 9).0,
+            code(E::InvalidProducerEpoch)
+        );
+        // Not in the transaction: TRANSACTION_ABORTABLE from Produce v11, before it
+        // INVALID_TXN_STATE; both with Kafka's message.
+        let (e, m) = verification_error(code(E::TransactionAbortable), 10);
+        assert_eq!(e, code(E::InvalidTxnState));
+        assert_eq!(
+            m.as_deref(),
+            Some("Partition was not added to the transaction")
+        );
+        assert_eq!(
+            verification_error(code(E::TransactionAbortable), 11).0,
+            code(E::TransactionAbortable)
+        );
+        // The coordinator could not answer: retriable, naming why.
+        for unanswered in [
+            E::NetworkException,
+            E::CoordinatorLoadInProgress,
+            E::CoordinatorNotAvailable,
+            E::NotCoordinator,
+            E::ConcurrentTransactions,
+        ] {
+            let (e, m) = verification_error(code(unanswered), 9);
+            assert_eq!(e, code(E::NotEnoughReplicas));
+            let m = m.unwrap_or_default();
+            assert!(
+                m.ends_with(&format!("Underlying error: {unanswered:?}")),
+                "{m}"
+            );
+        }
+        // Anything else passes through.
+        assert_eq!(
+            verification_error(code(E::InvalidProducerIdMapping), 9),
+            (code(E::InvalidProducerIdMapping), None)
+        );
+    }
 }
