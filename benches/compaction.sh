@@ -103,9 +103,10 @@ latency() { # label data-dir cleaner
 latency off "$DIR/off" false
 latency on "$DIR/on" true
 
-python3 - "$DIR" "$ROOT/BENCHMARKS.md" "$SECS" "$disk" "$disk_ms" "$DIR/clean.log" "$MESSAGES" "$KEYS" "$RATE" \
+PYTHONPATH="$ROOT/benches" python3 - "$DIR" "$ROOT/BENCHMARKS.md" "$SECS" "$disk" "$disk_ms" "$DIR/clean.log" "$MESSAGES" "$KEYS" "$RATE" \
     "$(git -C "$ROOT" rev-parse --short=12 HEAD)" <<'EOF'
-import datetime, json, os, re, sys
+import datetime, json, sys
+from section import write_section
 d, out, secs, disk, disk_ms, clean_log, messages, keys, rate, commit = sys.argv[1:11]
 disk, disk_ms = int(disk), int(disk_ms)
 firsts = {}
@@ -143,11 +144,6 @@ L = ["<!-- compaction:begin -->", "## Compaction (log cleaner)", "",
      "  no visible latency step at this size; run-to-run noise on this disk is of the same order.",
      "<!-- compaction:end -->", ""]
 block = "\n".join(L)
-text = open(out).read() if os.path.exists(out) else ""
-if "<!-- compaction:begin -->" in text:
-    text = re.sub(r"<!-- compaction:begin -->.*?<!-- compaction:end -->\n?", block, text, flags=re.S)
-else:
-    text = text.rstrip("\n") + "\n\n" + block
-open(out, "w").write(text)
+write_section(out, "compaction", block)
 print(block)
 EOF

@@ -77,8 +77,9 @@ half=$((rf3 / 2))
 run "RF=1 acks=1 e2e @ $half/s" e2e rf1-e2e 1 "$half"
 run "RF=3 acks=all e2e @ $half/s" e2e rf3-e2e all "$half"
 
-python3 - "$CLUSTER_DIR/rows.tsv" "$ROOT/BENCHMARKS.md" "$SECS" "$(git -C "$ROOT" rev-parse --short=12 HEAD)" <<'EOF'
-import datetime, os, re, sys
+PYTHONPATH="$ROOT/benches" python3 - "$CLUSTER_DIR/rows.tsv" "$ROOT/BENCHMARKS.md" "$SECS" "$(git -C "$ROOT" rev-parse --short=12 HEAD)" <<'EOF'
+import datetime, sys
+from section import write_section
 rows_path, out, secs, commit = sys.argv[1:5]
 rows = [l.rstrip("\n").split("\t") for l in open(rows_path)]
 rate = {r[0]: float(r[1]) for r in rows}
@@ -100,11 +101,6 @@ L += ["", f"- RF=3 acks=all throughput / RF=1 acks=1: **{ratio_tp:.2f}** (target
       " reaching 0.5 of RF=1 would need a follower's copy to cost less than a leader's append.",
       "<!-- replication:end -->", ""]
 block = "\n".join(L)
-text = open(out).read() if os.path.exists(out) else ""
-if "<!-- replication:begin -->" in text:
-    text = re.sub(r"<!-- replication:begin -->.*?<!-- replication:end -->\n?", block, text, flags=re.S)
-else:
-    text = text.rstrip("\n") + "\n\n" + block
-open(out, "w").write(text)
+write_section(out, "replication", block)
 print(f"wrote the replication section of {out}")
 EOF

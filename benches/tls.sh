@@ -109,8 +109,9 @@ run "consume a backlog, PLAINTEXT" consume "$PLAIN" plain
 run "consume a backlog, SSL" consume "$SSL" plain "${TLS_X[@]}"
 run "consume a backlog, PLAINTEXT again" consume "$PLAIN" plain
 
-python3 - "$WORK/rows.tsv" "$ROOT/BENCHMARKS.md" "$SECS" "$(git -C "$ROOT" rev-parse --short=12 HEAD)" <<'EOF'
-import datetime, os, re, sys
+PYTHONPATH="$ROOT/benches" python3 - "$WORK/rows.tsv" "$ROOT/BENCHMARKS.md" "$SECS" "$(git -C "$ROOT" rev-parse --short=12 HEAD)" <<'EOF'
+import datetime, sys
+from section import write_section
 rows_path, out, secs, commit = sys.argv[1:5]
 rows = [l.rstrip("\n").split("\t") for l in open(rows_path)]
 rate = {r[0]: float(r[1]) for r in rows}
@@ -141,11 +142,6 @@ L += ["", f"- produce over SSL / over PLAINTEXT: **{prod:.2f}** (target ≥ 0.7)
       "  rate is the client's.",
       "<!-- tls:end -->", ""]
 block = "\n".join(L)
-text = open(out).read() if os.path.exists(out) else ""
-if "<!-- tls:begin -->" in text:
-    text = re.sub(r"<!-- tls:begin -->.*?<!-- tls:end -->\n?", block, text, flags=re.S)
-else:
-    text = text.rstrip("\n") + "\n\n" + block
-open(out, "w").write(text)
+write_section(out, "tls", block)
 print(f"wrote the TLS section of {out}")
 EOF

@@ -149,8 +149,9 @@ if [[ $KAFKA == 1 ]]; then
     stop_all
 fi
 
-python3 - "$WORK/rows.tsv" "$ROOT/BENCHMARKS.md" "$SECS" "$BACKLOG" "$(git -C "$ROOT" rev-parse --short=12 HEAD)" <<'EOF'
-import datetime, os, re, sys
+PYTHONPATH="$ROOT/benches" python3 - "$WORK/rows.tsv" "$ROOT/BENCHMARKS.md" "$SECS" "$BACKLOG" "$(git -C "$ROOT" rev-parse --short=12 HEAD)" <<'EOF'
+import datetime, re, sys
+from section import write_section
 rows_path, out, secs, backlog, commit = sys.argv[1:6]
 rows = [l.rstrip("\n").split("\t") for l in open(rows_path)]
 rate = {(r[0], r[1]): float(r[2]) for r in rows}
@@ -195,11 +196,6 @@ for b in brokers:
              + (f" read_committed / read_uncommitted (best of two each): **{rc / ru:.2f}** (target ≥ 0.9)" if ru and rc else ""))
 L += ["<!-- txn:end -->", ""]
 block = "\n".join(L)
-text = open(out).read() if os.path.exists(out) else ""
-if "<!-- txn:begin -->" in text:
-    text = re.sub(r"<!-- txn:begin -->.*?<!-- txn:end -->\n?", block, text, flags=re.S)
-else:
-    text = text.rstrip("\n") + "\n\n" + block
-open(out, "w").write(text)
+write_section(out, "txn", block)
 print(f"wrote the transactions section of {out}")
 EOF

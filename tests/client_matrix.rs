@@ -12,10 +12,8 @@
 mod common;
 
 use common::Broker;
-use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -162,7 +160,7 @@ fn run_script(
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/client-matrix/run.sh");
     let timeout = script_timeout(default_timeout_s);
     let started = Instant::now();
-    let (status, output) = run_bounded(
+    let (status, output) = common::run_bounded(
         Command::new("bash")
             .arg("-c")
             .arg(r#"exec bash "$0" "$@" 2>&1"#)
@@ -197,40 +195,6 @@ fn run_script(
         ),
     }
     assert_eq!(broker_exit, Some(0), "broker exit status after SIGTERM");
-}
-
-/// Runs `cmd` in its own process group with stdout and stderr merged (the caller arranges `2>&1`),
-/// killing the group after `timeout`. Returns the exit code (None if killed) and the output.
-fn run_bounded(cmd: &mut Command, timeout: Duration) -> (Option<i32>, String) {
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .process_group(0)
-        .spawn()
-        .expect("spawn client-matrix script");
-    let mut stdout = child.stdout.take().expect("stdout");
-    // Reading in a thread keeps the script from blocking on a full pipe.
-    let collector = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = stdout.read_to_end(&mut out);
-        String::from_utf8_lossy(&out).into_owned()
-    });
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        match child.try_wait().expect("wait on script") {
-            Some(status) => break status.code(),
-            None if Instant::now() >= deadline => break None,
-            None => std::thread::sleep(Duration::from_millis(100)),
-        }
-    };
-    // On timeout this kills the script; after a normal exit it kills anything the script left
-    // behind that would hold the pipe open (ESRCH, harmless, when nothing is left).
-    // SAFETY: signalling the process group created for our own child.
-    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
-    let _ = child.wait();
-    let output = collector.join().unwrap_or_default();
-    (status, output)
 }
 
 fn tail(s: &str, lines: usize) -> String {

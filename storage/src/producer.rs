@@ -354,14 +354,6 @@ impl ProducerStates {
         }
     }
 
-    /// Whether `producer_id` at `epoch` has a transaction open in this partition (its batches
-    /// need no verification).
-    pub fn txn_ongoing(&self, producer_id: i64, epoch: i16) -> bool {
-        self.producers
-            .get(&producer_id)
-            .is_some_and(|e| e.epoch == epoch && e.open_txn.is_some())
-    }
-
     /// Whether a transactional batch of `producer_id` at `epoch` must be verified with the
     /// coordinator before it is appended: no transaction of it is open here, and its epoch is
     /// not older than the one known (an older one is refused by [`ProducerStates::check`]).
@@ -726,7 +718,11 @@ mod tests {
         let g2 = s.verification_guard(1, 0);
         assert_ne!(g2, g);
         s.record(&txn_header(1, 0, 0, 2), 10, 0, None);
-        assert!(s.txn_ongoing(1, 0));
+        assert_eq!(
+            s.first_unstable_offset(),
+            Some(10),
+            "the transaction is open"
+        );
         assert!(!s.needs_verification(1, 0));
         assert!(s.verified(1, 0, None));
         s.record(&marker(1, 0), 12, 0, Some((ControlType::Commit, 0)));

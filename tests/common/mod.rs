@@ -8,7 +8,8 @@ pub mod pki;
 pub mod proxy;
 pub mod raw;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -505,4 +506,38 @@ fn listener_lines(text: &str) -> std::collections::BTreeMap<String, String> {
         .filter_map(|l| l.split_once(" on "))
         .map(|(n, a)| (n.to_owned(), a.to_owned()))
         .collect()
+}
+
+/// Runs `cmd` in its own process group with stdout and stderr merged (the caller arranges `2>&1`),
+/// killing the group after `timeout`. Returns the exit code (None if killed) and the output.
+pub fn run_bounded(cmd: &mut Command, timeout: Duration) -> (Option<i32>, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .process_group(0)
+        .spawn()
+        .expect("spawn the script");
+    let mut stdout = child.stdout.take().expect("stdout");
+    // Reading in a thread keeps the script from blocking on a full pipe.
+    let collector = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.read_to_end(&mut out);
+        String::from_utf8_lossy(&out).into_owned()
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        match child.try_wait().expect("wait on the script") {
+            Some(status) => break status.code(),
+            None if Instant::now() >= deadline => break None,
+            None => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    // On timeout this kills the script; after a normal exit it kills anything the script left
+    // behind that would hold the pipe open (ESRCH, harmless, when nothing is left).
+    // SAFETY: signalling the process group created for our own child.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
+    let _ = child.wait();
+    let output = collector.join().unwrap_or_default();
+    (status, output)
 }
