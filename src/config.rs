@@ -388,6 +388,18 @@ pub struct BrokerArgs {
     /// a transaction nobody will end.
     #[arg(long, env = "SLUICE_TRANSACTION_PARTITION_VERIFICATION_ENABLE", default_value_t = true, action = clap::ArgAction::Set)]
     pub transaction_partition_verification_enable: bool,
+    /// The `transaction.version` feature level ApiVersions finalizes (Kafka's feature of that
+    /// name): 2 lets clients that know it (the Java client 4.x) use KIP-890 part 2 — the
+    /// leader adds a partition to the transaction on the producer's first batch (Produce v12),
+    /// every EndTxn (v5) bumps the producer's epoch; 0 or 1 keep every client on the classic
+    /// protocol. Give every broker of a cluster the same level.
+    #[arg(
+        long,
+        env = "SLUICE_TRANSACTION_VERSION",
+        default_value_t = 2,
+        value_parser = clap::value_parser!(i16).range(0..=2)
+    )]
+    pub transaction_version: i16,
     /// Send fetch data with io_uring SEND_ZC (for real NICs; slower on loopback).
     #[arg(long, env = "SLUICE_ZERO_COPY_SEND", default_value_t = false)]
     pub zero_copy_send: bool,

@@ -1,11 +1,14 @@
-//! KIP-890 part 1 over the wire: a partition leader asks the transaction coordinator whether a
+//! KIP-890 over the wire. Part 1: a partition leader asks the transaction coordinator whether a
 //! producer added the partition before it appends the producer's first transactional batch
 //! there. A batch for a partition outside the transaction is refused (INVALID_TXN_STATE, or
 //! TRANSACTION_ABORTABLE from Produce v11), and a late batch of a transaction that already
 //! ended cannot open a transaction nobody will close (the hanging transaction KIP-890 is
 //! about). On one node, with verification turned off for contrast, and in a cluster where the
 //! coordinator is another broker (AddPartitionsToTxn v4 between brokers, which a broker that is
-//! not the coordinator answers NOT_COORDINATOR).
+//! not the coordinator answers NOT_COORDINATOR). Part 2 (transaction version 2): the leader
+//! adds the partition itself (Produce v12, TxnOffsetCommit v5; AddPartitionsToTxn v5 between
+//! brokers), every EndTxn v5 bumps the epoch and hands it to the producer, and the ended
+//! transaction's late batches are fenced by their old epoch.
 
 mod common;
 
@@ -79,6 +82,7 @@ fn find_coordinator(addr: &str, id: &str) -> i32 {
     })
 }
 
+#[derive(Clone, Copy)]
 struct Txn {
     id: &'static str,
     pid: i64,
@@ -128,6 +132,32 @@ fn add(coordinator: &str, t: &Txn, topic: &str, partition: i32) {
     })
 }
 
+/// EndTxn v5 (transaction version 2) of `t`: the error code and the (producer id, epoch) the
+/// coordinator hands out.
+fn end_v5(coordinator: &str, t: &Txn, commit: bool) -> (i16, (i64, i16)) {
+    let r: EndTxnResponse = Raw::connect(coordinator).call(
+        ApiKey::EndTxn,
+        5,
+        &EndTxnRequest::default()
+            .with_transactional_id(TransactionalId(sb(t.id)))
+            .with_producer_id(ProducerId(t.pid))
+            .with_producer_epoch(t.epoch)
+            .with_committed(commit),
+    );
+    (r.error_code, (r.producer_id.0, r.producer_epoch))
+}
+
+/// [`end_v5`] until it succeeds; `t` takes the identity handed out.
+fn end_v5_ok(coordinator: &str, t: &mut Txn, commit: bool) {
+    let (pid, epoch) = retry("EndTxn v5", || match end_v5(coordinator, t, commit) {
+        (0, next) => Ok(next),
+        (e, _) => Err(e),
+    });
+    assert_eq!(pid, t.pid, "no rotation this early");
+    assert_eq!(epoch, t.epoch + 1, "EndTxn v5 bumps the epoch");
+    t.epoch = epoch;
+}
+
 fn end(coordinator: &str, t: &Txn, commit: bool) {
     retry("EndTxn", || {
         let r: EndTxnResponse = Raw::connect(coordinator).call(
@@ -167,12 +197,24 @@ fn add_offsets(coordinator: &str, t: &Txn, group: &str) {
 /// TxnOffsetCommit v2 (no member: a simple consumer's) of `offset` for partition 0 of
 /// `topic` in `t`'s transaction: its error code.
 fn txn_offset_commit(addr: &str, t: &Txn, group: &str, topic: &str, offset: i64) -> i16 {
+    txn_offset_commit_at(2, addr, t, group, topic, offset)
+}
+
+/// [`txn_offset_commit`] at TxnOffsetCommit `version` (v5: transaction version 2's).
+fn txn_offset_commit_at(
+    version: i16,
+    addr: &str,
+    t: &Txn,
+    group: &str,
+    topic: &str,
+    offset: i64,
+) -> i16 {
     use kafka_protocol::messages::txn_offset_commit_request::{
         TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
     };
     let r: TxnOffsetCommitResponse = Raw::connect(addr).call(
         ApiKey::TxnOffsetCommit,
-        2,
+        version,
         &TxnOffsetCommitRequest::default()
             .with_transactional_id(TransactionalId(sb(t.id)))
             .with_group_id(GroupId(sb(group)))
@@ -433,6 +475,29 @@ fn a_leader_verifies_with_a_coordinator_on_another_broker() {
         })
         .sum();
     assert!(asked >= 2.0, "the leaders asked the coordinator: {asked}");
+
+    // Transaction version 2: the leader of a partition elsewhere adds it to the transaction
+    // with the coordinator (AddPartitionsToTxn v5 between brokers), and the coordinator's
+    // markers carry the epoch EndTxn v5 hands out.
+    let mut t = t;
+    let o = leader(other_leader);
+    assert_eq!(
+        settled("v12 produce", || produce(&o, 12, &t, "cv", other, 0, 2)),
+        0
+    );
+    end_v5_ok(&coordinator, &mut t, true);
+    retry("commit marker", || match lso_and_hw(&o, "cv", other) {
+        (3, 3) => Ok(()),
+        _ => Err(-1),
+    });
+    let late = Txn {
+        epoch: t.epoch - 1,
+        ..t
+    };
+    assert_eq!(
+        produce(&o, 12, &late, "cv", other, 2, 1),
+        INVALID_PRODUCER_EPOCH
+    );
 }
 
 #[test]
@@ -484,4 +549,123 @@ fn transactional_offsets_of_a_group_outside_the_transaction_are_refused() {
             ) >= 2.0
         );
     }
+}
+
+/// The `transaction.version` level a broker's ApiVersions (v3) finalizes, if any.
+fn finalized_transaction_version(addr: &str) -> Option<i16> {
+    use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+    let r: ApiVersionsResponse = Raw::connect(addr).call(
+        ApiKey::ApiVersions,
+        3,
+        &ApiVersionsRequest::default()
+            .with_client_software_name(sb("sluice-test"))
+            .with_client_software_version(sb("1")),
+    );
+    assert_eq!(r.error_code, 0);
+    assert!(r.finalized_features_epoch >= 0);
+    let supported = r
+        .supported_features
+        .iter()
+        .find(|f| f.name.as_str() == "transaction.version")
+        .map(|f| (f.min_version, f.max_version));
+    assert_eq!(supported, Some((0, 2)));
+    r.finalized_features
+        .iter()
+        .find(|f| f.name.as_str() == "transaction.version")
+        .map(|f| f.max_version_level)
+}
+
+#[test]
+fn version_2_the_leader_adds_partitions_and_every_end_txn_bumps_the_epoch() {
+    // Produce v12 adds the partition whether or not part 1's verification is on.
+    for verification in [true, false] {
+        let broker = Broker::start(&[
+            "--transaction-partition-verification-enable",
+            &verification.to_string(),
+        ]);
+        let addr = broker.addr.as_str();
+        assert_eq!(finalized_transaction_version(addr), Some(2));
+        broker.create_topic("w", 3, &[]);
+        find_coordinator(addr, "tx-w");
+        let mut t = init(addr, "tx-w");
+        let first_epoch = t.epoch;
+
+        // No AddPartitionsToTxn, no AddOffsetsToTxn: Produce v12 and TxnOffsetCommit v5 add
+        // the partitions to the transaction.
+        assert_eq!(
+            settled("v12 produce", || produce(addr, 12, &t, "w", 0, 0, 3)),
+            0
+        );
+        assert_eq!(produce(addr, 12, &t, "w", 0, 3, 2), 0);
+        assert_eq!(
+            settled("v12 produce", || produce(addr, 12, &t, "w", 1, 0, 1)),
+            0
+        );
+        assert_eq!(lso_and_hw(addr, "w", 0), (0, 5), "open transaction");
+        let commit = settled("TxnOffsetCommit v5", || {
+            txn_offset_commit_at(5, addr, &t, "g-w", "w", 9)
+        });
+        assert_eq!(commit, 0);
+        assert_eq!(stable_offset(addr, "g-w", "w").0, UNSTABLE_OFFSET_COMMIT);
+        // The same requests at the classic versions are refused (nothing added them), when
+        // verification is on.
+        if verification {
+            assert_eq!(produce(addr, 11, &t, "w", 2, 0, 1), TRANSACTION_ABORTABLE);
+        }
+
+        // EndTxn v5: committed, the epoch bumped and handed over, the markers carry it.
+        let old = t;
+        end_v5_ok(addr, &mut t, true);
+        retry("commit markers", || {
+            match (lso_and_hw(addr, "w", 0), lso_and_hw(addr, "w", 1)) {
+                ((6, 6), (2, 2)) => Ok(()),
+                _ => Err(-1),
+            }
+        });
+        retry("committed offset", || {
+            match stable_offset(addr, "g-w", "w") {
+                (0, 9) => Ok(()),
+                _ => Err(-1),
+            }
+        });
+        // A retry of that EndTxn (the response was lost) is answered again, no new bump.
+        assert_eq!(end_v5(addr, &old, true), (0, (t.pid, t.epoch)));
+
+        // The ended transaction's late batches are fenced by their epoch: where its marker
+        // went (an older epoch than the partition's) and where it never wrote (the
+        // coordinator refuses to add a partition for an old epoch).
+        assert_eq!(
+            produce(addr, 12, &old, "w", 0, 5, 1),
+            INVALID_PRODUCER_EPOCH
+        );
+        assert_eq!(
+            settled("late batch", || produce(addr, 12, &old, "w", 2, 0, 1)),
+            INVALID_PRODUCER_EPOCH
+        );
+        assert_eq!(
+            lso_and_hw(addr, "w", 2),
+            (0, 0),
+            "nothing written, nothing hanging"
+        );
+
+        // The next transaction starts its sequences again under the new epoch.
+        assert_eq!(
+            settled("next txn", || produce(addr, 12, &t, "w", 0, 0, 2)),
+            0
+        );
+        end_v5_ok(addr, &mut t, false);
+        retry("abort marker", || match lso_and_hw(addr, "w", 0) {
+            (9, 9) => Ok(()),
+            _ => Err(-1),
+        });
+        // An abort with nothing added still bumps (the producer cannot know whether a leader
+        // added a partition); a commit of nothing is INVALID_TXN_STATE.
+        let (code, _) = end_v5(addr, &t, true);
+        assert_eq!(code, INVALID_TXN_STATE);
+        end_v5_ok(addr, &mut t, false);
+        assert_eq!(t.epoch, first_epoch + 3);
+    }
+    // A broker told to keep clients on the classic protocol finalizes level 1.
+    let classic = Broker::start(&["--transaction-version", "1"]);
+    assert_eq!(finalized_transaction_version(&classic.addr), Some(1));
 }

@@ -9,6 +9,7 @@
 //! string       i16 length (>= 0)  | UTF-8 bytes
 //! opt_string   i16 length, -1 = null | UTF-8 bytes
 //! bytes        i32 length, -1 = empty | bytes
+//! uvarint      unsigned LEB128, at most 5 bytes (a u32), as Kafka's flexible versions use
 //! ```
 //! Negative lengths other than -1 are malformed, as are lengths past the end of the input and
 //! strings that are not UTF-8.
@@ -96,6 +97,23 @@ impl<'a> Reader<'a> {
         Some(b)
     }
 
+    /// An unsigned varint (7 bits a byte, least significant first) of at most 5 bytes; a
+    /// longer one, or one past `u32::MAX`, is malformed.
+    pub fn uvarint(&mut self) -> Option<u32> {
+        let mut r = *self;
+        let mut value: u64 = 0;
+        for i in 0..5 {
+            let b = r.u8()?;
+            value |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                let v = u32::try_from(value).ok()?;
+                *self = r;
+                return Some(v);
+            }
+        }
+        None
+    }
+
     /// Bytes not yet read.
     pub fn remaining(&self) -> usize {
         self.rest.len()
@@ -110,11 +128,11 @@ impl<'a> Reader<'a> {
         self.rest
     }
 
-    /// Test and fuzz hook: the read chosen by `op % 11` (the integer widths, `opt_string`,
-    /// `string`, `bytes`, or `take(take)`); whether it succeeded.
+    /// Test and fuzz hook: the read chosen by `op % 12` (the integer widths, `opt_string`,
+    /// `string`, `bytes`, `uvarint`, or `take(take)`); whether it succeeded.
     #[doc(hidden)]
     pub fn read_op(&mut self, op: u8, take: usize) -> bool {
-        match op % 11 {
+        match op % 12 {
             0 => self.u8().is_some(),
             1 => self.u16().is_some(),
             2 => self.i16().is_some(),
@@ -125,6 +143,7 @@ impl<'a> Reader<'a> {
             7 => self.opt_string().is_some(),
             8 => self.string().is_some(),
             9 => self.bytes().is_some(),
+            10 => self.uvarint().is_some(),
             _ => self.take(take).is_some(),
         }
     }
@@ -225,12 +244,33 @@ mod tests {
         }
     }
 
+    #[test]
+    fn unsigned_varints() {
+        let b = [0x00, 0x7f, 0x80, 0x01, 0xff, 0xff, 0xff, 0xff, 0x0f];
+        let mut r = Reader::new(&b);
+        assert_eq!(r.uvarint(), Some(0));
+        assert_eq!(r.uvarint(), Some(127));
+        assert_eq!(r.uvarint(), Some(128));
+        assert_eq!(r.uvarint(), Some(u32::MAX));
+        assert!(r.is_empty());
+        let cases: &[&[u8]] = &[
+            &[0x80],                               // truncated
+            &[0xff, 0xff, 0xff, 0xff, 0x1f],       // past u32::MAX
+            &[0x80, 0x80, 0x80, 0x80, 0x80, 0x00], // six bytes
+        ];
+        for b in cases {
+            let mut r = Reader::new(b);
+            assert_eq!(r.uvarint(), None, "{b:?}");
+            assert_eq!(r.remaining(), b.len(), "{b:?}");
+        }
+    }
+
     proptest! {
         /// Any input, any sequence of reads: no panic, and bytes are only ever consumed from
         /// the front.
         #[test]
         fn never_panics(input in proptest::collection::vec(any::<u8>(), 0..64),
-                        ops in proptest::collection::vec(0u8..11, 0..32)) {
+                        ops in proptest::collection::vec(0u8..12, 0..32)) {
             let mut r = Reader::new(&input);
             for op in ops {
                 let before = r.remaining();

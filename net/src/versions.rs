@@ -44,12 +44,13 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListGroups, 0, 5),
     (ApiKey::DeleteGroups, 0, 2),
     (ApiKey::OffsetDelete, 0, 0),
-    // transactions (classic protocol: AddPartitionsToTxn v4 is broker-to-broker, KIP-890 part
-    // 1's verification; v5, EndTxn v5 and TxnOffsetCommit v5 are its transaction version 2)
-    (ApiKey::AddPartitionsToTxn, 0, 4),
+    // transactions (AddPartitionsToTxn v4+ is broker-to-broker: KIP-890's verification, and
+    // the partition's implicit add of transaction version 2, whose clients use Produce v12,
+    // EndTxn v5 and TxnOffsetCommit v5)
+    (ApiKey::AddPartitionsToTxn, 0, 5),
     (ApiKey::AddOffsetsToTxn, 0, 4),
-    (ApiKey::EndTxn, 0, 4),
-    (ApiKey::TxnOffsetCommit, 0, 4),
+    (ApiKey::EndTxn, 0, 5),
+    (ApiKey::TxnOffsetCommit, 0, 5),
     (ApiKey::DescribeTransactions, 0, 0),
     (ApiKey::ListTransactions, 0, 0),
     (ApiKey::WriteTxnMarkers, 1, 1),

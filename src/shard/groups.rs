@@ -34,6 +34,7 @@ use crate::coordinator::group::{offsets_topic_configs, partition_for, OFFSETS_TO
 use crate::errors::commit_error;
 use crate::shard::controller::{self};
 use crate::shard::internal_log::{read_whole_log, PersistQueue};
+use crate::shard::txns::TxnCheck;
 use crate::shard::{MeshMsg, Shard};
 use crate::util::now_ms;
 
@@ -98,8 +99,8 @@ impl GroupDriver {
 
 /// Runs a group request that reached its coordinator shard. A transactional offset commit
 /// whose producer has no transaction open in the offsets partition is first verified with the
-/// transaction coordinator (KIP-890 part 1): refused as the producer's transaction does not
-/// hold the partition, it writes nothing.
+/// transaction coordinator (KIP-890 part 1), or for a transaction version 2 producer added to
+/// its transaction (part 2): refused, it writes nothing.
 pub async fn serve(
     shard: &Rc<Shard>,
     request: coordinator::Request,
@@ -107,17 +108,22 @@ pub async fn serve(
     let mut verified = None;
     if let coordinator::Request::Commit(c) = &request {
         if let (Some(id), Some(producer)) = (&c.transactional_id, c.txn) {
-            let guard = shard
-                .config
-                .args
-                .transaction_partition_verification_enable
-                .then(|| shard.partition(OFFSETS_TOPIC, c.partition))
-                .flatten()
+            let check = if c.txn_add {
+                Some(TxnCheck::Add)
+            } else {
+                shard
+                    .config
+                    .args
+                    .transaction_partition_verification_enable
+                    .then_some(TxnCheck::Verify)
+            };
+            let guard = check
+                .and_then(|_| shard.partition(OFFSETS_TOPIC, c.partition))
                 .filter(|p| p.is_leader(None))
-                .and_then(|p| p.log.verification_guard(producer.0, producer.1));
-            if let Some(guard) = guard {
+                .and_then(|p| p.log.verification_guard(producer.0, producer.1, c.txn_add));
+            if let (Some(guard), Some(check)) = (guard, check) {
                 let part = vec![(OFFSETS_TOPIC.to_owned(), c.partition)];
-                let code = crate::shard::txns::verify(shard, id, producer, part, true)
+                let code = crate::shard::txns::verify(shard, id, producer, part, check, true)
                     .await
                     .first()
                     .copied()
@@ -257,7 +263,7 @@ fn append(
             .get()
             .filter(|(p, _)| *p == pid)
             .map(|(_, g)| g);
-        if shard.config.args.transaction_partition_verification_enable
+        if (shard.config.args.transaction_partition_verification_enable || guard.is_some())
             && !part.log.txn_verified(pid, epoch, guard)
         {
             crate::metrics::ShardMetrics::add(&shard.metrics.txn_verification_failures, 1);

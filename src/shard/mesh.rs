@@ -31,11 +31,12 @@ pub enum MeshMsg {
         acks: i16,
         reply: flume::Sender<Vec<AppendOutcome>>,
     },
-    /// KIP-890 part 1: the verification guards of `producer` on these partitions
+    /// KIP-890: the verification guards of `producer` on these partitions
     /// ([`ops::txn_guards`]); answered on arrival, so in order with the appends that follow.
     TxnGuards {
         parts: Vec<(String, i32)>,
         producer: (i64, i16),
+        epoch_bump: bool,
         reply: flume::Sender<Vec<Option<u64>>>,
     },
     /// Fetch: read these partitions within `budget` bytes.
@@ -152,9 +153,10 @@ pub fn deliver(shard: &Rc<Shard>, msg: MeshMsg) {
         MeshMsg::TxnGuards {
             parts,
             producer,
+            epoch_bump,
             reply,
         } => {
-            let _ = reply.send(ops::txn_guards(shard, &parts, producer));
+            let _ = reply.send(ops::txn_guards(shard, &parts, producer, epoch_bump));
         }
         MeshMsg::Read {
             parts,

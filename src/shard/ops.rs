@@ -57,14 +57,16 @@ pub fn transactional_producer(records: &[u8]) -> Option<(i64, i16)> {
     None
 }
 
-/// KIP-890 part 1: per (topic, partition) of this shard, the guard under which `producer`'s
-/// transactional batch must be verified with the coordinator before it is appended, or `None`
+/// KIP-890: per (topic, partition) of this shard, the guard under which `producer`'s
+/// transactional batch must be verified with (or added by) the coordinator before it is
+/// appended (`epoch_bump`: a transaction version 2 producer's), or `None`
 /// when it needs no verification (its transaction is open there, or the append will refuse
 /// it anyway: unknown partition, not the leader, stale epoch). See docs/architecture.md §7.1.
 pub fn txn_guards(
     shard: &Shard,
     parts: &[(String, i32)],
     producer: (i64, i16),
+    epoch_bump: bool,
 ) -> Vec<Option<u64>> {
     parts
         .iter()
@@ -73,7 +75,7 @@ pub fn txn_guards(
             if !p.is_leader(None) {
                 return None;
             }
-            p.log.verification_guard(producer.0, producer.1)
+            p.log.verification_guard(producer.0, producer.1, epoch_bump)
         })
         .collect()
 }
@@ -116,10 +118,11 @@ pub fn append(
             )));
         }
     }
-    // KIP-890 part 1: a transactional batch that would open its producer's transaction here
-    // must have been verified with the coordinator, under a guard no marker has withdrawn
-    // since (Kafka's verification guard).
-    if shard.config.args.transaction_partition_verification_enable {
+    // KIP-890: a transactional batch that would open its producer's transaction here must have
+    // been verified with (or added by) the coordinator, under a guard no marker has withdrawn
+    // since (Kafka's verification guard). A guard means it was, whatever the flag says: a
+    // transaction version 2 producer's batches are always added.
+    if shard.config.args.transaction_partition_verification_enable || guard.is_some() {
         if let Some((pid, epoch)) = transactional_producer(&records) {
             if !p.log.txn_verified(pid, epoch, guard) {
                 crate::metrics::ShardMetrics::add(&shard.metrics.txn_verification_failures, 1);

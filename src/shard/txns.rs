@@ -11,9 +11,9 @@
 //!   its owner shard (`ops::write_markers`) when this broker leads it, else sent to its leader
 //!   as WriteTxnMarkers over the inter-broker listener (`peer::PeerConn`, a few idle
 //!   connections kept per broker); reported as `MarkersWritten` with the partitions to retry.
-//! - [`verify`] (KIP-890 part 1): a partition leader's question to a coordinator, here or
-//!   on another broker (AddPartitionsToTxn v4 with `verify_only`), whether a producer added
-//!   partitions to its transaction.
+//! - [`verify`] (KIP-890): a partition leader's question to a coordinator, here or on another
+//!   broker (AddPartitionsToTxn v4 with `verify_only`), whether a producer added partitions to
+//!   its transaction (part 1), or its request to add them (v5, part 2: transaction version 2).
 //! - [`run`] (one task per shard) loads the state partitions this shard owns and leads once
 //!   the topic exists (it is created on the first transaction coordinator lookup), unloads
 //!   those it stops leading, and ticks the coordinator every [`TICK_MS`].
@@ -57,6 +57,20 @@ const MARKER_CALL_TIMEOUT: Duration = Duration::from_secs(15);
 const MARKER_ANSWER_MAX: usize = 1 << 20;
 /// The AddPartitionsToTxn version a leader verifies with (v4: batched, `verify_only`).
 const VERIFY_VERSION: i16 = 4;
+/// The AddPartitionsToTxn version a leader adds a partition with (v5: transaction version 2,
+/// KIP-890 part 2).
+const ADD_VERSION: i16 = 5;
+
+/// What a partition leader asks the transaction coordinator before a producer's first
+/// transactional batch opens its transaction in a partition (KIP-890).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxnCheck {
+    /// Part 1 (the classic protocol): did the producer add the partition?
+    Verify,
+    /// Part 2 (transaction version 2: Produce v12, TxnOffsetCommit v5, whose producers send
+    /// no AddPartitionsToTxn / AddOffsetsToTxn): add the partition to its transaction.
+    Add,
+}
 /// A verification exchange with another broker gives up after this; the producer is told
 /// NOT_ENOUGH_REPLICAS and retries.
 const VERIFY_CALL_TIMEOUT: Duration = Duration::from_secs(5);
@@ -82,6 +96,7 @@ impl TxnDriver {
             coord: RefCell::new(TxnCoordinator::new(TxnConfig {
                 max_timeout_ms: args.transaction_max_timeout_ms,
                 id_expiration_ms: args.transactional_id_expiration_ms,
+                transaction_version: args.transaction_version,
                 ..TxnConfig::default()
             })),
             waiters: RefCell::new(HashMap::new()),
@@ -407,18 +422,20 @@ where
     Ok(answer)
 }
 
-/// KIP-890 part 1: asks `transactional_id`'s coordinator whether `producer` (id, epoch) added
-/// `parts` to its ongoing transaction. An error code per partition, in order, as the
-/// coordinator answers AddPartitionsToTxn with `verify_only` (NONE: it did;
-/// TRANSACTION_ABORTABLE: it did not); COORDINATOR_NOT_AVAILABLE, NOT_COORDINATOR or
-/// NETWORK_EXCEPTION when the coordinator cannot answer. With `forward` false (a question
-/// another broker sent here) a coordinator elsewhere is NOT_COORDINATOR: a question is never
-/// passed on, so brokers whose metadata disagree cannot bounce it between them.
+/// KIP-890: asks `transactional_id`'s coordinator whether `producer` (id, epoch) added `parts`
+/// to its ongoing transaction ([`TxnCheck::Verify`]), or to add them ([`TxnCheck::Add`]). An
+/// error code per partition, in order, as the coordinator answers AddPartitionsToTxn (NONE:
+/// it did, or added them; TRANSACTION_ABORTABLE: it did not); COORDINATOR_NOT_AVAILABLE,
+/// NOT_COORDINATOR or NETWORK_EXCEPTION when the coordinator cannot answer. With `forward`
+/// false (a question another broker sent here) a coordinator elsewhere is NOT_COORDINATOR: a
+/// question is never passed on, so brokers whose metadata disagree cannot bounce it between
+/// them.
 pub async fn verify(
     shard: &Rc<Shard>,
     transactional_id: &str,
     producer: (i64, i16),
     parts: Vec<(String, i32)>,
+    check: TxnCheck,
     forward: bool,
 ) -> Vec<i16> {
     let all = |e: ResponseError, n: usize| vec![e.code(); n];
@@ -437,7 +454,7 @@ pub async fn verify(
                 producer_id: producer.0,
                 producer_epoch: producer.1,
                 partitions: parts.clone(),
-                verify_only: true,
+                verify_only: check == TxnCheck::Verify,
             })
         })
         .await;
@@ -447,7 +464,7 @@ pub async fn verify(
             Err(e) => all(e, n),
         }
     } else {
-        match remote_verify(shard, leader, transactional_id, producer, &parts).await {
+        match remote_verify(shard, leader, transactional_id, producer, &parts, check).await {
             Ok(codes) => codes,
             Err(e) => {
                 debug!(leader, error = %e, "verification with the coordinator failed");
@@ -478,13 +495,15 @@ pub fn verification_unanswered(code: i16) -> bool {
     )
 }
 
-/// [`verify`] with the coordinator on broker `to`: one AddPartitionsToTxn v4 request.
+/// [`verify`] with the coordinator on broker `to`: one AddPartitionsToTxn request (v4 to
+/// verify, v5 to add).
 async fn remote_verify(
     shard: &Rc<Shard>,
     to: i32,
     transactional_id: &str,
     producer: (i64, i16),
     parts: &[(String, i32)],
+    check: TxnCheck,
 ) -> std::io::Result<Vec<i16>> {
     use kafka_protocol::messages::add_partitions_to_txn_request::{
         AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
@@ -504,7 +523,7 @@ async fn remote_verify(
             )))
             .with_producer_id(ProducerId(producer.0))
             .with_producer_epoch(producer.1)
-            .with_verify_only(true)
+            .with_verify_only(check == TxnCheck::Verify)
             .with_topics(
                 topics
                     .into_iter()
@@ -519,7 +538,13 @@ async fn remote_verify(
     let answer: AddPartitionsToTxnResponse = peer_call(
         shard,
         to,
-        (ApiKey::AddPartitionsToTxn, VERIFY_VERSION),
+        (
+            ApiKey::AddPartitionsToTxn,
+            match check {
+                TxnCheck::Verify => VERIFY_VERSION,
+                TxnCheck::Add => ADD_VERSION,
+            },
+        ),
         &request,
         VERIFY_CALL_TIMEOUT,
     )

@@ -110,6 +110,17 @@ pub enum Check {
     Duplicate { base_offset: i64, last_offset: i64 },
 }
 
+/// A verification guard handed out for a producer (KIP-890).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Guard {
+    epoch: i16,
+    id: u64,
+    /// Transaction version 2: the producer's transactions each have their own epoch, so a
+    /// marker of that epoch or older ends its *previous* transaction, not the one the guard
+    /// verified (whose marker will carry a newer epoch): it does not withdraw the guard.
+    epoch_bump: bool,
+}
+
 /// Per-partition producer state.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProducerStates {
@@ -119,8 +130,8 @@ pub struct ProducerStates {
     /// Recently completed transactions (producer id, first offset, marker offset), in marker
     /// order: a truncation that removes the marker reopens the transaction. Not in snapshots.
     completed: VecDeque<(i64, i64, i64)>,
-    /// Verification guards handed out: producer id → (epoch, guard). Not in snapshots.
-    verifying: HashMap<i64, (i16, u64)>,
+    /// Verification guards handed out. Not in snapshots.
+    verifying: HashMap<i64, Guard>,
     /// The last guard handed out.
     last_guard: u64,
 }
@@ -337,7 +348,10 @@ impl ProducerStates {
         e.last_timestamp_ms = e.last_timestamp_ms.max(timestamp_ms);
         // The transaction ended (or never started here): a verification made before this
         // marker no longer holds.
-        self.verifying.remove(&h.producer_id);
+        let newer = |g: &Guard| !g.epoch_bump || h.producer_epoch > g.epoch;
+        if self.verifying.get(&h.producer_id).is_some_and(newer) {
+            self.verifying.remove(&h.producer_id);
+        }
         let Some(first) = e.open_txn.take() else {
             return;
         };
@@ -366,20 +380,26 @@ impl ProducerStates {
     }
 
     /// The guard for verifying `producer_id` at `epoch`: the one handed out already for that
-    /// epoch, else a new one.
-    pub fn verification_guard(&mut self, producer_id: i64, epoch: i16) -> u64 {
-        if let Some(&(e, guard)) = self.verifying.get(&producer_id) {
-            if e == epoch {
-                return guard;
+    /// epoch (and protocol), else a new one. `epoch_bump`: the producer uses transaction
+    /// version 2 (see [`Guard::epoch_bump`]).
+    pub fn verification_guard(&mut self, producer_id: i64, epoch: i16, epoch_bump: bool) -> u64 {
+        if let Some(g) = self.verifying.get(&producer_id) {
+            if g.epoch == epoch && g.epoch_bump == epoch_bump {
+                return g.id;
             }
         }
         if self.verifying.len() >= VERIFYING_MAX && !self.verifying.contains_key(&producer_id) {
-            if let Some((&oldest, _)) = self.verifying.iter().min_by_key(|(_, (_, g))| *g) {
+            if let Some((&oldest, _)) = self.verifying.iter().min_by_key(|(_, g)| g.id) {
                 self.verifying.remove(&oldest);
             }
         }
         self.last_guard += 1;
-        self.verifying.insert(producer_id, (epoch, self.last_guard));
+        let guard = Guard {
+            epoch,
+            id: self.last_guard,
+            epoch_bump,
+        };
+        self.verifying.insert(producer_id, guard);
         self.last_guard
     }
 
@@ -388,7 +408,11 @@ impl ProducerStates {
     /// one still standing for that epoch.
     pub fn verified(&self, producer_id: i64, epoch: i16, guard: Option<u64>) -> bool {
         !self.needs_verification(producer_id, epoch)
-            || guard.is_some_and(|g| self.verifying.get(&producer_id) == Some(&(epoch, g)))
+            || guard.is_some_and(|id| {
+                self.verifying
+                    .get(&producer_id)
+                    .is_some_and(|g| g.epoch == epoch && g.id == id)
+            })
     }
 
     /// The first offset of the oldest open transaction: the last stable offset is at most this.
@@ -700,9 +724,9 @@ mod tests {
         // A new producer needs verification; an unverified batch may not go in.
         assert!(s.needs_verification(1, 0));
         assert!(!s.verified(1, 0, None));
-        let g = s.verification_guard(1, 0);
+        let g = s.verification_guard(1, 0, false);
         assert_eq!(
-            s.verification_guard(1, 0),
+            s.verification_guard(1, 0, false),
             g,
             "one guard per producer and epoch"
         );
@@ -715,7 +739,7 @@ mod tests {
         assert!(!s.verified(1, 0, Some(g)));
         // Verified again: the first batch opens the transaction and the guard goes; the
         // producer's next batches need no verification until its marker.
-        let g2 = s.verification_guard(1, 0);
+        let g2 = s.verification_guard(1, 0, false);
         assert_ne!(g2, g);
         s.record(&txn_header(1, 0, 0, 2), 10, 0, None);
         assert_eq!(
@@ -736,9 +760,43 @@ mod tests {
         assert!(!s.needs_verification(1, 2));
         // Guards are bounded.
         for pid in 100..100 + VERIFYING_MAX as i64 + 5 {
-            s.verification_guard(pid, 0);
+            s.verification_guard(pid, 0, false);
         }
         assert_eq!(s.verifying.len(), VERIFYING_MAX);
+    }
+
+    #[test]
+    fn version_2_guards_outlive_the_previous_transactions_marker() {
+        let mut s = ProducerStates::default();
+        // Transaction 1 at epoch 4, committed with the epoch bumped to 5.
+        s.record(&txn_header(1, 4, 0, 1), 0, 0, None);
+        s.record(&marker(1, 5), 1, 0, Some((ControlType::Commit, 0)));
+        // Transaction 2 at epoch 5: the leader adds the partition under a guard; a marker of
+        // epoch 5 (transaction 1's, written again by a coordinator that moved) comes first.
+        let g = s.verification_guard(1, 5, true);
+        s.record(&marker(1, 5), 2, 0, Some((ControlType::Commit, 0)));
+        assert!(
+            s.verified(1, 5, Some(g)),
+            "transaction 1's marker keeps the guard"
+        );
+        // Transaction 2 ended (aborted with epoch 6) before its first batch came: the guard
+        // is withdrawn, and its late batch is an old epoch's.
+        s.record(&marker(1, 6), 3, 0, Some((ControlType::Abort, 0)));
+        assert!(!s.verifying.contains_key(&1));
+        assert!(matches!(
+            s.check(&txn_header(1, 5, 0, 1)),
+            Err(ProducerError::InvalidEpoch { .. })
+        ));
+        // The classic protocol's guard goes with any marker.
+        let g = s.verification_guard(1, 6, false);
+        assert_ne!(
+            s.verification_guard(1, 6, true),
+            g,
+            "one guard per producer, epoch and protocol"
+        );
+        let g = s.verification_guard(1, 6, false);
+        s.record(&marker(1, 6), 4, 0, Some((ControlType::Abort, 0)));
+        assert!(!s.verified(1, 6, Some(g)));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The transaction coordinator of one shard: a pure state machine for Kafka's transaction
-//! protocol (classic flow: InitProducerId, AddPartitionsToTxn / AddOffsetsToTxn, EndTxn). No I/O,
+//! protocol (InitProducerId, AddPartitionsToTxn / AddOffsetsToTxn, EndTxn; the classic flow and
+//! transaction version 2 of KIP-890, where every EndTxn bumps the producer's epoch). No I/O,
 //! no runtime, no clock: the driver feeds it events with the current time and carries out the
 //! [`Action`]s it returns (replies, records to append to `__transaction_state`, producer ids to
 //! allocate, commit/abort markers to write).
@@ -14,9 +15,18 @@
 //!       └──── CompleteCommit / CompleteAbort ◀── PrepareCommit / PrepareAbort
 //! ```
 //! A timed-out transaction, and an ongoing one whose id a new producer initialises, is aborted
-//! with the epoch bumped (Kafka's PrepareEpochFence), so the old producer is fenced: its
+//! with the epoch bumped (Kafka's PrepareEpochFence; twice with transaction version 2 on, as
+//! Kafka's coordinator ends it as a version 2 transaction), so the old producer is fenced: its
 //! requests get PRODUCER_FENCED from then on.
 //!
+//! Transaction version 2 (an EndTxn v5+; docs/architecture.md §7.1): the Prepare* record
+//! carries the epoch + 1, the markers are written with it, and the reply hands the producer its
+//! new epoch, so a late write of the ended transaction is fenced by its epoch at every
+//! partition. An id whose epoch would pass `i16::MAX - 1` moves to a new producer id (the
+//! Prepare* record names it, the Complete* record takes it, epoch 0). EndTxn answers follow
+//! Kafka's table (see [`TxnCoordinator::end_v2`]): a retry of a completed EndTxn (epoch one
+//! below, or the previous id at `i16::MAX - 1` after a rotation) is answered again, an abort
+//! with no partition added completes at once with the epoch bumped.//!
 //! Invariants (checked by the seeded simulation in `txn/sim.rs`):
 //! - one transition in flight per transactional id (others get CONCURRENT_TRANSACTIONS);
 //! - a Prepare* record is durable before any marker is written, and a transaction's markers are
@@ -50,6 +60,9 @@ pub struct TxnConfig {
     /// transactional.id.expiration.ms: an id idle this long (no transaction under way) is
     /// forgotten.
     pub id_expiration_ms: i64,
+    /// The finalized `transaction.version` feature level: at 2 the coordinator's own aborts
+    /// (timeouts, fencing) end the transaction as a version 2 one (one more epoch bump).
+    pub transaction_version: i16,
     /// How long a marker write that failed waits before it is tried again.
     pub marker_retry_backoff_ms: i64,
 }
@@ -59,6 +72,7 @@ impl Default for TxnConfig {
         TxnConfig {
             max_timeout_ms: 900_000,
             id_expiration_ms: 7 * 24 * 3_600_000,
+            transaction_version: 2,
             marker_retry_backoff_ms: 100,
         }
     }
@@ -96,6 +110,9 @@ pub struct EndRequest {
     pub producer_id: i64,
     pub producer_epoch: i16,
     pub commit: bool,
+    /// Transaction version 2 (EndTxn v5+, KIP-890 part 2): completing bumps the epoch, and the
+    /// reply names the producer's id and epoch for its next transaction.
+    pub bump_epoch: bool,
 }
 
 /// ListTransactions filters (empty = any).
@@ -200,7 +217,13 @@ pub enum Reply {
     },
     /// Per partition (topic, partition, error).
     Add(Vec<(String, i32, i16)>),
-    End(i16),
+    /// EndTxn: the producer id and epoch are the producer's next ones with transaction version
+    /// 2 when `error` is NONE, -1 otherwise.
+    End {
+        error: i16,
+        producer_id: i64,
+        producer_epoch: i16,
+    },
     Describe(TxnDescription),
     List(Vec<ListedTxn>),
 }
@@ -315,6 +338,13 @@ enum Step {
     Markers {
         txn: String,
     },
+    /// A producer id to rotate to: an EndTxn's epoch bump would exhaust the current one.
+    AllocEnd {
+        txn: String,
+        req: ReqId,
+        commit: bool,
+        no_partition_added: bool,
+    },
 }
 
 /// What follows a durable write.
@@ -322,12 +352,22 @@ enum Step {
 enum Then {
     Init(ReqId),
     Add(ReqId, Vec<(String, i32)>),
-    /// A Prepare* record: reply (if a request waits) with this code, then write the markers.
-    Prepare(Option<(ReqId, i16)>),
+    /// A Prepare* record: answer the request that waits (if any), then write the markers.
+    Prepare(Option<Waiter>),
     /// The Complete* record after the markers.
     Complete,
     /// The tombstone of an id idle for `transactional.id.expiration.ms`.
     Expire,
+}
+
+/// The request a Prepare* record answers once durable.
+#[derive(Debug, Clone, Copy)]
+enum Waiter {
+    /// EndTxn: NONE (with the producer's next identity when `bumped`).
+    End { req: ReqId, bumped: bool },
+    /// InitProducerId that found a transaction under way: CONCURRENT_TRANSACTIONS, so it
+    /// retries once the abort completes.
+    Init(ReqId),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -527,6 +567,8 @@ impl TxnCoordinator {
                         partitions: BTreeSet::new(),
                         last_update_ms: now_ms,
                         start_ms: -1,
+                        prev_producer_id: NO_PRODUCER_ID,
+                        next_producer_id: NO_PRODUCER_ID,
                     },
                     last_producer_id: NO_PRODUCER_ID,
                     last_epoch: NO_EPOCH,
@@ -609,6 +651,8 @@ impl TxnCoordinator {
                     partitions: BTreeSet::new(),
                     last_update_ms: now_ms,
                     start_ms: -1,
+                    prev_producer_id: NO_PRODUCER_ID,
+                    next_producer_id: NO_PRODUCER_ID,
                 };
                 let last = (t.last_producer_id, last_epoch);
                 self.write(&r.transactional_id, Some(new), last, Then::Init(req));
@@ -621,14 +665,20 @@ impl TxnCoordinator {
     }
 
     fn producer_id(&mut self, now_ms: i64, token: u64, result: Result<i64, i16>) {
-        let Some(Step::Alloc {
-            txn,
-            req,
-            timeout_ms,
-            expected,
-        }) = self.steps.remove(&token)
-        else {
-            return;
+        let (txn, req, timeout_ms, expected) = match self.steps.remove(&token) {
+            Some(Step::Alloc {
+                txn,
+                req,
+                timeout_ms,
+                expected,
+            }) => (txn, req, timeout_ms, expected),
+            Some(Step::AllocEnd {
+                txn,
+                req,
+                commit,
+                no_partition_added,
+            }) => return self.rotated(now_ms, &txn, req, commit, no_partition_added, result),
+            _ => return,
         };
         let Some(t) = self.txns.get_mut(&txn) else {
             return;
@@ -665,22 +715,28 @@ impl TxnCoordinator {
                     partitions: BTreeSet::new(),
                     last_update_ms: now_ms,
                     start_ms: -1,
+                    prev_producer_id: NO_PRODUCER_ID,
+                    next_producer_id: NO_PRODUCER_ID,
                 };
                 self.write(&txn, Some(new), last, Then::Init(req));
             }
         }
     }
 
-    /// Aborts `txn`'s ongoing transaction with the epoch bumped; `req` (an InitProducerId)
+    /// Aborts `txn`'s ongoing transaction with the epoch bumped (once more with transaction
+    /// version 2, as Kafka's version 2 completion bumps it again); `req` (an InitProducerId)
     /// gets CONCURRENT_TRANSACTIONS once the abort is decided.
     fn fence_and_abort(&mut self, now_ms: i64, txn: &str, req: Option<ReqId>) {
         let Some(t) = self.txns.get(txn) else {
             return;
         };
-        let epoch = if t.failed_fence || t.meta.producer_epoch == i16::MAX {
+        // A fence whose write failed already holds the bumped epoch (it may be in the log).
+        let epoch = if t.failed_fence {
             t.meta.producer_epoch
+        } else if self.config.transaction_version >= 2 {
+            t.meta.producer_epoch.saturating_add(2)
         } else {
-            t.meta.producer_epoch + 1
+            t.meta.producer_epoch.saturating_add(1)
         };
         let new = TxnValue {
             producer_epoch: epoch,
@@ -689,8 +745,7 @@ impl TxnCoordinator {
             ..t.meta.clone()
         };
         let last = (t.last_producer_id, NO_EPOCH);
-        let reply = req.map(|r| (r, code(ResponseError::ConcurrentTransactions)));
-        self.write(txn, Some(new), last, Then::Prepare(reply));
+        self.write(txn, Some(new), last, Then::Prepare(req.map(Waiter::Init)));
     }
 
     // -----------------------------------------------------------------------------------------
@@ -832,15 +887,33 @@ impl TxnCoordinator {
     // EndTxn, markers, completion
     // -----------------------------------------------------------------------------------------
 
+    fn end_reply(&mut self, req: ReqId, error: i16) {
+        self.end_reply_as(req, error, (NO_PRODUCER_ID, NO_EPOCH));
+    }
+
+    fn end_reply_as(&mut self, req: ReqId, error: i16, (producer_id, producer_epoch): (i64, i16)) {
+        self.reply(
+            req,
+            Reply::End {
+                error,
+                producer_id,
+                producer_epoch,
+            },
+        );
+    }
+
     fn end(&mut self, now_ms: i64, req: ReqId, r: EndRequest) {
         if r.transactional_id.is_empty() {
-            return self.reply(req, Reply::End(code(ResponseError::InvalidRequest)));
+            return self.end_reply(req, code(ResponseError::InvalidRequest));
+        }
+        if r.bump_epoch {
+            return self.end_v2(now_ms, req, r);
         }
         if let Some(e) = self
             .partition_error(r.partition)
             .or_else(|| self.producer_error(&r.transactional_id, r.producer_id, r.producer_epoch))
         {
-            return self.reply(req, Reply::End(code(e)));
+            return self.end_reply(req, code(e));
         }
         let Some(t) = self.txns.get(&r.transactional_id) else {
             return;
@@ -858,11 +931,12 @@ impl TxnCoordinator {
                     ..t.meta.clone()
                 };
                 let last = (t.last_producer_id, t.last_epoch);
+                let waiter = Waiter::End { req, bumped: false };
                 return self.write(
                     &r.transactional_id,
                     Some(new),
                     last,
-                    Then::Prepare(Some((req, NONE))),
+                    Then::Prepare(Some(waiter)),
                 );
             }
             // A retry of an EndTxn that completed.
@@ -872,7 +946,159 @@ impl TxnCoordinator {
             }
             _ => code(ResponseError::InvalidTxnState),
         };
-        self.reply(req, Reply::End(error));
+        self.end_reply(req, error);
+    }
+
+    /// EndTxn with transaction version 2 (Kafka's `endTransaction` above version 1). With
+    /// "retry" an epoch one below the id's (or, after a rotation, the previous id at
+    /// `i16::MAX - 1`) and "current" the id's epoch:
+    /// ```text
+    ///                  abort            commit
+    ///                  retry  current   retry  current
+    /// Empty            FENCED bump      FENCED INVALID_TXN_STATE
+    /// CompleteAbort    NONE   bump      ITS    ITS
+    /// CompleteCommit   ITS    bump      NONE   ITS
+    /// ```
+    /// "bump" is an abort with no partition added: Prepare/CompleteAbort with no markers and
+    /// the epoch bumped. Ongoing (current epoch only) prepares the decision; Prepare* answers
+    /// a retry with CONCURRENT_TRANSACTIONS (same decision) or INVALID_TXN_STATE.
+    fn end_v2(&mut self, now_ms: i64, req: ReqId, r: EndRequest) {
+        if let Some(e) = self.partition_error(r.partition) {
+            return self.end_reply(req, code(e));
+        }
+        let Some(t) = self.txns.get(&r.transactional_id) else {
+            return self.end_reply(req, code(ResponseError::InvalidProducerIdMapping));
+        };
+        let m = &t.meta;
+        let retry_on_bump = m.producer_id == r.producer_id
+            && i32::from(m.producer_epoch) == i32::from(r.producer_epoch) + 1;
+        let retry_on_overflow = m.prev_producer_id == r.producer_id
+            && r.producer_epoch == i16::MAX - 1
+            && m.producer_epoch == 0;
+        let current = m.producer_epoch == r.producer_epoch;
+        use TxnState as S;
+        let valid_epoch = match m.state {
+            S::Ongoing | S::Empty | S::Dead | S::PrepareEpochFence => current,
+            S::PrepareCommit | S::PrepareAbort => retry_on_bump,
+            S::CompleteCommit | S::CompleteAbort => retry_on_bump || retry_on_overflow || current,
+        };
+        let retry = retry_on_bump || retry_on_overflow;
+        let prepare_state = matches!(m.state, S::PrepareCommit | S::PrepareAbort);
+        let error = if m.producer_id != r.producer_id && !retry_on_overflow {
+            Some(ResponseError::InvalidProducerIdMapping)
+        } else if !valid_epoch {
+            Some(ResponseError::ProducerFenced)
+        } else if t.pending != Pending::Idle && !prepare_state {
+            Some(ResponseError::ConcurrentTransactions)
+        } else {
+            None
+        };
+        if let Some(e) = error {
+            return self.end_reply(req, code(e));
+        }
+        let its = code(ResponseError::InvalidTxnState);
+        let concurrent = code(ResponseError::ConcurrentTransactions);
+        let identity = (m.producer_id, m.producer_epoch);
+        let txn = r.transactional_id;
+        match (m.state, r.commit) {
+            (S::Ongoing, commit) => self.prepare_end(now_ms, &txn, req, commit, false, None),
+            (S::CompleteCommit, true) | (S::CompleteAbort, false) if retry => {
+                self.end_reply_as(req, NONE, identity)
+            }
+            (S::CompleteCommit, false) if retry => self.end_reply(req, its),
+            (S::CompleteCommit | S::CompleteAbort | S::Empty, false) => {
+                self.prepare_end(now_ms, &txn, req, false, true, None)
+            }
+            (S::PrepareCommit, true) | (S::PrepareAbort, false) => self.end_reply(req, concurrent),
+            // Never stored by us: an id in these states is being removed or is corrupt.
+            (S::Dead | S::PrepareEpochFence, _) => self.end_reply(req, concurrent),
+            _ => self.end_reply(req, its),
+        }
+    }
+
+    /// Writes the Prepare* record of a version 2 EndTxn: the epoch + 1, and when the id is
+    /// exhausted the producer id `next` it moves to (allocated first when `None`).
+    /// `no_partition_added`: an abort with nothing to mark, starting now.
+    fn prepare_end(
+        &mut self,
+        now_ms: i64,
+        txn: &str,
+        req: ReqId,
+        commit: bool,
+        no_partition_added: bool,
+        next: Option<i64>,
+    ) {
+        let Some(t) = self.txns.get(txn) else {
+            return;
+        };
+        if exhausted(t.meta.producer_epoch) && next.is_none() {
+            let token = self.token();
+            if let Some(t) = self.txns.get_mut(txn) {
+                t.pending = Pending::Token(token);
+            }
+            self.steps.insert(
+                token,
+                Step::AllocEnd {
+                    txn: txn.to_owned(),
+                    req,
+                    commit,
+                    no_partition_added,
+                },
+            );
+            self.out.push(Action::AllocateProducerId { token });
+            return;
+        }
+        let mut new = TxnValue {
+            state: if commit {
+                TxnState::PrepareCommit
+            } else {
+                TxnState::PrepareAbort
+            },
+            producer_epoch: t.meta.producer_epoch.saturating_add(1),
+            last_update_ms: now_ms,
+            next_producer_id: next.unwrap_or(NO_PRODUCER_ID),
+            ..t.meta.clone()
+        };
+        if no_partition_added {
+            new.partitions.clear();
+            new.start_ms = now_ms;
+        }
+        let last = (t.last_producer_id, t.meta.producer_epoch);
+        let waiter = Waiter::End { req, bumped: true };
+        self.write(txn, Some(new), last, Then::Prepare(Some(waiter)));
+    }
+
+    /// The producer id for a version 2 EndTxn that exhausts the current one.
+    fn rotated(
+        &mut self,
+        now_ms: i64,
+        txn: &str,
+        req: ReqId,
+        commit: bool,
+        no_partition_added: bool,
+        result: Result<i64, i16>,
+    ) {
+        let Some(t) = self.txns.get_mut(txn) else {
+            return;
+        };
+        t.pending = Pending::Idle;
+        match result {
+            Err(error) => {
+                self.end_reply(req, error);
+                self.unpark(now_ms, txn);
+            }
+            Ok(pid) => self.prepare_end(now_ms, txn, req, commit, no_partition_added, Some(pid)),
+        }
+    }
+
+    /// Writes the markers of a decided transaction to `partitions`, or its Complete* record
+    /// when none are left (or there were none: a version 2 abort with no partition added).
+    fn mark_or_complete(&mut self, now_ms: i64, txn: &str, partitions: Vec<(String, i32)>) {
+        if partitions.is_empty() {
+            self.complete(now_ms, txn);
+        } else {
+            self.send_markers(txn, partitions);
+        }
     }
 
     fn send_markers(&mut self, txn: &str, partitions: Vec<(String, i32)>) {
@@ -932,12 +1158,19 @@ impl TxnCoordinator {
             TxnState::PrepareAbort => TxnState::CompleteAbort,
             _ => return,
         };
-        let new = TxnValue {
+        let mut new = TxnValue {
             state,
             partitions: BTreeSet::new(),
             last_update_ms: now_ms,
             ..t.meta.clone()
         };
+        if new.next_producer_id != NO_PRODUCER_ID {
+            // A version 2 completion that exhausted the id: the producer moves to the new one.
+            new.prev_producer_id = new.producer_id;
+            new.producer_id = new.next_producer_id;
+            new.producer_epoch = 0;
+            new.next_producer_id = NO_PRODUCER_ID;
+        }
         let last = (t.last_producer_id, t.last_epoch);
         self.write(txn, Some(new), last, Then::Complete);
     }
@@ -979,17 +1212,12 @@ impl TxnCoordinator {
                         }
                     }
                     // The waiting EndTxn (or fencing InitProducerId) gets the write's error.
-                    if let Some((req, code)) = reply {
-                        let r = if code == NONE {
-                            Reply::End(error)
-                        } else {
-                            Reply::Init {
-                                error,
-                                producer_id: NO_PRODUCER_ID,
-                                producer_epoch: NO_EPOCH,
-                            }
-                        };
-                        self.reply(req, r);
+                    match reply {
+                        Some(Waiter::End { req, .. }) => self.end_reply(req, error),
+                        Some(Waiter::Init(req)) => {
+                            self.init_reply(req, error, NO_PRODUCER_ID, NO_EPOCH)
+                        }
+                        None => {}
                     }
                 }
                 Then::Complete => {
@@ -1019,20 +1247,25 @@ impl TxnCoordinator {
             }
             Then::Add(req, partitions) => self.add_reply(req, &partitions, NONE),
             Then::Prepare(reply) => {
-                let partitions = t.meta.partitions.iter().cloned().collect();
-                if let Some((req, code)) = reply {
-                    let r = if code == NONE {
-                        Reply::End(NONE)
-                    } else {
-                        Reply::Init {
-                            error: code,
-                            producer_id: NO_PRODUCER_ID,
-                            producer_epoch: NO_EPOCH,
-                        }
-                    };
-                    self.reply(req, r);
+                let partitions: Vec<_> = t.meta.partitions.iter().cloned().collect();
+                // The producer's identity for its next transaction (version 2).
+                let next = if t.meta.next_producer_id != NO_PRODUCER_ID {
+                    (t.meta.next_producer_id, 0)
+                } else {
+                    (t.meta.producer_id, t.meta.producer_epoch)
+                };
+                match reply {
+                    Some(Waiter::End { req, bumped: true }) => self.end_reply_as(req, NONE, next),
+                    Some(Waiter::End { req, bumped: false }) => self.end_reply(req, NONE),
+                    Some(Waiter::Init(req)) => self.init_reply(
+                        req,
+                        code(ResponseError::ConcurrentTransactions),
+                        NO_PRODUCER_ID,
+                        NO_EPOCH,
+                    ),
+                    None => {}
                 }
-                self.send_markers(&txn, partitions);
+                self.mark_or_complete(now_ms, &txn, partitions);
             }
             Then::Complete | Then::Expire => {}
         }
@@ -1124,11 +1357,7 @@ impl TxnCoordinator {
             if let Some(t) = self.txns.get_mut(&id) {
                 t.pending = Pending::Idle;
             }
-            if partitions.is_empty() {
-                self.complete(now_ms, &id);
-            } else {
-                self.send_markers(&id, partitions);
-            }
+            self.mark_or_complete(now_ms, &id, partitions);
         }
         for id in expired {
             let last = self
@@ -1225,7 +1454,7 @@ impl TxnCoordinator {
         }
     }
 
-    fn load_completed(&mut self, _now_ms: i64, partition: i32) {
+    fn load_completed(&mut self, now_ms: i64, partition: i32) {
         let Some(Load::Loading(epoch)) = self.partitions.get(&partition).copied() else {
             return;
         };
@@ -1246,7 +1475,7 @@ impl TxnCoordinator {
             .collect();
         decided.sort();
         for (id, partitions) in decided {
-            self.send_markers(&id, partitions);
+            self.mark_or_complete(now_ms, &id, partitions);
         }
     }
 
@@ -1265,9 +1494,10 @@ impl TxnCoordinator {
             .steps
             .iter()
             .filter(|(_, s)| match s {
-                Step::Alloc { txn, .. } | Step::Write { txn, .. } | Step::Markers { txn } => {
-                    ids.contains(txn)
-                }
+                Step::Alloc { txn, .. }
+                | Step::AllocEnd { txn, .. }
+                | Step::Write { txn, .. }
+                | Step::Markers { txn } => ids.contains(txn),
             })
             .map(|(t, _)| *t)
             .collect();
@@ -1296,20 +1526,14 @@ impl TxnCoordinator {
                     ..
                 }) => self.add_reply(req, &partitions, not_coordinator),
                 Some(Step::Write {
-                    then: Then::Prepare(Some((req, c))),
+                    then: Then::Prepare(Some(Waiter::Init(req))),
                     ..
-                }) => {
-                    let r = if c == NONE {
-                        Reply::End(not_coordinator)
-                    } else {
-                        Reply::Init {
-                            error: not_coordinator,
-                            producer_id: NO_PRODUCER_ID,
-                            producer_epoch: NO_EPOCH,
-                        }
-                    };
-                    self.reply(req, r);
-                }
+                }) => self.init_reply(req, not_coordinator, NO_PRODUCER_ID, NO_EPOCH),
+                Some(Step::Write {
+                    then: Then::Prepare(Some(Waiter::End { req, .. })),
+                    ..
+                })
+                | Some(Step::AllocEnd { req, .. }) => self.end_reply(req, not_coordinator),
                 _ => {}
             }
         }

@@ -1,14 +1,22 @@
-//! Records of the internal `__transaction_state` topic, in Kafka's layout (key version 0, value
-//! version 0, the non-flexible one) so Kafka's tools can read them.
+//! Records of the internal `__transaction_state` topic, in Kafka's layout (key version 0; value
+//! version 0, or the flexible version 1 when it carries a previous or next producer id) so
+//! Kafka's tools can read them.
 //!
 //! ```text
 //! key    version i16 = 0 | transactional_id string
 //! value  version i16 = 0 | producer_id i64 | producer_epoch i16 | transaction_timeout_ms i32
 //!        | status i8 | partitions nullable array: i32 count × ( topic string | i32 count × i32 )
 //!        | last_update_timestamp_ms i64 | start_timestamp_ms i64
+//! value  version i16 = 1 | producer_id i64 | producer_epoch i16 | transaction_timeout_ms i32
+//!        | status i8 | partitions compact nullable array: uvarint count+1 ×
+//!          ( topic compact string | compact array of i32 | tagged fields )
+//!        | last_update_timestamp_ms i64 | start_timestamp_ms i64
+//!        | tagged fields: 0 previous_producer_id i64, 1 next_producer_id i64,
+//!          2 client_transaction_version i16 (read, not kept)
 //! ```
-//! A tombstone (no value) removes an expired transactional id. Decoding never panics: a
-//! malformed key or value yields `None` (the record is skipped).
+//! (compact string: uvarint length+1 | UTF-8; tagged fields: uvarint count × ( uvarint tag |
+//! uvarint size | data ).) A tombstone (no value) removes an expired transactional id. Decoding
+//! never panics: a malformed key or value yields `None` (the record is skipped).
 
 use std::collections::BTreeSet;
 
@@ -90,6 +98,12 @@ pub struct TxnValue {
     pub last_update_ms: i64,
     /// When the transaction under way started (-1: none).
     pub start_ms: i64,
+    /// The producer id before the last rotation (transaction version 2: an EndTxn whose epoch
+    /// bump exhausted the id moved the producer to a new one; -1: none). A retry of that
+    /// EndTxn names the previous id.
+    pub prev_producer_id: i64,
+    /// The producer id the transaction being completed moves the producer to (-1: none).
+    pub next_producer_id: i64,
 }
 
 /// One `__transaction_state` record; `value: None` is a tombstone.
@@ -109,19 +123,16 @@ impl TxnRecord {
 
     pub fn encode_value(&self) -> Option<Bytes> {
         let v = self.value.as_ref()?;
+        if v.prev_producer_id != -1 || v.next_producer_id != -1 {
+            return Some(encode_value_v1(v));
+        }
         let mut b = BytesMut::with_capacity(64);
         b.put_i16(0);
         b.put_i64(v.producer_id);
         b.put_i16(v.producer_epoch);
         b.put_i32(v.timeout_ms);
         b.put_i8(v.state.id());
-        let mut topics: Vec<(&str, Vec<i32>)> = Vec::new();
-        for (t, p) in &v.partitions {
-            match topics.last_mut() {
-                Some((last, ps)) if *last == t.as_str() => ps.push(*p),
-                _ => topics.push((t, vec![*p])),
-            }
-        }
+        let topics = by_topic(v);
         b.put_i32(topics.len() as i32);
         for (t, ps) in topics {
             put_str(&mut b, t);
@@ -153,12 +164,147 @@ impl TxnRecord {
     }
 }
 
-fn decode_value(v: &[u8]) -> Option<TxnValue> {
-    let mut r = Reader::new(v);
-    // Version 1 is flexible (compact strings, tagged fields): not written by us, not read yet.
-    if r.i16()? != 0 {
+/// The partitions of a value grouped by topic, in order.
+fn by_topic(v: &TxnValue) -> Vec<(&str, Vec<i32>)> {
+    let mut topics: Vec<(&str, Vec<i32>)> = Vec::new();
+    for (t, p) in &v.partitions {
+        match topics.last_mut() {
+            Some((last, ps)) if *last == t.as_str() => ps.push(*p),
+            _ => topics.push((t, vec![*p])),
+        }
+    }
+    topics
+}
+
+fn put_uvarint(b: &mut BytesMut, mut v: u32) {
+    while v >= 0x80 {
+        b.put_u8((v as u8 & 0x7f) | 0x80);
+        v >>= 7;
+    }
+    b.put_u8(v as u8);
+}
+
+fn put_compact_str(b: &mut BytesMut, s: &str) {
+    let len = s.len().min(i16::MAX as usize);
+    put_uvarint(b, len as u32 + 1);
+    b.put_slice(&s.as_bytes()[..len]);
+}
+
+/// Value version 1 (flexible): the previous and next producer ids as tagged fields.
+fn encode_value_v1(v: &TxnValue) -> Bytes {
+    let mut b = BytesMut::with_capacity(96);
+    b.put_i16(1);
+    b.put_i64(v.producer_id);
+    b.put_i16(v.producer_epoch);
+    b.put_i32(v.timeout_ms);
+    b.put_i8(v.state.id());
+    let topics = by_topic(v);
+    put_uvarint(&mut b, topics.len() as u32 + 1);
+    for (t, ps) in topics {
+        put_compact_str(&mut b, t);
+        put_uvarint(&mut b, ps.len() as u32 + 1);
+        for p in ps {
+            b.put_i32(p);
+        }
+        put_uvarint(&mut b, 0);
+    }
+    b.put_i64(v.last_update_ms);
+    b.put_i64(v.start_ms);
+    let tags: Vec<(u32, i64)> = [(0, v.prev_producer_id), (1, v.next_producer_id)]
+        .into_iter()
+        .filter(|(_, id)| *id != -1)
+        .collect();
+    put_uvarint(&mut b, tags.len() as u32);
+    for (tag, id) in tags {
+        put_uvarint(&mut b, tag);
+        put_uvarint(&mut b, 8);
+        b.put_i64(id);
+    }
+    b.freeze()
+}
+
+/// A compact array's or string's length (uvarint length+1; `None` inside: null).
+fn compact_len(r: &mut Reader) -> Option<Option<usize>> {
+    match r.uvarint()? {
+        0 => Some(None),
+        n => Some(Some(n as usize - 1)),
+    }
+}
+
+/// Tagged fields: (tag, data) in order; malformed sizes fail.
+fn tagged_fields<'a>(r: &mut Reader<'a>) -> Option<Vec<(u32, &'a [u8])>> {
+    let n = r.uvarint()? as usize;
+    // Each takes at least two bytes: the count is bounded by what is left.
+    if n > r.remaining() / 2 {
         return None;
     }
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let tag = r.uvarint()?;
+        let size = r.uvarint()? as usize;
+        out.push((tag, r.take(size)?));
+    }
+    Some(out)
+}
+
+fn decode_value(v: &[u8]) -> Option<TxnValue> {
+    let mut r = Reader::new(v);
+    match r.i16()? {
+        0 => decode_value_v0(r),
+        1 => decode_value_v1(r),
+        _ => None,
+    }
+}
+
+fn decode_value_v1(mut r: Reader) -> Option<TxnValue> {
+    let producer_id = r.i64()?;
+    let producer_epoch = r.i16()?;
+    let timeout_ms = r.i32()?;
+    let state = TxnState::from_id(r.u8()? as i8)?;
+    let mut partitions = BTreeSet::new();
+    if let Some(topics) = compact_len(&mut r)? {
+        // Each topic takes at least 3 bytes and each partition 4 (see decode_value_v0).
+        if topics > r.remaining() / 3 {
+            return None;
+        }
+        for _ in 0..topics {
+            let len = compact_len(&mut r)??;
+            let topic = std::str::from_utf8(r.take(len)?).ok()?.to_owned();
+            let n = compact_len(&mut r)??;
+            if n > r.remaining() / 4 {
+                return None;
+            }
+            for _ in 0..n {
+                partitions.insert((topic.clone(), r.i32()?));
+            }
+            tagged_fields(&mut r)?;
+        }
+    }
+    let last_update_ms = r.i64()?;
+    let start_ms = r.i64()?;
+    let (mut prev_producer_id, mut next_producer_id) = (-1, -1);
+    for (tag, data) in tagged_fields(&mut r)? {
+        let id = || Some(i64::from_be_bytes(data.try_into().ok()?));
+        match tag {
+            0 => prev_producer_id = id()?,
+            1 => next_producer_id = id()?,
+            _ => {}
+        }
+    }
+    Some(TxnValue {
+        producer_id,
+        producer_epoch,
+        timeout_ms,
+        state,
+        partitions,
+        last_update_ms,
+        start_ms,
+        prev_producer_id,
+        next_producer_id,
+    })
+}
+
+fn decode_value_v0(mut r: Reader) -> Option<TxnValue> {
     let producer_id = r.i64()?;
     let producer_epoch = r.i16()?;
     let timeout_ms = r.i32()?;
@@ -194,6 +340,8 @@ fn decode_value(v: &[u8]) -> Option<TxnValue> {
         partitions,
         last_update_ms,
         start_ms,
+        prev_producer_id: -1,
+        next_producer_id: -1,
     })
 }
 
@@ -254,6 +402,8 @@ mod tests {
                     ]),
                     last_update_ms: 1_000,
                     start_ms: 900,
+                    prev_producer_id: -1,
+                    next_producer_id: -1,
                 }),
             },
             TxnRecord {
@@ -266,6 +416,23 @@ mod tests {
                     partitions: BTreeSet::new(),
                     last_update_ms: 5,
                     start_ms: -1,
+                    prev_producer_id: -1,
+                    next_producer_id: -1,
+                }),
+            },
+            // Version 1: a producer id rotated by a transaction version 2 completion.
+            TxnRecord {
+                transactional_id: "tx-4".into(),
+                value: Some(TxnValue {
+                    producer_id: 4002,
+                    producer_epoch: i16::MAX,
+                    timeout_ms: 10_000,
+                    state: TxnState::PrepareCommit,
+                    partitions: BTreeSet::from([("a".to_owned(), 1), ("é".to_owned(), 300)]),
+                    last_update_ms: 6,
+                    start_ms: 4,
+                    prev_producer_id: 17,
+                    next_producer_id: 5000,
                 }),
             },
             TxnRecord {
@@ -305,6 +472,50 @@ mod tests {
         assert_eq!((r.i32(), r.i32()), (Some(1), Some(1)));
         assert_eq!((r.i64(), r.i64()), (Some(1_000), Some(900)));
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn value_v1_layout_is_kafkas() {
+        let v = samples()[2].encode_value().unwrap();
+        let mut r = Reader::new(&v);
+        assert_eq!(r.i16(), Some(1));
+        assert_eq!(r.i64(), Some(4002));
+        assert_eq!(r.i16(), Some(i16::MAX));
+        assert_eq!(r.i32(), Some(10_000));
+        assert_eq!(r.u8(), Some(2)); // PrepareCommit
+        assert_eq!(r.uvarint(), Some(3)); // two topics
+        assert_eq!((r.uvarint(), r.take(1)), (Some(2), Some(&b"a"[..])));
+        assert_eq!(
+            (r.uvarint(), r.i32(), r.uvarint()),
+            (Some(2), Some(1), Some(0))
+        );
+        assert_eq!((r.uvarint(), r.take(2)), (Some(3), Some("é".as_bytes())));
+        assert_eq!(
+            (r.uvarint(), r.i32(), r.uvarint()),
+            (Some(2), Some(300), Some(0))
+        );
+        assert_eq!((r.i64(), r.i64()), (Some(6), Some(4)));
+        assert_eq!(r.uvarint(), Some(2)); // two tagged fields
+        assert_eq!(
+            (r.uvarint(), r.uvarint(), r.i64()),
+            (Some(0), Some(8), Some(17))
+        );
+        assert_eq!(
+            (r.uvarint(), r.uvarint(), r.i64()),
+            (Some(1), Some(8), Some(5000))
+        );
+        assert!(r.is_empty());
+        // Kafka's client_transaction_version (tag 2) and unknown tags are read past.
+        let mut extra = v[..v.len() - 21].to_vec();
+        extra.extend_from_slice(&[3, 0, 8]);
+        extra.extend_from_slice(&17i64.to_be_bytes());
+        extra.extend_from_slice(&[2, 2, 0, 2, 9, 1, 7]);
+        let back = TxnRecord::decode(&samples()[2].encode_key(), Some(&extra)).unwrap();
+        let want = samples()[2].value.clone().map(|v| TxnValue {
+            next_producer_id: -1,
+            ..v
+        });
+        assert_eq!(back.value, want);
     }
 
     #[test]

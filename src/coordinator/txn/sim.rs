@@ -1,11 +1,14 @@
 //! A seeded, deterministic simulation of the transaction coordinator: transactional producers
-//! (two instances per transactional id, so each fences the other), a log that loses, fails or
+//! (two instances per transactional id, so each fences the other; every other id's producers
+//! use transaction version 2, whose EndTxn bumps the epoch and may abort a transaction that
+//! added nothing), a log that loses, fails or
 //! ambiguously completes writes (a write that reached the log but reported an error), marker
 //! writes that fail per partition, producer id allocations that fail, leadership moves of state
 //! partitions and whole-process restarts that reload from the log — all on a simulated clock.
 //!
-//! Checked: every request gets exactly one reply; the (producer id, epoch) InitProducerId hands
-//! out only grow per transactional id; AddPartitions and EndTxn succeed only for the newest
+//! Checked: every request gets exactly one reply; the (producer id, epoch) InitProducerId and
+//! version 2 EndTxn hand out only grow per transactional id; a version 2 EndTxn's markers
+//! carry the epoch it hands out; AddPartitions and EndTxn succeed only for the newest
 //! producer (zombies fenced); markers are written only after the matching Prepare record is
 //! durable; one transaction never gets both commit and abort markers; every committed
 //! or aborted EndTxn gets its markers on every partition, and every partition a successful
@@ -44,6 +47,8 @@ enum ClientState {
 
 struct Client {
     txn: String,
+    /// Transaction version 2: EndTxn v5.
+    v2: bool,
     state: ClientState,
     pid: Option<(i64, i16)>,
     added: BTreeSet<(String, i32)>,
@@ -92,6 +97,9 @@ struct Sim {
     decisions: Vec<(TxnKey, BTreeSet<Tp>, bool)>,
     /// AddPartitions successes: (transaction, partition).
     adds: Vec<(TxnKey, (String, i32))>,
+    /// Version 2 EndTxn successes: (transaction, the identity handed out), which its markers
+    /// must carry.
+    v2_markers: Vec<(TxnKey, (i64, i16))>,
     stats: BTreeMap<&'static str, u64>,
 }
 
@@ -102,6 +110,7 @@ impl Sim {
             for _ in 0..2 {
                 clients.push(Client {
                     txn: format!("tx-{i}"),
+                    v2: i % 2 == 1,
                     state: ClientState::NeedInit,
                     pid: None,
                     added: BTreeSet::new(),
@@ -128,6 +137,7 @@ impl Sim {
             latest: HashMap::new(),
             decisions: Vec::new(),
             adds: Vec::new(),
+            v2_markers: Vec::new(),
             stats: BTreeMap::new(),
         };
         for p in 0..STATE_PARTITIONS {
@@ -283,6 +293,7 @@ impl Sim {
         let txn = client.txn.clone();
         let partition = partition_for(&txn, STATE_PARTITIONS);
         let (pid, epoch) = client.pid.unwrap_or((-1, -1));
+        let v2 = client.v2;
         self.outstanding.insert(req, (c, op.clone()));
         let event = match op {
             Op::Init => Event::Init(
@@ -313,6 +324,7 @@ impl Sim {
                     producer_id: pid,
                     producer_epoch: epoch,
                     commit,
+                    bump_epoch: v2,
                 },
             ),
         };
@@ -391,7 +403,14 @@ impl Sim {
                     self.fatal(c, error);
                 }
             }
-            (Op::End(commit), Reply::End(error)) => {
+            (
+                Op::End(commit),
+                Reply::End {
+                    error,
+                    producer_id,
+                    producer_epoch,
+                },
+            ) => {
                 if error == 0 {
                     let pid = self.clients[c].pid.unwrap_or((-1, -1));
                     assert_eq!(
@@ -399,10 +418,34 @@ impl Sim {
                         Some(&pid),
                         "{txn}: EndTxn succeeded for a fenced producer"
                     );
+                    let v2 = self.clients[c].v2;
+                    if v2 {
+                        // The producer's next identity: newer than any handed out.
+                        let got = (producer_id, producer_epoch);
+                        assert!(got > pid, "{txn}: EndTxn gave {got:?} after {pid:?}");
+                        self.latest.insert(txn.clone(), got);
+                        self.clients[c].pid = Some(got);
+                        self.count("v2 end ok");
+                    } else {
+                        assert_eq!((producer_id, producer_epoch), (-1, -1));
+                    }
                     let client = &mut self.clients[c];
                     let added = std::mem::take(&mut client.added);
-                    let key = client.key.take().expect("EndTxn without a successful add");
+                    let key = client.key.take();
                     client.state = ClientState::Idle;
+                    let key = match key {
+                        Some(k) => k,
+                        // Version 2 may abort a transaction that added nothing.
+                        None if v2 && !commit => {
+                            self.count("v2 empty abort");
+                            return;
+                        }
+                        None => panic!("{txn}: EndTxn without a successful add"),
+                    };
+                    if v2 && producer_id == pid.0 {
+                        self.v2_markers
+                            .push((key.clone(), (producer_id, producer_epoch)));
+                    }
                     self.decisions.push((key, added, commit));
                     self.count(if commit { "commit ok" } else { "abort ok" });
                 } else if !retriable(error) {
@@ -435,10 +478,16 @@ impl Sim {
         if client.busy || client.next_at > self.now {
             return;
         }
-        let op = match client.state {
+        let (v2, state) = (client.v2, client.state);
+        let op = match state {
             ClientState::NeedInit => Op::Init,
             ClientState::Ending(commit) => Op::End(commit),
             ClientState::Idle if !self.chaos => return,
+            ClientState::Idle if v2 && self.chance(10) => {
+                // Version 2: abort a transaction that added nothing.
+                self.clients[c].state = ClientState::Ending(false);
+                Op::End(false)
+            }
             ClientState::Idle => Op::Add(self.some_partitions()),
             ClientState::InTxn if !self.chaos => Op::End(self.chance(50)),
             ClientState::InTxn => match self.rng.below(100) {
@@ -600,6 +649,17 @@ impl Sim {
                 }
             }
         }
+        // A version 2 transaction's markers carry the epoch its EndTxn handed out.
+        for (key, identity) in &self.v2_markers {
+            for (tp, ms) in &self.markers {
+                for (k, pid, epoch, _) in ms {
+                    assert!(
+                        k != key || (*pid, *epoch) == *identity,
+                        "{tp:?}: marker of {key:?} as {pid}/{epoch}, EndTxn gave {identity:?}"
+                    );
+                }
+            }
+        }
         // No hanging transaction: every added partition got a marker of its transaction.
         for (key, tp) in &self.adds {
             let found = self
@@ -635,6 +695,7 @@ fn config() -> TxnConfig {
         max_timeout_ms: 10_000,
         id_expiration_ms: 1_000_000_000,
         marker_retry_backoff_ms: 50,
+        transaction_version: 2,
     }
 }
 
@@ -673,6 +734,8 @@ fn seeded_simulation_holds_the_invariants() {
     for what in [
         "init ok",
         "add ok",
+        "v2 end ok",
+        "v2 empty abort",
         "commit ok",
         "abort ok",
         "abandoned",

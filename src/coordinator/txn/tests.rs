@@ -16,8 +16,17 @@ fn code(e: ResponseError) -> i16 {
     e.code()
 }
 
+/// A coordinator with state partition `P` loaded, at `transaction.version` 1 (the classic
+/// protocol's fencing: one epoch bump).
 fn loaded() -> TxnCoordinator {
-    let mut c = TxnCoordinator::new(TxnConfig::default());
+    loaded_at(1)
+}
+
+fn loaded_at(transaction_version: i16) -> TxnCoordinator {
+    let mut c = TxnCoordinator::new(TxnConfig {
+        transaction_version,
+        ..TxnConfig::default()
+    });
     c.on_event(
         0,
         Event::LoadStarted {
@@ -56,6 +65,24 @@ fn end(pid: i64, epoch: i16, commit: bool) -> EndRequest {
         producer_id: pid,
         producer_epoch: epoch,
         commit,
+        bump_epoch: false,
+    }
+}
+
+/// EndTxn v5 (transaction version 2).
+fn end_v2(pid: i64, epoch: i16, commit: bool) -> EndRequest {
+    EndRequest {
+        bump_epoch: true,
+        ..end(pid, epoch, commit)
+    }
+}
+
+/// A classic EndTxn's answer (no producer id or epoch in it).
+fn ended(error: i16) -> Reply {
+    Reply::End {
+        error,
+        producer_id: -1,
+        producer_epoch: -1,
     }
 }
 
@@ -64,10 +91,21 @@ fn end(pid: i64, epoch: i16, commit: bool) -> EndRequest {
 fn settle(
     c: &mut TxnCoordinator,
     now: i64,
-    mut actions: Vec<Action>,
+    actions: Vec<Action>,
     log: &mut Vec<TxnRecord>,
 ) -> Vec<Reply> {
+    drive(c, now, actions, log).0
+}
+
+/// [`settle`], also returning the markers written: (producer id, epoch, commit).
+fn drive(
+    c: &mut TxnCoordinator,
+    now: i64,
+    mut actions: Vec<Action>,
+    log: &mut Vec<TxnRecord>,
+) -> (Vec<Reply>, Vec<(i64, i16, bool)>) {
     let mut replies = Vec::new();
+    let mut markers = Vec::new();
     let mut next_pid = 5000;
     while !actions.is_empty() {
         let mut next = Vec::new();
@@ -88,7 +126,14 @@ fn settle(
                     log.push(record);
                     next.extend(c.on_event(now, Event::Persisted { token, error: 0 }));
                 }
-                Action::WriteMarkers { token, .. } => {
+                Action::WriteMarkers {
+                    token,
+                    producer_id,
+                    producer_epoch,
+                    commit,
+                    ..
+                } => {
+                    markers.push((producer_id, producer_epoch, commit));
                     next.extend(c.on_event(
                         now,
                         Event::MarkersWritten {
@@ -101,7 +146,7 @@ fn settle(
         }
         actions = next;
     }
-    replies
+    (replies, markers)
 }
 
 /// EndTxn of `pid`/`e` (`commit`) as request `req` at `now`, with its Prepare record made
@@ -189,7 +234,7 @@ fn commit_writes_prepare_then_markers_then_complete() {
             error: 0,
         },
     );
-    assert_eq!(a[0], Action::Reply(4, Reply::End(0)));
+    assert_eq!(a[0], Action::Reply(4, ended(0)));
     let Action::WriteMarkers {
         token,
         producer_id,
@@ -213,7 +258,7 @@ fn commit_writes_prepare_then_markers_then_complete() {
         busy,
         vec![Action::Reply(
             5,
-            Reply::End(code(ResponseError::ConcurrentTransactions))
+            ended(code(ResponseError::ConcurrentTransactions))
         )]
     );
     let a = c.on_event(
@@ -226,68 +271,44 @@ fn commit_writes_prepare_then_markers_then_complete() {
     settle(&mut c, 4, a, &mut Vec::new());
     // A retried EndTxn of the finished commit succeeds; an abort of it does not.
     let a = c.on_event(5, Event::End(6, end(pid, e, true)));
-    assert_eq!(a, vec![Action::Reply(6, Reply::End(0))]);
+    assert_eq!(a, vec![Action::Reply(6, ended(0))]);
     let a = c.on_event(5, Event::End(7, end(pid, e, false)));
     assert_eq!(
         a,
         vec![Action::Reply(
             7,
-            Reply::End(code(ResponseError::InvalidTxnState))
+            ended(code(ResponseError::InvalidTxnState))
         )]
     );
 }
 
 #[test]
 fn a_new_producer_fences_the_old_one_and_aborts_its_transaction() {
-    let mut c = loaded();
+    // Version 2 ends the fenced transaction as a version 2 one: one more bump (Kafka's).
+    for (version, bumps) in [(1, 1), (2, 2)] {
+        fence_and_abort_at(version, bumps);
+    }
+}
+
+fn fence_and_abort_at(version: i16, bumps: i16) {
+    let mut c = loaded_at(version);
     let mut log = Vec::new();
     let (pid, e) = init_ok(&mut c, &mut log);
     let a = c.on_event(1, Event::Add(2, add(pid, e, &[("a", 0)])));
     settle(&mut c, 1, a, &mut log);
     // The new producer: the ongoing transaction is aborted with the epoch bumped.
     let a = c.on_event(2, Event::Init(3, init("t", 60_000)));
-    let mut markers = Vec::new();
     for x in &a {
         if let Action::Persist { record, .. } = x {
             let v = record.value.as_ref().unwrap();
-            assert_eq!((v.state, v.producer_epoch), (TxnState::PrepareAbort, e + 1));
+            assert_eq!(
+                (v.state, v.producer_epoch),
+                (TxnState::PrepareAbort, e + bumps)
+            );
         }
     }
-    let replies = {
-        let mut out = Vec::new();
-        let mut actions = a;
-        while !actions.is_empty() {
-            let mut next = Vec::new();
-            for x in actions {
-                match x {
-                    Action::WriteMarkers {
-                        token,
-                        producer_epoch,
-                        commit,
-                        ..
-                    } => {
-                        markers.push((producer_epoch, commit));
-                        next.extend(c.on_event(
-                            2,
-                            Event::MarkersWritten {
-                                token,
-                                retry: vec![],
-                            },
-                        ));
-                    }
-                    Action::Persist { record, token, .. } => {
-                        log.push(record);
-                        next.extend(c.on_event(2, Event::Persisted { token, error: 0 }));
-                    }
-                    Action::Reply(_, r) => out.push(r),
-                    Action::AllocateProducerId { .. } => panic!("no new id needed"),
-                }
-            }
-            actions = next;
-        }
-        out
-    };
-    assert_eq!(markers, vec![(e + 1, false)]);
+    let (replies, markers) = drive(&mut c, 2, a, &mut log);
+    assert_eq!(markers, vec![(pid, e + bumps, false)]);
     assert_eq!(
         replies,
         vec![Reply::Init {
@@ -296,7 +317,7 @@ fn a_new_producer_fences_the_old_one_and_aborts_its_transaction() {
             producer_epoch: -1
         }]
     );
-    assert_eq!(last_state(&log), (TxnState::CompleteAbort, e + 1));
+    assert_eq!(last_state(&log), (TxnState::CompleteAbort, e + bumps));
     // The old producer is fenced; the new one's retry gets the next epoch.
     let a = c.on_event(3, Event::Add(4, add(pid, e, &[("a", 1)])));
     assert_eq!(
@@ -306,12 +327,18 @@ fn a_new_producer_fences_the_old_one_and_aborts_its_transaction() {
             Reply::Add(vec![("a".into(), 1, code(ResponseError::ProducerFenced))])
         )]
     );
-    assert_eq!(init_ok(&mut c, &mut log), (pid, e + 2));
+    assert_eq!(init_ok(&mut c, &mut log), (pid, e + bumps + 1));
 }
 
 #[test]
 fn a_timed_out_transaction_is_aborted_with_the_epoch_bumped() {
-    let mut c = loaded();
+    for (version, bumps) in [(1, 1), (2, 2)] {
+        time_out_at(version, bumps);
+    }
+}
+
+fn time_out_at(version: i16, bumps: i16) {
+    let mut c = loaded_at(version);
     let mut log = Vec::new();
     let a = c.on_event(0, Event::Init(1, init("t", 1_000)));
     let pid = match settle(&mut c, 0, a, &mut log).as_slice() {
@@ -323,14 +350,11 @@ fn a_timed_out_transaction_is_aborted_with_the_epoch_bumped() {
     assert!(c.on_event(1_099, Event::Tick).is_empty());
     let a = c.on_event(1_100, Event::Tick);
     settle(&mut c, 1_100, a, &mut log);
-    assert_eq!(last_state(&log), (TxnState::CompleteAbort, 1));
+    assert_eq!(last_state(&log), (TxnState::CompleteAbort, bumps));
     let a = c.on_event(1_200, Event::End(3, end(pid, 0, true)));
     assert_eq!(
         a,
-        vec![Action::Reply(
-            3,
-            Reply::End(code(ResponseError::ProducerFenced))
-        )]
+        vec![Action::Reply(3, ended(code(ResponseError::ProducerFenced)))]
     );
 }
 
@@ -340,7 +364,7 @@ fn bad_requests_get_kafkas_errors() {
     let mut log = Vec::new();
     let err = |a: Vec<Action>| match &a[..] {
         [Action::Reply(_, Reply::Init { error, .. })] => *error,
-        [Action::Reply(_, Reply::End(error))] => *error,
+        [Action::Reply(_, Reply::End { error, .. })] => *error,
         [Action::Reply(_, Reply::Add(v))] => v[0].2,
         other => panic!("{other:?}"),
     };
@@ -407,6 +431,8 @@ fn an_exhausted_epoch_gets_a_new_producer_id() {
         partitions: BTreeSet::new(),
         last_update_ms: 0,
         start_ms: -1,
+        prev_producer_id: -1,
+        next_producer_id: -1,
     };
     c.on_event(
         0,
@@ -448,6 +474,8 @@ fn a_reload_finishes_decided_transactions() {
         partitions: BTreeSet::from([("a".to_owned(), 0)]),
         last_update_ms: 0,
         start_ms: 0,
+        prev_producer_id: -1,
+        next_producer_id: -1,
     };
     c.on_event(
         0,
@@ -639,5 +667,249 @@ fn verify_only_answers_from_the_durable_state_and_writes_nothing() {
             10,
             Reply::Add(vec![("a".into(), 0, abortable)])
         )]
+    );
+}
+
+/// Answers of `actions` (driven to the end by [`settle`] at `now`), and the log they wrote.
+fn run(c: &mut TxnCoordinator, now: i64, event: Event) -> (Vec<Reply>, Vec<TxnRecord>) {
+    let a = c.on_event(now, event);
+    let mut log = Vec::new();
+    let replies = settle(c, now, a, &mut log);
+    (replies, log)
+}
+
+fn ended_as(pid: i64, epoch: i16) -> Reply {
+    Reply::End {
+        error: 0,
+        producer_id: pid,
+        producer_epoch: epoch,
+    }
+}
+
+#[test]
+fn version_2_end_txn_bumps_the_epoch_and_answers_retries_by_kafkas_table() {
+    let mut c = loaded_at(2);
+    let mut log = Vec::new();
+    let (pid, e) = init_ok(&mut c, &mut log);
+    let fenced = ended(code(ResponseError::ProducerFenced));
+    let its = ended(code(ResponseError::InvalidTxnState));
+    // Empty: a commit is refused, a retry's abort is fenced.
+    assert_eq!(
+        run(&mut c, 1, Event::End(2, end_v2(pid, e, true))).0,
+        vec![its.clone()]
+    );
+    // The leader's implicit add (an AddPartitionsToTxn from a broker) opens the transaction.
+    let (r, _) = run(&mut c, 1, Event::Add(3, add(pid, e, &[("a", 0)])));
+    assert_eq!(r, vec![Reply::Add(vec![("a".into(), 0, 0)])]);
+    // Commit: the Prepare record carries epoch + 1, the reply hands it over, the markers use it.
+    let a = prepared_v2(&mut c, 2, 4, pid, e, true);
+    assert_eq!(a[0], Action::Reply(4, ended_as(pid, e + 1)));
+    let Action::WriteMarkers {
+        token,
+        producer_epoch,
+        ..
+    } = &a[1]
+    else {
+        panic!("{a:?}")
+    };
+    assert_eq!(*producer_epoch, e + 1);
+    // A retry while the markers are written: CONCURRENT_TRANSACTIONS; the old epoch is fenced
+    // at the partitions' coordinator too.
+    assert_eq!(
+        run(&mut c, 2, Event::End(5, end_v2(pid, e, true))).0,
+        vec![ended(code(ResponseError::ConcurrentTransactions))]
+    );
+    let a = c.on_event(
+        3,
+        Event::MarkersWritten {
+            token: *token,
+            retry: vec![],
+        },
+    );
+    settle(&mut c, 3, a, &mut log);
+    assert_eq!(last_state(&log), (TxnState::CompleteCommit, e + 1));
+    // CompleteCommit: the retried commit is answered again (no write), its abort is not;
+    // the current epoch's commit is INVALID_TXN_STATE.
+    assert_eq!(
+        run(&mut c, 4, Event::End(6, end_v2(pid, e, true))),
+        (vec![ended_as(pid, e + 1)], vec![])
+    );
+    assert_eq!(
+        run(&mut c, 4, Event::End(7, end_v2(pid, e, false))).0,
+        vec![its.clone()]
+    );
+    assert_eq!(
+        run(&mut c, 4, Event::End(8, end_v2(pid, e + 1, true))).0,
+        vec![its.clone()]
+    );
+    // Older than a retry: fenced. A classic request of the old epoch: fenced too.
+    assert_eq!(
+        run(&mut c, 4, Event::End(9, end_v2(pid, e - 1, false))).0,
+        vec![fenced.clone()]
+    );
+    let (r, _) = run(&mut c, 4, Event::Add(10, add(pid, e, &[("a", 1)])));
+    assert_eq!(
+        r,
+        vec![Reply::Add(vec![(
+            "a".into(),
+            1,
+            code(ResponseError::ProducerFenced)
+        )])]
+    );
+    // The current epoch aborts with no partition added: bumped, completed, no markers.
+    let (r, written) = run(&mut c, 5, Event::End(11, end_v2(pid, e + 1, false)));
+    assert_eq!(r, vec![ended_as(pid, e + 2)]);
+    let states: Vec<_> = written
+        .iter()
+        .map(|w| {
+            let v = w.value.as_ref().unwrap();
+            (v.state, v.producer_epoch, v.partitions.len(), v.start_ms)
+        })
+        .collect();
+    assert_eq!(
+        states,
+        vec![
+            (TxnState::PrepareAbort, e + 2, 0, 5),
+            (TxnState::CompleteAbort, e + 2, 0, 5)
+        ]
+    );
+    // CompleteAbort: the retried abort is answered, a commit is not.
+    assert_eq!(
+        run(&mut c, 6, Event::End(12, end_v2(pid, e + 1, false))).0,
+        vec![ended_as(pid, e + 2)]
+    );
+    assert_eq!(
+        run(&mut c, 6, Event::End(13, end_v2(pid, e + 1, true))).0,
+        vec![its]
+    );
+    // Empty after a new InitProducerId: a retry's abort is fenced.
+    let (pid2, e2) = init_ok(&mut c, &mut log);
+    assert_eq!((pid2, e2), (pid, e + 3));
+    assert_eq!(
+        run(&mut c, 7, Event::End(14, end_v2(pid, e2 - 1, false))).0,
+        vec![fenced]
+    );
+    assert_eq!(
+        run(&mut c, 7, Event::End(15, end_v2(pid + 1, e2, false))).0,
+        vec![ended(code(ResponseError::InvalidProducerIdMapping))]
+    );
+}
+
+/// [`prepared`] with a version 2 EndTxn.
+fn prepared_v2(
+    c: &mut TxnCoordinator,
+    now: i64,
+    req: u64,
+    pid: i64,
+    e: i16,
+    commit: bool,
+) -> Vec<Action> {
+    let a = c.on_event(now, Event::End(req, end_v2(pid, e, commit)));
+    let [Action::Persist { token, .. }] = &a[..] else {
+        panic!("{a:?}")
+    };
+    c.on_event(
+        now,
+        Event::Persisted {
+            token: *token,
+            error: 0,
+        },
+    )
+}
+
+/// A coordinator at version 2 whose id "t" is in `state` as producer 9 at `epoch` with
+/// partition a-0 (when ongoing or decided) and `next` as its next producer id.
+fn replayed(state: TxnState, epoch: i16, next: i64) -> TxnCoordinator {
+    let mut c = TxnCoordinator::new(TxnConfig::default());
+    c.on_event(
+        0,
+        Event::LoadStarted {
+            partition: P,
+            coordinator_epoch: 5,
+        },
+    );
+    let partitions = match state {
+        TxnState::Ongoing | TxnState::PrepareCommit | TxnState::PrepareAbort => {
+            BTreeSet::from([("a".to_owned(), 0)])
+        }
+        _ => BTreeSet::new(),
+    };
+    let value = TxnValue {
+        producer_id: 9,
+        producer_epoch: epoch,
+        timeout_ms: 60_000,
+        state,
+        partitions,
+        last_update_ms: 0,
+        start_ms: 0,
+        prev_producer_id: -1,
+        next_producer_id: next,
+    };
+    let record = TxnRecord {
+        transactional_id: "t".into(),
+        value: Some(value),
+    };
+    c.on_event(0, Event::Replay(P, record));
+    c
+}
+
+#[test]
+fn version_2_end_txn_moves_an_exhausted_producer_to_a_new_id() {
+    let mut c = replayed(TxnState::Ongoing, i16::MAX - 1, -1);
+    c.on_event(0, Event::LoadCompleted(P));
+    let a = c.on_event(1, Event::End(2, end_v2(9, i16::MAX - 1, true)));
+    let [Action::AllocateProducerId { token }] = &a[..] else {
+        panic!("{a:?}")
+    };
+    let a = c.on_event(
+        1,
+        Event::ProducerId {
+            token: *token,
+            result: Ok(77),
+        },
+    );
+    for x in &a {
+        if let Action::Persist { record, .. } = x {
+            let v = record.value.as_ref().unwrap();
+            assert_eq!(
+                (v.state, v.producer_id, v.producer_epoch, v.next_producer_id),
+                (TxnState::PrepareCommit, 9, i16::MAX, 77)
+            );
+        }
+    }
+    let mut log = Vec::new();
+    let (replies, markers) = drive(&mut c, 1, a, &mut log);
+    assert_eq!(replies, vec![ended_as(77, 0)]);
+    assert_eq!(markers, vec![(9, i16::MAX, true)]);
+    let v = log.last().and_then(|r| r.value.clone()).unwrap();
+    assert_eq!(
+        (
+            v.state,
+            v.producer_id,
+            v.producer_epoch,
+            v.prev_producer_id,
+            v.next_producer_id
+        ),
+        (TxnState::CompleteCommit, 77, 0, 9, -1)
+    );
+    // A retry names the previous id at i16::MAX - 1: answered with the new one.
+    assert_eq!(
+        run(&mut c, 2, Event::End(3, end_v2(9, i16::MAX - 1, true))).0,
+        vec![ended_as(77, 0)]
+    );
+    // The new id's next transaction works as any.
+    let (r, _) = run(&mut c, 3, Event::Add(4, add(77, 0, &[("b", 0)])));
+    assert_eq!(r, vec![Reply::Add(vec![("b".into(), 0, 0)])]);
+
+    // A coordinator that loads the Prepare record finishes the move.
+    let mut c = replayed(TxnState::PrepareCommit, i16::MAX, 77);
+    let a = c.on_event(0, Event::LoadCompleted(P));
+    let mut log = Vec::new();
+    let (_, markers) = drive(&mut c, 0, a, &mut log);
+    assert_eq!(markers, vec![(9, i16::MAX, true)]);
+    let v = log.last().and_then(|r| r.value.clone()).unwrap();
+    assert_eq!(
+        (v.state, v.producer_id, v.producer_epoch, v.prev_producer_id),
+        (TxnState::CompleteCommit, 77, 0, 9)
     );
 }

@@ -117,6 +117,7 @@ pub async fn handle(shard: Rc<Shard>, req: OffsetCommitRequest, ctx: Ctx) -> Res
         CommitRequest {
             txn: None,
             transactional_id: None,
+            txn_add: false,
             group_id: group_id.clone(),
             partition,
             generation: req.generation_id_or_member_epoch,

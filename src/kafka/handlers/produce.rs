@@ -21,7 +21,8 @@ use crate::security::acl::{OP_WRITE, RESOURCE_TOPIC, RESOURCE_TRANSACTIONAL_ID};
 use crate::security::quota::QuotaKind;
 use crate::shard::controller::{self};
 use crate::shard::ops::{self, AppendFuture, AppendOutcome};
-use crate::shard::{txns, MeshMsg, Shard};
+use crate::shard::txns::{self, TxnCheck};
+use crate::shard::{MeshMsg, Shard};
 use crate::util::{sb, topic_name};
 
 /// Position of a partition in the request: (topic index, partition index).
@@ -151,12 +152,21 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
         rows.push((name, row));
     }
 
-    // KIP-890 part 1: a transactional producer's batch that would open its transaction in a
-    // partition goes in only once the coordinator confirmed the partition is in it.
-    let verdicts = match &transactional_id {
-        Some(id) if shard.config.args.transaction_partition_verification_enable => {
-            verify(shard, id, ctx.version, &wanted).await
-        }
+    // KIP-890: a transactional producer's batch that would open its transaction in a
+    // partition goes in only once the coordinator confirmed the partition is in it (part 1),
+    // or, for a transaction version 2 producer (Produce v12), added it (part 2, always on:
+    // such a producer sends no AddPartitionsToTxn).
+    let check = if ctx.version >= FIRST_IMPLICIT_ADD_PRODUCE_VERSION {
+        Some(TxnCheck::Add)
+    } else {
+        shard
+            .config
+            .args
+            .transaction_partition_verification_enable
+            .then_some(TxnCheck::Verify)
+    };
+    let verdicts = match (&transactional_id, check) {
+        (Some(id), Some(check)) => verify(shard, id, ctx.version, check, &wanted).await,
         _ => vec![Ok(None); wanted.len()],
     };
     let mut by_shard: BTreeMap<usize, Vec<(Item, Bytes, Option<u64>)>> = BTreeMap::new();
@@ -323,13 +333,17 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
     }))
 }
 
-/// KIP-890 part 1 for one request's appends: per append, the verification guard to append
-/// under (`None`: none needed), or the outcome that refuses it. Asks the owner shards for
-/// guards, then the coordinator about the partitions that need one.
+/// Produce v12 is transaction version 2's (KIP-890 part 2): the leader adds the partition.
+const FIRST_IMPLICIT_ADD_PRODUCE_VERSION: i16 = 12;
+
+/// KIP-890 for one request's appends: per append, the verification guard to append under
+/// (`None`: none needed), or the outcome that refuses it. Asks the owner shards for guards,
+/// then the coordinator about the partitions that need one (`check`: verify or add them).
 async fn verify(
     shard: &Rc<Shard>,
     transactional_id: &str,
     version: i16,
+    check: TxnCheck,
     wanted: &[Wanted],
 ) -> Vec<Result<Option<u64>, AppendOutcome>> {
     let mut out = vec![Ok(None); wanted.len()];
@@ -343,6 +357,7 @@ async fn verify(
     for (i, (_, owner, ..)) in wanted.iter().enumerate() {
         by_owner.entry(*owner).or_default().push(i);
     }
+    let epoch_bump = check == TxnCheck::Add;
     let mut guards: Vec<Option<u64>> = vec![None; wanted.len()];
     for (owner, idxs) in by_owner {
         let parts: Vec<(String, i32)> = idxs
@@ -350,17 +365,26 @@ async fn verify(
             .map(|&i| (wanted[i].2.clone(), wanted[i].3))
             .collect();
         let answer = if owner == shard.id {
-            ops::txn_guards(shard, &parts, producer)
+            Ok(ops::txn_guards(shard, &parts, producer, epoch_bump))
         } else {
-            // Unanswered: the append on that shard refuses what needed a guard.
             shard
                 .request(owner, |reply| MeshMsg::TxnGuards {
                     parts,
                     producer,
+                    epoch_bump,
                     reply,
                 })
                 .await
-                .unwrap_or_default()
+        };
+        let Ok(answer) = answer else {
+            // That shard did not answer: its appends are refused, to be retried.
+            for i in idxs {
+                out[i] = Err(not_verified(
+                    ResponseError::NetworkException.code(),
+                    version,
+                ));
+            }
+            continue;
         };
         for (k, i) in idxs.into_iter().enumerate() {
             guards[i] = answer.get(k).copied().flatten();
@@ -374,7 +398,7 @@ async fn verify(
         .iter()
         .map(|&i| (wanted[i].2.clone(), wanted[i].3))
         .collect();
-    let codes = txns::verify(shard, transactional_id, producer, parts, true).await;
+    let codes = txns::verify(shard, transactional_id, producer, parts, check, true).await;
     let m = &shard.metrics;
     crate::metrics::ShardMetrics::add(&m.txn_verifications, need.len() as u64);
     for (i, code) in need.into_iter().zip(codes) {
@@ -382,18 +406,23 @@ async fn verify(
             Ok(guards[i])
         } else {
             crate::metrics::ShardMetrics::add(&m.txn_verification_failures, 1);
-            let (error, message) = verification_error(code, version);
             tracing::debug!(transactional_id, topic = %wanted[i].2, partition = wanted[i].3, code, "transactional batch not verified");
-            Err(AppendOutcome {
-                error,
-                base_offset: -1,
-                log_append_time_ms: -1,
-                log_start_offset: -1,
-                message,
-            })
+            Err(not_verified(code, version))
         };
     }
     out
+}
+
+/// The refusal of an append its coordinator did not verify (see [`verification_error`]).
+fn not_verified(code: i16, version: i16) -> AppendOutcome {
+    let (error, message) = verification_error(code, version);
+    AppendOutcome {
+        error,
+        base_offset: -1,
+        log_append_time_ms: -1,
+        log_start_offset: -1,
+        message,
+    }
 }
 
 /// Produce v11 is the first to know TRANSACTION_ABORTABLE (KIP-890).

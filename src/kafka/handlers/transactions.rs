@@ -199,8 +199,15 @@ async fn add_one(
             })
             .collect()
     } else if one.verify_only {
-        let codes =
-            txns::verify(shard, transactional_id, one.producer, wanted.clone(), false).await;
+        let codes = txns::verify(
+            shard,
+            transactional_id,
+            one.producer,
+            wanted.clone(),
+            txns::TxnCheck::Verify,
+            false,
+        )
+        .await;
         wanted
             .into_iter()
             .zip(codes)
@@ -276,6 +283,10 @@ pub async fn add_offsets_to_txn(
     ResponseKind::AddOffsetsToTxn(resp.with_error_code(error))
 }
 
+/// EndTxn v5 is the first of transaction version 2 (KIP-890 part 2): its completion bumps the
+/// producer's epoch and the response names the next one.
+const FIRST_EPOCH_BUMP_END_TXN_VERSION: i16 = 5;
+
 pub async fn end_txn(shard: Rc<Shard>, req: EndTxnRequest, ctx: Ctx) -> ResponseKind {
     let transactional_id = req.transactional_id.0.as_str().to_owned();
     if !ctx.may(
@@ -298,13 +309,19 @@ pub async fn end_txn(shard: Rc<Shard>, req: EndTxnRequest, ctx: Ctx) -> Response
             producer_id: req.producer_id.0,
             producer_epoch: req.producer_epoch,
             commit: req.committed,
+            // KIP-890 part 2: EndTxn v5 is a transaction version 2 client's.
+            bump_epoch: ctx.version >= FIRST_EPOCH_BUMP_END_TXN_VERSION,
         })
     })
     .await;
-    let error = match reply {
-        Ok(Reply::End(e)) => e,
-        Ok(_) => ResponseError::UnknownServerError.code(),
-        Err(e) => e.code(),
+    let (error, next_id, next_epoch) = match reply {
+        Ok(Reply::End {
+            error,
+            producer_id,
+            producer_epoch,
+        }) => (error, producer_id, producer_epoch),
+        Ok(_) => (ResponseError::UnknownServerError.code(), -1, -1),
+        Err(e) => (e.code(), -1, -1),
     };
     tracing::debug!(
         transactional_id,
@@ -312,15 +329,21 @@ pub async fn end_txn(shard: Rc<Shard>, req: EndTxnRequest, ctx: Ctx) -> Response
         epoch = req.producer_epoch,
         commit = req.committed,
         error,
+        next_id,
+        next_epoch,
         "EndTxn"
     );
     ResponseKind::EndTxn(
         EndTxnResponse::default()
             .with_error_code(error)
-            .with_producer_id(ProducerId(-1))
-            .with_producer_epoch(-1),
+            .with_producer_id(ProducerId(next_id))
+            .with_producer_epoch(next_epoch),
     )
 }
+
+/// TxnOffsetCommit v5 is transaction version 2's (KIP-890 part 2): no AddOffsetsToTxn came,
+/// the group's coordinator adds its partition to the transaction.
+const FIRST_IMPLICIT_ADD_TXN_OFFSET_COMMIT_VERSION: i16 = 5;
 
 pub async fn txn_offset_commit(
     shard: Rc<Shard>,
@@ -393,6 +416,7 @@ pub async fn txn_offset_commit(
             offsets,
             txn,
             transactional_id: Some(req.transactional_id.0.as_str().to_owned()),
+            txn_add: version >= FIRST_IMPLICIT_ADD_TXN_OFFSET_COMMIT_VERSION,
         }
     })
     .await;

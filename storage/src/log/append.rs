@@ -467,14 +467,23 @@ impl Log {
         self.state.borrow().producers.aborted_between(from, to)
     }
 
-    /// KIP-890 part 1: `None` when a transactional batch of `producer_id` at `epoch` may be
+    /// KIP-890: `None` when a transactional batch of `producer_id` at `epoch` may be
     /// appended as it is (its transaction is open here, or its epoch is stale and the append
-    /// will refuse it); otherwise the guard to verify it under (see `producer.rs`).
-    pub fn verification_guard(&self, producer_id: i64, epoch: i16) -> Option<u64> {
+    /// will refuse it); otherwise the guard to verify it under (see `producer.rs`;
+    /// `epoch_bump`: a transaction version 2 producer's).
+    pub fn verification_guard(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        epoch_bump: bool,
+    ) -> Option<u64> {
         let mut st = self.state.borrow_mut();
         st.producers
             .needs_verification(producer_id, epoch)
-            .then(|| st.producers.verification_guard(producer_id, epoch))
+            .then(|| {
+                st.producers
+                    .verification_guard(producer_id, epoch, epoch_bump)
+            })
     }
 
     /// Whether a transactional batch of `producer_id` at `epoch`, verified under `guard`, may

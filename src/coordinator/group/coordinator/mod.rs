@@ -181,6 +181,9 @@ pub struct CommitRequest {
     /// TxnOffsetCommit: the producer's transactional id (its coordinator verifies that the
     /// producer added this partition, KIP-890 part 1; the driver asks, not this coordinator).
     pub transactional_id: Option<String>,
+    /// TxnOffsetCommit v5 (transaction version 2, KIP-890 part 2): the producer sent no
+    /// AddOffsetsToTxn, so the driver has its coordinator add this partition instead.
+    pub txn_add: bool,
 }
 
 #[derive(Debug, Clone)]

@@ -190,6 +190,7 @@ impl Sim {
         let r = CommitRequest {
             txn: None,
             transactional_id: None,
+            txn_add: false,
             group_id: "g".into(),
             partition: P,
             generation,
@@ -709,6 +710,7 @@ fn transactional_offsets_wait_for_the_marker() {
         let r = CommitRequest {
             txn: Some((pid, 0)),
             transactional_id: None,
+            txn_add: false,
             group_id: "g".into(),
             partition: P,
             generation: -1,

@@ -19,6 +19,7 @@ import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.ConsumerGroupMetadata;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.admin.FinalizedVersionRange;
 import org.apache.kafka.clients.admin.TransactionDescription;
 import org.apache.kafka.clients.admin.TransactionListing;
 import org.apache.kafka.common.errors.ProducerFencedException;
@@ -291,6 +292,19 @@ public final class JavaClientTest {
                     new ConsumerGroupMetadata(group));
             producer.commitTransaction();
             check("txn-commit-abort", true, "");
+            // Transaction version 2 (KIP-890 part 2) when the broker finalizes it: the client
+            // sent no AddPartitionsToTxn, and each of the three EndTxn bumped the epoch.
+            try (Admin admin = Admin.create(common)) {
+                FinalizedVersionRange tv = admin.describeFeatures().featureMetadata().get()
+                        .finalizedFeatures().get("transaction.version");
+                short level = tv == null ? 0 : tv.maxVersionLevel();
+                TransactionDescription d =
+                        admin.describeTransactions(List.of(txnId)).all().get().get(txnId);
+                int want = level >= 2 ? 3 : 0;
+                check("txn-version-2", level == 2 && d.producerEpoch() == want,
+                        "transaction.version " + level + ", epoch " + d.producerEpoch()
+                                + " after three transactions");
+            }
 
             // A second instance with the same transactional id fences this one.
             try (KafkaProducer<String, String> fresh = new KafkaProducer<>(p)) {
