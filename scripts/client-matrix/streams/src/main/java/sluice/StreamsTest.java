@@ -59,7 +59,10 @@ import org.apache.kafka.streams.state.WindowStore;
  * key in tumbling 10 s windows (a window store and its changelog). Input is generated from a
  * fixed seed; the expected final counts are computed here. With processing.guarantee=at_least_once
  * (the default) output may repeat, so the check is on the last value per key, which must converge
- * to exactly the expected count. With STREAMS_PROCESSING_GUARANTEE=exactly_once_v2 (Streams'
+ * to at least the expected count: never less (nothing lost), and more only where at_least_once
+ * allows it — a member that missed its session timeout (a slow machine) loses its task with
+ * state updates past its last commit, and the new owner counts those records again; such
+ * over-counts are reported, not failed. With STREAMS_PROCESSING_GUARANTEE=exactly_once_v2 (Streams'
  * transactions) the outputs are read with read_committed and must also hold every count update
  * exactly once: per key, the values 1, 2, … up to its count, in order, none repeated or skipped.
  *
@@ -250,7 +253,10 @@ public final class StreamsTest {
         }
     }
 
-    /** What differs between the expected counts and the last values read, or "" if nothing. */
+    /**
+     * What differs between the expected counts and the last values read, or "" if nothing. With
+     * at_least_once a count above the expected one is not a difference (see the class comment).
+     */
     static String diff(Map<String, Long> want, Map<String, Long> got) {
         if (want.equals(got)) {
             return "";
@@ -262,7 +268,7 @@ public final class StreamsTest {
             Long g = got.get(e.getKey());
             if (g == null) {
                 missing.add(e.getKey());
-            } else if (!g.equals(e.getValue())) {
+            } else if (EOS ? !g.equals(e.getValue()) : g < e.getValue()) {
                 wrong.add(e.getKey() + "=" + g + " (want " + e.getValue() + ")");
             }
         }
@@ -271,9 +277,19 @@ public final class StreamsTest {
                 extra.add(k + "=" + got.get(k));
             }
         }
+        if (missing.isEmpty() && wrong.isEmpty() && extra.isEmpty()) {
+            return "";
+        }
         return want.size() + " keys expected; missing " + missing.size() + " " + head(missing)
                 + "; wrong " + wrong.size() + " " + head(wrong) + "; unexpected " + extra.size() + " "
                 + head(extra);
+    }
+
+    /** Keys whose last value is above the expected count (at_least_once reprocessing). */
+    static long overCounted(Map<String, Long> want, Map<String, Long> got) {
+        return want.entrySet().stream()
+                .filter(e -> got.getOrDefault(e.getKey(), 0L) > e.getValue())
+                .count();
     }
 
     private static String head(List<String> xs) {
@@ -297,10 +313,14 @@ public final class StreamsTest {
         }
         long ms = (System.nanoTime() - start) / 1_000_000;
         String crash = crashed.get() == null ? "" : "; the app failed: " + crashed.get();
+        long ow = overCounted(words, out.latest.get(n.wordsOut()));
+        long ot = overCounted(windows, out.latest.get(n.windowsOut()));
         check(phase + "-word-count", dw.isEmpty() && crashed.get() == null,
-                dw.isEmpty() ? words.size() + " words exact after " + ms + " ms" : dw + crash);
+                dw.isEmpty() ? words.size() + " words after " + ms + " ms, " + ow + " over-counted"
+                        : dw + crash);
         check(phase + "-windowed-count", dt.isEmpty() && crashed.get() == null,
-                dt.isEmpty() ? windows.size() + " windows exact after " + ms + " ms" : dt + crash);
+                dt.isEmpty() ? windows.size() + " windows after " + ms + " ms, " + ot + " over-counted"
+                        : dt + crash);
     }
 
     static KafkaStreams startApp(String bootstrap, Names n, Path stateDir, AtomicReference<Throwable> crashed)
