@@ -260,6 +260,46 @@ fn users_are_created_listed_and_deleted_with_the_cli() {
     );
     plain_eventually(&sasl, "bob", "bob-pw", 0);
 
+    // The CLI itself logs in with SCRAM (or PLAIN) on the SASL listener; the broker's final
+    // message is checked, and a wrong password is Kafka's error.
+    let as_user = |mechanism: &str, user: &str, password: &str| {
+        cli(
+            &sasl,
+            &[
+                "user",
+                "list",
+                "--sasl-mechanism",
+                mechanism,
+                "--sasl-username",
+                user,
+                "--sasl-password",
+                password,
+            ],
+        )
+    };
+    for (mechanism, user, password) in [
+        ("SCRAM-SHA-256", "bob", "bob-pw"),
+        ("SCRAM-SHA-512", "alice", "alice-secret"),
+        ("PLAIN", "alice", "alice-secret"),
+    ] {
+        let out = as_user(mechanism, user, password);
+        assert!(out.status.success(), "{mechanism} as {user}: {out:?}");
+        assert!(String::from_utf8_lossy(&out.stdout).contains("bob"));
+    }
+    let out = as_user("SCRAM-SHA-256", "bob", "wrong");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("SASL_AUTHENTICATION_FAILED"),
+        "{out:?}"
+    );
+    // bob has no SCRAM-SHA-512 credential.
+    assert!(!as_user("SCRAM-SHA-512", "bob", "bob-pw").status.success());
+    let out = as_user("SCRAM-SHA-1", "bob", "bob-pw");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--sasl-mechanism"),
+        "{out:?}"
+    );
+
     // A new password replaces the old one.
     let out = cli(
         &broker.addr,

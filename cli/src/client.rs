@@ -33,6 +33,8 @@ use kafka_protocol::messages::{
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
+use sluice_net::scram::{plain_message, AuthError, Mechanism, ScramClient};
+
 use crate::AdminError;
 
 /// Largest response frame accepted (a Fetch answer is bounded by its `max_bytes`, far below).
@@ -89,16 +91,19 @@ pub fn guard<T, E: std::fmt::Display>(f: impl FnOnce() -> Result<T, E>) -> Resul
     }
 }
 
-/// SASL/PLAIN credentials every connection authenticates with.
+/// The SASL credentials every connection authenticates with.
 #[derive(Clone)]
-pub struct Plain {
+pub struct SaslAuth {
+    /// `None`: PLAIN; else the SCRAM mechanism.
+    pub scram: Option<Mechanism>,
     pub username: String,
     pub password: String,
 }
 
-impl std::fmt::Debug for Plain {
+impl std::fmt::Debug for SaslAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Plain({}, password hidden)", self.username)
+        let mechanism = self.scram.map_or("PLAIN", Mechanism::name);
+        write!(f, "{mechanism}({}, password hidden)", self.username)
     }
 }
 
@@ -114,11 +119,11 @@ pub struct Conn {
 
 impl Conn {
     /// Connects within `timeout`, reads the broker's ApiVersions table and, with `auth`,
-    /// authenticates with SASL/PLAIN.
+    /// authenticates with SASL (PLAIN or SCRAM).
     pub fn connect(
         addr: &str,
         timeout: Duration,
-        auth: Option<&Plain>,
+        auth: Option<&SaslAuth>,
     ) -> Result<Conn, AdminError> {
         let connect_err = |reason: String| AdminError::Connect {
             addr: addr.to_owned(),
@@ -158,29 +163,51 @@ impl Conn {
         Ok(conn)
     }
 
-    /// SaslHandshake (PLAIN) and SaslAuthenticate.
-    fn authenticate(&mut self, auth: &Plain) -> Result<(), AdminError> {
-        use kafka_protocol::messages::{
-            SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
-            SaslHandshakeResponse,
-        };
+    /// SaslHandshake (v1) and the mechanism's SaslAuthenticate exchange: PLAIN's one
+    /// message, or SCRAM's two (the server's final message checked: a broker that does not
+    /// hold the credential cannot sign it).
+    fn authenticate(&mut self, auth: &SaslAuth) -> Result<(), AdminError> {
+        use kafka_protocol::messages::{SaslHandshakeRequest, SaslHandshakeResponse};
+        let mechanism = auth.scram.map_or("PLAIN", Mechanism::name);
         let hs: SaslHandshakeResponse = self.call(
             ApiKey::SaslHandshake,
             1,
-            &SaslHandshakeRequest::default().with_mechanism(sb("PLAIN")),
+            &SaslHandshakeRequest::default().with_mechanism(sb(mechanism)),
         )?;
         AdminError::check(hs.error_code, None, format!("{}: SaslHandshake", self.addr))?;
-        let token = format!("\0{}\0{}", auth.username, auth.password);
+        let Some(m) = auth.scram else {
+            self.sasl_step(plain_message(&auth.username, &auth.password))?;
+            return Ok(());
+        };
+        let refused = |e: AuthError| AdminError::Refused(format!("SCRAM: {e}"));
+        let (client, first) = ScramClient::new(m, &auth.username).map_err(refused)?;
+        let server_first = client
+            .server_first(&self.sasl_step(first)?)
+            .map_err(refused)?;
+        let salted = m.salted_password(
+            auth.password.as_bytes(),
+            &server_first.salt,
+            server_first.iterations,
+        );
+        let fin = client.client_final(&server_first, &salted);
+        let server_final = self.sasl_step(fin.message.clone())?;
+        fin.verify(&server_final).map_err(refused)
+    }
+
+    /// One SaslAuthenticate exchange: the server's answer, or its error.
+    fn sasl_step(&mut self, message: Vec<u8>) -> Result<Bytes, AdminError> {
+        use kafka_protocol::messages::{SaslAuthenticateRequest, SaslAuthenticateResponse};
         let resp: SaslAuthenticateResponse = self.call(
             ApiKey::SaslAuthenticate,
             1,
-            &SaslAuthenticateRequest::default().with_auth_bytes(token.into_bytes().into()),
+            &SaslAuthenticateRequest::default().with_auth_bytes(message.into()),
         )?;
         AdminError::check(
             resp.error_code,
             resp.error_message.as_deref(),
             format!("{}: SaslAuthenticate", self.addr),
-        )
+        )?;
+        Ok(resp.auth_bytes)
     }
 
     pub fn addr(&self) -> &str {
@@ -371,7 +398,7 @@ fn is_retry(e: &std::io::Error) -> bool {
 pub struct Session {
     bootstrap: Conn,
     /// SASL/PLAIN credentials for every connection, if the listener needs them.
-    auth: Option<Plain>,
+    auth: Option<SaslAuth>,
     timeout: Duration,
     /// `node_id -> HOST:PORT`, from the latest Metadata answer.
     brokers: HashMap<i32, String>,
@@ -382,7 +409,7 @@ impl Session {
     pub fn connect(
         bootstrap: &str,
         timeout: Duration,
-        auth: Option<Plain>,
+        auth: Option<SaslAuth>,
     ) -> Result<Session, AdminError> {
         Ok(Session {
             bootstrap: Conn::connect(bootstrap, timeout, auth.as_ref())?,

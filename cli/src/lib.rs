@@ -29,6 +29,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand, ValueEnum};
 
+use sluice_net::scram::Mechanism;
+
 use self::client::Session;
 
 /// Default bootstrap address of every subcommand.
@@ -55,10 +57,10 @@ pub struct ClientArgs {
     /// Output format.
     #[arg(long, value_enum, default_value = "table", global = true)]
     pub format: Format,
-    /// Authenticate with SASL/PLAIN as this user (for a SASL_PLAINTEXT listener).
+    /// Authenticate with SASL as this user (for a SASL_PLAINTEXT listener).
     #[arg(long, env = "SLUICE_SASL_USERNAME", global = true)]
     pub sasl_username: Option<String>,
-    /// The SASL/PLAIN password.
+    /// The SASL password.
     #[arg(
         long,
         env = "SLUICE_SASL_PASSWORD",
@@ -66,6 +68,14 @@ pub struct ClientArgs {
         hide_env_values = true
     )]
     pub sasl_password: Option<String>,
+    /// The SASL mechanism (Kafka's `sasl.mechanism`): PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512.
+    #[arg(
+        long,
+        env = "SLUICE_SASL_MECHANISM",
+        default_value = "PLAIN",
+        global = true
+    )]
+    pub sasl_mechanism: String,
 }
 
 impl ClientArgs {
@@ -75,8 +85,17 @@ impl ClientArgs {
 
     /// Connects to the bootstrap broker.
     pub fn session(&self) -> Result<Session, AdminError> {
+        let scram = match self.sasl_mechanism.as_str() {
+            "PLAIN" => None,
+            name => Some(Mechanism::from_name(name).ok_or_else(|| {
+                AdminError::Usage(format!(
+                    "unknown --sasl-mechanism {name:?} (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512)"
+                ))
+            })?),
+        };
         let auth = match (&self.sasl_username, &self.sasl_password) {
-            (Some(u), Some(p)) => Some(client::Plain {
+            (Some(u), Some(p)) => Some(client::SaslAuth {
+                scram,
                 username: u.clone(),
                 password: p.clone(),
             }),

@@ -14,7 +14,7 @@ use kafka_protocol::messages::{
     DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
 };
 use serde::Serialize;
-use sha2::{Sha256, Sha512};
+use sluice_net::scram::{random_bytes, Mechanism, SALT_BYTES};
 
 use crate::client::{sb, versions};
 use crate::output::{emit, Table};
@@ -66,39 +66,24 @@ pub fn run(cmd: UserCmd) -> Result<(), AdminError> {
     }
 }
 
-/// Kafka's mechanism numbers.
-fn mechanism(name: &str) -> Result<i8, AdminError> {
-    match name {
-        "SCRAM-SHA-256" => Ok(1),
-        "SCRAM-SHA-512" => Ok(2),
-        other => Err(AdminError::Usage(format!(
-            "unknown mechanism {other:?} (SCRAM-SHA-256, SCRAM-SHA-512)"
-        ))),
-    }
+fn mechanism(name: &str) -> Result<Mechanism, AdminError> {
+    Mechanism::from_name(name).ok_or_else(|| {
+        AdminError::Usage(format!(
+            "unknown mechanism {name:?} (SCRAM-SHA-256, SCRAM-SHA-512)"
+        ))
+    })
 }
 
+/// The name of Kafka's mechanism number `m`.
 fn mechanism_name(m: i8) -> String {
-    match m {
-        1 => "SCRAM-SHA-256".into(),
-        2 => "SCRAM-SHA-512".into(),
-        other => format!("UNKNOWN({other})"),
-    }
+    Mechanism::from_kafka_type(m).map_or_else(|| format!("UNKNOWN({m})"), |m| m.name().into())
 }
 
-fn mechanisms_or_both(given: &[String]) -> Result<Vec<i8>, AdminError> {
+fn mechanisms_or_both(given: &[String]) -> Result<Vec<Mechanism>, AdminError> {
     if given.is_empty() {
-        return Ok(vec![1, 2]);
+        return Ok(Mechanism::ALL.to_vec());
     }
     given.iter().map(|m| mechanism(m)).collect()
-}
-
-fn salted_password(m: i8, password: &[u8], salt: &[u8], iterations: i32) -> Vec<u8> {
-    let rounds = iterations.max(1) as u32;
-    if m == 1 {
-        pbkdf2::pbkdf2_hmac_array::<Sha256, 32>(password, salt, rounds).to_vec()
-    } else {
-        pbkdf2::pbkdf2_hmac_array::<Sha512, 64>(password, salt, rounds).to_vec()
-    }
 }
 
 fn create(
@@ -113,14 +98,13 @@ fn create(
     }
     let mut upsertions = Vec::new();
     for m in mechanisms_or_both(mechanisms)? {
-        let mut salt = vec![0u8; 32];
-        getrandom::fill(&mut salt)
+        let salt = random_bytes(SALT_BYTES)
             .map_err(|e| AdminError::Refused(format!("no randomness for a salt: {e}")))?;
-        let salted = salted_password(m, password.as_bytes(), &salt, iterations);
+        let salted = m.salted_password(password.as_bytes(), &salt, iterations);
         upsertions.push(
             ScramCredentialUpsertion::default()
                 .with_name(sb(name))
-                .with_mechanism(m)
+                .with_mechanism(m.kafka_type())
                 .with_iterations(iterations)
                 .with_salt(Bytes::from(salt))
                 .with_salted_password(Bytes::from(salted)),
@@ -149,7 +133,7 @@ fn delete(c: &ClientArgs, name: &str, mechanisms: &[String]) -> Result<(), Admin
             .map(|m| {
                 ScramCredentialDeletion::default()
                     .with_name(sb(name))
-                    .with_mechanism(m)
+                    .with_mechanism(m.kafka_type())
             })
             .collect(),
     );

@@ -2,8 +2,9 @@
 //!
 //! Owns: frame boundaries (4-byte big-endian length, checked before anything is allocated),
 //! request and response headers (flexible versions included), the one table of supported
-//! `(api_key, min, max)` versions that both answers ApiVersions and gates dispatch, and a facade
-//! over the `kafka-protocol` crate for message bodies.
+//! `(api_key, min, max)` versions that both answers ApiVersions and gates dispatch, a facade
+//! over the `kafka-protocol` crate for message bodies, and the SASL messages both ends of a
+//! connection share (`scram`).
 //!
 //! Must not touch: sockets, files, runtimes, storage. It turns bytes into typed requests and
 //! typed responses into bytes; nothing else.
@@ -16,6 +17,7 @@ pub mod fetch;
 pub mod frame;
 pub mod fuzzing;
 pub mod records;
+pub mod scram;
 pub mod versions;
 
 pub use codec::{decode_request, encode_response, DecodeError, Request, ResponseFrame};

@@ -252,7 +252,7 @@ async fn login(conn: &mut PeerConn, sasl: &InterBrokerSasl) -> io::Result<()> {
         }
         SaslMechanism::Scram(m) => {
             let bad = |e: scram::AuthError| io::Error::new(io::ErrorKind::InvalidData, e);
-            let (client, first) = ScramClient::new(m, &sasl.user);
+            let (client, first) = ScramClient::new(m, &sasl.user).map_err(bad)?;
             let server_first = client
                 .server_first(&authenticate(conn, first).await?)
                 .map_err(bad)?;

@@ -263,11 +263,10 @@ fn a_replayed_client_final_is_refused() {
 }
 
 fn rfc_client() -> ScramClient {
-    ScramClient {
-        mechanism: Mechanism::Sha256,
-        nonce: "rOprNGfwEbeRWgbNEkqO".into(),
-        client_first_bare: "n=user,r=rOprNGfwEbeRWgbNEkqO".into(),
-    }
+    let (client, first) =
+        ScramClient::with_nonce(Mechanism::Sha256, "user", "rOprNGfwEbeRWgbNEkqO");
+    assert_eq!(first, b"n,,n=user,r=rOprNGfwEbeRWgbNEkqO");
+    client
 }
 
 #[test]
@@ -332,7 +331,7 @@ fn the_client_and_server_agree_for_both_mechanisms_and_escaped_names() {
         let user = "broker,one=1";
         let stored = ScramCredential::from_password(m, "s3cret", ITERATIONS_MIN);
         for (password, accepted) in [("s3cret", true), ("wrong", false)] {
-            let (client, first) = ScramClient::new(m, user);
+            let (client, first) = ScramClient::new(m, user).unwrap();
             assert!(String::from_utf8(first.clone())
                 .unwrap()
                 .starts_with("n,,n=broker=2Cone=3D1,r="));
