@@ -26,7 +26,8 @@
 //! Prepare* record names it, the Complete* record takes it, epoch 0). EndTxn answers follow
 //! Kafka's table (see [`TxnCoordinator::end_v2`]): a retry of a completed EndTxn (epoch one
 //! below, or the previous id at `i16::MAX - 1` after a rotation) is answered again, an abort
-//! with no partition added completes at once with the epoch bumped.//!
+//! with no partition added completes at once with the epoch bumped.
+//!
 //! Invariants (checked by the seeded simulation in `txn/sim.rs`):
 //! - one transition in flight per transactional id (others get CONCURRENT_TRANSACTIONS);
 //! - a Prepare* record is durable before any marker is written, and a transaction's markers are
@@ -1202,8 +1203,11 @@ impl TxnCoordinator {
                 Then::Add(req, partitions) => self.add_reply(req, &partitions, error),
                 Then::Prepare(reply) => {
                     // An epoch fence that failed keeps its bumped epoch: the write may have
-                    // reached the log, and the fenced producer must stay fenced.
-                    if let Some(new) = &new {
+                    // reached the log, and the fenced producer must stay fenced. (A version 2
+                    // EndTxn's abort bumps the epoch too, but fences nobody: its producer
+                    // retries with the epoch it has.)
+                    let fence = !matches!(reply, Some(Waiter::End { .. }));
+                    if let Some(new) = new.as_ref().filter(|_| fence) {
                         if new.state == TxnState::PrepareAbort
                             && new.producer_epoch != t.meta.producer_epoch
                         {

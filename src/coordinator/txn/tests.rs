@@ -795,6 +795,42 @@ fn version_2_end_txn_bumps_the_epoch_and_answers_retries_by_kafkas_table() {
     );
 }
 
+#[test]
+fn a_version_2_abort_whose_write_failed_fences_nobody() {
+    let mut c = loaded_at(2);
+    let mut log = Vec::new();
+    let (pid, e) = init_ok(&mut c, &mut log);
+    let (r, _) = run(&mut c, 1, Event::Add(2, add(pid, e, &[("a", 0)])));
+    assert_eq!(r, vec![Reply::Add(vec![("a".into(), 0, 0)])]);
+    // The Prepare record (epoch + 1) fails to be written: the EndTxn gets the write's error.
+    let a = c.on_event(2, Event::End(3, end_v2(pid, e, false)));
+    let [Action::Persist { token, .. }] = &a[..] else {
+        panic!("{a:?}")
+    };
+    let a = c.on_event(
+        2,
+        Event::Persisted {
+            token: *token,
+            error: code(ResponseError::NotEnoughReplicas),
+        },
+    );
+    assert_eq!(
+        a,
+        vec![Action::Reply(
+            3,
+            ended(code(ResponseError::CoordinatorNotAvailable))
+        )]
+    );
+    // Its retry, with the epoch the producer still has, aborts (not PRODUCER_FENCED), and the
+    // transaction's markers carry the bumped epoch.
+    let (r, markers) = {
+        let a = c.on_event(3, Event::End(4, end_v2(pid, e, false)));
+        drive(&mut c, 3, a, &mut log)
+    };
+    assert_eq!(r, vec![ended_as(pid, e + 1)]);
+    assert_eq!(markers, vec![(pid, e + 1, false)]);
+}
+
 /// [`prepared`] with a version 2 EndTxn.
 fn prepared_v2(
     c: &mut TxnCoordinator,
