@@ -132,18 +132,23 @@ fn add(coordinator: &str, t: &Txn, topic: &str, partition: i32) {
     })
 }
 
-/// EndTxn v5 (transaction version 2) of `t`: the error code and the (producer id, epoch) the
-/// coordinator hands out.
-fn end_v5(coordinator: &str, t: &Txn, commit: bool) -> (i16, (i64, i16)) {
-    let r: EndTxnResponse = Raw::connect(coordinator).call(
+/// EndTxn at `version` of `t`, once.
+fn end_txn(version: i16, coordinator: &str, t: &Txn, commit: bool) -> EndTxnResponse {
+    Raw::connect(coordinator).call(
         ApiKey::EndTxn,
-        5,
+        version,
         &EndTxnRequest::default()
             .with_transactional_id(TransactionalId(sb(t.id)))
             .with_producer_id(ProducerId(t.pid))
             .with_producer_epoch(t.epoch)
             .with_committed(commit),
-    );
+    )
+}
+
+/// EndTxn v5 (transaction version 2) of `t`: the error code and the (producer id, epoch) the
+/// coordinator hands out.
+fn end_v5(coordinator: &str, t: &Txn, commit: bool) -> (i16, (i64, i16)) {
+    let r = end_txn(5, coordinator, t, commit);
     (r.error_code, (r.producer_id.0, r.producer_epoch))
 }
 
@@ -160,15 +165,7 @@ fn end_v5_ok(coordinator: &str, t: &mut Txn, commit: bool) {
 
 fn end(coordinator: &str, t: &Txn, commit: bool) {
     retry("EndTxn", || {
-        let r: EndTxnResponse = Raw::connect(coordinator).call(
-            ApiKey::EndTxn,
-            3,
-            &EndTxnRequest::default()
-                .with_transactional_id(TransactionalId(sb(t.id)))
-                .with_producer_id(ProducerId(t.pid))
-                .with_producer_epoch(t.epoch)
-                .with_committed(commit),
-        );
+        let r = end_txn(3, coordinator, t, commit);
         match r.error_code {
             0 => Ok(()),
             e => Err(e),

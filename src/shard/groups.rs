@@ -34,7 +34,6 @@ use crate::coordinator::group::{offsets_topic_configs, partition_for, OFFSETS_TO
 use crate::errors::commit_error;
 use crate::shard::controller::{self};
 use crate::shard::internal_log::{read_whole_log, PersistQueue};
-use crate::shard::txns::TxnCheck;
 use crate::shard::{MeshMsg, Shard};
 use crate::util::now_ms;
 
@@ -108,15 +107,7 @@ pub async fn serve(
     let mut verified = None;
     if let coordinator::Request::Commit(c) = &request {
         if let (Some(id), Some(producer)) = (&c.transactional_id, c.txn) {
-            let check = if c.txn_add {
-                Some(TxnCheck::Add)
-            } else {
-                shard
-                    .config
-                    .args
-                    .transaction_partition_verification_enable
-                    .then_some(TxnCheck::Verify)
-            };
+            let check = crate::shard::txns::check_for(shard, c.txn_add);
             let guard = check
                 .and_then(|_| shard.partition(OFFSETS_TOPIC, c.partition))
                 .filter(|p| p.is_leader(None))

@@ -422,6 +422,21 @@ where
     Ok(answer)
 }
 
+/// The question a partition leader asks before a producer's first transactional batch
+/// there: `Add` for a transaction version 2 producer (always), `Verify` when
+/// `--transaction-partition-verification-enable` is on, else none.
+pub fn check_for(shard: &Shard, epoch_bump: bool) -> Option<TxnCheck> {
+    if epoch_bump {
+        Some(TxnCheck::Add)
+    } else {
+        shard
+            .config
+            .args
+            .transaction_partition_verification_enable
+            .then_some(TxnCheck::Verify)
+    }
+}
+
 /// KIP-890: asks `transactional_id`'s coordinator whether `producer` (id, epoch) added `parts`
 /// to its ongoing transaction ([`TxnCheck::Verify`]), or to add them ([`TxnCheck::Add`]). An
 /// error code per partition, in order, as the coordinator answers AddPartitionsToTxn (NONE:

@@ -342,10 +342,17 @@ enum Step {
     /// A producer id to rotate to: an EndTxn's epoch bump would exhaust the current one.
     AllocEnd {
         txn: String,
-        req: ReqId,
-        commit: bool,
-        no_partition_added: bool,
+        ending: Ending,
     },
+}
+
+/// A version 2 EndTxn on its way to its Prepare record.
+#[derive(Debug, Clone, Copy)]
+struct Ending {
+    req: ReqId,
+    commit: bool,
+    /// An abort with nothing to mark (Kafka's `noPartitionAdded`), starting now.
+    no_partition_added: bool,
 }
 
 /// What follows a durable write.
@@ -673,12 +680,9 @@ impl TxnCoordinator {
                 timeout_ms,
                 expected,
             }) => (txn, req, timeout_ms, expected),
-            Some(Step::AllocEnd {
-                txn,
-                req,
-                commit,
-                no_partition_added,
-            }) => return self.rotated(now_ms, &txn, req, commit, no_partition_added, result),
+            Some(Step::AllocEnd { txn, ending }) => {
+                return self.rotated(now_ms, &txn, ending, result)
+            }
             _ => return,
         };
         let Some(t) = self.txns.get_mut(&txn) else {
@@ -1001,14 +1005,19 @@ impl TxnCoordinator {
         let concurrent = code(ResponseError::ConcurrentTransactions);
         let identity = (m.producer_id, m.producer_epoch);
         let txn = r.transactional_id;
+        let ending = |commit, no_partition_added| Ending {
+            req,
+            commit,
+            no_partition_added,
+        };
         match (m.state, r.commit) {
-            (S::Ongoing, commit) => self.prepare_end(now_ms, &txn, req, commit, false, None),
+            (S::Ongoing, commit) => self.prepare_end(now_ms, &txn, ending(commit, false), None),
             (S::CompleteCommit, true) | (S::CompleteAbort, false) if retry => {
                 self.end_reply_as(req, NONE, identity)
             }
             (S::CompleteCommit, false) if retry => self.end_reply(req, its),
             (S::CompleteCommit | S::CompleteAbort | S::Empty, false) => {
-                self.prepare_end(now_ms, &txn, req, false, true, None)
+                self.prepare_end(now_ms, &txn, ending(false, true), None)
             }
             (S::PrepareCommit, true) | (S::PrepareAbort, false) => self.end_reply(req, concurrent),
             // Never stored by us: an id in these states is being removed or is corrupt.
@@ -1019,16 +1028,7 @@ impl TxnCoordinator {
 
     /// Writes the Prepare* record of a version 2 EndTxn: the epoch + 1, and when the id is
     /// exhausted the producer id `next` it moves to (allocated first when `None`).
-    /// `no_partition_added`: an abort with nothing to mark, starting now.
-    fn prepare_end(
-        &mut self,
-        now_ms: i64,
-        txn: &str,
-        req: ReqId,
-        commit: bool,
-        no_partition_added: bool,
-        next: Option<i64>,
-    ) {
+    fn prepare_end(&mut self, now_ms: i64, txn: &str, ending: Ending, next: Option<i64>) {
         let Some(t) = self.txns.get(txn) else {
             return;
         };
@@ -1037,20 +1037,13 @@ impl TxnCoordinator {
             if let Some(t) = self.txns.get_mut(txn) {
                 t.pending = Pending::Token(token);
             }
-            self.steps.insert(
-                token,
-                Step::AllocEnd {
-                    txn: txn.to_owned(),
-                    req,
-                    commit,
-                    no_partition_added,
-                },
-            );
+            let txn = txn.to_owned();
+            self.steps.insert(token, Step::AllocEnd { txn, ending });
             self.out.push(Action::AllocateProducerId { token });
             return;
         }
         let mut new = TxnValue {
-            state: if commit {
+            state: if ending.commit {
                 TxnState::PrepareCommit
             } else {
                 TxnState::PrepareAbort
@@ -1060,35 +1053,30 @@ impl TxnCoordinator {
             next_producer_id: next.unwrap_or(NO_PRODUCER_ID),
             ..t.meta.clone()
         };
-        if no_partition_added {
+        if ending.no_partition_added {
             new.partitions.clear();
             new.start_ms = now_ms;
         }
         let last = (t.last_producer_id, t.meta.producer_epoch);
-        let waiter = Waiter::End { req, bumped: true };
+        let waiter = Waiter::End {
+            req: ending.req,
+            bumped: true,
+        };
         self.write(txn, Some(new), last, Then::Prepare(Some(waiter)));
     }
 
     /// The producer id for a version 2 EndTxn that exhausts the current one.
-    fn rotated(
-        &mut self,
-        now_ms: i64,
-        txn: &str,
-        req: ReqId,
-        commit: bool,
-        no_partition_added: bool,
-        result: Result<i64, i16>,
-    ) {
+    fn rotated(&mut self, now_ms: i64, txn: &str, ending: Ending, result: Result<i64, i16>) {
         let Some(t) = self.txns.get_mut(txn) else {
             return;
         };
         t.pending = Pending::Idle;
         match result {
             Err(error) => {
-                self.end_reply(req, error);
+                self.end_reply(ending.req, error);
                 self.unpark(now_ms, txn);
             }
-            Ok(pid) => self.prepare_end(now_ms, txn, req, commit, no_partition_added, Some(pid)),
+            Ok(pid) => self.prepare_end(now_ms, txn, ending, Some(pid)),
         }
     }
 
@@ -1537,7 +1525,10 @@ impl TxnCoordinator {
                     then: Then::Prepare(Some(Waiter::End { req, .. })),
                     ..
                 })
-                | Some(Step::AllocEnd { req, .. }) => self.end_reply(req, not_coordinator),
+                | Some(Step::AllocEnd {
+                    ending: Ending { req, .. },
+                    ..
+                }) => self.end_reply(req, not_coordinator),
                 _ => {}
             }
         }

@@ -123,26 +123,50 @@ impl TxnRecord {
 
     pub fn encode_value(&self) -> Option<Bytes> {
         let v = self.value.as_ref()?;
-        if v.prev_producer_id != -1 || v.next_producer_id != -1 {
-            return Some(encode_value_v1(v));
-        }
-        let mut b = BytesMut::with_capacity(64);
-        b.put_i16(0);
+        // Version 1 (flexible) only for what version 0 cannot carry: the previous and next
+        // producer ids, as tagged fields.
+        let flexible = v.prev_producer_id != -1 || v.next_producer_id != -1;
+        let mut b = BytesMut::with_capacity(96);
+        b.put_i16(i16::from(flexible));
         b.put_i64(v.producer_id);
         b.put_i16(v.producer_epoch);
         b.put_i32(v.timeout_ms);
         b.put_i8(v.state.id());
         let topics = by_topic(v);
-        b.put_i32(topics.len() as i32);
+        if flexible {
+            put_uvarint(&mut b, topics.len() as u32 + 1);
+        } else {
+            b.put_i32(topics.len() as i32);
+        }
         for (t, ps) in topics {
-            put_str(&mut b, t);
-            b.put_i32(ps.len() as i32);
+            if flexible {
+                put_compact_str(&mut b, t);
+                put_uvarint(&mut b, ps.len() as u32 + 1);
+            } else {
+                put_str(&mut b, t);
+                b.put_i32(ps.len() as i32);
+            }
             for p in ps {
                 b.put_i32(p);
+            }
+            if flexible {
+                put_uvarint(&mut b, 0);
             }
         }
         b.put_i64(v.last_update_ms);
         b.put_i64(v.start_ms);
+        if flexible {
+            let tags: Vec<(u32, i64)> = [(0, v.prev_producer_id), (1, v.next_producer_id)]
+                .into_iter()
+                .filter(|(_, id)| *id != -1)
+                .collect();
+            put_uvarint(&mut b, tags.len() as u32);
+            for (tag, id) in tags {
+                put_uvarint(&mut b, tag);
+                put_uvarint(&mut b, 8);
+                b.put_i64(id);
+            }
+        }
         Some(b.freeze())
     }
 
@@ -190,39 +214,6 @@ fn put_compact_str(b: &mut BytesMut, s: &str) {
     b.put_slice(&s.as_bytes()[..len]);
 }
 
-/// Value version 1 (flexible): the previous and next producer ids as tagged fields.
-fn encode_value_v1(v: &TxnValue) -> Bytes {
-    let mut b = BytesMut::with_capacity(96);
-    b.put_i16(1);
-    b.put_i64(v.producer_id);
-    b.put_i16(v.producer_epoch);
-    b.put_i32(v.timeout_ms);
-    b.put_i8(v.state.id());
-    let topics = by_topic(v);
-    put_uvarint(&mut b, topics.len() as u32 + 1);
-    for (t, ps) in topics {
-        put_compact_str(&mut b, t);
-        put_uvarint(&mut b, ps.len() as u32 + 1);
-        for p in ps {
-            b.put_i32(p);
-        }
-        put_uvarint(&mut b, 0);
-    }
-    b.put_i64(v.last_update_ms);
-    b.put_i64(v.start_ms);
-    let tags: Vec<(u32, i64)> = [(0, v.prev_producer_id), (1, v.next_producer_id)]
-        .into_iter()
-        .filter(|(_, id)| *id != -1)
-        .collect();
-    put_uvarint(&mut b, tags.len() as u32);
-    for (tag, id) in tags {
-        put_uvarint(&mut b, tag);
-        put_uvarint(&mut b, 8);
-        b.put_i64(id);
-    }
-    b.freeze()
-}
-
 /// A compact array's or string's length (uvarint length+1; `None` inside: null).
 fn compact_len(r: &mut Reader) -> Option<Option<usize>> {
     match r.uvarint()? {
@@ -249,46 +240,31 @@ fn tagged_fields<'a>(r: &mut Reader<'a>) -> Option<Vec<(u32, &'a [u8])>> {
 
 fn decode_value(v: &[u8]) -> Option<TxnValue> {
     let mut r = Reader::new(v);
-    match r.i16()? {
-        0 => decode_value_v0(r),
-        1 => decode_value_v1(r),
-        _ => None,
-    }
-}
-
-fn decode_value_v1(mut r: Reader) -> Option<TxnValue> {
+    let flexible = match r.i16()? {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
     let producer_id = r.i64()?;
     let producer_epoch = r.i16()?;
     let timeout_ms = r.i32()?;
     let state = TxnState::from_id(r.u8()? as i8)?;
-    let mut partitions = BTreeSet::new();
-    if let Some(topics) = compact_len(&mut r)? {
-        // Each topic takes at least 3 bytes and each partition 4 (see decode_value_v0).
-        if topics > r.remaining() / 3 {
-            return None;
-        }
-        for _ in 0..topics {
-            let len = compact_len(&mut r)??;
-            let topic = std::str::from_utf8(r.take(len)?).ok()?.to_owned();
-            let n = compact_len(&mut r)??;
-            if n > r.remaining() / 4 {
-                return None;
-            }
-            for _ in 0..n {
-                partitions.insert((topic.clone(), r.i32()?));
-            }
-            tagged_fields(&mut r)?;
-        }
-    }
+    let partitions = if flexible {
+        partitions_v1(&mut r)?
+    } else {
+        partitions_v0(&mut r)?
+    };
     let last_update_ms = r.i64()?;
     let start_ms = r.i64()?;
     let (mut prev_producer_id, mut next_producer_id) = (-1, -1);
-    for (tag, data) in tagged_fields(&mut r)? {
-        let id = || Some(i64::from_be_bytes(data.try_into().ok()?));
-        match tag {
-            0 => prev_producer_id = id()?,
-            1 => next_producer_id = id()?,
-            _ => {}
+    if flexible {
+        for (tag, data) in tagged_fields(&mut r)? {
+            let id = || Some(i64::from_be_bytes(data.try_into().ok()?));
+            match tag {
+                0 => prev_producer_id = id()?,
+                1 => next_producer_id = id()?,
+                _ => {}
+            }
         }
     }
     Some(TxnValue {
@@ -304,11 +280,8 @@ fn decode_value_v1(mut r: Reader) -> Option<TxnValue> {
     })
 }
 
-fn decode_value_v0(mut r: Reader) -> Option<TxnValue> {
-    let producer_id = r.i64()?;
-    let producer_epoch = r.i16()?;
-    let timeout_ms = r.i32()?;
-    let state = TxnState::from_id(r.u8()? as i8)?;
+/// Version 0's partitions: a nullable array (i32 count, -1 = null) of (string, i32 array).
+fn partitions_v0(r: &mut Reader) -> Option<BTreeSet<(String, i32)>> {
     let mut partitions = BTreeSet::new();
     let topics = r.i32()?;
     // -1 = null; each topic takes at least 6 bytes and each partition 4: the counts are bounded
@@ -330,19 +303,32 @@ fn decode_value_v0(mut r: Reader) -> Option<TxnValue> {
     } else if topics < -1 {
         return None;
     }
-    let last_update_ms = r.i64()?;
-    let start_ms = r.i64()?;
-    Some(TxnValue {
-        producer_id,
-        producer_epoch,
-        timeout_ms,
-        state,
-        partitions,
-        last_update_ms,
-        start_ms,
-        prev_producer_id: -1,
-        next_producer_id: -1,
-    })
+    Some(partitions)
+}
+
+/// Version 1's partitions: a compact nullable array of (compact string, compact i32 array,
+/// tagged fields).
+fn partitions_v1(r: &mut Reader) -> Option<BTreeSet<(String, i32)>> {
+    let mut partitions = BTreeSet::new();
+    if let Some(topics) = compact_len(r)? {
+        // Each topic takes at least 3 bytes and each partition 4 (see partitions_v0).
+        if topics > r.remaining() / 3 {
+            return None;
+        }
+        for _ in 0..topics {
+            let len = compact_len(r)??;
+            let topic = std::str::from_utf8(r.take(len)?).ok()?.to_owned();
+            let n = compact_len(r)??;
+            if n > r.remaining() / 4 {
+                return None;
+            }
+            for _ in 0..n {
+                partitions.insert((topic.clone(), r.i32()?));
+            }
+            tagged_fields(r)?;
+        }
+    }
+    Some(partitions)
 }
 
 fn put_str(b: &mut BytesMut, s: &str) {

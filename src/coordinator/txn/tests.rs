@@ -149,17 +149,10 @@ fn drive(
     (replies, markers)
 }
 
-/// EndTxn of `pid`/`e` (`commit`) as request `req` at `now`, with its Prepare record made
-/// durable: the coordinator's actions after that (the reply, then the markers to write).
-fn prepared(
-    c: &mut TxnCoordinator,
-    now: i64,
-    req: u64,
-    pid: i64,
-    e: i16,
-    commit: bool,
-) -> Vec<Action> {
-    let a = c.on_event(now, Event::End(req, end(pid, e, commit)));
+/// EndTxn `end` as request `req` at `now`, with its Prepare record made durable: the
+/// coordinator's actions after that (the reply, then the markers to write).
+fn prepared(c: &mut TxnCoordinator, now: i64, req: u64, end: EndRequest) -> Vec<Action> {
+    let a = c.on_event(now, Event::End(req, end));
     let [Action::Persist { token, .. }] = &a[..] else {
         panic!("{a:?}")
     };
@@ -528,7 +521,7 @@ fn the_next_transactions_add_waits_for_the_previous_one_to_complete() {
     let (pid, e) = init_ok(&mut c, &mut log);
     let a = c.on_event(1, Event::Add(2, add(pid, e, &[("a", 0)])));
     settle(&mut c, 1, a, &mut log);
-    let a = prepared(&mut c, 2, 3, pid, e, true);
+    let a = prepared(&mut c, 2, 3, end(pid, e, true));
     let Some(Action::WriteMarkers { token: markers, .. }) = a.get(1).cloned() else {
         panic!("{a:?}")
     };
@@ -651,7 +644,7 @@ fn verify_only_answers_from_the_durable_state_and_writes_nothing() {
         vec![Action::Reply(7, Reply::Add(vec![("a".into(), 0, mapping)]))]
     );
     // A transaction being decided: CONCURRENT_TRANSACTIONS (the leader's client retries).
-    let a = prepared(&mut c, 4, 8, pid, e, false);
+    let a = prepared(&mut c, 4, 8, end(pid, e, false));
     let a2 = c.on_event(4, Event::Add(9, verify(pid, e, &[("a", 0)])));
     let busy = code(ResponseError::ConcurrentTransactions);
     assert_eq!(
@@ -702,7 +695,7 @@ fn version_2_end_txn_bumps_the_epoch_and_answers_retries_by_kafkas_table() {
     let (r, _) = run(&mut c, 1, Event::Add(3, add(pid, e, &[("a", 0)])));
     assert_eq!(r, vec![Reply::Add(vec![("a".into(), 0, 0)])]);
     // Commit: the Prepare record carries epoch + 1, the reply hands it over, the markers use it.
-    let a = prepared_v2(&mut c, 2, 4, pid, e, true);
+    let a = prepared(&mut c, 2, 4, end_v2(pid, e, true));
     assert_eq!(a[0], Action::Reply(4, ended_as(pid, e + 1)));
     let Action::WriteMarkers {
         token,
@@ -829,28 +822,6 @@ fn a_version_2_abort_whose_write_failed_fences_nobody() {
     };
     assert_eq!(r, vec![ended_as(pid, e + 1)]);
     assert_eq!(markers, vec![(pid, e + 1, false)]);
-}
-
-/// [`prepared`] with a version 2 EndTxn.
-fn prepared_v2(
-    c: &mut TxnCoordinator,
-    now: i64,
-    req: u64,
-    pid: i64,
-    e: i16,
-    commit: bool,
-) -> Vec<Action> {
-    let a = c.on_event(now, Event::End(req, end_v2(pid, e, commit)));
-    let [Action::Persist { token, .. }] = &a[..] else {
-        panic!("{a:?}")
-    };
-    c.on_event(
-        now,
-        Event::Persisted {
-            token: *token,
-            error: 0,
-        },
-    )
 }
 
 /// A coordinator at version 2 whose id "t" is in `state` as producer 9 at `epoch` with

@@ -156,15 +156,7 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
     // partition goes in only once the coordinator confirmed the partition is in it (part 1),
     // or, for a transaction version 2 producer (Produce v12), added it (part 2, always on:
     // such a producer sends no AddPartitionsToTxn).
-    let check = if ctx.version >= FIRST_IMPLICIT_ADD_PRODUCE_VERSION {
-        Some(TxnCheck::Add)
-    } else {
-        shard
-            .config
-            .args
-            .transaction_partition_verification_enable
-            .then_some(TxnCheck::Verify)
-    };
+    let check = txns::check_for(shard, ctx.version >= FIRST_IMPLICIT_ADD_PRODUCE_VERSION);
     let verdicts = match (&transactional_id, check) {
         (Some(id), Some(check)) => verify(shard, id, ctx.version, check, &wanted).await,
         _ => vec![Ok(None); wanted.len()],
