@@ -570,12 +570,13 @@ def report(res_dir, out, meta_path):
     if root:
         text = text.replace(root.rstrip("/") + "/", "")
     # The replication, compaction, TLS and transactions sections are written by benches/replication.sh (a
-    # three-node cluster), benches/compaction.sh and benches/tls.sh, the authentication one by
-    # hand from `cargo bench --bench security`; keep them.
+    # three-node cluster), benches/compaction.sh, benches/tls.sh, benches/transactions.sh and
+    # benches/transactions-java.sh, the authentication one by hand from `cargo bench --bench
+    # security`; keep them.
     if os.path.exists(out):
         import re
         old = open(out).read()
-        for name in ("replication", "compaction", "tls", "txn", "auth"):
+        for name in ("replication", "compaction", "tls", "txn", "txn-java", "auth"):
             m = re.search(rf"<!-- {name}:begin -->.*?<!-- {name}:end -->\n?", old, re.S)
             if m:
                 text += "\n" + m.group(0)

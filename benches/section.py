@@ -1,6 +1,6 @@
 """The marked sections of BENCHMARKS.md that the single-purpose benchmark scripts write
-(transactions.sh, tls.sh, replication.sh, compaction.sh; run-matrix.sh keeps them when it
-rewrites the file)."""
+(transactions.sh, transactions-java.sh, tls.sh, replication.sh, compaction.sh; run-matrix.sh keeps
+them when it rewrites the file)."""
 
 import os
 import re
