@@ -52,7 +52,7 @@ JAVA_SRC="$ROOT/scripts/client-matrix/java"
 JAVA_CLASS="$STATE/java/build/classes/sluice/JavaClientTest.class"
 if command -v mvn >/dev/null 2>&1 && command -v java >/dev/null 2>&1; then
     if [ ! -f "$JAVA_CLASS" ] || [ "$JAVA_SRC/pom.xml" -nt "$JAVA_CLASS" ] ||
-        [ "$JAVA_SRC/src/main/java/sluice/JavaClientTest.java" -nt "$JAVA_CLASS" ]; then
+        [ -n "$(find "$JAVA_SRC/src" -name '*.java' -newer "$JAVA_CLASS")" ]; then
         rm -rf "$STATE/java"
         mvn -q -B -Dstyle.color=never -f "$JAVA_SRC/pom.xml" -DbuildDir="$STATE/java/build" \
             compile dependency:copy-dependencies -DoutputDirectory="$STATE/java/lib"

@@ -731,45 +731,7 @@ fn leader_of(addr: &str, topic: &str, partition: i32) -> Option<i32> {
 fn a_cluster_keeps_transactions_exactly_once_when_the_coordinator_and_a_leader_are_killed() {
     const N: usize = 300;
     const ID: &str = "tx-cluster";
-    // Transaction requests and markers at debug level: a failure message quotes them.
-    let mut cluster = Cluster::start(
-        3,
-        false,
-        &[
-            "--min-insync-replicas",
-            "2",
-            "--log-level",
-            "info,sluice::shard::txns=debug,sluice::kafka::handlers::transactions=debug,sluice::shard::ops=debug",
-        ],
-    );
-    cluster.wait_settled(&[0, 1, 2]);
-    let bootstrap = cluster.bootstrap();
-    let admin = cluster.nodes[0].admin();
-    for name in ["ctp-in", "ctp-out"] {
-        let t = NewTopic::new(name, 3, TopicReplication::Fixed(3));
-        let res = futures_executor::block_on(admin.create_topics([&t], &AdminOptions::new()))
-            .expect("create_topics");
-        for r in res {
-            r.expect("topic created");
-        }
-    }
-    cluster.wait_for("every partition led", || {
-        ["ctp-in", "ctp-out"]
-            .iter()
-            .all(|t| (0..3).all(|p| leader_of(&cluster.nodes[0].addr, t, p).is_some()))
-    });
-    let input = cluster.nodes[0].producer(&[("bootstrap.servers", &bootstrap), ("acks", "all")]);
-    let records: Vec<common::Out> = (0..N)
-        .map(|i| common::Out {
-            partition: Some((i % 3) as i32),
-            value: Some(format!("v{i}").into_bytes()),
-            ..Default::default()
-        })
-        .collect();
-    for d in common::produce_all(&input, "ctp-in", &records) {
-        d.expect("input delivered");
-    }
-    drop(input);
+    let mut cluster = ctp_cluster(("ctp-in", "ctp-out"), N);
 
     let new_consumer = |cluster: &Cluster| {
         let c = cluster.nodes[0].consumer(&[
@@ -883,12 +845,153 @@ fn a_cluster_keeps_transactions_exactly_once_when_the_coordinator_and_a_leader_a
     assert!(aborted > 0, "some transactions were aborted on purpose");
     eprintln!("ctp in a cluster: {steps} steps, {aborted} aborted, {resets} producer resets");
 
+    assert_exactly_once(&cluster, &checker, ("ctp-in", "ctp-out"), N);
+}
+
+/// The Java client's consume-transform-produce on transaction version 2
+/// (`scripts/client-matrix/java/.../TxnChaos.java`: the leader adds partitions, every EndTxn
+/// bumps the epoch, offsets sent with TxnOffsetCommit v5) in a three-node cluster whose
+/// transaction coordinator and then the leader of an output partition are SIGKILLed and
+/// restarted under it: every input ends up in the output exactly once under read_committed.
+#[test]
+fn java_transactions_v2_stay_exactly_once_when_the_coordinator_and_a_leader_are_killed() {
+    const N: usize = 300;
+    const ID: &str = "tx-java-cluster";
+    const GROUP: &str = "jctp";
+    let deps = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".test-deps/java");
+    assert!(
+        deps.join("build/classes/sluice/TxnChaos.class").exists(),
+        "the Java scenario is not built: run scripts/install-test-deps.sh"
+    );
+    let mut cluster = ctp_cluster(("jctp-in", "jctp-out"), N);
+    let checker = cluster.nodes[0].consumer(&[
+        ("bootstrap.servers", cluster.bootstrap().as_str()),
+        ("group.id", GROUP),
+        ("isolation.level", "read_committed"),
+    ]);
+    let classpath = format!(
+        "{}:{}/*",
+        deps.join("build/classes").display(),
+        deps.join("lib").display()
+    );
+    let bootstrap = cluster.bootstrap();
+    // Paced (30 ms between transactions of at most 5 records) so that both SIGKILLs land
+    // while it runs.
+    let app = std::thread::spawn(move || {
+        common::run_bounded(
+            std::process::Command::new("bash")
+                .arg("-c")
+                .arg(r#"exec java -cp "$0" sluice.TxnChaos "$@" 2>&1"#)
+                .arg(classpath)
+                .args([&bootstrap, "jctp-in", "jctp-out", GROUP, ID])
+                .args([&N.to_string(), "150", "30"]),
+            Duration::from_secs(180),
+        )
+    });
+    let mut killed: Vec<(&str, i32)> = Vec::new();
+    while !app.is_finished() {
+        let done = committed_total(&checker, "jctp-in", 3).max(0) as usize;
+        let victim = if done >= N / 3 && killed.is_empty() {
+            let c = (0..3)
+                .find_map(|i| txn_coordinator(&cluster.nodes[i].addr, ID))
+                .expect("the transaction coordinator");
+            Some(("coordinator", c))
+        } else if done >= 2 * N / 3 && killed.len() == 1 {
+            let l = (0..3)
+                .find_map(|i| leader_of(&cluster.nodes[i].addr, "jctp-out", 1))
+                .expect("the leader of jctp-out 1");
+            Some(("leader of jctp-out 1", l))
+        } else {
+            None
+        };
+        if let Some((what, node)) = victim {
+            eprintln!("SIGKILL node {node}, the {what}, at {done} of {N}");
+            killed.push((what, node));
+            let node = node as usize;
+            cluster.nodes[node].kill9();
+            cluster.nodes[node].restart();
+            cluster.wait_settled(&[0, 1, 2]);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (status, output) = app.join().expect("the Java app's thread");
+    assert_eq!(
+        status,
+        Some(0),
+        "the Java app failed:\n{output}{}",
+        txn_log_tail(&cluster)
+    );
+    eprintln!(
+        "{}",
+        output
+            .lines()
+            .filter(|l| !l.starts_with("progress"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert_eq!(
+        killed.len(),
+        2,
+        "the app finished before both SIGKILLs ({killed:?}): pace it more slowly"
+    );
+    assert_exactly_once(&cluster, &checker, ("jctp-in", "jctp-out"), N);
+}
+
+/// A three-node cluster (min.insync.replicas 2, transaction logging at debug level: a failure
+/// message quotes it) with `topics` (3 partitions, 3 replicas each, led), and `n` input records
+/// `v0`, `v1`, … in `topics.0`, round robin over its partitions.
+fn ctp_cluster(topics: (&str, &str), n: usize) -> Cluster {
+    let cluster = Cluster::start(
+        3,
+        false,
+        &[
+            "--min-insync-replicas",
+            "2",
+            "--log-level",
+            "info,sluice::shard::txns=debug,sluice::kafka::handlers::transactions=debug,sluice::shard::ops=debug",
+        ],
+    );
+    cluster.wait_settled(&[0, 1, 2]);
+    let admin = cluster.nodes[0].admin();
+    for name in [topics.0, topics.1] {
+        let t = NewTopic::new(name, 3, TopicReplication::Fixed(3));
+        let res = futures_executor::block_on(admin.create_topics([&t], &AdminOptions::new()))
+            .expect("create_topics");
+        for r in res {
+            r.expect("topic created");
+        }
+    }
+    cluster.wait_for("every partition led", || {
+        [topics.0, topics.1]
+            .iter()
+            .all(|t| (0..3).all(|p| leader_of(&cluster.nodes[0].addr, t, p).is_some()))
+    });
+    let bootstrap = cluster.bootstrap();
+    let input = cluster.nodes[0].producer(&[("bootstrap.servers", &bootstrap), ("acks", "all")]);
+    let records: Vec<common::Out> = (0..n)
+        .map(|i| common::Out {
+            partition: Some((i % 3) as i32),
+            value: Some(format!("v{i}").into_bytes()),
+            ..Default::default()
+        })
+        .collect();
+    for d in common::produce_all(&input, topics.0, &records) {
+        d.expect("input delivered");
+    }
+    cluster
+}
+
+/// Every one of the `n` inputs of a consume-transform-produce run is in `topics.1` exactly once
+/// under read_committed, and the group's committed offsets (`checker`'s group) of `topics.0`
+/// add up to `n` once the commit markers reached them.
+fn assert_exactly_once(cluster: &Cluster, checker: &BaseConsumer, topics: (&str, &str), n: usize) {
+    let (input, output) = topics;
     let c = cluster.nodes[0].consumer(&[
         ("bootstrap.servers", cluster.bootstrap().as_str()),
         ("isolation.level", "read_committed"),
     ]);
-    // All N, then a few seconds more for anything past them (a duplicate).
-    let mut recs = common::consume_n(&c, "ctp-out", 3, N);
+    // All n, then a few seconds more for anything past them (a duplicate).
+    let mut recs = common::consume_n(&c, output, 3, n);
     let extra_until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < extra_until {
         if let Some(m) = c.poll(Duration::from_millis(100)) {
@@ -907,31 +1010,31 @@ fn a_cluster_keeps_transactions_exactly_once_when_the_coordinator_and_a_leader_a
     for v in &out {
         *counts.entry(v.as_str()).or_default() += 1;
     }
-    let dup: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    let dup: Vec<_> = counts.iter().filter(|(_, k)| **k > 1).collect();
     assert!(
         dup.is_empty(),
         "duplicated in the output: {dup:?}{}",
-        txn_log_tail(&cluster)
+        txn_log_tail(cluster)
     );
     assert_eq!(
         out.len(),
-        N,
+        n,
         "every input exactly once (read per partition: {per_partition:?}){}",
-        txn_log_tail(&cluster)
+        txn_log_tail(cluster)
     );
     // The group's offsets, committed inside the transactions, are at the end of the input.
     // The commit markers reach __consumer_offsets after EndTxn is answered: wait for them.
     let until = Instant::now() + WAIT;
-    let mut total = committed_total(&checker, "ctp-in", 3);
-    while total != N as i64 && Instant::now() < until {
+    let mut total = committed_total(checker, input, 3);
+    while total != n as i64 && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(100));
-        total = committed_total(&checker, "ctp-in", 3);
+        total = committed_total(checker, input, 3);
     }
     assert_eq!(
         total,
-        N as i64,
+        n as i64,
         "the group's committed offsets{}",
-        txn_log_tail(&cluster)
+        txn_log_tail(cluster)
     );
 }
 
