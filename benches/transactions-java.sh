@@ -31,44 +31,13 @@ LIB=$ROOT/.test-deps/kafka/lib
 SLUICE_ADDR=127.0.0.1:$PORT
 KAFKA_ADDR=127.0.0.1:$((PORT + 1))
 
-cargo build --release -p sluice >/dev/null
+cargo build --release -p sluice -p sluice-tools >/dev/null
 "$KAFKA_REF" install >/dev/null
 rm -rf "$WORK"
 mkdir -p "$WORK"
 : >"$WORK/rows.tsv"
-PID=
-KAFKA_UP=0
-stop_all() {
-    if [[ -n $PID ]]; then
-        kill "$PID" 2>/dev/null || true
-        wait "$PID" 2>/dev/null || true
-        PID=
-    fi
-    if [[ $KAFKA_UP == 1 ]]; then
-        timeout 60 "$KAFKA_REF" stop >/dev/null 2>&1 || true
-        KAFKA_UP=0
-    fi
-}
-trap 'stop_all; rm -rf "$WORK/data"' EXIT
-
-start_sluice() {
-    "$SLUICE" --listen "$SLUICE_ADDR" --data-dir "$WORK/data" --flush never --io-mode direct \
-        --num-partitions 8 --log-level warn --metrics-listen none >"$WORK/sluice.log" 2>&1 &
-    PID=$!
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "sluice did not start; see $WORK/sluice.log" >&2
-    return 1
-}
-
-start_kafka() {
-    KAFKA_REF_ADDR=$KAFKA_ADDR KAFKA_REF_CONTROLLER_ADDR=127.0.0.1:$((PORT + 2)) KAFKA_REF_PARTITIONS=8 \
-        TMPDIR=$WORK timeout 180 "$KAFKA_REF" start >"$WORK/kafka.log" 2>&1
-    KAFKA_UP=1
-    PID=
-}
+# shellcheck source=benches/brokers.sh
+source "$ROOT/benches/brokers.sh"
 
 perf() { # broker label topic "extra producer properties" [tool args...]: one row
     local broker=$1 label=$2 topic=$3
@@ -110,11 +79,11 @@ rows_for() { # broker
     done
 }
 
-start_sluice
+start_sluice --num-partitions 8
 rows_for sluice
 stop_all
 if [[ $KAFKA == 1 ]]; then
-    if start_kafka; then
+    if start_kafka 8; then
         # Kafka's JVM compiles its hot paths under the first load: one unmeasured row.
         perf kafka "warm-up" warm "" --transactional-id bench-warm --transaction-duration-ms 10 ||
             true

@@ -41,43 +41,15 @@ cargo build --release -p sluice -p sluice-tools >/dev/null
 rm -rf "$WORK"
 mkdir -p "$WORK"
 : >"$WORK/rows.tsv"
-PID=
-KAFKA_UP=0
-stop_all() {
-    if [[ -n $PID ]]; then
-        kill "$PID" 2>/dev/null || true
-        wait "$PID" 2>/dev/null || true
-        PID=
-    fi
-    if [[ $KAFKA_UP == 1 ]]; then
-        timeout 60 "$KAFKA_REF" stop >/dev/null 2>&1 || true
-        KAFKA_UP=0
-    fi
-}
-trap 'stop_all; rm -rf "$WORK/data"' EXIT
+# shellcheck source=benches/brokers.sh
+source "$ROOT/benches/brokers.sh"
 
 # The block device under the work dir, for its write count in /proc/diskstats.
 DEV=$(basename "$(df --output=source "$WORK" | tail -1)")
 disk_writes() { awk -v d="$DEV" '$3 == d {print $8}' /proc/diskstats; }
 
-start_sluice() {
-    "$SLUICE" --listen "$SLUICE_ADDR" --data-dir "$WORK/data" --flush never --io-mode direct \
-        --log-level warn --metrics-listen none >"$WORK/sluice.log" 2>&1 &
-    PID=$!
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "sluice did not start; see $WORK/sluice.log" >&2
-    return 1
-}
-
-start_kafka() {
-    KAFKA_REF_ADDR=$KAFKA_ADDR KAFKA_REF_CONTROLLER_ADDR=127.0.0.1:$((PORT + 2)) KAFKA_REF_PARTITIONS=1 \
-        TMPDIR=$WORK timeout 180 "$KAFKA_REF" start >"$WORK/kafka.log" 2>&1
-    KAFKA_UP=1
-    PID=
-    # The JVM compiles its hot paths during the first seconds of load: warm it up (not measured).
+kafka_warmed() { # Apache Kafka, its JVM warmed up by 15 s of load (not measured)
+    start_kafka 1 || return 1
     timeout 120 "$LOAD" produce --bootstrap "$KAFKA_ADDR" --topic warm --partitions 8 -q --acks all \
         --duration 15s --transaction-size 100 --producers 2 >"$WORK/kafka-warm.out" 2>&1 || true
 }
@@ -141,7 +113,7 @@ start_sluice
 rows_for sluice
 stop_all
 if [[ $KAFKA == 1 ]]; then
-    if start_kafka; then
+    if kafka_warmed; then
         rows_for kafka
     else
         echo "Apache Kafka did not start; see $WORK/kafka.log (rows skipped)" >&2

@@ -769,7 +769,7 @@ fn a_cluster_keeps_transactions_exactly_once_when_the_coordinator_and_a_leader_a
     ]);
     let mut producer = new_producer(&cluster, deadline);
     let (mut done, mut steps, mut aborted, mut resets) = (0usize, 0usize, 0usize, 0usize);
-    let mut killed: Vec<(&str, i32)> = Vec::new();
+    let mut killed: Vec<(String, i32)> = Vec::new();
     let mut idle = 0usize;
     while done < N {
         assert!(
@@ -777,30 +777,7 @@ fn a_cluster_keeps_transactions_exactly_once_when_the_coordinator_and_a_leader_a
             "stuck at {done} of {N} ({resets} resets, {idle} idle polls){}",
             txn_log_tail(&cluster)
         );
-        // SIGKILL the transaction coordinator a third of the way in, the leader of an output
-        // partition at two thirds; each comes back at once.
-        let victim = if done >= N / 3 && killed.is_empty() {
-            let live = cluster.nodes[0].addr.clone();
-            let c = txn_coordinator(&live, ID)
-                .or_else(|| txn_coordinator(&cluster.nodes[1].addr, ID))
-                .expect("the transaction coordinator");
-            Some(("coordinator", c))
-        } else if done >= 2 * N / 3 && killed.len() == 1 {
-            let l = (0..3)
-                .find_map(|i| leader_of(&cluster.nodes[i].addr, "ctp-out", 1))
-                .expect("the leader of ctp-out 1");
-            Some(("leader of ctp-out 1", l))
-        } else {
-            None
-        };
-        if let Some((what, node)) = victim {
-            eprintln!("SIGKILL node {node}, the {what}, at {done} of {N}");
-            killed.push((what, node));
-            let node = node as usize;
-            cluster.nodes[node].kill9();
-            cluster.nodes[node].restart();
-            cluster.wait_settled(&[0, 1, 2]);
-        }
+        kill_on_schedule(&mut cluster, &mut killed, (done, N), ID, "ctp-out");
         // Every fourth transaction is aborted on purpose.
         match ctp_step(&consumer, &producer, (steps + 1).is_multiple_of(4)) {
             Step::Idle => {
@@ -888,30 +865,10 @@ fn java_transactions_v2_stay_exactly_once_when_the_coordinator_and_a_leader_are_
             Duration::from_secs(180),
         )
     });
-    let mut killed: Vec<(&str, i32)> = Vec::new();
+    let mut killed: Vec<(String, i32)> = Vec::new();
     while !app.is_finished() {
         let done = committed_total(&checker, "jctp-in", 3).max(0) as usize;
-        let victim = if done >= N / 3 && killed.is_empty() {
-            let c = (0..3)
-                .find_map(|i| txn_coordinator(&cluster.nodes[i].addr, ID))
-                .expect("the transaction coordinator");
-            Some(("coordinator", c))
-        } else if done >= 2 * N / 3 && killed.len() == 1 {
-            let l = (0..3)
-                .find_map(|i| leader_of(&cluster.nodes[i].addr, "jctp-out", 1))
-                .expect("the leader of jctp-out 1");
-            Some(("leader of jctp-out 1", l))
-        } else {
-            None
-        };
-        if let Some((what, node)) = victim {
-            eprintln!("SIGKILL node {node}, the {what}, at {done} of {N}");
-            killed.push((what, node));
-            let node = node as usize;
-            cluster.nodes[node].kill9();
-            cluster.nodes[node].restart();
-            cluster.wait_settled(&[0, 1, 2]);
-        }
+        kill_on_schedule(&mut cluster, &mut killed, (done, N), ID, "jctp-out");
         std::thread::sleep(Duration::from_millis(50));
     }
     let (status, output) = app.join().expect("the Java app's thread");
@@ -935,6 +892,39 @@ fn java_transactions_v2_stay_exactly_once_when_the_coordinator_and_a_leader_are_
         "the app finished before both SIGKILLs ({killed:?}): pace it more slowly"
     );
     assert_exactly_once(&cluster, &checker, ("jctp-in", "jctp-out"), N);
+}
+
+/// SIGKILLs `transactional_id`'s transaction coordinator a third of the way through
+/// (`progress` = (done, of)), the leader of partition 1 of `output` at two thirds; each comes
+/// back at once. `killed` lists what was killed so far.
+fn kill_on_schedule(
+    cluster: &mut Cluster,
+    killed: &mut Vec<(String, i32)>,
+    (done, of): (usize, usize),
+    transactional_id: &str,
+    output: &str,
+) {
+    let victim = if done >= of / 3 && killed.is_empty() {
+        let c = (0..3)
+            .find_map(|i| txn_coordinator(&cluster.nodes[i].addr, transactional_id))
+            .expect("the transaction coordinator");
+        Some(("coordinator".to_owned(), c))
+    } else if done >= 2 * of / 3 && killed.len() == 1 {
+        let l = (0..3)
+            .find_map(|i| leader_of(&cluster.nodes[i].addr, output, 1))
+            .expect("the leader of the output's partition 1");
+        Some((format!("leader of {output} 1"), l))
+    } else {
+        None
+    };
+    if let Some((what, node)) = victim {
+        eprintln!("SIGKILL node {node}, the {what}, at {done} of {of}");
+        killed.push((what, node));
+        let node = node as usize;
+        cluster.nodes[node].kill9();
+        cluster.nodes[node].restart();
+        cluster.wait_settled(&[0, 1, 2]);
+    }
 }
 
 /// A three-node cluster (min.insync.replicas 2, transaction logging at debug level: a failure
