@@ -177,6 +177,24 @@ public final class JavaClientTest {
         System.exit(failures == 0 ? 0 : 1);
     }
 
+    /**
+     * DescribeClientQuotas until its answer satisfies `ok`, for at most 10 s (a quota change
+     * reaches the broker that answers a moment after AlterClientQuotas returns — in Apache
+     * Kafka it travels through the metadata log); the last answer.
+     */
+    private static Map<ClientQuotaEntity, Map<String, Double>> quotasOnceThey(Admin admin,
+            ClientQuotaFilter filter,
+            java.util.function.Predicate<Map<ClientQuotaEntity, Map<String, Double>>> ok) throws Exception {
+        long deadline = System.nanoTime() + Duration.ofSeconds(10).toNanos();
+        while (true) {
+            Map<ClientQuotaEntity, Map<String, Double>> got = admin.describeClientQuotas(filter).entities().get();
+            if (ok.test(got) || System.nanoTime() > deadline) {
+                return got;
+            }
+            Thread.sleep(100);
+        }
+    }
+
     /** A client id's producer_byte_rate set and read through the Admin API, then produced over. */
     private static void quotas(Properties common, String topic) throws Exception {
         String clientId = topic + "-throttled";
@@ -185,10 +203,10 @@ public final class JavaClientTest {
         try (Admin admin = Admin.create(common)) {
             admin.alterClientQuotas(List.of(new ClientQuotaAlteration(entity,
                     List.of(new ClientQuotaAlteration.Op("producer_byte_rate", rate))))).all().get();
-            Map<ClientQuotaEntity, Map<String, Double>> got = admin.describeClientQuotas(
-                    ClientQuotaFilter.containsOnly(List.of(
-                            ClientQuotaFilterComponent.ofEntity(ClientQuotaEntity.CLIENT_ID, clientId))))
-                    .entities().get();
+            ClientQuotaFilter only = ClientQuotaFilter.containsOnly(List.of(
+                    ClientQuotaFilterComponent.ofEntity(ClientQuotaEntity.CLIENT_ID, clientId)));
+            Map<ClientQuotaEntity, Map<String, Double>> got = quotasOnceThey(admin, only,
+                    q -> q.containsKey(entity) && Double.valueOf(rate).equals(q.get(entity).get("producer_byte_rate")));
             Map<String, Double> values = got.get(entity);
             check("admin-client-quotas", values != null && values.get("producer_byte_rate") == rate,
                     "described " + got);
@@ -227,8 +245,8 @@ public final class JavaClientTest {
         try (Admin admin = Admin.create(common)) {
             admin.alterClientQuotas(List.of(new ClientQuotaAlteration(entity,
                     List.of(new ClientQuotaAlteration.Op("producer_byte_rate", null))))).all().get();
-            Map<ClientQuotaEntity, Map<String, Double>> got = admin.describeClientQuotas(
-                    ClientQuotaFilter.all()).entities().get();
+            Map<ClientQuotaEntity, Map<String, Double>> got = quotasOnceThey(admin, ClientQuotaFilter.all(),
+                    q -> !q.containsKey(entity));
             check("admin-client-quotas-removed", !got.containsKey(entity), "still " + got);
         }
     }
