@@ -396,8 +396,9 @@ pub struct BrokerArgs {
     #[arg(
         long,
         env = "SLUICE_TRANSACTION_VERSION",
-        default_value_t = 2,
-        value_parser = clap::value_parser!(i16).range(0..=2)
+        default_value_t = crate::coordinator::txn::coordinator::TRANSACTION_VERSION_MAX,
+        value_parser = clap::value_parser!(i16)
+            .range(0..=i64::from(crate::coordinator::txn::coordinator::TRANSACTION_VERSION_MAX))
     )]
     pub transaction_version: i16,
     /// Send fetch data with io_uring SEND_ZC (for real NICs; slower on loopback).

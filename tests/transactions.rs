@@ -878,14 +878,7 @@ fn java_transactions_v2_stay_exactly_once_when_the_coordinator_and_a_leader_are_
         "the Java app failed:\n{output}{}",
         txn_log_tail(&cluster)
     );
-    eprintln!(
-        "{}",
-        output
-            .lines()
-            .filter(|l| !l.starts_with("progress"))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    eprintln!("{output}");
     assert_eq!(
         killed.len(),
         2,

@@ -106,13 +106,13 @@ pub async fn serve(
 ) -> Result<Reply, ResponseError> {
     let mut verified = None;
     if let coordinator::Request::Commit(c) = &request {
-        if let (Some(id), Some(producer)) = (&c.transactional_id, c.txn) {
-            let check = crate::shard::txns::check_for(shard, c.txn_add);
-            let guard = check
-                .and_then(|_| shard.partition(OFFSETS_TOPIC, c.partition))
+        let check = crate::shard::txns::check_for(shard, c.txn_add);
+        if let (Some(id), Some(producer), Some(check)) = (&c.transactional_id, c.txn, check) {
+            let guard = shard
+                .partition(OFFSETS_TOPIC, c.partition)
                 .filter(|p| p.is_leader(None))
                 .and_then(|p| p.log.verification_guard(producer.0, producer.1, c.txn_add));
-            if let (Some(guard), Some(check)) = (guard, check) {
+            if let Some(guard) = guard {
                 let part = vec![(OFFSETS_TOPIC.to_owned(), c.partition)];
                 let code = crate::shard::txns::verify(shard, id, producer, part, check, true)
                     .await

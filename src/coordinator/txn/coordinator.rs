@@ -53,6 +53,10 @@ fn code(e: ResponseError) -> i16 {
     e.code()
 }
 
+/// The highest `transaction.version` feature level this coordinator implements (2: KIP-890
+/// part 2); `--transaction-version` and ApiVersions' supported range stop there.
+pub const TRANSACTION_VERSION_MAX: i16 = 2;
+
 /// Tunables (Kafka's broker config names in comments).
 #[derive(Debug, Clone)]
 pub struct TxnConfig {

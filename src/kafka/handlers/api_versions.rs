@@ -9,12 +9,12 @@ use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::StrBytes;
 use sluice_net::{api_versions_table, unsupported_api_versions, ResponseFrame, ResponseKind};
 
+use crate::coordinator::txn::coordinator::TRANSACTION_VERSION_MAX;
 use crate::kafka::dispatch::Ctx;
 use crate::shard::Shard;
 
 /// The one feature Sluice finalizes: Kafka's `transaction.version` (KIP-890 part 2 at level 2).
 const TRANSACTION_VERSION: &str = "transaction.version";
-const TRANSACTION_VERSION_MAX: i16 = 2;
 
 pub async fn handle(shard: Rc<Shard>, _req: ApiVersionsRequest, ctx: Ctx) -> ResponseKind {
     let resp = ApiVersionsResponse::default().with_api_keys(api_versions_table(|_| true));

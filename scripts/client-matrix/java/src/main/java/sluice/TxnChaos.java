@@ -34,8 +34,8 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * committed offsets). On an error the transaction is aborted and the consumer rewound; on a
  * fatal one (fenced, or a commit that timed out and so may or may not have happened) the
  * producer and consumer are closed and made anew, as Kafka's own exactly-once example does.
- * Exits 0 once the group's committed offsets of IN add up to EXPECTED, 1 at DEADLINE_S.
- * Prints "progress N" after each commit (the test paces its SIGKILLs on it) and a summary.
+ * Exits 0 once the group's committed offsets of IN add up to EXPECTED, 1 at DEADLINE_S, and
+ * prints a summary (the test paces its SIGKILLs on the group's offsets, read by itself).
  *
  * <p>Usage: TxnChaos BOOTSTRAP IN OUT GROUP TRANSACTIONAL_ID EXPECTED DEADLINE_S PAUSE_MS
  */
@@ -68,6 +68,7 @@ public final class TxnChaos {
                 continue;
             }
             boolean abortOnPurpose = (steps + 1) % 4 == 0;
+            Exception fatal = null;
             try {
                 producer.beginTransaction();
                 Map<TopicPartition, OffsetAndMetadata> offsets = new HashMap<>();
@@ -84,29 +85,26 @@ public final class TxnChaos {
                     rewind(consumer);
                 } else {
                     producer.commitTransaction();
-                    System.out.println("progress " + committedTotal(consumer, in));
                 }
             } catch (ProducerFencedException | InvalidProducerEpochException | OutOfOrderSequenceException
                     | AuthorizationException | TimeoutException | IllegalStateException e) {
-                System.out.println("reset after " + e);
-                resets++;
-                producer.close(Duration.ofSeconds(5));
-                consumer.close(Duration.ofSeconds(5));
-                consumer = consumer(bootstrap, in, group);
-                producer = producer(bootstrap, txnId, deadline);
+                fatal = e;
             } catch (KafkaException e) {
                 System.out.println("abort after " + e);
                 try {
                     producer.abortTransaction();
                     rewind(consumer);
                 } catch (KafkaException | IllegalStateException again) {
-                    System.out.println("reset after " + again);
-                    resets++;
-                    producer.close(Duration.ofSeconds(5));
-                    consumer.close(Duration.ofSeconds(5));
-                    consumer = consumer(bootstrap, in, group);
-                    producer = producer(bootstrap, txnId, deadline);
+                    fatal = again;
                 }
+            }
+            if (fatal != null) {
+                System.out.println("reset after " + fatal);
+                resets++;
+                producer.close(Duration.ofSeconds(5));
+                consumer.close(Duration.ofSeconds(5));
+                consumer = consumer(bootstrap, in, group);
+                producer = producer(bootstrap, txnId, deadline);
             }
             if (pauseMs > 0) {
                 Thread.sleep(pauseMs);
