@@ -563,9 +563,10 @@ fn throttles(broker: &Broker) -> u64 {
 }
 
 #[test]
-fn a_client_over_its_request_percentage_is_throttled() {
+fn a_client_over_its_request_percentage_is_throttled_and_told_so() {
     let broker = Broker::start(&[]);
-    // 0.01 % of a thread: about a millisecond of handling over the ten-second window.
+    broker.create_topic("quota-requests", 1, &[]);
+    // 0.01 % of a thread: about a millisecond of handling over the ten-second burst.
     cli(
         &broker.addr,
         &[
@@ -582,12 +583,37 @@ fn a_client_over_its_request_percentage_is_throttled() {
     // One request at a time: once the client is over its share every further request waits
     // out a throttle (up to 11 s), so a batch sent past that point costs minutes.
     let mut sent = 0;
-    while throttles(&broker) == 0 {
-        assert!(sent < 5_000, "{sent} Metadata requests and no throttle");
-        let _: kafka_protocol::messages::MetadataResponse = raw.call(ApiKey::Metadata, 12, &req);
+    let metadata_ms = loop {
+        assert!(
+            sent < 5_000,
+            "{sent} Metadata requests and no throttle time"
+        );
+        let resp: kafka_protocol::messages::MetadataResponse = raw.call(ApiKey::Metadata, 12, &req);
         sent += 1;
-    }
-    // The throttled connection still answers, after its wait.
+        if resp.throttle_time_ms > 0 {
+            break resp.throttle_time_ms;
+        }
+    };
+    assert!(metadata_ms <= 11_000, "{metadata_ms}");
+    assert!(throttles(&broker) > 0, "the throttle was not counted");
+    // The connection answers again after its wait; each request past the share is told its
+    // wait too: a produce is appended and carries it, a fetch is answered empty with it.
+    let produced = (0..50)
+        .map(|i| {
+            let batch = common::raw::plain_batch(&[format!("r{i}").into_bytes()], false, false);
+            raw.produce_response("quota-requests", 0, batch)
+        })
+        .find(|r| r.throttle_time_ms > 0)
+        .expect("no produce was told its throttle");
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    let fetched = (0..50)
+        .map(|_| fetch(&mut raw, "quota-requests", 0))
+        .find(|r| r.throttle_time_ms > 0)
+        .expect("no fetch was told its throttle");
+    assert!(
+        fetched.responses.is_empty(),
+        "a throttled fetch carries no data"
+    );
     let (code, _) = describe(&mut raw, &[], false);
     assert_eq!(code, 0);
 }

@@ -47,6 +47,33 @@ pub struct Ctx {
     pub request_bytes: usize,
     /// Until when the connection reads nothing more: a client over its quota waits.
     pub mute: Mute,
+    /// The request_percentage quota this request counts against, if any.
+    pub request_clock: Option<RequestClock>,
+}
+
+/// A request_percentage quota's clock for one request: Kafka counts the time spent handling
+/// a request against the quota and answers the resulting throttle in its response.
+#[derive(Debug, Clone)]
+pub struct RequestClock {
+    applied: Rc<Applied>,
+    /// Handling time not counted yet (the time spent polling the request's futures).
+    busy: Rc<Cell<Duration>>,
+    mute: Mute,
+}
+
+impl RequestClock {
+    /// Counts the handling time not counted yet and answers the throttle in milliseconds for
+    /// the response's `throttle_time_ms` (0: none); over the quota the connection is muted.
+    pub fn throttle(&self, shard: &Shard) -> i32 {
+        let spent = self.busy.replace(Duration::ZERO);
+        let wait = shard.shared.quotas.record(
+            QuotaKind::Request,
+            &self.applied,
+            quota::percent_of_thread(spent),
+            crate::runtime::now(),
+        );
+        mute_for(&self.mute, shard, wait)
+    }
 }
 
 /// When a throttled connection reads its next request (`None`: not throttled).
@@ -201,11 +228,96 @@ pub fn encode(to: ReplyTo, body: ResponseKind) -> Option<ResponseFrame> {
     }
 }
 
-fn respond<F>(to: ReplyTo, fut: F) -> Dispatched
+/// The second stage of an answering handler: its body, with the request_percentage
+/// throttle (if the request counts against one) in `throttle_time_ms`, encoded.
+fn respond<F>(shard: &Rc<Shard>, to: ReplyTo, clock: Option<RequestClock>, fut: F) -> Dispatched
 where
     F: Future<Output = ResponseKind> + 'static,
 {
-    Dispatched::Respond(Box::pin(async move { encode(to, fut.await) }))
+    let clock = clock.map(|c| (shard.clone(), c));
+    Dispatched::Respond(Box::pin(async move {
+        let mut body = fut.await;
+        if let Some((shard, clock)) = clock {
+            set_throttle_time(&mut body, clock.throttle(&shard));
+        }
+        encode(to, body)
+    }))
+}
+
+/// Raises a response's `throttle_time_ms` to `ms` (responses without one stay as they are).
+fn set_throttle_time(body: &mut ResponseKind, ms: i32) {
+    macro_rules! throttled {
+        ($($kind:ident),* $(,)?) => {
+            match body {
+                $(ResponseKind::$kind(r) => r.throttle_time_ms = r.throttle_time_ms.max(ms),)*
+                _ => {}
+            }
+        };
+    }
+    if ms > 0 {
+        throttled!(
+            Produce,
+            Fetch,
+            ListOffsets,
+            Metadata,
+            OffsetCommit,
+            OffsetFetch,
+            FindCoordinator,
+            JoinGroup,
+            Heartbeat,
+            LeaveGroup,
+            SyncGroup,
+            DescribeGroups,
+            ListGroups,
+            ApiVersions,
+            CreateTopics,
+            DeleteTopics,
+            DeleteRecords,
+            InitProducerId,
+            OffsetForLeaderEpoch,
+            AddPartitionsToTxn,
+            AddOffsetsToTxn,
+            EndTxn,
+            TxnOffsetCommit,
+            DescribeAcls,
+            CreateAcls,
+            DeleteAcls,
+            DescribeConfigs,
+            AlterConfigs,
+            DescribeLogDirs,
+            CreatePartitions,
+            DeleteGroups,
+            ElectLeaders,
+            IncrementalAlterConfigs,
+            AlterPartitionReassignments,
+            ListPartitionReassignments,
+            OffsetDelete,
+            DescribeClientQuotas,
+            AlterClientQuotas,
+            DescribeUserScramCredentials,
+            AlterUserScramCredentials,
+            DescribeCluster,
+            DescribeProducers,
+            DescribeTransactions,
+            ListTransactions,
+            DescribeTopicPartitions,
+            ConsumerGroupHeartbeat,
+            ConsumerGroupDescribe,
+            UpdateFeatures,
+            GetTelemetrySubscriptions,
+            PushTelemetry,
+        );
+    }
+}
+
+/// Requests a request_percentage quota does not count, as in Kafka: a follower's fetch and
+/// the other brokers' cluster actions.
+fn exempt_from_request_quota(body: &RequestKind) -> bool {
+    match body {
+        RequestKind::Fetch(r) => r.replica_id.0 >= 0 || r.replica_state.replica_id.0 >= 0,
+        RequestKind::WriteTxnMarkers(_) => true,
+        _ => false,
+    }
 }
 
 /// Dispatches one request; `received` is when its last byte arrived (for queue-time metrics).
@@ -261,9 +373,11 @@ pub async fn dispatch(
     }
     // A request_percentage quota counts the time spent handling the request (both stages);
     // the client waits once the request is answered.
-    let request_quota = {
+    // The handlers answer the throttle of the time counted when they encode their response
+    // (`RequestClock::throttle`); what is spent after that counts towards the next request's.
+    let request_clock = {
         let image = shard.metadata();
-        if image.quotas.is_empty() {
+        if image.quotas.is_empty() || exempt_from_request_quota(&req.body) {
             None
         } else {
             quota_for(
@@ -272,31 +386,35 @@ pub async fn dispatch(
                 req.client_id.as_deref(),
                 QuotaKind::Request,
             )
+            .map(|applied| RequestClock {
+                applied: Rc::new(applied),
+                busy: Rc::new(Cell::new(Duration::ZERO)),
+                mute: conn.mute.clone(),
+            })
         }
     };
-    let busy = Rc::new(Cell::new(Duration::ZERO));
-    let routed = match &request_quota {
-        None => route(shard, req, conn, request_bytes).await,
-        Some(_) => timed(route(shard, req, conn, request_bytes), busy.clone()).await,
+    let routed = match &request_clock {
+        None => route(shard, req, conn, request_bytes, None).await,
+        Some(c) => {
+            let busy = c.busy.clone();
+            timed(
+                route(shard, req, conn, request_bytes, request_clock.clone()),
+                busy,
+            )
+            .await
+        }
     };
     match routed {
         Dispatched::Respond(fut) => {
             let s = shard.clone();
             let started = crate::runtime::now();
-            let mute = conn.mute.clone();
             Dispatched::Respond(Box::pin(async move {
-                let r = match &request_quota {
+                let r = match &request_clock {
                     None => fut.await,
-                    Some(_) => timed(fut, busy.clone()).await,
+                    Some(c) => timed(fut, c.busy.clone()).await,
                 };
-                if let Some(applied) = &request_quota {
-                    let wait = s.shared.quotas.record(
-                        QuotaKind::Request,
-                        applied,
-                        quota::percent_of_thread(busy.get()),
-                        crate::runtime::now(),
-                    );
-                    mute_for(&mute, &s, wait);
+                if let Some(c) = &request_clock {
+                    c.throttle(&s);
                 }
                 s.metrics.handled(api, started.elapsed());
                 r
@@ -343,7 +461,13 @@ macro_rules! handlers {
         ];
 
         /// Routes a decoded request to its handler.
-        async fn route(shard: &Rc<Shard>, req: Request, conn: &Conn, request_bytes: usize) -> Dispatched {
+        async fn route(
+            shard: &Rc<Shard>,
+            req: Request,
+            conn: &Conn,
+            request_bytes: usize,
+            request_clock: Option<RequestClock>,
+        ) -> Dispatched {
             let ctx = Ctx {
                 api_key: req.api_key,
                 version: req.api_version,
@@ -354,10 +478,14 @@ macro_rules! handlers {
                 host: conn.host.clone(),
                 request_bytes,
                 mute: conn.mute.clone(),
+                request_clock,
             };
             match req.body {
                 $(RequestKind::$skind(r) => $sfn(shard.clone(), r, ctx).await,)*
-                $(RequestKind::$kind(r) => respond(ctx.reply_to(), $fn(shard.clone(), r, ctx)),)*
+                $(RequestKind::$kind(r) => {
+                    let (to, clock) = (ctx.reply_to(), ctx.request_clock.clone());
+                    respond(shard, to, clock, $fn(shard.clone(), r, ctx))
+                })*
                 other => Dispatched::Close(format!(
                     "no handler for {:?} although the version table lists it: {}",
                     ctx.api_key,

@@ -113,8 +113,20 @@ impl<S: Read + Write> Raw<S> {
 impl<S: Read + Write> Raw<S> {
     /// Produce v9 (acks=1) of `records` to one partition: (error code, base offset).
     pub fn produce(&mut self, topic: &str, partition: i32, records: Bytes) -> (i16, i64) {
+        let resp = self.produce_response(topic, partition, records);
+        let p = &resp.responses[0].partition_responses[0];
+        (p.error_code, p.base_offset)
+    }
+
+    /// Produce v9 (acks=1) of `records` to one partition: the whole response.
+    pub fn produce_response(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        records: Bytes,
+    ) -> kafka_protocol::messages::ProduceResponse {
         use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-        use kafka_protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
+        use kafka_protocol::messages::{ProduceRequest, TopicName};
         let req = ProduceRequest::default()
             .with_acks(1)
             .with_timeout_ms(10_000)
@@ -123,9 +135,7 @@ impl<S: Read + Write> Raw<S> {
                 .with_partition_data(vec![PartitionProduceData::default()
                     .with_index(partition)
                     .with_records(Some(records))])]);
-        let resp: ProduceResponse = self.call(ApiKey::Produce, 9, &req);
-        let p = &resp.responses[0].partition_responses[0];
-        (p.error_code, p.base_offset)
+        self.call(ApiKey::Produce, 9, &req)
     }
 }
 

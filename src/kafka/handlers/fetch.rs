@@ -273,21 +273,26 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
             diverging_epoch: None,
         });
     }
-    // Over the quota: the usage is taken back and the answer is empty with the time to wait
-    // (Kafka's way: the data is fetched again once the client may have it).
-    if let Some(applied) = &fetch_quota {
-        let throttle_ms = ctx.record_quota(&shard, QuotaKind::Fetch, applied, used as f64);
-        if throttle_ms > 0 {
+    // Over the consumer_byte_rate or request_percentage quota: the bytes are taken back and
+    // the answer is empty with the longer time to wait (Kafka's way: the data is fetched
+    // again once the client may have it).
+    let byte_ms = fetch_quota.as_ref().map_or(0, |applied| {
+        ctx.record_quota(&shard, QuotaKind::Fetch, applied, used as f64)
+    });
+    let request_ms = ctx.request_clock.as_ref().map_or(0, |c| c.throttle(&shard));
+    let throttle_ms = byte_ms.max(request_ms);
+    if throttle_ms > 0 {
+        if let Some(applied) = &fetch_quota {
             shard
                 .shared
                 .quotas
                 .unrecord(QuotaKind::Fetch, applied, used as f64);
-            let empty = FetchResponseOut {
-                throttle_time_ms: throttle_ms,
-                ..FetchResponseOut::default()
-            };
-            return Some(encode_fetch_response(version, ctx.correlation_id, &empty));
         }
+        let empty = FetchResponseOut {
+            throttle_time_ms: throttle_ms,
+            ..FetchResponseOut::default()
+        };
+        return Some(encode_fetch_response(version, ctx.correlation_id, &empty));
     }
     add_leader_hints(&shard, &mut resp, ctx.listener);
     for p in resp.topics.iter().flat_map(|t| &t.partitions) {

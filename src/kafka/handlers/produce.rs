@@ -217,6 +217,7 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
     });
     let metrics_shard = shard.clone();
     let listener = ctx.listener;
+    let request_clock = ctx.request_clock.clone();
     Dispatched::Respond(Box::pin(async move {
         let mut parts: Rows<AppendOutcome> = Vec::with_capacity(rows.len());
         for (name, row) in rows {
@@ -313,11 +314,13 @@ pub async fn handle(shard: Rc<Shard>, req: ProduceRequest, ctx: Ctx) -> Dispatch
                     .with_rack(b.rack.map(sb))
             })
             .collect();
+        // The longer of the byte-rate and request_percentage throttles, as in Kafka.
+        let request_ms = request_clock.map_or(0, |c| c.throttle(&metrics_shard));
         encode(
             reply_to,
             ResponseKind::Produce(
                 ProduceResponse::default()
-                    .with_throttle_time_ms(throttle_ms)
+                    .with_throttle_time_ms(throttle_ms.max(request_ms))
                     .with_responses(topics)
                     .with_node_endpoints(endpoints),
             ),
