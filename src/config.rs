@@ -88,7 +88,8 @@ pub struct BrokerArgs {
     /// `ssl.truststore.location`). Read again on SIGHUP.
     #[arg(long, env = "SLUICE_SSL_TRUSTSTORE_LOCATION")]
     pub ssl_truststore_location: Option<PathBuf>,
-    /// Whether TLS clients must present a certificate (Kafka's `ssl.client.auth`); a verified
+    /// Whether the SSL listener's clients must present a certificate (Kafka's
+    /// `ssl.client.auth`; not the SASL_SSL listener's, as in Kafka since KIP-684); a verified
     /// one makes the principal `User:` + its subject, e.g. `User:CN=alice,O=Example`.
     #[arg(
         long,
@@ -97,6 +98,16 @@ pub struct BrokerArgs {
         default_value = "none"
     )]
     pub ssl_client_auth: crate::security::tls::ClientAuth,
+    /// Per-listener `ssl.client.auth` (Kafka's `listener.name.<name>.ssl.client.auth`), as
+    /// `LISTENER=none|requested|required`, comma-separated: `SASL_SSL=required` asks SASL_SSL
+    /// clients for a certificate too (KIP-684), which `--ssl-client-auth` does not.
+    #[arg(
+        long,
+        env = "SLUICE_LISTENER_SSL_CLIENT_AUTH",
+        value_delimiter = ',',
+        value_parser = parse_listener_client_auth
+    )]
+    pub listener_ssl_client_auth: Vec<(SecurityProtocol, crate::security::tls::ClientAuth)>,
     /// SASL mechanisms SASL listeners offer (Kafka's `sasl.enabled.mechanisms`).
     #[arg(
         long,
@@ -432,6 +443,17 @@ pub enum SecurityProtocol {
 }
 
 impl SecurityProtocol {
+    pub fn from_name(name: &str) -> Option<SecurityProtocol> {
+        [
+            SecurityProtocol::Plaintext,
+            SecurityProtocol::SaslPlaintext,
+            SecurityProtocol::Ssl,
+            SecurityProtocol::SaslSsl,
+        ]
+        .into_iter()
+        .find(|p| p.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             SecurityProtocol::Plaintext => "PLAINTEXT",
@@ -630,7 +652,7 @@ impl Config {
                 crate::security::tls::TlsContext::load(
                     keystore,
                     args.ssl_truststore_location.as_deref(),
-                    args.ssl_client_auth,
+                    listener_client_auth(&args),
                 )
                 .map(std::sync::Arc::new)
                 .map_err(ConfigError::Tls)?,
@@ -837,6 +859,38 @@ fn host_port(s: &str) -> Option<(String, u16)> {
     ))
 }
 
+/// One `--listener-ssl-client-auth` entry: `SSL=required`, `SASL_SSL=requested`.
+fn parse_listener_client_auth(
+    s: &str,
+) -> Result<(SecurityProtocol, crate::security::tls::ClientAuth), String> {
+    use clap::ValueEnum;
+    let (name, value) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not LISTENER=none|requested|required"))?;
+    let protocol = SecurityProtocol::from_name(name.trim())
+        .filter(|p| p.tls())
+        .ok_or_else(|| format!("{name:?} is not a TLS listener (SSL, SASL_SSL)"))?;
+    let auth = crate::security::tls::ClientAuth::from_str(value.trim(), true)?;
+    Ok((protocol, auth))
+}
+
+/// What each TLS listener asks of its clients: `--ssl-client-auth` for SSL, nothing for
+/// SASL_SSL (KIP-684), unless `--listener-ssl-client-auth` names the listener.
+fn listener_client_auth(args: &BrokerArgs) -> crate::security::tls::ListenerClientAuth {
+    use crate::security::tls::{ClientAuth, ListenerClientAuth};
+    let named = |protocol: SecurityProtocol| {
+        args.listener_ssl_client_auth
+            .iter()
+            .rev()
+            .find(|(p, _)| *p == protocol)
+            .map(|(_, auth)| *auth)
+    };
+    ListenerClientAuth {
+        ssl: named(SecurityProtocol::Ssl).unwrap_or(args.ssl_client_auth),
+        sasl_ssl: named(SecurityProtocol::SaslSsl).unwrap_or(ClientAuth::None),
+    }
+}
+
 /// `PROTOCOL://HOST:PORT,...` → (protocol, host, port) each.
 fn parse_endpoints(s: &str) -> Result<Vec<(SecurityProtocol, String, u16)>, ConfigError> {
     let bad = |what: String| ConfigError::Listeners(what);
@@ -845,17 +899,11 @@ fn parse_endpoints(s: &str) -> Result<Vec<(SecurityProtocol, String, u16)>, Conf
         let (name, addr) = part
             .split_once("://")
             .ok_or_else(|| bad(format!("{part:?} is not PROTOCOL://HOST:PORT")))?;
-        let protocol = match name {
-            "PLAINTEXT" => SecurityProtocol::Plaintext,
-            "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
-            "SSL" => SecurityProtocol::Ssl,
-            "SASL_SSL" => SecurityProtocol::SaslSsl,
-            other => {
-                return Err(bad(format!(
-                    "unknown listener {other:?} (PLAINTEXT, SASL_PLAINTEXT, SSL, SASL_SSL)"
-                )))
-            }
-        };
+        let protocol = SecurityProtocol::from_name(name).ok_or_else(|| {
+            bad(format!(
+                "unknown listener {name:?} (PLAINTEXT, SASL_PLAINTEXT, SSL, SASL_SSL)"
+            ))
+        })?;
         if out.iter().any(|(p, _, _)| *p == protocol) {
             return Err(bad(format!("{name} is given twice")));
         }

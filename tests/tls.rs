@@ -1,6 +1,7 @@
 //! TLS listeners (SSL, SASL_SSL): Kafka requests over TLS through a raw client on rustls,
 //! responses larger than one TLS send buffer, SASL inside TLS, mTLS principals enforced by the
-//! ACLs, `--ssl-client-auth required` refusing a client without a trusted certificate, SIGHUP
+//! ACLs, `--ssl-client-auth required` refusing a client without a trusted certificate (per
+//! listener, as KIP-684 has it for SASL_SSL), SIGHUP
 //! reloading the keystore while open connections keep theirs, and hostile bytes on a TLS port
 //! (garbage, a handshake cut short, an oversized record) closing only their own connection.
 
@@ -226,6 +227,71 @@ fn mtls_certificates_are_principals_and_required_client_auth_refuses_the_rest() 
         assert!(Instant::now() < deadline, "alice's grant never took effect");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// KIP-684: `--ssl-client-auth` is the SSL listener's; a SASL_SSL listener asks for a client
+/// certificate only when named (`listener.name.sasl_ssl.ssl.client.auth`), and its principal
+/// is still the SASL login's.
+#[test]
+fn client_auth_is_per_listener_and_sasl_ssl_logins_name_the_principal() {
+    let dir = tempfile::tempdir().unwrap();
+    let pki = Pki::new(dir.path(), "one");
+    let admin = pki.client("admin");
+    let args = |sasl_ssl: &'static str| -> Vec<String> {
+        [
+            "--listeners",
+            "PLAINTEXT://127.0.0.1:0,SSL://127.0.0.1:0,SASL_SSL://127.0.0.1:0",
+            "--ssl-keystore-location",
+            pki.server.to_str().unwrap(),
+            "--ssl-truststore-location",
+            pki.ca.to_str().unwrap(),
+            "--ssl-client-auth",
+            "required",
+            "--listener-ssl-client-auth",
+            sasl_ssl,
+            "--add-scram",
+            "SCRAM-SHA-256=[name=alice,password=alice-secret]",
+            "--authorizer",
+            "standard",
+            "--super-users",
+            "User:CN=admin,O=Sluice",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let start = |sasl_ssl: &'static str| {
+        let args = args(sasl_ssl);
+        Broker::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+
+    // The broker-wide setting does not reach SASL_SSL: a client without a certificate logs in.
+    let broker = start("SSL=required");
+    let (ssl, sasl_ssl) = (&broker.listeners["SSL"], &broker.listeners["SASL_SSL"]);
+    assert!(!tls_works(ssl, pki.client_config(None)));
+    assert!(tls_works(sasl_ssl, pki.client_config(None)));
+    let mut raw = Raw::connect_tls(sasl_ssl, pki.client_config(None));
+    assert_eq!(raw.sasl_plain("alice", "alice-secret").1, 0);
+    drop((raw, broker));
+
+    // Named, SASL_SSL refuses a client without a trusted certificate; with one, the principal
+    // is still the SASL login's: the super user's certificate grants alice nothing.
+    let broker = start("SASL_SSL=required");
+    let (ssl, sasl_ssl) = (&broker.listeners["SSL"], &broker.listeners["SASL_SSL"]);
+    assert!(!tls_works(sasl_ssl, pki.client_config(None)));
+    let mut as_admin = Raw::connect_tls(ssl, pki.client_config(Some(&admin)));
+    assert_eq!(create_topic(&mut as_admin, "kip684"), 0);
+    let mut raw = Raw::connect_tls(sasl_ssl, pki.client_config(Some(&admin)));
+    assert_eq!(raw.sasl_plain("alice", "alice-secret").1, 0);
+    assert_eq!(
+        create_topic(&mut raw, "kip684-alice"),
+        TOPIC_AUTHORIZATION_FAILED
+    );
+    let values = vec![b"v".to_vec()];
+    let batch = common::raw::plain_batch(&values, false, false);
+    assert_eq!(
+        raw.produce("kip684", 0, batch).0,
+        TOPIC_AUTHORIZATION_FAILED
+    );
 }
 
 #[test]

@@ -109,8 +109,11 @@ async fn serve_inner(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, 
         (true, None) => return, // Config refuses a TLS listener without a keystore
         (true, Some(ctx)) => {
             let limit = TLS_HANDSHAKE_TIMEOUT.min(idle);
-            let accepted =
-                crate::runtime::timeout(limit, transport::accept(&mut stream, ctx.config())).await;
+            let accepted = crate::runtime::timeout(
+                limit,
+                transport::accept(&mut stream, ctx.config(protocol.sasl())),
+            )
+            .await;
             match accepted {
                 Ok(Ok(a)) => {
                     if let Some(p) = a.tls.peer_certificates().and_then(|c| c.first()) {

@@ -26,6 +26,15 @@ pub enum ClientAuth {
     Required,
 }
 
+/// What each TLS listener asks of its clients: Kafka's `ssl.client.auth` for the SSL listener
+/// and `listener.name.sasl_ssl.ssl.client.auth` for the SASL_SSL one (KIP-684: the broker-wide
+/// setting does not reach a SASL_SSL listener, whose clients log in with SASL).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenerClientAuth {
+    pub ssl: ClientAuth,
+    pub sasl_ssl: ClientAuth,
+}
+
 /// What the TLS listeners serve, and what this broker presents and trusts when it connects to
 /// another broker's TLS listener (replication): the files named at start and the
 /// configurations built from them, which SIGHUP rebuilds (a connection keeps the one it
@@ -33,13 +42,15 @@ pub enum ClientAuth {
 pub struct TlsContext {
     keystore: PathBuf,
     truststore: Option<PathBuf>,
-    client_auth: ClientAuth,
+    client_auth: ListenerClientAuth,
     current: RwLock<Configs>,
 }
 
 #[derive(Clone)]
 struct Configs {
-    server: Arc<ServerConfig>,
+    /// The SSL listener's and the SASL_SSL listener's (the same one when they ask the same).
+    ssl: Arc<ServerConfig>,
+    sasl_ssl: Arc<ServerConfig>,
     /// Only with a trust store: a broker verifies the brokers it connects to.
     client: Option<Arc<ClientConfig>>,
     /// Only with a trust store: what the controller endpoint serves (a client certificate
@@ -64,7 +75,7 @@ impl TlsContext {
     pub fn load(
         keystore: &Path,
         truststore: Option<&Path>,
-        client_auth: ClientAuth,
+        client_auth: ListenerClientAuth,
     ) -> Result<TlsContext, String> {
         let configs = build(keystore, truststore, client_auth)?;
         Ok(TlsContext {
@@ -84,13 +95,15 @@ impl TlsContext {
         Ok(())
     }
 
-    /// The configuration a new connection starts with.
-    pub fn config(&self) -> Arc<ServerConfig> {
-        self.current
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .server
-            .clone()
+    /// The configuration a new connection starts with: the SASL_SSL listener's when `sasl`,
+    /// else the SSL listener's.
+    pub fn config(&self, sasl: bool) -> Arc<ServerConfig> {
+        let current = self.current.read().unwrap_or_else(|p| p.into_inner());
+        if sasl {
+            current.sasl_ssl.clone()
+        } else {
+            current.ssl.clone()
+        }
     }
 
     /// What a connection to another broker's TLS listener uses: the trust store's CAs verify
@@ -146,7 +159,7 @@ fn read_roots(ts: &Path) -> Result<Arc<RootCertStore>, String> {
 fn build(
     keystore: &Path,
     truststore: Option<&Path>,
-    client_auth: ClientAuth,
+    client_auth: ListenerClientAuth,
 ) -> Result<Configs, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let ks = keystore.display();
@@ -166,7 +179,9 @@ fn build(
             ClientAuth::None => builder.with_no_client_auth(),
             ClientAuth::Requested | ClientAuth::Required => {
                 let Some(ts) = truststore else {
-                    return Err("--ssl-client-auth needs --ssl-truststore-location".into());
+                    return Err(
+                        "a listener's ssl.client.auth needs --ssl-truststore-location".into(),
+                    );
                 };
                 let verifier =
                     WebPkiClientVerifier::builder_with_provider(read_roots(ts)?, provider.clone());
@@ -187,7 +202,12 @@ fn build(
         server.send_tls13_tickets = 0;
         Ok(Arc::new(server))
     };
-    let server = server_with(client_auth)?;
+    let ssl = server_with(client_auth.ssl)?;
+    let sasl_ssl = if client_auth.sasl_ssl == client_auth.ssl {
+        ssl.clone()
+    } else {
+        server_with(client_auth.sasl_ssl)?
+    };
     let (client, nodes) = match truststore {
         None => (None, None),
         Some(ts) => (
@@ -204,7 +224,8 @@ fn build(
     };
     let principal = certs.first().and_then(principal_of);
     Ok(Configs {
-        server,
+        ssl,
+        sasl_ssl,
         client,
         nodes,
         principal,
@@ -335,21 +356,29 @@ mod tests {
         let (cert, key, _) = ca();
         let only_cert = dir.path().join("cert.pem");
         std::fs::write(&only_cert, cert.pem()).unwrap();
-        let err = TlsContext::load(&only_cert, None, ClientAuth::None).unwrap_err();
+        let none = ListenerClientAuth {
+            ssl: ClientAuth::None,
+            sasl_ssl: ClientAuth::None,
+        };
+        let err = TlsContext::load(&only_cert, None, none).unwrap_err();
         assert!(err.contains("PRIVATE KEY"), "{err}");
         let only_key = dir.path().join("key.pem");
         std::fs::write(&only_key, key.serialize_pem()).unwrap();
-        let err = TlsContext::load(&only_key, None, ClientAuth::None).unwrap_err();
+        let err = TlsContext::load(&only_key, None, none).unwrap_err();
         assert!(err.contains("no CERTIFICATE"), "{err}");
         let both = dir.path().join("both.pem");
         std::fs::write(&both, format!("{}{}", key.serialize_pem(), cert.pem())).unwrap();
-        let ctx = TlsContext::load(&both, None, ClientAuth::None).unwrap();
-        let err = TlsContext::load(&both, None, ClientAuth::Required).unwrap_err();
+        let ctx = TlsContext::load(&both, None, none).unwrap();
+        let sasl_ssl_required = ListenerClientAuth {
+            sasl_ssl: ClientAuth::Required,
+            ..none
+        };
+        let err = TlsContext::load(&both, None, sasl_ssl_required).unwrap_err();
         assert!(err.contains("truststore"), "{err}");
         // A reload that fails keeps the configuration in use.
-        let before = ctx.config();
+        let before = ctx.config(false);
         std::fs::write(&both, "garbage").unwrap();
         assert!(ctx.reload().is_err());
-        assert!(Arc::ptr_eq(&before, &ctx.config()));
+        assert!(Arc::ptr_eq(&before, &ctx.config(false)));
     }
 }
