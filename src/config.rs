@@ -314,6 +314,11 @@ pub struct BrokerArgs {
         default_value_t = 600_000
     )]
     pub connections_max_idle_ms: u64,
+    /// How long a SASL login lasts (Kafka's `connections.max.reauth.ms`, KIP-368; 0: for
+    /// ever): the client is told and logs in again on its connection before then; a request
+    /// after it closes the connection.
+    #[arg(long, env = "SLUICE_CONNECTIONS_MAX_REAUTH_MS", default_value_t = 0)]
+    pub connections_max_reauth_ms: u64,
     /// How long a failed SASL authentication waits before its answer and the close (Kafka's
     /// `connection.failed.authentication.delay.ms`): slows password guessing.
     #[arg(

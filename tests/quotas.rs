@@ -554,12 +554,7 @@ fn a_fetch_over_the_consumer_byte_rate_is_answered_empty_with_a_throttle_time() 
 
 /// Throttles counted by the broker (`sluice_quota_throttles_total`, all shards).
 fn throttles(broker: &Broker) -> u64 {
-    let (_, metrics) = common::http_get(&broker.metrics_addr, "/metrics");
-    metrics
-        .lines()
-        .filter(|l| l.starts_with("sluice_quota_throttles_total"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
+    broker.metric("sluice_quota_throttles_total")
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! what a Kafka user expects: credentials from `--add-scram` and from `sluice user`, a wrong
 //! password answered SASL_AUTHENTICATION_FAILED and the connection closed, a request before
 //! authentication closing the connection, Metadata naming the listener's own address, and
-//! the metrics counting both outcomes.
+//! the metrics counting both outcomes; re-authentication (KIP-368) under
+//! `--connections-max-reauth-ms`.
 
 mod common;
 
@@ -108,10 +109,11 @@ fn a_sasl_listener_authenticates_and_refuses_bad_or_missing_credentials() {
         md.brokers[0].port, port,
         "Metadata must name the SASL listener"
     );
-    // A second handshake on an authenticated connection is refused; the connection stays.
+    // A second handshake v0 on an authenticated connection is refused and the connection
+    // stays (v1 would start a re-authentication, KIP-368).
     let again: SaslHandshakeResponse = raw.call(
         ApiKey::SaslHandshake,
-        1,
+        0,
         &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
     );
     assert_eq!(again.error_code, ILLEGAL_SASL_STATE);
@@ -160,19 +162,8 @@ fn a_sasl_listener_authenticates_and_refuses_bad_or_missing_credentials() {
         broker.addr
     );
 
-    let (status, body) = common::http_get(&broker.metrics_addr, "/metrics");
-    assert_eq!(status, 200);
-    let count = |name: &str| -> u64 {
-        body.lines()
-            .filter(|l| l.starts_with(name))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    };
-    assert!(count("sluice_sasl_authentications_total") >= 1, "{body}");
-    assert!(
-        count("sluice_sasl_authentication_failures_total") >= 3,
-        "{body}"
-    );
+    assert!(broker.metric("sluice_sasl_authentications_total") >= 1);
+    assert!(broker.metric("sluice_sasl_authentication_failures_total") >= 3);
 }
 
 #[test]
@@ -227,6 +218,95 @@ fn librdkafka_produces_and_consumes_over_sasl_plain() {
         md.is_err(),
         "metadata with a wrong password: {:?}",
         md.map(|m| m.brokers().len())
+    );
+}
+
+/// KIP-368: under `--connections-max-reauth-ms` a login lasts that long; librdkafka logs in
+/// again on its open connections and keeps producing, a client that does not is closed at its
+/// first request after the session, and a new login as someone else is refused.
+#[test]
+fn sessions_expire_and_clients_log_in_again_on_their_connections() {
+    const LIFETIME_MS: u64 = 3_000;
+    let sasl = common::address_outside_ephemeral_range();
+    let listeners = format!("PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://{sasl}");
+    let lifetime = LIFETIME_MS.to_string();
+    let broker = Broker::start(&[
+        "--listeners",
+        &listeners,
+        "--add-scram",
+        "SCRAM-SHA-512=[name=alice,password=alice-secret];SCRAM-SHA-512=[name=bob,password=bob-secret]",
+        "--connections-max-reauth-ms",
+        &lifetime,
+    ]);
+    wait_user(&broker.addr, "bob");
+    plain_eventually(&sasl, "alice", "alice-secret", 0);
+    plain_eventually(&sasl, "bob", "bob-secret", 0);
+
+    // The session's lifetime is in the answer; a new login on the connection starts another.
+    let mut raw = Raw::connect(&sasl);
+    let (_, auth) = raw.sasl_plain_answer("alice", "alice-secret");
+    assert_eq!(
+        (auth.error_code, auth.session_lifetime_ms),
+        (0, LIFETIME_MS as i64)
+    );
+    assert!(metadata(&mut raw).brokers.len() == 1);
+    let (_, again) = raw.sasl_plain_answer("alice", "alice-secret");
+    assert_eq!(
+        (again.error_code, again.session_lifetime_ms),
+        (0, LIFETIME_MS as i64)
+    );
+    // After it, a request closes the connection.
+    std::thread::sleep(Duration::from_millis(LIFETIME_MS + 300));
+    raw.send(ApiKey::Metadata, 12, &MetadataRequest::default());
+    assert!(
+        raw.recv_frame().is_none(),
+        "answered after the session expired"
+    );
+    assert_eq!(broker.metric("sluice_sasl_sessions_expired_total"), 1);
+
+    // Logging in again as another principal is refused, and the connection closes.
+    let (_, mut raw) = plain(&sasl, "alice", "alice-secret");
+    let (_, bob) = raw.sasl_plain_answer("bob", "bob-secret");
+    assert_eq!(bob.error_code, SASL_AUTHENTICATION_FAILED);
+    let message = bob.error_message.map(|m| m.to_string()).unwrap_or_default();
+    assert!(message.contains("Cannot change principals"), "{message}");
+    raw.send(ApiKey::Metadata, 12, &MetadataRequest::default());
+    assert!(
+        raw.recv_frame().is_none(),
+        "served after a refused re-login"
+    );
+
+    // librdkafka (KIP-368 since 2.2) logs in again on its connections before each session
+    // ends: a producer sending for over three lifetimes has every record delivered and none
+    // of its connections closed.
+    broker.create_topic("reauth", 1, &[]);
+    let producer = broker.producer(&[
+        ("bootstrap.servers", sasl.as_str()),
+        ("security.protocol", "SASL_PLAINTEXT"),
+        ("sasl.mechanism", "PLAIN"),
+        ("sasl.username", "alice"),
+        ("sasl.password", "alice-secret"),
+    ]);
+    let started = Instant::now();
+    let mut sent = 0;
+    while started.elapsed() < Duration::from_millis(LIFETIME_MS * 3 + 1_000) {
+        let record = Out {
+            value: Some(format!("r{sent}").into_bytes()),
+            ..Default::default()
+        };
+        for d in common::produce_all(&producer, "reauth", &[record]) {
+            d.expect("delivered across re-authentications");
+        }
+        sent += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The raw client's one renewal, and at least three on the producer's connection.
+    let renewals = broker.metric("sluice_sasl_reauthentications_total");
+    assert!(renewals > 3, "{renewals} renewals in {sent} sends");
+    assert_eq!(
+        broker.metric("sluice_sasl_sessions_expired_total"),
+        1,
+        "a librdkafka connection outlived its session"
     );
 }
 

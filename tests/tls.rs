@@ -91,14 +91,6 @@ fn fetch_all<S: Read + Write>(raw: &mut Raw<S>, topic: &str) -> Bytes {
     p.records.clone().unwrap_or_default()
 }
 
-fn metric(broker: &Broker, name: &str) -> u64 {
-    let (_, body) = common::http_get(&broker.metrics_addr, "/metrics");
-    body.lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum()
-}
-
 #[test]
 fn ssl_and_sasl_ssl_listeners_serve_kafka_requests_over_tls() {
     let dir = tempfile::tempdir().unwrap();
@@ -156,7 +148,7 @@ fn ssl_and_sasl_ssl_listeners_serve_kafka_requests_over_tls() {
         plain.recv_frame().is_none(),
         "a plaintext request on a TLS port was answered"
     );
-    assert!(metric(&broker, "sluice_tls_handshake_failures_total") >= 2);
+    assert!(broker.metric("sluice_tls_handshake_failures_total") >= 2);
     // The listener still serves.
     assert!(tls_works(&ssl, pki.client_config(None)));
 }
@@ -381,5 +373,5 @@ fn hostile_bytes_on_a_tls_port_close_only_their_connection() {
         closed(bytes);
     }
     assert!(tls_works(&ssl, pki.client_config(None)));
-    assert!(metric(&broker, "sluice_tls_handshake_failures_total") >= 4);
+    assert!(broker.metric("sluice_tls_handshake_failures_total") >= 4);
 }

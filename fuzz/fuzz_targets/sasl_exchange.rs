@@ -1,6 +1,7 @@
 //! A SASL exchange fed hostile client messages: SCRAM's client-first and client-final, PLAIN's
 //! message and raw tokens after SaslHandshake v0, split at a fuzzer-chosen point into two
-//! steps. Every step is answered or refused; none panics.
+//! steps, and once logged in a re-authentication (KIP-368) with the second part. Every step is
+//! answered or refused; none panics.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use sluice::security::sasl::{SaslMechanism, Session};
@@ -27,8 +28,12 @@ fuzz_target!(|data: &[u8]| {
         SaslMechanism::Scram(Mechanism::Sha512),
     ];
     let mut session = Session::new(true);
-    if session.handshake(mechanism, &enabled).is_ok() {
+    session.saw_authenticate_version(2);
+    if session.handshake(mechanism, &enabled, 1).is_ok() {
         let _ = session.authenticate(first, lookup);
+        let _ = session.authenticate(second, lookup);
+    }
+    if session.authenticated() && session.handshake("PLAIN", &enabled, 1).is_ok() {
         let _ = session.authenticate(second, lookup);
     }
 });

@@ -343,6 +343,15 @@ pub async fn dispatch(
     if !conn.session.allows(api) {
         return Dispatched::Close(format!("{api:?} before SASL authentication"));
     }
+    // KIP-368: once the session is over only a re-authentication is served.
+    if conn.session.expired(crate::runtime::now())
+        && !(api == ApiKey::SaslHandshake && conn.session.may_reauthenticate(req.api_version))
+    {
+        crate::metrics::ShardMetrics::add(&shard.metrics.sasl_sessions_expired, 1);
+        return Dispatched::Close(format!(
+            "{api:?} after the SASL session expired (--connections-max-reauth-ms)"
+        ));
+    }
     let to = ReplyTo {
         api_key: api,
         version: req.api_version,
@@ -354,7 +363,7 @@ pub async fn dispatch(
             return Dispatched::Respond(Box::pin(async move { encode(to, body) }));
         }
         RequestKind::SaslAuthenticate(r) => {
-            let body = handlers::sasl::authenticate(shard, &mut conn.session, r).await;
+            let body = handlers::sasl::authenticate(shard, &mut conn.session, r, to.version).await;
             // A failure is answered late (Kafka's connection.failed.authentication.delay.ms);
             // the connection reads nothing more meanwhile.
             let delay = conn.session.failed().then(|| {

@@ -39,6 +39,11 @@ pub struct ShardMetrics {
     /// credentials).
     pub sasl_authentications: Cell<u64>,
     pub sasl_authentication_failures: Cell<u64>,
+    /// Logins that renewed a session on its connection (KIP-368), counted in
+    /// `sasl_authentications` too.
+    pub sasl_reauthentications: Cell<u64>,
+    /// Connections closed because their SASL session expired (KIP-368) without a new login.
+    pub sasl_sessions_expired: Cell<u64>,
     /// TLS handshakes that failed or timed out.
     pub tls_handshake_failures: Cell<u64>,
     /// Requests (or parts of them) the ACLs denied.
@@ -73,6 +78,8 @@ impl Default for ShardMetrics {
             connections_rejected: Cell::new(0),
             sasl_authentications: Cell::new(0),
             sasl_authentication_failures: Cell::new(0),
+            sasl_reauthentications: Cell::new(0),
+            sasl_sessions_expired: Cell::new(0),
             tls_handshake_failures: Cell::new(0),
             authorization_denials: Cell::new(0),
             quota_throttles: Cell::new(0),
@@ -187,6 +194,8 @@ pub struct ShardSnapshot {
     pub connections_rejected: u64,
     pub sasl_authentications: u64,
     pub sasl_authentication_failures: u64,
+    pub sasl_reauthentications: u64,
+    pub sasl_sessions_expired: u64,
     pub tls_handshake_failures: u64,
     pub authorization_denials: u64,
     pub quota_throttles: u64,

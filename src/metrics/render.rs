@@ -249,6 +249,20 @@ pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
     );
     per_shard(
         &mut out,
+        "sluice_sasl_reauthentications_total",
+        "counter",
+        "SASL logins that renewed a session on its connection (KIP-368), counted in sluice_sasl_authentications_total too.",
+        &|s| s.sasl_reauthentications.to_string(),
+    );
+    per_shard(
+        &mut out,
+        "sluice_sasl_sessions_expired_total",
+        "counter",
+        "Connections closed because their SASL session expired without a re-authentication (connections.max.reauth.ms).",
+        &|s| s.sasl_sessions_expired.to_string(),
+    );
+    per_shard(
+        &mut out,
         "sluice_tls_handshake_failures_total",
         "counter",
         "TLS handshakes that failed (bad certificate, protocol error) or did not finish in time.",
@@ -673,6 +687,8 @@ mod tests {
             connections_rejected: 0,
             sasl_authentications: 0,
             sasl_authentication_failures: 0,
+            sasl_reauthentications: 0,
+            sasl_sessions_expired: 0,
             tls_handshake_failures: 0,
             authorization_denials: 0,
             quota_throttles: 0,

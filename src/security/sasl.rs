@@ -3,17 +3,26 @@
 //! ```text
 //! SASL listener:  Start --SaslHandshake(mech)--> Chosen --SaslAuthenticate…--> Authenticated
 //!                   any failure (bad mechanism, bad message, wrong password) --> Failed
+//! re-authentication (KIP-368): Authenticated --SaslHandshake v1+--> Chosen --…--> Authenticated
 //! ```
 //!
 //! Until authenticated, a SASL listener serves only ApiVersions, SaslHandshake and
 //! SaslAuthenticate; any other request closes the connection, as Kafka does. A failed
 //! authentication is answered (SASL_AUTHENTICATION_FAILED) and then the connection closes.
 //! A plaintext listener's connections are `User:ANONYMOUS` and refuse SaslHandshake
-//! (ILLEGAL_SASL_STATE). Re-authentication (KIP-368) is not offered: `session_lifetime_ms` 0.
+//! (ILLEGAL_SASL_STATE).
+//!
+//! Re-authentication (KIP-368): with `--connections-max-reauth-ms` set, a login's session
+//! lasts that long (`session_lifetime_ms` in the SaslAuthenticate answer); a client that sent
+//! SaslAuthenticate v1+ may log in again on the same connection, with the same mechanism and
+//! as the same principal (else SASL_AUTHENTICATION_FAILED and the connection closes); a
+//! request after the session expired, other than that new SaslHandshake, closes the connection.
 //!
 //! SaslHandshake v0 (which aiokafka still sends first) is followed by raw SASL tokens: each
 //! frame's body is the client's token and the answer is a frame holding only the server's
 //! token (empty for PLAIN's success); a failure just closes the connection.
+
+use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::ResponseError;
@@ -49,6 +58,12 @@ enum State {
     Start,
     Chosen(SaslMechanism),
     Scram(ScramServer),
+    /// A re-authentication asked for another mechanism than the session's: Kafka answers the
+    /// handshake and refuses the SaslAuthenticate that follows.
+    BadReauthMechanism {
+        asked: SaslMechanism,
+        had: SaslMechanism,
+    },
     Authenticated,
     Failed,
 }
@@ -69,6 +84,14 @@ pub struct Session {
     raw_tokens: bool,
     /// `User:NAME` once authenticated; `User:ANONYMOUS` on a plaintext listener.
     principal: std::rc::Rc<str>,
+    /// The mechanism the connection authenticated with (a re-authentication must use it).
+    mechanism: Option<SaslMechanism>,
+    /// The client sent SaslAuthenticate v1+, so it can re-authenticate (Kafka's rule).
+    reauthenticates: bool,
+    /// While re-authenticating: the principal the new login must name.
+    reauth_of: Option<std::rc::Rc<str>>,
+    /// When the session expires (KIP-368), if `--connections-max-reauth-ms` is set.
+    expires: Option<Instant>,
 }
 
 impl Session {
@@ -82,6 +105,10 @@ impl Session {
             },
             raw_tokens: false,
             principal: std::rc::Rc::from("User:ANONYMOUS"),
+            mechanism: None,
+            reauthenticates: false,
+            reauth_of: None,
+            expires: None,
         }
     }
 
@@ -103,7 +130,10 @@ impl Session {
         match self.state {
             State::NotRequired | State::Authenticated => true,
             State::Failed => false,
-            State::Start | State::Chosen(_) | State::Scram(_) => matches!(
+            State::Start
+            | State::Chosen(_)
+            | State::Scram(_)
+            | State::BadReauthMechanism { .. } => matches!(
                 api,
                 ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate
             ),
@@ -116,9 +146,34 @@ impl Session {
         self.raw_tokens && matches!(self.state, State::Chosen(_) | State::Scram(_))
     }
 
-    /// SaslHandshake v0: the exchange that follows uses raw tokens.
-    pub fn use_raw_tokens(&mut self) {
-        self.raw_tokens = true;
+    /// A SaslAuthenticate of `version` came: from v1 on, the client can re-authenticate.
+    pub fn saw_authenticate_version(&mut self, version: i16) {
+        self.reauthenticates |= version >= 1;
+    }
+
+    /// Starts the session that a login just completed: it lasts `max` (none: for ever), as
+    /// its SaslAuthenticate answer tells the client in milliseconds.
+    pub fn start_session(&mut self, now: Instant, max: Option<Duration>) -> i64 {
+        self.expires = max.map(|d| now + d);
+        max.map_or(0, |d| d.as_millis().min(i64::MAX as u128) as i64)
+    }
+
+    /// Whether the session is over at `now`: only a re-authentication may follow (KIP-368).
+    pub fn expired(&self, now: Instant) -> bool {
+        matches!(self.state, State::Authenticated) && self.expires.is_some_and(|e| now >= e)
+    }
+
+    /// Whether a SaslHandshake of `version` starts a re-authentication now.
+    pub fn may_reauthenticate(&self, version: i16) -> bool {
+        matches!(self.state, State::Authenticated)
+            && self.reauthenticates
+            && !self.raw_tokens
+            && version >= 1
+    }
+
+    /// Whether a re-authentication is under way (KIP-368).
+    pub fn reauthenticating(&self) -> bool {
+        self.reauth_of.is_some()
     }
 
     /// Whether a SASL exchange completed on this connection.
@@ -131,10 +186,19 @@ impl Session {
         matches!(self.state, State::Failed)
     }
 
-    /// SaslHandshake: chooses `mechanism` if `enabled` has it.
-    pub fn handshake(&mut self, mechanism: &str, enabled: &[SaslMechanism]) -> Result<(), Refusal> {
+    /// SaslHandshake of `version`: chooses `mechanism` if `enabled` has it (v0: raw tokens
+    /// follow). On an authenticated connection it starts a re-authentication, if the client
+    /// can (see [`Session::may_reauthenticate`]).
+    pub fn handshake(
+        &mut self,
+        mechanism: &str,
+        enabled: &[SaslMechanism],
+        version: i16,
+    ) -> Result<(), Refusal> {
+        let reauth = self.may_reauthenticate(version);
         match self.state {
             State::Start => {}
+            State::Authenticated if reauth => {}
             _ => {
                 return Err(Refusal {
                     code: ResponseError::IllegalSaslState.code(),
@@ -145,7 +209,14 @@ impl Session {
         }
         match SaslMechanism::from_name(mechanism).filter(|m| enabled.contains(m)) {
             Some(m) => {
-                self.state = State::Chosen(m);
+                self.raw_tokens = version == 0;
+                self.state = match self.mechanism.filter(|_| reauth) {
+                    Some(had) if had != m => State::BadReauthMechanism { asked: m, had },
+                    _ => State::Chosen(m),
+                };
+                if reauth {
+                    self.reauth_of = Some(self.principal.clone());
+                }
                 Ok(())
             }
             None => {
@@ -214,7 +285,18 @@ impl Session {
             }
             State::Scram(mut server) => {
                 let step = server.step(message, |_| None);
-                (SaslMechanism::Scram(Mechanism::Sha256), step)
+                (SaslMechanism::Scram(server.mechanism()), step)
+            }
+            State::BadReauthMechanism { asked, had } => {
+                return Err(Refusal {
+                    code: ResponseError::SaslAuthenticationFailed.code(),
+                    message: format!(
+                        "SASL mechanism {} is not supported for re-authentication of mechanism {}",
+                        asked.name(),
+                        had.name()
+                    ),
+                    close: true,
+                });
             }
             other => {
                 let close = !matches!(other, State::NotRequired | State::Authenticated);
@@ -231,8 +313,21 @@ impl Session {
         match step {
             Ok(Step::Continue(reply)) => Ok(reply),
             Ok(Step::Done { user, reply }) => {
+                let principal = format!("User:{user}");
+                if let Some(before) = self.reauth_of.take() {
+                    if *before != *principal {
+                        return Err(Refusal {
+                            code: ResponseError::SaslAuthenticationFailed.code(),
+                            message: format!(
+                                "Cannot change principals during re-authentication from {before}: {principal}"
+                            ),
+                            close: true,
+                        });
+                    }
+                }
                 self.state = State::Authenticated;
-                self.principal = std::rc::Rc::from(format!("User:{user}"));
+                self.mechanism = Some(mechanism);
+                self.principal = std::rc::Rc::from(principal);
                 Ok(reply)
             }
             Err(e) => {
@@ -396,7 +491,7 @@ mod tests {
         let c = ScramCredential::from_password(Mechanism::Sha256, "pw", scram::ITERATIONS_MIN);
         let lookup = move |u: &str, m| (u == "dora" && m == Mechanism::Sha256).then(|| c.clone());
         let enabled = [SaslMechanism::Plain];
-        let session = |s: &mut Session| s.handshake("PLAIN", &enabled).unwrap();
+        let session = |s: &mut Session| s.handshake("PLAIN", &enabled, 1).unwrap();
         // The check the connection runs off the reactor, and its verdict used.
         let mut s = Session::new(true);
         session(&mut s);
@@ -446,17 +541,18 @@ mod tests {
     fn plain_authenticates_against_the_scram_credential() {
         let enabled = [SaslMechanism::Plain];
         let mut s = Session::new(true);
-        s.handshake("PLAIN", &enabled).unwrap();
+        s.handshake("PLAIN", &enabled, 1).unwrap();
         assert_eq!(s.authenticate(b"\0alice\0pw", creds()), Ok(Vec::new()));
         assert!(s.allows(ApiKey::Produce));
         assert_eq!(&**s.principal(), "User:alice");
-        // No second handshake on an authenticated connection; it stays open.
-        let again = s.handshake("PLAIN", &enabled).unwrap_err();
+        // No second handshake on an authenticated connection whose client never said it can
+        // re-authenticate (SaslAuthenticate v1+); it stays open.
+        let again = s.handshake("PLAIN", &enabled, 1).unwrap_err();
         assert_eq!(again.code, ResponseError::IllegalSaslState.code());
         assert!(!again.close);
 
         let mut wrong = Session::new(true);
-        wrong.handshake("PLAIN", &enabled).unwrap();
+        wrong.handshake("PLAIN", &enabled, 1).unwrap();
         let r = wrong.authenticate(b"\0alice\0nope", creds()).unwrap_err();
         assert_eq!(r.code, ResponseError::SaslAuthenticationFailed.code());
         assert!(r.close && wrong.failed() && !wrong.allows(ApiKey::ApiVersions));
@@ -467,7 +563,7 @@ mod tests {
         let enabled = [SaslMechanism::Plain];
         let login = |pw: &[u8], creds: &dyn Fn(&str, Mechanism) -> Option<ScramCredential>| {
             let mut s = Session::new(true);
-            s.handshake("PLAIN", &enabled).unwrap();
+            s.handshake("PLAIN", &enabled, 1).unwrap();
             let mut msg = b"\0alice\0".to_vec();
             msg.extend_from_slice(pw);
             s.authenticate(&msg, creds).is_ok()
@@ -489,7 +585,7 @@ mod tests {
     fn handshake_refuses_disabled_mechanisms_and_authenticate_before_it() {
         let mut s = Session::new(true);
         let r = s
-            .handshake("SCRAM-SHA-512", &[SaslMechanism::Plain])
+            .handshake("SCRAM-SHA-512", &[SaslMechanism::Plain], 1)
             .unwrap_err();
         assert_eq!(r.code, ResponseError::UnsupportedSaslMechanism.code());
         let mut early = Session::new(true);
@@ -498,9 +594,71 @@ mod tests {
         assert!(r.close);
         let mut plaintext = Session::new(false);
         let r = plaintext
-            .handshake("PLAIN", &[SaslMechanism::Plain])
+            .handshake("PLAIN", &[SaslMechanism::Plain], 1)
             .unwrap_err();
         assert_eq!(r.code, ResponseError::IllegalSaslState.code());
         assert!(!r.close);
+    }
+
+    #[test]
+    fn a_session_expires_and_the_same_principal_logs_in_again_on_the_connection() {
+        let enabled = [
+            SaslMechanism::Plain,
+            SaslMechanism::Scram(Mechanism::Sha256),
+        ];
+        let max = Some(Duration::from_secs(10));
+        let t0 = Instant::now();
+        let login = |s: &mut Session, mechanism: &str, message: &[u8]| {
+            s.handshake(mechanism, &enabled, 1)?;
+            s.saw_authenticate_version(2);
+            s.authenticate(message, creds())
+        };
+        let mut s = Session::new(true);
+        assert!(login(&mut s, "PLAIN", b"\0alice\0pw").is_ok());
+        assert_eq!(s.start_session(t0, max), 10_000);
+        assert!(!s.expired(t0 + Duration::from_secs(9)));
+        assert!(s.expired(t0 + Duration::from_secs(10)));
+        // Re-authentication: same mechanism, same principal; the new session starts then.
+        assert!(s.may_reauthenticate(1) && !s.may_reauthenticate(0));
+        assert!(login(&mut s, "PLAIN", b"\0alice\0pw").is_ok());
+        assert_eq!(&**s.principal(), "User:alice");
+        s.start_session(t0 + Duration::from_secs(10), max);
+        assert!(!s.expired(t0 + Duration::from_secs(19)));
+        // Another principal: refused, and the connection closes.
+        let other = ScramCredential::from_password(Mechanism::Sha256, "pw", scram::ITERATIONS_MIN);
+        s.handshake("PLAIN", &enabled, 1).unwrap();
+        let r = s
+            .authenticate(b"\0bob\0pw", |u, _| (u == "bob").then(|| other.clone()))
+            .unwrap_err();
+        assert_eq!(r.code, ResponseError::SaslAuthenticationFailed.code());
+        assert!(
+            r.message.contains("Cannot change principals"),
+            "{}",
+            r.message
+        );
+        assert!(r.close && s.failed());
+        // Another mechanism: the handshake is answered, the SaslAuthenticate refused.
+        let mut s = Session::new(true);
+        assert!(login(&mut s, "PLAIN", b"\0alice\0pw").is_ok());
+        s.handshake("SCRAM-SHA-256", &enabled, 1).unwrap();
+        let r = s.authenticate(b"n,,n=alice,r=abc", creds()).unwrap_err();
+        assert!(
+            r.close && r.message.contains("re-authentication"),
+            "{}",
+            r.message
+        );
+        // A client that only sent SaslAuthenticate v0 cannot re-authenticate.
+        let mut old = Session::new(true);
+        old.handshake("PLAIN", &enabled, 1).unwrap();
+        old.saw_authenticate_version(0);
+        old.authenticate(b"\0alice\0pw", creds()).unwrap();
+        assert!(!old.may_reauthenticate(1));
+        assert_eq!(
+            old.handshake("PLAIN", &enabled, 1).unwrap_err().code,
+            ResponseError::IllegalSaslState.code()
+        );
+        // Without a maximum the session never expires.
+        assert_eq!(old.start_session(t0, None), 0);
+        assert!(!old.expired(t0 + Duration::from_secs(1 << 20)));
     }
 }

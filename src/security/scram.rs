@@ -116,6 +116,10 @@ pub struct ScramServer {
 }
 
 impl ScramServer {
+    pub fn mechanism(&self) -> Mechanism {
+        self.mechanism
+    }
+
     pub fn new(mechanism: Mechanism) -> ScramServer {
         ScramServer {
             mechanism,

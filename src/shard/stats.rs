@@ -106,6 +106,8 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         connections_rejected: m.connections_rejected.get(),
         sasl_authentications: m.sasl_authentications.get(),
         sasl_authentication_failures: m.sasl_authentication_failures.get(),
+        sasl_reauthentications: m.sasl_reauthentications.get(),
+        sasl_sessions_expired: m.sasl_sessions_expired.get(),
         tls_handshake_failures: m.tls_handshake_failures.get(),
         authorization_denials: m.authorization_denials.get(),
         quota_throttles: m.quota_throttles.get(),

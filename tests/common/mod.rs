@@ -176,6 +176,16 @@ impl Broker {
         self.child = Some(child);
     }
 
+    /// A counter of the metrics endpoint, summed over its series (e.g. every shard's).
+    pub fn metric(&self, name: &str) -> u64 {
+        let (status, body) = http_get(&self.metrics_addr, "/metrics");
+        assert_eq!(status, 200, "metrics endpoint");
+        body.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("running").id()
     }

@@ -143,9 +143,21 @@ impl<S: Read + Write> Raw<S> {
     /// SaslHandshake v1 for PLAIN (which must succeed), then SaslAuthenticate v2 as `user`:
     /// the mechanisms the handshake listed, and the authentication's error code.
     pub fn sasl_plain(&mut self, user: &str, password: &str) -> (Vec<String>, i16) {
+        let (mechanisms, auth) = self.sasl_plain_answer(user, password);
+        (mechanisms, auth.error_code)
+    }
+
+    /// [`Raw::sasl_plain`] with SaslAuthenticate's whole answer.
+    pub fn sasl_plain_answer(
+        &mut self,
+        user: &str,
+        password: &str,
+    ) -> (
+        Vec<String>,
+        kafka_protocol::messages::SaslAuthenticateResponse,
+    ) {
         use kafka_protocol::messages::{
-            SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
-            SaslHandshakeResponse,
+            SaslAuthenticateRequest, SaslHandshakeRequest, SaslHandshakeResponse,
         };
         let hs: SaslHandshakeResponse = self.call(
             ApiKey::SaslHandshake,
@@ -154,13 +166,13 @@ impl<S: Read + Write> Raw<S> {
         );
         assert_eq!(hs.error_code, 0, "SaslHandshake PLAIN");
         let token = format!("\0{user}\0{password}");
-        let auth: SaslAuthenticateResponse = self.call(
+        let auth = self.call(
             ApiKey::SaslAuthenticate,
             2,
             &SaslAuthenticateRequest::default().with_auth_bytes(token.into_bytes().into()),
         );
         let mechanisms = hs.mechanisms.iter().map(|m| m.to_string()).collect();
-        (mechanisms, auth.error_code)
+        (mechanisms, auth)
     }
 
     /// DeleteTopics v4 of one topic: its error code.
