@@ -45,25 +45,30 @@ fn run_client_within(client: &str, default_timeout_s: u64) {
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let broker = Broker::start(&["--num-partitions", AUTO_CREATE_PARTITIONS]);
     let addr = broker.addr.clone();
-    run_script(client, broker, &addr, default_timeout_s, &[]);
+    run_script(client, broker, &addr, default_timeout_s, &[], |_| {});
 }
 
 /// A SASL client's scenario: the broker has a SASL_PLAINTEXT listener, which the script gets
 /// as its bootstrap, and the user alice (password alice-secret) with both SCRAM credentials.
-fn run_sasl_client(client: &str) {
+fn run_sasl_client(client: &str, reauth: Reauth) {
     let _serial = SERIAL
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     let sasl = common::address_outside_ephemeral_range();
     let listeners = format!("PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://{sasl}");
-    let broker = Broker::start(&[
+    let reauth_ms = REAUTH_MS.to_string();
+    let mut args = vec![
         "--num-partitions",
         AUTO_CREATE_PARTITIONS,
         "--listeners",
         &listeners,
         "--add-scram",
         "SCRAM-SHA-512=[name=alice,password=alice-secret];SCRAM-SHA-256=[name=alice,password=alice-secret]",
-    ]);
+    ];
+    if reauth == Reauth::Renewed {
+        args.extend(["--connections-max-reauth-ms", reauth_ms.as_str()]);
+    }
+    let broker = Broker::start(&args);
     // The credentials are created just after start: wait (bounded) until alice can log in.
     let deadline = Instant::now() + common::WAIT;
     while !alice_can_log_in(&sasl) {
@@ -73,8 +78,34 @@ fn run_sasl_client(client: &str) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    run_script(client, broker, &sasl, SCRIPT_TIMEOUT_S, &[]);
+    // The Java scenario keeps one producer for several sessions (the others' clients renew
+    // theirs within the scenario already).
+    let env = [("MATRIX_LONG_SESSION_MS", (3 * REAUTH_MS).to_string())];
+    run_script(client, broker, &sasl, SCRIPT_TIMEOUT_S, &env, |broker| {
+        if reauth == Reauth::Renewed {
+            // KIP-368: the client logged in again on its connections before each session
+            // ended; none was closed for outliving its session.
+            let renewals = broker.metric("sluice_sasl_reauthentications_total");
+            assert!(renewals > 0, "{client} never re-authenticated");
+            assert_eq!(
+                broker.metric("sluice_sasl_sessions_expired_total"),
+                0,
+                "a {client} connection outlived its SASL session"
+            );
+        }
+    });
 }
+
+/// Whether a SASL scenario runs with sessions that end (`--connections-max-reauth-ms`):
+/// for the clients that re-authenticate (KIP-368); kafka-python and aiokafka do not.
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Reauth {
+    Never,
+    Renewed,
+}
+
+/// Short enough that the scenarios' clients renew their sessions.
+const REAUTH_MS: u64 = 2000;
 
 /// A TLS client's scenario: the broker has a SASL_SSL listener (the script's bootstrap, alice
 /// as for SASL) and an SSL listener asking for client certificates, with a CA, server and client
@@ -137,7 +168,7 @@ fn run_tls_client(client: &str) {
         ("MATRIX_SSL_KEY", path(&cert.key)),
         ("MATRIX_SSL_KEYSTORE", path(&cert.both)),
     ];
-    run_script(client, broker, &sasl_ssl, SCRIPT_TIMEOUT_S, &env);
+    run_script(client, broker, &sasl_ssl, SCRIPT_TIMEOUT_S, &env, |_| {});
 }
 
 /// SASL/PLAIN as alice on a raw connection: whether it authenticates.
@@ -156,6 +187,7 @@ fn run_script(
     bootstrap: &str,
     default_timeout_s: u64,
     env: &[(&str, String)],
+    check: impl FnOnce(&Broker),
 ) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/client-matrix/run.sh");
     let timeout = script_timeout(default_timeout_s);
@@ -177,6 +209,9 @@ fn run_script(
         timeout,
     );
     let elapsed = started.elapsed();
+    if status == Some(0) {
+        check(&broker);
+    }
     let broker_exit = broker.stop();
     match status {
         Some(0) => {
@@ -282,17 +317,17 @@ fn kafka_connect() {
 
 #[test]
 fn sasl_python_clients() {
-    run_sasl_client("sasl");
+    run_sasl_client("sasl", Reauth::Never);
 }
 
 #[test]
 fn kafkajs_sasl() {
-    run_sasl_client("kafkajs-sasl");
+    run_sasl_client("kafkajs-sasl", Reauth::Renewed);
 }
 
 #[test]
 fn java_sasl() {
-    run_sasl_client("java-sasl");
+    run_sasl_client("java-sasl", Reauth::Renewed);
 }
 
 /// confluent-kafka, kafka-python and aiokafka with SCRAM-SHA-512/256 and PLAIN inside TLS, and

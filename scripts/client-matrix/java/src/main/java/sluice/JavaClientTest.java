@@ -164,6 +164,10 @@ public final class JavaClientTest {
         if (extra == null || extra.isEmpty()) {
             quotas(common, topic);
         }
+        String longSession = System.getenv("MATRIX_LONG_SESSION_MS");
+        if (longSession != null && !longSession.isEmpty()) {
+            longSession(p, topic, Long.parseLong(longSession));
+        }
 
         // admin: the group's committed offsets, as kafka-consumer-groups.sh reads them.
         try (Admin admin = Admin.create(common)) {
@@ -175,6 +179,33 @@ public final class JavaClientTest {
             check("admin-delete-topic", true, "");
         }
         System.exit(failures == 0 ? 0 : 1);
+    }
+
+    /**
+     * One producer sending a record every 200 ms for `millis` (set it to several times the
+     * broker's connections.max.reauth.ms): every send is acknowledged, so the client renewed
+     * its SASL session on its connection (KIP-368) or reconnected without losing a record; the
+     * test around it reads from the broker's metrics which of the two happened.
+     */
+    private static void longSession(Properties producerProps, String topic, long millis) throws Exception {
+        int sent = 0;
+        int acked = 0;
+        String failure = "";
+        try (KafkaProducer<String, String> producer = new KafkaProducer<>(producerProps)) {
+            long end = System.nanoTime() + millis * 1_000_000L;
+            while (System.nanoTime() < end) {
+                try {
+                    producer.send(new ProducerRecord<>(topic, "session", "s-" + sent)).get();
+                    acked++;
+                } catch (Exception e) {
+                    failure = e.toString();
+                }
+                sent++;
+                Thread.sleep(200);
+            }
+        }
+        check("sasl-long-session", sent > 0 && acked == sent,
+                acked + " of " + sent + " acknowledged " + failure);
     }
 
     /**
