@@ -15,6 +15,11 @@
 #      may find less of it cached)
 # Each row also gives the broker's and the load generator's CPU time per GB of payload: the
 # two share the machine's two cores, and with TLS the client's encryption is the larger cost.
+# Then the same with the Java client (kafka-clients 4.3.1's ProducerPerformance and
+# ConsumerPerformance from scripts/kafka-ref.sh's jars; skipped without java): produce over
+# PLAINTEXT, SSL, PLAINTEXT again (acks=1, linger.ms=5, 256 KiB batches, the first 20 % of the
+# records left out as warm-up), and consume the librdkafka PLAINTEXT row's topic over
+# PLAINTEXT, SSL, PLAINTEXT again; each ratio divides by the mean of its two PLAINTEXT rows.
 # Prints one line per row and the ratios the issue asks for (SSL / PLAINTEXT, target ≥ 0.7),
 # and writes them as the TLS section of BENCHMARKS.md (between its tls markers;
 # benches/run-matrix.sh keeps that section). The load generator and the broker share the
@@ -32,8 +37,14 @@ LOAD=$TARGET_DIR/release/sluice-load
 PLAIN=127.0.0.1:$BASE_PORT
 SSL=127.0.0.1:$((BASE_PORT + 1))
 SASL_SSL=127.0.0.1:$((BASE_PORT + 2))
+JAVA_RECORDS=${JAVA_RECORDS:-1500000}
+LIB=$ROOT/.test-deps/kafka/lib
 
 cargo build --release -p sluice -p sluice-tools >/dev/null
+JAVA=
+if command -v java >/dev/null && "$ROOT/scripts/kafka-ref.sh" install >/dev/null; then
+    JAVA=1
+fi
 rm -rf "$WORK"
 mkdir -p "$WORK"
 PID=
@@ -100,6 +111,45 @@ broker_ticks() { # the broker's user + system CPU time, in clock ticks
     awk '{print $14 + $15}' "/proc/$PID/stat"
 }
 
+java_row() { # label mode bootstrap topic [client properties...]: one Java client row
+    local label=$1 mode=$2 boot=$3 topic=$4
+    shift 4
+    local out=$WORK/java-$mode-$(wc -l <"$WORK/java.tsv").out
+    printf '%s\n' "$@" >"$WORK/java.properties"
+    local before
+    before=$(broker_ticks)
+    if [[ $mode == produce ]]; then
+        "$SLUICE" topic create "$topic" --partitions 8 --bootstrap "$PLAIN" >/dev/null
+        /usr/bin/time -f "%U %S" -o "$WORK/client.cpu" timeout 600 java -Xmx1g -cp "$LIB/*" \
+            org.apache.kafka.tools.ProducerPerformance --bootstrap-server "$boot" --topic "$topic" \
+            --num-records "$JAVA_RECORDS" --warmup-records $((JAVA_RECORDS / 5)) --record-size 1024 \
+            --throughput -1 --command-config "$WORK/java.properties" \
+            --command-property acks=1 linger.ms=5 batch.size=262144 >"$out" 2>&1
+    else
+        /usr/bin/time -f "%U %S" -o "$WORK/client.cpu" timeout 600 java -Xmx1g -cp "$LIB/*" \
+            org.apache.kafka.tools.ConsumerPerformance --bootstrap-server "$boot" --topic "$topic" \
+            --messages "$JAVA_RECORDS" --timeout 30000 --group "java-$RANDOM$RANDOM" \
+            --command-config "$WORK/java.properties" >"$out" 2>&1
+    fi || { echo "$label: the Java client failed; see $out" >&2; return 1; }
+    python3 - "$label" "$out" "$WORK/java.tsv" "$mode" "$(($(broker_ticks) - before))" "$(getconf CLK_TCK)" "$WORK/client.cpu" "$JAVA_RECORDS" <<'EOF'
+import re, sys
+label, out, rows, mode, ticks, hz, client_cpu, records = sys.argv[1:9]
+text = open(out).read()
+if mode == "produce":
+    m = re.search(r"steady state records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\)", text)
+    msgs, mb = float(m.group(1)), float(m.group(2))
+else:
+    last = [l for l in text.splitlines() if l[:4].isdigit()][-1].split(", ")
+    msgs, mb = float(last[5]), float(last[3])
+# CPU over the whole row (warm-up included) per GB of all the records it moved.
+gb = int(records) * 1024 / 1e9
+client_s = sum(float(x) for x in open(client_cpu).read().split()[-2:])
+line = f"{label}\t{msgs:.0f}\t{mb:.1f}\t{int(ticks) / int(hz) / gb:.2f}\t{client_s / gb:.2f}"
+print(line.replace("\t", "  "))
+open(rows, "a").write(line + "\n")
+EOF
+}
+
 run "produce, PLAINTEXT" produce "$PLAIN" plain
 run "produce, SSL" produce "$SSL" ssl "${TLS_X[@]}"
 run "produce, SASL_SSL SCRAM-SHA-512" produce "$SASL_SSL" sasl-ssl "${SASL_X[@]}"
@@ -108,11 +158,23 @@ run "produce, PLAINTEXT at the SSL row's rate" produce "$PLAIN" plain-paced --ra
 run "consume a backlog, PLAINTEXT" consume "$PLAIN" plain
 run "consume a backlog, SSL" consume "$SSL" plain "${TLS_X[@]}"
 run "consume a backlog, PLAINTEXT again" consume "$PLAIN" plain
+: >"$WORK/java.tsv"
+if [[ -n $JAVA ]]; then
+    JAVA_SSL=(security.protocol=SSL ssl.truststore.type=PEM "ssl.truststore.location=$WORK/ca.pem")
+    java_row "Java produce, PLAINTEXT" produce "$PLAIN" java-plain-1
+    java_row "Java produce, SSL" produce "$SSL" java-ssl "${JAVA_SSL[@]}"
+    java_row "Java produce, PLAINTEXT again" produce "$PLAIN" java-plain-2
+    java_row "Java consume a backlog, PLAINTEXT" consume "$PLAIN" plain
+    java_row "Java consume a backlog, SSL" consume "$SSL" plain "${JAVA_SSL[@]}"
+    java_row "Java consume a backlog, PLAINTEXT again" consume "$PLAIN" plain
+else
+    echo "no java: the Java client rows are left out" >&2
+fi
 
-PYTHONPATH="$ROOT/benches" python3 - "$WORK/rows.tsv" "$ROOT/BENCHMARKS.md" "$SECS" "$(git -C "$ROOT" rev-parse --short=12 HEAD)" <<'EOF'
+PYTHONPATH="$ROOT/benches" python3 - "$WORK/rows.tsv" "$ROOT/BENCHMARKS.md" "$SECS" "$(git -C "$ROOT" rev-parse --short=12 HEAD)" "$WORK/java.tsv" "$JAVA_RECORDS" <<'EOF'
 import datetime, sys
 from section import write_section
-rows_path, out, secs, commit = sys.argv[1:5]
+rows_path, out, secs, commit, java_path, java_records = sys.argv[1:7]
 rows = [l.rstrip("\n").split("\t") for l in open(rows_path)]
 rate = {r[0]: float(r[1]) for r in rows}
 names = [r[0] for r in rows]
@@ -139,8 +201,19 @@ L += ["", f"- produce over SSL / over PLAINTEXT: **{prod:.2f}** (target ≥ 0.7)
       f" {cpu[names[4]][0] / ((cpu[names[3]][0] + cpu[names[5]][0]) / 2):.2f}; the client's, produce"
       f" {cpu[names[1]][1] / cpu[names[0]][1]:.2f}, consume {cpu[names[4]][1] / ((cpu[names[3]][1] + cpu[names[5]][1]) / 2):.2f}."
       " Broker and client share the machine's two cores: where the client's cost grows more, the",
-      "  rate is the client's.",
-      "<!-- tls:end -->", ""]
+      "  rate is the client's."]
+java = [l.rstrip("\n").split("\t") for l in open(java_path)]
+if len(java) == 6:
+    jr = [float(r[1]) for r in java]
+    L += ["", f"The Java client (kafka-clients 4.3.1: `ProducerPerformance`, {int(java_records):,} records of 1 KiB,",
+          "acks=1, linger.ms=5, 256 KiB batches, the first 20 % left out; `ConsumerPerformance` reading",
+          f"{int(java_records):,} records of the PLAINTEXT produce row's topic), same broker, same run:", "",
+          "| row | msg/s | MB/s | broker CPU s/GB | client CPU s/GB |", "|---|---|---|---|---|"]
+    for r in java:
+        L.append(f"| {r[0]} | {float(r[1]):,.0f} | {r[2]} | {r[3]} | {r[4]} |")
+    L += ["", f"- Java produce over SSL / over PLAINTEXT (mean of the two): **{jr[1] / ((jr[0] + jr[2]) / 2):.2f}** (target ≥ 0.7)",
+          f"- Java consume over SSL / over PLAINTEXT (mean of the two): **{jr[4] / ((jr[3] + jr[5]) / 2):.2f}** (target ≥ 0.7)"]
+L += ["<!-- tls:end -->", ""]
 block = "\n".join(L)
 write_section(out, "tls", block)
 print(f"wrote the TLS section of {out}")
