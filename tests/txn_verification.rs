@@ -402,6 +402,44 @@ fn a_batch_for_a_partition_outside_the_transaction_is_refused_and_cannot_hang_it
     );
 }
 
+/// DeleteRecords (as retention would) past the start of a transaction still open: the last
+/// stable offset stays at the log start, never below it (Kafka's rule), until the
+/// transaction ends.
+#[test]
+fn the_last_stable_offset_never_falls_below_the_log_start() {
+    use kafka_protocol::messages::delete_records_request::{
+        DeleteRecordsPartition, DeleteRecordsTopic,
+    };
+    use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+    let broker = Broker::start(&[]);
+    broker.create_topic("lso", 1, &[]);
+    let addr = broker.addr.as_str();
+    find_coordinator(addr, "tx-lso");
+    let t = init(addr, "tx-lso");
+    add(addr, &t, "lso", 0);
+    assert_eq!(produce(addr, 9, &t, "lso", 0, 0, 3), 0);
+    assert_eq!(lso_and_hw(addr, "lso", 0), (0, 3), "open transaction");
+    let r: DeleteRecordsResponse = Raw::connect(addr).call(
+        ApiKey::DeleteRecords,
+        2,
+        &DeleteRecordsRequest::default()
+            .with_timeout_ms(10_000)
+            .with_topics(vec![DeleteRecordsTopic::default()
+                .with_name(TopicName(sb("lso")))
+                .with_partitions(vec![DeleteRecordsPartition::default()
+                    .with_partition_index(0)
+                    .with_offset(2)])]),
+    );
+    let p = &r.topics[0].partitions[0];
+    assert_eq!((p.error_code, p.low_watermark), (0, 2));
+    assert_eq!(lso_and_hw(addr, "lso", 0), (2, 3), "held at the log start");
+    end(addr, &t, false);
+    retry("abort marker", || match lso_and_hw(addr, "lso", 0) {
+        (4, 4) => Ok(()),
+        _ => Err(-1),
+    });
+}
+
 #[test]
 fn a_leader_verifies_with_a_coordinator_on_another_broker() {
     let cluster = Cluster::start(3, false, &[]);

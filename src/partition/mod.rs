@@ -201,12 +201,15 @@ impl Partition {
     }
 
     /// The last stable offset: below it every transaction is decided (read_committed
-    /// consumers read up to here). The high watermark when no transaction is open.
+    /// consumers read up to here). The high watermark when no transaction is open; never
+    /// below the log start, as in Kafka: retention or DeleteRecords may remove the start of a
+    /// transaction still open, and a consumer told an offset below the log start would be
+    /// sent out of range.
     pub fn last_stable_offset(&self) -> i64 {
         let hw = self.high_watermark();
         self.log
             .first_unstable_offset()
-            .map_or(hw, |first| first.min(hw))
+            .map_or(hw, |first| first.max(self.log.log_start_offset()).min(hw))
     }
 
     /// Batches from the one containing `offset` below `bound` (at most the high watermark: the
