@@ -81,7 +81,7 @@ fn tls(c: &mut Criterion) {
     let ctx = sluice::security::tls::TlsContext::load(
         &keystore,
         None,
-        sluice::security::tls::ClientAuth::None,
+        sluice::security::tls::ListenerClientAuth::NONE,
     )
     .unwrap();
     let mut roots = rustls::RootCertStore::empty();
@@ -103,7 +103,7 @@ fn tls(c: &mut Criterion) {
         b.iter(|| {
             let mut client =
                 rustls::ClientConnection::new(client_config.clone(), name.clone()).unwrap();
-            let mut server = rustls::ServerConnection::new(ctx.config()).unwrap();
+            let mut server = rustls::ServerConnection::new(ctx.config(false)).unwrap();
             let mut plain = bytes::BytesMut::new();
             while client.is_handshaking() || server.is_handshaking() {
                 let mut buf = Vec::new();

@@ -6,14 +6,14 @@
 use std::sync::{Arc, OnceLock};
 
 use libfuzzer_sys::fuzz_target;
-use sluice::security::tls::{feed, ClientAuth, TlsContext};
+use sluice::security::tls::{feed, ListenerClientAuth, TlsContext};
 
 fn context() -> &'static TlsContext {
     static CTX: OnceLock<TlsContext> = OnceLock::new();
     CTX.get_or_init(|| {
         // A self-signed ECDSA P-256 certificate and key made for this target.
         let pem = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz_targets/tls_server.pem");
-        TlsContext::load(std::path::Path::new(pem), None, ClientAuth::None).expect("fuzz keystore")
+        TlsContext::load(std::path::Path::new(pem), None, ListenerClientAuth::NONE).expect("fuzz keystore")
     })
 }
 
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let mut tls =
-        rustls::ServerConnection::new(Arc::clone(&context().config())).expect("connection");
+        rustls::ServerConnection::new(Arc::clone(&context().config(false))).expect("connection");
     let mut plain = bytes::BytesMut::new();
     let step = usize::from(split).max(1) * 16;
     for chunk in rest.chunks(step) {

@@ -35,6 +35,14 @@ pub struct ListenerClientAuth {
     pub sasl_ssl: ClientAuth,
 }
 
+impl ListenerClientAuth {
+    /// No client certificate asked for on either listener (the defaults).
+    pub const NONE: ListenerClientAuth = ListenerClientAuth {
+        ssl: ClientAuth::None,
+        sasl_ssl: ClientAuth::None,
+    };
+}
+
 /// What the TLS listeners serve, and what this broker presents and trusts when it connects to
 /// another broker's TLS listener (replication): the files named at start and the
 /// configurations built from them, which SIGHUP rebuilds (a connection keeps the one it
@@ -356,10 +364,7 @@ mod tests {
         let (cert, key, _) = ca();
         let only_cert = dir.path().join("cert.pem");
         std::fs::write(&only_cert, cert.pem()).unwrap();
-        let none = ListenerClientAuth {
-            ssl: ClientAuth::None,
-            sasl_ssl: ClientAuth::None,
-        };
+        let none = ListenerClientAuth::NONE;
         let err = TlsContext::load(&only_cert, None, none).unwrap_err();
         assert!(err.contains("PRIVATE KEY"), "{err}");
         let only_key = dir.path().join("key.pem");
