@@ -445,7 +445,7 @@ async fn shard_main(start: ShardStart) {
     // Transactions: load __transaction_state partitions once the topic exists; the timer.
     crate::runtime::spawn(crate::shard::txns::run(shard.clone())).detach();
     if id == 0 {
-        crate::runtime::spawn(crate::shard::credentials::bootstrap(shard.clone())).detach();
+        crate::runtime::spawn(crate::shard::bootstrap::run(shard.clone())).detach();
     }
     let mut acceptors = Vec::new();
     for (index, listener) in listeners.into_iter().enumerate() {

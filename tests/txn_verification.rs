@@ -533,6 +533,19 @@ fn a_leader_verifies_with_a_coordinator_on_another_broker() {
         produce(&o, 12, &late, "cv", other, 2, 1),
         INVALID_PRODUCER_EPOCH
     );
+
+    // The cluster's transaction.version: changed through one broker, every broker lists it.
+    for i in 0..3 {
+        assert_eq!(finalized_transaction_version(&leader(i)), Some(2));
+    }
+    let (ok, text) = features(
+        &leader(1),
+        &["downgrade", "--feature", "transaction.version=1"],
+    );
+    assert!(ok, "{text}");
+    cluster.wait_for("every broker at level 1", || {
+        (0..3).all(|i| finalized_transaction_version(&leader(i)) == Some(1))
+    });
 }
 
 #[test]
@@ -588,6 +601,11 @@ fn transactional_offsets_of_a_group_outside_the_transaction_are_refused() {
 
 /// The `transaction.version` level a broker's ApiVersions (v3) finalizes, if any.
 fn finalized_transaction_version(addr: &str) -> Option<i16> {
+    finalized_transaction_version_at(addr).0
+}
+
+/// The finalized `transaction.version` ApiVersions v3 lists, and the features epoch.
+fn finalized_transaction_version_at(addr: &str) -> (Option<i16>, i64) {
     use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
     let r: ApiVersionsResponse = Raw::connect(addr).call(
         ApiKey::ApiVersions,
@@ -604,10 +622,102 @@ fn finalized_transaction_version(addr: &str) -> Option<i16> {
         .find(|f| f.name.as_str() == "transaction.version")
         .map(|f| (f.min_version, f.max_version));
     assert_eq!(supported, Some((0, 2)));
-    r.finalized_features
+    let level = r
+        .finalized_features
         .iter()
         .find(|f| f.name.as_str() == "transaction.version")
-        .map(|f| f.max_version_level)
+        .map(|f| f.max_version_level);
+    (level, r.finalized_features_epoch)
+}
+
+/// `sluice features ARGS` against `addr`: (success, stdout + stderr).
+fn features(addr: &str, args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .arg("features")
+        .args(args)
+        .args(["--bootstrap", addr, "--timeout-ms", "10000"])
+        .env_remove("SLUICE_BOOTSTRAP")
+        .output()
+        .expect("run sluice features");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// `transaction.version` is the cluster's (KIP-584): a node finalizes `--transaction-version`
+/// at start when the cluster has no level; UpdateFeatures (`sluice features`) changes it, and
+/// the changed level outlives a restart whatever the flag says; a downgrade needs a downgrade
+/// type, and a refused update changes nothing.
+#[test]
+fn transaction_version_is_finalized_in_the_cluster_metadata() {
+    let mut broker = Broker::start(&[]);
+    let addr = broker.addr.clone();
+    // Finalized at start: written to the metadata log (the epoch is its offset).
+    retry(
+        "bootstrap level",
+        || match finalized_transaction_version_at(&addr) {
+            (Some(2), epoch) if epoch > 0 => Ok(()),
+            _ => Err(-1),
+        },
+    );
+    let (ok, text) = features(&addr, &["describe"]);
+    assert!(
+        ok && text.contains("transaction.version") && text.contains("0-2"),
+        "{text}"
+    );
+    // Refused, nothing changed: down with an upgrade type, out of range, unknown.
+    for args in [
+        &["upgrade", "--feature", "transaction.version=1"][..],
+        &["upgrade", "--feature", "transaction.version=3"],
+        &["upgrade", "--feature", "metadata.version=20"],
+    ] {
+        let (ok, text) = features(&addr, args);
+        assert!(
+            !ok && text.contains("INVALID_UPDATE_VERSION"),
+            "{args:?}: {text}"
+        );
+    }
+    let (ok, text) = features(
+        &addr,
+        &[
+            "downgrade",
+            "--feature",
+            "transaction.version=1",
+            "--dry-run",
+        ],
+    );
+    assert!(ok, "{text}");
+    assert_eq!(finalized_transaction_version(&addr), Some(2));
+    // A safe downgrade takes: every broker reads it from the metadata.
+    let (ok, text) = features(&addr, &["downgrade", "--feature", "transaction.version=1"]);
+    assert!(ok, "{text}");
+    retry("level 1", || match finalized_transaction_version(&addr) {
+        Some(1) => Ok(()),
+        _ => Err(-1),
+    });
+    // It outlives a restart although the flag still says 2.
+    broker.stop();
+    broker.restart();
+    let addr = broker.addr.clone();
+    assert_eq!(finalized_transaction_version(&addr), Some(1));
+    // Level 0 disables the feature: no longer listed as finalized.
+    let (ok, text) = features(&addr, &["downgrade", "--feature", "transaction.version=0"]);
+    assert!(ok, "{text}");
+    retry("level 0", || match finalized_transaction_version(&addr) {
+        None => Ok(()),
+        _ => Err(-1),
+    });
+    let (ok, text) = features(&addr, &["upgrade", "--feature", "transaction.version=2"]);
+    assert!(ok, "{text}");
+    retry("level 2 again", || {
+        match finalized_transaction_version(&addr) {
+            Some(2) => Ok(()),
+            _ => Err(-1),
+        }
+    });
 }
 
 #[test]

@@ -75,6 +75,7 @@ pub mod versions {
     pub const DELETE_ACLS: i16 = 3;
     pub const DESCRIBE_CLIENT_QUOTAS: i16 = 1;
     pub const ALTER_CLIENT_QUOTAS: i16 = 1;
+    pub const UPDATE_FEATURES: i16 = 1;
 }
 
 /// Shorthand for a `StrBytes` from any string.

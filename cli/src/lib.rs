@@ -16,6 +16,7 @@ pub mod acl;
 pub mod client;
 pub mod cluster;
 pub mod consume;
+pub mod features;
 pub mod group;
 pub mod output;
 pub mod produce;
@@ -127,6 +128,8 @@ pub enum Command {
     Acl(acl::AclCmd),
     /// Set, remove and describe client quotas (producer/consumer byte rates, request time).
     Quota(quota::QuotaCmd),
+    /// Describe and change the cluster's finalized feature levels (transaction.version).
+    Features(features::FeaturesCmd),
     /// Produce records from arguments or stdin lines (for quick tests).
     Produce(produce::ProduceCmd),
     /// Print records of a topic (for quick tests).
@@ -223,6 +226,7 @@ pub fn run(command: Command) -> ExitCode {
         Command::User(c) => user::run(c),
         Command::Acl(c) => acl::run(c),
         Command::Quota(c) => quota::run(c),
+        Command::Features(c) => features::run(c),
         Command::Produce(c) => produce::run(c),
         Command::Consume(c) => consume::run(c),
     };

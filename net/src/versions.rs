@@ -65,6 +65,8 @@ pub const SUPPORTED_APIS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DeleteAcls, 1, 3),
     (ApiKey::DescribeClientQuotas, 0, 1),
     (ApiKey::AlterClientQuotas, 0, 1),
+    // the cluster's finalized feature levels (KIP-584; ApiVersions v3+ lists them)
+    (ApiKey::UpdateFeatures, 0, 2),
 ];
 
 /// The served version range of `key`, if served at all.

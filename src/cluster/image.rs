@@ -112,6 +112,9 @@ pub struct MetadataImage {
     pub acls: BTreeSet<AclBinding>,
     /// Client quotas by entity and key.
     pub quotas: crate::security::quota::Quotas,
+    /// Finalized feature levels (`super::features`); a level of 0 stays listed (it is a
+    /// decision too: the flag a node starts with no longer applies).
+    pub features: BTreeMap<String, i16>,
     by_id: HashMap<[u8; 16], String>,
 }
 
@@ -218,6 +221,9 @@ impl MetadataImage {
                 if !self.acls.remove(b) {
                     return Err(fail(format!("removal of an unknown ACL {b:?}")));
                 }
+            }
+            MetadataRecord::FeatureLevel { name, level } => {
+                self.features.insert(name.clone(), *level);
             }
             MetadataRecord::ClientQuota { entity, key, value } => match value {
                 Some(v) => {
@@ -362,6 +368,12 @@ impl MetadataImage {
                     value: Some(v.clone()),
                 });
             }
+        }
+        for (name, level) in &self.features {
+            out.push(MetadataRecord::FeatureLevel {
+                name: name.clone(),
+                level: *level,
+            });
         }
         if self.producer_id_block_end > 0 {
             out.push(MetadataRecord::ProducerIds {

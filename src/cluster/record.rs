@@ -62,6 +62,8 @@ pub enum MetadataRecord {
         key: String,
         value: Option<crate::security::quota::QuotaValue>,
     },
+    /// A feature's finalized level (KRaft's FeatureLevelRecord; see `super::features`).
+    FeatureLevel { name: String, level: i16 },
 }
 
 /// A broker's registration: how clients reach it.

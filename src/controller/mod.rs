@@ -108,6 +108,13 @@ pub enum Command {
     DeleteAcls(Vec<AclFilter>),
     /// AlterClientQuotas: each (entity, key) set to the value, or removed (`None`).
     AlterClientQuotas(Vec<QuotaChange>),
+    /// UpdateFeatures: every update checked (`crate::cluster::features::check`), all applied
+    /// or none. With `bootstrap`, only features the cluster never finalized are set (a node's
+    /// start), unchecked against a level.
+    UpdateFeatures {
+        updates: Vec<crate::cluster::features::FeatureUpdate>,
+        bootstrap: bool,
+    },
 }
 
 /// One client quota change: (entity, key, new value or `None` to remove).
@@ -384,6 +391,24 @@ impl Controller {
                     value: *value,
                 })
                 .collect()),
+            Command::UpdateFeatures { updates, bootstrap } => {
+                let mut out = Vec::new();
+                for u in updates {
+                    let current = self.image.features.get(&u.name).copied();
+                    if *bootstrap && current.is_some() {
+                        continue;
+                    }
+                    crate::cluster::features::check(current, u)
+                        .map_err(|why| OpError::new(ResponseError::InvalidUpdateVersion, why))?;
+                    if current != Some(u.level) {
+                        out.push(MetadataRecord::FeatureLevel {
+                            name: u.name.clone(),
+                            level: u.level,
+                        });
+                    }
+                }
+                Ok(out)
+            }
             Command::AlterScram(users) => Ok(self
                 .scram_alterations(users)
                 .into_iter()

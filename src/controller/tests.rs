@@ -592,3 +592,54 @@ fn replicas_leaving_an_isr_below_min_insync_are_eligible_leaders() {
     run(&mut c, alter(&after, vec![others[0], others[1]])).unwrap();
     assert!(reg(&c).elr.is_empty());
 }
+
+#[test]
+fn feature_levels_are_set_all_or_nothing_and_bootstrap_never_overrides() {
+    use crate::cluster::features::{FeatureUpdate, UpgradeType, TRANSACTION_VERSION};
+    let mut c = controller(vec![0]);
+    let update = |name: &str, level, kind| FeatureUpdate {
+        name: name.into(),
+        level,
+        kind,
+    };
+    let level = |c: &Controller| c.image().features.get(TRANSACTION_VERSION).copied();
+    // A node's start finalizes its flag once; a later start with another flag changes nothing.
+    let boot = |l| Command::UpdateFeatures {
+        updates: vec![update(TRANSACTION_VERSION, l, UpgradeType::Upgrade)],
+        bootstrap: true,
+    };
+    run(&mut c, boot(2)).unwrap();
+    assert_eq!(level(&c), Some(2));
+    assert!(c.propose(&boot(1)).unwrap().is_empty());
+    // One bad update refuses the whole request.
+    let err = run(
+        &mut c,
+        Command::UpdateFeatures {
+            updates: vec![
+                update(TRANSACTION_VERSION, 1, UpgradeType::SafeDowngrade),
+                update("metadata.version", 1, UpgradeType::Upgrade),
+            ],
+            bootstrap: false,
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err.error, ResponseError::InvalidUpdateVersion));
+    assert_eq!(level(&c), Some(2));
+    // Down only with a downgrade type; the same level writes nothing.
+    let set = |l, kind| Command::UpdateFeatures {
+        updates: vec![update(TRANSACTION_VERSION, l, kind)],
+        bootstrap: false,
+    };
+    assert!(run(&mut c, set(1, UpgradeType::Upgrade)).is_err());
+    run(&mut c, set(0, UpgradeType::UnsafeDowngrade)).unwrap();
+    assert_eq!(
+        level(&c),
+        Some(0),
+        "level 0 is kept: the flag no longer applies"
+    );
+    assert!(c.propose(&set(0, UpgradeType::Upgrade)).unwrap().is_empty());
+    // A snapshot of the image keeps the level.
+    let image = c.image().clone();
+    let back = MetadataImage::from_records(image.epoch, &image.records()).unwrap();
+    assert_eq!(back.features, image.features);
+}

@@ -557,6 +557,7 @@ handlers! {
         DeleteAcls => handlers::acls::delete,
         DescribeClientQuotas => handlers::client_quotas::describe,
         AlterClientQuotas => handlers::client_quotas::alter,
+        UpdateFeatures => handlers::features::handle,
     }
 }
 

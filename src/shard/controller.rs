@@ -422,6 +422,11 @@ pub enum ControllerOp {
     DeleteAcls(Vec<crate::security::acl::AclFilter>),
     /// AlterClientQuotas (see [`Command::AlterClientQuotas`]).
     AlterClientQuotas(Vec<crate::controller::QuotaChange>),
+    /// UpdateFeatures (see [`Command::UpdateFeatures`]).
+    UpdateFeatures {
+        updates: Vec<crate::cluster::features::FeatureUpdate>,
+        bootstrap: bool,
+    },
 }
 
 /// The controller's answer to a [`ControllerOp`].
@@ -478,7 +483,9 @@ impl ControllerReply {
             ControllerOp::ElectLeaders { .. } => Shape::Elected,
             ControllerOp::AlterReassignments(_) => Shape::Reassigned,
             ControllerOp::AlterScram(_) => Shape::Scram,
-            ControllerOp::CreateAcls(_) | ControllerOp::AlterClientQuotas(_) => Shape::Done,
+            ControllerOp::CreateAcls(_)
+            | ControllerOp::AlterClientQuotas(_)
+            | ControllerOp::UpdateFeatures { .. } => Shape::Done,
             ControllerOp::DeleteAcls(_) => Shape::AclsDeleted,
         };
         move |e: OpError| match shape {
@@ -623,6 +630,15 @@ pub async fn run_here(shard: &Rc<Shard>, op: ControllerOp) -> ControllerReply {
                 shard,
                 "alter-client-quotas",
                 Command::AlterClientQuotas(changes),
+            )
+            .await
+            .map(|_| ()),
+        ),
+        ControllerOp::UpdateFeatures { updates, bootstrap } => ControllerReply::Done(
+            commit(
+                shard,
+                "update-features",
+                Command::UpdateFeatures { updates, bootstrap },
             )
             .await
             .map(|_| ()),

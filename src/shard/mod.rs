@@ -18,10 +18,10 @@ use futures_util::StreamExt;
 use sluice_storage::Log;
 use tracing::{error, info, warn};
 
+pub mod bootstrap;
 pub mod cleaner;
 pub mod cluster;
 pub mod controller;
-pub mod credentials;
 pub mod groups;
 pub mod internal_log;
 pub mod mesh;
@@ -199,6 +199,16 @@ impl Shard {
     /// The current metadata image (cheap clone of an `Arc`).
     pub fn metadata(&self) -> Arc<MetadataImage> {
         self.metadata.borrow().clone()
+    }
+
+    /// The finalized `transaction.version` (`crate::cluster::features`): the cluster's level,
+    /// or `--transaction-version` until the cluster has one.
+    pub fn transaction_version(&self) -> i16 {
+        self.metadata()
+            .features
+            .get(crate::cluster::features::TRANSACTION_VERSION)
+            .copied()
+            .unwrap_or(self.config.args.transaction_version)
     }
 
     pub fn partition(&self, topic: &str, index: i32) -> Option<Rc<Partition>> {

@@ -96,7 +96,6 @@ impl TxnDriver {
             coord: RefCell::new(TxnCoordinator::new(TxnConfig {
                 max_timeout_ms: args.transaction_max_timeout_ms,
                 id_expiration_ms: args.transactional_id_expiration_ms,
-                transaction_version: args.transaction_version,
                 ..TxnConfig::default()
             })),
             waiters: RefCell::new(HashMap::new()),
@@ -129,7 +128,12 @@ impl TxnDriver {
 
 /// Applies one event now and carries out the resulting actions.
 fn feed(shard: &Rc<Shard>, event: Event) {
-    let actions = shard.txns.coord.borrow_mut().on_event(now_ms(), event);
+    let level = shard.transaction_version();
+    let actions = {
+        let mut coord = shard.txns.coord.borrow_mut();
+        coord.set_transaction_version(level);
+        coord.on_event(now_ms(), event)
+    };
     for a in actions {
         execute(shard, a);
     }

@@ -430,6 +430,12 @@ impl TxnCoordinator {
         }
     }
 
+    /// The cluster's finalized `transaction.version` changed (UpdateFeatures): the
+    /// coordinator's own aborts follow it from the next event on.
+    pub fn set_transaction_version(&mut self, level: i16) {
+        self.config.transaction_version = level;
+    }
+
     /// The single entry point: applies `event` at time `now_ms` and returns what to do.
     pub fn on_event(&mut self, now_ms: i64, event: Event) -> Vec<Action> {
         match event {

@@ -25,6 +25,7 @@ pub mod describe_configs;
 pub mod describe_log_dirs;
 pub mod describe_quorum;
 pub mod elect_leaders;
+pub mod features;
 pub mod fetch;
 pub mod init_producer_id;
 pub mod list_offsets;

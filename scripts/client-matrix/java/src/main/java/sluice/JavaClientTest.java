@@ -19,7 +19,11 @@ import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.ConsumerGroupMetadata;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.admin.FeatureMetadata;
+import org.apache.kafka.clients.admin.FeatureUpdate;
 import org.apache.kafka.clients.admin.FinalizedVersionRange;
+import org.apache.kafka.clients.admin.SupportedVersionRange;
+import org.apache.kafka.clients.admin.UpdateFeaturesOptions;
 import org.apache.kafka.clients.admin.TransactionDescription;
 import org.apache.kafka.clients.admin.TransactionListing;
 import org.apache.kafka.common.errors.ProducerFencedException;
@@ -167,6 +171,27 @@ public final class JavaClientTest {
         String longSession = System.getenv("MATRIX_LONG_SESSION_MS");
         if (longSession != null && !longSession.isEmpty()) {
             longSession(p, topic, Long.parseLong(longSession));
+        }
+
+        // admin: the features (transaction.version supported and finalized), and an update to
+        // the finalized level validated only, as kafka-features.sh --dry-run sends it.
+        try (Admin admin = Admin.create(common)) {
+            FeatureMetadata fm = admin.describeFeatures().featureMetadata().get();
+            SupportedVersionRange sv = fm.supportedFeatures().get("transaction.version");
+            FinalizedVersionRange fv = fm.finalizedFeatures().get("transaction.version");
+            short level = fv == null ? 0 : fv.maxVersionLevel();
+            boolean ok = sv != null && sv.minVersion() == 0 && sv.maxVersion() >= 2;
+            String failure = "";
+            try {
+                admin.updateFeatures(
+                        Map.of("transaction.version",
+                                new FeatureUpdate(level, FeatureUpdate.UpgradeType.UPGRADE)),
+                        new UpdateFeaturesOptions().validateOnly(true)).all().get();
+            } catch (Exception e) {
+                ok = false;
+                failure = e.toString();
+            }
+            check("admin-features", ok, "supported " + sv + ", finalized " + level + " " + failure);
         }
 
         // admin: the group's committed offsets, as kafka-consumer-groups.sh reads them.
