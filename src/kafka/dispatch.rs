@@ -380,10 +380,9 @@ pub async fn dispatch(
         }
         _ => {}
     }
-    // A request_percentage quota counts the time spent handling the request (both stages);
-    // the client waits once the request is answered.
-    // The handlers answer the throttle of the time counted when they encode their response
-    // (`RequestClock::throttle`); what is spent after that counts towards the next request's.
+    // A request_percentage quota counts the time spent handling the request (both stages):
+    // the response tells the throttle of the time counted when it is built
+    // (`RequestClock::throttle`), and what is spent after that counts towards the next one.
     let request_clock = {
         let image = shard.metadata();
         if image.quotas.is_empty() || exempt_from_request_quota(&req.body) {
