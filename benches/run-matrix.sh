@@ -443,8 +443,9 @@ def report(res_dir, out, meta_path):
         w("## Acknowledgement latency at a light fixed rate\n")
         w("One producer sends 1 KiB messages on a fixed schedule with `linger.ms=0` (one message "
           "a request), acks=all, 4 partitions. Latency = acknowledgement − intended send time "
-          "(coordinated-omission safe). The sluice-sink row is the floor this client and machine "
-          "reach with no broker work; **p99 ÷ ceiling** divides a broker's p99 by the sink's.\n")
+          "(coordinated-omission safe). The sluice-sink rows are the floor this client and machine "
+          "reach with no broker work; **p99 ÷ ceiling** divides a broker's p99 by the lower of the "
+          "sink's two.\n")
         w("| broker | flush | rate msg/s | acked msg/s | p50 ms | p99 ms | p99 ÷ ceiling | p99.9 ms | p99.99 ms | max ms | broker CPU (cores) | status |")
         w("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in light:
