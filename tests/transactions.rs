@@ -380,18 +380,7 @@ fn consume_transform_produce_is_exactly_once_across_aborts_and_broker_kills() {
     let mut broker = Broker::start(&[]);
     broker.create_topic("ctp-in", 2, &[]);
     broker.create_topic("ctp-out", 2, &[]);
-    let input = broker.producer(&[]);
-    let records: Vec<common::Out> = (0..N)
-        .map(|i| common::Out {
-            partition: Some((i % 2) as i32),
-            value: Some(format!("v{i}").into_bytes()),
-            ..Default::default()
-        })
-        .collect();
-    for d in common::produce_all(&input, "ctp-in", &records) {
-        d.expect("input delivered");
-    }
-    drop(input);
+    write_input(&broker.producer(&[]), "ctp-in", N, 2);
 
     let new_consumer = |broker: &Broker| {
         let c = broker.consumer(&[
@@ -951,17 +940,23 @@ fn ctp_cluster(topics: (&str, &str), n: usize) -> Cluster {
     });
     let bootstrap = cluster.bootstrap();
     let input = cluster.nodes[0].producer(&[("bootstrap.servers", &bootstrap), ("acks", "all")]);
+    write_input(&input, topics.0, n, 3);
+    cluster
+}
+
+/// The input of a consume-transform-produce test: values `v0..v{n-1}`, record `i` in partition
+/// `i % partitions`, every one delivered.
+fn write_input(producer: &common::TestProducer, topic: &str, n: usize, partitions: usize) {
     let records: Vec<common::Out> = (0..n)
         .map(|i| common::Out {
-            partition: Some((i % 3) as i32),
+            partition: Some((i % partitions) as i32),
             value: Some(format!("v{i}").into_bytes()),
             ..Default::default()
         })
         .collect();
-    for d in common::produce_all(&input, topics.0, &records) {
+    for d in common::produce_all(producer, topic, &records) {
         d.expect("input delivered");
     }
-    cluster
 }
 
 /// Every one of the `n` inputs of a consume-transform-produce run is in `topics.1` exactly once
