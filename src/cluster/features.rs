@@ -5,6 +5,8 @@
 //! and at start a node finalizes `--transaction-version` if the cluster has no level yet
 //! (`shard::features::bootstrap`, as Kafka's storage format does).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::coordinator::txn::coordinator::TRANSACTION_VERSION_MAX;
@@ -65,6 +67,37 @@ pub fn check(current: Option<i16>, update: &FeatureUpdate) -> Result<(), String>
         ));
     }
     Ok(())
+}
+
+/// The levels `updates` set in a cluster whose finalized levels are `finalized`: every update
+/// checked ([`check`]), none if one fails (its reason); levels already in place are left out.
+/// With `bootstrap` (a node's start), features the cluster has finalized are skipped.
+pub fn plan(
+    finalized: &BTreeMap<String, i16>,
+    updates: &[FeatureUpdate],
+    bootstrap: bool,
+) -> Result<Vec<(String, i16)>, String> {
+    let mut out = Vec::new();
+    for u in updates {
+        let current = finalized.get(&u.name).copied();
+        if bootstrap && current.is_some() {
+            continue;
+        }
+        check(current, u)?;
+        if current != Some(u.level) {
+            out.push((u.name.clone(), u.level));
+        }
+    }
+    Ok(out)
+}
+
+/// The finalized `transaction.version` in `finalized`, or `default` (the node's
+/// `--transaction-version`) while the cluster has none.
+pub fn transaction_version(finalized: &BTreeMap<String, i16>, default: i16) -> i16 {
+    finalized
+        .get(TRANSACTION_VERSION)
+        .copied()
+        .unwrap_or(default)
 }
 
 #[cfg(test)]

@@ -392,22 +392,14 @@ impl Controller {
                 })
                 .collect()),
             Command::UpdateFeatures { updates, bootstrap } => {
-                let mut out = Vec::new();
-                for u in updates {
-                    let current = self.image.features.get(&u.name).copied();
-                    if *bootstrap && current.is_some() {
-                        continue;
-                    }
-                    crate::cluster::features::check(current, u)
-                        .map_err(|why| OpError::new(ResponseError::InvalidUpdateVersion, why))?;
-                    if current != Some(u.level) {
-                        out.push(MetadataRecord::FeatureLevel {
-                            name: u.name.clone(),
-                            level: u.level,
-                        });
-                    }
-                }
-                Ok(out)
+                crate::cluster::features::plan(&self.image.features, updates, *bootstrap)
+                    .map(|levels| {
+                        levels
+                            .into_iter()
+                            .map(|(name, level)| MetadataRecord::FeatureLevel { name, level })
+                            .collect()
+                    })
+                    .map_err(|why| OpError::new(ResponseError::InvalidUpdateVersion, why))
             }
             Command::AlterScram(users) => Ok(self
                 .scram_alterations(users)

@@ -204,11 +204,10 @@ impl Shard {
     /// The finalized `transaction.version` (`crate::cluster::features`): the cluster's level,
     /// or `--transaction-version` until the cluster has one.
     pub fn transaction_version(&self) -> i16 {
-        self.metadata()
-            .features
-            .get(crate::cluster::features::TRANSACTION_VERSION)
-            .copied()
-            .unwrap_or(self.config.args.transaction_version)
+        crate::cluster::features::transaction_version(
+            &self.metadata().features,
+            self.config.args.transaction_version,
+        )
     }
 
     pub fn partition(&self, topic: &str, index: i32) -> Option<Rc<Partition>> {

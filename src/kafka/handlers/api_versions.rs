@@ -10,7 +10,7 @@ use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::protocol::StrBytes;
 use sluice_net::{api_versions_table, unsupported_api_versions, ResponseFrame, ResponseKind};
 
-use crate::cluster::features::{SUPPORTED, TRANSACTION_VERSION};
+use crate::cluster::features::{transaction_version, SUPPORTED, TRANSACTION_VERSION};
 use crate::kafka::dispatch::Ctx;
 use crate::shard::Shard;
 
@@ -22,8 +22,9 @@ pub async fn handle(shard: Rc<Shard>, _req: ApiVersionsRequest, ctx: Ctx) -> Res
     // v3+ (tagged fields): the features, as Kafka's brokers list them. A level of 0 is not
     // listed, as in Kafka. The epoch is the metadata offset the levels were read at (Kafka's
     // too): it only grows, so a client keeps the newest view it saw.
+    // The level and its epoch from one image.
     let image = shard.metadata();
-    let level = shard.transaction_version();
+    let level = transaction_version(&image.features, shard.config.args.transaction_version);
     let finalized = (level > 0)
         .then(|| {
             FinalizedFeatureKey::default()

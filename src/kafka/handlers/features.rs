@@ -12,7 +12,7 @@ use kafka_protocol::messages::{UpdateFeaturesRequest, UpdateFeaturesResponse};
 use kafka_protocol::ResponseError;
 use sluice_net::ResponseKind;
 
-use crate::cluster::features::{check, FeatureUpdate, UpgradeType};
+use crate::cluster::features::{plan, FeatureUpdate, UpgradeType};
 use crate::controller::OpError;
 use crate::kafka::dispatch::Ctx;
 use crate::security::acl::OP_ALTER;
@@ -94,10 +94,8 @@ async fn update(
         });
     }
     if req.validate_only {
-        let image = shard.metadata();
-        return updates
-            .iter()
-            .try_for_each(|u| check(image.features.get(&u.name).copied(), u))
+        return plan(&shard.metadata().features, &updates, false)
+            .map(drop)
             .map_err(invalid);
     }
     if updates.is_empty() {
