@@ -45,6 +45,10 @@ pub struct Broker {
     /// When set, the broker's stdout and stderr go straight to this file (appended) instead of
     /// pipes, as with `sluice > file 2>&1`.
     pub output: Option<PathBuf>,
+    /// Where the piped stderr is kept (without `output`): beside the first data dir, and there
+    /// for the broker's life, also when a test moves `data_dir` (a disk the test fills must not
+    /// swallow the log lines that say so).
+    log_file: PathBuf,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -65,6 +69,7 @@ impl Broker {
     fn start_on(listen: &str, args: &[&str], env: &[(&str, &str)]) -> Broker {
         let tmp = tempfile::tempdir().expect("tempdir");
         let data_dir = tmp.path().join("data");
+        let log_file = data_dir.with_extension("log");
         let mut b = Broker {
             child: None,
             addr: String::new(),
@@ -77,6 +82,7 @@ impl Broker {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
             output: None,
+            log_file,
             _tmp: Some(tmp),
         };
         if !b.args.iter().any(|a| a == "--metrics-listen") {
@@ -134,7 +140,7 @@ impl Broker {
             .expect("spawn sluice");
         let stdout = child.stdout.take().expect("stdout");
         let stderr = child.stderr.take().expect("stderr");
-        let log = self.data_dir.with_extension("log");
+        let log = self.log_file.clone();
         std::thread::spawn(move || {
             use std::io::Write;
             let mut f = std::fs::OpenOptions::new()
@@ -166,8 +172,7 @@ impl Broker {
             }
         });
         let addr = rx.recv_timeout(WAIT).unwrap_or_else(|_| {
-            let log =
-                std::fs::read_to_string(self.data_dir.with_extension("log")).unwrap_or_default();
+            let log = std::fs::read_to_string(&self.log_file).unwrap_or_default();
             panic!("broker did not start; log:\n{log}")
         });
         self.addr = addr.0;
@@ -192,10 +197,7 @@ impl Broker {
 
     /// Broker log so far (stderr).
     pub fn log(&self) -> String {
-        let path = self
-            .output
-            .clone()
-            .unwrap_or_else(|| self.data_dir.with_extension("log"));
+        let path = self.output.clone().unwrap_or_else(|| self.log_file.clone());
         std::fs::read_to_string(path).unwrap_or_default()
     }
 
