@@ -464,7 +464,7 @@ fn a_producer_over_its_byte_rate_is_held_to_it_and_others_are_not() {
     // Held to its quota, and not throttled twice over (which would halve it); the lower bound
     // leaves room for the debt at the window's ends and a loaded machine's slow client.
     assert!(
-        slow_rate <= 1.1 * QUOTA && slow_rate >= 0.8 * QUOTA,
+        (0.8 * QUOTA..=1.1 * QUOTA).contains(&slow_rate),
         "throttled client acknowledged at {slow_rate:.0} B/s, quota {QUOTA}"
     );
     assert!(slow.context().max_throttle_ms.load(Ordering::Relaxed) > 0);
