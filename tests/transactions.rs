@@ -294,6 +294,9 @@ fn ctp_step(consumer: &BaseConsumer, producer: &Arc<TxnProducer>, abort: bool) -
         };
         sent?;
         if abort {
+            // Written first (an abort purges what the client has not sent yet), so the
+            // output holds aborted records that read_committed must skip.
+            producer.flush(TXN_TIMEOUT)?;
             producer.abort_transaction(TXN_TIMEOUT)?;
             return Ok(Step::Aborted);
         }
@@ -377,9 +380,11 @@ fn rewind(consumer: &BaseConsumer) -> Result<(), String> {
 #[test]
 fn consume_transform_produce_is_exactly_once_across_aborts_and_broker_kills() {
     const N: usize = 300;
-    let mut broker = Broker::start(&[]);
+    // Short segments: the output's aborted transactions end up in many segments' indexes,
+    // which the final read_committed read from the beginning must name.
+    let mut broker = Broker::start(&["--log-retention-check-interval-ms", "100"]);
     broker.create_topic("ctp-in", 2, &[]);
-    broker.create_topic("ctp-out", 2, &[]);
+    broker.create_topic("ctp-out", 2, &[("segment.ms", "200")]);
     write_input(&broker.producer(&[]), "ctp-in", N, 2);
 
     let new_consumer = |broker: &Broker| {
@@ -476,6 +481,24 @@ fn consume_transform_produce_is_exactly_once_across_aborts_and_broker_kills() {
     // The group's offsets, committed inside the transactions, are at the end of the input.
     let c = broker.consumer(&[("group.id", "ctp")]);
     assert_eq!(committed_total(&c, "ctp-in", 2), N as i64);
+    let files = |ext: &str| {
+        (0..2)
+            .flat_map(|p| std::fs::read_dir(broker.data_dir.join(format!("ctp-out-{p}"))).unwrap())
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == ext)
+            })
+            .count()
+    };
+    let (segments, indexes) = (files("log"), files("txnindex"));
+    eprintln!("ctp-out: {segments} segments, {indexes} transaction indexes");
+    assert!(
+        segments >= 4 && indexes >= 1,
+        "{segments} segments, {indexes} indexes"
+    );
 }
 
 /// `sluice txn …` (the admin CLI) against the broker, with `--format json`; its exit code and

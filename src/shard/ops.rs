@@ -270,15 +270,16 @@ pub async fn read(shard: Rc<Shard>, reqs: Vec<ReadRequest>, budget: usize) -> Ve
         } else {
             high_watermark
         };
-        let read = p.read_below(r.offset, room.max(1), bound).await;
+        let read = match p.read_below(r.offset, room.max(1), bound).await {
+            Ok(res) if r.read_committed && res.bytes > 0 => log
+                .aborted_transactions(r.offset, bound)
+                .await
+                .map(|aborted| (res, aborted)),
+            other => other.map(|res| (res, Vec::new())),
+        };
         match read {
-            Ok(res) => {
+            Ok((res, aborted)) => {
                 used += res.bytes;
-                let aborted = if r.read_committed && res.bytes > 0 {
-                    log.aborted_transactions(r.offset, bound)
-                } else {
-                    Vec::new()
-                };
                 out.push(ReadOutcome {
                     error: 0,
                     high_watermark,

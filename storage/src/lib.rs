@@ -23,6 +23,7 @@ mod segment;
 pub mod stats;
 pub mod test_util;
 pub mod txn;
+pub mod txnindex;
 
 pub use aligned::{keep_large_buffers_in_heap, release_free_memory, BLOCK_BYTES};
 pub use batch::{validate_batches, validate_for_append, BatchError, BatchHeader};

@@ -17,6 +17,9 @@
 //!     first_seq i32 | last_seq i32 | base_offset i64 | last_offset i64   (× batch_count)
 //! aborted_count u32 | producer_id i64 | first_offset i64 | last_offset i64   (× aborted_count)
 //! ```
+//! The aborted list holds the active segment's aborted transactions: a roll moves those of the
+//! segment it seals into the segment's `.txnindex` (`txnindex.rs`). A snapshot of an older
+//! release may list older ones too; opening the log moves them (`log/recover.rs`).
 //! Version 1 (no transaction fields, no aborted list) is still read. `covered_offset` is the
 //! log end offset the snapshot describes; recovery drops entries at or above the recovered log
 //! end and replays batches from there.
@@ -125,7 +128,8 @@ struct Guard {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProducerStates {
     producers: HashMap<i64, Entry>,
-    /// Aborted transactions, in marker (`last_offset`) order.
+    /// Aborted transactions of the active segment (see the module documentation), in marker
+    /// (`last_offset`) order.
     aborted: Vec<AbortedTxn>,
     /// Recently completed transactions (producer id, first offset, marker offset), in marker
     /// order: a truncation that removes the marker reopens the transaction. Not in snapshots.
@@ -432,9 +436,23 @@ impl ProducerStates {
             .collect()
     }
 
-    /// Forgets aborted transactions that ended below `log_start` (their data is gone).
-    pub fn prune_aborted(&mut self, log_start: i64) {
-        let n = self.aborted.partition_point(|a| a.last_offset < log_start);
+    /// The aborted transactions whose marker lies below `offset` (a roll's to seal there).
+    pub fn aborted_below(&self, offset: i64) -> &[AbortedTxn] {
+        &self.aborted[..self.aborted.partition_point(|a| a.last_offset < offset)]
+    }
+
+    /// Adds aborted transactions known from elsewhere (the index file of a segment that is
+    /// active again); one already remembered (same marker offset) is not added twice.
+    pub fn merge_aborted(&mut self, entries: impl IntoIterator<Item = AbortedTxn>) {
+        self.aborted.extend(entries);
+        self.aborted.sort_by_key(|a| a.last_offset);
+        self.aborted.dedup_by_key(|a| a.last_offset);
+    }
+
+    /// Forgets aborted transactions that ended below `log_start` (their data is gone), or
+    /// below a segment just sealed (its index file holds them).
+    pub fn prune_aborted(&mut self, below: i64) {
+        let n = self.aborted.partition_point(|a| a.last_offset < below);
         self.aborted.drain(..n);
     }
 

@@ -19,6 +19,7 @@ use crate::batch::{BatchHeader, BATCH_HEADER_BYTES};
 use crate::config::IoMode;
 use crate::index::{IndexSummary, SegmentIndex};
 use crate::scan::{scan_from, ScanStop, ScannedBatch};
+use crate::txnindex::TxnSummary;
 
 /// Largest chunk read at once by the recovery scanner.
 const SCAN_CHUNK_BYTES: u64 = 8 << 20;
@@ -51,6 +52,9 @@ pub(crate) struct Segment {
     pub tail: Vec<u8>,
     /// End of the space reserved with fallocate (see [`PREALLOCATE_STEP_BYTES`]).
     pub allocated_end: u64,
+    /// A sealed segment's aborted transactions, summed up (`None`: none); the entries are in
+    /// its `.txnindex` (see `txnindex.rs`). Unused on the active segment.
+    pub aborted: Option<TxnSummary>,
 }
 
 impl Segment {
@@ -67,6 +71,7 @@ impl Segment {
             max_timestamp_offset: -1,
             tail: Vec::new(),
             allocated_end: 0,
+            aborted: None,
         }
     }
 
@@ -102,6 +107,10 @@ impl Segment {
             self.path.with_extension("index"),
             self.path.with_extension("timeindex"),
         )
+    }
+
+    pub fn txn_index_path(&self) -> PathBuf {
+        self.path.with_extension("txnindex")
     }
 }
 

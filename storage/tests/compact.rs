@@ -499,3 +499,47 @@ async fn a_clean_cut_off_at_any_moment_loses_nothing() {
     check_latest_kept(&records_of(&log).await, &written, &offsets);
     log.close().await.unwrap();
 }
+
+#[compio::test]
+async fn cleaning_keeps_the_aborted_transactions_of_the_segments_it_merges() {
+    let dir = tmpdir();
+    let cfg = compact_config();
+    let log = open(dir.path(), cfg.clone()).await;
+    // Three small segments, each with an aborted transaction (producer 2's spans two).
+    log.append(txn_batch(1, 0, 0, 1), 0, TS).unwrap(); // 0
+    log.append(txn_batch(2, 0, 0, 1), 0, TS).unwrap(); // 1
+    log.append_marker(1, 0, false, 0, 0, TS).unwrap(); // 2
+    log.wait_written(2).await.unwrap();
+    log.maybe_roll(i64::MAX).await.unwrap();
+    log.append_marker(2, 0, false, 0, 0, TS).unwrap(); // 3
+    log.wait_written(3).await.unwrap();
+    log.maybe_roll(i64::MAX).await.unwrap();
+    log.append(txn_batch(3, 0, 0, 1), 0, TS).unwrap(); // 4
+    log.append_marker(3, 0, false, 0, 0, TS).unwrap(); // 5
+    append_all(&log, &workload(5, 1), TS).await;
+    log.maybe_roll(i64::MAX).await.unwrap();
+    append_all(&log, &workload(5, 1), TS).await;
+    assert_eq!(log.segment_count(), 4);
+    let all = vec![(1, 0), (2, 1), (3, 4)];
+    assert_eq!(log.aborted_transactions(0, 100).await.unwrap(), all);
+    log.clean(
+        &clean_config(&log, NOW),
+        &NoCodecs,
+        &Throttle::new(u64::MAX),
+    )
+    .await
+    .unwrap()
+    .expect("something to clean");
+    assert_eq!(log.segment_count(), 2, "the sealed segments merged");
+    assert_eq!(log.aborted_transactions(0, 100).await.unwrap(), all);
+    assert_eq!(
+        log.aborted_transactions(3, 100).await.unwrap(),
+        vec![(2, 1), (3, 4)]
+    );
+    let index = |base: i64| dir.path().join(format!("{base:020}.txnindex"));
+    assert!(index(0).exists() && !index(3).exists());
+    log.close().await.unwrap();
+    let log = open(dir.path(), cfg).await;
+    assert_eq!(log.aborted_transactions(0, 100).await.unwrap(), all);
+    log.close().await.unwrap();
+}

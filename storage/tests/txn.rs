@@ -5,22 +5,15 @@
 mod common;
 
 use bytes::Bytes;
-use common::{batch, config, open, read_all, tmpdir};
+use common::{batch, config, open, read_all, tmpdir, txn_batch};
 use sluice_storage::test_util::{build_batch, set_crc, BatchSpec};
 use sluice_storage::txn::{parse_marker, ControlType};
-use sluice_storage::{IoMode, ProducerError, StorageError};
+use sluice_storage::{IoMode, Log, ProducerError, StorageError};
 
 const TS: i64 = 1_700_000_000_000;
 
-/// A transactional batch of `n` records from (pid, epoch) starting at sequence `seq`.
-fn txn_batch(pid: i64, epoch: i16, seq: i32, n: i32) -> Bytes {
-    let mut b = build_batch(&BatchSpec::new(n).base_timestamp(TS));
-    b[21..23].copy_from_slice(&0x10i16.to_be_bytes());
-    b[43..51].copy_from_slice(&pid.to_be_bytes());
-    b[51..53].copy_from_slice(&epoch.to_be_bytes());
-    b[53..57].copy_from_slice(&seq.to_be_bytes());
-    set_crc(&mut b);
-    Bytes::from(b)
+async fn aborted(log: &Log, from: i64, to: i64) -> Vec<(i64, i64)> {
+    log.aborted_transactions(from, to).await.unwrap()
 }
 
 #[compio::test]
@@ -64,15 +57,15 @@ async fn markers_close_transactions_and_aborts_are_remembered_across_reopen_and_
     assert_eq!(log.first_unstable_offset(), None);
     log.wait_written(9).await.unwrap();
 
-    let check = |log: &sluice_storage::Log| {
+    async fn check(log: &Log) {
         assert_eq!(log.first_unstable_offset(), None);
-        assert_eq!(log.aborted_transactions(0, 100), vec![(2, 3), (1, 7)]);
-        assert_eq!(log.aborted_transactions(0, 3), vec![]);
-        assert_eq!(log.aborted_transactions(8, 100), vec![(2, 3), (1, 7)]); // 8 is the marker
-        assert_eq!(log.aborted_transactions(9, 100), vec![(1, 7)]);
-        assert_eq!(log.aborted_transactions(10, 100), vec![]);
-    };
-    check(&log);
+        assert_eq!(aborted(log, 0, 100).await, vec![(2, 3), (1, 7)]);
+        assert_eq!(aborted(log, 0, 3).await, vec![]);
+        assert_eq!(aborted(log, 8, 100).await, vec![(2, 3), (1, 7)]); // 8 is the marker
+        assert_eq!(aborted(log, 9, 100).await, vec![(1, 7)]);
+        assert_eq!(aborted(log, 10, 100).await, vec![]);
+    }
+    check(&log).await;
     // The markers are in the log as control batches.
     let hs = read_all(&log, 0, 1 << 20).await;
     let controls: Vec<i64> = hs
@@ -84,7 +77,7 @@ async fn markers_close_transactions_and_aborts_are_remembered_across_reopen_and_
 
     log.close().await.unwrap();
     let log = open(dir.path(), cfg.clone()).await;
-    check(&log);
+    check(&log).await;
     // A crash (no close: the snapshot is older than the tail) replays the markers' records.
     assert_eq!(
         log.append(txn_batch(3, 0, 0, 1), 0, TS)
@@ -102,10 +95,7 @@ async fn markers_close_transactions_and_aborts_are_remembered_across_reopen_and_
     log.wait_written(12).await.unwrap();
     drop(log);
     let log = open(dir.path(), cfg).await;
-    assert_eq!(
-        log.aborted_transactions(0, 100),
-        vec![(2, 3), (1, 7), (3, 10)]
-    );
+    assert_eq!(aborted(&log, 0, 100).await, vec![(2, 3), (1, 7), (3, 10)]);
     assert_eq!(log.first_unstable_offset(), Some(12));
     log.close().await.unwrap();
 }
@@ -123,7 +113,7 @@ async fn a_truncated_marker_reopens_its_transaction() {
     log.truncate_to(3).await.unwrap();
     // The abort marker and producer 2's transaction are gone; producer 1's is open again.
     assert_eq!(log.first_unstable_offset(), Some(0));
-    assert_eq!(log.aborted_transactions(0, 100), vec![]);
+    assert_eq!(aborted(&log, 0, 100).await, vec![]);
     assert_eq!(
         log.append_marker(1, 0, true, 0, 0, TS).unwrap().base_offset,
         3
@@ -179,5 +169,149 @@ async fn markers_fence_old_epochs_and_coordinators() {
     let r = log.read(1, 1 << 20, i64::MAX).await.unwrap();
     let chunk = &r.chunks[0];
     assert_eq!(parse_marker(chunk), Some((ControlType::Abort, 5)));
+    log.close().await.unwrap();
+}
+
+fn txn_index(dir: &std::path::Path, base: i64) -> std::path::PathBuf {
+    dir.join(format!("{base:020}.txnindex"))
+}
+
+/// The aborted transactions of the producer snapshot written at the last checkpoint.
+fn snapshot_aborted(dir: &std::path::Path) -> Vec<(i64, i64)> {
+    let bytes = std::fs::read(dir.join("producer.snapshot")).unwrap();
+    let (_, states) = sluice_storage::producer::ProducerStates::decode(&bytes).unwrap();
+    states.aborted_between(0, i64::MAX)
+}
+
+/// Three segments: [0, 4) and [4, 8) sealed, 8.. active. Producer 2's transaction spans the
+/// first two; producer 3's the second and the active one.
+async fn three_segments(log: &Log) {
+    log.append(txn_batch(1, 0, 0, 2), 0, TS).unwrap(); // 0..=1
+    log.append(txn_batch(2, 0, 0, 1), 0, TS).unwrap(); // 2
+    log.append_marker(1, 0, false, 0, 0, TS).unwrap(); // 3
+    log.wait_written(3).await.unwrap();
+    log.maybe_roll(i64::MAX).await.unwrap();
+    log.append(batch(1, TS, 10), 0, TS).unwrap(); // 4
+    log.append_marker(2, 0, false, 0, 0, TS).unwrap(); // 5
+    log.append(txn_batch(3, 0, 0, 2), 0, TS).unwrap(); // 6..=7
+    log.wait_written(7).await.unwrap();
+    log.maybe_roll(i64::MAX).await.unwrap();
+    log.append_marker(3, 0, false, 0, 0, TS).unwrap(); // 8
+    log.append(txn_batch(4, 0, 0, 1), 0, TS).unwrap(); // 9
+    log.append_marker(4, 0, false, 0, 0, TS).unwrap(); // 10
+    log.wait_written(10).await.unwrap();
+    assert_eq!(log.segment_count(), 3);
+}
+
+async fn check_three_segments(log: &Log) {
+    assert_eq!(
+        aborted(log, 0, 11).await,
+        vec![(1, 0), (2, 2), (3, 6), (4, 9)]
+    );
+    // A fetch of 2..4 names producer 2, whose marker is in the next segment.
+    assert_eq!(aborted(log, 2, 4).await, vec![(1, 0), (2, 2)]);
+    assert_eq!(aborted(log, 4, 6).await, vec![(2, 2)]);
+    assert_eq!(aborted(log, 6, 8).await, vec![(3, 6)]);
+    assert_eq!(aborted(log, 9, 11).await, vec![(4, 9)]);
+}
+
+#[compio::test]
+async fn a_roll_moves_its_segments_aborts_to_an_index_that_reopen_crash_and_retention_keep() {
+    let dir = tmpdir();
+    let cfg = config(IoMode::Direct);
+    let log = open(dir.path(), cfg.clone()).await;
+    three_segments(&log).await;
+    check_three_segments(&log).await;
+    assert_eq!(aborted(&log, 11, 100).await, vec![]);
+    // Each sealed segment has its index; the active segment's aborts are in the snapshot only.
+    assert!(txn_index(dir.path(), 0).exists());
+    assert!(txn_index(dir.path(), 4).exists());
+    assert!(!txn_index(dir.path(), 8).exists());
+    log.close().await.unwrap();
+    assert_eq!(snapshot_aborted(dir.path()), vec![(3, 6), (4, 9)]);
+    let log = open(dir.path(), cfg.clone()).await;
+    check_three_segments(&log).await;
+    // A crash: the tail after the last snapshot is replayed.
+    log.append(txn_batch(5, 0, 0, 1), 0, TS).unwrap(); // 11
+    log.append_marker(5, 0, false, 0, 0, TS).unwrap(); // 12
+    log.wait_written(12).await.unwrap();
+    drop(log);
+    let log = open(dir.path(), cfg.clone()).await;
+    check_three_segments(&log).await;
+    assert_eq!(aborted(&log, 11, 100).await, vec![(5, 11)]);
+    // Retention takes the first segment and its index.
+    assert_eq!(log.delete_records_before(4).await.unwrap(), 4);
+    assert!(!txn_index(dir.path(), 0).exists());
+    assert_eq!(aborted(&log, 4, 8).await, vec![(2, 2), (3, 6)]);
+    log.close().await.unwrap();
+}
+
+#[compio::test]
+async fn a_truncation_into_a_sealed_segment_brings_its_aborts_back() {
+    let dir = tmpdir();
+    let cfg = config(IoMode::Direct);
+    let log = open(dir.path(), cfg.clone()).await;
+    three_segments(&log).await;
+    // Into the second segment, past producer 2's marker: producer 3's transaction is open
+    // again and the second segment active, its index gone to memory.
+    log.truncate_to(6).await.unwrap();
+    assert!(!txn_index(dir.path(), 4).exists());
+    assert!(txn_index(dir.path(), 0).exists());
+    assert_eq!(aborted(&log, 0, 100).await, vec![(1, 0), (2, 2)]);
+    assert_eq!(log.first_unstable_offset(), None);
+    assert_eq!(snapshot_aborted(dir.path()), vec![(2, 2)]);
+    // Before producer 2's marker: its transaction is open again.
+    log.truncate_to(5).await.unwrap();
+    assert_eq!(aborted(&log, 0, 100).await, vec![(1, 0)]);
+    assert_eq!(log.first_unstable_offset(), Some(2));
+    log.append_marker(2, 0, false, 0, 0, TS).unwrap(); // 5 again
+    log.wait_written(5).await.unwrap();
+    log.maybe_roll(i64::MAX).await.unwrap();
+    assert!(txn_index(dir.path(), 4).exists());
+    assert_eq!(aborted(&log, 0, 100).await, vec![(1, 0), (2, 2)]);
+    drop(log);
+    let log = open(dir.path(), cfg.clone()).await;
+    assert_eq!(aborted(&log, 0, 100).await, vec![(1, 0), (2, 2)]);
+    log.close().await.unwrap();
+}
+
+#[compio::test]
+async fn missing_damaged_and_orphaned_indexes_are_rebuilt_on_open() {
+    let dir = tmpdir();
+    let cfg = config(IoMode::Direct);
+    let log = open(dir.path(), cfg.clone()).await;
+    three_segments(&log).await;
+    log.close().await.unwrap();
+    // An older release's data: no index files, every abort in the snapshot. Here the
+    // snapshot is gone too, so opening replays the whole log.
+    std::fs::remove_file(txn_index(dir.path(), 0)).unwrap();
+    std::fs::remove_file(txn_index(dir.path(), 4)).unwrap();
+    std::fs::remove_file(dir.path().join("producer.snapshot")).unwrap();
+    let log = open(dir.path(), cfg.clone()).await;
+    check_three_segments(&log).await;
+    assert!(txn_index(dir.path(), 0).exists() && txn_index(dir.path(), 4).exists());
+    assert_eq!(snapshot_aborted(dir.path()), vec![(3, 6), (4, 9)]);
+    log.close().await.unwrap();
+    // A damaged index is rebuilt from the log.
+    let path = txn_index(dir.path(), 4);
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let log = open(dir.path(), cfg.clone()).await;
+    check_three_segments(&log).await;
+    log.close().await.unwrap();
+    assert_ne!(std::fs::read(&path).unwrap(), bytes);
+    // The segments after the second one gone (a crash before a roll's new segment, or a
+    // damaged segment removed): the second one is active again, with an index beside it
+    // that opening takes into the producer state and removes.
+    for name in ["log", "index", "timeindex"] {
+        let _ = std::fs::remove_file(dir.path().join(format!("{:020}.{name}", 8)));
+    }
+    let log = open(dir.path(), cfg).await;
+    assert_eq!(log.log_end_offset(), 8);
+    assert!(!txn_index(dir.path(), 4).exists());
+    assert_eq!(aborted(&log, 0, 100).await, vec![(1, 0), (2, 2)]);
+    assert_eq!(snapshot_aborted(dir.path()), vec![(2, 2)]);
     log.close().await.unwrap();
 }

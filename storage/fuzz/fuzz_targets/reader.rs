@@ -1,5 +1,6 @@
 //! Fuzz target: `Reader` never panics on any input and any sequence of reads, a failed read
-//! consumes nothing, and the producer-state snapshot decoder (its main user) never panics.
+//! consumes nothing, and the producer-state snapshot and transaction index decoders (its main
+//! users) never panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -20,4 +21,5 @@ fuzz_target!(|data: &[u8]| {
         assert!(ok || r.remaining() == before);
     }
     let _ = ProducerStates::decode(input);
+    let _ = sluice_storage::txnindex::decode(input);
 });

@@ -461,12 +461,6 @@ impl Log {
         self.state.borrow().producers.first_unstable_offset()
     }
 
-    /// Aborted transactions (producer id, first offset) whose data meets `from..to`, for a
-    /// read_committed fetch of those offsets.
-    pub fn aborted_transactions(&self, from: i64, to: i64) -> Vec<(i64, i64)> {
-        self.state.borrow().producers.aborted_between(from, to)
-    }
-
     /// KIP-890: `None` when a transactional batch of `producer_id` at `epoch` may be
     /// appended as it is (its transaction is open here, or its epoch is stale and the append
     /// will refuse it); otherwise the guard to verify it under (see `producer.rs`;
@@ -495,7 +489,7 @@ impl Log {
             .verified(producer_id, epoch, guard)
     }
 
-    /// (open transactions, aborted ranges remembered), for metrics.
+    /// (open transactions, aborted transactions of the active segment), for metrics.
     pub fn txn_counts(&self) -> (usize, usize) {
         self.state.borrow().producers.txn_counts()
     }

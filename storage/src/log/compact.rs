@@ -21,9 +21,14 @@
 //!
 //! ```text
 //! <base>.cleaned  --fsync, rename-->  <base>.<end>.swap   (the commit point)
-//!   unlink the group's old .log/.index/.timeindex, rename the swap to <base>.log, write its
-//!   index, fsync the directory
+//!   unlink the group's old .log/.index/.timeindex/.txnindex, rename the swap to <base>.log,
+//!   write its index, fsync the directory
 //! ```
+//!
+//! Before the commit, `<base>.txnindex` is rewritten with the aborted transactions of the whole
+//! group (control batches are kept, so every marker stays where it was); it is not unlinked
+//! with the old segments. Until the swap, segment `base`'s range filters the others' entries
+//! out (see txnindex.rs).
 //!
 //! Recovery deletes `.cleaned` files and finishes any `.swap` (old segments with a base in
 //! `[base, end)` go, then the rename), so a crash leaves the old or the new set, never a mix.
@@ -37,7 +42,8 @@ use std::io;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use super::{remove_segment_files, write_index_pair, Log};
+use super::read::read_txn_index;
+use super::{remove_replaced_segment_files, write_index_pair, write_txn_index, Log};
 use crate::aligned::{AlignedBuf, BLOCK_BYTES};
 use crate::batch::{parse_checked, BatchHeader};
 use crate::checkpoint::{sync_dir, CLEANER_FILE};
@@ -46,6 +52,7 @@ use crate::records::{parse_records, rebuild_batch, records_bytes, Codecs};
 use crate::runtime::{AsyncReadAtExt, AsyncWriteAtExt, BufResult, File};
 use crate::scan::scanned;
 use crate::segment::{file_name, open_read, open_write, Segment};
+use crate::txnindex::{in_segment, summarize};
 
 /// Bytes read from a segment at once.
 const READ_CHUNK_BYTES: usize = 1 << 20;
@@ -445,6 +452,24 @@ impl Log {
             let _ = crate::runtime::remove_file(&cleaned).await;
             return Ok(false);
         }
+        // The group's aborted transactions (markers are kept) under the first base, before
+        // the commit: until the swap their segment's range filters out the others'.
+        let indexed: Vec<(i64, i64, PathBuf)> = {
+            let st = self.state.borrow();
+            let i = st.segments.partition_point(|s| s.base_offset < base);
+            st.segments[i..i + group.len()]
+                .iter()
+                .filter(|s| s.aborted.is_some())
+                .map(|s| (s.base_offset, s.next_offset, s.txn_index_path()))
+                .collect()
+        };
+        let mut aborted = Vec::new();
+        for (b, next, path) in indexed {
+            let entries = read_txn_index(&path).await?;
+            aborted.extend(in_segment(&entries, b, next).copied());
+        }
+        let txn_path = self.dir.join(file_name(base, "txnindex"));
+        write_txn_index(&self.dir, &txn_path, &aborted).await?;
         let swap = self.dir.join(format!("{base:020}.{end:020}.swap"));
         crate::runtime::rename(&cleaned, &swap).await?;
         sync_dir(&self.dir).await?;
@@ -455,13 +480,15 @@ impl Log {
             let old: Vec<Segment> = st.segments.drain(i..i + group.len()).collect();
             let path = self.dir.join(file_name(base, "log"));
             seg.path = path;
+            seg.aborted = summarize(&aborted, base, seg.next_offset);
             st.segments.insert(i, seg);
             st.cache.retain(|c| c.base_offset >= end);
             old
         };
+        self.txn_cache.borrow_mut().clear();
         // Readers hold the new segment's handle on the swap file; the old handles stay valid
         // for reads in flight after the unlink.
-        remove_segment_files(old).await;
+        remove_replaced_segment_files(old, Some(base)).await;
         let final_path = self.dir.join(file_name(base, "log"));
         crate::runtime::rename(&swap, &final_path).await?;
         let files = {

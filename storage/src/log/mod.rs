@@ -6,6 +6,8 @@
 //!   00000000000000000000.log        RecordBatch v2 bytes, back to back (sealed: exact length)
 //!   00000000000000000000.index      sparse offset index  } written on roll, close and after
 //!   00000000000000000000.timeindex  sparse time index    } recovery (see index.rs)
+//!   00000000000000000000.txnindex   aborted transactions whose marker is in the segment
+//!                                   (sealed segments that have some; see txnindex.rs)
 //!   00000000000000001234.log        active segment (may end with zero padding / torn bytes)
 //!   sluice.checkpoint               recovery point + log start offset (see checkpoint.rs)
 //!   leader-epoch-checkpoint         (epoch, start offset) entries
@@ -26,6 +28,18 @@
 //! finishes after a concurrent `truncate_to` can set the durable offset above the written offset
 //! (see `flusher_loop`), and `truncate_to` an offset inside a batch that starts below the log
 //! start offset cuts the log end below the log start offset.
+//!
+//! Aborted transactions: the producer state (and its snapshot) holds the active segment's; a
+//! roll writes those of the segment it seals to the segment's `.txnindex` before the new
+//! segment exists and then forgets them, and memory keeps only a summary per sealed segment
+//! (`Segment::aborted`), so a read_committed fetch reads the index files of the segments that
+//! can name its offsets (`read.rs`). A file beside the active segment is never read: opening
+//! the log merges it into the producer state (a crash between the file and the new segment, or
+//! a damaged later segment removed) and removes it once the snapshot holds its entries, as a
+//! truncation does for the segment that becomes active again. Entries below the active
+//! segment that a snapshot or replay names (an older release's snapshot listed them all) go to
+//! the index of their segment if it has none. The cleaner writes the union of a group's
+//! entries under the group's first base before its swap commits (`compact.rs`).
 //!
 //! Storage has no notion of high watermark or acknowledgement: the partition layer above owns
 //! the high watermark (with replication, the minimum log end over the in-sync replicas) and
@@ -76,6 +90,7 @@ use crate::error::StorageError;
 use crate::notify::Notify;
 use crate::producer::ProducerStates;
 use crate::segment::{Segment, PREALLOCATE_MIN_BYTES};
+use crate::txn::AbortedTxn;
 
 pub use append::AppendInfo;
 use append::Failures;
@@ -84,6 +99,7 @@ pub use cache::{cache_usage, set_cache_budget};
 pub use compact::{CleanConfig, CleanStats, Cleanable, Throttle};
 pub use epochs::end_offset_for_epoch;
 pub use read::ReadResult;
+use read::TxnCache;
 use recover::recover;
 use writer::{flusher_loop, writer_loop, Pending};
 
@@ -131,6 +147,8 @@ pub struct Log {
     segments_locked: Cell<bool>,
     /// First offset not yet cleaned (see compact.rs).
     clean_point: Cell<i64>,
+    /// The sealed segment `.txnindex` a fetch read last (see read.rs).
+    txn_cache: RefCell<TxnCache>,
     /// Held while a small metadata file (checkpoint, epochs, producers) is rewritten: two
     /// rewrites of one file at once share its temporary name.
     small_writing: Cell<bool>,
@@ -218,6 +236,7 @@ impl Log {
             locked: Cell::new(false),
             segments_locked: Cell::new(false),
             clean_point: Cell::new(rec.clean_point),
+            txn_cache: RefCell::new(TxnCache::default()),
             small_writing: Cell::new(false),
             flusher_running: Cell::new(false),
             inject_write_failure: Cell::new(None),
@@ -228,8 +247,13 @@ impl Log {
         });
         *log.self_weak.borrow_mut() = Rc::downgrade(&log);
         crate::runtime::spawn(writer_loop(Rc::downgrade(&log), log.work.clone())).detach();
-        log.load_producer_state().await?;
+        let active_txn_index = rec.txn.active.is_some();
+        log.load_producer_state(rec.txn).await?;
         log.write_checkpoint().await?;
+        if active_txn_index {
+            // The snapshot now holds what the file beside the active segment listed.
+            log.remove_active_txn_index().await;
+        }
         log.write_epochs().await?;
         if log.config.borrow().cleanup_compact {
             // Marks the log as compacted for recovery (gaps in offsets are legal).
@@ -542,20 +566,53 @@ async fn write_index_pair(
     Ok(())
 }
 
-async fn remove_index_files(seg: &Segment) {
-    let (ip, tp) = seg.index_paths();
-    for p in [ip, tp] {
-        if let Err(e) = crate::runtime::remove_file(&p).await {
-            if e.kind() != io::ErrorKind::NotFound {
-                tracing::warn!(path = %p.display(), error = %e, "failed to remove index file");
-            }
+/// Writes the `.txnindex` at `path` (atomically, durably) with `entries`, or removes it when
+/// there are none.
+async fn write_txn_index(
+    dir: &Path,
+    path: &Path,
+    entries: &[AbortedTxn],
+) -> Result<(), StorageError> {
+    if entries.is_empty() {
+        remove_file_if_there(path).await;
+        return Ok(());
+    }
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| StorageError::Corrupt(format!("bad index path {}", path.display())))?;
+    write_atomic(dir, name, crate::txnindex::encode(entries)).await?;
+    Ok(())
+}
+
+async fn remove_file_if_there(p: &Path) {
+    if let Err(e) = crate::runtime::remove_file(p).await {
+        if e.kind() != io::ErrorKind::NotFound {
+            tracing::warn!(path = %p.display(), error = %e, "failed to remove index file");
         }
     }
 }
 
+/// Removes a segment's offset and time indexes (not its `.txnindex`).
+async fn remove_index_files(seg: &Segment) {
+    let (ip, tp) = seg.index_paths();
+    for p in [ip, tp] {
+        remove_file_if_there(&p).await;
+    }
+}
+
 async fn remove_segment_files(doomed: Vec<Segment>) {
+    remove_replaced_segment_files(doomed, None).await;
+}
+
+/// Removes segments' files, except the `.txnindex` at `keep_txn_base`: a cleaner swap's, which
+/// already holds the merged segment's aborted transactions (see compact.rs).
+async fn remove_replaced_segment_files(doomed: Vec<Segment>, keep_txn_base: Option<i64>) {
     for seg in doomed {
         remove_index_files(&seg).await;
+        if keep_txn_base != Some(seg.base_offset) {
+            remove_file_if_there(&seg.txn_index_path()).await;
+        }
         if let Err(e) = crate::runtime::remove_file(&seg.path).await {
             if e.kind() != io::ErrorKind::NotFound {
                 tracing::warn!(path = %seg.path.display(), error = %e, "failed to remove segment");

@@ -1,11 +1,17 @@
 //! Reads: whole batches from the tail cache (recently written batches, zero-copy) or from the
 //! segment files, and the search by timestamp.
 
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+
 use bytes::Bytes;
 
 use super::Log;
+use crate::checkpoint::read_optional;
 use crate::error::StorageError;
 use crate::segment::{read_at, read_batches};
+use crate::txn::AbortedTxn;
+use crate::txnindex::in_segment;
 
 /// Window for forward scans by timestamp.
 const TIME_SCAN_WINDOW_BYTES: usize = 1 << 20;
@@ -21,6 +27,35 @@ pub struct ReadResult {
     pub written_offset: i64,
 }
 
+/// The entries of the sealed segment whose `.txnindex` a fetch read last.
+#[derive(Default)]
+pub(super) struct TxnCache {
+    entry: Option<(i64, Rc<[AbortedTxn]>)>,
+    /// Bumped by every [`TxnCache::clear`]: a read that began before one is not kept.
+    generation: u64,
+}
+
+impl TxnCache {
+    fn get(&self, base: i64) -> Option<Rc<[AbortedTxn]>> {
+        match &self.entry {
+            Some((b, e)) if *b == base => Some(e.clone()),
+            _ => None,
+        }
+    }
+
+    fn put(&mut self, generation: u64, base: i64, entries: Rc<[AbortedTxn]>) {
+        if generation == self.generation {
+            self.entry = Some((base, entries));
+        }
+    }
+
+    /// A segment's index may have changed (roll, truncation, a cleaner swap).
+    pub(super) fn clear(&mut self) {
+        self.entry = None;
+        self.generation += 1;
+    }
+}
+
 pub(super) struct CachedBatch {
     pub(super) base_offset: i64,
     pub(super) last_offset: i64,
@@ -28,6 +63,71 @@ pub(super) struct CachedBatch {
 }
 
 impl Log {
+    /// Aborted transactions (producer id, first offset) whose data meets `from..to`, for a
+    /// read_committed fetch of those offsets: from the index files of the sealed segments
+    /// whose markers may name them (a marker at or past `from`, a first offset below `to`;
+    /// a transaction may span segments) and from the producer state (the active segment).
+    pub async fn aborted_transactions(
+        &self,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<(i64, i64)>, StorageError> {
+        let wanted: Vec<(i64, i64, PathBuf)> = {
+            let st = self.state.borrow();
+            let sealed = st.segments.len().saturating_sub(1);
+            st.segments[..sealed]
+                .iter()
+                .filter(|s| {
+                    s.next_offset > from && s.aborted.is_some_and(|a| a.min_first_offset < to)
+                })
+                .map(|s| (s.base_offset, s.next_offset, s.txn_index_path()))
+                .collect()
+        };
+        let mut out = Vec::new();
+        for (base, next, path) in wanted {
+            let (cached, generation) = {
+                let c = self.txn_cache.borrow();
+                (c.get(base), c.generation)
+            };
+            let entries = match cached {
+                Some(e) => e,
+                None => match read_txn_index(&path).await {
+                    Ok(e) => {
+                        let e: Rc<[AbortedTxn]> = e.into();
+                        self.txn_cache.borrow_mut().put(generation, base, e.clone());
+                        e
+                    }
+                    // Retention or a swap removed the segment meanwhile: its data is gone.
+                    Err(_) if !self.has_sealed_segment(base) => {
+                        return Err(self.out_of_range(from));
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
+            out.extend(
+                in_segment(&entries, base, next)
+                    .filter(|a| a.last_offset >= from && a.first_offset < to)
+                    .map(|a| (a.producer_id, a.first_offset)),
+            );
+        }
+        out.extend(self.state.borrow().producers.aborted_between(from, to));
+        Ok(out)
+    }
+
+    fn has_sealed_segment(&self, base: i64) -> bool {
+        let st = self.state.borrow();
+        let sealed = st.segments.len().saturating_sub(1);
+        st.segments[..sealed].iter().any(|s| s.base_offset == base)
+    }
+
+    fn out_of_range(&self, offset: i64) -> StorageError {
+        StorageError::OffsetOutOfRange {
+            offset,
+            log_start: self.log_start.get(),
+            log_end: self.leo.get(),
+        }
+    }
+
     /// Whole batches from the batch containing `offset`, up to `max_bytes` (at least one batch),
     /// only batches whose base offset is below `min(upper_bound, written_offset())`: empty when
     /// `offset` is at or past that bound. `i64::MAX` reads everything written (the partition
@@ -166,4 +266,14 @@ impl Log {
     pub fn max_timestamp(&self) -> Option<(i64, i64)> {
         self.state.borrow().max_timestamp
     }
+}
+
+/// The entries of the `.txnindex` at `path`: a missing or damaged file is `Corrupt` (a sealed
+/// segment whose summary names aborted transactions has one).
+pub(super) async fn read_txn_index(path: &Path) -> Result<Vec<AbortedTxn>, StorageError> {
+    let bytes = read_optional(path)
+        .await?
+        .ok_or_else(|| StorageError::Corrupt(format!("{} is missing", path.display())))?;
+    crate::txnindex::decode(&bytes)
+        .ok_or_else(|| StorageError::Corrupt(format!("{} is damaged", path.display())))
 }

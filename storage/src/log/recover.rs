@@ -2,10 +2,14 @@
 //! index files cover, scans the rest, truncates a torn or corrupt tail, rebuilds the leader-epoch
 //! cache from the scanned batches, and replays producer state.
 
+use std::collections::HashSet;
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use super::{remove_segment_files, write_index_pair, Log};
+use super::{
+    remove_file_if_there, remove_replaced_segment_files, remove_segment_files, write_index_pair,
+    write_txn_index, Log,
+};
 use crate::batch::BatchHeader;
 use crate::checkpoint::{
     decode_checkpoint, decode_epochs, read_optional, CHECKPOINT_FILE, CLEANER_FILE, EPOCH_FILE,
@@ -19,6 +23,8 @@ use crate::scan::ScanStop;
 use crate::segment::{
     file_name, load_tail, open_read, open_write, parse_log_name, scan_file, Segment,
 };
+use crate::txn::AbortedTxn;
+use crate::txnindex::{self, in_segment, summarize};
 
 /// Recovery treats a batch claiming more than this (or max.message.bytes, if larger) as garbage.
 const RECOVERY_BATCH_BYTES_MIN: u64 = 128 << 20;
@@ -27,7 +33,7 @@ impl Log {
     /// Restores producer state: the snapshot, minus anything past the recovered log end, plus
     /// the batches written after the snapshot (read back from the log: headers, and the
     /// record of each marker).
-    pub(super) async fn load_producer_state(&self) -> Result<(), StorageError> {
+    pub(super) async fn load_producer_state(&self, txn: RecoveredTxn) -> Result<(), StorageError> {
         let leo = self.leo.get();
         let bytes = read_optional(&self.dir.join(PRODUCER_FILE)).await?;
         let snapshot = bytes.as_deref().and_then(ProducerStates::decode);
@@ -41,9 +47,80 @@ impl Log {
             }
             None => (ProducerStates::default(), self.log_start.get()),
         };
-        let mut offset = from.max(self.log_start.get());
-        while offset < leo {
-            let r = self.read(offset, 1 << 20, i64::MAX).await?;
+        self.replay(&mut states, from.max(self.log_start.get()), leo)
+            .await?;
+        let active_base = self
+            .state
+            .borrow()
+            .segments
+            .last()
+            .map_or(0, |s| s.base_offset);
+        if let Some(entries) = txn.active {
+            states.merge_aborted(in_segment(&entries, active_base, leo).copied());
+        }
+        self.seal_aborted(states.aborted_below(active_base), &txn.damaged)
+            .await?;
+        states.prune_aborted(active_base);
+        self.state.borrow_mut().producers = states;
+        Ok(())
+    }
+
+    /// Gives the sealed segments without an index that `below` (aborted transactions a
+    /// snapshot or replay named below the active segment) has entries for their index, and
+    /// rebuilds the `damaged` ones' from a replay of the log up to their end.
+    async fn seal_aborted(
+        &self,
+        below: &[AbortedTxn],
+        damaged: &[i64],
+    ) -> Result<(), StorageError> {
+        let sealed: Vec<(i64, i64, PathBuf, bool)> = {
+            let st = self.state.borrow();
+            let n = st.segments.len().saturating_sub(1);
+            st.segments[..n]
+                .iter()
+                .map(|s| {
+                    let (b, e) = (s.base_offset, s.next_offset);
+                    (b, e, s.txn_index_path(), s.aborted.is_some())
+                })
+                .collect()
+        };
+        for (base, next, path, indexed) in sealed {
+            let entries: Vec<AbortedTxn> = if damaged.contains(&base) {
+                // Written even if empty: that removes the damaged file.
+                tracing::warn!(path = %path.display(), "rebuilding a damaged transaction index");
+                let mut states = ProducerStates::default();
+                self.replay(&mut states, self.log_start.get(), next).await?;
+                in_segment(states.aborted_below(next), base, next)
+                    .copied()
+                    .collect()
+            } else if !indexed {
+                let entries: Vec<AbortedTxn> = in_segment(below, base, next).copied().collect();
+                if entries.is_empty() {
+                    continue;
+                }
+                entries
+            } else {
+                continue;
+            };
+            write_txn_index(&self.dir, &path, &entries).await?;
+            let mut st = self.state.borrow_mut();
+            if let Some(s) = st.segments.iter_mut().find(|s| s.base_offset == base) {
+                s.aborted = summarize(&entries, base, next);
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds the batches in `from..to` to `states` (headers, and the record of each marker).
+    async fn replay(
+        &self,
+        states: &mut ProducerStates,
+        from: i64,
+        to: i64,
+    ) -> Result<(), StorageError> {
+        let mut offset = from;
+        while offset < to {
+            let r = self.read(offset, 1 << 20, to).await?;
             if r.chunks.is_empty() {
                 break;
             }
@@ -74,8 +151,21 @@ impl Log {
             }
             offset = next;
         }
-        self.state.borrow_mut().producers = states;
         Ok(())
+    }
+
+    /// Removes the `.txnindex` beside the active segment, once the snapshot holds its entries
+    /// (see mod.rs).
+    pub(super) async fn remove_active_txn_index(&self) {
+        let path = self
+            .state
+            .borrow()
+            .segments
+            .last()
+            .map(Segment::txn_index_path);
+        if let Some(p) = path {
+            remove_file_if_there(&p).await;
+        }
     }
 }
 
@@ -86,8 +176,18 @@ fn parse_swap_name(name: &str) -> Option<(i64, i64)> {
     (digits(base) && digits(end)).then_some((base.parse().ok()?, end.parse().ok()?))
 }
 
+/// What recovery found of the segments' `.txnindex` files (see mod.rs).
+#[derive(Default)]
+pub(super) struct RecoveredTxn {
+    /// The entries of a file beside the active segment.
+    pub(super) active: Option<Vec<AbortedTxn>>,
+    /// Sealed segments whose file is damaged.
+    pub(super) damaged: Vec<i64>,
+}
+
 pub(super) struct Recovered {
     pub(super) segments: Vec<Segment>,
+    pub(super) txn: RecoveredTxn,
     pub(super) epochs: Vec<(i32, i64)>,
     pub(super) log_start_offset: i64,
     pub(super) clean_point: i64,
@@ -99,6 +199,7 @@ pub(super) struct Recovered {
 /// Opens and repairs the segments of `dir` (recovery: see this module's documentation).
 pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered, StorageError> {
     let mut bases = Vec::new();
+    let mut txn_indexes = HashSet::new();
     // Listing a directory has no io_uring operation: on a blocking thread, not the reactor.
     let listed = dir.to_owned();
     let names = crate::runtime::spawn_blocking(move || -> io::Result<Vec<String>> {
@@ -115,6 +216,8 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
             let _ = crate::runtime::remove_file(dir.join(name)).await;
         } else if let Some(base) = parse_log_name(name) {
             bases.push(base);
+        } else if let Some(stem) = name.strip_suffix(".txnindex") {
+            txn_indexes.extend(parse_log_name(&format!("{stem}.log")));
         }
     }
     bases.sort_unstable();
@@ -128,9 +231,10 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
             let path = dir.join(file_name(old, "log"));
             tracing::warn!(path = %path.display(), "finishing an interrupted cleaner swap");
             let doomed = Segment::new(old, path.clone(), open_read(&path).await?);
-            remove_segment_files(vec![doomed]).await;
+            remove_replaced_segment_files(vec![doomed], Some(base)).await;
         }
         bases.retain(|&b| b < base || b >= end);
+        txn_indexes.retain(|&b| b <= base || b >= end);
         crate::runtime::rename(dir.join(name), dir.join(file_name(base, "log"))).await?;
         crate::checkpoint::sync_dir(dir).await?;
         bases.push(base);
@@ -159,6 +263,8 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
     let interval = config.index_interval_bytes;
 
     let mut segments: Vec<Segment> = Vec::new();
+    let mut txn = RecoveredTxn::default();
+    let mut last_txn: Option<Vec<AbortedTxn>> = None;
     let mut drop_rest = false;
     // Whether the last segment's index files must be (re)written: missing, stale or
     // truncated. After a clean close they match the file and opening writes nothing.
@@ -240,7 +346,28 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
             write_index_pair(dir, &ip, &tp, a, b).await?;
         }
         last_index_stale = write_index;
+        // Read for every segment, as it may turn out the active one (a later one removed).
+        last_txn = None;
+        if txn_indexes.contains(&base) {
+            let path = seg.txn_index_path();
+            match read_optional(&path).await?.as_deref().map(txnindex::decode) {
+                Some(Some(entries)) => {
+                    seg.aborted = txnindex::summarize(&entries, base, seg.next_offset);
+                    last_txn = Some(entries);
+                }
+                Some(None) => {
+                    tracing::warn!(path = %path.display(), "damaged transaction index");
+                    txn.damaged.push(base);
+                }
+                None => {}
+            }
+        }
         segments.push(seg);
+    }
+    if let Some(active) = segments.last_mut() {
+        txn.damaged.retain(|&b| b != active.base_offset);
+        active.aborted = None;
+        txn.active = last_txn;
     }
 
     let log_start_cp = cp.map_or(0, |c| c.log_start_offset);
@@ -271,6 +398,7 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
     epochs.retain(|&(_, start)| start < leo);
     Ok(Recovered {
         segments,
+        txn,
         epochs,
         log_start_offset,
         clean_point: clean_point.min(leo),

@@ -4,7 +4,7 @@
 use std::io;
 
 use super::writer::Pending;
-use super::{remove_segment_files, write_index_pair, Log};
+use super::{remove_segment_files, write_index_pair, write_txn_index, Log};
 use crate::error::{clone_io, StorageError};
 use crate::segment::{
     file_name, open_read, open_write, preallocate_range, Segment, PREALLOCATE_MIN_BYTES,
@@ -155,13 +155,26 @@ impl Log {
             f.sync_data().await?;
             f.set_len(size).await?;
         }
+        let to_io = |e| match e {
+            StorageError::Io(e) => e,
+            other => io::Error::other(other.to_string()),
+        };
         let ((ip, tpath), a) = ix;
         write_index_pair(&self.dir, &ip, &tpath, a, tp)
             .await
-            .map_err(|e| match e {
-                StorageError::Io(e) => e,
-                other => io::Error::other(other.to_string()),
-            })?;
+            .map_err(to_io)?;
+        // The sealed segment's aborted transactions go to its index before the new segment
+        // exists (see mod.rs); appends meanwhile only add markers at or past `next`.
+        let (txn_path, sealed) = {
+            let st = self.state.borrow();
+            let path = st.segments.last().map(Segment::txn_index_path);
+            (path, st.producers.aborted_below(next).to_vec())
+        };
+        if let Some(p) = &txn_path {
+            write_txn_index(&self.dir, p, &sealed)
+                .await
+                .map_err(to_io)?;
+        }
         let path = self.dir.join(file_name(next, "log"));
         let (wf, mode) = open_write(&path, self.io_mode.get()).await?;
         self.io_mode.set(mode);
@@ -184,9 +197,12 @@ impl Log {
             if let Some(old) = st.segments.last_mut() {
                 old.write_file = None;
                 old.tail = Vec::new();
+                old.aborted = crate::txnindex::summarize(&sealed, old.base_offset, next);
             }
             st.segments.push(seg);
+            st.producers.prune_aborted(next);
         }
+        self.txn_cache.borrow_mut().clear();
         self.durable.set(self.durable.get().max(next));
         self.recovery_point.set(next);
         if let Err(e) = self.write_checkpoint().await {

@@ -1,8 +1,10 @@
 //! Truncation of the log end (a follower diverging from its leader, or a test).
 
-use super::{remove_index_files, remove_segment_files, Log};
+use super::read::read_txn_index;
+use super::{remove_file_if_there, remove_index_files, remove_segment_files, Log};
 use crate::error::StorageError;
 use crate::segment::{load_tail, open_write, scan_file, Segment};
+use crate::txnindex::in_segment;
 
 impl Log {
     /// Truncates so that `log_end_offset()` becomes `offset` (rounded down to a batch boundary
@@ -37,7 +39,7 @@ impl Log {
         let _g = self.lock().await;
         let mode = self.io_mode.get();
         // Drop later segments.
-        let (doomed, seg_path, read_file, lookup_pos, size, base) = {
+        let (doomed, seg_path, read_file, lookup_pos, size, base, had_txn_index) = {
             let mut st = self.state.borrow_mut();
             let i = st
                 .segments
@@ -55,9 +57,18 @@ impl Log {
                 s.index.lookup(s.rel(offset)) as u64,
                 s.size,
                 s.base_offset,
+                s.aborted.is_some(),
             )
         };
         remove_segment_files(doomed).await;
+        // A sealed segment that becomes active again: its aborted transactions go back to the
+        // producer state, and its index once the snapshot holds them (see mod.rs).
+        let txn_path = seg_path.with_extension("txnindex");
+        let reopened = if had_txn_index {
+            read_txn_index(&txn_path).await?
+        } else {
+            Vec::new()
+        };
         let scan = scan_file(&read_file, lookup_pos, size, None, u64::MAX).await?;
         let cut = scan
             .batches
@@ -90,7 +101,10 @@ impl Log {
             st.cache.retain(|c| c.last_offset < new_leo);
             st.epochs.retain(|&(_, start)| start < new_leo);
             st.producers.truncate_from(new_leo);
+            st.producers
+                .merge_aborted(in_segment(&reopened, base, new_leo).copied());
         }
+        self.txn_cache.borrow_mut().clear();
         self.leo.set(new_leo);
         self.written.set(new_leo);
         self.durable.set(self.durable.get().min(new_leo));
@@ -98,6 +112,7 @@ impl Log {
             .set(self.recovery_point.get().min(new_leo));
         self.refresh_max_timestamp();
         self.write_checkpoint().await?;
+        remove_file_if_there(&txn_path).await;
         self.write_epochs().await?;
         if self.clean_point.get() > new_leo {
             self.clean_point.set(new_leo);

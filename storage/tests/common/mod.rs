@@ -32,6 +32,17 @@ pub fn batch(records: i32, ts: i64, value_bytes: usize) -> Bytes {
     ))
 }
 
+/// A transactional batch of `n` records from (pid, epoch) starting at sequence `seq`.
+pub fn txn_batch(pid: i64, epoch: i16, seq: i32, n: i32) -> Bytes {
+    let mut b = build_batch(&BatchSpec::new(n).base_timestamp(1_700_000_000_000));
+    b[21..23].copy_from_slice(&0x10i16.to_be_bytes());
+    b[43..51].copy_from_slice(&pid.to_be_bytes());
+    b[51..53].copy_from_slice(&epoch.to_be_bytes());
+    b[53..57].copy_from_slice(&seq.to_be_bytes());
+    sluice_storage::test_util::set_crc(&mut b);
+    Bytes::from(b)
+}
+
 pub async fn open(dir: &Path, cfg: LogConfig) -> Rc<Log> {
     Log::open(PathBuf::from(dir), cfg).await.unwrap()
 }
