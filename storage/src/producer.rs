@@ -544,12 +544,7 @@ impl ProducerStates {
                 body.extend_from_slice(&b.last_offset.to_be_bytes());
             }
         }
-        body.extend_from_slice(&(self.aborted.len() as u32).to_be_bytes());
-        for a in &self.aborted {
-            body.extend_from_slice(&a.producer_id.to_be_bytes());
-            body.extend_from_slice(&a.first_offset.to_be_bytes());
-            body.extend_from_slice(&a.last_offset.to_be_bytes());
-        }
+        crate::txnindex::put_entries(&mut body, &self.aborted);
         let mut out = Vec::with_capacity(10 + body.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_be_bytes());
@@ -607,18 +602,7 @@ impl ProducerStates {
             );
         }
         if version >= 2 {
-            let count = r.u32()? as usize;
-            // Each entry is 24 bytes: a hostile count cannot make us allocate past the input.
-            if count > r.remaining() / 24 {
-                return None;
-            }
-            for _ in 0..count {
-                states.aborted.push(AbortedTxn {
-                    producer_id: r.i64()?,
-                    first_offset: r.i64()?,
-                    last_offset: r.i64()?,
-                });
-            }
+            states.aborted = crate::txnindex::get_entries(&mut r)?;
         }
         r.is_empty().then_some((covered, states))
     }

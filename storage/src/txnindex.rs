@@ -29,14 +29,38 @@ pub(crate) struct TxnSummary {
     pub min_first_offset: i64,
 }
 
-pub(crate) fn encode(entries: &[AbortedTxn]) -> Vec<u8> {
-    let mut body = Vec::with_capacity(4 + entries.len() * ENTRY_BYTES);
+/// Appends `count u32 | (producer_id i64, first_offset i64, last_offset i64) × count`: the
+/// list in an index file and in the producer snapshot.
+pub(crate) fn put_entries(body: &mut Vec<u8>, entries: &[AbortedTxn]) {
     body.extend_from_slice(&(entries.len() as u32).to_be_bytes());
     for a in entries {
         body.extend_from_slice(&a.producer_id.to_be_bytes());
         body.extend_from_slice(&a.first_offset.to_be_bytes());
         body.extend_from_slice(&a.last_offset.to_be_bytes());
     }
+}
+
+/// Reads what [`put_entries`] wrote; `None` if the input is short (a hostile count allocates
+/// nothing past the input).
+pub(crate) fn get_entries(r: &mut Reader<'_>) -> Option<Vec<AbortedTxn>> {
+    let count = r.u32()? as usize;
+    if count > r.remaining() / ENTRY_BYTES {
+        return None;
+    }
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        out.push(AbortedTxn {
+            producer_id: r.i64()?,
+            first_offset: r.i64()?,
+            last_offset: r.i64()?,
+        });
+    }
+    Some(out)
+}
+
+pub(crate) fn encode(entries: &[AbortedTxn]) -> Vec<u8> {
+    let mut body = Vec::with_capacity(4 + entries.len() * ENTRY_BYTES);
+    put_entries(&mut body, entries);
     let mut out = Vec::with_capacity(10 + body.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_be_bytes());
@@ -55,19 +79,8 @@ pub fn decode(bytes: &[u8]) -> Option<Vec<AbortedTxn>> {
     if crc32c::crc32c(r.rest()) != crc {
         return None;
     }
-    let count = r.u32()? as usize;
-    if r.remaining() != count.checked_mul(ENTRY_BYTES)? {
-        return None;
-    }
-    let mut out = Vec::with_capacity(count);
-    for _ in 0..count {
-        out.push(AbortedTxn {
-            producer_id: r.i64()?,
-            first_offset: r.i64()?,
-            last_offset: r.i64()?,
-        });
-    }
-    Some(out)
+    let entries = get_entries(&mut r)?;
+    r.is_empty().then_some(entries)
 }
 
 /// The entries whose marker lies in `[base, next_offset)`.

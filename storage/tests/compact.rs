@@ -40,6 +40,17 @@ fn compact_config() -> LogConfig {
     }
 }
 
+/// One clean at `now_ms` of everything written, with no I/O budget.
+async fn clean_at(log: &Log, now_ms: i64) -> Option<sluice_storage::CleanStats> {
+    log.clean(
+        &clean_config(log, now_ms),
+        &NoCodecs,
+        &Throttle::new(u64::MAX),
+    )
+    .await
+    .unwrap()
+}
+
 fn clean_config(log: &Log, now_ms: i64) -> CleanConfig {
     CleanConfig {
         now_ms,
@@ -176,15 +187,7 @@ async fn cleaning_keeps_the_last_value_of_each_key_at_its_offset() {
     let before = log.segment_count();
     let c = log.cleanable(NOW, log.written_offset());
     assert!(c.dirty_ratio() > 0.99, "{c:?}");
-    let stats = log
-        .clean(
-            &clean_config(&log, NOW),
-            &NoCodecs,
-            &Throttle::new(u64::MAX),
-        )
-        .await
-        .unwrap()
-        .expect("something to clean");
+    let stats = clean_at(&log, NOW).await.expect("something to clean");
     assert!(stats.records_removed > 1000, "{stats:?}");
     let got = records_of(&log).await;
     let n = check_latest_kept(&got, &written, &offsets);
@@ -205,14 +208,7 @@ async fn cleaning_keeps_the_last_value_of_each_key_at_its_offset() {
     let more = workload(100, 3);
     let more_offsets = append_all(&log, &more, TS + 1).await;
     let later = NOW + cfg.delete_retention_ms + 1;
-    log.clean(
-        &clean_config(&log, later),
-        &NoCodecs,
-        &Throttle::new(u64::MAX),
-    )
-    .await
-    .unwrap()
-    .expect("dirty again");
+    clean_at(&log, later).await.expect("dirty again");
     // The segments the first clean shrank are merged now.
     assert!(log.segment_count() < before, "small segments merged");
     let got = records_of(&log).await;
@@ -316,14 +312,7 @@ async fn an_interrupted_swap_leaves_the_old_or_the_new_set() {
     };
     let log = open(&a, big).await;
     let uncleaned = records_of(&log).await;
-    log.clean(
-        &clean_config(&log, NOW),
-        &NoCodecs,
-        &Throttle::new(u64::MAX),
-    )
-    .await
-    .unwrap()
-    .unwrap();
+    clean_at(&log, NOW).await.unwrap();
     let cleaned = records_of(&log).await;
     log.close().await.unwrap();
     // The cleaned set's first segment and the old segments it replaced.
@@ -383,15 +372,7 @@ async fn a_follower_copies_a_cleaned_log_with_its_gaps() {
     let leader = open(&root.path().join("leader"), compact_config()).await;
     let written = workload(40, 10);
     let offsets = append_all(&leader, &written, TS).await;
-    leader
-        .clean(
-            &clean_config(&leader, NOW),
-            &NoCodecs,
-            &Throttle::new(u64::MAX),
-        )
-        .await
-        .unwrap()
-        .unwrap();
+    clean_at(&leader, NOW).await.unwrap();
     let follower = open(&root.path().join("follower"), compact_config()).await;
     for b in read_all_bytes(&leader).await {
         follower.append_replicated(b, TS).unwrap();
@@ -489,13 +470,7 @@ async fn a_clean_cut_off_at_any_moment_loses_nothing() {
     // covers each swap step deterministically).
     eprintln!("{cut_mid_clean} of 40 cuts landed mid-clean; {leftovers_seen} left cleaner files");
     let log = open(dir.path(), compact_config()).await;
-    log.clean(
-        &clean_config(&log, NOW),
-        &NoCodecs,
-        &Throttle::new(u64::MAX),
-    )
-    .await
-    .unwrap();
+    clean_at(&log, NOW).await;
     check_latest_kept(&records_of(&log).await, &written, &offsets);
     log.close().await.unwrap();
 }
@@ -522,14 +497,7 @@ async fn cleaning_keeps_the_aborted_transactions_of_the_segments_it_merges() {
     assert_eq!(log.segment_count(), 4);
     let all = vec![(1, 0), (2, 1), (3, 4)];
     assert_eq!(log.aborted_transactions(0, 100).await.unwrap(), all);
-    log.clean(
-        &clean_config(&log, NOW),
-        &NoCodecs,
-        &Throttle::new(u64::MAX),
-    )
-    .await
-    .unwrap()
-    .expect("something to clean");
+    clean_at(&log, NOW).await.expect("something to clean");
     assert_eq!(log.segment_count(), 2, "the sealed segments merged");
     assert_eq!(log.aborted_transactions(0, 100).await.unwrap(), all);
     assert_eq!(
