@@ -10,17 +10,21 @@
 //!
 //! Snapshot file `producer.snapshot` (written with the checkpoint, atomically):
 //! ```text
-//! magic "SLPS" | version u16 = 2 | crc32c u32 (of everything after it) |
+//! magic "SLPS" | version u16 = 3 | crc32c u32 (of everything after it) |
 //! covered_offset i64 | producer_count u32 |
 //!   producer_id i64 | epoch i16 | last_timestamp_ms i64 | open_txn_first_offset i64 (-1: none) |
 //!   coordinator_epoch i32 | batch_count u8 |
 //!     first_seq i32 | last_seq i32 | base_offset i64 | last_offset i64   (× batch_count)
 //! aborted_count u32 | producer_id i64 | first_offset i64 | last_offset i64   (× aborted_count)
+//! completed_count u32 | producer_id i64 | first_offset i64 | marker_offset i64 (× completed_count)
 //! ```
 //! The aborted list holds the active segment's aborted transactions: a roll moves those of the
 //! segment it seals into the segment's `.txnindex` (`txnindex.rs`). A snapshot of an older
 //! release may list older ones too; opening the log moves them (`log/recover.rs`).
-//! Version 1 (no transaction fields, no aborted list) is still read. `covered_offset` is the
+//! The completed list is the transactions a truncation could reopen (see
+//! `ProducerStates::truncate_from`): kept across a restart, a follower that truncates a marker
+//! after one still holds the last stable offset back. Versions 1 (no transaction fields, no
+//! aborted list) and 2 (no completed list) are still read. `covered_offset` is the
 //! log end offset the snapshot describes; recovery drops entries at or above the recovered log
 //! end and replays batches from there.
 
@@ -36,7 +40,7 @@ pub const BATCHES_PER_PRODUCER: usize = 5;
 pub const PRODUCERS_MAX: usize = 100_000;
 
 const MAGIC: &[u8; 4] = b"SLPS";
-const VERSION: u16 = 2;
+const VERSION: u16 = 3;
 /// Transactions completed recently whose marker a truncation could remove (reopening them):
 /// truncation only removes what is above the high watermark, so the last few suffice.
 const COMPLETED_KEPT: usize = 4_096;
@@ -132,7 +136,7 @@ pub struct ProducerStates {
     /// (`last_offset`) order.
     aborted: Vec<AbortedTxn>,
     /// Recently completed transactions (producer id, first offset, marker offset), in marker
-    /// order: a truncation that removes the marker reopens the transaction. Not in snapshots.
+    /// order: a truncation that removes the marker reopens the transaction.
     completed: VecDeque<(i64, i64, i64)>,
     /// Verification guards handed out. Not in snapshots.
     verifying: HashMap<i64, Guard>,
@@ -545,6 +549,16 @@ impl ProducerStates {
             }
         }
         crate::txnindex::put_entries(&mut body, &self.aborted);
+        let completed: Vec<AbortedTxn> = self
+            .completed
+            .iter()
+            .map(|&(producer_id, first_offset, last_offset)| AbortedTxn {
+                producer_id,
+                first_offset,
+                last_offset,
+            })
+            .collect();
+        crate::txnindex::put_entries(&mut body, &completed);
         let mut out = Vec::with_capacity(10 + body.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_be_bytes());
@@ -560,7 +574,7 @@ impl ProducerStates {
             return None;
         }
         let version = r.u16()?;
-        if version != 1 && version != VERSION {
+        if !(1..=VERSION).contains(&version) {
             return None;
         }
         let crc = r.u32()?;
@@ -603,6 +617,16 @@ impl ProducerStates {
         }
         if version >= 2 {
             states.aborted = crate::txnindex::get_entries(&mut r)?;
+        }
+        if version >= 3 {
+            let completed = crate::txnindex::get_entries(&mut r)?;
+            states.completed = completed
+                .iter()
+                .rev()
+                .take(COMPLETED_KEPT)
+                .rev()
+                .map(|c| (c.producer_id, c.first_offset, c.last_offset))
+                .collect();
         }
         r.is_empty().then_some((covered, states))
     }
@@ -821,6 +845,10 @@ mod tests {
         let (_, back) = ProducerStates::decode(&bytes).unwrap();
         assert_eq!(back.first_unstable_offset(), Some(16));
         assert_eq!(back.aborted_between(0, 100), vec![(1, 10)]);
+        // ... and the completed transactions: a truncation after a restart reopens them.
+        let mut reopened = back.clone();
+        reopened.truncate_from(15);
+        assert_eq!(reopened.first_unstable_offset(), Some(12));
         for cut in 0..bytes.len() {
             assert!(ProducerStates::decode(&bytes[..cut]).is_none());
         }
@@ -835,7 +863,7 @@ mod tests {
     fn version_1_snapshots_are_still_read() {
         let mut s = ProducerStates::default();
         s.record(&header(1, 0, 0, 2), 0, 5, None);
-        let v2 = s.encode(3);
+        let current = s.encode(3);
         // Rebuild the same state in version 1's layout.
         let mut body = Vec::new();
         body.extend_from_slice(&3i64.to_be_bytes());
@@ -854,7 +882,29 @@ mod tests {
         v1.extend_from_slice(&1u16.to_be_bytes());
         v1.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
         v1.extend_from_slice(&body);
-        assert_eq!(ProducerStates::decode(&v1), ProducerStates::decode(&v2));
+        assert_eq!(
+            ProducerStates::decode(&v1),
+            ProducerStates::decode(&current)
+        );
+    }
+
+    #[test]
+    fn version_2_snapshots_are_still_read() {
+        let mut s = ProducerStates::default();
+        s.record(&txn_header(1, 0, 0, 2), 10, 0, None);
+        s.record(&marker(1, 0), 12, 0, Some((ControlType::Abort, 0)));
+        let v3 = s.encode(13);
+        // Version 2: the same without the completed list (one entry: 4 + 24 bytes).
+        let mut body = v3[10..v3.len() - 28].to_vec();
+        let mut v2 = b"SLPS".to_vec();
+        v2.extend_from_slice(&2u16.to_be_bytes());
+        v2.extend_from_slice(&crc32c::crc32c(&body).to_be_bytes());
+        v2.append(&mut body);
+        let (covered, back) = ProducerStates::decode(&v2).unwrap();
+        assert_eq!(covered, 13);
+        assert_eq!(back.aborted_between(0, 100), vec![(1, 10)]);
+        assert!(back.completed.is_empty());
+        assert_eq!(ProducerStates::decode(&v3).unwrap().1, s);
     }
 
     #[test]
