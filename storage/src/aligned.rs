@@ -1,4 +1,4 @@
-//! A heap buffer aligned to 4 KiB for O_DIRECT writes.
+//! A heap buffer aligned to 4 KiB for O_DIRECT writes and reads.
 //!
 //! Invariants: the allocation is `cap` bytes (a non-zero multiple of [`BLOCK_BYTES`]) aligned to
 //! [`BLOCK_BYTES`]; bytes `0..len` are initialised; `len <= cap`. The buffer is filled once and
@@ -6,9 +6,10 @@
 //! cache can serve slices of it without a copy.
 
 use std::alloc::{alloc, dealloc, Layout};
+use std::mem::MaybeUninit;
 use std::ptr::NonNull;
 
-use crate::runtime::IoBuf;
+use crate::runtime::{IoBuf, IoBufMut, SetLen};
 
 /// O_DIRECT alignment for buffer address, file position and length.
 pub const BLOCK_BYTES: usize = 4096;
@@ -143,6 +144,23 @@ impl AsRef<[u8]> for AlignedBuf {
 impl IoBuf for AlignedBuf {
     fn as_init(&self) -> &[u8] {
         self.as_slice()
+    }
+}
+
+// An O_DIRECT read fills the buffer from its start (compio reads into `as_uninit` and then sets
+// the length to what was read).
+impl SetLen for AlignedBuf {
+    unsafe fn set_len(&mut self, len: usize) {
+        assert!(len <= self.cap, "AlignedBuf overflow");
+        self.len = len;
+    }
+}
+
+impl IoBufMut for AlignedBuf {
+    fn as_uninit(&mut self) -> &mut [MaybeUninit<u8>] {
+        // SAFETY: the allocation is `cap` bytes; MaybeUninit makes no claim about their
+        // contents, and &mut self guarantees exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr().cast(), self.cap) }
     }
 }
 

@@ -30,8 +30,8 @@ pub use batch::{validate_batches, validate_for_append, BatchError, BatchHeader};
 pub use config::{FlushPolicy, IoMode, LogConfig, TimestampType};
 pub use error::StorageError;
 pub use log::{
-    cache_usage, end_offset_for_epoch, set_cache_budget, AppendInfo, CleanConfig, CleanStats,
-    Cleanable, Log, ReadResult, Throttle,
+    cache_usage, end_offset_for_epoch, readahead_usage, set_cache_budget, AppendInfo, CleanConfig,
+    CleanStats, Cleanable, Log, ReadResult, Throttle, READAHEAD_SHARD_BYTES,
 };
 pub use notify::{Notified, Notify};
 pub use producer::ProducerError;

@@ -2,9 +2,9 @@
 //! take, tasks, blocking work and timers. compio (io_uring) is underneath; no other module of
 //! this crate names compio, so a simulation can put its own files and scheduler here.
 
-pub use compio::buf::{IntoInner, IoBuf};
+pub use compio::buf::{IntoInner, IoBuf, IoBufMut, SetLen};
 pub use compio::fs::{create_dir_all, read, remove_file, rename, File, OpenOptions};
-pub use compio::io::{AsyncReadAtExt, AsyncWriteAtExt};
+pub use compio::io::{AsyncReadAt, AsyncReadAtExt, AsyncWriteAtExt};
 pub use compio::runtime::JoinHandle;
 pub use compio::BufResult;
 

@@ -127,6 +127,41 @@ async fn roll_and_read(mode: IoMode) {
     log.close().await.unwrap();
 }
 
+/// Reads from the disk read the next chunk ahead; a truncation and new data at the offset it
+/// was read for must not be served from it.
+#[compio::test]
+async fn a_read_ahead_never_serves_what_a_truncation_replaced() {
+    let dir = tmpdir();
+    let cfg = LogConfig {
+        tail_cache_bytes: 0,
+        ..config(IoMode::Direct)
+    };
+    let log = open(dir.path(), cfg).await;
+    for _ in 0..100 {
+        log.append(batch(1, TS, 1000), 0, TS).unwrap();
+    }
+    log.wait_written(99).await.unwrap();
+    let first = log.read(0, 4000, i64::MAX).await.unwrap();
+    let hs = sluice_storage::validate_batches(&first.chunks[0]).unwrap();
+    let next = hs.last().unwrap().last_offset() + 1;
+    if log.io_mode() == IoMode::Direct {
+        assert!(sluice_storage::readahead_usage() > 0, "nothing read ahead");
+    }
+    log.truncate_to(next).await.unwrap();
+    for _ in 0..10 {
+        log.append(batch(1, TS, 200), 0, TS).unwrap();
+    }
+    log.wait_written(next + 9).await.unwrap();
+    let r = log.read(next, 4000, i64::MAX).await.unwrap();
+    let hs = sluice_storage::validate_batches(&r.chunks[0]).unwrap();
+    assert_eq!(hs[0].base_offset, next);
+    assert!(hs[0].total_size() < 400, "the old batch came back");
+    // Sequential reads of the rest, from the read-ahead, hold every batch once.
+    let all = read_all(&log, 0, 3000).await;
+    assert_contiguous(&all, 0, next + 10);
+    log.close().await.unwrap();
+}
+
 #[compio::test]
 async fn roll_and_read_direct() {
     roll_and_read(IoMode::Direct).await;

@@ -71,6 +71,7 @@ mod cache;
 mod compact;
 mod epochs;
 mod read;
+mod readahead;
 mod recover;
 mod retention;
 mod truncate;
@@ -100,6 +101,7 @@ pub use compact::{CleanConfig, CleanStats, Cleanable, Throttle};
 pub use epochs::end_offset_for_epoch;
 pub use read::ReadResult;
 use read::TxnCache;
+pub use readahead::{readahead_usage, SHARD_BYTES as READAHEAD_SHARD_BYTES};
 use recover::recover;
 use writer::{flusher_loop, writer_loop, Pending};
 
@@ -147,6 +149,8 @@ pub struct Log {
     segments_locked: Cell<bool>,
     /// First offset not yet cleaned (see compact.rs).
     clean_point: Cell<i64>,
+    /// The chunk read ahead for the next read from the disk (see readahead.rs).
+    readahead: RefCell<Option<readahead::ReadAhead>>,
     /// The sealed segment `.txnindex` a fetch read last (see read.rs).
     txn_cache: RefCell<TxnCache>,
     /// Held while a small metadata file (checkpoint, epochs, producers) is rewritten: two
@@ -236,6 +240,7 @@ impl Log {
             locked: Cell::new(false),
             segments_locked: Cell::new(false),
             clean_point: Cell::new(rec.clean_point),
+            readahead: RefCell::new(None),
             txn_cache: RefCell::new(TxnCache::default()),
             small_writing: Cell::new(false),
             flusher_running: Cell::new(false),

@@ -6,10 +6,13 @@ use std::rc::Rc;
 
 use bytes::Bytes;
 
+use super::readahead::ReadAhead;
 use super::Log;
 use crate::checkpoint::read_optional;
+use crate::config::IoMode;
 use crate::error::StorageError;
-use crate::segment::{read_at, read_batches};
+use crate::runtime::File;
+use crate::segment::{open_direct_read, read_at, read_batches, read_len, ReadVia};
 use crate::txn::AbortedTxn;
 use crate::txnindex::in_segment;
 
@@ -114,6 +117,41 @@ impl Log {
         Ok(out)
     }
 
+    /// How to read segment `base` from the disk: with O_DIRECT when the log writes that way —
+    /// the active segment through its write handle, a sealed one through a handle opened on
+    /// its first read, which it keeps while it is the log's last one read (one per log: an
+    /// idle partition holds no extra descriptor) — else through the page cache.
+    ///
+    /// `id`, `buffered`, `direct` and `path` are segment `id`'s as the read found it: the
+    /// handle opened by path serves the read only if that segment is still in the log when it
+    /// is open (a cleaner swap puts another file at the path, which the read's position does
+    /// not describe).
+    async fn read_via(
+        &self,
+        id: u64,
+        buffered: File,
+        direct: Option<File>,
+        path: PathBuf,
+    ) -> ReadVia {
+        if self.io_mode.get() != IoMode::Direct {
+            return ReadVia::Buffered(buffered);
+        }
+        if let Some(f) = direct {
+            return ReadVia::Direct(f);
+        }
+        let Ok(f) = open_direct_read(&path).await else {
+            return ReadVia::Buffered(buffered);
+        };
+        let mut st = self.state.borrow_mut();
+        if !st.segments.iter().any(|s| s.id == id) {
+            return ReadVia::Buffered(buffered);
+        }
+        for s in st.segments.iter_mut() {
+            s.direct_read = (s.id == id).then(|| f.clone());
+        }
+        ReadVia::Direct(f)
+    }
+
     fn has_sealed_segment(&self, base: i64) -> bool {
         let st = self.state.borrow();
         let sealed = st.segments.len().saturating_sub(1);
@@ -178,16 +216,39 @@ impl Log {
                     } else {
                         0
                     };
-                    (s.read_file.clone(), pos as u64, s.size)
+                    let direct = s.write_file.clone().or_else(|| s.direct_read.clone());
+                    let files = (s.id, s.read_file.clone(), direct, s.path.clone());
+                    (files, pos as u64, s.size)
                 })
             };
-            let Some((file, pos, end)) = target else {
+            let Some(((id, buffered, direct, path), index_pos, end)) = target else {
                 break;
             };
-            let chunks = read_batches(&file, pos, end, offset, max_bytes, bound).await?;
-            if !chunks.is_empty() {
-                out.bytes = chunks.iter().map(|c| c.len()).sum();
-                out.chunks = chunks;
+            let via = self.read_via(id, buffered, direct, path).await;
+            // The chunk read ahead for exactly this read (see readahead.rs).
+            let ahead = {
+                let mut slot = self.readahead.borrow_mut();
+                let fits = |r: &ReadAhead| r.segment == id && r.next_offset == offset;
+                slot.as_ref()
+                    .is_some_and(fits)
+                    .then(|| slot.take())
+                    .flatten()
+            };
+            let (pos, prefetched) = match ahead {
+                Some(r) => (r.pos, r.take().await),
+                None => (index_pos, None),
+            };
+            let r = read_batches(&via, pos, end, offset, max_bytes, bound, prefetched).await?;
+            if !r.chunks.is_empty() {
+                if let ReadVia::Direct(f) = &via {
+                    if r.next_pos < end {
+                        let len = ((end - r.next_pos) as usize).min(read_len(max_bytes));
+                        let next = ReadAhead::start(f.clone(), id, r.next_offset, r.next_pos, len);
+                        *self.readahead.borrow_mut() = next;
+                    }
+                }
+                out.bytes = r.chunks.iter().map(|c| c.len()).sum();
+                out.chunks = r.chunks;
                 return Ok(out);
             }
         }
