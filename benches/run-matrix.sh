@@ -460,7 +460,7 @@ def report(res_dir, out, meta_path):
         w("## Consume from a backlog\n")
         w(f"The backlog is written first (`produce --messages`, acks=1, not timed here), then "
           "one consumer reads it from the beginning until caught up. "
-          "Sluice writes with O_DIRECT, so its first read of a backlog comes from the disk through the page cache. On this VM the first use of a guest page costs about 1.4 s of kernel CPU per GB on top of the copy (the hypervisor backs guest memory on first touch): `dd` of a fresh 1 GiB file took 1.67 s of system time the first time and 0.07-0.28 s once the guest reused freed page-cache pages. The first consume rows of a run pay it; later rows (and a long-running server) do not. Kafka's backlog is still in the page cache it was written through.\n")
+          "Sluice writes with O_DIRECT and reads a backlog beyond its tail cache from the disk with O_DIRECT too (into its own buffers, one chunk read ahead per partition): no page-cache pages are filled, which on this VM cost about 1.4 s of kernel CPU per GB on first touch (`dd` of a fresh 1 GiB file took 1.67 s of system time the first time and 0.07-0.28 s once the guest reused freed page-cache pages). Kafka's backlog is still in the page cache it was written through.\n")
         w("| broker | flush | partitions | backlog msgs | msg/s | ÷ Kafka | ÷ ceiling | MB/s | ÷ loopback | broker CPU (cores) | CPU s/GB | status |")
         w("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in cons:

@@ -117,7 +117,7 @@ impl Log {
         Ok(out)
     }
 
-    /// How to read segment `base` from the disk: with O_DIRECT when the log writes that way —
+    /// How to read a segment from the disk: with O_DIRECT when the log writes that way —
     /// the active segment through its write handle, a sealed one through a handle opened on
     /// its first read, which it keeps while it is the log's last one read (one per log: an
     /// idle partition holds no extra descriptor) — else through the page cache.
