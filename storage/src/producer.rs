@@ -135,9 +135,10 @@ pub struct ProducerStates {
     /// Aborted transactions of the active segment (see the module documentation), in marker
     /// (`last_offset`) order.
     aborted: Vec<AbortedTxn>,
-    /// Recently completed transactions (producer id, first offset, marker offset), in marker
-    /// order: a truncation that removes the marker reopens the transaction.
-    completed: VecDeque<(i64, i64, i64)>,
+    /// Recently completed transactions (producer id, first offset, marker offset: an aborted
+    /// one's shape), in marker order: a truncation that removes the marker reopens the
+    /// transaction.
+    completed: VecDeque<AbortedTxn>,
     /// Verification guards handed out. Not in snapshots.
     verifying: HashMap<i64, Guard>,
     /// The last guard handed out.
@@ -370,7 +371,11 @@ impl ProducerStates {
                 last_offset: offset,
             });
         }
-        self.completed.push_back((h.producer_id, first, offset));
+        self.completed.push_back(AbortedTxn {
+            producer_id: h.producer_id,
+            first_offset: first,
+            last_offset: offset,
+        });
         while self.completed.len() > COMPLETED_KEPT {
             self.completed.pop_front();
         }
@@ -496,14 +501,14 @@ impl ProducerStates {
     /// Transactions whose marker goes are open again; those that started at or above
     /// `offset` are gone.
     pub fn truncate_from(&mut self, offset: i64) {
-        while let Some(&(pid, first, marker)) = self.completed.back() {
-            if marker < offset {
+        while let Some(&c) = self.completed.back() {
+            if c.last_offset < offset {
                 break;
             }
             self.completed.pop_back();
-            if first < offset {
-                if let Some(e) = self.producers.get_mut(&pid) {
-                    e.open_txn = Some(first);
+            if c.first_offset < offset {
+                if let Some(e) = self.producers.get_mut(&c.producer_id) {
+                    e.open_txn = Some(c.first_offset);
                 }
             }
         }
@@ -548,17 +553,8 @@ impl ProducerStates {
                 body.extend_from_slice(&b.last_offset.to_be_bytes());
             }
         }
-        crate::txnindex::put_entries(&mut body, &self.aborted);
-        let completed: Vec<AbortedTxn> = self
-            .completed
-            .iter()
-            .map(|&(producer_id, first_offset, last_offset)| AbortedTxn {
-                producer_id,
-                first_offset,
-                last_offset,
-            })
-            .collect();
-        crate::txnindex::put_entries(&mut body, &completed);
+        crate::txnindex::put_entries(&mut body, self.aborted.iter());
+        crate::txnindex::put_entries(&mut body, self.completed.iter());
         let mut out = Vec::with_capacity(10 + body.len());
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&VERSION.to_be_bytes());
@@ -620,13 +616,8 @@ impl ProducerStates {
         }
         if version >= 3 {
             let completed = crate::txnindex::get_entries(&mut r)?;
-            states.completed = completed
-                .iter()
-                .rev()
-                .take(COMPLETED_KEPT)
-                .rev()
-                .map(|c| (c.producer_id, c.first_offset, c.last_offset))
-                .collect();
+            let extra = completed.len().saturating_sub(COMPLETED_KEPT);
+            states.completed = completed.into_iter().skip(extra).collect();
         }
         r.is_empty().then_some((covered, states))
     }

@@ -31,7 +31,10 @@ pub(crate) struct TxnSummary {
 
 /// Appends `count u32 | (producer_id i64, first_offset i64, last_offset i64) × count`: the
 /// list in an index file and in the producer snapshot.
-pub(crate) fn put_entries(body: &mut Vec<u8>, entries: &[AbortedTxn]) {
+pub(crate) fn put_entries<'a>(
+    body: &mut Vec<u8>,
+    entries: impl ExactSizeIterator<Item = &'a AbortedTxn>,
+) {
     body.extend_from_slice(&(entries.len() as u32).to_be_bytes());
     for a in entries {
         body.extend_from_slice(&a.producer_id.to_be_bytes());
@@ -60,7 +63,7 @@ pub(crate) fn get_entries(r: &mut Reader<'_>) -> Option<Vec<AbortedTxn>> {
 
 pub(crate) fn encode(entries: &[AbortedTxn]) -> Vec<u8> {
     let mut body = Vec::with_capacity(4 + entries.len() * ENTRY_BYTES);
-    put_entries(&mut body, entries);
+    put_entries(&mut body, entries.iter());
     let mut out = Vec::with_capacity(10 + body.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_be_bytes());
