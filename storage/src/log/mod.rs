@@ -560,15 +560,16 @@ async fn write_index_pair(
     a: Vec<u8>,
     b: Vec<u8>,
 ) -> Result<(), StorageError> {
-    let name = |p: &Path| {
-        p.file_name()
-            .and_then(|n| n.to_str())
-            .map(str::to_owned)
-            .ok_or_else(|| StorageError::Corrupt(format!("bad index path {}", p.display())))
-    };
-    write_atomic(dir, &name(ip)?, a).await?;
-    write_atomic(dir, &name(tp)?, b).await?;
+    write_atomic(dir, index_file_name(ip)?, a).await?;
+    write_atomic(dir, index_file_name(tp)?, b).await?;
     Ok(())
+}
+
+/// The file name of an index path (what `write_atomic` takes).
+fn index_file_name(p: &Path) -> Result<&str, StorageError> {
+    p.file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| StorageError::Corrupt(format!("bad index path {}", p.display())))
 }
 
 /// Writes the `.txnindex` at `path` (atomically, durably) with `entries`, or removes it when
@@ -579,21 +580,24 @@ async fn write_txn_index(
     entries: &[AbortedTxn],
 ) -> Result<(), StorageError> {
     if entries.is_empty() {
-        remove_file_if_there(path).await;
+        remove_file_if_there(path, "index file").await;
         return Ok(());
     }
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| StorageError::Corrupt(format!("bad index path {}", path.display())))?;
-    write_atomic(dir, name, crate::txnindex::encode(entries)).await?;
+    write_atomic(
+        dir,
+        index_file_name(path)?,
+        crate::txnindex::encode(entries),
+    )
+    .await?;
     Ok(())
 }
 
-async fn remove_file_if_there(p: &Path) {
+/// Removes a file; one already gone is fine, another failure is logged (`what`: the kind of
+/// file, for the log line).
+async fn remove_file_if_there(p: &Path, what: &str) {
     if let Err(e) = crate::runtime::remove_file(p).await {
         if e.kind() != io::ErrorKind::NotFound {
-            tracing::warn!(path = %p.display(), error = %e, "failed to remove index file");
+            tracing::warn!(path = %p.display(), error = %e, "failed to remove {what}");
         }
     }
 }
@@ -602,7 +606,7 @@ async fn remove_file_if_there(p: &Path) {
 async fn remove_index_files(seg: &Segment) {
     let (ip, tp) = seg.index_paths();
     for p in [ip, tp] {
-        remove_file_if_there(&p).await;
+        remove_file_if_there(&p, "index file").await;
     }
 }
 
@@ -616,12 +620,8 @@ async fn remove_replaced_segment_files(doomed: Vec<Segment>, keep_txn_base: Opti
     for seg in doomed {
         remove_index_files(&seg).await;
         if keep_txn_base != Some(seg.base_offset) {
-            remove_file_if_there(&seg.txn_index_path()).await;
+            remove_file_if_there(&seg.txn_index_path(), "index file").await;
         }
-        if let Err(e) = crate::runtime::remove_file(&seg.path).await {
-            if e.kind() != io::ErrorKind::NotFound {
-                tracing::warn!(path = %seg.path.display(), error = %e, "failed to remove segment");
-            }
-        }
+        remove_file_if_there(&seg.path, "segment").await;
     }
 }

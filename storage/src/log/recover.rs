@@ -164,7 +164,7 @@ impl Log {
             .last()
             .map(Segment::txn_index_path);
         if let Some(p) = path {
-            remove_file_if_there(&p).await;
+            remove_file_if_there(&p, "index file").await;
         }
     }
 }

@@ -39,7 +39,7 @@ impl Log {
         let _g = self.lock().await;
         let mode = self.io_mode.get();
         // Drop later segments.
-        let (doomed, seg_path, read_file, lookup_pos, size, base, had_txn_index) = {
+        let (doomed, seg_path, read_file, lookup_pos, size, base, txn_path, had_txn_index) = {
             let mut st = self.state.borrow_mut();
             let i = st
                 .segments
@@ -57,13 +57,13 @@ impl Log {
                 s.index.lookup(s.rel(offset)) as u64,
                 s.size,
                 s.base_offset,
+                s.txn_index_path(),
                 s.aborted.is_some(),
             )
         };
         remove_segment_files(doomed).await;
         // A sealed segment that becomes active again: its aborted transactions go back to the
         // producer state, and its index once the snapshot holds them (see mod.rs).
-        let txn_path = seg_path.with_extension("txnindex");
         let reopened = if had_txn_index {
             read_txn_index(&txn_path).await?
         } else {
@@ -112,7 +112,7 @@ impl Log {
             .set(self.recovery_point.get().min(new_leo));
         self.refresh_max_timestamp();
         self.write_checkpoint().await?;
-        remove_file_if_there(&txn_path).await;
+        remove_file_if_there(&txn_path, "index file").await;
         self.write_epochs().await?;
         if self.clean_point.get() > new_leo {
             self.clean_point.set(new_leo);
