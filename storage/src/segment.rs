@@ -250,13 +250,7 @@ pub(crate) async fn scan_file(
     }
 }
 
-/// Reads whole batches from `file` starting at the batch containing `offset`, beginning the
-/// search at `pos` (from the index) and never reading past `end`, nor returning a batch whose
-/// base offset is `below` or more. Returns the bytes of the batches (one chunk) or an empty
-/// vector if none is found. At least one whole batch is returned if any exists, even if larger
-/// than `max_bytes`.
 /// How [`read_batches`] reads a segment file.
-#[derive(Clone)]
 pub(crate) enum ReadVia {
     /// Through the page cache (the segment's `read_file`).
     Buffered(File),
@@ -319,9 +313,10 @@ pub(crate) fn read_len(max_bytes: usize) -> usize {
 }
 
 /// Whole batches from the one containing `offset`, reading the file from `pos` (a position at
-/// or before that batch) up to `end`, at most `max_bytes` (at least one batch), only batches
-/// whose base offset is below `below`. `prefetched`: bytes of the file from `pos` already read
-/// (a read-ahead), used before reading more.
+/// or before that batch, from the index) and never past `end`, at most `max_bytes` (but at
+/// least one batch, however large), only batches whose base offset is below `below`; none if
+/// no such batch holds `offset`. `prefetched`: bytes of the file from `pos` already read (a
+/// read-ahead), used before reading more.
 pub(crate) async fn read_batches(
     via: &ReadVia,
     mut pos: u64,
