@@ -736,3 +736,151 @@ fn a_fetch_waiting_on_a_deleted_topic_answers_unknown_topic() {
         }
     }
 }
+
+/// A fetch naming more partitions than its `max_bytes` can carry gets data from them in
+/// request order, each up to its `partition_max_bytes`, reading nothing it then drops; caught-up
+/// partitions before the ones with data do not keep the data out. Over one and two shards (the
+/// partitions of one fetch read on both).
+#[test]
+fn a_fetch_shares_its_max_bytes_in_request_order_and_reads_nothing_it_drops() {
+    use kafka_protocol::messages::{fetch_request, ApiKey, FetchRequest, FetchResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    for cores in ["1", "2"] {
+        let broker = Broker::start(&["--cores", cores]);
+        broker.create_topic("shared", 8, &[]);
+        // Four 100 kB records per partition, each its own batch (larger than batch.size).
+        let producer = broker.producer(&[("batch.size", "16384"), ("linger.ms", "0")]);
+        let records: Vec<Out> = (0..8)
+            .flat_map(|p| {
+                (0..4).map(move |_| Out {
+                    partition: Some(p),
+                    value: Some(vec![p as u8; 100_000]),
+                    ..Default::default()
+                })
+            })
+            .collect();
+        assert!(produce_all(&producer, "shared", &records)
+            .iter()
+            .all(Result::is_ok));
+        let mut raw = common::raw::Raw::connect(&broker.addr);
+        // (partition, fetch offset) in request order, partition and response maxima: per
+        // partition, (batches, error, high watermark).
+        let mut fetch = |parts: &[(i32, i64)], partition_max: usize, max: usize| {
+            let partitions = parts
+                .iter()
+                .map(|&(p, offset)| {
+                    fetch_request::FetchPartition::default()
+                        .with_partition(p)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(partition_max as i32)
+                })
+                .collect();
+            let req = FetchRequest::default()
+                .with_max_wait_ms(0)
+                .with_min_bytes(1)
+                .with_max_bytes(max as i32)
+                .with_topics(vec![fetch_request::FetchTopic::default()
+                    .with_topic(TopicName(StrBytes::from_static_str("shared")))
+                    .with_partitions(partitions)]);
+            let r: FetchResponse = raw.call(ApiKey::Fetch, 11, &req);
+            let got: Vec<(i32, Vec<usize>, i16, i64)> = r.responses[0]
+                .partitions
+                .iter()
+                .map(|p| {
+                    let bytes = p.records.clone().unwrap_or_default();
+                    (
+                        p.partition_index,
+                        batch_sizes(&bytes),
+                        p.error_code,
+                        p.high_watermark,
+                    )
+                })
+                .collect();
+            got
+        };
+        // Every batch has the same size B (learnt from the first fetch).
+        let first = fetch(&[(0, 0)], 1 << 20, 1 << 20);
+        let b = first[0].1[0];
+        assert_eq!(first[0].1, vec![b; 4], "--cores {cores}");
+        let summary = |got: Vec<(i32, Vec<usize>, i16, i64)>| -> Vec<(i32, usize)> {
+            for (p, sizes, error, hw) in &got {
+                assert_eq!((*error, *hw), (0, 4), "--cores {cores}, partition {p}");
+                assert!(sizes.iter().all(|&s| s == b), "--cores {cores}: {sizes:?}");
+            }
+            got.into_iter().map(|(p, s, ..)| (p, s.len())).collect()
+        };
+        let all: Vec<(i32, i64)> = (0..8).map(|p| (p, 0)).collect();
+        // 2 B per partition, 5 B in all: two partitions' worth and one batch of the third.
+        let want: Vec<(i32, usize)> = (0..8)
+            .map(|p| (p, [2, 2, 1][..].get(p as usize).copied().unwrap_or(0)))
+            .collect();
+        assert_eq!(summary(fetch(&all, 2 * b, 5 * b)), want, "--cores {cores}");
+        // Request order, not partition order.
+        let reversed: Vec<(i32, i64)> = (0..8).rev().map(|p| (p, 0)).collect();
+        let want: Vec<(i32, usize)> = (0..8)
+            .rev()
+            .map(|p| {
+                (
+                    p,
+                    if p == 7 {
+                        2
+                    } else if p == 6 {
+                        1
+                    } else {
+                        0
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary(fetch(&reversed, 2 * b, 3 * b)),
+            want,
+            "--cores {cores}"
+        );
+        // Partitions 0-3 caught up: the next ones get the response's bytes.
+        let caught_up: Vec<(i32, i64)> = (0..8).map(|p| (p, if p < 4 { 4 } else { 0 })).collect();
+        let want: Vec<(i32, usize)> = (0..8)
+            .map(|p| {
+                (
+                    p,
+                    match p {
+                        4 => 2,
+                        5 => 1,
+                        _ => 0,
+                    },
+                )
+            })
+            .collect();
+        assert_eq!(
+            summary(fetch(&caught_up, 2 * b, 3 * b)),
+            want,
+            "--cores {cores}"
+        );
+        assert_eq!(
+            broker.metric("sluice_fetch_dropped_bytes_total"),
+            0,
+            "--cores {cores}"
+        );
+        // A first batch larger than the response's max_bytes still goes out whole.
+        assert_eq!(
+            summary(fetch(&all, 2 * b, 1)),
+            (0..8).map(|p| (p, usize::from(p == 0))).collect::<Vec<_>>()
+        );
+    }
+}
+
+/// The sizes of the record batches in `records`, in order (a trailing partial batch ends it).
+fn batch_sizes(records: &[u8]) -> Vec<usize> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    while records.len() >= at + 12 {
+        let len = i32::from_be_bytes(records[at + 8..at + 12].try_into().expect("4 bytes"));
+        let size = 12 + len.max(0) as usize;
+        if records.len() < at + size {
+            break;
+        }
+        out.push(size);
+        at += size;
+    }
+    out
+}

@@ -51,6 +51,8 @@ pub struct ShardMetrics {
     /// Responses that throttled a client over its quota, and the milliseconds they asked for.
     pub quota_throttles: Cell<u64>,
     pub quota_throttle_ms: Cell<u64>,
+    /// Bytes read for a Fetch that its response could not carry (see the fetch handler).
+    pub fetch_dropped_bytes: Cell<u64>,
     /// KIP-890 part 1: transactional batches checked with their coordinator before opening a
     /// transaction in a partition, and batches refused (not in the transaction, or the
     /// transaction ended since the check).
@@ -84,6 +86,7 @@ impl Default for ShardMetrics {
             authorization_denials: Cell::new(0),
             quota_throttles: Cell::new(0),
             quota_throttle_ms: Cell::new(0),
+            fetch_dropped_bytes: Cell::new(0),
             txn_verifications: Cell::new(0),
             txn_verification_failures: Cell::new(0),
             mesh_sent: Cell::new(0),
@@ -200,6 +203,7 @@ pub struct ShardSnapshot {
     pub authorization_denials: u64,
     pub quota_throttles: u64,
     pub quota_throttle_ms: u64,
+    pub fetch_dropped_bytes: u64,
     pub txn_verifications: u64,
     pub txn_verification_failures: u64,
     pub mesh_sent: u64,

@@ -291,6 +291,13 @@ pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
     );
     per_shard(
         &mut out,
+        "sluice_fetch_dropped_bytes_total",
+        "counter",
+        "Bytes read for a Fetch that did not fit its response (read again by the next one).",
+        &|s| s.fetch_dropped_bytes.to_string(),
+    );
+    per_shard(
+        &mut out,
         "sluice_txn_verifications_total",
         "counter",
         "Transactional batches whose partition was checked with the transaction coordinator before the batch opened a transaction there (KIP-890).",
@@ -693,6 +700,7 @@ mod tests {
             authorization_denials: 0,
             quota_throttles: 0,
             quota_throttle_ms: 0,
+            fetch_dropped_bytes: 0,
             txn_verifications: 0,
             txn_verification_failures: 0,
             mesh_sent: 0,

@@ -210,7 +210,9 @@ impl ReadOutcome {
     }
 }
 
-/// Reads `reqs` on this (owner) shard within `budget` bytes (at least one batch overall).
+/// Reads `reqs` on this (owner) shard within `budget` bytes, each within its `max_bytes` (its
+/// share of the response, at least one batch when it is not zero); a partition whose share is
+/// zero is answered with its offsets and no data.
 pub async fn read(shard: Rc<Shard>, reqs: Vec<ReadRequest>, budget: usize) -> Vec<ReadOutcome> {
     let mut out = Vec::with_capacity(reqs.len());
     let mut used = 0usize;
@@ -246,7 +248,7 @@ pub async fn read(shard: Rc<Shard>, reqs: Vec<ReadRequest>, budget: usize) -> Ve
             continue;
         }
         if let Some(replica) = r.replica {
-            let o = read_for_replica(&shard, &p, &r, replica, room, used).await;
+            let o = read_for_replica(&shard, &p, &r, replica, room).await;
             used += o.bytes;
             out.push(o);
             continue;
@@ -254,7 +256,7 @@ pub async fn read(shard: Rc<Shard>, reqs: Vec<ReadRequest>, budget: usize) -> Ve
         let log = &p.log;
         let high_watermark = p.high_watermark();
         let last_stable_offset = p.last_stable_offset();
-        if room == 0 && used > 0 {
+        if room == 0 {
             out.push(ReadOutcome {
                 high_watermark,
                 last_stable_offset,
@@ -270,7 +272,7 @@ pub async fn read(shard: Rc<Shard>, reqs: Vec<ReadRequest>, budget: usize) -> Ve
         } else {
             high_watermark
         };
-        let read = match p.read_below(r.offset, room.max(1), bound).await {
+        let read = match p.read_below(r.offset, room, bound).await {
             Ok(res) if r.read_committed && res.bytes > 0 => log
                 .aborted_transactions(r.offset, bound)
                 .await
@@ -313,7 +315,6 @@ async fn read_for_replica(
     r: &ReadRequest,
     replica: ReplicaFetch,
     room: usize,
-    used: usize,
 ) -> ReadOutcome {
     let epoch = p.leader_epoch.get();
     if replica.current_leader_epoch >= 0 && replica.current_leader_epoch < epoch {
@@ -341,14 +342,14 @@ async fn read_for_replica(
         super::controller::alter_isr(shard, p, change);
     }
     let high_watermark = p.high_watermark();
-    if room == 0 && used > 0 {
+    if room == 0 {
         return ReadOutcome {
             high_watermark,
             log_start_offset: log.log_start_offset(),
             ..Default::default()
         };
     }
-    match p.read_for_replica(r.offset, room.max(1)).await {
+    match p.read_for_replica(r.offset, room).await {
         Ok(res) => ReadOutcome {
             high_watermark,
             log_start_offset: res.log_start_offset,

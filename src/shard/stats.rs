@@ -112,6 +112,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         authorization_denials: m.authorization_denials.get(),
         quota_throttles: m.quota_throttles.get(),
         quota_throttle_ms: m.quota_throttle_ms.get(),
+        fetch_dropped_bytes: m.fetch_dropped_bytes.get(),
         txn_verifications: m.txn_verifications.get(),
         txn_verification_failures: m.txn_verification_failures.get(),
         mesh_sent: m.mesh_sent.get(),
