@@ -815,6 +815,16 @@ fn a_fetch_shares_its_max_bytes_in_request_order_and_reads_nothing_it_drops() {
             .map(|p| (p, [2, 2, 1][..].get(p as usize).copied().unwrap_or(0)))
             .collect();
         assert_eq!(summary(fetch(&all, 2 * b, 5 * b)), want, "--cores {cores}");
+        // Room for half a batch after two partitions: the third returns no batch rather than
+        // one the response would drop.
+        let want: Vec<(i32, usize)> = (0..8)
+            .map(|p| (p, [2, 2][..].get(p as usize).copied().unwrap_or(0)))
+            .collect();
+        assert_eq!(
+            summary(fetch(&all, 2 * b, 4 * b + b / 2)),
+            want,
+            "--cores {cores}"
+        );
         // Request order, not partition order.
         let reversed: Vec<(i32, i64)> = (0..8).rev().map(|p| (p, 0)).collect();
         let want: Vec<(i32, usize)> = (0..8)

@@ -213,14 +213,18 @@ impl Partition {
     }
 
     /// Batches from the one containing `offset` below `bound` (at most the high watermark: the
-    /// caller read it, or the last stable offset, synchronously before), up to `max_bytes`.
+    /// caller read it, or the last stable offset, synchronously before), up to `max_bytes` (at
+    /// least one batch with `min_one`, see `Log::read_limited`).
     pub async fn read_below(
         &self,
         offset: i64,
         max_bytes: usize,
+        min_one: bool,
         bound: i64,
     ) -> Result<ReadResult, StorageError> {
-        self.log.read(offset, max_bytes, bound).await
+        self.log
+            .read_limited(offset, max_bytes, min_one, bound)
+            .await
     }
 
     /// A follower's read: written batches from `offset`, past the high watermark.
@@ -228,9 +232,10 @@ impl Partition {
         &self,
         offset: i64,
         max_bytes: usize,
+        min_one: bool,
     ) -> Result<ReadResult, StorageError> {
         self.log
-            .read(offset, max_bytes, self.log.written_offset())
+            .read_limited(offset, max_bytes, min_one, self.log.written_offset())
             .await
     }
 

@@ -51,7 +51,7 @@ pub async fn read_whole_log(
             }
             continue;
         }
-        let chunks = match part.read_for_replica(next, LOAD_READ_BYTES).await {
+        let chunks = match part.read_for_replica(next, LOAD_READ_BYTES, true).await {
             Ok(r) => r.chunks,
             Err(e) => {
                 warn!(topic, partition = index, offset = next, error = %e, "reading an internal topic failed; loading what was read");

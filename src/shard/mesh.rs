@@ -39,10 +39,9 @@ pub enum MeshMsg {
         epoch_bump: bool,
         reply: flume::Sender<Vec<Option<u64>>>,
     },
-    /// Fetch: read these partitions within `budget` bytes.
+    /// Fetch: read these partitions, each within its share of the response.
     Read {
         parts: Vec<ReadRequest>,
-        budget: usize,
         reply: flume::Sender<Vec<ReadOutcome>>,
     },
     /// Fetch long poll: reply when any of (topic, partition, offset) has data past the offset,
@@ -158,12 +157,8 @@ pub fn deliver(shard: &Rc<Shard>, msg: MeshMsg) {
         } => {
             let _ = reply.send(ops::txn_guards(shard, &parts, producer, epoch_bump));
         }
-        MeshMsg::Read {
-            parts,
-            budget,
-            reply,
-        } => spawn(async move {
-            let _ = reply.send_async(ops::read(s, parts, budget).await).await;
+        MeshMsg::Read { parts, reply } => spawn(async move {
+            let _ = reply.send_async(ops::read(s, parts).await).await;
         }),
         MeshMsg::WaitForData { parts, wait, reply } => spawn(async move {
             ops::wait_for_data(s, parts, wait).await;

@@ -160,6 +160,10 @@ pub struct ReadRequest {
     pub index: i32,
     pub offset: i64,
     pub max_bytes: usize,
+    /// At least one batch comes back, however large (the response's first partition, or one
+    /// given all of its `partition_max_bytes`); without, none if the first is larger than
+    /// `max_bytes`.
+    pub min_one: bool,
     /// The leader epoch the fetcher believes current (KIP-320; -1: not given).
     pub current_leader_epoch: i32,
     /// Set when a follower fetches (a replica's Fetch).
@@ -192,6 +196,9 @@ pub struct ReadOutcome {
     pub bytes: usize,
     /// A follower's log diverges from the leader's: (epoch, end offset) to truncate to.
     pub diverging: Option<(i32, i64)>,
+    /// Answered without data for want of a share of the response, and the partition has data
+    /// past the offset (for a consumer below its bound, for a follower written).
+    pub has_more: bool,
 }
 
 impl ReadOutcome {
@@ -210,99 +217,90 @@ impl ReadOutcome {
     }
 }
 
-/// Reads `reqs` on this (owner) shard within `budget` bytes, each within its `max_bytes` (its
-/// share of the response, at least one batch when it is not zero); a partition whose share is
-/// zero is answered with its offsets and no data.
-pub async fn read(shard: Rc<Shard>, reqs: Vec<ReadRequest>, budget: usize) -> Vec<ReadOutcome> {
-    let mut out = Vec::with_capacity(reqs.len());
-    let mut used = 0usize;
-    for r in reqs {
-        let Some(p) = shard.partition(&r.topic, r.index) else {
-            // Gone since the request was routed (a deleted topic, while a fetch waited):
-            // unknown, as a new fetch would be told; else no longer ours to serve.
-            let known = shard
-                .metadata()
-                .topic(&r.topic)
-                .is_some_and(|t| t.has_partition(r.index));
-            out.push(if known {
-                ReadOutcome::not_leader()
-            } else {
-                ReadOutcome::error(ResponseError::UnknownTopicOrPartition)
-            });
-            continue;
-        };
-        if !p.is_leader(None) {
-            out.push(ReadOutcome::not_leader());
-            continue;
-        }
-        let room = budget.saturating_sub(used).min(r.max_bytes);
-        // KIP-320: a consumer with an older epoch missed a leader change (it refreshes its
-        // metadata); one with a newer epoch is ahead of this broker (it retries).
-        let epoch = p.leader_epoch.get();
-        if r.replica.is_none() && r.current_leader_epoch >= 0 && r.current_leader_epoch != epoch {
-            out.push(ReadOutcome::error(if r.current_leader_epoch < epoch {
-                ResponseError::FencedLeaderEpoch
-            } else {
-                ResponseError::UnknownLeaderEpoch
-            }));
-            continue;
-        }
-        if let Some(replica) = r.replica {
-            let o = read_for_replica(&shard, &p, &r, replica, room).await;
-            used += o.bytes;
-            out.push(o);
-            continue;
-        }
-        let log = &p.log;
-        let high_watermark = p.high_watermark();
-        let last_stable_offset = p.last_stable_offset();
-        if room == 0 {
-            out.push(ReadOutcome {
-                high_watermark,
-                last_stable_offset,
-                log_start_offset: log.log_start_offset(),
-                ..Default::default()
-            });
-            continue;
-        }
-        // Bounded by the high watermark (or, read_committed, the last stable offset) as read
-        // synchronously above.
-        let bound = if r.read_committed {
-            last_stable_offset
+/// Reads `reqs` on this (owner) shard, each within its `max_bytes` (its share of the response;
+/// see `ReadRequest::min_one` for a first batch larger than that); a partition whose share is
+/// zero is answered with its offsets and no data. The partitions are read at once: the ones
+/// that go to the disk wait for it together.
+pub async fn read(shard: Rc<Shard>, reqs: Vec<ReadRequest>) -> Vec<ReadOutcome> {
+    join_all(reqs.into_iter().map(|r| read_one(&shard, r))).await
+}
+
+async fn read_one(shard: &Rc<Shard>, r: ReadRequest) -> ReadOutcome {
+    let Some(p) = shard.partition(&r.topic, r.index) else {
+        // Gone since the request was routed (a deleted topic, while a fetch waited):
+        // unknown, as a new fetch would be told; else no longer ours to serve.
+        let known = shard
+            .metadata()
+            .topic(&r.topic)
+            .is_some_and(|t| t.has_partition(r.index));
+        return if known {
+            ReadOutcome::not_leader()
         } else {
-            high_watermark
+            ReadOutcome::error(ResponseError::UnknownTopicOrPartition)
         };
-        let read = match p.read_below(r.offset, room, bound).await {
-            Ok(res) if r.read_committed && res.bytes > 0 => log
-                .aborted_transactions(r.offset, bound)
-                .await
-                .map(|aborted| (res, aborted)),
-            other => other.map(|res| (res, Vec::new())),
-        };
-        match read {
-            Ok((res, aborted)) => {
-                used += res.bytes;
-                out.push(ReadOutcome {
-                    error: 0,
-                    high_watermark,
-                    last_stable_offset,
-                    aborted,
-                    log_start_offset: res.log_start_offset,
-                    bytes: res.bytes,
-                    records: res.chunks,
-                    diverging: None,
-                });
-            }
-            Err(e) => out.push(ReadOutcome {
-                error: storage_error(&e).code(),
-                high_watermark,
-                last_stable_offset,
-                log_start_offset: log.log_start_offset(),
-                ..Default::default()
-            }),
-        }
+    };
+    if !p.is_leader(None) {
+        return ReadOutcome::not_leader();
     }
-    out
+    let room = r.max_bytes;
+    // KIP-320: a consumer with an older epoch missed a leader change (it refreshes its
+    // metadata); one with a newer epoch is ahead of this broker (it retries).
+    let epoch = p.leader_epoch.get();
+    if r.replica.is_none() && r.current_leader_epoch >= 0 && r.current_leader_epoch != epoch {
+        return ReadOutcome::error(if r.current_leader_epoch < epoch {
+            ResponseError::FencedLeaderEpoch
+        } else {
+            ResponseError::UnknownLeaderEpoch
+        });
+    }
+    if let Some(replica) = r.replica {
+        return read_for_replica(shard, &p, &r, replica, room).await;
+    }
+    let log = &p.log;
+    let high_watermark = p.high_watermark();
+    let last_stable_offset = p.last_stable_offset();
+    // Bounded by the high watermark (or, read_committed, the last stable offset) as read
+    // synchronously above.
+    let bound = if r.read_committed {
+        last_stable_offset
+    } else {
+        high_watermark
+    };
+    if room == 0 {
+        return ReadOutcome {
+            high_watermark,
+            last_stable_offset,
+            log_start_offset: log.log_start_offset(),
+            has_more: r.offset < bound,
+            ..Default::default()
+        };
+    }
+    let read = match p.read_below(r.offset, room, r.min_one, bound).await {
+        Ok(res) if r.read_committed && res.bytes > 0 => log
+            .aborted_transactions(r.offset, bound)
+            .await
+            .map(|aborted| (res, aborted)),
+        other => other.map(|res| (res, Vec::new())),
+    };
+    match read {
+        Ok((res, aborted)) => ReadOutcome {
+            error: 0,
+            high_watermark,
+            last_stable_offset,
+            aborted,
+            log_start_offset: res.log_start_offset,
+            bytes: res.bytes,
+            records: res.chunks,
+            ..Default::default()
+        },
+        Err(e) => ReadOutcome {
+            error: storage_error(&e).code(),
+            high_watermark,
+            last_stable_offset,
+            log_start_offset: log.log_start_offset(),
+            ..Default::default()
+        },
+    }
 }
 
 /// A follower's fetch of one partition this broker leads: fences stale and future epochs,
@@ -346,10 +344,11 @@ async fn read_for_replica(
         return ReadOutcome {
             high_watermark,
             log_start_offset: log.log_start_offset(),
+            has_more: r.offset < log.written_offset(),
             ..Default::default()
         };
     }
-    match p.read_for_replica(r.offset, room).await {
+    match p.read_for_replica(r.offset, room, r.min_one).await {
         Ok(res) => ReadOutcome {
             high_watermark,
             log_start_offset: res.log_start_offset,

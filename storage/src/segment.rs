@@ -304,6 +304,9 @@ pub(crate) struct BatchesRead {
     /// File position and offset right after the last batch in `chunks` (meaningless if empty).
     pub next_pos: u64,
     pub next_offset: i64,
+    /// Nothing came back because the batch holding `offset` is larger than `max_bytes` (only
+    /// without `min_one`): the file position and the bytes from it that were read.
+    pub too_big: Option<(u64, Bytes)>,
 }
 
 /// Bytes a read asks for beyond what it returns (the batch before `offset` the sparse index
@@ -313,16 +316,19 @@ pub(crate) fn read_len(max_bytes: usize) -> usize {
 }
 
 /// Whole batches from the one containing `offset`, reading the file from `pos` (a position at
-/// or before that batch, from the index) and never past `end`, at most `max_bytes` (but at
-/// least one batch, however large), only batches whose base offset is below `below`; none if
-/// no such batch holds `offset`. `prefetched`: bytes of the file from `pos` already read (a
-/// read-ahead), used before reading more.
+/// or before that batch, from the index) and never past `end`, at most `max_bytes` (with
+/// `min_one`, at least one batch however large; without, none if the first is larger: see
+/// [`BatchesRead::too_big`]), only batches whose base offset is below `below`; none if no such
+/// batch holds `offset`. `prefetched`: bytes of the file from `pos` already read (a read-ahead),
+/// used before reading more.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn read_batches(
     via: &ReadVia,
     mut pos: u64,
     end: u64,
     offset: i64,
     max_bytes: usize,
+    min_one: bool,
     below: i64,
     mut prefetched: Option<Bytes>,
 ) -> io::Result<BatchesRead> {
@@ -359,11 +365,18 @@ pub(crate) async fn read_batches(
                 break; // with `next_size` unset: nothing more to return
             }
             let size = h.total_size();
+            let wanted = h.last_offset() >= offset;
+            if wanted && first.is_none() && !min_one && size > max_bytes {
+                return Ok(BatchesRead {
+                    too_big: Some((pos, buf)),
+                    ..BatchesRead::default()
+                });
+            }
             if rest.len() < size {
                 next_size = Some(size);
                 break;
             }
-            if h.last_offset() >= offset {
+            if wanted {
                 if first.is_some() && taken + size > max_bytes {
                     break;
                 }
@@ -378,6 +391,7 @@ pub(crate) async fn read_batches(
                 chunks: vec![buf.slice(f..at)],
                 next_pos: pos + at as u64,
                 next_offset,
+                too_big: None,
             });
         }
         match next_size {

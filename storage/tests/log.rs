@@ -977,3 +977,53 @@ async fn tail_caches_of_a_thread_share_one_budget() {
     assert_eq!(sluice_storage::cache_usage(), (0, 0));
     sluice_storage::set_cache_budget(usize::MAX);
 }
+
+/// Without `min_one`, a read whose first batch is larger than `max_bytes` returns nothing, from
+/// the tail cache and from the disk alike; with it, that batch whole. Reading the same offset
+/// again with room for it returns it.
+#[compio::test]
+async fn a_read_without_min_one_returns_no_batch_larger_than_asked() {
+    for cache in [8 << 20, 0] {
+        for mode in [IoMode::Buffered, IoMode::Direct] {
+            let dir = tmpdir();
+            let log = open(
+                dir.path(),
+                LogConfig {
+                    tail_cache_bytes: cache,
+                    ..config(mode)
+                },
+            )
+            .await;
+            for _ in 0..4 {
+                log.append(batch(10, TS, 10_000), 0, TS).unwrap();
+            }
+            log.wait_written(39).await.unwrap();
+            let size = log.read(0, 1, i64::MAX).await.unwrap().bytes;
+            assert!(size > 100_000, "one batch of 10 x 10 kB: {size}");
+            let what = format!("cache {cache}, {mode:?}");
+            let read = |offset: i64, max_bytes: usize, min_one: bool| {
+                let log = log.clone();
+                async move {
+                    let r = log.read_limited(offset, max_bytes, min_one, i64::MAX);
+                    r.await.unwrap().bytes
+                }
+            };
+            assert_eq!(read(10, size - 1, false).await, 0, "{what}");
+            assert_eq!(read(10, size - 1, true).await, size, "{what}");
+            assert_eq!(read(10, size, false).await, size, "{what}");
+            assert_eq!(read(10, 2 * size + 1, false).await, 2 * size, "{what}");
+            // Twice in a row (the second read finds what the first one kept: from the disk
+            // with O_DIRECT, what it read is held as the chunk read ahead).
+            assert_eq!(read(20, 5, false).await, 0, "{what}");
+            if cache == 0 && mode == IoMode::Direct {
+                assert!(
+                    sluice_storage::readahead_usage() > 0,
+                    "{what}: nothing kept"
+                );
+            }
+            assert_eq!(read(20, 5, false).await, 0, "{what}");
+            assert_eq!(read(20, 3 * size, false).await, 2 * size, "{what}");
+            log.close().await.unwrap();
+        }
+    }
+}

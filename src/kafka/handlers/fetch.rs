@@ -123,6 +123,7 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
                         index: p.partition,
                         offset: p.fetch_offset,
                         max_bytes: p.partition_max_bytes.max(0) as usize,
+                        min_one: true,
                         current_leader_epoch: if version >= 9 {
                             p.current_leader_epoch
                         } else {
@@ -282,13 +283,16 @@ async fn answer(shard: Rc<Shard>, req: FetchRequest, ctx: Ctx) -> Option<Respons
 /// Reads every slot on its owner shard without reading more than the response can carry.
 /// The response's `max_bytes` is shared out in request order, each partition counted at its own
 /// maximum, as Kafka's one-after-another reads would; a partition left without a share is
-/// answered without data (its offsets only) and, if the partitions before it came back with
-/// less than their shares and its offsets say it has data, read in another round with what is
-/// left. Each round reads at least one more partition, so there are at most as many rounds as
-/// partitions (one while a backlog fills the response; more when partitions hold less than their
-/// maximum). Before, every shard read up to the whole `max_bytes` and the response dropped what did
-/// not fit: a consumer of 100 partitions with 16 MiB fetches had the disk read each byte 2.5
-/// times (see `docs/architecture.md`, §5).
+/// answered without data (its offsets only). A partition given only part of its maximum returns
+/// no batch larger than that part, unless nothing was read before it (Kafka's minOneMessage).
+/// If the partitions read came back with so much less than their shares that a partition with
+/// data (by what the round answered for it) now fits whole, or with nothing, another round
+/// shares out what is left: one round while a backlog fills the response, more while
+/// partitions hold less than their maximum (no cap on the rounds: a follower's fetch does not
+/// rotate its partitions as consumers do, and the last ones would never be read). Before the
+/// sharing, every shard read up to the whole `max_bytes` and the response dropped what did not
+/// fit: a consumer of 100 partitions with 16 MiB fetches had the disk read each byte 2.5 times
+/// (see `docs/architecture.md`, §5).
 async fn read_shared_out(
     shard: &Rc<Shard>,
     slots: &[Slot],
@@ -299,19 +303,20 @@ async fn read_shared_out(
     // Slots to read with data (all of them before the first round).
     let mut unread: Vec<bool> = slots.iter().map(|s| s.req.max_bytes > 0).collect();
     let mut left = max_bytes;
+    // Bounded: every round after the first reads at least one more partition.
     for round in 0..=slots.len() {
         let mut room = left;
         let mut shares = vec![0usize; slots.len()];
+        let mut min_one = vec![false; slots.len()];
         for (i, s) in slots.iter().enumerate().filter(|&(i, _)| unread[i]) {
             shares[i] = s.req.max_bytes.min(room);
-            room -= shares[i];
-        }
-        if round == 0 {
-            // The first partition gets at least one batch, whatever the limits (Kafka's
-            // minOneMessage).
-            if let Some(first) = shares.first_mut() {
-                *first = (*first).max(1);
+            // Whole shares, and the first one while nothing has been read (the response's
+            // first partition with data gets at least one batch, however large).
+            min_one[i] = shares[i] == s.req.max_bytes || room == max_bytes;
+            if room == max_bytes {
+                shares[i] = shares[i].max(1);
             }
+            room = room.saturating_sub(shares[i]);
         }
         // The first round reads every slot (those without a share for their offsets); later
         // ones only those with a share.
@@ -325,21 +330,17 @@ async fn read_shared_out(
                 .iter()
                 .map(|&i| ReadRequest {
                     max_bytes: shares[i],
+                    min_one: min_one[i],
                     ..slots[i].req.clone()
                 })
                 .collect();
-            let budget = idxs.iter().map(|&i| shares[i]).sum();
             let shard = shard.clone();
             async move {
                 if reqs.is_empty() {
                     return (idxs, None);
                 }
                 let r = shard
-                    .request(owner, |reply| MeshMsg::Read {
-                        parts: reqs,
-                        budget,
-                        reply,
-                    })
+                    .request(owner, |reply| MeshMsg::Read { parts: reqs, reply })
                     .await
                     .ok();
                 (idxs, r)
@@ -352,30 +353,19 @@ async fn read_shared_out(
                     .and_then(|v| v.get(k).cloned())
                     .unwrap_or_else(ReadOutcome::not_leader);
                 left = left.saturating_sub(o.bytes);
-                unread[i] = shares[i] == 0 && may_have_data(&slots[i].req, &o);
+                unread[i] = shares[i] == 0 && o.has_more;
                 outs[i] = o;
             }
         }
-        if left == 0 || !unread.contains(&true) {
+        // Another round if a partition with data fits whole, or nothing was read at all (its
+        // first partition then gets a batch: an answer without data would leave a long poll
+        // waking at once, again and again, on the data it did not read).
+        let worth = |i: usize| unread[i] && (slots[i].req.max_bytes <= left || left == max_bytes);
+        if !(0..slots.len()).any(worth) {
             break;
         }
     }
     outs
-}
-
-/// Whether a partition answered without data (`o`) has some past the request's offset: below
-/// the high watermark for a consumer (the last stable offset, read_committed); a follower
-/// reads past it, so it may always have some.
-fn may_have_data(req: &ReadRequest, o: &ReadOutcome) -> bool {
-    if o.error != 0 || o.diverging.is_some() {
-        return false;
-    }
-    let bound = match (&req.replica, req.read_committed) {
-        (Some(_), _) => return true,
-        (None, true) => o.last_stable_offset,
-        (None, false) => o.high_watermark,
-    };
-    req.offset < bound
 }
 
 /// KIP-951: every partition answered NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH names the

@@ -151,6 +151,9 @@ pub struct Log {
     clean_point: Cell<i64>,
     /// The chunk read ahead for the next read from the disk (see readahead.rs).
     readahead: RefCell<Option<readahead::ReadAhead>>,
+    /// How much a read asked for when it was given its whole maximum (`min_one`), 0 before
+    /// one did: a read given part of it still reads ahead for the next whole one.
+    readahead_bytes: Cell<usize>,
     /// The sealed segment `.txnindex` a fetch read last (see read.rs).
     txn_cache: RefCell<TxnCache>,
     /// Held while a small metadata file (checkpoint, epochs, producers) is rewritten: two
@@ -241,6 +244,7 @@ impl Log {
             segments_locked: Cell::new(false),
             clean_point: Cell::new(rec.clean_point),
             readahead: RefCell::new(None),
+            readahead_bytes: Cell::new(0),
             txn_cache: RefCell::new(TxnCache::default()),
             small_writing: Cell::new(false),
             flusher_running: Cell::new(false),

@@ -177,6 +177,20 @@ impl Log {
         max_bytes: usize,
         upper_bound: i64,
     ) -> Result<ReadResult, StorageError> {
+        self.read_limited(offset, max_bytes, true, upper_bound)
+            .await
+    }
+
+    /// [`Log::read`], where without `min_one` nothing comes back if the batch holding `offset`
+    /// is larger than `max_bytes` (a partition given part of a fetch response's room: Kafka
+    /// returns an oversized batch only for the response's first partition).
+    pub async fn read_limited(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        upper_bound: i64,
+    ) -> Result<ReadResult, StorageError> {
         let written = self.written.get();
         let lso = self.log_start.get();
         if offset < lso || offset > written {
@@ -196,7 +210,7 @@ impl Log {
         if offset >= bound {
             return Ok(out);
         }
-        if self.read_from_cache(offset, max_bytes, bound, &mut out) {
+        if self.read_from_cache(offset, max_bytes, min_one, bound, &mut out) {
             return Ok(out);
         }
         // Disk: the segment containing `offset`, or the first one after it that holds
@@ -238,11 +252,24 @@ impl Log {
                 Some(r) => (r.pos, r.take().await),
                 None => (index_pos, None),
             };
-            let r = read_batches(&via, pos, end, offset, max_bytes, bound, prefetched).await?;
+            let r = read_batches(
+                &via, pos, end, offset, max_bytes, min_one, bound, prefetched,
+            )
+            .await?;
+            if let Some((pos, data)) = r.too_big {
+                // What was read serves the read that takes this batch (a partition given part
+                // of a fetch's room asks again and again while the batch does not fit).
+                *self.readahead.borrow_mut() = ReadAhead::ready(id, offset, pos, data);
+                return Ok(out);
+            }
             if !r.chunks.is_empty() {
                 if let ReadVia::Direct(f) = &via {
+                    if min_one {
+                        self.readahead_bytes.set(max_bytes);
+                    }
+                    let ahead = self.readahead_bytes.get().max(max_bytes);
                     if r.next_pos < end {
-                        let len = ((end - r.next_pos) as usize).min(read_len(max_bytes));
+                        let len = ((end - r.next_pos) as usize).min(read_len(ahead));
                         let next = ReadAhead::start(f.clone(), id, r.next_offset, r.next_pos, len);
                         *self.readahead.borrow_mut() = next;
                     }
@@ -256,11 +283,12 @@ impl Log {
     }
 
     /// Serves the read from the tail cache if it holds `offset`; batches from `bound` on are
-    /// left out.
+    /// left out, and without `min_one` a first batch larger than `max_bytes`.
     fn read_from_cache(
         &self,
         offset: i64,
         max_bytes: usize,
+        min_one: bool,
         bound: i64,
         out: &mut ReadResult,
     ) -> bool {
@@ -273,7 +301,7 @@ impl Log {
         let start = cache.partition_point(|c| c.last_offset < offset);
         for c in cache.iter().skip(start) {
             if c.base_offset >= bound
-                || (!out.chunks.is_empty() && out.bytes + c.bytes.len() > max_bytes)
+                || ((!out.chunks.is_empty() || !min_one) && out.bytes + c.bytes.len() > max_bytes)
             {
                 break;
             }

@@ -94,6 +94,21 @@ impl ReadAhead {
         })
     }
 
+    /// A chunk already read (taken by a read that then returned nothing).
+    pub fn ready(segment: u64, next_offset: i64, pos: u64, data: Bytes) -> Option<ReadAhead> {
+        let slot = Rc::new(Slot {
+            _reserved: Reservation::take(data.len())?,
+            data: RefCell::new(Some(Ok(data))),
+            done: Notify::default(),
+        });
+        Some(ReadAhead {
+            segment,
+            next_offset,
+            pos,
+            slot,
+        })
+    }
+
     /// The chunk, once read; `None` if the read failed (the caller reads it itself).
     pub async fn take(self) -> Option<Bytes> {
         loop {
