@@ -15,6 +15,7 @@ use super::Shard;
 use crate::errors::storage_error;
 use crate::partition::{records, Partition};
 use crate::util::now_ms;
+use sluice_storage::{Log, ReadResult, StorageError};
 
 /// Outcome of one partition's append.
 #[derive(Debug, Clone)]
@@ -282,11 +283,21 @@ async fn read_one(shard: &Rc<Shard>, r: ReadRequest) -> ReadOutcome {
             .map(|aborted| (res, aborted)),
         other => other.map(|res| (res, Vec::new())),
     };
+    let mut o = read_outcome(read, log, high_watermark);
+    o.last_stable_offset = last_stable_offset;
+    o
+}
+
+/// What a read of `log` found (its batches and the aborted transactions in them), or its
+/// error; the offsets as the read saw them.
+fn read_outcome(
+    read: Result<(ReadResult, Vec<(i64, i64)>), StorageError>,
+    log: &Log,
+    high_watermark: i64,
+) -> ReadOutcome {
     match read {
         Ok((res, aborted)) => ReadOutcome {
-            error: 0,
             high_watermark,
-            last_stable_offset,
             aborted,
             log_start_offset: res.log_start_offset,
             bytes: res.bytes,
@@ -296,7 +307,6 @@ async fn read_one(shard: &Rc<Shard>, r: ReadRequest) -> ReadOutcome {
         Err(e) => ReadOutcome {
             error: storage_error(&e).code(),
             high_watermark,
-            last_stable_offset,
             log_start_offset: log.log_start_offset(),
             ..Default::default()
         },
@@ -348,21 +358,8 @@ async fn read_for_replica(
             ..Default::default()
         };
     }
-    match p.read_for_replica(r.offset, room, r.min_one).await {
-        Ok(res) => ReadOutcome {
-            high_watermark,
-            log_start_offset: res.log_start_offset,
-            bytes: res.bytes,
-            records: res.chunks,
-            ..Default::default()
-        },
-        Err(e) => ReadOutcome {
-            error: storage_error(&e).code(),
-            high_watermark,
-            log_start_offset: log.log_start_offset(),
-            ..Default::default()
-        },
-    }
+    let read = p.read_for_replica(r.offset, room, r.min_one).await;
+    read_outcome(read.map(|res| (res, Vec::new())), log, high_watermark)
 }
 
 /// Resolves when any of `parts` (topic, partition, offset, whether a follower waits) has data
