@@ -25,6 +25,11 @@ pub const TOPIC_NAME_BYTES_MAX: usize = 249;
 /// How often a shard retries opening partition logs that failed to open (disk full, EIO).
 pub const OPEN_RETRY_MS: u64 = 2_000;
 
+/// How long start-up waits for a listening address still held by a process that just died: a
+/// killed broker's io_uring ring is torn down after the process is reaped, and the ring's
+/// pending accept keeps the listening socket bound meanwhile (measured: ~7 ms after kill -9).
+pub const PORT_RELEASE_WAIT_MS: u64 = 2_000;
+
 /// How long graceful shutdown waits for in-flight requests before closing logs anyway.
 pub const SHUTDOWN_GRACE_MS: u64 = 5_000;
 

@@ -20,7 +20,8 @@ use crate::config::Config;
 use crate::controller::{Controller, ControllerConfig};
 use crate::kafka::connection;
 use crate::limits::{
-    METADATA_APPLY_QUEUE_DEPTH, OPEN_RETRY_MS, SCRAPE_QUEUE_DEPTH, SHUTDOWN_GRACE_MS,
+    METADATA_APPLY_QUEUE_DEPTH, OPEN_RETRY_MS, PORT_RELEASE_WAIT_MS, SCRAPE_QUEUE_DEPTH,
+    SHUTDOWN_GRACE_MS,
 };
 use crate::metrics::{self, ControlRequest, Endpoint, ShardMetrics};
 use crate::shard::controller::{Backend, ControllerDriver};
@@ -79,9 +80,37 @@ fn ensure_port_free(addr: SocketAddr) -> std::io::Result<()> {
     if addr.port() == 0 {
         return Ok(());
     }
-    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    probe.set_reuse_address(true)?;
-    probe.bind(&addr.into())
+    retry_while_in_use(addr, || {
+        let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        probe.set_reuse_address(true)?;
+        probe.bind(&addr.into())
+    })
+}
+
+/// Runs `bind` again while it fails with "address in use", for at most
+/// `PORT_RELEASE_WAIT_MS`: a broker restarted at once after `kill -9` would otherwise find its
+/// own dead predecessor's listening socket still bound for a few milliseconds.
+fn retry_while_in_use<T>(
+    addr: SocketAddr,
+    mut bind: impl FnMut() -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    let deadline = std::time::Instant::now() + Duration::from_millis(PORT_RELEASE_WAIT_MS);
+    let mut logged = false;
+    loop {
+        match bind() {
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && std::time::Instant::now() < deadline =>
+            {
+                if !logged {
+                    info!(%addr, wait_ms = PORT_RELEASE_WAIT_MS, "address in use; waiting for it to be released");
+                    logged = true;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            result => return result,
+        }
+    }
 }
 
 fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
@@ -183,7 +212,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         // foreign quorum's votes and entries reaching this cluster).
         let endpoint = match config.args.controller_listen {
             Some(addr) => Some(
-                std::net::TcpListener::bind(addr)
+                retry_while_in_use(addr, || std::net::TcpListener::bind(addr))
                     .and_then(|l| l.set_nonblocking(true).map(|()| l))
                     .map_err(|source| StartError::Listen { addr, source })?,
             ),

@@ -125,3 +125,38 @@ fn acked_messages_survive_repeated_kill_9() {
     }
     assert!(!broker.log().contains("panicked"));
 }
+
+/// A broker started again the moment its predecessor was killed gets the same address: the
+/// kernel keeps a killed broker's listening socket bound for some milliseconds after the
+/// process is reaped (its io_uring ring is torn down later), and start-up waits for it
+/// instead of failing with "address in use". `restart_at` does not retry, so a broker that
+/// gives up fails this test.
+#[test]
+fn a_broker_restarted_at_once_after_kill_9_listens_on_the_same_address() {
+    let addr = address_outside_ephemeral_range();
+    let mut broker = Broker::start_at(&addr, &["--cores", "2"]);
+    broker.create_topic("again", 1, &[]);
+    for round in 0..5 {
+        // Connections on both shards, so both rings hold sockets when the broker dies.
+        let producer = broker.producer(&[("acks", "all")]);
+        let out = Out {
+            value: Some(format!("round {round}").into_bytes()),
+            ..Out::default()
+        };
+        let delivered = produce_all(&producer, "again", &[out]);
+        assert_eq!(delivered, vec![Ok((0, round))], "round {round}");
+        drop(producer);
+        broker.kill9();
+        broker.restart_at(&addr);
+        assert_eq!(
+            broker.addr, addr,
+            "round {round}: listening on the same address"
+        );
+    }
+    let consumer = broker.consumer(&[]);
+    let got = consume_n(&consumer, "again", 1, 5);
+    let values: Vec<_> = got.iter().filter_map(|r| r.value.clone()).collect();
+    let want: Vec<_> = (0..5).map(|r| format!("round {r}").into_bytes()).collect();
+    assert_eq!(values, want);
+    assert!(!broker.log().contains("panicked"));
+}

@@ -233,7 +233,8 @@ impl Broker {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "stop or kill first");
         let addr = self.addr.clone();
-        // The old port is normally free again at once (SO_REUSEADDR); retry briefly if not.
+        // The broker itself waits for its killed predecessor's socket (`restart_at` tests
+        // that); retry for a port in the ephemeral range a client connection took meanwhile.
         let deadline = Instant::now() + WAIT;
         loop {
             let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.spawn(&addr)));
