@@ -194,13 +194,15 @@ pub(crate) struct FileScan {
 }
 
 /// Scans `file` from `start` to `file_len` in bounded chunks. Batch positions are absolute.
-/// A batch claiming more than `batch_bytes_max` is treated as invalid (bounds memory).
+/// A batch claiming more than `batch_bytes_max` is treated as invalid (bounds memory). `each`
+/// sees every valid batch's bytes with its absolute position, in file order.
 pub(crate) async fn scan_file(
     file: &File,
     start: u64,
     file_len: u64,
     previous_last: Option<i64>,
     batch_bytes_max: u64,
+    mut each: impl FnMut(u64, &[u8]),
 ) -> io::Result<FileScan> {
     let mut batches = Vec::new();
     let mut pos = start;
@@ -219,6 +221,10 @@ pub(crate) async fn scan_file(
         let buf = read_at(file, pos, len as usize).await?;
         let r = scan_from(&buf, prev);
         for b in &r.batches {
+            let at = b.position as usize;
+            if let Some(bytes) = buf.get(at..at + b.size as usize) {
+                each(pos + b.position, bytes);
+            }
             let mut b = *b;
             b.position += pos;
             prev = Some(b.last_offset);

@@ -318,3 +318,53 @@ async fn missing_damaged_and_orphaned_indexes_are_rebuilt_on_open() {
     assert_eq!(snapshot_aborted(dir.path()), vec![(2, 2)]);
     log.close().await.unwrap();
 }
+
+/// After a crash, producer state for the tail the recovery scan read comes from that scan (not
+/// from reading the log again): a retried batch is still a duplicate, a gap is still refused,
+/// and the open transaction is still open.
+#[compio::test]
+async fn a_retried_batch_is_still_a_duplicate_after_a_crash() {
+    let dir = tmpdir();
+    let cfg = config(IoMode::Direct);
+    let log = open(dir.path(), cfg.clone()).await;
+    for i in 0..3 {
+        let at = log.append(txn_batch(7, 0, i * 2, 2), 0, TS).unwrap();
+        assert_eq!(at.base_offset, i64::from(i) * 2);
+    }
+    assert_eq!(
+        log.append_marker(7, 0, true, 0, 0, TS).unwrap().base_offset,
+        6
+    );
+    log.close().await.unwrap();
+    let log = open(dir.path(), cfg.clone()).await;
+    // Past the snapshot the close wrote: only the crash recovery's scan reads these.
+    assert_eq!(
+        log.append(txn_batch(7, 0, 6, 2), 0, TS)
+            .unwrap()
+            .base_offset,
+        7
+    );
+    assert_eq!(
+        log.append(txn_batch(7, 0, 8, 2), 0, TS)
+            .unwrap()
+            .base_offset,
+        9
+    );
+    log.wait_written(10).await.unwrap();
+    drop(log);
+    let log = open(dir.path(), cfg).await;
+    let again = log.append(txn_batch(7, 0, 8, 2), 0, TS).unwrap();
+    assert_eq!((again.base_offset, again.last_offset), (9, 10));
+    assert!(
+        log.append(txn_batch(7, 0, 11, 1), 0, TS).is_err(),
+        "a sequence gap"
+    );
+    assert_eq!(log.first_unstable_offset(), Some(7));
+    assert_eq!(
+        log.append(txn_batch(7, 0, 10, 1), 0, TS)
+            .unwrap()
+            .base_offset,
+        11
+    );
+    log.close().await.unwrap();
+}

@@ -257,7 +257,7 @@ impl Log {
         *log.self_weak.borrow_mut() = Rc::downgrade(&log);
         crate::runtime::spawn(writer_loop(Rc::downgrade(&log), log.work.clone())).detach();
         let active_txn_index = rec.txn.active.is_some();
-        log.load_producer_state(rec.txn).await?;
+        log.load_producer_state(rec.txn, rec.scanned).await?;
         log.write_checkpoint().await?;
         if active_txn_index {
             // The snapshot now holds what the file beside the active segment listed.

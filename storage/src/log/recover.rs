@@ -1,6 +1,7 @@
 //! Open-time recovery: finds the segments of a directory, trusts what the checkpoint and intact
 //! index files cover, scans the rest, truncates a torn or corrupt tail, rebuilds the leader-epoch
-//! cache from the scanned batches, and replays producer state.
+//! cache from the scanned batches, and restores producer state (from the scanned batches where
+//! the scan reached the log end, else by reading the log again).
 
 use std::collections::HashSet;
 use std::io;
@@ -23,17 +24,25 @@ use crate::scan::ScanStop;
 use crate::segment::{
     file_name, load_tail, open_read, open_write, parse_log_name, scan_file, Segment,
 };
-use crate::txn::AbortedTxn;
+use crate::txn::{AbortedTxn, ControlType};
 use crate::txnindex::{self, in_segment, summarize};
 
 /// Recovery treats a batch claiming more than this (or max.message.bytes, if larger) as garbage.
 const RECOVERY_BATCH_BYTES_MIN: u64 = 128 << 20;
 
+/// Most batches with a producer id a segment's scan keeps for producer state (~80 bytes each);
+/// past it that segment's are read again instead (bounds memory for logs of tiny batches).
+const SCANNED_PRODUCER_BATCHES_MAX: usize = 1 << 18;
+
 impl Log {
     /// Restores producer state: the snapshot, minus anything past the recovered log end, plus
     /// the batches written after the snapshot (read back from the log: headers, and the
     /// record of each marker).
-    pub(super) async fn load_producer_state(&self, txn: RecoveredTxn) -> Result<(), StorageError> {
+    pub(super) async fn load_producer_state(
+        &self,
+        txn: RecoveredTxn,
+        scanned: Option<ScannedTail>,
+    ) -> Result<(), StorageError> {
         let leo = self.leo.get();
         let bytes = read_optional(&self.dir.join(PRODUCER_FILE)).await?;
         let snapshot = bytes.as_deref().and_then(ProducerStates::decode);
@@ -47,8 +56,25 @@ impl Log {
             }
             None => (ProducerStates::default(), self.log_start.get()),
         };
-        self.replay(&mut states, from.max(self.log_start.get()), leo)
-            .await?;
+        let from = from.max(self.log_start.get());
+        match scanned {
+            // After a crash the scan just read the end of the log: what it saw of each batch
+            // replaces reading it again (that read doubled the time to open a partition with a
+            // large unflushed tail).
+            Some(tail) => {
+                if from < tail.from {
+                    self.replay(&mut states, from, tail.from).await?;
+                }
+                for b in tail.batches.iter().filter(|b| {
+                    let base = b.header.base_offset;
+                    base >= from && base < leo
+                }) {
+                    let h = &b.header;
+                    states.record(h, h.base_offset, h.max_timestamp, b.control);
+                }
+            }
+            None => self.replay(&mut states, from, leo).await?,
+        }
         let active_base = self
             .state
             .borrow()
@@ -177,6 +203,23 @@ fn parse_swap_name(name: &str) -> Option<(i64, i64)> {
 }
 
 /// What recovery found of the segments' `.txnindex` files (see mod.rs).
+/// What producer state needs of one batch recovery scanned (one with a producer id).
+pub(super) struct ProducerBatch {
+    /// Byte position in its segment file.
+    position: u64,
+    header: BatchHeader,
+    /// A control batch's marker.
+    control: Option<(ControlType, i32)>,
+}
+
+/// The batches of the scanned end of the log (offsets `from` up to the log end, every batch
+/// with a producer id, in offset order): producer state is fed from them instead of reading
+/// that part of the log a second time.
+pub(super) struct ScannedTail {
+    from: i64,
+    batches: Vec<ProducerBatch>,
+}
+
 #[derive(Default)]
 pub(super) struct RecoveredTxn {
     /// The entries of a file beside the active segment.
@@ -194,6 +237,8 @@ pub(super) struct Recovered {
     pub(super) io_mode: IoMode,
     /// The checkpoint and epoch files as read (seed of `Log::on_disk`).
     pub(super) files: Vec<(&'static str, Vec<u8>)>,
+    /// The scanned end of the log, when the scans reached the log end.
+    pub(super) scanned: Option<ScannedTail>,
 }
 
 /// Opens and repairs the segments of `dir` (recovery: see this module's documentation).
@@ -269,6 +314,7 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
     // Whether the last segment's index files must be (re)written: missing, stale or
     // truncated. After a clean close they match the file and opening writes nothing.
     let mut last_index_stale = true;
+    let mut scanned: Option<ScannedTail> = None;
     for (i, &base) in bases.iter().enumerate() {
         let path = dir.join(file_name(base, "log"));
         if drop_rest || segments.last().is_some_and(|s| s.next_offset > base) {
@@ -299,9 +345,43 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
             scan_start = s.log_size;
             write_index = false;
         }
-        if !(trusted && scan_start == file_len) {
+        if trusted && scan_start == file_len {
+            scanned = None;
+        } else {
             let prev = (scan_start > 0).then(|| seg.next_offset - 1);
-            let scan = scan_file(&seg.read_file, scan_start, file_len, prev, batch_max).await?;
+            let scanned_from = seg.next_offset;
+            let mut seen = Vec::new();
+            let mut overflow = false;
+            let scan = scan_file(
+                &seg.read_file,
+                scan_start,
+                file_len,
+                prev,
+                batch_max,
+                |position, bytes| {
+                    let Ok(header) = BatchHeader::parse(bytes) else {
+                        return;
+                    };
+                    // What `ProducerStates::record` ignores (as `Log::replay` feeds it).
+                    if header.producer_id < 0 && !header.is_control() {
+                        return;
+                    }
+                    if seen.len() >= SCANNED_PRODUCER_BATCHES_MAX {
+                        overflow = true;
+                    } else {
+                        let control = header
+                            .is_control()
+                            .then(|| crate::txn::parse_marker(bytes))
+                            .flatten();
+                        seen.push(ProducerBatch {
+                            position,
+                            header,
+                            control,
+                        });
+                    }
+                },
+            )
+            .await?;
             let mut stop_at = scan.valid_end;
             let mut clean = matches!(scan.stop, ScanStop::End | ScanStop::Zeros);
             for b in &scan.batches {
@@ -325,6 +405,17 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
                 write_index = true;
             }
             seg.size = stop_at;
+            seen.retain(|b| b.position < stop_at);
+            match scanned.as_mut() {
+                _ if overflow => scanned = None,
+                Some(tail) if scan_start == 0 => tail.batches.append(&mut seen),
+                _ => {
+                    scanned = Some(ScannedTail {
+                        from: scanned_from,
+                        batches: seen,
+                    })
+                }
+            }
             if stop_at < file_len {
                 if !clean {
                     tracing::warn!(
@@ -404,5 +495,6 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
         clean_point: clean_point.min(leo),
         io_mode,
         files,
+        scanned,
     })
 }

@@ -69,7 +69,7 @@ impl Log {
         } else {
             Vec::new()
         };
-        let scan = scan_file(&read_file, lookup_pos, size, None, u64::MAX).await?;
+        let scan = scan_file(&read_file, lookup_pos, size, None, u64::MAX, |_, _| {}).await?;
         let cut = scan
             .batches
             .iter()
@@ -80,7 +80,7 @@ impl Log {
             None => open_write(&seg_path, mode).await?,
         };
         write_file.set_len(cut).await?;
-        let rebuilt = scan_file(&read_file, 0, cut, None, u64::MAX).await?;
+        let rebuilt = scan_file(&read_file, 0, cut, None, u64::MAX, |_, _| {}).await?;
         let mut seg = Segment::new(base, seg_path, read_file);
         let interval = self.config.borrow().index_interval_bytes;
         for b in rebuilt.batches.iter().filter(|b| b.base_offset >= base) {
