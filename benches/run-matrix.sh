@@ -579,12 +579,12 @@ def report(res_dir, out, meta_path):
         text = text.replace(root.rstrip("/") + "/", "")
     # The replication, compaction, TLS and transactions sections are written by benches/replication.sh (a
     # three-node cluster), benches/compaction.sh, benches/tls.sh, benches/transactions.sh and
-    # benches/transactions-java.sh, the authentication one by hand from `cargo bench --bench
-    # security`; keep them.
+    # benches/transactions-java.sh, the start-up one by benches/startup.sh, the authentication
+    # one by hand from `cargo bench --bench security`; keep them.
     if os.path.exists(out):
         import re
         old = open(out).read()
-        for name in ("replication", "compaction", "tls", "txn", "txn-java", "auth"):
+        for name in ("replication", "compaction", "tls", "txn", "txn-java", "auth", "startup"):
             m = re.search(rf"<!-- {name}:begin -->.*?<!-- {name}:end -->\n?", old, re.S)
             if m:
                 text += "\n" + m.group(0)
