@@ -36,8 +36,8 @@ const SCANNED_PRODUCER_BATCHES_MAX: usize = 1 << 18;
 
 impl Log {
     /// Restores producer state: the snapshot, minus anything past the recovered log end, plus
-    /// the batches written after the snapshot (read back from the log: headers, and the
-    /// record of each marker).
+    /// the batches written after the snapshot (headers, and the record of each marker): those
+    /// in `scanned` as recovery's scan saw them, the ones before it read back from the log.
     pub(super) async fn load_producer_state(
         &self,
         txn: RecoveredTxn,
@@ -202,7 +202,6 @@ fn parse_swap_name(name: &str) -> Option<(i64, i64)> {
     (digits(base) && digits(end)).then_some((base.parse().ok()?, end.parse().ok()?))
 }
 
-/// What recovery found of the segments' `.txnindex` files (see mod.rs).
 /// What producer state needs of one batch recovery scanned (one with a producer id).
 pub(super) struct ProducerBatch {
     /// Byte position in its segment file.
@@ -220,6 +219,7 @@ pub(super) struct ScannedTail {
     batches: Vec<ProducerBatch>,
 }
 
+/// What recovery found of the segments' `.txnindex` files (see mod.rs).
 #[derive(Default)]
 pub(super) struct RecoveredTxn {
     /// The entries of a file beside the active segment.
