@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::cluster::image::MetadataImage;
 use crate::cluster::store::MetadataStore;
@@ -102,8 +102,9 @@ fn retry_while_in_use<T>(
                 if e.kind() == std::io::ErrorKind::AddrInUse
                     && std::time::Instant::now() < deadline =>
             {
+                // Debug: a second broker on a port in use still ends with one clear error.
                 if !logged {
-                    info!(%addr, wait_ms = PORT_RELEASE_WAIT_MS, "address in use; waiting for it to be released");
+                    debug!(%addr, wait_ms = PORT_RELEASE_WAIT_MS, "address in use; waiting for it to be released");
                     logged = true;
                 }
                 std::thread::sleep(Duration::from_millis(5));
