@@ -430,6 +430,11 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
                 let (wf, _) = open_write(&seg.path, IoMode::Buffered).await?;
                 wf.set_len(stop_at).await?;
                 wf.sync_all().await?;
+            } else if stop_at > scan_start {
+                // What the scan accepted is trusted from now on (the checkpoint written after
+                // opening puts the recovery point at the log end), so it must be on the disk
+                // even if it was never synced before the crash; a cut tail is synced above.
+                seg.read_file.sync_data().await?;
             }
         }
         if write_index && i + 1 < bases.len() && !drop_rest {
