@@ -127,12 +127,44 @@ pub fn delete_path(dir: &Path, tag: &str) -> PathBuf {
 /// free for a new topic, the removal may fail and is retried by the next start-up sweep.
 pub fn remove_aside(dir: &Path, tag: &str) -> io::Result<()> {
     let aside = delete_path(dir, tag);
-    fs::rename(dir, &aside)?;
+    match fs::rename(dir, &aside) {
+        Ok(()) => {}
+        // A full disk can refuse the new name (it may need a new directory block: seen in
+        // tests/disk_full.rs with 10,000 entries in the data dir). Removing in place frees the
+        // space and the name too.
+        Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => {
+            warn!(dir = %dir.display(), "no space to rename a deleted partition directory; removing it in place");
+            return remove_stamp_last(dir);
+        }
+        Err(e) => return Err(e),
+    }
     sync_parent(&aside)?;
     if let Err(e) = fs::remove_dir_all(&aside) {
         warn!(dir = %aside.display(), error = %e, "removing a deleted partition directory failed; retried at start-up");
     }
     Ok(())
+}
+
+/// Removes the partition directory `dir` with `partition.metadata` last: a crash midway leaves
+/// a directory still stamped with the deleted topic's id, which the start-up sweep removes,
+/// never unstamped files a new topic of the same name could adopt.
+fn remove_stamp_last(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if entry.file_name() == PARTITION_METADATA_FILE {
+            continue;
+        }
+        if entry.file_type()?.is_dir() {
+            fs::remove_dir_all(entry.path())?;
+        } else {
+            fs::remove_file(entry.path())?;
+        }
+    }
+    match fs::remove_file(dir.join(PARTITION_METADATA_FILE)) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    fs::remove_dir(dir)
 }
 
 /// Makes `dir` a directory of topic `topic_id` before its log opens: creates and stamps a new
@@ -258,6 +290,23 @@ mod tests {
             decode("version: 1\ntopic_id: 07070707-0707-0707-0707-070707070707"),
             None
         );
+    }
+
+    #[test]
+    fn removing_in_place_takes_everything_and_the_stamp_last() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("t-0");
+        assert!(prepare(&dir, &[3; 16]).unwrap());
+        fs::write(dir.join("00000000000000000000.log"), b"x").unwrap();
+        fs::create_dir(dir.join("nested")).unwrap();
+        fs::write(dir.join("nested").join("f"), b"y").unwrap();
+        remove_stamp_last(&dir).unwrap();
+        assert!(!dir.exists());
+        // An unstamped leftover (written before stamps existed) goes too.
+        fs::create_dir(&dir).unwrap();
+        fs::write(dir.join("00000000000000000000.log"), b"x").unwrap();
+        remove_stamp_last(&dir).unwrap();
+        assert!(!dir.exists());
     }
 
     #[test]
