@@ -335,6 +335,15 @@ pub struct BrokerArgs {
     /// fetch.max.bytes); the first batch is still sent whole if it is larger.
     #[arg(long, env = "SLUICE_FETCH_MAX_BYTES", default_value_t = 57_671_680)]
     pub fetch_max_bytes: usize,
+    /// How often (at most) each written partition notes its active segment's index and
+    /// producer state without an fsync, for a restart after a process crash (kill -9, OOM) in
+    /// the same boot to scan only what came after; ignored after a reboot. 0: off.
+    #[arg(
+        long,
+        env = "SLUICE_BOOT_CHECKPOINT_INTERVAL_MS",
+        default_value_t = 1000
+    )]
+    pub boot_checkpoint_interval_ms: u64,
     /// Recent bytes per partition kept in memory to serve fetches without disk reads.
     #[arg(long, env = "SLUICE_TAIL_CACHE_BYTES", default_value_t = 8 << 20)]
     pub tail_cache_bytes: usize,

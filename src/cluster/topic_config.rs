@@ -150,6 +150,7 @@ pub fn log_config(config: &Config, overrides: &BTreeMap<String, String>) -> LogC
         io_mode: config.io_mode,
         flush: config.flush,
         tail_cache_bytes: a.tail_cache_bytes,
+        boot_checkpoint_interval_ms: a.boot_checkpoint_interval_ms,
         cleanup_delete: policy.contains("delete"),
         cleanup_compact: policy.contains("compact"),
         min_cleanable_dirty_ratio: effective(config, overrides, "min.cleanable.dirty.ratio")

@@ -216,6 +216,8 @@ pub struct ShardSnapshot {
     /// The log cleaner's reads and writes (compacted partitions).
     pub cleaner_bytes_read: u64,
     pub cleaner_bytes_written: u64,
+    /// Segment bytes the recovery scans read when the shard's partitions opened.
+    pub recovery_scanned_bytes: u64,
     pub fsync_seconds: HistogramSnapshot,
     pub batches_per_write: HistogramSnapshot,
     pub partitions: Vec<PartitionSnapshot>,

@@ -366,6 +366,13 @@ pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
         "Bytes the log cleaner wrote (cleaned segments).",
         &|s| s.cleaner_bytes_written.to_string(),
     );
+    per_shard(
+        &mut out,
+        "sluice_log_recovery_scanned_bytes",
+        "gauge",
+        "Segment bytes the recovery scans read and checked when the shard's partitions opened (after a crash: what the recovery point and boot checkpoints did not cover).",
+        &|s| s.recovery_scanned_bytes.to_string(),
+    );
     header(
         &mut out,
         "sluice_fsync_seconds",
@@ -712,6 +719,7 @@ mod tests {
             bytes_written: 5,
             cleaner_bytes_read: 40,
             cleaner_bytes_written: 30,
+            recovery_scanned_bytes: 7,
             fsync_seconds: HistogramSnapshot::empty(LATENCY_BUCKETS_S),
             batches_per_write: HistogramSnapshot::empty(COUNT_BUCKETS),
             partitions: vec![PartitionSnapshot {

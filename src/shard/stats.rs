@@ -24,6 +24,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
     let mut batches = HistogramSnapshot::empty(COUNT_BUCKETS);
     let (mut writes, mut bytes_written) = (0u64, 0u64);
     let (mut cleaner_read, mut cleaner_written) = (0u64, 0u64);
+    let mut recovery_scanned = 0u64;
     let partitions = shard
         .partitions()
         .iter()
@@ -34,6 +35,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
             bytes_written += s.bytes_written.get();
             cleaner_read += s.cleaner_bytes_read.get();
             cleaner_written += s.cleaner_bytes_written.get();
+            recovery_scanned += s.recovery_scanned_bytes.get();
             fsync.merge(&s.fsync_seconds.snapshot());
             batches.merge(&s.batches_per_write.snapshot());
             PartitionSnapshot {
@@ -124,6 +126,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         bytes_written,
         cleaner_bytes_read: cleaner_read,
         cleaner_bytes_written: cleaner_written,
+        recovery_scanned_bytes: recovery_scanned,
         fsync_seconds: fsync,
         batches_per_write: batches,
         partitions,

@@ -17,9 +17,23 @@
 //!   0 u32 magic "SLCL" | 4 u16 version=1 | 6 u16 reserved=0
 //!   8 i64 clean point (offsets below it were cleaned at least once)
 //!  16 u32 crc32c(bytes 0..16)
+//!
+//! boot.checkpoint (big-endian; written without fsync, trusted only within the boot that wrote it)
+//!   0 u32 magic "SLBT" | 4 u16 version=1 | 6 u16 reserved=0
+//!   8 [36] boot id (/proc/sys/kernel/random/boot_id)
+//!  44 u32 len | .index bytes of the active segment | u32 len | .timeindex bytes
+//!   … u32 len | producer snapshot (producer.rs)
+//!   … u32 crc32c(all preceding bytes)
 //! ```
 //!
 //! A file that fails any check reads as absent: recovery then scans more, it never trusts it.
+//!
+//! The boot checkpoint bounds recovery after a process crash (kill -9, OOM kill) without an
+//! fsync: whatever a completed write put in a file is in the kernel's page cache or on the
+//! device and reads back after the process dies, as long as the machine does not restart. So
+//! the active segment's index as of a moment, written beside the log while it runs, tells a
+//! restart in the same boot where the unscanned part begins; after a reboot the file names
+//! another boot and is ignored, and the fsynced recovery point and index files decide alone.
 
 use std::path::Path;
 
@@ -33,7 +47,12 @@ pub(crate) const EPOCH_FILE: &str = "leader-epoch-checkpoint";
 pub(crate) const PRODUCER_FILE: &str = "producer.snapshot";
 /// The cleaner's clean point (see log/compact.rs).
 pub(crate) const CLEANER_FILE: &str = "cleaner.checkpoint";
+/// The active segment's index and producer state as of a moment in this boot (see above).
+pub(crate) const BOOT_FILE: &str = "boot.checkpoint";
 const CLEANER_MAGIC: u32 = u32::from_be_bytes(*b"SLCL");
+const BOOT_MAGIC: u32 = u32::from_be_bytes(*b"SLBT");
+/// Length of a boot id as Linux prints it (a UUID).
+pub(crate) const BOOT_ID_BYTES: usize = 36;
 const CHECKPOINT_MAGIC: u32 = u32::from_be_bytes(*b"SLCP");
 const EPOCH_MAGIC: u32 = u32::from_be_bytes(*b"SLEP");
 const VERSION: u16 = 1;
@@ -133,6 +152,75 @@ pub(crate) fn decode_clean_point(b: &[u8]) -> Option<i64> {
     ok.then_some(point)
 }
 
+/// This boot's id, read once; `None` where the kernel does not tell it (no boot checkpoints).
+pub(crate) fn boot_id() -> Option<&'static [u8; BOOT_ID_BYTES]> {
+    static ID: std::sync::OnceLock<Option<[u8; BOOT_ID_BYTES]>> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        let text = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+        text.trim().as_bytes().try_into().ok()
+    })
+    .as_ref()
+}
+
+/// What a boot checkpoint holds: the active segment's index files and the producer snapshot.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct BootCheckpoint {
+    pub index: Vec<u8>,
+    pub time_index: Vec<u8>,
+    pub producers: Vec<u8>,
+}
+
+pub(crate) fn encode_boot(boot: &[u8; BOOT_ID_BYTES], c: &BootCheckpoint) -> Vec<u8> {
+    let parts = [&c.index, &c.time_index, &c.producers];
+    let mut v = Vec::with_capacity(48 + parts.iter().map(|p| 4 + p.len()).sum::<usize>());
+    v.extend_from_slice(&BOOT_MAGIC.to_be_bytes());
+    v.extend_from_slice(&VERSION.to_be_bytes());
+    v.extend_from_slice(&0u16.to_be_bytes());
+    v.extend_from_slice(boot);
+    for p in parts {
+        v.extend_from_slice(&(p.len() as u32).to_be_bytes());
+        v.extend_from_slice(p);
+    }
+    let crc = crc32c::crc32c(&v);
+    v.extend_from_slice(&crc.to_be_bytes());
+    v
+}
+
+/// `None` unless the file is intact and was written in boot `boot`.
+pub(crate) fn decode_boot(b: &[u8], boot: &[u8; BOOT_ID_BYTES]) -> Option<BootCheckpoint> {
+    let (body, crc) = b.split_at(b.len().checked_sub(4)?);
+    if Reader::new(crc).u32()? != crc32c::crc32c(body) {
+        return None;
+    }
+    let mut r = Reader::new(body);
+    let (magic, version, _reserved) = (r.u32()?, r.u16()?, r.u16()?);
+    let written_in = r.take(BOOT_ID_BYTES)?;
+    if magic != BOOT_MAGIC || version != VERSION || written_in != boot.as_slice() {
+        return None;
+    }
+    let mut part = || {
+        let n = r.u32()? as usize;
+        r.take(n).map(<[u8]>::to_vec)
+    };
+    let c = BootCheckpoint {
+        index: part()?,
+        time_index: part()?,
+        producers: part()?,
+    };
+    r.is_empty().then_some(c)
+}
+
+/// tmp → rename, no fsync: for the boot checkpoint, which only a restart in the same boot
+/// trusts (the page cache holds it until then).
+pub(crate) async fn write_replace(dir: &Path, name: &str, bytes: Vec<u8>) -> std::io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = crate::runtime::File::create(&tmp).await?;
+    let crate::runtime::BufResult(res, _) = f.write_all_at(bytes, 0).await;
+    res?;
+    f.close().await?;
+    crate::runtime::rename(&tmp, dir.join(name)).await
+}
+
 /// Reads a whole small file; `None` if it does not exist.
 pub(crate) async fn read_optional(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
     match crate::runtime::read(path).await {
@@ -184,6 +272,43 @@ mod tests {
         let mut long = b.clone();
         long.push(0);
         assert_eq!(decode_checkpoint(&long), None);
+    }
+
+    #[test]
+    fn boot_checkpoint_round_trip_damage_and_another_boot() {
+        let boot = [b'a'; BOOT_ID_BYTES];
+        let c = BootCheckpoint {
+            index: vec![1, 2, 3],
+            time_index: vec![],
+            producers: vec![9; 40],
+        };
+        let b = encode_boot(&boot, &c);
+        assert_eq!(decode_boot(&b, &boot), Some(c));
+        for i in 0..b.len() {
+            let mut d = b.clone();
+            d[i] ^= 1;
+            assert_eq!(decode_boot(&d, &boot), None, "byte {i} flipped");
+        }
+        for cut in 0..b.len() {
+            assert_eq!(decode_boot(&b[..cut], &boot), None, "cut at {cut}");
+        }
+        let mut long = b.clone();
+        long.push(0);
+        assert_eq!(decode_boot(&long, &boot), None);
+        // Intact, but written in another boot.
+        assert_eq!(decode_boot(&b, &[b'b'; BOOT_ID_BYTES]), None);
+        // A length past the end, with a valid CRC.
+        let mut lying = b[..b.len() - 4].to_vec();
+        lying[44..48].copy_from_slice(&u32::MAX.to_be_bytes());
+        let crc = crc32c::crc32c(&lying);
+        lying.extend_from_slice(&crc.to_be_bytes());
+        assert_eq!(decode_boot(&lying, &boot), None);
+    }
+
+    #[test]
+    fn this_machine_has_a_boot_id() {
+        let id = boot_id().expect("Linux tells its boot id");
+        assert_eq!(id.iter().filter(|&&c| c == b'-').count(), 4);
     }
 
     #[test]

@@ -23,6 +23,9 @@ use crate::txnindex::TxnSummary;
 
 /// Largest chunk read at once by the recovery scanner.
 const SCAN_CHUNK_BYTES: u64 = 8 << 20;
+/// Its first chunk, doubled after each chunk of whole batches: where the valid data ends
+/// soon (an active segment's preallocated zeros after a crash), little of the zeros is read.
+const SCAN_FIRST_CHUNK_BYTES: u64 = 256 << 10;
 /// Read-ahead beyond `max_bytes` for disk reads (covers the skip from the index entry).
 const READ_SLACK_BYTES: usize = 64 << 10;
 
@@ -191,6 +194,8 @@ pub(crate) struct FileScan {
     pub valid_end: u64,
     /// Why the scan stopped (`End`/`Zeros` are clean).
     pub stop: ScanStop,
+    /// Bytes read from the file.
+    pub read: u64,
 }
 
 /// Scans `file` from `start` to `file_len` in bounded chunks. Batch positions are absolute.
@@ -207,7 +212,8 @@ pub(crate) async fn scan_file(
     let mut batches = Vec::new();
     let mut pos = start;
     let mut prev = previous_last;
-    let mut chunk = SCAN_CHUNK_BYTES;
+    let mut chunk = SCAN_FIRST_CHUNK_BYTES;
+    let mut read = 0;
     loop {
         let remaining = file_len.saturating_sub(pos);
         if remaining == 0 {
@@ -215,10 +221,12 @@ pub(crate) async fn scan_file(
                 batches,
                 valid_end: pos,
                 stop: ScanStop::End,
+                read,
             });
         }
         let len = remaining.min(chunk);
         let buf = read_at(file, pos, len as usize).await?;
+        read += len;
         let r = scan_from(&buf, prev);
         for b in &r.batches {
             let at = b.position as usize;
@@ -238,18 +246,23 @@ pub(crate) async fn scan_file(
                         batches,
                         valid_end: end,
                         stop: ScanStop::Incomplete { needed },
+                        read,
                     });
                 }
                 // The chunk ended inside a batch: continue from its start, big enough to hold it.
                 chunk = chunk.max(needed);
                 pos = end;
             }
-            ScanStop::End if len < remaining => pos = end,
+            ScanStop::End if len < remaining => {
+                chunk = (chunk * 2).min(SCAN_CHUNK_BYTES).max(chunk);
+                pos = end;
+            }
             stop => {
                 return Ok(FileScan {
                     batches,
                     valid_end: end,
                     stop,
+                    read,
                 })
             }
         }

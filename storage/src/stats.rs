@@ -93,6 +93,8 @@ pub struct LogStats {
     pub cleaner_bytes_written: Cell<u64>,
     /// When the last clean finished (ms since the epoch; 0: never).
     pub cleaner_last_ms: Cell<i64>,
+    /// Bytes of segment files the open read and checked (recovery's scan).
+    pub recovery_scanned_bytes: Cell<u64>,
 }
 
 impl LogStats {
@@ -115,6 +117,7 @@ impl Default for LogStats {
             cleaner_bytes_read: Cell::new(0),
             cleaner_bytes_written: Cell::new(0),
             cleaner_last_ms: Cell::new(0),
+            recovery_scanned_bytes: Cell::new(0),
         }
     }
 }

@@ -1027,3 +1027,173 @@ async fn a_read_without_min_one_returns_no_batch_larger_than_asked() {
         }
     }
 }
+
+/// An idempotent producer's batch of `n` records of `value` bytes from sequence `seq`.
+fn idempotent_batch(pid: i64, seq: i32, n: i32, value: usize) -> bytes::Bytes {
+    let mut b = sluice_storage::test_util::build_batch(
+        &sluice_storage::test_util::BatchSpec::new(n)
+            .base_timestamp(TS)
+            .value_bytes(value),
+    );
+    b[43..51].copy_from_slice(&pid.to_be_bytes());
+    b[51..53].copy_from_slice(&0i16.to_be_bytes());
+    b[53..57].copy_from_slice(&seq.to_be_bytes());
+    sluice_storage::test_util::set_crc(&mut b);
+    bytes::Bytes::from(b)
+}
+
+/// The log size the boot checkpoint's index covers (its layout: checkpoint.rs, index.rs), 0
+/// when there is none.
+fn boot_covered(dir: &std::path::Path) -> u64 {
+    let at = 8 + 36 + 4 + 16;
+    std::fs::read(dir.join("boot.checkpoint"))
+        .ok()
+        .and_then(|b| Some(u64::from_be_bytes(b.get(at..at + 8)?.try_into().ok()?)))
+        .unwrap_or(0)
+}
+
+fn boot_config() -> LogConfig {
+    LogConfig {
+        boot_checkpoint_interval_ms: 1,
+        ..config(IoMode::Direct)
+    }
+}
+
+/// Appends idempotent batches (pid 9, 4 records each, from sequence `*seq`) until the boot
+/// checkpoint covers at least `bytes` of the active segment; returns the log end.
+async fn write_until_boot_covers(log: &sluice_storage::Log, seq: &mut i32, bytes: u64) -> i64 {
+    let dir = log.dir().to_owned();
+    for _ in 0..5_000 {
+        let info = log
+            .append(idempotent_batch(9, *seq, 4, 1000), 0, TS)
+            .unwrap();
+        *seq += 4;
+        log.wait_written(info.last_offset).await.unwrap();
+        if boot_covered(&dir) >= bytes {
+            return info.last_offset + 1;
+        }
+        compio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    panic!("the boot checkpoint never covered {bytes} bytes");
+}
+
+#[compio::test]
+async fn after_a_process_crash_recovery_scans_only_past_the_boot_checkpoint() {
+    let dir = tmpdir();
+    let cfg = boot_config();
+    let log = open(dir.path(), cfg.clone()).await;
+    let mut seq = 0;
+    write_until_boot_covers(&log, &mut seq, 1 << 20).await;
+    let covered = boot_covered(dir.path());
+    // Written after the checkpoint: only the scan finds these (and a later checkpoint may).
+    let mut end = 0;
+    for _ in 0..20 {
+        end = log
+            .append(idempotent_batch(9, seq, 4, 1000), 0, TS)
+            .unwrap()
+            .last_offset
+            + 1;
+        seq += 4;
+    }
+    log.wait_written(end - 1).await.unwrap();
+    drop(log); // crash: no close, so no durable index of the active segment
+    let file_len = std::fs::metadata(active_segment(dir.path())).unwrap().len();
+    let log = open(dir.path(), cfg.clone()).await;
+    let scanned = log.stats().recovery_scanned_bytes.get();
+    assert!(
+        scanned <= file_len - covered,
+        "scanned {scanned} of {file_len} bytes; the boot checkpoint covered {covered}"
+    );
+    assert_eq!(log.log_end_offset(), end);
+    assert_contiguous(&read_all(&log, 0, 1 << 20).await, 0, end);
+    // The producer state came back: the last batch retried is a duplicate, the next is next.
+    let again = log
+        .append(idempotent_batch(9, seq - 4, 4, 1000), 0, TS)
+        .unwrap();
+    assert_eq!((again.base_offset, again.last_offset), (end - 4, end - 1));
+    let next = log
+        .append(idempotent_batch(9, seq, 4, 1000), 0, TS)
+        .unwrap();
+    assert_eq!(next.base_offset, end);
+    log.wait_written(end + 3).await.unwrap();
+    log.close().await.unwrap();
+    let log = open(dir.path(), cfg).await;
+    assert_contiguous(&read_all(&log, 0, 1 << 20).await, 0, end + 4);
+    log.close().await.unwrap();
+}
+
+#[compio::test]
+async fn a_boot_checkpoint_from_another_boot_is_ignored() {
+    let dir = tmpdir();
+    let cfg = boot_config();
+    let log = open(dir.path(), cfg.clone()).await;
+    let mut seq = 0;
+    let end = write_until_boot_covers(&log, &mut seq, 256 << 10).await;
+    drop(log);
+    // The same file as another boot would have left it: another id, a valid CRC.
+    let path = dir.path().join("boot.checkpoint");
+    let mut b = std::fs::read(&path).unwrap();
+    b[8..44].copy_from_slice(b"00000000-0000-0000-0000-000000000000");
+    let n = b.len() - 4;
+    let crc = crc32c::crc32c(&b[..n]);
+    b[n..].copy_from_slice(&crc.to_be_bytes());
+    std::fs::write(&path, &b).unwrap();
+    let log = open(dir.path(), cfg).await;
+    let scanned = log.stats().recovery_scanned_bytes.get();
+    assert!(scanned >= log.size_bytes(), "scanned {scanned} bytes");
+    assert_eq!(log.log_end_offset(), end);
+    assert_contiguous(&read_all(&log, 0, 1 << 20).await, 0, end);
+    log.close().await.unwrap();
+}
+
+#[compio::test]
+async fn a_truncation_removes_the_boot_checkpoint_that_covered_what_it_cut() {
+    let dir = tmpdir();
+    let cfg = boot_config();
+    let log = open(dir.path(), cfg.clone()).await;
+    let mut seq = 0;
+    write_until_boot_covers(&log, &mut seq, 256 << 10).await;
+    log.truncate_to(40).await.unwrap();
+    assert!(!dir.path().join("boot.checkpoint").exists());
+    // No checkpoint from now on, and batches of another size where the cut ones were: a
+    // checkpoint left behind would put batch boundaries in the wrong places.
+    log.set_config(LogConfig {
+        boot_checkpoint_interval_ms: 0,
+        ..cfg.clone()
+    });
+    let mut end = 40;
+    for i in 0..300 {
+        end = log.append(batch(3, TS + i, 77), 0, TS).unwrap().last_offset + 1;
+    }
+    log.wait_written(end - 1).await.unwrap();
+    drop(log);
+    let log = open(dir.path(), cfg).await;
+    assert_eq!(log.log_end_offset(), end);
+    let hs = read_all(&log, 0, 1 << 20).await;
+    assert_contiguous(&hs, 0, end);
+    assert!(hs
+        .iter()
+        .filter(|h| h.base_offset >= 40)
+        .all(|h| h.records_count == 3));
+    log.close().await.unwrap();
+}
+
+#[compio::test]
+async fn a_close_after_a_restart_on_a_boot_checkpoint_makes_the_segment_durable() {
+    let dir = tmpdir();
+    let cfg = boot_config();
+    let log = open(dir.path(), cfg.clone()).await;
+    let mut seq = 0;
+    let end = write_until_boot_covers(&log, &mut seq, 256 << 10).await;
+    drop(log);
+    let log = open(dir.path(), cfg.clone()).await;
+    // Closed without a write since: the close syncs the segment and writes its index.
+    log.close().await.unwrap();
+    // What a restart after a reboot sees: no boot checkpoint; nothing is left to scan.
+    std::fs::remove_file(dir.path().join("boot.checkpoint")).unwrap();
+    let log = open(dir.path(), cfg).await;
+    assert_eq!(log.stats().recovery_scanned_bytes.get(), 0);
+    assert_eq!(log.log_end_offset(), end);
+    assert_contiguous(&read_all(&log, 0, 1 << 20).await, 0, end);
+    log.close().await.unwrap();
+}

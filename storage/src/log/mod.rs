@@ -12,6 +12,8 @@
 //!   sluice.checkpoint               recovery point + log start offset (see checkpoint.rs)
 //!   leader-epoch-checkpoint         (epoch, start offset) entries
 //!   producer.snapshot               idempotent producers' last sequences (see producer.rs)
+//!   boot.checkpoint                 the active segment's index and the producer state as of
+//!                                   a moment, trusted only in the same boot (see boot.rs)
 //! ```
 //!
 //! Offsets: `log_start_offset <= written_offset <= log_end_offset` and `durable_offset <=
@@ -64,9 +66,10 @@
 //! background writer task, write pipeline, failure handling, interval flusher), `read.rs` (reads,
 //! the tail cache, offset by timestamp), `recover.rs` (open-time scan and repair, producer state
 //! replay), `retention.rs` (roll, retention, DeleteRecords), `truncate.rs`, `epochs.rs` (the
-//! leader-epoch cache).
+//! leader-epoch cache), `boot.rs` (the boot checkpoint).
 
 mod append;
+mod boot;
 mod cache;
 mod compact;
 mod epochs;
@@ -160,6 +163,10 @@ pub struct Log {
     /// rewrites of one file at once share its temporary name.
     small_writing: Cell<bool>,
     flusher_running: Cell<bool>,
+    boot: boot::BootCheckpoints,
+    /// The active segment holds data recovery did not sync (see boot.rs): its roll or the
+    /// close syncs it even without a write handle.
+    active_unsynced: Cell<bool>,
     /// Test hook: successful writes left before one fails with ENOSPC.
     inject_write_failure: Cell<Option<u32>>,
     self_weak: RefCell<Weak<Log>>,
@@ -209,6 +216,12 @@ impl Log {
         let rec = recover(&dir, &config).await?;
         let leo = rec.segments.last().map_or(0, |s| s.next_offset);
         let active = rec.segments.last();
+        // Below it everything is fsynced: the log end, unless recovery left the active
+        // segment as a process crash left it (see boot.rs).
+        let synced_to = match active {
+            Some(a) if rec.active_unsynced => rec.recovery_point.max(a.base_offset).min(leo),
+            _ => leo,
+        };
         let state = State {
             active_projected_bytes: active.map_or(0, |s| s.size),
             active_projected_base: active.map_or(0, |s| s.base_offset),
@@ -231,8 +244,8 @@ impl Log {
             log_start: Cell::new(rec.log_start_offset),
             leo: Cell::new(leo),
             written: Cell::new(leo),
-            durable: Cell::new(leo),
-            recovery_point: Cell::new(leo),
+            durable: Cell::new(synced_to),
+            recovery_point: Cell::new(synced_to),
             fail_gen: Cell::new(0),
             prealloc_step: Cell::new(PREALLOCATE_MIN_BYTES),
             on_disk: RefCell::new(rec.files.iter().cloned().collect()),
@@ -248,6 +261,8 @@ impl Log {
             txn_cache: RefCell::new(TxnCache::default()),
             small_writing: Cell::new(false),
             flusher_running: Cell::new(false),
+            boot: boot::BootCheckpoints::default(),
+            active_unsynced: Cell::new(rec.active_unsynced),
             inject_write_failure: Cell::new(None),
             self_weak: RefCell::new(Weak::new()),
             work: Rc::new(Notify::default()),
@@ -255,10 +270,17 @@ impl Log {
             stats: crate::stats::LogStats::default(),
         });
         *log.self_weak.borrow_mut() = Rc::downgrade(&log);
+        log.stats.recovery_scanned_bytes.set(rec.scanned_bytes);
         crate::runtime::spawn(writer_loop(Rc::downgrade(&log), log.work.clone())).detach();
         let active_txn_index = rec.txn.active.is_some();
-        log.load_producer_state(rec.txn, rec.scanned).await?;
-        log.write_checkpoint().await?;
+        log.load_producer_state(rec.txn, rec.scanned, rec.boot_producers)
+            .await?;
+        if rec.active_unsynced {
+            // The durable producer snapshot stays older, as the data it would describe.
+            log.write_recovery_checkpoint().await?;
+        } else {
+            log.write_checkpoint().await?;
+        }
         if active_txn_index {
             // The snapshot now holds what the file beside the active segment listed.
             log.remove_active_txn_index().await;
@@ -347,15 +369,21 @@ impl Log {
         let _s = self.segments_lock().await;
         self.drain_pending().await;
         let _g = self.lock().await;
-        let (file, size, seg_summary) = {
+        let (file, read_file, size, seg_summary) = {
             let st = self.state.borrow();
             match st.segments.last() {
-                Some(s) => (s.write_file.clone(), s.size, Some(s.index.clone())),
-                None => (None, 0, None),
+                Some(s) => (
+                    s.write_file.clone(),
+                    Some(s.read_file.clone()),
+                    s.size,
+                    Some(s.index.clone()),
+                ),
+                None => (None, None, 0, None),
             }
         };
         // No write handle: nothing was written since the log opened, and the active index
-        // on disk is current (or the segment is empty and needs none).
+        // on disk is current (or the segment is empty and needs none) unless recovery left
+        // the segment unsynced.
         if let Some(f) = file {
             f.sync_data().await?;
             f.set_len(size).await?;
@@ -363,7 +391,11 @@ impl Log {
             if seg_summary.is_some() {
                 self.write_active_index().await?;
             }
+        } else if let Some(f) = read_file.filter(|_| self.active_unsynced.get()) {
+            f.sync_data().await?;
+            self.write_active_index().await?;
         }
+        self.active_unsynced.set(false);
         self.durable.set(self.written.get());
         self.recovery_point.set(self.written.get());
         self.write_checkpoint().await?;
@@ -397,6 +429,9 @@ impl Log {
             st.segments.clear();
             st.cache.clear();
         }
+        // A small file being written (a boot checkpoint in the background) is done before the
+        // directory goes; later ones see `deleted`.
+        drop(self.small_turn().await);
         let dir = self.dir.clone();
         let res = crate::runtime::spawn_blocking(move || {
             let target = match aside {
@@ -481,17 +516,25 @@ impl Log {
         if self.deleted.get() {
             return Ok(());
         }
-        let c = Checkpoint {
-            recovery_point: self.recovery_point.get(),
-            log_start_offset: self.log_start.get(),
-        };
-        self.write_small(CHECKPOINT_FILE, || encode_checkpoint(&c))
-            .await?;
+        self.write_recovery_checkpoint().await?;
         self.write_small(PRODUCER_FILE, || {
             self.state.borrow().producers.encode(self.leo.get())
         })
         .await?;
         Ok(())
+    }
+
+    /// The recovery point and log start offset file alone.
+    async fn write_recovery_checkpoint(&self) -> Result<(), StorageError> {
+        if self.deleted.get() {
+            return Ok(());
+        }
+        let c = Checkpoint {
+            recovery_point: self.recovery_point.get(),
+            log_start_offset: self.log_start.get(),
+        };
+        self.write_small(CHECKPOINT_FILE, || encode_checkpoint(&c))
+            .await
     }
 
     /// Writes one of the log's small state files (atomically, durably) unless it already holds
@@ -504,14 +547,7 @@ impl Log {
         name: &'static str,
         content: impl FnOnce() -> Vec<u8>,
     ) -> Result<(), StorageError> {
-        let _turn = loop {
-            let notified = self.progress.notified();
-            if !self.small_writing.get() {
-                self.small_writing.set(true);
-                break SmallWriteGuard(self);
-            }
-            notified.await;
-        };
+        let _turn = self.small_turn().await;
         let bytes = content();
         if self.on_disk.borrow().get(name) == Some(&bytes) {
             return Ok(());
@@ -520,6 +556,18 @@ impl Log {
         write_atomic(&self.dir, name, bytes.clone()).await?;
         self.on_disk.borrow_mut().insert(name, bytes);
         Ok(())
+    }
+
+    /// The turn to rewrite one of the small state files (held until the guard drops).
+    async fn small_turn(&self) -> SmallWriteGuard<'_> {
+        loop {
+            let notified = self.progress.notified();
+            if !self.small_writing.get() {
+                self.small_writing.set(true);
+                return SmallWriteGuard(self);
+            }
+            notified.await;
+        }
     }
 
     async fn write_active_index(&self) -> Result<(), StorageError> {

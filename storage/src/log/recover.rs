@@ -1,5 +1,6 @@
 //! Open-time recovery: finds the segments of a directory, trusts what the checkpoint and intact
-//! index files cover, scans the rest, truncates a torn or corrupt tail, rebuilds the leader-epoch
+//! index files cover (and, after a process crash in the same boot, the boot checkpoint: see
+//! boot.rs), scans the rest, truncates a torn or corrupt tail, rebuilds the leader-epoch
 //! cache from the scanned batches, and restores producer state (from the scanned batches where
 //! the scan reached the log end, else by reading the log again).
 
@@ -13,10 +14,10 @@ use super::{
 };
 use crate::batch::BatchHeader;
 use crate::checkpoint::{
-    decode_checkpoint, decode_epochs, read_optional, CHECKPOINT_FILE, CLEANER_FILE, EPOCH_FILE,
-    PRODUCER_FILE,
+    boot_id, decode_boot, decode_checkpoint, decode_epochs, read_optional, BOOT_FILE,
+    CHECKPOINT_FILE, CLEANER_FILE, EPOCH_FILE, PRODUCER_FILE,
 };
-use crate::config::{IoMode, LogConfig};
+use crate::config::{FlushPolicy, IoMode, LogConfig};
 use crate::error::StorageError;
 use crate::index::SegmentIndex;
 use crate::producer::ProducerStates;
@@ -38,17 +39,25 @@ impl Log {
     /// Restores producer state: the snapshot, minus anything past the recovered log end, plus
     /// the batches written after the snapshot (headers, and the record of each marker): those
     /// in `scanned` as recovery's scan saw them, the ones before it read back from the log.
+    /// `boot`: the boot checkpoint's snapshot, when recovery used its index; the newer of it
+    /// and the durable one is used.
     pub(super) async fn load_producer_state(
         &self,
         txn: RecoveredTxn,
         scanned: Option<ScannedTail>,
+        boot: Option<Vec<u8>>,
     ) -> Result<(), StorageError> {
         let leo = self.leo.get();
         let bytes = read_optional(&self.dir.join(PRODUCER_FILE)).await?;
-        let snapshot = bytes.as_deref().and_then(ProducerStates::decode);
+        let durable = bytes.as_deref().and_then(ProducerStates::decode);
         if let Some(b) = bytes {
             self.on_disk.borrow_mut().insert(PRODUCER_FILE, b);
         }
+        let boot = boot.as_deref().and_then(ProducerStates::decode);
+        let snapshot = match (durable, boot) {
+            (Some(d), Some(b)) if b.0 > d.0 => Some(b),
+            (d, b) => d.or(b),
+        };
         let (mut states, from) = match snapshot {
             Some((covered, mut states)) => {
                 states.truncate_from(leo);
@@ -239,6 +248,14 @@ pub(super) struct Recovered {
     pub(super) files: Vec<(&'static str, Vec<u8>)>,
     /// The scanned end of the log, when the scans reached the log end.
     pub(super) scanned: Option<ScannedTail>,
+    /// The boot checkpoint's producer snapshot, when its index replaced a scan.
+    pub(super) boot_producers: Option<Vec<u8>>,
+    /// Bytes of segment files the scans read.
+    pub(super) scanned_bytes: u64,
+    /// The active segment was left unsynced (a boot checkpoint with `--flush never`).
+    pub(super) active_unsynced: bool,
+    /// The recovery point of the checkpoint file, -1 without one.
+    pub(super) recovery_point: i64,
 }
 
 /// Opens and repairs the segments of `dir` (recovery: see this module's documentation).
@@ -304,6 +321,16 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
     // A log with a clean point is or was compacted: gaps in its offsets are legal.
     let gaps_ok = config.cleanup_compact || clean_bytes.is_some();
     files.extend(clean_bytes.map(|b| (CLEANER_FILE, b)));
+    // Written in this boot or ignored (see boot.rs).
+    let mut boot = match boot_id() {
+        Some(id) if names.iter().any(|n| n == BOOT_FILE) => read_optional(&dir.join(BOOT_FILE))
+            .await?
+            .and_then(|b| decode_boot(&b, id)),
+        _ => None,
+    };
+    let mut boot_producers = None;
+    let mut scanned_bytes = 0u64;
+    let mut active_unsynced = false;
     let batch_max = (config.max_message_bytes as u64).max(RECOVERY_BATCH_BYTES_MIN);
     let interval = config.index_interval_bytes;
 
@@ -334,6 +361,34 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
             _ => None,
         }
         .filter(|(_, s)| s.log_size <= file_len);
+        // The active segment's index as of the boot checkpoint, if it covers more.
+        let last = i + 1 == bases.len();
+        let from_boot = last
+            .then(|| boot.take())
+            .flatten()
+            .and_then(|b| {
+                let decoded = SegmentIndex::decode(base, &b.index, &b.time_index);
+                decoded.map(|d| (d, b.producers))
+            })
+            .filter(|((_, s), _)| {
+                s.log_size <= file_len
+                    && index.as_ref().is_none_or(|(_, d)| s.log_size > d.log_size)
+            });
+        let boot_used = from_boot.is_some();
+        // With `--flush never` nothing was durable past the recovery point and the durable
+        // index before the crash, and nothing needs to be now: after a process crash in the
+        // same boot the segment is left as the kernel has it, its durable index and the
+        // recovery point stay where they were, and its next roll or close syncs it (see
+        // boot.rs). Other policies sync it here as after any crash.
+        let unsynced = boot_used && config.flush == FlushPolicy::Never;
+        active_unsynced = unsynced;
+        let index = match from_boot {
+            Some((ix, producers)) => {
+                boot_producers = Some(producers);
+                Some(ix)
+            }
+            None => index,
+        };
         let mut write_index = true;
         let mut scan_start = 0u64;
         if let Some((ix, s)) = index {
@@ -343,7 +398,8 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
             seg.max_timestamp = s.max_timestamp;
             seg.max_timestamp_offset = s.max_timestamp_offset;
             scan_start = s.log_size;
-            write_index = false;
+            // Only the durable index files spare rewriting them.
+            write_index = boot_used;
         }
         if trusted && scan_start == file_len {
             scanned = None;
@@ -382,6 +438,7 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
                 },
             )
             .await?;
+            scanned_bytes += scan.read;
             let mut stop_at = scan.valid_end;
             let mut clean = matches!(scan.stop, ScanStop::End | ScanStop::Zeros);
             for b in &scan.batches {
@@ -429,11 +486,14 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
                 }
                 let (wf, _) = open_write(&seg.path, IoMode::Buffered).await?;
                 wf.set_len(stop_at).await?;
-                wf.sync_all().await?;
-            } else if stop_at > scan_start {
-                // What the scan accepted is trusted from now on (the checkpoint written after
-                // opening puts the recovery point at the log end), so it must be on the disk
-                // even if it was never synced before the crash; a cut tail is synced above.
+                if !unsynced {
+                    wf.sync_all().await?;
+                }
+            } else if !unsynced && (stop_at > scan_start || boot_used) {
+                // What the scan accepted (or the boot checkpoint covered) is trusted from now
+                // on (the checkpoint written after opening puts the recovery point at the log
+                // end), so it must be on the disk even if it was never synced before the
+                // crash; a cut tail is synced above.
                 seg.read_file.sync_data().await?;
             }
         }
@@ -441,7 +501,7 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
             let (a, b) = seg.index.encode(&seg.summary());
             write_index_pair(dir, &ip, &tp, a, b).await?;
         }
-        last_index_stale = write_index;
+        last_index_stale = write_index && !unsynced;
         // Read for every segment, as it may turn out the active one (a later one removed).
         last_txn = None;
         if txn_indexes.contains(&base) {
@@ -501,5 +561,9 @@ pub(super) async fn recover(dir: &Path, config: &LogConfig) -> Result<Recovered,
         io_mode,
         files,
         scanned,
+        boot_producers,
+        scanned_bytes,
+        active_unsynced,
+        recovery_point,
     })
 }

@@ -134,7 +134,7 @@ impl Log {
     /// Seals the active segment (fsync, exact length, index files) and starts a new one at the
     /// current end. Writer-only, lock held, nothing queued before the roll marker.
     pub(super) async fn roll(&self) -> io::Result<()> {
-        let (file, size, next, ix, tp) = {
+        let (file, read_file, size, next, ix, tp) = {
             let st = self.state.borrow();
             let Some(s) = st.segments.last() else {
                 return Ok(());
@@ -145,6 +145,7 @@ impl Log {
             let (a, b) = s.index.encode(&s.summary());
             (
                 s.write_file.clone(),
+                s.read_file.clone(),
                 s.size,
                 s.next_offset,
                 (s.index_paths(), a),
@@ -154,6 +155,9 @@ impl Log {
         if let Some(f) = &file {
             f.sync_data().await?;
             f.set_len(size).await?;
+        } else if self.active_unsynced.get() {
+            // Recovery left it as a process crash did and nothing was written since.
+            read_file.sync_data().await?;
         }
         let to_io = |e| match e {
             StorageError::Io(e) => e,
@@ -205,6 +209,7 @@ impl Log {
         self.txn_cache.borrow_mut().clear();
         self.durable.set(self.durable.get().max(next));
         self.recovery_point.set(next);
+        self.active_unsynced.set(false);
         if let Err(e) = self.write_checkpoint().await {
             tracing::warn!(error = %e, "failed to write checkpoint after roll");
         }

@@ -37,6 +37,8 @@ impl Log {
         let _s = self.segments_lock().await;
         self.drain_pending().await;
         let _g = self.lock().await;
+        // The bytes cut may be rewritten with others: a boot checkpoint covering them goes.
+        let _boot = self.block_boot_checkpoints().await;
         let mode = self.io_mode.get();
         // Drop later segments.
         let (doomed, seg_path, read_file, lookup_pos, size, base, txn_path, had_txn_index) = {

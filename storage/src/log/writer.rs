@@ -355,6 +355,7 @@ impl Log {
         }
         self.progress.notify_all();
         self.extend_preallocation(&file, new_size);
+        self.maybe_write_boot_checkpoint();
         if epochs_dirty {
             if let Err(e) = self.write_epochs().await {
                 tracing::warn!(error = %e, "failed to persist leader epoch checkpoint");
