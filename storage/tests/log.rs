@@ -1077,6 +1077,16 @@ async fn write_until_boot_covers(log: &sluice_storage::Log, seq: &mut i32, bytes
     panic!("the boot checkpoint never covered {bytes} bytes");
 }
 
+/// A log written until its boot checkpoint covers `bytes`, then dropped (a crash): its
+/// directory and log end.
+async fn crashed_after_a_boot_checkpoint(bytes: u64) -> (tempfile::TempDir, i64) {
+    let dir = tmpdir();
+    let log = open(dir.path(), boot_config()).await;
+    let end = write_until_boot_covers(&log, &mut 0, bytes).await;
+    drop(log);
+    (dir, end)
+}
+
 #[compio::test]
 async fn after_a_process_crash_recovery_scans_only_past_the_boot_checkpoint() {
     let dir = tmpdir();
@@ -1124,12 +1134,7 @@ async fn after_a_process_crash_recovery_scans_only_past_the_boot_checkpoint() {
 
 #[compio::test]
 async fn a_boot_checkpoint_from_another_boot_is_ignored() {
-    let dir = tmpdir();
-    let cfg = boot_config();
-    let log = open(dir.path(), cfg.clone()).await;
-    let mut seq = 0;
-    let end = write_until_boot_covers(&log, &mut seq, 256 << 10).await;
-    drop(log);
+    let (dir, end) = crashed_after_a_boot_checkpoint(256 << 10).await;
     // The same file as another boot would have left it: another id, a valid CRC.
     let path = dir.path().join("boot.checkpoint");
     let mut b = std::fs::read(&path).unwrap();
@@ -1138,7 +1143,7 @@ async fn a_boot_checkpoint_from_another_boot_is_ignored() {
     let crc = crc32c::crc32c(&b[..n]);
     b[n..].copy_from_slice(&crc.to_be_bytes());
     std::fs::write(&path, &b).unwrap();
-    let log = open(dir.path(), cfg).await;
+    let log = open(dir.path(), boot_config()).await;
     let scanned = log.stats().recovery_scanned_bytes.get();
     assert!(scanned >= log.size_bytes(), "scanned {scanned} bytes");
     assert_eq!(log.log_end_offset(), end);
@@ -1180,12 +1185,8 @@ async fn a_truncation_removes_the_boot_checkpoint_that_covered_what_it_cut() {
 
 #[compio::test]
 async fn a_close_after_a_restart_on_a_boot_checkpoint_makes_the_segment_durable() {
-    let dir = tmpdir();
+    let (dir, end) = crashed_after_a_boot_checkpoint(256 << 10).await;
     let cfg = boot_config();
-    let log = open(dir.path(), cfg.clone()).await;
-    let mut seq = 0;
-    let end = write_until_boot_covers(&log, &mut seq, 256 << 10).await;
-    drop(log);
     let log = open(dir.path(), cfg.clone()).await;
     // Closed without a write since: the close syncs the segment and writes its index.
     log.close().await.unwrap();

@@ -466,27 +466,27 @@ impl Log {
 
     // ---- internals ----
 
-    async fn lock(&self) -> LockGuard<'_> {
+    /// Waits until `flag` is clear and sets it: the log's small async locks (the flag's
+    /// guard clears it and notifies `progress`).
+    async fn take_flag(&self, flag: &Cell<bool>) {
         loop {
             let notified = self.progress.notified();
-            if !self.locked.get() {
-                self.locked.set(true);
-                return LockGuard(self);
+            if !flag.replace(true) {
+                return;
             }
             notified.await;
         }
     }
 
+    async fn lock(&self) -> LockGuard<'_> {
+        self.take_flag(&self.locked).await;
+        LockGuard(self)
+    }
+
     /// The segments lock (see `Log::segments_locked`); taken before [`Log::lock`], never after.
     async fn segments_lock(&self) -> SegmentsGuard<'_> {
-        loop {
-            let notified = self.progress.notified();
-            if !self.segments_locked.get() {
-                self.segments_locked.set(true);
-                return SegmentsGuard(self);
-            }
-            notified.await;
-        }
+        self.take_flag(&self.segments_locked).await;
+        SegmentsGuard(self)
     }
 
     async fn drain_pending(&self) {
@@ -560,14 +560,8 @@ impl Log {
 
     /// The turn to rewrite one of the small state files (held until the guard drops).
     async fn small_turn(&self) -> SmallWriteGuard<'_> {
-        loop {
-            let notified = self.progress.notified();
-            if !self.small_writing.get() {
-                self.small_writing.set(true);
-                return SmallWriteGuard(self);
-            }
-            notified.await;
-        }
+        self.take_flag(&self.small_writing).await;
+        SmallWriteGuard(self)
     }
 
     async fn write_active_index(&self) -> Result<(), StorageError> {
