@@ -430,8 +430,15 @@ impl Log {
             st.cache.clear();
         }
         // A small file being written (a boot checkpoint in the background) is done before the
-        // directory goes; later ones see `deleted`.
-        drop(self.small_turn().await);
+        // directory goes; later ones see `deleted`. Waited for, not taken: releasing the turn
+        // would wake the log's waiters before the directory is gone.
+        loop {
+            let notified = self.progress.notified();
+            if !self.small_writing.get() {
+                break;
+            }
+            notified.await;
+        }
         let dir = self.dir.clone();
         let res = crate::runtime::spawn_blocking(move || {
             let target = match aside {
