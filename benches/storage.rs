@@ -792,7 +792,12 @@ fn time_cold_open(rt: &Runtime, log: &CrashedLog, cfg: &LogConfig, close: bool) 
 fn bench_recovery(c: &mut Criterion) {
     let rt = Runtime::new().expect("runtime");
     let root = bench_root();
-    let cfg = log_config(FlushPolicy::Never);
+    // No boot checkpoint: this group measures what a restart after a reboot sees, where one
+    // would be ignored (a restart in the same boot: benches/startup.sh).
+    let cfg = LogConfig {
+        boot_checkpoint_interval_ms: 0,
+        ..log_config(FlushPolicy::Never)
+    };
     // Written on first use, so a criterion filter that skips this group skips the 10 GiB too.
     let crashed: std::cell::OnceCell<CrashedLog> = std::cell::OnceCell::new();
     let mut g = c.benchmark_group("recovery");
