@@ -1028,20 +1028,6 @@ async fn a_read_without_min_one_returns_no_batch_larger_than_asked() {
     }
 }
 
-/// An idempotent producer's batch of `n` records of `value` bytes from sequence `seq`.
-fn idempotent_batch(pid: i64, seq: i32, n: i32, value: usize) -> bytes::Bytes {
-    let mut b = sluice_storage::test_util::build_batch(
-        &sluice_storage::test_util::BatchSpec::new(n)
-            .base_timestamp(TS)
-            .value_bytes(value),
-    );
-    b[43..51].copy_from_slice(&pid.to_be_bytes());
-    b[51..53].copy_from_slice(&0i16.to_be_bytes());
-    b[53..57].copy_from_slice(&seq.to_be_bytes());
-    sluice_storage::test_util::set_crc(&mut b);
-    bytes::Bytes::from(b)
-}
-
 /// The log size the boot checkpoint's index covers (its layout: checkpoint.rs, index.rs), 0
 /// when there is none.
 fn boot_covered(dir: &std::path::Path) -> u64 {

@@ -34,8 +34,19 @@ pub fn batch(records: i32, ts: i64, value_bytes: usize) -> Bytes {
 
 /// A transactional batch of `n` records from (pid, epoch) starting at sequence `seq`.
 pub fn txn_batch(pid: i64, epoch: i16, seq: i32, n: i32) -> Bytes {
-    let mut b = build_batch(&BatchSpec::new(n).base_timestamp(1_700_000_000_000));
-    b[21..23].copy_from_slice(&0x10i16.to_be_bytes());
+    producer_batch(&BatchSpec::new(n), 0x10, pid, epoch, seq)
+}
+
+/// An idempotent (not transactional) batch of `n` records of `value_bytes` each from
+/// (pid, epoch 0) starting at sequence `seq`.
+pub fn idempotent_batch(pid: i64, seq: i32, n: i32, value_bytes: usize) -> Bytes {
+    producer_batch(&BatchSpec::new(n).value_bytes(value_bytes), 0, pid, 0, seq)
+}
+
+/// A batch of `spec` with `attributes` and a producer's id, epoch and first sequence.
+fn producer_batch(spec: &BatchSpec, attributes: i16, pid: i64, epoch: i16, seq: i32) -> Bytes {
+    let mut b = build_batch(spec);
+    b[21..23].copy_from_slice(&attributes.to_be_bytes());
     b[43..51].copy_from_slice(&pid.to_be_bytes());
     b[51..53].copy_from_slice(&epoch.to_be_bytes());
     b[53..57].copy_from_slice(&seq.to_be_bytes());
