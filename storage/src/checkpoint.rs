@@ -213,12 +213,7 @@ pub(crate) fn decode_boot(b: &[u8], boot: &[u8; BOOT_ID_BYTES]) -> Option<BootCh
 /// tmp → rename, no fsync: for the boot checkpoint, which only a restart in the same boot
 /// trusts (the page cache holds it until then).
 pub(crate) async fn write_replace(dir: &Path, name: &str, bytes: Vec<u8>) -> std::io::Result<()> {
-    let tmp = dir.join(format!("{name}.tmp"));
-    let mut f = crate::runtime::File::create(&tmp).await?;
-    let crate::runtime::BufResult(res, _) = f.write_all_at(bytes, 0).await;
-    res?;
-    f.close().await?;
-    crate::runtime::rename(&tmp, dir.join(name)).await
+    write_via_tmp(dir, name, bytes, false).await
 }
 
 /// Reads a whole small file; `None` if it does not exist.
@@ -232,15 +227,30 @@ pub(crate) async fn read_optional(path: &Path) -> std::io::Result<Option<Vec<u8>
 
 /// tmp → fsync → rename → fsync dir.
 pub(crate) async fn write_atomic(dir: &Path, name: &str, bytes: Vec<u8>) -> std::io::Result<()> {
+    write_via_tmp(dir, name, bytes, true).await
+}
+
+/// Writes `bytes` to `<name>.tmp` and renames it to `name`; `durable`: fsyncs the file before
+/// the rename and the directory after it.
+async fn write_via_tmp(
+    dir: &Path,
+    name: &str,
+    bytes: Vec<u8>,
+    durable: bool,
+) -> std::io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
-    let dst = dir.join(name);
     let mut f = crate::runtime::File::create(&tmp).await?;
     let crate::runtime::BufResult(res, _) = f.write_all_at(bytes, 0).await;
     res?;
-    f.sync_all().await?;
+    if durable {
+        f.sync_all().await?;
+    }
     f.close().await?;
-    crate::runtime::rename(&tmp, &dst).await?;
-    sync_dir(dir).await
+    crate::runtime::rename(&tmp, dir.join(name)).await?;
+    if durable {
+        sync_dir(dir).await?;
+    }
+    Ok(())
 }
 
 pub(crate) async fn sync_dir(dir: &Path) -> std::io::Result<()> {
