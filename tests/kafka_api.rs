@@ -198,6 +198,59 @@ fn one_mib_messages_and_message_too_large() {
     );
 }
 
+/// Requests larger than the connection's read chunk (64 KiB) are read into a buffer of their
+/// own size: pipelined back to back with small ones, whole in one write or in odd pieces, each
+/// is answered in order and its records read back intact.
+#[test]
+fn large_pipelined_requests_arriving_in_any_pieces_are_all_answered() {
+    use common::raw::{plain_batch, produce_request, Raw};
+    use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+    let broker = Broker::start(&[]);
+    broker.create_topic("pipelined", 1, &[]);
+    let values = |round: usize, req: usize| -> Vec<Vec<u8>> {
+        (0..3)
+            .map(|i| vec![(round * 7 + req * 3 + i) as u8; 100_000 + req * 12_345])
+            .collect()
+    };
+    let mut expected = Vec::new();
+    for (round, piece) in [usize::MAX, 7_919, 65_536].into_iter().enumerate() {
+        let mut raw = Raw::connect(&broker.addr);
+        let mut wire = Vec::new();
+        for req in 0..4 {
+            if req == 2 {
+                wire.extend(raw.encode(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()));
+            }
+            let vals = values(round, req);
+            let produce = produce_request("pipelined", 0, plain_batch(&vals, false, false));
+            wire.extend(raw.encode(ApiKey::Produce, 9, &produce));
+            expected.extend(vals);
+        }
+        for chunk in wire.chunks(piece.min(wire.len())) {
+            std::io::Write::write_all(&mut raw.stream, chunk).unwrap();
+        }
+        for req in 0..5 {
+            if req == 2 {
+                let (_, v): (i32, ApiVersionsResponse) = raw.recv_next(ApiKey::ApiVersions, 3);
+                assert_eq!(v.error_code, 0);
+                continue;
+            }
+            let (_, resp): (i32, kafka_protocol::messages::ProduceResponse) =
+                raw.recv_next(ApiKey::Produce, 9);
+            let p = &resp.responses[0].partition_responses[0];
+            assert_eq!(p.error_code, 0, "round {round} request {req}");
+        }
+    }
+    let got = consume_n(
+        &broker.consumer(&[("fetch.message.max.bytes", "3000000")]),
+        "pipelined",
+        1,
+        expected.len(),
+    );
+    let got: Vec<Vec<u8>> = got.into_iter().map(|r| r.value.unwrap()).collect();
+    assert_eq!(got.len(), expected.len());
+    assert!(got == expected, "records differ from what was produced");
+}
+
 #[test]
 fn list_offsets_earliest_latest_and_by_timestamp() {
     let broker = Broker::start(&[]);

@@ -206,12 +206,22 @@ async fn serve_inner(shard: Rc<Shard>, mut stream: TcpStream, peer: SocketAddr, 
                 };
             }
         }
-        // Grow with what arrives (doubling), never straight to an announced size.
-        let want = match pending_size {
-            Some(size) => (4 + size).saturating_sub(buf.len()).max(1),
-            None => READ_CHUNK_BYTES,
-        };
-        buf.reserve(want.min(READ_CHUNK_BYTES.max(buf.len())));
+        match pending_size {
+            // A large frame, its size now held from the budget, is read into a buffer of
+            // exactly its size: its bytes are copied once, by the socket, not again at every
+            // doubling of the buffer, and no read runs past it into the next frame (whose
+            // start would be copied out again). Only its first chunk is copied here.
+            Some(size) if hold.is_some() => {
+                if buf.capacity() < 4 + size {
+                    let mut whole = BytesMut::with_capacity(4 + size);
+                    whole.extend_from_slice(&buf);
+                    buf = whole;
+                }
+            }
+            // Small frames: a chunk at a time, never more than the frame announced.
+            Some(size) => buf.reserve((4 + size).saturating_sub(buf.len()).max(1)),
+            None => buf.reserve(READ_CHUNK_BYTES),
+        }
         let read = crate::runtime::timeout(idle, rd.append(buf)).await;
         let Ok(BufResult(res, b)) = read else {
             info!(%peer, idle_ms = idle.as_millis() as u64, "closing idle connection");

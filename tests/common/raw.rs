@@ -61,6 +61,14 @@ impl<S: Read + Write> Raw<S> {
     }
 
     pub fn send<Req: Encodable>(&mut self, key: ApiKey, version: i16, req: &Req) {
+        let frame = self.encode(key, version, req);
+        self.stream.write_all(&frame).unwrap();
+        self.stream.flush().unwrap();
+    }
+
+    /// The next request's frame (length prefix included), not sent: for tests that write
+    /// several requests' bytes in pieces of their choosing.
+    pub fn encode<Req: Encodable>(&mut self, key: ApiKey, version: i16, req: &Req) -> BytesMut {
         self.correlation += 1;
         let header = RequestHeader::default()
             .with_request_api_key(key as i16)
@@ -72,7 +80,10 @@ impl<S: Read + Write> Raw<S> {
             .encode(&mut body, key.request_header_version(version))
             .unwrap();
         req.encode(&mut body, version).unwrap();
-        self.send_frame(&body);
+        let mut frame = BytesMut::with_capacity(body.len() + 4);
+        frame.put_i32(body.len() as i32);
+        frame.put_slice(&body);
+        frame
     }
 
     pub fn send_frame(&mut self, body: &[u8]) {
@@ -125,17 +136,11 @@ impl<S: Read + Write> Raw<S> {
         partition: i32,
         records: Bytes,
     ) -> kafka_protocol::messages::ProduceResponse {
-        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-        use kafka_protocol::messages::{ProduceRequest, TopicName};
-        let req = ProduceRequest::default()
-            .with_acks(1)
-            .with_timeout_ms(10_000)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
-                .with_partition_data(vec![PartitionProduceData::default()
-                    .with_index(partition)
-                    .with_records(Some(records))])]);
-        self.call(ApiKey::Produce, 9, &req)
+        self.call(
+            ApiKey::Produce,
+            9,
+            &produce_request(topic, partition, records),
+        )
     }
 }
 
@@ -244,6 +249,24 @@ pub fn offset_commit(
             .with_partitions(vec![OffsetCommitRequestPartition::default()
                 .with_partition_index(0)
                 .with_committed_offset(offset)])])
+}
+
+/// A Produce request (v9, acks=1) of `records` to one partition.
+pub fn produce_request(
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+) -> kafka_protocol::messages::ProduceRequest {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    ProduceRequest::default()
+        .with_acks(1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_owned())))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(partition)
+                .with_records(Some(records))])])
 }
 
 /// One plain RecordBatch v2 of these values (no producer id); `transactional` and `control`
