@@ -48,7 +48,8 @@ pub struct LogConfig {
     pub timestamp_type: TimestampType,
     pub io_mode: IoMode,
     pub flush: FlushPolicy,
-    /// Bound on recently written batches kept in memory for reads (default 8 MiB).
+    /// Bound on recently written batches kept in memory for reads (default 64 MiB; the
+    /// thread's budget, `set_cache_budget`, bounds all logs of a thread together).
     pub tail_cache_bytes: usize,
     /// cleanup.policy: `delete` (retention deletes old segments) and/or `compact` (the cleaner
     /// keeps the last record of each key). Default `delete` only.
@@ -83,7 +84,7 @@ impl Default for LogConfig {
             timestamp_type: TimestampType::CreateTime,
             io_mode: IoMode::Direct,
             flush: FlushPolicy::Never,
-            tail_cache_bytes: 8 << 20,
+            tail_cache_bytes: 64 << 20,
             cleanup_delete: true,
             cleanup_compact: false,
             min_cleanable_dirty_ratio: 0.5,
