@@ -362,7 +362,18 @@ async fn handle(shard: &Rc<Shard>, req: AppRequest) -> AppReply {
             }
         }
         AppRequest::Op(op) => {
+            // A forwarded ISR change is logged as it arrives and when it is done, so one that
+            // never completes shows where it waited (a chaos round once saw a leader's ISR
+            // shrink go unanswered for 60 s).
+            let isr_change = matches!(op, ControllerOp::AlterPartition(_)).then(|| {
+                info!(?op, "ISR change received");
+                (format!("{op:?}"), crate::runtime::now())
+            });
             let reply = controller::run_here(shard, op).await;
+            if let Some((op, received)) = isr_change {
+                let ms = received.elapsed().as_millis() as u64;
+                info!(%op, ms, ?reply, "ISR change handled");
+            }
             let epoch = d.state.borrow().image().epoch;
             AppReply::Op { reply, epoch }
         }

@@ -777,9 +777,14 @@ pub fn alter_isr(
     let (s, topic, index) = (shard.clone(), p.topic.clone(), p.index);
     info!(%topic, partition = index, ?op, "asking the controller to change the ISR");
     crate::runtime::spawn(async move {
+        let asked = crate::runtime::now();
         let done = on_controller(&s, op).await.and_then(ControllerReply::done);
-        if let Err(e) = done {
-            info!(%topic, partition = index, error = %e.message, "ISR change refused");
+        let ms = asked.elapsed().as_millis() as u64;
+        match done {
+            Ok(_) => info!(%topic, partition = index, ms, "ISR change accepted"),
+            Err(e) => {
+                info!(%topic, partition = index, ms, error = %e.message, "ISR change refused")
+            }
         }
     })
     .detach();
