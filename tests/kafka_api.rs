@@ -228,16 +228,17 @@ fn large_pipelined_requests_arriving_in_any_pieces_are_all_answered() {
         for chunk in wire.chunks(piece.min(wire.len())) {
             std::io::Write::write_all(&mut raw.stream, chunk).unwrap();
         }
-        for req in 0..5 {
-            if req == 2 {
-                let (_, v): (i32, ApiVersionsResponse) = raw.recv_next(ApiKey::ApiVersions, 3);
-                assert_eq!(v.error_code, 0);
+        // Five responses, in request order (correlation ids 1..=5 on this connection).
+        for (i, correlation) in (1..=5).enumerate() {
+            if i == 2 {
+                let (c, v): (i32, ApiVersionsResponse) = raw.recv_next(ApiKey::ApiVersions, 3);
+                assert_eq!((c, v.error_code), (correlation, 0), "round {round}");
                 continue;
             }
-            let (_, resp): (i32, kafka_protocol::messages::ProduceResponse) =
+            let (c, resp): (i32, kafka_protocol::messages::ProduceResponse) =
                 raw.recv_next(ApiKey::Produce, 9);
             let p = &resp.responses[0].partition_responses[0];
-            assert_eq!(p.error_code, 0, "round {round} request {req}");
+            assert_eq!((c, p.error_code), (correlation, 0), "round {round}");
         }
     }
     let got = consume_n(

@@ -80,17 +80,11 @@ impl<S: Read + Write> Raw<S> {
             .encode(&mut body, key.request_header_version(version))
             .unwrap();
         req.encode(&mut body, version).unwrap();
-        let mut frame = BytesMut::with_capacity(body.len() + 4);
-        frame.put_i32(body.len() as i32);
-        frame.put_slice(&body);
-        frame
+        framed(&body)
     }
 
     pub fn send_frame(&mut self, body: &[u8]) {
-        let mut frame = BytesMut::with_capacity(body.len() + 4);
-        frame.put_i32(body.len() as i32);
-        frame.put_slice(body);
-        self.stream.write_all(&frame).unwrap();
+        self.stream.write_all(&framed(body)).unwrap();
         self.stream.flush().unwrap();
     }
 
@@ -249,6 +243,14 @@ pub fn offset_commit(
             .with_partitions(vec![OffsetCommitRequestPartition::default()
                 .with_partition_index(0)
                 .with_committed_offset(offset)])])
+}
+
+/// `body` with its 4-byte size in front.
+fn framed(body: &[u8]) -> BytesMut {
+    let mut frame = BytesMut::with_capacity(body.len() + 4);
+    frame.put_i32(body.len() as i32);
+    frame.put_slice(body);
+    frame
 }
 
 /// A Produce request (v9, acks=1) of `records` to one partition.
