@@ -110,6 +110,28 @@ impl AlignedBuf {
         self.len += src.len();
     }
 
+    /// Appends `src` like [`AlignedBuf::extend_from_slice`], but with non-temporal stores on
+    /// x86-64: the bytes go to memory without first reading the destination's cache lines in.
+    /// For large write buffers, whose memory is cold (it last held batches the tail cache has
+    /// since evicted): an ordinary copy reads every destination line from memory before
+    /// overwriting it. Measured with a C loop on this project's 2-core AMD EPYC VM, copying
+    /// 1 MiB into a 64 MiB ring of buffers: 13.5 GB/s ordinary, 22 GB/s streaming (and
+    /// 41 vs 27 GB/s into a 4 MiB ring that stays cached, which is why small buffers keep
+    /// the ordinary copy). Readers of the stored bytes (the device's DMA, the tail cache)
+    /// read them from memory as before.
+    pub fn extend_from_slice_streaming(&mut self, src: &[u8]) {
+        assert!(self.len + src.len() <= self.cap, "AlignedBuf overflow");
+        #[cfg(target_arch = "x86_64")]
+        {
+            // SAFETY: destination range len..len+src.len() is inside the allocation (checked
+            // above) and cannot overlap `src` (borrowed immutably from elsewhere).
+            unsafe { stream_copy(self.ptr.as_ptr().add(self.len), src) };
+            self.len += src.len();
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        self.extend_from_slice(src);
+    }
+
     /// Extends `len` to the next block boundary, writing zeros into the padding (it reaches the
     /// disk past the logical end of the segment, where recovery expects zeros or garbage).
     pub fn pad_to_block(&mut self) {
@@ -126,6 +148,43 @@ impl AlignedBuf {
     pub fn truncate(&mut self, len: usize) {
         self.len = self.len.min(len);
     }
+}
+
+/// Copies `src` to `dst` with 16-byte non-temporal stores (SSE2, part of every x86-64 CPU),
+/// then fences them so later ordinary stores and the io_uring submission see the bytes.
+///
+/// # Safety
+/// `dst..dst + src.len()` must be writable and must not overlap `src`.
+#[cfg(target_arch = "x86_64")]
+unsafe fn stream_copy(dst: *mut u8, src: &[u8]) {
+    use std::arch::x86_64::{__m128i, _mm_loadu_si128, _mm_sfence, _mm_stream_si128};
+    const CHUNK: usize = 64;
+    let n = src.len();
+    // Up to the first 16-byte aligned destination address, and everything if the copy is too
+    // short for streaming to matter, an ordinary copy.
+    let head = (dst as usize).wrapping_neg() % 16;
+    if n < head + 4 * CHUNK {
+        std::ptr::copy_nonoverlapping(src.as_ptr(), dst, n);
+        return;
+    }
+    std::ptr::copy_nonoverlapping(src.as_ptr(), dst, head);
+    let mut i = head;
+    while i + CHUNK <= n {
+        let s = src.as_ptr().add(i);
+        let d = dst.add(i);
+        let a = _mm_loadu_si128(s.cast::<__m128i>());
+        let b = _mm_loadu_si128(s.add(16).cast::<__m128i>());
+        let c = _mm_loadu_si128(s.add(32).cast::<__m128i>());
+        let e = _mm_loadu_si128(s.add(48).cast::<__m128i>());
+        // `d` is 16-byte aligned: dst + head is, and i - head is a multiple of 64.
+        _mm_stream_si128(d.cast::<__m128i>(), a);
+        _mm_stream_si128(d.add(16).cast::<__m128i>(), b);
+        _mm_stream_si128(d.add(32).cast::<__m128i>(), c);
+        _mm_stream_si128(d.add(48).cast::<__m128i>(), e);
+        i += CHUNK;
+    }
+    std::ptr::copy_nonoverlapping(src.as_ptr().add(i), dst.add(i), n - i);
+    _mm_sfence();
 }
 
 impl Drop for AlignedBuf {
@@ -179,5 +238,28 @@ mod tests {
         assert_eq!(&b.as_slice()[..4], &[1, 2, 3, 0]);
         let bytes = bytes::Bytes::from_owner(b);
         assert_eq!(bytes.len(), 4096);
+    }
+
+    #[test]
+    fn streaming_copy_matches_ordinary_copy_at_every_alignment() {
+        let src: Vec<u8> = (0..70_000u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        for start in [0usize, 1, 3, 15, 16, 17, 63, 4095] {
+            for len in [0usize, 1, 255, 256, 300, 4096, 65_537, 69_000] {
+                let from = start % 13;
+                let piece = &src[from..from + len];
+                let mut a = AlignedBuf::with_capacity(start + len + 16);
+                a.extend_from_slice(&vec![9u8; start]);
+                a.extend_from_slice_streaming(piece);
+                a.extend_from_slice_streaming(&[1, 2]);
+                assert_eq!(a.len(), start + len + 2);
+                assert_eq!(
+                    &a.as_slice()[start..start + len],
+                    piece,
+                    "start {start} len {len}"
+                );
+                assert_eq!(&a.as_slice()[start + len..], &[1, 2]);
+                assert!(a.as_slice()[..start].iter().all(|&x| x == 9));
+            }
+        }
     }
 }
