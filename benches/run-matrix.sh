@@ -9,7 +9,8 @@
 # What it does, in one run (so every ratio compares numbers from the same conditions):
 #   1. builds release binaries (cargo build --release -p sluice -p sluice-tools)
 #   2. measures this machine's limits: loopback TCP bandwidth (iperf3), O_DIRECT sequential write
-#      bandwidth with fdatasync every 16 MiB and fdatasync latency after a 4 KiB O_DIRECT write
+#      bandwidth with fdatasync every 16 MiB, O_DIRECT sequential read bandwidth of the file just
+#      written (the consume rows divide by it), and fdatasync latency after a 4 KiB O_DIRECT write
 #      (fio; a small python writer if fio is unavailable)
 #   3. for each row: starts a fresh broker on 127.0.0.1 with its own data dir under the work dir
 #      (on the real disk), runs sluice-load, stops the broker by PID, deletes the data dir; then
@@ -181,9 +182,9 @@ def iperf(path):
     d = json.load(open(path))
     print(d["end"]["sum_received"]["bits_per_second"] / 8)
 
-def fio_bw(path):
+def fio_bw(path, direction="write"):
     d = json.load(open(path))
-    print(d["jobs"][0]["write"]["bw_bytes"])
+    print(d["jobs"][0][direction]["bw_bytes"])
 
 def fio_sync(path):
     d = json.load(open(path))
@@ -192,8 +193,9 @@ def fio_sync(path):
     print(p["50.000000"] / 1e6, p["99.000000"] / 1e6, p.get("99.900000", 0) / 1e6, lat["N"])
 
 def pywriter(path, total_mib, sync_secs):
-    """Fallback when fio is missing: O_DIRECT 1 MiB writes with fdatasync every 16 MiB, then
-    4 KiB O_DIRECT write + fdatasync latencies for sync_secs."""
+    """Fallback when fio is missing: O_DIRECT 1 MiB writes with fdatasync every 16 MiB, the
+    same file read back with O_DIRECT 1 MiB reads, then 4 KiB O_DIRECT write + fdatasync
+    latencies for sync_secs."""
     import mmap
     buf = mmap.mmap(-1, 1 << 20)
     buf.write(os.urandom(1 << 20))
@@ -206,6 +208,12 @@ def pywriter(path, total_mib, sync_secs):
     os.fdatasync(fd)
     bw = total_mib * (1 << 20) / (time.monotonic() - t)
     os.close(fd)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+    t = time.monotonic()
+    for i in range(total_mib):
+        os.preadv(fd, [buf], i << 20)
+    read_bw = total_mib * (1 << 20) / (time.monotonic() - t)
+    os.close(fd)
     small = mmap.mmap(-1, 4096)
     fd = os.open(path + ".sync", os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_DIRECT, 0o644)
     lats, end, i = [], time.monotonic() + sync_secs, 0
@@ -216,7 +224,7 @@ def pywriter(path, total_mib, sync_secs):
     os.unlink(path); os.unlink(path + ".sync")
     lats.sort()
     q = lambda x: lats[min(len(lats) - 1, int(x * len(lats)))] * 1e3
-    print(bw, q(0.5), q(0.99), q(0.999), len(lats))
+    print(bw, read_bw, q(0.5), q(0.99), q(0.999), len(lats))
 
 # ---------------------------------------------------------------------------- report
 
@@ -286,6 +294,7 @@ def report(res_dir, out, meta_path):
     rows = load_rows(os.path.join(res_dir, "rows.jsonl"))
     loop = lim.get("loopback_bytes_per_s")
     disk = lim.get("disk_seq_bytes_per_s")
+    disk_read = lim.get("disk_read_bytes_per_s")
     sync_p99 = lim.get("fdatasync_p99_ms")
     MB = 1e6
     L = []
@@ -324,6 +333,7 @@ def report(res_dir, out, meta_path):
     w("|---|---|---|")
     w(f"| loopback TCP | {fmt(loop and loop / MB, 0)} MB/s | {lim.get('loopback_how', '–')} |")
     w(f"| O_DIRECT sequential write, fdatasync every 16 MiB | {fmt(disk and disk / MB, 0)} MB/s | {lim.get('disk_how', '–')} |")
+    w(f"| O_DIRECT sequential read | {fmt(disk_read and disk_read / MB, 0)} MB/s | {lim.get('disk_read_how', '–')} |")
     w(f"| fdatasync after a 4 KiB O_DIRECT write | p50 {fmt(lim.get('fdatasync_p50_ms'), 2)} ms, "
       f"p99 {fmt(sync_p99, 2)} ms, p99.9 {fmt(lim.get('fdatasync_p999_ms'), 2)} ms "
       f"({fmt(int(lim.get('fdatasync_count', 0)))} syncs) | {lim.get('sync_how', '–')} |\n")
@@ -461,14 +471,15 @@ def report(res_dir, out, meta_path):
         w(f"The backlog is written first (`produce --messages`, acks=1, not timed here), then "
           "one consumer reads it from the beginning until caught up. "
           "Sluice writes with O_DIRECT and reads a backlog beyond its tail cache from the disk with O_DIRECT too (into its own buffers, one chunk read ahead per partition): no page-cache pages are filled, which on this VM cost about 1.4 s of kernel CPU per GB on first touch (`dd` of a fresh 1 GiB file took 1.67 s of system time the first time and 0.07-0.28 s once the guest reused freed page-cache pages). Kafka's backlog is still in the page cache it was written through.\n")
-        w("| broker | flush | partitions | backlog msgs | msg/s | ÷ Kafka | ÷ ceiling | MB/s | ÷ loopback | broker CPU (cores) | CPU s/GB | status |")
-        w("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        w("| broker | flush | partitions | backlog msgs | msg/s | ÷ Kafka | ÷ ceiling | MB/s | ÷ loopback | ÷ disk read | broker CPU (cores) | CPU s/GB | status |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for r in cons:
             mbps = r["res"]["throughput_mb_per_sec"] * 1048576 if r_ok(r) else None
             w(f"| {who(r)} | {flush_of(r)} | {r['partitions']} | {fmt(r['res']['topic']['backlog_at_start']) if r_ok(r) else '–'} | "
               f"{fmt(r['res']['throughput_msgs_per_sec'], 0) if r_ok(r) else '–'} | {vs_kafka(r, thr)} | "
               f"{vs_sink(r, thr)} | "
               f"{fmt(mbps and mbps / MB)} | {pct(mbps / loop if mbps and loop else None)} | "
+              f"{pct(mbps / disk_read if mbps and disk_read else None)} | "
               f"{fmt(r['cpu'], 2)} | {cpu_per_gb(r, mbps)} | {prob(r)} |")
         w("")
     e2e = [r for r in rows if r["kind"] == "e2e"]
@@ -660,13 +671,22 @@ measure_disk() {
     mkdir -p "$dir"
     if ensure_tool fio fio; then
         local c1="fio --name=seqwrite --filename=$dir/seq --rw=write --bs=1M --size=$FIO_SEQ_SIZE --direct=1 --ioengine=psync --fdatasync=16 --fallocate=none --output-format=json"
+        local c3="fio --name=seqread --filename=$dir/seq --rw=read --bs=1M --size=$FIO_SEQ_SIZE --direct=1 --ioengine=psync --output-format=json"
         local c2="fio --name=fdatasync --filename=$dir/sync --rw=write --bs=4k --size=64M --direct=1 --ioengine=psync --fdatasync=1 --runtime=$FIO_SYNC_SECS --output-format=json"
-        LIMIT_CMDS+=("$c1" "$c2")
+        LIMIT_CMDS+=("$c1" "$c3" "$c2")
         if timeout 300 $c1 > "$RES/fio-seq.json" 2>/dev/null; then
             local bw; bw=$(py fio-bw "$RES/fio-seq.json") || bw=0
             py setlimit "$LIMITS" disk_seq_bytes_per_s "$bw"
             py setlimit "$LIMITS" disk_how "fio psync bs=1M size=$FIO_SEQ_SIZE direct=1 fdatasync=16, fresh file"
             log "disk O_DIRECT seq write: $(awk -v b="$bw" 'BEGIN{printf "%.0f MB/s", b/1e6}')"
+            if timeout 300 $c3 > "$RES/fio-read.json" 2>/dev/null; then
+                bw=$(py fio-bw "$RES/fio-read.json" read) || bw=0
+                py setlimit "$LIMITS" disk_read_bytes_per_s "$bw"
+                py setlimit "$LIMITS" disk_read_how "fio psync bs=1M size=$FIO_SEQ_SIZE direct=1, the file just written"
+                log "disk O_DIRECT seq read: $(awk -v b="$bw" 'BEGIN{printf "%.0f MB/s", b/1e6}')"
+            else
+                log "fio seqread failed"
+            fi
         else
             log "fio seqwrite failed"
         fi
@@ -688,8 +708,10 @@ measure_disk() {
         log "fio unavailable: using the python O_DIRECT writer"
         local mib=${FIO_SEQ_SIZE%[MG]}; [[ $FIO_SEQ_SIZE == *G ]] && mib=$((mib * 1024))
         LIMIT_CMDS+=("python3 helper.py pywriter $dir/seq $mib $FIO_SYNC_SECS")
-        if read -r bw p50 p99 p999 n < <(timeout 300 python3 "$HELPER" pywriter "$dir/seq" "$mib" "$FIO_SYNC_SECS"); then
+        if read -r bw rbw p50 p99 p999 n < <(timeout 300 python3 "$HELPER" pywriter "$dir/seq" "$mib" "$FIO_SYNC_SECS"); then
             py setlimit "$LIMITS" disk_seq_bytes_per_s "$bw"
+            py setlimit "$LIMITS" disk_read_bytes_per_s "$rbw"
+            py setlimit "$LIMITS" disk_read_how "python os.preadv O_DIRECT 1 MiB, the file just written"
             py setlimit "$LIMITS" disk_how "python os.pwrite O_DIRECT 1 MiB, fdatasync every 16 MiB, ${mib} MiB"
             py setlimit "$LIMITS" fdatasync_p50_ms "$p50"
             py setlimit "$LIMITS" fdatasync_p99_ms "$p99"
