@@ -227,25 +227,22 @@ pub async fn read(shard: Rc<Shard>, reqs: Vec<ReadRequest>) -> Vec<ReadOutcome> 
 }
 
 async fn read_one(shard: &Rc<Shard>, r: ReadRequest) -> ReadOutcome {
-    // Gone since the request was routed (a deleted topic, while a fetch waited), or its log
-    // closed (being deleted, or the broker stopping): unknown, as a new fetch would be told;
-    // else no longer ours to serve.
-    let gone = || {
-        let known = shard
-            .metadata()
-            .topic(&r.topic)
-            .is_some_and(|t| t.has_partition(r.index));
-        if known {
-            ReadOutcome::not_leader()
-        } else {
-            ReadOutcome::error(ResponseError::UnknownTopicOrPartition)
-        }
-    };
     let Some(p) = shard
         .partition(&r.topic, r.index)
         .filter(|p| !p.log.is_closed())
     else {
-        return gone();
+        // Gone since the request was routed (a deleted topic, while a fetch waited), or its
+        // log closed (being deleted, or the broker stopping): unknown, as a new fetch would be
+        // told; else no longer ours to serve.
+        let known = shard
+            .metadata()
+            .topic(&r.topic)
+            .is_some_and(|t| t.has_partition(r.index));
+        return if known {
+            ReadOutcome::not_leader()
+        } else {
+            ReadOutcome::error(ResponseError::UnknownTopicOrPartition)
+        };
     };
     if !p.is_leader(None) {
         return ReadOutcome::not_leader();
