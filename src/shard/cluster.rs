@@ -366,8 +366,9 @@ async fn handle(shard: &Rc<Shard>, req: AppRequest) -> AppReply {
             // never completes shows where it waited (a chaos round once saw a leader's ISR
             // shrink go unanswered for 60 s).
             let isr_change = matches!(op, ControllerOp::AlterPartition(_)).then(|| {
-                info!(?op, "ISR change received");
-                (format!("{op:?}"), crate::runtime::now())
+                let text = format!("{op:?}");
+                info!(op = %text, "ISR change received");
+                (text, crate::runtime::now())
             });
             let reply = controller::run_here(shard, op).await;
             if let Some((op, received)) = isr_change {
