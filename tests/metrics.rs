@@ -72,7 +72,8 @@ fn sum_prefix(m: &HashMap<String, f64>, prefix: &str) -> f64 {
 
 #[test]
 fn metrics_follow_a_real_produce_consume_run() {
-    let broker = Broker::start(&["--cores", "2"]);
+    // No tail cache: the consumer's fetches read the disk.
+    let broker = Broker::start(&["--cores", "2", "--tail-cache-bytes", "0"]);
     assert_eq!(get(&broker.metrics_addr, "/live").0, 200);
     assert_eq!(get(&broker.metrics_addr, "/ready").0, 200);
     assert_eq!(get(&broker.metrics_addr, "/nope").0, 404);
@@ -116,6 +117,21 @@ fn metrics_follow_a_real_produce_consume_run() {
     );
     assert!(sum_prefix(&after, "sluice_received_bytes_total") > 2000.0);
     assert!(sum_prefix(&after, "sluice_io_uring_writes_total") >= 1.0);
+    // Every write is timed (acks=all with --flush never waits for each one).
+    assert_eq!(
+        sum_prefix(&after, "sluice_log_write_seconds_count"),
+        sum_prefix(&after, "sluice_io_uring_writes_total"),
+    );
+    assert_eq!(
+        sum_prefix(
+            &after,
+            "sluice_log_write_seconds_bucket{shard=\"0\",le=\"+Inf\"}"
+        ) + sum_prefix(
+            &after,
+            "sluice_log_write_seconds_bucket{shard=\"1\",le=\"+Inf\"}"
+        ),
+        sum_prefix(&after, "sluice_log_write_seconds_count"),
+    );
     assert!(sum_prefix(&after, "sluice_connections_accepted_total") >= 1.0);
 
     // A group consumes everything and commits: lag goes to 0.
@@ -149,6 +165,8 @@ fn metrics_follow_a_real_produce_consume_run() {
     );
     assert_eq!(m["sluice_group_members{group=\"metrics-group\"}"], 1.0);
     assert!(sum_prefix(&m, "sluice_requests_total{api=\"Fetch\"") >= 1.0);
+    // Each partition's 10 messages came from the disk, in at least one read each.
+    assert!(sum_prefix(&m, "sluice_log_disk_read_seconds_count") >= 2.0);
     assert!(m.contains_key("sluice_reactor_stall_seconds_count{shard=\"0\"}"));
     // Produce errors are counted by code (3 = UNKNOWN_TOPIC_OR_PARTITION).
     let mut raw = common::raw::Raw::connect(&broker.addr);

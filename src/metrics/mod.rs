@@ -218,7 +218,9 @@ pub struct ShardSnapshot {
     pub cleaner_bytes_written: u64,
     /// Segment bytes the recovery scans read when the shard's partitions opened.
     pub recovery_scanned_bytes: u64,
+    pub write_seconds: HistogramSnapshot,
     pub fsync_seconds: HistogramSnapshot,
+    pub disk_read_seconds: HistogramSnapshot,
     pub batches_per_write: HistogramSnapshot,
     pub partitions: Vec<PartitionSnapshot>,
     pub isr_shrinks: u64,

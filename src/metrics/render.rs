@@ -373,19 +373,29 @@ pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
         "Segment bytes the recovery scans read and checked when the shard's partitions opened (after a crash: what the recovery point and boot checkpoints did not cover).",
         &|s| s.recovery_scanned_bytes.to_string(),
     );
-    header(
-        &mut out,
-        "sluice_fsync_seconds",
-        "histogram",
-        "fdatasync latency of log writes.",
-    );
-    for s in shards {
-        histogram(
-            &mut out,
+    type Of = fn(&ShardSnapshot) -> &HistogramSnapshot;
+    let latencies: [(&str, &str, Of); 3] = [
+        (
+            "sluice_log_write_seconds",
+            "Log data writes, from their submission until the writer saw them finish (it builds the next buffer meanwhile).",
+            |s| &s.write_seconds,
+        ),
+        (
             "sluice_fsync_seconds",
-            &format!("shard=\"{}\"", s.shard),
-            &s.fsync_seconds,
-        );
+            "fdatasync latency of log writes.",
+            |s| &s.fsync_seconds,
+        ),
+        (
+            "sluice_log_disk_read_seconds",
+            "Log reads the tail cache did not hold: the disk read, or the wait for the chunk read ahead for it.",
+            |s| &s.disk_read_seconds,
+        ),
+    ];
+    for (name, help, of) in latencies {
+        header(&mut out, name, "histogram", help);
+        for s in shards {
+            histogram(&mut out, name, &format!("shard=\"{}\"", s.shard), of(s));
+        }
     }
     header(
         &mut out,
@@ -720,7 +730,9 @@ mod tests {
             cleaner_bytes_read: 40,
             cleaner_bytes_written: 30,
             recovery_scanned_bytes: 7,
+            write_seconds: HistogramSnapshot::empty(LATENCY_BUCKETS_S),
             fsync_seconds: HistogramSnapshot::empty(LATENCY_BUCKETS_S),
+            disk_read_seconds: HistogramSnapshot::empty(LATENCY_BUCKETS_S),
             batches_per_write: HistogramSnapshot::empty(COUNT_BUCKETS),
             partitions: vec![PartitionSnapshot {
                 topic: "t".into(),

@@ -20,7 +20,9 @@ const IDLE_TRIM_AFTER_MS: i64 = 10_000;
 /// Takes this shard's snapshot.
 pub fn snapshot(shard: &Shard) -> ShardSnapshot {
     let m = &shard.metrics;
+    let mut write_seconds = HistogramSnapshot::empty(LATENCY_BUCKETS_S);
     let mut fsync = HistogramSnapshot::empty(LATENCY_BUCKETS_S);
+    let mut disk_read_seconds = HistogramSnapshot::empty(LATENCY_BUCKETS_S);
     let mut batches = HistogramSnapshot::empty(COUNT_BUCKETS);
     let (mut writes, mut bytes_written) = (0u64, 0u64);
     let (mut cleaner_read, mut cleaner_written) = (0u64, 0u64);
@@ -36,7 +38,9 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
             cleaner_read += s.cleaner_bytes_read.get();
             cleaner_written += s.cleaner_bytes_written.get();
             recovery_scanned += s.recovery_scanned_bytes.get();
+            write_seconds.merge(&s.write_seconds.snapshot());
             fsync.merge(&s.fsync_seconds.snapshot());
+            disk_read_seconds.merge(&s.disk_read_seconds.snapshot());
             batches.merge(&s.batches_per_write.snapshot());
             PartitionSnapshot {
                 topic: p.topic.clone(),
@@ -127,7 +131,9 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         cleaner_bytes_read: cleaner_read,
         cleaner_bytes_written: cleaner_written,
         recovery_scanned_bytes: recovery_scanned,
+        write_seconds,
         fsync_seconds: fsync,
+        disk_read_seconds,
         batches_per_write: batches,
         partitions,
         groups,

@@ -1,5 +1,5 @@
 //! Lock-free (single-thread, `Cell`) statistics of a log, read by the broker's metrics scrape:
-//! writes, bytes, fdatasync latency and group-commit batch sizes.
+//! writes, bytes, write, fdatasync and disk read latency, and group-commit batch sizes.
 
 use std::cell::Cell;
 
@@ -85,7 +85,13 @@ pub struct LogStats {
     /// io_uring write submissions of the writer.
     pub writes: Cell<u64>,
     pub bytes_written: Cell<u64>,
+    /// From a write's submission until the writer saw it finish (the device's time, and the
+    /// time the writer then spent building the next buffer, if longer).
+    pub write_seconds: Histogram,
     pub fsync_seconds: Histogram,
+    /// Reads the tail cache did not hold: from the lookup until the batches were read (the
+    /// disk read, or the wait for the chunk read ahead for it).
+    pub disk_read_seconds: Histogram,
     /// Batches covered by one write (group commit).
     pub batches_per_write: Histogram,
     /// The cleaner's reads and writes (compacted logs).
@@ -112,7 +118,9 @@ impl Default for LogStats {
         LogStats {
             writes: Cell::new(0),
             bytes_written: Cell::new(0),
+            write_seconds: Histogram::new(LATENCY_BUCKETS_S),
             fsync_seconds: Histogram::new(LATENCY_BUCKETS_S),
+            disk_read_seconds: Histogram::new(LATENCY_BUCKETS_S),
             batches_per_write: Histogram::new(COUNT_BUCKETS),
             cleaner_bytes_read: Cell::new(0),
             cleaner_bytes_written: Cell::new(0),

@@ -213,9 +213,26 @@ impl Log {
         if self.read_from_cache(offset, max_bytes, min_one, bound, &mut out) {
             return Ok(out);
         }
-        // Disk: the segment containing `offset`, or the first one after it that holds
-        // something for it (the cleaner can leave a segment with nothing past some offset, or
-        // nothing at all). Bounded by the segment count.
+        let started = std::time::Instant::now();
+        let read = self
+            .read_from_disk(offset, max_bytes, min_one, bound, &mut out)
+            .await;
+        (self.stats.disk_read_seconds).observe(started.elapsed().as_secs_f64());
+        read.map(|()| out)
+    }
+
+    /// [`Log::read_limited`] of what the tail cache does not hold, into `out`.
+    async fn read_from_disk(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        min_one: bool,
+        bound: i64,
+        out: &mut ReadResult,
+    ) -> Result<(), StorageError> {
+        // The segment containing `offset`, or the first one after it that holds something for
+        // it (the cleaner can leave a segment with nothing past some offset, or nothing at
+        // all). Bounded by the segment count.
         for attempt in 0.. {
             let target = {
                 let st = self.state.borrow();
@@ -260,7 +277,7 @@ impl Log {
                 // What was read serves the read that takes this batch (a partition given part
                 // of a fetch's room asks again and again while the batch does not fit).
                 *self.readahead.borrow_mut() = ReadAhead::ready(id, offset, pos, data);
-                return Ok(out);
+                return Ok(());
             }
             if !r.chunks.is_empty() {
                 if let ReadVia::Direct(f) = &via {
@@ -276,10 +293,10 @@ impl Log {
                 }
                 out.bytes = r.chunks.iter().map(|c| c.len()).sum();
                 out.chunks = r.chunks;
-                return Ok(out);
+                return Ok(());
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Serves the read from the tail cache if it holds `offset`; batches from `bound` on are

@@ -288,6 +288,7 @@ impl Log {
         };
         // The first poll queues the writes on the ring; flushing submits them to the kernel now
         // instead of when this task next yields, so the device works while the next is built.
+        let submitted = std::time::Instant::now();
         let first = std::future::poll_fn(|cx| Poll::Ready(poll_both(cx))).await;
         if first.is_pending() {
             if prepare_next {
@@ -297,6 +298,7 @@ impl Log {
             // Even if preparing failed, the writes on the device are finished first.
             std::future::poll_fn(&mut poll_both).await;
         }
+        (self.stats.write_seconds).observe(submitted.elapsed().as_secs_f64());
         let (Some(head_res), Some(crate::runtime::BufResult(body_res, body))) =
             (head_res, body_res)
         else {
