@@ -217,7 +217,9 @@ impl Log {
         let read = self
             .read_from_disk(offset, max_bytes, min_one, bound, &mut out)
             .await;
-        (self.stats.disk_read_seconds).observe(started.elapsed().as_secs_f64());
+        self.stats
+            .disk_read_seconds
+            .observe(started.elapsed().as_secs_f64());
         read.map(|()| out)
     }
 

@@ -298,7 +298,9 @@ impl Log {
             // Even if preparing failed, the writes on the device are finished first.
             std::future::poll_fn(&mut poll_both).await;
         }
-        (self.stats.write_seconds).observe(submitted.elapsed().as_secs_f64());
+        self.stats
+            .write_seconds
+            .observe(submitted.elapsed().as_secs_f64());
         let (Some(head_res), Some(crate::runtime::BufResult(body_res, body))) =
             (head_res, body_res)
         else {
