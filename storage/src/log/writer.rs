@@ -286,9 +286,9 @@ impl Log {
                 Poll::Pending
             }
         };
+        let submitted = std::time::Instant::now();
         // The first poll queues the writes on the ring; flushing submits them to the kernel now
         // instead of when this task next yields, so the device works while the next is built.
-        let submitted = std::time::Instant::now();
         let first = std::future::poll_fn(|cx| Poll::Ready(poll_both(cx))).await;
         if first.is_pending() {
             if prepare_next {
