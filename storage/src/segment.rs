@@ -159,16 +159,17 @@ pub const PREALLOCATE_STEP_BYTES: u64 = 8 << 20;
 /// First preallocation window of a partition (see [`PREALLOCATE_STEP_BYTES`]).
 pub const PREALLOCATE_MIN_BYTES: u64 = 64 << 10;
 
-/// Reserves `[offset, offset + len)` of `file` and extends its size to cover it (the active
-/// segment ends in zeros, which recovery truncates; close and roll cut it to the exact length).
-/// Writes then stay inside the file: ext4 cannot issue an O_DIRECT write that extends the file
-/// without blocking, so io_uring would hand every such write to a worker thread. Best effort:
-/// returns false (and logs at debug) where fallocate is unsupported or the disk is full.
-pub(crate) fn preallocate_range(file: &File, offset: u64, len: u64) -> bool {
+/// Reserves `[offset, offset + len)` of the file behind `fd` and extends its size to cover it
+/// (the active segment ends in zeros, which recovery truncates; close and roll cut it to the
+/// exact length). Writes then stay inside the file: ext4 cannot issue an O_DIRECT write that
+/// extends the file without blocking, so io_uring would hand every such write to a worker
+/// thread. Best effort: returns false (and logs at debug) where fallocate is unsupported or the
+/// disk is full. It blocks (see `Log::start_preallocation`, which runs it off the shard).
+pub(crate) fn preallocate_range(fd: std::os::fd::BorrowedFd<'_>, offset: u64, len: u64) -> bool {
     use std::os::fd::AsRawFd;
-    let fd = file.as_raw_fd();
-    // SAFETY: fd is an open file descriptor owned by `file` for the duration of the call.
-    let rc = unsafe { libc::fallocate(fd, 0, offset as libc::off_t, len as libc::off_t) };
+    // SAFETY: `fd` is borrowed, so it stays open for the duration of the call.
+    let rc =
+        unsafe { libc::fallocate(fd.as_raw_fd(), 0, offset as libc::off_t, len as libc::off_t) };
     if rc != 0 {
         let e = io::Error::last_os_error();
         if e.raw_os_error() != Some(libc::EOPNOTSUPP) {

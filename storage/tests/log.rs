@@ -118,7 +118,11 @@ async fn roll_and_read(mode: IoMode) {
             "offset {off}"
         );
     }
+    let data_bytes = log.size_bytes();
     log.close().await.unwrap();
+    // Rolls and the close cut every segment to its exact length: no preallocation (run on
+    // another thread) extended one after its cut.
+    assert_eq!(log_files_bytes(dir.path()), data_bytes);
     // Reopen: same content, no data lost; segments sealed at exact lengths.
     let log = open(dir.path(), cfg).await;
     assert_eq!(log.log_end_offset(), end);
@@ -600,6 +604,39 @@ async fn pipelined_writes_and_failure_mid_pipeline() {
             "close cuts to the exact length"
         );
     }
+}
+
+/// Preallocation runs on another thread while the writer goes on; a roll or the close cuts a
+/// segment to its exact length only after it finished, or it would extend the file again.
+#[compio::test]
+async fn a_slow_preallocation_never_extends_a_segment_after_its_cut() {
+    let dir = tmpdir();
+    let cfg = LogConfig {
+        segment_bytes: 1 << 20,
+        ..config(IoMode::Direct)
+    };
+    let log = open(dir.path(), cfg.clone()).await;
+    log.delay_preallocation(std::time::Duration::from_millis(20));
+    let mut end = 0;
+    // About 5 MiB in 100 KiB batches, each written before the next: windows are reserved
+    // (and held up) all along, and segments roll every 10 or so.
+    for i in 0..50 {
+        let info = log.append(batch(100, TS + i, 1000), 0, TS).unwrap();
+        end = info.last_offset + 1;
+        log.wait_written(info.last_offset).await.unwrap();
+    }
+    assert!(
+        log.segment_count() >= 4,
+        "segments: {}",
+        log.segment_count()
+    );
+    let data_bytes = log.size_bytes();
+    log.close().await.unwrap();
+    assert_eq!(log_files_bytes(dir.path()), data_bytes);
+    let log = open(dir.path(), cfg).await;
+    assert_eq!(log.log_end_offset(), end);
+    assert_contiguous(&read_all(&log, 0, 1 << 20).await, 0, end);
+    log.close().await.unwrap();
 }
 
 /// Total length of the `.log` files in `dir`.

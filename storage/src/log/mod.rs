@@ -140,6 +140,8 @@ pub struct Log {
     fail_gen: Cell<u64>,
     /// Current preallocation window (see `extend_preallocation`).
     prealloc_step: Cell<u64>,
+    /// The fallocate running for the active segment, if any (see `start_preallocation`).
+    prealloc_job: RefCell<Option<crate::runtime::JoinHandle<()>>>,
     /// Contents of the small state files as last read or written (see `write_small`).
     on_disk: RefCell<HashMap<&'static str, Vec<u8>>>,
     closed: Cell<bool>,
@@ -169,6 +171,8 @@ pub struct Log {
     active_unsynced: Cell<bool>,
     /// Test hook: successful writes left before one fails with ENOSPC.
     inject_write_failure: Cell<Option<u32>>,
+    /// Test hook: each preallocation waits this long before its fallocate.
+    prealloc_delay: Cell<std::time::Duration>,
     self_weak: RefCell<Weak<Log>>,
     work: Rc<Notify>,
     progress: Notify,
@@ -248,6 +252,7 @@ impl Log {
             recovery_point: Cell::new(synced_to),
             fail_gen: Cell::new(0),
             prealloc_step: Cell::new(PREALLOCATE_MIN_BYTES),
+            prealloc_job: RefCell::new(None),
             on_disk: RefCell::new(rec.files.iter().cloned().collect()),
             closed: Cell::new(false),
             deleted: Cell::new(false),
@@ -264,6 +269,7 @@ impl Log {
             boot: boot::BootCheckpoints::default(),
             active_unsynced: Cell::new(rec.active_unsynced),
             inject_write_failure: Cell::new(None),
+            prealloc_delay: Cell::new(std::time::Duration::ZERO),
             self_weak: RefCell::new(Weak::new()),
             work: Rc::new(Notify::default()),
             progress: Notify::default(),
@@ -385,6 +391,7 @@ impl Log {
         // on disk is current (or the segment is empty and needs none) unless recovery left
         // the segment unsynced.
         if let Some(f) = file {
+            self.settle_preallocation().await;
             f.sync_data().await?;
             f.set_len(size).await?;
             f.sync_all().await?;
@@ -469,6 +476,13 @@ impl Log {
     #[doc(hidden)]
     pub fn inject_write_failure_after(&self, ok: u32) {
         self.inject_write_failure.set(Some(ok));
+    }
+
+    /// Test hook: each later preallocation (see `Log::start_preallocation`) waits `delay` on its
+    /// thread before its fallocate, as one held up by the filesystem does.
+    #[doc(hidden)]
+    pub fn delay_preallocation(&self, delay: std::time::Duration) {
+        self.prealloc_delay.set(delay);
     }
 
     // ---- internals ----

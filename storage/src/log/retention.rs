@@ -6,9 +6,7 @@ use std::io;
 use super::writer::Pending;
 use super::{remove_segment_files, write_index_pair, write_txn_index, Log};
 use crate::error::{clone_io, StorageError};
-use crate::segment::{
-    file_name, open_read, open_write, preallocate_range, Segment, PREALLOCATE_MIN_BYTES,
-};
+use crate::segment::{file_name, open_read, open_write, Segment, PREALLOCATE_MIN_BYTES};
 
 impl Log {
     /// DeleteRecords: moves the log start offset up to `offset` (-1 = the written offset; never
@@ -153,6 +151,7 @@ impl Log {
             )
         };
         if let Some(f) = &file {
+            self.settle_preallocation().await;
             f.sync_data().await?;
             f.set_len(size).await?;
         } else if self.active_unsynced.get() {
@@ -187,7 +186,7 @@ impl Log {
         let step = self.prealloc_step.get();
         let step = if step > PREALLOCATE_MIN_BYTES {
             let step = step.min(self.config.borrow().segment_bytes_effective());
-            preallocate_range(&wf, 0, step);
+            self.start_preallocation(&wf, 0, step);
             step
         } else {
             0

@@ -383,24 +383,80 @@ impl Log {
     /// Keeps a window reserved ahead of the active segment's end, growing it (up to
     /// [`PREALLOCATE_STEP_BYTES`]) each time the writes reach it.
     fn extend_preallocation(&self, file: &crate::runtime::File, size: u64) {
+        if self.preallocating() {
+            // The next write tries again.
+            return;
+        }
         let limit = self.config.borrow().segment_bytes_effective();
         let step = self.prealloc_step.get();
-        let mut st = self.state.borrow_mut();
-        let Some(seg) = st.segments.last_mut() else {
-            return;
+        let (from, len) = {
+            let mut st = self.state.borrow_mut();
+            let Some(seg) = st.segments.last_mut() else {
+                return;
+            };
+            if seg.allocated_end >= limit || size + step / 2 <= seg.allocated_end {
+                return;
+            }
+            let from = seg.allocated_end.max(size);
+            let len = step.min(limit.saturating_sub(from));
+            // Advance even on failure: the next attempt comes one step later, not on every
+            // write.
+            seg.allocated_end = from + len;
+            (from, len)
         };
-        if seg.allocated_end >= limit || size + step / 2 <= seg.allocated_end {
-            return;
-        }
-        let from = seg.allocated_end.max(size);
-        let len = step.min(limit.saturating_sub(from));
         if len > 0 {
-            preallocate_range(file, from, len);
+            self.start_preallocation(file, from, len);
         }
-        // Advance even on failure: the next attempt comes one step later, not on every write.
-        seg.allocated_end = from + len;
         self.prealloc_step
             .set((step * 2).min(PREALLOCATE_STEP_BYTES));
+    }
+
+    /// Whether a fallocate started by [`Log::start_preallocation`] is still running.
+    fn preallocating(&self) -> bool {
+        self.prealloc_job
+            .borrow()
+            .as_ref()
+            .is_some_and(|job| !job.is_finished())
+    }
+
+    /// Reserves `[from, from + len)` of `file` (see [`preallocate_range`]) on a blocking-work
+    /// thread. fallocate can wait for the filesystem — block bitmaps read from the disk, room
+    /// in the journal — and on the shard's thread it stopped every task of the shard: up to
+    /// 50 ms at a time producing at the maximum rate (an off-CPU profile, docs/architecture.md
+    /// §4 step 6). Writes go on meanwhile: one into a range not reserved yet is slower, not
+    /// wrong, as fallocate (mode 0) never changes data already written. One runs per log at a
+    /// time; [`Log::settle_preallocation`] waits for it before the file's size is cut.
+    pub(super) fn start_preallocation(&self, file: &crate::runtime::File, from: u64, len: u64) {
+        use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+        // SAFETY: `file` is open for the duration of the call; the duplicate is the job's own.
+        let fd = unsafe { BorrowedFd::borrow_raw(file.as_raw_fd()) }.try_clone_to_owned();
+        let fd = match fd {
+            Ok(fd) => fd,
+            Err(e) => {
+                tracing::debug!(error = %e, "no preallocation: dup failed");
+                return;
+            }
+        };
+        let delay = self.prealloc_delay.get();
+        let job = crate::runtime::spawn(async move {
+            crate::runtime::spawn_blocking(move || {
+                if !delay.is_zero() {
+                    std::thread::sleep(delay);
+                }
+                preallocate_range(fd.as_fd(), from, len);
+            })
+            .await;
+        });
+        *self.prealloc_job.borrow_mut() = Some(job);
+    }
+
+    /// Waits for the running fallocate, if any: one that ended after a roll or a truncation
+    /// cut the file would extend it with zeros again.
+    pub(super) async fn settle_preallocation(&self) {
+        let job = self.prealloc_job.borrow_mut().take();
+        if let Some(job) = job {
+            let _ = job.await;
+        }
     }
 
     /// Handles a failed write or roll: see the module documentation.
