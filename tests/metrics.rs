@@ -168,6 +168,13 @@ fn metrics_follow_a_real_produce_consume_run() {
     // Each partition's 10 messages came from the disk, in at least one read each.
     assert!(sum_prefix(&m, "sluice_log_disk_read_seconds_count") >= 2.0);
     assert!(m.contains_key("sluice_reactor_stall_seconds_count{shard=\"0\"}"));
+    // Read from the kernel's schedstat where it has one (Linux with CONFIG_SCHEDSTATS).
+    let cpu_wait = m["sluice_reactor_cpu_wait_seconds_total{shard=\"0\"}"];
+    assert!(cpu_wait >= 0.0);
+    if std::path::Path::new("/proc/thread-self/schedstat").exists() {
+        // The broker's threads shared this machine's CPUs with the test's own: some wait.
+        assert!(sum_prefix(&m, "sluice_reactor_cpu_wait_seconds_total") > 0.0);
+    }
     // Produce errors are counted by code (3 = UNKNOWN_TOPIC_OR_PARTITION).
     let mut raw = common::raw::Raw::connect(&broker.addr);
     let req = kafka_protocol::messages::ProduceRequest::default()

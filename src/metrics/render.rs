@@ -415,7 +415,7 @@ pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
         &mut out,
         "sluice_reactor_stall_seconds",
         "histogram",
-        "How late a 10 ms timer fired: time a shard ran tasks without yielding.",
+        "How late a 10 ms timer fired: time a shard ran tasks without yielding, or waited for a CPU (sluice_reactor_cpu_wait_seconds_total).",
     );
     for s in shards {
         histogram(
@@ -425,6 +425,13 @@ pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
             &s.stall_seconds,
         );
     }
+    per_shard(
+        &mut out,
+        "sluice_reactor_cpu_wait_seconds_total",
+        "counter",
+        "Time a shard's thread was ready to run but waited for a CPU (the kernel's schedstat run delay; 0 without schedstat).",
+        &|s| format!("{:.6}", s.cpu_wait_ns as f64 / 1e9),
+    );
 
     let mut parts: Vec<&PartitionSnapshot> = shards.iter().flat_map(|s| &s.partitions).collect();
     parts.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
@@ -723,6 +730,7 @@ mod tests {
             mesh_sent: 0,
             mesh_queue_depth: 0,
             stall_seconds: HistogramSnapshot::empty(LATENCY_BUCKETS_S),
+            cpu_wait_ns: 2_500_000,
             read_budget_used: 0,
             read_budget: 1,
             writes: 1,
@@ -774,6 +782,7 @@ mod tests {
         );
         assert!(text.contains("sluice_partition_open_transactions{topic=\"t\",partition=\"0\"} 1"));
         assert!(text.contains("sluice_transactional_ids{state=\"Ongoing\"} 2"));
+        assert!(text.contains("sluice_reactor_cpu_wait_seconds_total{shard=\"0\"} 0.002500"));
         assert!(text.contains("sluice_transactional_ids{state=\"CompleteCommit\"} 2"));
         assert!(text.contains("sluice_partition_replica_lag_max{topic=\"t\",partition=\"0\"} 7"));
         assert!(text.contains("sluice_partition_dirty_ratio{topic=\"t\",partition=\"0\"} 0.2500"));
