@@ -168,6 +168,11 @@ fn metrics_follow_a_real_produce_consume_run() {
     // Each partition's 10 messages came from the disk, in at least one read each.
     assert!(sum_prefix(&m, "sluice_log_disk_read_seconds_count") >= 2.0);
     assert!(m.contains_key("sluice_reactor_stall_seconds_count{shard=\"0\"}"));
+    // Every probe is in both stall histograms.
+    assert_eq!(
+        m["sluice_reactor_own_stall_seconds_count{shard=\"0\"}"],
+        m["sluice_reactor_stall_seconds_count{shard=\"0\"}"]
+    );
     // Read from the kernel's schedstat where it has one (Linux with CONFIG_SCHEDSTATS).
     let cpu_wait = m["sluice_reactor_cpu_wait_seconds_total{shard=\"0\"}"];
     assert!(cpu_wait >= 0.0);

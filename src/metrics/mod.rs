@@ -60,6 +60,9 @@ pub struct ShardMetrics {
     pub txn_verification_failures: Cell<u64>,
     pub mesh_sent: Cell<u64>,
     pub stall_seconds: Histogram,
+    /// Each timer's lateness less the CPU wait meanwhile, at most the time on a CPU (see
+    /// `stats::own_stall`).
+    pub own_stall_seconds: Histogram,
     /// Time the shard's thread was ready to run but waited for a CPU, in nanoseconds (the
     /// kernel's schedstat run delay, read by the stall probe).
     pub cpu_wait_ns: Cell<u64>,
@@ -94,6 +97,7 @@ impl Default for ShardMetrics {
             txn_verification_failures: Cell::new(0),
             mesh_sent: Cell::new(0),
             stall_seconds: Histogram::new(LATENCY_BUCKETS_S),
+            own_stall_seconds: Histogram::new(LATENCY_BUCKETS_S),
             cpu_wait_ns: Cell::new(0),
             isr_shrinks: Cell::new(0),
             isr_expands: Cell::new(0),
@@ -213,6 +217,7 @@ pub struct ShardSnapshot {
     pub mesh_sent: u64,
     pub mesh_queue_depth: usize,
     pub stall_seconds: HistogramSnapshot,
+    pub own_stall_seconds: HistogramSnapshot,
     pub cpu_wait_ns: u64,
     pub read_budget_used: usize,
     pub read_budget: usize,

@@ -374,7 +374,7 @@ pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
         &|s| s.recovery_scanned_bytes.to_string(),
     );
     type Of = fn(&ShardSnapshot) -> &HistogramSnapshot;
-    let latencies: [(&str, &str, Of); 3] = [
+    let latencies: [(&str, &str, Of); 5] = [
         (
             "sluice_log_write_seconds",
             "Log data writes, from their submission until the writer saw them finish (it builds the next buffer meanwhile).",
@@ -389,6 +389,16 @@ pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
             "sluice_log_disk_read_seconds",
             "Log reads the tail cache did not hold: the disk read, or the wait for the chunk read ahead for it.",
             |s| &s.disk_read_seconds,
+        ),
+        (
+            "sluice_reactor_stall_seconds",
+            "How late a 10 ms timer fired: the shard ran tasks without yielding (sluice_reactor_own_stall_seconds), waited for a CPU (sluice_reactor_cpu_wait_seconds_total), was blocked in a system call or woke late.",
+            |s| &s.stall_seconds,
+        ),
+        (
+            "sluice_reactor_own_stall_seconds",
+            "How late a 10 ms timer fired less the time the shard's thread waited for a CPU meanwhile, at most its time on a CPU: what tasks that did not yield cost (all of the lateness without the kernel's schedstat).",
+            |s| &s.own_stall_seconds,
         ),
     ];
     for (name, help, of) in latencies {
@@ -409,20 +419,6 @@ pub fn render(shards: &[ShardSnapshot], ready: bool) -> String {
             "sluice_group_commit_batches",
             &format!("shard=\"{}\"", s.shard),
             &s.batches_per_write,
-        );
-    }
-    header(
-        &mut out,
-        "sluice_reactor_stall_seconds",
-        "histogram",
-        "How late a 10 ms timer fired: time a shard ran tasks without yielding, or waited for a CPU (sluice_reactor_cpu_wait_seconds_total).",
-    );
-    for s in shards {
-        histogram(
-            &mut out,
-            "sluice_reactor_stall_seconds",
-            &format!("shard=\"{}\"", s.shard),
-            &s.stall_seconds,
         );
     }
     per_shard(
@@ -730,6 +726,7 @@ mod tests {
             mesh_sent: 0,
             mesh_queue_depth: 0,
             stall_seconds: HistogramSnapshot::empty(LATENCY_BUCKETS_S),
+            own_stall_seconds: HistogramSnapshot::empty(LATENCY_BUCKETS_S),
             cpu_wait_ns: 2_500_000,
             read_budget_used: 0,
             read_budget: 1,

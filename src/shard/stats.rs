@@ -124,6 +124,7 @@ pub fn snapshot(shard: &Shard) -> ShardSnapshot {
         mesh_sent: m.mesh_sent.get(),
         mesh_queue_depth: shard.mesh_queue_depth(),
         stall_seconds: m.stall_seconds.snapshot(),
+        own_stall_seconds: m.own_stall_seconds.snapshot(),
         cpu_wait_ns: m.cpu_wait_ns.get(),
         read_budget_used: shard.read_budget_used.get(),
         read_budget: shard.config.args.shard_memory_budget_bytes,
@@ -158,7 +159,7 @@ pub async fn stall_probe(shard: Rc<Shard>) {
     let mut last_log = crate::runtime::now() - Duration::from_secs(60);
     let mut moved = 0u64;
     let mut trimmed_at = 0i64;
-    let mut run_delay = RunDelay::open();
+    let mut sched = SchedTimes::open();
     loop {
         let m = &shard.metrics;
         let now_moved = m.bytes_received.get() + m.bytes_sent.get() + m.mesh_sent.get();
@@ -182,15 +183,20 @@ pub async fn stall_probe(shard: Rc<Shard>) {
         crate::runtime::sleep(STALL_PROBE_PERIOD).await;
         let late = start.elapsed().saturating_sub(STALL_PROBE_PERIOD);
         shard.metrics.stall_seconds.observe(late.as_secs_f64());
-        let waited = run_delay.as_mut().map_or(Duration::ZERO, RunDelay::advance);
-        ShardMetrics::add(&shard.metrics.cpu_wait_ns, waited.as_nanos() as u64);
+        let times = sched.as_mut().map(SchedTimes::advance);
+        let waited_ns = times.map_or(0, |t| t.waited_ns);
+        ShardMetrics::add(&shard.metrics.cpu_wait_ns, waited_ns);
+        // Without schedstat the lateness cannot be split: all of it counts as the shard's.
+        let own = times.map_or(late, |t| own_stall(late, t));
+        shard.metrics.own_stall_seconds.observe(own.as_secs_f64());
         if late > STALL_LOG_THRESHOLD && last_log.elapsed() > Duration::from_secs(10) {
             last_log = crate::runtime::now();
             warn!(
                 shard = shard.id,
                 stall_us = late.as_micros() as u64,
-                cpu_wait_us = waited.as_micros() as u64,
-                "reactor stall: a task ran without yielding, or the thread waited cpu_wait_us for a CPU"
+                own_us = own.as_micros() as u64,
+                cpu_wait_us = waited_ns / 1000,
+                "reactor stall: tasks that did not yield took own_us of it, waiting for a CPU cpu_wait_us, the rest the thread was blocked in a system call or woke late"
             );
         }
         if shard.shutting_down.get() {
@@ -199,50 +205,69 @@ pub async fn stall_probe(shard: Rc<Shard>) {
     }
 }
 
-/// The calling thread's run delay — time it was ready to run but waited for a CPU — from the
-/// kernel's `/proc/thread-self/schedstat` (its second field, in nanoseconds). It tells a late
-/// timer caused by the shard's own work from one caused by other threads (a client on the same
-/// machine) or by too few CPUs. The file stays open and is read again at position 0 (one
-/// `pread` of a few bytes; procfs does not block).
-struct RunDelay {
+/// The calling thread's scheduler times from the kernel's `/proc/thread-self/schedstat`: time
+/// on a CPU and run delay (ready to run but waiting for a CPU), both in nanoseconds. They split
+/// a late timer into the shard's own work (tasks that did not yield), waiting for a CPU (other
+/// threads — a client on the same machine — or too few CPUs), and the rest: off a CPU without
+/// waiting for one, i.e. blocked in a system call or woken late (the host, on a virtual
+/// machine). The file stays open and is read again at position 0
+/// (one `pread` of a few bytes; procfs does not block).
+struct SchedTimes {
     file: std::fs::File,
-    last_ns: u64,
+    last: CpuTimes,
 }
 
-impl RunDelay {
-    /// `None` where the kernel keeps no schedstat (the metric then stays 0).
-    fn open() -> Option<RunDelay> {
+/// Nanoseconds on a CPU and waiting for one.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+struct CpuTimes {
+    on_cpu_ns: u64,
+    waited_ns: u64,
+}
+
+impl SchedTimes {
+    /// `None` where the kernel keeps no schedstat (the CPU wait then counts as 0, and the whole
+    /// lateness as the shard's own).
+    fn open() -> Option<SchedTimes> {
         let file = std::fs::File::open("/proc/thread-self/schedstat").ok()?;
-        let last_ns = read_run_delay_ns(&file)?;
-        Some(RunDelay { file, last_ns })
+        let last = read_cpu_times(&file)?;
+        Some(SchedTimes { file, last })
     }
 
-    /// The run delay since the last call.
-    fn advance(&mut self) -> Duration {
-        let Some(now) = read_run_delay_ns(&self.file) else {
-            return Duration::ZERO;
+    /// The times since the last call.
+    fn advance(&mut self) -> CpuTimes {
+        let Some(now) = read_cpu_times(&self.file) else {
+            return CpuTimes::default();
         };
-        let d = now.saturating_sub(self.last_ns);
-        self.last_ns = now;
-        Duration::from_nanos(d)
+        let d = CpuTimes {
+            on_cpu_ns: now.on_cpu_ns.saturating_sub(self.last.on_cpu_ns),
+            waited_ns: now.waited_ns.saturating_sub(self.last.waited_ns),
+        };
+        self.last = now;
+        d
     }
 }
 
-fn read_run_delay_ns(file: &std::fs::File) -> Option<u64> {
+fn read_cpu_times(file: &std::fs::File) -> Option<CpuTimes> {
     use std::os::unix::fs::FileExt;
     let mut buf = [0u8; 96];
     let n = file.read_at(&mut buf, 0).ok()?;
-    parse_run_delay_ns(buf.get(..n)?)
+    parse_schedstat(buf.get(..n)?)
 }
 
-/// The second field of a schedstat line: "<on-CPU ns> <run delay ns> <timeslices>".
-fn parse_run_delay_ns(line: &[u8]) -> Option<u64> {
-    std::str::from_utf8(line)
-        .ok()?
-        .split_ascii_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
+/// A schedstat line: "<on-CPU ns> <run delay ns> <timeslices>".
+fn parse_schedstat(line: &[u8]) -> Option<CpuTimes> {
+    let mut fields = std::str::from_utf8(line).ok()?.split_ascii_whitespace();
+    Some(CpuTimes {
+        on_cpu_ns: fields.next()?.parse().ok()?,
+        waited_ns: fields.next()?.parse().ok()?,
+    })
+}
+
+/// The part of a timer's lateness `late` that the shard's own work can explain: what is left
+/// after the wait for a CPU, at most the time the thread was on one (see [`SchedTimes`]).
+fn own_stall(late: Duration, t: CpuTimes) -> Duration {
+    late.saturating_sub(Duration::from_nanos(t.waited_ns))
+        .min(Duration::from_nanos(t.on_cpu_ns))
 }
 
 #[cfg(test)]
@@ -250,22 +275,51 @@ mod tests {
     use super::*;
 
     #[test]
-    fn schedstat_run_delay_is_its_second_field() {
-        assert_eq!(parse_run_delay_ns(b"169927305 584155 19\n"), Some(584_155));
-        assert_eq!(parse_run_delay_ns(b"169927305"), None);
-        assert_eq!(parse_run_delay_ns(b"1 x 2"), None);
-        assert_eq!(parse_run_delay_ns(b"\xff\xfe"), None);
-        assert_eq!(parse_run_delay_ns(b""), None);
+    fn schedstat_lines_parse_or_are_refused() {
+        assert_eq!(
+            parse_schedstat(b"169927305 584155 19\n"),
+            Some(CpuTimes {
+                on_cpu_ns: 169_927_305,
+                waited_ns: 584_155
+            })
+        );
+        assert_eq!(parse_schedstat(b"169927305"), None);
+        assert_eq!(parse_schedstat(b"1 x 2"), None);
+        assert_eq!(parse_schedstat(b"-1 2 3"), None);
+        assert_eq!(parse_schedstat(b"\xff\xfe"), None);
+        assert_eq!(parse_schedstat(b""), None);
     }
 
     #[test]
-    fn run_delay_of_this_thread_reads_and_never_goes_back() {
+    fn a_late_timer_is_split_into_cpu_wait_own_work_and_oversleep() {
+        let ms = Duration::from_millis;
+        let t = |on_cpu: u64, waited: u64| CpuTimes {
+            on_cpu_ns: on_cpu * 1_000_000,
+            waited_ns: waited * 1_000_000,
+        };
+        // Busy 20 ms without yielding, no wait: all of it is the shard's.
+        assert_eq!(own_stall(ms(15), t(20, 0)), ms(15));
+        // Late 15 ms, 10 of them waiting for a CPU, 3 ms on one: 3 ms own, 2 ms blocked or
+        // woken late.
+        assert_eq!(own_stall(ms(15), t(3, 10)), ms(3));
+        // Waited longer than it was late: nothing is the shard's.
+        assert_eq!(own_stall(ms(5), t(8, 9)), ms(0));
+    }
+
+    #[test]
+    fn this_threads_times_read_and_never_go_back() {
         // Kernels without schedstat have no file: nothing to check there.
-        let Some(mut r) = RunDelay::open() else {
+        let Some(mut s) = SchedTimes::open() else {
             return;
         };
-        let before = r.last_ns;
-        let _ = r.advance();
-        assert!(r.last_ns >= before);
+        let before = s.last;
+        let mut x = 0u64;
+        for i in 0..1_000_000u64 {
+            x = x.wrapping_add(std::hint::black_box(i));
+        }
+        std::hint::black_box(x);
+        let d = s.advance();
+        assert!(s.last.on_cpu_ns >= before.on_cpu_ns && s.last.waited_ns >= before.waited_ns);
+        assert_eq!(s.last.on_cpu_ns - before.on_cpu_ns, d.on_cpu_ns);
     }
 }
