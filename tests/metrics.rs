@@ -174,10 +174,9 @@ fn metrics_follow_a_real_produce_consume_run() {
         m["sluice_reactor_stall_seconds_count{shard=\"0\"}"]
     );
     // Read from the kernel's schedstat where it has one (Linux with CONFIG_SCHEDSTATS).
-    let cpu_wait = m["sluice_reactor_cpu_wait_seconds_total{shard=\"0\"}"];
-    assert!(cpu_wait >= 0.0);
+    assert!(m.contains_key("sluice_reactor_cpu_wait_seconds_total{shard=\"0\"}"));
     if std::path::Path::new("/proc/thread-self/schedstat").exists() {
-        // The broker's threads shared this machine's CPUs with the test's own: some wait.
+        // Every wake-up of a thread waits a little for its CPU.
         assert!(sum_prefix(&m, "sluice_reactor_cpu_wait_seconds_total") > 0.0);
     }
     // Produce errors are counted by code (3 = UNKNOWN_TOPIC_OR_PARTITION).
