@@ -391,9 +391,8 @@ impl Log {
         // on disk is current (or the segment is empty and needs none) unless recovery left
         // the segment unsynced.
         if let Some(f) = file {
-            self.settle_preallocation().await;
             f.sync_data().await?;
-            f.set_len(size).await?;
+            self.cut_active_file(&f, size).await?;
             f.sync_all().await?;
             if seg_summary.is_some() {
                 self.write_active_index().await?;

@@ -151,9 +151,8 @@ impl Log {
             )
         };
         if let Some(f) = &file {
-            self.settle_preallocation().await;
             f.sync_data().await?;
-            f.set_len(size).await?;
+            self.cut_active_file(f, size).await?;
         } else if self.active_unsynced.get() {
             // Recovery left it as a process crash did and nothing was written since.
             read_file.sync_data().await?;

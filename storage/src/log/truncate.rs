@@ -81,8 +81,7 @@ impl Log {
             Some(f) => (f, mode),
             None => open_write(&seg_path, mode).await?,
         };
-        self.settle_preallocation().await;
-        write_file.set_len(cut).await?;
+        self.cut_active_file(&write_file, cut).await?;
         let rebuilt = scan_file(&read_file, 0, cut, None, u64::MAX, |_, _| {}).await?;
         let mut seg = Segment::new(base, seg_path, read_file);
         let interval = self.config.borrow().index_interval_bytes;

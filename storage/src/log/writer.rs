@@ -425,7 +425,7 @@ impl Log {
     /// 50 ms at a time producing at the maximum rate (an off-CPU profile, docs/architecture.md
     /// §4 step 6). Writes go on meanwhile: one into a range not reserved yet is slower, not
     /// wrong, as fallocate (mode 0) never changes data already written. One runs per log at a
-    /// time; [`Log::settle_preallocation`] waits for it before the file's size is cut.
+    /// time; [`Log::cut_active_file`] waits for it before the file's size is cut.
     pub(super) fn start_preallocation(&self, file: &crate::runtime::File, from: u64, len: u64) {
         use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
         // SAFETY: `file` is open for the duration of the call; the duplicate is the job's own.
@@ -450,13 +450,19 @@ impl Log {
         *self.prealloc_job.borrow_mut() = Some(job);
     }
 
-    /// Waits for the running fallocate, if any: one that ended after a roll or a truncation
-    /// cut the file would extend it with zeros again.
-    pub(super) async fn settle_preallocation(&self) {
+    /// Sets the length of the active segment's file `file` (a roll, a truncation, the close),
+    /// once the running fallocate, if any, is done: one that ended later would extend the file
+    /// with zeros again.
+    pub(super) async fn cut_active_file(
+        &self,
+        file: &crate::runtime::File,
+        len: u64,
+    ) -> io::Result<()> {
         let job = self.prealloc_job.borrow_mut().take();
         if let Some(job) = job {
             let _ = job.await;
         }
+        file.set_len(len).await
     }
 
     /// Handles a failed write or roll: see the module documentation.
