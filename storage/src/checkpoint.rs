@@ -18,15 +18,24 @@
 //!   8 i64 clean point (offsets below it were cleaned at least once)
 //!  16 u32 crc32c(bytes 0..16)
 //!
-//! boot.checkpoint (big-endian; written without fsync, trusted only within the boot that wrote it)
+//! boot.checkpoint (big-endian; rewritten in place without fsync, trusted only within the boot
+//! that wrote it)
 //!   0 u32 magic "SLBT" | 4 u16 version=1 | 6 u16 reserved=0
 //!   8 [36] boot id (/proc/sys/kernel/random/boot_id)
 //!  44 u32 len | .index bytes of the active segment | u32 len | .timeindex bytes
 //!   … u32 len | producer snapshot (producer.rs)
 //!   … u32 crc32c(all preceding bytes)
+//!   … anything: what a longer checkpoint before it left (ignored)
 //! ```
 //!
 //! A file that fails any check reads as absent: recovery then scans more, it never trusts it.
+//!
+//! The other files are replaced (tmp → rename); the boot checkpoint, rewritten every
+//! `boot_checkpoint_interval_ms` by every written partition, is overwritten in place instead
+//! ([`write_in_place`]): a rename frees the replaced file's blocks, and on a filesystem mounted
+//! with `discard` every free sends the device a discard, which on some virtual disks holds
+//! every write behind it for hundreds of milliseconds (docs/architecture.md §4). A process
+//! crash during the overwrite leaves a mix of two checkpoints, which its CRC refuses.
 //!
 //! The boot checkpoint bounds recovery after a process crash (kill -9, OOM kill) without an
 //! fsync: whatever a completed write put in a file is in the kernel's page cache or on the
@@ -186,18 +195,12 @@ pub(crate) fn encode_boot(boot: &[u8; BOOT_ID_BYTES], c: &BootCheckpoint) -> Vec
     v
 }
 
-/// `None` unless the file is intact and was written in boot `boot`.
+/// `None` unless the file starts with an intact checkpoint written in boot `boot` (bytes
+/// after its CRC are ignored).
 pub(crate) fn decode_boot(b: &[u8], boot: &[u8; BOOT_ID_BYTES]) -> Option<BootCheckpoint> {
-    let (body, crc) = b.split_at(b.len().checked_sub(4)?);
-    if Reader::new(crc).u32()? != crc32c::crc32c(body) {
-        return None;
-    }
-    let mut r = Reader::new(body);
+    let mut r = Reader::new(b);
     let (magic, version, _reserved) = (r.u32()?, r.u16()?, r.u16()?);
     let written_in = r.take(BOOT_ID_BYTES)?;
-    if magic != BOOT_MAGIC || version != VERSION || written_in != boot.as_slice() {
-        return None;
-    }
     let mut part = || {
         let n = r.u32()? as usize;
         r.take(n).map(<[u8]>::to_vec)
@@ -207,13 +210,28 @@ pub(crate) fn decode_boot(b: &[u8], boot: &[u8; BOOT_ID_BYTES]) -> Option<BootCh
         time_index: part()?,
         producers: part()?,
     };
-    r.is_empty().then_some(c)
+    let body = b.len() - r.remaining();
+    let crc = r.u32()?;
+    let ok = crc == crc32c::crc32c(&b[..body])
+        && magic == BOOT_MAGIC
+        && version == VERSION
+        && written_in == boot.as_slice();
+    ok.then_some(c)
 }
 
-/// tmp → rename, no fsync: for the boot checkpoint, which only a restart in the same boot
-/// trusts (the page cache holds it until then).
-pub(crate) async fn write_replace(dir: &Path, name: &str, bytes: Vec<u8>) -> std::io::Result<()> {
-    write_via_tmp(dir, name, bytes, false).await
+/// Overwrites `name` from its first byte, without truncating it or an fsync: for the boot
+/// checkpoint, which only a restart in the same boot trusts (the page cache holds it until
+/// then) and whose decoder ignores what follows it (see the module comment for why not a
+/// rename).
+pub(crate) async fn write_in_place(dir: &Path, name: &str, bytes: Vec<u8>) -> std::io::Result<()> {
+    let mut f = crate::runtime::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .open(dir.join(name))
+        .await?;
+    let crate::runtime::BufResult(res, _) = f.write_all_at(bytes, 0).await;
+    res?;
+    f.close().await
 }
 
 /// Reads a whole small file; `None` if it does not exist.
@@ -227,30 +245,14 @@ pub(crate) async fn read_optional(path: &Path) -> std::io::Result<Option<Vec<u8>
 
 /// tmp → fsync → rename → fsync dir.
 pub(crate) async fn write_atomic(dir: &Path, name: &str, bytes: Vec<u8>) -> std::io::Result<()> {
-    write_via_tmp(dir, name, bytes, true).await
-}
-
-/// Writes `bytes` to `<name>.tmp` and renames it to `name`; `durable`: fsyncs the file before
-/// the rename and the directory after it.
-async fn write_via_tmp(
-    dir: &Path,
-    name: &str,
-    bytes: Vec<u8>,
-    durable: bool,
-) -> std::io::Result<()> {
     let tmp = dir.join(format!("{name}.tmp"));
     let mut f = crate::runtime::File::create(&tmp).await?;
     let crate::runtime::BufResult(res, _) = f.write_all_at(bytes, 0).await;
     res?;
-    if durable {
-        f.sync_all().await?;
-    }
+    f.sync_all().await?;
     f.close().await?;
     crate::runtime::rename(&tmp, dir.join(name)).await?;
-    if durable {
-        sync_dir(dir).await?;
-    }
-    Ok(())
+    sync_dir(dir).await
 }
 
 pub(crate) async fn sync_dir(dir: &Path) -> std::io::Result<()> {
@@ -293,7 +295,7 @@ mod tests {
             producers: vec![9; 40],
         };
         let b = encode_boot(&boot, &c);
-        assert_eq!(decode_boot(&b, &boot), Some(c));
+        assert_eq!(decode_boot(&b, &boot).as_ref(), Some(&c));
         for i in 0..b.len() {
             let mut d = b.clone();
             d[i] ^= 1;
@@ -302,9 +304,27 @@ mod tests {
         for cut in 0..b.len() {
             assert_eq!(decode_boot(&b[..cut], &boot), None, "cut at {cut}");
         }
-        let mut long = b.clone();
-        long.push(0);
-        assert_eq!(decode_boot(&long, &boot), None);
+        // Rewritten in place over a longer one: what follows its CRC is ignored; a process
+        // crash during the rewrite leaves a mix of the two, which is refused.
+        let old = BootCheckpoint {
+            index: vec![7; 300],
+            time_index: vec![8; 100],
+            producers: vec![],
+        };
+        let longer = encode_boot(&boot, &old);
+        let mut over = longer.clone();
+        over[..b.len()].copy_from_slice(&b);
+        assert_eq!(decode_boot(&over, &boot).as_ref(), Some(&c));
+        for written in 1..b.len() {
+            let mut torn = longer.clone();
+            torn[..written].copy_from_slice(&b[..written]);
+            // Either the old checkpoint still (the bytes written so far were the same), or nothing.
+            let d = decode_boot(&torn, &boot);
+            assert!(
+                d.is_none() || d.as_ref() == Some(&old),
+                "torn after {written} bytes"
+            );
+        }
         // Intact, but written in another boot.
         assert_eq!(decode_boot(&b, &[b'b'; BOOT_ID_BYTES]), None);
         // A length past the end, with a valid CRC.

@@ -1,6 +1,7 @@
 //! The boot checkpoint (format and why it is safe: checkpoint.rs): while the log is written,
 //! every `boot_checkpoint_interval_ms` (a timer armed by a write), the active segment's index
-//! and the producer state go to `boot.checkpoint` without an fsync, so that recovery after a
+//! and the producer state overwrite `boot.checkpoint` in place without an fsync (why in place:
+//! checkpoint.rs), so that recovery after a
 //! process crash in the same boot scans only what was written after it. A truncation, the one change that
 //! rewrites bytes the file may cover, removes it first and no new one is written until it is
 //! done; a roll makes it name a sealed segment, which recovery ignores.
@@ -8,7 +9,7 @@
 use std::cell::Cell;
 
 use super::Log;
-use crate::checkpoint::{boot_id, encode_boot, write_replace, BootCheckpoint, BOOT_FILE};
+use crate::checkpoint::{boot_id, encode_boot, write_in_place, BootCheckpoint, BOOT_FILE};
 
 /// A boot checkpoint is written only once the log wrote this many times its last size since
 /// the previous one: the index it carries grows with the active segment (about 0.5 % of it),
@@ -101,7 +102,7 @@ impl Log {
         let bytes_at = self.stats.bytes_written.get();
         let bytes = encode_boot(boot, &content);
         let size = bytes.len() as u64;
-        match write_replace(&self.dir, BOOT_FILE, bytes).await {
+        match write_in_place(&self.dir, BOOT_FILE, bytes).await {
             Ok(()) => {
                 let b = &self.boot;
                 b.last_ms.set(sluice_base::now_ms());
