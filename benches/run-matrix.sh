@@ -764,9 +764,17 @@ start_broker() { # start_broker ROW FLUSH
     return 1
 }
 
-start_sink() { # start_sink ROW KIND: the do-nothing broker, memory enough for a consume backlog
-    local row=$1 kind=$2 port mem=$((512 << 20))
+start_sink() { # start_sink ROW KIND [RATE]: the do-nothing broker, memory enough for a consume
+    # backlog, or for everything an end-to-end row sends (split over its partitions, so that a
+    # consumer a few seconds behind still finds its batches)
+    local row=$1 kind=$2 rate=${3:-0} port mem=$((512 << 20))
     [[ $kind == consume ]] && mem=$((BACKLOG_MSGS * 3 * MSG_SIZE))
+    if [[ $kind == e2e ]]; then
+        local secs=$(( ${DURATION%s} + ${WARMUP%s} + 5 ))
+        mem=$(( rate * secs * (MSG_SIZE + 128) ))
+        (( mem < (512 << 20) )) && mem=$((512 << 20))
+        (( mem > (8 << 30) )) && mem=$((8 << 30))
+    fi
     port=$(py freeport)
     mkdir -p "$RES/$row"
     BROKER_ADDR=127.0.0.1:$port
@@ -868,7 +876,7 @@ run_one() { # run_one sluice|kafka|sink NAME KIND FLUSH ACKS PARTITIONS [RATE] [
         if [[ $broker == kafka ]]; then
             start_kafka "$name" "$flush" && started=1
         elif [[ $broker == sink ]]; then
-            start_sink "$name" "$kind" && started=1
+            start_sink "$name" "$kind" "${rate:-0}" && started=1
         else
             start_broker "$name" "$flush" && started=1
         fi

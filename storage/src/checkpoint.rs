@@ -34,7 +34,7 @@
 //! `boot_checkpoint_interval_ms` by every written partition, is overwritten in place instead
 //! ([`write_in_place`]): a rename frees the replaced file's blocks, and on a filesystem mounted
 //! with `discard` every free sends the device a discard, which on some virtual disks holds
-//! every write behind it for hundreds of milliseconds (docs/architecture.md §4). A process
+//! every write behind it for hundreds of milliseconds (docs/architecture.md §8). A process
 //! crash during the overwrite leaves a mix of two checkpoints, which its CRC refuses.
 //!
 //! The boot checkpoint bounds recovery after a process crash (kill -9, OOM kill) without an

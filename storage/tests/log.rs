@@ -1201,9 +1201,13 @@ async fn a_boot_checkpoint_from_another_boot_is_ignored() {
     let path = dir.path().join("boot.checkpoint");
     let mut b = std::fs::read(&path).unwrap();
     b[8..44].copy_from_slice(b"00000000-0000-0000-0000-000000000000");
-    let n = b.len() - 4;
+    // The CRC follows the three length-prefixed parts (bytes after it are left over).
+    let mut n = 44;
+    for _ in 0..3 {
+        n += 4 + u32::from_be_bytes(b[n..n + 4].try_into().unwrap()) as usize;
+    }
     let crc = crc32c::crc32c(&b[..n]);
-    b[n..].copy_from_slice(&crc.to_be_bytes());
+    b[n..n + 4].copy_from_slice(&crc.to_be_bytes());
     std::fs::write(&path, &b).unwrap();
     let log = open(dir.path(), boot_config()).await;
     let scanned = log.stats().recovery_scanned_bytes.get();
