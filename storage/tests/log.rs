@@ -1172,8 +1172,8 @@ async fn the_boot_checkpoint_is_rewritten_in_place_and_what_follows_it_is_ignore
     // Rewritten (it covers more) in the same file: a file replaced by a rename frees its
     // blocks, which a filesystem mounted with `discard` sends to the device as a discard.
     assert_eq!(std::fs::metadata(&path).unwrap().created().unwrap(), born);
-    drop(log); // crash
-               // What a longer checkpoint before it leaves behind its end.
+    // A crash, then what a longer checkpoint before this one leaves behind its end.
+    drop(log);
     let mut f = std::fs::OpenOptions::new()
         .append(true)
         .open(&path)
