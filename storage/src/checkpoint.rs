@@ -201,6 +201,9 @@ pub(crate) fn decode_boot(b: &[u8], boot: &[u8; BOOT_ID_BYTES]) -> Option<BootCh
     let mut r = Reader::new(b);
     let (magic, version, _reserved) = (r.u32()?, r.u16()?, r.u16()?);
     let written_in = r.take(BOOT_ID_BYTES)?;
+    if magic != BOOT_MAGIC || version != VERSION || written_in != boot.as_slice() {
+        return None;
+    }
     let mut part = || {
         let n = r.u32()? as usize;
         r.take(n).map(<[u8]>::to_vec)
@@ -211,12 +214,7 @@ pub(crate) fn decode_boot(b: &[u8], boot: &[u8; BOOT_ID_BYTES]) -> Option<BootCh
         producers: part()?,
     };
     let body = b.len() - r.remaining();
-    let crc = r.u32()?;
-    let ok = crc == crc32c::crc32c(&b[..body])
-        && magic == BOOT_MAGIC
-        && version == VERSION
-        && written_in == boot.as_slice();
-    ok.then_some(c)
+    (r.u32()? == crc32c::crc32c(&b[..body])).then_some(c)
 }
 
 /// Overwrites `name` from its first byte, without truncating it or an fsync: for the boot
